@@ -1,0 +1,1 @@
+//! Benchmarks: criterion micro benches (see `benches/`) and end-to-end harnesses.

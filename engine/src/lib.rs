@@ -1,0 +1,1 @@
+//! The sharded, core-pinned io_uring data plane.

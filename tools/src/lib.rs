@@ -1,0 +1,1 @@
+//! Shared helpers for the command-line tools (rtcctl, rtc-loadgen, rtc-demo).
