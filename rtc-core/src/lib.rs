@@ -9,3 +9,5 @@
 //! input and each writer writes into a caller-provided buffer and returns the length.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod demux;

@@ -1,0 +1,7 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use rtc_core::demux::Datagram;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Datagram::classify(data);
+});
