@@ -1,0 +1,663 @@
+//! DTLS 1.2 for WebRTC, over the Sans-I/O `dimpl` state machine.
+//!
+//! This adapter adds what WebRTC needs around `dimpl`:
+//! - the role comes from SDP `a=setup` (or the direct API) and is fixed before the
+//!   handshake starts;
+//! - the peer's certificate is checked against the fingerprint signalled in SDP; a
+//!   mismatch fails the connection and no keying material is ever released;
+//! - DTLS-SRTP keying material (RFC 5764) is surfaced with the negotiated profile;
+//! - application data (SCTP for data channels) flows both ways once connected.
+//!
+//! `dimpl` signs with ECDSA only; a peer that insists on an RSA certificate cannot
+//! connect.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lc_rs::digest;
+
+/// Errors of the DTLS layer.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DtlsError {
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    CertificateGeneration(String),
+    /// A fingerprint string could not be parsed.
+    #[error("bad fingerprint: {0}")]
+    BadFingerprint(String),
+    /// The fingerprint's hash function is not supported.
+    #[error("unsupported fingerprint hash function {0:?}")]
+    UnsupportedHash(String),
+    /// The peer's certificate does not match the signalled fingerprint.
+    #[error("remote certificate does not match the signalled fingerprint")]
+    FingerprintMismatch,
+    /// The DTLS state machine failed (fatal for the connection).
+    #[error("dtls: {0}")]
+    Protocol(String),
+    /// The negotiated SRTP profile is not one we allow.
+    #[error("peer negotiated an SRTP profile we do not allow: {0:?}")]
+    SrtpProfileRefused(SrtpProfileId),
+    /// The DTLS role has not been decided yet.
+    #[error("DTLS role not set")]
+    RoleNotSet,
+    /// The connection is closed or failed.
+    #[error("DTLS connection is closed")]
+    Closed,
+}
+
+/// A certificate fingerprint as signalled in SDP `a=fingerprint` (RFC 8122).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    /// Hash function name, lower case (`sha-256`, `sha-1`, `sha-384`, `sha-512`).
+    pub hash_func: String,
+    /// The digest bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Fingerprint {
+    /// Computes the fingerprint of a DER certificate with the given hash function.
+    pub fn of_der(hash_func: &str, der: &[u8]) -> Result<Fingerprint, DtlsError> {
+        let alg = hash_alg(hash_func)?;
+        Ok(Fingerprint {
+            hash_func: hash_func.to_ascii_lowercase(),
+            bytes: digest::digest(alg, der).as_ref().to_vec(),
+        })
+    }
+
+    /// Whether `der` hashes to this fingerprint.
+    pub fn matches_der(&self, der: &[u8]) -> bool {
+        match hash_alg(&self.hash_func) {
+            Ok(alg) => {
+                let d = digest::digest(alg, der);
+                // Not secret: fingerprints are public, constant time is not needed.
+                d.as_ref() == self.bytes.as_slice()
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+fn hash_alg(name: &str) -> Result<&'static digest::Algorithm, DtlsError> {
+    match name.to_ascii_lowercase().as_str() {
+        "sha-1" => Ok(&digest::SHA1_FOR_LEGACY_USE_ONLY),
+        "sha-256" => Ok(&digest::SHA256),
+        "sha-384" => Ok(&digest::SHA384),
+        "sha-512" => Ok(&digest::SHA512),
+        other => Err(DtlsError::UnsupportedHash(other.to_string())),
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    /// Writes `sha-256 AB:CD:…`, the value of an SDP `a=fingerprint` line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ", self.hash_func)?;
+        for (i, b) in self.bytes.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = DtlsError;
+
+    /// Parses `sha-256 AB:CD:…` (the value of an SDP `a=fingerprint` line).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut it = s.split_whitespace();
+        let (Some(func), Some(hex), None) = (it.next(), it.next(), it.next()) else {
+            return Err(DtlsError::BadFingerprint(s.to_string()));
+        };
+        let alg = hash_alg(func)?;
+        let mut bytes = Vec::with_capacity(alg.output_len());
+        for part in hex.split(':') {
+            let b = u8::from_str_radix(part, 16)
+                .ok()
+                .filter(|_| part.len() == 2)
+                .ok_or_else(|| DtlsError::BadFingerprint(s.to_string()))?;
+            bytes.push(b);
+        }
+        if bytes.len() != alg.output_len() {
+            return Err(DtlsError::BadFingerprint(s.to_string()));
+        }
+        Ok(Fingerprint {
+            hash_func: func.to_ascii_lowercase(),
+            bytes,
+        })
+    }
+}
+
+/// A DTLS certificate and private key (ECDSA P-256), shareable across many `Rtc`.
+///
+/// Generating one costs a P-256 key generation and a signature (well under a
+/// millisecond); servers may generate one and hand clones of it to every `Rtc`.
+#[derive(Clone)]
+pub struct DtlsCert {
+    inner: Arc<dimpl::DtlsCertificate>,
+    fingerprint: Fingerprint,
+}
+
+impl fmt::Debug for DtlsCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DtlsCert")
+            .field("fingerprint", &self.fingerprint.to_string())
+            .finish()
+    }
+}
+
+impl DtlsCert {
+    /// Generates a fresh self-signed ECDSA P-256 certificate.
+    ///
+    /// Validity uses rcgen's fixed defaults (1975–4096), so no clock is read;
+    /// WebRTC peers authenticate the certificate by fingerprint only. The serial
+    /// number is random (Firefox rejects repeated serials from one issuer name).
+    pub fn new_ecdsa_p256() -> Result<DtlsCert, DtlsError> {
+        let gen_err = |e: rcgen::Error| DtlsError::CertificateGeneration(e.to_string());
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, "WebRTC");
+        params.distinguished_name = dn;
+        let serial: [u8; 16] = rand::random();
+        params.serial_number = Some(serial.to_vec().into());
+        let cert = params.self_signed(&key).map_err(gen_err)?;
+        Self::from_der(cert.der().to_vec(), key.serialize_der())
+    }
+
+    /// Uses a caller-supplied certificate (DER) and PKCS#8 private key (DER).
+    /// The key must be ECDSA (P-256 or P-384).
+    pub fn from_der(certificate: Vec<u8>, private_key: Vec<u8>) -> Result<DtlsCert, DtlsError> {
+        let fingerprint = Fingerprint::of_der("sha-256", &certificate)?;
+        Ok(DtlsCert {
+            inner: Arc::new(dimpl::DtlsCertificate {
+                certificate,
+                private_key,
+            }),
+            fingerprint,
+        })
+    }
+
+    /// The SHA-256 fingerprint to signal in SDP.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+}
+
+/// SRTP protection profiles negotiable through DTLS-SRTP (`use_srtp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SrtpProfileId {
+    /// SRTP_AES128_CM_HMAC_SHA1_80 (RFC 5764).
+    Aes128CmSha1_80,
+    /// SRTP_AEAD_AES_128_GCM (RFC 7714).
+    AeadAes128Gcm,
+    /// SRTP_AEAD_AES_256_GCM (RFC 7714).
+    AeadAes256Gcm,
+}
+
+impl SrtpProfileId {
+    fn from_dimpl(p: dimpl::SrtpProfile) -> Option<Self> {
+        match p {
+            dimpl::SrtpProfile::AES128_CM_SHA1_80 => Some(SrtpProfileId::Aes128CmSha1_80),
+            dimpl::SrtpProfile::AEAD_AES_128_GCM => Some(SrtpProfileId::AeadAes128Gcm),
+            dimpl::SrtpProfile::AEAD_AES_256_GCM => Some(SrtpProfileId::AeadAes256Gcm),
+            _ => None,
+        }
+    }
+}
+
+/// What the DTLS layer reports to the `Rtc`.
+#[derive(Debug)]
+pub(crate) enum DtlsEvent {
+    /// Handshake done and the peer certificate matched the fingerprint.
+    Connected,
+    /// SRTP keys (released only after the fingerprint check passed).
+    SrtpKeys {
+        profile: SrtpProfileId,
+        material: Vec<u8>,
+        we_are_client: bool,
+    },
+    /// Decrypted application data (SCTP packets).
+    Data(Vec<u8>),
+    /// The peer closed the connection (close_notify).
+    Closed,
+    /// The connection failed; no further traffic.
+    Failed(DtlsError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Handshaking,
+    Connected,
+    Done,
+}
+
+/// One DTLS association over the ICE transport.
+pub(crate) struct DtlsTransport {
+    cert: DtlsCert,
+    config: Arc<dimpl::Config>,
+    dtls: Option<dimpl::Dtls>,
+    active: Option<bool>,
+    remote_fingerprint: Option<Fingerprint>,
+    peer_cert: Option<Vec<u8>>,
+    pending_keys: Option<(SrtpProfileId, Vec<u8>)>,
+    handshake_done: bool,
+    allowed_profiles: Vec<SrtpProfileId>,
+    state: State,
+    events: VecDeque<DtlsEvent>,
+    transmits: VecDeque<Vec<u8>>,
+    next_timeout: Option<Instant>,
+    scratch: Vec<u8>,
+    last_now: Option<Instant>,
+}
+
+impl DtlsTransport {
+    pub(crate) fn new(cert: DtlsCert, allowed_profiles: Vec<SrtpProfileId>) -> Self {
+        let config = dimpl::Config::builder()
+            .mtu(1200)
+            .build()
+            // The builder only fails on inconsistent custom suites/PSK, none are set.
+            .expect("default dimpl config is valid");
+        DtlsTransport {
+            cert,
+            config: Arc::new(config),
+            dtls: None,
+            active: None,
+            remote_fingerprint: None,
+            peer_cert: None,
+            pending_keys: None,
+            handshake_done: false,
+            allowed_profiles,
+            state: State::Idle,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            next_timeout: None,
+            scratch: vec![0; 2048],
+            last_now: None,
+        }
+    }
+
+    pub(crate) fn local_fingerprint(&self) -> &Fingerprint {
+        self.cert.fingerprint()
+    }
+
+    pub(crate) fn remote_fingerprint(&self) -> Option<&Fingerprint> {
+        self.remote_fingerprint.as_ref()
+    }
+
+    pub(crate) fn set_remote_fingerprint(&mut self, fp: Fingerprint) {
+        if self.remote_fingerprint.as_ref() == Some(&fp) {
+            return;
+        }
+        self.remote_fingerprint = Some(fp);
+        self.maybe_release();
+    }
+
+    /// Sets the role. `true`: DTLS client (SDP `setup:active`).
+    pub(crate) fn set_active(&mut self, active: bool) {
+        if self.state == State::Idle {
+            self.active = Some(active);
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> Option<bool> {
+        self.active
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    pub(crate) fn is_failed_or_closed(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Starts the handshake (client sends ClientHello on the next poll). Needs the role.
+    pub(crate) fn start(&mut self, now: Instant) -> Result<(), DtlsError> {
+        if self.state != State::Idle {
+            return Ok(());
+        }
+        let Some(active) = self.active else {
+            return Err(DtlsError::RoleNotSet);
+        };
+        let mut dtls = dimpl::Dtls::new_12(
+            Arc::clone(&self.config),
+            (*self.cert.inner).clone(),
+            now,
+        );
+        dtls.set_active(active);
+        if let Err(e) = dtls.handle_timeout(now) {
+            self.dtls = Some(dtls);
+            self.fail(DtlsError::Protocol(e.to_string()));
+            return Ok(());
+        }
+        self.dtls = Some(dtls);
+        self.state = State::Handshaking;
+        self.last_now = Some(now);
+        self.drain();
+        Ok(())
+    }
+
+    pub(crate) fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        if self.state == State::Idle && self.active == Some(false) {
+            // A server starts on the first ClientHello.
+            let _ = self.start(now);
+        }
+        let Some(dtls) = self.dtls.as_mut() else {
+            return;
+        };
+        if self.state == State::Done {
+            return;
+        }
+        if self.last_now.is_none_or(|t| now > t) {
+            self.last_now = Some(now);
+            if let Err(e) = dtls.handle_timeout(now) {
+                self.fail(DtlsError::Protocol(e.to_string()));
+                return;
+            }
+        }
+        if let Err(e) = dtls.handle_packet(packet) {
+            self.fail(DtlsError::Protocol(e.to_string()));
+            return;
+        }
+        self.drain();
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Done {
+            return;
+        }
+        let Some(dtls) = self.dtls.as_mut() else {
+            return;
+        };
+        if self.last_now.is_some_and(|t| now < t) {
+            return;
+        }
+        self.last_now = Some(now);
+        if self.next_timeout.is_some_and(|t| now >= t) {
+            if let Err(e) = dtls.handle_timeout(now) {
+                self.fail(DtlsError::Protocol(e.to_string()));
+                return;
+            }
+            self.drain();
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Done {
+            return None;
+        }
+        self.next_timeout
+    }
+
+    pub(crate) fn send_data(&mut self, data: &[u8]) -> Result<(), DtlsError> {
+        if self.state == State::Done {
+            return Err(DtlsError::Closed);
+        }
+        let Some(dtls) = self.dtls.as_mut() else {
+            return Err(DtlsError::RoleNotSet);
+        };
+        if let Err(e) = dtls.send_application_data(data) {
+            let err = DtlsError::Protocol(e.to_string());
+            self.fail(err.clone());
+            return Err(err);
+        }
+        self.drain();
+        Ok(())
+    }
+
+    pub(crate) fn close(&mut self) {
+        if let Some(dtls) = self.dtls.as_mut()
+            && self.state != State::Done
+        {
+            let _ = dtls.close();
+            self.drain();
+        }
+        self.state = State::Done;
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmits.pop_front()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<DtlsEvent> {
+        self.events.pop_front()
+    }
+
+    fn fail(&mut self, e: DtlsError) {
+        if self.state != State::Done {
+            self.state = State::Done;
+            self.pending_keys = None;
+            self.events.push_back(DtlsEvent::Failed(e));
+        }
+    }
+
+    fn drain(&mut self) {
+        loop {
+            let Some(dtls) = self.dtls.as_mut() else {
+                return;
+            };
+            match dtls.poll_output(&mut self.scratch) {
+                dimpl::Output::Packet(p) => self.transmits.push_back(p.to_vec()),
+                dimpl::Output::BufferTooSmall { needed } => {
+                    self.scratch.resize(needed, 0);
+                }
+                dimpl::Output::Timeout(t) => {
+                    self.next_timeout = Some(t);
+                    break;
+                }
+                dimpl::Output::Connected => {
+                    self.handshake_done = true;
+                }
+                dimpl::Output::PeerCert(der) => {
+                    self.peer_cert = Some(der.to_vec());
+                }
+                dimpl::Output::KeyingMaterial(km, profile) => {
+                    match SrtpProfileId::from_dimpl(profile) {
+                        Some(p) => self.pending_keys = Some((p, km.to_vec())),
+                        None => {
+                            self.fail(DtlsError::Protocol(format!(
+                                "unknown SRTP profile {profile:?}"
+                            )));
+                            return;
+                        }
+                    }
+                }
+                dimpl::Output::ApplicationData(d) => {
+                    if self.state == State::Connected {
+                        self.events.push_back(DtlsEvent::Data(d.to_vec()));
+                    }
+                }
+                dimpl::Output::CloseNotify => {
+                    self.state = State::Done;
+                    self.events.push_back(DtlsEvent::Closed);
+                }
+                _ => {}
+            }
+        }
+        self.maybe_release();
+    }
+
+    /// Releases Connected + keys once the handshake is done and the certificate
+    /// matched the signalled fingerprint.
+    fn maybe_release(&mut self) {
+        if self.state != State::Handshaking || !self.handshake_done {
+            return;
+        }
+        let (Some(fp), Some(der)) = (self.remote_fingerprint.as_ref(), self.peer_cert.as_ref())
+        else {
+            return;
+        };
+        if !fp.matches_der(der) {
+            self.fail(DtlsError::FingerprintMismatch);
+            if let Some(dtls) = self.dtls.as_mut() {
+                let _ = dtls.close();
+            }
+            return;
+        }
+        if let Some((profile, _)) = &self.pending_keys
+            && !self.allowed_profiles.contains(profile)
+        {
+            let p = *profile;
+            self.fail(DtlsError::SrtpProfileRefused(p));
+            return;
+        }
+        self.state = State::Connected;
+        self.events.push_back(DtlsEvent::Connected);
+        if let Some((profile, material)) = self.pending_keys.take() {
+            self.events.push_back(DtlsEvent::SrtpKeys {
+                profile,
+                material,
+                we_are_client: self.active == Some(true),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pump(a: &mut DtlsTransport, b: &mut DtlsTransport, now: Instant) {
+        for _ in 0..50 {
+            let mut moved = false;
+            while let Some(p) = a.poll_transmit() {
+                b.handle_packet(now, &p);
+                moved = true;
+            }
+            while let Some(p) = b.poll_transmit() {
+                a.handle_packet(now, &p);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn pair(mismatch: bool) -> (DtlsTransport, DtlsTransport) {
+        let all = vec![
+            SrtpProfileId::AeadAes256Gcm,
+            SrtpProfileId::AeadAes128Gcm,
+            SrtpProfileId::Aes128CmSha1_80,
+        ];
+        let ca = DtlsCert::new_ecdsa_p256().unwrap();
+        let cb = DtlsCert::new_ecdsa_p256().unwrap();
+        let other = DtlsCert::new_ecdsa_p256().unwrap();
+        let mut a = DtlsTransport::new(ca.clone(), all.clone());
+        let mut b = DtlsTransport::new(cb.clone(), all);
+        a.set_remote_fingerprint(if mismatch {
+            other.fingerprint().clone()
+        } else {
+            cb.fingerprint().clone()
+        });
+        b.set_remote_fingerprint(ca.fingerprint().clone());
+        a.set_active(true);
+        b.set_active(false);
+        (a, b)
+    }
+
+    fn events(t: &mut DtlsTransport) -> Vec<DtlsEvent> {
+        std::iter::from_fn(|| t.poll_event()).collect()
+    }
+
+    #[test]
+    fn handshake_exports_matching_keys() {
+        let now = Instant::now();
+        let (mut a, mut b) = pair(false);
+        a.start(now).unwrap();
+        pump(&mut a, &mut b, now);
+        assert!(a.is_connected() && b.is_connected());
+        let ka = events(&mut a);
+        let kb = events(&mut b);
+        let key = |ev: &[DtlsEvent]| {
+            ev.iter().find_map(|e| match e {
+                DtlsEvent::SrtpKeys {
+                    profile,
+                    material,
+                    we_are_client,
+                } => Some((*profile, material.clone(), *we_are_client)),
+                _ => None,
+            })
+        };
+        let (pa, ma, ca) = key(&ka).expect("client keys");
+        let (pb, mb, cb) = key(&kb).expect("server keys");
+        assert_eq!(pa, pb);
+        assert_eq!(ma, mb);
+        assert!(ca && !cb);
+        assert!(matches!(ka[0], DtlsEvent::Connected));
+    }
+
+    #[test]
+    fn fingerprint_mismatch_fails_without_keys() {
+        let now = Instant::now();
+        let (mut a, mut b) = pair(true);
+        a.start(now).unwrap();
+        pump(&mut a, &mut b, now);
+        let ev = events(&mut a);
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, DtlsEvent::Failed(DtlsError::FingerprintMismatch)))
+        );
+        assert!(!ev.iter().any(|e| matches!(e, DtlsEvent::SrtpKeys { .. })));
+        assert!(!a.is_connected());
+    }
+
+    #[test]
+    fn application_data_both_ways() {
+        let now = Instant::now();
+        let (mut a, mut b) = pair(false);
+        a.start(now).unwrap();
+        pump(&mut a, &mut b, now);
+        events(&mut a);
+        events(&mut b);
+        a.send_data(b"hello").unwrap();
+        b.send_data(b"world").unwrap();
+        pump(&mut a, &mut b, now);
+        assert!(matches!(&events(&mut b)[..], [DtlsEvent::Data(d)] if d == b"hello"));
+        assert!(matches!(&events(&mut a)[..], [DtlsEvent::Data(d)] if d == b"world"));
+    }
+
+    #[test]
+    fn retransmits_on_timeout_after_loss() {
+        let mut now = Instant::now();
+        let (mut a, mut b) = pair(false);
+        a.start(now).unwrap();
+        // Lose the first ClientHello.
+        assert!(a.poll_transmit().is_some());
+        let t = a.poll_timeout().expect("retransmit timer");
+        now = now.max(t) + Duration::from_millis(1);
+        a.handle_timeout(now);
+        pump(&mut a, &mut b, now);
+        for _ in 0..20 {
+            if a.is_connected() && b.is_connected() {
+                break;
+            }
+            now += Duration::from_millis(500);
+            a.handle_timeout(now);
+            b.handle_timeout(now);
+            pump(&mut a, &mut b, now);
+        }
+        assert!(a.is_connected() && b.is_connected());
+    }
+
+    #[test]
+    fn fingerprint_parse_and_display() {
+        let c = DtlsCert::new_ecdsa_p256().unwrap();
+        let s = c.fingerprint().to_string();
+        assert!(s.starts_with("sha-256 "));
+        let back: Fingerprint = s.parse().unwrap();
+        assert_eq!(&back, c.fingerprint());
+        assert!("sha-256 AB:CD".parse::<Fingerprint>().is_err());
+        assert!("md5 AB".parse::<Fingerprint>().is_err());
+        assert!("sha-256".parse::<Fingerprint>().is_err());
+        assert!("sha-1 ZZ:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00".parse::<Fingerprint>().is_err());
+    }
+}
