@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property, integration and browser-interop tests.
-# Installs what it needs on a fresh machine (Debian chromium for the interop tests).
+# Installs what it needs on a fresh Debian machine: Chromium (for the interop tests)
+# and the Node package that drives it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v node >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+(cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo test --workspace --all-targets
 cargo test --workspace --doc

@@ -1,0 +1,335 @@
+//! http-post: the smallest useful server around an `Rtc`.
+//!
+//! One UDP socket, a tiny HTTP endpoint that takes an SDP offer and answers it, and
+//! a single-threaded run loop as in the seed README. Open `http://127.0.0.1:3000/`
+//! in a browser: the page sends camera and microphone; this program reports what
+//! it receives.
+//!
+//! ```text
+//! cargo run --release -p rtc-core --example http-post -- [--http 127.0.0.1:3000]
+//!     [--udp 127.0.0.1:0] [--ice-lite] [--frame-mode] [--exit-after-packets N]
+//! ```
+//! Status lines are printed to stdout as JSON (one object per line), so scripts can
+//! follow a session.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rtc_core::event::Event;
+use rtc_core::ice::Candidate;
+use rtc_core::io::{Input, Output, Protocol, Receive};
+use rtc_core::sdp_api::SdpOffer;
+use rtc_core::Rtc;
+
+/// Options of the example (also used by the Chromium interop test).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// UDP media address.
+    pub udp: SocketAddr,
+    /// Act as ICE-lite.
+    pub ice_lite: bool,
+    /// RTP mode (default) or frame mode.
+    pub rtp_mode: bool,
+    /// Stop after this many SRTP packets were decrypted (0 = run forever).
+    pub exit_after_packets: u64,
+    /// Give up after this long without finishing (None = never).
+    pub deadline: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            http: "127.0.0.1:3000".parse().expect("valid literal address"),
+            udp: "127.0.0.1:0".parse().expect("valid literal address"),
+            ice_lite: false,
+            rtp_mode: true,
+            exit_after_packets: 0,
+            deadline: None,
+        }
+    }
+}
+
+/// What happened in one session, reported when `run` returns.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// ICE reached connected.
+    pub ice_connected: bool,
+    /// DTLS finished and SRTP keys were installed.
+    pub dtls_connected: bool,
+    /// The SRTP profile in use.
+    pub srtp_profile: Option<String>,
+    /// SRTP packets decrypted.
+    pub srtp_packets: u64,
+    /// RTP packet events seen (RTP mode).
+    pub rtp_events: u64,
+}
+
+const PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>rtc-core http-post</title></head>
+<body><h1>rtc-core http-post</h1><p id="state">starting…</p>
+<script>
+const state = (s) => { document.getElementById('state').textContent = s; window.rtcState = s; };
+(async () => {
+  const pc = new RTCPeerConnection();
+  window.pc = pc;
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  for (const t of stream.getTracks()) pc.addTrack(t, stream);
+  pc.oniceconnectionstatechange = () => state('ice ' + pc.iceConnectionState);
+  pc.onconnectionstatechange = () => state('pc ' + pc.connectionState);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => {
+    if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+    setTimeout(r, 2000);
+  });
+  const res = await fetch('/offer', { method: 'POST', body: pc.localDescription.sdp,
+    headers: { 'content-type': 'application/sdp' } });
+  if (!res.ok) throw new Error('offer rejected: ' + res.status + ' ' + await res.text());
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  state('answered');
+})().catch((e) => state('error ' + e));
+</script></body></html>"#;
+
+fn main() {
+    let mut opts = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| {
+            args.next().unwrap_or_else(|| {
+                eprintln!("{name} needs a value");
+                std::process::exit(2)
+            })
+        };
+        match a.as_str() {
+            "--http" => opts.http = parse_or_exit(&val("--http")),
+            "--udp" => opts.udp = parse_or_exit(&val("--udp")),
+            "--ice-lite" => opts.ice_lite = true,
+            "--frame-mode" => opts.rtp_mode = false,
+            "--exit-after-packets" => opts.exit_after_packets = parse_or_exit(&val(&a)),
+            "--help" | "-h" => {
+                println!(
+                    "usage: http-post [--http ADDR] [--udp ADDR] [--ice-lite] [--frame-mode] \
+                     [--exit-after-packets N]"
+                );
+                return;
+            }
+            other => {
+                eprintln!("unknown argument {other:?} (try --help)");
+                std::process::exit(2);
+            }
+        }
+    }
+    let listener = match TcpListener::bind(opts.http) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", opts.http);
+            std::process::exit(1);
+        }
+    };
+    eprintln!("open http://{} in a browser", opts.http);
+    loop {
+        match run(&listener, &opts, |line| println!("{line}")) {
+            Ok(r) => eprintln!("session ended: {r:?}"),
+            Err(e) => eprintln!("session error: {e}"),
+        }
+        if opts.exit_after_packets > 0 {
+            return;
+        }
+    }
+}
+
+fn parse_or_exit<T: std::str::FromStr>(s: &str) -> T {
+    s.parse().unwrap_or_else(|_| {
+        eprintln!("cannot parse {s:?}");
+        std::process::exit(2)
+    })
+}
+
+/// Serves HTTP until an offer arrives, answers it, then runs the media loop for
+/// that one peer until it disconnects (or the packet goal/deadline is reached).
+pub fn run(
+    listener: &TcpListener,
+    opts: &Options,
+    mut status: impl FnMut(String),
+) -> io::Result<Report> {
+    let socket = UdpSocket::bind(opts.udp)?;
+    let local = socket.local_addr()?;
+    let start = Instant::now();
+
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(opts.ice_lite)
+        .set_rtp_mode(opts.rtp_mode)
+        .build(Instant::now())
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let cand = Candidate::host(local, Protocol::Udp)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    rtc.add_local_candidate(cand);
+
+    // HTTP: serve the page until an offer is posted.
+    loop {
+        let (stream, _) = listener.accept()?;
+        match handle_http(stream, &mut rtc) {
+            Ok(true) => break,
+            Ok(false) => continue,
+            Err(e) => eprintln!("http: {e}"),
+        }
+    }
+    status(format!(r#"{{"event":"answered","udp":"{local}"}}"#));
+
+    let mut report = Report::default();
+    let mut buf = vec![0u8; 2000];
+    loop {
+        let timeout = match rtc.poll_output().map_err(|e| io::Error::other(e.to_string()))? {
+            Output::Timeout(t) => t,
+            Output::Transmit(t) => {
+                socket.send_to(t.contents, t.destination)?;
+                continue;
+            }
+            Output::Event(e) => {
+                match e {
+                    Event::IceConnectionStateChange(s) => {
+                        status(format!(r#"{{"event":"ice","state":"{s:?}"}}"#));
+                        if matches!(
+                            s,
+                            rtc_core::ice::IceConnectionState::Connected
+                                | rtc_core::ice::IceConnectionState::Completed
+                        ) {
+                            report.ice_connected = true;
+                        }
+                    }
+                    Event::Connected => {
+                        report.dtls_connected = true;
+                        report.srtp_profile = rtc.srtp_profile().map(|p| format!("{p:?}"));
+                        status(format!(
+                            r#"{{"event":"connected","srtp_profile":"{}"}}"#,
+                            report.srtp_profile.as_deref().unwrap_or("")
+                        ));
+                    }
+                    Event::RtpPacket(_) => report.rtp_events += 1,
+                    Event::Failed(r) => {
+                        status(format!(r#"{{"event":"failed","reason":"{r:?}"}}"#));
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+        };
+        report.srtp_packets = rtc.stats().srtp_packets_in;
+        if !rtc.is_alive() {
+            break;
+        }
+        if opts.exit_after_packets > 0 && report.srtp_packets >= opts.exit_after_packets {
+            status(format!(
+                r#"{{"event":"done","srtp_packets":{},"rtp_events":{}}}"#,
+                report.srtp_packets, report.rtp_events
+            ));
+            rtc.disconnect();
+            while let Ok(Output::Transmit(t)) = rtc.poll_output() {
+                let _ = socket.send_to(t.contents, t.destination);
+            }
+            break;
+        }
+        if opts.deadline.is_some_and(|d| start.elapsed() > d) {
+            status(r#"{"event":"deadline"}"#.to_string());
+            break;
+        }
+        let now = Instant::now();
+        let wait = timeout.saturating_duration_since(now);
+        if wait.is_zero() {
+            rtc.handle_input(Input::Timeout(now))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            continue;
+        }
+        socket.set_read_timeout(Some(wait.min(Duration::from_millis(500))))?;
+        let input_res = socket.recv_from(&mut buf);
+        let now = Instant::now();
+        let res = match input_res {
+            Ok((n, source)) => rtc.handle_input(Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: local,
+                    contents: &buf[..n],
+                },
+            )),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                rtc.handle_input(Input::Timeout(now))
+            }
+            Err(e) => return Err(e),
+        };
+        res.map_err(|e| io::Error::other(e.to_string()))?;
+    }
+    Ok(report)
+}
+
+/// Handles one HTTP request. Returns true when an offer was answered.
+fn handle_http(stream: TcpStream, rtc: &mut Rtc) -> io::Result<bool> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case("content-length")
+        {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    if content_length > 256 * 1024 {
+        respond(stream, "413 Payload Too Large", "text/plain", "offer too large")?;
+        return Ok(false);
+    }
+    let mut body = vec![0u8; content_length];
+    reader.read_exact(&mut body)?;
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    match (method, path) {
+        ("GET", "/") => {
+            respond(stream, "200 OK", "text/html; charset=utf-8", PAGE)?;
+            Ok(false)
+        }
+        ("POST", "/offer") => {
+            let text = String::from_utf8_lossy(&body);
+            let offer = match SdpOffer::from_sdp_string(&text) {
+                Ok(o) => o,
+                Err(e) => {
+                    respond(stream, "400 Bad Request", "text/plain", &e.to_string())?;
+                    return Ok(false);
+                }
+            };
+            match rtc.sdp_api().accept_offer(offer) {
+                Ok(answer) => {
+                    respond(stream, "200 OK", "application/sdp", &answer.to_sdp_string())?;
+                    Ok(true)
+                }
+                Err(e) => {
+                    respond(stream, "400 Bad Request", "text/plain", &e.to_string())?;
+                    Ok(false)
+                }
+            }
+        }
+        _ => {
+            respond(stream, "404 Not Found", "text/plain", "not found")?;
+            Ok(false)
+        }
+    }
+}
+
+fn respond(mut stream: TcpStream, status: &str, ctype: &str, body: &str) -> io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}

@@ -1,0 +1,80 @@
+//! The direct API: set a connection up without SDP.
+//!
+//! For servers whose signalling is not SDP: exchange ICE credentials, the DTLS
+//! fingerprint and roles by any means, then declare media and streams here.
+
+use crate::dtls::Fingerprint;
+use crate::ice::IceCreds;
+use crate::media::{MediaKind, Mid};
+use crate::rtc::{Rtc, RtcError};
+
+/// Borrowed handle from [`Rtc::direct_api`].
+pub struct DirectApi<'a> {
+    rtc: &'a mut Rtc,
+}
+
+impl<'a> DirectApi<'a> {
+    pub(crate) fn new(rtc: &'a mut Rtc) -> Self {
+        DirectApi { rtc }
+    }
+
+    /// Our ICE credentials (to send to the peer).
+    pub fn local_ice_credentials(&self) -> IceCreds {
+        self.rtc.ice.local_credentials().clone()
+    }
+
+    /// The peer's ICE credentials.
+    pub fn set_remote_ice_credentials(&mut self, creds: IceCreds) {
+        self.rtc.ice.set_remote_credentials(creds);
+    }
+
+    /// Whether we are the ICE controlling agent (the offerer usually is; an ICE-lite
+    /// agent is always controlled).
+    pub fn set_ice_controlling(&mut self, controlling: bool) {
+        self.rtc.ice.set_controlling(controlling);
+    }
+
+    /// Our DTLS certificate fingerprint (to send to the peer).
+    pub fn local_dtls_fingerprint(&self) -> Fingerprint {
+        self.rtc.dtls.local_fingerprint().clone()
+    }
+
+    /// The fingerprint the peer's certificate must match.
+    pub fn set_remote_fingerprint(&mut self, fp: Fingerprint) {
+        self.rtc.dtls.set_remote_fingerprint(fp);
+    }
+
+    /// Fixes the DTLS role: `true` makes us the DTLS client (we send ClientHello once
+    /// ICE connects), `false` the server. Must be set before the handshake starts.
+    pub fn start_dtls(&mut self, active: bool) -> Result<(), RtcError> {
+        if self.rtc.dtls.is_active().is_some_and(|a| a != active) {
+            return Err(RtcError::InvalidState("DTLS role already set"));
+        }
+        self.rtc.dtls.set_active(active);
+        Ok(())
+    }
+
+    /// Declares a media section.
+    pub fn declare_media(&mut self, mid: Mid, kind: MediaKind) {
+        self.rtc.add_media_entry(mid, kind);
+    }
+
+    /// Declares an incoming SSRC as belonging to a media section.
+    pub fn expect_stream_rx(&mut self, mid: Mid, ssrc: u32) -> Result<(), RtcError> {
+        let m = self
+            .rtc
+            .media
+            .iter_mut()
+            .find(|m| m.mid == mid)
+            .ok_or(RtcError::UnknownMid(mid))?;
+        if !m.remote_ssrcs.contains(&ssrc) {
+            m.remote_ssrcs.push(ssrc);
+        }
+        Ok(())
+    }
+
+    /// RTP mode: protects and sends one complete RTP packet (header + payload).
+    pub fn write_rtp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
+        self.rtc.send_rtp_packet(packet)
+    }
+}

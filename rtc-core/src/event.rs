@@ -1,0 +1,75 @@
+//! Events an [`Rtc`](crate::Rtc) reports through [`Output::Event`](crate::Output::Event).
+
+use crate::dtls::DtlsError;
+use crate::ice::IceConnectionState;
+use crate::media::{MediaKind, Mid};
+
+/// Something that happened inside the `Rtc`.
+///
+/// Events may borrow from the `Rtc` (an RTP payload, for instance); the borrow ends
+/// with the next call on the `Rtc`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The ICE connection state changed.
+    IceConnectionStateChange(IceConnectionState),
+    /// ICE and DTLS are up and the peer's certificate matched its fingerprint:
+    /// SRTP keys are installed and media may flow.
+    Connected,
+    /// The connection failed for good (DTLS failure, fingerprint mismatch, consent
+    /// lost). The `Rtc` is no longer alive.
+    Failed(FailReason),
+    /// A media section was added by SDP negotiation or the direct API.
+    MediaAdded(MediaAdded),
+    /// RTP mode: one incoming RTP packet, decrypted and parsed.
+    RtpPacket(RtpPacketReceived<'a>),
+}
+
+/// Why the connection failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// The DTLS handshake or session failed.
+    Dtls(DtlsError),
+    /// The peer's certificate does not match the signalled fingerprint.
+    FingerprintMismatch,
+    /// ICE failed or consent to send expired (RFC 7675).
+    IceFailed,
+}
+
+/// A media section that appeared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaAdded {
+    /// Its mid.
+    pub mid: Mid,
+    /// Audio or video.
+    pub kind: MediaKind,
+}
+
+/// An RTP packet received in RTP mode, after SRTP.
+#[derive(Debug)]
+pub struct RtpPacketReceived<'a> {
+    /// Media section it belongs to, when it could be resolved.
+    pub mid: Option<Mid>,
+    /// The packet's SSRC.
+    pub ssrc: u32,
+    /// Payload type.
+    pub payload_type: u8,
+    /// Sequence number extended to 64 bits.
+    pub seq_no: u64,
+    /// RTP timestamp as sent.
+    pub timestamp: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// The whole decrypted RTP packet (header and payload).
+    pub packet: &'a [u8],
+    /// Offset of the payload in `packet`.
+    pub payload_offset: usize,
+}
+
+impl RtpPacketReceived<'_> {
+    /// The payload (after the header, without padding).
+    pub fn payload(&self) -> &[u8] {
+        self.packet.get(self.payload_offset..).unwrap_or(&[])
+    }
+}

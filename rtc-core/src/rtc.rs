@@ -1,0 +1,707 @@
+//! The [`Rtc`] state machine: one WebRTC peer connection, driven by its caller.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::demux::Datagram;
+use crate::dtls::{DtlsCert, DtlsError, DtlsEvent, DtlsTransport, Fingerprint, SrtpProfileId};
+use crate::event::{Event, FailReason, MediaAdded, RtpPacketReceived};
+use crate::ice::{Candidate, IceAgent, IceAgentEvent, IceConnectionState, IceCreds};
+use crate::io::{Input, Output, Protocol, Receive, Transmit};
+use crate::media::{MediaKind, Mid};
+use crate::rtp::{RtpPacket, SeqUnwrapper};
+use crate::srtp::{SrtpContext, SrtpProfile};
+use crate::stun::StunMessage;
+
+/// Errors from the `Rtc` API (bad input or misuse; never broken invariants).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtcError {
+    /// The `Rtc` is closed or failed.
+    #[error("the Rtc is no longer alive")]
+    NotAlive,
+    /// Time went backwards.
+    #[error("time went backwards")]
+    TimeWentBackwards,
+    /// A DTLS-level error.
+    #[error(transparent)]
+    Dtls(#[from] DtlsError),
+    /// SDP could not be parsed or negotiated.
+    #[error("sdp: {0}")]
+    Sdp(String),
+    /// An ICE candidate was rejected.
+    #[error("ice: {0}")]
+    Ice(String),
+    /// An unknown media section.
+    #[error("unknown mid {0}")]
+    UnknownMid(Mid),
+    /// A media write was refused.
+    #[error("write: {0}")]
+    Write(String),
+    /// The operation does not fit the current state.
+    #[error("invalid state: {0}")]
+    InvalidState(&'static str),
+}
+
+/// Configuration for an [`Rtc`], built with [`Rtc::builder`].
+#[derive(Debug, Clone)]
+pub struct RtcConfig {
+    pub(crate) ice_lite: bool,
+    pub(crate) rtp_mode: bool,
+    pub(crate) cert: Option<DtlsCert>,
+    pub(crate) srtp_profiles: Vec<SrtpProfileId>,
+    pub(crate) local_creds: Option<IceCreds>,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            ice_lite: false,
+            rtp_mode: false,
+            cert: None,
+            srtp_profiles: vec![
+                SrtpProfileId::AeadAes128Gcm,
+                SrtpProfileId::AeadAes256Gcm,
+                SrtpProfileId::Aes128CmSha1_80,
+            ],
+            local_creds: None,
+        }
+    }
+}
+
+impl RtcConfig {
+    /// Default configuration: full ICE agent, frame mode, a fresh certificate, all
+    /// three SRTP profiles allowed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Act as an ICE-lite agent (servers with public addresses): never send
+    /// connectivity checks, answer them, and signal `a=ice-lite`.
+    pub fn set_ice_lite(mut self, lite: bool) -> Self {
+        self.ice_lite = lite;
+        self
+    }
+
+    /// RTP mode: incoming packets surface as [`Event::RtpPacket`] and media is
+    /// written per packet; frame assembly is off. What an SFU uses.
+    pub fn set_rtp_mode(mut self, rtp_mode: bool) -> Self {
+        self.rtp_mode = rtp_mode;
+        self
+    }
+
+    /// Use this DTLS certificate (share one across many `Rtc` to save the key
+    /// generation). Without it, each `Rtc` generates its own.
+    pub fn set_dtls_cert(mut self, cert: DtlsCert) -> Self {
+        self.cert = Some(cert);
+        self
+    }
+
+    /// The SRTP profiles this side accepts, in preference order. At least one.
+    ///
+    /// `dimpl` (the DTLS engine) negotiates with a fixed server-side preference
+    /// (AEAD_AES_256_GCM, AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_80); this list
+    /// filters: a handshake that lands on a profile not listed fails.
+    pub fn set_srtp_profiles(mut self, profiles: &[SrtpProfileId]) -> Self {
+        if !profiles.is_empty() {
+            self.srtp_profiles = profiles.to_vec();
+        }
+        self
+    }
+
+    /// Fixed local ICE credentials (otherwise random ones are generated).
+    pub fn set_local_ice_credentials(mut self, creds: IceCreds) -> Self {
+        self.local_creds = Some(creds);
+        self
+    }
+
+    /// Whether RTP mode is on.
+    pub fn rtp_mode(&self) -> bool {
+        self.rtp_mode
+    }
+
+    /// Builds the `Rtc`. `now` is the current time; the `Rtc` never reads a clock.
+    pub fn build(self, now: Instant) -> Result<Rtc, RtcError> {
+        Rtc::from_config(self, now)
+    }
+}
+
+/// Size of a pooled packet buffer: a full UDP datagram plus SRTP overhead room.
+const BUF_SIZE: usize = 2048;
+
+/// A queued datagram waiting to be polled out.
+struct PendingTransmit {
+    proto: Protocol,
+    source: SocketAddr,
+    destination: SocketAddr,
+    buf: Vec<u8>,
+    len: usize,
+}
+
+/// A received RTP packet waiting to be polled out as an event (RTP mode).
+struct PendingRtp {
+    mid: Option<Mid>,
+    ssrc: u32,
+    payload_type: u8,
+    seq_no: u64,
+    timestamp: u32,
+    marker: bool,
+    buf: Vec<u8>,
+    len: usize,
+    payload_offset: usize,
+}
+
+/// Owned events (everything but the borrowing RTP event).
+enum PendingEvent {
+    Ice(IceConnectionState),
+    Connected,
+    Failed(FailReason),
+    MediaAdded(MediaAdded),
+}
+
+/// Per-SSRC receive state.
+struct RxStream {
+    ssrc: u32,
+    mid: Option<Mid>,
+    seq: SeqUnwrapper,
+    packets: u64,
+}
+
+/// A negotiated or declared media section.
+#[derive(Debug, Clone)]
+pub(crate) struct MediaEntry {
+    pub(crate) mid: Mid,
+    pub(crate) kind: MediaKind,
+    pub(crate) remote_ssrcs: Vec<u32>,
+}
+
+/// Counters of one peer connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// SRTP packets decrypted successfully.
+    pub srtp_packets_in: u64,
+    /// SRTCP packets decrypted successfully.
+    pub srtcp_packets_in: u64,
+    /// SRTP/SRTCP packets that failed authentication or replay checks.
+    pub srtp_errors: u64,
+    /// Datagrams dropped: unknown source, malformed, or not for us.
+    pub dropped: u64,
+}
+
+/// A Sans-I/O WebRTC peer connection.
+///
+/// Drive it with [`handle_input`](Rtc::handle_input) and drain
+/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`]. It never
+/// reads the clock, spawns or does I/O.
+pub struct Rtc {
+    pub(crate) config: RtcConfig,
+    alive: bool,
+    pub(crate) ice: IceAgent,
+    pub(crate) dtls: DtlsTransport,
+    srtp_tx: Option<SrtpContext>,
+    srtp_rx: Option<SrtpContext>,
+    srtp_profile: Option<SrtpProfileId>,
+    send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
+    recv_sources: Vec<(Protocol, SocketAddr)>,
+    ice_state: IceConnectionState,
+    connected: bool,
+    events: VecDeque<PendingEvent>,
+    transmits: VecDeque<PendingTransmit>,
+    rtp_in: VecDeque<PendingRtp>,
+    pool: Vec<Vec<u8>>,
+    lent: Option<Vec<u8>>,
+    pub(crate) media: Vec<MediaEntry>,
+    rx_streams: Vec<RxStream>,
+    last_now: Instant,
+    stats: PeerStats,
+}
+
+impl Rtc {
+    /// A peer connection with the default configuration.
+    ///
+    /// # Panics
+    /// Only if the system's random number generator fails while generating the
+    /// DTLS key (an environment fault, not an input).
+    pub fn new(now: Instant) -> Rtc {
+        // Default config only fails on certificate generation, which needs a working RNG.
+        RtcConfig::default()
+            .build(now)
+            .expect("certificate generation with a working RNG")
+    }
+
+    /// A builder to configure the `Rtc` before creating it.
+    pub fn builder() -> RtcConfig {
+        RtcConfig::default()
+    }
+
+    fn from_config(config: RtcConfig, now: Instant) -> Result<Rtc, RtcError> {
+        let cert = match &config.cert {
+            Some(c) => c.clone(),
+            None => DtlsCert::new_ecdsa_p256()?,
+        };
+        let mut ice = IceAgent::new();
+        ice.set_ice_lite(config.ice_lite);
+        if let Some(c) = &config.local_creds {
+            ice.set_local_credentials(c.clone());
+        }
+        let dtls = DtlsTransport::new(cert, config.srtp_profiles.clone());
+        Ok(Rtc {
+            config,
+            alive: true,
+            ice,
+            dtls,
+            srtp_tx: None,
+            srtp_rx: None,
+            srtp_profile: None,
+            send_path: None,
+            recv_sources: Vec::new(),
+            ice_state: IceConnectionState::New,
+            connected: false,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            rtp_in: VecDeque::new(),
+            pool: Vec::new(),
+            lent: None,
+            media: Vec::new(),
+            rx_streams: Vec::new(),
+            last_now: now,
+            stats: PeerStats::default(),
+        })
+    }
+
+    /// Whether the connection is still usable. False after [`disconnect`](Rtc::disconnect),
+    /// a DTLS failure or close, or loss of ICE consent.
+    pub fn is_alive(&self) -> bool {
+        self.alive
+    }
+
+    /// Whether ICE and DTLS are up and SRTP keys installed.
+    pub fn is_connected(&self) -> bool {
+        self.connected && self.alive
+    }
+
+    /// The negotiated SRTP profile, once connected.
+    pub fn srtp_profile(&self) -> Option<SrtpProfileId> {
+        self.srtp_profile
+    }
+
+    /// Closes the connection (sends DTLS close_notify when connected).
+    pub fn disconnect(&mut self) {
+        if self.alive {
+            self.dtls.close();
+            self.flush_dtls();
+            self.alive = false;
+        }
+    }
+
+    /// Adds a local candidate (e.g. a bound UDP socket's address). Returns false when
+    /// it was redundant or rejected.
+    pub fn add_local_candidate(&mut self, c: Candidate) -> bool {
+        self.ice.add_local_candidate(c)
+    }
+
+    /// Adds a remote candidate (trickle ICE).
+    pub fn add_remote_candidate(&mut self, c: Candidate) {
+        self.ice.add_remote_candidate(c);
+    }
+
+    /// The local DTLS certificate fingerprint (for signalling).
+    pub fn local_fingerprint(&self) -> &Fingerprint {
+        self.dtls.local_fingerprint()
+    }
+
+    /// Counters of this peer connection.
+    pub fn stats(&self) -> &PeerStats {
+        &self.stats
+    }
+
+    /// The current ICE connection state.
+    pub fn ice_connection_state(&self) -> IceConnectionState {
+        self.ice_state
+    }
+
+    /// The direct API: configure the connection without SDP.
+    pub fn direct_api(&mut self) -> crate::direct::DirectApi<'_> {
+        crate::direct::DirectApi::new(self)
+    }
+
+    /// Feeds input: a received datagram or the passage of time.
+    pub fn handle_input(&mut self, input: Input<'_>) -> Result<(), RtcError> {
+        if !self.alive {
+            return Err(RtcError::NotAlive);
+        }
+        match input {
+            Input::Timeout(now) => self.handle_timeout(now),
+            Input::Receive(now, r) => {
+                self.handle_timeout(now)?;
+                self.handle_receive(now, r);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this datagram belongs to this `Rtc` (a STUN request for our ufrag, or
+    /// traffic from a remote address ICE has validated). Servers demultiplexing many
+    /// `Rtc` on one socket use this.
+    pub fn accepts(&self, r: &Receive<'_>) -> bool {
+        match Datagram::classify(r.contents) {
+            Datagram::Stun => StunMessage::parse(r.contents)
+                .map(|m| self.ice.accepts_message(&m))
+                .unwrap_or(false),
+            Datagram::Dtls | Datagram::Rtp | Datagram::Rtcp => {
+                self.recv_sources.contains(&(r.proto, r.source))
+            }
+            _ => false,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), RtcError> {
+        if now < self.last_now {
+            // Monotonic clocks do not go back; tolerate equal instants.
+            return Err(RtcError::TimeWentBackwards);
+        }
+        self.last_now = now;
+        self.ice.handle_timeout(now);
+        self.dtls.handle_timeout(now);
+        self.process(now);
+        Ok(())
+    }
+
+    fn handle_receive(&mut self, now: Instant, r: Receive<'_>) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += r.contents.len() as u64;
+        match Datagram::classify(r.contents) {
+            Datagram::Stun => match StunMessage::parse(r.contents) {
+                Ok(msg) if self.ice.accepts_message(&msg) => {
+                    self.ice
+                        .handle_packet(now, r.proto, r.source, r.destination, &msg);
+                }
+                _ => self.stats.dropped += 1,
+            },
+            Datagram::Dtls if self.known_source(&r) => {
+                self.dtls.handle_packet(now, r.contents);
+            }
+            Datagram::Rtp if self.known_source(&r) => self.handle_rtp(r.contents),
+            Datagram::Rtcp if self.known_source(&r) => self.handle_rtcp(r.contents),
+            _ => self.stats.dropped += 1,
+        }
+        self.process(now);
+    }
+
+    fn known_source(&self, r: &Receive<'_>) -> bool {
+        self.recv_sources.contains(&(r.proto, r.source))
+    }
+
+    fn take_buf(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| vec![0; BUF_SIZE])
+    }
+
+    fn handle_rtp(&mut self, contents: &[u8]) {
+        let Some(srtp) = self.srtp_rx.as_mut() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if contents.len() > BUF_SIZE {
+            self.stats.dropped += 1;
+            return;
+        }
+        let mut buf = self.pool.pop().unwrap_or_else(|| vec![0; BUF_SIZE]);
+        buf[..contents.len()].copy_from_slice(contents);
+        let len = match srtp.unprotect_rtp(&mut buf[..contents.len()]) {
+            Ok(n) => n,
+            Err(_) => {
+                self.stats.srtp_errors += 1;
+                self.pool.push(buf);
+                return;
+            }
+        };
+        self.stats.srtp_packets_in += 1;
+        let Ok(pkt) = RtpPacket::parse(&buf[..len]) else {
+            self.stats.dropped += 1;
+            self.pool.push(buf);
+            return;
+        };
+        let h = pkt.header;
+        let payload_offset = len - pkt.payload.len() - pkt.padding as usize;
+        let ssrc = h.ssrc;
+        let idx = match self.rx_streams.iter().position(|s| s.ssrc == ssrc) {
+            Some(i) => i,
+            None => {
+                let mid = self
+                    .media
+                    .iter()
+                    .find(|m| m.remote_ssrcs.contains(&ssrc))
+                    .map(|m| m.mid);
+                self.rx_streams.push(RxStream {
+                    ssrc,
+                    mid,
+                    seq: SeqUnwrapper::default(),
+                    packets: 0,
+                });
+                self.rx_streams.len() - 1
+            }
+        };
+        let st = &mut self.rx_streams[idx];
+        st.packets += 1;
+        let seq_no = st.seq.unwrap(h.sequence_number);
+        if self.config.rtp_mode {
+            self.rtp_in.push_back(PendingRtp {
+                mid: st.mid,
+                ssrc,
+                payload_type: h.payload_type,
+                seq_no,
+                timestamp: h.timestamp,
+                marker: h.marker,
+                buf,
+                len,
+                payload_offset,
+            });
+        } else {
+            self.pool.push(buf);
+        }
+    }
+
+    fn handle_rtcp(&mut self, contents: &[u8]) {
+        let Some(srtp) = self.srtp_rx.as_mut() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if contents.len() > BUF_SIZE {
+            self.stats.dropped += 1;
+            return;
+        }
+        let mut buf = self.pool.pop().unwrap_or_else(|| vec![0; BUF_SIZE]);
+        buf[..contents.len()].copy_from_slice(contents);
+        match srtp.unprotect_rtcp(&mut buf[..contents.len()]) {
+            Ok(_) => self.stats.srtcp_packets_in += 1,
+            Err(_) => self.stats.srtp_errors += 1,
+        }
+        self.pool.push(buf);
+    }
+
+    /// Moves ICE and DTLS outputs into our queues and reacts to their events.
+    fn process(&mut self, now: Instant) {
+        while let Some(t) = self.ice.poll_transmit() {
+            let mut buf = self.take_buf();
+            if t.contents.len() > buf.len() {
+                buf.resize(t.contents.len(), 0);
+            }
+            buf[..t.contents.len()].copy_from_slice(&t.contents);
+            self.transmits.push_back(PendingTransmit {
+                proto: t.proto,
+                source: t.source,
+                destination: t.destination,
+                len: t.contents.len(),
+                buf,
+            });
+        }
+        while let Some(ev) = self.ice.poll_event() {
+            match ev {
+                IceAgentEvent::IceConnectionStateChange(s) => {
+                    self.ice_state = s;
+                    self.events.push_back(PendingEvent::Ice(s));
+                    match s {
+                        IceConnectionState::Connected | IceConnectionState::Completed => {
+                            if self.dtls.is_active() == Some(true) {
+                                if let Err(e) = self.dtls.start(now) {
+                                    self.fail(FailReason::Dtls(e));
+                                }
+                            }
+                        }
+                        IceConnectionState::Disconnected => {
+                            self.fail(FailReason::IceFailed);
+                        }
+                        _ => {}
+                    }
+                }
+                IceAgentEvent::NominatedSend {
+                    proto,
+                    source,
+                    destination,
+                } => {
+                    self.send_path = Some((proto, source, destination));
+                    if !self.recv_sources.contains(&(proto, destination)) {
+                        self.recv_sources.push((proto, destination));
+                    }
+                }
+                IceAgentEvent::DiscoveredRecv { proto, source } => {
+                    if !self.recv_sources.contains(&(proto, source)) {
+                        self.recv_sources.push((proto, source));
+                    }
+                }
+            }
+        }
+        while let Some(ev) = self.dtls.poll_event() {
+            match ev {
+                DtlsEvent::Connected => {}
+                DtlsEvent::SrtpKeys {
+                    profile,
+                    material,
+                    we_are_client,
+                } => {
+                    let p = match profile {
+                        SrtpProfileId::Aes128CmSha1_80 => SrtpProfile::Aes128CmSha1_80,
+                        SrtpProfileId::AeadAes128Gcm => SrtpProfile::AeadAes128Gcm,
+                        SrtpProfileId::AeadAes256Gcm => SrtpProfile::AeadAes256Gcm,
+                    };
+                    match SrtpContext::pair_from_keying_material(p, &material, we_are_client) {
+                        Ok((tx, rx)) => {
+                            self.srtp_tx = Some(tx);
+                            self.srtp_rx = Some(rx);
+                            self.srtp_profile = Some(profile);
+                            self.connected = true;
+                            self.events.push_back(PendingEvent::Connected);
+                        }
+                        Err(e) => self.fail(FailReason::Dtls(DtlsError::Protocol(format!(
+                            "srtp keying: {e}"
+                        )))),
+                    }
+                }
+                DtlsEvent::Data(_d) => {}
+                DtlsEvent::Closed => {
+                    self.fail(FailReason::Dtls(DtlsError::Closed));
+                }
+                DtlsEvent::Failed(DtlsError::FingerprintMismatch) => {
+                    self.fail(FailReason::FingerprintMismatch);
+                }
+                DtlsEvent::Failed(e) => self.fail(FailReason::Dtls(e)),
+            }
+        }
+        self.flush_dtls();
+    }
+
+    fn flush_dtls(&mut self) {
+        let Some((proto, source, destination)) = self.send_path else {
+            return;
+        };
+        while let Some(p) = self.dtls.poll_transmit() {
+            self.transmits.push_back(PendingTransmit {
+                proto,
+                source,
+                destination,
+                len: p.len(),
+                buf: p,
+            });
+        }
+    }
+
+    fn fail(&mut self, reason: FailReason) {
+        if self.alive {
+            self.alive = false;
+            self.events.push_back(PendingEvent::Failed(reason));
+        }
+    }
+
+    /// Queues an already-protected datagram on the selected path (internal).
+    pub(crate) fn queue_on_path(&mut self, buf: Vec<u8>, len: usize) -> Result<(), RtcError> {
+        let Some((proto, source, destination)) = self.send_path else {
+            self.pool.push(buf);
+            return Err(RtcError::InvalidState("no ICE path selected yet"));
+        };
+        self.transmits.push_back(PendingTransmit {
+            proto,
+            source,
+            destination,
+            buf,
+            len,
+        });
+        Ok(())
+    }
+
+    /// Protects and queues one RTP packet (header + payload in `packet`).
+    pub(crate) fn send_rtp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
+        if !self.connected {
+            return Err(RtcError::InvalidState("not connected"));
+        }
+        let mut buf = self.take_buf();
+        if packet.len() + 64 > buf.len() {
+            self.pool.push(buf);
+            return Err(RtcError::Write("packet too large".into()));
+        }
+        buf[..packet.len()].copy_from_slice(packet);
+        let Some(srtp) = self.srtp_tx.as_mut() else {
+            self.pool.push(buf);
+            return Err(RtcError::InvalidState("no SRTP context"));
+        };
+        let len = match srtp.protect_rtp(&mut buf, packet.len()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.pool.push(buf);
+                return Err(RtcError::Write(e.to_string()));
+            }
+        };
+        self.queue_on_path(buf, len)
+    }
+
+    /// Registers a media section (SDP or direct API) and reports it.
+    pub(crate) fn add_media_entry(&mut self, mid: Mid, kind: MediaKind) {
+        if self.media.iter().any(|m| m.mid == mid) {
+            return;
+        }
+        self.media.push(MediaEntry {
+            mid,
+            kind,
+            remote_ssrcs: Vec::new(),
+        });
+        self.events
+            .push_back(PendingEvent::MediaAdded(MediaAdded { mid, kind }));
+    }
+
+    /// Drains output: datagrams to send, events, and finally the next timeout.
+    pub fn poll_output(&mut self) -> Result<Output<'_>, RtcError> {
+        if let Some(b) = self.lent.take() {
+            self.pool.push(b);
+        }
+        if let Some(t) = self.transmits.pop_front() {
+            self.stats.datagrams_out += 1;
+            self.stats.bytes_out += t.len as u64;
+            let len = t.len;
+            let lent = self.lent.insert(t.buf);
+            return Ok(Output::Transmit(Transmit {
+                proto: t.proto,
+                source: t.source,
+                destination: t.destination,
+                contents: &lent[..len],
+            }));
+        }
+        if let Some(ev) = self.events.pop_front() {
+            return Ok(Output::Event(match ev {
+                PendingEvent::Ice(s) => Event::IceConnectionStateChange(s),
+                PendingEvent::Connected => Event::Connected,
+                PendingEvent::Failed(r) => Event::Failed(r),
+                PendingEvent::MediaAdded(m) => Event::MediaAdded(m),
+            }));
+        }
+        if let Some(p) = self.rtp_in.pop_front() {
+            let lent = self.lent.insert(p.buf);
+            return Ok(Output::Event(Event::RtpPacket(RtpPacketReceived {
+                mid: p.mid,
+                ssrc: p.ssrc,
+                payload_type: p.payload_type,
+                seq_no: p.seq_no,
+                timestamp: p.timestamp,
+                marker: p.marker,
+                packet: &lent[..p.len],
+                payload_offset: p.payload_offset,
+            })));
+        }
+        let mut next = self.last_now + Duration::from_secs(1);
+        for t in [self.ice.poll_timeout(), self.dtls.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
+            next = next.min(t);
+        }
+        Ok(Output::Timeout(next.max(self.last_now)))
+    }
+}
