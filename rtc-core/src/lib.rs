@@ -12,3 +12,4 @@
 
 pub mod demux;
 pub mod dtls;
+pub mod stun;
