@@ -11,3 +11,5 @@
 #![deny(missing_docs)]
 
 pub mod demux;
+pub mod rtp;
+pub mod rtcp;
