@@ -13,3 +13,5 @@
 pub mod demux;
 pub mod dtls;
 pub mod stun;
+pub mod rtp;
+pub mod rtcp;
