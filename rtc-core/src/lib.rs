@@ -15,3 +15,4 @@ pub mod dtls;
 pub mod stun;
 pub mod rtp;
 pub mod rtcp;
+pub mod sctp;
