@@ -14,5 +14,4 @@ pub mod demux;
 pub mod dtls;
 pub mod stun;
 pub mod rtp;
-pub mod rtcp;
 pub mod sctp;
