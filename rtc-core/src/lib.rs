@@ -11,4 +11,5 @@
 #![deny(missing_docs)]
 
 pub mod demux;
+pub mod ice;
 pub mod stun;
