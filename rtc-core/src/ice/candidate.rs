@@ -589,4 +589,41 @@ mod tests {
         assert!(TcpType::Active.pairs_with(TcpType::Passive));
         assert!(!TcpType::Active.pairs_with(TcpType::Active));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn sdp_round_trip(
+            foundation in "[a-zA-Z0-9+/]{1,32}",
+            component in 1u16..=256,
+            tcp in proptest::prelude::any::<bool>(),
+            priority in proptest::prelude::any::<u32>(),
+            ip in proptest::prelude::any::<std::net::IpAddr>(),
+            port in proptest::prelude::any::<u16>(),
+            kind in 0usize..4,
+            related in proptest::option::of(proptest::prelude::any::<(std::net::IpAddr, u16)>()),
+            tcp_type in 0usize..3,
+            generation in proptest::option::of(proptest::prelude::any::<u32>()),
+            ufrag in proptest::option::of("[a-zA-Z0-9+/]{4,16}"),
+        ) {
+            let proto = if tcp { Protocol::Tcp } else { Protocol::Udp };
+            let c = Candidate {
+                foundation,
+                component,
+                proto,
+                priority,
+                addr: SocketAddr::new(ip, port),
+                base: SocketAddr::new(ip, port),
+                related: related.map(|(ip, port)| SocketAddr::new(ip, port)),
+                kind: [CandidateKind::Host, CandidateKind::ServerReflexive,
+                       CandidateKind::PeerReflexive, CandidateKind::Relayed][kind],
+                tcp_type: tcp.then_some([TcpType::Active, TcpType::Passive, TcpType::So][tcp_type]),
+                generation,
+                ufrag,
+            };
+            let line = c.to_sdp_string();
+            let back = Candidate::from_sdp_string(&line).unwrap();
+            proptest::prop_assert_eq!(back, c);
+        }
+    }
 }
