@@ -12,6 +12,7 @@
 
 pub mod demux;
 pub mod dtls;
+pub mod ice;
 pub mod stun;
 pub mod rtp;
 pub mod sctp;
