@@ -758,44 +758,45 @@ impl SctpTransport {
         }
     }
 
+    fn on_connected(&mut self) {
+        if self.connected {
+            return;
+        }
+        self.connected = true;
+        self.events.push_back(SctpEvent::Connected);
+        let mut pending: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.state == ChannelState::Pending)
+            .map(|(id, _)| *id)
+            .collect();
+        pending.sort_unstable();
+        for id in pending {
+            if let Err(e) = self.activate(id) {
+                debug!("opening channel {id} failed: {e}");
+                self.channels.remove(&id);
+                self.events
+                    .push_back(SctpEvent::ChannelClose { id: ChannelId(id) });
+            }
+        }
+    }
+
     fn on_event(&mut self, ev: Event) {
         match ev {
-            Event::Connected => {
-                if !self.connected {
-                    self.connected = true;
-                    self.events.push_back(SctpEvent::Connected);
-                    let mut pending: Vec<u16> = self
-                        .channels
-                        .iter()
-                        .filter(|(_, c)| c.state == ChannelState::Pending)
-                        .map(|(id, _)| *id)
-                        .collect();
-                    pending.sort_unstable();
-                    for id in pending {
-                        if let Err(e) = self.activate(id) {
-                            debug!("opening channel {id} failed: {e}");
-                            self.channels.remove(&id);
-                            self.events
-                                .push_back(SctpEvent::ChannelClose { id: ChannelId(id) });
-                        }
-                    }
-                }
-            }
+            Event::Connected => self.on_connected(),
             Event::Stream(StreamEvent::Opened { .. }) => {
                 if let Some((_, a)) = self.assoc.as_mut() {
                     while a.accept_stream().is_some() {}
                 }
             }
             Event::Stream(StreamEvent::Readable { id }) => self.read_stream(id),
-            Event::Stream(StreamEvent::BufferedAmountLow { id }) => {
-                if self
-                    .channels
-                    .get(&id)
-                    .is_some_and(|c| matches!(c.state, ChannelState::Opening | ChannelState::Open))
-                {
-                    self.events
-                        .push_back(SctpEvent::BufferedAmountLow { id: ChannelId(id) });
-                }
+            Event::Stream(StreamEvent::BufferedAmountLow { id })
+                if self.channels.get(&id).is_some_and(|c| {
+                    matches!(c.state, ChannelState::Opening | ChannelState::Open)
+                }) =>
+            {
+                self.events
+                    .push_back(SctpEvent::BufferedAmountLow { id: ChannelId(id) });
             }
             Event::Stream(StreamEvent::Finished { id }) => {
                 self.blocked.insert(id);

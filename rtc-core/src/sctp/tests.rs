@@ -639,3 +639,80 @@ fn malformed_dcep_is_rejected() {
     n.run_for(Duration::from_millis(200));
     assert_eq!(n.b.channel_label(id), Some("good"));
 }
+
+#[test]
+fn negotiated_data_before_peer_opens_is_kept() {
+    let mut n = Net::connect(0.0, 12);
+    let neg = ChannelConfig {
+        negotiated: Some(9),
+        ..cfg("late", true, Reliability::Reliable)
+    };
+    let id = n.a.open_channel(neg.clone()).unwrap();
+    n.a.write(id, false, b"early").unwrap();
+    n.run_for(Duration::from_millis(200));
+    assert!(take_data(&mut n.eb).is_empty());
+    assert_eq!(n.b.open_channel(neg).unwrap(), id);
+    n.settle();
+    let opens = take_open(&mut n.eb);
+    assert_eq!(opens.len(), 1);
+    assert_eq!(opens[0].0, id);
+    assert_eq!(take_data(&mut n.eb), vec![(id, false, b"early".to_vec())]);
+}
+
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn peer_abort_fails_association_and_closes_channels() {
+    let mut n = Net::connect(0.0, 13);
+    let id =
+        n.a.open_channel(cfg("doomed", true, Reliability::Reliable))
+            .unwrap();
+    n.a.write(id, true, b"x").unwrap();
+    // Capture a client->server packet to learn ports and the server's verification tag.
+    let p = n.a.poll_transmit(n.now).unwrap();
+    n.ab.push_back((n.now, p.clone()));
+    n.run_for(Duration::from_millis(200));
+    assert_eq!(take_open(&mut n.eb).len(), 1);
+    let mut abort = p[..12].to_vec();
+    abort.extend_from_slice(&[6, 0, 0, 4]); // ABORT chunk, no causes
+    abort[8..12].fill(0);
+    let crc = crc32c(&abort);
+    abort[8..12].copy_from_slice(&crc.to_le_bytes());
+    n.b.handle_input(n.now, &abort).unwrap();
+    while let Some(e) = n.b.poll_event() {
+        n.eb.push_back(e);
+    }
+    let evs: Vec<_> = n.eb.drain(..).collect();
+    let close_at = evs
+        .iter()
+        .position(|e| *e == SctpEvent::ChannelClose { id });
+    let fail_at = evs.iter().position(|e| {
+        *e == SctpEvent::Failed {
+            reason: FailureReason::Aborted,
+        }
+    });
+    assert!(close_at.is_some() && fail_at.is_some(), "{evs:?}");
+    assert!(close_at < fail_at);
+    assert!(!n.b.is_connected());
+    assert_eq!(
+        n.b.write(id, true, b"y"),
+        Err(SctpError::UnknownChannel(id))
+    );
+    assert_eq!(
+        n.b.open_channel(cfg("no", true, Reliability::Reliable)),
+        Err(SctpError::AssociationClosed)
+    );
+}
