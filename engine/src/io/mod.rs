@@ -170,6 +170,9 @@ pub struct IoStats {
     pub gso_sends: u64,
     /// Datagrams sent inside GSO sends.
     pub gso_segments: u64,
+    /// GSO sends the kernel refused (`EIO`/`EINVAL`/`EMSGSIZE`) and that were resent as
+    /// individual datagrams.
+    pub gso_fallbacks: u64,
     /// io_uring: times the provided-buffer ring ran dry (`ENOBUFS`) and the multishot
     /// receive was re-armed.
     pub buf_ring_exhausted: u64,

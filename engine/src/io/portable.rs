@@ -360,21 +360,26 @@ impl IoBackend for PortableBackend {
                         continue;
                     }
                     if let Some(&i) = self.send_slots.get(off) {
-                        self.sendq.complete(i, Outcome::Failed(e), &mut self.stats);
+                        self.sendq
+                            .complete(i, Outcome::Failed(e), Some(fd), &mut self.stats);
                     }
                     off += 1;
                 } else if r == 0 {
                     // Not expected for a non-empty vector; count it rather than loop.
                     if let Some(&i) = self.send_slots.get(off) {
-                        self.sendq
-                            .complete(i, Outcome::Failed(libc::EAGAIN), &mut self.stats);
+                        self.sendq.complete(
+                            i,
+                            Outcome::Failed(libc::EAGAIN),
+                            None,
+                            &mut self.stats,
+                        );
                     }
                     off += 1;
                 } else {
                     let sent = (r as usize).min(m - off);
                     for k in off..off + sent {
                         if let Some(&i) = self.send_slots.get(k) {
-                            self.sendq.complete(i, Outcome::Sent, &mut self.stats);
+                            self.sendq.complete(i, Outcome::Sent, None, &mut self.stats);
                         }
                     }
                     off += sent;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 
 use socket2::SockAddr;
 
@@ -217,8 +218,28 @@ impl SendQueue {
         self.open.clear();
     }
 
-    /// Accounts a kernel answer for slot `i` and returns it to the pool.
-    pub(crate) fn complete(&mut self, i: usize, outcome: Outcome, stats: &mut IoStats) {
+    /// Accounts a kernel answer for slot `i` and returns it to the pool. A GSO send refused
+    /// for reasons specific to segmentation (`EIO`: no checksum offload, `EINVAL`: segment
+    /// larger than the path MTU, `EMSGSIZE`) is retried once, synchronously, as individual
+    /// datagrams on `fd`.
+    pub(crate) fn complete(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        fd: Option<RawFd>,
+        stats: &mut IoStats,
+    ) {
+        if let (Outcome::Failed(e), Some(fd)) = (&outcome, fd)
+            && matches!(*e, libc::EIO | libc::EINVAL | libc::EMSGSIZE)
+            && self.slots.get(i).is_some_and(|b| b.segs > 1)
+        {
+            if *e == libc::EIO && self.gso {
+                tracing::warn!("GSO send failed with EIO (no checksum offload?); disabling GSO");
+                self.gso = false;
+            }
+            self.send_unsegmented(i, fd, stats);
+            return;
+        }
         let Some(b) = self.slots.get(i) else { return };
         let segs = b.segs as u64;
         match outcome {
@@ -234,14 +255,41 @@ impl SendQueue {
             Outcome::Failed(e) if e == libc::EAGAIN || e == libc::ENOBUFS => {
                 stats.drops.send_would_block += segs;
             }
-            Outcome::Failed(e) => {
-                if b.segs > 1 && e == libc::EIO && self.gso {
-                    tracing::warn!(
-                        "GSO send failed with EIO (no checksum offload?); disabling GSO"
-                    );
-                    self.gso = false;
-                }
+            Outcome::Failed(_) => {
                 stats.drops.send_error += segs;
+            }
+        }
+        self.free.push(i);
+    }
+
+    /// Sends the segments of slot `i` one `sendto` each (rare fallback path) and returns the
+    /// slot to the pool.
+    fn send_unsegmented(&mut self, i: usize, fd: RawFd, stats: &mut IoStats) {
+        let Some(b) = self.slots.get(i) else { return };
+        stats.gso_fallbacks += 1;
+        let seg = b.seg.max(1);
+        for chunk in b.buf.chunks(seg) {
+            // SAFETY: `chunk` and the encoded destination are live for the whole call; the
+            // kernel only reads them.
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    chunk.as_ptr().cast(),
+                    chunk.len(),
+                    libc::MSG_DONTWAIT,
+                    b.dest.as_ptr().cast(),
+                    b.dest.len(),
+                )
+            };
+            if r >= 0 {
+                stats.tx_datagrams += 1;
+                stats.tx_bytes += chunk.len() as u64;
+                stats.send_messages += 1;
+            } else {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EAGAIN | libc::ENOBUFS) => stats.drops.send_would_block += 1,
+                    _ => stats.drops.send_error += 1,
+                }
             }
         }
         self.free.push(i);
@@ -319,7 +367,7 @@ mod tests {
         assert_eq!(s.drops.queue_full, 1);
         let i = q.queued()[0];
         q.take_queued();
-        q.complete(i, Outcome::Sent, &mut s);
+        q.complete(i, Outcome::Sent, None, &mut s);
         assert_eq!((s.gso_sends, s.gso_segments, s.tx_datagrams), (1, 64, 64));
         assert!(q.push(0, d(200), &[0; 10], &mut s));
     }
@@ -331,6 +379,49 @@ mod tests {
         assert!(q.push(0, d(1), &[0; 10], &mut s));
         assert!(q.push(0, d(1), &[0; 10], &mut s));
         assert_eq!(q.queued().len(), 2);
+    }
+
+    #[test]
+    fn refused_gso_batch_is_resent_unsegmented() {
+        use std::os::fd::AsRawFd;
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut s = IoStats::default();
+        let mut q = SendQueue::new(4, true, &[tx.local_addr().unwrap()]);
+        let dest = rx.local_addr().unwrap();
+        assert!(q.push(0, dest, &[1; 500], &mut s));
+        assert!(q.push(0, dest, &[2; 500], &mut s));
+        assert!(q.push(0, dest, &[3; 100], &mut s));
+        let i = q.queued()[0];
+        q.take_queued();
+        q.complete(
+            i,
+            Outcome::Failed(libc::EINVAL),
+            Some(tx.as_raw_fd()),
+            &mut s,
+        );
+        assert_eq!((s.gso_fallbacks, s.tx_datagrams, s.tx_bytes), (1, 3, 1100));
+        assert_eq!(s.drops, super::super::DropStats::default());
+        let mut buf = [0u8; 600];
+        for (fill, len) in [(1u8, 500), (2, 500), (3, 100)] {
+            let (n, _) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &vec![fill; len][..]);
+        }
+        // The slot went back to the pool, and EINVAL does not turn GSO off.
+        assert!(q.gso);
+        // A single-datagram failure is just counted.
+        assert!(q.push(0, dest, &[4; 10], &mut s));
+        let j = q.queued()[0];
+        q.take_queued();
+        q.complete(
+            j,
+            Outcome::Failed(libc::EINVAL),
+            Some(tx.as_raw_fd()),
+            &mut s,
+        );
+        assert_eq!(s.drops.send_error, 1);
     }
 
     proptest! {

@@ -318,3 +318,18 @@ fn backend_is_send() {
     is_send::<Box<dyn IoBackend>>();
     is_send::<Waker>();
 }
+
+#[test]
+fn setup_refusals_are_recognised() {
+    for e in [libc::EPERM, libc::ENOSYS, libc::EINVAL, libc::EOPNOTSUPP] {
+        assert!(uring::is_setup_refusal(&std::io::Error::from_raw_os_error(
+            e
+        )));
+    }
+    assert!(uring::is_setup_refusal(&std::io::Error::from(
+        std::io::ErrorKind::Unsupported
+    )));
+    assert!(!uring::is_setup_refusal(
+        &std::io::Error::from_raw_os_error(libc::EADDRINUSE)
+    ));
+}

@@ -232,7 +232,12 @@ impl UringBackend {
         } else {
             Outcome::Failed(-r)
         };
-        self.sendq.complete(slot, outcome, &mut self.stats);
+        let fd = self
+            .sendq
+            .socket_of(slot)
+            .and_then(|si| self.sockets.get(si))
+            .map(AsRawFd::as_raw_fd);
+        self.sendq.complete(slot, outcome, fd, &mut self.stats);
         self.in_flight = self.in_flight.saturating_sub(1);
         true
     }
@@ -269,7 +274,10 @@ impl UringBackend {
             }
             TAG_WAKE => {
                 self.wake_armed = false;
-                if r == 8 && *self.wake_buf > 0 {
+                // Also reset the counter: wakes that raced with this read (e.g. a second
+                // `wake` after the read completed) must not cause another early return.
+                let raced = self.waker.drain();
+                if (r == 8 && *self.wake_buf > 0) || raced {
                     self.stats.wakeups += 1;
                 }
             }
@@ -422,7 +430,7 @@ impl IoBackend for UringBackend {
             let msg = b.prepare_msg();
             let Some(fd) = self.sockets.get(socket).map(AsRawFd::as_raw_fd) else {
                 self.sendq
-                    .complete(slot, Outcome::Failed(libc::EBADF), &mut self.stats);
+                    .complete(slot, Outcome::Failed(libc::EBADF), None, &mut self.stats);
                 continue;
             };
             let e = opcode::SendMsg::new(Fd(fd), msg)
@@ -431,7 +439,7 @@ impl IoBackend for UringBackend {
                 .user_data(ud(TAG_SEND, slot));
             if let Err(err) = self.push(&e) {
                 self.sendq
-                    .complete(slot, Outcome::Failed(libc::EAGAIN), &mut self.stats);
+                    .complete(slot, Outcome::Failed(libc::EAGAIN), None, &mut self.stats);
                 tracing::debug!(error = %err, "io_uring submit failed while queueing sends");
                 continue;
             }
