@@ -253,6 +253,27 @@ fn tiny_buffer_ring_exhaustion_recovers() {
 }
 
 #[test]
+fn oversized_datagram_is_counted_as_truncated_and_service_continues() {
+    for p in BOTH {
+        let mut c = cfg("127.0.0.1:0");
+        c.gro = false;
+        c.recv_buffers = RecvBuffers {
+            count: 8,
+            size: 256,
+        };
+        let mut b = open(p, &c);
+        let local = b.local_addrs()[0];
+        let peer = std_sock("127.0.0.1:0");
+        peer.send_to(&payload(1, 1000), local).unwrap();
+        peer.send_to(&payload(2, 200), local).unwrap();
+        let got = recv_n(&mut *b, 1);
+        assert_eq!(got.len(), 1, "{p:?}");
+        assert_eq!(got[0].3, payload(2, 200));
+        assert_eq!(b.stats().drops.recv_truncated, 1, "{p:?}");
+    }
+}
+
+#[test]
 fn send_drops_are_counted() {
     for p in BOTH {
         let mut c = cfg("127.0.0.1:0");

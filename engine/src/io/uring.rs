@@ -125,6 +125,7 @@ impl UringBackend {
         recv_msg.msg_namelen = NAME_LEN as libc::socklen_t;
         recv_msg.msg_controllen = control_len;
         let n = sockets.len();
+        let sendq = SendQueue::new(cfg.send_batches, cfg.gso, &locals);
         let mut me = Self {
             ring,
             recv_armed: vec![false; n],
@@ -141,13 +142,12 @@ impl UringBackend {
             buf_size,
             buf_count,
             tail,
-            sendq: SendQueue::new(cfg.send_batches, cfg.gso, &[]),
+            sendq,
             in_flight: 0,
             cqes: Vec::with_capacity(cq),
             deferred: Vec::with_capacity(64),
             stats: IoStats::default(),
         };
-        me.sendq = SendQueue::new(cfg.send_batches, cfg.gso, &me.locals);
         me.publish_tail();
         me.arm();
         me.ring.submit()?;
