@@ -354,3 +354,78 @@ fn setup_refusals_are_recognised() {
         &std::io::Error::from_raw_os_error(libc::EADDRINUSE)
     ));
 }
+
+/// Installs, on the calling thread only, a seccomp filter that answers `io_uring_setup`
+/// with `EPERM` (as Docker's default profile does) and allows everything else.
+fn refuse_io_uring_on_this_thread() {
+    // Classic BPF opcodes: BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K.
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let nr = libc::SYS_io_uring_setup as u32;
+    let mut prog = [
+        // A = seccomp_data.nr
+        libc::sock_filter {
+            code: LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: nr,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `fprog` points at a live filter array for the call's
+    // duration (the kernel copies it). Without TSYNC the filter applies to this thread only.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+                &raw const fprog
+            ),
+            0
+        );
+    }
+}
+
+#[test]
+fn auto_falls_back_to_portable_when_seccomp_refuses_io_uring() {
+    std::thread::spawn(|| {
+        refuse_io_uring_on_this_thread();
+        let c = cfg("127.0.0.1:0");
+        let e = open_backend(BackendPreference::IoUring, &c)
+            .err()
+            .expect("io_uring must be refused on this thread");
+        assert!(uring::is_setup_refusal(&e), "{e}");
+        let mut b = open_backend(BackendPreference::Auto, &c).unwrap();
+        assert_eq!(b.kind(), BackendKind::Portable);
+        let peer = std_sock("127.0.0.1:0");
+        peer.send_to(b"still works", b.local_addrs()[0]).unwrap();
+        let got = recv_n(&mut *b, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].3, b"still works");
+    })
+    .join()
+    .unwrap();
+}
