@@ -1,1 +1,2 @@
 //! The sharded, core-pinned io_uring data plane.
+pub mod io;

@@ -1,0 +1,457 @@
+//! Send batching shared by both backends: pooled buffers grouped per (socket, destination,
+//! segment size), each batch leaving as one `sendmsg` (with `UDP_SEGMENT` when it holds more
+//! than one datagram).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use socket2::SockAddr;
+
+use super::sys::{GSO_CONTROL_LEN, GsoControl};
+use super::{IoStats, MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD};
+
+/// Buffers allocated when the queue is created; more are allocated (once each) on demand up
+/// to the configured maximum.
+const PREALLOCATED: usize = 16;
+
+/// One pending `sendmsg`: a destination and one or more equal-size segments (the last may be
+/// shorter). Boxed by the queue so that the `msghdr` pointers into it stay valid while the
+/// kernel owns it.
+pub(crate) struct Batch {
+    pub(crate) socket: usize,
+    dest: SockAddr,
+    seg: usize,
+    pub(crate) segs: usize,
+    closed: bool,
+    pub(crate) buf: Vec<u8>,
+    control: GsoControl,
+    iov: libc::iovec,
+    msg: libc::msghdr,
+}
+
+// SAFETY: the raw pointers inside `iov`/`msg` point only into this same heap-allocated batch;
+// they carry no shared ownership and moving the batch's owner between threads is sound.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    fn new(cap: usize) -> Box<Self> {
+        Box::new(Self {
+            socket: 0,
+            dest: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
+            seg: 0,
+            segs: 0,
+            closed: true,
+            buf: Vec::with_capacity(cap),
+            control: GsoControl::new(0),
+            iov: libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            // SAFETY: msghdr is a plain C struct for which all-zero is a valid (empty) value.
+            msg: unsafe { std::mem::zeroed() },
+        })
+    }
+
+    /// Fills in the `msghdr` for this batch and returns it. The pointers stay valid until the
+    /// batch is mutated or released.
+    pub(crate) fn prepare_msg(&mut self) -> *const libc::msghdr {
+        self.iov.iov_base = self.buf.as_mut_ptr().cast();
+        self.iov.iov_len = self.buf.len();
+        self.msg.msg_name = self.dest.as_ptr().cast_mut().cast();
+        self.msg.msg_namelen = self.dest.len();
+        self.msg.msg_iov = &raw mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_flags = 0;
+        if self.segs > 1 {
+            // `seg` never exceeds MAX_UDP_PAYLOAD (< u16::MAX) when a batch has several segments.
+            self.control = GsoControl::new(u16::try_from(self.seg).unwrap_or(u16::MAX));
+            self.msg.msg_control = self.control.0.as_mut_ptr().cast();
+            self.msg.msg_controllen = GSO_CONTROL_LEN;
+        } else {
+            self.msg.msg_control = std::ptr::null_mut();
+            self.msg.msg_controllen = 0;
+        }
+        &raw const self.msg
+    }
+}
+
+/// What happened to one batch once the kernel answered.
+pub(crate) enum Outcome {
+    /// Handed to the kernel.
+    Sent,
+    /// Failed with this errno.
+    Failed(i32),
+}
+
+/// Pooled, grouped send queue.
+pub(crate) struct SendQueue {
+    // Boxed on purpose: io_uring holds pointers into in-flight batches, which must not move
+    // when the pool grows.
+    #[allow(clippy::vec_box)]
+    slots: Vec<Box<Batch>>,
+    free: Vec<usize>,
+    queued: Vec<usize>,
+    open: HashMap<(usize, SocketAddr), usize>,
+    max: usize,
+    gso: bool,
+    v6: Vec<bool>,
+}
+
+impl SendQueue {
+    pub(crate) fn new(max_batches: usize, gso: bool, locals: &[SocketAddr]) -> Self {
+        let max = max_batches.max(1);
+        let pre = max.min(PREALLOCATED);
+        let mut q = Self {
+            slots: Vec::with_capacity(max),
+            free: Vec::with_capacity(max),
+            queued: Vec::with_capacity(max),
+            open: HashMap::with_capacity(max),
+            max,
+            gso,
+            v6: locals.iter().map(SocketAddr::is_ipv6).collect(),
+        };
+        for i in 0..pre {
+            q.slots.push(Batch::new(q.buf_cap()));
+            q.free.push(i);
+        }
+        q
+    }
+
+    fn buf_cap(&self) -> usize {
+        if self.gso { MAX_UDP_PAYLOAD } else { 2048 }
+    }
+
+    /// Queues one datagram; `false` = dropped (counted in `stats`).
+    pub(crate) fn push(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        data: &[u8],
+        stats: &mut IoStats,
+    ) -> bool {
+        let Some(&v6) = self.v6.get(socket) else {
+            stats.drops.bad_socket += 1;
+            return false;
+        };
+        if v6 != dest.is_ipv6() {
+            stats.drops.family_mismatch += 1;
+            return false;
+        }
+        if data.len() > MAX_UDP_PAYLOAD {
+            stats.drops.too_large += 1;
+            return false;
+        }
+        if self.gso
+            && let Some(&i) = self.open.get(&(socket, dest))
+            && let Some(b) = self.slots.get_mut(i)
+            && !b.closed
+            && !data.is_empty()
+            && data.len() <= b.seg
+            && b.buf.len() + data.len() <= MAX_UDP_PAYLOAD
+        {
+            b.buf.extend_from_slice(data);
+            b.segs += 1;
+            if data.len() < b.seg
+                || b.segs >= MAX_GSO_SEGMENTS
+                || b.buf.len() + b.seg > MAX_UDP_PAYLOAD
+            {
+                b.closed = true;
+            }
+            return true;
+        }
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None if self.slots.len() < self.max => {
+                self.slots.push(Batch::new(self.buf_cap()));
+                self.slots.len() - 1
+            }
+            None => {
+                stats.drops.queue_full += 1;
+                return false;
+            }
+        };
+        let gso = self.gso;
+        let Some(b) = self.slots.get_mut(i) else {
+            // Indices in `free` always refer to existing slots; keep the slot accounted.
+            stats.drops.queue_full += 1;
+            return false;
+        };
+        b.socket = socket;
+        b.dest = SockAddr::from(dest);
+        b.seg = data.len();
+        b.segs = 1;
+        b.buf.clear();
+        b.buf.extend_from_slice(data);
+        b.closed = !gso || data.is_empty() || 2 * data.len() > MAX_UDP_PAYLOAD;
+        self.queued.push(i);
+        if gso {
+            self.open.insert((socket, dest), i);
+        }
+        true
+    }
+
+    /// Slots queued since the last [`SendQueue::take_queued`], in queue order.
+    pub(crate) fn queued(&self) -> &[usize] {
+        &self.queued
+    }
+
+    /// Whether anything is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+
+    /// The socket index of slot `i`.
+    pub(crate) fn socket_of(&self, i: usize) -> Option<usize> {
+        self.slots.get(i).map(|b| b.socket)
+    }
+
+    /// Mutable access to one slot.
+    pub(crate) fn batch_mut(&mut self, i: usize) -> Option<&mut Batch> {
+        self.slots.get_mut(i).map(|b| &mut **b)
+    }
+
+    /// Forgets the queued list (the slots stay allocated until released) and closes all
+    /// open groups.
+    pub(crate) fn take_queued(&mut self) {
+        self.queued.clear();
+        self.open.clear();
+    }
+
+    /// Accounts a kernel answer for slot `i` and returns it to the pool. A GSO send refused
+    /// for reasons specific to segmentation (`EIO`: no checksum offload, `EINVAL`: segment
+    /// larger than the path MTU, `EMSGSIZE`) is retried once, synchronously, as individual
+    /// datagrams on `fd`.
+    pub(crate) fn complete(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        fd: Option<RawFd>,
+        stats: &mut IoStats,
+    ) {
+        if let (Outcome::Failed(e), Some(fd)) = (&outcome, fd)
+            && matches!(*e, libc::EIO | libc::EINVAL | libc::EMSGSIZE)
+            && self.slots.get(i).is_some_and(|b| b.segs > 1)
+        {
+            if *e == libc::EIO && self.gso {
+                tracing::warn!("GSO send failed with EIO (no checksum offload?); disabling GSO");
+                self.gso = false;
+            }
+            self.send_unsegmented(i, fd, stats);
+            return;
+        }
+        let Some(b) = self.slots.get(i) else { return };
+        let segs = b.segs as u64;
+        match outcome {
+            Outcome::Sent => {
+                stats.tx_datagrams += segs;
+                stats.tx_bytes += b.buf.len() as u64;
+                stats.send_messages += 1;
+                if b.segs > 1 {
+                    stats.gso_sends += 1;
+                    stats.gso_segments += segs;
+                }
+            }
+            Outcome::Failed(e) if e == libc::EAGAIN || e == libc::ENOBUFS => {
+                stats.drops.send_would_block += segs;
+            }
+            Outcome::Failed(_) => {
+                stats.drops.send_error += segs;
+            }
+        }
+        self.free.push(i);
+    }
+
+    /// Sends the segments of slot `i` one `sendto` each (rare fallback path) and returns the
+    /// slot to the pool.
+    fn send_unsegmented(&mut self, i: usize, fd: RawFd, stats: &mut IoStats) {
+        let Some(b) = self.slots.get(i) else { return };
+        stats.gso_fallbacks += 1;
+        let seg = b.seg.max(1);
+        for chunk in b.buf.chunks(seg) {
+            // SAFETY: `chunk` and the encoded destination are live for the whole call; the
+            // kernel only reads them.
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    chunk.as_ptr().cast(),
+                    chunk.len(),
+                    libc::MSG_DONTWAIT,
+                    b.dest.as_ptr().cast(),
+                    b.dest.len(),
+                )
+            };
+            if r >= 0 {
+                stats.tx_datagrams += 1;
+                stats.tx_bytes += chunk.len() as u64;
+                stats.send_messages += 1;
+            } else {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EAGAIN | libc::ENOBUFS) => stats.drops.send_would_block += 1,
+                    _ => stats.drops.send_error += 1,
+                }
+            }
+        }
+        self.free.push(i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn q(gso: bool) -> SendQueue {
+        SendQueue::new(
+            8,
+            gso,
+            &["127.0.0.1:1".parse().unwrap(), "[::1]:1".parse().unwrap()],
+        )
+    }
+
+    fn d(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    #[test]
+    fn equal_sizes_group_and_short_tail_closes() {
+        let mut s = IoStats::default();
+        let mut q = q(true);
+        for _ in 0..5 {
+            assert!(q.push(0, d(9), &[1; 100], &mut s));
+        }
+        assert!(q.push(0, d(9), &[2; 40], &mut s));
+        assert!(q.push(0, d(9), &[3; 100], &mut s));
+        assert_eq!(q.queued().len(), 2);
+        let first = q.queued()[0];
+        let b = q.batch_mut(first).unwrap();
+        assert_eq!((b.segs, b.buf.len()), (6, 540));
+    }
+
+    #[test]
+    fn groups_per_destination_and_socket() {
+        let mut s = IoStats::default();
+        let mut q = q(true);
+        assert!(q.push(0, d(1), &[0; 10], &mut s));
+        assert!(q.push(0, d(2), &[0; 10], &mut s));
+        assert!(q.push(0, d(1), &[0; 10], &mut s));
+        assert!(q.push(1, "[::1]:5".parse().unwrap(), &[0; 10], &mut s));
+        assert_eq!(q.queued().len(), 3);
+        let i = q.queued()[0];
+        assert_eq!(q.batch_mut(i).unwrap().segs, 2);
+    }
+
+    #[test]
+    fn limits_and_drops() {
+        let mut s = IoStats::default();
+        let mut q = q(true);
+        assert!(!q.push(5, d(1), &[0; 10], &mut s));
+        assert!(!q.push(0, "[::1]:5".parse().unwrap(), &[0; 10], &mut s));
+        assert!(!q.push(0, d(1), &vec![0; MAX_UDP_PAYLOAD + 1], &mut s));
+        assert_eq!(
+            (
+                s.drops.bad_socket,
+                s.drops.family_mismatch,
+                s.drops.too_large
+            ),
+            (1, 1, 1)
+        );
+        for _ in 0..(MAX_GSO_SEGMENTS + 1) {
+            assert!(q.push(0, d(1), &[0; 10], &mut s));
+        }
+        assert_eq!(q.queued().len(), 2);
+        for p in 0..6 {
+            assert!(q.push(0, d(100 + p), &[0; 10], &mut s));
+        }
+        assert!(!q.push(0, d(200), &[0; 10], &mut s));
+        assert_eq!(s.drops.queue_full, 1);
+        let i = q.queued()[0];
+        q.take_queued();
+        q.complete(i, Outcome::Sent, None, &mut s);
+        assert_eq!((s.gso_sends, s.gso_segments, s.tx_datagrams), (1, 64, 64));
+        assert!(q.push(0, d(200), &[0; 10], &mut s));
+    }
+
+    #[test]
+    fn no_gso_means_one_datagram_per_batch() {
+        let mut s = IoStats::default();
+        let mut q = q(false);
+        assert!(q.push(0, d(1), &[0; 10], &mut s));
+        assert!(q.push(0, d(1), &[0; 10], &mut s));
+        assert_eq!(q.queued().len(), 2);
+    }
+
+    #[test]
+    fn refused_gso_batch_is_resent_unsegmented() {
+        use std::os::fd::AsRawFd;
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut s = IoStats::default();
+        let mut q = SendQueue::new(4, true, &[tx.local_addr().unwrap()]);
+        let dest = rx.local_addr().unwrap();
+        assert!(q.push(0, dest, &[1; 500], &mut s));
+        assert!(q.push(0, dest, &[2; 500], &mut s));
+        assert!(q.push(0, dest, &[3; 100], &mut s));
+        let i = q.queued()[0];
+        q.take_queued();
+        q.complete(
+            i,
+            Outcome::Failed(libc::EINVAL),
+            Some(tx.as_raw_fd()),
+            &mut s,
+        );
+        assert_eq!((s.gso_fallbacks, s.tx_datagrams, s.tx_bytes), (1, 3, 1100));
+        assert_eq!(s.drops, super::super::DropStats::default());
+        let mut buf = [0u8; 600];
+        for (fill, len) in [(1u8, 500), (2, 500), (3, 100)] {
+            let (n, _) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &vec![fill; len][..]);
+        }
+        // The slot went back to the pool, and EINVAL does not turn GSO off.
+        assert!(q.gso);
+        // A single-datagram failure is just counted.
+        assert!(q.push(0, dest, &[4; 10], &mut s));
+        let j = q.queued()[0];
+        q.take_queued();
+        q.complete(
+            j,
+            Outcome::Failed(libc::EINVAL),
+            Some(tx.as_raw_fd()),
+            &mut s,
+        );
+        assert_eq!(s.drops.send_error, 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Concatenating the batches per destination reproduces what was queued, and every
+        /// batch obeys the GSO shape rules.
+        #[test]
+        fn batches_preserve_bytes_and_shape(
+            pkts in proptest::collection::vec((0u16..3, 0usize..1500, any::<u8>()), 0..200)
+        ) {
+            let mut s = IoStats::default();
+            let mut q = SendQueue::new(1000, true, &["127.0.0.1:1".parse().unwrap()]);
+            let mut want: [Vec<u8>; 3] = Default::default();
+            for (p, len, fill) in &pkts {
+                let data = vec![*fill; *len];
+                prop_assert!(q.push(0, d(*p), &data, &mut s));
+                want[*p as usize].extend_from_slice(&data);
+            }
+            let mut got: [Vec<u8>; 3] = Default::default();
+            let idx: Vec<usize> = q.queued().to_vec();
+            for i in idx {
+                let b = q.batch_mut(i).unwrap();
+                prop_assert!(b.segs >= 1 && b.segs <= MAX_GSO_SEGMENTS);
+                prop_assert!(b.buf.len() <= MAX_UDP_PAYLOAD);
+                prop_assert!(b.buf.len() <= b.seg * b.segs);
+                prop_assert!(b.segs == 1 || b.buf.len() > b.seg * (b.segs - 1));
+                let port = b.dest.as_socket().unwrap().port() as usize;
+                got[port].extend_from_slice(&b.buf);
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+}

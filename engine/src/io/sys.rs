@@ -1,0 +1,310 @@
+//! Shared low-level pieces: socket setup, address and control-message encoding, the
+//! eventfd waker, anonymous memory mappings.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::IoConfig;
+
+/// Bytes reserved for a source address (`sockaddr_in6` is the largest we accept).
+pub(crate) const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_in6>();
+
+const CMSG_HDR: usize = cmsg_align(std::mem::size_of::<libc::cmsghdr>());
+
+const fn cmsg_align(len: usize) -> usize {
+    let a = std::mem::size_of::<usize>();
+    (len + a - 1) & !(a - 1)
+}
+
+/// `CMSG_SPACE(n)` without `unsafe`.
+pub(crate) const fn cmsg_space(n: usize) -> usize {
+    CMSG_HDR + cmsg_align(n)
+}
+
+/// `CMSG_LEN(n)` without `unsafe`.
+const fn cmsg_len(n: usize) -> usize {
+    CMSG_HDR + n
+}
+
+/// Control space needed for one `UDP_GRO` (int) message on receive.
+pub(crate) const GRO_CONTROL_LEN: usize = cmsg_space(std::mem::size_of::<libc::c_int>());
+
+/// Control space for one `UDP_SEGMENT` (u16) message on send.
+pub(crate) const GSO_CONTROL_LEN: usize = cmsg_space(std::mem::size_of::<u16>());
+
+/// An 8-byte aligned control buffer for one `UDP_SEGMENT` message.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GsoControl(pub(crate) [u8; GSO_CONTROL_LEN]);
+
+impl GsoControl {
+    /// A control buffer carrying `UDP_SEGMENT = seg`.
+    pub(crate) fn new(seg: u16) -> Self {
+        let mut b = [0u8; GSO_CONTROL_LEN];
+        let len = cmsg_len(std::mem::size_of::<u16>());
+        let (l, rest) = b.split_at_mut(std::mem::size_of::<usize>());
+        l.copy_from_slice(&len.to_ne_bytes());
+        let (lvl, rest) = rest.split_at_mut(4);
+        lvl.copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
+        let (ty, _) = rest.split_at_mut(4);
+        ty.copy_from_slice(&libc::UDP_SEGMENT.to_ne_bytes());
+        if let Some(d) = b.get_mut(CMSG_HDR..CMSG_HDR + 2) {
+            d.copy_from_slice(&seg.to_ne_bytes());
+        }
+        Self(b)
+    }
+}
+
+/// Finds a `SOL_UDP`/`UDP_GRO` control message and returns the segment size it carries.
+pub(crate) fn parse_gro_segment(control: &[u8]) -> Option<usize> {
+    let w = std::mem::size_of::<usize>();
+    let mut rest = control;
+    while rest.len() >= CMSG_HDR {
+        let len = usize::from_ne_bytes(rest.get(..w)?.try_into().ok()?);
+        let level = i32::from_ne_bytes(rest.get(w..w + 4)?.try_into().ok()?);
+        let ty = i32::from_ne_bytes(rest.get(w + 4..w + 8)?.try_into().ok()?);
+        if len < CMSG_HDR {
+            return None;
+        }
+        if level == libc::SOL_UDP && ty == libc::UDP_GRO {
+            let d = rest.get(CMSG_HDR..CMSG_HDR + 4)?;
+            let v = i32::from_ne_bytes(d.try_into().ok()?);
+            return usize::try_from(v).ok().filter(|&v| v > 0);
+        }
+        let step = len.checked_add(w - 1)? & !(w - 1);
+        rest = rest.get(step..)?;
+    }
+    None
+}
+
+/// Parses a kernel-written `sockaddr_in`/`sockaddr_in6`.
+pub(crate) fn parse_sockaddr(name: &[u8]) -> Option<SocketAddr> {
+    let family = u16::from_ne_bytes(name.get(0..2)?.try_into().ok()?);
+    let port = u16::from_be_bytes(name.get(2..4)?.try_into().ok()?);
+    match i32::from(family) {
+        libc::AF_INET => {
+            let ip: [u8; 4] = name.get(4..8)?.try_into().ok()?;
+            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
+        }
+        libc::AF_INET6 => {
+            let flow = u32::from_be_bytes(name.get(4..8)?.try_into().ok()?);
+            let ip: [u8; 16] = name.get(8..24)?.try_into().ok()?;
+            let scope = u32::from_ne_bytes(name.get(24..28)?.try_into().ok()?);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(ip),
+                port,
+                flow,
+                scope,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Creates, configures and binds one non-blocking UDP socket per configured address.
+pub(crate) fn open_sockets(cfg: &IoConfig) -> io::Result<(Vec<Socket>, Vec<SocketAddr>)> {
+    if cfg.bind.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "IoConfig::bind is empty",
+        ));
+    }
+    let mut socks = Vec::with_capacity(cfg.bind.len());
+    let mut addrs = Vec::with_capacity(cfg.bind.len());
+    for &addr in &cfg.bind {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_nonblocking(true)?;
+        s.set_cloexec(true)?;
+        if cfg.recv_buffer_bytes > 0 {
+            s.set_recv_buffer_size(cfg.recv_buffer_bytes)?;
+            // Linux reports twice the granted value (bookkeeping overhead).
+            let got = s.recv_buffer_size()? / 2;
+            if got < cfg.recv_buffer_bytes {
+                tracing::warn!(
+                    %addr, asked = cfg.recv_buffer_bytes, got,
+                    "SO_RCVBUF capped by the kernel; raise net.core.rmem_max"
+                );
+            }
+        }
+        if cfg.send_buffer_bytes > 0 {
+            s.set_send_buffer_size(cfg.send_buffer_bytes)?;
+            let got = s.send_buffer_size()? / 2;
+            if got < cfg.send_buffer_bytes {
+                tracing::warn!(
+                    %addr, asked = cfg.send_buffer_bytes, got,
+                    "SO_SNDBUF capped by the kernel; raise net.core.wmem_max"
+                );
+            }
+        }
+        if cfg.gro {
+            set_int_opt(s.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)?;
+        }
+        s.bind(&addr.into())?;
+        let local = s
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
+        socks.push(s);
+        addrs.push(local);
+    }
+    Ok((socks, addrs))
+}
+
+fn set_int_opt(fd: RawFd, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and the length passed matches its size; the kernel only
+    // reads from the pointer during the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Wakes a blocked [`IoBackend::poll`](super::IoBackend::poll) from any thread by writing
+/// to the backend's eventfd.
+#[derive(Debug, Clone)]
+pub struct Waker {
+    fd: Arc<OwnedFd>,
+}
+
+impl Waker {
+    /// Creates a non-blocking eventfd.
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall with constant flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd: Arc::new(fd) })
+    }
+
+    /// Wakes the backend. Cheap, never blocks; wakes coalesce until the next `poll`.
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we keep open via the Arc.
+        // EAGAIN (counter saturated) means a wake is already pending, which is all we need.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Resets the counter; returns whether a wake was pending.
+    pub(crate) fn drain(&self) -> bool {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64.
+        let r = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut v).cast(), 8) };
+        r == 8 && v > 0
+    }
+}
+
+/// An anonymous, page-aligned, zeroed private mapping, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mmap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned exclusively by this value; moving ownership to
+// another thread is sound.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    pub(crate) fn new(len: usize) -> io::Result<Self> {
+        let len = len.max(1);
+        // SAFETY: anonymous private mapping with no address hint; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { ptr: p.cast(), len })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping created in `new` and unmapped only here.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gso_control_round_trips_layout() {
+        let c = GsoControl::new(1200);
+        assert_eq!(GSO_CONTROL_LEN, 24);
+        assert_eq!(usize::from_ne_bytes(c.0[..8].try_into().unwrap()), 18);
+        assert_eq!(i32::from_ne_bytes(c.0[8..12].try_into().unwrap()), 17);
+        assert_eq!(i32::from_ne_bytes(c.0[12..16].try_into().unwrap()), 103);
+        assert_eq!(u16::from_ne_bytes(c.0[16..18].try_into().unwrap()), 1200);
+    }
+
+    #[test]
+    fn gro_parse_finds_segment_and_rejects_garbage() {
+        let mut b = [0u8; GRO_CONTROL_LEN];
+        b[..8].copy_from_slice(&20usize.to_ne_bytes());
+        b[8..12].copy_from_slice(&17i32.to_ne_bytes());
+        b[12..16].copy_from_slice(&104i32.to_ne_bytes());
+        b[16..20].copy_from_slice(&1400i32.to_ne_bytes());
+        assert_eq!(parse_gro_segment(&b), Some(1400));
+        assert_eq!(parse_gro_segment(&b[..10]), None);
+        b[..8].copy_from_slice(&3usize.to_ne_bytes());
+        assert_eq!(parse_gro_segment(&b), None);
+        assert_eq!(parse_gro_segment(&[0xff; 64]), None);
+    }
+
+    #[test]
+    fn sockaddr_parse_v4_v6_and_garbage() {
+        let v4: SocketAddr = "10.1.2.3:5004".parse().unwrap();
+        let s = socket2::SockAddr::from(v4);
+        // SAFETY: test-only view of the initialised bytes of a SockAddr.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len() as usize) };
+        assert_eq!(parse_sockaddr(bytes), Some(v4));
+        let v6: SocketAddr = "[2001:db8::7]:443".parse().unwrap();
+        let s = socket2::SockAddr::from(v6);
+        // SAFETY: as above.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len() as usize) };
+        assert_eq!(parse_sockaddr(bytes), Some(v6));
+        assert_eq!(parse_sockaddr(&[0u8; 3]), None);
+        assert_eq!(parse_sockaddr(&[0xffu8; 28]), None);
+    }
+}

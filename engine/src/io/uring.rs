@@ -1,0 +1,530 @@
+//! The io_uring backend: multishot `recvmsg` on a provided-buffer ring, `sendmsg` (with
+//! `UDP_SEGMENT` for GSO batches), an eventfd read kept in the ring, one `io_uring_enter`
+//! per `poll` and per `flush`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::types::{BufRingEntry, CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+use socket2::Socket;
+
+use super::portable::deliver;
+use super::send::{Outcome, SendQueue};
+use super::sys::{self, GRO_CONTROL_LEN, Mmap, NAME_LEN, Waker};
+use super::{BackendKind, IoBackend, IoConfig, IoStats, Received};
+
+/// Buffer group id of the provided-buffer ring.
+const BGID: u16 = 0;
+/// Size of `struct io_uring_recvmsg_out`, which precedes every multishot recvmsg buffer.
+const RECVMSG_OUT: usize = 16;
+
+const TAG_SHIFT: u32 = 56;
+const TAG_RECV: u64 = 1;
+const TAG_SEND: u64 = 2;
+const TAG_WAKE: u64 = 3;
+const TAG_CANCEL: u64 = 4;
+
+fn ud(tag: u64, idx: usize) -> u64 {
+    (tag << TAG_SHIFT) | (idx as u64 & ((1 << TAG_SHIFT) - 1))
+}
+
+/// Whether an error from [`UringBackend::open`] means "io_uring is not available here"
+/// (kernel too old, disabled by sysctl, or refused by seccomp) rather than a real failure.
+pub fn is_setup_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::EACCES)
+    ) || e.kind() == io::ErrorKind::Unsupported
+}
+
+/// io_uring backend. See the [module docs](super).
+pub struct UringBackend {
+    // Field order matters for drop: the ring is closed (after the explicit cancel in `Drop`)
+    // before the memory it referenced is unmapped.
+    ring: IoUring,
+    sockets: Vec<Socket>,
+    locals: Vec<SocketAddr>,
+    waker: Waker,
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    recv_msg: Box<libc::msghdr>,
+    recv_armed: Vec<bool>,
+    control_len: usize,
+    gro: bool,
+    ring_mem: Mmap,
+    bufs: Mmap,
+    buf_size: usize,
+    buf_count: usize,
+    tail: u16,
+    sendq: SendQueue,
+    in_flight: usize,
+    cqes: Vec<cqueue::Entry>,
+    deferred: Vec<cqueue::Entry>,
+    stats: IoStats,
+}
+
+// SAFETY: the raw pointers (msghdr template, buffer ring, buffers) refer to memory owned by
+// this value, and the ring is not set up with SINGLE_ISSUER, so the backend may be moved to
+// another thread as a whole. It is never shared (`&self` methods only read counters/addrs).
+unsafe impl Send for UringBackend {}
+
+impl UringBackend {
+    /// Sets up the ring, registers the provided-buffer ring, binds the sockets and arms one
+    /// multishot receive per socket plus the wake-up read.
+    pub fn open(cfg: &IoConfig) -> io::Result<Self> {
+        let entries = cfg.ring_entries.clamp(8, 32_768).next_power_of_two();
+        let buf_count = cfg.recv_buffers.count.clamp(1, 32_768).next_power_of_two();
+        let cq = (entries as usize * 2)
+            .max(buf_count + cfg.send_batches + 64)
+            .next_power_of_two()
+            .min(65_536);
+        let ring: IoUring = IoUring::builder().setup_cqsize(cq as u32).build(entries)?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring without IORING_FEAT_EXT_ARG",
+            ));
+        }
+        let control_len = if cfg.gro { GRO_CONTROL_LEN } else { 0 };
+        let mut payload = cfg.recv_buffers.size.max(1);
+        if cfg.gro {
+            payload = payload.max(65_535);
+        }
+        let buf_size = (RECVMSG_OUT + NAME_LEN + control_len + payload).next_multiple_of(64);
+        let ring_mem = Mmap::new(buf_count * std::mem::size_of::<BufRingEntry>())?;
+        let bufs = Mmap::new(buf_count * buf_size)?;
+        let base = ring_mem.as_ptr().cast::<BufRingEntry>();
+        for bid in 0..buf_count {
+            // SAFETY: `ring_mem` holds `buf_count` zeroed entries; `bid < buf_count`.
+            let e = unsafe { &mut *base.add(bid) };
+            // SAFETY: `bufs` holds `buf_count * buf_size` bytes.
+            e.set_addr(unsafe { bufs.as_ptr().add(bid * buf_size) } as u64);
+            e.set_len(buf_size as u32);
+            e.set_bid(bid as u16);
+        }
+        // `buf_count <= 32768`, so it fits the 16-bit tail.
+        let tail = buf_count as u16;
+        // SAFETY: `ring_mem` is page-aligned, sized for `buf_count` entries, and stays mapped
+        // (field of the backend) until after the ring is closed.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                ring_mem.as_ptr() as u64,
+                tail,
+                BGID,
+                0,
+            )?;
+        }
+        let (sockets, locals) = sys::open_sockets(cfg)?;
+        // SAFETY: msghdr is a plain C struct; all-zero is valid. Only the name and control
+        // lengths matter for multishot recvmsg.
+        let mut recv_msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msg.msg_namelen = NAME_LEN as libc::socklen_t;
+        recv_msg.msg_controllen = control_len;
+        let n = sockets.len();
+        let sendq = SendQueue::new(cfg.send_batches, cfg.gso, &locals);
+        let mut me = Self {
+            ring,
+            recv_armed: vec![false; n],
+            sockets,
+            locals,
+            waker: Waker::new()?,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            recv_msg,
+            control_len,
+            gro: cfg.gro,
+            ring_mem,
+            bufs,
+            buf_size,
+            buf_count,
+            tail,
+            sendq,
+            in_flight: 0,
+            cqes: Vec::with_capacity(cq),
+            deferred: Vec::with_capacity(64),
+            stats: IoStats::default(),
+        };
+        me.publish_tail();
+        me.arm();
+        me.ring.submit()?;
+        Ok(me)
+    }
+
+    fn publish_tail(&self) {
+        // SAFETY: the tail lives inside entry 0 of the mapped ring (`BufRingEntry::tail`), is
+        // 2-byte aligned and is only written by us; the kernel reads it concurrently, hence
+        // the atomic release store.
+        let t = unsafe { &*BufRingEntry::tail(self.ring_mem.as_ptr().cast()).cast::<AtomicU16>() };
+        t.store(self.tail, Ordering::Release);
+    }
+
+    /// Gives buffer `bid` back to the kernel.
+    fn recycle(&mut self, bid: u16) {
+        let bid = usize::from(bid);
+        if bid >= self.buf_count {
+            return;
+        }
+        let idx = usize::from(self.tail) & (self.buf_count - 1);
+        // SAFETY: idx < buf_count entries in `ring_mem`; the kernel does not read entries
+        // beyond the published tail, and this slot is behind it until `publish_tail`.
+        let e = unsafe { &mut *self.ring_mem.as_ptr().cast::<BufRingEntry>().add(idx) };
+        // SAFETY: bid < buf_count, so the address is inside `bufs`.
+        e.set_addr(unsafe { self.bufs.as_ptr().add(bid * self.buf_size) } as u64);
+        e.set_len(self.buf_size as u32);
+        e.set_bid(bid as u16);
+        self.tail = self.tail.wrapping_add(1);
+        self.publish_tail();
+    }
+
+    fn push(&mut self, e: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry we build references memory owned by `self` that outlives the
+            // operation (msghdr template, wake buffer, boxed send batches kept until their CQE).
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    /// Arms whatever is not armed: multishot receives and the wake-up read.
+    fn arm(&mut self) {
+        for i in 0..self.sockets.len() {
+            if self.recv_armed.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let Some(fd) = self.sockets.get(i).map(AsRawFd::as_raw_fd) else {
+                continue;
+            };
+            let e = opcode::RecvMsgMulti::new(Fd(fd), &raw const *self.recv_msg, BGID)
+                .build()
+                .user_data(ud(TAG_RECV, i));
+            if self.push(&e).is_ok()
+                && let Some(a) = self.recv_armed.get_mut(i)
+            {
+                *a = true;
+            }
+        }
+        if !self.wake_armed {
+            let e = opcode::Read::new(Fd(self.waker.raw_fd()), (&raw mut *self.wake_buf).cast(), 8)
+                .build()
+                .user_data(ud(TAG_WAKE, 0));
+            if self.push(&e).is_ok() {
+                self.wake_armed = true;
+            }
+        }
+    }
+
+    /// Handles one send CQE; returns `false` if it is not a send.
+    fn reap_send(&mut self, c: &cqueue::Entry) -> bool {
+        let tag = c.user_data() >> TAG_SHIFT;
+        if tag != TAG_SEND {
+            return false;
+        }
+        let slot = (c.user_data() & ((1 << TAG_SHIFT) - 1)) as usize;
+        let r = c.result();
+        let outcome = if r >= 0 {
+            Outcome::Sent
+        } else {
+            Outcome::Failed(-r)
+        };
+        let fd = self
+            .sendq
+            .socket_of(slot)
+            .and_then(|si| self.sockets.get(si))
+            .map(AsRawFd::as_raw_fd);
+        self.sendq.complete(slot, outcome, fd, &mut self.stats);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        true
+    }
+
+    fn handle(&mut self, c: &cqueue::Entry, on_recv: &mut dyn FnMut(Received<'_>)) {
+        if self.reap_send(c) {
+            return;
+        }
+        let tag = c.user_data() >> TAG_SHIFT;
+        let idx = (c.user_data() & ((1 << TAG_SHIFT) - 1)) as usize;
+        let r = c.result();
+        let flags = c.flags();
+        match tag {
+            TAG_RECV => {
+                if r >= 0 {
+                    self.stats.recv_completions += 1;
+                    if let Some(bid) = cqueue::buffer_select(flags) {
+                        self.on_buffer(idx, bid, r as usize, on_recv);
+                        self.recycle(bid);
+                    } else {
+                        self.stats.drops.recv_error += 1;
+                    }
+                } else if -r == libc::ENOBUFS {
+                    self.stats.buf_ring_exhausted += 1;
+                } else if -r != libc::ECANCELED {
+                    self.stats.drops.recv_error += 1;
+                }
+                if !cqueue::more(flags)
+                    && let Some(a) = self.recv_armed.get_mut(idx)
+                {
+                    *a = false;
+                    self.stats.recv_rearms += 1;
+                }
+            }
+            TAG_WAKE => {
+                self.wake_armed = false;
+                // Also reset the counter: wakes that raced with this read (e.g. a second
+                // `wake` after the read completed) must not cause another early return.
+                let raced = self.waker.drain();
+                if (r == 8 && *self.wake_buf > 0) || raced {
+                    self.stats.wakeups += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_buffer(
+        &mut self,
+        si: usize,
+        bid: u16,
+        len: usize,
+        on_recv: &mut dyn FnMut(Received<'_>),
+    ) {
+        let bid = usize::from(bid);
+        if bid >= self.buf_count {
+            self.stats.drops.recv_error += 1;
+            return;
+        }
+        let Some(&local) = self.locals.get(si) else {
+            return;
+        };
+        let len = len.min(self.buf_size);
+        // SAFETY: buffer `bid` lies inside `bufs` and is owned by us (not in the ring) from
+        // its CQE until `recycle`; the kernel writes no other buffer into this range.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(self.bufs.as_ptr().add(bid * self.buf_size), len)
+        };
+        let Some((hdr, rest)) = buf.split_at_mut_checked(RECVMSG_OUT) else {
+            self.stats.drops.recv_error += 1;
+            return;
+        };
+        let word = |i: usize| -> usize {
+            hdr.get(i * 4..i * 4 + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u32::from_ne_bytes(b) as usize)
+        };
+        let (namelen, controllen, payloadlen, mflags) = (word(0), word(1), word(2), word(3));
+        let Some((name, rest)) = rest.split_at_mut_checked(NAME_LEN) else {
+            self.stats.drops.recv_error += 1;
+            return;
+        };
+        let Some((control, payload)) = rest.split_at_mut_checked(self.control_len) else {
+            self.stats.drops.recv_error += 1;
+            return;
+        };
+        if mflags & (libc::MSG_TRUNC as usize) != 0 || payloadlen > payload.len() {
+            self.stats.drops.recv_truncated += 1;
+            return;
+        }
+        let Some(source) = name
+            .get(..namelen.min(NAME_LEN))
+            .and_then(sys::parse_sockaddr)
+        else {
+            self.stats.drops.recv_error += 1;
+            return;
+        };
+        let seg = if self.gro {
+            control
+                .get(..controllen.min(self.control_len))
+                .and_then(sys::parse_gro_segment)
+        } else {
+            None
+        };
+        let Some(data) = payload.get_mut(..payloadlen) else {
+            return;
+        };
+        deliver(&mut self.stats, si, source, local, data, seg, on_recv);
+    }
+
+    fn drain_cq(&mut self) {
+        self.cqes.clear();
+        let mut cq = self.ring.completion();
+        cq.sync();
+        self.cqes.extend(&mut cq);
+    }
+}
+
+impl IoBackend for UringBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::IoUring
+    }
+
+    fn local_addrs(&self) -> &[SocketAddr] {
+        &self.locals
+    }
+
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        on_recv: &mut dyn FnMut(Received<'_>),
+    ) -> io::Result<()> {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        let had_deferred = !deferred.is_empty();
+        for c in deferred.drain(..) {
+            self.handle(&c, on_recv);
+        }
+        self.deferred = deferred;
+        self.arm();
+        let ready = had_deferred || !self.ring.completion().is_empty();
+        let res = if ready || timeout == Some(Duration::ZERO) {
+            self.ring.submit()
+        } else if let Some(d) = timeout {
+            let ts = Timespec::from(d);
+            let args = SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(1, &args)
+        } else {
+            self.ring.submit_and_wait(1)
+        };
+        self.stats.recv_syscalls += 1;
+        if let Err(e) = res {
+            match e.raw_os_error() {
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
+                _ => return Err(e),
+            }
+        }
+        // A full completion queue may have more waiting (or overflowed): go round a few
+        // times, without waiting, until it is empty.
+        for _ in 0..4 {
+            self.drain_cq();
+            let cqes = std::mem::take(&mut self.cqes);
+            let empty = cqes.is_empty();
+            for c in &cqes {
+                self.handle(c, on_recv);
+            }
+            self.cqes = cqes;
+            if empty {
+                break;
+            }
+        }
+        self.cqes.clear();
+        self.arm();
+        Ok(())
+    }
+
+    fn queue_send(&mut self, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
+        self.sendq.push(socket, dest, data, &mut self.stats)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let n = self.sendq.queued().len();
+        for k in 0..n {
+            let Some(&slot) = self.sendq.queued().get(k) else {
+                break;
+            };
+            let Some(b) = self.sendq.batch_mut(slot) else {
+                continue;
+            };
+            let socket = b.socket;
+            let msg = b.prepare_msg();
+            let Some(fd) = self.sockets.get(socket).map(AsRawFd::as_raw_fd) else {
+                self.sendq
+                    .complete(slot, Outcome::Failed(libc::EBADF), None, &mut self.stats);
+                continue;
+            };
+            let e = opcode::SendMsg::new(Fd(fd), msg)
+                .flags(libc::MSG_DONTWAIT as u32)
+                .build()
+                .user_data(ud(TAG_SEND, slot));
+            if let Err(err) = self.push(&e) {
+                self.sendq
+                    .complete(slot, Outcome::Failed(libc::EAGAIN), None, &mut self.stats);
+                tracing::debug!(error = %err, "io_uring submit failed while queueing sends");
+                continue;
+            }
+            self.in_flight += 1;
+        }
+        self.sendq.take_queued();
+        if self.ring.submission().is_empty() {
+            return Ok(());
+        }
+        self.ring.submit()?;
+        self.stats.send_syscalls += 1;
+        // Reap send completions right away so their batches return to the pool; keep the
+        // rest for the next `poll`.
+        self.drain_cq();
+        let cqes = std::mem::take(&mut self.cqes);
+        for c in &cqes {
+            if !self.reap_send(c) {
+                self.deferred.push(c.clone());
+            }
+        }
+        self.cqes = cqes;
+        self.cqes.clear();
+        Ok(())
+    }
+
+    fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    fn stats(&self) -> &IoStats {
+        &self.stats
+    }
+}
+
+impl Drop for UringBackend {
+    fn drop(&mut self) {
+        // Cancel every outstanding operation and wait (bounded) for the kernel to let go of
+        // the buffers, msghdrs and batches they reference before any of it is freed.
+        let e = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(ud(TAG_CANCEL, 0));
+        let deferred = std::mem::take(&mut self.deferred);
+        for c in &deferred {
+            self.note_terminal(c);
+        }
+        if self.push(&e).is_err() {
+            return;
+        }
+        for _ in 0..100 {
+            let pending = self.in_flight
+                + usize::from(self.wake_armed)
+                + self.recv_armed.iter().filter(|a| **a).count();
+            if pending == 0 {
+                break;
+            }
+            let ts = Timespec::from(Duration::from_millis(10));
+            let args = SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.drain_cq();
+            let cqes = std::mem::take(&mut self.cqes);
+            for c in &cqes {
+                self.note_terminal(c);
+            }
+            self.cqes = cqes;
+        }
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+    }
+}
+
+impl UringBackend {
+    /// Shutdown bookkeeping: notes which operations have finished for good.
+    fn note_terminal(&mut self, c: &cqueue::Entry) {
+        if self.reap_send(c) {
+            return;
+        }
+        let tag = c.user_data() >> TAG_SHIFT;
+        let idx = (c.user_data() & ((1 << TAG_SHIFT) - 1)) as usize;
+        match tag {
+            TAG_RECV if !cqueue::more(c.flags()) => {
+                if let Some(a) = self.recv_armed.get_mut(idx) {
+                    *a = false;
+                }
+            }
+            TAG_WAKE => self.wake_armed = false,
+            _ => {}
+        }
+    }
+}
