@@ -64,7 +64,7 @@ fn ctr_key(key: &[u8]) -> Result<EncryptingKey, SrtpError> {
     EncryptingKey::ctr(unbound).map_err(|_| SrtpError::Crypto)
 }
 
-/// XOR `counter` into `in_out` as AES counter-mode keystream starting at block `iv`.
+/// XOR AES counter-mode keystream, starting at counter block `iv`, into `in_out`.
 fn ctr_apply(key: &EncryptingKey, iv: [u8; 16], in_out: &mut [u8]) -> Result<(), SrtpError> {
     if in_out.is_empty() {
         return Ok(());

@@ -102,8 +102,8 @@ pub struct SrtpContext {
     profile: SrtpProfile,
     rtp: SessionCipher,
     rtcp: SessionCipher,
-    /// Outbound RTP: highest packet index sent per SSRC (ROC = index >> 16).
-    rtp_send: SsrcTable<u64>,
+    /// Outbound RTP: indices sent per SSRC (ROC = highest >> 16).
+    rtp_send: SsrcTable<ReplayWindow>,
     /// Inbound RTP: replay window per SSRC.
     rtp_recv: SsrcTable<ReplayWindow>,
     /// Outbound RTCP: next SRTCP index per SSRC.
@@ -176,7 +176,7 @@ impl SrtpContext {
 
     /// Rollover counter of the outbound RTP stream `ssrc`, if any packet was sent.
     pub fn outbound_roc(&self, ssrc: u32) -> Option<u32> {
-        self.rtp_send.get(ssrc).map(|i| (i >> 16) as u32)
+        self.rtp_send.get(ssrc).map(|w| (w.highest >> 16) as u32)
     }
 
     /// Rollover counter of the inbound RTP stream `ssrc` (from its highest
@@ -190,6 +190,10 @@ impl SrtpContext {
     /// [`SrtpProfile::rtp_overhead`] bytes after `len`. Returns the SRTP length.
     ///
     /// The rollover counter of each SSRC is tracked from the sequence numbers sent.
+    /// Protecting the same (SSRC, packet index) twice is refused with
+    /// [`SrtpError::Replayed`] (and an index older than the last 128 with
+    /// [`SrtpError::TooOld`]): reusing an index reuses the keystream / GCM nonce.
+    /// To retransmit, resend the already-protected bytes (or use RTX).
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let pkt = buf.get(..len).ok_or(SrtpError::BufferTooSmall)?;
         let hdr = rtp_header_len(pkt)?;
@@ -197,17 +201,20 @@ impl SrtpContext {
         if buf.len() < len + self.profile.rtp_overhead() {
             return Err(SrtpError::BufferTooSmall);
         }
-        let highest = self.rtp_send.get_or_insert_with(ssrc, || u64::from(seq))?;
-        let index = match estimate_index(*highest, seq) {
+        let sent = self
+            .rtp_send
+            .get_or_insert_with(ssrc, || ReplayWindow::empty_at(u64::from(seq)))?;
+        let index = match estimate_index(sent.highest, seq) {
             Some(i) => i,
             // A sequence number "before" the first one sent, while still in ROC 0.
-            None if *highest >> 16 == 0 => u64::from(seq),
+            None if sent.highest >> 16 == 0 => u64::from(seq),
             None => return Err(SrtpError::IndexExhausted),
         };
+        // Never reuse an index: with AES-GCM a repeated nonce over different
+        // plaintext would break confidentiality and authentication.
+        sent.check(index)?;
         let n = self.rtp.protect_rtp(buf, hdr, len, ssrc, index)?;
-        if index > *highest {
-            *highest = index;
-        }
+        sent.commit(index);
         Ok(n)
     }
 

@@ -112,6 +112,14 @@ impl ReplayWindow {
         }
     }
 
+    /// A window positioned at `index` in which nothing was received yet.
+    pub(crate) const fn empty_at(index: u64) -> Self {
+        Self {
+            highest: index,
+            bits: 0,
+        }
+    }
+
     /// Whether `index` may be accepted (not yet received, not too old).
     pub(crate) fn check(&self, index: u64) -> Result<(), SrtpError> {
         if index > self.highest {

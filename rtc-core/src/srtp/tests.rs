@@ -639,6 +639,36 @@ fn truncated_input_at_every_length_is_an_error() {
 }
 
 #[test]
+fn protecting_an_index_twice_is_refused() {
+    for p in SrtpProfile::ALL {
+        let (mut tx, mut rx) = client_to_server(p);
+        let first = protect_rtp(&mut tx, &rtp(10, 3, b"first"));
+        let pkt = rtp(10, 3, b"other");
+        let mut buf = pkt.clone();
+        buf.resize(pkt.len() + 16, 0);
+        assert_eq!(
+            tx.protect_rtp(&mut buf, pkt.len()),
+            Err(SrtpError::Replayed),
+            "{p:?}"
+        );
+        for seq in 11..200 {
+            let _ = protect_rtp(&mut tx, &rtp(seq, 3, b"x"));
+        }
+        let mut buf = rtp(20, 3, b"y");
+        let l = buf.len();
+        buf.resize(l + 16, 0);
+        assert_eq!(tx.protect_rtp(&mut buf, l), Err(SrtpError::TooOld), "{p:?}");
+        // A gap left earlier may still be filled once.
+        let mut tx2 = client_to_server(p).0;
+        let _ = protect_rtp(&mut tx2, &rtp(100, 4, b"a"));
+        let _ = protect_rtp(&mut tx2, &rtp(102, 4, b"c"));
+        let late = protect_rtp(&mut tx2, &rtp(101, 4, b"b"));
+        assert_eq!(unprotect_rtp(&mut rx, &late), Ok(rtp(101, 4, b"b")));
+        assert_eq!(unprotect_rtp(&mut rx, &first), Ok(rtp(10, 3, b"first")));
+    }
+}
+
+#[test]
 fn ssrc_limit_is_enforced() {
     let (mut tx, _) = client_to_server(SrtpProfile::AeadAes128Gcm);
     for ssrc in 0..1024u32 {
