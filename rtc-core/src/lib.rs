@@ -16,3 +16,4 @@ pub mod ice;
 pub mod stun;
 pub mod rtp;
 pub mod sctp;
+pub mod srtp;
