@@ -11,5 +11,5 @@
 #![deny(missing_docs)]
 
 pub mod demux;
-pub mod rtp;
 pub mod rtcp;
+pub mod rtp;
