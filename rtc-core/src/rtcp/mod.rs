@@ -122,7 +122,7 @@ pub struct Unknown<'a> {
 impl Unknown<'_> {
     /// Writes the packet. The body must be a multiple of 4 bytes.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
-        if self.body.len() % 4 != 0 {
+        if !self.body.len().is_multiple_of(4) {
             return Err(RtcpError::Unencodable);
         }
         let n = 4 + self.body.len();
@@ -239,7 +239,7 @@ pub(crate) fn write_header(
     pt: u8,
     total: usize,
 ) -> Result<(), RtcpError> {
-    if total < 4 || total % 4 != 0 {
+    if total < 4 || !total.is_multiple_of(4) {
         return Err(RtcpError::Unencodable);
     }
     let words = u16::try_from(total / 4 - 1).map_err(|_| RtcpError::TooMany)?;

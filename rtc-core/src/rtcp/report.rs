@@ -456,7 +456,7 @@ impl<'a> App<'a> {
 
     /// Writes the packet; `data` must be a multiple of 4 bytes and `subtype` < 32.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
-        if self.data.len() % 4 != 0 || self.subtype > 31 {
+        if !self.data.len().is_multiple_of(4) || self.subtype > 31 {
             return Err(RtcpError::Unencodable);
         }
         let n = 12 + self.data.len();

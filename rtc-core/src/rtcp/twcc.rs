@@ -493,7 +493,7 @@ mod tests {
     }
 
     fn finish(mut p: Vec<u8>) -> Vec<u8> {
-        while p.len() % 4 != 0 {
+        while !p.len().is_multiple_of(4) {
             p.push(0);
         }
         p[3] = (p.len() / 4 - 1) as u8;
