@@ -271,6 +271,11 @@ impl Iterator for TwccIter<'_> {
 /// Builds transport-wide feedback from `(transport sequence number, arrival time)`
 /// records.
 ///
+/// Consecutive feedback packets are contiguous: each starts right after the last
+/// sequence number of the previous one (leading losses are reported, unless the gap
+/// exceeds 8191). A packet arriving after a feedback already reported it as not
+/// received is dropped.
+///
 /// Records are kept sorted by extended sequence number in a reusable buffer (it only
 /// allocates when it grows; at most [`TwccBuilder::MAX_PENDING`] records are kept,
 /// the oldest being dropped). [`TwccBuilder::write`] emits one feedback packet per
@@ -335,6 +340,12 @@ impl TwccBuilder {
     /// Writes the next feedback packet into `buf`. Returns `Ok(None)` when nothing
     /// is pending, and [`RtcpError::BufferTooSmall`] if not even one packet fits.
     pub fn write(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RtcpError> {
+        // Packets older than what was already reported (late arrivals that an earlier
+        // feedback reported as not received) are dropped so reports never conflict.
+        if let Some(nb) = self.next_base {
+            let stale = self.received.partition_point(|r| r.0 < nb);
+            self.received.drain(..stale);
+        }
         let Some(&(first, first_arrival)) = self.received.first() else {
             return Ok(None);
         };
@@ -348,7 +359,7 @@ impl TwccBuilder {
         let mut k = 0;
         let mut prev = 0i64;
         for &(seq, arrival) in &self.received {
-            if seq - base > 0xffff {
+            if seq - base >= 0xffff {
                 break;
             }
             let t = ticks(arrival, ref_us);
@@ -696,8 +707,30 @@ mod tests {
         let counts: Vec<u8> = pkts.iter().map(|p| parse(p).fb_count).collect();
         assert_eq!(counts, (0..pkts.len() as u8).collect::<Vec<_>>());
         assert_eq!(b.write(&mut [0u8; 10]), Ok(None), "everything was flushed");
-        b.record(1, 0);
+        b.record(170, 0); // after the last reported sequence number (164)
         assert_eq!(b.write(&mut [0u8; 20]), Err(RtcpError::BufferTooSmall));
+        assert_eq!(b.pending(), 1);
+    }
+
+    #[test]
+    fn builder_drops_late_packets_and_reports_leading_losses() {
+        let mut b = TwccBuilder::new(1, 2);
+        for i in 0..10u16 {
+            b.record(i, 1_000_000 + u64::from(i) * 1_000);
+        }
+        let first = flush(&mut b, 1500);
+        assert_eq!(first.len(), 1);
+        b.record(5, 1_050_000); // late: already reported
+        b.record(12, 1_060_000);
+        let second = flush(&mut b, 1500);
+        assert_eq!(second.len(), 1);
+        let t = parse(&second[0]);
+        assert_eq!((t.base_seq, t.status_count), (10, 3));
+        let st: Vec<_> = t.iter().collect();
+        assert_eq!(st[0], (10, TwccStatus::NotReceived));
+        assert_eq!(st[1], (11, TwccStatus::NotReceived));
+        assert!(matches!(st[2], (12, TwccStatus::Small(_))));
+        assert_eq!(t.fb_count, 1);
     }
 
     #[test]
