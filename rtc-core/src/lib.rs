@@ -17,3 +17,4 @@ pub mod stun;
 pub mod rtp;
 pub mod sctp;
 pub mod srtp;
+pub mod rtcp;

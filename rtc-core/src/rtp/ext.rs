@@ -469,7 +469,10 @@ mod tests {
             Extension::from_uri("urn:ietf:params:rtp-hdrext:sdes:mid"),
             Some(Extension::Mid)
         );
-        assert_eq!(Extension::from_uri("urn:ietf:params:rtp-hdrext:toffset"), None);
+        assert_eq!(
+            Extension::from_uri("urn:ietf:params:rtp-hdrext:toffset"),
+            None
+        );
     }
 
     #[test]
@@ -496,7 +499,7 @@ mod tests {
         let map = ExtensionMap::default();
         let data = [
             0x31, 0x12, 0x34, // twcc (id 3, len 2) = 0x1234
-            0x22, 1, 2, 3, // abs-send-time (id 2, len 3)
+            0x22, 1, 2, 3,    // abs-send-time (id 2, len 3)
             0x00, // padding
             0x41, b'a', b'b', // mid "ab"
             0xf0, 0x11, 0x22, // id 15: stop
@@ -515,7 +518,7 @@ mod tests {
         map.set(20, Extension::RtpStreamId);
         let data = [
             20, 3, b'h', b'i', b'!', // rid
-            0, // padding
+            0,    // padding
             99, 2, 1, 1, // unknown id 99 skipped
             21, 0, // zero-length unknown
             0, 0,
@@ -550,7 +553,10 @@ mod tests {
         };
         let mut buf = [0u8; 64];
         let n = v.write_block(&map, &mut buf).unwrap();
-        assert_eq!(&buf[..n], &[0xbe, 0xde, 0, 2, 0x31, 0, 7, 0x40, b'0', 0, 0, 0]);
+        assert_eq!(
+            &buf[..n],
+            &[0xbe, 0xde, 0, 2, 0x31, 0, 7, 0x40, b'0', 0, 0, 0]
+        );
         // A 17-byte rid forces the two-byte form.
         let v = ExtensionValues {
             rid: Some("abcdefghijklmnopq"),
@@ -560,7 +566,10 @@ mod tests {
         assert_eq!(&buf[..4], &[0x10, 0x00, 0, 5]);
         assert_eq!(&buf[4..6], &[10, 17]);
         assert_eq!(n, 24);
-        assert_eq!(ExtensionValues::default().write_block(&map, &mut buf), Ok(0));
+        assert_eq!(
+            ExtensionValues::default().write_block(&map, &mut buf),
+            Ok(0)
+        );
         assert_eq!(
             v.write_block(&map, &mut buf[..10]),
             Err(RtpError::BufferTooSmall)

@@ -10,8 +10,8 @@ mod ext;
 mod unwrap;
 
 pub use ext::{
-    AbsCaptureTime, AudioLevel, Extension, ExtensionMap, ExtensionValues, PlayoutDelay,
-    VideoOrientation, ONE_BYTE_PROFILE, TWO_BYTE_PROFILE,
+    AbsCaptureTime, AudioLevel, Extension, ExtensionMap, ExtensionValues, ONE_BYTE_PROFILE,
+    PlayoutDelay, TWO_BYTE_PROFILE, VideoOrientation,
 };
 pub use unwrap::{SeqUnwrapper, TimestampUnwrapper};
 
@@ -357,16 +357,15 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(RtpPacket::parse(&[]), Err(RtpError::Truncated));
         assert_eq!(RtpPacket::parse(&[0x80; 11]), Err(RtpError::Truncated));
-        assert_eq!(
-            RtpPacket::parse(&[0x40; 12]),
-            Err(RtpError::BadVersion(1))
-        );
+        assert_eq!(RtpPacket::parse(&[0x40; 12]), Err(RtpError::BadVersion(1)));
         // CSRC count 2 but no CSRCs.
         let mut p = [0u8; 12];
         p[0] = 0x82;
         assert_eq!(RtpPacket::parse(&p), Err(RtpError::Truncated));
         // Extension length beyond the end.
-        let p = [0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 2, 0, 0, 0, 0];
+        let p = [
+            0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 2, 0, 0, 0, 0,
+        ];
         assert_eq!(RtpPacket::parse(&p), Err(RtpError::Truncated));
         assert_eq!(header_len(&p), Err(RtpError::Truncated));
         // Padding 0 and padding too large.
