@@ -18,3 +18,12 @@ pub mod rtp;
 pub mod sctp;
 pub mod srtp;
 pub mod rtcp;
+pub mod media;
+pub mod io;
+pub mod event;
+pub mod direct;
+mod rtc;
+
+pub use event::Event;
+pub use io::{Input, Output, Protocol, Receive, Transmit};
+pub use rtc::{PeerStats, Rtc, RtcConfig, RtcError};

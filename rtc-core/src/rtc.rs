@@ -402,21 +402,26 @@ impl Rtc {
         self.recv_sources.contains(&(r.proto, r.source))
     }
 
+    /// A packet buffer of `BUF_SIZE` bytes from the pool (allocates only when the
+    /// pool is empty, i.e. while warming up).
     fn take_buf(&mut self) -> Vec<u8> {
-        self.pool.pop().unwrap_or_else(|| vec![0; BUF_SIZE])
+        let mut b = self.pool.pop().unwrap_or_default();
+        b.resize(BUF_SIZE, 0);
+        b
     }
 
     fn handle_rtp(&mut self, contents: &[u8]) {
-        let Some(srtp) = self.srtp_rx.as_mut() else {
-            self.stats.dropped += 1;
-            return;
-        };
-        if contents.len() > BUF_SIZE {
+        if self.srtp_rx.is_none() || contents.len() > BUF_SIZE {
             self.stats.dropped += 1;
             return;
         }
-        let mut buf = self.pool.pop().unwrap_or_else(|| vec![0; BUF_SIZE]);
+        let mut buf = self.take_buf();
         buf[..contents.len()].copy_from_slice(contents);
+        let Some(srtp) = self.srtp_rx.as_mut() else {
+            // Checked just above.
+            self.pool.push(buf);
+            return;
+        };
         let len = match srtp.unprotect_rtp(&mut buf[..contents.len()]) {
             Ok(n) => n,
             Err(_) => {
@@ -432,7 +437,7 @@ impl Rtc {
             return;
         };
         let h = pkt.header;
-        let payload_offset = len - pkt.payload.len() - pkt.padding as usize;
+        let payload_offset = len - pkt.payload.len() - usize::from(pkt.padding_len);
         let ssrc = h.ssrc;
         let idx = match self.rx_streams.iter().position(|s| s.ssrc == ssrc) {
             Some(i) => i,
@@ -472,16 +477,16 @@ impl Rtc {
     }
 
     fn handle_rtcp(&mut self, contents: &[u8]) {
-        let Some(srtp) = self.srtp_rx.as_mut() else {
-            self.stats.dropped += 1;
-            return;
-        };
-        if contents.len() > BUF_SIZE {
+        if self.srtp_rx.is_none() || contents.len() > BUF_SIZE {
             self.stats.dropped += 1;
             return;
         }
-        let mut buf = self.pool.pop().unwrap_or_else(|| vec![0; BUF_SIZE]);
+        let mut buf = self.take_buf();
         buf[..contents.len()].copy_from_slice(contents);
+        let Some(srtp) = self.srtp_rx.as_mut() else {
+            self.pool.push(buf);
+            return;
+        };
         match srtp.unprotect_rtcp(&mut buf[..contents.len()]) {
             Ok(_) => self.stats.srtcp_packets_in += 1,
             Err(_) => self.stats.srtp_errors += 1,

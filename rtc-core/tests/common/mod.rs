@@ -187,7 +187,13 @@ impl Pair {
         self.drain(true);
         self.drain(false);
         let next_delivery = self.queue.peek().map(|r| r.0.at);
-        let next_timeout = self.a.timeout.min(self.b.timeout);
+        let next_timeout = [&self.a, &self.b]
+            .iter()
+            .filter(|p| p.rtc.is_alive())
+            .map(|p| p.timeout)
+            .min()
+            .unwrap_or(self.now + Duration::from_secs(1))
+            .max(self.now);
         let next = match next_delivery {
             Some(d) if d <= next_timeout => d,
             _ => next_timeout,
