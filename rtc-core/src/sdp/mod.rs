@@ -9,9 +9,11 @@
 //!
 //! SDP is exchanged once per negotiation, not per packet, so the model owns its strings.
 //!
-//! Codec identity and matching rules live in [`codec`].
+//! Codec identity and matching rules live in [`codec`]; the offer/answer helpers the
+//! `Rtc` state machine uses live in [`jsep`].
 
 pub mod codec;
+pub mod jsep;
 mod parse;
 mod write;
 
