@@ -217,8 +217,8 @@ fn intersect_fb(local: &[String], remote: &[String]) -> Vec<String> {
 ///   offered primary PT).
 /// - header extensions whose URI is in `extensions`, under the offered ids; an offered
 ///   extension direction is reversed;
-/// - direction: the offered one reversed (sendonly -> recvonly, ...), intersected with
-///   `want`;
+/// - direction: the offered media-level one (absent = sendrecv) reversed (sendonly ->
+///   recvonly, ...), intersected with `want`;
 /// - RIDs reversed (`send` -> `recv`) and simulcast send/recv swapped, kept only for the
 ///   directions we accept;
 /// - rtcp-mux, rtcp-rsize and extmap-allow-mixed echoed;

@@ -39,6 +39,8 @@ pub(crate) fn parse(input: &str) -> Result<SessionDescription, SdpError> {
         let err = |k: SdpErrorKind| SdpError::new(line_no, line, k);
         let bytes = line.as_bytes();
         let (typ, value) = match (bytes.first(), bytes.get(1)) {
+            // Slicing at 2 cannot panic: bytes 0 and 1 exist and are ASCII, so index 2 is
+            // within the string and on a char boundary.
             (Some(t), Some(b'=')) if t.is_ascii_lowercase() => (*t as char, &line[2..]),
             _ => return Err(err(K::NotTypeValue)),
         };

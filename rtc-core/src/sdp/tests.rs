@@ -335,6 +335,39 @@ fn malformed_inputs_report_line_and_reason() {
     }
 }
 
+#[test]
+fn direction_and_session_helpers() {
+    use Direction::*;
+    assert_eq!(SendOnly.reverse(), RecvOnly);
+    assert_eq!(RecvOnly.reverse(), SendOnly);
+    assert_eq!(SendRecv.reverse(), SendRecv);
+    assert_eq!(Inactive.reverse(), Inactive);
+    assert_eq!(SendRecv.intersect(RecvOnly), RecvOnly);
+    assert_eq!(SendOnly.intersect(RecvOnly), Inactive);
+    assert_eq!(Direction::from_name("sendonly"), Some(SendOnly));
+    assert_eq!(Direction::from_name("send"), None);
+    assert_eq!(Setup::from_name("ACTIVE"), Some(Setup::Active));
+
+    let text = "v=0\no=- 1 1 IN IP4 0.0.0.0\ns=-\nt=0 0\na=ice-ufrag:sess\na=ice-pwd:spwd\n\
+                a=setup:passive\na=recvonly\na=ice-lite\n\
+                m=audio 0 UDP/TLS/RTP/SAVPF 0\na=mid:a\na=ice-ufrag:med\na=bundle-only\n\
+                m=audio 0 UDP/TLS/RTP/SAVPF 8\na=mid:b\na=setup:active\na=inactive\n";
+    let sd = SessionDescription::parse(text).unwrap();
+    assert!(sd.ice_lite);
+    let (a, b) = (&sd.media[0], &sd.media[1]);
+    assert_eq!(sd.ice_credentials(a), Some(("med", "spwd")));
+    assert_eq!(sd.ice_credentials(b), Some(("sess", "spwd")));
+    assert_eq!(sd.setup_for(a), Some(Setup::Passive));
+    assert_eq!(sd.setup_for(b), Some(Setup::Active));
+    assert_eq!(sd.direction_for(a), RecvOnly);
+    assert_eq!(sd.direction_for(b), Inactive);
+    assert!(!a.is_rejected() && b.is_rejected());
+    assert_eq!(a.payload(0).unwrap().codec, Codec::Pcmu);
+    assert_eq!(b.payload(8).unwrap().clock_rate, 8000);
+    assert_eq!(sd.media_by_mid("b"), Some(b));
+    assert!(sd.bundle_mids().is_none());
+}
+
 fn tok() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9][a-zA-Z0-9_.+-]{0,7}"
 }
