@@ -720,6 +720,7 @@ mod tests {
     use super::*;
     use crate::sdp::SessionDescription;
     use crate::sdp::tests::{fixture, fixtures};
+    use proptest::prelude::*;
 
     fn pts(m: &MediaSection) -> Vec<u8> {
         m.payloads.iter().map(|p| p.pt).collect()
@@ -1136,5 +1137,180 @@ mod tests {
         assert!(!n.rejected);
         assert_eq!(n.remote_sctp_port, Some(5000));
         assert_eq!(n.remote_max_message_size, Some(262144));
+    }
+
+    fn offered_codec() -> impl Strategy<Value = PayloadType> {
+        let h264 = (
+            prop_oneof![
+                Just("42e01f"),
+                Just("42001f"),
+                Just("4d001f"),
+                Just("64001f"),
+                Just("42e034"),
+                Just("f4001f")
+            ],
+            proptest::option::of(0u8..2),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(plid, pm, asym)| {
+                let mut p = PayloadType::new(0, Codec::H264, 90000, None);
+                p.fmtp.profile_level_id = ProfileLevelId::parse(plid).ok();
+                p.fmtp.packetization_mode = pm;
+                p.fmtp.level_asymmetry_allowed = asym;
+                p
+            });
+        prop_oneof![
+            proptest::option::of(1u16..3).prop_map(|ch| PayloadType::new(
+                0,
+                Codec::Opus,
+                48000,
+                ch
+            )),
+            Just(PayloadType::new(0, Codec::Vp8, 90000, None)),
+            proptest::option::of(0u8..3).prop_map(|id| {
+                let mut p = PayloadType::new(0, Codec::Vp9, 90000, None);
+                p.fmtp.profile_id = id;
+                p
+            }),
+            h264,
+            Just(PayloadType::new(0, Codec::Av1, 90000, None)),
+            Just(PayloadType::new(0, Codec::Red, 90000, None)),
+            Just(PayloadType::new(0, Codec::Pcmu, 8000, None)),
+            any::<u8>().prop_map(|apt| {
+                let mut p = PayloadType::new(0, Codec::Rtx, 90000, None);
+                p.fmtp.apt = Some(apt % 128);
+                p
+            }),
+        ]
+    }
+
+    fn offered_section() -> impl Strategy<Value = MediaSection> {
+        (
+            prop_oneof![Just(MediaKind::Audio), Just(MediaKind::Video)],
+            prop::collection::btree_set(0u8..128, 0..8),
+            prop::collection::vec(offered_codec(), 8),
+            proptest::option::of(prop_oneof![
+                Just(Direction::SendRecv),
+                Just(Direction::SendOnly),
+                Just(Direction::RecvOnly),
+                Just(Direction::Inactive)
+            ]),
+            prop::collection::vec((any::<bool>(), prop::collection::vec(0u8..128, 0..2)), 0..3),
+            prop_oneof![Just(0u16), Just(9u16)],
+            any::<bool>(),
+        )
+            .prop_map(|(kind, pts, codecs, direction, rids, port, sim)| {
+                let mut m = MediaSection::new(kind, port, "UDP/TLS/RTP/SAVPF");
+                m.mid = Some("m".into());
+                m.direction = direction;
+                m.extmaps = default_extensions(&MediaKind::Video)
+                    .into_iter()
+                    .map(|(id, uri)| ExtMap {
+                        id,
+                        direction: None,
+                        uri,
+                        attributes: None,
+                    })
+                    .collect();
+                let payloads = pts
+                    .into_iter()
+                    .zip(codecs)
+                    .map(|(pt, mut p)| {
+                        p.pt = pt;
+                        p.rtcp_fb = vec!["nack".into(), "goog-remb".into()];
+                        p
+                    })
+                    .collect();
+                m.set_payloads(payloads);
+                m.rids = rids
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (send, payloads))| Rid {
+                        id: format!("r{i}"),
+                        direction: if send {
+                            RidDirection::Send
+                        } else {
+                            RidDirection::Recv
+                        },
+                        payloads,
+                        restrictions: Vec::new(),
+                    })
+                    .collect();
+                if sim && !m.rids.is_empty() {
+                    let list = |d: RidDirection| -> Vec<Vec<SimulcastRid>> {
+                        m.rids
+                            .iter()
+                            .filter(|r| r.direction == d)
+                            .map(|r| {
+                                vec![SimulcastRid {
+                                    id: r.id.clone(),
+                                    paused: false,
+                                }]
+                            })
+                            .collect()
+                    };
+                    m.simulcast = Some(Simulcast {
+                        send: list(RidDirection::Send),
+                        recv: list(RidDirection::Recv),
+                    });
+                }
+                m
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn generated_offers_answer_consistently(
+            offer in offered_section(),
+            want in prop_oneof![
+                Just(Direction::SendRecv),
+                Just(Direction::SendOnly),
+                Just(Direction::RecvOnly),
+                Just(Direction::Inactive)
+            ],
+        ) {
+            let codecs = LocalCodecs::default();
+            let answer = answer_media(&offer, &codecs, &supported_extensions(), want);
+            prop_assert_eq!(&answer.mid, &offer.mid);
+            let text = answer.to_string();
+            prop_assert!(text.ends_with("\r\n"));
+            if answer.port == 0 {
+                prop_assert!(answer.payloads.is_empty());
+                let n = negotiate_from_offer(&offer, &answer).unwrap();
+                prop_assert!(n.rejected);
+                return Ok(());
+            }
+            let dir = answer.direction.unwrap();
+            let offered = offer.direction.unwrap_or_default();
+            prop_assert!(!dir.can_send() || (offered.can_recv() && want.can_send()));
+            prop_assert!(!dir.can_recv() || (offered.can_send() && want.can_recv()));
+            for p in &answer.payloads {
+                let o = offer.payload(p.pt);
+                prop_assert!(o.is_some(), "answer pt {} not offered", p.pt);
+                if p.codec == Codec::Rtx {
+                    let apt = p.fmtp.apt.unwrap();
+                    prop_assert!(answer.payloads.iter().any(|x| x.pt == apt && x.codec != Codec::Rtx));
+                    prop_assert_eq!(o.unwrap().fmtp.apt, Some(apt));
+                } else {
+                    prop_assert!(codec_matches(o.unwrap(), p));
+                    prop_assert!(codecs.video.iter().chain(&codecs.audio).any(|c| codec_matches(&c.payload, p)));
+                }
+            }
+            for r in &answer.rids {
+                prop_assert!(offer.rids.iter().any(|o| o.id == r.id && o.direction == r.direction.reverse()));
+            }
+            let n = negotiate_from_offer(&offer, &answer).unwrap();
+            prop_assert_eq!(n.direction, dir);
+            prop_assert!(!n.payloads.is_empty());
+            let n2 = accept_answer_media(&offer, &answer).unwrap();
+            prop_assert_eq!(n2.direction, dir.reverse());
+            prop_assert_eq!(n2.payloads, n.payloads);
+            let reparsed = crate::sdp::SessionDescription::parse(
+                &format!("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n{text}"),
+            ).unwrap();
+            prop_assert_eq!(&reparsed.media[0], &answer);
+        }
     }
 }

@@ -543,7 +543,7 @@ fn sim_list() -> impl Strategy<Value = Vec<Vec<SimulcastRid>>> {
     )
 }
 
-fn media() -> impl Strategy<Value = MediaSection> {
+pub(crate) fn media() -> impl Strategy<Value = MediaSection> {
     let head = (
         prop_oneof![
             Just(MediaKind::Audio),
