@@ -941,6 +941,89 @@ mod tests {
     }
 
     #[test]
+    fn safari_answer() {
+        let offer = fixture("safari_offer.sdp");
+        let a = answer_all(&offer, Direction::SendRecv);
+        assert_eq!(pts(&a[0]), [111]);
+        assert!(!a[0].rtcp_rsize && a[0].rtcp_mux);
+        // Constrained High (640c1f) and H265 are not ours; no Baseline H264 offered.
+        assert_eq!(pts(&a[1]), [127, 125, 104, 105, 98, 99]);
+        assert_eq!(apts(&a[1]), [(125, 127), (105, 104), (99, 98)]);
+        assert_eq!(a[1].direction, Some(Direction::SendRecv));
+        assert!(a[1].rtcp_rsize);
+        let n = negotiate_from_offer(&offer.media[1], &a[1]).unwrap();
+        assert_eq!(n.remote_rtx_ssrcs, [(1903477251, 2716381046)]);
+        assert_eq!(n.extensions.len(), 7);
+    }
+
+    #[test]
+    fn sfu_ice_lite_answer() {
+        let offer = fixture("sfu_ice_lite_offer.sdp");
+        assert!(offer.ice_lite);
+        assert_eq!(offer.ice_options, ["trickle", "ice2"]);
+        assert_eq!(offer.connection.as_ref().unwrap().address, "203.0.113.10");
+        assert_eq!(offer.bundle_mids().unwrap(), ["a0", "v0", "d0"]);
+        let audio = &offer.media[0];
+        assert_eq!(audio.port, 40000);
+        assert_eq!(audio.bandwidth[0].bwtype, "TIAS");
+        assert_eq!(audio.bandwidth[0].bandwidth, 128000);
+        assert_eq!(audio.candidates.len(), 2);
+        assert!(audio.candidates[1].starts_with("candidate:2 1 tcp "));
+        assert!(audio.end_of_candidates);
+        assert_eq!(
+            offer.ice_credentials(audio),
+            Some(("sfuUfrag01", "sfuPasswordPasswordPassword1"))
+        );
+        let opus = audio.payload(111).unwrap();
+        assert_eq!(
+            (opus.fmtp.usedtx, opus.fmtp.sprop_stereo),
+            (Some(true), Some(true))
+        );
+
+        let a = answer_all(&offer, Direction::SendRecv);
+        assert_eq!(a[0].direction, Some(Direction::RecvOnly));
+        assert_eq!(pts(&a[0]), [111]);
+        assert_eq!(pts(&a[1]), [100, 101, 107, 108]);
+        // No level asymmetry on the offer: our level 3.1 is lower than the offered 4.2.
+        assert_eq!(
+            a[1].payload(107)
+                .unwrap()
+                .fmtp
+                .profile_level_id
+                .unwrap()
+                .to_string(),
+            "42e01f"
+        );
+        assert_eq!(a[1].payload(107).unwrap().rtcp_fb, ["nack", "nack pli"]);
+        assert_eq!(
+            ext_ids(&a[1]),
+            [
+                (3, EXT_TRANSPORT_CC),
+                (4, EXT_MID),
+                (12, EXT_ABS_CAPTURE_TIME)
+            ]
+        );
+        assert!(a[1].candidates.is_empty() && !a[1].end_of_candidates);
+        let n = negotiate_from_offer(&offer.media[1], &a[1]).unwrap();
+        assert_eq!(n.direction, Direction::RecvOnly);
+        assert_eq!(n.remote_ssrcs, [22222222, 22222223, 33333333, 33333334]);
+        assert_eq!(
+            n.remote_rtx_ssrcs,
+            [(22222222, 22222223), (33333333, 33333334)]
+        );
+        assert_eq!(n.remote_msid.as_ref().unwrap().stream_id, "peer1");
+        assert_eq!(
+            n.extensions,
+            [
+                (3, EXT_TRANSPORT_CC.to_string()),
+                (4, EXT_MID.to_string()),
+                (12, EXT_ABS_CAPTURE_TIME.to_string())
+            ]
+        );
+        assert_eq!(a[2].max_message_size, Some(65536));
+    }
+
+    #[test]
     fn rejected_sections() {
         let codecs = LocalCodecs::default();
         let exts = supported_extensions();
