@@ -27,3 +27,4 @@ mod rtc;
 pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
 pub use rtc::{PeerStats, Rtc, RtcConfig, RtcError};
+pub mod sdp;

@@ -1,0 +1,1399 @@
+//! JSEP (RFC 9429) offer/answer helpers: pure functions over [`MediaSection`]s.
+//!
+//! The `Rtc` state machine owns the session-level parts (origin, ICE credentials,
+//! fingerprint, setup role, BUNDLE group) and uses these helpers per `m=` section:
+//!
+//! - [`offer_media`] builds one of our offer sections;
+//! - [`answer_media`] builds our answer section for a remote offer section (RFC 3264 §6:
+//!   codec intersection keeping the offerer's payload type numbers, RTX, feedback,
+//!   header extensions, direction, RID/simulcast reversal, rejection with port 0);
+//! - [`accept_answer_media`] (we offered) and [`negotiate_from_offer`] (we answered)
+//!   reduce an offer/answer pair to the [`NegotiatedMedia`] the `Rtc` keeps per m-line.
+
+use super::{
+    Codec, Connection, Direction, ExtMap, FormatParams, Group, MediaKind, MediaSection, Msid,
+    PayloadType, ProfileLevelId, Rid, RidDirection, Simulcast, SimulcastRid, SsrcAttribute,
+    SsrcGroup, codec::h264_answer_profile_level_id, codec_matches,
+};
+
+/// Transport-wide congestion control sequence numbers.
+pub const EXT_TRANSPORT_CC: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+/// Absolute send time.
+pub const EXT_ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
+/// BUNDLE media identification (RFC 9143).
+pub const EXT_MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// RTP stream id (RFC 8852).
+pub const EXT_RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// Repaired RTP stream id (RFC 8852).
+pub const EXT_REPAIRED_RTP_STREAM_ID: &str =
+    "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
+/// Client-to-mixer audio level (RFC 6464).
+pub const EXT_AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// Coordination of video orientation (3GPP TS 26.114).
+pub const EXT_VIDEO_ORIENTATION: &str = "urn:3gpp:video-orientation";
+/// Playout delay limits.
+pub const EXT_PLAYOUT_DELAY: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+/// Absolute capture time.
+pub const EXT_ABS_CAPTURE_TIME: &str =
+    "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+
+/// The header extensions we support, with the ids we offer them under. Ids are unique
+/// across kinds so that one BUNDLE transport maps every id to a single URI.
+const EXTENSIONS: [(u16, &str, bool, bool); 9] = [
+    // (id, uri, audio, video)
+    (1, EXT_AUDIO_LEVEL, true, false),
+    (2, EXT_ABS_SEND_TIME, true, true),
+    (3, EXT_TRANSPORT_CC, true, true),
+    (4, EXT_MID, true, true),
+    (5, EXT_ABS_CAPTURE_TIME, true, true),
+    (6, EXT_PLAYOUT_DELAY, false, true),
+    (7, EXT_VIDEO_ORIENTATION, false, true),
+    (10, EXT_RTP_STREAM_ID, false, true),
+    (11, EXT_REPAIRED_RTP_STREAM_ID, false, true),
+];
+
+/// URIs of every header extension we support (the `extensions` argument of
+/// [`answer_media`]).
+pub fn supported_extensions() -> Vec<String> {
+    EXTENSIONS.iter().map(|e| e.1.to_owned()).collect()
+}
+
+/// The `(id, uri)` pairs we offer for a media kind (empty for non-RTP kinds).
+pub fn default_extensions(kind: &MediaKind) -> Vec<(u16, String)> {
+    EXTENSIONS
+        .iter()
+        .filter(|e| match kind {
+            MediaKind::Audio => e.2,
+            MediaKind::Video => e.3,
+            _ => false,
+        })
+        .map(|e| (e.0, e.1.to_owned()))
+        .collect()
+}
+
+/// One codec we support, in preference order, with its default payload type and an
+/// optional RTX payload type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecConfig {
+    /// The codec with our default payload type number, fmtp and rtcp-fb.
+    pub payload: PayloadType,
+    /// Payload type of the associated RTX stream, if we want retransmission.
+    pub rtx_pt: Option<u8>,
+}
+
+/// Our codec preference lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCodecs {
+    /// Audio codecs, most preferred first.
+    pub audio: Vec<CodecConfig>,
+    /// Video codecs, most preferred first.
+    pub video: Vec<CodecConfig>,
+}
+
+fn fb(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+const VIDEO_FB: [&str; 4] = ["transport-cc", "ccm fir", "nack", "nack pli"];
+
+fn video(pt: u8, codec: Codec, fmtp: FormatParams, rtx: u8) -> CodecConfig {
+    let mut p = PayloadType::new(pt, codec, 90000, None);
+    p.fmtp = fmtp;
+    p.rtcp_fb = fb(&VIDEO_FB);
+    CodecConfig {
+        payload: p,
+        rtx_pt: Some(rtx),
+    }
+}
+
+fn h264_fmtp(profile_level_id: ProfileLevelId) -> FormatParams {
+    FormatParams {
+        profile_level_id: Some(profile_level_id),
+        packetization_mode: Some(1),
+        level_asymmetry_allowed: Some(true),
+        ..FormatParams::default()
+    }
+}
+
+impl Default for LocalCodecs {
+    /// Opus 111; VP8 96 (+RTX 97), VP9 profile 0 98 (+99), H.264 Constrained Baseline
+    /// `42e01f` 102 (+103), H.264 Baseline `42001f` 104 (+105), AV1 45 (+46). Video
+    /// feedback: `transport-cc`, `ccm fir`, `nack`, `nack pli`; audio: `transport-cc`.
+    fn default() -> Self {
+        let mut opus = PayloadType::new(111, Codec::Opus, 48000, Some(2));
+        opus.fmtp.minptime = Some(10);
+        opus.fmtp.useinbandfec = Some(true);
+        opus.rtcp_fb = fb(&["transport-cc"]);
+        let cb = ProfileLevelId {
+            profile_idc: 0x42,
+            profile_iop: 0xe0,
+            level_idc: 0x1f,
+        };
+        let baseline = ProfileLevelId {
+            profile_iop: 0x00,
+            ..cb
+        };
+        LocalCodecs {
+            audio: vec![CodecConfig {
+                payload: opus,
+                rtx_pt: None,
+            }],
+            video: vec![
+                video(96, Codec::Vp8, FormatParams::default(), 97),
+                video(
+                    98,
+                    Codec::Vp9,
+                    FormatParams {
+                        profile_id: Some(0),
+                        ..FormatParams::default()
+                    },
+                    99,
+                ),
+                video(102, Codec::H264, h264_fmtp(cb), 103),
+                video(104, Codec::H264, h264_fmtp(baseline), 105),
+                video(45, Codec::Av1, FormatParams::default(), 46),
+            ],
+        }
+    }
+}
+
+fn rtx_payload(pt: u8, apt: u8, clock_rate: u32) -> PayloadType {
+    let mut p = PayloadType::new(pt, Codec::Rtx, clock_rate, None);
+    p.fmtp.apt = Some(apt);
+    p
+}
+
+impl LocalCodecs {
+    /// The preference list for a kind (empty for non-RTP kinds).
+    pub fn for_kind(&self, kind: &MediaKind) -> &[CodecConfig] {
+        match kind {
+            MediaKind::Audio => &self.audio,
+            MediaKind::Video => &self.video,
+            _ => &[],
+        }
+    }
+
+    /// Our payload types for a kind as we offer them: each codec followed by its RTX.
+    pub fn payloads(&self, kind: &MediaKind) -> Vec<PayloadType> {
+        let mut out = Vec::new();
+        for c in self.for_kind(kind) {
+            out.push(c.payload.clone());
+            if let Some(rtx) = c.rtx_pt {
+                out.push(rtx_payload(rtx, c.payload.pt, c.payload.clock_rate));
+            }
+        }
+        out
+    }
+}
+
+/// The section we answer with when we reject an offered section: port 0, same kind,
+/// proto, formats and mid (RFC 3264 §6, RFC 9429 §5.3.1).
+pub fn rejected_media(offer: &MediaSection) -> MediaSection {
+    let mut m = MediaSection::new(offer.kind.clone(), 0, &offer.proto);
+    m.formats = offer.formats.clone();
+    if m.formats.is_empty() {
+        m.formats.push("0".into());
+    }
+    m.connection = Some(Connection::default());
+    m.mid = offer.mid.clone();
+    m
+}
+
+fn intersect_fb(local: &[String], remote: &[String]) -> Vec<String> {
+    local
+        .iter()
+        .filter(|l| remote.iter().any(|r| r.eq_ignore_ascii_case(l)))
+        .cloned()
+        .collect()
+}
+
+/// Builds our answer section for one offered section (RFC 3264 §6.1, RFC 9429 §5.3.1).
+///
+/// - codecs: for each of our codecs in preference order, the first not yet used offered
+///   payload that [`codec_matches`] it, under the offerer's payload type number; our fmtp
+///   (H.264 level per RFC 6184 §8.2.2); rtcp-fb intersected. For a matched codec with
+///   RTX enabled locally, the offered RTX whose `apt` points at it is kept (apt = the
+///   offered primary PT).
+/// - header extensions whose URI is in `extensions`, under the offered ids; an offered
+///   extension direction is reversed;
+/// - direction: the offered media-level one (absent = sendrecv) reversed (sendonly ->
+///   recvonly, ...), intersected with `want`;
+/// - RIDs reversed (`send` -> `recv`) and simulcast send/recv swapped, kept only for the
+///   directions we accept;
+/// - rtcp-mux, rtcp-rsize and extmap-allow-mixed echoed;
+/// - data channel sections keep `sctp-port` (default 5000) and `max-message-size`;
+/// - port 0 ([`rejected_media`]) when the offered section is rejected, its proto is not
+///   one we speak, or no codec matches.
+///
+/// The caller adds ICE credentials, fingerprint, setup, candidates and — if it sends —
+/// `msid` and `ssrc` lines.
+pub fn answer_media(
+    offer: &MediaSection,
+    codecs: &LocalCodecs,
+    extensions: &[String],
+    want: Direction,
+) -> MediaSection {
+    if offer.is_rejected() {
+        return rejected_media(offer);
+    }
+    match offer.kind {
+        MediaKind::Audio | MediaKind::Video if offer.is_rtp() => {
+            answer_rtp(offer, codecs, extensions, want)
+        }
+        MediaKind::Application
+            if offer.is_sctp() && offer.formats.iter().any(|f| f == "webrtc-datachannel") =>
+        {
+            let mut m = MediaSection::new(MediaKind::Application, 9, &offer.proto);
+            m.formats = offer.formats.clone();
+            m.connection = Some(Connection::default());
+            m.mid = offer.mid.clone();
+            m.sctp_port = Some(offer.sctp_port.unwrap_or(5000));
+            m.max_message_size = offer.max_message_size;
+            m
+        }
+        _ => rejected_media(offer),
+    }
+}
+
+fn answer_rtp(
+    offer: &MediaSection,
+    codecs: &LocalCodecs,
+    extensions: &[String],
+    want: Direction,
+) -> MediaSection {
+    let mut payloads: Vec<PayloadType> = Vec::new();
+    for cfg in codecs.for_kind(&offer.kind) {
+        let local = &cfg.payload;
+        let Some(remote) = offer.payloads.iter().find(|r| {
+            r.codec != Codec::Rtx
+                && !payloads.iter().any(|p| p.pt == r.pt)
+                && codec_matches(local, r)
+        }) else {
+            continue;
+        };
+        let mut fmtp = local.fmtp.clone();
+        if local.codec == Codec::H264 {
+            fmtp.profile_level_id = Some(h264_answer_profile_level_id(local, remote));
+        }
+        payloads.push(PayloadType {
+            pt: remote.pt,
+            codec: local.codec.clone(),
+            clock_rate: remote.clock_rate,
+            channels: remote.channels,
+            fmtp,
+            rtcp_fb: intersect_fb(&local.rtcp_fb, &remote.rtcp_fb),
+        });
+        if cfg.rtx_pt.is_some() {
+            let rtx = offer.payloads.iter().find(|r| {
+                r.codec == Codec::Rtx
+                    && r.fmtp.apt == Some(remote.pt)
+                    && !payloads.iter().any(|p| p.pt == r.pt)
+            });
+            if let Some(rtx) = rtx {
+                payloads.push(rtx_payload(rtx.pt, remote.pt, rtx.clock_rate));
+            }
+        }
+    }
+    if payloads.is_empty() {
+        return rejected_media(offer);
+    }
+
+    let direction = offer
+        .direction
+        .unwrap_or_default()
+        .reverse()
+        .intersect(want);
+    let mut m = MediaSection::new(offer.kind.clone(), 9, &offer.proto);
+    m.connection = Some(Connection::default());
+    m.mid = offer.mid.clone();
+    m.direction = Some(direction);
+    m.rtcp_mux = offer.rtcp_mux;
+    m.rtcp_rsize = offer.rtcp_rsize;
+    m.extmap_allow_mixed = offer.extmap_allow_mixed;
+    m.extmaps = offer
+        .extmaps
+        .iter()
+        .filter(|e| extensions.contains(&e.uri))
+        .map(|e| ExtMap {
+            id: e.id,
+            direction: e.direction.map(Direction::reverse),
+            uri: e.uri.clone(),
+            attributes: None,
+        })
+        .collect();
+
+    let keep = |d: RidDirection| match d {
+        RidDirection::Send => direction.can_send(),
+        RidDirection::Recv => direction.can_recv(),
+    };
+    m.rids = offer
+        .rids
+        .iter()
+        .filter(|r| keep(r.direction.reverse()))
+        .map(|r| Rid {
+            id: r.id.clone(),
+            direction: r.direction.reverse(),
+            payloads: r
+                .payloads
+                .iter()
+                .copied()
+                .filter(|pt| payloads.iter().any(|p| p.pt == *pt))
+                .collect(),
+            restrictions: r.restrictions.clone(),
+        })
+        .collect();
+    if let Some(sim) = &offer.simulcast {
+        let filter = |list: &[Vec<SimulcastRid>]| -> Vec<Vec<SimulcastRid>> {
+            list.iter()
+                .map(|alts| {
+                    alts.iter()
+                        .filter(|a| m.rids.iter().any(|r| r.id == a.id))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .filter(|alts| !alts.is_empty())
+                .collect()
+        };
+        let answer = Simulcast {
+            send: filter(&sim.recv),
+            recv: filter(&sim.send),
+        };
+        if !(answer.send.is_empty() && answer.recv.is_empty()) {
+            m.simulcast = Some(answer);
+        }
+    }
+    m.set_payloads(payloads);
+    m
+}
+
+/// What we send from one RTP section, for [`offer_media`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSender {
+    /// RTCP CNAME.
+    pub cname: String,
+    /// MediaStream id for `a=msid`.
+    pub stream_id: String,
+    /// Track id for `a=msid`.
+    pub track_id: String,
+    /// Primary SSRC to announce (`a=ssrc` lines), if any.
+    pub ssrc: Option<u32>,
+    /// RTX SSRC, announced with `a=ssrc-group:FID <ssrc> <rtx_ssrc>`.
+    pub rtx_ssrc: Option<u32>,
+    /// RIDs to send as simulcast (`a=rid:<id> send` + `a=simulcast:send a;b;c`); empty for
+    /// no simulcast.
+    pub rids: Vec<String>,
+}
+
+/// Builds one of our offer sections.
+///
+/// RTP kinds get our payloads for the kind (each codec followed by its RTX), the given
+/// `(id, uri)` header extensions, rtcp-mux and rtcp-rsize, the direction, and when a
+/// sender is given its `msid`, `ssrc`/`ssrc-group:FID` lines and simulcast RIDs.
+/// `MediaKind::Application` gets a data channel section (`UDP/DTLS/SCTP
+/// webrtc-datachannel`, sctp-port 5000, max-message-size 262144); the codec, extension,
+/// direction and sender arguments are unused then. Other kinds yield a port-0 section.
+///
+/// The caller adds ICE credentials, fingerprint, setup (`actpass`) and candidates.
+pub fn offer_media(
+    mid: &str,
+    kind: MediaKind,
+    direction: Direction,
+    codecs: &LocalCodecs,
+    extensions: &[(u16, String)],
+    sender: Option<&LocalSender>,
+) -> MediaSection {
+    match kind {
+        MediaKind::Application => {
+            let mut m = MediaSection::new(MediaKind::Application, 9, "UDP/DTLS/SCTP");
+            m.formats = vec!["webrtc-datachannel".into()];
+            m.connection = Some(Connection::default());
+            m.mid = Some(mid.to_owned());
+            m.sctp_port = Some(5000);
+            m.max_message_size = Some(262_144);
+            return m;
+        }
+        MediaKind::Other(_) => {
+            let mut m = MediaSection::new(kind, 0, "UDP/TLS/RTP/SAVPF");
+            m.formats = vec!["0".into()];
+            m.mid = Some(mid.to_owned());
+            return m;
+        }
+        MediaKind::Audio | MediaKind::Video => {}
+    }
+    let mut m = MediaSection::new(kind, 9, "UDP/TLS/RTP/SAVPF");
+    m.connection = Some(Connection::default());
+    m.mid = Some(mid.to_owned());
+    m.direction = Some(direction);
+    m.rtcp_mux = true;
+    m.rtcp_rsize = true;
+    m.extmaps = extensions
+        .iter()
+        .map(|(id, uri)| ExtMap {
+            id: *id,
+            direction: None,
+            uri: uri.clone(),
+            attributes: None,
+        })
+        .collect();
+    m.set_payloads(codecs.payloads(&m.kind));
+    if let Some(s) = sender {
+        m.msids.push(Msid {
+            stream_id: s.stream_id.clone(),
+            track_id: Some(s.track_id.clone()),
+        });
+        if let Some(ssrc) = s.ssrc {
+            let mut ssrcs = vec![ssrc];
+            if let Some(rtx) = s.rtx_ssrc {
+                ssrcs.push(rtx);
+                m.ssrc_groups.push(SsrcGroup {
+                    semantics: "FID".into(),
+                    ssrcs: ssrcs.clone(),
+                });
+            }
+            for ssrc in ssrcs {
+                m.ssrcs.push(SsrcAttribute {
+                    ssrc,
+                    attribute: "cname".into(),
+                    value: Some(s.cname.clone()),
+                });
+                m.ssrcs.push(SsrcAttribute {
+                    ssrc,
+                    attribute: "msid".into(),
+                    value: Some(format!("{} {}", s.stream_id, s.track_id)),
+                });
+            }
+        }
+        if !s.rids.is_empty() {
+            m.rids = s
+                .rids
+                .iter()
+                .map(|id| Rid {
+                    id: id.clone(),
+                    direction: RidDirection::Send,
+                    payloads: Vec::new(),
+                    restrictions: Vec::new(),
+                })
+                .collect();
+            m.simulcast = Some(Simulcast {
+                send: s
+                    .rids
+                    .iter()
+                    .map(|id| {
+                        vec![SimulcastRid {
+                            id: id.clone(),
+                            paused: false,
+                        }]
+                    })
+                    .collect(),
+                recv: Vec::new(),
+            });
+        }
+    }
+    m
+}
+
+/// A BUNDLE group of every non-rejected section with a mid, in order (RFC 9143).
+pub fn bundle_group(media: &[MediaSection]) -> Group {
+    Group {
+        semantics: "BUNDLE".into(),
+        mids: media
+            .iter()
+            .filter(|m| !m.is_rejected())
+            .filter_map(|m| m.mid.clone())
+            .collect(),
+    }
+}
+
+/// Why an offer/answer pair of sections cannot be negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsepError {
+    /// Neither section has a mid.
+    #[error("media section has no mid")]
+    MissingMid,
+    /// The answer's mid differs from the offer's.
+    #[error("answer mid {answer:?} does not match offer mid {offer:?}")]
+    MidMismatch {
+        /// The offered mid.
+        offer: String,
+        /// The answered mid.
+        answer: String,
+    },
+    /// The answer's media kind differs from the offer's.
+    #[error("answer media kind differs from the offer")]
+    KindMismatch,
+    /// The answer uses a payload type the offer did not contain (or with another codec).
+    #[error("answer payload type {0} was not offered")]
+    UnofferedPayload(u8),
+    /// An accepted RTP section lists no usable payload type.
+    #[error("accepted media section has no codec")]
+    NoCodec,
+}
+
+/// The result of one m-line's negotiation: what the `Rtc` keeps per section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedMedia {
+    /// The section's mid.
+    pub mid: String,
+    /// Media kind.
+    pub kind: MediaKind,
+    /// Whether the section was rejected (port 0); all lists are empty then.
+    pub rejected: bool,
+    /// Our direction (what *we* may do).
+    pub direction: Direction,
+    /// Negotiated payload types other than RTX (answer order), with the answer's
+    /// fmtp and rtcp-fb.
+    pub payloads: Vec<PayloadType>,
+    /// `(primary pt, rtx pt)` pairs.
+    pub rtx: Vec<(u8, u8)>,
+    /// Negotiated header extensions `(id, uri)`.
+    pub extensions: Vec<(u8, String)>,
+    /// SSRCs the remote side announced, in order of first appearance.
+    pub remote_ssrcs: Vec<u32>,
+    /// Remote `(primary ssrc, rtx ssrc)` pairs from `ssrc-group:FID`.
+    pub remote_rtx_ssrcs: Vec<(u32, u32)>,
+    /// The remote CNAME, if announced.
+    pub remote_cname: Option<String>,
+    /// The remote `a=msid`, if announced.
+    pub remote_msid: Option<Msid>,
+    /// RIDs the remote side sends (its `a=rid:<id> send` lines that we list as `recv`).
+    pub remote_rids: Vec<String>,
+    /// RIDs we send (our `a=rid:<id> send` lines that the remote lists as `recv`).
+    pub local_rids: Vec<String>,
+    /// RTP/RTCP multiplexing agreed.
+    pub rtcp_mux: bool,
+    /// Reduced-size RTCP agreed.
+    pub rtcp_rsize: bool,
+    /// Our SCTP port (data channel sections).
+    pub local_sctp_port: Option<u16>,
+    /// The remote SCTP port (data channel sections).
+    pub remote_sctp_port: Option<u16>,
+    /// The largest message the remote side accepts (data channel sections).
+    pub remote_max_message_size: Option<u64>,
+}
+
+/// We sent `offer` and received `answer` for it: the negotiated state (our direction is
+/// the answer's reversed; remote SSRCs/RIDs come from the answer).
+pub fn accept_answer_media(
+    offer: &MediaSection,
+    answer: &MediaSection,
+) -> Result<NegotiatedMedia, JsepError> {
+    negotiate(offer, answer, false)
+}
+
+/// We received `offer` and answered with `answer` (typically built by [`answer_media`]
+/// and completed by the caller): the negotiated state (our direction is the answer's;
+/// remote SSRCs/RIDs come from the offer).
+pub fn negotiate_from_offer(
+    offer: &MediaSection,
+    answer: &MediaSection,
+) -> Result<NegotiatedMedia, JsepError> {
+    negotiate(offer, answer, true)
+}
+
+fn negotiate(
+    offer: &MediaSection,
+    answer: &MediaSection,
+    we_answered: bool,
+) -> Result<NegotiatedMedia, JsepError> {
+    let mid = match (&offer.mid, &answer.mid) {
+        (Some(o), Some(a)) if o != a => {
+            return Err(JsepError::MidMismatch {
+                offer: o.clone(),
+                answer: a.clone(),
+            });
+        }
+        (Some(m), _) | (None, Some(m)) => m.clone(),
+        (None, None) => return Err(JsepError::MissingMid),
+    };
+    if offer.kind != answer.kind {
+        return Err(JsepError::KindMismatch);
+    }
+    let (local, remote) = if we_answered {
+        (answer, offer)
+    } else {
+        (offer, answer)
+    };
+    let mut n = NegotiatedMedia {
+        mid,
+        kind: answer.kind.clone(),
+        rejected: true,
+        direction: Direction::Inactive,
+        payloads: Vec::new(),
+        rtx: Vec::new(),
+        extensions: Vec::new(),
+        remote_ssrcs: Vec::new(),
+        remote_rtx_ssrcs: Vec::new(),
+        remote_cname: None,
+        remote_msid: None,
+        remote_rids: Vec::new(),
+        local_rids: Vec::new(),
+        rtcp_mux: false,
+        rtcp_rsize: false,
+        local_sctp_port: None,
+        remote_sctp_port: None,
+        remote_max_message_size: None,
+    };
+    if offer.is_rejected() || answer.is_rejected() {
+        return Ok(n);
+    }
+    n.rejected = false;
+    let answer_dir = answer.direction.unwrap_or_default();
+    n.direction = if we_answered {
+        answer_dir
+    } else {
+        answer_dir.reverse()
+    };
+    n.rtcp_mux = offer.rtcp_mux && answer.rtcp_mux;
+    n.rtcp_rsize = offer.rtcp_rsize && answer.rtcp_rsize;
+    n.local_sctp_port = local.sctp_port;
+    n.remote_sctp_port = remote.sctp_port;
+    n.remote_max_message_size = remote.max_message_size;
+
+    let is_rtp = matches!(answer.kind, MediaKind::Audio | MediaKind::Video);
+    if is_rtp {
+        for p in &answer.payloads {
+            let offered = offer.payload(p.pt).filter(|o| {
+                codec_matches(o, p) || (o.codec == Codec::Rtx && p.codec == Codec::Rtx)
+            });
+            if offered.is_none() {
+                return Err(JsepError::UnofferedPayload(p.pt));
+            }
+            if p.codec != Codec::Rtx {
+                n.payloads.push(p.clone());
+            }
+        }
+        for p in answer.payloads.iter().filter(|p| p.codec == Codec::Rtx) {
+            if let Some(apt) = p.fmtp.apt.filter(|a| n.payloads.iter().any(|x| x.pt == *a)) {
+                n.rtx.push((apt, p.pt));
+            }
+        }
+        if n.payloads.is_empty() {
+            return Err(JsepError::NoCodec);
+        }
+        n.extensions = answer
+            .extmaps
+            .iter()
+            .filter(|e| offer.extmaps.iter().any(|o| o.uri == e.uri))
+            .filter_map(|e| u8::try_from(e.id).ok().map(|id| (id, e.uri.clone())))
+            .collect();
+    }
+
+    for s in &remote.ssrcs {
+        if !n.remote_ssrcs.contains(&s.ssrc) {
+            n.remote_ssrcs.push(s.ssrc);
+        }
+        if n.remote_cname.is_none() && s.attribute.eq_ignore_ascii_case("cname") {
+            n.remote_cname = s.value.clone();
+        }
+    }
+    for g in &remote.ssrc_groups {
+        if let ("FID", [a, b]) = (
+            g.semantics.to_ascii_uppercase().as_str(),
+            g.ssrcs.as_slice(),
+        ) {
+            n.remote_rtx_ssrcs.push((*a, *b));
+        }
+    }
+    n.remote_msid = remote.msids.first().cloned();
+    // RIDs one side sends that the other side accepted (lists as `recv`).
+    let sends = |from: &MediaSection, to: &MediaSection| -> Vec<String> {
+        from.rids
+            .iter()
+            .filter(|r| r.direction == RidDirection::Send)
+            .filter(|r| {
+                to.rids
+                    .iter()
+                    .any(|t| t.direction == RidDirection::Recv && t.id == r.id)
+            })
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    n.remote_rids = sends(remote, local);
+    n.local_rids = sends(local, remote);
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdp::SessionDescription;
+    use crate::sdp::tests::{fixture, fixtures};
+    use proptest::prelude::*;
+
+    fn pts(m: &MediaSection) -> Vec<u8> {
+        m.payloads.iter().map(|p| p.pt).collect()
+    }
+
+    fn apts(m: &MediaSection) -> Vec<(u8, u8)> {
+        m.payloads
+            .iter()
+            .filter(|p| p.codec == Codec::Rtx)
+            .map(|p| (p.pt, p.fmtp.apt.unwrap()))
+            .collect()
+    }
+
+    fn ext_ids(m: &MediaSection) -> Vec<(u16, &str)> {
+        m.extmaps.iter().map(|e| (e.id, e.uri.as_str())).collect()
+    }
+
+    fn answer_all(sd: &SessionDescription, want: Direction) -> Vec<MediaSection> {
+        let codecs = LocalCodecs::default();
+        let exts = supported_extensions();
+        sd.media
+            .iter()
+            .map(|m| answer_media(m, &codecs, &exts, want))
+            .collect()
+    }
+
+    #[test]
+    fn every_fixture_answers_and_negotiates() {
+        for (name, text) in fixtures() {
+            let offer = SessionDescription::parse(&text).unwrap();
+            let answers = answer_all(&offer, Direction::SendRecv);
+            let mut answer_sd = SessionDescription::default();
+            answer_sd.groups.push(bundle_group(&answers));
+            answer_sd.media = answers.clone();
+            let reparsed = SessionDescription::parse(&answer_sd.to_sdp()).unwrap();
+            assert_eq!(reparsed, answer_sd, "{name}");
+            for (o, a) in offer.media.iter().zip(&answers) {
+                assert_eq!(a.mid, o.mid, "{name}");
+                assert_eq!(a.kind, o.kind, "{name}");
+                let n = negotiate_from_offer(o, a).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(n.rejected, a.port == 0, "{name}");
+                if a.port != 0 && a.kind != MediaKind::Application {
+                    assert!(!n.payloads.is_empty(), "{name}");
+                    // Each answered RTX apt points at an answered primary.
+                    for (apt, rtx) in &n.rtx {
+                        assert!(n.payloads.iter().any(|p| p.pt == *apt), "{name} {rtx}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chrome_simulcast_answer() {
+        let offer = fixture("chrome_offer_simulcast_datachannel.sdp");
+        let a = answer_all(&offer, Direction::SendRecv);
+
+        let audio = &a[0];
+        assert_eq!(audio.port, 9);
+        assert_eq!(pts(audio), [111]);
+        assert_eq!(
+            audio.payloads[0].fmtp.to_string(),
+            "minptime=10;useinbandfec=1"
+        );
+        assert_eq!(audio.payloads[0].rtcp_fb, ["transport-cc"]);
+        assert_eq!(audio.direction, Some(Direction::SendRecv));
+        assert_eq!(audio.formats, ["111"]);
+        assert!(audio.rtcp_mux && audio.rtcp_rsize);
+        assert_eq!(
+            ext_ids(audio),
+            [
+                (1, EXT_AUDIO_LEVEL),
+                (2, EXT_ABS_SEND_TIME),
+                (3, EXT_TRANSPORT_CC),
+                (4, EXT_MID)
+            ]
+        );
+
+        let video = &a[1];
+        // Our preference order, under the offerer's PTs: VP8, VP9 p0, H264 CB pm1
+        // (offered as 106), H264 Baseline pm1 (offered as 102), AV1.
+        assert_eq!(pts(video), [96, 97, 98, 99, 106, 107, 102, 103, 45, 46]);
+        assert_eq!(
+            apts(video),
+            [(97, 96), (99, 98), (107, 106), (103, 102), (46, 45)]
+        );
+        let h = video.payload(106).unwrap();
+        assert_eq!(h.fmtp.profile_level_id.unwrap().to_string(), "42e01f");
+        assert_eq!(
+            video
+                .payload(102)
+                .unwrap()
+                .fmtp
+                .profile_level_id
+                .unwrap()
+                .to_string(),
+            "42001f"
+        );
+        // goog-remb is offered but not ours.
+        assert_eq!(h.rtcp_fb, ["transport-cc", "ccm fir", "nack", "nack pli"]);
+        assert_eq!(video.direction, Some(Direction::RecvOnly));
+        assert_eq!(
+            ext_ids(video),
+            [
+                (2, EXT_ABS_SEND_TIME),
+                (13, EXT_VIDEO_ORIENTATION),
+                (3, EXT_TRANSPORT_CC),
+                (5, EXT_PLAYOUT_DELAY),
+                (4, EXT_MID),
+                (10, EXT_RTP_STREAM_ID),
+                (11, EXT_REPAIRED_RTP_STREAM_ID),
+            ]
+        );
+        assert_eq!(
+            video
+                .rids
+                .iter()
+                .map(|r| (r.id.as_str(), r.direction))
+                .collect::<Vec<_>>(),
+            [
+                ("q", RidDirection::Recv),
+                ("h", RidDirection::Recv),
+                ("f", RidDirection::Recv)
+            ]
+        );
+        let sim = video.simulcast.as_ref().unwrap();
+        assert!(sim.send.is_empty());
+        assert_eq!(sim.recv.len(), 3);
+        let text = video.to_string();
+        assert!(text.contains("a=simulcast:recv q;h;f\r\n"), "{text}");
+        assert!(text.contains("a=rid:h recv\r\n"));
+
+        let app = &a[2];
+        assert_eq!(app.port, 9);
+        assert_eq!(app.formats, ["webrtc-datachannel"]);
+        assert_eq!(app.sctp_port, Some(5000));
+        assert_eq!(app.max_message_size, Some(262144));
+        assert_eq!(bundle_group(&a).mids, ["0", "1", "2"]);
+
+        // We answered: remote RIDs come from the offer, direction is ours.
+        let n = negotiate_from_offer(&offer.media[1], video).unwrap();
+        assert_eq!(n.direction, Direction::RecvOnly);
+        assert_eq!(n.remote_rids, ["q", "h", "f"]);
+        assert_eq!(
+            n.rtx,
+            [(96, 97), (98, 99), (106, 107), (102, 103), (45, 46)]
+        );
+        assert_eq!(n.extensions.len(), 7);
+        assert!(n.extensions.contains(&(3, EXT_TRANSPORT_CC.to_string())));
+        let n = negotiate_from_offer(&offer.media[2], app).unwrap();
+        assert_eq!(
+            (n.local_sctp_port, n.remote_sctp_port),
+            (Some(5000), Some(5000))
+        );
+        assert_eq!(n.remote_max_message_size, Some(262144));
+        let n = negotiate_from_offer(&offer.media[0], audio).unwrap();
+        assert_eq!(n.remote_ssrcs, [3735928559]);
+        assert_eq!(n.remote_cname.as_deref(), Some("Hk2lT0bXq9Zp+e4R"));
+    }
+
+    #[test]
+    fn chrome_fid_answer_with_want() {
+        let offer = fixture("chrome_offer_fid.sdp");
+        let a = answer_all(&offer, Direction::RecvOnly);
+        assert_eq!(pts(&a[0]), [111]);
+        assert_eq!(a[0].direction, Some(Direction::RecvOnly));
+        assert_eq!(pts(&a[1]), [96, 97, 102, 103, 45, 46]);
+        assert_eq!(apts(&a[1]), [(97, 96), (103, 102), (46, 45)]);
+        assert_eq!(a[1].direction, Some(Direction::RecvOnly));
+        assert!(a[1].rids.is_empty() && a[1].simulcast.is_none());
+        let n = negotiate_from_offer(&offer.media[1], &a[1]).unwrap();
+        assert_eq!(n.remote_ssrcs, [2002, 2003]);
+        assert_eq!(n.remote_rtx_ssrcs, [(2002, 2003)]);
+        assert_eq!(
+            n.remote_msid.as_ref().unwrap().track_id.as_deref(),
+            Some("video0")
+        );
+        assert_eq!(n.direction, Direction::RecvOnly);
+        let a = answer_all(&offer, Direction::Inactive);
+        assert_eq!(a[1].direction, Some(Direction::Inactive));
+        assert_eq!(a[1].port, 9);
+    }
+
+    #[test]
+    fn firefox_answer() {
+        let offer = fixture("firefox_offer.sdp");
+        let a = answer_all(&offer, Direction::SendRecv);
+        assert_eq!(pts(&a[0]), [109]);
+        assert_eq!(a[0].payloads[0].channels, Some(2));
+        assert_eq!(ext_ids(&a[0]), [(1, EXT_AUDIO_LEVEL), (3, EXT_MID)]);
+        // H264 97 is packetization-mode 0 and Firefox offers no Baseline: unmatched.
+        assert_eq!(pts(&a[1]), [120, 124, 121, 125, 126, 127]);
+        assert_eq!(apts(&a[1]), [(124, 120), (125, 121), (127, 126)]);
+        assert_eq!(a[1].direction, Some(Direction::SendRecv));
+        assert!(!a[1].rtcp_rsize || offer.media[1].rtcp_rsize);
+        assert!(!a[0].rtcp_rsize);
+        let exts: Vec<_> = a[1]
+            .extmaps
+            .iter()
+            .map(|e| (e.id, e.direction, e.uri.as_str()))
+            .collect();
+        assert_eq!(
+            exts,
+            [
+                (3, None, EXT_MID),
+                (4, None, EXT_ABS_SEND_TIME),
+                (6, Some(Direction::SendOnly), EXT_PLAYOUT_DELAY),
+                (7, None, EXT_TRANSPORT_CC),
+            ]
+        );
+        assert_eq!(a[2].max_message_size, Some(1073741823));
+        let n = negotiate_from_offer(&offer.media[1], &a[1]).unwrap();
+        assert_eq!(n.remote_rtx_ssrcs, [(3016547832, 1983745621)]);
+        assert_eq!(
+            n.remote_cname.as_deref(),
+            Some("{4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8}")
+        );
+    }
+
+    #[test]
+    fn safari_answer() {
+        let offer = fixture("safari_offer.sdp");
+        let a = answer_all(&offer, Direction::SendRecv);
+        assert_eq!(pts(&a[0]), [111]);
+        assert!(!a[0].rtcp_rsize && a[0].rtcp_mux);
+        // Constrained High (640c1f) and H265 are not ours; no Baseline H264 offered.
+        assert_eq!(pts(&a[1]), [127, 125, 104, 105, 98, 99]);
+        assert_eq!(apts(&a[1]), [(125, 127), (105, 104), (99, 98)]);
+        assert_eq!(a[1].direction, Some(Direction::SendRecv));
+        assert!(a[1].rtcp_rsize);
+        let n = negotiate_from_offer(&offer.media[1], &a[1]).unwrap();
+        assert_eq!(n.remote_rtx_ssrcs, [(1903477251, 2716381046)]);
+        assert_eq!(n.extensions.len(), 7);
+    }
+
+    #[test]
+    fn sfu_ice_lite_answer() {
+        let offer = fixture("sfu_ice_lite_offer.sdp");
+        assert!(offer.ice_lite);
+        assert_eq!(offer.ice_options, ["trickle", "ice2"]);
+        assert_eq!(offer.connection.as_ref().unwrap().address, "203.0.113.10");
+        assert_eq!(offer.bundle_mids().unwrap(), ["a0", "v0", "d0"]);
+        let audio = &offer.media[0];
+        assert_eq!(audio.port, 40000);
+        assert_eq!(audio.bandwidth[0].bwtype, "TIAS");
+        assert_eq!(audio.bandwidth[0].bandwidth, 128000);
+        assert_eq!(audio.candidates.len(), 2);
+        assert!(audio.candidates[1].starts_with("candidate:2 1 tcp "));
+        assert!(audio.end_of_candidates);
+        assert_eq!(
+            offer.ice_credentials(audio),
+            Some(("sfuUfrag01", "sfuPasswordPasswordPassword1"))
+        );
+        let opus = audio.payload(111).unwrap();
+        assert_eq!(
+            (opus.fmtp.usedtx, opus.fmtp.sprop_stereo),
+            (Some(true), Some(true))
+        );
+
+        let a = answer_all(&offer, Direction::SendRecv);
+        assert_eq!(a[0].direction, Some(Direction::RecvOnly));
+        assert_eq!(pts(&a[0]), [111]);
+        assert_eq!(pts(&a[1]), [100, 101, 107, 108]);
+        // No level asymmetry on the offer: our level 3.1 is lower than the offered 4.2.
+        assert_eq!(
+            a[1].payload(107)
+                .unwrap()
+                .fmtp
+                .profile_level_id
+                .unwrap()
+                .to_string(),
+            "42e01f"
+        );
+        assert_eq!(a[1].payload(107).unwrap().rtcp_fb, ["nack", "nack pli"]);
+        assert_eq!(
+            ext_ids(&a[1]),
+            [
+                (3, EXT_TRANSPORT_CC),
+                (4, EXT_MID),
+                (12, EXT_ABS_CAPTURE_TIME)
+            ]
+        );
+        assert!(a[1].candidates.is_empty() && !a[1].end_of_candidates);
+        let n = negotiate_from_offer(&offer.media[1], &a[1]).unwrap();
+        assert_eq!(n.direction, Direction::RecvOnly);
+        assert_eq!(n.remote_ssrcs, [22222222, 22222223, 33333333, 33333334]);
+        assert_eq!(
+            n.remote_rtx_ssrcs,
+            [(22222222, 22222223), (33333333, 33333334)]
+        );
+        assert_eq!(n.remote_msid.as_ref().unwrap().stream_id, "peer1");
+        assert_eq!(
+            n.extensions,
+            [
+                (3, EXT_TRANSPORT_CC.to_string()),
+                (4, EXT_MID.to_string()),
+                (12, EXT_ABS_CAPTURE_TIME.to_string())
+            ]
+        );
+        assert_eq!(a[2].max_message_size, Some(65536));
+    }
+
+    #[test]
+    fn rejected_sections() {
+        let codecs = LocalCodecs::default();
+        let exts = supported_extensions();
+        let text = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 100 101\r\na=mid:v\r\na=rtpmap:100 H265/90000\r\n\
+            a=rtpmap:101 rtx/90000\r\na=fmtp:101 apt=100\r\n\
+            m=audio 9 RTP/AVP 0\r\na=mid:plain\r\n\
+            m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:off\r\na=rtpmap:111 opus/48000/2\r\n\
+            m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\na=bundle-only\r\na=rtpmap:111 opus/48000/2\r\n\
+            m=text 9 UDP/TLS/RTP/SAVPF 98\r\na=mid:t\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:mono\r\na=rtpmap:111 opus/48000\r\n";
+        let sd = SessionDescription::parse(text).unwrap();
+        let a: Vec<_> = sd
+            .media
+            .iter()
+            .map(|m| answer_media(m, &codecs, &exts, Direction::SendRecv))
+            .collect();
+        let ports: Vec<_> = a.iter().map(|m| m.port).collect();
+        assert_eq!(ports, [0, 0, 0, 9, 0, 0]);
+        let mids: Vec<_> = a.iter().map(|m| m.mid.as_deref().unwrap()).collect();
+        assert_eq!(mids, ["v", "plain", "off", "b", "t", "mono"]);
+        assert_eq!(a[0].formats, ["100", "101"]);
+        assert!(a[0].payloads.is_empty() && a[0].direction.is_none());
+        assert_eq!(pts(&a[3]), [111]);
+        assert_eq!(bundle_group(&a).mids, ["b"]);
+        let n = negotiate_from_offer(&sd.media[0], &a[0]).unwrap();
+        assert!(n.rejected);
+        assert_eq!(n.direction, Direction::Inactive);
+        assert!(n.payloads.is_empty());
+    }
+
+    #[test]
+    fn offer_answer_accept_round_trip() {
+        let codecs = LocalCodecs::default();
+        let sender = LocalSender {
+            cname: "cn".into(),
+            stream_id: "s".into(),
+            track_id: "t".into(),
+            ssrc: Some(11),
+            rtx_ssrc: Some(12),
+            rids: vec![],
+        };
+        let offer = offer_media(
+            "1",
+            MediaKind::Video,
+            Direction::SendRecv,
+            &codecs,
+            &default_extensions(&MediaKind::Video),
+            Some(&sender),
+        );
+        assert_eq!(pts(&offer), [96, 97, 98, 99, 102, 103, 104, 105, 45, 46]);
+        let text = offer.to_string();
+        assert!(
+            text.starts_with("m=video 9 UDP/TLS/RTP/SAVPF 96 97 98 99 102 103 104 105 45 46\r\n")
+        );
+        assert!(text.contains("a=ssrc-group:FID 11 12\r\n"));
+        assert!(text.contains("a=ssrc:12 msid:s t\r\n"));
+        assert!(text.contains(
+            "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"
+        ));
+        assert!(text.contains(
+            "a=fmtp:104 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n"
+        ));
+        assert!(text.contains("a=fmtp:98 profile-id=0\r\n"));
+        assert!(text.contains("a=rtcp-fb:96 nack pli\r\n"));
+
+        // A remote that only supports VP8 and H264 CB, and wants to only receive.
+        let mut remote = LocalCodecs::default();
+        remote.video.retain(|c| matches!(c.payload.pt, 96 | 102));
+        remote.video[1].payload.fmtp.profile_level_id =
+            Some(ProfileLevelId::parse("42e015").unwrap());
+        remote.video[1].payload.fmtp.level_asymmetry_allowed = None;
+        let mut answer = answer_media(
+            &offer,
+            &remote,
+            &supported_extensions(),
+            Direction::RecvOnly,
+        );
+        assert_eq!(answer.direction, Some(Direction::RecvOnly));
+        assert_eq!(pts(&answer), [96, 97, 102, 103]);
+        // No level asymmetry on the answerer: the lower level is used.
+        assert_eq!(
+            answer
+                .payload(102)
+                .unwrap()
+                .fmtp
+                .profile_level_id
+                .unwrap()
+                .to_string(),
+            "42e015"
+        );
+        answer.ssrcs.push(SsrcAttribute {
+            ssrc: 99,
+            attribute: "cname".into(),
+            value: Some("remote".into()),
+        });
+        let n = accept_answer_media(&offer, &answer).unwrap();
+        assert_eq!(n.mid, "1");
+        assert_eq!(n.direction, Direction::SendOnly);
+        assert_eq!(
+            n.payloads.iter().map(|p| p.pt).collect::<Vec<_>>(),
+            [96, 102]
+        );
+        assert_eq!(n.rtx, [(96, 97), (102, 103)]);
+        assert_eq!(n.extensions.len(), 8); // every supported one but audio-level
+        assert_eq!(n.remote_ssrcs, [99]);
+        assert_eq!(n.remote_cname.as_deref(), Some("remote"));
+        assert!(n.rtcp_mux && n.rtcp_rsize);
+
+        // Simulcast offer: the answer receives the RIDs; we then send them.
+        let sim_sender = LocalSender {
+            rids: vec!["lo".into(), "hi".into()],
+            ssrc: None,
+            rtx_ssrc: None,
+            ..sender
+        };
+        let offer = offer_media(
+            "2",
+            MediaKind::Video,
+            Direction::SendOnly,
+            &codecs,
+            &default_extensions(&MediaKind::Video),
+            Some(&sim_sender),
+        );
+        assert!(offer.to_string().contains("a=simulcast:send lo;hi\r\n"));
+        let answer = answer_media(
+            &offer,
+            &codecs,
+            &supported_extensions(),
+            Direction::SendRecv,
+        );
+        assert_eq!(answer.direction, Some(Direction::RecvOnly));
+        assert!(answer.to_string().contains("a=simulcast:recv lo;hi\r\n"));
+        let n = accept_answer_media(&offer, &answer).unwrap();
+        assert_eq!(n.local_rids, ["lo", "hi"]);
+        assert!(n.remote_rids.is_empty());
+        assert_eq!(n.direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn accept_answer_errors() {
+        let codecs = LocalCodecs::default();
+        let offer = offer_media(
+            "a",
+            MediaKind::Audio,
+            Direction::SendRecv,
+            &codecs,
+            &[],
+            None,
+        );
+        let mut answer = answer_media(&offer, &codecs, &[], Direction::SendRecv);
+        assert!(accept_answer_media(&offer, &answer).is_ok());
+        answer.mid = Some("b".into());
+        assert_eq!(
+            accept_answer_media(&offer, &answer),
+            Err(JsepError::MidMismatch {
+                offer: "a".into(),
+                answer: "b".into()
+            })
+        );
+        answer.mid = Some("a".into());
+        answer.payloads[0].pt = 100;
+        assert_eq!(
+            accept_answer_media(&offer, &answer),
+            Err(JsepError::UnofferedPayload(100))
+        );
+        answer.payloads.clear();
+        assert_eq!(
+            accept_answer_media(&offer, &answer),
+            Err(JsepError::NoCodec)
+        );
+        answer.kind = MediaKind::Video;
+        assert_eq!(
+            accept_answer_media(&offer, &answer),
+            Err(JsepError::KindMismatch)
+        );
+        let mut o2 = offer.clone();
+        o2.mid = None;
+        answer.mid = None;
+        assert_eq!(
+            accept_answer_media(&o2, &answer),
+            Err(JsepError::MissingMid)
+        );
+        let app = offer_media(
+            "d",
+            MediaKind::Application,
+            Direction::SendRecv,
+            &codecs,
+            &[],
+            None,
+        );
+        let app_answer = answer_media(&app, &codecs, &[], Direction::SendRecv);
+        let n = accept_answer_media(&app, &app_answer).unwrap();
+        assert!(!n.rejected);
+        assert_eq!(n.remote_sctp_port, Some(5000));
+        assert_eq!(n.remote_max_message_size, Some(262144));
+    }
+
+    fn offered_codec() -> impl Strategy<Value = PayloadType> {
+        let h264 = (
+            prop_oneof![
+                Just("42e01f"),
+                Just("42001f"),
+                Just("4d001f"),
+                Just("64001f"),
+                Just("42e034"),
+                Just("f4001f")
+            ],
+            proptest::option::of(0u8..2),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(plid, pm, asym)| {
+                let mut p = PayloadType::new(0, Codec::H264, 90000, None);
+                p.fmtp.profile_level_id = ProfileLevelId::parse(plid).ok();
+                p.fmtp.packetization_mode = pm;
+                p.fmtp.level_asymmetry_allowed = asym;
+                p
+            });
+        prop_oneof![
+            proptest::option::of(1u16..3).prop_map(|ch| PayloadType::new(
+                0,
+                Codec::Opus,
+                48000,
+                ch
+            )),
+            Just(PayloadType::new(0, Codec::Vp8, 90000, None)),
+            proptest::option::of(0u8..3).prop_map(|id| {
+                let mut p = PayloadType::new(0, Codec::Vp9, 90000, None);
+                p.fmtp.profile_id = id;
+                p
+            }),
+            h264,
+            Just(PayloadType::new(0, Codec::Av1, 90000, None)),
+            Just(PayloadType::new(0, Codec::Red, 90000, None)),
+            Just(PayloadType::new(0, Codec::Pcmu, 8000, None)),
+            any::<u8>().prop_map(|apt| {
+                let mut p = PayloadType::new(0, Codec::Rtx, 90000, None);
+                p.fmtp.apt = Some(apt % 128);
+                p
+            }),
+        ]
+    }
+
+    fn offered_section() -> impl Strategy<Value = MediaSection> {
+        (
+            prop_oneof![Just(MediaKind::Audio), Just(MediaKind::Video)],
+            prop::collection::btree_set(0u8..128, 0..8),
+            prop::collection::vec(offered_codec(), 8),
+            proptest::option::of(prop_oneof![
+                Just(Direction::SendRecv),
+                Just(Direction::SendOnly),
+                Just(Direction::RecvOnly),
+                Just(Direction::Inactive)
+            ]),
+            prop::collection::vec((any::<bool>(), prop::collection::vec(0u8..128, 0..2)), 0..3),
+            prop_oneof![Just(0u16), Just(9u16)],
+            any::<bool>(),
+        )
+            .prop_map(|(kind, pts, codecs, direction, rids, port, sim)| {
+                let mut m = MediaSection::new(kind, port, "UDP/TLS/RTP/SAVPF");
+                m.mid = Some("m".into());
+                m.direction = direction;
+                m.extmaps = default_extensions(&MediaKind::Video)
+                    .into_iter()
+                    .map(|(id, uri)| ExtMap {
+                        id,
+                        direction: None,
+                        uri,
+                        attributes: None,
+                    })
+                    .collect();
+                let payloads = pts
+                    .into_iter()
+                    .zip(codecs)
+                    .map(|(pt, mut p)| {
+                        p.pt = pt;
+                        p.rtcp_fb = vec!["nack".into(), "goog-remb".into()];
+                        p
+                    })
+                    .collect();
+                m.set_payloads(payloads);
+                m.rids = rids
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (send, payloads))| Rid {
+                        id: format!("r{i}"),
+                        direction: if send {
+                            RidDirection::Send
+                        } else {
+                            RidDirection::Recv
+                        },
+                        payloads,
+                        restrictions: Vec::new(),
+                    })
+                    .collect();
+                if sim && !m.rids.is_empty() {
+                    let list = |d: RidDirection| -> Vec<Vec<SimulcastRid>> {
+                        m.rids
+                            .iter()
+                            .filter(|r| r.direction == d)
+                            .map(|r| {
+                                vec![SimulcastRid {
+                                    id: r.id.clone(),
+                                    paused: false,
+                                }]
+                            })
+                            .collect()
+                    };
+                    m.simulcast = Some(Simulcast {
+                        send: list(RidDirection::Send),
+                        recv: list(RidDirection::Recv),
+                    });
+                }
+                m
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn generated_offers_answer_consistently(
+            offer in offered_section(),
+            want in prop_oneof![
+                Just(Direction::SendRecv),
+                Just(Direction::SendOnly),
+                Just(Direction::RecvOnly),
+                Just(Direction::Inactive)
+            ],
+        ) {
+            let codecs = LocalCodecs::default();
+            let answer = answer_media(&offer, &codecs, &supported_extensions(), want);
+            prop_assert_eq!(&answer.mid, &offer.mid);
+            let text = answer.to_string();
+            prop_assert!(text.ends_with("\r\n"));
+            if answer.port == 0 {
+                prop_assert!(answer.payloads.is_empty());
+                let n = negotiate_from_offer(&offer, &answer).unwrap();
+                prop_assert!(n.rejected);
+                return Ok(());
+            }
+            let dir = answer.direction.unwrap();
+            let offered = offer.direction.unwrap_or_default();
+            prop_assert!(!dir.can_send() || (offered.can_recv() && want.can_send()));
+            prop_assert!(!dir.can_recv() || (offered.can_send() && want.can_recv()));
+            for p in &answer.payloads {
+                let o = offer.payload(p.pt);
+                prop_assert!(o.is_some(), "answer pt {} not offered", p.pt);
+                if p.codec == Codec::Rtx {
+                    let apt = p.fmtp.apt.unwrap();
+                    prop_assert!(answer.payloads.iter().any(|x| x.pt == apt && x.codec != Codec::Rtx));
+                    prop_assert_eq!(o.unwrap().fmtp.apt, Some(apt));
+                } else {
+                    prop_assert!(codec_matches(o.unwrap(), p));
+                    prop_assert!(codecs.video.iter().chain(&codecs.audio).any(|c| codec_matches(&c.payload, p)));
+                }
+            }
+            for r in &answer.rids {
+                prop_assert!(offer.rids.iter().any(|o| o.id == r.id && o.direction == r.direction.reverse()));
+            }
+            let n = negotiate_from_offer(&offer, &answer).unwrap();
+            prop_assert_eq!(n.direction, dir);
+            prop_assert!(!n.payloads.is_empty());
+            let n2 = accept_answer_media(&offer, &answer).unwrap();
+            prop_assert_eq!(n2.direction, dir.reverse());
+            prop_assert_eq!(n2.payloads, n.payloads);
+            let reparsed = crate::sdp::SessionDescription::parse(
+                &format!("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n{text}"),
+            ).unwrap();
+            prop_assert_eq!(&reparsed.media[0], &answer);
+        }
+    }
+}
