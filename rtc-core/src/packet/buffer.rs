@@ -124,6 +124,8 @@ pub struct DepacketizingBuffer<R = Instant> {
     slots: Vec<Slot<R>>,
     /// Every sequence number below this one is finished (emitted or dropped).
     next: Option<u64>,
+    /// Lowest sequence number pushed before the first frame was emitted.
+    first_seq: Option<u64>,
     max_seq: Option<u64>,
     /// Something was dropped since the last emitted frame.
     lost: bool,
@@ -148,6 +150,7 @@ impl<R: Copy + Ord> DepacketizingBuffer<R> {
                 })
                 .collect(),
             next: None,
+            first_seq: None,
             max_seq: None,
             lost: false,
             needs_keyframe: false,
@@ -224,6 +227,9 @@ impl<R: Copy + Ord> DepacketizingBuffer<R> {
             s.payload.extend_from_slice(payload);
         }
         self.max_seq = Some(self.max_seq.map_or(seq, |m| m.max(seq)));
+        if self.next.is_none() {
+            self.first_seq = Some(self.first_seq.map_or(seq, |f| f.min(seq)));
+        }
         PushOutcome::Accepted
     }
 
@@ -256,6 +262,9 @@ impl<R: Copy + Ord> DepacketizingBuffer<R> {
             dropped = true;
             self.next = Some(lo);
         }
+        if self.first_seq.is_some_and(|f| f < lo) {
+            self.first_seq = Some(lo);
+        }
         if dropped {
             self.lost = true;
             self.needs_keyframe = true;
@@ -277,14 +286,14 @@ impl<R: Copy + Ord> DepacketizingBuffer<R> {
         if let Some(mut n) = self.next {
             while self.slot(n).is_some_and(|m| m.padding) {
                 self.clear(n);
-                n += 1;
+                n = n.saturating_add(1);
             }
             self.next = Some(n);
         }
-        let lo = match self.next {
-            Some(n) => n,
-            None => hi.saturating_sub(self.cap() - 1),
-        };
+        // Where the next frame should start: after the last emitted one, or at the
+        // lowest packet seen so far.
+        let origin = self.next.or(self.first_seq)?;
+        let lo = origin;
         if lo > hi {
             return None;
         }
@@ -304,7 +313,7 @@ impl<R: Copy + Ord> DepacketizingBuffer<R> {
                 prev = Some(m);
                 continue;
             }
-            let boundary = Some(s) == self.next
+            let boundary = s == origin
                 || strong_head
                 || prev.is_some_and(|p| p.padding || p.tail || p.time != m.time);
             if m.head && boundary {
@@ -325,10 +334,8 @@ impl<R: Copy + Ord> DepacketizingBuffer<R> {
             prev = Some(m);
         }
         let (h, t) = first?;
-        let gap = self.next.is_some_and(|n| n != h);
-        if gap {
-            let n = self.next.unwrap_or(h); // gap implies next is Some
-            let far = hi.saturating_sub(n) >= self.cfg.max_seq_distance;
+        if h != origin {
+            let far = hi.saturating_sub(origin) >= self.cfg.max_seq_distance;
             if complete < self.cfg.max_frames_ahead && !far {
                 return None;
             }
@@ -367,7 +374,8 @@ impl<R: Copy + Ord> DepacketizingBuffer<R> {
         for s in lo..=t {
             self.clear(s);
         }
-        self.next = Some(t + 1);
+        self.next = Some(t.saturating_add(1));
+        self.first_seq = None;
         if let Err(source) = result {
             self.lost = true;
             self.needs_keyframe = true;
