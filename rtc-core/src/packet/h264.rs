@@ -112,9 +112,11 @@ impl H264Packetizer {
         while let Some(nal) = nals.next() {
             if nal.len() > mtu {
                 // FU-A (§5.8): indicator F|NRI|28, header S|E|R|type.
-                let ind = (nal[0] & 0xe0) | FU_A; // nal is non-empty
-                let typ = nal[0] & 0x1f;
-                let body = &nal[1..];
+                let Some((&nal_hdr, body)) = nal.split_first() else {
+                    continue;
+                };
+                let ind = (nal_hdr & 0xe0) | FU_A;
+                let typ = nal_hdr & 0x1f;
                 let n = chunk_count(body.len(), mtu - 2);
                 let mut rest = body;
                 for i in 0..n {
@@ -157,11 +159,14 @@ impl H264Packetizer {
                 let Ok(len) = u16::try_from(u.len()) else {
                     return Err(PacketError::TooLarge { len: u.len(), mtu });
                 };
-                fnri = (fnri & 0x80) | (u[0] & 0x80) | (fnri & 0x60).max(u[0] & 0x60); // u non-empty
+                let h = u.first().copied().unwrap_or(0);
+                fnri = (fnri & 0x80) | (h & 0x80) | (fnri & 0x60).max(h & 0x60);
                 p.extend_from_slice(&len.to_be_bytes());
                 p.extend_from_slice(u);
             }
-            p[0] = fnri | STAP_A; // p has at least one byte
+            if let Some(b) = p.first_mut() {
+                *b = fnri | STAP_A;
+            }
             out.push(p);
         }
         Ok(())
