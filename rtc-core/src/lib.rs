@@ -28,3 +28,4 @@ pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
 pub use rtc::{PeerStats, Rtc, RtcConfig, RtcError};
 pub mod sdp;
+pub mod packet;

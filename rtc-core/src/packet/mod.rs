@@ -1,0 +1,327 @@
+//! RTP payload formats: packetizers, depacketizers and a depacketizing (jitter) buffer.
+//!
+//! This module works on RTP *payloads* only; RTP header parsing lives elsewhere. A
+//! [`Packetizer`] splits one encoded frame into payloads no larger than an MTU (counted in
+//! payload bytes), a [`Depacketizer`] appends one payload at a time to a frame buffer, and
+//! [`DepacketizingBuffer`] reorders packets, assembles complete frames and reports loss.
+//!
+//! Supported formats:
+//!
+//! | codec | spec | module |
+//! | --- | --- | --- |
+//! | Opus | RFC 7587 | [`opus`] |
+//! | VP8 | RFC 7741 | [`vp8`] |
+//! | VP9 | RFC 9628 | [`vp9`] |
+//! | H.264 | RFC 6184 | [`h264`] |
+//! | AV1 | AOM "RTP Payload Format for AV1" | [`av1`] |
+//!
+//! Allocation: packetizing allocates one `Vec<u8>` per output payload (frame mode is allowed
+//! to allocate per frame); depacketizing appends to a caller-owned `Vec<u8>` that can be
+//! reused between frames.
+
+pub mod av1;
+mod buffer;
+pub mod h264;
+pub mod opus;
+pub mod vp8;
+pub mod vp9;
+
+pub use buffer::{DepackConfig, DepackError, DepacketizingBuffer, Frame, PacketMeta, PushOutcome};
+
+use thiserror::Error;
+
+/// Errors from packetizing or depacketizing a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PacketError {
+    /// The frame to packetize was empty.
+    #[error("empty frame")]
+    EmptyFrame,
+    /// The payload to depacketize was empty.
+    #[error("empty payload")]
+    EmptyPayload,
+    /// The MTU cannot hold the payload header plus at least one byte of media.
+    #[error("mtu {0} too small")]
+    MtuTooSmall(usize),
+    /// A unit that cannot be fragmented (an Opus frame, an H.264 NAL unit in
+    /// packetization mode 0) is larger than the MTU.
+    #[error("unit of {len} bytes exceeds mtu {mtu}")]
+    TooLarge {
+        /// Size of the unit.
+        len: usize,
+        /// The MTU it had to fit in.
+        mtu: usize,
+    },
+    /// The payload ended in the middle of a header or a length-prefixed element.
+    #[error("truncated payload")]
+    Truncated,
+    /// A header field holds a value the format forbids.
+    #[error("invalid payload header: {0}")]
+    InvalidHeader(&'static str),
+    /// A payload type the depacketizer does not implement (e.g. H.264 STAP-B, MTAP, FU-B).
+    #[error("unsupported payload type {0}")]
+    Unsupported(u8),
+    /// A fragment arrived without its start, or a frame ended in the middle of a fragment.
+    #[error("broken fragmentation")]
+    Fragmentation,
+    /// The frame to packetize is not a valid bitstream for its codec.
+    #[error("invalid bitstream: {0}")]
+    InvalidBitstream(&'static str),
+}
+
+/// Per-codec information carried out of depacketizing, one value per frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CodecExtra {
+    /// No extra information (Opus, or nothing parsed yet).
+    #[default]
+    None,
+    /// VP8 payload descriptor fields (RFC 7741 §4.2).
+    Vp8(vp8::Vp8Extra),
+    /// VP9 payload descriptor fields (RFC 9628 §4.2).
+    Vp9(vp9::Vp9Extra),
+    /// H.264 carries no extra information.
+    H264,
+    /// AV1 carries no extra information.
+    Av1,
+}
+
+/// Splits encoded frames into RTP payloads.
+pub trait Packetizer {
+    /// Splits `frame` into payloads of at most `mtu` bytes each (payload header included)
+    /// and appends them, in sending order, to `out`. Existing entries of `out` are kept.
+    ///
+    /// On error nothing is appended.
+    fn packetize(
+        &mut self,
+        mtu: usize,
+        frame: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), PacketError>;
+
+    /// Whether the RTP marker bit should be set on a payload produced by
+    /// [`Packetizer::packetize`]; `last` is true for the last payload of the frame.
+    fn is_marker(&self, payload: &[u8], last: bool) -> bool;
+}
+
+/// Reassembles frames from RTP payloads.
+///
+/// A depacketizer may keep state between the payloads of one frame (an H.264 FU-A or AV1
+/// OBU fragment in progress); [`Depacketizer::finish`] ends a frame and resets that state.
+pub trait Depacketizer {
+    /// Appends the media carried by one payload to `out` and records per-codec fields in
+    /// `extra`. Payloads of one frame must be given in sequence-number order.
+    fn depacketize(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        extra: &mut CodecExtra,
+    ) -> Result<(), PacketError>;
+
+    /// Ends the current frame: flushes anything pending to `out` and resets per-frame
+    /// state. Errors if the frame ended inside a fragment.
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), PacketError>;
+
+    /// Whether `payload` starts a frame (or, for codecs without explicit frame starts, an
+    /// independently decodable unit such as an H.264 NAL or a whole AV1 OBU).
+    fn is_partition_head(&self, payload: &[u8]) -> bool;
+
+    /// Whether `payload` (with the RTP `marker` bit) ends a frame.
+    fn is_partition_tail(&self, marker: bool, payload: &[u8]) -> bool;
+
+    /// Whether [`Depacketizer::is_partition_head`] marks the true start of a frame, so that
+    /// a frame can be assembled even when the packet before it is missing.
+    fn head_is_frame_start(&self) -> bool;
+
+    /// Whether this payload shows that its frame is a keyframe (independently decodable).
+    fn is_keyframe(&self, payload: &[u8]) -> bool;
+}
+
+/// The codecs this module can packetize and depacketize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// Opus audio.
+    Opus,
+    /// VP8 video.
+    Vp8,
+    /// VP9 video.
+    Vp9,
+    /// H.264 video.
+    H264,
+    /// AV1 video.
+    Av1,
+}
+
+impl Codec {
+    /// A packetizer with default settings for this codec (H.264 packetization mode 1,
+    /// VP8/VP9 15-bit picture ids starting at 0).
+    pub fn packetizer(self) -> CodecPacketizer {
+        match self {
+            Codec::Opus => CodecPacketizer::Opus(opus::OpusPacketizer),
+            Codec::Vp8 => CodecPacketizer::Vp8(vp8::Vp8Packetizer::default()),
+            Codec::Vp9 => CodecPacketizer::Vp9(vp9::Vp9Packetizer::default()),
+            Codec::H264 => CodecPacketizer::H264(h264::H264Packetizer::default()),
+            Codec::Av1 => CodecPacketizer::Av1(av1::Av1Packetizer),
+        }
+    }
+
+    /// A depacketizer for this codec.
+    pub fn depacketizer(self) -> CodecDepacketizer {
+        match self {
+            Codec::Opus => CodecDepacketizer::Opus(opus::OpusDepacketizer),
+            Codec::Vp8 => CodecDepacketizer::Vp8(vp8::Vp8Depacketizer),
+            Codec::Vp9 => CodecDepacketizer::Vp9(vp9::Vp9Depacketizer),
+            Codec::H264 => CodecDepacketizer::H264(h264::H264Depacketizer::default()),
+            Codec::Av1 => CodecDepacketizer::Av1(av1::Av1Depacketizer::default()),
+        }
+    }
+}
+
+/// A packetizer for any [`Codec`] (static dispatch).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CodecPacketizer {
+    /// Opus.
+    Opus(opus::OpusPacketizer),
+    /// VP8.
+    Vp8(vp8::Vp8Packetizer),
+    /// VP9.
+    Vp9(vp9::Vp9Packetizer),
+    /// H.264.
+    H264(h264::H264Packetizer),
+    /// AV1.
+    Av1(av1::Av1Packetizer),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $p:ident => $e:expr) => {
+        match $self {
+            Self::Opus($p) => $e,
+            Self::Vp8($p) => $e,
+            Self::Vp9($p) => $e,
+            Self::H264($p) => $e,
+            Self::Av1($p) => $e,
+        }
+    };
+}
+
+impl Packetizer for CodecPacketizer {
+    fn packetize(
+        &mut self,
+        mtu: usize,
+        frame: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), PacketError> {
+        dispatch!(self, p => p.packetize(mtu, frame, out))
+    }
+
+    fn is_marker(&self, payload: &[u8], last: bool) -> bool {
+        dispatch!(self, p => p.is_marker(payload, last))
+    }
+}
+
+/// A depacketizer for any [`Codec`] (static dispatch).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CodecDepacketizer {
+    /// Opus.
+    Opus(opus::OpusDepacketizer),
+    /// VP8.
+    Vp8(vp8::Vp8Depacketizer),
+    /// VP9.
+    Vp9(vp9::Vp9Depacketizer),
+    /// H.264.
+    H264(h264::H264Depacketizer),
+    /// AV1.
+    Av1(av1::Av1Depacketizer),
+}
+
+impl Depacketizer for CodecDepacketizer {
+    fn depacketize(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        extra: &mut CodecExtra,
+    ) -> Result<(), PacketError> {
+        dispatch!(self, d => d.depacketize(payload, out, extra))
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), PacketError> {
+        dispatch!(self, d => d.finish(out))
+    }
+
+    fn is_partition_head(&self, payload: &[u8]) -> bool {
+        dispatch!(self, d => d.is_partition_head(payload))
+    }
+
+    fn is_partition_tail(&self, marker: bool, payload: &[u8]) -> bool {
+        dispatch!(self, d => d.is_partition_tail(marker, payload))
+    }
+
+    fn head_is_frame_start(&self) -> bool {
+        dispatch!(self, d => d.head_is_frame_start())
+    }
+
+    fn is_keyframe(&self, payload: &[u8]) -> bool {
+        dispatch!(self, d => d.is_keyframe(payload))
+    }
+}
+
+/// Unsigned LEB128 helpers (AV1 OBU sizes).
+pub(crate) mod leb128 {
+    use super::PacketError;
+
+    /// Number of bytes `v` takes when encoded.
+    pub(crate) fn len(mut v: usize) -> usize {
+        let mut n = 1;
+        while v >= 0x80 {
+            v >>= 7;
+            n += 1;
+        }
+        n
+    }
+
+    /// Appends the encoding of `v` to `out`.
+    pub(crate) fn write(mut v: usize, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Reads a value (at most 8 bytes, at most `u32::MAX` as the AV1 spec requires);
+    /// returns it and the number of bytes used.
+    pub(crate) fn read(buf: &[u8]) -> Result<(usize, usize), PacketError> {
+        let mut v: u64 = 0;
+        for (i, &b) in buf.iter().take(8).enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if v > u64::from(u32::MAX) {
+                    return Err(PacketError::InvalidHeader("leb128 value too large"));
+                }
+                return Ok((v as usize, i + 1));
+            }
+        }
+        if buf.len() >= 8 {
+            Err(PacketError::InvalidHeader("leb128 longer than 8 bytes"))
+        } else {
+            Err(PacketError::Truncated)
+        }
+    }
+}
+
+/// Fewest chunks of at most `max` bytes (`max > 0`) that hold `len` bytes.
+pub(crate) fn chunk_count(len: usize, max: usize) -> usize {
+    len.div_ceil(max)
+}
+
+/// Size of chunk `i` of `n` (`n > 0`) when splitting `len` bytes into near-equal chunks
+/// (the first `len % n` chunks are one byte larger).
+pub(crate) fn chunk_len(len: usize, n: usize, i: usize) -> usize {
+    len / n + usize::from(i < len % n)
+}
+
+#[cfg(test)]
+mod tests;

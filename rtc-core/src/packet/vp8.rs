@@ -1,0 +1,318 @@
+//! VP8 payload format (RFC 7741).
+//!
+//! Payload descriptor (§4.2):
+//!
+//! ```text
+//!  X|R|N|S|R|PID      first byte
+//!  I|L|T|K|RSV        if X
+//!  M|PictureID        if I (7 bits, or 15 bits when M)
+//!  TL0PICIDX          if L
+//!  TID|Y|KEYIDX       if T or K
+//! ```
+
+use super::{CodecExtra, Depacketizer, PacketError, Packetizer, chunk_count, chunk_len};
+
+/// Per-frame VP8 fields from the payload descriptor of the frame's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Vp8Extra {
+    /// Picture id (7 or 15 bits), if present.
+    pub picture_id: Option<u16>,
+    /// TL0PICIDX, if present.
+    pub tl0_pic_idx: Option<u8>,
+    /// Temporal layer index, if present.
+    pub temporal_id: Option<u8>,
+    /// Layer sync bit (Y); false when absent.
+    pub layer_sync: bool,
+    /// Key index, if present.
+    pub key_idx: Option<u8>,
+    /// Non-reference frame (N bit).
+    pub non_reference: bool,
+}
+
+/// A parsed VP8 payload descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Vp8Descriptor {
+    /// N: the frame is not used as a reference.
+    pub non_reference: bool,
+    /// S: start of a VP8 partition.
+    pub start: bool,
+    /// Partition index (0..=7).
+    pub partition_id: u8,
+    /// Picture id (masked to 15 bits when written).
+    pub picture_id: Option<u16>,
+    /// Write the picture id in the 15-bit form (M=1) even if it fits in 7 bits. Ids
+    /// above 127 always use the 15-bit form.
+    pub long_picture_id: bool,
+    /// TL0PICIDX.
+    pub tl0_pic_idx: Option<u8>,
+    /// Temporal layer index (0..=3); written with T=1.
+    pub temporal_id: Option<u8>,
+    /// Y bit (only written when `temporal_id` or `key_idx` is present).
+    pub layer_sync: bool,
+    /// Key index (0..=31); written with K=1.
+    pub key_idx: Option<u8>,
+}
+
+impl Vp8Descriptor {
+    /// Whether the picture id is written in the 15-bit (M=1) form.
+    fn long_pid(&self, pid: u16) -> bool {
+        self.long_picture_id || pid & 0x7fff > 0x7f
+    }
+
+    /// Parses the descriptor at the start of `payload`; returns it and its length.
+    pub fn parse(payload: &[u8]) -> Result<(Self, usize), PacketError> {
+        let mut it = payload.iter().copied();
+        let mut next = || it.next().ok_or(PacketError::Truncated);
+        let b0 = next()?;
+        let mut d = Vp8Descriptor {
+            non_reference: b0 & 0x20 != 0,
+            start: b0 & 0x10 != 0,
+            partition_id: b0 & 0x07,
+            ..Default::default()
+        };
+        let mut len = 1;
+        if b0 & 0x80 != 0 {
+            let x = next()?;
+            len += 1;
+            if x & 0x80 != 0 {
+                let p = next()?;
+                len += 1;
+                if p & 0x80 != 0 {
+                    let lo = next()?;
+                    len += 1;
+                    d.picture_id = Some(u16::from(p & 0x7f) << 8 | u16::from(lo));
+                    d.long_picture_id = true;
+                } else {
+                    d.picture_id = Some(u16::from(p));
+                }
+            }
+            if x & 0x40 != 0 {
+                d.tl0_pic_idx = Some(next()?);
+                len += 1;
+            }
+            if x & 0x30 != 0 {
+                let t = next()?;
+                len += 1;
+                if x & 0x20 != 0 {
+                    d.temporal_id = Some(t >> 6);
+                }
+                d.layer_sync = t & 0x20 != 0;
+                if x & 0x10 != 0 {
+                    d.key_idx = Some(t & 0x1f);
+                }
+            }
+        }
+        Ok((d, len))
+    }
+
+    /// Length of the encoded descriptor.
+    pub fn encoded_len(&self) -> usize {
+        let mut n = 1;
+        if self.has_extension() {
+            n += 1;
+            if let Some(p) = self.picture_id {
+                n += if self.long_pid(p) { 2 } else { 1 };
+            }
+            n += usize::from(self.tl0_pic_idx.is_some());
+            n += usize::from(self.temporal_id.is_some() || self.key_idx.is_some());
+        }
+        n
+    }
+
+    fn has_extension(&self) -> bool {
+        self.picture_id.is_some()
+            || self.tl0_pic_idx.is_some()
+            || self.temporal_id.is_some()
+            || self.key_idx.is_some()
+    }
+
+    /// Writes the descriptor into `buf`; returns its length. Field values are masked to
+    /// their bit widths (picture id 15 bits, partition id 3, TID 2, KEYIDX 5).
+    pub fn write(&self, buf: &mut [u8]) -> Result<usize, PacketError> {
+        let len = self.encoded_len();
+        let out = buf.get_mut(..len).ok_or(PacketError::Truncated)?;
+        let ext = self.has_extension();
+        let mut b0 = self.partition_id & 0x07;
+        if ext {
+            b0 |= 0x80;
+        }
+        if self.non_reference {
+            b0 |= 0x20;
+        }
+        if self.start {
+            b0 |= 0x10;
+        }
+        let mut i = 0;
+        let mut put = |v: u8| {
+            if let Some(b) = out.get_mut(i) {
+                *b = v;
+            }
+            i += 1;
+        };
+        put(b0);
+        if ext {
+            let mut x = 0u8;
+            if self.picture_id.is_some() {
+                x |= 0x80;
+            }
+            if self.tl0_pic_idx.is_some() {
+                x |= 0x40;
+            }
+            if self.temporal_id.is_some() {
+                x |= 0x20;
+            }
+            if self.key_idx.is_some() {
+                x |= 0x10;
+            }
+            put(x);
+            if let Some(p) = self.picture_id {
+                let long = self.long_pid(p);
+                let p = p & 0x7fff;
+                if long {
+                    put(0x80 | (p >> 8) as u8);
+                    put(p as u8);
+                } else {
+                    put(p as u8);
+                }
+            }
+            if let Some(t) = self.tl0_pic_idx {
+                put(t);
+            }
+            if self.temporal_id.is_some() || self.key_idx.is_some() {
+                let mut t = (self.temporal_id.unwrap_or(0) & 0x03) << 6;
+                if self.layer_sync {
+                    t |= 0x20;
+                }
+                t |= self.key_idx.unwrap_or(0) & 0x1f;
+                put(t);
+            }
+        }
+        Ok(len)
+    }
+}
+
+/// VP8 packetizer. Every frame gets a 15-bit picture id (when enabled), incremented per
+/// frame; payloads are split into near-equal sizes.
+#[derive(Debug, Clone)]
+pub struct Vp8Packetizer {
+    picture_id: Option<u16>,
+}
+
+impl Default for Vp8Packetizer {
+    fn default() -> Self {
+        Self::new(Some(0))
+    }
+}
+
+impl Vp8Packetizer {
+    /// A packetizer whose first frame gets `picture_id` (masked to 15 bits); `None` sends
+    /// no picture ids (1-byte descriptors).
+    pub fn new(picture_id: Option<u16>) -> Self {
+        Self {
+            picture_id: picture_id.map(|p| p & 0x7fff),
+        }
+    }
+}
+
+impl Packetizer for Vp8Packetizer {
+    fn packetize(
+        &mut self,
+        mtu: usize,
+        frame: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), PacketError> {
+        if frame.is_empty() {
+            return Err(PacketError::EmptyFrame);
+        }
+        let mut desc = Vp8Descriptor {
+            start: true,
+            picture_id: self.picture_id,
+            // Always the 15-bit form, so the descriptor size does not change per frame.
+            long_picture_id: true,
+            ..Default::default()
+        };
+        let hlen = desc.encoded_len();
+        if mtu <= hlen {
+            return Err(PacketError::MtuTooSmall(mtu));
+        }
+        let n = chunk_count(frame.len(), mtu - hlen);
+        let mut rest = frame;
+        for i in 0..n {
+            let (chunk, r) = rest.split_at(chunk_len(frame.len(), n, i));
+            rest = r;
+            let mut p = vec![0u8; hlen + chunk.len()];
+            desc.write(&mut p)?;
+            if let Some(dst) = p.get_mut(hlen..) {
+                dst.copy_from_slice(chunk);
+            }
+            out.push(p);
+            desc.start = false;
+        }
+        if let Some(p) = self.picture_id.as_mut() {
+            *p = (*p + 1) & 0x7fff;
+        }
+        Ok(())
+    }
+
+    fn is_marker(&self, _payload: &[u8], last: bool) -> bool {
+        last
+    }
+}
+
+/// VP8 depacketizer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Vp8Depacketizer;
+
+impl Depacketizer for Vp8Depacketizer {
+    fn depacketize(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        extra: &mut CodecExtra,
+    ) -> Result<(), PacketError> {
+        let (d, len) = Vp8Descriptor::parse(payload)?;
+        let media = payload.get(len..).unwrap_or_default();
+        if media.is_empty() {
+            return Err(PacketError::EmptyPayload);
+        }
+        if d.start && d.partition_id == 0 {
+            *extra = CodecExtra::Vp8(Vp8Extra {
+                picture_id: d.picture_id,
+                tl0_pic_idx: d.tl0_pic_idx,
+                temporal_id: d.temporal_id,
+                layer_sync: d.layer_sync,
+                key_idx: d.key_idx,
+                non_reference: d.non_reference,
+            });
+        }
+        out.extend_from_slice(media);
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
+        Ok(())
+    }
+
+    fn is_partition_head(&self, payload: &[u8]) -> bool {
+        matches!(Vp8Descriptor::parse(payload), Ok((d, _)) if d.start && d.partition_id == 0)
+    }
+
+    fn is_partition_tail(&self, marker: bool, _payload: &[u8]) -> bool {
+        marker
+    }
+
+    fn head_is_frame_start(&self) -> bool {
+        true
+    }
+
+    /// RFC 7741 §4.3: the P bit of the VP8 payload header (first byte of the first
+    /// partition) is 0 for keyframes.
+    fn is_keyframe(&self, payload: &[u8]) -> bool {
+        match Vp8Descriptor::parse(payload) {
+            Ok((d, len)) if d.start && d.partition_id == 0 => {
+                matches!(payload.get(len), Some(b) if b & 0x01 == 0)
+            }
+            _ => false,
+        }
+    }
+}
