@@ -618,6 +618,18 @@ mod tests {
         }
 
         #[test]
+        fn app_and_unknown_round_trip(subtype in 0u8..32, ssrc: u32, name: [u8; 4], words in proptest::collection::vec(any::<[u8; 4]>(), 0..20)) {
+            let data = words.concat();
+            let app = App { subtype, ssrc, name, data: &data };
+            let mut buf = [0u8; 256];
+            let n = app.write(&mut buf).unwrap();
+            prop_assert_eq!(only(&buf[..n]), RtcpPacket::App(app));
+            let unk = super::super::Unknown { packet_type: 199, count: subtype, body: &data };
+            let n = unk.write(&mut buf).unwrap();
+            prop_assert_eq!(only(&buf[..n]), RtcpPacket::Unknown(unk));
+        }
+
+        #[test]
         fn bye_round_trip(ssrcs in proptest::collection::vec(any::<u32>(), 0..=31), reason in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..=255))) {
             let mut buf = [0u8; 512];
             let n = Bye::write_with(&ssrcs, reason.as_deref(), &mut buf).unwrap();

@@ -383,6 +383,51 @@ mod tests {
     }
 
     #[test]
+    fn write_with_typed_extensions() {
+        let map = ExtensionMap::default();
+        let values = ExtensionValues {
+            transport_cc: Some(9),
+            mid: Some("audio"),
+            audio_level: Some(AudioLevel {
+                voice: true,
+                level: 30,
+            }),
+            ..ExtensionValues::default()
+        };
+        let h = RtpHeader {
+            payload_type: 111,
+            ssrc: 5,
+            ..RtpHeader::default()
+        };
+        let mut buf = [0u8; 64];
+        let n = h
+            .write(
+                HeaderExtension::Values {
+                    map: &map,
+                    values: &values,
+                },
+                &mut buf,
+            )
+            .unwrap();
+        let p = RtpPacket::parse(&buf[..n]).unwrap();
+        assert!(p.header.extension);
+        assert_eq!(p.header.ext_profile, ONE_BYTE_PROFILE);
+        assert_eq!(p.extensions(&map).unwrap(), values);
+        // No mapped values: no extension and the X bit stays clear.
+        let n = h
+            .write(
+                HeaderExtension::Values {
+                    map: &ExtensionMap::empty(),
+                    values: &values,
+                },
+                &mut buf,
+            )
+            .unwrap();
+        assert_eq!(n, 12);
+        assert_eq!(buf[0], 0x80);
+    }
+
+    #[test]
     fn write_errors() {
         let h = RtpHeader::default();
         assert_eq!(
