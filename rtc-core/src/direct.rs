@@ -61,15 +61,10 @@ impl<'a> DirectApi<'a> {
 
     /// Declares an incoming SSRC as belonging to a media section.
     pub fn expect_stream_rx(&mut self, mid: Mid, ssrc: u32) -> Result<(), RtcError> {
-        let m = self
-            .rtc
-            .media
-            .iter_mut()
-            .find(|m| m.mid == mid)
-            .ok_or(RtcError::UnknownMid(mid))?;
-        if !m.remote_ssrcs.contains(&ssrc) {
-            m.remote_ssrcs.push(ssrc);
+        if !self.rtc.media.iter().any(|m| m.mid == mid) {
+            return Err(RtcError::UnknownMid(mid));
         }
+        self.rtc.add_remote_ssrc(mid, ssrc);
         Ok(())
     }
 

@@ -23,6 +23,7 @@ pub mod io;
 pub mod event;
 pub mod direct;
 mod rtc;
+pub mod sdp_api;
 
 pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};

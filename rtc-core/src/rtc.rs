@@ -224,6 +224,7 @@ pub struct Rtc {
     rx_streams: Vec<RxStream>,
     last_now: Instant,
     stats: PeerStats,
+    pub(crate) session_id: u64,
 }
 
 impl Rtc {
@@ -276,6 +277,8 @@ impl Rtc {
             rx_streams: Vec::new(),
             last_now: now,
             stats: PeerStats::default(),
+            // SDP o= session ids are 63-bit positive numbers (RFC 8866 §5.2).
+            session_id: rand::random::<u64>() >> 1,
         })
     }
 
@@ -328,6 +331,11 @@ impl Rtc {
     /// The current ICE connection state.
     pub fn ice_connection_state(&self) -> IceConnectionState {
         self.ice_state
+    }
+
+    /// The SDP offer/answer API.
+    pub fn sdp_api(&mut self) -> crate::sdp_api::SdpApi<'_> {
+        crate::sdp_api::SdpApi::new(self)
     }
 
     /// The direct API: configure the connection without SDP.
@@ -660,6 +668,18 @@ impl Rtc {
         });
         self.events
             .push_back(PendingEvent::MediaAdded(MediaAdded { mid, kind }));
+    }
+
+    /// Associates a remote SSRC with a media section.
+    pub(crate) fn add_remote_ssrc(&mut self, mid: Mid, ssrc: u32) {
+        if let Some(m) = self.media.iter_mut().find(|m| m.mid == mid)
+            && !m.remote_ssrcs.contains(&ssrc)
+        {
+            m.remote_ssrcs.push(ssrc);
+        }
+        for s in self.rx_streams.iter_mut().filter(|s| s.ssrc == ssrc) {
+            s.mid = Some(mid);
+        }
     }
 
     /// Drains output: datagrams to send, events, and finally the next timeout.

@@ -1,0 +1,358 @@
+//! The SDP offer/answer API of an [`Rtc`] (JSEP, RFC 9429), reached through
+//! [`Rtc::sdp_api`].
+//!
+//! Passive side: [`SdpApi::accept_offer`] takes the peer's offer and returns our
+//! answer. Active side: [`SdpApi::add_media`] / [`SdpApi::add_channel`], then
+//! [`SdpApi::apply`] gives an offer and a [`SdpPendingOffer`] to pass to
+//! [`SdpApi::accept_answer`] with the peer's answer.
+
+use std::fmt;
+
+use crate::dtls::Fingerprint;
+use crate::ice::{Candidate, IceCreds};
+use crate::media::{MediaKind, Mid};
+use crate::rtc::{Rtc, RtcError};
+use crate::sdp::jsep::{self, LocalCodecs};
+use crate::sdp::{
+    self, Direction, Group, MediaSection, SdpError, SessionDescription, Setup,
+};
+
+/// An SDP offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpOffer(SessionDescription);
+
+/// An SDP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpAnswer(SessionDescription);
+
+macro_rules! sdp_wrapper {
+    ($t:ident) => {
+        impl $t {
+            /// Parses SDP text. The error names the line and the reason.
+            pub fn from_sdp_string(s: &str) -> Result<$t, SdpError> {
+                SessionDescription::parse(s).map($t)
+            }
+
+            /// The SDP text (CRLF line endings).
+            pub fn to_sdp_string(&self) -> String {
+                self.0.to_sdp()
+            }
+
+            /// The parsed description.
+            pub fn description(&self) -> &SessionDescription {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0.to_sdp())
+            }
+        }
+    };
+}
+
+sdp_wrapper!(SdpOffer);
+sdp_wrapper!(SdpAnswer);
+
+/// An offer we made and whose answer we await.
+#[derive(Debug)]
+pub struct SdpPendingOffer {
+    offer: SessionDescription,
+}
+
+/// A media section requested with [`SdpApi::add_media`], negotiated on `apply`.
+#[derive(Debug, Clone)]
+struct Pending {
+    mid: Mid,
+    kind: sdp::MediaKind,
+    direction: Direction,
+}
+
+/// Borrowed SDP handle from [`Rtc::sdp_api`].
+pub struct SdpApi<'a> {
+    rtc: &'a mut Rtc,
+    pending: Vec<Pending>,
+}
+
+fn sdp_err(msg: impl Into<String>) -> RtcError {
+    RtcError::Sdp(msg.into())
+}
+
+fn to_kind(k: &sdp::MediaKind) -> Option<MediaKind> {
+    match k {
+        sdp::MediaKind::Audio => Some(MediaKind::Audio),
+        sdp::MediaKind::Video => Some(MediaKind::Video),
+        _ => None,
+    }
+}
+
+impl<'a> SdpApi<'a> {
+    pub(crate) fn new(rtc: &'a mut Rtc) -> Self {
+        SdpApi {
+            rtc,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Accepts the peer's offer and returns our answer: every audio/video section
+    /// is answered with the codecs and header extensions we share (rejected with
+    /// port 0 when none match), a data-channel section is accepted, everything is
+    /// bundled on one transport.
+    pub fn accept_offer(self, offer: SdpOffer) -> Result<SdpAnswer, RtcError> {
+        let rtc = self.rtc;
+        let offer = offer.0;
+        let first = offer
+            .media
+            .iter()
+            .find(|m| !m.is_rejected())
+            .ok_or_else(|| sdp_err("offer has no accepted media section"))?;
+        let (ufrag, pwd) = offer
+            .ice_credentials(first)
+            .ok_or_else(|| sdp_err("offer lacks a=ice-ufrag / a=ice-pwd"))?;
+        let fp = offer
+            .fingerprints_for(first)
+            .first()
+            .ok_or_else(|| sdp_err("offer lacks a=fingerprint"))?;
+        let remote_fp = Fingerprint {
+            hash_func: fp.algorithm.to_ascii_lowercase(),
+            bytes: fp.bytes.clone(),
+        };
+        // Our DTLS role: the offerer says actpass (we choose active, RFC 8842 §5.3),
+        // active (we are passive) or passive (we are active).
+        let we_active = match offer.setup_for(first) {
+            Some(Setup::Active) => false,
+            Some(Setup::Passive) | Some(Setup::ActPass) | None => true,
+            Some(Setup::HoldConn) => return Err(sdp_err("a=setup:holdconn is not supported")),
+        };
+        if rtc.dtls.is_active().is_some_and(|a| a != we_active) {
+            return Err(RtcError::InvalidState(
+                "DTLS role differs from the established one",
+            ));
+        }
+
+        // Negotiate every m-line first, so a bad offer changes nothing.
+        let codecs = LocalCodecs::default();
+        let exts = jsep::supported_extensions();
+        let mut answers = Vec::with_capacity(offer.media.len());
+        let mut negotiated = Vec::new();
+        for m in &offer.media {
+            let mut a = jsep::answer_media(m, &codecs, &exts, Direction::SendRecv);
+            if !a.is_rejected() {
+                let n = jsep::negotiate_from_offer(m, &a)
+                    .map_err(|e| sdp_err(format!("mid {:?}: {e}", m.mid)))?;
+                negotiated.push(n);
+                a.candidates.clear();
+                a.end_of_candidates = false;
+            }
+            answers.push(a);
+        }
+
+        // Apply.
+        rtc.ice
+            .set_remote_credentials(IceCreds { ufrag: ufrag.to_string(), pass: pwd.to_string() });
+        // An ICE-lite offerer leaves the controlling role to us (when we are full).
+        rtc.ice
+            .set_controlling(offer.ice_lite && !rtc.config.ice_lite);
+        rtc.dtls.set_remote_fingerprint(remote_fp);
+        rtc.dtls.set_active(we_active);
+        for m in &offer.media {
+            for c in &m.candidates {
+                if let Ok(c) = Candidate::from_sdp_string(c) {
+                    rtc.ice.add_remote_candidate(c);
+                }
+            }
+            if m.end_of_candidates {
+                rtc.ice.set_remote_end_of_candidates();
+            }
+        }
+        for n in &negotiated {
+            let Some(mid) = Mid::new(&n.mid) else {
+                return Err(sdp_err(format!("mid {:?} is not a valid mid", n.mid)));
+            };
+            if let Some(kind) = to_kind(&n.kind) {
+                rtc.add_media_entry(mid, kind);
+                for s in &n.remote_ssrcs {
+                    rtc.add_remote_ssrc(mid, *s);
+                }
+                for (_, rtx) in &n.remote_rtx_ssrcs {
+                    rtc.add_remote_ssrc(mid, *rtx);
+                }
+            }
+        }
+
+        let answer = build_description(rtc, answers, if we_active { Setup::Active } else { Setup::Passive });
+        Ok(SdpAnswer(answer))
+    }
+
+    /// Adds a media section to the next offer. Returns its mid.
+    pub fn add_media(&mut self, kind: MediaKind, direction: Direction) -> Mid {
+        let kind = match kind {
+            MediaKind::Audio => sdp::MediaKind::Audio,
+            MediaKind::Video => sdp::MediaKind::Video,
+        };
+        self.add(kind, direction)
+    }
+
+    /// Adds a data-channel (SCTP) section to the next offer, if there is none yet.
+    pub fn add_channel(&mut self) -> Mid {
+        self.add(sdp::MediaKind::Application, Direction::SendRecv)
+    }
+
+    fn add(&mut self, kind: sdp::MediaKind, direction: Direction) -> Mid {
+        let n = self.rtc.media.len() + self.pending.len();
+        // A decimal index always forms a valid mid.
+        let mid = Mid::new(&n.to_string()).expect("decimal digits are a valid mid");
+        self.pending.push(Pending { mid, kind, direction });
+        mid
+    }
+
+    /// Whether `add_media`/`add_channel` queued changes.
+    pub fn has_changes(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Creates the offer for the queued changes. `None` when nothing changed.
+    pub fn apply(self) -> Option<(SdpOffer, SdpPendingOffer)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let rtc = self.rtc;
+        let codecs = LocalCodecs::default();
+        let mut sections = Vec::new();
+        for p in &self.pending {
+            let exts = jsep::default_extensions(&p.kind);
+            sections.push(jsep::offer_media(
+                p.mid.as_str(),
+                p.kind.clone(),
+                p.direction,
+                &codecs,
+                &exts,
+                None,
+            ));
+        }
+        // The offerer controls ICE unless it is lite.
+        rtc.ice.set_controlling(!rtc.config.ice_lite);
+        let offer = build_description(rtc, sections, Setup::ActPass);
+        Some((SdpOffer(offer.clone()), SdpPendingOffer { offer }))
+    }
+
+    /// Applies the peer's answer to our pending offer.
+    pub fn accept_answer(
+        self,
+        pending: SdpPendingOffer,
+        answer: SdpAnswer,
+    ) -> Result<(), RtcError> {
+        let rtc = self.rtc;
+        let answer = answer.0;
+        let offer = pending.offer;
+        let mut negotiated = Vec::new();
+        for o in &offer.media {
+            let Some(a) = o.mid.as_deref().and_then(|mid| answer.media_by_mid(mid)) else {
+                return Err(sdp_err(format!("answer lacks mid {:?}", o.mid)));
+            };
+            if a.is_rejected() {
+                continue;
+            }
+            let n = jsep::accept_answer_media(o, a)
+                .map_err(|e| sdp_err(format!("mid {:?}: {e}", o.mid)))?;
+            negotiated.push((n, a.clone()));
+        }
+        let first = negotiated
+            .first()
+            .map(|(_, a)| a)
+            .ok_or_else(|| sdp_err("answer accepted no media section"))?;
+        let (ufrag, pwd) = answer
+            .ice_credentials(first)
+            .ok_or_else(|| sdp_err("answer lacks a=ice-ufrag / a=ice-pwd"))?;
+        let fp = answer
+            .fingerprints_for(first)
+            .first()
+            .ok_or_else(|| sdp_err("answer lacks a=fingerprint"))?;
+        let we_active = match answer.setup_for(first) {
+            Some(Setup::Active) => false,
+            Some(Setup::Passive) => true,
+            other => return Err(sdp_err(format!("answer has a=setup {other:?}"))),
+        };
+        rtc.ice.set_remote_credentials(IceCreds {
+            ufrag: ufrag.to_string(),
+            pass: pwd.to_string(),
+        });
+        if answer.ice_lite {
+            rtc.ice.set_controlling(true);
+        }
+        rtc.dtls.set_remote_fingerprint(Fingerprint {
+            hash_func: fp.algorithm.to_ascii_lowercase(),
+            bytes: fp.bytes.clone(),
+        });
+        rtc.dtls.set_active(we_active);
+        for (n, a) in &negotiated {
+            for c in &a.candidates {
+                if let Ok(c) = Candidate::from_sdp_string(c) {
+                    rtc.ice.add_remote_candidate(c);
+                }
+            }
+            let Some(mid) = Mid::new(&n.mid) else {
+                continue;
+            };
+            if let Some(kind) = to_kind(&n.kind) {
+                rtc.add_media_entry(mid, kind);
+                for s in &n.remote_ssrcs {
+                    rtc.add_remote_ssrc(mid, *s);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Completes media sections with our transport parameters and wraps them in a
+/// session description with one BUNDLE group.
+fn build_description(rtc: &Rtc, mut media: Vec<MediaSection>, setup: Setup) -> SessionDescription {
+    let creds = rtc.ice.local_credentials().clone();
+    let fp = rtc.dtls.local_fingerprint();
+    let sdp_fp = sdp::Fingerprint {
+        algorithm: fp.hash_func.clone(),
+        bytes: fp.bytes.clone(),
+    };
+    let candidates: Vec<String> = rtc
+        .ice
+        .local_candidates()
+        .iter()
+        .map(|c| c.to_sdp_string())
+        .collect();
+    let mut desc = SessionDescription::default();
+    desc.origin.session_id = rtc.session_id;
+    desc.origin.session_version = 2;
+    desc.ice_lite = rtc.config.ice_lite;
+    desc.msid_semantic = Some(sdp::MsidSemantic {
+        semantic: "WMS".into(),
+        ids: vec!["*".into()],
+    });
+    let mut bundle = Vec::new();
+    for m in media.iter_mut() {
+        if m.is_rejected() {
+            continue;
+        }
+        m.ice_ufrag = Some(creds.ufrag.clone());
+        m.ice_pwd = Some(creds.pass.clone());
+        m.fingerprints = vec![sdp_fp.clone()];
+        m.setup = Some(setup);
+        m.candidates = candidates.clone();
+        m.end_of_candidates = true;
+        if !rtc.config.ice_lite {
+            m.ice_options = vec!["trickle".into()];
+        }
+        if let Some(mid) = &m.mid {
+            bundle.push(mid.clone());
+        }
+    }
+    if !bundle.is_empty() {
+        desc.groups.push(Group {
+            semantics: "BUNDLE".into(),
+            mids: bundle,
+        });
+    }
+    desc.media = media;
+    desc
+}
