@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo run --release -p rtc-core --example http-post -- [--http 127.0.0.1:3000]
-//!     [--udp 127.0.0.1:0] [--ice-lite] [--frame-mode] [--exit-after-packets N]
+//!     [--udp 127.0.0.1:0] [--ice-lite] [--dtls-server] [--frame-mode] [--exit-after-packets N]
 //! ```
 //! Status lines are printed to stdout as JSON (one object per line), so scripts can
 //! follow a session.
@@ -16,11 +16,11 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use rtc_core::Rtc;
 use rtc_core::event::Event;
 use rtc_core::ice::Candidate;
 use rtc_core::io::{Input, Output, Protocol, Receive};
 use rtc_core::sdp_api::SdpOffer;
-use rtc_core::Rtc;
 
 /// Options of the example (also used by the Chromium interop test).
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Options {
     pub udp: SocketAddr,
     /// Act as ICE-lite.
     pub ice_lite: bool,
+    /// Answer `a=setup:passive` (we are the DTLS server) instead of `active`.
+    pub dtls_server: bool,
     /// RTP mode (default) or frame mode.
     pub rtp_mode: bool,
     /// Stop after this many SRTP packets were decrypted (0 = run forever).
@@ -45,6 +47,7 @@ impl Default for Options {
             http: "127.0.0.1:3000".parse().expect("valid literal address"),
             udp: "127.0.0.1:0".parse().expect("valid literal address"),
             ice_lite: false,
+            dtls_server: false,
             rtp_mode: true,
             exit_after_packets: 0,
             deadline: None,
@@ -107,11 +110,12 @@ fn main() {
             "--http" => opts.http = parse_or_exit(&val("--http")),
             "--udp" => opts.udp = parse_or_exit(&val("--udp")),
             "--ice-lite" => opts.ice_lite = true,
+            "--dtls-server" => opts.dtls_server = true,
             "--frame-mode" => opts.rtp_mode = false,
             "--exit-after-packets" => opts.exit_after_packets = parse_or_exit(&val(&a)),
             "--help" | "-h" => {
                 println!(
-                    "usage: http-post [--http ADDR] [--udp ADDR] [--ice-lite] [--frame-mode] \
+                    "usage: http-post [--http ADDR] [--udp ADDR] [--ice-lite] [--dtls-server] [--frame-mode] \
                      [--exit-after-packets N]"
                 );
                 return;
@@ -162,10 +166,11 @@ pub fn run(
     let mut rtc = Rtc::builder()
         .set_ice_lite(opts.ice_lite)
         .set_rtp_mode(opts.rtp_mode)
+        .set_answer_dtls_active(!opts.dtls_server)
         .build(Instant::now())
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let cand = Candidate::host(local, Protocol::Udp)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let cand =
+        Candidate::host(local, Protocol::Udp).map_err(|e| io::Error::other(e.to_string()))?;
     rtc.add_local_candidate(cand);
 
     // HTTP: serve the page until an offer is posted.
@@ -182,7 +187,10 @@ pub fn run(
     let mut report = Report::default();
     let mut buf = vec![0u8; 2000];
     loop {
-        let timeout = match rtc.poll_output().map_err(|e| io::Error::other(e.to_string()))? {
+        let timeout = match rtc
+            .poll_output()
+            .map_err(|e| io::Error::other(e.to_string()))?
+        {
             Output::Timeout(t) => t,
             Output::Transmit(t) => {
                 socket.send_to(t.contents, t.destination)?;
@@ -256,7 +264,12 @@ pub fn run(
                     contents: &buf[..n],
                 },
             )),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 rtc.handle_input(Input::Timeout(now))
             }
             Err(e) => return Err(e),
@@ -285,7 +298,12 @@ fn handle_http(stream: TcpStream, rtc: &mut Rtc) -> io::Result<bool> {
         }
     }
     if content_length > 256 * 1024 {
-        respond(stream, "413 Payload Too Large", "text/plain", "offer too large")?;
+        respond(
+            stream,
+            "413 Payload Too Large",
+            "text/plain",
+            "offer too large",
+        )?;
         return Ok(false);
     }
     let mut body = vec![0u8; content_length];

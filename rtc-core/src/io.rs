@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub use crate::ice::Protocol;
 use crate::event::Event;
+pub use crate::ice::Protocol;
 
 /// A datagram (or, for TCP candidates, one RFC 4571 frame) received from the network.
 #[derive(Debug, Clone, Copy)]

@@ -11,22 +11,22 @@
 #![deny(missing_docs)]
 
 pub mod demux;
+pub mod direct;
 pub mod dtls;
+pub mod event;
 pub mod ice;
-pub mod stun;
+pub mod io;
+pub mod media;
+mod rtc;
+pub mod rtcp;
 pub mod rtp;
 pub mod sctp;
-pub mod srtp;
-pub mod rtcp;
-pub mod media;
-pub mod io;
-pub mod event;
-pub mod direct;
-mod rtc;
 pub mod sdp_api;
+pub mod srtp;
+pub mod stun;
 
 pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
 pub use rtc::{PeerStats, Rtc, RtcConfig, RtcError};
-pub mod sdp;
 pub mod packet;
+pub mod sdp;

@@ -52,6 +52,7 @@ pub struct RtcConfig {
     pub(crate) cert: Option<DtlsCert>,
     pub(crate) srtp_profiles: Vec<SrtpProfileId>,
     pub(crate) local_creds: Option<IceCreds>,
+    pub(crate) answer_dtls_active: bool,
 }
 
 impl Default for RtcConfig {
@@ -66,6 +67,7 @@ impl Default for RtcConfig {
                 SrtpProfileId::Aes128CmSha1_80,
             ],
             local_creds: None,
+            answer_dtls_active: true,
         }
     }
 }
@@ -113,6 +115,14 @@ impl RtcConfig {
     /// Fixed local ICE credentials (otherwise random ones are generated).
     pub fn set_local_ice_credentials(mut self, creds: IceCreds) -> Self {
         self.local_creds = Some(creds);
+        self
+    }
+
+    /// The DTLS role taken when answering an offer with `a=setup:actpass`: `true`
+    /// (default, RFC 8842 §5.3) answers `active` and we are the DTLS client; `false`
+    /// answers `passive` and we are the DTLS server.
+    pub fn set_answer_dtls_active(mut self, active: bool) -> Self {
+        self.answer_dtls_active = active;
         self
     }
 
@@ -323,6 +333,11 @@ impl Rtc {
         self.dtls.local_fingerprint()
     }
 
+    /// The media sections negotiated or declared so far.
+    pub fn media(&self) -> impl Iterator<Item = (Mid, MediaKind)> + '_ {
+        self.media.iter().map(|m| (m.mid, m.kind))
+    }
+
     /// Counters of this peer connection.
     pub fn stats(&self) -> &PeerStats {
         &self.stats
@@ -524,11 +539,11 @@ impl Rtc {
                     self.ice_state = s;
                     self.events.push_back(PendingEvent::Ice(s));
                     match s {
-                        IceConnectionState::Connected | IceConnectionState::Completed => {
-                            if self.dtls.is_active() == Some(true) {
-                                if let Err(e) = self.dtls.start(now) {
-                                    self.fail(FailReason::Dtls(e));
-                                }
+                        IceConnectionState::Connected | IceConnectionState::Completed
+                            if self.dtls.is_active() == Some(true) =>
+                        {
+                            if let Err(e) = self.dtls.start(now) {
+                                self.fail(FailReason::Dtls(e));
                             }
                         }
                         IceConnectionState::Disconnected => {

@@ -13,9 +13,7 @@ use crate::ice::{Candidate, IceCreds};
 use crate::media::{MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
 use crate::sdp::jsep::{self, LocalCodecs};
-use crate::sdp::{
-    self, Direction, Group, MediaSection, SdpError, SessionDescription, Setup,
-};
+use crate::sdp::{self, Direction, Group, MediaSection, SdpError, SessionDescription, Setup};
 
 /// An SDP offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,11 +116,12 @@ impl<'a> SdpApi<'a> {
             hash_func: fp.algorithm.to_ascii_lowercase(),
             bytes: fp.bytes.clone(),
         };
-        // Our DTLS role: the offerer says actpass (we choose active, RFC 8842 §5.3),
-        // active (we are passive) or passive (we are active).
+        // Our DTLS role: the offerer says actpass (we choose, active by default,
+        // RFC 8842 §5.3), active (we are passive) or passive (we are active).
         let we_active = match offer.setup_for(first) {
             Some(Setup::Active) => false,
-            Some(Setup::Passive) | Some(Setup::ActPass) | None => true,
+            Some(Setup::Passive) => true,
+            Some(Setup::ActPass) | None => rtc.config.answer_dtls_active,
             Some(Setup::HoldConn) => return Err(sdp_err("a=setup:holdconn is not supported")),
         };
         if rtc.dtls.is_active().is_some_and(|a| a != we_active) {
@@ -149,8 +148,10 @@ impl<'a> SdpApi<'a> {
         }
 
         // Apply.
-        rtc.ice
-            .set_remote_credentials(IceCreds { ufrag: ufrag.to_string(), pass: pwd.to_string() });
+        rtc.ice.set_remote_credentials(IceCreds {
+            ufrag: ufrag.to_string(),
+            pass: pwd.to_string(),
+        });
         // An ICE-lite offerer leaves the controlling role to us (when we are full).
         rtc.ice
             .set_controlling(offer.ice_lite && !rtc.config.ice_lite);
@@ -181,7 +182,15 @@ impl<'a> SdpApi<'a> {
             }
         }
 
-        let answer = build_description(rtc, answers, if we_active { Setup::Active } else { Setup::Passive });
+        let answer = build_description(
+            rtc,
+            answers,
+            if we_active {
+                Setup::Active
+            } else {
+                Setup::Passive
+            },
+        );
         Ok(SdpAnswer(answer))
     }
 
@@ -203,7 +212,11 @@ impl<'a> SdpApi<'a> {
         let n = self.rtc.media.len() + self.pending.len();
         // A decimal index always forms a valid mid.
         let mid = Mid::new(&n.to_string()).expect("decimal digits are a valid mid");
-        self.pending.push(Pending { mid, kind, direction });
+        self.pending.push(Pending {
+            mid,
+            kind,
+            direction,
+        });
         mid
     }
 

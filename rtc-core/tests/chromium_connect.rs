@@ -18,7 +18,7 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/browser")
 }
 
-fn run_with_chromium(ice_lite: bool) -> (http_post::Report, Vec<String>) {
+fn run_with_chromium(ice_lite: bool, dtls_server: bool) -> (http_post::Report, Vec<String>) {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -29,6 +29,7 @@ fn run_with_chromium(ice_lite: bool) -> (http_post::Report, Vec<String>) {
     let url = format!("http://{}/", listener.local_addr().expect("local addr"));
     let opts = http_post::Options {
         ice_lite,
+        dtls_server,
         rtp_mode: true,
         exit_after_packets: 100,
         deadline: Some(Duration::from_secs(45)),
@@ -55,8 +56,8 @@ fn run_with_chromium(ice_lite: bool) -> (http_post::Report, Vec<String>) {
     (report, rx.try_iter().collect())
 }
 
-fn check(ice_lite: bool) {
-    let (report, lines) = run_with_chromium(ice_lite);
+fn check(ice_lite: bool, dtls_server: bool, profile: &str) {
+    let (report, lines) = run_with_chromium(ice_lite, dtls_server);
     eprintln!("status lines: {lines:#?}\nreport: {report:?}");
     assert!(report.ice_connected, "ICE never connected: {lines:?}");
     assert!(report.dtls_connected, "DTLS never connected: {lines:?}");
@@ -65,16 +66,29 @@ fn check(ice_lite: bool) {
         "only {} SRTP packets decrypted",
         report.srtp_packets
     );
-    assert!(report.rtp_events >= 100, "only {} RTP events", report.rtp_events);
-    assert!(report.srtp_profile.is_some());
+    assert!(
+        report.rtp_events >= 100,
+        "only {} RTP events",
+        report.rtp_events
+    );
+    assert_eq!(report.srtp_profile.as_deref(), Some(profile));
+}
+
+// Which SRTP profile lands is decided by the DTLS server: Chromium (BoringSSL)
+// picks AES_CM_128_HMAC_SHA1_80 from our ClientHello; dimpl as server picks
+// AEAD_AES_256_GCM from Chromium's. Both directions are covered.
+
+#[test]
+fn chromium_full_ice_we_are_dtls_client_aes_cm() {
+    check(false, false, "Aes128CmSha1_80");
 }
 
 #[test]
-fn chromium_connects_full_ice() {
-    check(false);
+fn chromium_ice_lite_we_are_dtls_server_aead_gcm() {
+    check(true, true, "AeadAes256Gcm");
 }
 
 #[test]
-fn chromium_connects_ice_lite() {
-    check(true);
+fn chromium_full_ice_we_are_dtls_server_aead_gcm() {
+    check(false, true, "AeadAes256Gcm");
 }

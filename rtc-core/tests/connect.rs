@@ -46,13 +46,23 @@ fn build(s: &Setup, net: NetConfig, seed: u64) -> Pair {
         ca = ca.set_srtp_profiles(p);
     }
     let mut a = ca.build(now).unwrap();
-    let mut b = Rtc::builder().set_ice_lite(s.b_lite).set_rtp_mode(true).build(now).unwrap();
+    let mut b = Rtc::builder()
+        .set_ice_lite(s.b_lite)
+        .set_rtp_mode(true)
+        .build(now)
+        .unwrap();
     a.add_local_candidate(Candidate::host(s.a_addr, Protocol::Udp).unwrap());
     b.add_local_candidate(Candidate::host(s.b_addr, Protocol::Udp).unwrap());
     a.add_remote_candidate(Candidate::host(s.b_addr, Protocol::Udp).unwrap());
     b.add_remote_candidate(Candidate::host(s.a_addr, Protocol::Udp).unwrap());
-    let (ca, fa) = (a.direct_api().local_ice_credentials(), a.direct_api().local_dtls_fingerprint());
-    let (cb, fb) = (b.direct_api().local_ice_credentials(), b.direct_api().local_dtls_fingerprint());
+    let (ca, fa) = (
+        a.direct_api().local_ice_credentials(),
+        a.direct_api().local_dtls_fingerprint(),
+    );
+    let (cb, fb) = (
+        b.direct_api().local_ice_credentials(),
+        b.direct_api().local_dtls_fingerprint(),
+    );
     let other = Rtc::new(now).direct_api().local_dtls_fingerprint();
     {
         let mut da = a.direct_api();
@@ -69,7 +79,13 @@ fn build(s: &Setup, net: NetConfig, seed: u64) -> Pair {
         db.set_ice_controlling(s.a_lite);
         db.start_dtls(!s.a_dtls_client).unwrap();
     }
-    Pair::new(Peer::new("a", a, s.a_addr, now), Peer::new("b", b, s.b_addr, now), now, net, seed)
+    Pair::new(
+        Peer::new("a", a, s.a_addr, now),
+        Peer::new("b", b, s.b_addr, now),
+        now,
+        net,
+        seed,
+    )
 }
 
 fn rtp(seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
@@ -104,7 +120,12 @@ fn send_media(pair: &mut Pair, n: u16) {
     pair.b.rtc.direct_api().declare_media(mid, MediaKind::Video);
     pair.b.rtc.direct_api().expect_stream_rx(mid, 1234).unwrap();
     for i in 0..n {
-        let p = rtp(65_500u16.wrapping_add(i), 90 * u32::from(i), 1234, &[i as u8; 100]);
+        let p = rtp(
+            65_500u16.wrapping_add(i),
+            90 * u32::from(i),
+            1234,
+            &[i as u8; 100],
+        );
         pair.a.rtc.direct_api().write_rtp_packet(&p).unwrap();
         pair.step();
     }
@@ -115,14 +136,22 @@ fn send_media(pair: &mut Pair, n: u16) {
 fn connects_dtls_client_on_controlling_side() {
     let mut pair = build(&Setup::default(), NetConfig::default(), 1);
     connect(&mut pair, Duration::from_secs(5));
-    assert!(pair.a.events.contains(&Ev::Ice(IceConnectionState::Connected)));
+    assert!(
+        pair.a
+            .events
+            .contains(&Ev::Ice(IceConnectionState::Connected))
+    );
     send_media(&mut pair, 200);
     let got: Vec<u64> = pair
         .b
         .events
         .iter()
         .filter_map(|e| match e {
-            Ev::Rtp { ssrc: 1234, seq_no, payload } => {
+            Ev::Rtp {
+                ssrc: 1234,
+                seq_no,
+                payload,
+            } => {
                 assert_eq!(payload.len(), 100);
                 Some(*seq_no)
             }
@@ -137,14 +166,20 @@ fn connects_dtls_client_on_controlling_side() {
 
 #[test]
 fn connects_dtls_server_on_controlling_side() {
-    let s = Setup { a_dtls_client: false, ..Default::default() };
+    let s = Setup {
+        a_dtls_client: false,
+        ..Default::default()
+    };
     let mut pair = build(&s, NetConfig::default(), 2);
     connect(&mut pair, Duration::from_secs(5));
 }
 
 #[test]
 fn ice_lite_server_with_full_client() {
-    let s = Setup { b_lite: true, ..Default::default() };
+    let s = Setup {
+        b_lite: true,
+        ..Default::default()
+    };
     let mut pair = build(&s, NetConfig::default(), 3);
     connect(&mut pair, Duration::from_secs(5));
 }
@@ -165,7 +200,11 @@ fn ipv6() {
 #[test]
 fn twenty_percent_loss_during_handshake() {
     for seed in 0..4 {
-        let net = NetConfig { loss: 0.2, jitter: Duration::from_millis(5), ..Default::default() };
+        let net = NetConfig {
+            loss: 0.2,
+            jitter: Duration::from_millis(5),
+            ..Default::default()
+        };
         let mut pair = build(&Setup::default(), net, 100 + seed);
         connect(&mut pair, Duration::from_secs(30));
     }
@@ -173,13 +212,22 @@ fn twenty_percent_loss_during_handshake() {
 
 #[test]
 fn fingerprint_mismatch_is_rejected() {
-    let s = Setup { wrong_fingerprint: true, ..Default::default() };
+    let s = Setup {
+        wrong_fingerprint: true,
+        ..Default::default()
+    };
     let mut pair = build(&s, NetConfig::default(), 5);
     pair.run_until(Duration::from_secs(10), |p| p.a.failed().is_some());
     assert_eq!(pair.a.failed(), Some(&FailReason::FingerprintMismatch));
     assert!(!pair.a.connected());
     assert!(!pair.a.rtc.is_alive());
-    assert!(pair.a.rtc.direct_api().write_rtp_packet(&rtp(1, 1, 1, b"x")).is_err());
+    assert!(
+        pair.a
+            .rtc
+            .direct_api()
+            .write_rtp_packet(&rtp(1, 1, 1, b"x"))
+            .is_err()
+    );
 }
 
 #[test]
@@ -191,7 +239,10 @@ fn consent_expiry_disconnects() {
     let dead = pair.run_until(Duration::from_secs(60), |p| !p.a.rtc.is_alive());
     assert!(dead, "a still alive after 60 s of silence");
     let after = pair.elapsed() - t0;
-    assert!(after >= Duration::from_secs(25) && after <= Duration::from_secs(40), "{after:?}");
+    assert!(
+        after >= Duration::from_secs(25) && after <= Duration::from_secs(40),
+        "{after:?}"
+    );
     pair.step(); // drain the final events
     assert_eq!(pair.a.failed(), Some(&FailReason::IceFailed));
 }
@@ -206,5 +257,9 @@ fn srtp_profile_filter_refuses_other_profiles() {
     };
     let mut pair = build(&s, NetConfig::default(), 7);
     pair.run_until(Duration::from_secs(10), |p| p.a.failed().is_some());
-    assert!(matches!(pair.a.failed(), Some(FailReason::Dtls(_))), "{:?}", pair.a.events);
+    assert!(
+        matches!(pair.a.failed(), Some(FailReason::Dtls(_))),
+        "{:?}",
+        pair.a.events
+    );
 }

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rtc_core::Rtc;
 use rtc_core::event::{Event, FailReason};
 use rtc_core::ice::IceConnectionState;
 use rtc_core::io::{Input, Output, Protocol, Receive};
 use rtc_core::media::Mid;
-use rtc_core::Rtc;
 
 /// An owned copy of the events a test cares about.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +22,11 @@ pub enum Ev {
     Connected,
     Failed(FailReason),
     MediaAdded(Mid),
-    Rtp { ssrc: u32, seq_no: u64, payload: Vec<u8> },
+    Rtp {
+        ssrc: u32,
+        seq_no: u64,
+        payload: Vec<u8>,
+    },
     Other(String),
 }
 
@@ -36,7 +40,13 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(name: &'static str, rtc: Rtc, addr: SocketAddr, now: Instant) -> Self {
-        Peer { name, rtc, addr, events: Vec::new(), timeout: now }
+        Peer {
+            name,
+            rtc,
+            addr,
+            events: Vec::new(),
+            timeout: now,
+        }
     }
 
     pub fn connected(&self) -> bool {
@@ -51,7 +61,10 @@ impl Peer {
     }
 
     pub fn rtp_count(&self) -> usize {
-        self.events.iter().filter(|e| matches!(e, Ev::Rtp { .. })).count()
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Ev::Rtp { .. }))
+            .count()
     }
 }
 
@@ -67,7 +80,12 @@ pub struct NetConfig {
 
 impl Default for NetConfig {
     fn default() -> Self {
-        NetConfig { delay: Duration::from_millis(10), jitter: Duration::ZERO, loss: 0.0, reorder: 0.0 }
+        NetConfig {
+            delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            reorder: 0.0,
+        }
     }
 }
 
@@ -177,7 +195,15 @@ impl Pair {
                 d += self.net.delay;
             }
             self.seq += 1;
-            self.queue.push(Reverse(InFlight { at: now + d, seq: self.seq, to_b, proto, source, destination, data }));
+            self.queue.push(Reverse(InFlight {
+                at: now + d,
+                seq: self.seq,
+                to_b,
+                proto,
+                source,
+                destination,
+                data,
+            }));
         }
     }
 
@@ -209,12 +235,21 @@ impl Pair {
                 continue;
             }
             self.delivered += 1;
-            let r = Receive { proto: f.proto, source: f.source, destination: f.destination, contents: &f.data };
-            peer.rtc.handle_input(Input::Receive(self.now, r)).expect("handle_input receive");
+            let r = Receive {
+                proto: f.proto,
+                source: f.source,
+                destination: f.destination,
+                contents: &f.data,
+            };
+            peer.rtc
+                .handle_input(Input::Receive(self.now, r))
+                .expect("handle_input receive");
         }
         for peer in [&mut self.a, &mut self.b] {
             if peer.rtc.is_alive() && peer.timeout <= self.now {
-                peer.rtc.handle_input(Input::Timeout(self.now)).expect("handle_input timeout");
+                peer.rtc
+                    .handle_input(Input::Timeout(self.now))
+                    .expect("handle_input timeout");
             }
         }
     }
