@@ -433,15 +433,24 @@ impl Rtc {
         b
     }
 
-    fn handle_rtp(&mut self, contents: &[u8]) {
+    /// Copies a received SRTP/SRTCP datagram into a pooled buffer, or counts a drop
+    /// when no keys are installed yet or the datagram cannot fit.
+    fn copy_in(&mut self, contents: &[u8]) -> Option<Vec<u8>> {
         if self.srtp_rx.is_none() || contents.len() > BUF_SIZE {
             self.stats.dropped += 1;
-            return;
+            return None;
         }
         let mut buf = self.take_buf();
         buf[..contents.len()].copy_from_slice(contents);
+        Some(buf)
+    }
+
+    fn handle_rtp(&mut self, contents: &[u8]) {
+        let Some(mut buf) = self.copy_in(contents) else {
+            return;
+        };
         let Some(srtp) = self.srtp_rx.as_mut() else {
-            // Checked just above.
+            // copy_in checked that the keys are installed.
             self.pool.push(buf);
             return;
         };
@@ -500,13 +509,11 @@ impl Rtc {
     }
 
     fn handle_rtcp(&mut self, contents: &[u8]) {
-        if self.srtp_rx.is_none() || contents.len() > BUF_SIZE {
-            self.stats.dropped += 1;
+        let Some(mut buf) = self.copy_in(contents) else {
             return;
-        }
-        let mut buf = self.take_buf();
-        buf[..contents.len()].copy_from_slice(contents);
+        };
         let Some(srtp) = self.srtp_rx.as_mut() else {
+            // copy_in checked that the keys are installed.
             self.pool.push(buf);
             return;
         };
