@@ -245,9 +245,9 @@ impl Rtc {
     /// DTLS key (an environment fault, not an input).
     pub fn new(now: Instant) -> Rtc {
         // Default config only fails on certificate generation, which needs a working RNG.
-        RtcConfig::default()
-            .build(now)
-            .expect("certificate generation with a working RNG")
+        let built = RtcConfig::default().build(now);
+        // Cannot fail but for an RNG fault, see above.
+        built.expect("certificate generation with a working RNG")
     }
 
     /// A builder to configure the `Rtc` before creating it.
@@ -490,6 +490,7 @@ impl Rtc {
         };
         let st = &mut self.rx_streams[idx];
         st.packets += 1;
+        // Extends the 16-bit sequence number (a method named unwrap, not Option::unwrap).
         let seq_no = st.seq.unwrap(h.sequence_number);
         if self.config.rtp_mode {
             self.rtp_in.push_back(PendingRtp {

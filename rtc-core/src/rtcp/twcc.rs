@@ -318,6 +318,7 @@ impl TwccBuilder {
     /// Records the arrival of transport sequence number `seq` at `arrival_us`
     /// (microseconds on any monotonic clock). Duplicates are ignored.
     pub fn record(&mut self, seq: u16, arrival_us: u64) {
+        // Extends the sequence number to 64 bits (not Option::unwrap).
         let ext = self.unwrapper.unwrap(seq);
         match self.received.last() {
             Some(&(last, _)) if last >= ext => {

@@ -55,6 +55,7 @@ impl SeqUnwrapper {
 
     /// Extends `seq`, updating the highest value seen.
     pub fn unwrap(&mut self, seq: u16) -> u64 {
+        // Generic 64-bit extension (not Option::unwrap).
         self.inner.unwrap(u64::from(seq), 16)
     }
 
@@ -79,6 +80,7 @@ impl TimestampUnwrapper {
 
     /// Extends `ts`, updating the highest value seen.
     pub fn unwrap(&mut self, ts: u32) -> u64 {
+        // Generic 64-bit extension (not Option::unwrap).
         self.inner.unwrap(u64::from(ts), 32)
     }
 

@@ -1,3 +1,4 @@
+//! Unit tests, compiled only as part of the parent module under `#[cfg(test)]`.
 //! Two transports wired together in memory with a virtual clock and seeded loss.
 
 use super::*;

@@ -1,3 +1,4 @@
+//! Unit tests, compiled only as part of the parent module under `#[cfg(test)]`.
 //! Parser/writer tests: fixtures, malformed input, and a generated round trip.
 
 use super::*;

@@ -1,3 +1,4 @@
+//! Unit tests, compiled only as part of the parent module under `#[cfg(test)]`.
 use super::cipher::{SessionCipher, derive_key};
 use super::*;
 use proptest::prelude::*;

@@ -1,3 +1,4 @@
+//! Unit tests, compiled only as part of the parent module under `#[cfg(test)]`.
 use super::super::*;
 
 type Pkt = (PacketMeta<u64>, Vec<u8>);
