@@ -4,6 +4,7 @@
 //! fingerprint and roles by any means, then declare media and streams here.
 
 use crate::dtls::Fingerprint;
+use crate::event::KeyframeRequestKind;
 use crate::ice::IceCreds;
 use crate::media::{MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
@@ -66,6 +67,15 @@ impl<'a> DirectApi<'a> {
         }
         self.rtc.add_remote_ssrc(mid, ssrc);
         Ok(())
+    }
+
+    /// Asks the peer for a keyframe on its stream `media_ssrc` (RTCP PLI or FIR).
+    pub fn request_keyframe(
+        &mut self,
+        media_ssrc: u32,
+        kind: KeyframeRequestKind,
+    ) -> Result<(), RtcError> {
+        self.rtc.request_keyframe(media_ssrc, kind)
     }
 
     /// RTP mode: protects and sends one complete RTP packet (header + payload).

@@ -23,6 +23,28 @@ pub enum Event<'a> {
     MediaAdded(MediaAdded),
     /// RTP mode: one incoming RTP packet, decrypted and parsed.
     RtpPacket(RtpPacketReceived<'a>),
+    /// The peer asked for a keyframe on one of the streams we send (RTCP PLI or FIR).
+    KeyframeRequest(KeyframeRequest),
+}
+
+/// How a keyframe is requested (RFC 4585 PLI or RFC 5104 FIR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyframeRequestKind {
+    /// Picture Loss Indication.
+    Pli,
+    /// Full Intra Request.
+    Fir,
+}
+
+/// A keyframe request received from the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyframeRequest {
+    /// The media section of the requested stream, when known.
+    pub mid: Option<Mid>,
+    /// The SSRC of our outgoing stream the request is for.
+    pub ssrc: u32,
+    /// PLI or FIR.
+    pub kind: KeyframeRequestKind,
 }
 
 /// Why the connection failed.

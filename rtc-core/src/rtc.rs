@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::demux::Datagram;
 use crate::dtls::{DtlsCert, DtlsError, DtlsEvent, DtlsTransport, Fingerprint, SrtpProfileId};
-use crate::event::{Event, FailReason, MediaAdded, RtpPacketReceived};
+use crate::event::{
+    Event, FailReason, KeyframeRequest, KeyframeRequestKind, MediaAdded, RtpPacketReceived,
+};
 use crate::ice::{Candidate, IceAgent, IceAgentEvent, IceConnectionState, IceCreds};
 use crate::io::{Input, Output, Protocol, Receive, Transmit};
 use crate::media::{MediaKind, Mid};
+use crate::rtcp::{Fir, FirEntry, Pli, RtcpError, RtcpPacket};
 use crate::rtp::{RtpPacket, SeqUnwrapper};
 use crate::srtp::{SrtpContext, SrtpProfile};
 use crate::stun::StunMessage;
@@ -168,6 +171,7 @@ enum PendingEvent {
     Connected,
     Failed(FailReason),
     MediaAdded(MediaAdded),
+    KeyframeRequest(KeyframeRequest),
 }
 
 /// Per-SSRC receive state.
@@ -235,6 +239,12 @@ pub struct Rtc {
     last_now: Instant,
     stats: PeerStats,
     pub(crate) session_id: u64,
+    /// SSRCs we have sent RTP on, with their media section when known.
+    tx_ssrcs: Vec<(u32, Option<Mid>)>,
+    /// Sender SSRC for RTCP we originate (feedback), random per `Rtc`.
+    rtcp_ssrc: u32,
+    /// FIR command sequence number (RFC 5104 §4.3.1.1).
+    fir_seq: u8,
 }
 
 impl Rtc {
@@ -289,6 +299,9 @@ impl Rtc {
             stats: PeerStats::default(),
             // SDP o= session ids are 63-bit positive numbers (RFC 8866 §5.2).
             session_id: rand::random::<u64>() >> 1,
+            tx_ssrcs: Vec::new(),
+            rtcp_ssrc: rand::random(),
+            fir_seq: 0,
         })
     }
 
@@ -519,10 +532,105 @@ impl Rtc {
             return;
         };
         match srtp.unprotect_rtcp(&mut buf[..contents.len()]) {
-            Ok(_) => self.stats.srtcp_packets_in += 1,
+            Ok(n) => {
+                self.stats.srtcp_packets_in += 1;
+                self.handle_rtcp_packets(&buf[..n]);
+            }
             Err(_) => self.stats.srtp_errors += 1,
         }
         self.pool.push(buf);
+    }
+
+    /// Reacts to the packets of one decrypted (compound) RTCP packet.
+    fn handle_rtcp_packets(&mut self, plain: &[u8]) {
+        for p in RtcpPacket::iter(plain) {
+            match p {
+                Ok(RtcpPacket::Pli(pli)) => {
+                    self.keyframe_requested(pli.media_ssrc, KeyframeRequestKind::Pli);
+                }
+                Ok(RtcpPacket::Fir(fir)) => {
+                    for e in fir.entries() {
+                        self.keyframe_requested(e.ssrc, KeyframeRequestKind::Fir);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => self.stats.dropped += 1,
+            }
+        }
+    }
+
+    fn keyframe_requested(&mut self, ssrc: u32, kind: KeyframeRequestKind) {
+        // Only streams we actually send can be asked for keyframes.
+        let Some(&(_, mid)) = self.tx_ssrcs.iter().find(|(s, _)| *s == ssrc) else {
+            return;
+        };
+        self.events
+            .push_back(PendingEvent::KeyframeRequest(KeyframeRequest {
+                mid,
+                ssrc,
+                kind,
+            }));
+    }
+
+    /// Writes one RTCP packet with `write`, protects it and queues it.
+    fn send_rtcp(
+        &mut self,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, RtcpError>,
+    ) -> Result<(), RtcError> {
+        if !self.connected {
+            return Err(RtcError::InvalidState("not connected"));
+        }
+        let mut buf = self.take_buf();
+        let n = match write(&mut buf[..BUF_SIZE - 64]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.pool.push(buf);
+                return Err(RtcError::Write(e.to_string()));
+            }
+        };
+        let Some(srtp) = self.srtp_tx.as_mut() else {
+            self.pool.push(buf);
+            return Err(RtcError::InvalidState("no SRTP context"));
+        };
+        match srtp.protect_rtcp(&mut buf, n) {
+            Ok(len) => self.queue_on_path(buf, len),
+            Err(e) => {
+                self.pool.push(buf);
+                Err(RtcError::Write(e.to_string()))
+            }
+        }
+    }
+
+    /// Asks the peer for a keyframe on its stream `media_ssrc`.
+    pub(crate) fn request_keyframe(
+        &mut self,
+        media_ssrc: u32,
+        kind: KeyframeRequestKind,
+    ) -> Result<(), RtcError> {
+        let sender_ssrc = self.rtcp_ssrc;
+        match kind {
+            KeyframeRequestKind::Pli => self.send_rtcp(|b| {
+                Pli {
+                    sender_ssrc,
+                    media_ssrc,
+                }
+                .write(b)
+            }),
+            KeyframeRequestKind::Fir => {
+                self.fir_seq = self.fir_seq.wrapping_add(1);
+                let seq = self.fir_seq;
+                self.send_rtcp(|b| {
+                    Fir::write_entries(
+                        sender_ssrc,
+                        &[FirEntry {
+                            ssrc: media_ssrc,
+                            seq,
+                        }],
+                        b,
+                    )
+                })
+            }
+        }
     }
 
     /// Moves ICE and DTLS outputs into our queues and reacts to their events.
@@ -665,6 +773,12 @@ impl Rtc {
             return Err(RtcError::Write("packet too large".into()));
         }
         buf[..packet.len()].copy_from_slice(packet);
+        if let Some(ssrc) = packet.get(8..12) {
+            let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+            if !self.tx_ssrcs.iter().any(|(s, _)| *s == ssrc) {
+                self.tx_ssrcs.push((ssrc, None));
+            }
+        }
         let Some(srtp) = self.srtp_tx.as_mut() else {
             self.pool.push(buf);
             return Err(RtcError::InvalidState("no SRTP context"));
@@ -728,6 +842,7 @@ impl Rtc {
                 PendingEvent::Connected => Event::Connected,
                 PendingEvent::Failed(r) => Event::Failed(r),
                 PendingEvent::MediaAdded(m) => Event::MediaAdded(m),
+                PendingEvent::KeyframeRequest(k) => Event::KeyframeRequest(k),
             }));
         }
         if let Some(p) = self.rtp_in.pop_front() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Ev, NetConfig, Pair, Peer};
 use rtc_core::dtls::SrtpProfileId;
-use rtc_core::event::FailReason;
+use rtc_core::event::{FailReason, KeyframeRequestKind};
 use rtc_core::ice::{Candidate, IceConnectionState};
 use rtc_core::io::Protocol;
 use rtc_core::media::{MediaKind, Mid};
@@ -262,4 +262,43 @@ fn srtp_profile_filter_refuses_other_profiles() {
         "{:?}",
         pair.a.events
     );
+}
+
+#[test]
+fn keyframe_requests_reach_the_sender() {
+    let mut pair = build(&Setup::default(), NetConfig::default(), 8);
+    connect(&mut pair, Duration::from_secs(5));
+    send_media(&mut pair, 5);
+    // Requests for an SSRC the peer never sent are ignored.
+    pair.b
+        .rtc
+        .direct_api()
+        .request_keyframe(999, KeyframeRequestKind::Pli)
+        .unwrap();
+    pair.b
+        .rtc
+        .direct_api()
+        .request_keyframe(1234, KeyframeRequestKind::Pli)
+        .unwrap();
+    pair.b
+        .rtc
+        .direct_api()
+        .request_keyframe(1234, KeyframeRequestKind::Fir)
+        .unwrap();
+    pair.run_until(Duration::from_millis(200), |_| false);
+    let got: Vec<_> = pair
+        .a
+        .events
+        .iter()
+        .filter(|e| matches!(e, Ev::Keyframe(..)))
+        .cloned()
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Ev::Keyframe(1234, KeyframeRequestKind::Pli),
+            Ev::Keyframe(1234, KeyframeRequestKind::Fir)
+        ]
+    );
+    assert_eq!(pair.a.rtc.stats().srtcp_packets_in, 3);
 }

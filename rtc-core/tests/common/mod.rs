@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtc_core::Rtc;
-use rtc_core::event::{Event, FailReason};
+use rtc_core::event::{Event, FailReason, KeyframeRequestKind};
 use rtc_core::ice::IceConnectionState;
 use rtc_core::io::{Input, Output, Protocol, Receive};
 use rtc_core::media::Mid;
@@ -21,6 +21,7 @@ pub enum Ev {
     Ice(IceConnectionState),
     Connected,
     Failed(FailReason),
+    Keyframe(u32, KeyframeRequestKind),
     MediaAdded(Mid),
     Rtp {
         ssrc: u32,
@@ -176,6 +177,7 @@ impl Pair {
                             seq_no: p.seq_no,
                             payload: p.payload().to_vec(),
                         },
+                        Event::KeyframeRequest(k) => Ev::Keyframe(k.ssrc, k.kind),
                         other => Ev::Other(format!("{other:?}")),
                     };
                     peer.events.push(ev);
