@@ -6,7 +6,7 @@
 use crate::dtls::Fingerprint;
 use crate::event::KeyframeRequestKind;
 use crate::ice::IceCreds;
-use crate::media::{MediaKind, Mid};
+use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
 
 /// Borrowed handle from [`Rtc::direct_api`].
@@ -57,7 +57,7 @@ impl<'a> DirectApi<'a> {
 
     /// Declares a media section.
     pub fn declare_media(&mut self, mid: Mid, kind: MediaKind) {
-        self.rtc.add_media_entry(mid, kind);
+        self.rtc.add_media_entry(MediaInfo::new(mid, kind));
     }
 
     /// Declares an incoming SSRC as belonging to a media section.

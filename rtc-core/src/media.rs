@@ -72,6 +72,51 @@ impl MediaKind {
     }
 }
 
+/// What was negotiated (or declared) for one media section.
+#[derive(Debug, Clone)]
+pub struct MediaInfo {
+    /// Its mid.
+    pub mid: Mid,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Our direction (what we may do).
+    pub direction: crate::sdp::Direction,
+    /// Negotiated payload types, in preference order (RTX entries included).
+    pub payloads: Vec<crate::sdp::PayloadType>,
+    /// `(media pt, rtx pt)` pairs.
+    pub rtx: Vec<(u8, u8)>,
+    /// The negotiated RTP header extension ids.
+    pub extensions: crate::rtp::ExtensionMap,
+    /// SSRCs the peer announced (or the direct API declared) for this section.
+    pub remote_ssrcs: Vec<u32>,
+    /// RIDs the peer sends (simulcast).
+    pub remote_rids: Vec<String>,
+}
+
+impl MediaInfo {
+    /// A section with no negotiated codecs (direct API).
+    pub fn new(mid: Mid, kind: MediaKind) -> Self {
+        MediaInfo {
+            mid,
+            kind,
+            direction: crate::sdp::Direction::SendRecv,
+            payloads: Vec::new(),
+            rtx: Vec::new(),
+            extensions: crate::rtp::ExtensionMap::default(),
+            remote_ssrcs: Vec::new(),
+            remote_rids: Vec::new(),
+        }
+    }
+
+    /// The payload type negotiated for a codec (the first match).
+    pub fn pt_for(&self, codec: &crate::sdp::Codec) -> Option<u8> {
+        self.payloads
+            .iter()
+            .find(|p| p.codec.same_as(codec))
+            .map(|p| p.pt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

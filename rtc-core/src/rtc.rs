@@ -11,7 +11,7 @@ use crate::event::{
 };
 use crate::ice::{Candidate, IceAgent, IceAgentEvent, IceConnectionState, IceCreds};
 use crate::io::{Input, Output, Protocol, Receive, Transmit};
-use crate::media::{MediaKind, Mid};
+use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtcp::{Fir, FirEntry, Pli, RtcpError, RtcpPacket};
 use crate::rtp::{RtpPacket, SeqUnwrapper};
 use crate::srtp::{SrtpContext, SrtpProfile};
@@ -182,14 +182,6 @@ struct RxStream {
     packets: u64,
 }
 
-/// A negotiated or declared media section.
-#[derive(Debug, Clone)]
-pub(crate) struct MediaEntry {
-    pub(crate) mid: Mid,
-    pub(crate) kind: MediaKind,
-    pub(crate) remote_ssrcs: Vec<u32>,
-}
-
 /// Counters of one peer connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -234,7 +226,7 @@ pub struct Rtc {
     rtp_in: VecDeque<PendingRtp>,
     pool: Vec<Vec<u8>>,
     lent: Option<Vec<u8>>,
-    pub(crate) media: Vec<MediaEntry>,
+    pub(crate) media: Vec<MediaInfo>,
     rx_streams: Vec<RxStream>,
     last_now: Instant,
     stats: PeerStats,
@@ -793,18 +785,38 @@ impl Rtc {
         self.queue_on_path(buf, len)
     }
 
-    /// Registers a media section (SDP or direct API) and reports it.
-    pub(crate) fn add_media_entry(&mut self, mid: Mid, kind: MediaKind) {
-        if self.media.iter().any(|m| m.mid == mid) {
-            return;
+    /// Registers a media section (SDP or direct API) and reports it; a known mid is
+    /// updated in place (re-negotiation) without a new event.
+    pub(crate) fn add_media_entry(&mut self, info: MediaInfo) {
+        if let Some(m) = self.media.iter_mut().find(|m| m.mid == info.mid) {
+            let mut info = info;
+            for s in &m.remote_ssrcs {
+                if !info.remote_ssrcs.contains(s) {
+                    info.remote_ssrcs.push(*s);
+                }
+            }
+            *m = info;
+        } else {
+            let (mid, kind) = (info.mid, info.kind);
+            self.media.push(info);
+            self.events
+                .push_back(PendingEvent::MediaAdded(MediaAdded { mid, kind }));
         }
-        self.media.push(MediaEntry {
-            mid,
-            kind,
-            remote_ssrcs: Vec::new(),
-        });
-        self.events
-            .push_back(PendingEvent::MediaAdded(MediaAdded { mid, kind }));
+        let known: Vec<(u32, Mid)> = self
+            .media
+            .iter()
+            .flat_map(|m| m.remote_ssrcs.iter().map(move |s| (*s, m.mid)))
+            .collect();
+        for (ssrc, mid) in known {
+            for s in self.rx_streams.iter_mut().filter(|s| s.ssrc == ssrc) {
+                s.mid = Some(mid);
+            }
+        }
+    }
+
+    /// What was negotiated for a media section.
+    pub fn media_info(&self, mid: Mid) -> Option<&MediaInfo> {
+        self.media.iter().find(|m| m.mid == mid)
     }
 
     /// Associates a remote SSRC with a media section.

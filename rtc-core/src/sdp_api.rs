@@ -10,8 +10,9 @@ use std::fmt;
 
 use crate::dtls::Fingerprint;
 use crate::ice::{Candidate, IceCreds};
-use crate::media::{MediaKind, Mid};
+use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
+use crate::rtp::{Extension, ExtensionMap};
 use crate::sdp::jsep::{self, LocalCodecs};
 use crate::sdp::{self, Direction, Group, MediaSection, SdpError, SessionDescription, Setup};
 
@@ -172,13 +173,7 @@ impl<'a> SdpApi<'a> {
                 return Err(sdp_err(format!("mid {:?} is not a valid mid", n.mid)));
             };
             if let Some(kind) = to_kind(&n.kind) {
-                rtc.add_media_entry(mid, kind);
-                for s in &n.remote_ssrcs {
-                    rtc.add_remote_ssrc(mid, *s);
-                }
-                for (_, rtx) in &n.remote_rtx_ssrcs {
-                    rtc.add_remote_ssrc(mid, *rtx);
-                }
+                rtc.add_media_entry(media_info(mid, kind, n));
             }
         }
 
@@ -309,13 +304,36 @@ impl<'a> SdpApi<'a> {
                 continue;
             };
             if let Some(kind) = to_kind(&n.kind) {
-                rtc.add_media_entry(mid, kind);
-                for s in &n.remote_ssrcs {
-                    rtc.add_remote_ssrc(mid, *s);
-                }
+                rtc.add_media_entry(media_info(mid, kind, n));
             }
         }
         Ok(())
+    }
+}
+
+/// The `Rtc`'s record of a negotiated media section.
+fn media_info(mid: Mid, kind: MediaKind, n: &jsep::NegotiatedMedia) -> MediaInfo {
+    let mut extensions = ExtensionMap::empty();
+    for (id, uri) in &n.extensions {
+        if let Some(e) = Extension::from_uri(uri) {
+            extensions.set(*id, e);
+        }
+    }
+    let mut remote_ssrcs = n.remote_ssrcs.clone();
+    for (_, rtx) in &n.remote_rtx_ssrcs {
+        if !remote_ssrcs.contains(rtx) {
+            remote_ssrcs.push(*rtx);
+        }
+    }
+    MediaInfo {
+        mid,
+        kind,
+        direction: n.direction,
+        payloads: n.payloads.clone(),
+        rtx: n.rtx.clone(),
+        extensions,
+        remote_ssrcs,
+        remote_rids: n.remote_rids.clone(),
     }
 }
 

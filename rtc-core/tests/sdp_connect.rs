@@ -1,0 +1,105 @@
+//! Offer/answer through SDP between two `Rtc`, and answers to real browser offers.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{NetConfig, Pair, Peer};
+use rtc_core::ice::Candidate;
+use rtc_core::media::{MediaKind, Mid};
+use rtc_core::rtp::Extension;
+use rtc_core::sdp::{Codec, Direction, Setup};
+use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
+use rtc_core::{Protocol, Rtc};
+
+fn fixture(name: &str) -> String {
+    let p = format!("{}/tests/fixtures/sdp/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(p).unwrap()
+}
+
+#[test]
+fn answers_a_real_chromium_offer() {
+    let now = Instant::now();
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+    let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    rtc.add_local_candidate(Candidate::host(local, Protocol::Udp).unwrap());
+    let offer = SdpOffer::from_sdp_string(&fixture("chromium-156-av-datachannel.sdp")).unwrap();
+    let answer = rtc.sdp_api().accept_offer(offer).unwrap();
+    let a = answer.description();
+    assert_eq!(
+        a.bundle_mids(),
+        Some(&["0".to_string(), "1".into(), "2".into()][..])
+    );
+    for m in &a.media {
+        assert_eq!(m.setup, Some(Setup::Active));
+        assert!(m.candidates.iter().any(|c| c.contains("127.0.0.1 5000")));
+    }
+    let video = rtc.media_info(Mid::new("1").unwrap()).expect("video mid");
+    assert_eq!(video.kind, MediaKind::Video);
+    assert_eq!(video.pt_for(&Codec::Vp8), Some(96));
+    assert!(video.rtx.contains(&(96, 97)));
+    assert_eq!(video.extensions.id_of(Extension::Mid), Some(4));
+    assert!(!video.remote_ssrcs.is_empty());
+    let audio = rtc.media_info(Mid::new("0").unwrap()).expect("audio mid");
+    assert_eq!(audio.pt_for(&Codec::Opus), Some(111));
+    assert_eq!(audio.direction, Direction::SendRecv);
+    // The answer parses back.
+    SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap();
+}
+
+#[test]
+fn firefox_offer_with_mdns_candidates_is_answered() {
+    let mut rtc = Rtc::new(Instant::now());
+    let offer = SdpOffer::from_sdp_string(&fixture("firefox-esr-153-av-datachannel.sdp")).unwrap();
+    let answer = rtc.sdp_api().accept_offer(offer).unwrap();
+    assert_eq!(answer.description().media.len(), 3);
+    assert!(
+        rtc.media_info(Mid::new("0").unwrap())
+            .unwrap()
+            .pt_for(&Codec::Opus)
+            .is_some()
+    );
+}
+
+#[test]
+fn bad_offer_names_the_line() {
+    let e = SdpOffer::from_sdp_string(
+        "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio x UDP 0\r\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.line, 5);
+}
+
+#[test]
+fn two_rtc_negotiate_by_sdp_and_connect() {
+    let now = Instant::now();
+    let a_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let b_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let mut a = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+    let mut b = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+    a.add_local_candidate(Candidate::host(a_addr, Protocol::Udp).unwrap());
+    b.add_local_candidate(Candidate::host(b_addr, Protocol::Udp).unwrap());
+
+    let mut api = a.sdp_api();
+    let audio = api.add_media(MediaKind::Audio, Direction::SendRecv);
+    let video = api.add_media(MediaKind::Video, Direction::SendOnly);
+    let (offer, pending) = api.apply().expect("changes");
+    let offer = SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap();
+    let answer = b.sdp_api().accept_offer(offer).unwrap();
+    let answer = SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap();
+    a.sdp_api().accept_answer(pending, answer).unwrap();
+
+    assert_eq!(b.media_info(video).unwrap().direction, Direction::RecvOnly);
+    assert_eq!(a.media_info(video).unwrap().direction, Direction::SendOnly);
+    assert_eq!(a.media_info(audio).unwrap().pt_for(&Codec::Opus), Some(111));
+
+    let mut pair = Pair::new(
+        Peer::new("a", a, a_addr, now),
+        Peer::new("b", b, b_addr, now),
+        now,
+        NetConfig::default(),
+        9,
+    );
+    assert!(pair.run_until(Duration::from_secs(5), |p| p.both_connected()));
+}
