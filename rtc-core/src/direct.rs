@@ -8,6 +8,7 @@ use crate::event::KeyframeRequestKind;
 use crate::ice::IceCreds;
 use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
+use crate::sctp::{ChannelConfig, ChannelId};
 
 /// Borrowed handle from [`Rtc::direct_api`].
 pub struct DirectApi<'a> {
@@ -67,6 +68,24 @@ impl<'a> DirectApi<'a> {
         }
         self.rtc.add_remote_ssrc(mid, ssrc);
         Ok(())
+    }
+
+    /// Enables data channels over this connection (the SCTP association starts once
+    /// DTLS is up; the DTLS client is the SCTP client). Set the DTLS role first.
+    pub fn start_sctp(&mut self, remote_max_message_size: Option<u64>) -> Result<(), RtcError> {
+        if self.rtc.dtls.is_active().is_none() {
+            return Err(RtcError::InvalidState(
+                "set the DTLS role before start_sctp",
+            ));
+        }
+        self.rtc.ensure_sctp(remote_max_message_size);
+        Ok(())
+    }
+
+    /// Opens a data channel: in-band (DCEP) or, with `config.negotiated = Some(id)`,
+    /// pre-negotiated on a fixed stream id (the peer must do the same).
+    pub fn create_data_channel(&mut self, config: ChannelConfig) -> Result<ChannelId, RtcError> {
+        self.rtc.open_channel(config)
     }
 
     /// Asks the peer for a keyframe on its stream `media_ssrc` (RTCP PLI or FIR).

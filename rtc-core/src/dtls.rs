@@ -255,7 +255,11 @@ pub(crate) struct DtlsTransport {
     next_timeout: Option<Instant>,
     scratch: Vec<u8>,
     last_now: Option<Instant>,
+    early_data: Vec<Vec<u8>>,
 }
+
+/// Application records held while the handshake's end is being verified.
+const MAX_EARLY_DATA: usize = 64;
 
 impl DtlsTransport {
     pub(crate) fn new(cert: DtlsCert, allowed_profiles: Vec<SrtpProfileId>) -> Self {
@@ -280,6 +284,7 @@ impl DtlsTransport {
             next_timeout: None,
             scratch: vec![0; 2048],
             last_now: None,
+            early_data: Vec::new(),
         }
     }
 
@@ -427,6 +432,7 @@ impl DtlsTransport {
         if self.state != State::Done {
             self.state = State::Done;
             self.pending_keys = None;
+            self.early_data.clear();
             self.events.push_back(DtlsEvent::Failed(e));
         }
     }
@@ -462,8 +468,14 @@ impl DtlsTransport {
                         }
                     }
                 }
-                dimpl::Output::ApplicationData(d) if self.state == State::Connected => {
-                    self.events.push_back(DtlsEvent::Data(d.to_vec()));
+                dimpl::Output::ApplicationData(d) => {
+                    if self.state == State::Connected {
+                        self.events.push_back(DtlsEvent::Data(d.to_vec()));
+                    } else if self.early_data.len() < MAX_EARLY_DATA {
+                        // Arrived with (or before we released) the handshake's end: held
+                        // until the fingerprint check passes, dropped if it fails.
+                        self.early_data.push(d.to_vec());
+                    }
                 }
                 dimpl::Output::CloseNotify => {
                     self.state = State::Done;
@@ -507,6 +519,9 @@ impl DtlsTransport {
                 material,
                 we_are_client: self.active == Some(true),
             });
+        }
+        for d in std::mem::take(&mut self.early_data) {
+            self.events.push_back(DtlsEvent::Data(d));
         }
     }
 }

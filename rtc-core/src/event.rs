@@ -3,6 +3,7 @@
 use crate::dtls::DtlsError;
 use crate::ice::IceConnectionState;
 use crate::media::{MediaKind, Mid};
+pub use crate::sctp::ChannelId;
 
 /// Something that happened inside the `Rtc`.
 ///
@@ -23,8 +24,27 @@ pub enum Event<'a> {
     MediaAdded(MediaAdded),
     /// RTP mode: one incoming RTP packet, decrypted and parsed.
     RtpPacket(RtpPacketReceived<'a>),
+    /// A data channel opened (either side created it).
+    ChannelOpen(ChannelId, String),
+    /// A message arrived on a data channel.
+    ChannelData(ChannelData),
+    /// The channel's buffered amount fell to or below its low-water threshold.
+    ChannelBufferedAmountLow(ChannelId),
+    /// A data channel closed.
+    ChannelClose(ChannelId),
     /// The peer asked for a keyframe on one of the streams we send (RTCP PLI or FIR).
     KeyframeRequest(KeyframeRequest),
+}
+
+/// One data-channel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelData {
+    /// The channel.
+    pub id: ChannelId,
+    /// Binary (true) or text (false) message.
+    pub binary: bool,
+    /// The message.
+    pub data: Vec<u8>,
 }
 
 /// How a keyframe is requested (RFC 4585 PLI or RFC 5104 FIR).

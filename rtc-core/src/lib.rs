@@ -27,6 +27,6 @@ pub mod stun;
 
 pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
-pub use rtc::{PeerStats, Rtc, RtcConfig, RtcError};
+pub use rtc::{Channel, PeerStats, Rtc, RtcConfig, RtcError};
 pub mod packet;
 pub mod sdp;

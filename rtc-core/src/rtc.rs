@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 use crate::demux::Datagram;
 use crate::dtls::{DtlsCert, DtlsError, DtlsEvent, DtlsTransport, Fingerprint, SrtpProfileId};
 use crate::event::{
-    Event, FailReason, KeyframeRequest, KeyframeRequestKind, MediaAdded, RtpPacketReceived,
+    ChannelData, Event, FailReason, KeyframeRequest, KeyframeRequestKind, MediaAdded,
+    RtpPacketReceived,
 };
 use crate::ice::{Candidate, IceAgent, IceAgentEvent, IceConnectionState, IceCreds};
 use crate::io::{Input, Output, Protocol, Receive, Transmit};
 use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtcp::{Fir, FirEntry, Pli, RtcpError, RtcpPacket};
 use crate::rtp::{RtpPacket, SeqUnwrapper};
+use crate::sctp::{ChannelConfig, ChannelId, SctpError, SctpEvent, SctpTransport};
 use crate::srtp::{SrtpContext, SrtpProfile};
 use crate::stun::StunMessage;
 
@@ -45,6 +47,59 @@ pub enum RtcError {
     /// The operation does not fit the current state.
     #[error("invalid state: {0}")]
     InvalidState(&'static str),
+    /// A data-channel operation failed.
+    #[error("data channel: {0}")]
+    Channel(SctpError),
+}
+
+/// Write access to one data channel, from [`Rtc::channel`].
+pub struct Channel<'a> {
+    rtc: &'a mut Rtc,
+    id: ChannelId,
+}
+
+impl Channel<'_> {
+    fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut SctpTransport, ChannelId) -> Result<T, SctpError>,
+    ) -> Result<T, RtcError> {
+        let Some(sctp) = self.rtc.sctp.as_mut() else {
+            return Err(RtcError::InvalidState("no data-channel transport"));
+        };
+        let r = f(sctp, self.id).map_err(RtcError::Channel)?;
+        let now = self.rtc.last_now;
+        self.rtc.pump_sctp(now);
+        self.rtc.flush_dtls();
+        Ok(r)
+    }
+
+    /// Sends a message (binary or text). Returns the bytes accepted.
+    pub fn write(&mut self, binary: bool, data: &[u8]) -> Result<usize, RtcError> {
+        self.with(|s, id| s.write(id, binary, data))
+    }
+
+    /// Bytes queued but not yet acknowledged by the peer.
+    pub fn buffered_amount(&mut self) -> Result<usize, RtcError> {
+        self.with(|s, id| s.buffered_amount(id))
+    }
+
+    /// Sets the low-water mark for [`Event::ChannelBufferedAmountLow`].
+    pub fn set_buffered_amount_low_threshold(&mut self, n: usize) -> Result<(), RtcError> {
+        self.with(|s, id| s.set_buffered_amount_low_threshold(id, n))
+    }
+
+    /// Closes the channel (stream reset).
+    pub fn close(&mut self) -> Result<(), RtcError> {
+        self.with(|s, id| s.close_channel(id))
+    }
+
+    /// The channel's label.
+    pub fn label(&self) -> Option<&str> {
+        self.rtc
+            .sctp
+            .as_ref()
+            .and_then(|s| s.channel_label(self.id))
+    }
 }
 
 /// Configuration for an [`Rtc`], built with [`Rtc::builder`].
@@ -140,6 +195,9 @@ impl RtcConfig {
     }
 }
 
+/// The largest data-channel message we accept (announced in SDP).
+pub(crate) const MAX_MESSAGE_SIZE: usize = 256 * 1024;
+
 /// Size of a pooled packet buffer: a full UDP datagram plus SRTP overhead room.
 const BUF_SIZE: usize = 2048;
 
@@ -172,6 +230,10 @@ enum PendingEvent {
     Failed(FailReason),
     MediaAdded(MediaAdded),
     KeyframeRequest(KeyframeRequest),
+    ChannelOpen(ChannelId, String),
+    ChannelData(ChannelData),
+    ChannelLow(ChannelId),
+    ChannelClose(ChannelId),
 }
 
 /// Per-SSRC receive state.
@@ -237,6 +299,10 @@ pub struct Rtc {
     rtcp_ssrc: u32,
     /// FIR command sequence number (RFC 5104 §4.3.1.1).
     fir_seq: u8,
+    /// Data channels, once negotiated (SDP application section or direct API).
+    pub(crate) sctp: Option<SctpTransport>,
+    /// The mid of the negotiated data-channel section.
+    pub(crate) app_mid: Option<Mid>,
 }
 
 impl Rtc {
@@ -294,6 +360,8 @@ impl Rtc {
             tx_ssrcs: Vec::new(),
             rtcp_ssrc: rand::random(),
             fir_seq: 0,
+            sctp: None,
+            app_mid: None,
         })
     }
 
@@ -401,6 +469,11 @@ impl Rtc {
         self.last_now = now;
         self.ice.handle_timeout(now);
         self.dtls.handle_timeout(now);
+        if self.connected
+            && let Some(sctp) = self.sctp.as_mut()
+        {
+            sctp.handle_timeout(now);
+        }
         self.process(now);
         Ok(())
     }
@@ -703,7 +776,13 @@ impl Rtc {
                         )))),
                     }
                 }
-                DtlsEvent::Data(_d) => {}
+                DtlsEvent::Data(d) => {
+                    if let Some(sctp) = self.sctp.as_mut()
+                        && sctp.handle_input(now, &d).is_err()
+                    {
+                        self.stats.dropped += 1;
+                    }
+                }
                 DtlsEvent::Closed => {
                     self.fail(FailReason::Dtls(DtlsError::Closed));
                 }
@@ -713,7 +792,71 @@ impl Rtc {
                 DtlsEvent::Failed(e) => self.fail(FailReason::Dtls(e)),
             }
         }
+        self.pump_sctp(now);
         self.flush_dtls();
+    }
+
+    /// Moves SCTP packets into DTLS and SCTP events into ours (once DTLS is up).
+    fn pump_sctp(&mut self, now: Instant) {
+        if !self.connected {
+            return;
+        }
+        let Some(sctp) = self.sctp.as_mut() else {
+            return;
+        };
+        while let Some(p) = sctp.poll_transmit(now) {
+            if self.dtls.send_data(&p).is_err() {
+                break;
+            }
+        }
+        while let Some(ev) = sctp.poll_event() {
+            let ev = match ev {
+                SctpEvent::ChannelOpen { id, label, .. } => PendingEvent::ChannelOpen(id, label),
+                SctpEvent::ChannelData { id, binary, data } => {
+                    PendingEvent::ChannelData(ChannelData { id, binary, data })
+                }
+                SctpEvent::BufferedAmountLow { id } => PendingEvent::ChannelLow(id),
+                SctpEvent::ChannelClose { id } => PendingEvent::ChannelClose(id),
+                _ => continue,
+            };
+            self.events.push_back(ev);
+        }
+    }
+
+    /// Sets up the data-channel transport (idempotent). The DTLS client is the SCTP
+    /// client (RFC 8841).
+    pub(crate) fn ensure_sctp(&mut self, remote_max_message_size: Option<u64>) {
+        let client = self.dtls.is_active() == Some(true);
+        let sctp = self
+            .sctp
+            .get_or_insert_with(|| SctpTransport::new(client, MAX_MESSAGE_SIZE));
+        if let Some(m) = remote_max_message_size {
+            sctp.set_remote_max_message_size(usize::try_from(m).unwrap_or(usize::MAX));
+        }
+    }
+
+    /// Opens a data channel (in-band DCEP, or pre-negotiated when `config.negotiated`
+    /// is set). Channels opened before the connection is up open once it is.
+    pub(crate) fn open_channel(&mut self, config: ChannelConfig) -> Result<ChannelId, RtcError> {
+        let Some(sctp) = self.sctp.as_mut() else {
+            return Err(RtcError::InvalidState(
+                "no data-channel transport negotiated (add_channel / start_sctp)",
+            ));
+        };
+        let id = sctp.open_channel(config).map_err(RtcError::Channel)?;
+        let now = self.last_now;
+        self.pump_sctp(now);
+        self.flush_dtls();
+        Ok(id)
+    }
+
+    /// A handle to write to a data channel. `None` when data channels are not set up.
+    pub fn channel(&mut self, id: ChannelId) -> Option<Channel<'_>> {
+        if self.sctp.is_some() {
+            Some(Channel { rtc: self, id })
+        } else {
+            None
+        }
     }
 
     fn flush_dtls(&mut self) {
@@ -855,6 +998,10 @@ impl Rtc {
                 PendingEvent::Failed(r) => Event::Failed(r),
                 PendingEvent::MediaAdded(m) => Event::MediaAdded(m),
                 PendingEvent::KeyframeRequest(k) => Event::KeyframeRequest(k),
+                PendingEvent::ChannelOpen(id, label) => Event::ChannelOpen(id, label),
+                PendingEvent::ChannelData(d) => Event::ChannelData(d),
+                PendingEvent::ChannelLow(id) => Event::ChannelBufferedAmountLow(id),
+                PendingEvent::ChannelClose(id) => Event::ChannelClose(id),
             }));
         }
         if let Some(p) = self.rtp_in.pop_front() {
@@ -871,9 +1018,19 @@ impl Rtc {
             })));
         }
         let mut next = self.last_now + Duration::from_secs(1);
-        for t in [self.ice.poll_timeout(), self.dtls.poll_timeout()]
-            .into_iter()
-            .flatten()
+        // SCTP runs only once DTLS is up; before that its timers are not driven.
+        let sctp_timeout = if self.connected {
+            self.sctp.as_ref().and_then(|s| s.poll_timeout())
+        } else {
+            None
+        };
+        for t in [
+            self.ice.poll_timeout(),
+            self.dtls.poll_timeout(),
+            sctp_timeout,
+        ]
+        .into_iter()
+        .flatten()
         {
             next = next.min(t);
         }

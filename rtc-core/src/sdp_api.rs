@@ -13,6 +13,7 @@ use crate::ice::{Candidate, IceCreds};
 use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
 use crate::rtp::{Extension, ExtensionMap};
+use crate::sctp::ChannelConfig;
 use crate::sdp::jsep::{self, LocalCodecs};
 use crate::sdp::{self, Direction, Group, MediaSection, SdpError, SessionDescription, Setup};
 
@@ -58,6 +59,7 @@ sdp_wrapper!(SdpAnswer);
 #[derive(Debug)]
 pub struct SdpPendingOffer {
     offer: SessionDescription,
+    channels: Vec<ChannelConfig>,
 }
 
 /// A media section requested with [`SdpApi::add_media`], negotiated on `apply`.
@@ -72,6 +74,7 @@ struct Pending {
 pub struct SdpApi<'a> {
     rtc: &'a mut Rtc,
     pending: Vec<Pending>,
+    channels: Vec<ChannelConfig>,
 }
 
 fn sdp_err(msg: impl Into<String>) -> RtcError {
@@ -91,6 +94,7 @@ impl<'a> SdpApi<'a> {
         SdpApi {
             rtc,
             pending: Vec::new(),
+            channels: Vec::new(),
         }
     }
 
@@ -174,6 +178,9 @@ impl<'a> SdpApi<'a> {
             };
             if let Some(kind) = to_kind(&n.kind) {
                 rtc.add_media_entry(media_info(mid, kind, n));
+            } else if n.kind == sdp::MediaKind::Application {
+                rtc.app_mid = Some(mid);
+                rtc.ensure_sctp(n.remote_max_message_size);
             }
         }
 
@@ -198,15 +205,43 @@ impl<'a> SdpApi<'a> {
         self.add(kind, direction)
     }
 
-    /// Adds a data-channel (SCTP) section to the next offer, if there is none yet.
-    pub fn add_channel(&mut self) -> Mid {
-        self.add(sdp::MediaKind::Application, Direction::SendRecv)
+    /// Adds a data channel. When data channels are already negotiated it opens at
+    /// once; otherwise the next offer gets a data-channel (SCTP) section and the
+    /// channel opens after the answer. Its id arrives with
+    /// [`Event::ChannelOpen`](crate::Event::ChannelOpen).
+    pub fn add_channel(&mut self, config: ChannelConfig) -> Result<(), RtcError> {
+        if self.rtc.sctp.is_some() {
+            self.rtc.open_channel(config)?;
+            return Ok(());
+        }
+        if !self
+            .pending
+            .iter()
+            .any(|p| p.kind == sdp::MediaKind::Application)
+        {
+            self.add(sdp::MediaKind::Application, Direction::SendRecv);
+        }
+        self.channels.push(config);
+        Ok(())
     }
 
     fn add(&mut self, kind: sdp::MediaKind, direction: Direction) -> Mid {
-        let n = self.rtc.media.len() + self.pending.len();
-        // A decimal index always forms a valid mid.
-        let mid = Mid::new(&n.to_string()).expect("decimal digits are a valid mid");
+        let rtc = &*self.rtc;
+        let pending = &self.pending;
+        let taken = |m: &Mid| {
+            rtc.media.iter().any(|x| x.mid == *m)
+                || rtc.app_mid == Some(*m)
+                || pending.iter().any(|p| p.mid == *m)
+        };
+        let mut n = 0u32;
+        let mid = loop {
+            // A decimal index always forms a valid mid.
+            let m = Mid::new(&n.to_string()).expect("decimal digits are a valid mid");
+            if !taken(&m) {
+                break m;
+            }
+            n += 1;
+        };
         self.pending.push(Pending {
             mid,
             kind,
@@ -242,7 +277,13 @@ impl<'a> SdpApi<'a> {
         // The offerer controls ICE unless it is lite.
         rtc.ice.set_controlling(!rtc.config.ice_lite);
         let offer = build_description(rtc, sections, Setup::ActPass);
-        Some((SdpOffer(offer.clone()), SdpPendingOffer { offer }))
+        Some((
+            SdpOffer(offer.clone()),
+            SdpPendingOffer {
+                offer,
+                channels: self.channels,
+            },
+        ))
     }
 
     /// Applies the peer's answer to our pending offer.
@@ -305,7 +346,13 @@ impl<'a> SdpApi<'a> {
             };
             if let Some(kind) = to_kind(&n.kind) {
                 rtc.add_media_entry(media_info(mid, kind, n));
+            } else if n.kind == sdp::MediaKind::Application {
+                rtc.app_mid = Some(mid);
+                rtc.ensure_sctp(n.remote_max_message_size);
             }
+        }
+        for c in pending.channels {
+            rtc.open_channel(c)?;
         }
         Ok(())
     }
@@ -373,6 +420,14 @@ fn build_description(rtc: &Rtc, mut media: Vec<MediaSection>, setup: Setup) -> S
         m.end_of_candidates = true;
         if !rtc.config.ice_lite {
             m.ice_options = vec!["trickle".into()];
+        }
+        if m.is_sctp() {
+            // What *we* accept (RFC 8841 §6): the transport's receive limit.
+            let ours = rtc
+                .sctp
+                .as_ref()
+                .map_or(crate::rtc::MAX_MESSAGE_SIZE, |s| s.max_message_size());
+            m.max_message_size = Some(ours as u64);
         }
         if let Some(mid) = &m.mid {
             bundle.push(mid.clone());

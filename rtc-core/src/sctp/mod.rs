@@ -298,6 +298,8 @@ pub struct SctpTransport {
     endpoint: Endpoint,
     assoc: Option<(AssociationHandle, Association)>,
     connected: bool,
+    /// DCEP messages that arrived before our side of the association was up.
+    deferred_dcep: Vec<(u16, Vec<u8>)>,
     ended: bool,
     channels: HashMap<u16, Channel>,
     /// Stream ids whose reset has not completed; not reusable yet.
@@ -386,6 +388,7 @@ impl SctpTransport {
             endpoint,
             assoc,
             connected: false,
+            deferred_dcep: Vec::new(),
             ended: false,
             channels: HashMap::new(),
             blocked: HashSet::new(),
@@ -764,6 +767,9 @@ impl SctpTransport {
         }
         self.connected = true;
         self.events.push_back(SctpEvent::Connected);
+        for (id, data) in std::mem::take(&mut self.deferred_dcep) {
+            self.on_dcep(id, &data);
+        }
         let mut pending: Vec<u16> = self
             .channels
             .iter()
@@ -936,6 +942,15 @@ impl SctpTransport {
     }
 
     fn on_dcep(&mut self, id: u16, data: &[u8]) {
+        if !self.connected {
+            // Reordering can deliver the peer's first DATA (a DCEP OPEN) before the
+            // COOKIE-ACK that completes our side of the handshake; writes (the ACK)
+            // are refused until then, so the message is replayed on connect.
+            if self.deferred_dcep.len() < MAX_DEFERRED_DCEP {
+                self.deferred_dcep.push((id, data.to_vec()));
+            }
+            return;
+        }
         match DcepMessage::parse(data) {
             Ok(DcepMessage::Ack) => self.on_ack(id),
             Ok(DcepMessage::Open(open)) => self.on_remote_open(id, &open),
@@ -1007,6 +1022,10 @@ impl SctpTransport {
         self.deliver_early(id);
     }
 }
+
+/// DCEP messages held while the association completes (one per stream at most in
+/// practice; bounded against a misbehaving peer).
+const MAX_DEFERRED_DCEP: usize = 256;
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtc_core::Rtc;
-use rtc_core::event::{Event, FailReason, KeyframeRequestKind};
+use rtc_core::event::{ChannelId, Event, FailReason, KeyframeRequestKind};
 use rtc_core::ice::IceConnectionState;
 use rtc_core::io::{Input, Output, Protocol, Receive};
 use rtc_core::media::Mid;
@@ -22,6 +22,9 @@ pub enum Ev {
     Connected,
     Failed(FailReason),
     Keyframe(u32, KeyframeRequestKind),
+    ChannelOpen(ChannelId, String),
+    ChannelData(ChannelId, bool, Vec<u8>),
+    ChannelClose(ChannelId),
     MediaAdded(Mid),
     Rtp {
         ssrc: u32,
@@ -178,6 +181,9 @@ impl Pair {
                             payload: p.payload().to_vec(),
                         },
                         Event::KeyframeRequest(k) => Ev::Keyframe(k.ssrc, k.kind),
+                        Event::ChannelOpen(id, label) => Ev::ChannelOpen(id, label),
+                        Event::ChannelData(d) => Ev::ChannelData(d.id, d.binary, d.data),
+                        Event::ChannelClose(id) => Ev::ChannelClose(id),
                         other => Ev::Other(format!("{other:?}")),
                     };
                     peer.events.push(ev);
