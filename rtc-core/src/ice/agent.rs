@@ -30,6 +30,15 @@ const MAX_REMOTE: usize = 50;
 /// Buffer size for the STUN messages the agent builds.
 const STUN_BUF: usize = 1280;
 
+/// The kind of response the agent sends to a Binding request.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    /// Success response with the requester's address.
+    Success,
+    /// 487 Role Conflict error response (RFC 8445 §7.3.1.1).
+    RoleConflict,
+}
+
 /// A STUN datagram the agent wants sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StunTransmit {
@@ -553,7 +562,7 @@ impl IceAgent {
             if self.controlling {
                 if let Some(theirs) = msg.ice_controlling() {
                     if self.tie_breaker >= theirs {
-                        self.send_role_conflict(proto, destination, source, msg);
+                        self.send_response(proto, destination, source, msg, Reply::RoleConflict);
                         return;
                     }
                     self.switch_role(false);
@@ -562,7 +571,7 @@ impl IceAgent {
                 if self.tie_breaker >= theirs {
                     self.switch_role(true);
                 } else {
-                    self.send_role_conflict(proto, destination, source, msg);
+                    self.send_response(proto, destination, source, msg, Reply::RoleConflict);
                     return;
                 }
             }
@@ -591,7 +600,7 @@ impl IceAgent {
                 self.remotes.len() - 1
             }
         };
-        self.send_success(proto, destination, source, msg);
+        self.send_response(proto, destination, source, msg, Reply::Success);
         self.discover(proto, source);
         let Some(pi) = self.find_or_create_pair(li, ri) else {
             return;
@@ -912,53 +921,32 @@ impl IceAgent {
         }
     }
 
-    fn response_writer<'b>(
-        buf: &'b mut [u8],
-        class: Class,
-        msg: &StunMessage<'_>,
-    ) -> Option<StunWriter<'b>> {
-        StunWriter::new(buf, class, Method::Binding, msg.transaction_id()).ok()
-    }
-
-    fn send_success(
+    /// Answers the Binding request `msg` (which arrived from `destination` at `source`)
+    /// with a success carrying `destination` as XOR-MAPPED-ADDRESS, or with a 487 Role
+    /// Conflict error; both end in MESSAGE-INTEGRITY (local password) and FINGERPRINT.
+    /// Nothing is sent if the response does not encode.
+    fn send_response(
         &mut self,
         proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         msg: &StunMessage<'_>,
+        reply: Reply,
     ) {
+        let class = match reply {
+            Reply::Success => Class::Success,
+            Reply::RoleConflict => Class::Error,
+        };
         let mut buf = vec![0u8; STUN_BUF];
-        let Some(mut w) = Self::response_writer(&mut buf, Class::Success, msg) else {
+        let Ok(mut w) = StunWriter::new(&mut buf, class, Method::Binding, msg.transaction_id())
+        else {
             return;
         };
-        let ok = w.xor_mapped_address(destination).is_ok()
-            && w.message_integrity(self.local_creds.pass.as_bytes())
-                .is_ok()
-            && w.fingerprint().is_ok();
-        let n = w.finish();
-        if ok {
-            buf.truncate(n);
-            self.transmits.push_back(StunTransmit {
-                proto,
-                source,
-                destination,
-                contents: buf,
-            });
-        }
-    }
-
-    fn send_role_conflict(
-        &mut self,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        msg: &StunMessage<'_>,
-    ) {
-        let mut buf = vec![0u8; STUN_BUF];
-        let Some(mut w) = Self::response_writer(&mut buf, Class::Error, msg) else {
-            return;
+        let body = match reply {
+            Reply::Success => w.xor_mapped_address(destination),
+            Reply::RoleConflict => w.error_code(487, "Role Conflict"),
         };
-        let ok = w.error_code(487, "Role Conflict").is_ok()
+        let ok = body.is_ok()
             && w.message_integrity(self.local_creds.pass.as_bytes())
                 .is_ok()
             && w.fingerprint().is_ok();

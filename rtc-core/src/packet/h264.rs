@@ -5,7 +5,7 @@
 //! streams (NAL units preceded by `00 00 01` or `00 00 00 01` start codes); the
 //! depacketizer always writes 4-byte start codes.
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer, chunk_count, chunk_len};
+use super::{CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks};
 
 /// NAL unit type of a STAP-A packet.
 pub const STAP_A: u8 = 24;
@@ -117,11 +117,9 @@ impl H264Packetizer {
                 };
                 let ind = (nal_hdr & 0xe0) | FU_A;
                 let typ = nal_hdr & 0x1f;
-                let n = chunk_count(body.len(), mtu - 2);
-                let mut rest = body;
-                for i in 0..n {
-                    let (c, r) = rest.split_at(chunk_len(body.len(), n, i));
-                    rest = r;
+                let chunks = even_chunks(body, mtu - 2);
+                let n = chunks.len();
+                for (i, c) in chunks.enumerate() {
                     let mut hdr = typ;
                     if i == 0 {
                         hdr |= 0x80;

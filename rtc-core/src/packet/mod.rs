@@ -312,15 +312,70 @@ pub(crate) mod leb128 {
     }
 }
 
-/// Fewest chunks of at most `max` bytes (`max > 0`) that hold `len` bytes.
-pub(crate) fn chunk_count(len: usize, max: usize) -> usize {
-    len.div_ceil(max)
+/// Splits `data` into the fewest chunks of at most `max` bytes (`max > 0`), as near equal
+/// as possible: of the `n` chunks, the first `data.len() % n` are one byte larger.
+pub(crate) fn even_chunks(data: &[u8], max: usize) -> impl ExactSizeIterator<Item = &[u8]> {
+    let n = data.len().div_ceil(max);
+    let (base, extra) = match n {
+        0 => (0, 0),
+        n => (data.len() / n, data.len() % n),
+    };
+    (0..n).map(move |i| {
+        let start = i * base + i.min(extra);
+        data.get(start..start + base + usize::from(i < extra))
+            .unwrap_or_default()
+    })
 }
 
-/// Size of chunk `i` of `n` (`n > 0`) when splitting `len` bytes into near-equal chunks
-/// (the first `len % n` chunks are one byte larger).
-pub(crate) fn chunk_len(len: usize, n: usize, i: usize) -> usize {
-    len / n + usize::from(i < len % n)
+/// One payload: a `header_len`-byte payload header written by `write_header`, then `media`.
+pub(crate) fn payload_with_header(
+    header_len: usize,
+    media: &[u8],
+    write_header: impl FnOnce(&mut [u8]) -> Result<usize, PacketError>,
+) -> Result<Vec<u8>, PacketError> {
+    let mut p = vec![0u8; header_len + media.len()];
+    write_header(&mut p)?;
+    if let Some(dst) = p.get_mut(header_len..) {
+        dst.copy_from_slice(media);
+    }
+    Ok(p)
+}
+
+/// The picture id field shared by the VP8 (RFC 7741 §4.2) and VP9 (RFC 9628 §4.2) payload
+/// descriptors: `M|PictureID`, 7 bits, or 15 bits when M is set.
+pub(crate) mod picture_id {
+    use super::PacketError;
+
+    /// Whether `pid` is written in the 15-bit (M=1) form: when `force_long`, or when it
+    /// does not fit in 7 bits.
+    pub(crate) fn is_long(pid: u16, force_long: bool) -> bool {
+        force_long || pid & 0x7fff > 0x7f
+    }
+
+    /// Encoded length of the field: 2 bytes in the 15-bit form, else 1.
+    pub(crate) fn len(long: bool) -> usize {
+        1 + usize::from(long)
+    }
+
+    /// Reads the field at the start of `buf`; returns the id and whether it used the
+    /// 15-bit form.
+    pub(crate) fn read(buf: &[u8]) -> Result<(u16, bool), PacketError> {
+        match *buf {
+            [p, ..] if p & 0x80 == 0 => Ok((u16::from(p), false)),
+            [p, lo, ..] => Ok((u16::from(p & 0x7f) << 8 | u16::from(lo), true)),
+            _ => Err(PacketError::Truncated),
+        }
+    }
+
+    /// Writes `pid` (masked to 15 bits) byte by byte through `put`, in the 15-bit form if
+    /// `long`.
+    pub(crate) fn write(pid: u16, long: bool, mut put: impl FnMut(u8)) {
+        let p = pid & 0x7fff;
+        if long {
+            put(0x80 | (p >> 8) as u8);
+        }
+        put(p as u8);
+    }
 }
 
 #[cfg(test)]

@@ -487,6 +487,38 @@ fn leb128_values() {
 }
 
 #[test]
+fn even_chunks_sizes() {
+    let data = pattern(10, 1);
+    let sizes = |max| even_chunks(&data, max).map(<[u8]>::len).collect::<Vec<_>>();
+    assert_eq!(sizes(4), vec![4, 3, 3]);
+    assert_eq!(sizes(5), vec![5, 5]);
+    assert_eq!(sizes(3), vec![3, 3, 2, 2]);
+    assert_eq!(sizes(100), vec![10]);
+    assert_eq!(even_chunks(&data, 3).collect::<Vec<_>>().concat(), data);
+    assert_eq!(even_chunks(&[], 3).len(), 0);
+}
+
+#[test]
+fn picture_id_field() {
+    for (pid, force, bytes) in [
+        (5u16, false, &[0x05][..]),
+        (5, true, &[0x80, 0x05]),
+        (0x7f, false, &[0x7f]),
+        (0x80, false, &[0x80, 0x80]),
+        (0xffff, false, &[0xff, 0xff]),
+    ] {
+        let long = picture_id::is_long(pid, force);
+        let mut out = Vec::new();
+        picture_id::write(pid, long, |b| out.push(b));
+        assert_eq!(out, bytes);
+        assert_eq!(picture_id::len(long), bytes.len());
+        assert_eq!(picture_id::read(bytes), Ok((pid & 0x7fff, long)));
+    }
+    assert_eq!(picture_id::read(&[]), Err(PacketError::Truncated));
+    assert_eq!(picture_id::read(&[0x81]), Err(PacketError::Truncated));
+}
+
+#[test]
 fn garbage_never_panics() {
     let mut x: u32 = 0x1234_5678;
     for codec in [Codec::Opus, Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Av1] {

@@ -10,7 +10,9 @@
 //!  TID|Y|KEYIDX       if T or K
 //! ```
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer, chunk_count, chunk_len};
+use super::{
+    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, payload_with_header, picture_id,
+};
 
 /// Per-frame VP8 fields from the payload descriptor of the frame's first packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,16 +56,10 @@ pub struct Vp8Descriptor {
 }
 
 impl Vp8Descriptor {
-    /// Whether the picture id is written in the 15-bit (M=1) form.
-    fn long_pid(&self, pid: u16) -> bool {
-        self.long_picture_id || pid & 0x7fff > 0x7f
-    }
-
     /// Parses the descriptor at the start of `payload`; returns it and its length.
     pub fn parse(payload: &[u8]) -> Result<(Self, usize), PacketError> {
-        let mut it = payload.iter().copied();
-        let mut next = || it.next().ok_or(PacketError::Truncated);
-        let b0 = next()?;
+        let byte = |pos: usize| payload.get(pos).copied().ok_or(PacketError::Truncated);
+        let b0 = byte(0)?;
         let mut d = Vp8Descriptor {
             non_reference: b0 & 0x20 != 0,
             start: b0 & 0x10 != 0,
@@ -72,26 +68,20 @@ impl Vp8Descriptor {
         };
         let mut len = 1;
         if b0 & 0x80 != 0 {
-            let x = next()?;
+            let x = byte(len)?;
             len += 1;
             if x & 0x80 != 0 {
-                let p = next()?;
-                len += 1;
-                if p & 0x80 != 0 {
-                    let lo = next()?;
-                    len += 1;
-                    d.picture_id = Some(u16::from(p & 0x7f) << 8 | u16::from(lo));
-                    d.long_picture_id = true;
-                } else {
-                    d.picture_id = Some(u16::from(p));
-                }
+                let (p, long) = picture_id::read(payload.get(len..).unwrap_or_default())?;
+                d.picture_id = Some(p);
+                d.long_picture_id = long;
+                len += picture_id::len(long);
             }
             if x & 0x40 != 0 {
-                d.tl0_pic_idx = Some(next()?);
+                d.tl0_pic_idx = Some(byte(len)?);
                 len += 1;
             }
             if x & 0x30 != 0 {
-                let t = next()?;
+                let t = byte(len)?;
                 len += 1;
                 if x & 0x20 != 0 {
                     d.temporal_id = Some(t >> 6);
@@ -111,7 +101,7 @@ impl Vp8Descriptor {
         if self.has_extension() {
             n += 1;
             if let Some(p) = self.picture_id {
-                n += if self.long_pid(p) { 2 } else { 1 };
+                n += picture_id::len(picture_id::is_long(p, self.long_picture_id));
             }
             n += usize::from(self.tl0_pic_idx.is_some());
             n += usize::from(self.temporal_id.is_some() || self.key_idx.is_some());
@@ -166,14 +156,7 @@ impl Vp8Descriptor {
             }
             put(x);
             if let Some(p) = self.picture_id {
-                let long = self.long_pid(p);
-                let p = p & 0x7fff;
-                if long {
-                    put(0x80 | (p >> 8) as u8);
-                    put(p as u8);
-                } else {
-                    put(p as u8);
-                }
+                picture_id::write(p, picture_id::is_long(p, self.long_picture_id), &mut put);
             }
             if let Some(t) = self.tl0_pic_idx {
                 put(t);
@@ -235,17 +218,8 @@ impl Packetizer for Vp8Packetizer {
         if mtu <= hlen {
             return Err(PacketError::MtuTooSmall(mtu));
         }
-        let n = chunk_count(frame.len(), mtu - hlen);
-        let mut rest = frame;
-        for i in 0..n {
-            let (chunk, r) = rest.split_at(chunk_len(frame.len(), n, i));
-            rest = r;
-            let mut p = vec![0u8; hlen + chunk.len()];
-            desc.write(&mut p)?;
-            if let Some(dst) = p.get_mut(hlen..) {
-                dst.copy_from_slice(chunk);
-            }
-            out.push(p);
+        for chunk in even_chunks(frame, mtu - hlen) {
+            out.push(payload_with_header(hlen, chunk, |p| desc.write(p))?);
             desc.start = false;
         }
         if let Some(p) = self.picture_id.as_mut() {

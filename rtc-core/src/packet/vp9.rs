@@ -11,7 +11,9 @@
 //!  scalability structure  if V
 //! ```
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer, chunk_count, chunk_len};
+use super::{
+    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, payload_with_header, picture_id,
+};
 
 /// Layer indices (the `L` octet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,15 +170,10 @@ impl Vp9Descriptor {
         let mut pos = 1;
         let byte = |pos: usize| payload.get(pos).copied().ok_or(PacketError::Truncated);
         if b0 & 0x80 != 0 {
-            let p = byte(pos)?;
-            pos += 1;
-            if p & 0x80 != 0 {
-                d.picture_id = Some(u16::from(p & 0x7f) << 8 | u16::from(byte(pos)?));
-                d.long_picture_id = true;
-                pos += 1;
-            } else {
-                d.picture_id = Some(u16::from(p));
-            }
+            let (p, long) = picture_id::read(payload.get(pos..).unwrap_or_default())?;
+            d.picture_id = Some(p);
+            d.long_picture_id = long;
+            pos += picture_id::len(long);
         }
         if b0 & 0x20 != 0 {
             let l = byte(pos)?;
@@ -215,10 +212,6 @@ impl Vp9Descriptor {
         Ok((d, pos))
     }
 
-    fn long_pid(&self, pid: u16) -> bool {
-        self.long_picture_id || pid & 0x7fff > 0x7f
-    }
-
     fn p_diffs(&self) -> &[u8] {
         if self.flexible && self.inter_picture {
             self.p_diff
@@ -231,10 +224,9 @@ impl Vp9Descriptor {
 
     /// Length of the encoded descriptor.
     pub fn encoded_len(&self) -> usize {
-        1 + self
-            .picture_id
-            .map_or(0, |p| if self.long_pid(p) { 2 } else { 1 })
-            + self.layer.map_or(0, |_| if self.flexible { 1 } else { 2 })
+        1 + self.picture_id.map_or(0, |p| {
+            picture_id::len(picture_id::is_long(p, self.long_picture_id))
+        }) + self.layer.map_or(0, |_| if self.flexible { 1 } else { 2 })
             + self.p_diffs().len()
             + self.ss.map_or(0, |s| s.encoded_len())
     }
@@ -272,14 +264,7 @@ impl Vp9Descriptor {
         };
         put(b0);
         if let Some(p) = self.picture_id {
-            let long = self.long_pid(p);
-            let p = p & 0x7fff;
-            if long {
-                put(0x80 | (p >> 8) as u8);
-                put(p as u8);
-            } else {
-                put(p as u8);
-            }
+            picture_id::write(p, picture_id::is_long(p, self.long_picture_id), &mut put);
         }
         if let Some(l) = self.layer {
             put((l.temporal_id & 0x07) << 5
@@ -441,25 +426,17 @@ impl Packetizer for Vp9Packetizer {
         // First packet carries the SS; the remainder is split evenly.
         let first_len = frame.len().min(mtu - h1);
         let (head, tail) = frame.split_at(first_len);
-        let n = chunk_count(tail.len(), mtu - h2);
+        let rest = even_chunks(tail, mtu - h2);
+        let n = rest.len();
         first.end = n == 0;
-        let mut chunks = core::iter::once((first, head)).chain((0..n).scan(tail, |rest, i| {
-            let (c, r) = rest.split_at(chunk_len(tail.len(), n, i));
-            *rest = r;
+        let chunks = core::iter::once((first, head)).chain(rest.enumerate().map(|(i, c)| {
             let mut d = rest_desc;
             d.end = i + 1 == n;
-            Some((d, c))
+            (d, c)
         }));
-        chunks.try_for_each(|(d, c)| {
-            let hl = d.encoded_len();
-            let mut p = vec![0u8; hl + c.len()];
-            d.write(&mut p)?;
-            if let Some(dst) = p.get_mut(hl..) {
-                dst.copy_from_slice(c);
-            }
-            out.push(p);
-            Ok::<(), PacketError>(())
-        })?;
+        for (d, c) in chunks {
+            out.push(payload_with_header(d.encoded_len(), c, |p| d.write(p))?);
+        }
         self.picture_id = (self.picture_id + 1) & 0x7fff;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Generic NACK (RFC 4585 §6.2.1), PLI (RFC 4585 §6.3.1), FIR (RFC 5104 §4.3.1) and
 //! REMB (draft-alvestrand-rmcat-remb-03).
 
-use super::{PT_PSFB, PT_RTPFB, RtcpError, U32Iter, rd32, wr32, write_header};
+use super::{PT_PSFB, PT_RTPFB, RtcpError, U32Iter, rd32, wr32, write_fb_header};
 
 fn ssrcs(body: &[u8], what: &'static str) -> Result<(u32, u32), RtcpError> {
     Ok((rd32(body, 0, what)?, rd32(body, 4, what)?))
@@ -67,9 +67,7 @@ impl<'a> Nack<'a> {
     /// Re-writes the packet as parsed.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 12 + self.fci.len();
-        write_header(buf, 1, PT_RTPFB, n)?;
-        wr32(buf, 4, self.sender_ssrc);
-        wr32(buf, 8, self.media_ssrc);
+        write_fb_header(buf, 1, PT_RTPFB, n, self.sender_ssrc, self.media_ssrc)?;
         buf[12..n].copy_from_slice(self.fci);
         Ok(n)
     }
@@ -85,9 +83,7 @@ impl<'a> Nack<'a> {
             return Err(RtcpError::Unencodable);
         }
         let n = 12 + 4 * pairs.len();
-        write_header(buf, 1, PT_RTPFB, n)?;
-        wr32(buf, 4, sender_ssrc);
-        wr32(buf, 8, media_ssrc);
+        write_fb_header(buf, 1, PT_RTPFB, n, sender_ssrc, media_ssrc)?;
         for (i, p) in pairs.iter().enumerate() {
             wr32(buf, 12 + 4 * i, (u32::from(p.pid) << 16) | u32::from(p.blp));
         }
@@ -124,9 +120,7 @@ impl<'a> Nack<'a> {
             }
         }
         put(cur, &mut at, buf)?;
-        write_header(buf, 1, PT_RTPFB, at)?;
-        wr32(buf, 4, sender_ssrc);
-        wr32(buf, 8, media_ssrc);
+        write_fb_header(buf, 1, PT_RTPFB, at, sender_ssrc, media_ssrc)?;
         Ok(at)
     }
 }
@@ -151,9 +145,7 @@ impl Pli {
 
     /// Writes the PLI (12 bytes).
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
-        write_header(buf, 1, PT_PSFB, 12)?;
-        wr32(buf, 4, self.sender_ssrc);
-        wr32(buf, 8, self.media_ssrc);
+        write_fb_header(buf, 1, PT_PSFB, 12, self.sender_ssrc, self.media_ssrc)?;
         Ok(12)
     }
 }
@@ -202,9 +194,7 @@ impl<'a> Fir<'a> {
     /// Re-writes the packet as parsed.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 12 + self.entries.len();
-        write_header(buf, 4, PT_PSFB, n)?;
-        wr32(buf, 4, self.sender_ssrc);
-        wr32(buf, 8, self.media_ssrc);
+        write_fb_header(buf, 4, PT_PSFB, n, self.sender_ssrc, self.media_ssrc)?;
         buf[12..n].copy_from_slice(self.entries);
         Ok(n)
     }
@@ -219,9 +209,7 @@ impl<'a> Fir<'a> {
             return Err(RtcpError::Unencodable);
         }
         let n = 12 + 8 * entries.len();
-        write_header(buf, 4, PT_PSFB, n)?;
-        wr32(buf, 4, sender_ssrc);
-        wr32(buf, 8, 0);
+        write_fb_header(buf, 4, PT_PSFB, n, sender_ssrc, 0)?;
         for (i, e) in entries.iter().enumerate() {
             let at = 12 + 8 * i;
             wr32(buf, at, e.ssrc);
@@ -315,9 +303,7 @@ fn write_remb(
 ) -> Result<usize, RtcpError> {
     let num = u8::try_from(count).map_err(|_| RtcpError::TooMany)?;
     let n = 20 + 4 * count;
-    write_header(buf, 15, PT_PSFB, n)?;
-    wr32(buf, 4, sender_ssrc);
-    wr32(buf, 8, media_ssrc);
+    write_fb_header(buf, 15, PT_PSFB, n, sender_ssrc, media_ssrc)?;
     buf[12..16].copy_from_slice(b"REMB");
     let (mantissa, exp) = remb_encode(bitrate);
     wr32(
@@ -333,15 +319,9 @@ fn write_remb(
 
 #[cfg(test)]
 mod tests {
-    use super::super::RtcpPacket;
+    use super::super::{RtcpPacket, only};
     use super::*;
     use proptest::prelude::*;
-
-    fn only(buf: &[u8]) -> RtcpPacket<'_> {
-        let v: Vec<_> = RtcpPacket::iter(buf).collect();
-        assert_eq!(v.len(), 1);
-        v[0].unwrap()
-    }
 
     #[test]
     fn nack_lost_list() {

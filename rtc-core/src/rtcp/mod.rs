@@ -250,6 +250,25 @@ pub(crate) fn write_header(
     Ok(())
 }
 
+/// Writes the common header and the feedback header of RFC 4585 §6.1 (sender and media
+/// SSRC) for a feedback packet of `total` bytes (≥ 12), checking that `buf` holds them.
+pub(crate) fn write_fb_header(
+    buf: &mut [u8],
+    fmt: u8,
+    pt: u8,
+    total: usize,
+    sender_ssrc: u32,
+    media_ssrc: u32,
+) -> Result<(), RtcpError> {
+    if total < 12 {
+        return Err(RtcpError::Unencodable);
+    }
+    write_header(buf, fmt, pt, total)?;
+    wr32(buf, 4, sender_ssrc);
+    wr32(buf, 8, media_ssrc);
+    Ok(())
+}
+
 /// Reads a big-endian u32 at `at`, or reports the packet kind as malformed.
 pub(crate) fn rd32(b: &[u8], at: usize, what: &'static str) -> Result<u32, RtcpError> {
     let s = b.get(at..at + 4).ok_or(RtcpError::Malformed(what))?;
@@ -287,6 +306,14 @@ impl Iterator for U32Iter<'_> {
         let c = self.chunks.next()?;
         Some(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
     }
+}
+
+/// Test helper: parses `buf` as exactly one RTCP packet, which must be valid.
+#[cfg(test)]
+fn only(buf: &[u8]) -> RtcpPacket<'_> {
+    let v: Vec<_> = RtcpPacket::iter(buf).collect();
+    assert_eq!(v.len(), 1);
+    v[0].unwrap()
 }
 
 #[cfg(test)]

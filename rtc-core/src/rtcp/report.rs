@@ -470,15 +470,9 @@ impl<'a> App<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::RtcpPacket;
+    use super::super::{RtcpPacket, only};
     use super::*;
     use proptest::prelude::*;
-
-    fn only(buf: &[u8]) -> RtcpPacket<'_> {
-        let v: Vec<_> = RtcpPacket::iter(buf).collect();
-        assert_eq!(v.len(), 1);
-        v[0].unwrap()
-    }
 
     #[test]
     fn sr_with_two_blocks_from_rfc_layout() {

@@ -4,7 +4,7 @@
 //! Receive deltas are exposed in their wire unit of 250 µs ([`TWCC_DELTA_UNIT_US`]);
 //! the reference time in its wire unit of 64 ms ([`TWCC_REFERENCE_UNIT_US`]).
 
-use super::{PT_RTPFB, RtcpError, rd16, rd32, wr32, write_header};
+use super::{PT_RTPFB, RtcpError, rd16, rd32, wr32, write_fb_header};
 use crate::rtp::SeqUnwrapper;
 
 /// Microseconds per receive-delta tick.
@@ -194,14 +194,12 @@ fn finish_header(
 ) -> Result<usize, RtcpError> {
     let n = used.div_ceil(4) * 4;
     let pad = n - used;
-    write_header(buf, FMT_TWCC, PT_RTPFB, n)?;
+    write_fb_header(buf, FMT_TWCC, PT_RTPFB, n, sender_ssrc, media_ssrc)?;
     if pad > 0 {
         buf[0] |= 0x20;
         buf[used..n].fill(0);
         buf[n - 1] = pad as u8; // pad is 1..=3
     }
-    wr32(buf, 4, sender_ssrc);
-    wr32(buf, 8, media_ssrc);
     wr32(
         buf,
         12,

@@ -757,6 +757,35 @@ mod tests {
         0xa9,
     ];
 
+    /// Writes a message the way the RFC 5769 vectors are built (transaction id `TID`,
+    /// padding 0x20, `attrs`, then MESSAGE-INTEGRITY with `PASS` and FINGERPRINT) and
+    /// asserts it equals the vector `b`.
+    fn assert_rebuilds(b: &[u8], class: Class, attrs: impl FnOnce(&mut StunWriter<'_>)) {
+        let mut out = [0u8; 256];
+        let mut w = StunWriter::new(&mut out, class, Method::Binding, &TID).unwrap();
+        w.set_padding_byte(0x20);
+        attrs(&mut w);
+        w.message_integrity(PASS).unwrap();
+        w.fingerprint().unwrap();
+        let n = w.finish();
+        assert_eq!(&out[..n], b);
+    }
+
+    /// The RFC 5769 §2.2/§2.3 success responses: SOFTWARE "test vector" and `addr`.
+    fn check_response(b: &[u8], addr: SocketAddr) {
+        let m = StunMessage::parse(b).unwrap();
+        assert_eq!(m.class(), Class::Success);
+        assert_eq!(m.software(), Some("test vector"));
+        assert_eq!(m.xor_mapped_address(), Some(addr));
+        assert!(m.check_integrity(PASS));
+        assert!(m.check_fingerprint());
+
+        assert_rebuilds(b, Class::Success, |w| {
+            w.software("test vector").unwrap();
+            w.xor_mapped_address(addr).unwrap();
+        });
+    }
+
     #[test]
     fn rfc5769_2_1_request() {
         let b = req_2_1();
@@ -776,64 +805,25 @@ mod tests {
         assert!(!m.check_integrity(b"VOkJxbRl1RmTxUk/WvJxBu"));
         assert!(m.check_fingerprint());
 
-        let mut out = [0u8; 256];
-        let mut w = StunWriter::new(&mut out, Class::Request, Method::Binding, &TID).unwrap();
-        w.set_padding_byte(0x20);
-        w.software("STUN test client").unwrap();
-        w.priority(0x6e0001ff).unwrap();
-        w.ice_controlled(0x932ff9b151263b36).unwrap();
-        w.username("evtj:h6vY").unwrap();
-        w.message_integrity(PASS).unwrap();
-        w.fingerprint().unwrap();
-        let n = w.finish();
-        assert_eq!(&out[..n], &b[..]);
+        assert_rebuilds(&b, Class::Request, |w| {
+            w.software("STUN test client").unwrap();
+            w.priority(0x6e0001ff).unwrap();
+            w.ice_controlled(0x932ff9b151263b36).unwrap();
+            w.username("evtj:h6vY").unwrap();
+        });
     }
 
     #[test]
     fn rfc5769_2_2_ipv4_response() {
         let b = resp_2_2();
-        let m = StunMessage::parse(&b).unwrap();
-        assert_eq!(m.class(), Class::Success);
-        assert!(m.is_binding_response());
-        assert_eq!(m.software(), Some("test vector"));
-        let addr: SocketAddr = "192.0.2.1:32853".parse().unwrap();
-        assert_eq!(m.xor_mapped_address(), Some(addr));
-        assert!(m.check_integrity(PASS));
-        assert!(m.check_fingerprint());
-
-        let mut out = [0u8; 256];
-        let mut w = StunWriter::new(&mut out, Class::Success, Method::Binding, &TID).unwrap();
-        w.set_padding_byte(0x20);
-        w.software("test vector").unwrap();
-        w.xor_mapped_address(addr).unwrap();
-        w.message_integrity(PASS).unwrap();
-        w.fingerprint().unwrap();
-        let n = w.finish();
-        assert_eq!(&out[..n], &b[..]);
+        assert!(StunMessage::parse(&b).unwrap().is_binding_response());
+        check_response(&b, "192.0.2.1:32853".parse().unwrap());
     }
 
     #[test]
     fn rfc5769_2_3_ipv6_response() {
-        let b = resp_2_3();
-        let m = StunMessage::parse(&b).unwrap();
-        assert_eq!(m.class(), Class::Success);
-        assert_eq!(m.software(), Some("test vector"));
-        let addr: SocketAddr = "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
-            .parse()
-            .unwrap();
-        assert_eq!(m.xor_mapped_address(), Some(addr));
-        assert!(m.check_integrity(PASS));
-        assert!(m.check_fingerprint());
-
-        let mut out = [0u8; 256];
-        let mut w = StunWriter::new(&mut out, Class::Success, Method::Binding, &TID).unwrap();
-        w.set_padding_byte(0x20);
-        w.software("test vector").unwrap();
-        w.xor_mapped_address(addr).unwrap();
-        w.message_integrity(PASS).unwrap();
-        w.fingerprint().unwrap();
-        let n = w.finish();
-        assert_eq!(&out[..n], &b[..]);
+        let addr = "[2001:db8:1234:5678:11:2233:4455:6677]:32853";
+        check_response(&resp_2_3(), addr.parse().unwrap());
     }
 
     #[test]
