@@ -14,6 +14,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rtc_core::Rtc;
@@ -39,6 +41,8 @@ pub struct Options {
     pub exit_after_packets: u64,
     /// Give up after this long without finishing (None = never).
     pub deadline: Option<Duration>,
+    /// Stop when this flag is set (used by tests).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -51,6 +55,7 @@ impl Default for Options {
             rtp_mode: true,
             exit_after_packets: 0,
             deadline: None,
+            stop: None,
         }
     }
 }
@@ -68,6 +73,10 @@ pub struct Report {
     pub srtp_packets: u64,
     /// RTP packet events seen (RTP mode).
     pub rtp_events: u64,
+    /// Data-channel labels opened.
+    pub channels: Vec<String>,
+    /// Data-channel messages echoed back.
+    pub channel_messages: u64,
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -94,6 +103,51 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   state('answered');
 })().catch((e) => state('error ' + e));
+</script></body></html>"#;
+
+/// A data-channel check page: two channels (ordered reliable, unordered with
+/// maxRetransmits=0); every message is echoed by the server and verified here.
+const DC_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>rtc-core data channels</title></head>
+<body><h1>rtc-core data channels</h1><p id="state">starting…</p>
+<script>
+const state = (s) => { document.getElementById('state').textContent = s; window.rtcState = s; };
+const N = 1000, LOSSY = 100;
+const size = (i) => (i % 100 === 7 ? 200 * 1024 : ((i * 37) % 4000) + 4);
+const make = (i) => { const b = new Uint8Array(size(i)); b.fill(i % 251); new DataView(b.buffer).setUint32(0, i); return b; };
+const check = (i, buf) => { const b = new Uint8Array(buf); const want = make(i);
+  if (b.length !== want.length) return false; for (let k = 4; k < b.length; k += 997) if (b[k] !== want[k]) return false; return true; };
+(async () => {
+  const pc = new RTCPeerConnection();
+  const rel = pc.createDataChannel('reliable');
+  const lossy = pc.createDataChannel('lossy', { ordered: false, maxRetransmits: 0 });
+  rel.binaryType = lossy.binaryType = 'arraybuffer';
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => { if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 2000); });
+  const res = await fetch('/offer', { method: 'POST', body: pc.localDescription.sdp });
+  if (!res.ok) throw new Error('offer rejected: ' + res.status + ' ' + await res.text());
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  await Promise.all([rel, lossy].map((c) => new Promise((r) => c.readyState === 'open' ? r() : (c.onopen = r))));
+  state('open');
+  let next = 0, lossyGot = 0, bad = 0;
+  const done = new Promise((resolve) => {
+    rel.onmessage = (e) => { const i = new DataView(e.data).getUint32(0);
+      if (i !== next || !check(i, e.data)) { bad++; state('dc fail: got ' + i + ' expected ' + next); }
+      next++; if (next === N) resolve(); };
+  });
+  lossy.onmessage = (e) => { if (check(new DataView(e.data).getUint32(0), e.data)) lossyGot++; else bad++; };
+  rel.bufferedAmountLowThreshold = 1 << 20;
+  for (let i = 0; i < N; i++) {
+    if (rel.bufferedAmount > (4 << 20)) await new Promise((r) => (rel.onbufferedamountlow = r));
+    rel.send(make(i));
+  }
+  for (let i = 0; i < LOSSY; i++) lossy.send(make(i % 50));
+  await done;
+  await new Promise((r) => setTimeout(r, 500));
+  state(bad === 0 ? 'dc ok reliable=' + next + ' lossy=' + lossyGot : 'dc fail bad=' + bad);
+  window.rtcDone = true;
+})().catch((e) => { state('error ' + e); window.rtcDone = true; });
 </script></body></html>"#;
 
 fn main() {
@@ -217,6 +271,19 @@ pub fn run(
                         ));
                     }
                     Event::RtpPacket(_) => report.rtp_events += 1,
+                    Event::ChannelOpen(_, label) => {
+                        status(format!(r#"{{"event":"channel_open","label":"{label}"}}"#));
+                        report.channels.push(label);
+                    }
+                    Event::ChannelData(d) => {
+                        // Echo every message back on the channel it came from.
+                        report.channel_messages += 1;
+                        if let Some(mut ch) = rtc.channel(d.id)
+                            && let Err(e) = ch.write(d.binary, &d.data)
+                        {
+                            status(format!(r#"{{"event":"echo_failed","error":"{e}"}}"#));
+                        }
+                    }
                     Event::Failed(r) => {
                         status(format!(r#"{{"event":"failed","reason":"{r:?}"}}"#));
                     }
@@ -233,6 +300,21 @@ pub fn run(
             status(format!(
                 r#"{{"event":"done","srtp_packets":{},"rtp_events":{}}}"#,
                 report.srtp_packets, report.rtp_events
+            ));
+            rtc.disconnect();
+            while let Ok(Output::Transmit(t)) = rtc.poll_output() {
+                let _ = socket.send_to(t.contents, t.destination);
+            }
+            break;
+        }
+        if opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            status(format!(
+                r#"{{"event":"stopped","channel_messages":{}}}"#,
+                report.channel_messages
             ));
             rtc.disconnect();
             while let Ok(Output::Transmit(t)) = rtc.poll_output() {
@@ -313,6 +395,10 @@ fn handle_http(stream: TcpStream, rtc: &mut Rtc) -> io::Result<bool> {
     match (method, path) {
         ("GET", "/") => {
             respond(stream, "200 OK", "text/html; charset=utf-8", PAGE)?;
+            Ok(false)
+        }
+        ("GET", "/datachannel") => {
+            respond(stream, "200 OK", "text/html; charset=utf-8", DC_PAGE)?;
             Ok(false)
         }
         ("POST", "/offer") => {

@@ -8,9 +8,12 @@
 #[allow(dead_code)]
 mod http_post;
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -19,6 +22,18 @@ fn browser_dir() -> PathBuf {
 }
 
 fn run_with_chromium(ice_lite: bool, dtls_server: bool) -> (http_post::Report, Vec<String>) {
+    run_page(ice_lite, dtls_server, "", 100, None).0
+}
+
+/// Serves one session of the example and opens `path` in Chromium. Returns the
+/// server's report and status lines, and the page's state lines.
+fn run_page(
+    ice_lite: bool,
+    dtls_server: bool,
+    path: &str,
+    exit_after_packets: u64,
+    stop_when: Option<&str>,
+) -> ((http_post::Report, Vec<String>), Vec<String>) {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -26,13 +41,18 @@ fn run_with_chromium(ice_lite: bool, dtls_server: bool) -> (http_post::Report, V
         dir.display()
     );
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind http");
-    let url = format!("http://{}/", listener.local_addr().expect("local addr"));
+    let url = format!(
+        "http://{}/{path}",
+        listener.local_addr().expect("local addr")
+    );
+    let stop = Arc::new(AtomicBool::new(false));
     let opts = http_post::Options {
         ice_lite,
         dtls_server,
         rtp_mode: true,
-        exit_after_packets: 100,
-        deadline: Some(Duration::from_secs(45)),
+        exit_after_packets,
+        deadline: Some(Duration::from_secs(60)),
+        stop: Some(Arc::clone(&stop)),
         ..Default::default()
     };
     let (tx, rx) = mpsc::channel();
@@ -46,14 +66,26 @@ fn run_with_chromium(ice_lite: bool, dtls_server: bool) -> (http_post::Report, V
         .arg(dir.join("open-page.js"))
         .arg(&url)
         .arg("60")
-        .stdout(Stdio::inherit())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node must be installed to run the browser tests");
+    let mut page_lines = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let hit = stop_when.is_some_and(|w| line.contains(w));
+            page_lines.push(line);
+            if hit {
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
     let report = server.join().expect("server thread");
     let _ = child.kill();
     let _ = child.wait();
-    (report, rx.try_iter().collect())
+    ((report, rx.try_iter().collect()), page_lines)
 }
 
 fn check(ice_lite: bool, dtls_server: bool, profile: &str) {
@@ -91,4 +123,27 @@ fn chromium_ice_lite_we_are_dtls_server_aead_gcm() {
 #[test]
 fn chromium_full_ice_we_are_dtls_server_aead_gcm() {
     check(false, true, "AeadAes256Gcm");
+}
+
+#[test]
+fn chromium_data_channels_echo() {
+    // The page opens an ordered reliable and an unordered maxRetransmits=0 channel,
+    // sends 1,000 messages (ten of 200 KiB) and 100 small lossy ones; the Rtc echoes
+    // each; the page verifies order and content and reports `dc ok`.
+    let ((report, lines), page) = run_page(false, false, "datachannel", 0, Some("state: dc "));
+    eprintln!("status: {lines:#?}\nreport: {report:?}");
+    let last = page
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("state: "))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("state: dc ok reliable=1000"),
+        "page said {last:?}; all: {page:?}"
+    );
+    let mut labels = report.channels.clone();
+    labels.sort();
+    assert_eq!(labels, vec!["lossy".to_string(), "reliable".to_string()]);
+    assert!(report.channel_messages >= 1000);
 }
