@@ -70,9 +70,20 @@ fn run_page(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node must be installed to run the browser tests");
-    let mut page_lines = Vec::new();
+    let (line_tx, line_rx) = mpsc::channel::<String>();
     if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    // Until the server finishes (media goal, deadline) or the page reports done.
+    let mut page_lines = Vec::new();
+    while !server.is_finished() {
+        if let Ok(line) = line_rx.recv_timeout(Duration::from_millis(100)) {
             eprintln!("{line}");
             let hit = stop_when.is_some_and(|w| line.contains(w));
             page_lines.push(line);
