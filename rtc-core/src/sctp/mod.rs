@@ -71,7 +71,10 @@ pub enum Reliability {
 }
 
 /// Configuration of a data channel.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// The [`Default`] is what a browser's `createDataChannel(label)` uses: ordered,
+/// reliable, opened in-band, empty label and protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelConfig {
     /// Channel label (at most 65535 bytes of UTF-8).
     pub label: String,
@@ -84,6 +87,20 @@ pub struct ChannelConfig {
     /// `Some(id)`: negotiated out-of-band on stream `id` (no DCEP; both sides must open
     /// it). `None`: opened in-band with DCEP on a stream chosen by this side.
     pub negotiated: Option<u16>,
+}
+
+impl Default for ChannelConfig {
+    /// Ordered and reliable (`RTCDataChannelInit` defaults, W3C WebRTC §6.2), not
+    /// negotiated. Written by hand: a derived `Default` would make `ordered` false.
+    fn default() -> Self {
+        ChannelConfig {
+            label: String::new(),
+            protocol: String::new(),
+            ordered: true,
+            reliability: Reliability::Reliable,
+            negotiated: None,
+        }
+    }
 }
 
 impl ChannelConfig {

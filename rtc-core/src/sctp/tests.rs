@@ -1,5 +1,6 @@
 //! Unit tests, compiled only as part of the parent module under `#[cfg(test)]`.
-//! Two transports wired together in memory with a virtual clock and seeded loss.
+//! Two transports wired together in memory with a virtual clock, seeded loss and
+//! optional jitter (reordering).
 
 use super::*;
 use rand::rngs::StdRng;
@@ -17,6 +18,8 @@ struct Net {
     ab: VecDeque<(Instant, Vec<u8>)>,
     ba: VecDeque<(Instant, Vec<u8>)>,
     loss: f64,
+    /// Extra random delay per packet in `0..jitter`; packets overtake each other.
+    jitter: Duration,
     rng: StdRng,
     ea: VecDeque<SctpEvent>,
     eb: VecDeque<SctpEvent>,
@@ -32,6 +35,7 @@ impl Net {
             ab: VecDeque::new(),
             ba: VecDeque::new(),
             loss,
+            jitter: Duration::ZERO,
             rng: StdRng::seed_from_u64(seed),
             ea: VecDeque::new(),
             eb: VecDeque::new(),
@@ -42,21 +46,32 @@ impl Net {
         self.loss > 0.0 && self.rng.random_bool(self.loss)
     }
 
+    /// Queues `p` (unless lost) for delivery after the latency plus random jitter,
+    /// keeping the queue sorted by delivery time.
+    fn send(&mut self, to_b: bool, p: Vec<u8>) {
+        if self.lost() {
+            return;
+        }
+        let mut at = self.now + LATENCY;
+        if !self.jitter.is_zero() {
+            at += self.jitter.mul_f64(self.rng.random::<f64>());
+        }
+        let q = if to_b { &mut self.ab } else { &mut self.ba };
+        let pos = q.partition_point(|(t, _)| *t <= at);
+        q.insert(pos, (at, p));
+    }
+
     /// Does everything that is due at `now` until nothing more happens.
     fn settle(&mut self) {
         loop {
             let mut progress = false;
             while let Some(p) = self.a.poll_transmit(self.now) {
                 progress = true;
-                if !self.lost() {
-                    self.ab.push_back((self.now + LATENCY, p));
-                }
+                self.send(true, p);
             }
             while let Some(p) = self.b.poll_transmit(self.now) {
                 progress = true;
-                if !self.lost() {
-                    self.ba.push_back((self.now + LATENCY, p));
-                }
+                self.send(false, p);
             }
             while self.ab.front().is_some_and(|(t, _)| *t <= self.now) {
                 let (_, p) = self.ab.pop_front().unwrap();
@@ -311,9 +326,10 @@ struct Flow {
 }
 
 #[test]
-fn bulk_transfer_under_loss() {
+fn bulk_transfer_under_loss_and_reordering() {
     const PER_FLOW: usize = 5000; // 4 flows: 10,000 messages in each direction
     let mut n = Net::connect(0.05, 3);
+    n.jitter = Duration::from_millis(4);
     let ordered =
         n.a.open_channel(cfg("ordered", true, Reliability::Reliable))
             .unwrap();
@@ -716,4 +732,70 @@ fn peer_abort_fails_association_and_closes_channels() {
         n.b.open_channel(cfg("no", true, Reliability::Reliable)),
         Err(SctpError::AssociationClosed)
     );
+}
+
+/// First four bytes of a test message as its sequence number.
+fn seq_of(m: &[u8]) -> u32 {
+    u32::from_be_bytes([m[0], m[1], m[2], m[3]])
+}
+
+/// A channel configured with only a label (`..Default::default()`) must be ordered
+/// and reliable like a browser's default `RTCDataChannelInit`, on both sides, and
+/// deliver in order under loss and reordering, also when small messages are mixed
+/// with fragmented 200 KiB ones. (The derived `Default` once made it unordered, so
+/// the peer got messages in arrival order.)
+#[test]
+fn default_channel_is_ordered_under_loss_and_reordering() {
+    const COUNT: u32 = 600;
+    let mut n = Net::connect(0.05, 21);
+    n.jitter = Duration::from_millis(4);
+    let id =
+        n.a.open_channel(ChannelConfig {
+            label: "plain".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    // The opener may write before the DCEP ACK; the peer needs the OPEN first.
+    n.run_until(Duration::from_secs(30), |n| {
+        n.b.channel_config(id).is_some()
+    });
+    let mut rng = StdRng::seed_from_u64(5);
+    let msgs: Vec<Vec<u8>> = (0..COUNT)
+        .map(|i| {
+            let size = if i % 150 == 7 {
+                200 * 1024
+            } else {
+                rng.random_range(4..4000)
+            };
+            let mut m = vec![(i % 251) as u8; size];
+            m[..4].copy_from_slice(&i.to_be_bytes());
+            m
+        })
+        .collect();
+    for (i, m) in msgs.iter().enumerate() {
+        n.a.write(id, true, m).unwrap();
+        n.b.write(id, true, m).unwrap();
+        if i % 10 == 0 {
+            n.step(Duration::from_millis(1));
+        }
+    }
+    let (mut at_a, mut at_b) = (Vec::new(), Vec::new());
+    let end = n.now + Duration::from_secs(600);
+    while at_b.len() < COUNT as usize || at_a.len() < COUNT as usize {
+        assert!(n.now < end, "transfer did not finish");
+        n.step(Duration::from_millis(20));
+        at_b.extend(take_data(&mut n.eb).into_iter().map(|(_, _, d)| d));
+        at_a.extend(take_data(&mut n.ea).into_iter().map(|(_, _, d)| d));
+    }
+    let seqs = |v: &[Vec<u8>]| v.iter().map(|m| seq_of(m)).collect::<Vec<_>>();
+    let want: Vec<u32> = (0..COUNT).collect();
+    assert_eq!(seqs(&at_b), want, "a -> b order");
+    assert_eq!(seqs(&at_a), want, "b -> a order");
+    assert!(at_b == msgs, "a -> b contents");
+    assert!(at_a == msgs, "b -> a contents");
+    for t in [&n.a, &n.b] {
+        let c = t.channel_config(id).unwrap();
+        assert!(c.ordered, "default channel must be ordered");
+        assert_eq!(c.reliability, Reliability::Reliable);
+    }
 }
