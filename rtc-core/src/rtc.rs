@@ -303,6 +303,10 @@ pub struct Rtc {
     pub(crate) sctp: Option<SctpTransport>,
     /// The mid of the negotiated data-channel section.
     pub(crate) app_mid: Option<Mid>,
+    /// Our side of the last completed SDP negotiation (basis of re-offers).
+    pub(crate) local_sections: Vec<crate::sdp::MediaSection>,
+    /// ICE roles were fixed by a negotiation (kept until an ICE restart).
+    pub(crate) ice_negotiated: bool,
 }
 
 impl Rtc {
@@ -362,6 +366,8 @@ impl Rtc {
             fir_seq: 0,
             sctp: None,
             app_mid: None,
+            local_sections: Vec::new(),
+            ice_negotiated: false,
         })
     }
 

@@ -75,6 +75,7 @@ pub struct SdpApi<'a> {
     rtc: &'a mut Rtc,
     pending: Vec<Pending>,
     channels: Vec<ChannelConfig>,
+    restart: bool,
 }
 
 fn sdp_err(msg: impl Into<String>) -> RtcError {
@@ -95,6 +96,7 @@ impl<'a> SdpApi<'a> {
             rtc,
             pending: Vec::new(),
             channels: Vec::new(),
+            restart: false,
         }
     }
 
@@ -123,13 +125,15 @@ impl<'a> SdpApi<'a> {
         };
         // Our DTLS role: the offerer says actpass (we choose, active by default,
         // RFC 8842 §5.3), active (we are passive) or passive (we are active).
+        // A re-offer keeps the established role (RFC 8842 §5.5).
+        let established = rtc.dtls.is_active();
         let we_active = match offer.setup_for(first) {
             Some(Setup::Active) => false,
             Some(Setup::Passive) => true,
-            Some(Setup::ActPass) | None => rtc.config.answer_dtls_active,
+            Some(Setup::ActPass) | None => established.unwrap_or(rtc.config.answer_dtls_active),
             Some(Setup::HoldConn) => return Err(sdp_err("a=setup:holdconn is not supported")),
         };
-        if rtc.dtls.is_active().is_some_and(|a| a != we_active) {
+        if established.is_some_and(|a| a != we_active) {
             return Err(RtcError::InvalidState(
                 "DTLS role differs from the established one",
             ));
@@ -152,14 +156,25 @@ impl<'a> SdpApi<'a> {
             answers.push(a);
         }
 
-        // Apply.
+        // Apply. New remote credentials mean the peer restarts ICE (RFC 8445 §9):
+        // we restart too, with fresh credentials of our own.
+        let restart = rtc
+            .ice
+            .remote_credentials()
+            .is_some_and(|c| c.ufrag != ufrag || c.pass != pwd);
+        if restart {
+            rtc.ice.ice_restart(IceCreds::random());
+        }
         rtc.ice.set_remote_credentials(IceCreds {
             ufrag: ufrag.to_string(),
             pass: pwd.to_string(),
         });
-        // An ICE-lite offerer leaves the controlling role to us (when we are full).
-        rtc.ice
-            .set_controlling(offer.ice_lite && !rtc.config.ice_lite);
+        if !rtc.ice_negotiated || restart {
+            // An ICE-lite offerer leaves the controlling role to us (when we are full).
+            rtc.ice
+                .set_controlling(offer.ice_lite && !rtc.config.ice_lite);
+            rtc.ice_negotiated = true;
+        }
         rtc.dtls.set_remote_fingerprint(remote_fp);
         rtc.dtls.set_active(we_active);
         for m in &offer.media {
@@ -193,6 +208,7 @@ impl<'a> SdpApi<'a> {
                 Setup::Passive
             },
         );
+        rtc.local_sections = answer.media.clone();
         Ok(SdpAnswer(answer))
     }
 
@@ -255,14 +271,21 @@ impl<'a> SdpApi<'a> {
         !self.pending.is_empty()
     }
 
-    /// Creates the offer for the queued changes. `None` when nothing changed.
+    /// Restarts ICE with the next offer (new credentials; the current path keeps
+    /// working until the new one is nominated).
+    pub fn ice_restart(&mut self) {
+        self.restart = true;
+    }
+
+    /// Creates the offer for the queued changes (with every media section already
+    /// negotiated, as JSEP requires). `None` when nothing changed.
     pub fn apply(self) -> Option<(SdpOffer, SdpPendingOffer)> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.restart {
             return None;
         }
         let rtc = self.rtc;
         let codecs = LocalCodecs::default();
-        let mut sections = Vec::new();
+        let mut sections = rtc.local_sections.clone();
         for p in &self.pending {
             let exts = jsep::default_extensions(&p.kind);
             sections.push(jsep::offer_media(
@@ -274,9 +297,21 @@ impl<'a> SdpApi<'a> {
                 None,
             ));
         }
-        // The offerer controls ICE unless it is lite.
-        rtc.ice.set_controlling(!rtc.config.ice_lite);
-        let offer = build_description(rtc, sections, Setup::ActPass);
+        if self.restart {
+            rtc.ice.ice_restart(IceCreds::random());
+        }
+        if !rtc.ice_negotiated || self.restart {
+            // The offerer controls ICE unless it is lite.
+            rtc.ice.set_controlling(!rtc.config.ice_lite);
+            rtc.ice_negotiated = true;
+        }
+        // Once DTLS roles are fixed, re-offers state them (RFC 8842 §5.5).
+        let setup = match rtc.dtls.is_active() {
+            Some(true) => Setup::Active,
+            Some(false) => Setup::Passive,
+            None => Setup::ActPass,
+        };
+        let offer = build_description(rtc, sections, setup);
         Some((
             SdpOffer(offer.clone()),
             SdpPendingOffer {
@@ -323,6 +358,11 @@ impl<'a> SdpApi<'a> {
             Some(Setup::Passive) => true,
             other => return Err(sdp_err(format!("answer has a=setup {other:?}"))),
         };
+        if rtc.dtls.is_active().is_some_and(|a| a != we_active) {
+            return Err(RtcError::InvalidState(
+                "answer changes the established DTLS role",
+            ));
+        }
         rtc.ice.set_remote_credentials(IceCreds {
             ufrag: ufrag.to_string(),
             pass: pwd.to_string(),
@@ -351,6 +391,7 @@ impl<'a> SdpApi<'a> {
                 rtc.ensure_sctp(n.remote_max_message_size);
             }
         }
+        rtc.local_sections = offer.media;
         for c in pending.channels {
             rtc.open_channel(c)?;
         }

@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{NetConfig, Pair, Peer};
+use common::{Ev, NetConfig, Pair, Peer};
 use rtc_core::ice::Candidate;
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::rtp::Extension;
@@ -102,4 +102,118 @@ fn two_rtc_negotiate_by_sdp_and_connect() {
         9,
     );
     assert!(pair.run_until(Duration::from_secs(5), |p| p.both_connected()));
+}
+
+fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+    let h = rtc_core::rtp::RtpHeader {
+        version: 2,
+        payload_type: 96,
+        sequence_number: seq,
+        timestamp: u32::from(seq) * 3000,
+        ssrc,
+        ..Default::default()
+    };
+    let mut buf = vec![0u8; 200];
+    let n = h
+        .write(rtc_core::rtp::HeaderExtension::None, &mut buf)
+        .unwrap();
+    buf.truncate(n + 100);
+    buf
+}
+
+fn negotiate(a: &mut Rtc, b: &mut Rtc, restart: bool, add_video: bool) {
+    let mut api = a.sdp_api();
+    if restart {
+        api.ice_restart();
+    }
+    if add_video {
+        api.add_media(MediaKind::Video, Direction::SendRecv);
+    }
+    let (offer, pending) = api.apply().expect("offer");
+    let offer = SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap();
+    let answer = b.sdp_api().accept_offer(offer).unwrap();
+    let answer = SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap();
+    a.sdp_api().accept_answer(pending, answer).unwrap();
+}
+
+#[test]
+fn ice_restart_by_reoffer_keeps_media_flowing() {
+    let now = Instant::now();
+    let a_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let b_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let mut a = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+    let mut b = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+    a.add_local_candidate(Candidate::host(a_addr, Protocol::Udp).unwrap());
+    b.add_local_candidate(Candidate::host(b_addr, Protocol::Udp).unwrap());
+    negotiate(&mut a, &mut b, false, true);
+    let mut pair = Pair::new(
+        Peer::new("a", a, a_addr, now),
+        Peer::new("b", b, b_addr, now),
+        now,
+        NetConfig::default(),
+        21,
+    );
+    assert!(pair.run_until(Duration::from_secs(5), |p| p.both_connected()));
+    for i in 0..10 {
+        pair.a
+            .rtc
+            .direct_api()
+            .write_rtp_packet(&rtp(i, 42))
+            .unwrap();
+        pair.step();
+    }
+    pair.run_until(Duration::from_millis(200), |_| false);
+    assert_eq!(pair.b.rtp_count(), 10);
+
+    // A re-offers with an ICE restart; B answers; both get new credentials.
+    let ufrag_a = pair.a.rtc.direct_api().local_ice_credentials().ufrag;
+    let ufrag_b = pair.b.rtc.direct_api().local_ice_credentials().ufrag;
+    let events_before = pair.a.events.len();
+    negotiate(&mut pair.a.rtc, &mut pair.b.rtc, true, false);
+    assert_ne!(
+        pair.a.rtc.direct_api().local_ice_credentials().ufrag,
+        ufrag_a
+    );
+    assert_ne!(
+        pair.b.rtc.direct_api().local_ice_credentials().ufrag,
+        ufrag_b
+    );
+    // The re-offer carries the existing media section (same mid), not a new one.
+    assert_eq!(pair.a.rtc.media().count(), 1);
+    for i in 10..30 {
+        pair.a
+            .rtc
+            .direct_api()
+            .write_rtp_packet(&rtp(i, 42))
+            .unwrap();
+        pair.step();
+    }
+    // Run well past the 30 s consent window: only the restarted session's checks
+    // (new credentials) can keep consent alive now, as both sides dropped the old ones.
+    pair.run_until(Duration::from_secs(45), |_| false);
+    assert!(
+        pair.a.rtc.is_alive() && pair.b.rtc.is_alive(),
+        "a={:?}",
+        &pair.a.events[events_before..]
+    );
+    assert!(
+        !pair.a.events[events_before..]
+            .iter()
+            .any(|e| matches!(e, Ev::Failed(_)))
+    );
+    for i in 30..40 {
+        pair.a
+            .rtc
+            .direct_api()
+            .write_rtp_packet(&rtp(i, 42))
+            .unwrap();
+        pair.step();
+    }
+    pair.run_until(Duration::from_millis(500), |_| false);
+    assert_eq!(
+        pair.b.rtp_count(),
+        40,
+        "media must flow through and after the restart"
+    );
+    assert!(pair.a.rtc.is_alive() && pair.b.rtc.is_alive());
 }
