@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${FUZZ_RUNS:-20000}"
+SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
 export RUSTC_BOOTSTRAP=1
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
@@ -18,6 +19,6 @@ for t in $targets; do
   mkdir -p "$corpus"
   seeds=()
   [ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
-  cargo fuzz run -O "$t" "$corpus" "${seeds[@]}" -- -runs="$RUNS" -max_len=4096 2>&1 | tail -n 3
+  cargo fuzz run -O "$t" "$corpus" "${seeds[@]}" -- -runs="$RUNS" -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 2>&1 | tail -n 3
 done
-echo "fuzz smoke: $(echo "$targets" | wc -w) targets, $RUNS runs each, no crash"
+echo "fuzz smoke: $(echo "$targets" | wc -w) targets, up to $RUNS runs or ${SECONDS_PER_TARGET}s each, no crash"
