@@ -24,6 +24,8 @@ pub enum Event<'a> {
     MediaAdded(MediaAdded),
     /// RTP mode: one incoming RTP packet, decrypted and parsed.
     RtpPacket(RtpPacketReceived<'a>),
+    /// Frame mode: one whole received frame (audio or video).
+    MediaData(MediaData),
     /// A data channel opened (either side created it).
     ChannelOpen(ChannelId, String),
     /// A message arrived on a data channel.
@@ -34,6 +36,31 @@ pub enum Event<'a> {
     ChannelClose(ChannelId),
     /// The peer asked for a keyframe on one of the streams we send (RTCP PLI or FIR).
     KeyframeRequest(KeyframeRequest),
+}
+
+/// A frame received in frame mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaData {
+    /// Media section.
+    pub mid: Mid,
+    /// The sender's SSRC.
+    pub ssrc: u32,
+    /// Payload type.
+    pub pt: u8,
+    /// Codec of the payload type.
+    pub codec: crate::packet::Codec,
+    /// RTP clock rate of `time`.
+    pub clock_rate: u32,
+    /// Media time: the RTP timestamp extended to 64 bits.
+    pub time: u64,
+    /// When the last packet of the frame arrived.
+    pub network_time: std::time::Instant,
+    /// No frame was lost since the previous one.
+    pub contiguous: bool,
+    /// The frame is independently decodable.
+    pub keyframe: bool,
+    /// The frame (codec bitstream: Annex-B for H.264, OBUs with sizes for AV1).
+    pub data: Vec<u8>,
 }
 
 /// One data-channel message.

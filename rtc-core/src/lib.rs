@@ -23,10 +23,11 @@ pub mod rtp;
 pub mod sctp;
 pub mod sdp_api;
 pub mod srtp;
+mod streams;
 pub mod stun;
 
 pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
-pub use rtc::{Channel, PeerStats, Rtc, RtcConfig, RtcError};
+pub use rtc::{Channel, PeerStats, Rtc, RtcConfig, RtcError, StreamTx, Writer};
 pub mod packet;
 pub mod sdp;

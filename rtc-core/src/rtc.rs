@@ -7,16 +7,17 @@ use std::time::{Duration, Instant};
 use crate::demux::Datagram;
 use crate::dtls::{DtlsCert, DtlsError, DtlsEvent, DtlsTransport, Fingerprint, SrtpProfileId};
 use crate::event::{
-    ChannelData, Event, FailReason, KeyframeRequest, KeyframeRequestKind, MediaAdded,
+    ChannelData, Event, FailReason, KeyframeRequest, KeyframeRequestKind, MediaAdded, MediaData,
     RtpPacketReceived,
 };
 use crate::ice::{Candidate, IceAgent, IceAgentEvent, IceConnectionState, IceCreds};
 use crate::io::{Input, Output, Protocol, Receive, Transmit};
 use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtcp::{Fir, FirEntry, Pli, RtcpError, RtcpPacket};
-use crate::rtp::{RtpPacket, SeqUnwrapper};
+use crate::rtp::{Extension, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket};
 use crate::sctp::{ChannelConfig, ChannelId, SctpError, SctpEvent, SctpTransport};
 use crate::srtp::{SrtpContext, SrtpProfile};
+use crate::streams::{RxStream, TxStream, packet_codec, pt_params};
 use crate::stun::StunMessage;
 
 /// Errors from the `Rtc` API (bad input or misuse; never broken invariants).
@@ -195,6 +196,16 @@ impl RtcConfig {
     }
 }
 
+/// The most remote SSRCs one `Rtc` tracks (bounds state a peer can make us hold).
+const MAX_RX_STREAMS: usize = 64;
+
+/// How often frame mode asks for a keyframe while it cannot repair a stream.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Largest RTP payload we packetize to (leaves room for header, extensions and SRTP
+/// within a 1200-byte datagram).
+const MAX_RTP_PAYLOAD: usize = 1100;
+
 /// The largest data-channel message we accept (announced in SDP).
 pub(crate) const MAX_MESSAGE_SIZE: usize = 256 * 1024;
 
@@ -234,14 +245,7 @@ enum PendingEvent {
     ChannelData(ChannelData),
     ChannelLow(ChannelId),
     ChannelClose(ChannelId),
-}
-
-/// Per-SSRC receive state.
-struct RxStream {
-    ssrc: u32,
-    mid: Option<Mid>,
-    seq: SeqUnwrapper,
-    packets: u64,
+    MediaData(MediaData),
 }
 
 /// Counters of one peer connection.
@@ -303,6 +307,12 @@ pub struct Rtc {
     pub(crate) sctp: Option<SctpTransport>,
     /// The mid of the negotiated data-channel section.
     pub(crate) app_mid: Option<Mid>,
+    /// Send streams, one per media section we send on.
+    pub(crate) tx: Vec<TxStream>,
+    /// RTCP CNAME of this peer connection.
+    pub(crate) cname: String,
+    /// Frame mode: scratch list of payloads for one frame (reused).
+    payload_scratch: Vec<Vec<u8>>,
     /// Our side of the last completed SDP negotiation (basis of re-offers).
     pub(crate) local_sections: Vec<crate::sdp::MediaSection>,
     /// ICE roles were fixed by a negotiation (kept until an ICE restart).
@@ -366,6 +376,9 @@ impl Rtc {
             fir_seq: 0,
             sctp: None,
             app_mid: None,
+            tx: Vec::new(),
+            cname: format!("rtc-{:016x}", rand::random::<u64>()),
+            payload_scratch: Vec::new(),
             local_sections: Vec::new(),
             ice_negotiated: false,
         })
@@ -554,6 +567,7 @@ impl Rtc {
         };
         let h = pkt.header;
         let payload_offset = len - pkt.payload.len() - usize::from(pkt.padding_len);
+        let payload_end = len - usize::from(pkt.padding_len);
         let ssrc = h.ssrc;
         let idx = match self.rx_streams.iter().position(|s| s.ssrc == ssrc) {
             Some(i) => i,
@@ -562,23 +576,36 @@ impl Rtc {
                     .media
                     .iter()
                     .find(|m| m.remote_ssrcs.contains(&ssrc))
-                    .map(|m| m.mid);
-                self.rx_streams.push(RxStream {
-                    ssrc,
-                    mid,
-                    seq: SeqUnwrapper::default(),
-                    packets: 0,
-                });
+                    .map(|m| m.mid)
+                    .or_else(|| self.mid_from_extension(&pkt));
+                if self.rx_streams.len() >= MAX_RX_STREAMS {
+                    self.stats.dropped += 1;
+                    self.pool.push(buf);
+                    return;
+                }
+                self.rx_streams.push(RxStream::new(ssrc, mid));
                 self.rx_streams.len() - 1
             }
         };
         let st = &mut self.rx_streams[idx];
         st.packets += 1;
+        st.bytes += len as u64;
+        if st.mid.is_none() {
+            st.mid = self
+                .media
+                .first()
+                .and_then(|m| pkt.extensions(&m.extensions).ok())
+                .and_then(|e| e.mid)
+                .and_then(Mid::new);
+        }
         // Extends the 16-bit sequence number (a method named unwrap, not Option::unwrap).
         let seq_no = st.seq.unwrap(h.sequence_number);
+        // Extends the 32-bit RTP timestamp (not Option::unwrap).
+        let time = st.time.unwrap(h.timestamp);
+        let mid = st.mid;
         if self.config.rtp_mode {
             self.rtp_in.push_back(PendingRtp {
-                mid: st.mid,
+                mid,
                 ssrc,
                 payload_type: h.payload_type,
                 seq_no,
@@ -588,9 +615,76 @@ impl Rtc {
                 len,
                 payload_offset,
             });
-        } else {
-            self.pool.push(buf);
+            return;
         }
+        // Frame mode: depacketize into whole frames.
+        let params = mid
+            .and_then(|m| self.media.iter().find(|x| x.mid == m))
+            .and_then(|info| pt_params(info, h.payload_type));
+        let Some((codec, clock_rate)) = params else {
+            self.pool.push(buf);
+            return;
+        };
+        let Some(pcodec) = packet_codec(&codec) else {
+            self.pool.push(buf);
+            return;
+        };
+        let now = self.last_now;
+        let st = &mut self.rx_streams[idx];
+        let depack = st.depacketizer(h.payload_type, pcodec);
+        let meta = crate::packet::PacketMeta {
+            seq: seq_no,
+            time,
+            marker: h.marker,
+            received: now,
+        };
+        depack.push(meta, buf.get(payload_offset..payload_end).unwrap_or(&[]));
+        let mut frames = Vec::new();
+        while let Some(f) = depack.pop() {
+            frames.push(f);
+        }
+        let wants_keyframe = depack.needs_keyframe()
+            && st
+                .last_keyframe_request
+                .is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
+        if wants_keyframe {
+            st.last_keyframe_request = Some(now);
+        }
+        self.pool.push(buf);
+        for f in frames {
+            match f {
+                Ok(f) => self.events.push_back(PendingEvent::MediaData(MediaData {
+                    mid: mid.unwrap_or_else(|| Mid::new("0").expect("valid literal mid")),
+                    ssrc,
+                    pt: h.payload_type,
+                    codec: pcodec,
+                    clock_rate,
+                    time: f.time,
+                    network_time: f.received,
+                    contiguous: f.contiguous,
+                    keyframe: f.keyframe,
+                    data: f.data,
+                })),
+                Err(_) => self.stats.dropped += 1,
+            }
+        }
+        if wants_keyframe
+            && mid
+                .and_then(|m| self.media_info(m))
+                .is_some_and(|m| m.kind == MediaKind::Video)
+        {
+            let _ = self.request_keyframe(ssrc, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// The media section named by a packet's `sdes:mid` header extension (BUNDLE
+    /// demultiplexing of SSRCs the peer did not signal). All sections share one id
+    /// space on a bundled transport, so the first section's map is used.
+    fn mid_from_extension(&self, pkt: &RtpPacket<'_>) -> Option<Mid> {
+        let map = &self.media.first()?.extensions;
+        let values = pkt.extensions(map).ok()?;
+        let mid = Mid::new(values.mid?)?;
+        self.media.iter().any(|m| m.mid == mid).then_some(mid)
     }
 
     fn handle_rtcp(&mut self, contents: &[u8]) {
@@ -914,17 +1008,31 @@ impl Rtc {
             return Err(RtcError::Write("packet too large".into()));
         }
         buf[..packet.len()].copy_from_slice(packet);
-        if let Some(ssrc) = packet.get(8..12) {
+        self.protect_and_queue(buf, packet.len(), None)
+    }
+
+    /// Protects the plaintext RTP packet in `buf[..len]` in place and queues it.
+    fn protect_and_queue(
+        &mut self,
+        mut buf: Vec<u8>,
+        len: usize,
+        mid: Option<Mid>,
+    ) -> Result<(), RtcError> {
+        if !self.connected {
+            self.pool.push(buf);
+            return Err(RtcError::InvalidState("not connected"));
+        }
+        if let Some(ssrc) = buf.get(8..12) {
             let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
             if !self.tx_ssrcs.iter().any(|(s, _)| *s == ssrc) {
-                self.tx_ssrcs.push((ssrc, None));
+                self.tx_ssrcs.push((ssrc, mid));
             }
         }
         let Some(srtp) = self.srtp_tx.as_mut() else {
             self.pool.push(buf);
             return Err(RtcError::InvalidState("no SRTP context"));
         };
-        let len = match srtp.protect_rtp(&mut buf, packet.len()) {
+        let len = match srtp.protect_rtp(&mut buf, len) {
             Ok(n) => n,
             Err(e) => {
                 self.pool.push(buf);
@@ -961,6 +1069,96 @@ impl Rtc {
                 s.mid = Some(mid);
             }
         }
+    }
+
+    /// The send stream of a media section, created on first use (and when SDP
+    /// negotiation lets us send, so its SSRC is signalled).
+    pub(crate) fn ensure_tx(&mut self, mid: Mid) -> &mut TxStream {
+        let idx = match self.tx.iter().position(|t| t.mid == mid) {
+            Some(i) => i,
+            None => {
+                let t = TxStream::new(mid, &self.cname);
+                self.tx.push(t);
+                self.tx.len() - 1
+            }
+        };
+        &mut self.tx[idx]
+    }
+
+    /// Frame mode: a writer for a media section we may send on.
+    pub fn writer(&mut self, mid: Mid) -> Option<Writer<'_>> {
+        let info = self.media.iter().find(|m| m.mid == mid)?;
+        if !info.direction.can_send() {
+            return None;
+        }
+        Some(Writer { rtc: self, mid })
+    }
+
+    /// RTP mode: the send stream of a media section we may send on.
+    pub fn stream_tx(&mut self, mid: Mid) -> Option<StreamTx<'_>> {
+        let info = self.media.iter().find(|m| m.mid == mid)?;
+        if !info.direction.can_send() {
+            return None;
+        }
+        self.ensure_tx(mid);
+        Some(StreamTx { rtc: self, mid })
+    }
+
+    /// Builds, protects and queues one RTP packet of `mid`'s send stream.
+    #[allow(clippy::too_many_arguments)]
+    fn send_media(
+        &mut self,
+        mid: Mid,
+        pt: u8,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        ext: &ExtensionValues<'_>,
+        payload: &[u8],
+    ) -> Result<(), RtcError> {
+        let Some(info) = self.media.iter().find(|m| m.mid == mid) else {
+            return Err(RtcError::UnknownMid(mid));
+        };
+        let map = info.extensions.clone();
+        let ssrc = self.ensure_tx(mid).ssrc;
+        let mut values = *ext;
+        let mid_str = mid.to_string();
+        if map.id_of(Extension::Mid).is_some() {
+            values.mid = Some(&mid_str);
+        }
+        let header = RtpHeader {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        };
+        let mut buf = self.take_buf();
+        let n = match header.write(
+            HeaderExtension::Values {
+                map: &map,
+                values: &values,
+            },
+            &mut buf,
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                self.pool.push(buf);
+                return Err(RtcError::Write(e.to_string()));
+            }
+        };
+        if n + payload.len() + 64 > buf.len() {
+            self.pool.push(buf);
+            return Err(RtcError::Write("packet too large".into()));
+        }
+        buf[n..n + payload.len()].copy_from_slice(payload);
+        let total = n + payload.len();
+        let tx = self.ensure_tx(mid);
+        tx.packets += 1;
+        tx.bytes += total as u64;
+        self.protect_and_queue(buf, total, Some(mid))
     }
 
     /// What was negotiated for a media section.
@@ -1008,6 +1206,7 @@ impl Rtc {
                 PendingEvent::ChannelData(d) => Event::ChannelData(d),
                 PendingEvent::ChannelLow(id) => Event::ChannelBufferedAmountLow(id),
                 PendingEvent::ChannelClose(id) => Event::ChannelClose(id),
+                PendingEvent::MediaData(d) => Event::MediaData(d),
             }));
         }
         if let Some(p) = self.rtp_in.pop_front() {
@@ -1041,5 +1240,131 @@ impl Rtc {
             next = next.min(t);
         }
         Ok(Output::Timeout(next.max(self.last_now)))
+    }
+}
+
+/// Frame-mode writer of one media section, from [`Rtc::writer`].
+pub struct Writer<'a> {
+    rtc: &'a mut Rtc,
+    mid: Mid,
+}
+
+impl Writer<'_> {
+    /// The payload types negotiated for this section (pick one to write with).
+    pub fn payload_params(&self) -> impl Iterator<Item = &crate::sdp::PayloadType> + '_ {
+        self.rtc
+            .media
+            .iter()
+            .filter(|m| m.mid == self.mid)
+            .flat_map(|m| m.payloads.iter())
+            .filter(|p| packet_codec(&p.codec).is_some())
+    }
+
+    /// Packetizes and sends one encoded frame. `media_time` is in the codec's RTP
+    /// clock (90 kHz video, 48 kHz Opus), extended to 64 bits; `wallclock` is when the
+    /// frame was captured.
+    pub fn write(
+        self,
+        pt: u8,
+        wallclock: Instant,
+        media_time: u64,
+        data: &[u8],
+    ) -> Result<(), RtcError> {
+        let _ = wallclock;
+        let rtc = self.rtc;
+        let mid = self.mid;
+        let info = rtc
+            .media
+            .iter()
+            .find(|m| m.mid == mid)
+            .ok_or(RtcError::UnknownMid(mid))?;
+        let (codec, _) = pt_params(info, pt).ok_or_else(|| {
+            RtcError::Write(format!("payload type {pt} not negotiated for {mid}"))
+        })?;
+        let pcodec = packet_codec(&codec)
+            .ok_or_else(|| RtcError::Write(format!("no packetizer for {codec:?}")))?;
+        let mut payloads = std::mem::take(&mut rtc.payload_scratch);
+        payloads.clear();
+        let tx = rtc.ensure_tx(mid);
+        if let Err(e) = tx.packetize(pt, pcodec, MAX_RTP_PAYLOAD, data, &mut payloads) {
+            rtc.payload_scratch = payloads;
+            return Err(RtcError::Write(e.to_string()));
+        }
+        let n = payloads.len();
+        let mut result = Ok(());
+        for (i, p) in payloads.iter().enumerate() {
+            let tx = rtc.ensure_tx(mid);
+            let marker = tx.is_marker(pt, p, i + 1 == n);
+            let seq = tx.next_seq;
+            tx.next_seq = seq.wrapping_add(1);
+            result = rtc.send_media(
+                mid,
+                pt,
+                seq,
+                media_time as u32,
+                marker,
+                &ExtensionValues::default(),
+                p,
+            );
+            if result.is_err() {
+                break;
+            }
+        }
+        rtc.payload_scratch = payloads;
+        result
+    }
+
+    /// Asks the peer for a keyframe on the streams it sends on this section.
+    pub fn request_keyframe(self, kind: KeyframeRequestKind) -> Result<(), RtcError> {
+        let ssrcs: Vec<u32> = self
+            .rtc
+            .rx_streams
+            .iter()
+            .filter(|s| s.mid == Some(self.mid))
+            .map(|s| s.ssrc)
+            .collect();
+        if ssrcs.is_empty() {
+            return Err(RtcError::InvalidState("no incoming stream on this mid yet"));
+        }
+        for ssrc in ssrcs {
+            self.rtc.request_keyframe(ssrc, kind)?;
+        }
+        Ok(())
+    }
+}
+
+/// RTP-mode send stream of one media section, from [`Rtc::stream_tx`].
+pub struct StreamTx<'a> {
+    rtc: &'a mut Rtc,
+    mid: Mid,
+}
+
+impl StreamTx<'_> {
+    /// The SSRC this stream sends with (signalled in SDP).
+    pub fn ssrc(&self) -> u32 {
+        self.rtc
+            .tx
+            .iter()
+            .find(|t| t.mid == self.mid)
+            .map_or(0, |t| t.ssrc)
+    }
+
+    /// Sends one RTP packet: the header is written with this stream's SSRC and the
+    /// section's negotiated extension ids (the `mid` extension is added), then the
+    /// packet is protected and queued. `seq_no` is truncated to 16 bits on the wire.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_rtp(
+        &mut self,
+        pt: u8,
+        seq_no: u64,
+        timestamp: u32,
+        wallclock: Instant,
+        marker: bool,
+        ext: &ExtensionValues<'_>,
+        payload: &[u8],
+    ) -> Result<(), RtcError> {
+        let _ = wallclock;
+        self.rtc
+            .send_media(self.mid, pt, seq_no as u16, timestamp, marker, ext, payload)
     }
 }

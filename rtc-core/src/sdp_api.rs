@@ -192,6 +192,18 @@ impl<'a> SdpApi<'a> {
                 return Err(sdp_err(format!("mid {:?} is not a valid mid", n.mid)));
             };
             if let Some(kind) = to_kind(&n.kind) {
+                if n.direction.can_send() {
+                    // Signal the SSRCs we will send with, so the peer maps them
+                    // without relying on the mid header extension.
+                    let sender = rtc.ensure_tx(mid).sender(!n.rtx.is_empty());
+                    if let Some(a) = answers
+                        .iter_mut()
+                        .find(|a| a.mid.as_deref() == Some(n.mid.as_str()))
+                        && a.msids.is_empty()
+                    {
+                        jsep::add_sender(a, &sender);
+                    }
+                }
                 rtc.add_media_entry(media_info(mid, kind, n));
             } else if n.kind == sdp::MediaKind::Application {
                 rtc.app_mid = Some(mid);
@@ -288,13 +300,15 @@ impl<'a> SdpApi<'a> {
         let mut sections = rtc.local_sections.clone();
         for p in &self.pending {
             let exts = jsep::default_extensions(&p.kind);
+            let sender = (p.direction.can_send() && p.kind != sdp::MediaKind::Application)
+                .then(|| rtc.ensure_tx(p.mid).sender(true));
             sections.push(jsep::offer_media(
                 p.mid.as_str(),
                 p.kind.clone(),
                 p.direction,
                 &codecs,
                 &exts,
-                None,
+                sender.as_ref(),
             ));
         }
         if self.restart {

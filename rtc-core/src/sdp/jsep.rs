@@ -385,6 +385,62 @@ pub struct LocalSender {
     pub rids: Vec<String>,
 }
 
+/// Adds a sender's `msid`, `ssrc` / `ssrc-group:FID` lines and simulcast RIDs to one
+/// of our sections (offer or answer).
+pub fn add_sender(m: &mut MediaSection, s: &LocalSender) {
+    m.msids.push(Msid {
+        stream_id: s.stream_id.clone(),
+        track_id: Some(s.track_id.clone()),
+    });
+    if let Some(ssrc) = s.ssrc {
+        let mut ssrcs = vec![ssrc];
+        if let Some(rtx) = s.rtx_ssrc {
+            ssrcs.push(rtx);
+            m.ssrc_groups.push(SsrcGroup {
+                semantics: "FID".into(),
+                ssrcs: ssrcs.clone(),
+            });
+        }
+        for ssrc in ssrcs {
+            m.ssrcs.push(SsrcAttribute {
+                ssrc,
+                attribute: "cname".into(),
+                value: Some(s.cname.clone()),
+            });
+            m.ssrcs.push(SsrcAttribute {
+                ssrc,
+                attribute: "msid".into(),
+                value: Some(format!("{} {}", s.stream_id, s.track_id)),
+            });
+        }
+    }
+    if !s.rids.is_empty() {
+        m.rids = s
+            .rids
+            .iter()
+            .map(|id| Rid {
+                id: id.clone(),
+                direction: RidDirection::Send,
+                payloads: Vec::new(),
+                restrictions: Vec::new(),
+            })
+            .collect();
+        m.simulcast = Some(Simulcast {
+            send: s
+                .rids
+                .iter()
+                .map(|id| {
+                    vec![SimulcastRid {
+                        id: id.clone(),
+                        paused: false,
+                    }]
+                })
+                .collect(),
+            recv: Vec::new(),
+        });
+    }
+}
+
 /// Builds one of our offer sections.
 ///
 /// RTP kinds get our payloads for the kind (each codec followed by its RTX), the given
@@ -438,57 +494,7 @@ pub fn offer_media(
         .collect();
     m.set_payloads(codecs.payloads(&m.kind));
     if let Some(s) = sender {
-        m.msids.push(Msid {
-            stream_id: s.stream_id.clone(),
-            track_id: Some(s.track_id.clone()),
-        });
-        if let Some(ssrc) = s.ssrc {
-            let mut ssrcs = vec![ssrc];
-            if let Some(rtx) = s.rtx_ssrc {
-                ssrcs.push(rtx);
-                m.ssrc_groups.push(SsrcGroup {
-                    semantics: "FID".into(),
-                    ssrcs: ssrcs.clone(),
-                });
-            }
-            for ssrc in ssrcs {
-                m.ssrcs.push(SsrcAttribute {
-                    ssrc,
-                    attribute: "cname".into(),
-                    value: Some(s.cname.clone()),
-                });
-                m.ssrcs.push(SsrcAttribute {
-                    ssrc,
-                    attribute: "msid".into(),
-                    value: Some(format!("{} {}", s.stream_id, s.track_id)),
-                });
-            }
-        }
-        if !s.rids.is_empty() {
-            m.rids = s
-                .rids
-                .iter()
-                .map(|id| Rid {
-                    id: id.clone(),
-                    direction: RidDirection::Send,
-                    payloads: Vec::new(),
-                    restrictions: Vec::new(),
-                })
-                .collect();
-            m.simulcast = Some(Simulcast {
-                send: s
-                    .rids
-                    .iter()
-                    .map(|id| {
-                        vec![SimulcastRid {
-                            id: id.clone(),
-                            paused: false,
-                        }]
-                    })
-                    .collect(),
-                recv: Vec::new(),
-            });
-        }
+        add_sender(&mut m, s);
     }
     m
 }

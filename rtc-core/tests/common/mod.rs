@@ -25,6 +25,14 @@ pub enum Ev {
     ChannelOpen(ChannelId, String),
     ChannelData(ChannelId, bool, Vec<u8>),
     ChannelClose(ChannelId),
+    Media {
+        mid: Mid,
+        pt: u8,
+        time: u64,
+        keyframe: bool,
+        contiguous: bool,
+        data: Vec<u8>,
+    },
     MediaAdded(Mid),
     Rtp {
         ssrc: u32,
@@ -184,6 +192,14 @@ impl Pair {
                         Event::ChannelOpen(id, label) => Ev::ChannelOpen(id, label),
                         Event::ChannelData(d) => Ev::ChannelData(d.id, d.binary, d.data),
                         Event::ChannelClose(id) => Ev::ChannelClose(id),
+                        Event::MediaData(d) => Ev::Media {
+                            mid: d.mid,
+                            pt: d.pt,
+                            time: d.time,
+                            keyframe: d.keyframe,
+                            contiguous: d.contiguous,
+                            data: d.data,
+                        },
                         other => Ev::Other(format!("{other:?}")),
                     };
                     peer.events.push(ev);
@@ -279,5 +295,25 @@ impl Pair {
 
     pub fn both_connected(&self) -> bool {
         self.a.connected() && self.b.connected()
+    }
+}
+
+impl Peer {
+    /// Frames received in frame mode: (mid, pt, keyframe, contiguous, data).
+    pub fn media(&self) -> Vec<(Mid, u8, bool, bool, Vec<u8>)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Media {
+                    mid,
+                    pt,
+                    keyframe,
+                    contiguous,
+                    data,
+                    ..
+                } => Some((*mid, *pt, *keyframe, *contiguous, data.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }

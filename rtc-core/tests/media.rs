@@ -1,0 +1,166 @@
+//! Frame mode and RTP mode media between two `Rtc` negotiated by SDP.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{NetConfig, Pair, Peer};
+use rtc_core::ice::Candidate;
+use rtc_core::media::{MediaKind, Mid};
+use rtc_core::sdp::{Codec, Direction};
+use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
+use rtc_core::{Protocol, Rtc};
+
+fn connected_pair(rtp_mode: bool, net: NetConfig) -> (Pair, Mid, Mid) {
+    let now = Instant::now();
+    let a_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let b_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let mut a = Rtc::builder().set_rtp_mode(rtp_mode).build(now).unwrap();
+    let mut b = Rtc::builder().set_rtp_mode(rtp_mode).build(now).unwrap();
+    a.add_local_candidate(Candidate::host(a_addr, Protocol::Udp).unwrap());
+    b.add_local_candidate(Candidate::host(b_addr, Protocol::Udp).unwrap());
+    let mut api = a.sdp_api();
+    let audio = api.add_media(MediaKind::Audio, Direction::SendRecv);
+    let video = api.add_media(MediaKind::Video, Direction::SendRecv);
+    let (offer, pending) = api.apply().unwrap();
+    let answer = b
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap())
+        .unwrap();
+    a.sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap(),
+        )
+        .unwrap();
+    let mut pair = Pair::new(
+        Peer::new("a", a, a_addr, now),
+        Peer::new("b", b, b_addr, now),
+        now,
+        net,
+        31,
+    );
+    assert!(pair.run_until(Duration::from_secs(10), |p| p.both_connected()));
+    (pair, audio, video)
+}
+
+fn h264_frame(i: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    if i == 0 {
+        f.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0xda, 0x01]);
+        f.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
+        f.extend_from_slice(&[0, 0, 0, 1, 0x65]);
+    } else {
+        f.extend_from_slice(&[0, 0, 0, 1, 0x41]);
+    }
+    f.extend((0..3000 + i * 10).map(|k| ((k * 7 + i) % 250 + 1) as u8));
+    f
+}
+
+fn av1_frame(i: u32) -> Vec<u8> {
+    let mut f = vec![0x12, 0x00]; // temporal delimiter
+    if i == 0 {
+        f.extend_from_slice(&[
+            0x0a, 0x0b, 0, 0, 0, 0x24, 0xcf, 0x7f, 0x0d, 0xbf, 0xff, 0x30, 0x08,
+        ]);
+    }
+    let payload: Vec<u8> = (0..2500 + i).map(|k| (k % 200) as u8 + 1).collect();
+    f.push(0x32); // frame OBU with size
+    let mut n = payload.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            f.push(b);
+            break;
+        }
+        f.push(b | 0x80);
+    }
+    f.extend_from_slice(&payload);
+    f
+}
+
+#[test]
+fn frame_mode_round_trip_all_codecs() {
+    let (mut pair, audio, video) = connected_pair(false, NetConfig::default());
+    let codecs = [Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Av1];
+    let mut sent: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut t = 0u64;
+    for codec in codecs {
+        let pt = pair
+            .a
+            .rtc
+            .media_info(video)
+            .unwrap()
+            .pt_for(&codec)
+            .unwrap();
+        for i in 0..10u32 {
+            let data = match codec {
+                Codec::H264 => h264_frame(i),
+                Codec::Av1 => av1_frame(i),
+                Codec::Vp8 => {
+                    // VP8 payload header: P bit (0 = keyframe) in the first byte.
+                    let mut d: Vec<u8> = (0..4000 + i).map(|k| (k % 251) as u8).collect();
+                    d[0] = if i == 0 { 0x10 } else { 0x11 };
+                    d
+                }
+                _ => (0..3500 + i).map(|k| (k % 241) as u8).collect(),
+            };
+            let now = pair.now;
+            pair.a
+                .rtc
+                .writer(video)
+                .unwrap()
+                .write(pt, now, t, &data)
+                .unwrap();
+            sent.push((pt, data));
+            t += 3000;
+            pair.step();
+        }
+    }
+    let opus = pair
+        .a
+        .rtc
+        .media_info(audio)
+        .unwrap()
+        .pt_for(&Codec::Opus)
+        .unwrap();
+    let mut audio_sent = Vec::new();
+    for i in 0..20u32 {
+        let data: Vec<u8> = (0..100 + i).map(|k| (k + i) as u8).collect();
+        let now = pair.now;
+        pair.a
+            .rtc
+            .writer(audio)
+            .unwrap()
+            .write(opus, now, u64::from(i) * 960, &data)
+            .unwrap();
+        audio_sent.push(data);
+        pair.step();
+    }
+    pair.run_until(Duration::from_secs(1), |_| false);
+    let got = pair.b.media();
+    let video_got: Vec<(u8, Vec<u8>)> = got
+        .iter()
+        .filter(|g| g.0 == video)
+        .map(|g| (g.1, g.4.clone()))
+        .collect();
+    assert_eq!(video_got.len(), sent.len(), "video frames");
+    for (i, (g, s)) in video_got.iter().zip(&sent).enumerate() {
+        assert_eq!(g.0, s.0, "pt of frame {i}");
+        assert_eq!(g.1, s.1, "data of frame {i} (pt {})", s.0);
+    }
+    let audio_got: Vec<Vec<u8>> = got
+        .iter()
+        .filter(|g| g.0 == audio)
+        .map(|g| g.4.clone())
+        .collect();
+    assert_eq!(audio_got, audio_sent);
+    // The first VP8, H264 and AV1 frames are keyframes.
+    let keyframes: Vec<bool> = got.iter().filter(|g| g.0 == video).map(|g| g.2).collect();
+    assert!(
+        keyframes[0] && keyframes[20] && keyframes[30],
+        "{keyframes:?}"
+    );
+}
