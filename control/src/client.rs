@@ -184,9 +184,7 @@ impl ControlClient {
             })?;
         let hello = match parse_server_line(&line) {
             Ok(ServerLine::Hello(h)) => h,
-            Ok(ServerLine::Response {
-                result: Err(e), ..
-            }) => {
+            Ok(ServerLine::Response { result: Err(e), .. }) => {
                 let kind = if e.code == ErrorCode::Forbidden {
                     io::ErrorKind::PermissionDenied
                 } else {
@@ -460,7 +458,11 @@ impl EventStream {
     /// [`ClientError::Closed`] once the connection is gone and the queue is empty.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Option<Event>, ClientError> {
         match timeout {
-            None => self.events.recv().map(Some).map_err(|_| ClientError::Closed),
+            None => self
+                .events
+                .recv()
+                .map(Some)
+                .map_err(|_| ClientError::Closed),
             Some(t) => match self.events.recv_timeout(t) {
                 Ok(e) => Ok(Some(e)),
                 Err(RecvTimeoutError::Timeout) => Ok(None),

@@ -449,7 +449,13 @@ impl Request {
     pub fn from_params(kind: OpKind, params: Option<Value>) -> Result<Request, ControlError> {
         let params = match params {
             None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
-            Some(v) => v,
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => {
+                return Err(ControlError::bad_params(format!(
+                    "{}: `params` must be an object",
+                    kind.name()
+                )));
+            }
         };
         fn p<T: serde::de::DeserializeOwned>(kind: OpKind, v: Value) -> Result<T, ControlError> {
             serde_json::from_value(v)
@@ -524,7 +530,10 @@ impl Request {
     fn has_params(&self) -> bool {
         !matches!(
             self,
-            Request::RoomList | Request::EngineStats | Request::ShardList | Request::EventsUnsubscribe
+            Request::RoomList
+                | Request::EngineStats
+                | Request::ShardList
+                | Request::EventsUnsubscribe
         )
     }
 }
@@ -601,7 +610,11 @@ pub fn parse_request_line(line: &[u8]) -> Result<RequestEnvelope, RequestLineErr
     let op = match obj.remove("op") {
         Some(Value::String(op)) => op,
         Some(_) => {
-            return Err(err(Some(id), ErrorCode::BadRequest, "`op` must be a string".into()));
+            return Err(err(
+                Some(id),
+                ErrorCode::BadRequest,
+                "`op` must be a string".into(),
+            ));
         }
         None => return Err(err(Some(id), ErrorCode::BadRequest, "missing `op`".into())),
     };
@@ -866,7 +879,9 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, serde_json::Error> {
         return Ok(ServerLine::Hello(serde_json::from_value(h)?));
     }
     if obj.contains_key("event") {
-        return Ok(ServerLine::Event(serde_json::from_value(Value::Object(obj))?));
+        return Ok(ServerLine::Event(serde_json::from_value(Value::Object(
+            obj,
+        ))?));
     }
     let id = match obj.remove("id") {
         None | Some(Value::Null) => None,
@@ -881,7 +896,9 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, serde_json::Error> {
             result: Err(serde_json::from_value(e)?),
         });
     }
-    Err(de::Error::custom("a line needs `hello`, `event`, `ok` or `error`"))
+    Err(de::Error::custom(
+        "a line needs `hello`, `event`, `ok` or `error`",
+    ))
 }
 
 // ---------------------------------------------------------------------------------------

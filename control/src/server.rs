@@ -175,8 +175,7 @@ impl EventHub {
         let mut delivered = 0;
         let mut wake = false;
         for s in subs.values() {
-            if s.kinds.load(Ordering::Relaxed) & bit == 0 || s.overflow.load(Ordering::Relaxed)
-            {
+            if s.kinds.load(Ordering::Relaxed) & bit == 0 || s.overflow.load(Ordering::Relaxed) {
                 continue;
             }
             let l = line.get_or_insert_with(|| Arc::from(event.to_line()));
@@ -354,7 +353,8 @@ impl ControlServer {
             cfg: config,
             scratch: vec![0u8; 64 * 1024],
         };
-        io.epoll.add(io.listener.as_raw_fd(), TOKEN_LISTENER, sys::IN)?;
+        io.epoll
+            .add(io.listener.as_raw_fd(), TOKEN_LISTENER, sys::IN)?;
         io.epoll.add(wake.raw(), TOKEN_WAKE, sys::IN)?;
         io.epoll.add(hub.inner.wake.raw(), TOKEN_HUB, sys::IN)?;
         let io_thread = std::thread::Builder::new()
@@ -441,7 +441,12 @@ fn bind_socket(path: &Path) -> io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
-fn worker(jobs: Receiver<Job>, done: Sender<Done>, handler: Arc<dyn ControlHandler>, wake: Arc<EventFd>) {
+fn worker(
+    jobs: Receiver<Job>,
+    done: Sender<Done>,
+    handler: Arc<dyn ControlHandler>,
+    wake: Arc<EventFd>,
+) {
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Request { client, id, req } => {
@@ -687,7 +692,9 @@ impl IoLoop {
             return;
         }
         let allowed = match sys::peer_cred(stream.as_raw_fd()) {
-            Ok(c) => self.cfg.allowed_uids.contains(&c.uid) || self.cfg.allowed_gids.contains(&c.gid),
+            Ok(c) => {
+                self.cfg.allowed_uids.contains(&c.uid) || self.cfg.allowed_gids.contains(&c.gid)
+            }
             Err(_) => false,
         };
         if !allowed {
