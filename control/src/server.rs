@@ -487,6 +487,8 @@ const TOKEN_BASE: u64 = 16;
 const OUT_HIGH: usize = 256 * 1024;
 /// Pull queued events into the output buffer only below this.
 const OUT_EVENTS: usize = 64 * 1024;
+/// Rounds of dispatch/pull/flush per wake-up of one connection.
+const MAX_ROUNDS: usize = 16;
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -773,7 +775,21 @@ impl IoLoop {
             return;
         };
         let client = ClientId(id);
+        let mut rounds = 0;
         loop {
+            rounds += 1;
+            if rounds > MAX_ROUNDS {
+                // Fairness: let other connections run. Queued events would get no new
+                // wake-up, so ask the hub loop to come back to this client.
+                if let Some(s) = &c.sub
+                    && !s.rx.is_empty()
+                    && !s.notified.swap(true, Ordering::AcqRel)
+                {
+                    let _ = self.hub.inner.ready_tx.send(client);
+                    self.hub.inner.wake.notify();
+                }
+                break;
+            }
             if c.dead {
                 break;
             }
@@ -870,7 +886,6 @@ impl IoLoop {
             if c.pending_out() < before {
                 progressed = true;
             }
-            // Read more if we had stopped reading because of back-pressure.
             if !progressed || c.dead {
                 break;
             }

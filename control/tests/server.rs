@@ -588,3 +588,34 @@ fn socket_file_mode_stale_file_and_removal() {
     drop(s);
     assert!(!path.exists());
 }
+
+#[test]
+fn many_events_arrive_in_order() {
+    let (s, _h) = start(|c| c.event_queue = 20_000);
+    let hub = s.events();
+    let c = ControlClient::connect(s.path()).expect("client");
+    let (mut req, events) = c.split().expect("split");
+    req.request(Request::EventsSubscribe(EventsSubscribe::default()))
+        .expect("sub");
+    let n = 10_000u64;
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        while (got.len() as u64) < n {
+            match events.recv(Some(Duration::from_secs(10))).expect("recv") {
+                Some(Event::SessionState(s)) => got.push(s.session.0),
+                other => panic!("{other:?}"),
+            }
+        }
+        got
+    });
+    for i in 0..n {
+        let delivered = hub.publish(&Event::SessionState(SessionStateChange {
+            session: SessionId(i),
+            state: SessionState::Connected,
+            previous: SessionState::New,
+        }));
+        assert_eq!(delivered, 1);
+    }
+    let got = reader.join().expect("reader");
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
