@@ -1,1 +1,2 @@
 //! Shared helpers for the command-line tools (rtcctl, rtc-loadgen, rtc-demo).
+pub mod ctl;

@@ -1,0 +1,85 @@
+//! Histogram summaries for stats responses.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// A summary of a latency/duration histogram, in the histogram's unit
+/// (the field name says which, e.g. `loop_us`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistogramSummary {
+    /// Number of recorded values.
+    #[serde(default)]
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest recorded value.
+    pub max: u64,
+}
+
+impl HistogramSummary {
+    /// Summarise `h` (all zeros when it is empty). Values are the highest-equivalent
+    /// values of hdrhistogram's buckets, so they are within its configured precision.
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return HistogramSummary::default();
+        }
+        HistogramSummary {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Summarise `h`: the helper the engine uses to fill stats responses.
+pub fn summarize(h: &Histogram<u64>) -> HistogramSummary {
+    HistogramSummary::from_histogram(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_zero() {
+        let h = Histogram::<u64>::new(3).expect("valid sigfig");
+        assert_eq!(summarize(&h), HistogramSummary::default());
+    }
+
+    #[test]
+    fn uniform_1_to_1000() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).expect("valid bounds");
+        for v in 1..=1000u64 {
+            h.record(v).expect("in range");
+        }
+        let s = summarize(&h);
+        assert_eq!(s.count, 1000);
+        assert_eq!(s.p50, 500);
+        assert_eq!(s.p90, 900);
+        assert_eq!(s.p99, 990);
+        assert_eq!(s.p999, 999);
+        assert_eq!(s.max, 1000);
+    }
+
+    #[test]
+    fn outlier_shows_in_max_not_median() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("valid bounds");
+        for _ in 0..999 {
+            h.record(10).expect("in range");
+        }
+        h.record(5_000_000).expect("in range");
+        let s = summarize(&h);
+        assert_eq!(s.p50, 10);
+        assert_eq!(s.p99, 10);
+        assert!(s.max >= 5_000_000 && s.max <= 5_010_000, "max {}", s.max);
+    }
+}

@@ -1,0 +1,1132 @@
+//! The wire protocol: requests, responses, events and the line framing.
+//!
+//! Every message is one JSON object on one line (`\n`-terminated, at most
+//! [`MAX_LINE`] bytes). See `docs/control-protocol.md` for the full description.
+
+use base64::Engine as _;
+use serde::de::{self, Deserializer};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ControlError, ErrorCode};
+use crate::types::*;
+
+/// The protocol version announced in the hello line and checked by clients.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Maximum length of one line in bytes, excluding the `\n` (1 MiB).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// The id of a request: a JSON number (`u64`) or a string, echoed in the response.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// A numeric id.
+    Num(u64),
+    /// A string id.
+    Str(String),
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestId::Num(n) => write!(f, "{n}"),
+            RequestId::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// The first line the server sends: `{"hello": {"protocol": 1, "server": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version ([`PROTOCOL_VERSION`]).
+    pub protocol: u32,
+    /// The server's name and version, e.g. `"rtc-engine/0.1.0"`.
+    pub server: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Request parameters
+// ---------------------------------------------------------------------------------------
+
+/// How a session is set up: from an SDP offer, or from direct parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionSetup {
+    /// A remote SDP offer; the engine answers it (`"offer": "v=0..."`).
+    Offer(String),
+    /// Direct parameters (`"direct": {...}`).
+    Direct(DirectParams),
+}
+
+/// `session.create`: create a session on a shard.
+///
+/// Wire params: exactly one of `"offer"` (SDP text) or `"direct"` ([`DirectParams`]),
+/// plus optional `"room"`, `"shard"` and `"reap_on_disconnect"` (default `false`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawSessionCreate", into = "RawSessionCreate")]
+pub struct SessionCreate {
+    /// Offer or direct parameters.
+    pub setup: SessionSetup,
+    /// Join this room (as a member; publishing is a separate `publish`).
+    pub room: Option<RoomId>,
+    /// Place the session on this shard (default: the engine picks).
+    pub shard: Option<ShardId>,
+    /// Close the session when the control client that created it disconnects.
+    pub reap_on_disconnect: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessionCreate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    direct: Option<DirectParams>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    room: Option<RoomId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardId>,
+    #[serde(default)]
+    reap_on_disconnect: bool,
+}
+
+impl TryFrom<RawSessionCreate> for SessionCreate {
+    type Error = &'static str;
+    fn try_from(r: RawSessionCreate) -> Result<Self, Self::Error> {
+        let setup = match (r.offer, r.direct) {
+            (Some(sdp), None) => SessionSetup::Offer(sdp),
+            (None, Some(d)) => SessionSetup::Direct(d),
+            (Some(_), Some(_)) => return Err("give either `offer` or `direct`, not both"),
+            (None, None) => return Err("one of `offer` or `direct` is required"),
+        };
+        Ok(SessionCreate {
+            setup,
+            room: r.room,
+            shard: r.shard,
+            reap_on_disconnect: r.reap_on_disconnect,
+        })
+    }
+}
+
+impl From<SessionCreate> for RawSessionCreate {
+    fn from(s: SessionCreate) -> Self {
+        let (offer, direct) = match s.setup {
+            SessionSetup::Offer(sdp) => (Some(sdp), None),
+            SessionSetup::Direct(d) => (None, Some(d)),
+        };
+        RawSessionCreate {
+            offer,
+            direct,
+            room: s.room,
+            shard: s.shard,
+            reap_on_disconnect: s.reap_on_disconnect,
+        }
+    }
+}
+
+/// Params naming one session (`session.close`, `session.stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRef {
+    /// The session.
+    pub session: SessionId,
+}
+
+/// Params naming one room (`room.create`, `room.close`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRef {
+    /// The room.
+    pub room: RoomId,
+}
+
+/// Params naming one shard (`shard.drain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRef {
+    /// The shard.
+    pub shard: ShardId,
+}
+
+/// `publish`: make a session's tracks available in a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    /// The publishing session.
+    pub session: SessionId,
+    /// The room.
+    pub room: RoomId,
+    /// Only these tracks (default: all of the session's inbound tracks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<Vec<TrackId>>,
+}
+
+/// `subscribe` / `unsubscribe`: forward a publisher's tracks to a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    /// The receiving session.
+    pub subscriber: SessionId,
+    /// The publishing session.
+    pub publisher: SessionId,
+    /// Only these tracks (default: all published tracks of the publisher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<Vec<TrackId>>,
+}
+
+/// `keyframe.request`: send PLI/FIR to a publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyframeRequest {
+    /// The publishing session.
+    pub session: SessionId,
+    /// Only this video track (default: all its video tracks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<TrackId>,
+}
+
+/// `events.subscribe`: receive events on this connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSubscribe {
+    /// Only these kinds (default: all kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<EventKind>>,
+}
+
+/// The payload of a data-channel message: text (`"data"`) or binary (`"data_b64"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelPayload {
+    /// A text (UTF-8, PPID 51) message.
+    Text(String),
+    /// A binary (PPID 53) message.
+    Binary(Vec<u8>),
+}
+
+impl ChannelPayload {
+    /// The message bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            ChannelPayload::Text(s) => s.as_bytes(),
+            ChannelPayload::Binary(b) => b,
+        }
+    }
+}
+
+/// `channel.send`: send a message on a session's data channel.
+///
+/// Wire params: `session`, `channel` (stream id number or label string) and exactly one
+/// of `"data"` (text) or `"data_b64"` (binary, standard base64 with padding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawChannelSend", into = "RawChannelSend")]
+pub struct ChannelSend {
+    /// The session.
+    pub session: SessionId,
+    /// The channel.
+    pub channel: ChannelRef,
+    /// The message.
+    pub payload: ChannelPayload,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannelSend {
+    session: SessionId,
+    channel: ChannelRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_b64: Option<String>,
+}
+
+impl TryFrom<RawChannelSend> for ChannelSend {
+    type Error = String;
+    fn try_from(r: RawChannelSend) -> Result<Self, Self::Error> {
+        let payload = match (r.data, r.data_b64) {
+            (Some(t), None) => ChannelPayload::Text(t),
+            (None, Some(b)) => ChannelPayload::Binary(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .map_err(|e| format!("data_b64: {e}"))?,
+            ),
+            (Some(_), Some(_)) => return Err("give either `data` or `data_b64`, not both".into()),
+            (None, None) => return Err("one of `data` or `data_b64` is required".into()),
+        };
+        Ok(ChannelSend {
+            session: r.session,
+            channel: r.channel,
+            payload,
+        })
+    }
+}
+
+impl From<ChannelSend> for RawChannelSend {
+    fn from(c: ChannelSend) -> Self {
+        let (data, data_b64) = match c.payload {
+            ChannelPayload::Text(t) => (Some(t), None),
+            ChannelPayload::Binary(b) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(b)),
+            ),
+        };
+        RawChannelSend {
+            session: c.session,
+            channel: c.channel,
+            data,
+            data_b64,
+        }
+    }
+}
+
+/// Params of operations that take none: absent, `null` or `{}` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------
+
+/// The name of an operation (the `"op"` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// `session.create`
+    SessionCreate,
+    /// `session.close`
+    SessionClose,
+    /// `session.stats`
+    SessionStats,
+    /// `room.create`
+    RoomCreate,
+    /// `room.close`
+    RoomClose,
+    /// `room.list`
+    RoomList,
+    /// `publish`
+    Publish,
+    /// `subscribe`
+    Subscribe,
+    /// `unsubscribe`
+    Unsubscribe,
+    /// `keyframe.request`
+    KeyframeRequest,
+    /// `engine.stats`
+    EngineStats,
+    /// `shard.list`
+    ShardList,
+    /// `shard.drain`
+    ShardDrain,
+    /// `events.subscribe`
+    EventsSubscribe,
+    /// `events.unsubscribe`
+    EventsUnsubscribe,
+    /// `channel.send`
+    ChannelSend,
+}
+
+impl OpKind {
+    /// All operations, in documentation order.
+    pub const ALL: [OpKind; 16] = [
+        OpKind::SessionCreate,
+        OpKind::SessionClose,
+        OpKind::SessionStats,
+        OpKind::RoomCreate,
+        OpKind::RoomClose,
+        OpKind::RoomList,
+        OpKind::Publish,
+        OpKind::Subscribe,
+        OpKind::Unsubscribe,
+        OpKind::KeyframeRequest,
+        OpKind::EngineStats,
+        OpKind::ShardList,
+        OpKind::ShardDrain,
+        OpKind::EventsSubscribe,
+        OpKind::EventsUnsubscribe,
+        OpKind::ChannelSend,
+    ];
+
+    /// The wire name (`"session.create"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::SessionCreate => "session.create",
+            OpKind::SessionClose => "session.close",
+            OpKind::SessionStats => "session.stats",
+            OpKind::RoomCreate => "room.create",
+            OpKind::RoomClose => "room.close",
+            OpKind::RoomList => "room.list",
+            OpKind::Publish => "publish",
+            OpKind::Subscribe => "subscribe",
+            OpKind::Unsubscribe => "unsubscribe",
+            OpKind::KeyframeRequest => "keyframe.request",
+            OpKind::EngineStats => "engine.stats",
+            OpKind::ShardList => "shard.list",
+            OpKind::ShardDrain => "shard.drain",
+            OpKind::EventsSubscribe => "events.subscribe",
+            OpKind::EventsUnsubscribe => "events.unsubscribe",
+            OpKind::ChannelSend => "channel.send",
+        }
+    }
+
+    /// The operation with wire name `name`.
+    pub fn from_name(name: &str) -> Option<OpKind> {
+        OpKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A request: the `"op"` and its typed `"params"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// `session.create` → [`Response::SessionCreated`].
+    SessionCreate(SessionCreate),
+    /// `session.close` → [`Response::Done`].
+    SessionClose(SessionRef),
+    /// `session.stats` → [`Response::SessionStats`].
+    SessionStats(SessionRef),
+    /// `room.create` → [`Response::Done`].
+    RoomCreate(RoomRef),
+    /// `room.close` → [`Response::Done`] (closes the room's forwarding, not its sessions).
+    RoomClose(RoomRef),
+    /// `room.list` → [`Response::Rooms`].
+    RoomList,
+    /// `publish` → [`Response::Tracks`] (the published tracks).
+    Publish(Publish),
+    /// `subscribe` → [`Response::Tracks`] (the tracks now forwarded).
+    Subscribe(Subscribe),
+    /// `unsubscribe` → [`Response::Done`].
+    Unsubscribe(Subscribe),
+    /// `keyframe.request` → [`Response::Done`].
+    KeyframeRequest(KeyframeRequest),
+    /// `engine.stats` → [`Response::EngineStats`].
+    EngineStats,
+    /// `shard.list` → [`Response::Shards`].
+    ShardList,
+    /// `shard.drain` → [`Response::Draining`].
+    ShardDrain(ShardRef),
+    /// `events.subscribe` → [`Response::EventsSubscribed`]. Handled by the server itself.
+    EventsSubscribe(EventsSubscribe),
+    /// `events.unsubscribe` → [`Response::Done`]. Handled by the server itself.
+    EventsUnsubscribe,
+    /// `channel.send` → [`Response::Done`].
+    ChannelSend(ChannelSend),
+}
+
+impl Request {
+    /// The operation.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Request::SessionCreate(_) => OpKind::SessionCreate,
+            Request::SessionClose(_) => OpKind::SessionClose,
+            Request::SessionStats(_) => OpKind::SessionStats,
+            Request::RoomCreate(_) => OpKind::RoomCreate,
+            Request::RoomClose(_) => OpKind::RoomClose,
+            Request::RoomList => OpKind::RoomList,
+            Request::Publish(_) => OpKind::Publish,
+            Request::Subscribe(_) => OpKind::Subscribe,
+            Request::Unsubscribe(_) => OpKind::Unsubscribe,
+            Request::KeyframeRequest(_) => OpKind::KeyframeRequest,
+            Request::EngineStats => OpKind::EngineStats,
+            Request::ShardList => OpKind::ShardList,
+            Request::ShardDrain(_) => OpKind::ShardDrain,
+            Request::EventsSubscribe(_) => OpKind::EventsSubscribe,
+            Request::EventsUnsubscribe => OpKind::EventsUnsubscribe,
+            Request::ChannelSend(_) => OpKind::ChannelSend,
+        }
+    }
+
+    /// Build the request for `kind` from its `params` (`None`/`null` mean "no params").
+    ///
+    /// # Errors
+    /// `bad_params` when the params do not fit the operation.
+    pub fn from_params(kind: OpKind, params: Option<Value>) -> Result<Request, ControlError> {
+        let params = match params {
+            None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => {
+                return Err(ControlError::bad_params(format!(
+                    "{}: `params` must be an object",
+                    kind.name()
+                )));
+            }
+        };
+        fn p<T: serde::de::DeserializeOwned>(kind: OpKind, v: Value) -> Result<T, ControlError> {
+            serde_json::from_value(v)
+                .map_err(|e| ControlError::bad_params(format!("{}: {e}", kind.name())))
+        }
+        Ok(match kind {
+            OpKind::SessionCreate => Request::SessionCreate(p(kind, params)?),
+            OpKind::SessionClose => Request::SessionClose(p(kind, params)?),
+            OpKind::SessionStats => Request::SessionStats(p(kind, params)?),
+            OpKind::RoomCreate => Request::RoomCreate(p(kind, params)?),
+            OpKind::RoomClose => Request::RoomClose(p(kind, params)?),
+            OpKind::RoomList => {
+                p::<NoParams>(kind, params)?;
+                Request::RoomList
+            }
+            OpKind::Publish => Request::Publish(p(kind, params)?),
+            OpKind::Subscribe => Request::Subscribe(p(kind, params)?),
+            OpKind::Unsubscribe => Request::Unsubscribe(p(kind, params)?),
+            OpKind::KeyframeRequest => Request::KeyframeRequest(p(kind, params)?),
+            OpKind::EngineStats => {
+                p::<NoParams>(kind, params)?;
+                Request::EngineStats
+            }
+            OpKind::ShardList => {
+                p::<NoParams>(kind, params)?;
+                Request::ShardList
+            }
+            OpKind::ShardDrain => Request::ShardDrain(p(kind, params)?),
+            OpKind::EventsSubscribe => Request::EventsSubscribe(p(kind, params)?),
+            OpKind::EventsUnsubscribe => {
+                p::<NoParams>(kind, params)?;
+                Request::EventsUnsubscribe
+            }
+            OpKind::ChannelSend => Request::ChannelSend(p(kind, params)?),
+        })
+    }
+
+    /// Serialise as one request line (`{"id":..,"op":..,"params":..}` plus `\n`).
+    pub fn to_line(&self, id: &RequestId) -> Vec<u8> {
+        let env = RequestLineRef { id, request: self };
+        // Serialising these plain structs (string keys, no custom errors) into a Vec
+        // cannot fail.
+        let mut v = serde_json::to_vec(&env).expect("request serialises");
+        v.push(b'\n');
+        v
+    }
+}
+
+struct ParamsRef<'a>(&'a Request);
+
+impl Serialize for ParamsRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Request::SessionCreate(p) => p.serialize(s),
+            Request::SessionClose(p) | Request::SessionStats(p) => p.serialize(s),
+            Request::RoomCreate(p) | Request::RoomClose(p) => p.serialize(s),
+            Request::Publish(p) => p.serialize(s),
+            Request::Subscribe(p) | Request::Unsubscribe(p) => p.serialize(s),
+            Request::KeyframeRequest(p) => p.serialize(s),
+            Request::ShardDrain(p) => p.serialize(s),
+            Request::EventsSubscribe(p) => p.serialize(s),
+            Request::ChannelSend(p) => p.serialize(s),
+            Request::RoomList
+            | Request::EngineStats
+            | Request::ShardList
+            | Request::EventsUnsubscribe => NoParams {}.serialize(s),
+        }
+    }
+}
+
+impl Request {
+    fn has_params(&self) -> bool {
+        !matches!(
+            self,
+            Request::RoomList
+                | Request::EngineStats
+                | Request::ShardList
+                | Request::EventsUnsubscribe
+        )
+    }
+}
+
+struct RequestLineRef<'a> {
+    id: &'a RequestId,
+    request: &'a Request,
+}
+
+impl Serialize for RequestLineRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let with_params = self.request.has_params();
+        let mut m = s.serialize_map(Some(if with_params { 3 } else { 2 }))?;
+        m.serialize_entry("id", self.id)?;
+        m.serialize_entry("op", self.request.kind().name())?;
+        if with_params {
+            m.serialize_entry("params", &ParamsRef(self.request))?;
+        }
+        m.end()
+    }
+}
+
+/// A parsed request line: its id and the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestEnvelope {
+    /// The id to echo in the response.
+    pub id: RequestId,
+    /// The request.
+    pub request: Request,
+}
+
+/// Why a request line was rejected, with the id when it could be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct RequestLineError {
+    /// The request's id, if the line got that far.
+    pub id: Option<RequestId>,
+    /// The error to send back.
+    pub error: ControlError,
+}
+
+/// Parse one request line (without its `\n`; a trailing `\r` is tolerated).
+///
+/// # Errors
+/// `bad_json` (not JSON), `bad_request` (not an object with `id` and `op`),
+/// `unknown_op`, `bad_params`, each with the request id when it could be read.
+pub fn parse_request_line(line: &[u8]) -> Result<RequestEnvelope, RequestLineError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let err = |id: Option<RequestId>, code: ErrorCode, msg: String| RequestLineError {
+        id,
+        error: ControlError::new(code, msg),
+    };
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| err(None, ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
+    let Value::Object(mut obj) = value else {
+        return Err(err(
+            None,
+            ErrorCode::BadRequest,
+            "a request must be a JSON object".into(),
+        ));
+    };
+    let id = match obj.remove("id") {
+        None | Some(Value::Null) => {
+            return Err(err(None, ErrorCode::BadRequest, "missing `id`".into()));
+        }
+        Some(v) => RequestId::deserialize(v).map_err(|_| {
+            err(
+                None,
+                ErrorCode::BadRequest,
+                "`id` must be an unsigned integer or a string".into(),
+            )
+        })?,
+    };
+    let op = match obj.remove("op") {
+        Some(Value::String(op)) => op,
+        Some(_) => {
+            return Err(err(
+                Some(id),
+                ErrorCode::BadRequest,
+                "`op` must be a string".into(),
+            ));
+        }
+        None => return Err(err(Some(id), ErrorCode::BadRequest, "missing `op`".into())),
+    };
+    let params = obj.remove("params");
+    if let Some(extra) = obj.keys().next() {
+        let msg = format!("unknown field `{extra}` in request");
+        return Err(err(Some(id), ErrorCode::BadRequest, msg));
+    }
+    let Some(kind) = OpKind::from_name(&op) else {
+        let mut shown: String = op.chars().take(64).collect();
+        if shown.len() < op.len() {
+            shown.push('…');
+        }
+        return Err(err(
+            Some(id),
+            ErrorCode::UnknownOp,
+            format!("unknown op `{shown}`"),
+        ));
+    };
+    match Request::from_params(kind, params) {
+        Ok(request) => Ok(RequestEnvelope { id, request }),
+        Err(e) => Err(RequestLineError {
+            id: Some(id),
+            error: e,
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------
+
+/// The result of `session.create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCreated {
+    /// The new session.
+    pub session: SessionId,
+    /// The shard it runs on.
+    pub shard: ShardId,
+    /// The SDP answer (when created from an offer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// The engine's ICE username fragment.
+    pub ice_ufrag: String,
+    /// The engine's ICE password.
+    pub ice_pwd: String,
+    /// The engine's DTLS certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The DTLS role the engine takes.
+    pub dtls_role: DtlsRole,
+    /// The engine's ICE candidates in SDP attribute syntax.
+    pub candidates: Vec<String>,
+}
+
+/// The result of `room.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomList {
+    /// The rooms.
+    pub rooms: Vec<RoomInfo>,
+}
+
+/// The result of `publish` and `subscribe`: the tracks concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackList {
+    /// The tracks.
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// The result of `shard.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardList {
+    /// The shards.
+    pub shards: Vec<ShardInfo>,
+}
+
+/// The result of `shard.drain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    /// The shard, now taking no new sessions.
+    pub shard: ShardId,
+    /// Sessions still running on it.
+    pub sessions: u64,
+}
+
+/// The result of `events.subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsSubscribed {
+    /// The kinds this connection now receives.
+    pub kinds: Vec<EventKind>,
+}
+
+/// A successful response body (the `"ok"` object). Which variant is valid for which
+/// operation is given by [`Response::fits`]; on the wire the body carries no tag.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Response {
+    /// `session.create`.
+    SessionCreated(SessionCreated),
+    /// `session.stats`.
+    SessionStats(SessionStats),
+    /// `room.list`.
+    Rooms(RoomList),
+    /// `publish`, `subscribe`.
+    Tracks(TrackList),
+    /// `engine.stats`.
+    EngineStats(EngineStats),
+    /// `shard.list`.
+    Shards(ShardList),
+    /// `shard.drain`.
+    Draining(DrainStatus),
+    /// `events.subscribe`.
+    EventsSubscribed(EventsSubscribed),
+    /// Operations with nothing to report: `{}`.
+    Done,
+}
+
+impl Response {
+    /// Whether this body is the right shape for operation `kind`.
+    pub fn fits(&self, kind: OpKind) -> bool {
+        matches!(
+            (kind, self),
+            (OpKind::SessionCreate, Response::SessionCreated(_))
+                | (OpKind::SessionStats, Response::SessionStats(_))
+                | (OpKind::RoomList, Response::Rooms(_))
+                | (OpKind::Publish | OpKind::Subscribe, Response::Tracks(_))
+                | (OpKind::EngineStats, Response::EngineStats(_))
+                | (OpKind::ShardList, Response::Shards(_))
+                | (OpKind::ShardDrain, Response::Draining(_))
+                | (OpKind::EventsSubscribe, Response::EventsSubscribed(_))
+                | (
+                    OpKind::SessionClose
+                        | OpKind::RoomCreate
+                        | OpKind::RoomClose
+                        | OpKind::Unsubscribe
+                        | OpKind::KeyframeRequest
+                        | OpKind::EventsUnsubscribe
+                        | OpKind::ChannelSend,
+                    Response::Done
+                )
+        )
+    }
+
+    /// Read the `"ok"` body of a response to operation `kind`.
+    ///
+    /// # Errors
+    /// When the body does not have the shape `kind` answers with.
+    pub fn from_value(kind: OpKind, v: Value) -> Result<Response, serde_json::Error> {
+        Ok(match kind {
+            OpKind::SessionCreate => Response::SessionCreated(serde_json::from_value(v)?),
+            OpKind::SessionStats => Response::SessionStats(serde_json::from_value(v)?),
+            OpKind::RoomList => Response::Rooms(serde_json::from_value(v)?),
+            OpKind::Publish | OpKind::Subscribe => Response::Tracks(serde_json::from_value(v)?),
+            OpKind::EngineStats => Response::EngineStats(serde_json::from_value(v)?),
+            OpKind::ShardList => Response::Shards(serde_json::from_value(v)?),
+            OpKind::ShardDrain => Response::Draining(serde_json::from_value(v)?),
+            OpKind::EventsSubscribe => Response::EventsSubscribed(serde_json::from_value(v)?),
+            OpKind::SessionClose
+            | OpKind::RoomCreate
+            | OpKind::RoomClose
+            | OpKind::Unsubscribe
+            | OpKind::KeyframeRequest
+            | OpKind::EventsUnsubscribe
+            | OpKind::ChannelSend => {
+                if !v.is_object() {
+                    return Err(de::Error::custom("expected an object"));
+                }
+                Response::Done
+            }
+        })
+    }
+}
+
+impl Serialize for Response {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Response::SessionCreated(v) => v.serialize(s),
+            Response::SessionStats(v) => v.serialize(s),
+            Response::Rooms(v) => v.serialize(s),
+            Response::Tracks(v) => v.serialize(s),
+            Response::EngineStats(v) => v.serialize(s),
+            Response::Shards(v) => v.serialize(s),
+            Response::Draining(v) => v.serialize(s),
+            Response::EventsSubscribed(v) => v.serialize(s),
+            Response::Done => s.serialize_map(Some(0))?.end(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OkLine<'a> {
+    id: &'a RequestId,
+    ok: &'a Response,
+}
+
+#[derive(Serialize)]
+struct ErrLine<'a> {
+    id: Option<&'a RequestId>,
+    error: &'a ControlError,
+}
+
+/// Serialise a success response line (with its `\n`).
+pub fn response_line(id: &RequestId, resp: &Response) -> Vec<u8> {
+    // Plain data with string keys; serde_json writes non-finite floats as null; a Vec
+    // writer cannot fail. So this cannot fail.
+    let mut v = serde_json::to_vec(&OkLine { id, ok: resp }).expect("response serialises");
+    v.push(b'\n');
+    v
+}
+
+/// Serialise an error response line (with its `\n`); `id` is `null` when unknown.
+pub fn error_line(id: Option<&RequestId>, err: &ControlError) -> Vec<u8> {
+    // Two strings and an enum: cannot fail.
+    let mut v = serde_json::to_vec(&ErrLine { id, error: err }).expect("error serialises");
+    v.push(b'\n');
+    v
+}
+
+/// Serialise the hello line (with its `\n`).
+pub fn hello_line(server: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct HelloLine<'a> {
+        hello: &'a Hello,
+    }
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        server: server.to_owned(),
+    };
+    // A number and a string: cannot fail.
+    let mut v = serde_json::to_vec(&HelloLine { hello: &hello }).expect("hello serialises");
+    v.push(b'\n');
+    v
+}
+
+/// A line received by a client, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerLine {
+    /// The hello line.
+    Hello(Hello),
+    /// A response: its id (`None` for errors about unparseable lines) and the
+    /// `"ok"` body (still untyped: the op decides its type) or the error.
+    Response {
+        /// The echoed request id.
+        id: Option<RequestId>,
+        /// The body or the error.
+        result: Result<Value, ControlError>,
+    },
+    /// An event.
+    Event(Event),
+}
+
+/// Parse one line sent by the server (without its `\n`).
+///
+/// # Errors
+/// When the line is not JSON or none of the three shapes.
+pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, serde_json::Error> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let v: Value = serde_json::from_slice(line)?;
+    let Value::Object(mut obj) = v else {
+        return Err(de::Error::custom("a line must be a JSON object"));
+    };
+    if let Some(h) = obj.remove("hello") {
+        return Ok(ServerLine::Hello(serde_json::from_value(h)?));
+    }
+    if obj.contains_key("event") {
+        return Ok(ServerLine::Event(serde_json::from_value(Value::Object(
+            obj,
+        ))?));
+    }
+    let id = match obj.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value(v)?),
+    };
+    if let Some(ok) = obj.remove("ok") {
+        return Ok(ServerLine::Response { id, result: Ok(ok) });
+    }
+    if let Some(e) = obj.remove("error") {
+        return Ok(ServerLine::Response {
+            id,
+            result: Err(serde_json::from_value(e)?),
+        });
+    }
+    Err(de::Error::custom(
+        "a line needs `hello`, `event`, `ok` or `error`",
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------
+
+/// The kind of an event (the `"event"` field), used to filter subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// `session.state`
+    #[serde(rename = "session.state")]
+    SessionState,
+    /// `track.added`
+    #[serde(rename = "track.added")]
+    TrackAdded,
+    /// `track.removed`
+    #[serde(rename = "track.removed")]
+    TrackRemoved,
+    /// `keyframe.requested`
+    #[serde(rename = "keyframe.requested")]
+    KeyframeRequested,
+    /// `session.failed`
+    #[serde(rename = "session.failed")]
+    SessionFailed,
+    /// `session.panicked`
+    #[serde(rename = "session.panicked")]
+    SessionPanicked,
+    /// `channel.message`
+    #[serde(rename = "channel.message")]
+    ChannelMessage,
+}
+
+impl EventKind {
+    /// All kinds.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::SessionState,
+        EventKind::TrackAdded,
+        EventKind::TrackRemoved,
+        EventKind::KeyframeRequested,
+        EventKind::SessionFailed,
+        EventKind::SessionPanicked,
+        EventKind::ChannelMessage,
+    ];
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::SessionState => "session.state",
+            EventKind::TrackAdded => "track.added",
+            EventKind::TrackRemoved => "track.removed",
+            EventKind::KeyframeRequested => "keyframe.requested",
+            EventKind::SessionFailed => "session.failed",
+            EventKind::SessionPanicked => "session.panicked",
+            EventKind::ChannelMessage => "channel.message",
+        }
+    }
+
+    /// The kind with wire name `name`.
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    pub(crate) fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+/// `session.state`: a session changed state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStateChange {
+    /// The session.
+    pub session: SessionId,
+    /// The new state.
+    pub state: SessionState,
+    /// The previous state.
+    pub previous: SessionState,
+}
+
+/// `track.added` / `track.removed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackChange {
+    /// The session owning the track.
+    pub session: SessionId,
+    /// The track.
+    pub track: TrackId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The room it is published in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+}
+
+/// `keyframe.requested`: a subscriber asked a publisher for a keyframe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyframeRequested {
+    /// The publishing session asked.
+    pub session: SessionId,
+    /// The track.
+    pub track: TrackId,
+    /// The subscriber that asked (`None` when asked over the control socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<SessionId>,
+}
+
+/// `session.failed` / `session.panicked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFailure {
+    /// The session.
+    pub session: SessionId,
+    /// The shard it ran on.
+    pub shard: ShardId,
+    /// What happened.
+    pub reason: String,
+}
+
+/// `channel.message`: a message arrived on a session's data channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelMessage {
+    /// The session.
+    pub session: SessionId,
+    /// The channel (stream id).
+    pub channel: u16,
+    /// The channel label.
+    pub label: String,
+    /// The message (on the wire `data` for text, `data_b64` for binary).
+    pub payload: ChannelPayload,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawChannelMessage {
+    session: SessionId,
+    channel: u16,
+    label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_b64: Option<String>,
+}
+
+impl Serialize for ChannelMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (data, data_b64) = match &self.payload {
+            ChannelPayload::Text(t) => (Some(t.clone()), None),
+            ChannelPayload::Binary(b) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(b)),
+            ),
+        };
+        RawChannelMessage {
+            session: self.session,
+            channel: self.channel,
+            label: self.label.clone(),
+            data,
+            data_b64,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = RawChannelMessage::deserialize(d)?;
+        let payload = match (r.data, r.data_b64) {
+            (Some(t), None) => ChannelPayload::Text(t),
+            (None, Some(b)) => ChannelPayload::Binary(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .map_err(de::Error::custom)?,
+            ),
+            _ => return Err(de::Error::custom("exactly one of `data`, `data_b64`")),
+        };
+        Ok(ChannelMessage {
+            session: r.session,
+            channel: r.channel,
+            label: r.label,
+            payload,
+        })
+    }
+}
+
+/// An event pushed to subscribed clients: `{"event": "<kind>", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data")]
+#[non_exhaustive]
+pub enum Event {
+    /// A session changed state.
+    #[serde(rename = "session.state")]
+    SessionState(SessionStateChange),
+    /// A track appeared.
+    #[serde(rename = "track.added")]
+    TrackAdded(TrackChange),
+    /// A track went away.
+    #[serde(rename = "track.removed")]
+    TrackRemoved(TrackChange),
+    /// A keyframe was requested from a publisher.
+    #[serde(rename = "keyframe.requested")]
+    KeyframeRequested(KeyframeRequested),
+    /// A session failed (ICE/DTLS failure, consent expiry).
+    #[serde(rename = "session.failed")]
+    SessionFailed(SessionFailure),
+    /// A session's code panicked; the shard isolated and closed it.
+    #[serde(rename = "session.panicked")]
+    SessionPanicked(SessionFailure),
+    /// A data-channel message arrived.
+    #[serde(rename = "channel.message")]
+    ChannelMessage(ChannelMessage),
+}
+
+impl Event {
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::SessionState(_) => EventKind::SessionState,
+            Event::TrackAdded(_) => EventKind::TrackAdded,
+            Event::TrackRemoved(_) => EventKind::TrackRemoved,
+            Event::KeyframeRequested(_) => EventKind::KeyframeRequested,
+            Event::SessionFailed(_) => EventKind::SessionFailed,
+            Event::SessionPanicked(_) => EventKind::SessionPanicked,
+            Event::ChannelMessage(_) => EventKind::ChannelMessage,
+        }
+    }
+
+    /// Serialise as one event line (with its `\n`).
+    pub fn to_line(&self) -> Vec<u8> {
+        // Plain data with string keys into a Vec: cannot fail.
+        let mut v = serde_json::to_vec(self).expect("event serialises");
+        v.push(b'\n');
+        v
+    }
+}

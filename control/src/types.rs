@@ -1,0 +1,318 @@
+//! Identifiers and value types shared by requests, responses and events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hist::HistogramSummary;
+
+/// A session (one peer connection) in the engine. Assigned by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+/// A room (a forwarding group) named by the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RoomId(pub String);
+
+/// A shard (one pinned core of the data plane), numbered from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ShardId(pub u32);
+
+/// A media track of a session (its `mid`, or the track id the engine reports).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TrackId(pub String);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::fmt::Display for RoomId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::fmt::Display for TrackId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A data channel of a session: by SCTP stream id (a JSON number) or by label (a string).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ChannelRef {
+    /// The SCTP stream id.
+    Id(u16),
+    /// The channel label.
+    Label(String),
+}
+
+impl std::fmt::Display for ChannelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelRef::Id(id) => write!(f, "{id}"),
+            ChannelRef::Label(l) => f.write_str(l),
+        }
+    }
+}
+
+/// A DTLS certificate fingerprint (`a=fingerprint:<algorithm> <value>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprint {
+    /// Hash function name, e.g. `"sha-256"`.
+    pub algorithm: String,
+    /// Upper-case hex bytes separated by colons.
+    pub value: String,
+}
+
+/// A DTLS role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DtlsRole {
+    /// The DTLS client (sends ClientHello; SDP `setup:active`).
+    Client,
+    /// The DTLS server (SDP `setup:passive`).
+    Server,
+}
+
+/// The kind of a media track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
+}
+
+/// The life-cycle state of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Created, waiting for the first ICE check.
+    New,
+    /// ICE and/or DTLS in progress.
+    Connecting,
+    /// Media flowing (ICE connected, DTLS done, SRTP keyed).
+    Connected,
+    /// Consent lost; may recover.
+    Disconnected,
+    /// ICE or DTLS failed; the session will be closed.
+    Failed,
+    /// Closed (by request, by failure or by its client going away).
+    Closed,
+}
+
+impl SessionState {
+    /// The wire name (`"connected"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::New => "new",
+            SessionState::Connecting => "connecting",
+            SessionState::Connected => "connected",
+            SessionState::Disconnected => "disconnected",
+            SessionState::Failed => "failed",
+            SessionState::Closed => "closed",
+        }
+    }
+}
+
+/// Parameters of a session set up without SDP (the "direct API").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectParams {
+    /// The remote ICE username fragment.
+    pub ice_ufrag: String,
+    /// The remote ICE password.
+    pub ice_pwd: String,
+    /// The remote DTLS certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The DTLS role the remote peer takes (the engine takes the other one).
+    pub remote_dtls_role: DtlsRole,
+    /// Remote ICE candidates in SDP attribute syntax (`"candidate:1 1 udp ..."`).
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// Whether the remote is an ICE-lite agent.
+    #[serde(default)]
+    pub ice_lite: bool,
+}
+
+/// A media track as reported by the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// The track id.
+    pub track: TrackId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The session publishing the track.
+    pub session: SessionId,
+}
+
+/// Per-track statistics inside [`SessionStats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackStats {
+    /// The track id.
+    pub track: TrackId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// `true` when the session sends this track to the engine (a published track).
+    pub inbound: bool,
+    /// RTP packets.
+    pub packets: u64,
+    /// RTP payload bytes.
+    pub bytes: u64,
+    /// Packets lost (inbound) or retransmitted (outbound).
+    #[serde(default)]
+    pub lost: u64,
+    /// NACKs received or sent.
+    #[serde(default)]
+    pub nacks: u64,
+    /// PLI/FIR keyframe requests received or sent.
+    #[serde(default)]
+    pub keyframe_requests: u64,
+}
+
+/// Statistics of one session (`session.stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStats {
+    /// The session.
+    pub session: SessionId,
+    /// The shard it runs on.
+    pub shard: ShardId,
+    /// Its state.
+    pub state: SessionState,
+    /// The room it publishes in, if any.
+    #[serde(default)]
+    pub room: Option<RoomId>,
+    /// Milliseconds since the session was created.
+    #[serde(default)]
+    pub age_ms: u64,
+    /// The selected ICE candidate pair, `"local -> remote"`, once connected.
+    #[serde(default)]
+    pub selected_pair: Option<String>,
+    /// Round-trip time estimate in milliseconds.
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
+    /// UDP datagrams received.
+    pub packets_in: u64,
+    /// UDP datagrams sent.
+    pub packets_out: u64,
+    /// UDP bytes received.
+    pub bytes_in: u64,
+    /// UDP bytes sent.
+    pub bytes_out: u64,
+    /// Per-track figures.
+    #[serde(default)]
+    pub tracks: Vec<TrackStats>,
+}
+
+/// Counters of one shard (`engine.stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardStats {
+    /// The shard.
+    pub shard: ShardId,
+    /// The CPU core it is pinned to, if pinned.
+    #[serde(default)]
+    pub core: Option<u32>,
+    /// The I/O backend name (`"io_uring"`, `"portable"`, ...).
+    pub backend: String,
+    /// Live sessions.
+    pub sessions: u64,
+    /// Whether the shard is draining (takes no new sessions).
+    #[serde(default)]
+    pub draining: bool,
+    /// Datagrams received.
+    pub packets_in: u64,
+    /// Datagrams sent.
+    pub packets_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Dropped datagrams by reason (`"unknown_peer"`, `"srtp_auth"`, ...).
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
+    /// GSO send batches (one syscall/SQE carrying several datagrams).
+    #[serde(default)]
+    pub gso_batches: u64,
+    /// GRO receive batches (one read returning several coalesced datagrams).
+    #[serde(default)]
+    pub gro_batches: u64,
+    /// Event-loop iteration time in microseconds.
+    #[serde(default)]
+    pub loop_us: HistogramSummary,
+    /// Further named histograms (e.g. `"forward_us"`), summarised.
+    #[serde(default)]
+    pub histograms: BTreeMap<String, HistogramSummary>,
+}
+
+impl ShardStats {
+    /// Sum of all drop reasons.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.values().fold(0u64, |a, b| a.saturating_add(*b))
+    }
+}
+
+/// Engine-wide statistics (`engine.stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Milliseconds since the engine started.
+    pub uptime_ms: u64,
+    /// Live sessions across shards.
+    pub sessions: u64,
+    /// Live rooms.
+    pub rooms: u64,
+    /// Connected control clients.
+    #[serde(default)]
+    pub control_clients: u64,
+    /// Per-shard counters.
+    pub shards: Vec<ShardStats>,
+}
+
+/// One entry of `shard.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// The shard.
+    pub shard: ShardId,
+    /// The CPU core it is pinned to, if pinned.
+    #[serde(default)]
+    pub core: Option<u32>,
+    /// The I/O backend name.
+    pub backend: String,
+    /// Live sessions.
+    pub sessions: u64,
+    /// Whether the shard is draining.
+    #[serde(default)]
+    pub draining: bool,
+    /// Local UDP addresses the shard listens on.
+    #[serde(default)]
+    pub addrs: Vec<String>,
+}
+
+/// One entry of `room.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// The room.
+    pub room: RoomId,
+    /// Sessions in the room (publishers and subscribers).
+    #[serde(default)]
+    pub sessions: Vec<SessionId>,
+    /// Sessions publishing in the room.
+    #[serde(default)]
+    pub publishers: Vec<SessionId>,
+}
