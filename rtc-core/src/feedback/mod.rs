@@ -10,19 +10,29 @@
 //! | [`NtpClock`] | maps `Instant` to 64-bit NTP time from one caller-supplied pair |
 //! | [`NackRegister`] | loss detection and NACK scheduling for one incoming SSRC |
 //! | [`RtxSendBuffer`] | history of sent packets and RFC 4588 RTX packet building |
+//! | [`TwccSendRegister`] | transport-wide sequence numbers and feedback matching |
+//! | [`TwccRecvRegister`] | transport-wide feedback generation |
+//! | [`Bwe`] | delay- and loss-based send bandwidth estimation from TWCC results |
+//! | [`RateMeter`] | bitrate over a sliding window without allocation |
 //!
 //! Sequence numbers handed to these units are *extended* (64-bit, see
 //! [`crate::rtp::SeqUnwrapper`]) unless a method says otherwise.
 
+mod bwe;
 mod nack;
+mod rate;
 mod receive;
 mod rtx;
 mod sender;
+mod twcc;
 
+pub use bwe::{BwUsage, Bwe, BweConfig, DelayBasedBwe, LossBasedBwe};
 pub use nack::{NackConfig, NackRegister, NackStats};
+pub use rate::RateMeter;
 pub use receive::{ReceiveRegister, ReceiveStats};
 pub use rtx::{RtxParams, RtxSendBuffer, RtxStats};
-pub use sender::{NTP_UNIX_OFFSET_SECS, NtpClock, SenderRegister, ntp_middle};
+pub use sender::{NTP_UNIX_OFFSET_SECS, NtpClock, SenderRegister, ntp_middle, system_time_to_ntp};
+pub use twcc::{TwccRecvRegister, TwccResult, TwccResults, TwccSendRegister};
 
 use std::time::{Duration, Instant};
 
@@ -46,3 +56,6 @@ fn to_compact(d: Duration) -> u32 {
 fn from_compact(v: u32) -> Duration {
     Duration::from_nanos(u64::from(v) * 1_000_000_000 / 65_536)
 }
+
+#[cfg(test)]
+mod tests;
