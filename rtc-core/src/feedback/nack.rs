@@ -238,7 +238,7 @@ impl NackRegister {
             slot.last_nack_us = now_us;
             self.stats.nacks_sent += 1;
         }
-        self.low = first_missing.unwrap_or(h + 1).max(self.low);
+        self.low = first_missing.unwrap_or(h.saturating_add(1)).max(self.low);
         n
     }
 

@@ -53,7 +53,7 @@ impl RateMeter {
 
     /// Adds `bytes` at `t_us` microseconds.
     pub fn add_us(&mut self, t_us: u64, bytes: u64) {
-        let b = t_us / self.bucket_us + 1;
+        let b = (t_us / self.bucket_us).saturating_add(1);
         let n = self.buckets.len() as u64;
         if self.newest >= n && b <= self.newest - n {
             return; // older than the window
@@ -74,7 +74,7 @@ impl RateMeter {
     /// (`None` before the first sample).
     pub fn rate_bps_us(&self, t_us: u64) -> Option<u64> {
         let first = self.first_us?;
-        let now_b = (t_us / self.bucket_us + 1).max(self.newest);
+        let now_b = (t_us / self.bucket_us).saturating_add(1).max(self.newest);
         let n = self.buckets.len() as u64;
         let oldest = now_b.saturating_sub(n - 1).max(1);
         let bytes: u64 = self
@@ -85,7 +85,7 @@ impl RateMeter {
             .sum();
         // Time covered: from the start of the oldest bucket in the window (or the
         // first sample) to the end of the current bucket.
-        let end = now_b * self.bucket_us;
+        let end = now_b.saturating_mul(self.bucket_us);
         let start = ((oldest - 1) * self.bucket_us).max(first - first % self.bucket_us);
         let span = end
             .saturating_sub(start)

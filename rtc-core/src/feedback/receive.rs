@@ -9,6 +9,12 @@ const MAX_CUMULATIVE_LOST: i64 = 0x7f_ffff;
 /// Smallest cumulative loss a report block can carry (24-bit signed).
 const MIN_CUMULATIVE_LOST: i64 = -0x80_0000;
 
+/// `a - b` as a signed value, saturating at the `i64` range.
+fn diff(a: u64, b: u64) -> i64 {
+    let d = i128::from(a) - i128::from(b);
+    i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// A snapshot of the receive statistics of a [`ReceiveRegister`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReceiveStats {
@@ -118,13 +124,13 @@ impl ReceiveRegister {
     /// Current statistics (does not reset the fraction-lost interval).
     pub fn stats(&self) -> ReceiveStats {
         let (expected, highest_seq) = match self.seqs {
-            Some((lo, hi)) => (hi - lo + 1, hi),
+            Some((lo, hi)) => ((hi - lo).saturating_add(1), hi),
             None => (0, 0),
         };
         ReceiveStats {
             packets: self.received,
             expected,
-            lost: expected as i64 - self.received as i64,
+            lost: diff(expected, self.received),
             highest_seq,
             jitter: self.jitter(),
         }
@@ -136,20 +142,19 @@ impl ReceiveRegister {
     /// has been received; DLSR is measured from its arrival to `now` in 1/65536 s.
     pub fn report_block(&mut self, now: Instant) -> Option<ReportBlock> {
         let (lo, hi) = self.seqs?;
-        let expected = hi - lo + 1;
-        let lost = (expected as i64 - self.received as i64)
-            .clamp(MIN_CUMULATIVE_LOST, MAX_CUMULATIVE_LOST);
-        let expected_interval = expected as i64 - self.expected_prior as i64;
-        let received_interval = self.received as i64 - self.received_prior as i64;
+        let expected = (hi - lo).saturating_add(1);
+        let lost = diff(expected, self.received).clamp(MIN_CUMULATIVE_LOST, MAX_CUMULATIVE_LOST);
+        let expected_interval = diff(expected, self.expected_prior);
+        let received_interval = diff(self.received, self.received_prior);
         self.expected_prior = expected;
         self.received_prior = self.received;
-        let lost_interval = expected_interval - received_interval;
+        let lost_interval = expected_interval.saturating_sub(received_interval);
         let fraction_lost = if expected_interval <= 0 || lost_interval <= 0 {
             0
         } else {
             // lost_interval <= expected_interval, so the quotient is at most 256;
             // 256 only when nothing arrived, which the clamp maps to 255.
-            ((lost_interval << 8) / expected_interval).min(255) as u8
+            (i128::from(lost_interval) * 256 / i128::from(expected_interval)).min(255) as u8
         };
         let (last_sr, delay_since_last_sr) = match self.last_sr {
             Some((ntp, _, at)) => (

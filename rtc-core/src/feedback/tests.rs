@@ -151,3 +151,106 @@ fn light_loss_does_not_hold_back_growth() {
     let s = simulate(&link, config, 40);
     assert_eq!(*s.last().unwrap(), 2_000_000, "{s:?}");
 }
+
+mod props {
+    use super::*;
+    use crate::rtcp::NackPair;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Send register → receive register → feedback bytes → parse → matched
+        /// results: every sent packet is reported once, lost ones as `None`, and
+        /// receive times keep their spacing up to the 250 µs delta flooring.
+        #[test]
+        fn twcc_round_trip(
+            start in 0u64..70_000,
+            pkts in proptest::collection::vec((0u64..30_000, any::<bool>()), 1..250),
+        ) {
+            let t0 = Instant::now();
+            let mut send = TwccSendRegister::new(512);
+            for _ in 0..start {
+                send.next_seq(t0, 1);
+            }
+            let mut recv = TwccRecvRegister::new(1, 2);
+            let mut arrival = 0u64;
+            let mut want = Vec::new();
+            for (i, (gap_us, lost)) in pkts.iter().enumerate() {
+                let seq = send.next_seq(t0, i);
+                arrival += gap_us;
+                // The first packet always arrives so the feedback starts with it.
+                if i == 0 || !lost {
+                    recv.on_packet(t0 + Duration::from_micros(arrival), seq);
+                    want.push((start + i as u64, i as u32, Some(arrival as i64)));
+                } else {
+                    want.push((start + i as u64, i as u32, None));
+                }
+            }
+            // Trailing losses are never reported (the receiver cannot know them).
+            while want.last().is_some_and(|w| w.2.is_none()) {
+                want.pop();
+            }
+            let mut buf = [0u8; 1500];
+            let mut got = Vec::new();
+            let now = t0 + Duration::from_micros(arrival) + Duration::from_millis(100);
+            while let Some(n) = recv.poll_feedback(now, &mut buf) {
+                for pkt in RtcpPacket::iter(&buf[..n]) {
+                    let Ok(RtcpPacket::TransportFeedback(fb)) = pkt else {
+                        panic!("not a feedback: {pkt:?}");
+                    };
+                    got.extend(send.apply_feedback(&fb).map(|r| (r.seq, r.size, r.recv_us)));
+                }
+            }
+            prop_assert_eq!(got.len(), want.len());
+            let base = got[0].2.unwrap();
+            let w0 = want[0].2.unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert_eq!((g.0, g.1), (w.0, w.1));
+                match (g.2, w.2) {
+                    (None, None) => {}
+                    (Some(g), Some(w)) => {
+                        // Both measured from the first arrival (time 0 on the
+                        // receiver's base, so its reference-time offset is exact).
+                        let d = (w - w0) - (g - base);
+                        prop_assert!((0..250).contains(&d), "{} vs {}", g - base, w - w0);
+                    }
+                    other => prop_assert!(false, "status mismatch {:?}", other),
+                }
+            }
+        }
+
+        /// `write_nack` output parses back to exactly the missing numbers.
+        #[test]
+        fn nack_write_round_trip(
+            first in 0u64..200_000,
+            gaps in proptest::collection::vec(1u64..6, 1..60),
+        ) {
+            let t0 = Instant::now();
+            let mut r = NackRegister::default();
+            let mut seq = first;
+            r.on_packet(t0, seq);
+            let mut missing = Vec::new();
+            for g in gaps {
+                missing.extend((seq + 1..seq + g).map(|s| s as u16));
+                seq += g;
+                r.on_packet(t0, seq);
+            }
+            let mut buf = [0u8; 1500];
+            let n = r.write_nack(t0, 1, 2, &mut buf).unwrap();
+            match n {
+                None => prop_assert!(missing.is_empty()),
+                Some(n) => {
+                    let Some(Ok(RtcpPacket::Nack(nack))) = RtcpPacket::iter(&buf[..n]).next() else {
+                        panic!("not a NACK");
+                    };
+                    prop_assert_eq!((nack.sender_ssrc, nack.media_ssrc), (1, 2));
+                    let lost: Vec<u16> = nack.lost().collect();
+                    prop_assert_eq!(lost, missing);
+                    let pairs: Vec<NackPair> = nack.pairs().collect();
+                    prop_assert!(pairs.len() <= 64);
+                }
+            }
+        }
+    }
+}

@@ -103,7 +103,7 @@ impl TwccSendRegister {
             Some((last_raw, last)) => {
                 // Signed 24-bit distance from the previous reference time.
                 let d = ((raw.wrapping_sub(last_raw) << 8) as i32 >> 8) as i64;
-                last + d
+                last.saturating_add(d)
             }
         };
         self.reference = Some((raw, ticks));
@@ -116,7 +116,7 @@ impl TwccSendRegister {
             iter: fb.iter(),
             next_seq: base,
             highest: self.next.checked_sub(1),
-            time_us: ticks * TWCC_REFERENCE_UNIT_US,
+            time_us: ticks.saturating_mul(TWCC_REFERENCE_UNIT_US),
         }
     }
 }
@@ -141,7 +141,7 @@ impl Iterator for TwccResults<'_, '_> {
             let (_, status) = self.iter.next()?;
             self.next_seq = Some(seq + 1);
             let recv_us = status.delta_us().map(|d| {
-                self.time_us += d;
+                self.time_us = self.time_us.saturating_add(d);
                 self.time_us
             });
             if self.highest.is_none_or(|h| seq > h) {
