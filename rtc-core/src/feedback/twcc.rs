@@ -3,7 +3,7 @@
 //! feedback matching on the send side, feedback generation on the receive side.
 
 use super::since_us;
-use crate::rtcp::{RtcpError, TWCC_REFERENCE_UNIT_US, TransportFeedback, TwccBuilder, TwccIter};
+use crate::rtcp::{TWCC_REFERENCE_UNIT_US, TransportFeedback, TwccBuilder, TwccIter};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -243,7 +243,8 @@ impl TwccRecvRegister {
                 self.feedbacks += 1;
                 Some(n)
             }
-            Ok(None) | Err(RtcpError::BufferTooSmall) | Err(_) => {
+            // Nothing written, or `out` too small for even one packet.
+            Ok(None) | Err(_) => {
                 self.flushing = false;
                 None
             }
