@@ -14,6 +14,7 @@ pub mod demux;
 pub mod direct;
 pub mod dtls;
 pub mod event;
+pub mod feedback;
 pub mod ice;
 pub mod io;
 pub mod media;
