@@ -37,7 +37,8 @@ pub struct Options {
     pub dtls_server: bool,
     /// RTP mode (default) or frame mode.
     pub rtp_mode: bool,
-    /// Stop after this many SRTP packets were decrypted (0 = run forever).
+    /// Stop after this many SRTP packets were decrypted (and, in RTP mode, as many
+    /// RTP events seen; padding-only probes are not events) (0 = run forever).
     pub exit_after_packets: u64,
     /// Give up after this long without finishing (None = never).
     pub deadline: Option<Duration>,
@@ -296,7 +297,10 @@ pub fn run(
         if !rtc.is_alive() {
             break;
         }
-        if opts.exit_after_packets > 0 && report.srtp_packets >= opts.exit_after_packets {
+        if opts.exit_after_packets > 0
+            && report.srtp_packets >= opts.exit_after_packets
+            && (!opts.rtp_mode || report.rtp_events >= opts.exit_after_packets)
+        {
             status(format!(
                 r#"{{"event":"done","srtp_packets":{},"rtp_events":{}}}"#,
                 report.srtp_packets, report.rtp_events

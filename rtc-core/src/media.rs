@@ -91,6 +91,8 @@ pub struct MediaInfo {
     pub remote_ssrcs: Vec<u32>,
     /// RIDs the peer sends (simulcast).
     pub remote_rids: Vec<String>,
+    /// The peer's `(primary, rtx)` SSRC pairs (`ssrc-group:FID`).
+    pub remote_rtx: Vec<(u32, u32)>,
 }
 
 impl MediaInfo {
@@ -105,6 +107,7 @@ impl MediaInfo {
             extensions: crate::rtp::ExtensionMap::default(),
             remote_ssrcs: Vec::new(),
             remote_rids: Vec::new(),
+            remote_rtx: Vec::new(),
         }
     }
 

@@ -436,6 +436,7 @@ fn media_info(mid: Mid, kind: MediaKind, n: &jsep::NegotiatedMedia) -> MediaInfo
         extensions,
         remote_ssrcs,
         remote_rids: n.remote_rids.clone(),
+        remote_rtx: n.remote_rtx_ssrcs.clone(),
     }
 }
 

@@ -3,6 +3,11 @@
 
 use std::time::Instant;
 
+use std::time::Duration;
+
+use crate::feedback::{
+    NackConfig, NackRegister, RateMeter, ReceiveRegister, RtxSendBuffer, SenderRegister,
+};
 use crate::media::{MediaInfo, Mid};
 use crate::packet::{self, CodecPacketizer, DepackConfig, DepacketizingBuffer, Packetizer};
 use crate::rtp::{SeqUnwrapper, TimestampUnwrapper};
@@ -40,6 +45,16 @@ pub(crate) struct RxStream {
     pub(crate) depack: Option<(u8, DepacketizingBuffer)>,
     /// When we last asked for a keyframe on this stream (rate limit).
     pub(crate) last_keyframe_request: Option<Instant>,
+    /// RFC 3550 reception statistics (for our report blocks).
+    pub(crate) register: ReceiveRegister,
+    /// Gaps to NACK.
+    pub(crate) nack: NackRegister,
+    /// This SSRC carries RTX (RFC 4588) for the given primary SSRC.
+    pub(crate) rtx_of: Option<u32>,
+    pub(crate) nacks_sent: u64,
+    pub(crate) plis_sent: u64,
+    pub(crate) firs_sent: u64,
+    pub(crate) rate: RateMeter,
 }
 
 impl RxStream {
@@ -53,6 +68,13 @@ impl RxStream {
             bytes: 0,
             depack: None,
             last_keyframe_request: None,
+            register: ReceiveRegister::new(ssrc),
+            nack: NackRegister::new(NackConfig::default()),
+            rtx_of: None,
+            nacks_sent: 0,
+            plis_sent: 0,
+            firs_sent: 0,
+            rate: RateMeter::new(Duration::from_secs(1), 10),
         }
     }
 
@@ -63,7 +85,13 @@ impl RxStream {
         codec: packet::Codec,
     ) -> &mut DepacketizingBuffer {
         if self.depack.as_ref().is_none_or(|(p, _)| *p != pt) {
-            self.depack = Some((pt, DepacketizingBuffer::new(codec, DepackConfig::default())));
+            // Wait up to ~10 frames (about 300 ms of 30 fps video) for retransmissions
+            // before giving up on a frame.
+            let config = DepackConfig {
+                max_frames_ahead: 10,
+                ..DepackConfig::default()
+            };
+            self.depack = Some((pt, DepacketizingBuffer::new(codec, config)));
         }
         // Just ensured it is Some.
         &mut self.depack.as_mut().expect("depacketizer set above").1
@@ -83,13 +111,31 @@ pub(crate) struct TxStream {
     pub(crate) packets: u64,
     pub(crate) bytes: u64,
     packetizers: Vec<(u8, CodecPacketizer)>,
+    /// Sender-report state and RTT.
+    pub(crate) sender: SenderRegister,
+    /// Sent packets kept for retransmission.
+    pub(crate) rtx_buf: RtxSendBuffer,
+    /// Next RTX sequence number.
+    pub(crate) rtx_seq: u16,
+    /// RTP clock rate of what was last sent (for SR timestamps).
+    pub(crate) clock_rate: u32,
+    /// Highest sequence number sent, extended.
+    pub(crate) highest_sent: Option<u64>,
+    pub(crate) rtt: Option<Duration>,
+    pub(crate) fraction_lost: u8,
+    pub(crate) nacks_received: u64,
+    pub(crate) rtx_sent: u64,
+    pub(crate) plis_received: u64,
+    pub(crate) firs_received: u64,
+    pub(crate) rate: RateMeter,
 }
 
 impl TxStream {
     pub(crate) fn new(mid: Mid, cname: &str) -> Self {
+        let ssrc: u32 = rand::random();
         TxStream {
             mid,
-            ssrc: rand::random(),
+            ssrc,
             rtx_ssrc: rand::random(),
             cname: cname.to_string(),
             stream_id: format!("rtc-{:08x}", rand::random::<u32>()),
@@ -98,7 +144,56 @@ impl TxStream {
             packets: 0,
             bytes: 0,
             packetizers: Vec::new(),
+            sender: SenderRegister::new(ssrc),
+            rtx_buf: RtxSendBuffer::default(),
+            rtx_seq: rand::random(),
+            clock_rate: 90_000,
+            highest_sent: None,
+            rtt: None,
+            fraction_lost: 0,
+            nacks_received: 0,
+            rtx_sent: 0,
+            plis_received: 0,
+            firs_received: 0,
+            rate: RateMeter::new(Duration::from_secs(1), 10),
         }
+    }
+
+    /// Records a sent RTP packet (plaintext) for reports and retransmission.
+    pub(crate) fn record_sent(&mut self, now: Instant, packet: &[u8]) {
+        if packet.len() < 12 {
+            return;
+        }
+        let seq = u16::from_be_bytes([packet[2], packet[3]]);
+        let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let ext = match self.highest_sent {
+            None => u64::from(seq),
+            Some(h) => {
+                let delta = seq.wrapping_sub(h as u16);
+                if delta < 0x8000 {
+                    h + u64::from(delta)
+                } else {
+                    h.saturating_sub(u64::from(h as u16).wrapping_sub(u64::from(seq)) & 0xffff)
+                }
+            }
+        };
+        if self.highest_sent.is_none_or(|h| ext > h) {
+            self.highest_sent = Some(ext);
+        }
+        self.rtx_buf.store(now, ext, packet);
+        self.sender
+            .on_packet_sent(now, ts, packet.len().saturating_sub(12));
+        self.rate.add(now, packet.len() as u64);
+    }
+
+    /// The extended form of a sequence number we sent recently (for NACKs).
+    pub(crate) fn extend_sent_seq(&self, seq: u16) -> Option<u64> {
+        let h = self.highest_sent?;
+        let back = (h as u16).wrapping_sub(seq);
+        if back >= 0x8000 {
+            return None;
+        }
+        h.checked_sub(u64::from(back))
     }
 
     /// How this stream is signalled in SDP (`msid`, `ssrc`, FID group).

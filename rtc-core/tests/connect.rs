@@ -300,5 +300,5 @@ fn keyframe_requests_reach_the_sender() {
             Ev::Keyframe(1234, KeyframeRequestKind::Fir)
         ]
     );
-    assert_eq!(pair.a.rtc.stats().srtcp_packets_in, 3);
+    assert!(pair.a.rtc.stats().srtcp_packets_in >= 3);
 }

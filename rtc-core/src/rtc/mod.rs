@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+mod rtcp;
 
 use crate::demux::Datagram;
 use crate::dtls::{DtlsCert, DtlsError, DtlsEvent, DtlsTransport, Fingerprint, SrtpProfileId};
@@ -10,10 +12,11 @@ use crate::event::{
     ChannelData, Event, FailReason, KeyframeRequest, KeyframeRequestKind, MediaAdded, MediaData,
     RtpPacketReceived,
 };
+use crate::feedback::{Bwe, BweConfig, NtpClock, TwccRecvRegister, TwccSendRegister};
 use crate::ice::{Candidate, IceAgent, IceAgentEvent, IceConnectionState, IceCreds};
 use crate::io::{Input, Output, Protocol, Receive, Transmit};
 use crate::media::{MediaInfo, MediaKind, Mid};
-use crate::rtcp::{Fir, FirEntry, Pli, RtcpError, RtcpPacket};
+use crate::rtcp::{Fir, FirEntry, Pli, RtcpError};
 use crate::rtp::{Extension, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket};
 use crate::sctp::{ChannelConfig, ChannelId, SctpError, SctpEvent, SctpTransport};
 use crate::srtp::{SrtpContext, SrtpProfile};
@@ -112,6 +115,8 @@ pub struct RtcConfig {
     pub(crate) srtp_profiles: Vec<SrtpProfileId>,
     pub(crate) local_creds: Option<IceCreds>,
     pub(crate) answer_dtls_active: bool,
+    pub(crate) stats_interval: Option<Duration>,
+    pub(crate) ntp_reference: Option<SystemTime>,
 }
 
 impl Default for RtcConfig {
@@ -127,6 +132,8 @@ impl Default for RtcConfig {
             ],
             local_creds: None,
             answer_dtls_active: true,
+            stats_interval: Some(Duration::from_secs(1)),
+            ntp_reference: None,
         }
     }
 }
@@ -182,6 +189,20 @@ impl RtcConfig {
     /// answers `passive` and we are the DTLS server.
     pub fn set_answer_dtls_active(mut self, active: bool) -> Self {
         self.answer_dtls_active = active;
+        self
+    }
+
+    /// How often stats events are emitted (`None`: never). Default 1 s.
+    pub fn set_stats_interval(mut self, interval: Option<Duration>) -> Self {
+        self.stats_interval = interval;
+        self
+    }
+
+    /// The wallclock time at the `now` given to `build`, for NTP timestamps in sender
+    /// reports (the `Rtc` never reads the clock itself). Without it, reports carry a
+    /// consistent NTP timeline with an arbitrary origin, which is enough for RTT.
+    pub fn set_ntp_reference(mut self, wallclock_at_build: SystemTime) -> Self {
+        self.ntp_reference = Some(wallclock_at_build);
         self
     }
 
@@ -246,6 +267,11 @@ enum PendingEvent {
     ChannelLow(ChannelId),
     ChannelClose(ChannelId),
     MediaData(MediaData),
+    Remb(u64),
+    EgressBitrateEstimate(u64),
+    IngressStats(crate::event::MediaIngressStats),
+    EgressStats(crate::event::MediaEgressStats),
+    PeerStats(PeerStats),
 }
 
 /// Counters of one peer connection.
@@ -268,6 +294,8 @@ pub struct PeerStats {
     pub srtp_errors: u64,
     /// Datagrams dropped: unknown source, malformed, or not for us.
     pub dropped: u64,
+    /// RTCP report packets (SR/RR) sent.
+    pub reports_sent: u64,
 }
 
 /// A Sans-I/O WebRTC peer connection.
@@ -313,6 +341,16 @@ pub struct Rtc {
     pub(crate) cname: String,
     /// Frame mode: scratch list of payloads for one frame (reused).
     payload_scratch: Vec<Vec<u8>>,
+    /// NTP timeline for sender reports.
+    ntp: NtpClock,
+    next_report_at: Instant,
+    next_stats_at: Instant,
+    /// Transport-wide sequence numbers we received (feedback to the peer).
+    twcc_rx: TwccRecvRegister,
+    /// Transport-wide sequence numbers we stamped (feedback from the peer).
+    twcc_tx: TwccSendRegister,
+    /// Send-side bandwidth estimate.
+    bwe: Bwe,
     /// Our side of the last completed SDP negotiation (basis of re-offers).
     pub(crate) local_sections: Vec<crate::sdp::MediaSection>,
     /// ICE roles were fixed by a negotiation (kept until an ICE restart).
@@ -338,6 +376,7 @@ impl Rtc {
     }
 
     fn from_config(config: RtcConfig, now: Instant) -> Result<Rtc, RtcError> {
+        let ntp_reference = config.ntp_reference;
         let cert = match &config.cert {
             Some(c) => c.clone(),
             None => DtlsCert::new_ecdsa_p256()?,
@@ -376,6 +415,16 @@ impl Rtc {
             fir_seq: 0,
             sctp: None,
             app_mid: None,
+            ntp: match ntp_reference {
+                Some(w) => NtpClock::from_system_time(now, w),
+                // 2024-01-01T00:00:00Z in NTP seconds, as an arbitrary fixed origin.
+                None => NtpClock::new(now, 3_913_056_000u64 << 32),
+            },
+            next_report_at: now,
+            next_stats_at: now,
+            twcc_rx: TwccRecvRegister::new(0, 0),
+            twcc_tx: TwccSendRegister::default(),
+            bwe: Bwe::new(BweConfig::default()),
             tx: Vec::new(),
             cname: format!("rtc-{:016x}", rand::random::<u64>()),
             payload_scratch: Vec::new(),
@@ -493,6 +542,7 @@ impl Rtc {
         {
             sctp.handle_timeout(now);
         }
+        self.handle_rtcp_timers(now);
         self.process(now);
         Ok(())
     }
@@ -567,47 +617,86 @@ impl Rtc {
         };
         let h = pkt.header;
         let payload_offset = len - pkt.payload.len() - usize::from(pkt.padding_len);
-        let payload_end = len - usize::from(pkt.padding_len);
-        let ssrc = h.ssrc;
-        let idx = match self.rx_streams.iter().position(|s| s.ssrc == ssrc) {
-            Some(i) => i,
-            None => {
-                let mid = self
-                    .media
-                    .iter()
-                    .find(|m| m.remote_ssrcs.contains(&ssrc))
-                    .map(|m| m.mid)
-                    .or_else(|| self.mid_from_extension(&pkt));
-                if self.rx_streams.len() >= MAX_RX_STREAMS {
-                    self.stats.dropped += 1;
-                    self.pool.push(buf);
-                    return;
-                }
-                self.rx_streams.push(RxStream::new(ssrc, mid));
-                self.rx_streams.len() - 1
-            }
+        let mut payload_end = len - usize::from(pkt.padding_len);
+        let mut len = len;
+        let now = self.last_now;
+        // Header extensions share one id space on a bundled transport.
+        let (twcc_seq, ext_mid) = match self.media.first().map(|m| pkt.extensions(&m.extensions)) {
+            Some(Ok(v)) => (v.transport_cc, v.mid.and_then(Mid::new)),
+            _ => (None, None),
         };
-        let st = &mut self.rx_streams[idx];
-        st.packets += 1;
-        st.bytes += len as u64;
-        if st.mid.is_none() {
-            st.mid = self
-                .media
-                .first()
-                .and_then(|m| pkt.extensions(&m.extensions).ok())
-                .and_then(|e| e.mid)
-                .and_then(Mid::new);
+        let ext_mid = ext_mid.filter(|m| self.media.iter().any(|x| x.mid == *m));
+        if let Some(t) = twcc_seq {
+            self.twcc_rx.on_packet(now, t);
         }
+        let Some(mut idx) = self.rx_stream_index(h.ssrc, ext_mid) else {
+            self.stats.dropped += 1;
+            self.pool.push(buf);
+            return;
+        };
+        let mut ssrc = h.ssrc;
+        let mut pt = h.payload_type;
+        let mut seq16 = h.sequence_number;
+        {
+            let st = &mut self.rx_streams[idx];
+            st.packets += 1;
+            st.bytes += len as u64;
+            st.rate.add(now, len as u64);
+            if st.mid.is_none() {
+                st.mid = ext_mid;
+            }
+        }
+        if let Some(primary) = self.rx_streams[idx].rtx_of {
+            // RFC 4588: unwrap to the original packet (OSN, associated PT, primary SSRC).
+            let apt = self.rx_streams[idx]
+                .mid
+                .and_then(|m| self.media.iter().find(|x| x.mid == m))
+                .and_then(|info| info.rtx.iter().find(|(_, r)| *r == pt).map(|(p, _)| *p));
+            let (Some(apt), Some(osn)) = (apt, buf.get(payload_offset..payload_offset + 2)) else {
+                // Padding-only RTX probes (bandwidth probing) and unknown PTs end here.
+                self.pool.push(buf);
+                return;
+            };
+            let osn = u16::from_be_bytes([osn[0], osn[1]]);
+            buf.copy_within(payload_offset + 2..len, payload_offset);
+            len -= 2;
+            payload_end -= 2;
+            buf[1] = (buf[1] & 0x80) | apt;
+            buf[2..4].copy_from_slice(&osn.to_be_bytes());
+            buf[8..12].copy_from_slice(&primary.to_be_bytes());
+            ssrc = primary;
+            pt = apt;
+            seq16 = osn;
+            let mid = self.rx_streams[idx].mid;
+            let Some(i) = self.rx_stream_index(primary, mid) else {
+                self.pool.push(buf);
+                return;
+            };
+            idx = i;
+        }
+        if payload_end <= payload_offset {
+            // Padding only (bandwidth probe): nothing to deliver.
+            self.pool.push(buf);
+            return;
+        }
+        let clock_rate = self.rx_streams[idx]
+            .mid
+            .and_then(|m| self.media.iter().find(|x| x.mid == m))
+            .and_then(|info| pt_params(info, pt))
+            .map_or(90_000, |(_, c)| c);
+        let st = &mut self.rx_streams[idx];
         // Extends the 16-bit sequence number (a method named unwrap, not Option::unwrap).
-        let seq_no = st.seq.unwrap(h.sequence_number);
+        let seq_no = st.seq.unwrap(seq16);
         // Extends the 32-bit RTP timestamp (not Option::unwrap).
         let time = st.time.unwrap(h.timestamp);
+        st.register.update(now, seq_no, h.timestamp, clock_rate);
+        st.nack.on_packet(now, seq_no);
         let mid = st.mid;
         if self.config.rtp_mode {
             self.rtp_in.push_back(PendingRtp {
                 mid,
                 ssrc,
-                payload_type: h.payload_type,
+                payload_type: pt,
                 seq_no,
                 timestamp: h.timestamp,
                 marker: h.marker,
@@ -620,7 +709,7 @@ impl Rtc {
         // Frame mode: depacketize into whole frames.
         let params = mid
             .and_then(|m| self.media.iter().find(|x| x.mid == m))
-            .and_then(|info| pt_params(info, h.payload_type));
+            .and_then(|info| pt_params(info, pt));
         let Some((codec, clock_rate)) = params else {
             self.pool.push(buf);
             return;
@@ -629,9 +718,8 @@ impl Rtc {
             self.pool.push(buf);
             return;
         };
-        let now = self.last_now;
         let st = &mut self.rx_streams[idx];
-        let depack = st.depacketizer(h.payload_type, pcodec);
+        let depack = st.depacketizer(pt, pcodec);
         let meta = crate::packet::PacketMeta {
             seq: seq_no,
             time,
@@ -656,7 +744,7 @@ impl Rtc {
                 Ok(f) => self.events.push_back(PendingEvent::MediaData(MediaData {
                     mid: mid.unwrap_or_else(|| Mid::new("0").expect("valid literal mid")),
                     ssrc,
-                    pt: h.payload_type,
+                    pt,
                     codec: pcodec,
                     clock_rate,
                     time: f.time,
@@ -677,14 +765,30 @@ impl Rtc {
         }
     }
 
-    /// The media section named by a packet's `sdes:mid` header extension (BUNDLE
-    /// demultiplexing of SSRCs the peer did not signal). All sections share one id
-    /// space on a bundled transport, so the first section's map is used.
-    fn mid_from_extension(&self, pkt: &RtpPacket<'_>) -> Option<Mid> {
-        let map = &self.media.first()?.extensions;
-        let values = pkt.extensions(map).ok()?;
-        let mid = Mid::new(values.mid?)?;
-        self.media.iter().any(|m| m.mid == mid).then_some(mid)
+    /// The receive stream of `ssrc`, created on first sight (bounded).
+    fn rx_stream_index(&mut self, ssrc: u32, ext_mid: Option<Mid>) -> Option<usize> {
+        if let Some(i) = self.rx_streams.iter().position(|s| s.ssrc == ssrc) {
+            return Some(i);
+        }
+        if self.rx_streams.len() >= MAX_RX_STREAMS {
+            return None;
+        }
+        let mid = self
+            .media
+            .iter()
+            .find(|m| m.remote_ssrcs.contains(&ssrc))
+            .map(|m| m.mid)
+            .or(ext_mid);
+        let rtx_of = self
+            .media
+            .iter()
+            .flat_map(|m| m.remote_rtx.iter())
+            .find(|(_, rtx)| *rtx == ssrc)
+            .map(|(p, _)| *p);
+        let mut st = RxStream::new(ssrc, mid);
+        st.rtx_of = rtx_of;
+        self.rx_streams.push(st);
+        Some(self.rx_streams.len() - 1)
     }
 
     fn handle_rtcp(&mut self, contents: &[u8]) {
@@ -699,29 +803,12 @@ impl Rtc {
         match srtp.unprotect_rtcp(&mut buf[..contents.len()]) {
             Ok(n) => {
                 self.stats.srtcp_packets_in += 1;
-                self.handle_rtcp_packets(&buf[..n]);
+                let now = self.last_now;
+                self.handle_rtcp_packets(now, &buf[..n]);
             }
             Err(_) => self.stats.srtp_errors += 1,
         }
         self.pool.push(buf);
-    }
-
-    /// Reacts to the packets of one decrypted (compound) RTCP packet.
-    fn handle_rtcp_packets(&mut self, plain: &[u8]) {
-        for p in RtcpPacket::iter(plain) {
-            match p {
-                Ok(RtcpPacket::Pli(pli)) => {
-                    self.keyframe_requested(pli.media_ssrc, KeyframeRequestKind::Pli);
-                }
-                Ok(RtcpPacket::Fir(fir)) => {
-                    for e in fir.entries() {
-                        self.keyframe_requested(e.ssrc, KeyframeRequestKind::Fir);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => self.stats.dropped += 1,
-            }
-        }
     }
 
     fn keyframe_requested(&mut self, ssrc: u32, kind: KeyframeRequestKind) {
@@ -729,6 +816,12 @@ impl Rtc {
         let Some(&(_, mid)) = self.tx_ssrcs.iter().find(|(s, _)| *s == ssrc) else {
             return;
         };
+        if let Some(tx) = self.tx.iter_mut().find(|t| t.ssrc == ssrc) {
+            match kind {
+                KeyframeRequestKind::Pli => tx.plis_received += 1,
+                KeyframeRequestKind::Fir => tx.firs_received += 1,
+            }
+        }
         self.events
             .push_back(PendingEvent::KeyframeRequest(KeyframeRequest {
                 mid,
@@ -773,6 +866,12 @@ impl Rtc {
         kind: KeyframeRequestKind,
     ) -> Result<(), RtcError> {
         let sender_ssrc = self.rtcp_ssrc;
+        if let Some(st) = self.rx_streams.iter_mut().find(|s| s.ssrc == media_ssrc) {
+            match kind {
+                KeyframeRequestKind::Pli => st.plis_sent += 1,
+                KeyframeRequestKind::Fir => st.firs_sent += 1,
+            }
+        }
         match kind {
             KeyframeRequestKind::Pli => self.send_rtcp(|b| {
                 Pli {
@@ -869,6 +968,11 @@ impl Rtc {
                             self.srtp_rx = Some(rx);
                             self.srtp_profile = Some(profile);
                             self.connected = true;
+                            self.next_report_at = now + Duration::from_millis(200);
+                            if let Some(i) = self.config.stats_interval {
+                                self.next_stats_at = now + i;
+                            }
+                            self.twcc_rx = TwccRecvRegister::new(self.rtcp_ssrc, 0);
                             self.events.push_back(PendingEvent::Connected);
                         }
                         Err(e) => self.fail(FailReason::Dtls(DtlsError::Protocol(format!(
@@ -1008,15 +1112,17 @@ impl Rtc {
             return Err(RtcError::Write("packet too large".into()));
         }
         buf[..packet.len()].copy_from_slice(packet);
-        self.protect_and_queue(buf, packet.len(), None)
+        self.protect_and_queue(buf, packet.len(), None, false)
     }
 
     /// Protects the plaintext RTP packet in `buf[..len]` in place and queues it.
+    /// With `store`, the packet is also kept for RTX and counted in reports.
     fn protect_and_queue(
         &mut self,
         mut buf: Vec<u8>,
         len: usize,
         mid: Option<Mid>,
+        store: bool,
     ) -> Result<(), RtcError> {
         if !self.connected {
             self.pool.push(buf);
@@ -1026,6 +1132,10 @@ impl Rtc {
             let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
             if !self.tx_ssrcs.iter().any(|(s, _)| *s == ssrc) {
                 self.tx_ssrcs.push((ssrc, mid));
+            }
+            if store && let Some(tx) = self.tx.iter_mut().find(|t| t.ssrc == ssrc) {
+                let now = self.last_now;
+                tx.record_sent(now, &buf[..len]);
             }
         }
         let Some(srtp) = self.srtp_tx.as_mut() else {
@@ -1126,6 +1236,10 @@ impl Rtc {
         if map.id_of(Extension::Mid).is_some() {
             values.mid = Some(&mid_str);
         }
+        if map.id_of(Extension::TransportSequenceNumber).is_some() {
+            let now = self.last_now;
+            values.transport_cc = Some(self.twcc_tx.next_seq(now, payload.len() + 40));
+        }
         let header = RtpHeader {
             version: 2,
             marker,
@@ -1155,10 +1269,17 @@ impl Rtc {
         }
         buf[n..n + payload.len()].copy_from_slice(payload);
         let total = n + payload.len();
+        let clock_rate = self
+            .media
+            .iter()
+            .find(|m| m.mid == mid)
+            .and_then(|info| pt_params(info, pt))
+            .map_or(90_000, |(_, c)| c);
         let tx = self.ensure_tx(mid);
         tx.packets += 1;
         tx.bytes += total as u64;
-        self.protect_and_queue(buf, total, Some(mid))
+        tx.clock_rate = clock_rate;
+        self.protect_and_queue(buf, total, Some(mid), true)
     }
 
     /// What was negotiated for a media section.
@@ -1207,6 +1328,11 @@ impl Rtc {
                 PendingEvent::ChannelLow(id) => Event::ChannelBufferedAmountLow(id),
                 PendingEvent::ChannelClose(id) => Event::ChannelClose(id),
                 PendingEvent::MediaData(d) => Event::MediaData(d),
+                PendingEvent::Remb(b) => Event::Remb(b),
+                PendingEvent::EgressBitrateEstimate(b) => Event::EgressBitrateEstimate(b),
+                PendingEvent::IngressStats(s) => Event::MediaIngressStats(s),
+                PendingEvent::EgressStats(s) => Event::MediaEgressStats(s),
+                PendingEvent::PeerStats(s) => Event::PeerStats(s),
             }));
         }
         if let Some(p) = self.rtp_in.pop_front() {
@@ -1224,6 +1350,9 @@ impl Rtc {
         }
         let mut next = self.last_now + Duration::from_secs(1);
         // SCTP runs only once DTLS is up; before that its timers are not driven.
+        if let Some(t) = self.rtcp_timeout() {
+            next = next.min(t);
+        }
         let sctp_timeout = if self.connected {
             self.sctp.as_ref().and_then(|s| s.poll_timeout())
         } else {

@@ -1,0 +1,328 @@
+//! RTCP of an `Rtc`: reports (SR/RR with RTT), NACK and RTX, transport-wide
+//! congestion control feedback and bandwidth estimation, keyframe requests and
+//! periodic stats. Everything is driven by the `now` the caller passes in.
+
+use std::time::{Duration, Instant};
+
+use super::{BUF_SIZE, PendingEvent, Rtc, RtcError};
+use crate::event::{KeyframeRequestKind, MediaEgressStats, MediaIngressStats};
+use crate::feedback::RtxParams;
+use crate::rtcp::{
+    Nack, ReceiverReport, ReportBlock, ReportBlocks, RtcpPacket, Sdes, SdesItem, SenderReport,
+    TransportFeedback,
+};
+
+/// How often receiver/sender reports are sent.
+pub(crate) const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
+
+/// SDES CNAME item type (RFC 3550 §6.5.1).
+const SDES_CNAME: u8 = 1;
+
+impl Rtc {
+    /// Work due at `now`: reports, NACKs, TWCC feedback and stats.
+    pub(super) fn handle_rtcp_timers(&mut self, now: Instant) {
+        if !self.connected || !self.alive {
+            return;
+        }
+        if now >= self.next_report_at {
+            self.next_report_at = now + REPORT_INTERVAL;
+            self.send_reports(now);
+        }
+        self.send_nacks(now);
+        self.send_twcc_feedback(now);
+        if let Some(interval) = self.config.stats_interval
+            && now >= self.next_stats_at
+        {
+            self.next_stats_at = now + interval;
+            self.emit_stats(now);
+        }
+    }
+
+    /// The earliest RTCP-related deadline.
+    pub(super) fn rtcp_timeout(&self) -> Option<Instant> {
+        if !self.connected || !self.alive {
+            return None;
+        }
+        let mut t = self.next_report_at;
+        if let Some(x) = self.twcc_rx.poll_timeout() {
+            t = t.min(x);
+        }
+        for s in &self.rx_streams {
+            if let Some(x) = s.nack.poll_timeout() {
+                t = t.min(x);
+            }
+        }
+        if self.config.stats_interval.is_some() {
+            t = t.min(self.next_stats_at);
+        }
+        Some(t)
+    }
+
+    /// One compound packet: an SR per send stream (or one RR), report blocks for
+    /// what we receive, and our CNAME.
+    fn send_reports(&mut self, now: Instant) {
+        let mut blocks = ReportBlocks::new();
+        for s in self.rx_streams.iter_mut().filter(|s| s.rtx_of.is_none()) {
+            if let Some(b) = s.register.report_block(now) {
+                // At most 31 blocks fit one report; the rest wait for the next one.
+                if blocks.push(b).is_err() {
+                    break;
+                }
+            }
+        }
+        let ntp = self.ntp.ntp(now);
+        let cname = self.cname.clone();
+        let mut buf = self.take_buf();
+        let limit = BUF_SIZE - 64;
+        let mut n = 0usize;
+        let mut first_ssrc = self.rtcp_ssrc;
+        if self.tx.is_empty() {
+            let rr = ReceiverReport {
+                ssrc: self.rtcp_ssrc,
+                reports: blocks,
+            };
+            n += rr.write(&mut buf[..limit]).unwrap_or(0);
+        } else {
+            for (i, tx) in self.tx.iter_mut().enumerate() {
+                let info = tx.sender.sender_info(now, ntp, tx.clock_rate.max(1));
+                let sr = SenderReport {
+                    ssrc: tx.ssrc,
+                    info,
+                    // Report blocks ride on the first SR only.
+                    reports: if i == 0 { blocks } else { ReportBlocks::new() },
+                };
+                let Ok(w) = sr.write(&mut buf[n..limit]) else {
+                    break;
+                };
+                tx.sender.on_sr_sent(now, ntp);
+                n += w;
+                if i == 0 {
+                    first_ssrc = tx.ssrc;
+                }
+            }
+        }
+        let item = SdesItem {
+            kind: SDES_CNAME,
+            value: cname.as_bytes(),
+        };
+        if let Ok(w) = Sdes::write_chunks(&[(first_ssrc, &[item][..])], &mut buf[n..limit]) {
+            n += w;
+        }
+        if n > 0 {
+            self.stats.reports_sent += 1;
+            let _ = self.protect_rtcp_and_queue(buf, n);
+        } else {
+            self.pool.push(buf);
+        }
+    }
+
+    /// NACKs for gaps that are due to be (re)requested.
+    fn send_nacks(&mut self, now: Instant) {
+        let sender_ssrc = self.rtcp_ssrc;
+        for i in 0..self.rx_streams.len() {
+            if self.rx_streams[i]
+                .nack
+                .poll_timeout()
+                .is_none_or(|t| t > now)
+            {
+                continue;
+            }
+            let mut buf = self.take_buf();
+            let st = &mut self.rx_streams[i];
+            let media_ssrc = st.ssrc;
+            match st
+                .nack
+                .write_nack(now, sender_ssrc, media_ssrc, &mut buf[..BUF_SIZE - 64])
+            {
+                Ok(Some(n)) => {
+                    st.nacks_sent += 1;
+                    let _ = self.protect_rtcp_and_queue(buf, n);
+                }
+                _ => self.pool.push(buf),
+            }
+        }
+    }
+
+    /// Transport-wide congestion control feedback for what arrived.
+    fn send_twcc_feedback(&mut self, now: Instant) {
+        loop {
+            let mut buf = self.take_buf();
+            match self.twcc_rx.poll_feedback(now, &mut buf[..BUF_SIZE - 64]) {
+                Some(n) => {
+                    let _ = self.protect_rtcp_and_queue(buf, n);
+                }
+                None => {
+                    self.pool.push(buf);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Protects one RTCP packet in `buf[..len]` and queues it.
+    pub(super) fn protect_rtcp_and_queue(
+        &mut self,
+        mut buf: Vec<u8>,
+        len: usize,
+    ) -> Result<(), RtcError> {
+        let Some(srtp) = self.srtp_tx.as_mut() else {
+            self.pool.push(buf);
+            return Err(RtcError::InvalidState("no SRTP context"));
+        };
+        match srtp.protect_rtcp(&mut buf, len) {
+            Ok(n) => self.queue_on_path(buf, n),
+            Err(e) => {
+                self.pool.push(buf);
+                Err(RtcError::Write(e.to_string()))
+            }
+        }
+    }
+
+    /// Reacts to the packets of one decrypted (compound) RTCP packet.
+    pub(super) fn handle_rtcp_packets(&mut self, now: Instant, plain: &[u8]) {
+        for p in RtcpPacket::iter(plain) {
+            match p {
+                Ok(RtcpPacket::SenderReport(sr)) => {
+                    if let Some(st) = self.rx_streams.iter_mut().find(|s| s.ssrc == sr.ssrc) {
+                        st.register
+                            .on_sender_report(now, sr.info.ntp_time, sr.info.rtp_time);
+                    }
+                    self.on_report_blocks(now, sr.reports.as_slice());
+                }
+                Ok(RtcpPacket::ReceiverReport(rr)) => {
+                    self.on_report_blocks(now, rr.reports.as_slice());
+                }
+                Ok(RtcpPacket::Pli(pli)) => {
+                    self.keyframe_requested(pli.media_ssrc, KeyframeRequestKind::Pli);
+                }
+                Ok(RtcpPacket::Fir(fir)) => {
+                    for e in fir.entries() {
+                        self.keyframe_requested(e.ssrc, KeyframeRequestKind::Fir);
+                    }
+                }
+                Ok(RtcpPacket::Nack(nack)) => self.on_nack(now, &nack),
+                Ok(RtcpPacket::TransportFeedback(fb)) => self.on_twcc(now, &fb),
+                Ok(RtcpPacket::Remb(remb)) => {
+                    self.events.push_back(PendingEvent::Remb(remb.bitrate));
+                }
+                Ok(_) => {}
+                Err(_) => self.stats.dropped += 1,
+            }
+        }
+    }
+
+    fn on_report_blocks(&mut self, now: Instant, blocks: &[ReportBlock]) {
+        for b in blocks {
+            if let Some(tx) = self.tx.iter_mut().find(|t| t.ssrc == b.ssrc)
+                && let Some(rtt) = tx.sender.on_report_block(now, b)
+            {
+                tx.rtt = Some(rtt);
+                tx.fraction_lost = b.fraction_lost;
+                for st in &mut self.rx_streams {
+                    st.nack.set_rtt(rtt);
+                }
+            }
+        }
+    }
+
+    /// Answers a NACK from the send buffer with RTX packets (RFC 4588).
+    fn on_nack(&mut self, now: Instant, nack: &Nack<'_>) {
+        let Some(idx) = self.tx.iter().position(|t| t.ssrc == nack.media_ssrc) else {
+            return;
+        };
+        self.tx[idx].nacks_received += 1;
+        let mid = self.tx[idx].mid;
+        let rtx_pts: Vec<(u8, u8)> = self
+            .media
+            .iter()
+            .find(|m| m.mid == mid)
+            .map(|m| m.rtx.clone())
+            .unwrap_or_default();
+        for lost in nack.lost() {
+            let tx = &mut self.tx[idx];
+            let Some(seq) = tx.extend_sent_seq(lost) else {
+                continue;
+            };
+            let Some(pt) = tx
+                .rtx_buf
+                .get(now, seq)
+                .and_then(|p| p.get(1))
+                .map(|b| b & 0x7f)
+            else {
+                continue;
+            };
+            let Some(&(_, rtx_pt)) = rtx_pts.iter().find(|(p, _)| *p == pt) else {
+                continue;
+            };
+            let params = RtxParams {
+                ssrc: tx.rtx_ssrc,
+                payload_type: rtx_pt,
+                seq: tx.rtx_seq,
+            };
+            let mut buf = self.pool.pop().unwrap_or_default();
+            buf.resize(BUF_SIZE, 0);
+            let tx = &mut self.tx[idx];
+            match tx
+                .rtx_buf
+                .build_rtx(now, seq, params, &mut buf[..BUF_SIZE - 64])
+            {
+                Some(n) => {
+                    tx.rtx_seq = tx.rtx_seq.wrapping_add(1);
+                    tx.rtx_sent += 1;
+                    let _ = self.protect_and_queue(buf, n, Some(mid), false);
+                }
+                None => self.pool.push(buf),
+            }
+        }
+    }
+
+    fn on_twcc(&mut self, now: Instant, fb: &TransportFeedback<'_>) {
+        let results = self.twcc_tx.apply_feedback(fb);
+        let before = self.bwe.estimate();
+        let estimate = self.bwe.on_feedback(now, results);
+        if estimate != before {
+            self.events
+                .push_back(PendingEvent::EgressBitrateEstimate(estimate));
+        }
+    }
+
+    fn emit_stats(&mut self, now: Instant) {
+        for st in self.rx_streams.iter_mut().filter(|s| s.rtx_of.is_none()) {
+            let Some(mid) = st.mid else { continue };
+            let r = st.register.stats();
+            let bitrate = st.rate.rate_bps(now).unwrap_or(0);
+            self.events
+                .push_back(PendingEvent::IngressStats(MediaIngressStats {
+                    mid,
+                    ssrc: st.ssrc,
+                    packets: st.packets,
+                    bytes: st.bytes,
+                    lost: r.lost,
+                    jitter: r.jitter,
+                    nacks_sent: st.nacks_sent,
+                    plis_sent: st.plis_sent,
+                    firs_sent: st.firs_sent,
+                    bitrate_bps: bitrate,
+                }));
+        }
+        for tx in self.tx.iter_mut() {
+            let bitrate = tx.rate.rate_bps(now).unwrap_or(0);
+            self.events
+                .push_back(PendingEvent::EgressStats(MediaEgressStats {
+                    mid: tx.mid,
+                    ssrc: tx.ssrc,
+                    packets: tx.packets,
+                    bytes: tx.bytes,
+                    nacks_received: tx.nacks_received,
+                    rtx_sent: tx.rtx_sent,
+                    plis_received: tx.plis_received,
+                    firs_received: tx.firs_received,
+                    rtt: tx.rtt,
+                    fraction_lost: tx.fraction_lost,
+                    bitrate_bps: bitrate,
+                }));
+        }
+        self.events
+            .push_back(PendingEvent::PeerStats(self.stats.clone()));
+    }
+}
