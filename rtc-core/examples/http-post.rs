@@ -78,6 +78,18 @@ pub struct Report {
     pub channels: Vec<String>,
     /// Data-channel messages echoed back.
     pub channel_messages: u64,
+    /// Frame mode: whole video frames received.
+    pub video_frames: u64,
+    /// Frame mode: of which keyframes.
+    pub keyframes: u64,
+    /// Frame mode: frames whose bitstream failed the codec sanity check.
+    pub corrupt_frames: u64,
+    /// Frame mode: audio frames received.
+    pub audio_frames: u64,
+    /// Frame mode: frames sent back to the browser.
+    pub echoed_frames: u64,
+    /// Frame mode: the video codec seen.
+    pub video_codec: Option<String>,
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -151,6 +163,75 @@ const check = (i, buf) => { const b = new Uint8Array(buf); const want = make(i);
 })().catch((e) => { state('error ' + e); window.rtcDone = true; });
 </script></body></html>"#;
 
+/// A media check page: sends moving noise video and the microphone, receives the echo
+/// from the server, and reports frames decoded and its send bitrate (which only
+/// ramps up if our transport-wide congestion control feedback is right).
+/// `?codec=H264` prefers H.264.
+const ECHO_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>rtc-core echo</title></head>
+<body><h1>rtc-core echo</h1><p id="state">starting…</p><video id="v" autoplay muted playsinline></video>
+<script>
+const state = (s) => { document.getElementById('state').textContent = s; window.rtcState = s; };
+(async () => {
+  const codec = new URLSearchParams(location.search).get('codec');
+  const pc = new RTCPeerConnection();
+  const cam = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720, frameRate: 30 } });
+  // Video: a canvas of moving noise, which no encoder can compress, so the send
+  // bitrate follows the bandwidth estimate (the fake camera's pattern needs ~150 kbps).
+  const canvas = document.createElement('canvas');
+  canvas.width = 640; canvas.height = 360;
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(canvas.width, canvas.height);
+  const u32 = new Uint32Array(img.data.buffer);
+  let seed = 1;
+  setInterval(() => {
+    for (let i = 0; i < u32.length; i++) { seed = (seed * 1664525 + 1013904223) >>> 0; u32[i] = seed | 0xff000000; }
+    ctx.putImageData(img, 0, 0);
+  }, 33);
+  const stream = new MediaStream([cam.getAudioTracks()[0], canvas.captureStream(30).getVideoTracks()[0]]);
+  for (const t of stream.getTracks()) {
+    const tr = pc.addTransceiver(t, { direction: 'sendrecv', streams: [stream] });
+    if (t.kind === 'video' && codec) {
+      const caps = RTCRtpReceiver.getCapabilities('video').codecs;
+      tr.setCodecPreferences([...caps.filter((c) => c.mimeType === 'video/' + codec), ...caps.filter((c) => c.mimeType === 'video/rtx')]);
+    }
+    if (t.kind === 'video') {
+      const p = tr.sender.getParameters();
+      p.encodings = p.encodings && p.encodings.length ? p.encodings : [{}];
+      p.encodings[0].maxBitrate = 2500000;
+      tr.sender.setParameters(p).catch(() => {});
+    }
+  }
+  pc.ontrack = (e) => { if (e.track.kind === 'video') document.getElementById('v').srcObject = new MediaStream([e.track]); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => { if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 2000); });
+  const res = await fetch('/offer', { method: 'POST', body: pc.localDescription.sdp });
+  if (!res.ok) throw new Error('offer rejected: ' + res.status + ' ' + await res.text());
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  let lastBytes = 0, lastTs = 0, maxKbps = 0, decoded = 0, audioIn = 0, bweKbps = 0;
+  const t0 = Date.now();
+  while (Date.now() - t0 < 25000) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded || 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') audioIn = s.packetsReceived || 0;
+      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate)
+        bweKbps = Math.max(bweKbps, Math.round(s.availableOutgoingBitrate / 1000));
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        if (lastTs) maxKbps = Math.max(maxKbps, (s.bytesSent - lastBytes) * 8 / (s.timestamp - lastTs));
+        lastBytes = s.bytesSent; lastTs = s.timestamp;
+      }
+    });
+    state('progress decoded=' + decoded + ' audio=' + audioIn + ' kbps=' + Math.round(maxKbps) + ' bwe=' + bweKbps + ' t=' + Math.round((Date.now() - t0) / 1000));
+    if (decoded > 30 && maxKbps > 1000) break;
+  }
+  state((decoded > 30 && maxKbps > 1000 ? 'media ok' : 'media fail') + ' decoded=' + decoded + ' audio=' + audioIn + ' kbps=' + Math.round(maxKbps) + ' t=' + Math.round((Date.now() - t0) / 1000));
+  window.rtcDone = true;
+})().catch((e) => { state('error ' + e); window.rtcDone = true; });
+</script></body></html>"#;
+
 fn main() {
     let mut opts = Options::default();
     let mut args = std::env::args().skip(1);
@@ -197,6 +278,33 @@ fn main() {
         if opts.exit_after_packets > 0 {
             return;
         }
+    }
+}
+
+/// A cheap structural check of a received frame: the VP8 frame tag (and keyframe
+/// start code), or H.264 Annex-B NAL headers.
+fn bitstream_looks_valid(codec: rtc_core::packet::Codec, keyframe: bool, data: &[u8]) -> bool {
+    match codec {
+        rtc_core::packet::Codec::Vp8 => {
+            let Some(&b0) = data.first() else {
+                return false;
+            };
+            let is_key = b0 & 1 == 0;
+            let first_part = (u32::from(b0) >> 5)
+                | (u32::from(*data.get(1).unwrap_or(&0)) << 3)
+                | (u32::from(*data.get(2).unwrap_or(&0)) << 11);
+            is_key == keyframe
+                && (first_part as usize) < data.len()
+                && (!is_key || data.get(3..6) == Some(&[0x9d, 0x01, 0x2a][..]))
+        }
+        rtc_core::packet::Codec::H264 => {
+            data.starts_with(&[0, 0, 0, 1])
+                && data
+                    .windows(5)
+                    .filter(|w| w[..4] == [0, 0, 0, 1])
+                    .all(|w| w[4] & 0x80 == 0)
+        }
+        _ => !data.is_empty(),
     }
 }
 
@@ -275,6 +383,34 @@ pub fn run(
                     Event::ChannelOpen(_, label) => {
                         status(format!(r#"{{"event":"channel_open","label":"{label}"}}"#));
                         report.channels.push(label);
+                    }
+                    Event::MediaData(d) => {
+                        let video = !matches!(d.codec, rtc_core::packet::Codec::Opus);
+                        if video {
+                            report.video_frames += 1;
+                            report.keyframes += u64::from(d.keyframe);
+                            report.video_codec = Some(format!("{:?}", d.codec));
+                            if !bitstream_looks_valid(d.codec, d.keyframe, &d.data) {
+                                report.corrupt_frames += 1;
+                            }
+                        } else {
+                            report.audio_frames += 1;
+                        }
+                        // Echo the frame back on the same media section.
+                        let now = Instant::now();
+                        if let Some(w) = rtc.writer(d.mid)
+                            && w.write(d.pt, now, d.time, &d.data).is_ok()
+                        {
+                            report.echoed_frames += 1;
+                        }
+                    }
+                    Event::KeyframeRequest(k) => {
+                        // The browser wants a keyframe of what we echo: ask its sender.
+                        if let Some(mid) = k.mid
+                            && let Some(w) = rtc.writer(mid)
+                        {
+                            let _ = w.request_keyframe(k.kind);
+                        }
                     }
                     Event::ChannelData(d) => {
                         // Echo every message back on the channel it came from.
@@ -399,6 +535,10 @@ fn handle_http(stream: TcpStream, rtc: &mut Rtc) -> io::Result<bool> {
     match (method, path) {
         ("GET", "/") => {
             respond(stream, "200 OK", "text/html; charset=utf-8", PAGE)?;
+            Ok(false)
+        }
+        ("GET", path) if path.starts_with("/echo") => {
+            respond(stream, "200 OK", "text/html; charset=utf-8", ECHO_PAGE)?;
             Ok(false)
         }
         ("GET", "/datachannel") => {

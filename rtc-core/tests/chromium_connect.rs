@@ -34,6 +34,17 @@ fn run_page(
     exit_after_packets: u64,
     stop_when: Option<&str>,
 ) -> ((http_post::Report, Vec<String>), Vec<String>) {
+    run_page_mode(ice_lite, dtls_server, path, exit_after_packets, stop_when, true)
+}
+
+fn run_page_mode(
+    ice_lite: bool,
+    dtls_server: bool,
+    path: &str,
+    exit_after_packets: u64,
+    stop_when: Option<&str>,
+    rtp_mode: bool,
+) -> ((http_post::Report, Vec<String>), Vec<String>) {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -49,7 +60,7 @@ fn run_page(
     let opts = http_post::Options {
         ice_lite,
         dtls_server,
-        rtp_mode: true,
+        rtp_mode,
         exit_after_packets,
         deadline: Some(Duration::from_secs(60)),
         stop: Some(Arc::clone(&stop)),
@@ -157,4 +168,31 @@ fn chromium_data_channels_echo() {
     labels.sort();
     assert_eq!(labels, vec!["lossy".to_string(), "reliable".to_string()]);
     assert!(report.channel_messages >= 1000);
+}
+
+fn check_echo(codec_query: &str, codec: &str) {
+    // Frame mode: Chromium sends camera + microphone, the Rtc assembles frames,
+    // checks their bitstream, and echoes them back; the page must decode > 30 echoed
+    // frames and its send bitrate must pass 1 Mbit/s (only if our TWCC feedback works).
+    let path = format!("echo{codec_query}");
+    let ((report, lines), page) = run_page_mode(false, false, &path, 0, Some("state: media "), false);
+    let lines: Vec<&String> = lines.iter().filter(|l| !l.contains("\"rtp\"")).collect();
+    eprintln!("status: {lines:#?}\nreport: {report:?}");
+    let last = page.iter().rev().find(|l| l.starts_with("state: media")).cloned().unwrap_or_default();
+    assert!(report.video_frames >= 50, "only {} video frames", report.video_frames);
+    assert!(report.keyframes >= 1, "no keyframe");
+    assert_eq!(report.corrupt_frames, 0, "corrupt frames");
+    assert!(report.audio_frames >= 50, "only {} audio frames", report.audio_frames);
+    assert_eq!(report.video_codec.as_deref(), Some(codec));
+    assert!(last.starts_with("state: media ok"), "page said {last:?}; all: {page:?}");
+}
+
+#[test]
+fn chromium_media_vp8_opus_frames_echo_and_bwe() {
+    check_echo("", "Vp8");
+}
+
+#[test]
+fn chromium_media_h264_frames_echo_and_bwe() {
+    check_echo("?codec=H264", "H264");
 }
