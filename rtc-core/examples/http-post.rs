@@ -209,7 +209,7 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
   const res = await fetch('/offer', { method: 'POST', body: pc.localDescription.sdp });
   if (!res.ok) throw new Error('offer rejected: ' + res.status + ' ' + await res.text());
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-  let lastBytes = 0, lastTs = 0, maxKbps = 0, decoded = 0, audioIn = 0, bweKbps = 0;
+  let lastBytes = 0, lastTs = 0, maxKbps = 0, decoded = 0, audioIn = 0, bweKbps = 0, rtt = -1;
   const t0 = Date.now();
   while (Date.now() - t0 < 25000) {
     await new Promise((r) => setTimeout(r, 1000));
@@ -217,6 +217,7 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
     stats.forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded || 0;
       if (s.type === 'inbound-rtp' && s.kind === 'audio') audioIn = s.packetsReceived || 0;
+      if (s.type === 'remote-inbound-rtp' && s.kind === 'video' && s.roundTripTime !== undefined) rtt = s.roundTripTime;
       if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate)
         bweKbps = Math.max(bweKbps, Math.round(s.availableOutgoingBitrate / 1000));
       if (s.type === 'outbound-rtp' && s.kind === 'video') {
@@ -224,10 +225,10 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
         lastBytes = s.bytesSent; lastTs = s.timestamp;
       }
     });
-    state('progress decoded=' + decoded + ' audio=' + audioIn + ' kbps=' + Math.round(maxKbps) + ' bwe=' + bweKbps + ' t=' + Math.round((Date.now() - t0) / 1000));
-    if (decoded > 30 && maxKbps > 1000) break;
+    state('progress decoded=' + decoded + ' audio=' + audioIn + ' kbps=' + Math.round(maxKbps) + ' bwe=' + bweKbps + ' rtt=' + rtt + ' t=' + Math.round((Date.now() - t0) / 1000));
+    if (decoded > 60 && maxKbps > 1000) break;
   }
-  state((decoded > 30 && maxKbps > 1000 ? 'media ok' : 'media fail') + ' decoded=' + decoded + ' audio=' + audioIn + ' kbps=' + Math.round(maxKbps) + ' t=' + Math.round((Date.now() - t0) / 1000));
+  state((decoded > 60 && maxKbps > 1000 ? 'media ok' : 'media fail') + ' decoded=' + decoded + ' audio=' + audioIn + ' kbps=' + Math.round(maxKbps) + ' t=' + Math.round((Date.now() - t0) / 1000));
   window.rtcDone = true;
 })().catch((e) => { state('error ' + e); window.rtcDone = true; });
 </script></body></html>"#;

@@ -34,7 +34,14 @@ fn run_page(
     exit_after_packets: u64,
     stop_when: Option<&str>,
 ) -> ((http_post::Report, Vec<String>), Vec<String>) {
-    run_page_mode(ice_lite, dtls_server, path, exit_after_packets, stop_when, true)
+    run_page_mode(
+        ice_lite,
+        dtls_server,
+        path,
+        exit_after_packets,
+        stop_when,
+        true,
+    )
 }
 
 fn run_page_mode(
@@ -175,16 +182,33 @@ fn check_echo(codec_query: &str, codec: &str) {
     // checks their bitstream, and echoes them back; the page must decode > 30 echoed
     // frames and its send bitrate must pass 1 Mbit/s (only if our TWCC feedback works).
     let path = format!("echo{codec_query}");
-    let ((report, lines), page) = run_page_mode(false, false, &path, 0, Some("state: media "), false);
+    let ((report, lines), page) =
+        run_page_mode(false, false, &path, 0, Some("state: media "), false);
     let lines: Vec<&String> = lines.iter().filter(|l| !l.contains("\"rtp\"")).collect();
     eprintln!("status: {lines:#?}\nreport: {report:?}");
-    let last = page.iter().rev().find(|l| l.starts_with("state: media")).cloned().unwrap_or_default();
-    assert!(report.video_frames >= 50, "only {} video frames", report.video_frames);
+    let last = page
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("state: media"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        report.video_frames >= 50,
+        "only {} video frames",
+        report.video_frames
+    );
     assert!(report.keyframes >= 1, "no keyframe");
     assert_eq!(report.corrupt_frames, 0, "corrupt frames");
-    assert!(report.audio_frames >= 50, "only {} audio frames", report.audio_frames);
+    assert!(
+        report.audio_frames >= 50,
+        "only {} audio frames",
+        report.audio_frames
+    );
     assert_eq!(report.video_codec.as_deref(), Some(codec));
-    assert!(last.starts_with("state: media ok"), "page said {last:?}; all: {page:?}");
+    assert!(
+        last.starts_with("state: media ok"),
+        "page said {last:?}; all: {page:?}"
+    );
 }
 
 #[test]

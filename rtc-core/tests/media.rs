@@ -166,7 +166,9 @@ fn frame_mode_round_trip_all_codecs() {
 }
 
 fn vp8_frame(i: u32) -> Vec<u8> {
-    let mut d: Vec<u8> = (0..2500 + (i % 7) * 100).map(|k| ((k + i) % 251) as u8).collect();
+    let mut d: Vec<u8> = (0..2500 + (i % 7) * 100)
+        .map(|k| ((k + i) % 251) as u8)
+        .collect();
     d[0] = if i == 0 { 0x10 } else { 0x11 };
     d
 }
@@ -180,7 +182,13 @@ fn nack_and_rtx_recover_every_frame_under_loss_and_reordering() {
         ..Default::default()
     };
     let (mut pair, _audio, video) = connected_pair(false, NetConfig::default());
-    let pt = pair.a.rtc.media_info(video).unwrap().pt_for(&Codec::Vp8).unwrap();
+    let pt = pair
+        .a
+        .rtc
+        .media_info(video)
+        .unwrap()
+        .pt_for(&Codec::Vp8)
+        .unwrap();
     let mut sent = Vec::new();
     for i in 0..300u32 {
         // A NACK can only name packets after the first one received, so the stream
@@ -190,17 +198,41 @@ fn nack_and_rtx_recover_every_frame_under_loss_and_reordering() {
         }
         let data = vp8_frame(i);
         let now = pair.now;
-        pair.a.rtc.writer(video).unwrap().write(pt, now, u64::from(i) * 3000, &data).unwrap();
+        pair.a
+            .rtc
+            .writer(video)
+            .unwrap()
+            .write(pt, now, u64::from(i) * 3000, &data)
+            .unwrap();
         sent.push(data);
         // 30 fps in virtual time.
         let until = pair.now + Duration::from_millis(33);
         pair.run_until(until - pair.now, |_| false);
     }
     pair.run_until(Duration::from_secs(3), |_| false);
-    let got: Vec<Vec<u8>> = pair.b.media().into_iter().filter(|m| m.0 == video).map(|m| m.4).collect();
-    assert!(pair.lost > 20, "the network must have lost packets ({})", pair.lost);
-    let missing: Vec<usize> = sent.iter().enumerate().filter(|(_, s)| !got.contains(s)).map(|(i, _)| i).collect();
-    assert_eq!(got.len(), sent.len(), "every frame recovered; missing {missing:?}");
+    let got: Vec<Vec<u8>> = pair
+        .b
+        .media()
+        .into_iter()
+        .filter(|m| m.0 == video)
+        .map(|m| m.4)
+        .collect();
+    assert!(
+        pair.lost > 20,
+        "the network must have lost packets ({})",
+        pair.lost
+    );
+    let missing: Vec<usize> = sent
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !got.contains(s))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "every frame recovered; missing {missing:?}"
+    );
     assert_eq!(got, sent);
     let rtx = pair.a.events.iter().filter(|e| matches!(e, common::Ev::Other(s) if s.starts_with("MediaEgressStats") && !s.contains("rtx_sent: 0,"))).count();
     assert!(rtx > 0, "RTX was used");
@@ -210,10 +242,21 @@ fn nack_and_rtx_recover_every_frame_under_loss_and_reordering() {
 fn reports_measure_the_round_trip_time() {
     // 10 ms each way: 20 ms RTT.
     let (mut pair, _audio, video) = connected_pair(false, NetConfig::default());
-    let pt = pair.a.rtc.media_info(video).unwrap().pt_for(&Codec::Vp8).unwrap();
+    let pt = pair
+        .a
+        .rtc
+        .media_info(video)
+        .unwrap()
+        .pt_for(&Codec::Vp8)
+        .unwrap();
     for i in 0..150u32 {
         let now = pair.now;
-        pair.a.rtc.writer(video).unwrap().write(pt, now, u64::from(i) * 3000, &vp8_frame(i)).unwrap();
+        pair.a
+            .rtc
+            .writer(video)
+            .unwrap()
+            .write(pt, now, u64::from(i) * 3000, &vp8_frame(i))
+            .unwrap();
         pair.run_until(Duration::from_millis(33), |_| false);
     }
     let rtts: Vec<String> = pair
@@ -225,6 +268,8 @@ fn reports_measure_the_round_trip_time() {
             _ => None,
         })
         .collect();
+    assert!(pair.b.rtc.stats().twcc_feedback_sent > 50);
+    assert!(pair.a.rtc.stats().twcc_feedback_received > 50);
     let last = rtts.last().expect("egress stats events");
     let rtt_ms: f64 = last
         .split("rtt: Some(")
@@ -232,5 +277,8 @@ fn reports_measure_the_round_trip_time() {
         .and_then(|r| r.split("ms").next())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rtt in {last}"));
-    assert!((15.0..=25.0).contains(&rtt_ms), "rtt {rtt_ms} ms, expected 20 ± 5: {last}");
+    assert!(
+        (15.0..=25.0).contains(&rtt_ms),
+        "rtt {rtt_ms} ms, expected 20 ± 5: {last}"
+    );
 }

@@ -296,6 +296,10 @@ pub struct PeerStats {
     pub dropped: u64,
     /// RTCP report packets (SR/RR) sent.
     pub reports_sent: u64,
+    /// Transport-wide congestion control feedback packets sent.
+    pub twcc_feedback_sent: u64,
+    /// Transport-wide congestion control feedback packets received.
+    pub twcc_feedback_received: u64,
 }
 
 /// A Sans-I/O WebRTC peer connection.
@@ -351,6 +355,8 @@ pub struct Rtc {
     twcc_tx: TwccSendRegister,
     /// Send-side bandwidth estimate.
     bwe: Bwe,
+    /// `twcc_rx` names a real media SSRC in its feedback.
+    twcc_media_ssrc_set: bool,
     /// Our side of the last completed SDP negotiation (basis of re-offers).
     pub(crate) local_sections: Vec<crate::sdp::MediaSection>,
     /// ICE roles were fixed by a negotiation (kept until an ICE restart).
@@ -425,6 +431,7 @@ impl Rtc {
             twcc_rx: TwccRecvRegister::new(0, 0),
             twcc_tx: TwccSendRegister::default(),
             bwe: Bwe::new(BweConfig::default()),
+            twcc_media_ssrc_set: false,
             tx: Vec::new(),
             cname: format!("rtc-{:016x}", rand::random::<u64>()),
             payload_scratch: Vec::new(),
@@ -627,6 +634,12 @@ impl Rtc {
         };
         let ext_mid = ext_mid.filter(|m| self.media.iter().any(|x| x.mid == *m));
         if let Some(t) = twcc_seq {
+            if !self.twcc_media_ssrc_set {
+                // Receivers (libwebrtc) only apply feedback whose media SSRC is one of
+                // the streams they send: name the first one we hear from.
+                self.twcc_rx = TwccRecvRegister::new(self.rtcp_ssrc, h.ssrc);
+                self.twcc_media_ssrc_set = true;
+            }
             self.twcc_rx.on_packet(now, t);
         }
         let Some(mut idx) = self.rx_stream_index(h.ssrc, ext_mid) else {
@@ -973,6 +986,7 @@ impl Rtc {
                                 self.next_stats_at = now + i;
                             }
                             self.twcc_rx = TwccRecvRegister::new(self.rtcp_ssrc, 0);
+                            self.twcc_media_ssrc_set = false;
                             self.events.push_back(PendingEvent::Connected);
                         }
                         Err(e) => self.fail(FailReason::Dtls(DtlsError::Protocol(format!(

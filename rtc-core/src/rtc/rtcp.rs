@@ -149,6 +149,7 @@ impl Rtc {
             let mut buf = self.take_buf();
             match self.twcc_rx.poll_feedback(now, &mut buf[..BUF_SIZE - 64]) {
                 Some(n) => {
+                    self.stats.twcc_feedback_sent += 1;
                     let _ = self.protect_rtcp_and_queue(buf, n);
                 }
                 None => {
@@ -277,6 +278,7 @@ impl Rtc {
     }
 
     fn on_twcc(&mut self, now: Instant, fb: &TransportFeedback<'_>) {
+        self.stats.twcc_feedback_received += 1;
         let results = self.twcc_tx.apply_feedback(fb);
         let before = self.bwe.estimate();
         let estimate = self.bwe.on_feedback(now, results);
