@@ -261,6 +261,8 @@ pub struct ShardStats {
     pub panics: u64,
     /// Loop iterations.
     pub iterations: u64,
+    /// CPU time the shard thread has used.
+    pub cpu_time: std::time::Duration,
     /// Drops by reason.
     pub drops: DropCounters,
     /// Backend counters (GSO/GRO batches, syscalls, backend drops).

@@ -468,6 +468,7 @@ impl Shard {
             keyframe_requests: self.c.keyframe_requests,
             panics: self.c.panics,
             iterations: self.c.iterations,
+            cpu_time: crate::io::cpu::thread_cpu_time(),
             drops: self.c.drops,
             io: *backend.stats(),
             loop_ns: self.loop_ns.clone(),
