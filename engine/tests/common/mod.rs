@@ -66,6 +66,9 @@ pub struct Client {
     /// Drop outgoing STUN (consent checks) — lets a test measure the engine's steady
     /// state without connectivity checks.
     pub block_stun: bool,
+    /// Stop reading and driving this client (its socket overflows; the kernel drops):
+    /// for throughput runs where only the engine's work matters.
+    pub deaf: bool,
     pub id: Option<SessionId>,
     pub mids: Vec<Mid>,
 }
@@ -119,6 +122,7 @@ impl Client {
             rtp: Vec::new(),
             keyframe_requests: Vec::new(),
             block_stun: false,
+            deaf: false,
             id: Some(info.id),
             mids,
         }
@@ -145,6 +149,9 @@ impl Client {
     /// Receives what is there, handles timers, drains output. Returns whether anything
     /// happened.
     pub fn step(&mut self, now: Instant) -> bool {
+        if self.deaf {
+            return false;
+        }
         let mut busy = false;
         let mut inbox: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
         match &mut self.transport {
