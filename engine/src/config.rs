@@ -111,10 +111,7 @@ impl EngineConfig {
             .into_iter()
             .map(|c| c.id)
             .collect();
-        let n = self
-            .shards
-            .unwrap_or_else(|| available.len().max(1))
-            .max(1);
+        let n = self.shards.unwrap_or_else(|| available.len().max(1)).max(1);
         (0..n)
             .map(|i| {
                 if self.pin && !available.is_empty() {

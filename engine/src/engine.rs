@@ -141,7 +141,9 @@ impl Engine {
         let mut data = Vec::new();
         let mut ret = Vec::new();
         for _ in 0..n {
-            cmd.push(crossbeam_channel::bounded::<Command>(cfg.command_queue.max(1)));
+            cmd.push(crossbeam_channel::bounded::<Command>(
+                cfg.command_queue.max(1),
+            ));
             data.push(crossbeam_channel::bounded(cfg.forward_queue.max(1)));
             ret.push(crossbeam_channel::bounded(cfg.forward_queue.max(1) * 2));
         }
@@ -232,7 +234,10 @@ impl EngineHandle {
 
     /// The bound socket addresses of a shard.
     pub fn shard_addrs(&self, shard: usize) -> Option<&[SocketAddr]> {
-        self.inner.shards.get(shard).map(|s| s.local_addrs.as_slice())
+        self.inner
+            .shards
+            .get(shard)
+            .map(|s| s.local_addrs.as_slice())
     }
 
     /// The addresses a shard announces in candidates.
@@ -246,7 +251,11 @@ impl EngineHandle {
         &self.inner.events_rx
     }
 
-    fn call<T>(&self, shard: usize, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, EngineError> {
+    fn call<T>(
+        &self,
+        shard: usize,
+        make: impl FnOnce(Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
         let link = self
             .inner
             .shards
@@ -279,10 +288,18 @@ impl EngineHandle {
 
     /// Creates a session on a shard: `Placement::Auto` picks the non-draining shard with
     /// the fewest sessions.
-    pub fn create_session(&self, setup: SessionSetup, placement: Placement) -> Result<SessionInfo, EngineError> {
+    pub fn create_session(
+        &self,
+        setup: SessionSetup,
+        placement: Placement,
+    ) -> Result<SessionInfo, EngineError> {
         let shard = match placement {
             Placement::Shard(i) => {
-                let link = self.inner.shards.get(i).ok_or(EngineError::NoSuchShard(i))?;
+                let link = self
+                    .inner
+                    .shards
+                    .get(i)
+                    .ok_or(EngineError::NoSuchShard(i))?;
                 if link.draining.load(Ordering::Relaxed) {
                     return Err(EngineError::ShardDraining(i));
                 }
@@ -355,7 +372,12 @@ impl EngineHandle {
         let legs: Vec<(SessionId, Mid)> = reg
             .sessions
             .iter()
-            .flat_map(|(id, s)| s.legs.iter().filter(|l| l.room == room).map(move |l| (*id, l.sub_mid)))
+            .flat_map(|(id, s)| {
+                s.legs
+                    .iter()
+                    .filter(|l| l.room == room)
+                    .map(move |l| (*id, l.sub_mid))
+            })
             .collect();
         for (sub, sub_mid) in legs {
             self.remove_leg(&mut reg, sub, sub_mid)?;
@@ -388,7 +410,10 @@ impl EngineHandle {
         if !reg.sessions.contains_key(&session) {
             return Err(EngineError::UnknownSession(session));
         }
-        let r = reg.rooms.get_mut(&room).ok_or(EngineError::UnknownRoom(room))?;
+        let r = reg
+            .rooms
+            .get_mut(&room)
+            .ok_or(EngineError::UnknownRoom(room))?;
         if !r.publishers.contains(&session) {
             r.publishers.push(session);
         }
@@ -403,9 +428,17 @@ impl EngineHandle {
     /// the same kind that the engine may send on; when none is free, the first such
     /// section switches to this publisher (its leg keeps SSRC, sequence numbers and
     /// timestamps continuous). Returns the legs now carrying `publisher`.
-    pub fn subscribe(&self, room: RoomId, subscriber: SessionId, publisher: SessionId) -> Result<Vec<LegInfo>, EngineError> {
+    pub fn subscribe(
+        &self,
+        room: RoomId,
+        subscriber: SessionId,
+        publisher: SessionId,
+    ) -> Result<Vec<LegInfo>, EngineError> {
         let mut reg = self.registry();
-        let r = reg.rooms.get_mut(&room).ok_or(EngineError::UnknownRoom(room))?;
+        let r = reg
+            .rooms
+            .get_mut(&room)
+            .ok_or(EngineError::UnknownRoom(room))?;
         if !r.publishers.contains(&publisher) {
             return Err(EngineError::NotInRoom(publisher, room));
         }
@@ -417,7 +450,12 @@ impl EngineHandle {
             .get(&publisher)
             .ok_or(EngineError::UnknownSession(publisher))?;
         let pub_shard = pub_s.shard;
-        let tracks: Vec<MediaDesc> = pub_s.media.iter().filter(|m| m.can_recv()).cloned().collect();
+        let tracks: Vec<MediaDesc> = pub_s
+            .media
+            .iter()
+            .filter(|m| m.can_recv())
+            .cloned()
+            .collect();
         let mut out = Vec::new();
         for track in tracks {
             let sub_s = reg
@@ -472,7 +510,10 @@ impl EngineHandle {
             if pub_shard != sub_shard {
                 self.add_remote_ref(&mut reg, (publisher, track.mid), spec.route, sub_shard)?;
             }
-            let ok = self.call(sub_shard, |reply| Command::AddLeg { spec, reply })?;
+            let ok = self.call(sub_shard, |reply| Command::AddLeg {
+                spec: Box::new(spec),
+                reply,
+            })?;
             if !ok {
                 if pub_shard != sub_shard {
                     self.drop_remote_ref(&mut reg, (publisher, track.mid), sub_shard)?;
@@ -504,7 +545,12 @@ impl EngineHandle {
     }
 
     /// Stops forwarding `publisher` to `subscriber`.
-    pub fn unsubscribe(&self, room: RoomId, subscriber: SessionId, publisher: SessionId) -> Result<(), EngineError> {
+    pub fn unsubscribe(
+        &self,
+        room: RoomId,
+        subscriber: SessionId,
+        publisher: SessionId,
+    ) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.rooms.contains_key(&room) {
             return Err(EngineError::UnknownRoom(room));
@@ -526,7 +572,11 @@ impl EngineHandle {
 
     /// Asks a publisher for a keyframe on its media section `mid` (all sections when
     /// `None`). Returns whether a request was sent.
-    pub fn request_keyframe(&self, publisher: SessionId, mid: Option<Mid>) -> Result<bool, EngineError> {
+    pub fn request_keyframe(
+        &self,
+        publisher: SessionId,
+        mid: Option<Mid>,
+    ) -> Result<bool, EngineError> {
         let shard = self
             .registry()
             .sessions
@@ -610,7 +660,9 @@ impl EngineHandle {
     /// Stops every shard (sessions are closed) and joins the threads. Idempotent.
     pub fn shutdown(&self) {
         for link in &self.inner.shards {
-            let _ = link.cmd_tx.send_timeout(Command::Shutdown, self.inner.reply_timeout);
+            let _ = link
+                .cmd_tx
+                .send_timeout(Command::Shutdown, self.inner.reply_timeout);
             link.waker.wake();
         }
         let threads: Vec<JoinHandle<()>> = {
@@ -626,7 +678,13 @@ impl EngineHandle {
 
     // ---- registry helpers (control path only) -------------------------------------
 
-    fn add_remote_ref(&self, reg: &mut Registry, key: (SessionId, Mid), spec: RouteSpec, shard: usize) -> Result<(), EngineError> {
+    fn add_remote_ref(
+        &self,
+        reg: &mut Registry,
+        key: (SessionId, Mid),
+        spec: RouteSpec,
+        shard: usize,
+    ) -> Result<(), EngineError> {
         let n = reg.remote_refs.entry((key.0, key.1, shard)).or_insert(0);
         *n += 1;
         if *n == 1 {
@@ -641,7 +699,12 @@ impl EngineHandle {
         Ok(())
     }
 
-    fn drop_remote_ref(&self, reg: &mut Registry, key: (SessionId, Mid), shard: usize) -> Result<(), EngineError> {
+    fn drop_remote_ref(
+        &self,
+        reg: &mut Registry,
+        key: (SessionId, Mid),
+        shard: usize,
+    ) -> Result<(), EngineError> {
         let Some(n) = reg.remote_refs.get_mut(&(key.0, key.1, shard)) else {
             return Ok(());
         };
@@ -666,7 +729,12 @@ impl EngineHandle {
         })
     }
 
-    fn release_remote(&self, reg: &mut Registry, leg: &RegLeg, sub_shard: usize) -> Result<(), EngineError> {
+    fn release_remote(
+        &self,
+        reg: &mut Registry,
+        leg: &RegLeg,
+        sub_shard: usize,
+    ) -> Result<(), EngineError> {
         let pub_shard = reg.sessions.get(&leg.publisher).map(|s| s.shard);
         if pub_shard.is_some_and(|p| p != sub_shard) {
             self.drop_remote_ref(reg, (leg.publisher, leg.pub_mid), sub_shard)?;
@@ -674,7 +742,12 @@ impl EngineHandle {
         Ok(())
     }
 
-    fn remove_leg(&self, reg: &mut Registry, sub: SessionId, sub_mid: Mid) -> Result<(), EngineError> {
+    fn remove_leg(
+        &self,
+        reg: &mut Registry,
+        sub: SessionId,
+        sub_mid: Mid,
+    ) -> Result<(), EngineError> {
         let Some(s) = reg.sessions.get_mut(&sub) else {
             return Ok(());
         };
@@ -683,7 +756,11 @@ impl EngineHandle {
             return Ok(());
         };
         let leg = s.legs.remove(i);
-        self.call(shard, |reply| Command::RemoveLeg { sub, sub_mid, reply })?;
+        self.call(shard, |reply| Command::RemoveLeg {
+            sub,
+            sub_mid,
+            reply,
+        })?;
         self.release_remote(reg, &leg, shard)
     }
 
@@ -694,7 +771,12 @@ impl EngineHandle {
         let fed: Vec<(SessionId, Mid)> = reg
             .sessions
             .iter()
-            .flat_map(|(sid, s)| s.legs.iter().filter(|l| l.publisher == id).map(move |l| (*sid, l.sub_mid)))
+            .flat_map(|(sid, s)| {
+                s.legs
+                    .iter()
+                    .filter(|l| l.publisher == id)
+                    .map(move |l| (*sid, l.sub_mid))
+            })
             .collect();
         for (sub, sub_mid) in fed {
             let _ = self.remove_leg(reg, sub, sub_mid);

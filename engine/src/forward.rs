@@ -17,7 +17,9 @@
 use std::time::Instant;
 
 use rtc_core::media::{MediaKind, Mid};
-use rtc_core::rtp::{Extension, ExtensionMap, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket};
+use rtc_core::rtp::{
+    Extension, ExtensionMap, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket,
+};
 use rtc_core::sdp::Codec;
 
 /// A negotiated payload type of one media section, as the engine records it.
@@ -80,7 +82,11 @@ impl PtMap {
     /// Repair formats (RTX, RED, FEC) are not mapped: their payloads embed the publisher's
     /// sequence numbers or payload types, which the leg rewrites. When either list is empty
     /// the map is the identity.
-    pub fn from_payloads(kind: MediaKind, publisher: &[PayloadDesc], subscriber: &[PayloadDesc]) -> PtMap {
+    pub fn from_payloads(
+        kind: MediaKind,
+        publisher: &[PayloadDesc],
+        subscriber: &[PayloadDesc],
+    ) -> PtMap {
         if publisher.is_empty() || subscriber.is_empty() {
             return PtMap::identity(kind);
         }
@@ -149,7 +155,14 @@ impl SeqTsRewriter {
     /// source follows the last one sent with the next sequence number and a timestamp
     /// advanced by the wall-clock time elapsed since then (at `clock_rate`, at least one
     /// tick).
-    pub fn rewrite(&mut self, source: (u64, u32), seq: u16, ts: u32, clock_rate: u32, now: Instant) -> (u16, u32) {
+    pub fn rewrite(
+        &mut self,
+        source: (u64, u32),
+        seq: u16,
+        ts: u32,
+        clock_rate: u32,
+        now: Instant,
+    ) -> (u16, u32) {
         match self.source {
             Some(s) if s == source => {}
             Some(_) => {
@@ -242,7 +255,10 @@ pub fn rewrite_for_leg(
 ) -> Result<usize, RewriteError> {
     let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
     let h = pkt.header;
-    let pt = leg.pt_map.get(h.payload_type).ok_or(RewriteError::Unmapped)?;
+    let pt = leg
+        .pt_map
+        .get(h.payload_type)
+        .ok_or(RewriteError::Unmapped)?;
     // Payload and padding: everything after the header.
     let body_len = pkt.payload.len() + usize::from(pkt.padding_len);
     let body = src
@@ -298,7 +314,15 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    fn packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8], ext: bool) -> Vec<u8> {
+    fn packet(
+        pt: u8,
+        seq: u16,
+        ts: u32,
+        ssrc: u32,
+        marker: bool,
+        payload: &[u8],
+        ext: bool,
+    ) -> Vec<u8> {
         let h = RtpHeader {
             marker,
             payload_type: pt,
@@ -363,7 +387,10 @@ mod tests {
         let src = packet(96, 1000, 5000, 0x1111, true, b"hello payload", true);
         let publisher = [pd(96, Codec::Vp8, 90_000)];
         let subscriber = [pd(98, Codec::Vp8, 90_000)];
-        let l = leg(PtMap::from_payloads(MediaKind::Video, &publisher, &subscriber), Some(4));
+        let l = leg(
+            PtMap::from_payloads(MediaKind::Video, &publisher, &subscriber),
+            Some(4),
+        );
         let mut rw = SeqTsRewriter::default();
         let mut out = [0u8; 1500];
         let n = rewrite_for_leg(&src, 7, &l, &mut rw, now, &mut out).unwrap();
@@ -379,7 +406,8 @@ mod tests {
         assert_eq!(p.extensions(&map).unwrap().mid, Some("v1"));
         // Without a mid extension id no extension block is written.
         let l2 = leg(PtMap::identity(MediaKind::Video), None);
-        let n = rewrite_for_leg(&src, 7, &l2, &mut SeqTsRewriter::default(), now, &mut out).unwrap();
+        let n =
+            rewrite_for_leg(&src, 7, &l2, &mut SeqTsRewriter::default(), now, &mut out).unwrap();
         let p = RtpPacket::parse(&out[..n]).unwrap();
         assert!(!p.header.extension);
         assert_eq!(p.header.payload_type, 96);
@@ -392,8 +420,15 @@ mod tests {
         src[0] |= 0x20;
         let l = leg(PtMap::identity(MediaKind::Video), None);
         let mut out = [0u8; 100];
-        let n = rewrite_for_leg(&src, 1, &l, &mut SeqTsRewriter::default(), Instant::now(), &mut out)
-            .unwrap();
+        let n = rewrite_for_leg(
+            &src,
+            1,
+            &l,
+            &mut SeqTsRewriter::default(),
+            Instant::now(),
+            &mut out,
+        )
+        .unwrap();
         let p = RtpPacket::parse(&out[..n]).unwrap();
         assert_eq!(p.padding_len, 4);
         assert_eq!(p.payload, &[9, 9]);
@@ -436,7 +471,13 @@ mod tests {
         // Source A: seq 65530.., ts 1000 + 3000 per packet.
         let mut last = (0, 0);
         for i in 0..10u16 {
-            last = rw.rewrite((1, 0xA), 65_530u16.wrapping_add(i), 1000 + 3000 * u32::from(i), 90_000, t0);
+            last = rw.rewrite(
+                (1, 0xA),
+                65_530u16.wrapping_add(i),
+                1000 + 3000 * u32::from(i),
+                90_000,
+                t0,
+            );
         }
         assert_eq!(last, (65_530u16.wrapping_add(9), 1000 + 27_000));
         // 100 ms later, source B starts at unrelated numbers.

@@ -63,7 +63,7 @@ pub(crate) enum Command {
         reply: Sender<bool>,
     },
     AddLeg {
-        spec: LegSpec,
+        spec: Box<LegSpec>,
         reply: Sender<bool>,
     },
     RemoveLeg {
@@ -245,7 +245,7 @@ pub(crate) struct Shard {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     routes: HashMap<RouteKey, Route>,
     touched: Vec<usize>,
-    doomed: Vec<(usize, CloseReason)>,
+    doomed: Vec<(SessionId, CloseReason)>,
     scratch: Box<[u8]>,
     out: Box<[u8]>,
     out_batches: Vec<Option<Batch>>,
@@ -301,7 +301,7 @@ fn forward_legs(
     sessions: &mut [Option<Session>],
     out: &mut [u8],
     touched: &mut Vec<usize>,
-    doomed: &mut Vec<(usize, CloseReason)>,
+    doomed: &mut Vec<(SessionId, CloseReason)>,
     drops: &mut DropCounters,
     now: Instant,
 ) -> u64 {
@@ -327,7 +327,7 @@ fn forward_legs(
                 touch(s, leg.slot, touched);
             }
             Ok(Err(_)) => drops.leg_not_ready += 1,
-            Err(()) => doomed.push((leg.slot, CloseReason::Panicked)),
+            Err(()) => doomed.push((leg.sub, CloseReason::Panicked)),
         }
     }
     n_fwd
@@ -431,7 +431,8 @@ impl Shard {
             self.drain_touched(now, &mut *backend);
             self.send_batches();
             let end = Instant::now();
-            self.loop_ns.saturating_record(nanos(end.saturating_duration_since(now)));
+            self.loop_ns
+                .saturating_record(nanos(end.saturating_duration_since(now)));
             if self.local_fwd > 0 {
                 let _ = self
                     .latency_ns
@@ -528,11 +529,11 @@ impl Shard {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 self.c.drops.dead_session += 1;
-                self.doomed.push((slot, CloseReason::Failed));
+                self.doomed.push((s.id, CloseReason::Failed));
                 return;
             }
             Err(()) => {
-                self.doomed.push((slot, CloseReason::Panicked));
+                self.doomed.push((s.id, CloseReason::Panicked));
                 return;
             }
         }
@@ -620,8 +621,8 @@ impl Shard {
             }
             match guarded(s, |rtc| rtc.handle_input(Input::Timeout(now))) {
                 Ok(Ok(())) => touch(s, slot, &mut self.touched),
-                Ok(Err(_)) => self.doomed.push((slot, CloseReason::Failed)),
-                Err(()) => self.doomed.push((slot, CloseReason::Panicked)),
+                Ok(Err(_)) => self.doomed.push((s.id, CloseReason::Failed)),
+                Err(()) => self.doomed.push((s.id, CloseReason::Panicked)),
             }
         }
     }
@@ -708,7 +709,7 @@ impl Shard {
                             self.timers.push(Reverse((t, slot, s.id.0)));
                         }
                         if !s.rtc.is_alive() {
-                            self.doomed.push((slot, CloseReason::Failed));
+                            self.doomed.push((s.id, CloseReason::Failed));
                         }
                     }
                     return;
@@ -717,15 +718,18 @@ impl Shard {
                 Act::Keyframe(ssrc) => self.on_keyframe_request(slot, ssrc, now),
                 Act::Connected => {
                     if let Some(Some(s)) = self.sessions.get(slot) {
-                        let _ = self.ctx.events_tx.try_send(EngineEvent::SessionConnected(s.id));
+                        let _ = self
+                            .ctx
+                            .events_tx
+                            .try_send(EngineEvent::SessionConnected(s.id));
                     }
                 }
                 Act::Failed => {
                     // Keep draining (a failing Rtc may still flush an alert), then remove.
-                    self.doomed.push((slot, CloseReason::Failed));
+                    self.doom(slot, CloseReason::Failed);
                 }
                 Act::Panicked => {
-                    self.doomed.push((slot, CloseReason::Panicked));
+                    self.doom(slot, CloseReason::Panicked);
                     return;
                 }
             }
@@ -734,7 +738,15 @@ impl Shard {
 
     // ---- forwarding ---------------------------------------------------------------
 
-    fn on_rtp(&mut self, slot: usize, mid: Option<Mid>, ssrc: u32, pt: u8, len: usize, now: Instant) {
+    fn on_rtp(
+        &mut self,
+        slot: usize,
+        mid: Option<Mid>,
+        ssrc: u32,
+        pt: u8,
+        len: usize,
+        now: Instant,
+    ) {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return;
         };
@@ -917,7 +929,7 @@ impl Shard {
                     touch(s, slot, &mut self.touched);
                 }
                 Ok(Err(_)) => {}
-                Err(()) => self.doomed.push((slot, CloseReason::Panicked)),
+                Err(()) => self.doomed.push((s.id, CloseReason::Panicked)),
             }
         }
     }
@@ -926,8 +938,17 @@ impl Shard {
 
     /// Removes sessions recorded as failed or panicked.
     fn bury(&mut self) {
-        while let Some((slot, reason)) = self.doomed.pop() {
-            self.remove_session(slot, reason);
+        while let Some((id, reason)) = self.doomed.pop() {
+            if let Some(&slot) = self.by_id.get(&id) {
+                self.remove_session(slot, reason);
+            }
+        }
+    }
+
+    /// Records the session in `slot` for removal at the next [`Shard::bury`].
+    fn doom(&mut self, slot: usize, reason: CloseReason) {
+        if let Some(Some(s)) = self.sessions.get(slot) {
+            self.doomed.push((s.id, reason));
         }
     }
 
@@ -956,11 +977,19 @@ impl Shard {
         }
         self.free.push(slot);
         self.ctx.gauge.fetch_sub(1, Ordering::Relaxed);
-        let _ = self.ctx.events_tx.try_send(EngineEvent::SessionClosed(s.id, reason));
+        let _ = self
+            .ctx
+            .events_tx
+            .try_send(EngineEvent::SessionClosed(s.id, reason));
         let _ = self.ctx.gone_tx.try_send(s.id);
     }
 
-    fn create_session(&mut self, id: SessionId, setup: SessionSetup, now: Instant) -> Result<SessionInfo, EngineError> {
+    fn create_session(
+        &mut self,
+        id: SessionId,
+        setup: SessionSetup,
+        now: Instant,
+    ) -> Result<SessionInfo, EngineError> {
         let mut creds = IceCreds::random();
         while self.by_ufrag.contains_key(&creds.ufrag) {
             creds = IceCreds::random();
@@ -980,13 +1009,15 @@ impl Shard {
                 .map_err(rtc_err)?;
             let mut candidates = Vec::new();
             for a in &announced {
-                let c = Candidate::host(*a, Protocol::Udp).map_err(|e| EngineError::Rtc(e.to_string()))?;
+                let c = Candidate::host(*a, Protocol::Udp)
+                    .map_err(|e| EngineError::Rtc(e.to_string()))?;
                 candidates.push(c.to_sdp_string());
                 rtc.add_local_candidate(c);
             }
             let answer = match setup {
                 SessionSetup::Offer(sdp) => {
-                    let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| EngineError::Rtc(e.to_string()))?;
+                    let offer = SdpOffer::from_sdp_string(&sdp)
+                        .map_err(|e| EngineError::Rtc(e.to_string()))?;
                     let answer = rtc.sdp_api().accept_offer(offer).map_err(rtc_err)?;
                     Some(answer.to_sdp_string())
                 }
@@ -1027,7 +1058,9 @@ impl Shard {
             }
         }
         pt_mid.retain(|(pt, _)| !ambiguous.contains(pt));
-        let repair = media.iter().fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
+        let repair = media
+            .iter()
+            .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
         let fingerprint = rtc.local_fingerprint().clone();
         let session = Session {
             id,
@@ -1072,7 +1105,13 @@ impl Shard {
         })
     }
 
-    fn close_session(&mut self, slot: usize, now: Instant, backend: &mut dyn IoBackend, reason: CloseReason) {
+    fn close_session(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        backend: &mut dyn IoBackend,
+        reason: CloseReason,
+    ) {
         if let Some(Some(s)) = self.sessions.get_mut(slot) {
             if guarded(s, |rtc| rtc.disconnect()).is_err() {
                 self.remove_session(slot, CloseReason::Panicked);
@@ -1083,7 +1122,12 @@ impl Shard {
         self.remove_session(slot, reason);
     }
 
-    fn close_all(&mut self, now: Instant, backend: &mut dyn IoBackend, reason: CloseReason) -> usize {
+    fn close_all(
+        &mut self,
+        now: Instant,
+        backend: &mut dyn IoBackend,
+        reason: CloseReason,
+    ) -> usize {
         let slots: Vec<usize> = self.by_id.values().copied().collect();
         for slot in &slots {
             self.close_session(*slot, now, backend, reason);
@@ -1111,10 +1155,14 @@ impl Shard {
                 let _ = reply.send(found);
             }
             Command::AddLeg { spec, reply } => {
-                let ok = self.add_leg(spec, now);
+                let ok = self.add_leg(*spec, now);
                 let _ = reply.send(ok);
             }
-            Command::RemoveLeg { sub, sub_mid, reply } => {
+            Command::RemoveLeg {
+                sub,
+                sub_mid,
+                reply,
+            } => {
                 let ok = self.remove_leg(sub, sub_mid).is_some();
                 let _ = reply.send(ok);
             }
@@ -1128,7 +1176,10 @@ impl Shard {
                 if shard < 64 {
                     let bit = 1u64 << shard;
                     if on {
-                        self.routes.entry(key).or_insert_with(|| Route::new(spec)).remote |= bit;
+                        self.routes
+                            .entry(key)
+                            .or_insert_with(|| Route::new(spec))
+                            .remote |= bit;
                     } else if let Some(r) = self.routes.get_mut(&key) {
                         r.remote &= !bit;
                         if r.is_empty() {
@@ -1238,7 +1289,7 @@ impl Shard {
                 }
                 Ok(Err(_)) => {}
                 Err(()) => {
-                    self.doomed.push((slot, CloseReason::Panicked));
+                    self.doomed.push((s.id, CloseReason::Panicked));
                     break;
                 }
             }
@@ -1247,4 +1298,3 @@ impl Shard {
         any
     }
 }
-

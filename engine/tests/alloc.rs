@@ -63,11 +63,29 @@ fn steady_state_forwarding_does_not_allocate() {
     cfg.on_thread_start = Some(Arc::new(|_| IN_SHARD.with(|f| f.set(true))));
     let engine = Engine::start(cfg).unwrap();
     let room = engine.create_room("alloc");
-    let pub_media = [(MediaKind::Audio, Direction::SendOnly), (MediaKind::Video, Direction::SendOnly)];
-    let sub_media = [(MediaKind::Audio, Direction::RecvOnly), (MediaKind::Video, Direction::RecvOnly)];
-    let mut clients = vec![Client::connect_sdp("pub", &engine, Placement::Shard(0), &pub_media, true)];
+    let pub_media = [
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ];
+    let sub_media = [
+        (MediaKind::Audio, Direction::RecvOnly),
+        (MediaKind::Video, Direction::RecvOnly),
+    ];
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        &engine,
+        Placement::Shard(0),
+        &pub_media,
+        true,
+    )];
     for (i, shard) in [0usize, 1, 1].into_iter().enumerate() {
-        clients.push(Client::connect_sdp(&format!("sub{i}"), &engine, Placement::Shard(shard), &sub_media, false));
+        clients.push(Client::connect_sdp(
+            &format!("sub{i}"),
+            &engine,
+            Placement::Shard(shard),
+            &sub_media,
+            false,
+        ));
     }
     let ids: Vec<_> = clients.iter().map(|c| c.id()).collect();
     wait_engine_connected(&engine, &mut clients, &ids);
@@ -78,22 +96,44 @@ fn steady_state_forwarding_does_not_allocate() {
     }
     // Warm-up: pools, maps and queues reach their steady sizes.
     let mut s = Streamer::new();
-    stream(&mut clients, 0, &mut s, Duration::from_millis(1200), |_, _| {});
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(1200),
+        |_, _| {},
+    );
     // No connectivity checks during the measurement: only media flows.
     for c in &mut clients {
         c.block_stun = true;
     }
-    stream(&mut clients, 0, &mut s, Duration::from_millis(200), |_, _| {});
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(200),
+        |_, _| {},
+    );
 
     let before = engine.stats().unwrap().rtp_forwarded();
     let a0 = SHARD_ALLOCS.load(Ordering::Relaxed);
-    stream(&mut clients, 0, &mut s, Duration::from_millis(1000), |_, _| {});
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(1000),
+        |_, _| {},
+    );
     drive(&mut clients, Duration::from_millis(100), |_| false);
     let a1 = SHARD_ALLOCS.load(Ordering::Relaxed);
     let after = engine.stats().unwrap().rtp_forwarded();
     let forwarded = after - before;
     assert!(forwarded >= 300, "forwarded only {forwarded}");
-    assert_eq!(a1 - a0, 0, "shard allocations across {forwarded} forwarded packets");
+    assert_eq!(
+        a1 - a0,
+        0,
+        "shard allocations across {forwarded} forwarded packets"
+    );
     // The counter does count shard allocations (the stats call above allocates there).
     assert!(SHARD_ALLOCS.load(Ordering::Relaxed) > a1);
     engine.shutdown();

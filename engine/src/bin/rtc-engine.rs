@@ -72,7 +72,11 @@ struct Settings {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "rtc-engine", version, about = "Sharded io_uring WebRTC SFU data plane")]
+#[command(
+    name = "rtc-engine",
+    version,
+    about = "Sharded io_uring WebRTC SFU data plane"
+)]
 struct Cli {
     /// TOML configuration file (keys as the long flags, e.g. `recv-buffer = 4194304`).
     #[arg(long, short)]
@@ -90,8 +94,24 @@ macro_rules! merge {
 impl Settings {
     fn merged(mut self, over: &Settings) -> Settings {
         merge!(
-            self, over, cores, shards, pin, bind, bind6, port, announce, announce6, backend,
-            recv_buffer, send_buffer, gso, gro, control_socket, stats_interval, log
+            self,
+            over,
+            cores,
+            shards,
+            pin,
+            bind,
+            bind6,
+            port,
+            announce,
+            announce6,
+            backend,
+            recv_buffer,
+            send_buffer,
+            gso,
+            gro,
+            control_socket,
+            stats_interval,
+            log
         );
         self
     }
@@ -124,7 +144,11 @@ impl Settings {
             "auto" => BackendPreference::Auto,
             "io-uring" | "io_uring" | "uring" => BackendPreference::IoUring,
             "portable" => BackendPreference::Portable,
-            other => return Err(format!("unknown backend {other:?} (auto, io-uring, portable)")),
+            other => {
+                return Err(format!(
+                    "unknown backend {other:?} (auto, io-uring, portable)"
+                ));
+            }
         };
         if let Some(n) = self.recv_buffer {
             cfg.io.recv_buffer_bytes = n;
@@ -145,7 +169,8 @@ impl Settings {
 fn load(cli: &Cli) -> Result<Settings, String> {
     let file = match &cli.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             toml::from_str::<Settings>(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => Settings::default(),
@@ -196,8 +221,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.log.as_deref().unwrap_or("info")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(settings.log.as_deref().unwrap_or("info"))
+    });
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let cfg = match settings.engine_config() {

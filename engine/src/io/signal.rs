@@ -28,7 +28,9 @@ impl ShutdownSignals {
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is a live, exclusively borrowed sigset_t; the signal numbers are valid.
         let r = unsafe {
-            libc::sigemptyset(&mut set) | libc::sigaddset(&mut set, libc::SIGINT) | libc::sigaddset(&mut set, libc::SIGTERM)
+            libc::sigemptyset(&mut set)
+                | libc::sigaddset(&mut set, libc::SIGINT)
+                | libc::sigaddset(&mut set, libc::SIGTERM)
         };
         if r != 0 {
             return Err(io::Error::last_os_error());

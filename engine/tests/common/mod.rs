@@ -128,6 +128,60 @@ impl Client {
         }
     }
 
+    /// A client set up through the direct API on both sides (no SDP): media sections
+    /// `media`, sending on the SSRCs in `tx_ssrcs` (declared to the engine).
+    pub fn connect_direct(
+        name: &str,
+        engine: &EngineHandle,
+        placement: Placement,
+        media: &[(Mid, MediaKind)],
+        tx_ssrcs: &[(Mid, u32)],
+    ) -> Client {
+        let now = Instant::now();
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_nonblocking(true).unwrap();
+        let addr = s.local_addr().unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+        rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).unwrap());
+        let params = engine::DirectParams {
+            remote_ice: rtc.direct_api().local_ice_credentials(),
+            remote_fingerprint: rtc.direct_api().local_dtls_fingerprint(),
+            dtls_active: true,
+            media: media.to_vec(),
+            rx_ssrcs: tx_ssrcs.to_vec(),
+        };
+        let info = engine
+            .create_session(SessionSetup::Direct(params), placement)
+            .unwrap();
+        assert!(info.answer.is_none());
+        for a in &info.candidate_addrs {
+            rtc.add_remote_candidate(Candidate::host(*a, Protocol::Udp).unwrap());
+        }
+        let mut api = rtc.direct_api();
+        api.set_remote_ice_credentials(info.local_ice.clone());
+        api.set_remote_fingerprint(info.fingerprint.clone());
+        api.set_ice_controlling(true);
+        api.start_dtls(false).unwrap();
+        for (mid, kind) in media {
+            api.declare_media(*mid, *kind);
+        }
+        Client {
+            name: name.to_string(),
+            rtc,
+            transport: Transport::Std(s),
+            addr,
+            next_timeout: now,
+            connected: false,
+            failed: false,
+            rtp: Vec::new(),
+            keyframe_requests: Vec::new(),
+            block_stun: false,
+            deaf: false,
+            id: Some(info.id),
+            mids: media.iter().map(|(m, _)| *m).collect(),
+        }
+    }
+
     pub fn id(&self) -> SessionId {
         self.id.unwrap()
     }
@@ -225,7 +279,15 @@ impl Client {
     }
 
     /// Writes one RTP packet (plaintext, the client's Rtc encrypts it).
-    pub fn write_rtp(&mut self, pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) {
+    pub fn write_rtp(
+        &mut self,
+        pt: u8,
+        seq: u16,
+        ts: u32,
+        ssrc: u32,
+        marker: bool,
+        payload: &[u8],
+    ) {
         let h = RtpHeader {
             marker,
             payload_type: pt,
@@ -245,7 +307,11 @@ impl Client {
 }
 
 /// Steps every client until `done` or `limit` passes. Returns whether `done` held.
-pub fn drive(clients: &mut [Client], limit: Duration, mut done: impl FnMut(&[Client]) -> bool) -> bool {
+pub fn drive(
+    clients: &mut [Client],
+    limit: Duration,
+    mut done: impl FnMut(&[Client]) -> bool,
+) -> bool {
     let end = Instant::now() + limit;
     loop {
         if done(clients) {
@@ -340,7 +406,14 @@ impl Streamer {
         }
         while now >= self.next_audio {
             let i = self.audio_sent;
-            c.write_rtp(AUDIO_PT, i as u16, 960 * i, AUDIO_SSRC, false, &payload(MediaKind::Audio, i));
+            c.write_rtp(
+                AUDIO_PT,
+                i as u16,
+                960 * i,
+                AUDIO_SSRC,
+                false,
+                &payload(MediaKind::Audio, i),
+            );
             self.audio_sent += 1;
             self.next_audio += Duration::from_millis(20);
         }
@@ -349,7 +422,13 @@ impl Streamer {
 }
 
 /// Streams for `dur`, with `publisher` the client at index `pi`; `each` runs every loop.
-pub fn stream(clients: &mut [Client], pi: usize, s: &mut Streamer, dur: Duration, mut each: impl FnMut(&mut [Client], Instant)) {
+pub fn stream(
+    clients: &mut [Client],
+    pi: usize,
+    s: &mut Streamer,
+    dur: Duration,
+    mut each: impl FnMut(&mut [Client], Instant),
+) {
     let end = Instant::now() + dur;
     loop {
         let now = Instant::now();
