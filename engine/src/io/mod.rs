@@ -22,7 +22,9 @@ use std::time::Duration;
 mod send;
 mod sys;
 
+pub mod cpu;
 pub mod portable;
+pub mod signal;
 pub mod uring;
 
 pub use sys::Waker;

@@ -1,0 +1,295 @@
+//! Types of the in-process control API ([`EngineHandle`](crate::EngineHandle)).
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use hdrhistogram::Histogram;
+use rtc_core::dtls::Fingerprint;
+use rtc_core::ice::IceCreds;
+use rtc_core::media::{MediaKind, Mid};
+use rtc_core::sdp::Direction;
+
+use crate::forward::PayloadDesc;
+use crate::io::{BackendKind, IoStats};
+
+/// Identifies a session (one peer connection) engine-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// Identifies a room engine-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(pub u64);
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+/// Where a new session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// The shard with the fewest sessions that is not draining.
+    #[default]
+    Auto,
+    /// This shard.
+    Shard(usize),
+}
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub enum SessionSetup {
+    /// The peer's SDP offer; the engine answers it (ICE-lite, BUNDLE, RTP mode).
+    Offer(String),
+    /// SDP-free set-up through the direct API.
+    Direct(DirectParams),
+}
+
+/// Parameters of a session set up without SDP.
+#[derive(Debug, Clone)]
+pub struct DirectParams {
+    /// The peer's ICE credentials.
+    pub remote_ice: IceCreds,
+    /// The peer's DTLS certificate fingerprint.
+    pub remote_fingerprint: Fingerprint,
+    /// `true`: the engine is the DTLS client; `false`: the DTLS server.
+    pub dtls_active: bool,
+    /// Media sections (both sides must use the same mids).
+    pub media: Vec<(Mid, MediaKind)>,
+    /// SSRCs the peer will send, by media section.
+    pub rx_ssrcs: Vec<(Mid, u32)>,
+}
+
+/// A media section of a session, as negotiated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaDesc {
+    /// Its mid.
+    pub mid: Mid,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The engine's direction: `SendOnly`/`SendRecv` sections can carry subscriber legs,
+    /// `RecvOnly`/`SendRecv` sections are published tracks.
+    pub direction: Direction,
+    /// Negotiated payload types (empty for direct-API sessions).
+    pub payloads: Vec<PayloadDesc>,
+    /// The negotiated id of the `mid` RTP header extension.
+    pub mid_ext_id: Option<u8>,
+}
+
+impl MediaDesc {
+    /// Whether the engine may send on this section (a subscriber slot).
+    pub fn can_send(&self) -> bool {
+        matches!(self.direction, Direction::SendOnly | Direction::SendRecv)
+    }
+
+    /// Whether the engine receives on this section (a published track).
+    pub fn can_recv(&self) -> bool {
+        matches!(self.direction, Direction::RecvOnly | Direction::SendRecv)
+    }
+}
+
+/// What [`EngineHandle::create_session`](crate::EngineHandle::create_session) returns.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The new session.
+    pub id: SessionId,
+    /// Its shard.
+    pub shard: usize,
+    /// The SDP answer (for [`SessionSetup::Offer`]).
+    pub answer: Option<String>,
+    /// The engine's ICE credentials for this session.
+    pub local_ice: IceCreds,
+    /// The engine's DTLS fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The engine's ICE candidates (SDP `candidate:` attribute values).
+    pub candidates: Vec<String>,
+    /// The engine's candidate addresses.
+    pub candidate_addrs: Vec<SocketAddr>,
+    /// Media sections.
+    pub media: Vec<MediaDesc>,
+}
+
+/// One forwarding leg created by a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegInfo {
+    /// The subscriber's media section the leg sends on.
+    pub subscriber_mid: Mid,
+    /// The publisher's media section it forwards.
+    pub publisher_mid: Mid,
+    /// The leg's SSRC (what the subscriber receives).
+    pub ssrc: u32,
+    /// Audio or video.
+    pub kind: MediaKind,
+}
+
+/// A room, as listed by [`EngineHandle::list_rooms`](crate::EngineHandle::list_rooms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Its id.
+    pub id: RoomId,
+    /// Its name.
+    pub name: String,
+    /// Sessions publishing in it.
+    pub publishers: Vec<SessionId>,
+    /// Sessions that joined it (publishers and subscribers).
+    pub members: Vec<SessionId>,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Closed through the API.
+    Requested,
+    /// The connection failed (DTLS, fingerprint, ICE consent) or closed remotely.
+    Failed,
+    /// A call into its `Rtc` panicked; the session was removed.
+    Panicked,
+    /// The engine shut down or the shard was drained.
+    Shutdown,
+}
+
+/// Something the control plane may want to know, from [`EngineHandle::events`](crate::EngineHandle::events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// ICE and DTLS are up; media flows.
+    SessionConnected(SessionId),
+    /// A session ended.
+    SessionClosed(SessionId, CloseReason),
+}
+
+/// Errors of the control API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// Socket or backend set-up failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// No such session.
+    #[error("unknown session {0}")]
+    UnknownSession(SessionId),
+    /// No such room.
+    #[error("unknown room {0}")]
+    UnknownRoom(RoomId),
+    /// No such shard.
+    #[error("no shard {0}")]
+    NoSuchShard(usize),
+    /// The shard is draining and takes no new sessions.
+    #[error("shard {0} is draining")]
+    ShardDraining(usize),
+    /// The session is not a member of the room (or not a publisher in it).
+    #[error("session {0} is not in room {1} in that role")]
+    NotInRoom(SessionId, RoomId),
+    /// The peer connection refused the set-up (bad SDP, bad parameters).
+    #[error("rtc: {0}")]
+    Rtc(String),
+    /// A shard did not answer in time.
+    #[error("shard {0} did not answer in time")]
+    Timeout(usize),
+    /// A shard thread is gone (engine shut down).
+    #[error("shard {0} is gone")]
+    ShardGone(usize),
+}
+
+/// Drops by reason (per shard, totals since start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    /// Datagrams from an unknown address that were not a STUN request for a known ufrag.
+    /// Never answered.
+    pub unknown_source: u64,
+    /// Datagrams that are not STUN/DTLS/RTP/RTCP, or STUN that does not parse.
+    pub malformed: u64,
+    /// SRTP/SRTCP authentication or replay failures (from the sessions' counters).
+    pub srtp_auth: u64,
+    /// Datagrams a session's `Rtc` dropped for other reasons (not for it, bad RTCP).
+    pub rtc_dropped: u64,
+    /// RTP packets from a publisher with no forwarding route (nobody subscribed, or an
+    /// unresolvable media section).
+    pub no_route: u64,
+    /// Packets not forwarded on a leg: no payload type mapping (e.g. RTX), malformed.
+    pub leg_rewrite: u64,
+    /// Packets a subscriber's `Rtc` refused (not connected yet).
+    pub leg_not_ready: u64,
+    /// Packets (or keyframe requests) dropped because another shard's channel was full.
+    pub cross_shard_full: u64,
+    /// Datagrams that arrived for a session whose `Rtc` is no longer alive.
+    pub dead_session: u64,
+}
+
+/// Counters and histograms of one shard.
+#[derive(Debug, Clone)]
+pub struct ShardStats {
+    /// Shard index.
+    pub shard: usize,
+    /// The core it is pinned to, if any.
+    pub core: Option<usize>,
+    /// Its I/O backend.
+    pub backend: BackendKind,
+    /// Its socket addresses.
+    pub local_addrs: Vec<SocketAddr>,
+    /// Live sessions.
+    pub sessions: usize,
+    /// Forwarding routes (publisher media sections with subscribers on or via this shard).
+    pub routes: usize,
+    /// Datagrams received.
+    pub packets_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams queued for sending.
+    pub packets_out: u64,
+    /// Bytes queued for sending.
+    pub bytes_out: u64,
+    /// RTP packets written to subscriber legs.
+    pub rtp_forwarded: u64,
+    /// RTP packets sent to other shards (one per packet and remote shard).
+    pub cross_shard_out: u64,
+    /// RTP packets received from other shards.
+    pub cross_shard_in: u64,
+    /// Keyframe requests sent to publishers.
+    pub keyframe_requests: u64,
+    /// Sessions removed after a panic.
+    pub panics: u64,
+    /// Loop iterations.
+    pub iterations: u64,
+    /// CPU time the shard thread has used.
+    pub cpu_time: std::time::Duration,
+    /// Drops by reason.
+    pub drops: DropCounters,
+    /// Backend counters (GSO/GRO batches, syscalls, backend drops).
+    pub io: IoStats,
+    /// Work time of one loop iteration (after the wait), nanoseconds.
+    pub loop_ns: Histogram<u64>,
+    /// Per forwarded packet: from the iteration in which it was received (the
+    /// publisher's shard) to the hand-off of the re-encrypted copy to the backend,
+    /// nanoseconds.
+    pub forward_latency_ns: Histogram<u64>,
+}
+
+/// Snapshot of every shard.
+#[derive(Debug, Clone)]
+pub struct EngineStats {
+    /// One entry per shard, by index.
+    pub shards: Vec<ShardStats>,
+}
+
+impl EngineStats {
+    /// RTP packets forwarded, all shards.
+    pub fn rtp_forwarded(&self) -> u64 {
+        self.shards.iter().map(|s| s.rtp_forwarded).sum()
+    }
+
+    /// Live sessions, all shards.
+    pub fn sessions(&self) -> usize {
+        self.shards.iter().map(|s| s.sessions).sum()
+    }
+}

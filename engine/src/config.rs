@@ -1,0 +1,125 @@
+//! Engine configuration.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::io::{BackendPreference, IoConfig};
+
+/// A function run at the start of every shard thread, with the shard index (e.g. to set
+/// thread-local state; tests use it to mark shard threads for an allocation counter).
+pub type ThreadStartHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// Configuration of [`Engine::start`](crate::Engine::start).
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Explicit cores, one shard per entry, each shard pinned to its core. `None`: one
+    /// shard per available core (or [`EngineConfig::shards`] shards).
+    pub cores: Option<Vec<usize>>,
+    /// Number of shards when `cores` is `None` (`None`: one per available core). Shards
+    /// are pinned to the first cores when [`EngineConfig::pin`] is set.
+    pub shards: Option<usize>,
+    /// Pin shard threads to cores.
+    pub pin: bool,
+    /// IPv4 address the shards bind (one socket each).
+    pub bind_v4: Option<IpAddr>,
+    /// IPv6 address the shards bind (one v6-only socket each), if any.
+    pub bind_v6: Option<IpAddr>,
+    /// Port of shard 0; shard `i` binds `base_port + i`. 0: ephemeral ports.
+    pub base_port: u16,
+    /// Public IPv4 address announced in candidates instead of `bind_v4` (1:1 NAT).
+    pub announce_v4: Option<IpAddr>,
+    /// Public IPv6 address announced instead of `bind_v6`.
+    pub announce_v6: Option<IpAddr>,
+    /// Which backend to open.
+    pub backend: BackendPreference,
+    /// Backend settings; `bind` is filled per shard.
+    pub io: IoConfig,
+    /// Control command queue length per shard.
+    pub command_queue: usize,
+    /// Cross-shard packet queue length per shard (batches; full → drop and count).
+    pub forward_queue: usize,
+    /// RTP packets per cross-shard batch (at most).
+    pub forward_batch: usize,
+    /// At most one keyframe request per publisher stream per this interval.
+    pub keyframe_interval: Duration,
+    /// How long control calls wait for a shard's answer.
+    pub reply_timeout: Duration,
+    /// Engine events queue length (events are dropped when nobody reads them).
+    pub event_queue: usize,
+    /// Run at the start of every shard thread.
+    pub on_thread_start: Option<ThreadStartHook>,
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("cores", &self.cores)
+            .field("shards", &self.shards)
+            .field("pin", &self.pin)
+            .field("bind_v4", &self.bind_v4)
+            .field("bind_v6", &self.bind_v6)
+            .field("base_port", &self.base_port)
+            .field("announce_v4", &self.announce_v4)
+            .field("announce_v6", &self.announce_v6)
+            .field("backend", &self.backend)
+            .field("io", &self.io)
+            .field("command_queue", &self.command_queue)
+            .field("forward_queue", &self.forward_queue)
+            .field("forward_batch", &self.forward_batch)
+            .field("keyframe_interval", &self.keyframe_interval)
+            .field("reply_timeout", &self.reply_timeout)
+            .field("event_queue", &self.event_queue)
+            .field("on_thread_start", &self.on_thread_start.is_some())
+            .finish()
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cores: None,
+            shards: None,
+            pin: true,
+            bind_v4: Some(IpAddr::from([127, 0, 0, 1])),
+            bind_v6: None,
+            base_port: 0,
+            announce_v4: None,
+            announce_v6: None,
+            backend: BackendPreference::Auto,
+            io: IoConfig::default(),
+            command_queue: 256,
+            forward_queue: 1024,
+            forward_batch: 64,
+            keyframe_interval: Duration::from_millis(500),
+            reply_timeout: Duration::from_secs(5),
+            event_queue: 4096,
+            on_thread_start: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The cores the shards use (`None` entries: not pinned).
+    pub(crate) fn shard_cores(&self) -> Vec<Option<usize>> {
+        if let Some(c) = &self.cores {
+            return c.iter().map(|c| Some(*c)).collect();
+        }
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let n = self.shards.unwrap_or_else(|| available.len().max(1)).max(1);
+        (0..n)
+            .map(|i| {
+                if self.pin && !available.is_empty() {
+                    available.get(i % available.len()).copied()
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+}

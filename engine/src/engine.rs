@@ -1,0 +1,799 @@
+//! Starting the shards and the in-process control API.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use rtc_core::dtls::DtlsCert;
+use rtc_core::media::Mid;
+
+use crate::api::{
+    EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId, RoomInfo,
+    SessionId, SessionInfo, SessionSetup,
+};
+use crate::config::EngineConfig;
+use crate::forward::{LegParams, PtMap};
+use crate::io::{IoBackend, Waker, open_backend};
+use crate::shard::{Command, LegSpec, PeerLink, RouteSpec, Shard, ShardCtx};
+
+/// Entry point: [`Engine::start`].
+#[derive(Debug)]
+pub struct Engine;
+
+struct ShardLink {
+    cmd_tx: Sender<Command>,
+    waker: Waker,
+    gauge: Arc<AtomicUsize>,
+    draining: AtomicBool,
+    local_addrs: Vec<SocketAddr>,
+    announced: Vec<SocketAddr>,
+}
+
+struct RegLeg {
+    sub_mid: Mid,
+    publisher: SessionId,
+    pub_mid: Mid,
+    ssrc: u32,
+    room: RoomId,
+}
+
+struct RegSession {
+    shard: usize,
+    media: Vec<MediaDesc>,
+    legs: Vec<RegLeg>,
+}
+
+struct RegRoom {
+    name: String,
+    publishers: Vec<SessionId>,
+    members: Vec<SessionId>,
+}
+
+#[derive(Default)]
+struct Registry {
+    sessions: HashMap<SessionId, RegSession>,
+    rooms: HashMap<RoomId, RegRoom>,
+    /// Legs per (publisher, publisher mid, subscriber shard) where the shards differ.
+    remote_refs: HashMap<(SessionId, Mid, usize), usize>,
+    next_room: u64,
+}
+
+struct Inner {
+    shards: Vec<ShardLink>,
+    reg: Mutex<Registry>,
+    next_session: AtomicU64,
+    events_rx: Receiver<EngineEvent>,
+    gone_rx: Receiver<SessionId>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    reply_timeout: Duration,
+}
+
+/// The control handle of a running engine: cheap to clone, usable from any thread.
+/// Every call is a request to one or more shards, answered over a reply channel.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("shards", &self.inner.shards.len())
+            .finish()
+    }
+}
+
+fn socket_addrs(cfg: &EngineConfig, port: u16) -> Vec<(SocketAddr, Option<IpAddr>)> {
+    let mut v = Vec::new();
+    if let Some(ip) = cfg.bind_v4 {
+        v.push((SocketAddr::new(ip, port), cfg.announce_v4));
+    }
+    if let Some(ip) = cfg.bind_v6 {
+        v.push((SocketAddr::new(ip, port), cfg.announce_v6));
+    }
+    v
+}
+
+impl Engine {
+    /// Opens one backend per shard (sockets on `base_port + index`), spawns the shard
+    /// threads (pinned when configured) and returns the control handle.
+    pub fn start(cfg: EngineConfig) -> Result<EngineHandle, EngineError> {
+        let cores = cfg.shard_cores();
+        let n = cores.len();
+        if n > 64 {
+            return Err(EngineError::Config("at most 64 shards".into()));
+        }
+        if cfg.bind_v4.is_none() && cfg.bind_v6.is_none() {
+            return Err(EngineError::Config("no bind address".into()));
+        }
+        let mut backends: Vec<Box<dyn IoBackend>> = Vec::with_capacity(n);
+        let mut announced_all = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = if cfg.base_port == 0 {
+                0
+            } else {
+                u16::try_from(usize::from(cfg.base_port) + i)
+                    .map_err(|_| EngineError::Config("base_port + shards exceeds 65535".into()))?
+            };
+            let socks = socket_addrs(&cfg, port);
+            let mut io = cfg.io.clone();
+            io.bind = socks.iter().map(|(a, _)| *a).collect();
+            let backend = open_backend(cfg.backend, &io)?;
+            let mut announced = Vec::new();
+            for (local, (_, ann)) in backend.local_addrs().iter().zip(&socks) {
+                let a = SocketAddr::new(ann.unwrap_or(local.ip()), local.port());
+                if a.ip().is_unspecified() {
+                    return Err(EngineError::Config(format!(
+                        "{local} is a wildcard address: set an announced address"
+                    )));
+                }
+                announced.push(a);
+            }
+            announced_all.push(announced);
+            backends.push(backend);
+        }
+
+        let mut cmd = Vec::new();
+        let mut data = Vec::new();
+        let mut ret = Vec::new();
+        for _ in 0..n {
+            cmd.push(crossbeam_channel::bounded::<Command>(
+                cfg.command_queue.max(1),
+            ));
+            data.push(crossbeam_channel::bounded(cfg.forward_queue.max(1)));
+            ret.push(crossbeam_channel::bounded(cfg.forward_queue.max(1) * 2));
+        }
+        let peers: Vec<PeerLink> = (0..n)
+            .map(|i| PeerLink {
+                data_tx: data[i].0.clone(),
+                ret_tx: ret[i].0.clone(),
+                waker: backends[i].waker(),
+            })
+            .collect();
+        let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_queue.max(1));
+        let (gone_tx, gone_rx) = crossbeam_channel::bounded(65_536);
+
+        let mut links = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for (i, (backend, announced)) in backends.into_iter().zip(announced_all).enumerate() {
+            let gauge = Arc::new(AtomicUsize::new(0));
+            let cert = DtlsCert::new_ecdsa_p256().map_err(|e| EngineError::Rtc(e.to_string()))?;
+            let ctx = ShardCtx {
+                index: i,
+                core: cores[i],
+                announced: announced.clone(),
+                cert,
+                cmd_rx: cmd[i].1.clone(),
+                data_rx: data[i].1.clone(),
+                ret_rx: ret[i].1.clone(),
+                peers: peers.clone(),
+                events_tx: events_tx.clone(),
+                gone_tx: gone_tx.clone(),
+                gauge: gauge.clone(),
+                keyframe_interval: cfg.keyframe_interval,
+                forward_batch: cfg.forward_batch.clamp(1, 1024),
+            };
+            links.push(ShardLink {
+                cmd_tx: cmd[i].0.clone(),
+                waker: backend.waker(),
+                gauge,
+                draining: AtomicBool::new(false),
+                local_addrs: backend.local_addrs().to_vec(),
+                announced,
+            });
+            let core = cores[i];
+            let hook = cfg.on_thread_start.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core
+                        && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
+                    {
+                        tracing::warn!(shard = i, core = c, "could not pin shard thread");
+                    }
+                    if let Some(h) = hook {
+                        h(i);
+                    }
+                    Shard::new(ctx).run(backend);
+                })?;
+            threads.push(t);
+        }
+        tracing::info!(shards = n, "engine started");
+        Ok(EngineHandle {
+            inner: Arc::new(Inner {
+                shards: links,
+                reg: Mutex::new(Registry::default()),
+                next_session: AtomicU64::new(1),
+                events_rx,
+                gone_rx,
+                threads: Mutex::new(threads),
+                reply_timeout: cfg.reply_timeout,
+            }),
+        })
+    }
+}
+
+fn random_ssrc(taken: &[u32]) -> u32 {
+    loop {
+        let s: u32 = rand::random();
+        if s != 0 && !taken.contains(&s) {
+            return s;
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The bound socket addresses of a shard.
+    pub fn shard_addrs(&self, shard: usize) -> Option<&[SocketAddr]> {
+        self.inner
+            .shards
+            .get(shard)
+            .map(|s| s.local_addrs.as_slice())
+    }
+
+    /// The addresses a shard announces in candidates.
+    pub fn shard_announced(&self, shard: usize) -> Option<&[SocketAddr]> {
+        self.inner.shards.get(shard).map(|s| s.announced.as_slice())
+    }
+
+    /// Engine events (session connected/closed). Events are dropped when the queue is
+    /// full, so a consumer should keep reading.
+    pub fn events(&self) -> &Receiver<EngineEvent> {
+        &self.inner.events_rx
+    }
+
+    fn call<T>(
+        &self,
+        shard: usize,
+        make: impl FnOnce(Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let link = self
+            .inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let t = self.inner.reply_timeout;
+        link.cmd_tx.send_timeout(make(tx), t).map_err(|e| match e {
+            crossbeam_channel::SendTimeoutError::Timeout(_) => EngineError::Timeout(shard),
+            crossbeam_channel::SendTimeoutError::Disconnected(_) => EngineError::ShardGone(shard),
+        })?;
+        link.waker.wake();
+        rx.recv_timeout(t).map_err(|e| match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => EngineError::Timeout(shard),
+            crossbeam_channel::RecvTimeoutError::Disconnected => EngineError::ShardGone(shard),
+        })
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A poisoned registry (a panic in a control call) is still consistent enough
+        // to continue: every mutation completes before the next shard call.
+        let mut reg = self.inner.reg.lock().unwrap_or_else(|p| p.into_inner());
+        // Sessions that ended on their own (failure, panic): forget their legs.
+        let gone: Vec<SessionId> = self.inner.gone_rx.try_iter().collect();
+        for id in gone {
+            self.forget_session(&mut reg, id);
+        }
+        reg
+    }
+
+    /// Creates a session on a shard: `Placement::Auto` picks the non-draining shard with
+    /// the fewest sessions.
+    pub fn create_session(
+        &self,
+        setup: SessionSetup,
+        placement: Placement,
+    ) -> Result<SessionInfo, EngineError> {
+        let shard = match placement {
+            Placement::Shard(i) => {
+                let link = self
+                    .inner
+                    .shards
+                    .get(i)
+                    .ok_or(EngineError::NoSuchShard(i))?;
+                if link.draining.load(Ordering::Relaxed) {
+                    return Err(EngineError::ShardDraining(i));
+                }
+                i
+            }
+            Placement::Auto => self
+                .inner
+                .shards
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !l.draining.load(Ordering::Relaxed))
+                .min_by_key(|(_, l)| l.gauge.load(Ordering::Relaxed))
+                .map(|(i, _)| i)
+                .ok_or(EngineError::ShardDraining(0))?,
+        };
+        let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
+        let mut reg = self.registry();
+        let info = self.call(shard, |reply| Command::CreateSession { id, setup, reply })??;
+        reg.sessions.insert(
+            id,
+            RegSession {
+                shard,
+                media: info.media.clone(),
+                legs: Vec::new(),
+            },
+        );
+        Ok(info)
+    }
+
+    /// Closes a session (DTLS close_notify is sent) and removes it from its rooms; legs
+    /// that forwarded it to others are removed.
+    pub fn close_session(&self, id: SessionId) -> Result<(), EngineError> {
+        let mut reg = self.registry();
+        let shard = reg
+            .sessions
+            .get(&id)
+            .map(|s| s.shard)
+            .ok_or(EngineError::UnknownSession(id))?;
+        self.forget_session(&mut reg, id);
+        let found = self.call(shard, |reply| Command::CloseSession { id, reply })?;
+        if found {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownSession(id))
+        }
+    }
+
+    /// Creates a room.
+    pub fn create_room(&self, name: &str) -> RoomId {
+        let mut reg = self.registry();
+        reg.next_room += 1;
+        let id = RoomId(reg.next_room);
+        reg.rooms.insert(
+            id,
+            RegRoom {
+                name: name.to_string(),
+                publishers: Vec::new(),
+                members: Vec::new(),
+            },
+        );
+        id
+    }
+
+    /// Closes a room: every leg created in it is removed; sessions stay open.
+    pub fn close_room(&self, room: RoomId) -> Result<(), EngineError> {
+        let mut reg = self.registry();
+        if !reg.rooms.contains_key(&room) {
+            return Err(EngineError::UnknownRoom(room));
+        }
+        let legs: Vec<(SessionId, Mid)> = reg
+            .sessions
+            .iter()
+            .flat_map(|(id, s)| {
+                s.legs
+                    .iter()
+                    .filter(|l| l.room == room)
+                    .map(move |l| (*id, l.sub_mid))
+            })
+            .collect();
+        for (sub, sub_mid) in legs {
+            self.remove_leg(&mut reg, sub, sub_mid)?;
+        }
+        reg.rooms.remove(&room);
+        Ok(())
+    }
+
+    /// Lists rooms.
+    pub fn list_rooms(&self) -> Vec<RoomInfo> {
+        let reg = self.registry();
+        let mut v: Vec<RoomInfo> = reg
+            .rooms
+            .iter()
+            .map(|(id, r)| RoomInfo {
+                id: *id,
+                name: r.name.clone(),
+                publishers: r.publishers.clone(),
+                members: r.members.clone(),
+            })
+            .collect();
+        v.sort_by_key(|r| r.id);
+        v
+    }
+
+    /// Makes `session` a publisher in `room`: its received media sections become tracks
+    /// others can subscribe to.
+    pub fn publish(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
+        let mut reg = self.registry();
+        if !reg.sessions.contains_key(&session) {
+            return Err(EngineError::UnknownSession(session));
+        }
+        let r = reg
+            .rooms
+            .get_mut(&room)
+            .ok_or(EngineError::UnknownRoom(room))?;
+        if !r.publishers.contains(&session) {
+            r.publishers.push(session);
+        }
+        if !r.members.contains(&session) {
+            r.members.push(session);
+        }
+        Ok(())
+    }
+
+    /// Forwards every track of `publisher` to `subscriber` (both in `room`; the subscriber
+    /// joins it). Each track goes to the first free media section of the subscriber with
+    /// the same kind that the engine may send on; when none is free, the first such
+    /// section switches to this publisher (its leg keeps SSRC, sequence numbers and
+    /// timestamps continuous). Returns the legs now carrying `publisher`.
+    pub fn subscribe(
+        &self,
+        room: RoomId,
+        subscriber: SessionId,
+        publisher: SessionId,
+    ) -> Result<Vec<LegInfo>, EngineError> {
+        let mut reg = self.registry();
+        let r = reg
+            .rooms
+            .get_mut(&room)
+            .ok_or(EngineError::UnknownRoom(room))?;
+        if !r.publishers.contains(&publisher) {
+            return Err(EngineError::NotInRoom(publisher, room));
+        }
+        if !r.members.contains(&subscriber) {
+            r.members.push(subscriber);
+        }
+        let pub_s = reg
+            .sessions
+            .get(&publisher)
+            .ok_or(EngineError::UnknownSession(publisher))?;
+        let pub_shard = pub_s.shard;
+        let tracks: Vec<MediaDesc> = pub_s
+            .media
+            .iter()
+            .filter(|m| m.can_recv())
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for track in tracks {
+            let sub_s = reg
+                .sessions
+                .get(&subscriber)
+                .ok_or(EngineError::UnknownSession(subscriber))?;
+            let sub_shard = sub_s.shard;
+            if let Some(l) = sub_s
+                .legs
+                .iter()
+                .find(|l| l.publisher == publisher && l.pub_mid == track.mid)
+            {
+                out.push(LegInfo {
+                    subscriber_mid: l.sub_mid,
+                    publisher_mid: l.pub_mid,
+                    ssrc: l.ssrc,
+                    kind: track.kind,
+                });
+                continue;
+            }
+            let candidates: Vec<&MediaDesc> = sub_s
+                .media
+                .iter()
+                .filter(|m| m.kind == track.kind && m.can_send())
+                .collect();
+            let slot = candidates
+                .iter()
+                .find(|m| !sub_s.legs.iter().any(|l| l.sub_mid == m.mid))
+                .or_else(|| candidates.first());
+            let Some(slot) = slot else {
+                continue;
+            };
+            let slot = (*slot).clone();
+            let replaced = sub_s.legs.iter().position(|l| l.sub_mid == slot.mid);
+            let taken: Vec<u32> = sub_s.legs.iter().map(|l| l.ssrc).collect();
+            let ssrc = match replaced {
+                Some(i) => sub_s.legs[i].ssrc,
+                None => random_ssrc(&taken),
+            };
+            let pt_map = PtMap::from_payloads(track.kind, &track.payloads, &slot.payloads);
+            let spec = LegSpec {
+                sub: subscriber,
+                key: (publisher, track.mid),
+                route: RouteSpec {
+                    kind: track.kind,
+                    pub_shard,
+                },
+                params: LegParams::new(ssrc, slot.mid, pt_map, slot.mid_ext_id),
+            };
+            // Remote reference first, so the publisher's shard already sends copies when
+            // the leg appears.
+            if pub_shard != sub_shard {
+                self.add_remote_ref(&mut reg, (publisher, track.mid), spec.route, sub_shard)?;
+            }
+            let ok = self.call(sub_shard, |reply| Command::AddLeg {
+                spec: Box::new(spec),
+                reply,
+            })?;
+            if !ok {
+                if pub_shard != sub_shard {
+                    self.drop_remote_ref(&mut reg, (publisher, track.mid), sub_shard)?;
+                }
+                return Err(EngineError::UnknownSession(subscriber));
+            }
+            let old = reg.sessions.get_mut(&subscriber).and_then(|s| {
+                let old = replaced.map(|i| s.legs.remove(i));
+                s.legs.push(RegLeg {
+                    sub_mid: slot.mid,
+                    publisher,
+                    pub_mid: track.mid,
+                    ssrc,
+                    room,
+                });
+                old
+            });
+            if let Some(old) = old {
+                self.release_remote(&mut reg, &old, sub_shard)?;
+            }
+            out.push(LegInfo {
+                subscriber_mid: slot.mid,
+                publisher_mid: track.mid,
+                ssrc,
+                kind: track.kind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stops forwarding `publisher` to `subscriber`.
+    pub fn unsubscribe(
+        &self,
+        room: RoomId,
+        subscriber: SessionId,
+        publisher: SessionId,
+    ) -> Result<(), EngineError> {
+        let mut reg = self.registry();
+        if !reg.rooms.contains_key(&room) {
+            return Err(EngineError::UnknownRoom(room));
+        }
+        let mids: Vec<Mid> = reg
+            .sessions
+            .get(&subscriber)
+            .ok_or(EngineError::UnknownSession(subscriber))?
+            .legs
+            .iter()
+            .filter(|l| l.publisher == publisher)
+            .map(|l| l.sub_mid)
+            .collect();
+        for m in mids {
+            self.remove_leg(&mut reg, subscriber, m)?;
+        }
+        Ok(())
+    }
+
+    /// Asks a publisher for a keyframe on its media section `mid` (all sections when
+    /// `None`). Returns whether a request was sent.
+    pub fn request_keyframe(
+        &self,
+        publisher: SessionId,
+        mid: Option<Mid>,
+    ) -> Result<bool, EngineError> {
+        let shard = self
+            .registry()
+            .sessions
+            .get(&publisher)
+            .map(|s| s.shard)
+            .ok_or(EngineError::UnknownSession(publisher))?;
+        self.call(shard, |reply| Command::RequestKeyframe {
+            publisher,
+            mid,
+            reply,
+        })
+    }
+
+    /// Counters and histograms of every shard.
+    pub fn stats(&self) -> Result<EngineStats, EngineError> {
+        let mut shards = Vec::with_capacity(self.inner.shards.len());
+        for i in 0..self.inner.shards.len() {
+            shards.push(self.call(i, |reply| Command::Stats { reply })?);
+        }
+        Ok(EngineStats { shards })
+    }
+
+    /// Drains a shard: it takes no new sessions. With `close_sessions`, its sessions are
+    /// closed now; otherwise they end on their own. Returns the sessions closed.
+    pub fn drain_shard(&self, shard: usize, close_sessions: bool) -> Result<usize, EngineError> {
+        let link = self
+            .inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        link.draining.store(true, Ordering::Relaxed);
+        if !close_sessions {
+            return Ok(0);
+        }
+        let mut reg = self.registry();
+        let ids: Vec<SessionId> = reg
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.shard == shard)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.forget_session(&mut reg, id);
+        }
+        self.call(shard, |reply| Command::CloseAll { reply })
+    }
+
+    /// Takes new sessions on a drained shard again.
+    pub fn undrain_shard(&self, shard: usize) -> Result<(), EngineError> {
+        self.inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?
+            .draining
+            .store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Test hook: the next call into this session's `Rtc` panics inside the shard (which
+    /// must remove the session, count it and carry on).
+    #[doc(hidden)]
+    pub fn debug_inject_panic(&self, id: SessionId) -> Result<(), EngineError> {
+        let shard = self
+            .registry()
+            .sessions
+            .get(&id)
+            .map(|s| s.shard)
+            .ok_or(EngineError::UnknownSession(id))?;
+        let link = self
+            .inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        link.cmd_tx
+            .send_timeout(Command::InjectPanic { id }, self.inner.reply_timeout)
+            .map_err(|_| EngineError::ShardGone(shard))?;
+        link.waker.wake();
+        Ok(())
+    }
+
+    /// Stops every shard (sessions are closed) and joins the threads. Idempotent.
+    pub fn shutdown(&self) {
+        for link in &self.inner.shards {
+            let _ = link
+                .cmd_tx
+                .send_timeout(Command::Shutdown, self.inner.reply_timeout);
+            link.waker.wake();
+        }
+        let threads: Vec<JoinHandle<()>> = {
+            let mut t = self.inner.threads.lock().unwrap_or_else(|p| p.into_inner());
+            t.drain(..).collect()
+        };
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("a shard thread panicked");
+            }
+        }
+    }
+
+    // ---- registry helpers (control path only) -------------------------------------
+
+    fn add_remote_ref(
+        &self,
+        reg: &mut Registry,
+        key: (SessionId, Mid),
+        spec: RouteSpec,
+        shard: usize,
+    ) -> Result<(), EngineError> {
+        let n = reg.remote_refs.entry((key.0, key.1, shard)).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.call(spec.pub_shard, |reply| Command::SetRemote {
+                key,
+                spec,
+                shard,
+                on: true,
+                reply,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn drop_remote_ref(
+        &self,
+        reg: &mut Registry,
+        key: (SessionId, Mid),
+        shard: usize,
+    ) -> Result<(), EngineError> {
+        let Some(n) = reg.remote_refs.get_mut(&(key.0, key.1, shard)) else {
+            return Ok(());
+        };
+        *n = n.saturating_sub(1);
+        if *n > 0 {
+            return Ok(());
+        }
+        reg.remote_refs.remove(&(key.0, key.1, shard));
+        let Some(pub_shard) = reg.sessions.get(&key.0).map(|s| s.shard) else {
+            return Ok(());
+        };
+        let spec = RouteSpec {
+            kind: rtc_core::media::MediaKind::Video,
+            pub_shard,
+        };
+        self.call(pub_shard, |reply| Command::SetRemote {
+            key,
+            spec,
+            shard,
+            on: false,
+            reply,
+        })
+    }
+
+    fn release_remote(
+        &self,
+        reg: &mut Registry,
+        leg: &RegLeg,
+        sub_shard: usize,
+    ) -> Result<(), EngineError> {
+        let pub_shard = reg.sessions.get(&leg.publisher).map(|s| s.shard);
+        if pub_shard.is_some_and(|p| p != sub_shard) {
+            self.drop_remote_ref(reg, (leg.publisher, leg.pub_mid), sub_shard)?;
+        }
+        Ok(())
+    }
+
+    fn remove_leg(
+        &self,
+        reg: &mut Registry,
+        sub: SessionId,
+        sub_mid: Mid,
+    ) -> Result<(), EngineError> {
+        let Some(s) = reg.sessions.get_mut(&sub) else {
+            return Ok(());
+        };
+        let shard = s.shard;
+        let Some(i) = s.legs.iter().position(|l| l.sub_mid == sub_mid) else {
+            return Ok(());
+        };
+        let leg = s.legs.remove(i);
+        self.call(shard, |reply| Command::RemoveLeg {
+            sub,
+            sub_mid,
+            reply,
+        })?;
+        self.release_remote(reg, &leg, shard)
+    }
+
+    /// Drops a session from the registry: its own legs, legs forwarding it, rooms.
+    /// Shard calls that fail here (a shard gone) are ignored: nothing is left to undo.
+    fn forget_session(&self, reg: &mut Registry, id: SessionId) {
+        // Legs that forward this session to others.
+        let fed: Vec<(SessionId, Mid)> = reg
+            .sessions
+            .iter()
+            .flat_map(|(sid, s)| {
+                s.legs
+                    .iter()
+                    .filter(|l| l.publisher == id)
+                    .map(move |l| (*sid, l.sub_mid))
+            })
+            .collect();
+        for (sub, sub_mid) in fed {
+            let _ = self.remove_leg(reg, sub, sub_mid);
+        }
+        // Its own legs (as subscriber): release remote references.
+        if let Some(s) = reg.sessions.get_mut(&id) {
+            let shard = s.shard;
+            let legs = std::mem::take(&mut s.legs);
+            for l in &legs {
+                let _ = self.release_remote(reg, l, shard);
+            }
+        }
+        reg.remote_refs.retain(|(p, _, _), _| *p != id);
+        for r in reg.rooms.values_mut() {
+            r.publishers.retain(|s| *s != id);
+            r.members.retain(|s| *s != id);
+        }
+        reg.sessions.remove(&id);
+    }
+}
