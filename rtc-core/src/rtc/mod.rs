@@ -290,8 +290,12 @@ pub struct PeerStats {
     pub srtp_packets_in: u64,
     /// SRTCP packets decrypted successfully.
     pub srtcp_packets_in: u64,
-    /// SRTP/SRTCP packets that failed authentication or replay checks.
+    /// SRTP/SRTCP packets that failed authentication, replay checks or parsing.
     pub srtp_errors: u64,
+    /// Of `srtp_errors`: authentication failures (tampered or foreign packets).
+    pub srtp_auth_failures: u64,
+    /// Of `srtp_errors`: replayed or too-old packets.
+    pub srtp_replays: u64,
     /// Datagrams dropped: unknown source, malformed, or not for us.
     pub dropped: u64,
     /// RTCP report packets (SR/RR) sent.
@@ -486,6 +490,26 @@ impl Rtc {
         self.media.iter().map(|m| (m.mid, m.kind))
     }
 
+    fn count_srtp_error(&mut self, e: &crate::srtp::SrtpError) {
+        match e {
+            crate::srtp::SrtpError::AuthFailed => self.stats.srtp_auth_failures += 1,
+            crate::srtp::SrtpError::Replayed | crate::srtp::SrtpError::TooOld => {
+                self.stats.srtp_replays += 1
+            }
+            _ => {}
+        }
+    }
+
+    /// Our ICE credentials (for signalling).
+    pub fn local_ice_credentials(&self) -> &IceCreds {
+        self.ice.local_credentials()
+    }
+
+    /// Our local ICE candidates (for signalling).
+    pub fn local_candidates(&self) -> &[Candidate] {
+        self.ice.local_candidates()
+    }
+
     /// Counters of this peer connection.
     pub fn stats(&self) -> &PeerStats {
         &self.stats
@@ -610,8 +634,9 @@ impl Rtc {
         };
         let len = match srtp.unprotect_rtp(&mut buf[..contents.len()]) {
             Ok(n) => n,
-            Err(_) => {
+            Err(e) => {
                 self.stats.srtp_errors += 1;
+                self.count_srtp_error(&e);
                 self.pool.push(buf);
                 return;
             }
@@ -819,7 +844,10 @@ impl Rtc {
                 let now = self.last_now;
                 self.handle_rtcp_packets(now, &buf[..n]);
             }
-            Err(_) => self.stats.srtp_errors += 1,
+            Err(e) => {
+                self.stats.srtp_errors += 1;
+                self.count_srtp_error(&e);
+            }
         }
         self.pool.push(buf);
     }
@@ -1126,7 +1154,8 @@ impl Rtc {
             return Err(RtcError::Write("packet too large".into()));
         }
         buf[..packet.len()].copy_from_slice(packet);
-        self.protect_and_queue(buf, packet.len(), None, false)
+        // Packets on one of our send streams' SSRCs are kept for NACK/RTX.
+        self.protect_and_queue(buf, packet.len(), None, true)
     }
 
     /// Protects the plaintext RTP packet in `buf[..len]` in place and queues it.

@@ -71,7 +71,6 @@ impl Rtc {
             }
         }
         let ntp = self.ntp.ntp(now);
-        let cname = self.cname.clone();
         let mut buf = self.take_buf();
         let limit = BUF_SIZE - 64;
         let mut n = 0usize;
@@ -103,7 +102,7 @@ impl Rtc {
         }
         let item = SdesItem {
             kind: SDES_CNAME,
-            value: cname.as_bytes(),
+            value: self.cname.as_bytes(),
         };
         if let Ok(w) = Sdes::write_chunks(&[(first_ssrc, &[item][..])], &mut buf[n..limit]) {
             n += w;
@@ -233,14 +232,8 @@ impl Rtc {
         };
         self.tx[idx].nacks_received += 1;
         let mid = self.tx[idx].mid;
-        let rtx_pts: Vec<(u8, u8)> = self
-            .media
-            .iter()
-            .find(|m| m.mid == mid)
-            .map(|m| m.rtx.clone())
-            .unwrap_or_default();
         for lost in nack.lost() {
-            let tx = &mut self.tx[idx];
+            let tx = &self.tx[idx];
             let Some(seq) = tx.extend_sent_seq(lost) else {
                 continue;
             };
@@ -252,9 +245,16 @@ impl Rtc {
             else {
                 continue;
             };
-            let Some(&(_, rtx_pt)) = rtx_pts.iter().find(|(p, _)| *p == pt) else {
+            let rtx_pt = self
+                .media
+                .iter()
+                .find(|m| m.mid == mid)
+                .and_then(|m| m.rtx.iter().find(|(p, _)| *p == pt))
+                .map(|(_, r)| *r);
+            let Some(rtx_pt) = rtx_pt else {
                 continue;
             };
+            let tx = &mut self.tx[idx];
             let params = RtxParams {
                 ssrc: tx.rtx_ssrc,
                 payload_type: rtx_pt,
