@@ -166,7 +166,13 @@ impl NackRegister {
             }
             self.put(seq, State::Received, now_us);
             self.highest = Some(seq);
-            self.low = self.low.max(seq.saturating_sub(MASK));
+            self.low = if self.low > h && seq == h + 1 {
+                // In-order arrival with nothing missing: keep the scan window empty
+                // so polls cost nothing in the loss-free steady state.
+                seq + 1
+            } else {
+                self.low.max(seq.saturating_sub(MASK))
+            };
         } else if h - seq < RING as u64 {
             let slot = self.slot(seq);
             if slot.seq == seq && slot.state == State::Missing {
