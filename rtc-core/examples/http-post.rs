@@ -211,7 +211,7 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
   await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
   let lastBytes = 0, lastTs = 0, maxKbps = 0, decoded = 0, audioIn = 0, bweKbps = 0, rtt = -1;
   const t0 = Date.now();
-  while (Date.now() - t0 < 25000) {
+  while (Date.now() - t0 < 15000) {
     await new Promise((r) => setTimeout(r, 1000));
     const stats = await pc.getStats();
     stats.forEach((s) => {
