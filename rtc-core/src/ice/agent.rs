@@ -162,6 +162,8 @@ pub struct IceAgent {
     first_valid_at: Option<Instant>,
     remote_eoc: bool,
     transmits: VecDeque<StunTransmit>,
+    /// Spent transmit buffers for reuse.
+    buffers: Vec<Vec<u8>>,
     events: VecDeque<IceAgentEvent>,
     state: IceConnectionState,
     selected: Option<(Protocol, SocketAddr, SocketAddr)>,
@@ -213,6 +215,7 @@ impl IceAgent {
             first_valid_at: None,
             remote_eoc: false,
             transmits: VecDeque::new(),
+            buffers: Vec::new(),
             events: VecDeque::new(),
             state: IceConnectionState::New,
             selected: None,
@@ -399,6 +402,21 @@ impl IceAgent {
     /// Next STUN datagram to send.
     pub fn poll_transmit(&mut self) -> Option<StunTransmit> {
         self.transmits.pop_front()
+    }
+
+    /// Gives a transmit's buffer back for reuse, so steady-state checks (consent,
+    /// answers to the peer's checks) do not allocate.
+    pub fn recycle_buffer(&mut self, mut buf: Vec<u8>) {
+        if self.buffers.len() < 8 {
+            buf.clear();
+            self.buffers.push(buf);
+        }
+    }
+
+    fn take_buffer(&mut self) -> Vec<u8> {
+        let mut b = self.buffers.pop().unwrap_or_default();
+        b.resize(STUN_BUF, 0);
+        b
     }
 
     /// Next event.
@@ -854,14 +872,22 @@ impl IceAgent {
         self.triggered.push_front(best);
     }
 
-    fn build_request(&self, i: usize, use_candidate: bool) -> Option<(TransactionId, Vec<u8>)> {
+    fn build_request(&mut self, i: usize, use_candidate: bool) -> Option<(TransactionId, Vec<u8>)> {
+        let mut buf = self.take_buffer();
         let rc = self.remote_creds.as_ref()?;
         let local = &self.locals[self.pairs[i].local];
         let tid: TransactionId = rand::random();
-        let mut buf = vec![0u8; STUN_BUF];
         let mut w = StunWriter::new(&mut buf, Class::Request, Method::Binding, &tid).ok()?;
-        let username = format!("{}:{}", rc.ufrag, self.local_creds.ufrag);
-        w.username(&username).ok()?;
+        // USERNAME is "remote:local" (RFC 8445 §7.2.2), built on the stack.
+        let mut uname = [0u8; 1024];
+        let (r, l) = (rc.ufrag.as_bytes(), self.local_creds.ufrag.as_bytes());
+        let n = r.len() + 1 + l.len();
+        let dst = uname.get_mut(..n)?;
+        dst[..r.len()].copy_from_slice(r);
+        dst[r.len()] = b':';
+        dst[r.len() + 1..].copy_from_slice(l);
+        let username = std::str::from_utf8(dst).ok()?;
+        w.username(username).ok()?;
         w.priority(Candidate::compute_priority(
             CandidateKind::PeerReflexive,
             local.proto(),
@@ -937,7 +963,7 @@ impl IceAgent {
             Reply::Success => Class::Success,
             Reply::RoleConflict => Class::Error,
         };
-        let mut buf = vec![0u8; STUN_BUF];
+        let mut buf = self.take_buffer();
         let Ok(mut w) = StunWriter::new(&mut buf, class, Method::Binding, msg.transaction_id())
         else {
             return;

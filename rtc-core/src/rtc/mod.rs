@@ -953,6 +953,7 @@ impl Rtc {
                 len: t.contents.len(),
                 buf,
             });
+            self.ice.recycle_buffer(t.contents);
         }
         while let Some(ev) = self.ice.poll_event() {
             match ev {
