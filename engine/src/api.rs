@@ -4,10 +4,10 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
+use rtc_core::PeerStats;
 use rtc_core::dtls::Fingerprint;
 use rtc_core::ice::{IceConnectionState, IceCreds};
 use rtc_core::media::{MediaKind, Mid};
-use rtc_core::PeerStats;
 use rtc_core::sdp::Direction;
 
 use crate::forward::PayloadDesc;

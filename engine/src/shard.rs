@@ -1382,10 +1382,7 @@ impl Shard {
         binary: bool,
         data: &[u8],
     ) -> Result<usize, EngineError> {
-        let slot = *self
-            .by_id
-            .get(&id)
-            .ok_or(EngineError::UnknownSession(id))?;
+        let slot = *self.by_id.get(&id).ok_or(EngineError::UnknownSession(id))?;
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return Err(EngineError::UnknownSession(id));
         };
