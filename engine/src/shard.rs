@@ -186,6 +186,8 @@ struct Session {
     rtt: Option<Duration>,
     /// Open data channels: (stream id, label).
     channels: Vec<(u16, String)>,
+    /// RTP packets and bytes received per published section (repair streams excluded).
+    rx_counts: Vec<(Mid, u64, u64)>,
 }
 
 impl Session {
@@ -206,6 +208,9 @@ struct Leg {
     slot: usize,
     params: LegParams,
     rw: SeqTsRewriter,
+    /// RTP packets and bytes written on this leg.
+    packets: u64,
+    bytes: u64,
 }
 
 struct Route {
@@ -359,6 +364,8 @@ fn forward_legs(
         match guarded(s, |rtc| rtc.direct_api().write_rtp_packet(data)) {
             Ok(Ok(())) => {
                 n_fwd += 1;
+                leg.packets += 1;
+                leg.bytes += n as u64;
                 touch(s, leg.slot, touched);
             }
             Ok(Err(_)) => drops.leg_not_ready += 1,
@@ -872,6 +879,13 @@ impl Shard {
                 Some(e) => e.1 = ssrc,
                 None => s.rx_ssrcs.push((mid, ssrc)),
             }
+            match s.rx_counts.iter_mut().find(|(m, _, _)| *m == mid) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += len as u64;
+                }
+                None => s.rx_counts.push((mid, 1, len as u64)),
+            }
         }
         let key = (id, mid);
         let Some(route) = self.routes.get_mut(&key) else {
@@ -1196,6 +1210,7 @@ impl Shard {
             track_stats: Vec::new(),
             rtt: None,
             channels: Vec::new(),
+            rx_counts: Vec::new(),
         };
         let slot = match self.free.pop() {
             Some(i) => i,
@@ -1370,9 +1385,46 @@ impl Shard {
             remote_addr,
             rtt: s.rtt,
             peer: s.rtc.stats().clone(),
-            tracks: s.track_stats.clone(),
+            tracks: self.track_counters(s),
             channels: s.channels.clone(),
         })
+    }
+
+    /// The `Rtc`'s stream reports, with packet and byte counts from the shard's own
+    /// counters (raw RTP-mode writes are not counted by the `Rtc`'s reports).
+    fn track_counters(&self, s: &Session) -> Vec<TrackCounters> {
+        let mut v = s.track_stats.clone();
+        let mut put = |mid: Mid, inbound: bool, packets: u64, bytes: u64| match v
+            .iter_mut()
+            .find(|t| t.mid == mid && t.inbound == inbound)
+        {
+            Some(t) => {
+                t.packets = t.packets.max(packets);
+                t.bytes = t.bytes.max(bytes);
+            }
+            None => v.push(TrackCounters {
+                mid,
+                inbound,
+                packets,
+                bytes,
+                lost: 0,
+                nacks: 0,
+                keyframe_requests: 0,
+            }),
+        };
+        for (mid, p, b) in &s.rx_counts {
+            put(*mid, true, *p, *b);
+        }
+        for (mid, key, _) in &s.legs {
+            if let Some(leg) = self.routes.get(key).and_then(|r| {
+                r.legs
+                    .iter()
+                    .find(|l| l.sub == s.id && l.params.mid == *mid)
+            }) {
+                put(*mid, false, leg.packets, leg.bytes);
+            }
+        }
+        v
     }
 
     fn channel_send(
@@ -1435,6 +1487,8 @@ impl Shard {
             slot,
             params: spec.params,
             rw,
+            packets: 0,
+            bytes: 0,
         });
         // A new subscriber needs a keyframe to start decoding.
         self.keyframe_upstream(spec.key, now);
