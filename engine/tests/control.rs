@@ -127,22 +127,12 @@ fn client_of(name: &str, rtc: Rtc, s: std::net::UdpSocket, id: u64, mids: Vec<Mi
     }
 }
 
+#[derive(Default)]
 struct Create<'a> {
     room: Option<&'a str>,
     shard: Option<u32>,
     reap: bool,
     channel: bool,
-}
-
-impl Default for Create<'_> {
-    fn default() -> Self {
-        Create {
-            room: None,
-            shard: None,
-            reap: false,
-            channel: false,
-        }
-    }
 }
 
 /// An SDP peer whose session is created over the control socket.
@@ -898,11 +888,8 @@ fn bad_clients_do_not_disturb_forwarding() {
     }
     let st = stats(&mut ctl);
     assert_eq!(st.sessions, 3);
-    assert_eq!(
-        g.write_all(b"{\"id\":9,\"op\":\"room.list\"}\n").is_ok(),
-        true,
-        "the garbage client's connection is still served"
-    );
+    g.write_all(b"{\"id\":9,\"op\":\"room.list\"}\n")
+        .expect("the garbage client's connection is still served");
     assert!(raw_line(&mut g).contains("lobby"));
 }
 
