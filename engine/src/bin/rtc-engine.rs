@@ -492,6 +492,13 @@ mod tests {
         };
         assert!(bad_mode.server_config().is_err());
         assert!(resolve_group("root").is_ok_and(|g| g == 0));
+        // The example configuration shipped in deploy/ parses and is valid.
+        let example: Settings =
+            toml::from_str(include_str!("../../../deploy/config/rtc-engine.toml")).unwrap();
+        let cfg = example.engine_config().unwrap();
+        assert_eq!(cfg.base_port, 40000);
+        assert!(cfg.announce_v4.is_some());
+        assert_eq!(example.control_mode.as_deref(), Some("0660"));
         assert!(resolve_group("no-such-group-xyz").is_err());
         assert!(toml::from_str::<Settings>("nonsense = 1").is_err());
         let bad = Settings {
