@@ -458,13 +458,15 @@ fn sessions_rooms_media_and_stats_over_the_socket() {
         track: None,
     }))
     .unwrap();
+    let publisher = sid(&call.clients[0]);
     let ok = drive(&mut call.clients, Duration::from_secs(3), |cs| {
+        drain_events(&ev, &mut events);
         cs[0].keyframe_requests.len() > before
+            && events.iter().any(|e| {
+                matches!(e, Event::KeyframeRequested(k) if k.session == publisher && k.requester.is_none())
+            })
     });
-    assert!(ok, "publisher received a PLI");
-    drain_events(&ev, &mut events);
-    assert!(events.iter().any(|e| matches!(e,
-        Event::KeyframeRequested(k) if k.session == sid(&call.clients[0]) && k.requester.is_none())));
+    assert!(ok, "publisher received a PLI and the event was published");
     assert!(
         events
             .iter()
