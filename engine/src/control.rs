@@ -391,13 +391,11 @@ impl EngineControl {
             };
             s + r
         };
-        let mut best = open[0];
-        for &i in &open[1..] {
-            if score(i) < score(best) {
-                best = i;
-            }
-        }
-        Ok(best)
+        // `open` is not empty (checked above); ties go to the lowest index.
+        open.iter()
+            .copied()
+            .min_by(|a, b| score(*a).total_cmp(&score(*b)))
+            .ok_or_else(|| ControlError::unavailable("every shard is draining"))
     }
 
     /// Packet rates per shard (in + out datagrams per second), refreshed when stale.
