@@ -4,8 +4,9 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
+use rtc_core::PeerStats;
 use rtc_core::dtls::Fingerprint;
-use rtc_core::ice::IceCreds;
+use rtc_core::ice::{IceConnectionState, IceCreds};
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::sdp::Direction;
 
@@ -163,6 +164,99 @@ pub enum EngineEvent {
     SessionConnected(SessionId),
     /// A session ended.
     SessionClosed(SessionId, CloseReason),
+    /// A session's ICE connection state changed.
+    IceState(SessionId, IceConnectionState),
+    /// A subscriber asked for a keyframe of a publisher's media section (reported on the
+    /// subscriber's shard, before rate limiting).
+    KeyframeRequested {
+        /// The publishing session.
+        publisher: SessionId,
+        /// The publisher's media section.
+        mid: Mid,
+        /// The subscriber that asked.
+        requester: SessionId,
+    },
+    /// A data channel of a session opened.
+    ChannelOpen {
+        /// The session.
+        session: SessionId,
+        /// The SCTP stream id.
+        channel: u16,
+        /// The channel label.
+        label: String,
+    },
+    /// A message arrived on a session's data channel.
+    ChannelMessage {
+        /// The session.
+        session: SessionId,
+        /// The SCTP stream id.
+        channel: u16,
+        /// The channel label (empty when unknown).
+        label: String,
+        /// Binary (`true`) or text message.
+        binary: bool,
+        /// The message.
+        data: Vec<u8>,
+    },
+}
+
+/// Latest counters of one media section of a session, from the `Rtc`'s periodic
+/// (1 s) stream reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackCounters {
+    /// The media section.
+    pub mid: Mid,
+    /// `true` for a stream the peer sends (a published track), `false` for one the
+    /// engine sends (a subscriber leg).
+    pub inbound: bool,
+    /// RTP packets.
+    pub packets: u64,
+    /// RTP bytes.
+    pub bytes: u64,
+    /// Inbound: packets lost (RFC 3550 cumulative). Outbound: RTX retransmissions.
+    pub lost: u64,
+    /// Inbound: NACKs sent. Outbound: NACKs received.
+    pub nacks: u64,
+    /// Inbound: PLI/FIR sent. Outbound: PLI/FIR received.
+    pub keyframe_requests: u64,
+}
+
+/// A point-in-time view of one session, from
+/// [`EngineHandle::session_stats`](crate::EngineHandle::session_stats).
+#[derive(Debug, Clone)]
+pub struct SessionSnapshot {
+    /// The session.
+    pub id: SessionId,
+    /// Its shard.
+    pub shard: usize,
+    /// The `Rtc` is still alive.
+    pub alive: bool,
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    /// The ICE connection state.
+    pub ice_state: IceConnectionState,
+    /// The engine's address used towards the peer (the announced address of the
+    /// remote's family), once a remote address is known.
+    pub local_addr: Option<SocketAddr>,
+    /// The latest ICE-validated remote address.
+    pub remote_addr: Option<SocketAddr>,
+    /// Round-trip time from the peer's latest receiver report on any outgoing stream.
+    pub rtt: Option<std::time::Duration>,
+    /// Whole-connection counters.
+    pub peer: PeerStats,
+    /// Per media section counters (sections without a report yet are absent).
+    pub tracks: Vec<TrackCounters>,
+    /// Open data channels: (SCTP stream id, label).
+    pub channels: Vec<(u16, String)>,
+}
+
+/// Which data channel of a session to send on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelTarget {
+    /// By SCTP stream id.
+    Id(u16),
+    /// By label (the first open channel with it).
+    Label(String),
 }
 
 /// Errors of the control API.
@@ -199,6 +293,9 @@ pub enum EngineError {
     /// A shard thread is gone (engine shut down).
     #[error("shard {0} is gone")]
     ShardGone(usize),
+    /// The session has no such open data channel (or no data-channel transport).
+    #[error("session {0} has no open data channel {1}")]
+    NoSuchChannel(SessionId, String),
 }
 
 /// Drops by reason (per shard, totals since start).

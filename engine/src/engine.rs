@@ -12,8 +12,8 @@ use rtc_core::dtls::DtlsCert;
 use rtc_core::media::Mid;
 
 use crate::api::{
-    EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId, RoomInfo,
-    SessionId, SessionInfo, SessionSetup,
+    ChannelTarget, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId,
+    RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
 };
 use crate::config::EngineConfig;
 use crate::forward::{LegParams, PtMap};
@@ -245,6 +245,22 @@ impl EngineHandle {
         self.inner.shards.get(shard).map(|s| s.announced.as_slice())
     }
 
+    /// Live sessions on a shard (a relaxed gauge; no shard round trip).
+    pub fn shard_sessions(&self, shard: usize) -> Option<usize> {
+        self.inner
+            .shards
+            .get(shard)
+            .map(|s| s.gauge.load(Ordering::Relaxed))
+    }
+
+    /// Whether a shard is draining (takes no new sessions).
+    pub fn shard_draining(&self, shard: usize) -> Option<bool> {
+        self.inner
+            .shards
+            .get(shard)
+            .map(|s| s.draining.load(Ordering::Relaxed))
+    }
+
     /// Engine events (session connected/closed). Events are dropped when the queue is
     /// full, so a consumer should keep reading.
     pub fn events(&self) -> &Receiver<EngineEvent> {
@@ -403,6 +419,22 @@ impl EngineHandle {
         v
     }
 
+    /// Makes `session` a member of `room` (without publishing).
+    pub fn join_room(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
+        let mut reg = self.registry();
+        if !reg.sessions.contains_key(&session) {
+            return Err(EngineError::UnknownSession(session));
+        }
+        let r = reg
+            .rooms
+            .get_mut(&room)
+            .ok_or(EngineError::UnknownRoom(room))?;
+        if !r.members.contains(&session) {
+            r.members.push(session);
+        }
+        Ok(())
+    }
+
     /// Makes `session` a publisher in `room`: its received media sections become tracks
     /// others can subscribe to.
     pub fn publish(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
@@ -434,6 +466,18 @@ impl EngineHandle {
         subscriber: SessionId,
         publisher: SessionId,
     ) -> Result<Vec<LegInfo>, EngineError> {
+        self.subscribe_tracks(room, subscriber, publisher, None)
+    }
+
+    /// As [`EngineHandle::subscribe`], limited to the publisher's media sections in
+    /// `mids` (`None`: all).
+    pub fn subscribe_tracks(
+        &self,
+        room: RoomId,
+        subscriber: SessionId,
+        publisher: SessionId,
+        mids: Option<&[Mid]>,
+    ) -> Result<Vec<LegInfo>, EngineError> {
         let mut reg = self.registry();
         let r = reg
             .rooms
@@ -453,7 +497,7 @@ impl EngineHandle {
         let tracks: Vec<MediaDesc> = pub_s
             .media
             .iter()
-            .filter(|m| m.can_recv())
+            .filter(|m| m.can_recv() && mids.is_none_or(|w| w.contains(&m.mid)))
             .cloned()
             .collect();
         let mut out = Vec::new();
@@ -551,6 +595,18 @@ impl EngineHandle {
         subscriber: SessionId,
         publisher: SessionId,
     ) -> Result<(), EngineError> {
+        self.unsubscribe_tracks(room, subscriber, publisher, None)
+    }
+
+    /// As [`EngineHandle::unsubscribe`], limited to the publisher's media sections in
+    /// `mids` (`None`: all).
+    pub fn unsubscribe_tracks(
+        &self,
+        room: RoomId,
+        subscriber: SessionId,
+        publisher: SessionId,
+        mids: Option<&[Mid]>,
+    ) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.rooms.contains_key(&room) {
             return Err(EngineError::UnknownRoom(room));
@@ -561,7 +617,7 @@ impl EngineHandle {
             .ok_or(EngineError::UnknownSession(subscriber))?
             .legs
             .iter()
-            .filter(|l| l.publisher == publisher)
+            .filter(|l| l.publisher == publisher && mids.is_none_or(|w| w.contains(&l.pub_mid)))
             .map(|l| l.sub_mid)
             .collect();
         for m in mids {
@@ -588,6 +644,39 @@ impl EngineHandle {
             mid,
             reply,
         })
+    }
+
+    /// A snapshot of one session (state, addresses, counters, channels).
+    pub fn session_stats(&self, id: SessionId) -> Result<SessionSnapshot, EngineError> {
+        let shard = self.session_shard(id)?;
+        self.call(shard, |reply| Command::SessionStats { id, reply })?
+            .ok_or(EngineError::UnknownSession(id))
+    }
+
+    /// Sends a message on an open data channel of a session. Returns the bytes accepted.
+    pub fn channel_send(
+        &self,
+        id: SessionId,
+        target: ChannelTarget,
+        binary: bool,
+        data: Vec<u8>,
+    ) -> Result<usize, EngineError> {
+        let shard = self.session_shard(id)?;
+        self.call(shard, |reply| Command::ChannelSend {
+            id,
+            target,
+            binary,
+            data,
+            reply,
+        })?
+    }
+
+    fn session_shard(&self, id: SessionId) -> Result<usize, EngineError> {
+        self.registry()
+            .sessions
+            .get(&id)
+            .map(|s| s.shard)
+            .ok_or(EngineError::UnknownSession(id))
     }
 
     /// Counters and histograms of every shard.

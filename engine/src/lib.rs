@@ -7,14 +7,16 @@
 //! between sessions (SFU). The [`EngineHandle`] is the in-process control API.
 pub mod api;
 pub mod config;
+pub mod control;
 mod engine;
 pub mod forward;
 pub mod io;
 mod shard;
 
 pub use api::{
-    CloseReason, DirectParams, DropCounters, EngineError, EngineEvent, EngineStats, LegInfo,
-    MediaDesc, Placement, RoomId, RoomInfo, SessionId, SessionInfo, SessionSetup, ShardStats,
+    ChannelTarget, CloseReason, DirectParams, DropCounters, EngineError, EngineEvent, EngineStats,
+    LegInfo, MediaDesc, Placement, RoomId, RoomInfo, SessionId, SessionInfo, SessionSetup,
+    SessionSnapshot, ShardStats, TrackCounters,
 };
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineHandle};

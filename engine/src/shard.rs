@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
 use rtc_core::dtls::DtlsCert;
-use rtc_core::event::KeyframeRequestKind;
-use rtc_core::ice::{Candidate, IceCreds};
+use rtc_core::event::{ChannelData, ChannelId, KeyframeRequestKind};
+use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::rtp::Extension;
 use rtc_core::sdp_api::SdpOffer;
@@ -26,8 +26,8 @@ use rtc_core::stun::StunMessage;
 use rtc_core::{Event, Input, Output, Protocol, Receive, Rtc};
 
 use crate::api::{
-    CloseReason, DropCounters, EngineError, EngineEvent, MediaDesc, SessionId, SessionInfo,
-    SessionSetup, ShardStats,
+    ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, MediaDesc, SessionId,
+    SessionInfo, SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
 use crate::forward::{LegParams, PayloadDesc, SeqTsRewriter, repair_pts, rewrite_for_leg};
 use crate::io::{IoBackend, Received, Waker};
@@ -91,6 +91,17 @@ pub(crate) enum Command {
     },
     InjectPanic {
         id: SessionId,
+    },
+    SessionStats {
+        id: SessionId,
+        reply: Sender<Option<SessionSnapshot>>,
+    },
+    ChannelSend {
+        id: SessionId,
+        target: ChannelTarget,
+        binary: bool,
+        data: Vec<u8>,
+        reply: Sender<Result<usize, EngineError>>,
     },
     Shutdown,
 }
@@ -169,6 +180,27 @@ struct Session {
     last_srtp_errors: u64,
     last_dropped: u64,
     panic_next: bool,
+    ice_state: IceConnectionState,
+    /// Latest periodic stream reports, one entry per (mid, direction).
+    track_stats: Vec<TrackCounters>,
+    rtt: Option<Duration>,
+    /// Open data channels: (stream id, label).
+    channels: Vec<(u16, String)>,
+    /// RTP packets and bytes received per published section (repair streams excluded).
+    rx_counts: Vec<(Mid, u64, u64)>,
+}
+
+impl Session {
+    fn put_track(&mut self, t: TrackCounters) {
+        match self
+            .track_stats
+            .iter_mut()
+            .find(|x| x.mid == t.mid && x.inbound == t.inbound)
+        {
+            Some(x) => *x = t,
+            None => self.track_stats.push(t),
+        }
+    }
 }
 
 struct Leg {
@@ -176,6 +208,9 @@ struct Leg {
     slot: usize,
     params: LegParams,
     rw: SeqTsRewriter,
+    /// RTP packets and bytes written on this leg.
+    packets: u64,
+    bytes: u64,
 }
 
 struct Route {
@@ -233,6 +268,11 @@ enum Act {
     Connected,
     Failed,
     Panicked,
+    Ice(IceConnectionState),
+    Track(TrackCounters, Option<Duration>),
+    ChannelOpen(u16, String),
+    ChannelData(ChannelData),
+    ChannelClose(u16),
 }
 
 pub(crate) struct Shard {
@@ -324,6 +364,8 @@ fn forward_legs(
         match guarded(s, |rtc| rtc.direct_api().write_rtp_packet(data)) {
             Ok(Ok(())) => {
                 n_fwd += 1;
+                leg.packets += 1;
+                leg.bytes += n as u64;
                 touch(s, leg.slot, touched);
             }
             Ok(Err(_)) => drops.leg_not_ready += 1,
@@ -695,6 +737,34 @@ impl Shard {
                         Event::KeyframeRequest(k) => Act::Keyframe(k.ssrc),
                         Event::Connected => Act::Connected,
                         Event::Failed(_) => Act::Failed,
+                        Event::IceConnectionStateChange(st) => Act::Ice(st),
+                        Event::MediaIngressStats(st) => Act::Track(
+                            TrackCounters {
+                                mid: st.mid,
+                                inbound: true,
+                                packets: st.packets,
+                                bytes: st.bytes,
+                                lost: u64::try_from(st.lost).unwrap_or(0),
+                                nacks: st.nacks_sent,
+                                keyframe_requests: st.plis_sent + st.firs_sent,
+                            },
+                            None,
+                        ),
+                        Event::MediaEgressStats(st) => Act::Track(
+                            TrackCounters {
+                                mid: st.mid,
+                                inbound: false,
+                                packets: st.packets,
+                                bytes: st.bytes,
+                                lost: st.rtx_sent,
+                                nacks: st.nacks_received,
+                                keyframe_requests: st.plis_received + st.firs_received,
+                            },
+                            st.rtt,
+                        ),
+                        Event::ChannelOpen(id, label) => Act::ChannelOpen(id.0, label),
+                        Event::ChannelData(d) => Act::ChannelData(d),
+                        Event::ChannelClose(id) => Act::ChannelClose(id.0),
                         _ => Act::Continue,
                     },
                 }
@@ -732,6 +802,53 @@ impl Shard {
                     self.doom(slot, CloseReason::Panicked);
                     return;
                 }
+                Act::Ice(st) => {
+                    if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                        s.ice_state = st;
+                        let _ = self.ctx.events_tx.try_send(EngineEvent::IceState(s.id, st));
+                    }
+                }
+                Act::Track(t, rtt) => {
+                    if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                        s.put_track(t);
+                        if rtt.is_some() {
+                            s.rtt = rtt;
+                        }
+                    }
+                }
+                Act::ChannelOpen(channel, label) => {
+                    if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                        s.channels.retain(|(c, _)| *c != channel);
+                        s.channels.push((channel, label.clone()));
+                        let _ = self.ctx.events_tx.try_send(EngineEvent::ChannelOpen {
+                            session: s.id,
+                            channel,
+                            label,
+                        });
+                    }
+                }
+                Act::ChannelData(d) => {
+                    if let Some(Some(s)) = self.sessions.get(slot) {
+                        let label = s
+                            .channels
+                            .iter()
+                            .find(|(c, _)| *c == d.id.0)
+                            .map(|(_, l)| l.clone())
+                            .unwrap_or_default();
+                        let _ = self.ctx.events_tx.try_send(EngineEvent::ChannelMessage {
+                            session: s.id,
+                            channel: d.id.0,
+                            label,
+                            binary: d.binary,
+                            data: d.data,
+                        });
+                    }
+                }
+                Act::ChannelClose(channel) => {
+                    if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                        s.channels.retain(|(c, _)| *c != channel);
+                    }
+                }
             }
         }
     }
@@ -761,6 +878,13 @@ impl Shard {
             match s.rx_ssrcs.iter_mut().find(|(m, _)| *m == mid) {
                 Some(e) => e.1 = ssrc,
                 None => s.rx_ssrcs.push((mid, ssrc)),
+            }
+            match s.rx_counts.iter_mut().find(|(m, _, _)| *m == mid) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += len as u64;
+                }
+                None => s.rx_counts.push((mid, 1, len as u64)),
             }
         }
         let key = (id, mid);
@@ -876,6 +1000,11 @@ impl Shard {
         let Some(&(_, key, _)) = s.legs.iter().find(|(_, _, ssrc)| *ssrc == leg_ssrc) else {
             return;
         };
+        let _ = self.ctx.events_tx.try_send(EngineEvent::KeyframeRequested {
+            publisher: key.0,
+            mid: key.1,
+            requester: s.id,
+        });
         self.keyframe_upstream(key, now);
     }
 
@@ -1077,6 +1206,11 @@ impl Shard {
             last_srtp_errors: 0,
             last_dropped: 0,
             panic_next: false,
+            ice_state: IceConnectionState::New,
+            track_stats: Vec::new(),
+            rtt: None,
+            channels: Vec::new(),
+            rx_counts: Vec::new(),
         };
         let slot = match self.free.pop() {
             Some(i) => i,
@@ -1211,9 +1345,122 @@ impl Shard {
                     s.panic_next = true;
                 }
             }
+            Command::SessionStats { id, reply } => {
+                let _ = reply.send(self.snapshot(id));
+            }
+            Command::ChannelSend {
+                id,
+                target,
+                binary,
+                data,
+                reply,
+            } => {
+                let _ = reply.send(self.channel_send(id, &target, binary, &data));
+            }
             Command::Shutdown => {
                 self.close_all(now, backend, CloseReason::Shutdown);
                 self.stop = true;
+            }
+        }
+    }
+
+    fn snapshot(&self, id: SessionId) -> Option<SessionSnapshot> {
+        let slot = *self.by_id.get(&id)?;
+        let s = self.sessions.get(slot)?.as_ref()?;
+        let remote_addr = s.addrs.last().copied();
+        let local_addr = remote_addr.and_then(|r| {
+            self.ctx
+                .announced
+                .iter()
+                .find(|a| a.is_ipv4() == r.is_ipv4())
+                .copied()
+        });
+        Some(SessionSnapshot {
+            id,
+            shard: self.ctx.index,
+            alive: s.rtc.is_alive(),
+            connected: s.rtc.is_connected(),
+            ice_state: s.ice_state,
+            local_addr,
+            remote_addr,
+            rtt: s.rtt,
+            peer: s.rtc.stats().clone(),
+            tracks: self.track_counters(s),
+            channels: s.channels.clone(),
+        })
+    }
+
+    /// The `Rtc`'s stream reports, with packet and byte counts from the shard's own
+    /// counters (raw RTP-mode writes are not counted by the `Rtc`'s reports).
+    fn track_counters(&self, s: &Session) -> Vec<TrackCounters> {
+        let mut v = s.track_stats.clone();
+        let mut put = |mid: Mid, inbound: bool, packets: u64, bytes: u64| match v
+            .iter_mut()
+            .find(|t| t.mid == mid && t.inbound == inbound)
+        {
+            Some(t) => {
+                t.packets = t.packets.max(packets);
+                t.bytes = t.bytes.max(bytes);
+            }
+            None => v.push(TrackCounters {
+                mid,
+                inbound,
+                packets,
+                bytes,
+                lost: 0,
+                nacks: 0,
+                keyframe_requests: 0,
+            }),
+        };
+        for (mid, p, b) in &s.rx_counts {
+            put(*mid, true, *p, *b);
+        }
+        for (mid, key, _) in &s.legs {
+            if let Some(leg) = self.routes.get(key).and_then(|r| {
+                r.legs
+                    .iter()
+                    .find(|l| l.sub == s.id && l.params.mid == *mid)
+            }) {
+                put(*mid, false, leg.packets, leg.bytes);
+            }
+        }
+        v
+    }
+
+    fn channel_send(
+        &mut self,
+        id: SessionId,
+        target: &ChannelTarget,
+        binary: bool,
+        data: &[u8],
+    ) -> Result<usize, EngineError> {
+        let slot = *self.by_id.get(&id).ok_or(EngineError::UnknownSession(id))?;
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return Err(EngineError::UnknownSession(id));
+        };
+        let channel = match target {
+            ChannelTarget::Id(c) => s.channels.iter().find(|(x, _)| x == c),
+            ChannelTarget::Label(l) => s.channels.iter().find(|(_, x)| x == l),
+        }
+        .map(|(c, _)| *c)
+        .ok_or_else(|| {
+            let name = match target {
+                ChannelTarget::Id(c) => c.to_string(),
+                ChannelTarget::Label(l) => format!("{l:?}"),
+            };
+            EngineError::NoSuchChannel(id, name)
+        })?;
+        let res = guarded(s, |rtc| match rtc.channel(ChannelId(channel)) {
+            Some(mut ch) => ch.write(binary, data).map_err(|e| e.to_string()),
+            None => Err("no data-channel transport".to_string()),
+        });
+        touch(s, slot, &mut self.touched);
+        match res {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(EngineError::Rtc(e)),
+            Err(()) => {
+                self.doomed.push((id, CloseReason::Panicked));
+                Err(EngineError::Rtc("session panicked".into()))
             }
         }
     }
@@ -1240,6 +1487,8 @@ impl Shard {
             slot,
             params: spec.params,
             rw,
+            packets: 0,
+            bytes: 0,
         });
         // A new subscriber needs a keyframe to start decoding.
         self.keyframe_upstream(spec.key, now);

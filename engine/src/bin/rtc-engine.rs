@@ -1,14 +1,20 @@
 //! `rtc-engine`: the data-plane daemon.
 //!
 //! Settings come from an optional TOML file (`--config`), overridden by command-line flags.
-//! The daemon starts the shards, logs their addresses and periodic statistics, and shuts
-//! down cleanly on SIGINT or SIGTERM (sessions are closed with DTLS close_notify).
+//! The daemon starts the shards, serves the control socket (`docs/control-protocol.md`),
+//! logs the shards' addresses and periodic statistics, and shuts down cleanly on SIGINT
+//! or SIGTERM (the control socket is closed and removed, sessions are closed with DTLS
+//! close_notify).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use control::{ControlServer, EventHub, ServerConfig};
+use engine::control::EngineControl;
 use engine::io::BackendPreference;
 use engine::io::signal::ShutdownSignals;
 use engine::{Engine, EngineConfig};
@@ -60,9 +66,20 @@ struct Settings {
     /// UDP GRO on receive (default true).
     #[arg(long)]
     gro: Option<bool>,
-    /// Control socket path (stored; the control server is attached separately).
+    /// Control socket path (default `$XDG_RUNTIME_DIR/rtc-engine/control.sock`, else
+    /// `/run/rtc-engine/control.sock`; the directory is created).
     #[arg(long)]
     control_socket: Option<PathBuf>,
+    /// Control socket file mode, octal (default `0600`; e.g. `0660` with a group).
+    #[arg(long)]
+    control_mode: Option<String>,
+    /// Group (name or numeric gid) given to the control socket file.
+    #[arg(long)]
+    control_group: Option<String>,
+    /// Further uids allowed to use the control socket (the engine's own uid and root
+    /// always are), e.g. `1000,1001`.
+    #[arg(long, value_delimiter = ',')]
+    control_allow_uids: Option<Vec<u32>>,
     /// Seconds between statistics log lines (0: off; default 10).
     #[arg(long)]
     stats_interval: Option<u64>,
@@ -110,6 +127,9 @@ impl Settings {
             gso,
             gro,
             control_socket,
+            control_mode,
+            control_group,
+            control_allow_uids,
             stats_interval,
             log
         );
@@ -161,6 +181,106 @@ impl Settings {
         }
         if let Some(g) = self.gro {
             cfg.io.gro = g;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Our effective uid, without `unsafe`: the owner of `/proc/self` is the process's euid.
+fn euid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// The default control socket path: under `$XDG_RUNTIME_DIR` when set, else `/run`.
+fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("rtc-engine/control.sock"),
+        _ => PathBuf::from("/run/rtc-engine/control.sock"),
+    }
+}
+
+/// Resolves a group name or number (names through `/etc/group`).
+fn resolve_group(g: &str) -> Result<u32, String> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string("/etc/group").map_err(|e| format!("/etc/group: {e}"))?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (name == g).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| format!("no group {g:?} in /etc/group"))
+}
+
+/// Creates the socket's directory (mode 0700, or 0750 when a group is given) if missing.
+fn ensure_dir(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mode = if group.is_some() { 0o750 } else { 0o700 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(dir, None, Some(gid))?;
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// The control server settings, with the socket's directory created.
+    fn server_config(&self) -> Result<ServerConfig, String> {
+        let group = self
+            .control_group
+            .as_deref()
+            .map(resolve_group)
+            .transpose()?;
+        let mode = match self.control_mode.as_deref() {
+            None => 0o600,
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| format!("--control-mode {m:?} is not an octal file mode"))?,
+        };
+        let path = match &self.control_socket {
+            Some(p) => {
+                if let Some(dir) = p.parent() {
+                    ensure_dir(dir, group).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                p.clone()
+            }
+            None => {
+                let p = default_socket_path();
+                let dir = p.parent().unwrap_or(Path::new("/"));
+                match ensure_dir(dir, group) {
+                    Ok(()) => p,
+                    Err(e) => {
+                        // E.g. not root and no XDG_RUNTIME_DIR: a private directory
+                        // under the temporary directory still works.
+                        let uid = euid().map(|u| u.to_string()).unwrap_or_default();
+                        let alt = std::env::temp_dir().join(format!("rtc-engine-{uid}"));
+                        tracing::warn!(
+                            dir = %dir.display(),
+                            error = %e,
+                            fallback = %alt.display(),
+                            "cannot create the default control socket directory; using the fallback (pass --control-socket to rtcctl)"
+                        );
+                        ensure_dir(&alt, group).map_err(|e| format!("{}: {e}", alt.display()))?;
+                        alt.join("control.sock")
+                    }
+                }
+            }
+        };
+        let mut cfg = ServerConfig::new(path);
+        cfg.mode = mode;
+        cfg.group = group;
+        for u in self.control_allow_uids.iter().flatten() {
+            if !cfg.allowed_uids.contains(u) {
+                cfg.allowed_uids.push(*u);
+            }
         }
         Ok(cfg)
     }
@@ -248,6 +368,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if settings.bind.is_none() && settings.announce.is_none() {
+        tracing::info!(
+            "no --bind/--announce configured: listening on and announcing 127.0.0.1 (loopback \
+             peers only); for remote peers use --bind 0.0.0.0 --announce <public IPv4>"
+        );
+    }
     for i in 0..engine.shard_count() {
         tracing::info!(
             shard = i,
@@ -256,9 +382,42 @@ fn main() -> std::process::ExitCode {
             "shard ready"
         );
     }
-    if let Some(p) = &settings.control_socket {
-        tracing::info!(path = %p.display(), "control socket configured (served by the control plane)");
-    }
+    let server_cfg = match settings.server_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("control socket: {e}");
+            engine.shutdown();
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let hub = match EventHub::new(server_cfg.event_queue) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "control event hub");
+            engine.shutdown();
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let handler = EngineControl::new(engine.clone(), hub.clone());
+    let socket_path = server_cfg.path.clone();
+    let mut server = match ControlServer::bind_with_events(
+        server_cfg,
+        Arc::clone(&handler) as Arc<dyn control::ControlHandler>,
+        hub,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(path = %socket_path.display(), error = %e, "cannot serve the control socket");
+            handler.shutdown();
+            engine.shutdown();
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        path = %socket_path.display(),
+        "control socket ready (rtcctl --socket {} engine stats)",
+        socket_path.display()
+    );
     let interval = Duration::from_secs(settings.stats_interval.unwrap_or(10));
     let mut next_stats = Instant::now() + interval;
     loop {
@@ -283,6 +442,10 @@ fn main() -> std::process::ExitCode {
             next_stats = Instant::now() + interval;
         }
     }
+    // Control first (no new requests; reaps sessions of connected clients), then the
+    // event thread, then the shards.
+    server.shutdown();
+    handler.shutdown();
     engine.shutdown();
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
@@ -307,6 +470,36 @@ mod tests {
         assert_eq!(cfg.io.recv_buffer_bytes, 1_048_576);
         assert!(!cfg.io.gso);
         assert_eq!(s.control_socket, Some(PathBuf::from("/tmp/x.sock")));
+        let c = Settings {
+            control_mode: Some("0660".into()),
+            control_group: Some("0".into()),
+            control_allow_uids: Some(vec![4242]),
+            control_socket: Some(
+                std::env::temp_dir()
+                    .join(format!("rtc-engine-test-{}/sub/c.sock", std::process::id())),
+            ),
+            ..Settings::default()
+        };
+        let sc = c.server_config().unwrap();
+        assert_eq!(sc.mode, 0o660);
+        assert_eq!(sc.group, Some(0));
+        assert!(sc.allowed_uids.contains(&4242));
+        assert!(sc.path.parent().unwrap().is_dir());
+        let _ = std::fs::remove_dir_all(sc.path.parent().unwrap().parent().unwrap());
+        let bad_mode = Settings {
+            control_mode: Some("999".into()),
+            ..Settings::default()
+        };
+        assert!(bad_mode.server_config().is_err());
+        assert!(resolve_group("root").is_ok_and(|g| g == 0));
+        // The example configuration shipped in deploy/ parses and is valid.
+        let example: Settings =
+            toml::from_str(include_str!("../../../deploy/config/rtc-engine.toml")).unwrap();
+        let cfg = example.engine_config().unwrap();
+        assert_eq!(cfg.base_port, 40000);
+        assert!(cfg.announce_v4.is_some());
+        assert_eq!(example.control_mode.as_deref(), Some("0660"));
+        assert!(resolve_group("no-such-group-xyz").is_err());
         assert!(toml::from_str::<Settings>("nonsense = 1").is_err());
         let bad = Settings {
             backend: Some("epoll".into()),
