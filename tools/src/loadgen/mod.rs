@@ -49,6 +49,8 @@ use worker::{Cmd, MediaParams, PeerSetup, Role, Shared, Totals, Worker};
 
 /// How long media keeps flowing to subscribers after publishers stop (packets in flight).
 const DRAIN: Duration = Duration::from_millis(300);
+/// Receive and send buffer size asked for each peer socket.
+const SOCKET_BUFFER: usize = 2 << 20;
 /// The most errors kept in the report.
 const MAX_ERRORS: usize = 20;
 
@@ -240,28 +242,44 @@ pub fn run_with_progress(
         let totals = r.finish(sig.as_mut());
         out.map(|steady| (r, steady, totals))
     });
-    let engine = sig.engine_stats().map(|s| EngineSummary {
-        shards: s.shards.len(),
-        rtp_forwarded: s.rtp_forwarded(),
-        packets_in: s.shards.iter().map(|x| x.packets_in).sum(),
-        packets_out: s.shards.iter().map(|x| x.packets_out).sum(),
-        drops: s
-            .shards
-            .iter()
-            .map(|x| {
-                let d = &x.drops;
-                d.unknown_source
-                    + d.malformed
-                    + d.srtp_auth
-                    + d.rtc_dropped
-                    + d.no_route
-                    + d.leg_rewrite
-                    + d.leg_not_ready
-                    + d.cross_shard_full
-                    + d.dead_session
-            })
-            .sum(),
-        cpu_seconds: s.shards.iter().map(|x| x.cpu_time.as_secs_f64()).sum(),
+    let engine = sig.engine_stats().map(|s| {
+        let mut by = std::collections::BTreeMap::new();
+        for x in &s.shards {
+            let d = &x.drops;
+            let io = &x.io.drops;
+            for (k, v) in [
+                ("io_queue_full", io.queue_full),
+                ("io_too_large", io.too_large),
+                ("io_bad_socket", io.bad_socket),
+                ("io_family_mismatch", io.family_mismatch),
+                ("io_send_would_block", io.send_would_block),
+                ("io_send_error", io.send_error),
+                ("io_recv_truncated", io.recv_truncated),
+                ("io_recv_error", io.recv_error),
+                ("unknown_source", d.unknown_source),
+                ("malformed", d.malformed),
+                ("srtp_auth", d.srtp_auth),
+                ("rtc_dropped", d.rtc_dropped),
+                ("no_route", d.no_route),
+                ("leg_rewrite", d.leg_rewrite),
+                ("leg_not_ready", d.leg_not_ready),
+                ("cross_shard_full", d.cross_shard_full),
+                ("dead_session", d.dead_session),
+            ] {
+                if v > 0 {
+                    *by.entry(k.to_string()).or_insert(0) += v;
+                }
+            }
+        }
+        EngineSummary {
+            shards: s.shards.len(),
+            rtp_forwarded: s.rtp_forwarded(),
+            packets_in: s.shards.iter().map(|x| x.packets_in).sum(),
+            packets_out: s.shards.iter().map(|x| x.packets_out).sum(),
+            drops: by.values().sum(),
+            drops_by_reason: by,
+            cpu_seconds: s.shards.iter().map(|x| x.cpu_time.as_secs_f64()).sum(),
+        }
     });
     sig.shutdown();
     let (run, steady, (totals, latency, connect)) = result?;
@@ -591,11 +609,7 @@ impl Run {
     ) -> Result<SessionKey, LoadgenError> {
         let now = Instant::now();
         let created_ns = u64::try_from(now.duration_since(self.start).as_nanos()).unwrap_or(0);
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .map_err(|e| LoadgenError::Setup(format!("bind: {e}")))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| LoadgenError::Setup(format!("socket: {e}")))?;
+        let socket = peer_socket().map_err(|e| LoadgenError::Setup(format!("socket: {e}")))?;
         let local = socket
             .local_addr()
             .map_err(|e| LoadgenError::Setup(format!("socket: {e}")))?;
@@ -743,6 +757,20 @@ impl Run {
         }
         (totals, latency, connect)
     }
+}
+
+/// A non-blocking UDP socket on an ephemeral loopback port with large buffers (the
+/// kernel caps them at `net.core.rmem_max`/`wmem_max`), so a briefly busy event loop
+/// does not lose datagrams.
+fn peer_socket() -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol as SockProto, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(SockProto::UDP))?;
+    // Best effort: a smaller buffer still works.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
 }
 
 /// The first non-loopback address among an SDP's `a=candidate` lines.

@@ -95,6 +95,8 @@ pub struct EngineSummary {
     pub packets_out: u64,
     /// Drops of every reason, summed.
     pub drops: u64,
+    /// Non-zero drop counters by reason.
+    pub drops_by_reason: std::collections::BTreeMap<String, u64>,
     /// Shard CPU time, seconds (all shards).
     pub cpu_seconds: f64,
 }
@@ -194,8 +196,23 @@ impl Report {
         if let Some(e) = &self.engine {
             let _ = writeln!(
                 s,
-                "engine     {} shard(s)  forwarded {}  in {}  out {}  drops {}  cpu {:.2} s",
-                e.shards, e.rtp_forwarded, e.packets_in, e.packets_out, e.drops, e.cpu_seconds
+                "engine     {} shard(s)  forwarded {}  in {}  out {}  drops {}{}  cpu {:.2} s",
+                e.shards,
+                e.rtp_forwarded,
+                e.packets_in,
+                e.packets_out,
+                e.drops,
+                if e.drops_by_reason.is_empty() {
+                    String::new()
+                } else {
+                    let parts: Vec<String> = e
+                        .drops_by_reason
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect();
+                    format!(" ({})", parts.join(", "))
+                },
+                e.cpu_seconds
             );
         }
         for e in &self.errors {
