@@ -17,7 +17,7 @@
 //! In WHIP mode a subscriber is one WHEP session per publisher of its room (WHEP serves
 //! one publisher per session); in the other modes one session receives every publisher.
 
-mod http;
+pub mod http;
 pub mod payload;
 mod report;
 mod signal;
