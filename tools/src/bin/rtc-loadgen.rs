@@ -1,0 +1,174 @@
+//! `rtc-loadgen`: load-test the engine with many real WebRTC peers on loopback.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser};
+use tools::loadgen::{self, Config, Mode};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rtc-loadgen",
+    version,
+    about = "Load-test rtc-engine with real WebRTC peers (ICE, DTLS, SRTP) on loopback",
+    group(ArgGroup::new("mode").required(true).args(["whip", "control", "in_process"]))
+)]
+struct Cli {
+    /// WHIP/WHEP against rtc-demo at this base URL (POST {URL}/whip/{room},
+    /// POST {URL}/whep/{room}/{publisher}, DELETE the Location).
+    #[arg(long, value_name = "URL")]
+    whip: Option<String>,
+    /// A running rtc-engine's control socket.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Start an engine in this process.
+    #[arg(long)]
+    in_process: bool,
+    /// Engine shards with --in-process.
+    #[arg(long, default_value_t = 2)]
+    engine_shards: usize,
+    /// Rooms.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers per room.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    publishers: usize,
+    /// Subscribers per room.
+    #[arg(long, short = 'm', default_value_t = 3)]
+    subscribers: usize,
+    /// Event-loop threads driving the peers.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Seconds of steady state after every peer is up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Peers set up per second (0: as fast as signalling goes).
+    #[arg(long, default_value_t = 50.0)]
+    ramp: f64,
+    /// Seconds to wait for the last peers to connect.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Video bitrate per publisher, kbit/s.
+    #[arg(long, default_value_t = 500)]
+    video_kbps: u32,
+    /// Video frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Seconds between keyframes.
+    #[arg(long, default_value_t = 2.0)]
+    keyframe_interval: f64,
+    /// Audio payload bytes per 20 ms packet.
+    #[arg(long, default_value_t = 80)]
+    audio_bytes: usize,
+    /// Send no video.
+    #[arg(long)]
+    no_video: bool,
+    /// Send no audio.
+    #[arg(long)]
+    no_audio: bool,
+    /// Room name prefix (rooms are PREFIX-0, PREFIX-1, ...).
+    #[arg(long, default_value = "loadgen")]
+    room_prefix: String,
+    /// Bearer token for WHIP/WHEP.
+    #[arg(long)]
+    token: Option<String>,
+    /// Seconds one signalling request may take.
+    #[arg(long, default_value_t = 10.0)]
+    signalling_timeout: f64,
+    /// Allow non-loopback targets (never needed on one machine).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Print the report as JSON (progress lines still go to stderr).
+    #[arg(long)]
+    json: bool,
+    /// No progress lines.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v).map_err(|_| format!("--{name} must be a non-negative number"))
+}
+
+fn config(cli: &Cli) -> Result<Config, String> {
+    let mode = if let Some(u) = &cli.whip {
+        Mode::Whip(u.clone())
+    } else if let Some(p) = &cli.control {
+        Mode::Control(p.clone())
+    } else {
+        Mode::InProcess {
+            shards: cli.engine_shards,
+        }
+    };
+    Ok(Config {
+        mode,
+        rooms: cli.rooms,
+        publishers: cli.publishers,
+        subscribers: cli.subscribers,
+        threads: cli.threads,
+        duration: secs("duration", cli.duration)?,
+        ramp: cli.ramp,
+        connect_timeout: secs("connect-timeout", cli.connect_timeout)?,
+        video: !cli.no_video,
+        audio: !cli.no_audio,
+        video_kbps: cli.video_kbps,
+        fps: cli.fps,
+        keyframe_interval: cli.keyframe_interval,
+        audio_bytes: cli.audio_bytes,
+        room_prefix: cli.room_prefix.clone(),
+        allow_remote: cli.allow_remote,
+        token: cli.token.clone(),
+        signalling_timeout: secs("signalling-timeout", cli.signalling_timeout)?,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rtc-loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let quiet = cli.quiet;
+    let mut progress = |p: &loadgen::Progress| {
+        if !quiet {
+            eprintln!("{}", p.line());
+        }
+    };
+    let report = match loadgen::run_with_progress(&cfg, &mut progress) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rtc-loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if cli.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => writeln!(out, "{s}"),
+            Err(e) => {
+                eprintln!("rtc-loadgen: json: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        write!(out, "{}", report.to_text())
+    };
+    if written.is_err() {
+        return ExitCode::FAILURE;
+    }
+    // Failures the operator must notice: peers that never connected, corrupt payloads.
+    let ok = report.peers.connected == report.peers.planned && report.received.corrupt == 0;
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}

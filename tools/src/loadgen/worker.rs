@@ -1,0 +1,834 @@
+//! One event-loop thread driving many peers: `ppoll` over their UDP sockets, a timer
+//! heap of `Rtc` timeouts and media ticks, no thread per peer.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rtc_core::media::Mid;
+use rtc_core::rtp::ExtensionValues;
+use rtc_core::{Event, Input, Output, Protocol, Receive, Rtc};
+
+use super::payload::{self, Stamp, StreamKind};
+use super::stats::{SeqTracker, new_histogram};
+
+/// Datagrams read from one socket per loop iteration (fairness between peers).
+const RECV_BATCH: usize = 64;
+/// Longest wait in `ppoll` (counters are published at least this often).
+const MAX_WAIT: Duration = Duration::from_millis(50);
+/// Audio packet interval (Opus 20 ms frames).
+const AUDIO_PERIOD: Duration = Duration::from_millis(20);
+/// Audio RTP timestamp step (48 kHz × 20 ms).
+const AUDIO_TS_STEP: u32 = 960;
+/// The most incoming streams one peer tracks (bounds state).
+const MAX_STREAMS: usize = 256;
+
+/// Media settings shared by every publisher.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MediaParams {
+    /// Send video.
+    pub video: bool,
+    /// Send audio.
+    pub audio: bool,
+    /// Video bitrate in kbit/s.
+    pub video_kbps: u32,
+    /// Video frames per second.
+    pub fps: u32,
+    /// A keyframe every this many frames.
+    pub keyframe_every: u64,
+    /// Audio payload size in bytes.
+    pub audio_bytes: usize,
+}
+
+impl MediaParams {
+    fn frame_period(&self) -> Duration {
+        Duration::from_nanos(1_000_000_000 / u64::from(self.fps.max(1)))
+    }
+
+    /// (keyframe size, interframe size): keyframes are 3× an interframe, and the GOP
+    /// averages `video_kbps`.
+    fn frame_sizes(&self) -> (usize, usize) {
+        let per_frame = u64::from(self.video_kbps) * 1000 / 8 / u64::from(self.fps.max(1));
+        let k = self.keyframe_every.max(1);
+        let delta = per_frame * k / (k + 2);
+        ((delta * 3) as usize, delta as usize)
+    }
+}
+
+/// What a peer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Sends audio and video with this publisher id.
+    Publisher(u32),
+    /// Receives.
+    Subscriber,
+}
+
+/// A set-up peer handed to a worker.
+pub(crate) struct PeerSetup {
+    pub rtc: Rtc,
+    pub socket: UdpSocket,
+    pub local: SocketAddr,
+    pub role: Role,
+    /// When its set-up started, ns since the run's start.
+    pub created_ns: u64,
+    /// Video section and payload type (publishers).
+    pub video: Option<(Mid, u8)>,
+    /// Audio section and payload type (publishers).
+    pub audio: Option<(Mid, u8)>,
+    /// Streams it should receive (subscribers).
+    pub expected_streams: u64,
+}
+
+/// Commands to a worker.
+pub(crate) enum Cmd {
+    Add(Box<PeerSetup>),
+    StopMedia,
+    Shutdown,
+}
+
+/// Counters a worker publishes for progress lines (relaxed atomics, monotonic).
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub peers: AtomicU64,
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub rtp_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub rtp_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub expected: AtomicU64,
+    pub unique: AtomicU64,
+    pub corrupt: AtomicU64,
+}
+
+/// Totals of one worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Totals {
+    pub peers: u64,
+    pub connected: u64,
+    pub failed: u64,
+    pub video_packets: u64,
+    pub audio_packets: u64,
+    pub video_frames: u64,
+    pub keyframes: u64,
+    pub bytes_out: u64,
+    pub send_errors: u64,
+    pub keyframe_requests: u64,
+    pub rtp_in: u64,
+    pub bytes_in: u64,
+    pub expected: u64,
+    pub unique: u64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    pub corrupt: u64,
+    pub foreign: u64,
+    pub streams_expected: u64,
+    pub streams_receiving: u64,
+}
+
+impl Totals {
+    pub(crate) fn add(&mut self, o: &Totals) {
+        self.peers += o.peers;
+        self.connected += o.connected;
+        self.failed += o.failed;
+        self.video_packets += o.video_packets;
+        self.audio_packets += o.audio_packets;
+        self.video_frames += o.video_frames;
+        self.keyframes += o.keyframes;
+        self.bytes_out += o.bytes_out;
+        self.send_errors += o.send_errors;
+        self.keyframe_requests += o.keyframe_requests;
+        self.rtp_in += o.rtp_in;
+        self.bytes_in += o.bytes_in;
+        self.expected += o.expected;
+        self.unique += o.unique;
+        self.out_of_order += o.out_of_order;
+        self.duplicates += o.duplicates;
+        self.corrupt += o.corrupt;
+        self.foreign += o.foreign;
+        self.streams_expected += o.streams_expected;
+        self.streams_receiving += o.streams_receiving;
+    }
+
+    fn publish(&self, s: &Shared) {
+        let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        st(&s.peers, self.peers);
+        st(&s.connected, self.connected);
+        st(&s.failed, self.failed);
+        st(&s.rtp_out, self.video_packets + self.audio_packets);
+        st(&s.bytes_out, self.bytes_out);
+        st(&s.rtp_in, self.rtp_in);
+        st(&s.bytes_in, self.bytes_in);
+        st(&s.expected, self.expected);
+        st(&s.unique, self.unique);
+        st(&s.corrupt, self.corrupt);
+    }
+}
+
+/// What a worker hands back when it ends.
+pub(crate) struct WorkerResult {
+    pub totals: Totals,
+    /// End-to-end latency, ns.
+    pub latency: Histogram<u64>,
+    /// Set-up start to `Connected`, ns.
+    pub connect: Histogram<u64>,
+}
+
+struct VideoTx {
+    mid: Mid,
+    pt: u8,
+    seq: u64,
+    frame: u64,
+    force_key: bool,
+    next: Instant,
+}
+
+struct AudioTx {
+    mid: Mid,
+    pt: u8,
+    seq: u64,
+    next: Instant,
+}
+
+struct RxStream {
+    publisher: u32,
+    kind: StreamKind,
+    seq: SeqTracker,
+}
+
+struct Peer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    role: Role,
+    created_ns: u64,
+    alive: bool,
+    connected: bool,
+    /// The `Rtc`'s wanted timeout.
+    want: Instant,
+    /// The earliest heap entry of this peer's `Rtc` timer.
+    queued: Option<Instant>,
+    touched: bool,
+    video: Option<VideoTx>,
+    audio: Option<AudioTx>,
+    streams: Vec<RxStream>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Rtc,
+    Video,
+    Audio,
+}
+
+type Timer = Reverse<(Instant, u32, TimerKind)>;
+
+/// The state of one worker thread.
+pub(crate) struct Worker {
+    start: Instant,
+    media: MediaParams,
+    cmds: Receiver<Cmd>,
+    wake: UnixDatagram,
+    shared: Arc<Shared>,
+    peers: Vec<Peer>,
+    fds: Vec<libc::pollfd>,
+    heap: BinaryHeap<Timer>,
+    touched: Vec<u32>,
+    media_on: bool,
+    stopping: bool,
+    totals: Totals,
+    latency: Histogram<u64>,
+    connect: Histogram<u64>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+fn ns_since(start: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Worker {
+    pub(crate) fn new(
+        start: Instant,
+        media: MediaParams,
+        cmds: Receiver<Cmd>,
+        wake: UnixDatagram,
+        shared: Arc<Shared>,
+    ) -> Worker {
+        let fds = vec![libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        Worker {
+            start,
+            media,
+            cmds,
+            wake,
+            shared,
+            peers: Vec::new(),
+            fds,
+            heap: BinaryHeap::new(),
+            touched: Vec::new(),
+            media_on: true,
+            stopping: false,
+            totals: Totals::default(),
+            latency: new_histogram(),
+            connect: new_histogram(),
+            buf: vec![0u8; 2048],
+            out: vec![0u8; payload::MAX_PAYLOAD],
+        }
+    }
+
+    /// Runs until [`Cmd::Shutdown`] (or the command channel closes).
+    pub(crate) fn run(mut self) -> WorkerResult {
+        loop {
+            if !self.commands() {
+                break;
+            }
+            let now = Instant::now();
+            self.receive(now);
+            self.timers(now);
+            self.drain_touched();
+            self.totals.publish(&self.shared);
+            self.wait();
+        }
+        self.shutdown();
+        WorkerResult {
+            totals: self.totals,
+            latency: self.latency,
+            connect: self.connect,
+        }
+    }
+
+    /// Handles queued commands. Returns false on shutdown.
+    fn commands(&mut self) -> bool {
+        if self.fds.first().is_some_and(|f| f.revents != 0) {
+            let mut b = [0u8; 64];
+            while self.wake.recv(&mut b).is_ok() {}
+        }
+        loop {
+            match self.cmds.try_recv() {
+                Ok(Cmd::Add(p)) => self.add(*p),
+                Ok(Cmd::StopMedia) => {
+                    self.media_on = false;
+                    self.stopping = true;
+                }
+                Ok(Cmd::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn add(&mut self, p: PeerSetup) {
+        let now = Instant::now();
+        let idx = self.peers.len() as u32;
+        self.fds.push(libc::pollfd {
+            fd: p.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        self.totals.peers += 1;
+        self.totals.streams_expected += p.expected_streams;
+        let video = p.video.map(|(mid, pt)| VideoTx {
+            mid,
+            pt,
+            seq: 0,
+            frame: 0,
+            force_key: false,
+            next: now,
+        });
+        let audio = p.audio.map(|(mid, pt)| AudioTx {
+            mid,
+            pt,
+            seq: 0,
+            next: now,
+        });
+        self.peers.push(Peer {
+            rtc: p.rtc,
+            socket: p.socket,
+            local: p.local,
+            role: p.role,
+            created_ns: p.created_ns,
+            alive: true,
+            connected: false,
+            want: now,
+            queued: None,
+            touched: false,
+            video,
+            audio,
+            streams: Vec::new(),
+        });
+        // Start ICE right away: a timeout now, then drain.
+        if let Some(peer) = self.peers.last_mut() {
+            let _ = peer.rtc.handle_input(Input::Timeout(now));
+        }
+        self.touch(idx);
+    }
+
+    fn touch(&mut self, idx: u32) {
+        if let Some(p) = self.peers.get_mut(idx as usize)
+            && !p.touched
+        {
+            p.touched = true;
+            self.touched.push(idx);
+        }
+    }
+
+    fn receive(&mut self, now: Instant) {
+        for i in 0..self.peers.len() {
+            let ready = self
+                .fds
+                .get(i + 1)
+                .is_some_and(|f| f.fd >= 0 && f.revents != 0);
+            if !ready {
+                continue;
+            }
+            let Some(peer) = self.peers.get_mut(i) else {
+                continue;
+            };
+            let mut got = false;
+            for _ in 0..RECV_BATCH {
+                match peer.socket.recv_from(&mut self.buf) {
+                    Ok((n, source)) => {
+                        got = true;
+                        let Some(contents) = self.buf.get(..n) else {
+                            continue;
+                        };
+                        if !peer.alive {
+                            continue;
+                        }
+                        let r = peer.rtc.handle_input(Input::Receive(
+                            now,
+                            Receive {
+                                proto: Protocol::Udp,
+                                source,
+                                destination: peer.local,
+                                contents,
+                            },
+                        ));
+                        if r.is_err() && !peer.rtc.is_alive() {
+                            peer.alive = false;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            if got {
+                self.touch(i as u32);
+            }
+        }
+    }
+
+    fn timers(&mut self, now: Instant) {
+        while let Some(Reverse((t, idx, kind))) = self.heap.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.heap.pop();
+            let Some(peer) = self.peers.get_mut(idx as usize) else {
+                continue;
+            };
+            match kind {
+                TimerKind::Rtc => {
+                    if peer.queued == Some(t) {
+                        peer.queued = None;
+                    }
+                    if peer.alive && peer.want <= now {
+                        if peer.rtc.handle_input(Input::Timeout(now)).is_err()
+                            && !peer.rtc.is_alive()
+                        {
+                            peer.alive = false;
+                        }
+                        self.touch(idx);
+                    } else if peer.alive && peer.queued.is_none() {
+                        peer.queued = Some(peer.want);
+                        self.heap.push(Reverse((peer.want, idx, TimerKind::Rtc)));
+                    }
+                }
+                TimerKind::Video => self.send_video(idx, now),
+                TimerKind::Audio => self.send_audio(idx, now),
+            }
+        }
+    }
+
+    fn send_video(&mut self, idx: u32, now: Instant) {
+        if !self.media_on {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(idx as usize) else {
+            return;
+        };
+        let (Role::Publisher(publisher), Some(v)) = (peer.role, peer.video.as_mut()) else {
+            return;
+        };
+        if !peer.alive {
+            return;
+        }
+        let m = self.media;
+        let key = v.force_key || v.frame % m.keyframe_every.max(1) == 0;
+        v.force_key = false;
+        let (key_size, delta_size) = m.frame_sizes();
+        let (n, base, extra) = payload::split_frame(if key { key_size } else { delta_size });
+        let ts = (v.frame * 90_000 / u64::from(m.fps.max(1))) as u32;
+        let sent_at = Instant::now();
+        let send_ns = ns_since(self.start, sent_at);
+        let (mid, pt) = (v.mid, v.pt);
+        let mut seq = v.seq;
+        let mut ok_packets = 0u64;
+        let mut bytes = 0u64;
+        let mut errors = 0u64;
+        for i in 0..n {
+            let len = base + usize::from(i < extra);
+            let stamp = Stamp {
+                publisher,
+                kind: StreamKind::Video,
+                keyframe: key,
+                seq,
+                send_ns,
+            };
+            let written = payload::write_video(&mut self.out, len, i == 0, &stamp);
+            let Some(data) = written.ok().and_then(|l| self.out.get(..l)) else {
+                errors += 1;
+                continue;
+            };
+            let r = match peer.rtc.stream_tx(mid) {
+                Some(mut tx) => tx.write_rtp(
+                    pt,
+                    seq,
+                    ts,
+                    sent_at,
+                    i + 1 == n,
+                    &ExtensionValues::default(),
+                    data,
+                ),
+                None => {
+                    errors += 1;
+                    continue;
+                }
+            };
+            seq += 1;
+            match r {
+                Ok(()) => {
+                    ok_packets += 1;
+                    bytes += data.len() as u64;
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        v.seq = seq;
+        v.frame += 1;
+        let period = m.frame_period();
+        v.next += period;
+        if v.next < now {
+            // Fell behind (overload): skip ahead instead of bursting.
+            v.next = now + period;
+        }
+        let next = v.next;
+        self.totals.video_packets += ok_packets;
+        self.totals.bytes_out += bytes;
+        self.totals.send_errors += errors;
+        self.totals.video_frames += 1;
+        self.totals.keyframes += u64::from(key);
+        self.heap.push(Reverse((next, idx, TimerKind::Video)));
+        self.touch(idx);
+    }
+
+    fn send_audio(&mut self, idx: u32, now: Instant) {
+        if !self.media_on {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(idx as usize) else {
+            return;
+        };
+        let (Role::Publisher(publisher), Some(a)) = (peer.role, peer.audio.as_mut()) else {
+            return;
+        };
+        if !peer.alive {
+            return;
+        }
+        let sent_at = Instant::now();
+        let stamp = Stamp {
+            publisher,
+            kind: StreamKind::Audio,
+            keyframe: false,
+            seq: a.seq,
+            send_ns: ns_since(self.start, sent_at),
+        };
+        let size = self.media.audio_bytes.max(payload::MIN_AUDIO_PAYLOAD);
+        let ts = (a.seq as u32).wrapping_mul(AUDIO_TS_STEP);
+        let written = payload::write_audio(&mut self.out, size, &stamp);
+        let r = match (
+            written.ok().and_then(|l| self.out.get(..l)),
+            peer.rtc.stream_tx(a.mid),
+        ) {
+            (Some(data), Some(mut tx)) => tx
+                .write_rtp(
+                    a.pt,
+                    a.seq,
+                    ts,
+                    sent_at,
+                    false,
+                    &ExtensionValues::default(),
+                    data,
+                )
+                .map(|()| data.len()),
+            _ => Err(rtc_core::RtcError::InvalidState("no audio stream")),
+        };
+        a.seq += 1;
+        match r {
+            Ok(len) => {
+                self.totals.audio_packets += 1;
+                self.totals.bytes_out += len as u64;
+            }
+            Err(_) => self.totals.send_errors += 1,
+        }
+        a.next += AUDIO_PERIOD;
+        if a.next < now {
+            a.next = now + AUDIO_PERIOD;
+        }
+        let next = a.next;
+        self.heap.push(Reverse((next, idx, TimerKind::Audio)));
+        self.touch(idx);
+    }
+
+    fn drain_touched(&mut self) {
+        let mut list = std::mem::take(&mut self.touched);
+        for &idx in &list {
+            self.drain(idx);
+        }
+        list.clear();
+        self.touched = list;
+    }
+
+    /// Polls a peer's output: sends datagrams, handles events, re-arms its timer.
+    fn drain(&mut self, idx: u32) {
+        let now = Instant::now();
+        let now_ns = ns_since(self.start, now);
+        let Some(peer) = self.peers.get_mut(idx as usize) else {
+            return;
+        };
+        peer.touched = false;
+        let mut start_media = false;
+        loop {
+            match peer.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    if peer.socket.send_to(t.contents, t.destination).is_err() {
+                        self.totals.send_errors += 1;
+                    }
+                }
+                Ok(Output::Event(ev)) => match ev {
+                    Event::Connected if !peer.connected => {
+                        peer.connected = true;
+                        self.totals.connected += 1;
+                        let _ = self
+                            .connect
+                            .record(now_ns.saturating_sub(peer.created_ns).max(1));
+                        start_media = true;
+                    }
+                    Event::Failed(_) => {
+                        peer.alive = false;
+                        if !self.stopping {
+                            self.totals.failed += 1;
+                        }
+                    }
+                    Event::KeyframeRequest(_) => {
+                        if let Some(v) = peer.video.as_mut() {
+                            v.force_key = true;
+                            self.totals.keyframe_requests += 1;
+                        }
+                    }
+                    Event::RtpPacket(p) => {
+                        self.totals.rtp_in += 1;
+                        let data = p.payload();
+                        self.totals.bytes_in += data.len() as u64;
+                        match payload::check(data) {
+                            Ok(stamp) => {
+                                let _ = self
+                                    .latency
+                                    .record(now_ns.saturating_sub(stamp.send_ns).max(1));
+                                record_stream(&mut peer.streams, &mut self.totals, &stamp);
+                            }
+                            Err(payload::PayloadError::BadMagic) => self.totals.foreign += 1,
+                            Err(_) => self.totals.corrupt += 1,
+                        }
+                    }
+                    _ => {}
+                },
+                Ok(Output::Timeout(t)) => {
+                    peer.want = t;
+                    break;
+                }
+                Err(_) => {
+                    peer.alive = false;
+                    break;
+                }
+            }
+        }
+        if !peer.alive {
+            if let Some(f) = self.fds.get_mut(idx as usize + 1) {
+                f.fd = -1;
+            }
+            return;
+        }
+        if peer.queued.is_none_or(|q| peer.want < q) {
+            peer.queued = Some(peer.want);
+            self.heap.push(Reverse((peer.want, idx, TimerKind::Rtc)));
+        }
+        if start_media && self.media_on {
+            if let Some(v) = peer.video.as_mut().filter(|_| self.media.video) {
+                v.next = now;
+                self.heap.push(Reverse((now, idx, TimerKind::Video)));
+            }
+            if let Some(a) = peer.audio.as_mut().filter(|_| self.media.audio) {
+                a.next = now;
+                self.heap.push(Reverse((now, idx, TimerKind::Audio)));
+            }
+        }
+    }
+
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let wait = if !self.touched.is_empty() {
+            Duration::ZERO
+        } else {
+            self.heap
+                .peek()
+                .map_or(MAX_WAIT, |Reverse((t, _, _))| {
+                    t.saturating_duration_since(now)
+                })
+                .min(MAX_WAIT)
+        };
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
+        };
+        for f in &mut self.fds {
+            f.revents = 0;
+        }
+        // SAFETY: `fds` is a valid, exclusively borrowed slice of `pollfd` whose length
+        // is passed; `ts` lives across the call; a null signal mask is allowed.
+        let n = unsafe {
+            libc::ppoll(
+                self.fds.as_mut_ptr(),
+                self.fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if n < 0 {
+            // EINTR or a transient error: the next iteration polls again.
+            for f in &mut self.fds {
+                f.revents = 0;
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for idx in 0..self.peers.len() {
+            if let Some(p) = self.peers.get_mut(idx) {
+                p.rtc.disconnect();
+                // Send what the disconnect queued (DTLS close_notify).
+                while let Ok(out) = p.rtc.poll_output() {
+                    match out {
+                        Output::Transmit(t) => {
+                            let _ = p.socket.send_to(t.contents, t.destination);
+                        }
+                        Output::Event(_) => {}
+                        Output::Timeout(_) => break,
+                    }
+                }
+            }
+        }
+        for p in &self.peers {
+            self.totals.streams_receiving += p.streams.len() as u64;
+        }
+        self.totals.publish(&self.shared);
+    }
+}
+
+/// Books a verified packet on its stream (publisher, kind) of the receiving peer.
+fn record_stream(streams: &mut Vec<RxStream>, totals: &mut Totals, stamp: &Stamp) {
+    let pos = streams
+        .iter()
+        .position(|s| s.publisher == stamp.publisher && s.kind == stamp.kind);
+    let s = match pos {
+        Some(i) => &mut streams[i],
+        None if streams.len() < MAX_STREAMS => {
+            streams.push(RxStream {
+                publisher: stamp.publisher,
+                kind: stamp.kind,
+                seq: SeqTracker::new(),
+            });
+            let last = streams.len() - 1;
+            &mut streams[last]
+        }
+        None => return,
+    };
+    let (e0, u0, o0, d0) = (
+        s.seq.expected(),
+        s.seq.unique(),
+        s.seq.out_of_order(),
+        s.seq.duplicates(),
+    );
+    s.seq.record(stamp.seq);
+    totals.expected += s.seq.expected() - e0;
+    totals.unique += s.seq.unique() - u0;
+    totals.out_of_order += s.seq.out_of_order() - o0;
+    totals.duplicates += s.seq.duplicates() - d0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_sizes_average_to_bitrate() {
+        let m = MediaParams {
+            video: true,
+            audio: true,
+            video_kbps: 1000,
+            fps: 25,
+            keyframe_every: 50,
+            audio_bytes: 80,
+        };
+        let (k, d) = m.frame_sizes();
+        assert_eq!(k, 3 * d);
+        let gop_bytes = k + 49 * d;
+        let per_sec = gop_bytes as f64 / 2.0;
+        assert!((per_sec - 125_000.0).abs() < 200.0, "{per_sec}");
+        assert_eq!(m.frame_period(), Duration::from_millis(40));
+    }
+
+    #[test]
+    fn stream_booking() {
+        let mut streams = Vec::new();
+        let mut t = Totals::default();
+        let st = |publisher, seq| Stamp {
+            publisher,
+            kind: StreamKind::Video,
+            keyframe: false,
+            seq,
+            send_ns: 1,
+        };
+        for s in [0, 1, 3, 2, 2] {
+            record_stream(&mut streams, &mut t, &st(1, s));
+        }
+        record_stream(&mut streams, &mut t, &st(2, 10));
+        assert_eq!(streams.len(), 2);
+        assert_eq!(t.expected, 5);
+        assert_eq!(t.unique, 5);
+        assert_eq!(t.out_of_order, 1);
+        assert_eq!(t.duplicates, 1);
+    }
+}
