@@ -81,6 +81,9 @@ pub struct MediaDesc {
     pub payloads: Vec<PayloadDesc>,
     /// The negotiated id of the `mid` RTP header extension.
     pub mid_ext_id: Option<u8>,
+    /// The SSRC the session announced for what the engine sends on this section;
+    /// subscriber legs use it, so the browser's track binds to what it receives.
+    pub tx_ssrc: Option<u32>,
 }
 
 impl MediaDesc {

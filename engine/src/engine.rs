@@ -537,7 +537,13 @@ impl EngineHandle {
             let taken: Vec<u32> = sub_s.legs.iter().map(|l| l.ssrc).collect();
             let ssrc = match replaced {
                 Some(i) => sub_s.legs[i].ssrc,
-                None => random_ssrc(&taken),
+                // The SSRC the subscriber's SDP announced for this section, so the
+                // browser binds its track to the leg (and the Rtc can answer NACKs
+                // from its RTX buffer for it).
+                None => slot
+                    .tx_ssrc
+                    .filter(|s| !taken.contains(s))
+                    .unwrap_or_else(|| random_ssrc(&taken)),
             };
             let pt_map = PtMap::from_payloads(track.kind, &track.payloads, &slot.payloads);
             let spec = LegSpec {

@@ -393,6 +393,7 @@ fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
                 })
                 .collect(),
             mid_ext_id: info.extensions.id_of(Extension::Mid),
+            tx_ssrc: rtc.tx_ssrc(info.mid),
         })
         .collect()
 }

@@ -1239,6 +1239,12 @@ impl Rtc {
         &mut self.tx[idx]
     }
 
+    /// The SSRC we send with on a media section (signalled in SDP), once negotiation
+    /// allowed us to send there.
+    pub fn tx_ssrc(&self, mid: Mid) -> Option<u32> {
+        self.tx.iter().find(|t| t.mid == mid).map(|t| t.ssrc)
+    }
+
     /// Frame mode: a writer for a media section we may send on.
     pub fn writer(&mut self, mid: Mid) -> Option<Writer<'_>> {
         let info = self.media.iter().find(|m| m.mid == mid)?;
