@@ -1,2 +1,3 @@
 //! Shared helpers for the command-line tools (rtcctl, rtc-loadgen, rtc-demo).
 pub mod ctl;
+pub mod demo;
