@@ -205,18 +205,26 @@
     app.remotes.set(p.id, remote);
     const pc = remote.pc;
     const video = remote.tile.querySelector('video');
-    const stream = new MediaStream();
+    remote.video = video;
     pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addTransceiver('video', { direction: 'recvonly' });
+    // Video plays muted in the tile; sound goes through its own <audio> element, so a
+    // blocked autoplay never stalls the video. The engine's answer carries no msid, so
+    // tracks arrive without streams: attach each by kind.
+    video.muted = true;
+    const audio = new Audio();
+    remote.audio = audio;
     pc.ontrack = (e) => {
-      stream.addTrack(e.track);
-      if (video.srcObject !== stream) video.srcObject = stream;
-      video.play().catch(() => {
-        // Autoplay with sound needs a user gesture; play muted until there is one.
-        video.muted = true;
+      if (e.track.kind === 'video') {
+        video.srcObject = new MediaStream([e.track]);
         video.play().catch(() => {});
-        document.addEventListener('click', () => { video.muted = false; }, { once: true });
-      });
+      } else {
+        audio.srcObject = new MediaStream([e.track]);
+        audio.play().catch(() => {
+          // Autoplay with sound needs a user gesture: start on the first click.
+          document.addEventListener('click', () => audio.play().catch(() => {}), { once: true });
+        });
+      }
     };
     pc.onconnectionstatechange = () => {
       setTileState(remote.tile, pc.connectionState);
@@ -278,6 +286,7 @@
     app.remotes.delete(id);
     r.closed = true;
     r.pc.close();
+    r.audio.srcObject = null;
     removeTile(r.tile);
     return endResource(r.location, keepalive);
   }
@@ -420,6 +429,13 @@
         connectedMs: r.connectedMs,
         firstFrameMs: r.firstFrameMs,
         firstDecodeMs: r.firstDecodeMs,
+        // What the tile's <video> element shows.
+        rendered: {
+          width: r.video.videoWidth,
+          height: r.video.videoHeight,
+          paused: r.video.paused,
+          time: r.video.currentTime,
+        },
         ...r.stats,
       })),
     };
@@ -436,6 +452,7 @@
     if (app.publishing) leave(true);
   });
   window.demoJoin = join;
+  window.demoApp = app; // for debugging from the console
   window.demoLeave = () => leave();
 
   if (params.get('room')) $('#room').value = params.get('room');

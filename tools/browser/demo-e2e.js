@@ -63,7 +63,10 @@ async function main() {
   const sees = (viewer, other, frames) => async () => {
     const s = await state(viewer.page);
     const r = remoteOf(s, other.id);
-    const ok = !!r && r.framesDecoded > frames && r.audioPackets > 0;
+    // Decoded frames must also reach the tile's <video> element (a stream decoded into
+    // no track would count frames but show nothing).
+    const ok = !!r && r.framesDecoded > frames && r.audioPackets > 0 &&
+      r.rendered.width > 0 && r.rendered.time > 0;
     return { ok, info: { viewer: s.publisherId, remote: r }, r };
   };
 
