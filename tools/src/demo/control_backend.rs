@@ -1,0 +1,254 @@
+//! [`Backend`] over the control socket of a running `rtc-engine`, using only the public
+//! [`control`] client: the embedding example.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use control::{
+    ClientError, ControlClient, ControlRequester, ErrorCode, Event, EventKind, EventStream,
+    EventsSubscribe, KeyframeRequest, MediaKind, Publish, Request, Response, RoomId, RoomRef,
+    SessionCreate, SessionId, SessionRef, SessionSetup, SessionState, ShardId, Subscribe,
+};
+
+use super::backend::{
+    Backend, BackendError, BackendEvent, BackendRoom, Created, Forwarded, Kind, ShardSummary,
+    StatsSummary,
+};
+
+/// How long one control request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn client_err(e: ClientError) -> BackendError {
+    match e.code() {
+        Some(ErrorCode::BadParams | ErrorCode::BadRequest) => {
+            BackendError::BadRequest(e.to_string())
+        }
+        Some(ErrorCode::NotFound | ErrorCode::Conflict) => BackendError::NotFound(e.to_string()),
+        Some(ErrorCode::Unavailable | ErrorCode::ShuttingDown) => {
+            BackendError::Unavailable(e.to_string())
+        }
+        _ => BackendError::Engine(e.to_string()),
+    }
+}
+
+fn unexpected(r: &Response) -> BackendError {
+    BackendError::Engine(format!("unexpected control response {r:?}"))
+}
+
+/// Drives an `rtc-engine` over its control socket.
+///
+/// One connection carries the requests (serialised by a mutex: the demo makes few) and
+/// the session events it subscribed to. Sessions are created with
+/// `reap_on_disconnect`, so they end when the demo does.
+#[derive(Debug)]
+pub struct ControlBackend {
+    req: Mutex<ControlRequester>,
+    events: EventStream,
+    shards: usize,
+}
+
+impl ControlBackend {
+    /// Connects to the socket at `path`, subscribes to session events and reads the
+    /// shard count.
+    ///
+    /// # Errors
+    /// When the socket cannot be reached or the engine does not answer as expected.
+    pub fn connect(path: impl AsRef<Path>) -> Result<ControlBackend, BackendError> {
+        let client = ControlClient::connect(path.as_ref()).map_err(|e| {
+            BackendError::Unavailable(format!("control socket {}: {e}", path.as_ref().display()))
+        })?;
+        let (mut req, events) = client
+            .split()
+            .map_err(|e| BackendError::Engine(format!("control client: {e}")))?;
+        req.set_timeout(Some(REQUEST_TIMEOUT));
+        let kinds = vec![
+            EventKind::SessionState,
+            EventKind::SessionFailed,
+            EventKind::SessionPanicked,
+        ];
+        req.request(Request::EventsSubscribe(EventsSubscribe {
+            kinds: Some(kinds),
+        }))
+        .map_err(client_err)?;
+        let shards = match req.request(Request::ShardList).map_err(client_err)? {
+            Response::Shards(s) => s.shards.len().max(1),
+            other => return Err(unexpected(&other)),
+        };
+        Ok(ControlBackend {
+            req: Mutex::new(req),
+            events,
+            shards,
+        })
+    }
+
+    fn request(&self, r: Request) -> Result<Response, BackendError> {
+        // The requester stays usable after a panic elsewhere: each request is whole.
+        let mut req = self.req.lock().unwrap_or_else(|p| p.into_inner());
+        req.request(r).map_err(client_err)
+    }
+
+    fn ensure_room(&self, room: &str) -> Result<(), BackendError> {
+        let mut req = self.req.lock().unwrap_or_else(|p| p.into_inner());
+        match req.request(Request::RoomCreate(RoomRef {
+            room: RoomId(room.to_owned()),
+        })) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => Ok(()),
+            Err(e) => Err(client_err(e)),
+        }
+    }
+}
+
+impl Backend for ControlBackend {
+    fn name(&self) -> &'static str {
+        "control"
+    }
+
+    fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    fn create_session(
+        &self,
+        room: &str,
+        offer: &str,
+        shard: Option<usize>,
+    ) -> Result<Created, BackendError> {
+        self.ensure_room(room)?;
+        let shard = shard
+            .map(|s| u32::try_from(s).map(ShardId))
+            .transpose()
+            .map_err(|_| BackendError::BadRequest("shard out of range".into()))?;
+        let resp = self.request(Request::SessionCreate(SessionCreate {
+            setup: SessionSetup::Offer(offer.to_owned()),
+            room: Some(RoomId(room.to_owned())),
+            shard,
+            reap_on_disconnect: true,
+        }))?;
+        let Response::SessionCreated(c) = resp else {
+            return Err(unexpected(&resp));
+        };
+        let Some(answer) = c.answer else {
+            let _ = self.close(c.session.0);
+            return Err(BackendError::Engine("the engine gave no answer".into()));
+        };
+        Ok(Created {
+            session: c.session.0,
+            shard: c.shard.0 as usize,
+            answer,
+        })
+    }
+
+    fn publish(&self, room: &str, session: u64) -> Result<(), BackendError> {
+        self.ensure_room(room)?;
+        match self.request(Request::Publish(Publish {
+            session: SessionId(session),
+            room: RoomId(room.to_owned()),
+            tracks: None,
+        }))? {
+            Response::Tracks(_) | Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn subscribe(
+        &self,
+        _room: &str,
+        subscriber: u64,
+        publisher: u64,
+    ) -> Result<Vec<Forwarded>, BackendError> {
+        match self.request(Request::Subscribe(Subscribe {
+            subscriber: SessionId(subscriber),
+            publisher: SessionId(publisher),
+            tracks: None,
+        }))? {
+            Response::Tracks(t) => Ok(t
+                .tracks
+                .into_iter()
+                .map(|t| Forwarded {
+                    track: t.track.0,
+                    kind: match t.kind {
+                        MediaKind::Audio => Kind::Audio,
+                        MediaKind::Video => Kind::Video,
+                    },
+                })
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn request_keyframe(&self, publisher: u64) -> Result<(), BackendError> {
+        self.request(Request::KeyframeRequest(KeyframeRequest {
+            session: SessionId(publisher),
+            track: None,
+        }))
+        .map(|_| ())
+    }
+
+    fn close(&self, session: u64) -> Result<(), BackendError> {
+        self.request(Request::SessionClose(SessionRef {
+            session: SessionId(session),
+        }))
+        .map(|_| ())
+    }
+
+    fn list_rooms(&self) -> Result<Vec<BackendRoom>, BackendError> {
+        match self.request(Request::RoomList)? {
+            Response::Rooms(r) => Ok(r
+                .rooms
+                .into_iter()
+                .map(|r| BackendRoom {
+                    name: r.room.0,
+                    publishers: r.publishers.iter().map(|s| s.0).collect(),
+                    members: r.sessions.iter().map(|s| s.0).collect(),
+                })
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn stats(&self) -> Result<StatsSummary, BackendError> {
+        match self.request(Request::EngineStats)? {
+            Response::EngineStats(s) => Ok(StatsSummary {
+                backend: self.name(),
+                shards: s
+                    .shards
+                    .iter()
+                    .map(|s| ShardSummary {
+                        shard: s.shard.0 as usize,
+                        sessions: s.sessions,
+                        packets_in: s.packets_in,
+                        packets_out: s.packets_out,
+                        bytes_in: s.bytes_in,
+                        bytes_out: s.bytes_out,
+                        rtp_forwarded: None,
+                        cross_shard_in: None,
+                    })
+                    .collect(),
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn next_event(&self, timeout: Duration) -> Option<BackendEvent> {
+        match self.events.recv(Some(timeout)) {
+            Ok(Some(Event::SessionState(s))) => match s.state {
+                SessionState::Connected => Some(BackendEvent::Connected(s.session.0)),
+                SessionState::Closed | SessionState::Failed => {
+                    Some(BackendEvent::Closed(s.session.0))
+                }
+                _ => None,
+            },
+            Ok(Some(Event::SessionFailed(f) | Event::SessionPanicked(f))) => {
+                Some(BackendEvent::Closed(f.session.0))
+            }
+            Ok(_) => None,
+            Err(_) => {
+                // The connection is gone: nothing more will come; do not spin.
+                std::thread::sleep(timeout);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `rtc-demo`: WHIP (RFC 9725) / WHEP publishing and viewing over HTTP, plus a browser
+//! page with rooms, in front of the engine.
+//!
+//! - [`backend`]: the [`Backend`] trait (create a session from an offer, publish,
+//!   subscribe, close, list rooms, stats, session events) and [`InProcessBackend`],
+//!   an engine started inside the demo's process.
+//! - [`control_backend`]: [`ControlBackend`], the same over the control socket of a
+//!   running `rtc-engine`, using only the public `control` client.
+//! - [`server`]: [`DemoServer`], the HTTP front end (one thread per connection).
+//! - [`http`]: the minimal HTTP/1.1 request reader and response writer it uses.
+//!
+//! # HTTP API
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `POST /whip/{room}` (`application/sdp` offer that sends) | `201`, `Location: /whip/{room}/{resource}`, answer |
+//! | `DELETE /whip/{room}/{resource}` | `200`; the publisher's viewers are closed too |
+//! | `POST /whep/{room}/{publisher}` (offer that receives) | `201`, `Location: /whep/{room}/{publisher}/{resource}`, answer |
+//! | `DELETE /whep/{room}/{publisher}/{resource}` | `200` |
+//! | `PATCH` on a session | `405`: no trickle ICE / ICE restart (the engine is ICE-lite and its answer holds all candidates) |
+//! | `OPTIONS` on WHIP/WHEP paths | `204` with `Allow`, CORS and `Accept-Post: application/sdp` |
+//! | `GET /rooms`, `GET /rooms/{room}` | JSON listings (publishers with id, shard, kinds; viewers) |
+//! | `GET /stats` | engine counters per shard |
+//! | `GET /` (`/app.js`, `/style.css`) | the page |
+//!
+//! `{resource}` is a random 128-bit id, so only the creator can end a session. A
+//! `201` also carries `X-Session-Id` (the engine session: what viewers pass as
+//! `{publisher}`) and `X-Shard`. Errors are `4xx`/`5xx` with a plain-text reason: `400`
+//! bad SDP, wrong direction, bad room name or shard hint; `401` wrong bearer token
+//! (when `--token` is set; required on WHIP/WHEP only); `404` unknown room, publisher or
+//! session; `405`; `411` chunked body; `413` oversized body; `415` wrong content type.
+//!
+//! WHEP answers are the engine's answers without `a=ssrc`/`a=ssrc-group` lines
+//! ([`server::strip_ssrc_lines`]): the engine announces SSRCs there that its forwarding
+//! legs do not use, and Chromium would bind the track to the announced SSRC and never
+//! show the leg's video. Without them the browser maps the leg to its section by the
+//! `mid` header extension.
+//!
+//! # Placement
+//!
+//! Publishers of a room go round-robin over the shards (the first on shard 0, the next
+//! on 1, ...); a viewer goes to a shard other than its publisher's (round-robin over the
+//! others), so with two or more shards every WHEP leg crosses shards. `?shard=N` on a
+//! `POST` overrides both.
+pub mod backend;
+pub mod control_backend;
+pub mod http;
+pub mod server;
+
+pub use backend::{Backend, BackendError, BackendEvent, InProcessBackend, Kind};
+pub use control_backend::ControlBackend;
+pub use server::{DemoConfig, DemoServer, PublisherView, RoomView, ViewerView};

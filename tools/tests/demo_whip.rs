@@ -1,0 +1,687 @@
+//! WHIP/WHEP through rtc-demo's HTTP API with rtc-core clients on real UDP sockets: a
+//! publisher POSTs a sendonly offer to `/whip/{room}`, a viewer POSTs a recvonly offer
+//! to `/whep/{room}/{publisher}`, media flows byte-exact through the engine (two shards,
+//! publisher and viewer on different ones), `DELETE` ends the sessions, and bad requests
+//! get 4xx with a reason. Runs over both backends: the in-process engine, and the
+//! control-socket client against a small in-test `ControlHandler` adapter over an
+//! in-process engine (standing in for `rtc-engine`'s control server).
+
+#[path = "../../engine/tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Client, Streamer, Transport, check_payload, drive, stream};
+use control::{
+    ClientId, ControlError, ControlHandler, ControlServer, DtlsRole, ErrorCode, Event, EventHub,
+    Request, Response, RoomInfo, RoomList, ServerConfig, SessionCreated, SessionState,
+    SessionStateChange, ShardId, ShardInfo, ShardList, TrackInfo, TrackList,
+};
+use engine::{
+    Engine, EngineConfig, EngineEvent, EngineHandle, Placement, RoomId, SessionId, SessionSetup,
+};
+use rtc_core::ice::Candidate;
+use rtc_core::media::MediaKind;
+use rtc_core::sdp::Direction;
+use rtc_core::sdp_api::SdpAnswer;
+use rtc_core::{Protocol, Rtc};
+use serde_json::Value;
+use tools::demo::{Backend, ControlBackend, DemoConfig, DemoServer, InProcessBackend};
+
+// ---- a tiny HTTP client --------------------------------------------------------------
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = TcpStream::connect(addr).expect("connect to the demo");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) before reading a large body: ignore write errors.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the reply");
+    let text = String::from_utf8(raw).expect("UTF-8 reply");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+const SDP: (&str, &str) = ("Content-Type", "application/sdp");
+
+// ---- rtc-core WHIP/WHEP clients ---------------------------------------------------------
+
+const PUB_MEDIA: [(MediaKind, Direction); 2] = [
+    (MediaKind::Audio, Direction::SendOnly),
+    (MediaKind::Video, Direction::SendOnly),
+];
+const SUB_MEDIA: [(MediaKind, Direction); 2] = [
+    (MediaKind::Audio, Direction::RecvOnly),
+    (MediaKind::Video, Direction::RecvOnly),
+];
+
+/// Posts an offer with `media` to `path`; returns the connected-to-be client and the
+/// 201's Location and shard.
+fn whip_client(
+    addr: SocketAddr,
+    name: &str,
+    path: &str,
+    media: &[(MediaKind, Direction)],
+    auth: &[(&str, &str)],
+) -> (Client, String, usize) {
+    let now = Instant::now();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut rtc = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+    rtc.add_local_candidate(Candidate::host(local, Protocol::Udp).unwrap());
+    let mut api = rtc.sdp_api();
+    let mids = media.iter().map(|(k, d)| api.add_media(*k, *d)).collect();
+    let (offer, pending) = api.apply().unwrap();
+    let mut headers = vec![SDP];
+    headers.extend_from_slice(auth);
+    let r = http(
+        addr,
+        "POST",
+        path,
+        &headers,
+        offer.to_sdp_string().as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{path}: {}", r.body);
+    assert_eq!(r.header("Content-Type"), Some("application/sdp"));
+    let location = r.header("Location").expect("Location").to_owned();
+    let session: u64 = r.header("X-Session-Id").unwrap().parse().unwrap();
+    let shard: usize = r.header("X-Shard").unwrap().parse().unwrap();
+    let answer = SdpAnswer::from_sdp_string(&r.body).expect("the answer parses");
+    rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    let client = Client {
+        name: name.to_owned(),
+        rtc,
+        transport: Transport::Std(sock),
+        addr: local,
+        next_timeout: now,
+        connected: false,
+        failed: false,
+        rtp: Vec::new(),
+        keyframe_requests: Vec::new(),
+        block_stun: false,
+        deaf: false,
+        id: Some(SessionId(session)),
+        mids,
+    };
+    (client, location, shard)
+}
+
+fn sessions(backend: &dyn Backend) -> u64 {
+    backend
+        .stats()
+        .expect("stats")
+        .shards
+        .iter()
+        .map(|s| s.sessions)
+        .sum()
+}
+
+/// Publish, view, stream, check byte-exact delivery, list, delete.
+fn publish_view_delete(backend: Arc<dyn Backend>) {
+    let server = DemoServer::start(
+        Arc::clone(&backend),
+        DemoConfig {
+            http: "127.0.0.1:0".parse().unwrap(),
+            ..DemoConfig::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+
+    let (publisher, pub_loc, pub_shard) = whip_client(addr, "pub", "/whip/demo", &PUB_MEDIA, &[]);
+    assert!(pub_loc.starts_with("/whip/demo/"), "{pub_loc}");
+    let pub_id = publisher.id().0;
+    let (viewer, view_loc, view_shard) = whip_client(
+        addr,
+        "view",
+        &format!("/whep/demo/{pub_id}"),
+        &SUB_MEDIA,
+        &[],
+    );
+    assert!(
+        view_loc.starts_with(&format!("/whep/demo/{pub_id}/")),
+        "{view_loc}"
+    );
+    assert_ne!(
+        pub_shard, view_shard,
+        "the viewer is placed on another shard"
+    );
+    let view_id = viewer.id().0;
+
+    let mut clients = vec![publisher, viewer];
+    assert!(
+        drive(&mut clients, Duration::from_secs(10), |cs| cs
+            .iter()
+            .all(|c| c.connected)),
+        "ICE/DTLS did not come up"
+    );
+    // Let the engine's connected events reach the demo.
+    drive(&mut clients, Duration::from_millis(300), |_| false);
+
+    let room: Value =
+        serde_json::from_str(&http(addr, "GET", "/rooms/demo", &[], b"").body).unwrap();
+    assert_eq!(room["room"], "demo");
+    assert_eq!(room["publishers"][0]["id"], pub_id);
+    assert_eq!(room["publishers"][0]["shard"], pub_shard);
+    assert_eq!(
+        room["publishers"][0]["kinds"],
+        serde_json::json!(["audio", "video"])
+    );
+    assert_eq!(room["publishers"][0]["connected"], true);
+    assert_eq!(room["viewers"][0]["id"], view_id);
+    assert_eq!(room["viewers"][0]["publisher"], pub_id);
+    assert_eq!(room["viewers"][0]["connected"], true);
+    let rooms: Value = serde_json::from_str(&http(addr, "GET", "/rooms", &[], b"").body).unwrap();
+    assert_eq!(
+        rooms,
+        serde_json::json!([{"room": "demo", "publishers": 1, "viewers": 1}])
+    );
+    let listed = backend.list_rooms().unwrap();
+    let engine_room = listed
+        .iter()
+        .find(|r| r.name == "demo")
+        .expect("engine room");
+    assert_eq!(engine_room.publishers, vec![pub_id]);
+
+    // Media: byte-exact from publisher to viewer.
+    let mut s = Streamer::new();
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(1500),
+        |_, _| {},
+    );
+    drive(&mut clients, Duration::from_millis(400), |_| false);
+    let mut video = BTreeSet::new();
+    let mut audio = BTreeSet::new();
+    for p in &clients[1].rtp {
+        let (kind, index) = check_payload(&p.payload).expect("payload is byte-exact");
+        let fresh = match kind {
+            MediaKind::Video => video.insert(index),
+            MediaKind::Audio => audio.insert(index),
+        };
+        assert!(fresh, "duplicate {kind:?} {index}");
+    }
+    assert!(s.video_sent > 100 && s.audio_sent > 50);
+    assert_eq!(video, (0..s.video_sent).collect(), "video lost on the way");
+    assert_eq!(audio, (0..s.audio_sent).collect(), "audio lost on the way");
+
+    // The stats endpoint reports both shards.
+    let st: Value = serde_json::from_str(&http(addr, "GET", "/stats", &[], b"").body).unwrap();
+    assert_eq!(st["shards"].as_array().map(Vec::len), Some(2));
+    assert_eq!(st["backend"], backend.name());
+
+    // DELETE ends the sessions.
+    assert_eq!(http(addr, "DELETE", &view_loc, &[], b"").status, 200);
+    assert_eq!(http(addr, "DELETE", &view_loc, &[], b"").status, 404);
+    let room: Value =
+        serde_json::from_str(&http(addr, "GET", "/rooms/demo", &[], b"").body).unwrap();
+    assert_eq!(room["viewers"], serde_json::json!([]));
+    assert_eq!(http(addr, "DELETE", &pub_loc, &[], b"").status, 200);
+    assert_eq!(http(addr, "GET", "/rooms/demo", &[], b"").status, 404);
+    let end = Instant::now() + Duration::from_secs(3);
+    while sessions(&*backend) > 0 && Instant::now() < end {
+        drive(&mut clients, Duration::from_millis(50), |_| false);
+    }
+    assert_eq!(sessions(&*backend), 0, "the engine still has sessions");
+    server.shutdown();
+}
+
+fn engine2() -> EngineHandle {
+    Engine::start(EngineConfig {
+        shards: Some(2),
+        pin: false,
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn whip_whep_in_process() {
+    let engine = engine2();
+    publish_view_delete(Arc::new(InProcessBackend::new(engine.clone())));
+    engine.shutdown();
+}
+
+#[test]
+fn client_errors_get_4xx_with_reasons() {
+    let engine = engine2();
+    let backend: Arc<dyn Backend> = Arc::new(InProcessBackend::new(engine.clone()));
+    let server = DemoServer::start(
+        Arc::clone(&backend),
+        DemoConfig {
+            http: "127.0.0.1:0".parse().unwrap(),
+            token: Some("t0ken".into()),
+            max_body: 16 * 1024,
+            ..DemoConfig::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let auth = ("Authorization", "Bearer t0ken");
+
+    // A real offer to mutilate.
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .build(Instant::now())
+        .unwrap();
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::SendOnly);
+    let (offer, _pending) = api.apply().unwrap();
+    let offer = offer.to_sdp_string();
+
+    let r = http(addr, "POST", "/whip/err", &[SDP], offer.as_bytes());
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.header("WWW-Authenticate").is_some());
+    let r = http(
+        addr,
+        "POST",
+        "/whip/err",
+        &[SDP, ("Authorization", "Bearer nope")],
+        offer.as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+    let r = http(
+        addr,
+        "POST",
+        "/whip/err",
+        &[("Content-Type", "text/plain"), auth],
+        offer.as_bytes(),
+    );
+    assert_eq!(r.status, 415);
+    assert!(r.body.contains("application/sdp"), "{}", r.body);
+    let r = http(addr, "POST", "/whip/err", &[SDP, auth], b"not sdp at all");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("bad SDP"), "{}", r.body);
+    // Parses, but the engine refuses it (no ICE credentials).
+    let no_ice: String = offer
+        .split("\r\n")
+        .filter(|l| !l.starts_with("a=ice-"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let r = http(
+        addr,
+        "POST",
+        "/whip/err",
+        &[SDP, auth],
+        no_ice.trim_end().as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let recv = offer.replace("a=sendonly", "a=recvonly");
+    let r = http(addr, "POST", "/whip/err", &[SDP, auth], recv.as_bytes());
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("must send"), "{}", r.body);
+    let big = vec![b'a'; 100 * 1024];
+    let r = http(addr, "POST", "/whip/err", &[SDP, auth], &big);
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = http(
+        addr,
+        "POST",
+        "/whip/no%20spaces",
+        &[SDP, auth],
+        offer.as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    let r = http(
+        addr,
+        "POST",
+        "/whip/err?shard=7",
+        &[SDP, auth],
+        offer.as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("shard"), "{}", r.body);
+    // Nothing was left behind by the failures.
+    assert_eq!(http(addr, "GET", "/rooms/err", &[], b"").status, 404);
+    assert_eq!(sessions(&*backend), 0);
+
+    // WHEP: unknown room, unknown publisher, wrong direction.
+    let (publisher, pub_loc, _) = whip_client(addr, "pub", "/whip/err", &PUB_MEDIA, &[auth]);
+    let pub_id = publisher.id().0;
+    let r = http(
+        addr,
+        "POST",
+        &format!("/whep/nope/{pub_id}"),
+        &[SDP, auth],
+        recv.as_bytes(),
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("unknown room"), "{}", r.body);
+    let r = http(
+        addr,
+        "POST",
+        "/whep/err/999999",
+        &[SDP, auth],
+        recv.as_bytes(),
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no publisher"), "{}", r.body);
+    let r = http(
+        addr,
+        "POST",
+        &format!("/whep/err/{pub_id}"),
+        &[SDP, auth],
+        offer.as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("must receive"), "{}", r.body);
+
+    // Trickle is not supported; OPTIONS answers CORS; DELETE needs the token.
+    let r = http(
+        addr,
+        "PATCH",
+        &pub_loc,
+        &[("Content-Type", "application/trickle-ice-sdpfrag"), auth],
+        b"a=end-of-candidates\r\n",
+    );
+    assert_eq!(r.status, 405);
+    assert!(r.body.contains("trickle"), "{}", r.body);
+    let r = http(addr, "OPTIONS", "/whip/err", &[], b"");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    assert_eq!(r.header("Accept-Post"), Some("application/sdp"));
+    assert!(
+        r.header("Access-Control-Allow-Headers")
+            .unwrap()
+            .contains("Authorization")
+    );
+    assert_eq!(http(addr, "DELETE", &pub_loc, &[], b"").status, 401);
+    assert_eq!(http(addr, "DELETE", &pub_loc, &[auth], b"").status, 200);
+    assert_eq!(sessions(&*backend), 0);
+    // Malformed HTTP.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"NONSENSE\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    // The page is served.
+    let r = http(addr, "GET", "/", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("/app.js"));
+    assert_eq!(http(addr, "GET", "/app.js", &[], b"").status, 200);
+    assert_eq!(http(addr, "GET", "/style.css", &[], b"").status, 200);
+    drop(publisher);
+    server.shutdown();
+    engine.shutdown();
+}
+
+// ---- the control backend against an in-test control server -------------------------
+
+/// Serves the control protocol over an in-process engine: what `rtc-engine`'s control
+/// server does, reduced to the operations the demo uses.
+struct Adapter {
+    engine: EngineHandle,
+    rooms: Mutex<HashMap<String, RoomId>>,
+}
+
+fn cerr(e: engine::EngineError) -> ControlError {
+    match e {
+        engine::EngineError::Rtc(m) => ControlError::bad_params(m),
+        engine::EngineError::UnknownSession(_)
+        | engine::EngineError::UnknownRoom(_)
+        | engine::EngineError::NotInRoom(..) => ControlError::not_found(e.to_string()),
+        other => ControlError::internal(other.to_string()),
+    }
+}
+
+impl Adapter {
+    fn room(&self, name: &str) -> Result<RoomId, ControlError> {
+        self.rooms
+            .lock()
+            .unwrap()
+            .get(name)
+            .copied()
+            .ok_or_else(|| ControlError::not_found(format!("no room {name}")))
+    }
+}
+
+fn kind(k: MediaKind) -> control::MediaKind {
+    match k {
+        MediaKind::Audio => control::MediaKind::Audio,
+        MediaKind::Video => control::MediaKind::Video,
+    }
+}
+
+impl ControlHandler for Adapter {
+    fn handle(&self, _client: ClientId, req: Request) -> Result<Response, ControlError> {
+        Ok(match req {
+            Request::SessionCreate(c) => {
+                let control::SessionSetup::Offer(sdp) = c.setup else {
+                    return Err(ControlError::bad_params("offers only"));
+                };
+                let placement = c
+                    .shard
+                    .map_or(Placement::Auto, |s| Placement::Shard(s.0 as usize));
+                let info = self
+                    .engine
+                    .create_session(SessionSetup::Offer(sdp), placement)
+                    .map_err(cerr)?;
+                let fp = info.fingerprint.to_string();
+                let (alg, value) = fp.split_once(' ').unwrap();
+                Response::SessionCreated(SessionCreated {
+                    session: control::SessionId(info.id.0),
+                    shard: ShardId(info.shard as u32),
+                    answer: info.answer,
+                    ice_ufrag: info.local_ice.ufrag,
+                    ice_pwd: info.local_ice.pass,
+                    fingerprint: control::Fingerprint {
+                        algorithm: alg.into(),
+                        value: value.into(),
+                    },
+                    dtls_role: DtlsRole::Server,
+                    candidates: info.candidates,
+                })
+            }
+            Request::SessionClose(s) => {
+                self.engine
+                    .close_session(SessionId(s.session.0))
+                    .map_err(cerr)?;
+                Response::Done
+            }
+            Request::RoomCreate(r) => {
+                let mut rooms = self.rooms.lock().unwrap();
+                if rooms.contains_key(&r.room.0) {
+                    return Err(ControlError::already_exists(format!("room {}", r.room)));
+                }
+                let id = self.engine.create_room(&r.room.0);
+                rooms.insert(r.room.0, id);
+                Response::Done
+            }
+            Request::RoomList => Response::Rooms(RoomList {
+                rooms: self
+                    .engine
+                    .list_rooms()
+                    .into_iter()
+                    .map(|r| RoomInfo {
+                        room: control::RoomId(r.name),
+                        sessions: r.members.iter().map(|s| control::SessionId(s.0)).collect(),
+                        publishers: r
+                            .publishers
+                            .iter()
+                            .map(|s| control::SessionId(s.0))
+                            .collect(),
+                    })
+                    .collect(),
+            }),
+            Request::Publish(p) => {
+                let room = self.room(&p.room.0)?;
+                self.engine
+                    .publish(room, SessionId(p.session.0))
+                    .map_err(cerr)?;
+                Response::Tracks(TrackList { tracks: Vec::new() })
+            }
+            Request::Subscribe(s) => {
+                let publisher = SessionId(s.publisher.0);
+                let room = self
+                    .engine
+                    .list_rooms()
+                    .into_iter()
+                    .find(|r| r.publishers.contains(&publisher))
+                    .ok_or_else(|| ControlError::not_found("publisher not publishing"))?;
+                let legs = self
+                    .engine
+                    .subscribe(room.id, SessionId(s.subscriber.0), publisher)
+                    .map_err(cerr)?;
+                Response::Tracks(TrackList {
+                    tracks: legs
+                        .iter()
+                        .map(|l| TrackInfo {
+                            track: control::TrackId(l.publisher_mid.to_string()),
+                            kind: kind(l.kind),
+                            session: s.publisher,
+                        })
+                        .collect(),
+                })
+            }
+            Request::KeyframeRequest(k) => {
+                self.engine
+                    .request_keyframe(SessionId(k.session.0), None)
+                    .map_err(cerr)?;
+                Response::Done
+            }
+            Request::ShardList => Response::Shards(ShardList {
+                shards: (0..self.engine.shard_count())
+                    .map(|i| ShardInfo {
+                        shard: ShardId(i as u32),
+                        core: None,
+                        backend: "test".into(),
+                        sessions: 0,
+                        draining: false,
+                        addrs: Vec::new(),
+                    })
+                    .collect(),
+            }),
+            Request::EngineStats => {
+                let st = self.engine.stats().map_err(cerr)?;
+                Response::EngineStats(control::EngineStats {
+                    uptime_ms: 0,
+                    sessions: st.sessions() as u64,
+                    rooms: self.rooms.lock().unwrap().len() as u64,
+                    control_clients: 1,
+                    shards: st
+                        .shards
+                        .iter()
+                        .map(|s| control::ShardStats {
+                            shard: ShardId(s.shard as u32),
+                            core: None,
+                            backend: "test".into(),
+                            sessions: s.sessions as u64,
+                            draining: false,
+                            packets_in: s.packets_in,
+                            packets_out: s.packets_out,
+                            bytes_in: s.bytes_in,
+                            bytes_out: s.bytes_out,
+                            drops: Default::default(),
+                            gso_batches: 0,
+                            gro_batches: 0,
+                            loop_us: Default::default(),
+                            histograms: Default::default(),
+                        })
+                        .collect(),
+                })
+            }
+            other => {
+                return Err(ControlError::new(
+                    ErrorCode::UnknownOp,
+                    format!("{} not served by the test adapter", other.kind()),
+                ));
+            }
+        })
+    }
+
+    fn client_gone(&self, _client: ClientId) {}
+}
+
+#[test]
+fn whip_whep_over_the_control_socket() {
+    let engine = engine2();
+    let hub = EventHub::new(1024).unwrap();
+    let path = std::env::temp_dir().join(format!("rtc-demo-test-{}.sock", std::process::id()));
+    let adapter = Arc::new(Adapter {
+        engine: engine.clone(),
+        rooms: Mutex::new(HashMap::new()),
+    });
+    let mut server =
+        ControlServer::bind_with_events(ServerConfig::new(&path), adapter, hub.clone()).unwrap();
+    // Engine events → control events, as the engine's control plane would publish them.
+    let events = engine.events().clone();
+    let pump = std::thread::spawn(move || {
+        while let Ok(ev) = events.recv() {
+            let (session, state, previous) = match ev {
+                EngineEvent::SessionConnected(id) => {
+                    (id, SessionState::Connected, SessionState::Connecting)
+                }
+                EngineEvent::SessionClosed(id, _) => {
+                    (id, SessionState::Closed, SessionState::Connected)
+                }
+                _ => continue,
+            };
+            hub.publish(&Event::SessionState(SessionStateChange {
+                session: control::SessionId(session.0),
+                state,
+                previous,
+            }));
+        }
+    });
+    let backend = ControlBackend::connect(&path).expect("control backend connects");
+    assert_eq!(backend.shard_count(), 2);
+    publish_view_delete(Arc::new(backend));
+    server.shutdown();
+    engine.shutdown();
+    drop(pump);
+}
