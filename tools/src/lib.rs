@@ -1,4 +1,4 @@
 //! Shared helpers for the command-line tools (rtcctl, rtc-loadgen, rtc-demo).
 pub mod ctl;
-pub mod loadgen;
 pub mod demo;
+pub mod loadgen;

@@ -30,11 +30,9 @@
 //! (when `--token` is set; required on WHIP/WHEP only); `404` unknown room, publisher or
 //! session; `405`; `411` chunked body; `413` oversized body; `415` wrong content type.
 //!
-//! WHEP answers are the engine's answers without `a=ssrc`/`a=ssrc-group` lines
-//! ([`server::strip_ssrc_lines`]): the engine announces SSRCs there that its forwarding
-//! legs do not use, and Chromium would bind the track to the announced SSRC and never
-//! show the leg's video. Without them the browser maps the leg to its section by the
-//! `mid` header extension.
+//! WHEP answers are the engine's answers as they are: each forwarding leg sends on the
+//! SSRC its section announces, so the browser binds its track to the leg (and the
+//! session answers NACKs for it from its RTX buffer).
 //!
 //! # Placement
 //!

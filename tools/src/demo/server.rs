@@ -721,7 +721,7 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
             "none of the offer's receiving sections matches a track of that publisher",
         );
     }
-    let answer = strip_ssrc_lines(&c.answer);
+    let answer = c.answer.clone();
     let res = new_resource_id();
     {
         let mut st = shared.state();
@@ -760,24 +760,6 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
         c.shard,
         &res,
     )
-}
-
-/// Drops `a=ssrc` and `a=ssrc-group` lines from an answer.
-///
-/// The engine's answer announces SSRCs for the sections it sends on, but its forwarding
-/// legs send on SSRCs of their own (chosen at subscribe time). Chromium binds a
-/// receiver's track to an announced SSRC, so the leg's packets would be decoded into an
-/// unsignalled stream that no track shows (frames decoded, nothing rendered). Without
-/// the lines the browser maps the leg's SSRC to its section by the `mid` header
-/// extension, which the engine writes on every forwarded packet.
-pub fn strip_ssrc_lines(answer: &str) -> String {
-    let mut out = String::with_capacity(answer.len());
-    for line in answer.split_inclusive('\n') {
-        if !(line.starts_with("a=ssrc:") || line.starts_with("a=ssrc-group:")) {
-            out.push_str(line);
-        }
-    }
-    out
 }
 
 fn delete(shared: &Shared, role: Role, room: &str, res: &str) -> Response {
@@ -1099,18 +1081,6 @@ mod tests {
         // The page and listings stay public.
         assert_eq!(route(&s, &req("GET", "/", None, "")).status, 200);
         assert_eq!(route(&s, &req("GET", "/rooms/lobby", None, "")).status, 200);
-    }
-
-    #[test]
-    fn ssrc_lines_are_dropped() {
-        let a = "v=0\r\nm=video 9 X 96\r\na=mid:1\r\na=ssrc-group:FID 1 2\r\na=ssrc:1 cname:x\r\n\
-                 a=ssrc:2 cname:x\r\na=rtpmap:96 VP8/90000\r\n";
-        assert_eq!(
-            strip_ssrc_lines(a),
-            "v=0\r\nm=video 9 X 96\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n"
-        );
-        assert_eq!(strip_ssrc_lines("a=ssrc:1 x"), "");
-        assert_eq!(strip_ssrc_lines(""), "");
     }
 
     #[test]
