@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub forward_batch: usize,
     /// At most one keyframe request per publisher stream per this interval.
     pub keyframe_interval: Duration,
+    /// Packets each subscriber leg keeps for NACK/RTX answers (memory per leg grows to
+    /// this many packets once traffic has filled the ring).
+    pub rtx_buffer_packets: usize,
     /// How long control calls wait for a shard's answer.
     pub reply_timeout: Duration,
     /// Engine events queue length (events are dropped when nobody reads them).
@@ -93,6 +96,7 @@ impl Default for EngineConfig {
             forward_queue: 1024,
             forward_batch: 64,
             keyframe_interval: Duration::from_millis(500),
+            rtx_buffer_packets: 512,
             reply_timeout: Duration::from_secs(5),
             event_queue: 4096,
             on_thread_start: None,

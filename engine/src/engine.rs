@@ -175,6 +175,7 @@ impl Engine {
                 gone_tx: gone_tx.clone(),
                 gauge: gauge.clone(),
                 keyframe_interval: cfg.keyframe_interval,
+                rtx_buffer_packets: cfg.rtx_buffer_packets,
                 forward_batch: cfg.forward_batch.clamp(1, 1024),
             };
             links.push(ShardLink {

@@ -157,6 +157,7 @@ pub(crate) struct ShardCtx {
     pub gone_tx: Sender<SessionId>,
     pub gauge: Arc<AtomicUsize>,
     pub keyframe_interval: Duration,
+    pub rtx_buffer_packets: usize,
     pub forward_batch: usize,
 }
 
@@ -1125,6 +1126,7 @@ impl Shard {
             creds = IceCreds::random();
         }
         let cert = self.ctx.cert.clone();
+        let rtx_packets = self.ctx.rtx_buffer_packets;
         let announced = self.ctx.announced.clone();
         let ufrag = creds.ufrag.clone();
         let local_ice = creds.clone();
@@ -1135,6 +1137,7 @@ impl Shard {
                 .set_rtp_mode(true)
                 .set_dtls_cert(cert)
                 .set_local_ice_credentials(creds)
+                .set_rtx_buffer(rtx_packets, Duration::from_secs(2))
                 .build(now)
                 .map_err(rtc_err)?;
             let mut candidates = Vec::new();

@@ -131,7 +131,7 @@ pub(crate) struct TxStream {
 }
 
 impl TxStream {
-    pub(crate) fn new(mid: Mid, cname: &str) -> Self {
+    pub(crate) fn new(mid: Mid, cname: &str, rtx_packets: usize, rtx_age: Duration) -> Self {
         let ssrc: u32 = rand::random();
         TxStream {
             mid,
@@ -145,7 +145,7 @@ impl TxStream {
             bytes: 0,
             packetizers: Vec::new(),
             sender: SenderRegister::new(ssrc),
-            rtx_buf: RtxSendBuffer::default(),
+            rtx_buf: RtxSendBuffer::new(rtx_packets, rtx_age),
             rtx_seq: rand::random(),
             clock_rate: 90_000,
             highest_sent: None,

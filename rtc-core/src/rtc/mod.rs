@@ -117,6 +117,7 @@ pub struct RtcConfig {
     pub(crate) answer_dtls_active: bool,
     pub(crate) stats_interval: Option<Duration>,
     pub(crate) ntp_reference: Option<SystemTime>,
+    pub(crate) rtx_buffer: (usize, Duration),
 }
 
 impl Default for RtcConfig {
@@ -134,6 +135,7 @@ impl Default for RtcConfig {
             answer_dtls_active: true,
             stats_interval: Some(Duration::from_secs(1)),
             ntp_reference: None,
+            rtx_buffer: (1024, Duration::from_secs(3)),
         }
     }
 }
@@ -203,6 +205,14 @@ impl RtcConfig {
     /// consistent NTP timeline with an arbitrary origin, which is enough for RTT.
     pub fn set_ntp_reference(mut self, wallclock_at_build: SystemTime) -> Self {
         self.ntp_reference = Some(wallclock_at_build);
+        self
+    }
+
+    /// How many sent packets each send stream keeps for retransmission (RTX), and for
+    /// how long. Default 1024 packets, 3 s. Each kept packet costs its size in memory
+    /// once the ring has filled; an SFU with many legs may want fewer.
+    pub fn set_rtx_buffer(mut self, packets: usize, max_age: Duration) -> Self {
+        self.rtx_buffer = (packets.max(1), max_age);
         self
     }
 
@@ -1231,7 +1241,8 @@ impl Rtc {
         let idx = match self.tx.iter().position(|t| t.mid == mid) {
             Some(i) => i,
             None => {
-                let t = TxStream::new(mid, &self.cname);
+                let (packets, age) = self.config.rtx_buffer;
+                let t = TxStream::new(mid, &self.cname, packets, age);
                 self.tx.push(t);
                 self.tx.len() - 1
             }
