@@ -660,10 +660,19 @@ fn drop_empty_room(shared: &Shared, room: &str) {
 }
 
 fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Response {
-    let Ok(publisher) = publisher.parse::<u64>() else {
+    // The publisher is named by its session id (as listed in `/rooms/{room}`) or by
+    // the resource id of its WHIP Location (all a plain WHIP client knows).
+    let by_resource = {
+        let st = shared.state();
+        st.resources
+            .get(publisher)
+            .filter(|r| r.role == Role::Whip && r.room == room)
+            .map(|r| r.session)
+    };
+    let Some(publisher) = by_resource.or_else(|| publisher.parse::<u64>().ok()) else {
         return Response::text(
-            400,
-            format!("publisher must be a session id, got {publisher:?}"),
+            404,
+            format!("no publisher {publisher:?} in room {room:?} (use a session id or a WHIP resource id)"),
         );
     };
     let media = match offer_media(req) {
