@@ -541,6 +541,11 @@ impl IceAgent {
             Class::Request => self.handle_request(now, proto, source, destination, msg),
             Class::Success | Class::Error => {
                 self.handle_response(now, proto, source, destination, msg);
+                // A pair just became valid: nominate now when nothing better is still
+                // pending, instead of waiting for the nomination timer.
+                if self.controlling && !self.lite {
+                    self.maybe_nominate(now);
+                }
             }
             Class::Indication => {}
         }

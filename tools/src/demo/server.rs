@@ -672,7 +672,9 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
     let Some(publisher) = by_resource.or_else(|| publisher.parse::<u64>().ok()) else {
         return Response::text(
             404,
-            format!("no publisher {publisher:?} in room {room:?} (use a session id or a WHIP resource id)"),
+            format!(
+                "no publisher {publisher:?} in room {room:?} (use a session id or a WHIP resource id)"
+            ),
         );
     };
     let media = match offer_media(req) {
