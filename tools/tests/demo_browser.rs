@@ -1,6 +1,7 @@
-//! Browser end-to-end test of rtc-demo: an in-process engine with 2 shards behind the
-//! demo's HTTP server; headless Chromium pages (driven by `tools/browser/demo-e2e.js`)
-//! join one room through the demo page. Two publishers, placed on different shards by
+//! Browser end-to-end test of rtc-demo: `rtc-engine` (2 shards) and `rtc-demo
+//! --control` run as separate processes, the demo driving the engine over the control
+//! socket with the public client only; headless Chromium pages (driven by
+//! `tools/browser/demo-e2e.js`) join one room through the demo page. Two publishers, placed on different shards by
 //! the demo's round-robin placement, see each other's video and receive audio (so
 //! cross-shard forwarding is exercised by a real browser); a third page joining late
 //! gets video within 2 s of subscribing; a page that leaves disappears from the others.
@@ -8,16 +9,67 @@
 //! Fails (never skips) when Chromium or node cannot run: `scripts/test-all.sh`
 //! installs Chromium and the Node packages first.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use engine::{Engine, EngineConfig};
+use control::{ControlClient, Request, Response};
 use serde_json::Value;
-use tools::demo::{Backend, DemoConfig, DemoServer, InProcessBackend};
+
+/// Kills a child process when dropped (also when the test panics).
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `rtc-engine` from the same target directory as this test (cargo builds every
+/// workspace binary for `cargo test --workspace --all-targets`; otherwise build it).
+fn rtc_engine() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/rtc-engine
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("rtc-engine");
+    if !bin.exists() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "engine", "--bin", "rtc-engine"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok && bin.exists(), "could not build {}", bin.display());
+    }
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -50,22 +102,45 @@ fn chromium_pages_meet_in_a_room_across_shards() {
         "playwright-core missing in {}: run scripts/test-all.sh (it runs npm ci there)",
         dir.display()
     );
-    let engine = Engine::start(EngineConfig {
-        shards: Some(2),
-        pin: false,
-        ..EngineConfig::default()
-    })
-    .expect("engine starts");
-    let backend = Arc::new(InProcessBackend::new(engine.clone()));
-    let server = DemoServer::start(
-        backend.clone(),
-        DemoConfig {
-            http: "127.0.0.1:0".parse().expect("address"),
-            ..DemoConfig::default()
-        },
-    )
-    .expect("demo listens");
-    let base = format!("http://{}", server.local_addr());
+    let tmp = std::env::temp_dir().join(format!("rtc-demo-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let sock = tmp.join("control.sock");
+    let _engine = Reap(
+        Command::new(rtc_engine())
+            .args(["--shards", "2", "--pin", "false", "--control-socket"])
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rtc-engine starts"),
+    );
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "rtc-engine never created its control socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let http = format!("127.0.0.1:{}", free_port());
+    let _demo = Reap(
+        Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
+            .arg("--control")
+            .arg(&sock)
+            .args(["--http", &http])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rtc-demo starts"),
+    );
+    while http_get(&http, "/rooms").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "rtc-demo never answered HTTP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("http://{http}");
 
     let mut child = Command::new("node")
         .arg(dir.join("demo-e2e.js"))
@@ -100,13 +175,19 @@ fn chromium_pages_meet_in_a_room_across_shards() {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    // Server-side view before tearing down.
-    let room = server.room("e2e");
-    let stats = backend.stats();
+    // Server-side view before tearing down: the demo's room listing and the engine's
+    // stats over the control socket.
+    let room: Value = http_get(&http, "/rooms/e2e")
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .expect("GET /rooms/e2e answers JSON");
+    let stats = ControlClient::connect(&sock)
+        .and_then(|mut c| {
+            c.request(Request::EngineStats)
+                .map_err(std::io::Error::other)
+        })
+        .expect("engine.stats over the control socket");
     let _ = child.kill();
     let _ = child.wait();
-    server.shutdown();
-    engine.shutdown();
 
     let r = result.expect("the browser script printed no RESULT line in time");
     assert_eq!(r["ok"], Value::Bool(true), "browser run failed: {r:#}");
@@ -158,23 +239,26 @@ fn chromium_pages_meet_in_a_room_across_shards() {
     assert_eq!(ids(&r["finalRemotes"]["C"]), vec![a]);
 
     // The server agrees: A and C publish, each watches the other, B is gone.
-    let room = room.expect("room e2e still listed");
-    let pubs: Vec<u64> = room.publishers.iter().map(|p| p.id).collect();
-    assert_eq!(pubs, vec![a, c], "{room:?}");
-    let mut watched: Vec<u64> = room.viewers.iter().map(|v| v.publisher).collect();
-    watched.sort_unstable();
-    assert_eq!(watched, vec![a, c], "{room:?}");
-    assert!(room.viewers.iter().all(|v| v.connected), "{room:?}");
+    let pubs = ids(&Value::Array(
+        room["publishers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no publishers in {room}"))
+            .iter()
+            .map(|p| p["id"].clone())
+            .collect(),
+    ));
+    assert_eq!(pubs, vec![a, c], "{room}");
     assert!(!pubs.contains(&b));
-    // Media crossed shards inside the engine.
-    let stats = stats.expect("engine stats");
-    let cross: u64 = stats
-        .shards
-        .iter()
-        .map(|s| s.cross_shard_in.unwrap_or(0))
-        .sum();
-    assert!(
-        cross > 100,
-        "only {cross} packets crossed shards: {stats:?}"
-    );
+    // Both shards of the separate engine process forwarded media.
+    let Response::EngineStats(es) = stats else {
+        panic!("unexpected engine.stats answer: {stats:?}");
+    };
+    assert_eq!(es.shards.len(), 2);
+    for sh in &es.shards {
+        assert!(
+            sh.packets_out > 100,
+            "shard {:?} forwarded little: {es:?}",
+            sh.shard
+        );
+    }
 }
