@@ -386,16 +386,7 @@ impl EngineHandle {
         if !reg.rooms.contains_key(&room) {
             return Err(EngineError::UnknownRoom(room));
         }
-        let legs: Vec<(SessionId, Mid)> = reg
-            .sessions
-            .iter()
-            .flat_map(|(id, s)| {
-                s.legs
-                    .iter()
-                    .filter(|l| l.room == room)
-                    .map(move |l| (*id, l.sub_mid))
-            })
-            .collect();
+        let legs = legs_where(&reg, |l| l.room == room);
         for (sub, sub_mid) in legs {
             self.remove_leg(&mut reg, sub, sub_mid)?;
         }
@@ -864,16 +855,7 @@ impl EngineHandle {
     /// Shard calls that fail here (a shard gone) are ignored: nothing is left to undo.
     fn forget_session(&self, reg: &mut Registry, id: SessionId) {
         // Legs that forward this session to others.
-        let fed: Vec<(SessionId, Mid)> = reg
-            .sessions
-            .iter()
-            .flat_map(|(sid, s)| {
-                s.legs
-                    .iter()
-                    .filter(|l| l.publisher == id)
-                    .map(move |l| (*sid, l.sub_mid))
-            })
-            .collect();
+        let fed = legs_where(reg, |l| l.publisher == id);
         for (sub, sub_mid) in fed {
             let _ = self.remove_leg(reg, sub, sub_mid);
         }
@@ -892,4 +874,17 @@ impl EngineHandle {
         }
         reg.sessions.remove(&id);
     }
+}
+
+/// `(subscriber, subscriber mid)` of every leg in the registry that `pred` selects.
+fn legs_where(reg: &Registry, pred: impl Fn(&RegLeg) -> bool) -> Vec<(SessionId, Mid)> {
+    reg.sessions
+        .iter()
+        .flat_map(|(id, s)| {
+            s.legs
+                .iter()
+                .filter(|l| pred(l))
+                .map(move |l| (*id, l.sub_mid))
+        })
+        .collect()
 }
