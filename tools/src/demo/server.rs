@@ -1052,9 +1052,10 @@ mod tests {
         let (code, why) = st(route(&s, &req("POST", "/whep/lobby/99", sdp, &recv)));
         assert_eq!(code, 404);
         assert!(why.contains("no publisher 99"), "{why}");
+        // Neither a session id nor a WHIP resource id of this room.
         assert_eq!(
             st(route(&s, &req("POST", "/whep/lobby/x", sdp, &recv))).0,
-            400
+            404
         );
         let (code, why) = st(route(&s, &req("POST", "/whep/lobby/1", sdp, SEND)));
         assert_eq!(code, 400, "{why}");
