@@ -276,7 +276,7 @@ fn sender(cfg: &LoadConfig, epoch: Instant, sh: &Shared) -> Result<(), BenchErro
             }
             let in_flight = sent.saturating_sub(d + written_off);
             if in_flight >= cfg.window
-                && now.duration_since(last_progress) > Duration::from_millis(20)
+                && now.duration_since(last_progress) > Duration::from_millis(2)
             {
                 // Nothing arrived for a while: what is in flight was lost.
                 written_off += in_flight;

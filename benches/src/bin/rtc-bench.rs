@@ -93,8 +93,9 @@ struct Cli {
     /// Floor: datagrams per second from the sender (0: closed loop, as fast as it goes).
     #[arg(long, default_value_t = 0)]
     floor_rate: u64,
-    /// Floor: datagrams in flight in closed-loop mode.
-    #[arg(long, default_value_t = 256)]
+    /// Floor, closed loop: delivered copies in flight at most (the sender keeps
+    /// max(1, this / fan-out) datagrams in flight; larger windows overrun socket buffers).
+    #[arg(long, default_value_t = 640)]
     floor_window: u64,
     /// Seconds the load generator waits for peers to connect.
     #[arg(long, default_value_t = 30.0)]
@@ -132,7 +133,7 @@ enum Cmd {
         secs: f64,
         #[arg(long, default_value_t = 0)]
         rate: u64,
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 640)]
         window: u64,
         #[arg(long, default_value = "auto")]
         backend: String,
@@ -168,7 +169,7 @@ fn internal(cmd: Cmd) -> Result<(), benches::BenchError> {
                 warmup: dur(warmup),
                 duration: dur(secs),
                 rate,
-                window: window.max(1),
+                window: (window / fanout.max(1) as u64).max(1),
                 backend: floor::backend_pref(&backend)?,
             };
             let r = floor::run_load(&cfg, &mut |m| {
