@@ -475,6 +475,9 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
             let cpu = last.1.saturating_sub(cpu_at_spawn).as_secs_f64();
             row.handshakes_per_cpu_s = (cpu > 0.0).then(|| n as f64 / cpu);
             row.cpu_pct = pct(last.1.saturating_sub(cpu_at_spawn), total);
+            // The storm's figures are per handshake; its short audio phase is not the point.
+            row.cpu_us_per_pkt = None;
+            row.fwd_pps = 0.0;
             row.seconds = total;
         } else {
             row.notes.push("no session connected".to_owned());
