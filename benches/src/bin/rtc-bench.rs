@@ -1,0 +1,366 @@
+//! `rtc-bench`: the end-to-end performance harness. Runs the floor (a raw UDP
+//! reflector on the engine's I/O backend) and `rtc-engine` driven by `rtc-loadgen`, as
+//! real processes on loopback, and prints one table (optionally JSON and an SVG plot).
+//!
+//! Build first: `cargo build --release -p engine -p tools -p benches`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use benches::floor::{self, LoadConfig};
+use benches::report::{self, Results, Row};
+use benches::scenario::{self, Options, Workload};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Every scenario below.
+    All,
+    /// Raw UDP reflector with the fan-outs of the packet scenarios.
+    Floor,
+    /// One publisher → each of --subscribers.
+    Fanout,
+    /// Many small rooms.
+    Rooms,
+    /// Audio-only density (50 packets/s per publisher).
+    Audio,
+    /// Handshake storm (sessions connected per second).
+    Storm,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rtc-bench",
+    about = "End-to-end performance harness: floor vs rtc-engine (1 and N shards) on loopback",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Scenarios to run (default: all).
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the SVG plot (fan-out: throughput and CPU/packet vs subscribers) here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Write the table as markdown here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Short runs with small sizes (smoke test; numbers are rough).
+    #[arg(long)]
+    quick: bool,
+    /// Shards of the "N shards" engine runs.
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
+    /// Fan-out sizes (default 10,50,200; --quick 5,20).
+    #[arg(long, value_delimiter = ',')]
+    subscribers: Option<Vec<usize>>,
+    /// Rooms of the small-rooms workload (default 20; --quick 4).
+    #[arg(long)]
+    rooms: Option<usize>,
+    /// Peers per small room, 2-4.
+    #[arg(long, default_value_t = 3)]
+    room_size: usize,
+    /// Sessions of the audio-density workload (default 200; --quick 20). The issue's
+    /// number is 10000; pass --sessions 10000 on a machine with the cores for it.
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Sessions of the handshake storm (default 200; --quick 20).
+    #[arg(long)]
+    storm: Option<usize>,
+    /// Measurement window per run, seconds (default 5; --quick 2.2).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Publisher video bitrate in the fan-out workload, kbit/s (~ 1130-byte packets;
+    /// 1000 kbit/s at 30 fps ≈ 120 packets/s).
+    #[arg(long, default_value_t = 1000)]
+    video_kbps: u32,
+    /// Video frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Load-generator threads.
+    #[arg(long, default_value_t = 2)]
+    loadgen_threads: usize,
+    /// I/O backend of the engine and the floor: auto, io-uring, portable.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Floor: datagrams per second from the sender (0: closed loop, as fast as it goes).
+    #[arg(long, default_value_t = 0)]
+    floor_rate: u64,
+    /// Floor, closed loop: delivered copies in flight at most (the sender keeps
+    /// max(1, this / fan-out) datagrams in flight; larger windows overrun socket buffers).
+    #[arg(long, default_value_t = 640)]
+    floor_window: u64,
+    /// Seconds the load generator waits for peers to connect.
+    #[arg(long, default_value_t = 30.0)]
+    connect_timeout: f64,
+    /// Directory of rtc-engine and rtc-loadgen (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Show the load generator's progress lines.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// (internal) The floor's reflector process.
+    #[command(hide = true)]
+    FloorReflector {
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        #[arg(long, default_value_t = 60.0)]
+        max_secs: f64,
+    },
+    /// (internal) The floor's sender and receivers.
+    #[command(hide = true)]
+    FloorLoad {
+        #[arg(long)]
+        reflector: SocketAddr,
+        #[arg(long)]
+        fanout: usize,
+        #[arg(long, default_value_t = 1200)]
+        size: usize,
+        #[arg(long, default_value_t = 0.5)]
+        warmup: f64,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 640)]
+        window: u64,
+        #[arg(long, default_value = "auto")]
+        backend: String,
+    },
+}
+
+fn dur(v: f64) -> Duration {
+    Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1))
+}
+
+fn internal(cmd: Cmd) -> Result<(), benches::BenchError> {
+    match cmd {
+        Cmd::FloorReflector { backend, max_secs } => {
+            floor::run_reflector(floor::backend_pref(&backend)?, dur(max_secs), |a| {
+                println!("READY {a}");
+                let _ = std::io::stdout().flush();
+            })
+        }
+        Cmd::FloorLoad {
+            reflector,
+            fanout,
+            size,
+            warmup,
+            secs,
+            rate,
+            window,
+            backend,
+        } => {
+            let cfg = LoadConfig {
+                reflector,
+                fanout: fanout.max(1),
+                size: size.clamp(17, 1472),
+                warmup: dur(warmup),
+                duration: dur(secs),
+                rate,
+                window: (window / fanout.max(1) as u64).max(1),
+                backend: floor::backend_pref(&backend)?,
+            };
+            let r = floor::run_load(&cfg, &mut |m| {
+                println!("{m}");
+                let _ = std::io::stdout().flush();
+            })?;
+            let json = serde_json::to_string(&r)
+                .map_err(|e| benches::BenchError::Measure(format!("json: {e}")))?;
+            println!("{json}");
+            Ok(())
+        }
+    }
+}
+
+fn machine() -> (usize, String, String) {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    (cpus, model, kernel)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(cmd) = cli.cmd {
+        return match internal(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtc-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let q = cli.quick;
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rtc-bench: current_exe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bin_dir = cli
+        .bin_dir
+        .clone()
+        .or_else(|| exe.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let o = Options {
+        bin_dir,
+        bench_exe: exe,
+        secs: cli.secs.unwrap_or(if q { 2.2 } else { 5.0 }),
+        warmup: if q { 0.3 } else { 1.0 },
+        backend: cli.backend.clone(),
+        loadgen_threads: cli.loadgen_threads.max(1),
+        video_kbps: cli.video_kbps,
+        fps: cli.fps,
+        floor_rate: cli.floor_rate,
+        floor_window: cli.floor_window,
+        connect_timeout: cli.connect_timeout,
+        verbose: cli.verbose,
+    };
+    let subs = cli
+        .subscribers
+        .clone()
+        .unwrap_or_else(|| if q { vec![5, 20] } else { vec![10, 50, 200] });
+    let rooms = cli.rooms.unwrap_or(if q { 4 } else { 20 });
+    let room_size = cli.room_size.clamp(2, 4);
+    let sessions = cli.sessions.unwrap_or(if q { 20 } else { 200 });
+    let storm = cli.storm.unwrap_or(if q { 20 } else { 200 });
+    let sel = if cli.scenarios.is_empty() {
+        vec![Scenario::All]
+    } else {
+        cli.scenarios.clone()
+    };
+    let on = |s: Scenario| sel.contains(&Scenario::All) || sel.contains(&s);
+
+    let mut workloads: Vec<Workload> = Vec::new();
+    if on(Scenario::Fanout) {
+        workloads.extend(subs.iter().map(|&s| Workload::Fanout {
+            subscribers: s.max(1),
+        }));
+    }
+    if on(Scenario::Rooms) {
+        workloads.push(Workload::Rooms {
+            rooms: rooms.max(1),
+            size: room_size,
+        });
+    }
+    if on(Scenario::Audio) {
+        workloads.push(Workload::Audio {
+            sessions: sessions.max(2),
+        });
+    }
+    if on(Scenario::Storm) {
+        workloads.push(Workload::Storm {
+            sessions: storm.max(2),
+        });
+    }
+    let mut fanouts: Vec<usize> = if on(Scenario::Floor) {
+        let mut f: Vec<usize> = workloads
+            .iter()
+            .filter(|w| !matches!(w, Workload::Storm { .. }))
+            .map(Workload::fanout)
+            .collect();
+        if f.is_empty() {
+            f = subs.clone();
+        }
+        f
+    } else {
+        Vec::new()
+    };
+    fanouts.sort_unstable();
+    fanouts.dedup();
+
+    let mut shard_counts = vec![1];
+    if cli.shards > 1 {
+        shard_counts.push(cli.shards);
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut failed = false;
+    for &k in &fanouts {
+        eprintln!("rtc-bench: floor, fan-out {k} ...");
+        match scenario::run_floor(&o, k) {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                eprintln!("rtc-bench: floor fan-out {k}: {e}");
+                failed = true;
+            }
+        }
+    }
+    for w in &workloads {
+        for &n in &shard_counts {
+            eprintln!("rtc-bench: engine, {n} shard(s), {} ...", w.name());
+            match scenario::run_engine(&o, n, w) {
+                Ok(r) => rows.push(r),
+                Err(e) => {
+                    eprintln!("rtc-bench: engine {n} shard(s) {}: {e}", w.name());
+                    failed = true;
+                }
+            }
+        }
+    }
+    report::compute_ratios(&mut rows);
+    let (cpus, cpu_model, kernel) = machine();
+    let results = Results {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        cpus,
+        cpu_model,
+        kernel,
+        rows,
+    };
+    println!(
+        "rtc-bench: {} CPU(s), {}, kernel {}",
+        results.cpus, results.cpu_model, results.kernel
+    );
+    print!("{}", report::table(&results.rows));
+    let write = |p: &PathBuf, s: String| {
+        if let Err(e) = std::fs::write(p, s) {
+            eprintln!("rtc-bench: write {}: {e}", p.display());
+            false
+        } else {
+            true
+        }
+    };
+    let mut ok = !failed && !results.rows.is_empty();
+    if let Some(p) = &cli.json {
+        match serde_json::to_string_pretty(&results) {
+            Ok(s) => ok &= write(p, s),
+            Err(e) => {
+                eprintln!("rtc-bench: json: {e}");
+                ok = false;
+            }
+        }
+    }
+    if let Some(p) = &cli.svg {
+        ok &= write(p, report::svg(&results.rows));
+    }
+    if let Some(p) = &cli.markdown {
+        ok &= write(p, report::markdown(&results.rows));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,488 @@
+//! Running one scenario: the floor (two `rtc-bench` child processes) or the engine
+//! (`rtc-engine` + `rtc-loadgen --control`), sampling `/proc` and `engine.stats` over
+//! the measurement window.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use control::{
+    ControlClient, EngineStats, Event, EventKind, EventsSubscribe, Request, Response, SessionState,
+};
+
+use crate::BenchError;
+use crate::child::{Line, Proc, TempDir};
+use crate::floor::{LatencyMs, LoadReport};
+use crate::procfs;
+use crate::report::Row;
+
+/// Settings shared by every scenario.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directory holding `rtc-engine` and `rtc-loadgen`.
+    pub bin_dir: PathBuf,
+    /// The `rtc-bench` executable (for the floor's hidden subcommands).
+    pub bench_exe: PathBuf,
+    /// Measurement window per run, seconds.
+    pub secs: f64,
+    /// Floor warm-up before the window, seconds.
+    pub warmup: f64,
+    /// I/O backend for the engine and the floor (`auto`, `io-uring`, `portable`).
+    pub backend: String,
+    /// Load-generator event-loop threads.
+    pub loadgen_threads: usize,
+    /// Publisher video bitrate in the fan-out workload, kbit/s.
+    pub video_kbps: u32,
+    /// Video frames per second.
+    pub fps: u32,
+    /// Floor: datagrams per second (0: closed loop, as fast as it goes).
+    pub floor_rate: u64,
+    /// Floor: datagrams in flight (closed loop).
+    pub floor_window: u64,
+    /// Seconds the load generator waits for the last peers to connect.
+    pub connect_timeout: f64,
+    /// Print progress to stderr.
+    pub verbose: bool,
+}
+
+/// What the load generator runs against the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workload {
+    /// One publisher (video) → `subscribers`.
+    Fanout {
+        /// Subscribers.
+        subscribers: usize,
+    },
+    /// `rooms` rooms of one publisher (audio + video) and `size - 1` subscribers.
+    Rooms {
+        /// Rooms.
+        rooms: usize,
+        /// Peers per room (2–4).
+        size: usize,
+    },
+    /// `sessions / 2` rooms of one audio publisher (50 packets/s) and one subscriber.
+    Audio {
+        /// Sessions (publishers + subscribers).
+        sessions: usize,
+    },
+    /// As [`Workload::Audio`], set up as fast as signalling goes: connects per second.
+    Storm {
+        /// Sessions.
+        sessions: usize,
+    },
+}
+
+impl Workload {
+    /// Short name (`fanout-50`, ...).
+    pub fn name(&self) -> String {
+        match self {
+            Workload::Fanout { subscribers } => format!("fanout-{subscribers}"),
+            Workload::Rooms { rooms, size } => format!("rooms-{rooms}x{size}"),
+            Workload::Audio { sessions } => format!("audio-{sessions}"),
+            Workload::Storm { sessions } => format!("storm-{sessions}"),
+        }
+    }
+
+    /// Copies the server sends per media packet it receives.
+    pub fn fanout(&self) -> usize {
+        match self {
+            Workload::Fanout { subscribers } => *subscribers,
+            Workload::Rooms { size, .. } => size.saturating_sub(1).max(1),
+            Workload::Audio { .. } | Workload::Storm { .. } => 1,
+        }
+    }
+
+    fn loadgen_args(&self, o: &Options) -> Vec<String> {
+        let (rooms, subs, audio, video, ramp, secs) = match self {
+            Workload::Fanout { subscribers } => (1, *subscribers, false, true, 0.0, o.secs),
+            Workload::Rooms { rooms, size } => (
+                *rooms,
+                size.saturating_sub(1).max(1),
+                true,
+                true,
+                0.0,
+                o.secs,
+            ),
+            Workload::Audio { sessions } => ((*sessions / 2).max(1), 1, true, false, 0.0, o.secs),
+            Workload::Storm { sessions } => ((*sessions / 2).max(1), 1, true, false, 0.0, 1.5),
+        };
+        let kbps = match self {
+            Workload::Rooms { .. } => (o.video_kbps / 2).max(100),
+            _ => o.video_kbps,
+        };
+        let mut a: Vec<String> = vec![
+            "--json".into(),
+            "--rooms".into(),
+            rooms.to_string(),
+            "--publishers".into(),
+            "1".into(),
+            "--subscribers".into(),
+            subs.to_string(),
+            "--threads".into(),
+            o.loadgen_threads.to_string(),
+            "--duration".into(),
+            format!("{secs}"),
+            "--ramp".into(),
+            format!("{ramp}"),
+            "--connect-timeout".into(),
+            format!("{}", o.connect_timeout),
+            "--video-kbps".into(),
+            kbps.to_string(),
+            "--fps".into(),
+            o.fps.to_string(),
+            "--room-prefix".into(),
+            self.name(),
+        ];
+        if !audio {
+            a.push("--no-audio".into());
+        }
+        if !video {
+            a.push("--no-video".into());
+        }
+        a
+    }
+}
+
+/// Locates a sibling binary, with a message saying how to build it.
+pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, BenchError> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(BenchError::Child(format!(
+            "{} not found; build it first: cargo build --release -p engine -p tools -p benches \
+             (or pass --bin-dir)",
+            p.display()
+        )))
+    }
+}
+
+fn secs(v: f64) -> Duration {
+    Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1))
+}
+
+fn cpu_of(pid: u32) -> Duration {
+    procfs::cpu_time(pid).unwrap_or_default()
+}
+
+fn pct(cpu: Duration, wall: f64) -> f64 {
+    if wall > 0.0 {
+        cpu.as_secs_f64() / wall * 100.0
+    } else {
+        0.0
+    }
+}
+
+/// Runs the floor with `fanout` receivers.
+pub fn run_floor(o: &Options, fanout: usize) -> Result<Row, BenchError> {
+    let life = o.warmup + o.secs + 30.0;
+    let mut refl = Proc::spawn(
+        "floor-reflector",
+        Command::new(&o.bench_exe).args([
+            "floor-reflector",
+            "--backend",
+            &o.backend,
+            "--max-secs",
+            &format!("{life}"),
+        ]),
+        secs(life + 5.0),
+    )?;
+    let until = Instant::now() + Duration::from_secs(10);
+    let addr = refl.wait_for(until, |l| match l {
+        Line::Out(s) => s.strip_prefix("READY ").map(str::to_owned),
+        Line::Err(_) => None,
+    })?;
+    let mut load = Proc::spawn(
+        "floor-load",
+        Command::new(&o.bench_exe).args([
+            "floor-load",
+            "--reflector",
+            &addr,
+            "--fanout",
+            &fanout.to_string(),
+            "--secs",
+            &format!("{}", o.secs),
+            "--warmup",
+            &format!("{}", o.warmup),
+            "--rate",
+            &o.floor_rate.to_string(),
+            "--window",
+            &o.floor_window.to_string(),
+            "--backend",
+            &o.backend,
+        ]),
+        secs(life),
+    )?;
+    let until = Instant::now() + secs(life);
+    let is =
+        |want: &'static str| move |l: &Line| matches!(l, Line::Out(s) if s == want).then_some(());
+    load.wait_for(until, is("STEADY"))?;
+    let (t0, r0, l0) = (Instant::now(), cpu_of(refl.pid()), cpu_of(load.pid()));
+    load.wait_for(until, is("END"))?;
+    let (wall, r1, l1) = (
+        t0.elapsed().as_secs_f64(),
+        cpu_of(refl.pid()),
+        cpu_of(load.pid()),
+    );
+    let json = load.wait_for(until, |l| match l {
+        Line::Out(s) if s.starts_with('{') => Some(s.clone()),
+        _ => None,
+    })?;
+    let rep: LoadReport = serde_json::from_str(&json)
+        .map_err(|e| load.error(&format!("bad report {json:?}: {e}")))?;
+    let _ = load.wait();
+    refl.stop();
+    let cpu = r1.saturating_sub(r0);
+    let mut notes = Vec::new();
+    if rep.delivered == 0 {
+        notes.push("nothing delivered".to_owned());
+    }
+    Ok(Row {
+        scenario: "floor".into(),
+        workload: format!("fanout-{fanout}"),
+        shards: 0,
+        fanout,
+        sessions: fanout as u64,
+        seconds: rep.seconds,
+        fwd_pps: rep.delivered as f64 / rep.seconds.max(1e-9),
+        cpu_us_per_pkt: (rep.delivered > 0).then(|| cpu.as_secs_f64() * 1e6 / rep.delivered as f64),
+        cpu_pct: pct(cpu, wall),
+        loadgen_cpu_pct: pct(l1.saturating_sub(l0), wall),
+        loss: rep.loss,
+        latency_ms: rep.latency_ms,
+        notes,
+        ..Row::default()
+    })
+}
+
+/// One sample of the engine's counters and its and the load generator's `/proc` figures.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    forwarded: u64,
+    sessions: u64,
+    engine_cpu: Duration,
+    engine_rss: u64,
+    loadgen_cpu: Duration,
+}
+
+fn forwarded(s: &EngineStats) -> u64 {
+    // `forward_us` records one value per forwarded packet, so its count is the engine's
+    // `rtp_forwarded` counter.
+    s.shards
+        .iter()
+        .map(|x| x.histograms.get("forward_us").map_or(0, |h| h.count))
+        .sum()
+}
+
+fn engine_stats(c: &mut ControlClient) -> Result<EngineStats, BenchError> {
+    match c.request(Request::EngineStats) {
+        Ok(Response::EngineStats(s)) => Ok(s),
+        Ok(_) => Err(BenchError::Measure(
+            "engine.stats: unexpected response".into(),
+        )),
+        Err(e) => Err(BenchError::Measure(format!("engine.stats: {e}"))),
+    }
+}
+
+fn sample(c: &mut ControlClient, engine: u32, loadgen: u32) -> Result<Sample, BenchError> {
+    let s = engine_stats(c)?;
+    Ok(Sample {
+        at: Instant::now(),
+        forwarded: forwarded(&s),
+        sessions: s.sessions,
+        engine_cpu: cpu_of(engine),
+        engine_rss: procfs::rss_kib(engine).unwrap_or(0),
+        loadgen_cpu: cpu_of(loadgen),
+    })
+}
+
+/// Connect events seen by a control-socket subscriber: (time, engine CPU then).
+type Connects = Vec<(Instant, Duration)>;
+
+fn watch_connects(
+    path: PathBuf,
+    engine: u32,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<Connects>, BenchError> {
+    let mut c =
+        ControlClient::connect(&path).map_err(|e| BenchError::io("events connection", e))?;
+    c.set_timeout(Some(Duration::from_secs(5)));
+    c.request(Request::EventsSubscribe(EventsSubscribe {
+        kinds: Some(vec![EventKind::SessionState]),
+    }))
+    .map_err(|e| BenchError::Measure(format!("events.subscribe: {e}")))?;
+    Ok(std::thread::spawn(move || {
+        let mut out = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            match c.next_event(Some(Duration::from_millis(50))) {
+                Ok(Some(Event::SessionState(s))) if s.state == SessionState::Connected => {
+                    out.push((Instant::now(), cpu_of(engine)));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        out
+    }))
+}
+
+/// Runs `workload` against a fresh `rtc-engine` with `shards` shards.
+pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row, BenchError> {
+    let engine_bin = locate(&o.bin_dir, "rtc-engine")?;
+    let loadgen_bin = locate(&o.bin_dir, "rtc-loadgen")?;
+    let tmp = TempDir::new(&format!("{}-{shards}", workload.name()))?;
+    let sock = tmp.path().join("control.sock");
+    let budget = o.connect_timeout + o.secs + 90.0;
+    let mut engine = Proc::spawn(
+        "rtc-engine",
+        Command::new(&engine_bin)
+            .args(["--shards", &shards.to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--stats-interval",
+                "0",
+                "--log",
+                "warn",
+            ])
+            .args(["--backend", &o.backend])
+            .arg("--control-socket")
+            .arg(&sock)
+            .env_remove("RUST_LOG"),
+        secs(budget + 30.0),
+    )?;
+    let ready_by = Instant::now() + Duration::from_secs(20);
+    let mut ctl = loop {
+        match ControlClient::connect(&sock) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < ready_by && engine.alive() => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                // Collect what the engine printed for the message.
+                while let Ok(Some(_)) = engine.next_line(Instant::now() + Duration::from_millis(50))
+                {
+                }
+                return Err(engine.error(&format!("control socket not ready: {e}")));
+            }
+        }
+    };
+    ctl.set_timeout(Some(Duration::from_secs(5)));
+    let base = sample(&mut ctl, engine.pid(), 0)?;
+    let storm = matches!(workload, Workload::Storm { .. });
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = if storm {
+        Some(watch_connects(sock.clone(), engine.pid(), stop.clone())?)
+    } else {
+        None
+    };
+    let spawned = Instant::now();
+    let cpu_at_spawn = cpu_of(engine.pid());
+    let mut lg = Proc::spawn(
+        "rtc-loadgen",
+        Command::new(&loadgen_bin)
+            .arg("--control")
+            .arg(&sock)
+            .args(workload.loadgen_args(o)),
+        secs(budget),
+    )?;
+    let lg_pid = lg.pid();
+    let mut steady: Vec<Sample> = Vec::new();
+    let mut json = String::new();
+    let until = Instant::now() + secs(budget);
+    while let Some(l) = lg.next_line(until)? {
+        match l {
+            Line::Out(s) => {
+                json.push_str(&s);
+                json.push('\n');
+            }
+            Line::Err(s) => {
+                if o.verbose {
+                    eprintln!("  loadgen: {s}");
+                }
+                if s.contains(" steady]") {
+                    steady.push(sample(&mut ctl, engine.pid(), lg_pid)?);
+                }
+            }
+        }
+    }
+    let status = lg.wait()?;
+    stop.store(true, Ordering::Release);
+    let connects = watcher.and_then(|h| h.join().ok()).unwrap_or_default();
+    let report: tools::loadgen::Report = serde_json::from_str(&json)
+        .map_err(|e| lg.error(&format!("no JSON report (exit {status}): {e}")))?;
+    engine.stop();
+    let mut notes = Vec::new();
+    if report.peers.connected < report.peers.planned {
+        notes.push(format!(
+            "{} of {} peers connected",
+            report.peers.connected, report.peers.planned
+        ));
+    }
+    if report.received.corrupt > 0 {
+        notes.push(format!("{} corrupt payloads", report.received.corrupt));
+    }
+    if let Some(e) = report.errors.first() {
+        notes.push(format!("loadgen: {e}"));
+    }
+    let mut row = Row {
+        scenario: "engine".into(),
+        workload: workload.name(),
+        shards,
+        fanout: workload.fanout(),
+        sessions: report.peers.connected,
+        loss: report.received.loss_ratio,
+        latency_ms: LatencyMs {
+            count: report.latency_ms.count,
+            p50: report.latency_ms.p50,
+            p99: report.latency_ms.p99,
+            p999: report.latency_ms.p999,
+        },
+        notes,
+        ..Row::default()
+    };
+    if let (Some(a), Some(b)) = (steady.first(), steady.last())
+        && steady.len() >= 2
+    {
+        let wall = b.at.duration_since(a.at).as_secs_f64();
+        let fwd = b.forwarded.saturating_sub(a.forwarded);
+        let cpu = b.engine_cpu.saturating_sub(a.engine_cpu);
+        row.seconds = wall;
+        row.sessions = a.sessions;
+        row.fwd_pps = fwd as f64 / wall.max(1e-9);
+        row.cpu_us_per_pkt = (fwd > 0).then(|| cpu.as_secs_f64() * 1e6 / fwd as f64);
+        row.cpu_pct = pct(cpu, wall);
+        row.loadgen_cpu_pct = pct(b.loadgen_cpu.saturating_sub(a.loadgen_cpu), wall);
+        row.rss_kib_per_session = (a.sessions > 0)
+            .then(|| a.engine_rss.saturating_sub(base.engine_rss) as f64 / a.sessions as f64);
+    } else if !storm {
+        row.notes
+            .push("fewer than two steady-phase samples: raise --secs".to_owned());
+    }
+    if storm {
+        if let (Some(first), Some(last)) = (connects.first(), connects.last()) {
+            let n = connects.len();
+            let span = last.0.duration_since(first.0).as_secs_f64();
+            let total = last.0.duration_since(spawned).as_secs_f64();
+            row.handshakes_per_s = Some(if n >= 2 && span > 0.0 {
+                (n - 1) as f64 / span
+            } else {
+                n as f64 / total.max(1e-9)
+            });
+            let cpu = last.1.saturating_sub(cpu_at_spawn).as_secs_f64();
+            row.handshakes_per_cpu_s = (cpu > 0.0).then(|| n as f64 / cpu);
+            row.cpu_pct = pct(last.1.saturating_sub(cpu_at_spawn), total);
+            // The storm's figures are per handshake; its short audio phase is not the point.
+            row.cpu_us_per_pkt = None;
+            row.fwd_pps = 0.0;
+            row.seconds = total;
+        } else {
+            row.notes.push("no session connected".to_owned());
+        }
+    }
+    drop(tmp);
+    Ok(row)
+}
