@@ -754,9 +754,15 @@ impl Rtc {
             });
             return;
         }
-        // Frame mode: depacketize into whole frames.
-        let params = mid
-            .and_then(|m| self.media.iter().find(|x| x.mid == m))
+        // Frame mode: depacketize into whole frames (of a known media section).
+        let Some(mid) = mid else {
+            self.pool.push(buf);
+            return;
+        };
+        let params = self
+            .media
+            .iter()
+            .find(|x| x.mid == mid)
             .and_then(|info| pt_params(info, pt));
         let Some((codec, clock_rate)) = params else {
             self.pool.push(buf);
@@ -790,7 +796,7 @@ impl Rtc {
         for f in frames {
             match f {
                 Ok(f) => self.events.push_back(PendingEvent::MediaData(MediaData {
-                    mid: mid.unwrap_or_else(|| Mid::new("0").expect("valid literal mid")),
+                    mid,
                     ssrc,
                     pt,
                     codec: pcodec,
@@ -805,8 +811,8 @@ impl Rtc {
             }
         }
         if wants_keyframe
-            && mid
-                .and_then(|m| self.media_info(m))
+            && self
+                .media_info(mid)
                 .is_some_and(|m| m.kind == MediaKind::Video)
         {
             let _ = self.request_keyframe(ssrc, KeyframeRequestKind::Pli);
