@@ -121,6 +121,18 @@ fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
     buf
 }
 
+/// A writes RTP packets with the given sequence numbers (SSRC 42), one per step.
+fn send_rtp(pair: &mut Pair, seqs: std::ops::Range<u16>) {
+    for i in seqs {
+        pair.a
+            .rtc
+            .direct_api()
+            .write_rtp_packet(&rtp(i, 42))
+            .unwrap();
+        pair.step();
+    }
+}
+
 fn negotiate(a: &mut Rtc, b: &mut Rtc, restart: bool, add_video: bool) {
     let mut api = a.sdp_api();
     if restart {
@@ -154,14 +166,7 @@ fn ice_restart_by_reoffer_keeps_media_flowing() {
         21,
     );
     assert!(pair.run_until(Duration::from_secs(5), |p| p.both_connected()));
-    for i in 0..10 {
-        pair.a
-            .rtc
-            .direct_api()
-            .write_rtp_packet(&rtp(i, 42))
-            .unwrap();
-        pair.step();
-    }
+    send_rtp(&mut pair, 0..10);
     pair.run_until(Duration::from_millis(200), |_| false);
     assert_eq!(pair.b.rtp_count(), 10);
 
@@ -180,14 +185,7 @@ fn ice_restart_by_reoffer_keeps_media_flowing() {
     );
     // The re-offer carries the existing media section (same mid), not a new one.
     assert_eq!(pair.a.rtc.media().count(), 1);
-    for i in 10..30 {
-        pair.a
-            .rtc
-            .direct_api()
-            .write_rtp_packet(&rtp(i, 42))
-            .unwrap();
-        pair.step();
-    }
+    send_rtp(&mut pair, 10..30);
     // Run well past the 30 s consent window: only the restarted session's checks
     // (new credentials) can keep consent alive now, as both sides dropped the old ones.
     pair.run_until(Duration::from_secs(45), |_| false);
@@ -201,14 +199,7 @@ fn ice_restart_by_reoffer_keeps_media_flowing() {
             .iter()
             .any(|e| matches!(e, Ev::Failed(_)))
     );
-    for i in 30..40 {
-        pair.a
-            .rtc
-            .direct_api()
-            .write_rtp_packet(&rtp(i, 42))
-            .unwrap();
-        pair.step();
-    }
+    send_rtp(&mut pair, 30..40);
     pair.run_until(Duration::from_millis(500), |_| false);
     assert_eq!(
         pair.b.rtp_count(),
