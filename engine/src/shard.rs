@@ -288,7 +288,6 @@ pub(crate) struct Shard {
     touched: Vec<usize>,
     doomed: Vec<(SessionId, CloseReason)>,
     scratch: Box<[u8]>,
-    out: Box<[u8]>,
     out_batches: Vec<Option<Batch>>,
     /// Remote batches forwarded this iteration: (receive time at the origin, packets).
     remote_fwd: Vec<(Instant, u64)>,
@@ -340,7 +339,6 @@ fn forward_legs(
     packet: &[u8],
     source: u64,
     sessions: &mut [Option<Session>],
-    out: &mut [u8],
     touched: &mut Vec<usize>,
     doomed: &mut Vec<(SessionId, CloseReason)>,
     drops: &mut DropCounters,
@@ -354,16 +352,20 @@ fn forward_legs(
         if s.id != leg.sub {
             continue;
         }
-        let n = match rewrite_for_leg(packet, source, &leg.params, &mut leg.rw, now, out) {
-            Ok(n) => n,
-            Err(_) => {
+        // The leg's packet is rewritten straight into the subscriber's send buffer.
+        let mut n = 0usize;
+        let (params, rw) = (&leg.params, &mut leg.rw);
+        let res = guarded(s, |rtc| {
+            rtc.direct_api().write_rtp_packet_with(|buf| {
+                n = rewrite_for_leg(packet, source, params, rw, now, buf).ok()?;
+                Some(n)
+            })
+        });
+        match res {
+            Ok(Ok(false)) => {
                 drops.leg_rewrite += 1;
-                continue;
             }
-        };
-        let data = out.get(..n).unwrap_or(&[]);
-        match guarded(s, |rtc| rtc.direct_api().write_rtp_packet(data)) {
-            Ok(Ok(())) => {
+            Ok(Ok(true)) => {
                 n_fwd += 1;
                 leg.packets += 1;
                 leg.bytes += n as u64;
@@ -414,7 +416,6 @@ impl Shard {
             touched: Vec::new(),
             doomed: Vec::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
-            out: vec![0u8; SCRATCH + 64].into_boxed_slice(),
             out_batches: (0..n).map(|_| None).collect(),
             remote_fwd: Vec::new(),
             local_fwd: 0,
@@ -621,7 +622,6 @@ impl Shard {
                         packet,
                         p.key.0.0,
                         &mut self.sessions,
-                        &mut self.out,
                         &mut self.touched,
                         &mut self.doomed,
                         &mut self.c.drops,
@@ -906,7 +906,6 @@ impl Shard {
             packet,
             id.0,
             &mut self.sessions,
-            &mut self.out,
             &mut self.touched,
             &mut self.doomed,
             &mut self.c.drops,

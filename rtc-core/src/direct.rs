@@ -97,6 +97,17 @@ impl<'a> DirectApi<'a> {
         self.rtc.request_keyframe(media_ssrc, kind)
     }
 
+    /// RTP mode: builds one RTP packet directly in the `Rtc`'s send buffer, then
+    /// protects and queues it — one copy fewer than [`DirectApi::write_rtp_packet`].
+    /// `fill` writes the plaintext packet into the buffer it is given and returns its
+    /// length, or `None` to send nothing (then `Ok(false)`).
+    pub fn write_rtp_packet_with(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<bool, RtcError> {
+        self.rtc.send_rtp_with(fill)
+    }
+
     /// RTP mode: protects and sends one complete RTP packet (header + payload).
     pub fn write_rtp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
         self.rtc.send_rtp_packet(packet)

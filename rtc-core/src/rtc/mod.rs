@@ -1176,6 +1176,24 @@ impl Rtc {
     }
 
     /// Protects the plaintext RTP packet in `buf[..len]` in place and queues it.
+    /// Builds a plaintext RTP packet with `fill` in a pooled buffer, then protects
+    /// and queues it (kept for RTX when it is on one of our send streams).
+    pub(crate) fn send_rtp_with(
+        &mut self,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<bool, RtcError> {
+        if !self.connected {
+            return Err(RtcError::InvalidState("not connected"));
+        }
+        let mut buf = self.take_buf();
+        // Leave room for the SRTP tag.
+        let Some(n) = fill(&mut buf[..BUF_SIZE - 64]).filter(|&n| n <= BUF_SIZE - 64) else {
+            self.pool.push(buf);
+            return Ok(false);
+        };
+        self.protect_and_queue(buf, n, None, true).map(|()| true)
+    }
+
     /// With `store`, the packet is also kept for RTX and counted in reports.
     fn protect_and_queue(
         &mut self,
