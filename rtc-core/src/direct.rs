@@ -22,37 +22,43 @@ impl<'a> DirectApi<'a> {
 
     /// Our ICE credentials (to send to the peer).
     pub fn local_ice_credentials(&self) -> IceCreds {
-        self.rtc.ice.local_credentials().clone()
+        self.rtc.transport.ice.local_credentials().clone()
     }
 
     /// The peer's ICE credentials.
     pub fn set_remote_ice_credentials(&mut self, creds: IceCreds) {
-        self.rtc.ice.set_remote_credentials(creds);
+        self.rtc.transport.ice.set_remote_credentials(creds);
     }
 
     /// Whether we are the ICE controlling agent (the offerer usually is; an ICE-lite
     /// agent is always controlled).
     pub fn set_ice_controlling(&mut self, controlling: bool) {
-        self.rtc.ice.set_controlling(controlling);
+        self.rtc.transport.ice.set_controlling(controlling);
     }
 
     /// Our DTLS certificate fingerprint (to send to the peer).
     pub fn local_dtls_fingerprint(&self) -> Fingerprint {
-        self.rtc.dtls.local_fingerprint().clone()
+        self.rtc.transport.dtls.local_fingerprint().clone()
     }
 
     /// The fingerprint the peer's certificate must match.
     pub fn set_remote_fingerprint(&mut self, fp: Fingerprint) {
-        self.rtc.dtls.set_remote_fingerprint(fp);
+        self.rtc.transport.dtls.set_remote_fingerprint(fp);
     }
 
     /// Fixes the DTLS role: `true` makes us the DTLS client (we send ClientHello once
     /// ICE connects), `false` the server. Must be set before the handshake starts.
     pub fn start_dtls(&mut self, active: bool) -> Result<(), RtcError> {
-        if self.rtc.dtls.is_active().is_some_and(|a| a != active) {
+        if self
+            .rtc
+            .transport
+            .dtls
+            .is_active()
+            .is_some_and(|a| a != active)
+        {
             return Err(RtcError::InvalidState("DTLS role already set"));
         }
-        self.rtc.dtls.set_active(active);
+        self.rtc.transport.dtls.set_active(active);
         Ok(())
     }
 
@@ -63,7 +69,7 @@ impl<'a> DirectApi<'a> {
 
     /// Declares an incoming SSRC as belonging to a media section.
     pub fn expect_stream_rx(&mut self, mid: Mid, ssrc: u32) -> Result<(), RtcError> {
-        if !self.rtc.media.iter().any(|m| m.mid == mid) {
+        if !self.rtc.session.media.iter().any(|m| m.mid == mid) {
             return Err(RtcError::UnknownMid(mid));
         }
         self.rtc.add_remote_ssrc(mid, ssrc);
@@ -73,7 +79,7 @@ impl<'a> DirectApi<'a> {
     /// Enables data channels over this connection (the SCTP association starts once
     /// DTLS is up; the DTLS client is the SCTP client). Set the DTLS role first.
     pub fn start_sctp(&mut self, remote_max_message_size: Option<u64>) -> Result<(), RtcError> {
-        if self.rtc.dtls.is_active().is_none() {
+        if self.rtc.transport.dtls.is_active().is_none() {
             return Err(RtcError::InvalidState(
                 "set the DTLS role before start_sctp",
             ));

@@ -4,6 +4,7 @@ use crate::dtls::DtlsError;
 use crate::ice::IceConnectionState;
 use crate::media::{MediaKind, Mid};
 pub use crate::sctp::ChannelId;
+pub use crate::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
 
 /// Something that happened inside the `Rtc`.
 ///
@@ -35,7 +36,7 @@ pub enum Event<'a> {
     /// Periodic statistics of an outgoing stream.
     MediaEgressStats(MediaEgressStats),
     /// Periodic counters of the whole peer connection.
-    PeerStats(crate::rtc::PeerStats),
+    PeerStats(PeerStats),
     /// A data channel opened (either side created it).
     ChannelOpen(ChannelId, String),
     /// A message arrived on a data channel.
@@ -46,58 +47,6 @@ pub enum Event<'a> {
     ChannelClose(ChannelId),
     /// The peer asked for a keyframe on one of the streams we send (RTCP PLI or FIR).
     KeyframeRequest(KeyframeRequest),
-}
-
-/// Statistics of one incoming stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaIngressStats {
-    /// Media section.
-    pub mid: Mid,
-    /// The sender's SSRC.
-    pub ssrc: u32,
-    /// Packets received.
-    pub packets: u64,
-    /// Bytes received (RTP, after SRTP).
-    pub bytes: u64,
-    /// Cumulative packets lost (RFC 3550).
-    pub lost: i64,
-    /// Interarrival jitter in RTP units.
-    pub jitter: u32,
-    /// NACK packets we sent.
-    pub nacks_sent: u64,
-    /// PLIs we sent.
-    pub plis_sent: u64,
-    /// FIRs we sent.
-    pub firs_sent: u64,
-    /// Receive bitrate over the last second.
-    pub bitrate_bps: u64,
-}
-
-/// Statistics of one outgoing stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaEgressStats {
-    /// Media section.
-    pub mid: Mid,
-    /// Our SSRC.
-    pub ssrc: u32,
-    /// Packets sent (RTX excluded).
-    pub packets: u64,
-    /// Bytes sent.
-    pub bytes: u64,
-    /// NACK packets received.
-    pub nacks_received: u64,
-    /// RTX retransmissions sent.
-    pub rtx_sent: u64,
-    /// PLIs received.
-    pub plis_received: u64,
-    /// FIRs received.
-    pub firs_received: u64,
-    /// Round-trip time from the peer's last report, if any.
-    pub rtt: Option<std::time::Duration>,
-    /// Fraction lost the peer last reported (1/256 units).
-    pub fraction_lost: u8,
-    /// Send bitrate over the last second.
-    pub bitrate_bps: u64,
 }
 
 /// A frame received in frame mode.

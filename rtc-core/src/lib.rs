@@ -13,6 +13,7 @@
 pub mod demux;
 pub mod direct;
 pub mod dtls;
+pub mod error;
 pub mod event;
 pub mod feedback;
 pub mod ice;
@@ -24,6 +25,7 @@ pub mod rtp;
 pub mod sctp;
 pub mod sdp_api;
 pub mod srtp;
+pub mod stats;
 mod streams;
 pub mod stun;
 

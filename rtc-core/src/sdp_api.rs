@@ -14,7 +14,7 @@ use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
 use crate::rtp::{Extension, ExtensionMap};
 use crate::sctp::ChannelConfig;
-use crate::sdp::jsep::{self, LocalCodecs};
+use crate::sdp::jsep::{self, JsepError, LocalCodecs};
 use crate::sdp::{self, Direction, Group, MediaSection, SdpError, SessionDescription, Setup};
 
 /// An SDP offer.
@@ -78,10 +78,6 @@ pub struct SdpApi<'a> {
     restart: bool,
 }
 
-fn sdp_err(msg: impl Into<String>) -> RtcError {
-    RtcError::Sdp(msg.into())
-}
-
 fn to_kind(k: &sdp::MediaKind) -> Option<MediaKind> {
     match k {
         sdp::MediaKind::Audio => Some(MediaKind::Audio),
@@ -111,14 +107,14 @@ impl<'a> SdpApi<'a> {
             .media
             .iter()
             .find(|m| !m.is_rejected())
-            .ok_or_else(|| sdp_err("offer has no accepted media section"))?;
+            .ok_or(RtcError::Sdp(JsepError::NoAcceptedSection))?;
         let (ufrag, pwd) = offer
             .ice_credentials(first)
-            .ok_or_else(|| sdp_err("offer lacks a=ice-ufrag / a=ice-pwd"))?;
+            .ok_or(RtcError::Sdp(JsepError::MissingIceCredentials))?;
         let fp = offer
             .fingerprints_for(first)
             .first()
-            .ok_or_else(|| sdp_err("offer lacks a=fingerprint"))?;
+            .ok_or(RtcError::Sdp(JsepError::MissingFingerprint))?;
         let remote_fp = Fingerprint {
             hash_func: fp.algorithm.to_ascii_lowercase(),
             bytes: fp.bytes.clone(),
@@ -126,12 +122,12 @@ impl<'a> SdpApi<'a> {
         // Our DTLS role: the offerer says actpass (we choose, active by default,
         // RFC 8842 §5.3), active (we are passive) or passive (we are active).
         // A re-offer keeps the established role (RFC 8842 §5.5).
-        let established = rtc.dtls.is_active();
+        let established = rtc.transport.dtls.is_active();
         let we_active = match offer.setup_for(first) {
             Some(Setup::Active) => false,
             Some(Setup::Passive) => true,
             Some(Setup::ActPass) | None => established.unwrap_or(rtc.config.answer_dtls_active),
-            Some(Setup::HoldConn) => return Err(sdp_err("a=setup:holdconn is not supported")),
+            Some(Setup::HoldConn) => return Err(JsepError::BadSetup(Some(Setup::HoldConn)).into()),
         };
         if established.is_some_and(|a| a != we_active) {
             return Err(RtcError::InvalidState(
@@ -147,8 +143,11 @@ impl<'a> SdpApi<'a> {
         for m in &offer.media {
             let mut a = jsep::answer_media(m, &codecs, &exts, Direction::SendRecv);
             if !a.is_rejected() {
-                let n = jsep::negotiate_from_offer(m, &a)
-                    .map_err(|e| sdp_err(format!("mid {:?}: {e}", m.mid)))?;
+                let n =
+                    jsep::negotiate_from_offer(m, &a).map_err(|source| RtcError::SdpSection {
+                        mid: m.mid.clone(),
+                        source,
+                    })?;
                 negotiated.push(n);
                 a.candidates.clear();
                 a.end_of_candidates = false;
@@ -159,37 +158,39 @@ impl<'a> SdpApi<'a> {
         // Apply. New remote credentials mean the peer restarts ICE (RFC 8445 §9):
         // we restart too, with fresh credentials of our own.
         let restart = rtc
+            .transport
             .ice
             .remote_credentials()
             .is_some_and(|c| c.ufrag != ufrag || c.pass != pwd);
         if restart {
-            rtc.ice.ice_restart(IceCreds::random());
+            rtc.transport.ice.ice_restart(IceCreds::random());
         }
-        rtc.ice.set_remote_credentials(IceCreds {
+        rtc.transport.ice.set_remote_credentials(IceCreds {
             ufrag: ufrag.to_string(),
             pass: pwd.to_string(),
         });
-        if !rtc.ice_negotiated || restart {
+        if !rtc.transport.ice_negotiated || restart {
             // An ICE-lite offerer leaves the controlling role to us (when we are full).
-            rtc.ice
+            rtc.transport
+                .ice
                 .set_controlling(offer.ice_lite && !rtc.config.ice_lite);
-            rtc.ice_negotiated = true;
+            rtc.transport.ice_negotiated = true;
         }
-        rtc.dtls.set_remote_fingerprint(remote_fp);
-        rtc.dtls.set_active(we_active);
+        rtc.transport.dtls.set_remote_fingerprint(remote_fp);
+        rtc.transport.dtls.set_active(we_active);
         for m in &offer.media {
             for c in &m.candidates {
                 if let Ok(c) = Candidate::from_sdp_string(c) {
-                    rtc.ice.add_remote_candidate(c);
+                    rtc.transport.ice.add_remote_candidate(c);
                 }
             }
             if m.end_of_candidates {
-                rtc.ice.set_remote_end_of_candidates();
+                rtc.transport.ice.set_remote_end_of_candidates();
             }
         }
         for n in &negotiated {
             let Some(mid) = Mid::new(&n.mid) else {
-                return Err(sdp_err(format!("mid {:?} is not a valid mid", n.mid)));
+                return Err(JsepError::InvalidMid(n.mid.clone()).into());
             };
             if let Some(kind) = to_kind(&n.kind) {
                 if n.direction.can_send() {
@@ -257,7 +258,7 @@ impl<'a> SdpApi<'a> {
         let rtc = &*self.rtc;
         let pending = &self.pending;
         let taken = |m: &Mid| {
-            rtc.media.iter().any(|x| x.mid == *m)
+            rtc.session.media.iter().any(|x| x.mid == *m)
                 || rtc.app_mid == Some(*m)
                 || pending.iter().any(|p| p.mid == *m)
         };
@@ -312,15 +313,15 @@ impl<'a> SdpApi<'a> {
             ));
         }
         if self.restart {
-            rtc.ice.ice_restart(IceCreds::random());
+            rtc.transport.ice.ice_restart(IceCreds::random());
         }
-        if !rtc.ice_negotiated || self.restart {
+        if !rtc.transport.ice_negotiated || self.restart {
             // The offerer controls ICE unless it is lite.
-            rtc.ice.set_controlling(!rtc.config.ice_lite);
-            rtc.ice_negotiated = true;
+            rtc.transport.ice.set_controlling(!rtc.config.ice_lite);
+            rtc.transport.ice_negotiated = true;
         }
         // Once DTLS roles are fixed, re-offers state them (RFC 8842 §5.5).
-        let setup = match rtc.dtls.is_active() {
+        let setup = match rtc.transport.dtls.is_active() {
             Some(true) => Setup::Active,
             Some(false) => Setup::Passive,
             None => Setup::ActPass,
@@ -347,52 +348,59 @@ impl<'a> SdpApi<'a> {
         let mut negotiated = Vec::new();
         for o in &offer.media {
             let Some(a) = o.mid.as_deref().and_then(|mid| answer.media_by_mid(mid)) else {
-                return Err(sdp_err(format!("answer lacks mid {:?}", o.mid)));
+                return Err(JsepError::AnswerLacksMid(o.mid.clone()).into());
             };
             if a.is_rejected() {
                 continue;
             }
-            let n = jsep::accept_answer_media(o, a)
-                .map_err(|e| sdp_err(format!("mid {:?}: {e}", o.mid)))?;
+            let n = jsep::accept_answer_media(o, a).map_err(|source| RtcError::SdpSection {
+                mid: o.mid.clone(),
+                source,
+            })?;
             negotiated.push((n, a.clone()));
         }
         let first = negotiated
             .first()
             .map(|(_, a)| a)
-            .ok_or_else(|| sdp_err("answer accepted no media section"))?;
+            .ok_or(RtcError::Sdp(JsepError::NoAcceptedSection))?;
         let (ufrag, pwd) = answer
             .ice_credentials(first)
-            .ok_or_else(|| sdp_err("answer lacks a=ice-ufrag / a=ice-pwd"))?;
+            .ok_or(RtcError::Sdp(JsepError::MissingIceCredentials))?;
         let fp = answer
             .fingerprints_for(first)
             .first()
-            .ok_or_else(|| sdp_err("answer lacks a=fingerprint"))?;
+            .ok_or(RtcError::Sdp(JsepError::MissingFingerprint))?;
         let we_active = match answer.setup_for(first) {
             Some(Setup::Active) => false,
             Some(Setup::Passive) => true,
-            other => return Err(sdp_err(format!("answer has a=setup {other:?}"))),
+            other => return Err(JsepError::BadSetup(other).into()),
         };
-        if rtc.dtls.is_active().is_some_and(|a| a != we_active) {
+        if rtc
+            .transport
+            .dtls
+            .is_active()
+            .is_some_and(|a| a != we_active)
+        {
             return Err(RtcError::InvalidState(
                 "answer changes the established DTLS role",
             ));
         }
-        rtc.ice.set_remote_credentials(IceCreds {
+        rtc.transport.ice.set_remote_credentials(IceCreds {
             ufrag: ufrag.to_string(),
             pass: pwd.to_string(),
         });
         if answer.ice_lite {
-            rtc.ice.set_controlling(true);
+            rtc.transport.ice.set_controlling(true);
         }
-        rtc.dtls.set_remote_fingerprint(Fingerprint {
+        rtc.transport.dtls.set_remote_fingerprint(Fingerprint {
             hash_func: fp.algorithm.to_ascii_lowercase(),
             bytes: fp.bytes.clone(),
         });
-        rtc.dtls.set_active(we_active);
+        rtc.transport.dtls.set_active(we_active);
         for (n, a) in &negotiated {
             for c in &a.candidates {
                 if let Ok(c) = Candidate::from_sdp_string(c) {
-                    rtc.ice.add_remote_candidate(c);
+                    rtc.transport.ice.add_remote_candidate(c);
                 }
             }
             let Some(mid) = Mid::new(&n.mid) else {
@@ -443,13 +451,14 @@ fn media_info(mid: Mid, kind: MediaKind, n: &jsep::NegotiatedMedia) -> MediaInfo
 /// Completes media sections with our transport parameters and wraps them in a
 /// session description with one BUNDLE group.
 fn build_description(rtc: &Rtc, mut media: Vec<MediaSection>, setup: Setup) -> SessionDescription {
-    let creds = rtc.ice.local_credentials().clone();
-    let fp = rtc.dtls.local_fingerprint();
+    let creds = rtc.transport.ice.local_credentials().clone();
+    let fp = rtc.transport.dtls.local_fingerprint();
     let sdp_fp = sdp::Fingerprint {
         algorithm: fp.hash_func.clone(),
         bytes: fp.bytes.clone(),
     };
     let candidates: Vec<String> = rtc
+        .transport
         .ice
         .local_candidates()
         .iter()
@@ -482,7 +491,7 @@ fn build_description(rtc: &Rtc, mut media: Vec<MediaSection>, setup: Setup) -> S
             let ours = rtc
                 .sctp
                 .as_ref()
-                .map_or(crate::rtc::MAX_MESSAGE_SIZE, |s| s.max_message_size());
+                .map_or(crate::sctp::MAX_MESSAGE_SIZE, |s| s.max_message_size());
             m.max_message_size = Some(ours as u64);
         }
         if let Some(mid) = &m.mid {

@@ -21,39 +21,39 @@ const SDES_CNAME: u8 = 1;
 impl Rtc {
     /// Work due at `now`: reports, NACKs, TWCC feedback and stats.
     pub(super) fn handle_rtcp_timers(&mut self, now: Instant) {
-        if !self.connected || !self.alive {
+        if !self.transport.connected || !self.alive {
             return;
         }
-        if now >= self.next_report_at {
-            self.next_report_at = now + REPORT_INTERVAL;
+        if now >= self.session.next_report_at {
+            self.session.next_report_at = now + REPORT_INTERVAL;
             self.send_reports(now);
         }
         self.send_nacks(now);
         self.send_twcc_feedback(now);
         if let Some(interval) = self.config.stats_interval
-            && now >= self.next_stats_at
+            && now >= self.session.next_stats_at
         {
-            self.next_stats_at = now + interval;
+            self.session.next_stats_at = now + interval;
             self.emit_stats(now);
         }
     }
 
     /// The earliest RTCP-related deadline.
     pub(super) fn rtcp_timeout(&self) -> Option<Instant> {
-        if !self.connected || !self.alive {
+        if !self.transport.connected || !self.alive {
             return None;
         }
-        let mut t = self.next_report_at;
-        if let Some(x) = self.twcc_rx.poll_timeout() {
+        let mut t = self.session.next_report_at;
+        if let Some(x) = self.session.twcc_rx.poll_timeout() {
             t = t.min(x);
         }
-        for s in &self.rx_streams {
+        for s in &self.session.rx_streams {
             if let Some(x) = s.nack.poll_timeout() {
                 t = t.min(x);
             }
         }
         if self.config.stats_interval.is_some() {
-            t = t.min(self.next_stats_at);
+            t = t.min(self.session.next_stats_at);
         }
         Some(t)
     }
@@ -62,7 +62,12 @@ impl Rtc {
     /// what we receive, and our CNAME.
     fn send_reports(&mut self, now: Instant) {
         let mut blocks = ReportBlocks::new();
-        for s in self.rx_streams.iter_mut().filter(|s| s.rtx_of.is_none()) {
+        for s in self
+            .session
+            .rx_streams
+            .iter_mut()
+            .filter(|s| s.rtx_of.is_none())
+        {
             if let Some(b) = s.register.report_block(now) {
                 // At most 31 blocks fit one report; the rest wait for the next one.
                 if blocks.push(b).is_err() {
@@ -70,19 +75,19 @@ impl Rtc {
                 }
             }
         }
-        let ntp = self.ntp.ntp(now);
-        let mut buf = self.take_buf();
+        let ntp = self.session.ntp.ntp(now);
+        let mut buf = self.pool.take();
         let limit = BUF_SIZE - 64;
         let mut n = 0usize;
-        let mut first_ssrc = self.rtcp_ssrc;
-        if self.tx.is_empty() {
+        let mut first_ssrc = self.session.rtcp_ssrc;
+        if self.session.tx.is_empty() {
             let rr = ReceiverReport {
-                ssrc: self.rtcp_ssrc,
+                ssrc: self.session.rtcp_ssrc,
                 reports: blocks,
             };
             n += rr.write(&mut buf[..limit]).unwrap_or(0);
         } else {
-            for (i, tx) in self.tx.iter_mut().enumerate() {
+            for (i, tx) in self.session.tx.iter_mut().enumerate() {
                 let info = tx.sender.sender_info(now, ntp, tx.clock_rate.max(1));
                 let sr = SenderReport {
                     ssrc: tx.ssrc,
@@ -102,7 +107,7 @@ impl Rtc {
         }
         let item = SdesItem {
             kind: SDES_CNAME,
-            value: self.cname.as_bytes(),
+            value: self.session.cname.as_bytes(),
         };
         if let Ok(w) = Sdes::write_chunks(&[(first_ssrc, &[item][..])], &mut buf[n..limit]) {
             n += w;
@@ -111,23 +116,23 @@ impl Rtc {
             self.stats.reports_sent += 1;
             let _ = self.protect_rtcp_and_queue(buf, n);
         } else {
-            self.pool.push(buf);
+            self.pool.put(buf);
         }
     }
 
     /// NACKs for gaps that are due to be (re)requested.
     fn send_nacks(&mut self, now: Instant) {
-        let sender_ssrc = self.rtcp_ssrc;
-        for i in 0..self.rx_streams.len() {
-            if self.rx_streams[i]
+        let sender_ssrc = self.session.rtcp_ssrc;
+        for i in 0..self.session.rx_streams.len() {
+            if self.session.rx_streams[i]
                 .nack
                 .poll_timeout()
                 .is_none_or(|t| t > now)
             {
                 continue;
             }
-            let mut buf = self.take_buf();
-            let st = &mut self.rx_streams[i];
+            let mut buf = self.pool.take();
+            let st = &mut self.session.rx_streams[i];
             let media_ssrc = st.ssrc;
             match st
                 .nack
@@ -137,7 +142,7 @@ impl Rtc {
                     st.nacks_sent += 1;
                     let _ = self.protect_rtcp_and_queue(buf, n);
                 }
-                _ => self.pool.push(buf),
+                _ => self.pool.put(buf),
             }
         }
     }
@@ -145,14 +150,18 @@ impl Rtc {
     /// Transport-wide congestion control feedback for what arrived.
     fn send_twcc_feedback(&mut self, now: Instant) {
         loop {
-            let mut buf = self.take_buf();
-            match self.twcc_rx.poll_feedback(now, &mut buf[..BUF_SIZE - 64]) {
+            let mut buf = self.pool.take();
+            match self
+                .session
+                .twcc_rx
+                .poll_feedback(now, &mut buf[..BUF_SIZE - 64])
+            {
                 Some(n) => {
                     self.stats.twcc_feedback_sent += 1;
                     let _ = self.protect_rtcp_and_queue(buf, n);
                 }
                 None => {
-                    self.pool.push(buf);
+                    self.pool.put(buf);
                     break;
                 }
             }
@@ -165,15 +174,15 @@ impl Rtc {
         mut buf: Vec<u8>,
         len: usize,
     ) -> Result<(), RtcError> {
-        let Some(srtp) = self.srtp_tx.as_mut() else {
-            self.pool.push(buf);
+        let Some(srtp) = self.transport.srtp_tx.as_mut() else {
+            self.pool.put(buf);
             return Err(RtcError::InvalidState("no SRTP context"));
         };
         match srtp.protect_rtcp(&mut buf, len) {
             Ok(n) => self.queue_on_path(buf, n),
             Err(e) => {
-                self.pool.push(buf);
-                Err(RtcError::Write(e.to_string()))
+                self.pool.put(buf);
+                Err(RtcError::Write(e.into()))
             }
         }
     }
@@ -183,7 +192,12 @@ impl Rtc {
         for p in RtcpPacket::iter(plain) {
             match p {
                 Ok(RtcpPacket::SenderReport(sr)) => {
-                    if let Some(st) = self.rx_streams.iter_mut().find(|s| s.ssrc == sr.ssrc) {
+                    if let Some(st) = self
+                        .session
+                        .rx_streams
+                        .iter_mut()
+                        .find(|s| s.ssrc == sr.ssrc)
+                    {
                         st.register
                             .on_sender_report(now, sr.info.ntp_time, sr.info.rtp_time);
                     }
@@ -203,7 +217,9 @@ impl Rtc {
                 Ok(RtcpPacket::Nack(nack)) => self.on_nack(now, &nack),
                 Ok(RtcpPacket::TransportFeedback(fb)) => self.on_twcc(now, &fb),
                 Ok(RtcpPacket::Remb(remb)) => {
-                    self.events.push_back(PendingEvent::Remb(remb.bitrate));
+                    self.outbox
+                        .events
+                        .push_back(PendingEvent::Remb(remb.bitrate));
                 }
                 Ok(_) => {}
                 Err(_) => self.stats.dropped += 1,
@@ -213,12 +229,12 @@ impl Rtc {
 
     fn on_report_blocks(&mut self, now: Instant, blocks: &[ReportBlock]) {
         for b in blocks {
-            if let Some(tx) = self.tx.iter_mut().find(|t| t.ssrc == b.ssrc)
+            if let Some(tx) = self.session.tx.iter_mut().find(|t| t.ssrc == b.ssrc)
                 && let Some(rtt) = tx.sender.on_report_block(now, b)
             {
                 tx.rtt = Some(rtt);
                 tx.fraction_lost = b.fraction_lost;
-                for st in &mut self.rx_streams {
+                for st in &mut self.session.rx_streams {
                     st.nack.set_rtt(rtt);
                 }
             }
@@ -227,13 +243,18 @@ impl Rtc {
 
     /// Answers a NACK from the send buffer with RTX packets (RFC 4588).
     fn on_nack(&mut self, now: Instant, nack: &Nack<'_>) {
-        let Some(idx) = self.tx.iter().position(|t| t.ssrc == nack.media_ssrc) else {
+        let Some(idx) = self
+            .session
+            .tx
+            .iter()
+            .position(|t| t.ssrc == nack.media_ssrc)
+        else {
             return;
         };
-        self.tx[idx].nacks_received += 1;
-        let mid = self.tx[idx].mid;
+        self.session.tx[idx].nacks_received += 1;
+        let mid = self.session.tx[idx].mid;
         for lost in nack.lost() {
-            let tx = &self.tx[idx];
+            let tx = &self.session.tx[idx];
             let Some(seq) = tx.extend_sent_seq(lost) else {
                 continue;
             };
@@ -246,6 +267,7 @@ impl Rtc {
                 continue;
             };
             let rtx_pt = self
+                .session
                 .media
                 .iter()
                 .find(|m| m.mid == mid)
@@ -254,15 +276,14 @@ impl Rtc {
             let Some(rtx_pt) = rtx_pt else {
                 continue;
             };
-            let tx = &mut self.tx[idx];
+            let tx = &mut self.session.tx[idx];
             let params = RtxParams {
                 ssrc: tx.rtx_ssrc,
                 payload_type: rtx_pt,
                 seq: tx.rtx_seq,
             };
-            let mut buf = self.pool.pop().unwrap_or_default();
-            buf.resize(BUF_SIZE, 0);
-            let tx = &mut self.tx[idx];
+            let mut buf = self.pool.take();
+            let tx = &mut self.session.tx[idx];
             match tx
                 .rtx_buf
                 .build_rtx(now, seq, params, &mut buf[..BUF_SIZE - 64])
@@ -272,28 +293,35 @@ impl Rtc {
                     tx.rtx_sent += 1;
                     let _ = self.protect_and_queue(buf, n, Some(mid), false);
                 }
-                None => self.pool.push(buf),
+                None => self.pool.put(buf),
             }
         }
     }
 
     fn on_twcc(&mut self, now: Instant, fb: &TransportFeedback<'_>) {
         self.stats.twcc_feedback_received += 1;
-        let results = self.twcc_tx.apply_feedback(fb);
-        let before = self.bwe.estimate();
-        let estimate = self.bwe.on_feedback(now, results);
+        let results = self.session.twcc_tx.apply_feedback(fb);
+        let before = self.session.bwe.estimate();
+        let estimate = self.session.bwe.on_feedback(now, results);
         if estimate != before {
-            self.events
+            self.outbox
+                .events
                 .push_back(PendingEvent::EgressBitrateEstimate(estimate));
         }
     }
 
     fn emit_stats(&mut self, now: Instant) {
-        for st in self.rx_streams.iter_mut().filter(|s| s.rtx_of.is_none()) {
+        for st in self
+            .session
+            .rx_streams
+            .iter_mut()
+            .filter(|s| s.rtx_of.is_none())
+        {
             let Some(mid) = st.mid else { continue };
             let r = st.register.stats();
             let bitrate = st.rate.rate_bps(now).unwrap_or(0);
-            self.events
+            self.outbox
+                .events
                 .push_back(PendingEvent::IngressStats(MediaIngressStats {
                     mid,
                     ssrc: st.ssrc,
@@ -307,9 +335,10 @@ impl Rtc {
                     bitrate_bps: bitrate,
                 }));
         }
-        for tx in self.tx.iter_mut() {
+        for tx in self.session.tx.iter_mut() {
             let bitrate = tx.rate.rate_bps(now).unwrap_or(0);
-            self.events
+            self.outbox
+                .events
                 .push_back(PendingEvent::EgressStats(MediaEgressStats {
                     mid: tx.mid,
                     ssrc: tx.ssrc,
@@ -324,7 +353,8 @@ impl Rtc {
                     bitrate_bps: bitrate,
                 }));
         }
-        self.events
+        self.outbox
+            .events
             .push_back(PendingEvent::PeerStats(self.stats.clone()));
     }
 }

@@ -45,6 +45,10 @@ pub const DEFAULT_SCTP_PORT: u16 = 5000;
 /// configured values are raised to it.
 pub const MIN_MAX_MESSAGE_SIZE: usize = 256 * 1024;
 
+/// The largest data-channel message an `Rtc` accepts (announced in SDP
+/// `a=max-message-size`).
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024;
+
 /// Highest usable stream id: 65535 is reserved (RFC 8831 §6.5).
 const MAX_STREAM_ID: u16 = 65534;
 

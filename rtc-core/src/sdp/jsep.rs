@@ -535,6 +535,25 @@ pub enum JsepError {
     /// An accepted RTP section lists no usable payload type.
     #[error("accepted media section has no codec")]
     NoCodec,
+    /// The offer or answer accepts no media section at all.
+    #[error("no accepted media section")]
+    NoAcceptedSection,
+    /// The first accepted section (and the session) lacks `a=ice-ufrag` / `a=ice-pwd`.
+    #[error("missing a=ice-ufrag / a=ice-pwd")]
+    MissingIceCredentials,
+    /// The first accepted section (and the session) lacks `a=fingerprint`.
+    #[error("missing a=fingerprint")]
+    MissingFingerprint,
+    /// The `a=setup` value cannot be used here (`holdconn`, or an answer that
+    /// is not `active` or `passive`).
+    #[error("a=setup {0:?} is not acceptable here")]
+    BadSetup(Option<crate::sdp::Setup>),
+    /// A negotiated section's mid is not a valid mid.
+    #[error("mid {0:?} is not a valid mid")]
+    InvalidMid(String),
+    /// The answer has no section for an offered mid.
+    #[error("answer lacks mid {0:?}")]
+    AnswerLacksMid(Option<String>),
 }
 
 /// The result of one m-line's negotiation: what the `Rtc` keeps per section.

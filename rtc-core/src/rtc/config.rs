@@ -1,0 +1,128 @@
+//! [`RtcConfig`]: how an [`Rtc`] is configured before it is built.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Rtc, RtcError};
+use crate::dtls::{DtlsCert, SrtpProfileId};
+use crate::ice::IceCreds;
+
+/// Configuration for an [`Rtc`], built with [`Rtc::builder`].
+#[derive(Debug, Clone)]
+pub struct RtcConfig {
+    pub(crate) ice_lite: bool,
+    pub(crate) rtp_mode: bool,
+    pub(crate) cert: Option<DtlsCert>,
+    pub(crate) srtp_profiles: Vec<SrtpProfileId>,
+    pub(crate) local_creds: Option<IceCreds>,
+    pub(crate) answer_dtls_active: bool,
+    pub(crate) stats_interval: Option<Duration>,
+    pub(crate) ntp_reference: Option<SystemTime>,
+    pub(crate) rtx_buffer: (usize, Duration),
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            ice_lite: false,
+            rtp_mode: false,
+            cert: None,
+            srtp_profiles: vec![
+                SrtpProfileId::AeadAes128Gcm,
+                SrtpProfileId::AeadAes256Gcm,
+                SrtpProfileId::Aes128CmSha1_80,
+            ],
+            local_creds: None,
+            answer_dtls_active: true,
+            stats_interval: Some(Duration::from_secs(1)),
+            ntp_reference: None,
+            rtx_buffer: (1024, Duration::from_secs(3)),
+        }
+    }
+}
+
+impl RtcConfig {
+    /// Default configuration: full ICE agent, frame mode, a fresh certificate, all
+    /// three SRTP profiles allowed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Act as an ICE-lite agent (servers with public addresses): never send
+    /// connectivity checks, answer them, and signal `a=ice-lite`.
+    pub fn set_ice_lite(mut self, lite: bool) -> Self {
+        self.ice_lite = lite;
+        self
+    }
+
+    /// RTP mode: incoming packets surface as [`Event::RtpPacket`] and media is
+    /// written per packet; frame assembly is off. What an SFU uses.
+    pub fn set_rtp_mode(mut self, rtp_mode: bool) -> Self {
+        self.rtp_mode = rtp_mode;
+        self
+    }
+
+    /// Use this DTLS certificate (share one across many `Rtc` to save the key
+    /// generation). Without it, each `Rtc` generates its own.
+    pub fn set_dtls_cert(mut self, cert: DtlsCert) -> Self {
+        self.cert = Some(cert);
+        self
+    }
+
+    /// The SRTP profiles this side accepts, in preference order. At least one.
+    ///
+    /// `dimpl` (the DTLS engine) negotiates with a fixed server-side preference
+    /// (AEAD_AES_256_GCM, AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_80); this list
+    /// filters: a handshake that lands on a profile not listed fails.
+    pub fn set_srtp_profiles(mut self, profiles: &[SrtpProfileId]) -> Self {
+        if !profiles.is_empty() {
+            self.srtp_profiles = profiles.to_vec();
+        }
+        self
+    }
+
+    /// Fixed local ICE credentials (otherwise random ones are generated).
+    pub fn set_local_ice_credentials(mut self, creds: IceCreds) -> Self {
+        self.local_creds = Some(creds);
+        self
+    }
+
+    /// The DTLS role taken when answering an offer with `a=setup:actpass`: `true`
+    /// (default, RFC 8842 §5.3) answers `active` and we are the DTLS client; `false`
+    /// answers `passive` and we are the DTLS server.
+    pub fn set_answer_dtls_active(mut self, active: bool) -> Self {
+        self.answer_dtls_active = active;
+        self
+    }
+
+    /// How often stats events are emitted (`None`: never). Default 1 s.
+    pub fn set_stats_interval(mut self, interval: Option<Duration>) -> Self {
+        self.stats_interval = interval;
+        self
+    }
+
+    /// The wallclock time at the `now` given to `build`, for NTP timestamps in sender
+    /// reports (the `Rtc` never reads the clock itself). Without it, reports carry a
+    /// consistent NTP timeline with an arbitrary origin, which is enough for RTT.
+    pub fn set_ntp_reference(mut self, wallclock_at_build: SystemTime) -> Self {
+        self.ntp_reference = Some(wallclock_at_build);
+        self
+    }
+
+    /// How many sent packets each send stream keeps for retransmission (RTX), and for
+    /// how long. Default 1024 packets, 3 s. Each kept packet costs its size in memory
+    /// once the ring has filled; an SFU with many legs may want fewer.
+    pub fn set_rtx_buffer(mut self, packets: usize, max_age: Duration) -> Self {
+        self.rtx_buffer = (packets.max(1), max_age);
+        self
+    }
+
+    /// Whether RTP mode is on.
+    pub fn rtp_mode(&self) -> bool {
+        self.rtp_mode
+    }
+
+    /// Builds the `Rtc`. `now` is the current time; the `Rtc` never reads a clock.
+    pub fn build(self, now: Instant) -> Result<Rtc, RtcError> {
+        Rtc::from_config(self, now)
+    }
+}

@@ -1,0 +1,491 @@
+//! The receive side of an `Rtc`: input dispatch (STUN, DTLS, SRTP, SRTCP), ICE and
+//! DTLS event handling, and the RTP receive path (unprotect, transport-wide
+//! sequence record, RTX unwrap, stream lookup, then an RTP-mode event or frame
+//! assembly with keyframe bookkeeping).
+
+use std::time::{Duration, Instant};
+
+use super::{
+    BUF_SIZE, KEYFRAME_REQUEST_INTERVAL, MAX_RX_STREAMS, PendingEvent, PendingRtp, PendingTransmit,
+    Rtc, RtcError,
+};
+use crate::demux::Datagram;
+use crate::dtls::{DtlsError, DtlsEvent, SrtpProfileId};
+use crate::event::{FailReason, KeyframeRequest, KeyframeRequestKind, MediaData};
+use crate::feedback::TwccRecvRegister;
+use crate::ice::{IceAgentEvent, IceConnectionState};
+use crate::io::{Input, Receive};
+use crate::media::{MediaKind, Mid};
+use crate::rtp::RtpPacket;
+use crate::srtp::{SrtpContext, SrtpProfile};
+use crate::streams::{RxStream, packet_codec, pt_params};
+use crate::stun::StunMessage;
+
+impl Rtc {
+    /// Feeds input: a received datagram or the passage of time.
+    pub fn handle_input(&mut self, input: Input<'_>) -> Result<(), RtcError> {
+        if !self.alive {
+            return Err(RtcError::NotAlive);
+        }
+        match input {
+            Input::Timeout(now) => self.handle_timeout(now),
+            Input::Receive(now, r) => {
+                self.handle_timeout(now)?;
+                self.handle_receive(now, r);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this datagram belongs to this `Rtc` (a STUN request for our ufrag, or
+    /// traffic from a remote address ICE has validated). Servers demultiplexing many
+    /// `Rtc` on one socket use this.
+    pub fn accepts(&self, r: &Receive<'_>) -> bool {
+        match Datagram::classify(r.contents) {
+            Datagram::Stun => StunMessage::parse(r.contents)
+                .map(|m| self.transport.ice.accepts_message(&m))
+                .unwrap_or(false),
+            Datagram::Dtls | Datagram::Rtp | Datagram::Rtcp => {
+                self.transport.recv_sources.contains(&(r.proto, r.source))
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn handle_timeout(&mut self, now: Instant) -> Result<(), RtcError> {
+        if now < self.last_now {
+            // Monotonic clocks do not go back; tolerate equal instants.
+            return Err(RtcError::TimeWentBackwards);
+        }
+        self.last_now = now;
+        self.transport.ice.handle_timeout(now);
+        self.transport.dtls.handle_timeout(now);
+        if self.transport.connected
+            && let Some(sctp) = self.sctp.as_mut()
+        {
+            sctp.handle_timeout(now);
+        }
+        self.handle_rtcp_timers(now);
+        self.process(now);
+        Ok(())
+    }
+
+    pub(super) fn handle_receive(&mut self, now: Instant, r: Receive<'_>) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += r.contents.len() as u64;
+        match Datagram::classify(r.contents) {
+            Datagram::Stun => match StunMessage::parse(r.contents) {
+                Ok(msg) if self.transport.ice.accepts_message(&msg) => {
+                    self.transport
+                        .ice
+                        .handle_packet(now, r.proto, r.source, r.destination, &msg);
+                }
+                _ => self.stats.dropped += 1,
+            },
+            Datagram::Dtls if self.known_source(&r) => {
+                self.transport.dtls.handle_packet(now, r.contents);
+            }
+            Datagram::Rtp if self.known_source(&r) => self.handle_rtp(r.contents),
+            Datagram::Rtcp if self.known_source(&r) => self.handle_rtcp(r.contents),
+            _ => self.stats.dropped += 1,
+        }
+        self.process(now);
+    }
+
+    pub(super) fn known_source(&self, r: &Receive<'_>) -> bool {
+        self.transport.recv_sources.contains(&(r.proto, r.source))
+    }
+
+    /// Copies a received SRTP/SRTCP datagram into a pooled buffer, or counts a drop
+    /// when no keys are installed yet or the datagram cannot fit.
+    pub(super) fn copy_in(&mut self, contents: &[u8]) -> Option<Vec<u8>> {
+        if self.transport.srtp_rx.is_none() || contents.len() > BUF_SIZE {
+            self.stats.dropped += 1;
+            return None;
+        }
+        let mut buf = self.pool.take();
+        buf[..contents.len()].copy_from_slice(contents);
+        Some(buf)
+    }
+
+    pub(super) fn handle_rtp(&mut self, contents: &[u8]) {
+        let Some(mut buf) = self.copy_in(contents) else {
+            return;
+        };
+        let Some(srtp) = self.transport.srtp_rx.as_mut() else {
+            // copy_in checked that the keys are installed.
+            self.pool.put(buf);
+            return;
+        };
+        let len = match srtp.unprotect_rtp(&mut buf[..contents.len()]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.stats.srtp_errors += 1;
+                self.count_srtp_error(&e);
+                self.pool.put(buf);
+                return;
+            }
+        };
+        self.stats.srtp_packets_in += 1;
+        let Ok(pkt) = RtpPacket::parse(&buf[..len]) else {
+            self.stats.dropped += 1;
+            self.pool.put(buf);
+            return;
+        };
+        let h = pkt.header;
+        let payload_offset = len - pkt.payload.len() - usize::from(pkt.padding_len);
+        let mut payload_end = len - usize::from(pkt.padding_len);
+        let mut len = len;
+        let now = self.last_now;
+        // Header extensions share one id space on a bundled transport.
+        let (twcc_seq, ext_mid) = match self
+            .session
+            .media
+            .first()
+            .map(|m| pkt.extensions(&m.extensions))
+        {
+            Some(Ok(v)) => (v.transport_cc, v.mid.and_then(Mid::new)),
+            _ => (None, None),
+        };
+        let ext_mid = ext_mid.filter(|m| self.session.media.iter().any(|x| x.mid == *m));
+        if let Some(t) = twcc_seq {
+            if !self.session.twcc_media_ssrc_set {
+                // Receivers (libwebrtc) only apply feedback whose media SSRC is one of
+                // the streams they send: name the first one we hear from.
+                self.session.twcc_rx = TwccRecvRegister::new(self.session.rtcp_ssrc, h.ssrc);
+                self.session.twcc_media_ssrc_set = true;
+            }
+            self.session.twcc_rx.on_packet(now, t);
+        }
+        let Some(mut idx) = self.rx_stream_index(h.ssrc, ext_mid) else {
+            self.stats.dropped += 1;
+            self.pool.put(buf);
+            return;
+        };
+        let mut ssrc = h.ssrc;
+        let mut pt = h.payload_type;
+        let mut seq16 = h.sequence_number;
+        {
+            let st = &mut self.session.rx_streams[idx];
+            st.packets += 1;
+            st.bytes += len as u64;
+            st.rate.add(now, len as u64);
+            if st.mid.is_none() {
+                st.mid = ext_mid;
+            }
+        }
+        if let Some(primary) = self.session.rx_streams[idx].rtx_of {
+            // RFC 4588: unwrap to the original packet (OSN, associated PT, primary SSRC).
+            let apt = self.session.rx_streams[idx]
+                .mid
+                .and_then(|m| self.session.media.iter().find(|x| x.mid == m))
+                .and_then(|info| info.rtx.iter().find(|(_, r)| *r == pt).map(|(p, _)| *p));
+            let (Some(apt), Some(osn)) = (apt, buf.get(payload_offset..payload_offset + 2)) else {
+                // Padding-only RTX probes (bandwidth probing) and unknown PTs end here.
+                self.pool.put(buf);
+                return;
+            };
+            let osn = u16::from_be_bytes([osn[0], osn[1]]);
+            buf.copy_within(payload_offset + 2..len, payload_offset);
+            len -= 2;
+            payload_end -= 2;
+            buf[1] = (buf[1] & 0x80) | apt;
+            buf[2..4].copy_from_slice(&osn.to_be_bytes());
+            buf[8..12].copy_from_slice(&primary.to_be_bytes());
+            ssrc = primary;
+            pt = apt;
+            seq16 = osn;
+            let mid = self.session.rx_streams[idx].mid;
+            let Some(i) = self.rx_stream_index(primary, mid) else {
+                self.pool.put(buf);
+                return;
+            };
+            idx = i;
+        }
+        if payload_end <= payload_offset {
+            // Padding only (bandwidth probe): nothing to deliver.
+            self.pool.put(buf);
+            return;
+        }
+        let clock_rate = self.session.rx_streams[idx]
+            .mid
+            .and_then(|m| self.session.media.iter().find(|x| x.mid == m))
+            .and_then(|info| pt_params(info, pt))
+            .map_or(90_000, |(_, c)| c);
+        let st = &mut self.session.rx_streams[idx];
+        // Extends the 16-bit sequence number (a method named unwrap, not Option::unwrap).
+        let seq_no = st.seq.unwrap(seq16);
+        // Extends the 32-bit RTP timestamp (not Option::unwrap).
+        let time = st.time.unwrap(h.timestamp);
+        st.register.update(now, seq_no, h.timestamp, clock_rate);
+        st.nack.on_packet(now, seq_no);
+        let mid = st.mid;
+        if self.config.rtp_mode {
+            self.outbox.rtp_in.push_back(PendingRtp {
+                mid,
+                ssrc,
+                payload_type: pt,
+                seq_no,
+                timestamp: h.timestamp,
+                marker: h.marker,
+                buf,
+                len,
+                payload_offset,
+            });
+            return;
+        }
+        // Frame mode: depacketize into whole frames (of a known media section).
+        let Some(mid) = mid else {
+            self.pool.put(buf);
+            return;
+        };
+        let params = self
+            .session
+            .media
+            .iter()
+            .find(|x| x.mid == mid)
+            .and_then(|info| pt_params(info, pt));
+        let Some((codec, clock_rate)) = params else {
+            self.pool.put(buf);
+            return;
+        };
+        let Some(pcodec) = packet_codec(&codec) else {
+            self.pool.put(buf);
+            return;
+        };
+        let st = &mut self.session.rx_streams[idx];
+        let depack = st.depacketizer(pt, pcodec);
+        let meta = crate::packet::PacketMeta {
+            seq: seq_no,
+            time,
+            marker: h.marker,
+            received: now,
+        };
+        depack.push(meta, buf.get(payload_offset..payload_end).unwrap_or(&[]));
+        let mut frames = Vec::new();
+        while let Some(f) = depack.pop() {
+            frames.push(f);
+        }
+        let wants_keyframe = depack.needs_keyframe()
+            && st
+                .last_keyframe_request
+                .is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
+        if wants_keyframe {
+            st.last_keyframe_request = Some(now);
+        }
+        self.pool.put(buf);
+        for f in frames {
+            match f {
+                Ok(f) => self
+                    .outbox
+                    .events
+                    .push_back(PendingEvent::MediaData(MediaData {
+                        mid,
+                        ssrc,
+                        pt,
+                        codec: pcodec,
+                        clock_rate,
+                        time: f.time,
+                        network_time: f.received,
+                        contiguous: f.contiguous,
+                        keyframe: f.keyframe,
+                        data: f.data,
+                    })),
+                Err(_) => self.stats.dropped += 1,
+            }
+        }
+        if wants_keyframe
+            && self
+                .media_info(mid)
+                .is_some_and(|m| m.kind == MediaKind::Video)
+        {
+            let _ = self.request_keyframe(ssrc, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// The receive stream of `ssrc`, created on first sight (bounded).
+    pub(super) fn rx_stream_index(&mut self, ssrc: u32, ext_mid: Option<Mid>) -> Option<usize> {
+        if let Some(i) = self.session.rx_streams.iter().position(|s| s.ssrc == ssrc) {
+            return Some(i);
+        }
+        if self.session.rx_streams.len() >= MAX_RX_STREAMS {
+            return None;
+        }
+        let mid = self
+            .session
+            .media
+            .iter()
+            .find(|m| m.remote_ssrcs.contains(&ssrc))
+            .map(|m| m.mid)
+            .or(ext_mid);
+        let rtx_of = self
+            .session
+            .media
+            .iter()
+            .flat_map(|m| m.remote_rtx.iter())
+            .find(|(_, rtx)| *rtx == ssrc)
+            .map(|(p, _)| *p);
+        let mut st = RxStream::new(ssrc, mid);
+        st.rtx_of = rtx_of;
+        self.session.rx_streams.push(st);
+        Some(self.session.rx_streams.len() - 1)
+    }
+
+    pub(super) fn handle_rtcp(&mut self, contents: &[u8]) {
+        let Some(mut buf) = self.copy_in(contents) else {
+            return;
+        };
+        let Some(srtp) = self.transport.srtp_rx.as_mut() else {
+            // copy_in checked that the keys are installed.
+            self.pool.put(buf);
+            return;
+        };
+        match srtp.unprotect_rtcp(&mut buf[..contents.len()]) {
+            Ok(n) => {
+                self.stats.srtcp_packets_in += 1;
+                let now = self.last_now;
+                self.handle_rtcp_packets(now, &buf[..n]);
+            }
+            Err(e) => {
+                self.stats.srtp_errors += 1;
+                self.count_srtp_error(&e);
+            }
+        }
+        self.pool.put(buf);
+    }
+
+    pub(super) fn count_srtp_error(&mut self, e: &crate::srtp::SrtpError) {
+        match e {
+            crate::srtp::SrtpError::AuthFailed => self.stats.srtp_auth_failures += 1,
+            crate::srtp::SrtpError::Replayed | crate::srtp::SrtpError::TooOld => {
+                self.stats.srtp_replays += 1
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn keyframe_requested(&mut self, ssrc: u32, kind: KeyframeRequestKind) {
+        // Only streams we actually send can be asked for keyframes.
+        let Some(&(_, mid)) = self.session.tx_ssrcs.iter().find(|(s, _)| *s == ssrc) else {
+            return;
+        };
+        if let Some(tx) = self.session.tx.iter_mut().find(|t| t.ssrc == ssrc) {
+            match kind {
+                KeyframeRequestKind::Pli => tx.plis_received += 1,
+                KeyframeRequestKind::Fir => tx.firs_received += 1,
+            }
+        }
+        self.outbox
+            .events
+            .push_back(PendingEvent::KeyframeRequest(KeyframeRequest {
+                mid,
+                ssrc,
+                kind,
+            }));
+    }
+
+    /// Moves ICE and DTLS outputs into our queues and reacts to their events.
+    pub(super) fn process(&mut self, now: Instant) {
+        while let Some(t) = self.transport.ice.poll_transmit() {
+            let mut buf = self.pool.take();
+            if t.contents.len() > buf.len() {
+                buf.resize(t.contents.len(), 0);
+            }
+            buf[..t.contents.len()].copy_from_slice(&t.contents);
+            self.outbox.transmits.push_back(PendingTransmit {
+                proto: t.proto,
+                source: t.source,
+                destination: t.destination,
+                len: t.contents.len(),
+                buf,
+            });
+            self.transport.ice.recycle_buffer(t.contents);
+        }
+        while let Some(ev) = self.transport.ice.poll_event() {
+            match ev {
+                IceAgentEvent::IceConnectionStateChange(s) => {
+                    self.transport.ice_state = s;
+                    self.outbox.events.push_back(PendingEvent::Ice(s));
+                    match s {
+                        IceConnectionState::Connected | IceConnectionState::Completed
+                            if self.transport.dtls.is_active() == Some(true) =>
+                        {
+                            if let Err(e) = self.transport.dtls.start(now) {
+                                self.fail(FailReason::Dtls(e));
+                            }
+                        }
+                        IceConnectionState::Disconnected => {
+                            self.fail(FailReason::IceFailed);
+                        }
+                        _ => {}
+                    }
+                }
+                IceAgentEvent::NominatedSend {
+                    proto,
+                    source,
+                    destination,
+                } => {
+                    self.transport.send_path = Some((proto, source, destination));
+                    if !self.transport.recv_sources.contains(&(proto, destination)) {
+                        self.transport.recv_sources.push((proto, destination));
+                    }
+                }
+                IceAgentEvent::DiscoveredRecv { proto, source } => {
+                    if !self.transport.recv_sources.contains(&(proto, source)) {
+                        self.transport.recv_sources.push((proto, source));
+                    }
+                }
+            }
+        }
+        while let Some(ev) = self.transport.dtls.poll_event() {
+            match ev {
+                DtlsEvent::Connected => {}
+                DtlsEvent::SrtpKeys {
+                    profile,
+                    material,
+                    we_are_client,
+                } => {
+                    let p = match profile {
+                        SrtpProfileId::Aes128CmSha1_80 => SrtpProfile::Aes128CmSha1_80,
+                        SrtpProfileId::AeadAes128Gcm => SrtpProfile::AeadAes128Gcm,
+                        SrtpProfileId::AeadAes256Gcm => SrtpProfile::AeadAes256Gcm,
+                    };
+                    match SrtpContext::pair_from_keying_material(p, &material, we_are_client) {
+                        Ok((tx, rx)) => {
+                            self.transport.srtp_tx = Some(tx);
+                            self.transport.srtp_rx = Some(rx);
+                            self.transport.srtp_profile = Some(profile);
+                            self.transport.connected = true;
+                            self.session.next_report_at = now + Duration::from_millis(200);
+                            if let Some(i) = self.config.stats_interval {
+                                self.session.next_stats_at = now + i;
+                            }
+                            self.session.twcc_rx = TwccRecvRegister::new(self.session.rtcp_ssrc, 0);
+                            self.session.twcc_media_ssrc_set = false;
+                            self.outbox.events.push_back(PendingEvent::Connected);
+                        }
+                        Err(e) => self.fail(FailReason::Dtls(DtlsError::Protocol(format!(
+                            "srtp keying: {e}"
+                        )))),
+                    }
+                }
+                DtlsEvent::Data(d) => {
+                    if let Some(sctp) = self.sctp.as_mut()
+                        && sctp.handle_input(now, &d).is_err()
+                    {
+                        self.stats.dropped += 1;
+                    }
+                }
+                DtlsEvent::Closed => {
+                    self.fail(FailReason::Dtls(DtlsError::Closed));
+                }
+                DtlsEvent::Failed(DtlsError::FingerprintMismatch) => {
+                    self.fail(FailReason::FingerprintMismatch);
+                }
+                DtlsEvent::Failed(e) => self.fail(FailReason::Dtls(e)),
+            }
+        }
+        self.pump_sctp(now);
+        self.flush_dtls();
+    }
+}
