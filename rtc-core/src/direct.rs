@@ -48,6 +48,10 @@ impl<'a> DirectApi<'a> {
 
     /// Fixes the DTLS role: `true` makes us the DTLS client (we send ClientHello once
     /// ICE connects), `false` the server. Must be set before the handshake starts.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when the DTLS role is already set to the other value.
     pub fn start_dtls(&mut self, active: bool) -> Result<(), RtcError> {
         if self
             .rtc
@@ -68,6 +72,10 @@ impl<'a> DirectApi<'a> {
     }
 
     /// Declares an incoming SSRC as belonging to a media section.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::UnknownMid`] when no media section `mid` is declared.
     pub fn expect_stream_rx(&mut self, mid: Mid, ssrc: u32) -> Result<(), RtcError> {
         if !self.rtc.session.media.iter().any(|m| m.mid == mid) {
             return Err(RtcError::UnknownMid(mid));
@@ -78,6 +86,10 @@ impl<'a> DirectApi<'a> {
 
     /// Enables data channels over this connection (the SCTP association starts once
     /// DTLS is up; the DTLS client is the SCTP client). Set the DTLS role first.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when the DTLS role is not set yet.
     pub fn start_sctp(&mut self, remote_max_message_size: Option<u64>) -> Result<(), RtcError> {
         if self.rtc.transport.dtls.is_active().is_none() {
             return Err(RtcError::InvalidState(
@@ -90,11 +102,22 @@ impl<'a> DirectApi<'a> {
 
     /// Opens a data channel: in-band (DCEP) or, with `config.negotiated = Some(id)`,
     /// pre-negotiated on a fixed stream id (the peer must do the same).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when data channels are not started
+    /// ([`DirectApi::start_sctp`]); [`RtcError::Channel`] when the SCTP transport
+    /// refuses the channel (stream id in use, association closed).
     pub fn create_data_channel(&mut self, config: ChannelConfig) -> Result<ChannelId, RtcError> {
         self.rtc.open_channel(config)
     }
 
     /// Asks the peer for a keyframe on its stream `media_ssrc` (RTCP PLI or FIR).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected (no SRTP keys or no ICE path yet);
+    /// [`RtcError::Write`] when the RTCP packet cannot be written or protected.
     pub fn request_keyframe(
         &mut self,
         media_ssrc: u32,
@@ -107,6 +130,12 @@ impl<'a> DirectApi<'a> {
     /// protects and queues it — one copy fewer than [`DirectApi::write_rtp_packet`].
     /// `fill` writes the plaintext packet into the buffer it is given and returns its
     /// length, or `None` to send nothing (then `Ok(false)`).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected (no SRTP keys or no ICE path yet);
+    /// [`RtcError::Write`] ([`WriteError::Srtp`](crate::error::WriteError::Srtp)) when
+    /// SRTP protection fails.
     pub fn write_rtp_packet_with(
         &mut self,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
@@ -115,6 +144,13 @@ impl<'a> DirectApi<'a> {
     }
 
     /// RTP mode: protects and sends one complete RTP packet (header + payload).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected (no SRTP keys or no ICE path yet);
+    /// [`RtcError::Write`] when the packet is too large
+    /// ([`WriteError::TooLarge`](crate::error::WriteError::TooLarge)) or SRTP
+    /// protection fails.
     pub fn write_rtp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
         self.rtc.send_rtp_packet(packet)
     }

@@ -25,7 +25,7 @@ use aws_lc_rs::digest;
 pub enum DtlsError {
     /// Certificate generation failed.
     #[error("certificate generation failed: {0}")]
-    CertificateGeneration(String),
+    CertificateGeneration(#[source] rcgen::Error),
     /// A fingerprint string could not be parsed.
     #[error("bad fingerprint: {0}")]
     BadFingerprint(String),
@@ -37,7 +37,13 @@ pub enum DtlsError {
     FingerprintMismatch,
     /// The DTLS state machine failed (fatal for the connection).
     #[error("dtls: {0}")]
-    Protocol(String),
+    Protocol(#[source] dimpl::Error),
+    /// The handshake settled on an SRTP profile this crate does not know.
+    #[error("dtls: unknown SRTP profile {0:?}")]
+    UnknownSrtpProfile(dimpl::SrtpProfile),
+    /// The keying material exported by DTLS could not key SRTP.
+    #[error("srtp keying: {0}")]
+    SrtpKeying(#[source] crate::srtp::SrtpError),
     /// The negotiated SRTP profile is not one we allow.
     #[error("peer negotiated an SRTP profile we do not allow: {0:?}")]
     SrtpProfileRefused(SrtpProfileId),
@@ -60,6 +66,11 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     /// Computes the fingerprint of a DER certificate with the given hash function.
+    ///
+    /// # Errors
+    ///
+    /// [`DtlsError::UnsupportedHash`] when `hash_func` is not sha-1, sha-256, sha-384
+    /// or sha-512.
     pub fn of_der(hash_func: &str, der: &[u8]) -> Result<Fingerprint, DtlsError> {
         let alg = hash_alg(hash_func)?;
         Ok(Fingerprint {
@@ -157,8 +168,13 @@ impl DtlsCert {
     /// Validity uses rcgen's fixed defaults (1975–4096), so no clock is read;
     /// WebRTC peers authenticate the certificate by fingerprint only. The serial
     /// number is random (Firefox rejects repeated serials from one issuer name).
+    ///
+    /// # Errors
+    ///
+    /// [`DtlsError::CertificateGeneration`] when key or certificate generation fails (a
+    /// broken random number generator).
     pub fn new_ecdsa_p256() -> Result<DtlsCert, DtlsError> {
-        let gen_err = |e: rcgen::Error| DtlsError::CertificateGeneration(e.to_string());
+        let gen_err = DtlsError::CertificateGeneration;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
         let mut dn = rcgen::DistinguishedName::new();
@@ -172,6 +188,11 @@ impl DtlsCert {
 
     /// Uses a caller-supplied certificate (DER) and PKCS#8 private key (DER).
     /// The key must be ECDSA (P-256 or P-384).
+    ///
+    /// # Errors
+    ///
+    /// None in practice: the SHA-256 fingerprint is always computable. The `Result`
+    /// leaves room for validating the key.
     pub fn from_der(certificate: Vec<u8>, private_key: Vec<u8>) -> Result<DtlsCert, DtlsError> {
         let fingerprint = Fingerprint::of_der("sha-256", &certificate)?;
         Ok(DtlsCert {
@@ -330,7 +351,7 @@ impl DtlsTransport {
         dtls.set_active(active);
         if let Err(e) = dtls.handle_timeout(now) {
             self.dtls = Some(dtls);
-            self.fail(DtlsError::Protocol(e.to_string()));
+            self.fail(DtlsError::Protocol(e));
             return Ok(());
         }
         self.dtls = Some(dtls);
@@ -354,12 +375,12 @@ impl DtlsTransport {
         if self.last_now.is_none_or(|t| now > t) {
             self.last_now = Some(now);
             if let Err(e) = dtls.handle_timeout(now) {
-                self.fail(DtlsError::Protocol(e.to_string()));
+                self.fail(DtlsError::Protocol(e));
                 return;
             }
         }
         if let Err(e) = dtls.handle_packet(packet) {
-            self.fail(DtlsError::Protocol(e.to_string()));
+            self.fail(DtlsError::Protocol(e));
             return;
         }
         self.drain();
@@ -378,7 +399,7 @@ impl DtlsTransport {
         self.last_now = Some(now);
         if self.next_timeout.is_some_and(|t| now >= t) {
             if let Err(e) = dtls.handle_timeout(now) {
-                self.fail(DtlsError::Protocol(e.to_string()));
+                self.fail(DtlsError::Protocol(e));
                 return;
             }
             self.drain();
@@ -402,7 +423,7 @@ impl DtlsTransport {
             return Err(DtlsError::RoleNotSet);
         };
         if let Err(e) = dtls.send_application_data(data) {
-            let err = DtlsError::Protocol(e.to_string());
+            let err = DtlsError::Protocol(e);
             self.fail(err.clone());
             return Err(err);
         }
@@ -461,9 +482,7 @@ impl DtlsTransport {
                     match SrtpProfileId::from_dimpl(profile) {
                         Some(p) => self.pending_keys = Some((p, km.to_vec())),
                         None => {
-                            self.fail(DtlsError::Protocol(format!(
-                                "unknown SRTP profile {profile:?}"
-                            )));
+                            self.fail(DtlsError::UnknownSrtpProfile(profile));
                             return;
                         }
                     }

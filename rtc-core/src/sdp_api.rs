@@ -29,6 +29,11 @@ macro_rules! sdp_wrapper {
     ($t:ident) => {
         impl $t {
             /// Parses SDP text. The error names the line and the reason.
+            ///
+            /// # Errors
+            ///
+            /// [`SdpError`] naming the offending line and the reason when the text is
+            /// not a valid session description.
             pub fn from_sdp_string(s: &str) -> Result<$t, SdpError> {
                 SessionDescription::parse(s).map($t)
             }
@@ -100,6 +105,14 @@ impl<'a> SdpApi<'a> {
     /// is answered with the codecs and header extensions we share (rejected with
     /// port 0 when none match), a data-channel section is accepted, everything is
     /// bundled on one transport.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Sdp`] when the offer accepts no section, lacks ICE credentials or a
+    /// fingerprint, asks for `a=setup:holdconn` or names an invalid mid;
+    /// [`RtcError::SdpSection`] when one section cannot be negotiated;
+    /// [`RtcError::InvalidState`] when the offer changes the established DTLS role. A
+    /// refused offer changes nothing.
     pub fn accept_offer(self, offer: SdpOffer) -> Result<SdpAnswer, RtcError> {
         let rtc = self.rtc;
         let offer = offer.0;
@@ -238,6 +251,11 @@ impl<'a> SdpApi<'a> {
     /// once; otherwise the next offer gets a data-channel (SCTP) section and the
     /// channel opens after the answer. Its id arrives with
     /// [`Event::ChannelOpen`](crate::Event::ChannelOpen).
+    ///
+    /// # Errors
+    ///
+    /// When data channels are already negotiated, as [`DirectApi::create_data_channel`]
+    /// (crate::direct::DirectApi::create_data_channel).
     pub fn add_channel(&mut self, config: ChannelConfig) -> Result<(), RtcError> {
         if self.rtc.sctp.is_some() {
             self.rtc.open_channel(config)?;
@@ -337,6 +355,14 @@ impl<'a> SdpApi<'a> {
     }
 
     /// Applies the peer's answer to our pending offer.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Sdp`] when the answer lacks an offered mid, accepts no section,
+    /// lacks ICE credentials or a fingerprint, or its `a=setup` is not
+    /// `active`/`passive`; [`RtcError::SdpSection`] when one section cannot be
+    /// negotiated; [`RtcError::InvalidState`] when it changes the established DTLS
+    /// role; [`RtcError::Channel`] when a queued data channel cannot be opened.
     pub fn accept_answer(
         self,
         pending: SdpPendingOffer,

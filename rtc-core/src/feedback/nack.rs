@@ -251,6 +251,10 @@ impl NackRegister {
     /// Polls like [`NackRegister::poll_nack`] and writes the result as a generic NACK
     /// RTCP packet into `buf`. `Ok(None)` when nothing is due; at most as many entries
     /// as fit `buf` (and at most 64) are taken.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write_nack(
         &mut self,
         now: Instant,

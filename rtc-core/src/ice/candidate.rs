@@ -198,11 +198,20 @@ impl Candidate {
 
     /// A host candidate on a local interface. TCP host candidates are passive; use
     /// [`set_tcp_type`](Self::set_tcp_type) to change that.
+    ///
+    /// # Errors
+    ///
+    /// [`IceError::InvalidAddress`] when `addr` is unspecified or multicast.
     pub fn host(addr: SocketAddr, proto: Protocol) -> Result<Candidate, IceError> {
         Self::new_local(CandidateKind::Host, addr, addr, None, proto)
     }
 
     /// A server-reflexive candidate `addr` whose base (local socket) is `base`.
+    ///
+    /// # Errors
+    ///
+    /// [`IceError::InvalidAddress`] when `addr` or `base` is unspecified or multicast,
+    /// or the two are of different address families.
     pub fn server_reflexive(
         addr: SocketAddr,
         base: SocketAddr,
@@ -219,6 +228,10 @@ impl Candidate {
 
     /// A relayed candidate on a TURN server; `base` is the local socket used to reach
     /// the relay, if known (advertised as raddr/rport).
+    ///
+    /// # Errors
+    ///
+    /// [`IceError::InvalidAddress`] when `addr` or `base` is unspecified or multicast.
     pub fn relayed(
         addr: SocketAddr,
         base: Option<SocketAddr>,
@@ -322,6 +335,13 @@ impl Candidate {
     ///
     /// Host names are refused: an mDNS `.local` name yields [`IceError::Mdns`], any
     /// other name [`IceError::InvalidAddress`]. Unknown extension pairs are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`IceError::Malformed`] for a missing or malformed field,
+    /// [`IceError::UnsupportedTransport`] for a transport other than UDP or TCP,
+    /// [`IceError::Mdns`] for an mDNS `.local` address, [`IceError::InvalidAddress`]
+    /// for an unusable address.
     pub fn from_sdp_string(s: &str) -> Result<Candidate, IceError> {
         let s = s.trim();
         let s = s.strip_prefix("a=").unwrap_or(s);

@@ -18,6 +18,11 @@ pub enum FramingError {
 }
 
 /// Writes `payload` with its 2-byte length prefix into `out`; returns bytes written.
+///
+/// # Errors
+///
+/// [`FramingError::TooLarge`] when `payload` is longer than 65535 bytes,
+/// [`FramingError::BufferTooSmall`] when `out` cannot hold prefix and payload.
 pub fn frame(payload: &[u8], out: &mut [u8]) -> Result<usize, FramingError> {
     let len = u16::try_from(payload.len()).map_err(|_| FramingError::TooLarge)?;
     let total = payload.len() + 2;
@@ -66,6 +71,10 @@ impl StreamDecoder {
 
     /// Appends bytes read from the stream. Fails if more than the limit would be
     /// buffered (the bytes are then not appended).
+    ///
+    /// # Errors
+    ///
+    /// [`FramingError::Overflow`] when more than the limit would be buffered.
     pub fn push(&mut self, data: &[u8]) -> Result<(), FramingError> {
         if self.read > 0 {
             self.buf.drain(..self.read);

@@ -31,21 +31,42 @@ impl Channel<'_> {
     }
 
     /// Sends a message (binary or text). Returns the bytes accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Channel`] when the channel is unknown or not open, the message is
+    /// larger than the peer accepts, or the association is closed;
+    /// [`RtcError::InvalidState`] when data channels are not set up.
     pub fn write(&mut self, binary: bool, data: &[u8]) -> Result<usize, RtcError> {
         self.with(|s, id| s.write(id, binary, data))
     }
 
     /// Bytes queued but not yet acknowledged by the peer.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Channel`] when the channel is unknown or the association is closed;
+    /// [`RtcError::InvalidState`] when data channels are not set up.
     pub fn buffered_amount(&mut self) -> Result<usize, RtcError> {
         self.with(|s, id| s.buffered_amount(id))
     }
 
     /// Sets the low-water mark for [`Event::ChannelBufferedAmountLow`].
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Channel`] when the channel is unknown or the association is closed;
+    /// [`RtcError::InvalidState`] when data channels are not set up.
     pub fn set_buffered_amount_low_threshold(&mut self, n: usize) -> Result<(), RtcError> {
         self.with(|s, id| s.set_buffered_amount_low_threshold(id, n))
     }
 
     /// Closes the channel (stream reset).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Channel`] when the channel is unknown or the association is closed;
+    /// [`RtcError::InvalidState`] when data channels are not set up.
     pub fn close(&mut self) -> Result<(), RtcError> {
         self.with(|s, id| s.close_channel(id))
     }

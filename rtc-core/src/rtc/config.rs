@@ -122,6 +122,10 @@ impl RtcConfig {
     }
 
     /// Builds the `Rtc`. `now` is the current time; the `Rtc` never reads a clock.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Dtls`] when no certificate was given and generating one fails.
     pub fn build(self, now: Instant) -> Result<Rtc, RtcError> {
         Rtc::from_config(self, now)
     }

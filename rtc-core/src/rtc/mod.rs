@@ -21,6 +21,8 @@ mod error;
 mod receive;
 mod rtcp;
 mod send;
+#[cfg(test)]
+mod tests;
 
 pub use self::channel::Channel;
 pub use self::config::RtcConfig;

@@ -21,8 +21,42 @@ use crate::srtp::{SrtpContext, SrtpProfile};
 use crate::streams::{RxStream, packet_codec, pt_params};
 use crate::stun::StunMessage;
 
+/// A decrypted RTP packet in a pooled buffer, on its way through the receive path.
+struct RxRtp {
+    buf: Vec<u8>,
+    /// Length of the plaintext packet in `buf`.
+    len: usize,
+    payload_offset: usize,
+    /// End of the payload (before any padding).
+    payload_end: usize,
+    ssrc: u32,
+    pt: u8,
+    seq16: u16,
+    timestamp: u32,
+    marker: bool,
+}
+
+/// Keyframe bookkeeping: whether a new keyframe request is due on `st` (at most one
+/// per `KEYFRAME_REQUEST_INTERVAL`); records it when it is.
+pub(super) fn keyframe_request_due(st: &mut RxStream, now: Instant) -> bool {
+    let due = st
+        .last_keyframe_request
+        .is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
+    if due {
+        st.last_keyframe_request = Some(now);
+    }
+    due
+}
+
 impl Rtc {
     /// Feeds input: a received datagram or the passage of time.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::NotAlive`] once the `Rtc` is closed or failed;
+    /// [`RtcError::TimeWentBackwards`] when `now` is earlier than a previous input's.
+    /// Bad datagrams are no error: they are dropped and counted in
+    /// [`PeerStats`](crate::PeerStats).
     pub fn handle_input(&mut self, input: Input<'_>) -> Result<(), RtcError> {
         if !self.alive {
             return Err(RtcError::NotAlive);
@@ -108,14 +142,76 @@ impl Rtc {
         Some(buf)
     }
 
+    /// The RTP receive path, one step per function: unprotect and parse, record the
+    /// transport-wide sequence number, find the stream, unwrap RTX, update the
+    /// stream's registers, then an RTP-mode event or frame assembly.
     pub(super) fn handle_rtp(&mut self, contents: &[u8]) {
-        let Some(mut buf) = self.copy_in(contents) else {
+        let Some((mut p, twcc_seq, ext_mid)) = self.unprotect_rtp(contents) else {
             return;
         };
+        let now = self.last_now;
+        if let Some(t) = twcc_seq {
+            self.record_twcc(now, p.ssrc, t);
+        }
+        let Some(mut idx) = self.rx_stream_index(p.ssrc, ext_mid) else {
+            self.stats.dropped += 1;
+            self.pool.put(p.buf);
+            return;
+        };
+        {
+            let st = &mut self.session.rx_streams[idx];
+            st.packets += 1;
+            st.bytes += p.len as u64;
+            st.rate.add(now, p.len as u64);
+            if st.mid.is_none() {
+                st.mid = ext_mid;
+            }
+        }
+        if let Some(primary) = self.session.rx_streams[idx].rtx_of {
+            let Some(i) = self.unwrap_rtx(idx, primary, &mut p) else {
+                self.pool.put(p.buf);
+                return;
+            };
+            idx = i;
+        }
+        if p.payload_end <= p.payload_offset {
+            // Padding only (bandwidth probe): nothing to deliver.
+            self.pool.put(p.buf);
+            return;
+        }
+        let (seq_no, time, mid) = self.update_rx_stream(idx, now, &p);
+        if self.config.rtp_mode {
+            self.outbox.rtp_in.push_back(PendingRtp {
+                mid,
+                ssrc: p.ssrc,
+                payload_type: p.pt,
+                seq_no,
+                timestamp: p.timestamp,
+                marker: p.marker,
+                buf: p.buf,
+                len: p.len,
+                payload_offset: p.payload_offset,
+            });
+            return;
+        }
+        // Frame mode: depacketize into whole frames (of a known media section).
+        let Some(mid) = mid else {
+            self.pool.put(p.buf);
+            return;
+        };
+        self.depacketize(idx, mid, seq_no, time, p);
+    }
+
+    /// Step 1: copies the datagram into a pooled buffer, decrypts and parses it.
+    /// Returns the packet with its transport-wide sequence number and the `mid`
+    /// header extension (when it names a known section), or `None` after counting
+    /// the drop.
+    fn unprotect_rtp(&mut self, contents: &[u8]) -> Option<(RxRtp, Option<u16>, Option<Mid>)> {
+        let mut buf = self.copy_in(contents)?;
         let Some(srtp) = self.transport.srtp_rx.as_mut() else {
             // copy_in checked that the keys are installed.
             self.pool.put(buf);
-            return;
+            return None;
         };
         let len = match srtp.unprotect_rtp(&mut buf[..contents.len()]) {
             Ok(n) => n,
@@ -123,20 +219,16 @@ impl Rtc {
                 self.stats.srtp_errors += 1;
                 self.count_srtp_error(&e);
                 self.pool.put(buf);
-                return;
+                return None;
             }
         };
         self.stats.srtp_packets_in += 1;
         let Ok(pkt) = RtpPacket::parse(&buf[..len]) else {
             self.stats.dropped += 1;
             self.pool.put(buf);
-            return;
+            return None;
         };
         let h = pkt.header;
-        let payload_offset = len - pkt.payload.len() - usize::from(pkt.padding_len);
-        let mut payload_end = len - usize::from(pkt.padding_len);
-        let mut len = len;
-        let now = self.last_now;
         // Header extensions share one id space on a bundled transport.
         let (twcc_seq, ext_mid) = match self
             .session
@@ -148,132 +240,118 @@ impl Rtc {
             _ => (None, None),
         };
         let ext_mid = ext_mid.filter(|m| self.session.media.iter().any(|x| x.mid == *m));
-        if let Some(t) = twcc_seq {
-            if !self.session.twcc_media_ssrc_set {
-                // Receivers (libwebrtc) only apply feedback whose media SSRC is one of
-                // the streams they send: name the first one we hear from.
-                self.session.twcc_rx = TwccRecvRegister::new(self.session.rtcp_ssrc, h.ssrc);
-                self.session.twcc_media_ssrc_set = true;
-            }
-            self.session.twcc_rx.on_packet(now, t);
-        }
-        let Some(mut idx) = self.rx_stream_index(h.ssrc, ext_mid) else {
-            self.stats.dropped += 1;
-            self.pool.put(buf);
-            return;
+        let payload_offset = len - pkt.payload.len() - usize::from(pkt.padding_len);
+        let payload_end = len - usize::from(pkt.padding_len);
+        let p = RxRtp {
+            len,
+            payload_offset,
+            payload_end,
+            ssrc: h.ssrc,
+            pt: h.payload_type,
+            seq16: h.sequence_number,
+            timestamp: h.timestamp,
+            marker: h.marker,
+            buf,
         };
-        let mut ssrc = h.ssrc;
-        let mut pt = h.payload_type;
-        let mut seq16 = h.sequence_number;
-        {
-            let st = &mut self.session.rx_streams[idx];
-            st.packets += 1;
-            st.bytes += len as u64;
-            st.rate.add(now, len as u64);
-            if st.mid.is_none() {
-                st.mid = ext_mid;
-            }
+        Some((p, twcc_seq, ext_mid))
+    }
+
+    /// Step 2: records a transport-wide sequence number for our feedback.
+    fn record_twcc(&mut self, now: Instant, ssrc: u32, seq: u16) {
+        let s = &mut self.session;
+        if !s.twcc_media_ssrc_set {
+            // Receivers (libwebrtc) only apply feedback whose media SSRC is one of
+            // the streams they send: name the first one we hear from.
+            s.twcc_rx = TwccRecvRegister::new(s.rtcp_ssrc, ssrc);
+            s.twcc_media_ssrc_set = true;
         }
-        if let Some(primary) = self.session.rx_streams[idx].rtx_of {
-            // RFC 4588: unwrap to the original packet (OSN, associated PT, primary SSRC).
-            let apt = self.session.rx_streams[idx]
-                .mid
-                .and_then(|m| self.session.media.iter().find(|x| x.mid == m))
-                .and_then(|info| info.rtx.iter().find(|(_, r)| *r == pt).map(|(p, _)| *p));
-            let (Some(apt), Some(osn)) = (apt, buf.get(payload_offset..payload_offset + 2)) else {
-                // Padding-only RTX probes (bandwidth probing) and unknown PTs end here.
-                self.pool.put(buf);
-                return;
-            };
-            let osn = u16::from_be_bytes([osn[0], osn[1]]);
-            buf.copy_within(payload_offset + 2..len, payload_offset);
-            len -= 2;
-            payload_end -= 2;
-            buf[1] = (buf[1] & 0x80) | apt;
-            buf[2..4].copy_from_slice(&osn.to_be_bytes());
-            buf[8..12].copy_from_slice(&primary.to_be_bytes());
-            ssrc = primary;
-            pt = apt;
-            seq16 = osn;
-            let mid = self.session.rx_streams[idx].mid;
-            let Some(i) = self.rx_stream_index(primary, mid) else {
-                self.pool.put(buf);
-                return;
-            };
-            idx = i;
-        }
-        if payload_end <= payload_offset {
-            // Padding only (bandwidth probe): nothing to deliver.
-            self.pool.put(buf);
-            return;
-        }
+        s.twcc_rx.on_packet(now, seq);
+    }
+
+    /// Step 3 (RTX streams only): rewrites the packet in place to the original one
+    /// (RFC 4588: OSN, associated PT, primary SSRC) and returns the primary stream.
+    /// `None` for padding-only probes, unknown payload types or too many streams.
+    fn unwrap_rtx(&mut self, idx: usize, primary: u32, p: &mut RxRtp) -> Option<usize> {
+        let mid = self.session.rx_streams[idx].mid;
+        let apt = mid
+            .and_then(|m| self.session.media.iter().find(|x| x.mid == m))
+            .and_then(|info| {
+                info.rtx
+                    .iter()
+                    .find(|(_, r)| *r == p.pt)
+                    .map(|(prim, _)| *prim)
+            })?;
+        // Padding-only RTX probes (bandwidth probing) have no OSN.
+        let osn = p.buf.get(p.payload_offset..p.payload_offset + 2)?;
+        let osn = u16::from_be_bytes([osn[0], osn[1]]);
+        p.buf
+            .copy_within(p.payload_offset + 2..p.len, p.payload_offset);
+        p.len -= 2;
+        p.payload_end -= 2;
+        p.buf[1] = (p.buf[1] & 0x80) | apt;
+        p.buf[2..4].copy_from_slice(&osn.to_be_bytes());
+        p.buf[8..12].copy_from_slice(&primary.to_be_bytes());
+        p.ssrc = primary;
+        p.pt = apt;
+        p.seq16 = osn;
+        self.rx_stream_index(primary, mid)
+    }
+
+    /// Step 4: extends sequence number and timestamp and feeds the stream's report
+    /// and NACK registers. Returns `(seq_no, time, mid)`.
+    fn update_rx_stream(&mut self, idx: usize, now: Instant, p: &RxRtp) -> (u64, u64, Option<Mid>) {
         let clock_rate = self.session.rx_streams[idx]
             .mid
             .and_then(|m| self.session.media.iter().find(|x| x.mid == m))
-            .and_then(|info| pt_params(info, pt))
+            .and_then(|info| pt_params(info, p.pt))
             .map_or(90_000, |(_, c)| c);
         let st = &mut self.session.rx_streams[idx];
         // Extends the 16-bit sequence number (a method named unwrap, not Option::unwrap).
-        let seq_no = st.seq.unwrap(seq16);
+        let seq_no = st.seq.unwrap(p.seq16);
         // Extends the 32-bit RTP timestamp (not Option::unwrap).
-        let time = st.time.unwrap(h.timestamp);
-        st.register.update(now, seq_no, h.timestamp, clock_rate);
+        let time = st.time.unwrap(p.timestamp);
+        st.register.update(now, seq_no, p.timestamp, clock_rate);
         st.nack.on_packet(now, seq_no);
-        let mid = st.mid;
-        if self.config.rtp_mode {
-            self.outbox.rtp_in.push_back(PendingRtp {
-                mid,
-                ssrc,
-                payload_type: pt,
-                seq_no,
-                timestamp: h.timestamp,
-                marker: h.marker,
-                buf,
-                len,
-                payload_offset,
-            });
-            return;
-        }
-        // Frame mode: depacketize into whole frames (of a known media section).
-        let Some(mid) = mid else {
-            self.pool.put(buf);
-            return;
-        };
+        (seq_no, time, st.mid)
+    }
+
+    /// Step 5 (frame mode): feeds the payload to the stream's depacketizer, reports
+    /// whole frames, and asks for a keyframe (PLI, rate-limited) while a video
+    /// stream cannot be repaired.
+    fn depacketize(&mut self, idx: usize, mid: Mid, seq_no: u64, time: u64, p: RxRtp) {
+        let now = self.last_now;
         let params = self
             .session
             .media
             .iter()
             .find(|x| x.mid == mid)
-            .and_then(|info| pt_params(info, pt));
+            .and_then(|info| pt_params(info, p.pt));
         let Some((codec, clock_rate)) = params else {
-            self.pool.put(buf);
+            self.pool.put(p.buf);
             return;
         };
         let Some(pcodec) = packet_codec(&codec) else {
-            self.pool.put(buf);
+            self.pool.put(p.buf);
             return;
         };
         let st = &mut self.session.rx_streams[idx];
-        let depack = st.depacketizer(pt, pcodec);
+        let depack = st.depacketizer(p.pt, pcodec);
         let meta = crate::packet::PacketMeta {
             seq: seq_no,
             time,
-            marker: h.marker,
+            marker: p.marker,
             received: now,
         };
-        depack.push(meta, buf.get(payload_offset..payload_end).unwrap_or(&[]));
+        depack.push(
+            meta,
+            p.buf.get(p.payload_offset..p.payload_end).unwrap_or(&[]),
+        );
         let mut frames = Vec::new();
         while let Some(f) = depack.pop() {
             frames.push(f);
         }
-        let wants_keyframe = depack.needs_keyframe()
-            && st
-                .last_keyframe_request
-                .is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
-        if wants_keyframe {
-            st.last_keyframe_request = Some(now);
-        }
-        self.pool.put(buf);
+        let wants_keyframe = depack.needs_keyframe() && keyframe_request_due(st, now);
+        self.pool.put(p.buf);
         for f in frames {
             match f {
                 Ok(f) => self
@@ -281,8 +359,8 @@ impl Rtc {
                     .events
                     .push_back(PendingEvent::MediaData(MediaData {
                         mid,
-                        ssrc,
-                        pt,
+                        ssrc: p.ssrc,
+                        pt: p.pt,
                         codec: pcodec,
                         clock_rate,
                         time: f.time,
@@ -299,7 +377,7 @@ impl Rtc {
                 .media_info(mid)
                 .is_some_and(|m| m.kind == MediaKind::Video)
         {
-            let _ = self.request_keyframe(ssrc, KeyframeRequestKind::Pli);
+            let _ = self.request_keyframe(p.ssrc, KeyframeRequestKind::Pli);
         }
     }
 
@@ -464,9 +542,7 @@ impl Rtc {
                             self.session.twcc_media_ssrc_set = false;
                             self.outbox.events.push_back(PendingEvent::Connected);
                         }
-                        Err(e) => self.fail(FailReason::Dtls(DtlsError::Protocol(format!(
-                            "srtp keying: {e}"
-                        )))),
+                        Err(e) => self.fail(FailReason::Dtls(DtlsError::SrtpKeying(e))),
                     }
                 }
                 DtlsEvent::Data(d) => {

@@ -303,6 +303,10 @@ impl Rtc {
     }
 
     /// Drains output: datagrams to send, events, and finally the next timeout.
+    ///
+    /// # Errors
+    ///
+    /// None at present: the `Result` is kept for API stability.
     pub fn poll_output(&mut self) -> Result<Output<'_>, RtcError> {
         if let Some(b) = self.pool.lent.take() {
             self.pool.put(b);
@@ -396,6 +400,13 @@ impl Writer<'_> {
     /// Packetizes and sends one encoded frame. `media_time` is in the codec's RTP
     /// clock (90 kHz video, 48 kHz Opus), extended to 64 bits; `wallclock` is when the
     /// frame was captured.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::UnknownMid`] when the section is gone; [`RtcError::Write`] when `pt`
+    /// is not negotiated ([`WriteError::UnknownPayloadType`]), its codec has no
+    /// packetizer ([`WriteError::NoPacketizer`]), the frame cannot be packetized or a
+    /// packet not protected; [`RtcError::InvalidState`] when not connected.
     pub fn write(
         self,
         pt: u8,
@@ -447,6 +458,12 @@ impl Writer<'_> {
     }
 
     /// Asks the peer for a keyframe on the streams it sends on this section.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when no incoming stream is known on this section yet
+    /// or the connection is not up; [`RtcError::Write`] when the RTCP packet cannot be
+    /// written or protected.
     pub fn request_keyframe(self, kind: KeyframeRequestKind) -> Result<(), RtcError> {
         let ssrcs: Vec<u32> = self
             .rtc
@@ -486,6 +503,12 @@ impl StreamTx<'_> {
     /// Sends one RTP packet: the header is written with this stream's SSRC and the
     /// section's negotiated extension ids (the `mid` extension is added), then the
     /// packet is protected and queued. `seq_no` is truncated to 16 bits on the wire.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::Write`] when the header cannot be written ([`WriteError::Rtp`]), the
+    /// packet is too large ([`WriteError::TooLarge`]) or SRTP protection fails;
+    /// [`RtcError::InvalidState`] when not connected.
     #[allow(clippy::too_many_arguments)]
     pub fn write_rtp(
         &mut self,

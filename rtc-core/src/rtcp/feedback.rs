@@ -65,6 +65,10 @@ impl<'a> Nack<'a> {
     }
 
     /// Re-writes the packet as parsed.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 12 + self.fci.len();
         write_fb_header(buf, 1, PT_RTPFB, n, self.sender_ssrc, self.media_ssrc)?;
@@ -73,6 +77,11 @@ impl<'a> Nack<'a> {
     }
 
     /// Writes a NACK with the given FCI entries (at least one).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::Unencodable`] when `pairs` is empty or too long for the length
+    /// field; [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write_pairs(
         sender_ssrc: u32,
         media_ssrc: u32,
@@ -93,6 +102,11 @@ impl<'a> Nack<'a> {
     /// Writes a NACK for `lost` sequence numbers, which must be in ascending order
     /// (modulo 2^16, as produced by walking forward from the oldest loss); numbers
     /// within 16 of the current entry's pid share its bitmask. Empty input is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::Unencodable`] when `lost` is empty; [`RtcpError::BufferTooSmall`]
+    /// when `buf` cannot hold the packet.
     pub fn write_lost(
         sender_ssrc: u32,
         media_ssrc: u32,
@@ -144,6 +158,10 @@ impl Pli {
     }
 
     /// Writes the PLI (12 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         write_fb_header(buf, 1, PT_PSFB, 12, self.sender_ssrc, self.media_ssrc)?;
         Ok(12)
@@ -192,6 +210,10 @@ impl<'a> Fir<'a> {
     }
 
     /// Re-writes the packet as parsed.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 12 + self.entries.len();
         write_fb_header(buf, 4, PT_PSFB, n, self.sender_ssrc, self.media_ssrc)?;
@@ -200,6 +222,11 @@ impl<'a> Fir<'a> {
     }
 
     /// Writes a FIR with the given entries (at least one); media SSRC is 0.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::Unencodable`] when `entries` is empty or too long for the length
+    /// field; [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write_entries(
         sender_ssrc: u32,
         entries: &[FirEntry],
@@ -263,6 +290,11 @@ impl<'a> Remb<'a> {
     }
 
     /// Re-writes the packet (bitrate re-encoded, rounding down to 18 significant bits).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
+    /// [`RtcpError::TooMany`] for more than 255 SSRCs.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         write_remb(
             self.sender_ssrc,
@@ -276,6 +308,11 @@ impl<'a> Remb<'a> {
 
     /// Writes a REMB for `ssrcs` (at most 255). The bitrate is rounded down to
     /// what an 18-bit mantissa and 6-bit exponent can carry.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::TooMany`] for more than 255 SSRCs; [`RtcpError::BufferTooSmall`]
+    /// when `buf` cannot hold the packet.
     pub fn write_with(
         sender_ssrc: u32,
         bitrate: u64,

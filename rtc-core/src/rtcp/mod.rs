@@ -121,6 +121,11 @@ pub struct Unknown<'a> {
 
 impl Unknown<'_> {
     /// Writes the packet. The body must be a multiple of 4 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::Unencodable`] when the body is not a multiple of 4 bytes or too
+    /// long; [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         if !self.body.len().is_multiple_of(4) {
             return Err(RtcpError::Unencodable);
@@ -143,6 +148,12 @@ impl<'a> RtcpPacket<'a> {
     }
 
     /// Writes this packet into `buf`, returning the length written.
+    ///
+    /// # Errors
+    ///
+    /// As the packet type's own `write`: [`RtcpError::BufferTooSmall`] when `buf`
+    /// cannot hold the packet. [`RtcpError::Unencodable`] or [`RtcpError::TooMany`]
+    /// when the contents exceed what the format carries.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         match self {
             RtcpPacket::SenderReport(p) => p.write(buf),

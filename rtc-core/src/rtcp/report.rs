@@ -82,6 +82,10 @@ impl ReportBlocks {
     }
 
     /// Copies up to 31 blocks; errors with [`RtcpError::TooMany`] for more.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::TooMany`] for more than 31 blocks.
     pub fn from_slice(s: &[ReportBlock]) -> Result<Self, RtcpError> {
         let mut r = Self::new();
         for b in s {
@@ -91,6 +95,10 @@ impl ReportBlocks {
     }
 
     /// Appends a block; errors with [`RtcpError::TooMany`] when 31 are present.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::TooMany`] when 31 blocks are present.
     pub fn push(&mut self, b: ReportBlock) -> Result<(), RtcpError> {
         let slot = self
             .blocks
@@ -175,6 +183,10 @@ impl SenderReport {
     }
 
     /// Writes the SR, returning its length (28 + 24 per block).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 28 + BLOCK_LEN * self.reports.len();
         write_header(buf, self.reports.len() as u8, PT_SR, n)?;
@@ -207,6 +219,10 @@ impl ReceiverReport {
     }
 
     /// Writes the RR, returning its length (8 + 24 per block).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 8 + BLOCK_LEN * self.reports.len();
         write_header(buf, self.reports.len() as u8, PT_RR, n)?;
@@ -292,6 +308,10 @@ impl<'a> Sdes<'a> {
     }
 
     /// Re-writes the packet as parsed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sdes::write_chunks`].
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 4 + self.body.len();
         write_header(buf, self.count, PT_SDES, n)?;
@@ -301,6 +321,12 @@ impl<'a> Sdes<'a> {
 
     /// Writes an SDES packet from `(ssrc, items)` chunks (at most 31). Items with
     /// type 0 or values longer than 255 bytes are rejected.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::TooMany`] for more than 31 chunks; [`RtcpError::Unencodable`] for
+    /// an item of type 0 or longer than 255 bytes; [`RtcpError::BufferTooSmall`] when
+    /// `buf` cannot hold the packet.
     pub fn write_chunks(
         chunks: &[(u32, &[SdesItem<'_>])],
         buf: &mut [u8],
@@ -385,11 +411,21 @@ impl<'a> Bye<'a> {
     }
 
     /// Re-writes the packet as parsed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Bye::write_with`].
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         write_bye(self.ssrcs.len() / 4, self.ssrcs(), self.reason, buf)
     }
 
     /// Writes a BYE for `ssrcs` (at most 31) with an optional reason (≤ 255 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::TooMany`] for more than 31 SSRCs; [`RtcpError::Unencodable`] for a
+    /// reason longer than 255 bytes; [`RtcpError::BufferTooSmall`] when `buf` cannot
+    /// hold the packet.
     pub fn write_with(
         ssrcs: &[u32],
         reason: Option<&[u8]>,
@@ -455,6 +491,11 @@ impl<'a> App<'a> {
     }
 
     /// Writes the packet; `data` must be a multiple of 4 bytes and `subtype` < 32.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::Unencodable`] when `data` is not a multiple of 4 bytes or `subtype`
+    /// is 32 or more; [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         if !self.data.len().is_multiple_of(4) || self.subtype > 31 {
             return Err(RtcpError::Unencodable);

@@ -151,6 +151,11 @@ impl<'a> TransportFeedback<'a> {
     }
 
     /// Re-writes the packet as parsed (zero padding to 4 bytes with the P bit set).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
+    /// [`RtcpError::Unencodable`] when the contents cannot be encoded.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let used = 20 + self.chunks.len() + self.deltas.len();
         let n = finish_header(
@@ -338,6 +343,10 @@ impl TwccBuilder {
 
     /// Writes the next feedback packet into `buf`. Returns `Ok(None)` when nothing
     /// is pending, and [`RtcpError::BufferTooSmall`] if not even one packet fits.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::BufferTooSmall`] when not even one packet's feedback fits `buf`.
     pub fn write(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RtcpError> {
         // Packets older than what was already reported (late arrivals that an earlier
         // feedback reported as not received) are dropped so reports never conflict.

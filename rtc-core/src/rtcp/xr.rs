@@ -102,6 +102,10 @@ impl<'a> ExtendedReport<'a> {
     }
 
     /// Re-writes the packet as parsed (including skipped block types).
+    ///
+    /// # Errors
+    ///
+    /// As [`ExtendedReport::write_blocks`].
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, RtcpError> {
         let n = 8 + self.blocks.len();
         write_header(buf, 0, PT_XR, n)?;
@@ -112,6 +116,11 @@ impl<'a> ExtendedReport<'a> {
 
     /// Writes an XR with an optional RRTR block and, when `dlrr` is non-empty, a
     /// DLRR block.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcpError::TooMany`] when the DLRR block is too long for its length field;
+    /// [`RtcpError::BufferTooSmall`] when `buf` cannot hold the packet.
     pub fn write_blocks(
         ssrc: u32,
         rrtr: Option<u64>,

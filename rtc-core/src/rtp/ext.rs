@@ -255,6 +255,10 @@ impl<'a> ExtensionValues<'a> {
     ///
     /// Profile `0xBEDE` is the one-byte form, `0x100x` the two-byte form; any other
     /// profile yields empty values. Errors only when an element overruns the block.
+    ///
+    /// # Errors
+    ///
+    /// [`RtpError::ExtensionOverrun`] when an element runs past the end of the block.
     pub fn parse(
         profile: u16,
         data: &'a [u8],
@@ -390,6 +394,11 @@ impl<'a> ExtensionValues<'a> {
     /// `map`. Uses the one-byte form when all such ids are ≤ 14 and all lengths are
     /// 1..=16, else the two-byte form. Returns 0 (writing nothing) when no value is
     /// mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`RtpError::ExtensionTooLong`] when a value is too long even for the two-byte
+    /// form; [`RtpError::BufferTooSmall`] when `buf` cannot hold the block.
     pub fn write_block(&self, map: &ExtensionMap, buf: &mut [u8]) -> Result<usize, RtpError> {
         let mut one_byte = true;
         let mut any = false;

@@ -151,6 +151,14 @@ impl RtpHeader {
     /// `version`, `padding`, `extension`, `ext_profile` and `ext_len` in `self` are
     /// ignored: version 2 and no padding are written, and the extension fields follow
     /// from `ext`.
+    ///
+    /// # Errors
+    ///
+    /// [`RtpError::TooManyCsrcs`] for more than 15 CSRCs,
+    /// [`RtpError::BadExtensionLength`] for a raw extension block that is not a
+    /// multiple of 4 bytes or too long, [`RtpError::ExtensionTooLong`] for an extension
+    /// value that cannot be encoded, [`RtpError::BufferTooSmall`] when `buf` is too
+    /// small.
     pub fn write(&self, ext: HeaderExtension<'_>, buf: &mut [u8]) -> Result<usize, RtpError> {
         if usize::from(self.csrc_count) > MAX_CSRC {
             return Err(RtpError::TooManyCsrcs);
@@ -253,6 +261,11 @@ fn parse_header(buf: &[u8]) -> Result<(RtpHeader, usize), RtpError> {
 
 /// Returns the RTP header length (fixed part, CSRCs and extension block) of `buf`,
 /// validating only what is needed to compute it. Cheap; used by SRTP.
+///
+/// # Errors
+///
+/// [`RtpError::Truncated`] when `buf` ends inside the header, [`RtpError::BadVersion`]
+/// when the version is not 2.
 pub fn header_len(buf: &[u8]) -> Result<usize, RtpError> {
     let b0 = *buf.first().ok_or(RtpError::Truncated)?;
     if b0 >> 6 != 2 {
@@ -272,6 +285,12 @@ pub fn header_len(buf: &[u8]) -> Result<usize, RtpError> {
 impl<'a> RtpPacket<'a> {
     /// Parses an RTP packet. Validates the version, that the CSRC list and extension
     /// block fit, and that the padding count (when P is set) is non-zero and fits.
+    ///
+    /// # Errors
+    ///
+    /// [`RtpError::Truncated`] when `buf` ends inside the header,
+    /// [`RtpError::BadVersion`] when the version is not 2, [`RtpError::BadPadding`] for
+    /// a zero or oversized padding count.
     pub fn parse(buf: &'a [u8]) -> Result<RtpPacket<'a>, RtpError> {
         let (header, hlen) = parse_header(buf)?;
         let ext_start = hlen - usize::from(header.ext_len);
@@ -299,6 +318,10 @@ impl<'a> RtpPacket<'a> {
 
     /// Decodes the header extensions through `map` (RFC 8285 one- or two-byte form).
     /// Unknown profiles yield empty values; unknown ids are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`RtpError::ExtensionOverrun`] when an element runs past the end of the block.
     pub fn extensions(&self, map: &ExtensionMap) -> Result<ExtensionValues<'a>, RtpError> {
         if !self.header.extension {
             return Ok(ExtensionValues::default());

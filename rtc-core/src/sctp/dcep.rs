@@ -89,6 +89,10 @@ impl ChannelType {
     }
 
     /// Parses a wire value; unknown values are an error.
+    ///
+    /// # Errors
+    ///
+    /// [`DcepError::UnknownChannelType`] for a value RFC 8832 does not define.
     pub fn from_u8(v: u8) -> Result<Self, DcepError> {
         Ok(match v {
             0x00 => ChannelType::Reliable,
@@ -130,6 +134,11 @@ impl<'a> DcepOpen<'a> {
     }
 
     /// Writes the message into `buf`, returning the number of bytes written.
+    ///
+    /// # Errors
+    ///
+    /// [`DcepError::FieldTooLong`] when the label or protocol exceeds 65535 bytes;
+    /// [`DcepError::BufferTooSmall`] when `buf` cannot hold the message.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, DcepError> {
         let label_len = u16::try_from(self.label.len()).map_err(|_| DcepError::FieldTooLong)?;
         let proto_len = u16::try_from(self.protocol.len()).map_err(|_| DcepError::FieldTooLong)?;
@@ -197,6 +206,13 @@ impl<'a> DcepMessage<'a> {
     ///
     /// Bytes after the declared label and protocol of an OPEN, and after the type byte
     /// of an ACK, are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`DcepError::Empty`] for no bytes, [`DcepError::UnknownMessageType`] for an
+    /// unknown type byte, and [`DcepError::Truncated`],
+    /// [`DcepError::UnknownChannelType`] or [`DcepError::InvalidUtf8`] for a malformed
+    /// OPEN.
     pub fn parse(buf: &'a [u8]) -> Result<Self, DcepError> {
         match buf.first() {
             None => Err(DcepError::Empty),
@@ -215,6 +231,10 @@ impl<'a> DcepMessage<'a> {
     }
 
     /// Writes the message into `buf`, returning the number of bytes written.
+    ///
+    /// # Errors
+    ///
+    /// [`DcepError::BufferTooSmall`] when `buf` is empty.
     pub fn write(&self, buf: &mut [u8]) -> Result<usize, DcepError> {
         match self {
             DcepMessage::Open(o) => o.write(buf),

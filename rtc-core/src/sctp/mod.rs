@@ -454,6 +454,11 @@ impl SctpTransport {
     /// Returns [`SctpError::PacketDropped`] if the packet was malformed (bad header or
     /// checksum) or does not belong to the association. Protocol problems inside a valid
     /// packet (including bad DCEP messages) are handled internally and never panic.
+    ///
+    /// # Errors
+    ///
+    /// [`SctpError::PacketDropped`] for a malformed or foreign packet;
+    /// [`SctpError::AssociationClosed`] once the association is closed.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), SctpError> {
         if self.ended {
             return Err(SctpError::AssociationClosed);
@@ -524,6 +529,13 @@ impl SctpTransport {
     /// Opens a data channel. In-band channels get a stream id of this side's parity
     /// (DTLS client even, server odd); negotiated channels use the configured id. If
     /// the association is not up yet the channel is opened once it is.
+    ///
+    /// # Errors
+    ///
+    /// [`SctpError::AssociationClosed`] once the association is closed;
+    /// [`SctpError::StreamIdUnavailable`] for a negotiated id in use or reserved;
+    /// [`SctpError::NoFreeStreamId`] when every stream id of our parity is taken;
+    /// [`SctpError::Dcep`] when the OPEN message cannot be encoded.
     pub fn open_channel(&mut self, config: ChannelConfig) -> Result<ChannelId, SctpError> {
         if self.ended {
             return Err(SctpError::AssociationClosed);
@@ -656,6 +668,12 @@ impl SctpTransport {
 
     /// Sends one message. `binary` selects PPID 53 (binary) or 51 (string); an empty
     /// message is sent as PPID 57 / 56. Returns the number of user bytes accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`SctpError::UnknownChannel`], [`SctpError::ChannelNotOpen`],
+    /// [`SctpError::MessageTooLarge`] (larger than the peer's maximum message size) or
+    /// [`SctpError::AssociationClosed`].
     pub fn write(&mut self, id: ChannelId, binary: bool, data: &[u8]) -> Result<usize, SctpError> {
         let ch = self
             .channels
@@ -688,6 +706,10 @@ impl SctpTransport {
     }
 
     /// Bytes queued for sending (not yet acknowledged) on the channel.
+    ///
+    /// # Errors
+    ///
+    /// [`SctpError::UnknownChannel`] or [`SctpError::AssociationClosed`].
     pub fn buffered_amount(&mut self, id: ChannelId) -> Result<usize, SctpError> {
         let ch = self
             .channels
@@ -702,6 +724,10 @@ impl SctpTransport {
 
     /// Sets the threshold at or below which [`SctpEvent::BufferedAmountLow`] fires
     /// (when the buffered amount crosses it downwards).
+    ///
+    /// # Errors
+    ///
+    /// [`SctpError::UnknownChannel`] or [`SctpError::AssociationClosed`].
     pub fn set_buffered_amount_low_threshold(
         &mut self,
         id: ChannelId,
@@ -724,6 +750,10 @@ impl SctpTransport {
     /// Closes a channel by resetting its outgoing stream (RFC 8831 §6.7).
     /// [`SctpEvent::ChannelClose`] follows once the reset completes (at once for a
     /// channel that was never opened on the wire).
+    ///
+    /// # Errors
+    ///
+    /// [`SctpError::UnknownChannel`] or [`SctpError::AssociationClosed`].
     pub fn close_channel(&mut self, id: ChannelId) -> Result<(), SctpError> {
         let ch = self
             .channels

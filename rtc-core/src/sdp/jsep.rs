@@ -600,6 +600,11 @@ pub struct NegotiatedMedia {
 
 /// We sent `offer` and received `answer` for it: the negotiated state (our direction is
 /// the answer's reversed; remote SSRCs/RIDs come from the answer).
+///
+/// # Errors
+///
+/// A [`JsepError`] when the answer's mid or media kind differs from the offer's, it
+/// uses a payload type that was not offered, or an accepted RTP section has no codec.
 pub fn accept_answer_media(
     offer: &MediaSection,
     answer: &MediaSection,
@@ -610,6 +615,11 @@ pub fn accept_answer_media(
 /// We received `offer` and answered with `answer` (typically built by [`answer_media`]
 /// and completed by the caller): the negotiated state (our direction is the answer's;
 /// remote SSRCs/RIDs come from the offer).
+///
+/// # Errors
+///
+/// A [`JsepError`] when the answer's mid or media kind differs from the offer's, it
+/// uses a payload type that was not offered, or an accepted RTP section has no codec.
 pub fn negotiate_from_offer(
     offer: &MediaSection,
     answer: &MediaSection,

@@ -239,6 +239,11 @@ impl<'a> StunMessage<'a> {
     /// Unknown attributes are skipped. Does not verify MESSAGE-INTEGRITY or
     /// FINGERPRINT; use [`check_integrity`](Self::check_integrity) and
     /// [`check_fingerprint`](Self::check_fingerprint).
+    ///
+    /// # Errors
+    ///
+    /// A [`StunError`] naming the first check that failed (truncated input, not STUN,
+    /// bad magic cookie, bad length, or an attribute that overruns or is malformed).
     pub fn parse(buf: &'a [u8]) -> Result<StunMessage<'a>, StunError> {
         let header: &[u8; HEADER_LEN] = buf
             .get(..HEADER_LEN)
@@ -525,6 +530,10 @@ pub struct StunWriter<'b> {
 
 impl<'b> StunWriter<'b> {
     /// Starts a message of the given class and method in `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::BufferTooSmall`] when `buf` cannot hold the 20-byte header.
     pub fn new(
         buf: &'b mut [u8],
         class: Class,
@@ -598,6 +607,12 @@ impl<'b> StunWriter<'b> {
     }
 
     /// Appends an arbitrary attribute.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn raw_attribute(&mut self, typ: u16, value: &[u8]) -> Result<(), StunError> {
         self.reserve(typ, value.len())?.copy_from_slice(value);
         Ok(())
@@ -611,38 +626,91 @@ impl<'b> StunWriter<'b> {
     }
 
     /// Appends USERNAME (at most 513 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn username(&mut self, username: &str) -> Result<(), StunError> {
         self.text_attribute(attr::USERNAME, username, MAX_USERNAME)
     }
     /// Appends REALM.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn realm(&mut self, realm: &str) -> Result<(), StunError> {
         self.text_attribute(attr::REALM, realm, MAX_TEXT)
     }
     /// Appends NONCE.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn nonce(&mut self, nonce: &str) -> Result<(), StunError> {
         self.text_attribute(attr::NONCE, nonce, MAX_TEXT)
     }
     /// Appends SOFTWARE.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn software(&mut self, software: &str) -> Result<(), StunError> {
         self.text_attribute(attr::SOFTWARE, software, MAX_TEXT)
     }
     /// Appends PRIORITY.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn priority(&mut self, priority: u32) -> Result<(), StunError> {
         self.raw_attribute(attr::PRIORITY, &priority.to_be_bytes())
     }
     /// Appends USE-CANDIDATE.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn use_candidate(&mut self) -> Result<(), StunError> {
         self.raw_attribute(attr::USE_CANDIDATE, &[])
     }
     /// Appends ICE-CONTROLLING with the given tie-breaker.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn ice_controlling(&mut self, tie_breaker: u64) -> Result<(), StunError> {
         self.raw_attribute(attr::ICE_CONTROLLING, &tie_breaker.to_be_bytes())
     }
     /// Appends ICE-CONTROLLED with the given tie-breaker.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn ice_controlled(&mut self, tie_breaker: u64) -> Result<(), StunError> {
         self.raw_attribute(attr::ICE_CONTROLLED, &tie_breaker.to_be_bytes())
     }
     /// Appends ERROR-CODE; `code` must be in 300..=699.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::ValueOutOfRange`] when `code` is outside 300..=699; otherwise as
+    /// [`StunWriter::raw_attribute`].
     pub fn error_code(&mut self, code: u16, reason: &str) -> Result<(), StunError> {
         if !(300..=699).contains(&code) || reason.len() > MAX_TEXT {
             return Err(StunError::ValueOutOfRange);
@@ -654,6 +722,12 @@ impl<'b> StunWriter<'b> {
         Ok(())
     }
     /// Appends XOR-MAPPED-ADDRESS for `addr` (IPv4 or IPv6).
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT,
+    /// [`StunError::ValueOutOfRange`] when the value does not fit the attribute or the
+    /// message, [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn xor_mapped_address(&mut self, addr: SocketAddr) -> Result<(), StunError> {
         let port = addr.port() ^ (MAGIC_COOKIE >> 16) as u16;
         let mut tid = [0u8; 12];
@@ -679,6 +753,11 @@ impl<'b> StunWriter<'b> {
     }
 
     /// Appends MESSAGE-INTEGRITY computed with `key` over everything written so far.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after MESSAGE-INTEGRITY or FINGERPRINT;
+    /// [`StunError::BufferTooSmall`] when `buf` is full.
     pub fn message_integrity(&mut self, key: &[u8]) -> Result<(), StunError> {
         let at = self.len;
         self.reserve(attr::MESSAGE_INTEGRITY, MI_LEN)?;
@@ -690,6 +769,11 @@ impl<'b> StunWriter<'b> {
     }
 
     /// Appends FINGERPRINT over everything written so far.
+    ///
+    /// # Errors
+    ///
+    /// [`StunError::AttributeOrder`] after FINGERPRINT; [`StunError::BufferTooSmall`]
+    /// when `buf` is full.
     pub fn fingerprint(&mut self) -> Result<(), StunError> {
         let at = self.len;
         self.reserve(attr::FINGERPRINT, 4)?;
