@@ -254,8 +254,8 @@ impl<'a> SdpApi<'a> {
     ///
     /// # Errors
     ///
-    /// When data channels are already negotiated, as [`DirectApi::create_data_channel`]
-    /// (crate::direct::DirectApi::create_data_channel).
+    /// When data channels are already negotiated, as
+    /// [`DirectApi::create_data_channel`](crate::direct::DirectApi::create_data_channel).
     pub fn add_channel(&mut self, config: ChannelConfig) -> Result<(), RtcError> {
         if self.rtc.sctp.is_some() {
             self.rtc.open_channel(config)?;

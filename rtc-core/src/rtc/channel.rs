@@ -51,7 +51,7 @@ impl Channel<'_> {
         self.with(|s, id| s.buffered_amount(id))
     }
 
-    /// Sets the low-water mark for [`Event::ChannelBufferedAmountLow`].
+    /// Sets the low-water mark for [`Event::ChannelBufferedAmountLow`](crate::Event::ChannelBufferedAmountLow).
     ///
     /// # Errors
     ///

@@ -54,7 +54,7 @@ impl RtcConfig {
         self
     }
 
-    /// RTP mode: incoming packets surface as [`Event::RtpPacket`] and media is
+    /// RTP mode: incoming packets surface as [`Event::RtpPacket`](crate::Event::RtpPacket) and media is
     /// written per packet; frame assembly is off. What an SFU uses.
     pub fn set_rtp_mode(mut self, rtp_mode: bool) -> Self {
         self.rtp_mode = rtp_mode;

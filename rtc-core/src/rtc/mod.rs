@@ -176,7 +176,7 @@ impl BufPool {
 /// A Sans-I/O WebRTC peer connection.
 ///
 /// Drive it with [`handle_input`](Rtc::handle_input) and drain
-/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`]. It never
+/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`](crate::Output::Timeout). It never
 /// reads the clock, spawns or does I/O.
 pub struct Rtc {
     pub(crate) config: RtcConfig,
