@@ -183,7 +183,7 @@ impl PacketCache {
         }
         if let Some(newest) = self.newest
             && ext_seq < newest
-            && newest - ext_seq >= self.mask + 1
+            && newest - ext_seq > self.mask
         {
             return Err(CacheRefused::TooOld);
         }

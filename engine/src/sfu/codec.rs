@@ -140,11 +140,11 @@ impl Vp8Rewrite {
         if let (Some(pid), Some(_)) = (self.picture_id, desc.picture_id) {
             let at = usize::from(desc.picture_id_offset);
             if desc.picture_id_15bit {
-                let Some(f) = payload.get_mut(at..at + 2) else {
+                let Some([hi, lo]) = payload.get_mut(at..at + 2) else {
                     return false;
                 };
-                f[0] = 0x80 | ((pid >> 8) as u8 & 0x7f);
-                f[1] = pid as u8;
+                *hi = 0x80 | ((pid >> 8) as u8 & 0x7f);
+                *lo = pid as u8;
             } else {
                 let Some(f) = payload.get_mut(at) else {
                     return false;
@@ -324,8 +324,10 @@ pub fn parse_h264(payload: &[u8]) -> Option<H264Desc> {
                 return None;
             }
             while !rest.is_empty() {
-                let size_bytes = rest.get(..2)?;
-                let size = usize::from(u16::from_be_bytes([size_bytes[0], size_bytes[1]]));
+                let &[hi, lo] = rest.get(..2)? else {
+                    return None;
+                };
+                let size = usize::from(u16::from_be_bytes([hi, lo]));
                 let nal = rest.get(2..2 + size)?;
                 let t = *nal.first()? & 0x1f;
                 note(&mut d, t);
@@ -534,6 +536,8 @@ mod tests {
     }
 
     #[test]
+    // Binary literals grouped by descriptor field.
+    #[allow(clippy::unusual_byte_groupings)]
     fn vp9_descriptor() {
         // I (15-bit), L, B, E; TID 2, U, SID 1, D; TL0PICIDX 9.
         let p = [0xAC, 0x81, 0x02, 0b010_1_001_1, 9, 0xff];
@@ -559,6 +563,8 @@ mod tests {
     }
 
     #[test]
+    // Binary literals grouped by descriptor field.
+    #[allow(clippy::unusual_byte_groupings)]
     fn vp9_flexible_and_ss() {
         // F, P, B with two P_DIFFs (N set on the first).
         let d = parse_vp9(&[0x58, 0x03, 0x04, 0xAA]).unwrap();

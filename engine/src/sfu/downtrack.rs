@@ -364,8 +364,8 @@ impl DownTrack {
         self.current = Some(layer);
         self.ts_offset = ts_offset;
         self.seq_offset = next_out.wrapping_sub(meta.ext_seq);
-        // One below, so the keyframe itself counts as in order.
-        self.src_highest = meta.ext_seq.wrapping_sub(1);
+        // The keyframe itself is in order (`on_packet` checks `switched`).
+        self.src_highest = meta.ext_seq;
         self.switch_src = meta.ext_seq;
         self.drops_len = 0;
         self.forgotten_upto = None;
@@ -445,7 +445,12 @@ impl DownTrack {
             if layer != target {
                 return Verdict::Drop(DropReason::NotCurrentLayer);
             }
-            if !meta.keyframe {
+            // A switch point must itself be forwarded: not padding, not above the
+            // temporal target.
+            if !meta.keyframe
+                || meta.is_padding()
+                || meta.tid.is_some_and(|t| t > self.target_max_tid)
+            {
                 return Verdict::Drop(DropReason::WaitingForKeyframe);
             }
             if !self.switch_to(layer, meta, facts) {
@@ -457,7 +462,7 @@ impl DownTrack {
         if src < self.switch_src {
             return Verdict::Drop(DropReason::BeforeSwitch);
         }
-        let in_order = src > self.src_highest;
+        let in_order = switched || src > self.src_highest;
 
         // Temporal layers: a keyframe resets to the target; an up-switch needs a sync
         // point at a picture start.
@@ -724,7 +729,7 @@ mod tests {
         while switches < 50 {
             // Every 4 frames a new target; every layer has a keyframe every 3 frames,
             // staggered.
-            if f % 4 == 0 {
+            if f.is_multiple_of(4) {
                 target = (target + 1 + (f / 4 % 2) as u8) % 3;
                 d.set_target_layer(Some(target));
             }
@@ -733,7 +738,7 @@ mod tests {
             let cur = d.current_layer().map_or(0, usize::from);
             let order = [(cur + 1) % 3, (cur + 2) % 3, cur];
             for layer in order {
-                let key = (f + layer as u32) % 3 == 0;
+                let key = (f + layer as u32).is_multiple_of(3);
                 for m in p.frame(layer, f, 3, key) {
                     if let Verdict::Forward {
                         seq, ts, switched, ..
@@ -1175,7 +1180,7 @@ mod tests {
                 d.set_target_layer(Some(2));
             }
             for layer in [2usize, 0] {
-                for m in p.frame(layer, f, 2, f % 10 == 0) {
+                for m in p.frame(layer, f, 2, f.is_multiple_of(10)) {
                     if let Verdict::Forward { seq, ts, .. } =
                         d.on_packet(layer as u8, &m, &none(), p.start)
                     {
@@ -1237,6 +1242,72 @@ mod tests {
         };
         assert_eq!(d.nack_lookup(seq).unwrap().vp8, vp8);
         assert_eq!(vp8.unwrap().picture_id, Some(300));
+    }
+
+    proptest::proptest! {
+        /// Whatever the layers, keyframes, padding, temporal ids and target changes, with
+        /// in-order input the output sequence advances by exactly one per forwarded
+        /// packet (two after a switch that followed an incomplete frame) and timestamps
+        /// never go back.
+        #[test]
+        fn output_is_one_gapless_stream(
+            events in proptest::collection::vec(
+                (0u8..4, proptest::bool::weighted(0.15), 0u8..10, 0u8..3, proptest::bool::ANY),
+                1..400,
+            )
+        ) {
+            let now = Instant::now();
+            let mut d = DownTrack::new(CLOCK);
+            let bases = [5u32, 3_000_000_000, 77];
+            let mut seqs = [10u64, 40_000, 65_530];
+            for (l, b) in bases.iter().enumerate() {
+                d.set_sender_report(l as u8, SrClock { rtp_ts: *b, ntp: 5 << 32 });
+            }
+            d.set_target_layer(Some(0));
+            d.set_target_max_tid(1);
+            let mut last: Option<(u16, u32, bool)> = None;
+            for (i, (layer, key, kind, tid, marker)) in events.into_iter().enumerate() {
+                if layer == 3 {
+                    d.set_target_layer(Some(kind % 3));
+                    d.set_target_max_tid(tid);
+                    continue;
+                }
+                let l = usize::from(layer);
+                let ts = bases[l].wrapping_add(i as u32 * 100);
+                let mut m = PacketMeta::new(seqs[l], ts, marker, 12, if kind == 0 { 0 } else { 100 }, now);
+                seqs[l] += 1;
+                m.keyframe = key;
+                m.tid = Some(tid);
+                m.layer_sync = kind > 5;
+                if let Verdict::Forward { seq, ts, switched, .. } = d.on_packet(layer, &m, &none(), now) {
+                    if let Some((ls, lts, lmarker)) = last {
+                        let step = if switched && !lmarker { 2 } else { 1 };
+                        proptest::prop_assert_eq!(seq, ls.wrapping_add(step));
+                        proptest::prop_assert!(ts == lts || ts_after(ts, lts));
+                    }
+                    last = Some((seq, ts, marker));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stream_starting_at_sequence_zero() {
+        let now = Instant::now();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let mut m = PacketMeta::new(0, 0, false, 12, 100, now);
+        m.keyframe = true;
+        assert_eq!(fwd(d.on_packet(0, &m, &none(), now)).0, 0);
+        // Filtering after it must shift later packets (it is in order, not late).
+        let mut pad = PacketMeta::new(1, 0, false, 12, 0, now);
+        pad.keyframe = false;
+        assert_eq!(
+            d.on_packet(0, &pad, &none(), now),
+            Verdict::Drop(DropReason::Padding)
+        );
+        let m2 = PacketMeta::new(2, 0, true, 12, 100, now);
+        assert_eq!(fwd(d.on_packet(0, &m2, &none(), now)).0, 1);
     }
 
     #[test]
