@@ -34,10 +34,12 @@
 //!   [`super::cache::PacketCache`] with the same header the original had, at most once per
 //!   RTT per packet ([`DownTrack::nack_resend`]).
 //!
-//! Known limitation: a packet that arrives late (after a later packet of its layer) and
+//! Known limitations: a packet that arrives late (after a later packet of its layer) and
 //! is itself filtered (padding, high TID) leaves a hole in the output sequence — its
 //! number was already implied by the packets forwarded after it. The subscriber NACKs it,
-//! the NACK map has nothing, and the subscriber eventually asks for a keyframe.
+//! the NACK map has nothing, and the subscriber eventually asks for a keyframe. A late
+//! VP8 packet gets the PictureID offset in force when it arrives, which is one too low
+//! per picture dropped (temporal filtering) between it and the newest packet.
 //!
 //! Sans-I/O: the caller passes `now`; nothing here allocates, locks or formats.
 
@@ -1287,6 +1289,52 @@ mod tests {
                     }
                     last = Some((seq, ts, marker));
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// With reordered input on one layer, forwarded packets keep the source order in
+        /// their output sequence numbers (strictly increasing with the source number), so
+        /// no two packets ever share an output number.
+        #[test]
+        fn reordered_input_maps_monotonically(
+            kinds in proptest::collection::vec(0u8..8, 2..300),
+            swaps in proptest::collection::vec((0usize..300, 1usize..4), 0..60),
+        ) {
+            let now = Instant::now();
+            let mut d = DownTrack::new(CLOCK);
+            d.set_target_layer(Some(0));
+            d.set_target_max_tid(0);
+            let mut pkts: Vec<PacketMeta> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| {
+                    // kind 0: padding, 1: TID 1 (filtered), else TID 0.
+                    let mut m = PacketMeta::new(100 + i as u64, i as u32, true, 12, if k == 0 { 0 } else { 50 }, now);
+                    m.tid = Some(u8::from(k == 1));
+                    m
+                })
+                .collect();
+            pkts[0].keyframe = true;
+            pkts[0].payload_len = 50;
+            pkts[0].tid = Some(0);
+            for (at, dist) in swaps {
+                // Never move anything before the keyframe.
+                let a = 1 + at % (pkts.len() - 1);
+                let b = (a + dist).min(pkts.len() - 1);
+                pkts.swap(a, b);
+            }
+            let mut sent: Vec<(u64, u16)> = Vec::new();
+            for m in &pkts {
+                if let Verdict::Forward { seq, .. } = d.on_packet(0, m, &none(), now) {
+                    sent.push((m.ext_seq, seq));
+                }
+            }
+            sent.sort();
+            for w in sent.windows(2) {
+                let gap = w[1].1.wrapping_sub(w[0].1);
+                proptest::prop_assert!(gap >= 1 && gap <= (w[1].0 - w[0].0) as u16, "{:?}", w);
             }
         }
     }
