@@ -1,0 +1,1397 @@
+//! One subscriber's view of one publisher video track with up to three simulcast layers.
+//!
+//! The publisher sends each layer as its own RTP stream (own SSRC, sequence numbers and
+//! timestamps). The subscriber must see ONE continuous stream. A [`DownTrack`] decides per
+//! packet whether it is forwarded and, if so, with which sequence number, timestamp and
+//! (VP8) PictureID / TL0PICIDX:
+//!
+//! - **Layer switches** happen only at a keyframe of the target layer. Until then the
+//!   current layer keeps flowing; packets of other layers are dropped, and so are
+//!   stragglers of the new layer older than the switch keyframe.
+//!   [`DownTrack::keyframe_wanted`] says which layer needs a PLI (throttled per layer).
+//! - **Sequence numbers** are gapless: packets the downtrack filters itself (padding,
+//!   temporal layers above the target) shift an offset so they leave no hole. A switch
+//!   continues at last + 1, or last + 2 when the last packet forwarded had no marker (its
+//!   frame is incomplete; the skipped number makes the receiver see a loss instead of
+//!   assembling a broken frame — mediasoup issue 408).
+//! - **Timestamps** stay on one clock: the first layer ever forwarded is the reference;
+//!   another layer's timestamps are mapped onto the reference's through both layers'
+//!   sender reports ([`SrClock`]). A layer without a sender report can therefore be
+//!   switched to only while it is the reference. Guard: if a switch keyframe's mapped
+//!   timestamp is not after the last timestamp sent (clock skew, stale reports), the
+//!   layer's offset is bumped so the keyframe goes out at last + 1 tick; later packets of
+//!   that layer keep the bumped offset.
+//! - **VP8**: frames with TID above the target maximum are dropped; the PictureID offset
+//!   is decremented once per dropped picture so PictureIDs stay contiguous; TL0PICIDX is
+//!   never touched by temporal filtering (only TID 0 frames advance it) and continues at
+//!   last + 1 across a layer switch. A temporal up-switch happens only at a picture start
+//!   with the layer-sync bit (Y=1), or at a keyframe. PictureIDs are tracked in the 15-bit
+//!   domain and written with each packet's own field width (7-bit fields get the low 7
+//!   bits).
+//! - **NACK map**: a fixed ring of 512 compact (16-byte) entries from output sequence
+//!   number to the source layer, source sequence number and the rewritten timestamp and
+//!   VP8 numbering, so a NACK is answered from the publisher layer's
+//!   [`super::cache::PacketCache`] with the same header the original had, at most once per
+//!   RTT per packet ([`DownTrack::nack_resend`]).
+//!
+//! Known limitations: a packet that arrives late (after a later packet of its layer) and
+//! is itself filtered (padding, high TID) leaves a hole in the output sequence — its
+//! number was already implied by the packets forwarded after it. The subscriber NACKs it,
+//! the NACK map has nothing, and the subscriber eventually asks for a keyframe. A late
+//! VP8 packet gets the PictureID offset in force when it arrives, which is one too low
+//! per picture dropped (temporal filtering) between it and the newest packet.
+//!
+//! Sans-I/O: the caller passes `now`; nothing here allocates, locks or formats.
+
+use std::time::{Duration, Instant};
+
+use super::cache::PacketMeta;
+use super::codec::{PayloadFacts, Vp8Rewrite};
+
+/// Maximum number of simulcast layers (index 0 = lowest).
+pub const MAX_LAYERS: usize = 3;
+/// Entries in the NACK map (a power of two).
+pub const NACK_RING: usize = 512;
+/// Minimum interval between two keyframe requests for the same layer.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// The highest temporal layer id any codec here can carry (VP9: 3 bits).
+pub const MAX_TID: u8 = 7;
+/// Late packets after this many in-order filtered packets can no longer be placed.
+const DROP_HISTORY: usize = 8;
+
+const PID_MOD: u16 = 1 << 15;
+const PID_MASK: u16 = PID_MOD - 1;
+
+/// One sender report's clock mapping for a layer: the RTP timestamp that corresponds to
+/// the NTP time (64-bit, 32.32 fixed point seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrClock {
+    /// RTP timestamp of the report.
+    pub rtp_ts: u32,
+    /// NTP timestamp of the report.
+    pub ntp: u64,
+}
+
+/// Why a packet is not forwarded to this subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// No target layer (the subscriber is paused).
+    Paused,
+    /// The layer index is not below [`MAX_LAYERS`].
+    InvalidLayer,
+    /// The packet's layer is neither current nor a switch target.
+    NotCurrentLayer,
+    /// A packet of the target layer before its keyframe.
+    WaitingForKeyframe,
+    /// The target layer's keyframe arrived but its timestamps cannot be mapped yet (no
+    /// sender report for it or for the reference layer).
+    NoSenderReport,
+    /// A packet of the current layer older than the keyframe it was switched at.
+    BeforeSwitch,
+    /// A temporal layer above the allowed maximum.
+    TemporalLayer,
+    /// A padding-only packet (the downtrack sends its own padding when it needs to).
+    Padding,
+    /// A late packet whose output sequence number can no longer be determined.
+    TooLate,
+}
+
+/// What to do with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Do not forward.
+    Drop(DropReason),
+    /// Forward with these rewritten fields.
+    Forward {
+        /// Output sequence number.
+        seq: u16,
+        /// Output RTP timestamp.
+        ts: u32,
+        /// VP8 numbering to write into the payload copy (VP8 packets only).
+        vp8: Option<Vp8Rewrite>,
+        /// This packet is the keyframe the downtrack switched layers at.
+        switched: bool,
+    },
+}
+
+/// What the NACK map knows about one forwarded packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NackEntry {
+    /// The output sequence number (as the subscriber saw it).
+    pub out_seq: u16,
+    /// The publisher layer the packet came from.
+    pub layer: u8,
+    /// Its extended sequence number in that layer (the key of the layer's packet cache).
+    pub src_ext_seq: u64,
+    /// The output timestamp it was sent with.
+    pub ts: u32,
+    /// The VP8 numbering it was sent with.
+    pub vp8: Option<Vp8Rewrite>,
+}
+
+/// A compact NACK map entry: 16 bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct NackSlot {
+    /// Low 32 bits of the source extended sequence number.
+    src_seq: u32,
+    ts: u32,
+    pid: u16,
+    out_seq: u16,
+    /// Milliseconds since the downtrack's epoch (wrapping) of the last resend.
+    resent_ms: u16,
+    tl0: u8,
+    /// Bits 0-1 layer, then the `F_*` flags.
+    flags: u8,
+}
+
+const F_VALID: u8 = 1 << 2;
+const F_PID: u8 = 1 << 3;
+const F_TL0: u8 = 1 << 4;
+const F_RESENT: u8 = 1 << 5;
+
+/// An in-order packet the downtrack filtered, with the sequence offset in force before.
+#[derive(Debug, Clone, Copy, Default)]
+struct DropMark {
+    src: u64,
+    offset_before: u64,
+}
+
+/// One subscriber's forwarding state for one simulcast track. See the module docs.
+#[derive(Debug, Clone)]
+pub struct DownTrack {
+    clock_rate: u32,
+    target: Option<u8>,
+    current: Option<u8>,
+    target_max_tid: u8,
+    current_max_tid: u8,
+    sr: [Option<SrClock>; MAX_LAYERS],
+    last_pli: [Option<Instant>; MAX_LAYERS],
+    /// Highest source sequence number seen per layer (to rebuild NACK entries).
+    layer_highest: [Option<u64>; MAX_LAYERS],
+    /// The timestamp reference layer (the first layer forwarded).
+    ts_ref: Option<u8>,
+    epoch: Option<Instant>,
+
+    /// Highest output sequence number sent (extended); `None` before the first packet.
+    last_out_seq: Option<u64>,
+    /// Marker bit of the packet with `last_out_seq`.
+    last_marker: bool,
+    /// Timestamp of the packet with `last_out_seq`.
+    last_out_ts: u32,
+    /// out = src + seq_offset (wrapping) for in-order packets of the current layer.
+    seq_offset: u64,
+    /// out ts = src ts + ts_offset for the current layer.
+    ts_offset: u32,
+    /// Highest source sequence number processed on the current layer.
+    src_highest: u64,
+    /// Source sequence number of the current layer's switch keyframe.
+    switch_src: u64,
+    drops: [DropMark; DROP_HISTORY],
+    drops_len: usize,
+    /// Late packets at or below this source sequence number cannot be placed.
+    forgotten_upto: Option<u64>,
+
+    /// VP8 PictureID state (15-bit domain).
+    pid_src_raw: u16,
+    pid_src_ext: u16,
+    pid_offset: u16,
+    pid_out_last: Option<u16>,
+    pid_started: bool,
+    /// VP8 TL0PICIDX state.
+    tl0_offset: u8,
+    tl0_out_last: Option<u8>,
+
+    nack: [NackSlot; NACK_RING],
+}
+
+/// `a` is after `b` in 32-bit wrapping order.
+fn ts_after(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 0x8000_0000
+}
+
+/// Signed distance from `b` to `a` in a counter `bits` wide.
+fn sdiff(a: u16, b: u16, bits: u32) -> i32 {
+    let m = 1i32 << bits;
+    let d = (i32::from(a) - i32::from(b)).rem_euclid(m);
+    if d >= m / 2 { d - m } else { d }
+}
+
+impl DownTrack {
+    /// A downtrack for a track with RTP clock `clock_rate`, paused (no target layer), all
+    /// temporal layers allowed.
+    pub fn new(clock_rate: u32) -> DownTrack {
+        DownTrack {
+            clock_rate: clock_rate.max(1),
+            target: None,
+            current: None,
+            target_max_tid: MAX_TID,
+            current_max_tid: MAX_TID,
+            sr: [None; MAX_LAYERS],
+            last_pli: [None; MAX_LAYERS],
+            layer_highest: [None; MAX_LAYERS],
+            ts_ref: None,
+            epoch: None,
+            last_out_seq: None,
+            last_marker: true,
+            last_out_ts: 0,
+            seq_offset: 0,
+            ts_offset: 0,
+            src_highest: 0,
+            switch_src: 0,
+            drops: [DropMark::default(); DROP_HISTORY],
+            drops_len: 0,
+            forgotten_upto: None,
+            pid_src_raw: 0,
+            pid_src_ext: 0,
+            pid_offset: 0,
+            pid_out_last: None,
+            pid_started: false,
+            tl0_offset: 0,
+            tl0_out_last: None,
+            nack: [NackSlot::default(); NACK_RING],
+        }
+    }
+
+    /// Sets the layer to converge to; `None` pauses (everything is dropped, and resuming
+    /// waits for a keyframe). Layers ≥ [`MAX_LAYERS`] are clamped to the highest.
+    pub fn set_target_layer(&mut self, layer: Option<u8>) {
+        self.target = layer.map(|l| l.min(MAX_LAYERS as u8 - 1));
+        if self.target.is_none() {
+            self.current = None;
+        }
+    }
+
+    /// The layer being converged to.
+    pub fn target_layer(&self) -> Option<u8> {
+        self.target
+    }
+
+    /// The layer being forwarded.
+    pub fn current_layer(&self) -> Option<u8> {
+        self.current
+    }
+
+    /// Sets the highest temporal layer to forward. Lowering takes effect at once; raising
+    /// waits for a temporal switch point.
+    pub fn set_target_max_tid(&mut self, tid: u8) {
+        self.target_max_tid = tid.min(MAX_TID);
+        self.current_max_tid = self.current_max_tid.min(self.target_max_tid);
+    }
+
+    /// The highest temporal layer currently forwarded.
+    pub fn current_max_tid(&self) -> u8 {
+        self.current_max_tid
+    }
+
+    /// Records the latest sender report of `layer` (ignored for an invalid layer).
+    pub fn set_sender_report(&mut self, layer: u8, sr: SrClock) {
+        if let Some(s) = self.sr.get_mut(usize::from(layer)) {
+            *s = Some(sr);
+        }
+    }
+
+    /// Whether a keyframe of `layer` could be switched to now (timestamps mappable).
+    pub fn can_switch_to(&self, layer: u8) -> bool {
+        let l = usize::from(layer);
+        if l >= MAX_LAYERS {
+            return false;
+        }
+        match self.ts_ref {
+            None => true,
+            Some(r) if r == layer => true,
+            Some(r) => {
+                self.sr.get(l).is_some_and(|s| s.is_some())
+                    && self.sr.get(usize::from(r)).is_some_and(|s| s.is_some())
+            }
+        }
+    }
+
+    /// The layer a keyframe request (PLI) should go to, if one is needed now: the target
+    /// differs from the current layer and could be switched to. At most once per
+    /// [`KEYFRAME_REQUEST_INTERVAL`] per layer; a returned layer counts as requested.
+    pub fn keyframe_wanted(&mut self, now: Instant) -> Option<u8> {
+        let target = self.target?;
+        if self.current == Some(target) || !self.can_switch_to(target) {
+            return None;
+        }
+        let last = self.last_pli.get_mut(usize::from(target))?;
+        if last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+            return None;
+        }
+        *last = Some(now);
+        Some(target)
+    }
+
+    /// Maps `layer`'s RTP time onto the reference layer's: the offset to add to `layer`'s
+    /// timestamps. `None` when a sender report is missing.
+    fn layer_ts_offset(&self, layer: u8) -> Option<u32> {
+        let r = self.ts_ref?;
+        if r == layer {
+            return Some(0);
+        }
+        let sl = (*self.sr.get(usize::from(layer))?)?;
+        let sr = (*self.sr.get(usize::from(r))?)?;
+        // t_ref = sr.rtp + (t_L - sl.rtp) + (sl.ntp - sr.ntp) * clock.
+        let dntp = i128::from(sl.ntp) - i128::from(sr.ntp);
+        let ticks = (dntp * i128::from(self.clock_rate)).div_euclid(1i128 << 32);
+        // Truncation to 32 bits is the wrapping arithmetic of RTP timestamps.
+        Some(
+            sr.rtp_ts
+                .wrapping_sub(sl.rtp_ts)
+                .wrapping_add(ticks as i64 as u32),
+        )
+    }
+
+    /// Starts forwarding `layer` at its keyframe `meta`. `false` when the timestamps
+    /// cannot be mapped.
+    fn switch_to(&mut self, layer: u8, meta: &PacketMeta, facts: &PayloadFacts) -> bool {
+        if self.ts_ref.is_none() {
+            self.ts_ref = Some(layer);
+        }
+        let Some(mut ts_offset) = self.layer_ts_offset(layer) else {
+            return false;
+        };
+        if self.last_out_seq.is_some() {
+            let mapped = meta.timestamp.wrapping_add(ts_offset);
+            if !ts_after(mapped, self.last_out_ts) {
+                ts_offset =
+                    ts_offset.wrapping_add(self.last_out_ts.wrapping_add(1).wrapping_sub(mapped));
+            }
+        }
+        let next_out = match self.last_out_seq {
+            Some(last) => last.wrapping_add(if self.last_marker { 1 } else { 2 }),
+            None => meta.ext_seq,
+        };
+        self.current = Some(layer);
+        self.ts_offset = ts_offset;
+        self.seq_offset = next_out.wrapping_sub(meta.ext_seq);
+        // The keyframe itself is in order (`on_packet` checks `switched`).
+        self.src_highest = meta.ext_seq;
+        self.switch_src = meta.ext_seq;
+        self.drops_len = 0;
+        self.forgotten_upto = None;
+        self.current_max_tid = self.target_max_tid;
+        if let Some(d) = facts.vp8() {
+            if let Some(p) = d.picture_id {
+                self.pid_src_raw = p;
+                self.pid_src_ext = p & PID_MASK;
+                let next = self.pid_out_last.map_or(p, |l| l.wrapping_add(1)) & PID_MASK;
+                self.pid_offset = next.wrapping_sub(p) & PID_MASK;
+                self.pid_started = true;
+            }
+            if let Some(t) = d.tl0picidx {
+                let next = self.tl0_out_last.map_or(t, |l| l.wrapping_add(1));
+                self.tl0_offset = next.wrapping_sub(t);
+            }
+        }
+        true
+    }
+
+    /// The sequence offset in force for a late packet `src` (older than `src_highest`).
+    fn late_offset(&self, src: u64) -> Option<u64> {
+        if self.forgotten_upto.is_some_and(|f| src <= f) {
+            return None;
+        }
+        let marks = self.drops.get(..self.drops_len)?;
+        Some(
+            marks
+                .iter()
+                .find(|m| m.src > src)
+                .map_or(self.seq_offset, |m| m.offset_before),
+        )
+    }
+
+    /// Records an in-order filtered packet: later packets move down by one.
+    fn filter_in_order(&mut self, src: u64) {
+        if self.drops_len == DROP_HISTORY {
+            self.forgotten_upto = Some(self.drops[0].src);
+            self.drops.copy_within(1.., 0);
+            self.drops_len -= 1;
+        }
+        if let Some(m) = self.drops.get_mut(self.drops_len) {
+            *m = DropMark {
+                src,
+                offset_before: self.seq_offset,
+            };
+            self.drops_len += 1;
+        }
+        self.seq_offset = self.seq_offset.wrapping_sub(1);
+        self.src_highest = src;
+    }
+
+    /// Decides what to do with a packet of publisher layer `layer`. `meta` carries the
+    /// packet's extended sequence number, timestamp, marker and codec flags (keyframe,
+    /// TID, layer sync; see [`PayloadFacts::fill_meta`]); `facts` the parsed payload (for
+    /// VP8 numbering). Each packet must be passed once (the packet cache refuses
+    /// duplicates).
+    pub fn on_packet(
+        &mut self,
+        layer: u8,
+        meta: &PacketMeta,
+        facts: &PayloadFacts,
+        now: Instant,
+    ) -> Verdict {
+        let Some(highest) = self.layer_highest.get_mut(usize::from(layer)) else {
+            return Verdict::Drop(DropReason::InvalidLayer);
+        };
+        if highest.is_none_or(|h| meta.ext_seq > h) {
+            *highest = Some(meta.ext_seq);
+        }
+        self.epoch.get_or_insert(now);
+        let Some(target) = self.target else {
+            return Verdict::Drop(DropReason::Paused);
+        };
+        let mut switched = false;
+        if self.current != Some(layer) {
+            if layer != target {
+                return Verdict::Drop(DropReason::NotCurrentLayer);
+            }
+            // A switch point must itself be forwarded: not padding, not above the
+            // temporal target.
+            if !meta.keyframe
+                || meta.is_padding()
+                || meta.tid.is_some_and(|t| t > self.target_max_tid)
+            {
+                return Verdict::Drop(DropReason::WaitingForKeyframe);
+            }
+            if !self.switch_to(layer, meta, facts) {
+                return Verdict::Drop(DropReason::NoSenderReport);
+            }
+            switched = true;
+        }
+        let src = meta.ext_seq;
+        if src < self.switch_src {
+            return Verdict::Drop(DropReason::BeforeSwitch);
+        }
+        let in_order = switched || src > self.src_highest;
+
+        // Temporal layers: a keyframe resets to the target; an up-switch needs a sync
+        // point at a picture start.
+        let vp8 = facts.vp8();
+        let picture_start = vp8.is_none_or(|d| d.starts_picture());
+        let mut filtered = None;
+        if meta.is_padding() {
+            filtered = Some(DropReason::Padding);
+        } else if let Some(tid) = meta.tid {
+            if in_order && meta.keyframe {
+                self.current_max_tid = self.target_max_tid;
+            } else if in_order
+                && tid > self.current_max_tid
+                && tid <= self.target_max_tid
+                && meta.layer_sync
+                && picture_start
+            {
+                self.current_max_tid = tid;
+            }
+            if tid > self.current_max_tid {
+                filtered = Some(DropReason::TemporalLayer);
+            }
+        }
+        if let Some(reason) = filtered {
+            if in_order {
+                self.filter_in_order(src);
+                // A dropped VP8 picture: later PictureIDs move down by one.
+                if let Some(p) = vp8.and_then(|d| d.picture_id.map(|p| (p, d))) {
+                    let (p, d) = p;
+                    let bits = if d.picture_id_15bit { 15 } else { 7 };
+                    let diff = sdiff(p, self.pid_src_raw, bits);
+                    if self.pid_started && diff > 0 {
+                        self.pid_src_raw = p;
+                        self.pid_src_ext = self.pid_src_ext.wrapping_add(diff as u16) & PID_MASK;
+                        self.pid_offset = self.pid_offset.wrapping_sub(1) & PID_MASK;
+                    }
+                }
+            }
+            return Verdict::Drop(reason);
+        }
+
+        let offset = if in_order {
+            self.seq_offset
+        } else {
+            match self.late_offset(src) {
+                Some(o) => o,
+                None => return Verdict::Drop(DropReason::TooLate),
+            }
+        };
+        let out = src.wrapping_add(offset);
+        let ts = meta.timestamp.wrapping_add(self.ts_offset);
+        if in_order {
+            self.src_highest = src;
+        }
+        if self.last_out_seq.is_none_or(|l| out > l) {
+            self.last_out_seq = Some(out);
+            self.last_marker = meta.marker;
+            self.last_out_ts = ts;
+        }
+
+        let rewrite = vp8.map(|d| {
+            let picture_id = d.picture_id.map(|p| {
+                if !self.pid_started {
+                    // A VP8 stream whose first packets lacked a PictureID.
+                    self.pid_started = true;
+                    self.pid_src_raw = p;
+                    self.pid_src_ext = p & PID_MASK;
+                }
+                let bits = if d.picture_id_15bit { 15 } else { 7 };
+                let diff = sdiff(p, self.pid_src_raw, bits);
+                let ext =
+                    (i32::from(self.pid_src_ext) + diff).rem_euclid(i32::from(PID_MOD)) as u16;
+                if diff > 0 {
+                    self.pid_src_raw = p;
+                    self.pid_src_ext = ext;
+                }
+                let o = ext.wrapping_add(self.pid_offset) & PID_MASK;
+                if self.pid_out_last.is_none_or(|l| sdiff(o, l, 15) > 0) {
+                    self.pid_out_last = Some(o);
+                }
+                o
+            });
+            let tl0picidx = d.tl0picidx.map(|t| {
+                let o = t.wrapping_add(self.tl0_offset);
+                if self
+                    .tl0_out_last
+                    .is_none_or(|l| o != l && o.wrapping_sub(l) < 0x80)
+                {
+                    self.tl0_out_last = Some(o);
+                }
+                o
+            });
+            Vp8Rewrite {
+                picture_id,
+                tl0picidx,
+            }
+        });
+        self.record(out as u16, layer, src, ts, rewrite);
+        Verdict::Forward {
+            seq: out as u16,
+            ts,
+            vp8: rewrite,
+            switched,
+        }
+    }
+
+    fn record(&mut self, out_seq: u16, layer: u8, src: u64, ts: u32, vp8: Option<Vp8Rewrite>) {
+        let mut flags = (layer & 0x03) | F_VALID;
+        let (mut pid, mut tl0) = (0, 0);
+        if let Some(v) = vp8 {
+            if let Some(p) = v.picture_id {
+                pid = p;
+                flags |= F_PID;
+            }
+            if let Some(t) = v.tl0picidx {
+                tl0 = t;
+                flags |= F_TL0;
+            }
+        }
+        if let Some(slot) = self.nack.get_mut(usize::from(out_seq) & (NACK_RING - 1)) {
+            *slot = NackSlot {
+                // The low 32 bits; rebuilt against the layer's highest in `nack_lookup`.
+                src_seq: src as u32,
+                ts,
+                pid,
+                out_seq,
+                resent_ms: 0,
+                tl0,
+                flags,
+            };
+        }
+    }
+
+    fn slot(&self, out_seq: u16) -> Option<&NackSlot> {
+        self.nack
+            .get(usize::from(out_seq) & (NACK_RING - 1))
+            .filter(|s| s.flags & F_VALID != 0 && s.out_seq == out_seq)
+    }
+
+    /// What was forwarded as `out_seq`, if it is still in the NACK map (the last
+    /// [`NACK_RING`] output sequence numbers).
+    pub fn nack_lookup(&self, out_seq: u16) -> Option<NackEntry> {
+        let s = self.slot(out_seq)?;
+        let layer = s.flags & 0x03;
+        let highest = (*self.layer_highest.get(usize::from(layer))?)?;
+        let mut src = (highest & !0xffff_ffff) | u64::from(s.src_seq);
+        if src > highest {
+            src = src.checked_sub(1 << 32)?;
+        }
+        let has_vp8 = s.flags & (F_PID | F_TL0) != 0;
+        Some(NackEntry {
+            out_seq,
+            layer,
+            src_ext_seq: src,
+            ts: s.ts,
+            vp8: has_vp8.then_some(Vp8Rewrite {
+                picture_id: (s.flags & F_PID != 0).then_some(s.pid),
+                tl0picidx: (s.flags & F_TL0 != 0).then_some(s.tl0),
+            }),
+        })
+    }
+
+    /// Like [`DownTrack::nack_lookup`], but answers a packet at most once per `rtt`: a
+    /// second NACK for the same packet within `rtt` of the last resend yields `None`.
+    /// A returned entry counts as resent at `now`.
+    pub fn nack_resend(&mut self, out_seq: u16, now: Instant, rtt: Duration) -> Option<NackEntry> {
+        let entry = self.nack_lookup(out_seq)?;
+        let epoch = *self.epoch.get_or_insert(now);
+        // Wrapping milliseconds; an RTT above 65 s is treated as 65 s.
+        let now_ms = now.saturating_duration_since(epoch).as_millis() as u16;
+        let rtt_ms = rtt.as_millis().min(u128::from(u16::MAX)) as u16;
+        let slot = self.nack.get_mut(usize::from(out_seq) & (NACK_RING - 1))?;
+        if slot.flags & F_RESENT != 0 && now_ms.wrapping_sub(slot.resent_ms) < rtt_ms {
+            return None;
+        }
+        slot.flags |= F_RESENT;
+        slot.resent_ms = now_ms;
+        Some(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sfu::codec::{parse_h264, parse_vp8};
+
+    const CLOCK: u32 = 90_000;
+    const FRAME: u32 = 3000;
+
+    /// A simulated simulcast publisher: per layer its own sequence and timestamp bases,
+    /// all layers sampling the same capture clock.
+    struct Publisher {
+        seq: [u64; 3],
+        ts_base: [u32; 3],
+        start: Instant,
+    }
+
+    impl Publisher {
+        fn new() -> Publisher {
+            Publisher {
+                seq: [1000, 50_000, 65_000],
+                ts_base: [7, 1_000_000, 4_000_000_000],
+                start: Instant::now(),
+            }
+        }
+
+        /// The SR of `layer`: capture time 0 ↔ its ts base, NTP 1000 s.
+        fn sr(&self, layer: usize) -> SrClock {
+            SrClock {
+                rtp_ts: self.ts_base[layer],
+                ntp: 1000u64 << 32,
+            }
+        }
+
+        /// `n` packets of frame `f` of `layer`.
+        fn frame(&mut self, layer: usize, f: u32, n: usize, key: bool) -> Vec<PacketMeta> {
+            let ts = self.ts_base[layer].wrapping_add(f * FRAME);
+            let at = self.start + Duration::from_millis(u64::from(f) * 33);
+            (0..n)
+                .map(|i| {
+                    let s = self.seq[layer];
+                    self.seq[layer] += 1;
+                    let mut m = PacketMeta::new(s, ts, i + 1 == n, 12, 1000, at);
+                    m.keyframe = key && i == 0;
+                    m
+                })
+                .collect()
+        }
+    }
+
+    fn fwd(v: Verdict) -> (u16, u32, bool) {
+        match v {
+            Verdict::Forward {
+                seq, ts, switched, ..
+            } => (seq, ts, switched),
+            Verdict::Drop(r) => panic!("dropped: {r:?}"),
+        }
+    }
+
+    fn none() -> PayloadFacts {
+        PayloadFacts::None
+    }
+
+    #[test]
+    fn size_of_downtrack_within_budget() {
+        let size = std::mem::size_of::<DownTrack>();
+        println!("size_of::<DownTrack>() = {size} bytes");
+        assert_eq!(std::mem::size_of::<NackSlot>(), 16);
+        assert!(size <= 16 * 1024, "{size}");
+    }
+
+    #[test]
+    fn fifty_switches_keep_one_gapless_stream_with_rising_ts() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        for l in 0..3 {
+            d.set_sender_report(l as u8, p.sr(l));
+        }
+        d.set_target_layer(Some(0));
+        let mut out: Vec<(u16, u32, bool, u32)> = Vec::new(); // seq, ts, marker, frame
+        let mut switches = 0;
+        let mut target = 0u8;
+        let mut f = 0u32;
+        while switches < 50 {
+            // Every 4 frames a new target; every layer has a keyframe every 3 frames,
+            // staggered.
+            if f.is_multiple_of(4) {
+                target = (target + 1 + (f / 4 % 2) as u8) % 3;
+                d.set_target_layer(Some(target));
+            }
+            // The current layer last: a switch keyframe arrives before the old layer's
+            // copy of the same frame, which then counts as a straggler.
+            let cur = d.current_layer().map_or(0, usize::from);
+            let order = [(cur + 1) % 3, (cur + 2) % 3, cur];
+            for layer in order {
+                let key = (f + layer as u32).is_multiple_of(3);
+                for m in p.frame(layer, f, 3, key) {
+                    if let Verdict::Forward {
+                        seq, ts, switched, ..
+                    } = d.on_packet(layer as u8, &m, &none(), m.arrival)
+                    {
+                        if switched {
+                            switches += 1;
+                        }
+                        out.push((seq, ts, m.marker, f));
+                    }
+                }
+            }
+            f += 1;
+            assert!(f < 10_000);
+        }
+        // From the first keyframe on, every frame was forwarded from exactly one layer,
+        // whole.
+        let first = out[0].3;
+        assert_eq!(out.len() as u32, 3 * (f - first));
+        for w in out.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            assert_eq!(b.0, a.0.wrapping_add(1), "gap between {a:?} and {b:?}");
+            if a.3 == b.3 {
+                assert_eq!(a.1, b.1);
+            } else {
+                assert!(ts_after(b.1, a.1), "ts not rising {a:?} {b:?}");
+                // Same capture clock: exactly one frame interval, no drift.
+                assert_eq!(b.1.wrapping_sub(a.1), FRAME * (b.3 - a.3));
+            }
+        }
+    }
+
+    #[test]
+    fn mid_frame_switch_skips_one_sequence_number() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_sender_report(0, p.sr(0));
+        d.set_sender_report(1, p.sr(1));
+        d.set_target_layer(Some(0));
+        let f0 = p.frame(0, 0, 2, true);
+        let (s0, _, _) = fwd(d.on_packet(0, &f0[0], &none(), p.start));
+        fwd(d.on_packet(0, &f0[1], &none(), p.start));
+        // Half of frame 1 on layer 0 (no marker yet), then layer 1's keyframe.
+        let f1 = p.frame(0, 1, 2, false);
+        let (s1, _, _) = fwd(d.on_packet(0, &f1[0], &none(), p.start));
+        assert_eq!(s1, s0.wrapping_add(2));
+        d.set_target_layer(Some(1));
+        let k = p.frame(1, 2, 2, true);
+        let (sk, _, sw) = fwd(d.on_packet(1, &k[0], &none(), p.start));
+        assert!(sw);
+        assert_eq!(
+            sk,
+            s1.wrapping_add(2),
+            "one number skipped for the incomplete frame"
+        );
+        // The rest of layer 0's frame 1 is now a straggler.
+        assert_eq!(
+            d.on_packet(0, &f1[1], &none(), p.start),
+            Verdict::Drop(DropReason::NotCurrentLayer)
+        );
+    }
+
+    #[test]
+    fn no_delta_of_new_layer_before_its_keyframe_and_pli_throttled() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_sender_report(0, p.sr(0));
+        d.set_sender_report(2, p.sr(2));
+        d.set_target_layer(Some(0));
+        assert_eq!(d.keyframe_wanted(p.start), Some(0));
+        for m in p.frame(0, 0, 2, true) {
+            fwd(d.on_packet(0, &m, &none(), p.start));
+        }
+        assert_eq!(d.keyframe_wanted(p.start), None);
+        d.set_target_layer(Some(2));
+        let t0 = p.start + Duration::from_secs(10);
+        assert_eq!(d.keyframe_wanted(t0), Some(2));
+        assert_eq!(d.keyframe_wanted(t0 + Duration::from_millis(499)), None);
+        for f in 1..20 {
+            for m in p.frame(2, f, 2, false) {
+                assert_eq!(
+                    d.on_packet(2, &m, &none(), t0),
+                    Verdict::Drop(DropReason::WaitingForKeyframe)
+                );
+            }
+            // The old layer keeps flowing meanwhile.
+            for m in p.frame(0, f, 2, false) {
+                fwd(d.on_packet(0, &m, &none(), t0));
+            }
+        }
+        assert_eq!(d.current_layer(), Some(0));
+        assert_eq!(d.keyframe_wanted(t0 + Duration::from_millis(500)), Some(2));
+        let k = p.frame(2, 20, 2, true);
+        assert!(fwd(d.on_packet(2, &k[0], &none(), t0)).2);
+        assert_eq!(d.current_layer(), Some(2));
+        assert_eq!(d.keyframe_wanted(t0 + Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn layer_without_sr_not_selected_until_its_sr() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        // No SRs at all: the first layer becomes the reference anyway.
+        d.set_target_layer(Some(0));
+        for m in p.frame(0, 0, 2, true) {
+            fwd(d.on_packet(0, &m, &none(), p.start));
+        }
+        d.set_target_layer(Some(1));
+        assert!(!d.can_switch_to(1));
+        assert_eq!(d.keyframe_wanted(p.start), None);
+        let k = p.frame(1, 1, 2, true);
+        assert_eq!(
+            d.on_packet(1, &k[0], &none(), p.start),
+            Verdict::Drop(DropReason::NoSenderReport)
+        );
+        assert_eq!(d.current_layer(), Some(0));
+        // The new layer's SR alone is not enough: the reference has none.
+        d.set_sender_report(1, p.sr(1));
+        assert!(!d.can_switch_to(1));
+        d.set_sender_report(0, p.sr(0));
+        assert!(d.can_switch_to(1));
+        assert_eq!(d.keyframe_wanted(p.start), Some(1));
+        let mut last_ts = 0;
+        for m in p.frame(0, 1, 2, false) {
+            last_ts = fwd(d.on_packet(0, &m, &none(), p.start)).1;
+        }
+        let k = p.frame(1, 2, 2, true);
+        let (_, ts, sw) = fwd(d.on_packet(1, &k[0], &none(), p.start));
+        assert!(sw);
+        assert_eq!(ts, last_ts.wrapping_add(FRAME));
+    }
+
+    #[test]
+    fn keyframe_ts_not_after_last_is_bumped() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_sender_report(0, p.sr(0));
+        // Layer 1's SR claims it runs 10 frames behind.
+        let mut sr1 = p.sr(1);
+        sr1.rtp_ts = sr1.rtp_ts.wrapping_add(10 * FRAME);
+        d.set_sender_report(1, sr1);
+        d.set_target_layer(Some(0));
+        let mut last = 0;
+        for f in 0..3 {
+            for m in p.frame(0, f, 1, f == 0) {
+                last = fwd(d.on_packet(0, &m, &none(), p.start)).1;
+            }
+        }
+        d.set_target_layer(Some(1));
+        let k = p.frame(1, 3, 1, true);
+        let (_, ts, _) = fwd(d.on_packet(1, &k[0], &none(), p.start));
+        assert_eq!(ts, last.wrapping_add(1));
+        let next = p.frame(1, 4, 1, false);
+        assert_eq!(
+            fwd(d.on_packet(1, &next[0], &none(), p.start)).1,
+            ts + FRAME
+        );
+    }
+
+    #[test]
+    fn reordering_across_switch_drops_stragglers() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_sender_report(0, p.sr(0));
+        d.set_sender_report(1, p.sr(1));
+        d.set_target_layer(Some(0));
+        for m in p.frame(0, 0, 2, true) {
+            fwd(d.on_packet(0, &m, &none(), p.start));
+        }
+        d.set_target_layer(Some(1));
+        let before = p.frame(1, 0, 2, false);
+        let key = p.frame(1, 1, 2, true);
+        let old = p.frame(0, 1, 2, false);
+        // The keyframe overtakes the new layer's earlier delta frame.
+        let (sk, _, _) = fwd(d.on_packet(1, &key[0], &none(), p.start));
+        for m in &before {
+            assert_eq!(
+                d.on_packet(1, m, &none(), p.start),
+                Verdict::Drop(DropReason::BeforeSwitch)
+            );
+        }
+        for m in &old {
+            assert_eq!(
+                d.on_packet(0, m, &none(), p.start),
+                Verdict::Drop(DropReason::NotCurrentLayer)
+            );
+        }
+        assert_eq!(
+            fwd(d.on_packet(1, &key[1], &none(), p.start)).0,
+            sk.wrapping_add(1)
+        );
+    }
+
+    #[test]
+    fn padding_and_late_packets_keep_numbering() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let ms = p.frame(0, 0, 6, true);
+        let mut pad = ms[2];
+        pad.payload_len = 0;
+        let (s0, ..) = fwd(d.on_packet(0, &ms[0], &none(), p.start));
+        // ms[1] is late; padding (ms[2] slot) filtered; ms[3] forwarded.
+        assert_eq!(
+            d.on_packet(0, &pad, &none(), p.start),
+            Verdict::Drop(DropReason::Padding)
+        );
+        let (s3, ..) = fwd(d.on_packet(0, &ms[3], &none(), p.start));
+        assert_eq!(s3, s0.wrapping_add(2));
+        // The late packet gets the number reserved for it, before the padding's removal.
+        let (s1, ..) = fwd(d.on_packet(0, &ms[1], &none(), p.start));
+        assert_eq!(s1, s0.wrapping_add(1));
+        let (s4, ..) = fwd(d.on_packet(0, &ms[4], &none(), p.start));
+        assert_eq!(s4, s3.wrapping_add(1));
+    }
+
+    #[test]
+    fn late_packet_beyond_drop_history_is_dropped() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let ms = p.frame(0, 0, 3 + DROP_HISTORY + 1, true);
+        fwd(d.on_packet(0, &ms[0], &none(), p.start));
+        for m in &ms[2..3 + DROP_HISTORY] {
+            let mut pad = *m;
+            pad.payload_len = 0;
+            assert!(matches!(
+                d.on_packet(0, &pad, &none(), p.start),
+                Verdict::Drop(_)
+            ));
+        }
+        assert_eq!(
+            d.on_packet(0, &ms[1], &none(), p.start),
+            Verdict::Drop(DropReason::TooLate)
+        );
+    }
+
+    /// A VP8 packet: 15-bit PictureID, TL0PICIDX, TID/Y; one packet per picture.
+    fn vp8_payload(pid: u16, tl0: u8, tid: u8, y: bool, key: bool) -> Vec<u8> {
+        vec![
+            0x90,
+            0xE0,
+            0x80 | (pid >> 8) as u8,
+            pid as u8,
+            tl0,
+            tid << 6 | if y { 0x20 } else { 0 },
+            if key { 0x00 } else { 0x01 },
+        ]
+    }
+
+    struct Vp8Layer {
+        seq: u64,
+        pid: u16,
+        tl0: u8,
+        ts: u32,
+        n: u32,
+    }
+
+    impl Vp8Layer {
+        /// Next picture in an L1T3 pattern (TID 0, 2, 1, 2), Y set on TID 1/2 after TID 0.
+        fn next(&mut self, key: bool, now: Instant) -> (PacketMeta, PayloadFacts) {
+            let tid = [0u8, 2, 1, 2][(self.n % 4) as usize];
+            if tid == 0 && self.n > 0 {
+                self.tl0 = self.tl0.wrapping_add(1);
+            }
+            let y = tid > 0 && self.n % 4 != 3;
+            let payload = vp8_payload(self.pid, self.tl0, tid, y, key);
+            let facts = PayloadFacts::Vp8(parse_vp8(&payload).unwrap());
+            let mut m = PacketMeta::new(self.seq, self.ts, true, 12, payload.len() as u16, now);
+            facts.fill_meta(&mut m);
+            self.seq += 1;
+            self.pid = (self.pid + 1) & PID_MASK;
+            self.ts = self.ts.wrapping_add(FRAME);
+            self.n += 1;
+            (m, facts)
+        }
+    }
+
+    #[test]
+    fn vp8_tl0_only_gives_contiguous_picture_ids_and_tl0_across_switch() {
+        let now = Instant::now();
+        let mut l0 = Vp8Layer {
+            seq: 10,
+            pid: 32_760,
+            tl0: 254,
+            ts: 0,
+            n: 0,
+        };
+        let mut l1 = Vp8Layer {
+            seq: 900,
+            pid: 100,
+            tl0: 7,
+            ts: 0,
+            n: 0,
+        };
+        let mut d = DownTrack::new(CLOCK);
+        d.set_sender_report(0, SrClock { rtp_ts: 0, ntp: 0 });
+        d.set_sender_report(1, SrClock { rtp_ts: 0, ntp: 0 });
+        d.set_target_layer(Some(0));
+        d.set_target_max_tid(0);
+        let mut out = Vec::new();
+        for i in 0..40 {
+            if i == 20 {
+                d.set_target_layer(Some(1));
+            }
+            let (m, f) = l0.next(i == 0, now);
+            let (m1, f1) = l1.next(i == 24, now);
+            for (layer, m, f) in [(0u8, m, f), (1u8, m1, f1)] {
+                if let Verdict::Forward { seq, vp8, .. } = d.on_packet(layer, &m, &f, now) {
+                    let v = vp8.unwrap();
+                    out.push((seq, v.picture_id.unwrap(), v.tl0picidx.unwrap(), m.tid));
+                }
+            }
+        }
+        assert!(out.len() >= 10);
+        assert_eq!(d.current_layer(), Some(1));
+        for w in out.windows(2) {
+            assert_eq!(w[1].0, w[0].0.wrapping_add(1), "seq {w:?}");
+            assert_eq!(w[1].1, (w[0].1 + 1) & PID_MASK, "picture id {w:?}");
+            assert_eq!(w[1].2, w[0].2.wrapping_add(1), "tl0picidx {w:?}");
+            assert_eq!(w[1].3, Some(0));
+        }
+    }
+
+    #[test]
+    fn vp8_temporal_up_switch_only_at_sync_point() {
+        let now = Instant::now();
+        let mut l0 = Vp8Layer {
+            seq: 10,
+            pid: 5,
+            tl0: 0,
+            ts: 0,
+            n: 0,
+        };
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        d.set_target_max_tid(0);
+        // Pictures 0..=3: TID 0, 2, 1, 2 at TL0 only.
+        let mut tids = Vec::new();
+        for i in 0..4 {
+            let (m, f) = l0.next(i == 0, now);
+            if matches!(d.on_packet(0, &m, &f, now), Verdict::Forward { .. }) {
+                tids.push(m.tid.unwrap());
+            }
+        }
+        assert_eq!(tids, [0]);
+        d.set_target_max_tid(2);
+        assert_eq!(d.current_max_tid(), 0);
+        // Picture 4 is TID 0, picture 5 TID 2 with Y: the up-switch happens there.
+        tids.clear();
+        for _ in 4..12 {
+            let (m, f) = l0.next(false, now);
+            if matches!(d.on_packet(0, &m, &f, now), Verdict::Forward { .. }) {
+                tids.push(m.tid.unwrap());
+            }
+        }
+        assert_eq!(tids, [0, 2, 1, 2, 0, 2, 1, 2]);
+        assert_eq!(d.current_max_tid(), 2);
+        // Lowering is immediate.
+        d.set_target_max_tid(1);
+        let (m, f) = l0.next(false, now);
+        assert_eq!(m.tid, Some(0));
+        fwd(d.on_packet(0, &m, &f, now));
+        let (m, f) = l0.next(false, now);
+        assert_eq!(
+            d.on_packet(0, &m, &f, now),
+            Verdict::Drop(DropReason::TemporalLayer)
+        );
+    }
+
+    #[test]
+    fn temporal_up_switch_waits_for_y() {
+        let now = Instant::now();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        d.set_target_max_tid(0);
+        let mk = |seq: u64, pid: u16, tid: u8, y: bool, key: bool| {
+            let payload = vp8_payload(pid, 0, tid, y, key);
+            let f = PayloadFacts::Vp8(parse_vp8(&payload).unwrap());
+            let mut m = PacketMeta::new(seq, u32::from(pid) * FRAME, true, 12, 7, now);
+            f.fill_meta(&mut m);
+            (m, f)
+        };
+        let (m, f) = mk(1, 1, 0, false, true);
+        fwd(d.on_packet(0, &m, &f, now));
+        d.set_target_max_tid(1);
+        let (m, f) = mk(2, 2, 1, false, false);
+        assert_eq!(
+            d.on_packet(0, &m, &f, now),
+            Verdict::Drop(DropReason::TemporalLayer)
+        );
+        let (m, f) = mk(3, 3, 1, true, false);
+        let Verdict::Forward { seq, vp8, .. } = d.on_packet(0, &m, &f, now) else {
+            panic!("Y=1 must switch up");
+        };
+        assert_eq!(seq, 2);
+        // Picture 2 was dropped: picture 3 goes out as 2.
+        assert_eq!(vp8.unwrap().picture_id, Some(2));
+    }
+
+    #[test]
+    fn h264_sps_in_stap_a_is_a_switch_point() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_sender_report(0, p.sr(0));
+        d.set_sender_report(1, p.sr(1));
+        d.set_target_layer(Some(0));
+        let stap = [0x78, 0, 2, 0x67, 1, 0, 2, 0x68, 2, 0, 2, 0x65, 3];
+        let idr_only = [0x65, 1, 2];
+        for m in p.frame(0, 0, 1, true) {
+            fwd(d.on_packet(0, &m, &none(), p.start));
+        }
+        d.set_target_layer(Some(1));
+        // An IDR without SPS is not a switch point.
+        let f = PayloadFacts::H264(parse_h264(&idr_only).unwrap());
+        let mut m = p.frame(1, 1, 1, false)[0];
+        f.fill_meta(&mut m);
+        assert_eq!(
+            d.on_packet(1, &m, &f, p.start),
+            Verdict::Drop(DropReason::WaitingForKeyframe)
+        );
+        let f = PayloadFacts::H264(parse_h264(&stap).unwrap());
+        let mut m = p.frame(1, 2, 1, false)[0];
+        f.fill_meta(&mut m);
+        assert!(fwd(d.on_packet(1, &m, &f, p.start)).2);
+        assert_eq!(d.current_layer(), Some(1));
+    }
+
+    #[test]
+    fn nack_lookup_after_1000_packets() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_sender_report(0, p.sr(0));
+        d.set_sender_report(2, p.sr(2));
+        d.set_target_layer(Some(0));
+        let mut sent = Vec::new();
+        for f in 0..500u32 {
+            if f == 250 {
+                d.set_target_layer(Some(2));
+            }
+            for layer in [2usize, 0] {
+                for m in p.frame(layer, f, 2, f.is_multiple_of(10)) {
+                    if let Verdict::Forward { seq, ts, .. } =
+                        d.on_packet(layer as u8, &m, &none(), p.start)
+                    {
+                        sent.push((seq, layer as u8, m.ext_seq, ts));
+                    }
+                }
+            }
+        }
+        assert_eq!(sent.len(), 1000);
+        // Layer 2 crossed 65536 in the middle: the extended number is rebuilt.
+        for &(seq, layer, src, ts) in &sent[1000 - NACK_RING..] {
+            let e = d.nack_lookup(seq).unwrap();
+            assert_eq!(
+                (e.out_seq, e.layer, e.src_ext_seq, e.ts),
+                (seq, layer, src, ts)
+            );
+        }
+        assert!(d.nack_lookup(sent[1000 - NACK_RING - 1].0).is_none());
+        assert!(d.nack_lookup(sent[0].0).is_none());
+        assert!(sent.iter().any(|s| s.1 == 0) && sent.iter().any(|s| s.2 > 65_536));
+    }
+
+    #[test]
+    fn nack_resend_once_per_rtt() {
+        let now = Instant::now();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let mut m = PacketMeta::new(5, 0, true, 12, 100, now);
+        m.keyframe = true;
+        let (seq, ..) = fwd(d.on_packet(0, &m, &none(), now));
+        let rtt = Duration::from_millis(100);
+        assert!(d.nack_resend(seq, now, rtt).is_some());
+        assert!(
+            d.nack_resend(seq, now + Duration::from_millis(99), rtt)
+                .is_none()
+        );
+        assert!(
+            d.nack_resend(seq, now + Duration::from_millis(100), rtt)
+                .is_some()
+        );
+        assert!(d.nack_resend(seq.wrapping_add(1), now, rtt).is_none());
+    }
+
+    #[test]
+    fn nack_entry_carries_vp8_rewrite() {
+        let now = Instant::now();
+        let mut l0 = Vp8Layer {
+            seq: 10,
+            pid: 300,
+            tl0: 9,
+            ts: 0,
+            n: 0,
+        };
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let (m, f) = l0.next(true, now);
+        let Verdict::Forward { seq, vp8, .. } = d.on_packet(0, &m, &f, now) else {
+            panic!()
+        };
+        assert_eq!(d.nack_lookup(seq).unwrap().vp8, vp8);
+        assert_eq!(vp8.unwrap().picture_id, Some(300));
+    }
+
+    proptest::proptest! {
+        /// Whatever the layers, keyframes, padding, temporal ids and target changes, with
+        /// in-order input the output sequence advances by exactly one per forwarded
+        /// packet (two after a switch that followed an incomplete frame) and timestamps
+        /// never go back.
+        #[test]
+        fn output_is_one_gapless_stream(
+            events in proptest::collection::vec(
+                (0u8..4, proptest::bool::weighted(0.15), 0u8..10, 0u8..3, proptest::bool::ANY),
+                1..400,
+            )
+        ) {
+            let now = Instant::now();
+            let mut d = DownTrack::new(CLOCK);
+            let bases = [5u32, 3_000_000_000, 77];
+            let mut seqs = [10u64, 40_000, 65_530];
+            for (l, b) in bases.iter().enumerate() {
+                d.set_sender_report(l as u8, SrClock { rtp_ts: *b, ntp: 5 << 32 });
+            }
+            d.set_target_layer(Some(0));
+            d.set_target_max_tid(1);
+            let mut last: Option<(u16, u32, bool)> = None;
+            for (i, (layer, key, kind, tid, marker)) in events.into_iter().enumerate() {
+                if layer == 3 {
+                    d.set_target_layer(Some(kind % 3));
+                    d.set_target_max_tid(tid);
+                    continue;
+                }
+                let l = usize::from(layer);
+                let ts = bases[l].wrapping_add(i as u32 * 100);
+                let mut m = PacketMeta::new(seqs[l], ts, marker, 12, if kind == 0 { 0 } else { 100 }, now);
+                seqs[l] += 1;
+                m.keyframe = key;
+                m.tid = Some(tid);
+                m.layer_sync = kind > 5;
+                if let Verdict::Forward { seq, ts, switched, .. } = d.on_packet(layer, &m, &none(), now) {
+                    if let Some((ls, lts, lmarker)) = last {
+                        let step = if switched && !lmarker { 2 } else { 1 };
+                        proptest::prop_assert_eq!(seq, ls.wrapping_add(step));
+                        proptest::prop_assert!(ts == lts || ts_after(ts, lts));
+                    }
+                    last = Some((seq, ts, marker));
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// With reordered input on one layer, forwarded packets keep the source order in
+        /// their output sequence numbers (strictly increasing with the source number), so
+        /// no two packets ever share an output number.
+        #[test]
+        fn reordered_input_maps_monotonically(
+            kinds in proptest::collection::vec(0u8..8, 2..300),
+            swaps in proptest::collection::vec((0usize..300, 1usize..4), 0..60),
+        ) {
+            let now = Instant::now();
+            let mut d = DownTrack::new(CLOCK);
+            d.set_target_layer(Some(0));
+            d.set_target_max_tid(0);
+            let mut pkts: Vec<PacketMeta> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| {
+                    // kind 0: padding, 1: TID 1 (filtered), else TID 0.
+                    let mut m = PacketMeta::new(100 + i as u64, i as u32, true, 12, if k == 0 { 0 } else { 50 }, now);
+                    m.tid = Some(u8::from(k == 1));
+                    m
+                })
+                .collect();
+            pkts[0].keyframe = true;
+            pkts[0].payload_len = 50;
+            pkts[0].tid = Some(0);
+            for (at, dist) in swaps {
+                // Never move anything before the keyframe.
+                let a = 1 + at % (pkts.len() - 1);
+                let b = (a + dist).min(pkts.len() - 1);
+                pkts.swap(a, b);
+            }
+            let mut sent: Vec<(u64, u16)> = Vec::new();
+            for m in &pkts {
+                if let Verdict::Forward { seq, .. } = d.on_packet(0, m, &none(), now) {
+                    sent.push((m.ext_seq, seq));
+                }
+            }
+            sent.sort();
+            for w in sent.windows(2) {
+                let gap = w[1].1.wrapping_sub(w[0].1);
+                proptest::prop_assert!(gap >= 1 && gap <= (w[1].0 - w[0].0) as u16, "{:?}", w);
+            }
+        }
+    }
+
+    #[test]
+    fn stream_starting_at_sequence_zero() {
+        let now = Instant::now();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let mut m = PacketMeta::new(0, 0, false, 12, 100, now);
+        m.keyframe = true;
+        assert_eq!(fwd(d.on_packet(0, &m, &none(), now)).0, 0);
+        // Filtering after it must shift later packets (it is in order, not late).
+        let mut pad = PacketMeta::new(1, 0, false, 12, 0, now);
+        pad.keyframe = false;
+        assert_eq!(
+            d.on_packet(0, &pad, &none(), now),
+            Verdict::Drop(DropReason::Padding)
+        );
+        let m2 = PacketMeta::new(2, 0, true, 12, 100, now);
+        assert_eq!(fwd(d.on_packet(0, &m2, &none(), now)).0, 1);
+    }
+
+    #[test]
+    fn pause_and_invalid_layer() {
+        let now = Instant::now();
+        let mut d = DownTrack::new(CLOCK);
+        let mut m = PacketMeta::new(5, 0, true, 12, 100, now);
+        m.keyframe = true;
+        assert_eq!(
+            d.on_packet(0, &m, &none(), now),
+            Verdict::Drop(DropReason::Paused)
+        );
+        assert_eq!(
+            d.on_packet(3, &m, &none(), now),
+            Verdict::Drop(DropReason::InvalidLayer)
+        );
+        d.set_target_layer(Some(0));
+        let (s, ..) = fwd(d.on_packet(0, &m, &none(), now));
+        d.set_target_layer(None);
+        m.ext_seq = 6;
+        m.keyframe = false;
+        assert_eq!(
+            d.on_packet(0, &m, &none(), now),
+            Verdict::Drop(DropReason::Paused)
+        );
+        // Resuming waits for a keyframe, then continues the numbering.
+        d.set_target_layer(Some(0));
+        m.ext_seq = 7;
+        assert_eq!(
+            d.on_packet(0, &m, &none(), now),
+            Verdict::Drop(DropReason::WaitingForKeyframe)
+        );
+        m.ext_seq = 8;
+        m.keyframe = true;
+        assert_eq!(fwd(d.on_packet(0, &m, &none(), now)).0, s.wrapping_add(1));
+        d.set_target_layer(Some(9));
+        assert_eq!(d.target_layer(), Some(2));
+    }
+}
