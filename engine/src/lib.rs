@@ -11,6 +11,7 @@ pub mod control;
 mod engine;
 pub mod forward;
 pub mod io;
+pub(crate) mod sfu;
 mod shard;
 
 pub use api::{
