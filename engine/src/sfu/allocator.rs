@@ -742,20 +742,26 @@ fn prepare<K>(slot: &mut Slot<K>, cfg: &AllocatorConfig) -> Option<Target> {
     } else {
         within
     };
-    for s in 0..MAX_SPATIAL {
-        let rates = &input.bitrates[s][..usize::from(temporal_count)];
-        let measured = rates.iter().any(|&r| r > 0);
+    let count = usize::from(temporal_count);
+    for ((costs, rates), default) in slot
+        .costs
+        .iter_mut()
+        .zip(&input.bitrates)
+        .zip(cfg.default_layer_bps)
+    {
+        let measured = rates[..count].iter().any(|&r| r > 0);
         let mut sum: u64 = 0;
-        for t in 0..usize::from(temporal_count) {
-            slot.costs[s][t] = if measured {
-                sum = sum.saturating_add(rates[t]);
+        for (t, (cost, &rate)) in costs.iter_mut().zip(rates).enumerate() {
+            *cost = if t >= count {
+                // Above the layers sent: as much as the highest one.
+                sum
+            } else if measured {
+                sum = sum.saturating_add(rate);
                 sum
             } else {
-                cfg.default_layer_bps[s].saturating_mul(t as u64 + 1) / u64::from(temporal_count)
+                sum = default.saturating_mul(t as u64 + 1) / u64::from(temporal_count);
+                sum
             };
-        }
-        for t in usize::from(temporal_count)..MAX_TEMPORAL {
-            slot.costs[s][t] = slot.costs[s][usize::from(temporal_count) - 1];
         }
     }
     if input.preference.paused {

@@ -83,7 +83,7 @@ impl RateMeter {
         let oldest = cur.saturating_sub(RATE_BUCKETS as u64 - 1);
         let mut total: u64 = 0;
         for (&stamp, &bytes) in self.stamp.iter().zip(&self.bytes) {
-            if stamp != 0 && stamp - 1 >= oldest && stamp - 1 <= cur {
+            if stamp > oldest && stamp - 1 <= cur {
                 total = total.saturating_add(bytes);
             }
         }
