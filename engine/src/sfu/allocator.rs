@@ -1058,6 +1058,29 @@ mod tests {
     }
 
     #[test]
+    fn measured_temporal_layers_cost_cumulatively() {
+        let t0 = Instant::now();
+        let mut al = Allocator::new(AllocatorConfig::default());
+        // Layer 0 measured per temporal id: TL0 100k, TL1 50k, TL2 50k (200k in all);
+        // layer 1 not measured: 500k spread over 3 temporal layers.
+        let mut v = DowntrackInput::video(LayerSet::first(2), 3);
+        v.bitrates[0] = [100_000, 50_000, 50_000, 0];
+        al.insert(A, v);
+        al.update(t0, 160_000);
+        assert_eq!(al.target(A), Some(fwd(0, 1)));
+        let mut al2 = Allocator::new(AllocatorConfig::default());
+        al2.insert(A, al.input_mut(A).unwrap().clone());
+        al2.update(t0, 340_000);
+        // (1, 0) costs 500k / 3 = 166k < 200k of (0, 2), so it fits; (1, 1) = 333k too.
+        assert_eq!(al2.target(A), Some(fwd(1, 1)));
+        let r = al2.update(t0 + MS * 100, 340_000);
+        assert!(r.deficient);
+        // Next step (1, 2): 500k − 333k = 166k → the 200k minimum.
+        assert_eq!(r.expected_bps, 333_333);
+        assert_eq!(r.probe_goal_bps, Some(533_333));
+    }
+
+    #[test]
     fn unused_layers_are_those_nobody_forwards() {
         let targets = [fwd(0, 2), fwd(2, 0), Target::Paused(PauseReason::Bandwidth)];
         assert_eq!(
