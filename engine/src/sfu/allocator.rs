@@ -1,0 +1,1101 @@
+//! The per-subscriber bandwidth allocator.
+//!
+//! One [`Allocator`] runs per subscriber peer. It is told the peer's send-side bandwidth
+//! estimate (from its transport-wide congestion control) and, per downtrack, the media
+//! kind, a priority (1–255, higher first), the spatial/temporal layers the publisher
+//! currently sends with their measured bitrates, the control plane's [`Preference`] and
+//! whether the track is active. [`Allocator::update`] answers with a [`Target`] per
+//! downtrack (a layer to forward, or paused and why), whether the peer is *deficient*
+//! (some track is below what its preference allows) and the bitrate a pacer should probe
+//! to.
+//!
+//! Rules:
+//! - Audio is never managed: an active audio track is always forwarded and its measured
+//!   rate (or [`AllocatorConfig::default_audio_bps`]) is reserved before video. Only an
+//!   explicit pause in its [`Preference`] stops it.
+//! - Video is allocated in rungs `(spatial, temporal)`, ordered spatial first then
+//!   temporal. Every track first gets its base rung, in priority order; then all tracks
+//!   climb level by level (each level `(s, t)` is offered to every track in priority
+//!   order) while the budget lasts. A track whose next rung does not fit stops climbing.
+//! - Simulcast costs: forwarding `(s, t)` costs the bitrate of spatial layer `s` summed
+//!   over its temporal layers `0..=t`; a spatial layer with no measurement yet costs
+//!   [`AllocatorConfig::default_layer_bps`], spread evenly over its temporal layers.
+//! - Hysteresis: the allocation drops at once when the estimate falls below
+//!   [`AllocatorConfig::downgrade_pct`] % of the current allocation (audio included); it
+//!   rises only when the estimate covers the higher allocation with
+//!   [`AllocatorConfig::upgrade_margin_pct`] % for [`AllocatorConfig::upgrade_hold`] (what
+//!   is committed then is, per track, the lowest rung offered during the hold). For
+//!   [`AllocatorConfig::spatial_block`] after a bandwidth-driven downgrade, upgrades stay
+//!   within the current spatial layer.
+//! - A new track, or one whose kind, priority, activity, layers or preference changed, is
+//!   re-allocated at once (from its base rung up, other tracks capped at their current
+//!   rung, all within the estimate), so base layers go out by priority.
+//!
+//! Deterministic and Sans-I/O: `now` is an input. Steady-state calls do not allocate
+//! (the track table and the priority order are reused).
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+/// Spatial layers a track can have (0..=2).
+pub const MAX_SPATIAL: usize = 3;
+/// Temporal layers a spatial layer can have (0..=3).
+pub const MAX_TEMPORAL: usize = 4;
+
+/// The kind of media a downtrack carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// Audio: never managed, always forwarded.
+    Audio,
+    /// Video: layers chosen by the allocator.
+    Video,
+}
+
+/// One forwarding rung: a spatial layer and the highest temporal layer forwarded in it.
+/// Ordered by spatial layer, then temporal layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Layer {
+    /// Spatial layer, 0..=2.
+    pub spatial: u8,
+    /// Highest temporal layer forwarded, 0..=3.
+    pub temporal: u8,
+}
+
+impl Layer {
+    /// A rung.
+    pub const fn new(spatial: u8, temporal: u8) -> Self {
+        Self { spatial, temporal }
+    }
+}
+
+/// Why a downtrack forwards nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PauseReason {
+    /// The control plane paused it ([`Preference::paused`]).
+    Preference,
+    /// The publisher's track is not active or sends no layer.
+    Inactive,
+    /// Not even its base layer fits the estimate.
+    Bandwidth,
+}
+
+/// What a downtrack should forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Forward this rung (audio always reads `Layer::new(0, 0)`).
+    Forward(Layer),
+    /// Forward nothing.
+    Paused(PauseReason),
+}
+
+impl Target {
+    /// The forwarded rung, if any.
+    pub fn layer(self) -> Option<Layer> {
+        match self {
+            Target::Forward(l) => Some(l),
+            Target::Paused(_) => None,
+        }
+    }
+}
+
+/// A set of spatial layers (0..=2), as a bit mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct LayerSet(u8);
+
+impl LayerSet {
+    /// No layer.
+    pub const EMPTY: Self = Self(0);
+    /// Layers 0, 1 and 2.
+    pub const ALL: Self = Self(0b111);
+
+    /// The set of the bits of `mask` (bit `s` = layer `s`; bits above 2 are dropped).
+    pub const fn from_bits(mask: u8) -> Self {
+        Self(mask & 0b111)
+    }
+
+    /// Layers `0..count` (count clamped to 3).
+    pub const fn first(count: u8) -> Self {
+        let n = if count > 3 { 3 } else { count };
+        Self((1u8 << n) - 1)
+    }
+
+    /// The bit mask.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether layer `s` is in the set.
+    pub const fn contains(self, s: u8) -> bool {
+        s < 3 && self.0 & (1 << s) != 0
+    }
+
+    /// Adds layer `s` (ignored when `s > 2`).
+    pub fn insert(&mut self, s: u8) {
+        if s < 3 {
+            self.0 |= 1 << s;
+        }
+    }
+
+    /// Removes layer `s`.
+    pub fn remove(&mut self, s: u8) {
+        if s < 3 {
+            self.0 &= !(1 << s);
+        }
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The lowest layer in the set.
+    pub fn lowest(self) -> Option<u8> {
+        (0..3).find(|&s| self.contains(s))
+    }
+
+    /// The highest layer in the set.
+    pub fn highest(self) -> Option<u8> {
+        (0..3).rev().find(|&s| self.contains(s))
+    }
+
+    /// The layers in ascending order.
+    pub fn iter(self) -> impl Iterator<Item = u8> {
+        (0..3).filter(move |&s| self.contains(s))
+    }
+}
+
+/// What the control plane allows a downtrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Preference {
+    /// Highest spatial layer wanted (0..=2).
+    pub max_spatial: u8,
+    /// Highest temporal layer wanted (0..=3).
+    pub max_temporal: u8,
+    /// Forward nothing.
+    pub paused: bool,
+}
+
+impl Default for Preference {
+    /// Everything, not paused.
+    fn default() -> Self {
+        Self {
+            max_spatial: (MAX_SPATIAL - 1) as u8,
+            max_temporal: (MAX_TEMPORAL - 1) as u8,
+            paused: false,
+        }
+    }
+}
+
+/// One downtrack as the allocator sees it. Fields are updated in place through
+/// [`Allocator::input_mut`] or replaced with [`Allocator::insert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DowntrackInput {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// 1–255, higher is served first (0 counts as 1).
+    pub priority: u8,
+    /// Whether the publisher's track is live (not muted, sending).
+    pub active: bool,
+    /// Spatial layers the publisher currently sends.
+    pub layers: LayerSet,
+    /// Temporal layers per spatial layer, 1..=4 (0 counts as 1).
+    pub temporal_layers: u8,
+    /// Measured bitrate in bit/s of the packets of spatial layer `s` with temporal id
+    /// exactly `t`, at `[s][t]`; a spatial layer whose entries are all 0 counts as not
+    /// measured yet. Audio uses `[0][0]`.
+    pub bitrates: [[u64; MAX_TEMPORAL]; MAX_SPATIAL],
+    /// The control plane's limits.
+    pub preference: Preference,
+}
+
+impl DowntrackInput {
+    /// An active audio track, priority 1, not measured yet.
+    pub fn audio() -> Self {
+        Self {
+            kind: MediaKind::Audio,
+            priority: 1,
+            active: true,
+            layers: LayerSet::first(1),
+            temporal_layers: 1,
+            bitrates: [[0; MAX_TEMPORAL]; MAX_SPATIAL],
+            preference: Preference::default(),
+        }
+    }
+
+    /// An active video track with these spatial layers and `temporal_layers` temporal
+    /// layers each, priority 1, not measured yet.
+    pub fn video(layers: LayerSet, temporal_layers: u8) -> Self {
+        Self {
+            kind: MediaKind::Video,
+            priority: 1,
+            active: true,
+            layers,
+            temporal_layers,
+            bitrates: [[0; MAX_TEMPORAL]; MAX_SPATIAL],
+            preference: Preference::default(),
+        }
+    }
+
+    /// The same with this priority.
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+/// Tuning of the [`Allocator`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocatorConfig {
+    /// An upgrade needs `estimate ≥ allocation × upgrade_margin_pct / 100` (default 110).
+    pub upgrade_margin_pct: u32,
+    /// A downgrade happens once `estimate < allocation × downgrade_pct / 100` (default 95).
+    pub downgrade_pct: u32,
+    /// How long an upgrade must stay covered before it is committed (default 2 s).
+    pub upgrade_hold: Duration,
+    /// No spatial upgrade for this long after a bandwidth-driven downgrade (default 10 s).
+    pub spatial_block: Duration,
+    /// Cost of a spatial layer not measured yet, bit/s (default 150k, 500k, 1.5M).
+    pub default_layer_bps: [u64; MAX_SPATIAL],
+    /// Cost of an audio track not measured yet, bit/s (default 40k).
+    pub default_audio_bps: u64,
+    /// The probe goal adds this percentage of the next step (default 120) ...
+    pub probe_step_pct: u32,
+    /// ... but at least this many bit/s (default 200k).
+    pub probe_min_bps: u64,
+}
+
+impl Default for AllocatorConfig {
+    fn default() -> Self {
+        Self {
+            upgrade_margin_pct: 110,
+            downgrade_pct: 95,
+            upgrade_hold: Duration::from_secs(2),
+            spatial_block: Duration::from_secs(10),
+            default_layer_bps: [150_000, 500_000, 1_500_000],
+            default_audio_bps: 40_000,
+            probe_step_pct: 120,
+            probe_min_bps: 200_000,
+        }
+    }
+}
+
+/// The outcome of one [`Allocator::update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AllocationReport {
+    /// Some target changed (see [`Allocator::changes`]).
+    pub changed: bool,
+    /// Some video track is below what its preference and layers allow.
+    pub deficient: bool,
+    /// Bit/s the committed targets use (audio included).
+    pub expected_bps: u64,
+    /// When deficient: the rate the pacer should probe to, `expected + max(probe_step_pct
+    /// % of the next step, probe_min_bps)`.
+    pub probe_goal_bps: Option<u64>,
+}
+
+/// The inputs whose change makes a track re-allocated at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    kind: MediaKind,
+    priority: u8,
+    active: bool,
+    layers: LayerSet,
+    temporal_layers: u8,
+    preference: Preference,
+}
+
+impl Fingerprint {
+    fn of(input: &DowntrackInput) -> Self {
+        Self {
+            kind: input.kind,
+            priority: input.priority,
+            active: input.active,
+            layers: input.layers,
+            temporal_layers: input.temporal_layers,
+            preference: input.preference,
+        }
+    }
+}
+
+/// A rung or paused (`None`); `None` orders below every rung.
+type Rung = Option<Layer>;
+
+#[derive(Debug, Clone)]
+struct Slot<K> {
+    key: K,
+    input: DowntrackInput,
+    /// The fingerprint at the last update (`None` before the first).
+    seen: Option<Fingerprint>,
+    /// The committed target.
+    target: Target,
+    /// The target changed in the last update.
+    changed: bool,
+    // Per-update state, recomputed by `prepare`.
+    /// A video track the allocator manages (active, not paused, has layers).
+    managed: bool,
+    /// Re-allocate at once (new or changed inputs).
+    dirty: bool,
+    /// Spatial layers the track may climb.
+    ladder: LayerSet,
+    /// Highest temporal layer it may climb to.
+    top_t: u8,
+    /// Cumulative cost of each rung, bit/s.
+    costs: [[u64; MAX_TEMPORAL]; MAX_SPATIAL],
+    /// Working rung of the current pass.
+    work: Rung,
+    /// Highest rung allowed in the current pass.
+    cap: Rung,
+    /// The track stopped climbing: its next rung did not fit.
+    frozen: bool,
+    /// Lowest rung offered since the pending upgrade began.
+    pending: Rung,
+}
+
+impl<K> Slot<K> {
+    fn cost(&self, r: Rung) -> u64 {
+        r.map_or(0, |l| {
+            self.costs[usize::from(l.spatial)][usize::from(l.temporal)]
+        })
+    }
+
+    fn current(&self) -> Rung {
+        self.target.layer()
+    }
+
+    fn base(&self) -> Rung {
+        self.ladder.lowest().map(|s| Layer::new(s, 0))
+    }
+
+    fn top(&self) -> Rung {
+        self.ladder.highest().map(|s| Layer::new(s, self.top_t))
+    }
+
+    /// The rung after `r` on this track's ladder.
+    fn next(&self, r: Rung) -> Rung {
+        match r {
+            None => self.base(),
+            Some(l) if l.temporal < self.top_t => Some(Layer::new(l.spatial, l.temporal + 1)),
+            Some(l) => self
+                .ladder
+                .iter()
+                .find(|&s| s > l.spatial)
+                .map(|s| Layer::new(s, 0)),
+        }
+    }
+}
+
+/// The bandwidth allocator of one subscriber peer (see the module docs). `K` names a
+/// downtrack.
+#[derive(Debug, Clone)]
+pub struct Allocator<K> {
+    config: AllocatorConfig,
+    slots: Vec<Slot<K>>,
+    /// Managed slot indices by priority (reused every update).
+    order: Vec<usize>,
+    /// When the pending upgrade began.
+    pending_since: Option<Instant>,
+    /// No spatial upgrade before this instant.
+    spatial_block_until: Option<Instant>,
+    last: AllocationReport,
+}
+
+impl<K: Copy + Eq> Allocator<K> {
+    /// An allocator with no downtracks.
+    pub fn new(config: AllocatorConfig) -> Self {
+        Self {
+            config,
+            slots: Vec::new(),
+            order: Vec::new(),
+            pending_since: None,
+            spatial_block_until: None,
+            last: AllocationReport::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AllocatorConfig {
+        &self.config
+    }
+
+    /// Number of downtracks.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there is no downtrack.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Adds a downtrack, or replaces the inputs of an existing one (its target stays
+    /// until the next [`Allocator::update`]).
+    pub fn insert(&mut self, key: K, input: DowntrackInput) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.key == key) {
+            slot.input = input;
+            return;
+        }
+        self.slots.push(Slot {
+            key,
+            input,
+            seen: None,
+            target: Target::Paused(PauseReason::Inactive),
+            changed: false,
+            managed: false,
+            dirty: true,
+            ladder: LayerSet::EMPTY,
+            top_t: 0,
+            costs: [[0; MAX_TEMPORAL]; MAX_SPATIAL],
+            work: None,
+            cap: None,
+            frozen: false,
+            pending: None,
+        });
+    }
+
+    /// Removes a downtrack, returning its inputs. Its bandwidth is handed out by later
+    /// updates (as an upgrade of the others).
+    pub fn remove(&mut self, key: K) -> Option<DowntrackInput> {
+        let idx = self.slots.iter().position(|s| s.key == key)?;
+        self.pending_since = None;
+        Some(self.slots.remove(idx).input)
+    }
+
+    /// The inputs of a downtrack, to update measured bitrates, layers, preference, ...
+    pub fn input_mut(&mut self, key: K) -> Option<&mut DowntrackInput> {
+        self.slots
+            .iter_mut()
+            .find(|s| s.key == key)
+            .map(|s| &mut s.input)
+    }
+
+    /// The committed target of a downtrack (paused as inactive before its first update).
+    pub fn target(&self, key: K) -> Option<Target> {
+        self.slots.iter().find(|s| s.key == key).map(|s| s.target)
+    }
+
+    /// All downtracks with their committed targets, in insertion order.
+    pub fn targets(&self) -> impl Iterator<Item = (K, Target)> + '_ {
+        self.slots.iter().map(|s| (s.key, s.target))
+    }
+
+    /// The downtracks whose target changed in the last update.
+    pub fn changes(&self) -> impl Iterator<Item = (K, Target)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.changed)
+            .map(|s| (s.key, s.target))
+    }
+
+    /// The report of the last update.
+    pub fn last_report(&self) -> AllocationReport {
+        self.last
+    }
+
+    /// Re-allocates for the send-side estimate `estimate_bps` at `now` (see the module
+    /// docs for the rules).
+    pub fn update(&mut self, now: Instant, estimate_bps: u64) -> AllocationReport {
+        let cfg = &self.config;
+        let mut audio_bps: u64 = 0;
+        let mut any_dirty = false;
+        self.order.clear();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let first = slot.seen.is_none();
+            let fixed = prepare(slot, cfg);
+            slot.changed = false;
+            match fixed {
+                Some(target) => {
+                    if let (MediaKind::Audio, Target::Forward(_)) = (slot.input.kind, target) {
+                        audio_bps = audio_bps.saturating_add(slot.costs[0][0]);
+                    }
+                    slot.changed = first || slot.target != target;
+                    slot.target = target;
+                }
+                None => {
+                    any_dirty |= slot.dirty;
+                    self.order.push(i);
+                }
+            }
+        }
+        let slots = &self.slots;
+        self.order
+            .sort_unstable_by_key(|&i| (Reverse(slots[i].input.priority.max(1)), i));
+
+        let current_bps = self.order.iter().fold(audio_bps, |acc, &i| {
+            let s = &self.slots[i];
+            if s.dirty {
+                acc
+            } else {
+                acc.saturating_add(s.cost(s.current()))
+            }
+        });
+        let downgrade = u128::from(estimate_bps) * 100
+            < u128::from(current_bps) * u128::from(self.config.downgrade_pct);
+
+        if any_dirty || downgrade {
+            // Re-allocate from scratch within the estimate; settled tracks may only stay
+            // or drop (a paused one may compete for its base rung), changed ones climb to
+            // their top.
+            for &i in &self.order {
+                let s = &mut self.slots[i];
+                s.work = None;
+                s.frozen = false;
+                s.cap = if s.dirty {
+                    s.top()
+                } else {
+                    s.current().or_else(|| s.base())
+                };
+            }
+            self.climb(estimate_bps.saturating_sub(audio_bps));
+            let dropped = self
+                .order
+                .iter()
+                .any(|&i| !self.slots[i].dirty && self.slots[i].work < self.slots[i].current());
+            if downgrade && dropped {
+                self.spatial_block_until = Some(now + self.config.spatial_block);
+            }
+            self.pending_since = None;
+            self.commit_work();
+        } else {
+            let margin = u128::from(self.config.upgrade_margin_pct.max(100));
+            let covered = u128::from(estimate_bps) * 100 / margin;
+            let budget = u64::try_from(covered)
+                .unwrap_or(u64::MAX)
+                .saturating_sub(audio_bps);
+            let blocked = self.spatial_block_until.is_some_and(|t| now < t);
+            for &i in &self.order {
+                let s = &mut self.slots[i];
+                s.work = s.current();
+                s.frozen = false;
+                s.cap = s.top();
+                if blocked {
+                    let spatial = s.current().or_else(|| s.base()).map(|l| l.spatial);
+                    let limit = spatial.map(|sp| Layer::new(sp, s.top_t));
+                    s.cap = s.cap.min(limit);
+                }
+            }
+            self.climb(budget);
+            let offered = self
+                .order
+                .iter()
+                .any(|&i| self.slots[i].work != self.slots[i].current());
+            if !offered {
+                self.pending_since = None;
+            } else {
+                let since = match self.pending_since {
+                    Some(since) => {
+                        for &i in &self.order {
+                            let s = &mut self.slots[i];
+                            s.pending = s.pending.min(s.work);
+                        }
+                        since
+                    }
+                    None => {
+                        for &i in &self.order {
+                            let s = &mut self.slots[i];
+                            s.pending = s.work;
+                        }
+                        self.pending_since = Some(now);
+                        now
+                    }
+                };
+                if now.saturating_duration_since(since) >= self.config.upgrade_hold {
+                    for &i in &self.order {
+                        let s = &mut self.slots[i];
+                        s.work = s.pending;
+                    }
+                    self.pending_since = None;
+                    self.commit_work();
+                }
+            }
+        }
+
+        for slot in &mut self.slots {
+            slot.seen = Some(Fingerprint::of(&slot.input));
+        }
+        self.last = self.report(audio_bps);
+        self.last
+    }
+
+    /// Base rungs by priority, then level by level while `budget` lasts, starting from
+    /// each managed slot's `work` and never above its `cap`.
+    fn climb(&mut self, budget: u64) {
+        let slots = &mut self.slots;
+        let mut used = self.order.iter().fold(0u64, |acc, &i| {
+            acc.saturating_add(slots[i].cost(slots[i].work))
+        });
+        let try_rung = |s: &mut Slot<K>, rung: Rung, used: &mut u64| {
+            let after = used
+                .saturating_sub(s.cost(s.work))
+                .saturating_add(s.cost(rung));
+            if after <= budget {
+                s.work = rung;
+                *used = after;
+            } else {
+                s.frozen = true;
+            }
+        };
+        for &i in &self.order {
+            let s = &mut slots[i];
+            let base = s.base();
+            if s.work.is_none() && base.is_some() && base <= s.cap {
+                try_rung(s, base, &mut used);
+            }
+        }
+        for spatial in 0..MAX_SPATIAL as u8 {
+            for temporal in 0..MAX_TEMPORAL as u8 {
+                let level = Some(Layer::new(spatial, temporal));
+                for &i in &self.order {
+                    let s = &mut slots[i];
+                    if s.frozen
+                        || s.work.is_none()
+                        || s.work >= level
+                        || level > s.cap
+                        || !s.ladder.contains(spatial)
+                        || temporal > s.top_t
+                    {
+                        continue;
+                    }
+                    try_rung(s, level, &mut used);
+                }
+            }
+        }
+    }
+
+    /// Makes every managed slot's `work` its committed target.
+    fn commit_work(&mut self) {
+        for &i in &self.order {
+            let s = &mut self.slots[i];
+            let target = match s.work {
+                Some(l) => Target::Forward(l),
+                None => Target::Paused(PauseReason::Bandwidth),
+            };
+            s.changed = s.seen.is_none() || s.target != target;
+            s.target = target;
+        }
+    }
+
+    fn report(&self, audio_bps: u64) -> AllocationReport {
+        let mut expected = audio_bps;
+        let mut next_step: Option<(bool, Rung, u64)> = None;
+        for &i in &self.order {
+            let s = &self.slots[i];
+            let cur = s.current();
+            expected = expected.saturating_add(s.cost(cur));
+            if cur < s.top() {
+                let next = s.next(cur);
+                let step = s.cost(next).saturating_sub(s.cost(cur));
+                let rank = (cur.is_some(), next);
+                if next_step.is_none_or(|(a, b, _)| rank < (a, b)) {
+                    next_step = Some((rank.0, rank.1, step));
+                }
+            }
+        }
+        let changed = self.slots.iter().any(|s| s.changed);
+        let probe_goal_bps = next_step.map(|(_, _, step)| {
+            let extra = u128::from(step) * u128::from(self.config.probe_step_pct) / 100;
+            let extra = u64::try_from(extra)
+                .unwrap_or(u64::MAX)
+                .max(self.config.probe_min_bps);
+            expected.saturating_add(extra)
+        });
+        AllocationReport {
+            changed,
+            deficient: next_step.is_some(),
+            expected_bps: expected,
+            probe_goal_bps,
+        }
+    }
+}
+
+/// Recomputes a slot's ladder, costs and dirtiness. Returns the fixed target of a track
+/// the allocator does not manage, `None` for a managed one.
+fn prepare<K>(slot: &mut Slot<K>, cfg: &AllocatorConfig) -> Option<Target> {
+    let input = &slot.input;
+    slot.dirty = slot.seen != Some(Fingerprint::of(input));
+    slot.managed = false;
+    slot.ladder = LayerSet::EMPTY;
+    slot.top_t = 0;
+    slot.costs = [[0; MAX_TEMPORAL]; MAX_SPATIAL];
+    if input.kind == MediaKind::Audio {
+        slot.costs[0][0] = match input.bitrates[0][0] {
+            0 => cfg.default_audio_bps,
+            bps => bps,
+        };
+        return Some(if input.preference.paused {
+            Target::Paused(PauseReason::Preference)
+        } else if !input.active {
+            Target::Paused(PauseReason::Inactive)
+        } else {
+            Target::Forward(Layer::new(0, 0))
+        });
+    }
+    let temporal_count = input.temporal_layers.clamp(1, MAX_TEMPORAL as u8);
+    slot.top_t = (temporal_count - 1).min(input.preference.max_temporal);
+    let wanted = LayerSet::first(input.preference.max_spatial.saturating_add(1));
+    let within = LayerSet::from_bits(input.layers.bits() & wanted.bits());
+    // Nothing at or below the preferred layer: the lowest layer sent is the only rung.
+    slot.ladder = if within.is_empty() {
+        input
+            .layers
+            .lowest()
+            .map_or(LayerSet::EMPTY, |s| LayerSet::from_bits(1 << s))
+    } else {
+        within
+    };
+    let count = usize::from(temporal_count);
+    for ((costs, rates), default) in slot
+        .costs
+        .iter_mut()
+        .zip(&input.bitrates)
+        .zip(cfg.default_layer_bps)
+    {
+        let measured = rates[..count].iter().any(|&r| r > 0);
+        let mut sum: u64 = 0;
+        for (t, (cost, &rate)) in costs.iter_mut().zip(rates).enumerate() {
+            *cost = if t >= count {
+                // Above the layers sent: as much as the highest one.
+                sum
+            } else if measured {
+                sum = sum.saturating_add(rate);
+                sum
+            } else {
+                sum = default.saturating_mul(t as u64 + 1) / u64::from(temporal_count);
+                sum
+            };
+        }
+    }
+    if input.preference.paused {
+        return Some(Target::Paused(PauseReason::Preference));
+    }
+    if !input.active || slot.ladder.is_empty() {
+        return Some(Target::Paused(PauseReason::Inactive));
+    }
+    slot.managed = true;
+    None
+}
+
+/// The spatial layers of `available` that none of `targets` (all downtracks of one
+/// publisher track) forwards: the publisher may stop encoding them.
+pub fn unused_layers(available: LayerSet, targets: impl IntoIterator<Item = Target>) -> LayerSet {
+    let mut unused = available;
+    for target in targets {
+        if let Target::Forward(l) = target {
+            unused.remove(l.spatial);
+        }
+    }
+    unused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const AUDIO: u32 = 0;
+    const A: u32 = 1;
+    const B: u32 = 2;
+
+    fn fwd(s: u8, t: u8) -> Target {
+        Target::Forward(Layer::new(s, t))
+    }
+
+    /// Audio measured at 50 kbit/s, two 3-layer video tracks (1 temporal layer each) at
+    /// the default costs 150k / 500k / 1.5M.
+    fn peer(prio_a: u8, prio_b: u8) -> Allocator<u32> {
+        let mut al = Allocator::new(AllocatorConfig::default());
+        let mut audio = DowntrackInput::audio();
+        audio.bitrates[0][0] = 50_000;
+        al.insert(AUDIO, audio);
+        al.insert(
+            A,
+            DowntrackInput::video(LayerSet::ALL, 1).with_priority(prio_a),
+        );
+        al.insert(
+            B,
+            DowntrackInput::video(LayerSet::ALL, 1).with_priority(prio_b),
+        );
+        al
+    }
+
+    fn targets(al: &Allocator<u32>) -> (Target, Target, Target) {
+        (
+            al.target(AUDIO).unwrap(),
+            al.target(A).unwrap(),
+            al.target(B).unwrap(),
+        )
+    }
+
+    #[test]
+    fn one_megabit_goes_to_audio_then_base_layers_then_steps() {
+        let t0 = Instant::now();
+        let mut al = peer(1, 1);
+        let r = al.update(t0, 1_000_000);
+        // 50k audio, 150k + 150k bases, then A climbs to 500k; B's step to 500k would
+        // need 1.05M.
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(1, 0), fwd(0, 0)));
+        assert!(r.changed);
+        assert_eq!(al.changes().count(), 3);
+        assert_eq!(r.expected_bps, 700_000);
+        assert!(r.deficient);
+        // Next step: B 150k → 500k (350k); 120 % of it is 420k.
+        assert_eq!(r.probe_goal_bps, Some(1_120_000));
+
+        // Tight: both bases fit, nothing more.
+        let mut al = peer(1, 1);
+        al.update(t0, 360_000);
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(0, 0), fwd(0, 0)));
+        // Tighter: only one base; audio is never cut.
+        let mut al = peer(1, 1);
+        al.update(t0, 250_000);
+        assert_eq!(
+            targets(&al),
+            (fwd(0, 0), fwd(0, 0), Target::Paused(PauseReason::Bandwidth))
+        );
+        let mut al = peer(1, 1);
+        let r = al.update(t0, 0);
+        assert_eq!(al.target(AUDIO), Some(fwd(0, 0)));
+        assert_eq!(al.target(A), Some(Target::Paused(PauseReason::Bandwidth)));
+        assert_eq!(r.expected_bps, 50_000);
+        // The next step is a base layer (150k): goal = 50k + max(180k, 200k).
+        assert_eq!(r.probe_goal_bps, Some(250_000));
+    }
+
+    #[test]
+    fn priority_decides_who_is_served_first() {
+        let t0 = Instant::now();
+        let mut al = peer(1, 200);
+        al.update(t0, 1_000_000);
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(0, 0), fwd(1, 0)));
+        let mut al = peer(1, 200);
+        al.update(t0, 250_000);
+        assert_eq!(
+            targets(&al),
+            (fwd(0, 0), Target::Paused(PauseReason::Bandwidth), fwd(0, 0))
+        );
+        // Measured rates replace the defaults: B's layer 1 measured cheap.
+        let mut al = peer(1, 200);
+        al.input_mut(B).unwrap().bitrates = [[100_000, 0, 0, 0], [200_000, 0, 0, 0], [0; 4]];
+        al.update(t0, 1_000_000);
+        // 50k + A 150k + B 200k = 400k; A → 500k (750k); B → 1.5M default does not fit.
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(1, 0), fwd(1, 0)));
+    }
+
+    #[test]
+    fn estimate_drop_downgrades_at_once() {
+        let t0 = Instant::now();
+        let mut al = peer(1, 1);
+        al.update(t0, 3_000_000);
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(2, 0), fwd(1, 0)));
+        assert_eq!(al.last_report().expected_bps, 2_050_000);
+        // 97 % of the allocation: kept.
+        let r = al.update(t0 + MS * 100, 1_990_000);
+        assert!(!r.changed);
+        let r = al.update(t0 + MS * 200, 1_000_000);
+        assert!(r.changed);
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(1, 0), fwd(0, 0)));
+        let changed: Vec<u32> = al.changes().map(|(k, _)| k).collect();
+        assert_eq!(changed, [A, B]);
+    }
+
+    #[test]
+    fn estimate_rise_upgrades_only_after_the_hold() {
+        let t0 = Instant::now();
+        let mut al = peer(1, 1);
+        al.update(t0, 1_000_000);
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(1, 0), fwd(0, 0)));
+        let t1 = t0 + MS * 500;
+        let mut t = t1;
+        while t < t1 + MS * 2000 {
+            let r = al.update(t, 3_000_000);
+            assert!(!r.changed, "upgraded early at {:?}", t - t1);
+            t += MS * 100;
+        }
+        let r = al.update(t1 + MS * 2000, 3_000_000);
+        assert!(r.changed);
+        // 3M / 1.1 = 2.727M covered: A → 1.5M, B → 500k.
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(2, 0), fwd(1, 0)));
+        assert!(r.deficient);
+
+        // A dip below the margin during the hold restarts it.
+        let mut al = peer(1, 1);
+        al.update(t0, 1_000_000);
+        al.update(t0 + MS * 100, 3_000_000);
+        al.update(t0 + MS * 1500, 1_000_000);
+        let r = al.update(t0 + MS * 2200, 3_000_000);
+        assert!(!r.changed);
+        let r = al.update(t0 + MS * 4100, 3_000_000);
+        assert!(!r.changed);
+        let r = al.update(t0 + MS * 4200, 3_000_000);
+        assert!(r.changed);
+    }
+
+    #[test]
+    fn no_flapping_around_a_step_boundary() {
+        // Allocation costs of the steps of this peer (audio 50k, A/B 150k/500k/1.5M).
+        for boundary in [350_000u64, 700_000, 1_050_000, 2_050_000, 3_050_000] {
+            for (period_ms, start_pct) in [(100u32, 100u64), (100, 95), (2_500, 100), (2_500, 95)] {
+                let t0 = Instant::now();
+                let mut al = peer(1, 1);
+                al.update(t0, boundary * start_pct / 100);
+                let mut changes = 0;
+                for step in 1..600u32 {
+                    let now = t0 + MS * (100 * step);
+                    let high = (100 * step / period_ms) % 2 == 0;
+                    let estimate = if high {
+                        boundary * 105 / 100
+                    } else {
+                        boundary * 95 / 100
+                    };
+                    if al.update(now, estimate).changed {
+                        changes += 1;
+                    }
+                }
+                assert!(
+                    changes <= 1,
+                    "{changes} changes around {boundary} (period {period_ms} ms)"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn spatial_upgrades_wait_after_a_bandwidth_downgrade() {
+        let t0 = Instant::now();
+        let mut al = Allocator::new(AllocatorConfig::default());
+        // One video track, 2 temporal layers: rungs cost 75k,150k / 250k,500k / 750k,1.5M.
+        al.insert(A, DowntrackInput::video(LayerSet::ALL, 2));
+        al.update(t0, 2_000_000);
+        assert_eq!(al.target(A), Some(fwd(2, 1)));
+        al.update(t0 + MS * 100, 400_000);
+        assert_eq!(al.target(A), Some(fwd(1, 0)));
+        // Plenty again: after the hold only the temporal layer comes back, for the
+        // whole block (10 s from the downgrade).
+        for step in 2..=101u32 {
+            al.update(t0 + MS * (100 * step), 2_000_000);
+        }
+        assert_eq!(al.target(A), Some(fwd(1, 1)));
+        // After the block the spatial upgrade follows its hold.
+        for step in 102..140u32 {
+            al.update(t0 + MS * (100 * step), 2_000_000);
+        }
+        assert_eq!(al.target(A), Some(fwd(2, 1)));
+    }
+
+    #[test]
+    fn preference_caps_and_pauses() {
+        let t0 = Instant::now();
+        let mut al = peer(1, 1);
+        al.input_mut(A).unwrap().preference.max_spatial = 0;
+        let r = al.update(t0, 5_000_000);
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(0, 0), fwd(2, 0)));
+        assert!(!r.deficient);
+        assert_eq!(r.probe_goal_bps, None);
+
+        // Paused: forwards nothing at once and costs nothing; B gets the room as an
+        // upgrade, after the hold.
+        let mut al = peer(1, 1);
+        al.update(t0, 1_000_000);
+        al.input_mut(A).unwrap().preference.paused = true;
+        let r = al.update(t0 + MS * 100, 1_000_000);
+        assert!(r.changed);
+        assert_eq!(
+            targets(&al),
+            (
+                fwd(0, 0),
+                Target::Paused(PauseReason::Preference),
+                fwd(0, 0)
+            )
+        );
+        al.update(t0 + MS * 2000, 1_000_000);
+        assert_eq!(al.target(B), Some(fwd(0, 0)));
+        al.update(t0 + MS * 2100, 1_000_000);
+        assert_eq!(al.target(B), Some(fwd(1, 0)));
+        // Audio can be paused by preference too; inactive tracks are paused as such.
+        al.input_mut(AUDIO).unwrap().preference.paused = true;
+        al.input_mut(B).unwrap().active = false;
+        let r = al.update(t0 + MS * 2200, 1_000_000);
+        assert_eq!(
+            targets(&al),
+            (
+                Target::Paused(PauseReason::Preference),
+                Target::Paused(PauseReason::Preference),
+                Target::Paused(PauseReason::Inactive)
+            )
+        );
+        assert_eq!(r.expected_bps, 0);
+
+        // Max temporal layer.
+        let mut al = Allocator::new(AllocatorConfig::default());
+        let mut v = DowntrackInput::video(LayerSet::ALL, 3);
+        v.preference.max_temporal = 1;
+        al.insert(A, v);
+        al.update(t0, 10_000_000);
+        assert_eq!(al.target(A), Some(fwd(2, 1)));
+
+        // Only a layer above the preferred one is sent: it is used.
+        let mut al = Allocator::new(AllocatorConfig::default());
+        let mut v = DowntrackInput::video(LayerSet::from_bits(0b100), 1);
+        v.preference.max_spatial = 1;
+        al.insert(A, v);
+        al.update(t0, 10_000_000);
+        assert_eq!(al.target(A), Some(fwd(2, 0)));
+    }
+
+    #[test]
+    fn new_track_gets_its_base_at_once() {
+        let t0 = Instant::now();
+        let mut al = peer(1, 1);
+        al.update(t0, 1_000_000);
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(1, 0), fwd(0, 0)));
+        al.insert(3, DowntrackInput::video(LayerSet::ALL, 1).with_priority(50));
+        let r = al.update(t0 + MS * 100, 1_000_000);
+        assert!(r.changed);
+        // The new, higher-priority track takes its base and then the step A had.
+        assert_eq!(al.target(3), Some(fwd(1, 0)));
+        assert_eq!(targets(&al), (fwd(0, 0), fwd(0, 0), fwd(0, 0)));
+        assert!(al.remove(3).is_some());
+        assert_eq!(al.len(), 3);
+    }
+
+    #[test]
+    fn measured_temporal_layers_cost_cumulatively() {
+        let t0 = Instant::now();
+        let mut al = Allocator::new(AllocatorConfig::default());
+        // Layer 0 measured per temporal id: TL0 100k, TL1 50k, TL2 50k (200k in all);
+        // layer 1 not measured: 500k spread over 3 temporal layers.
+        let mut v = DowntrackInput::video(LayerSet::first(2), 3);
+        v.bitrates[0] = [100_000, 50_000, 50_000, 0];
+        al.insert(A, v);
+        al.update(t0, 160_000);
+        assert_eq!(al.target(A), Some(fwd(0, 1)));
+        let mut al2 = Allocator::new(AllocatorConfig::default());
+        al2.insert(A, al.input_mut(A).unwrap().clone());
+        al2.update(t0, 340_000);
+        // (1, 0) costs 500k / 3 = 166k < 200k of (0, 2), so it fits; (1, 1) = 333k too.
+        assert_eq!(al2.target(A), Some(fwd(1, 1)));
+        let r = al2.update(t0 + MS * 100, 340_000);
+        assert!(r.deficient);
+        // Next step (1, 2): 500k − 333k = 166k → the 200k minimum.
+        assert_eq!(r.expected_bps, 333_333);
+        assert_eq!(r.probe_goal_bps, Some(533_333));
+    }
+
+    #[test]
+    fn unused_layers_are_those_nobody_forwards() {
+        let targets = [fwd(0, 2), fwd(2, 0), Target::Paused(PauseReason::Bandwidth)];
+        assert_eq!(
+            unused_layers(LayerSet::ALL, targets),
+            LayerSet::from_bits(0b010)
+        );
+        assert_eq!(unused_layers(LayerSet::ALL, []), LayerSet::ALL);
+        assert_eq!(
+            unused_layers(LayerSet::from_bits(0b011), [fwd(0, 0), fwd(1, 1)]),
+            LayerSet::EMPTY
+        );
+        let mut set = LayerSet::EMPTY;
+        set.insert(1);
+        set.insert(7);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [1]);
+        assert_eq!((set.lowest(), set.highest()), (Some(1), Some(1)));
+    }
+}
