@@ -392,7 +392,9 @@ impl Pacer {
         if budget >= 0.0 {
             return Some(now);
         }
-        Some(now + Duration::from_secs_f64(-budget / rate))
+        // At least 1 µs so that the bucket has visibly refilled by then.
+        let wait = Duration::from_secs_f64(-budget / rate).max(Duration::from_micros(1));
+        Some(now + wait)
     }
 
     /// Starts a probe at `now`: for `duration` the sent rate (all classes) should

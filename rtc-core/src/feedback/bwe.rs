@@ -27,6 +27,13 @@ const INITIAL_THRESHOLD: f64 = 12.5;
 const INCREASE_PER_SEC: f64 = 1.08;
 /// Decrease factor applied to the acknowledged rate on overuse.
 const BETA: f64 = 0.85;
+/// A packet sent at least this multiple of the estimate (its size over the gap
+/// since the previous packet) extends a burst; bursts are measured as probes.
+const PROBE_RATE_FACTOR: f64 = 1.5;
+/// A burst must hold at least this many packets to be measured.
+const PROBE_MIN_PACKETS: u32 = 5;
+/// A burst must span at least this long in send time to be measured.
+const PROBE_MIN_SPAN_US: i64 = 5_000;
 
 /// Output of the overuse detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,6 +90,9 @@ pub struct DelayBasedBwe {
     min_bps: f64,
     max_bps: f64,
     last_update: Option<Instant>,
+    /// The last probe result since the last decrease: the throughput cap of the
+    /// increase does not undercut what a probe showed the path carries.
+    probe_floor: Option<f64>,
 }
 
 impl DelayBasedBwe {
@@ -111,12 +121,35 @@ impl DelayBasedBwe {
             min_bps,
             max_bps,
             last_update: None,
+            probe_floor: None,
         }
     }
 
     /// The current estimate in bits per second.
     pub fn estimate(&self) -> u64 {
         self.rate.round() as u64 // finite and within min..=max
+    }
+
+    /// Applies a probe result: the path delivered `bps` while offered more. Unless
+    /// the detector signals overuse, the estimate rises to it (within the bounds).
+    /// Either way, until the next decrease the throughput cap of the increase and
+    /// the throughput the decrease backs off from are at least `bps`. Returns
+    /// whether the estimate was raised to it.
+    pub fn on_probe_result(&mut self, bps: u64) -> bool {
+        let bps = bps as f64;
+        if !bps.is_finite() {
+            return false;
+        }
+        // A measurement of what the path carries even when the probe itself
+        // overfilled the queue.
+        self.probe_floor = Some(self.probe_floor.map_or(bps, |f| f.max(bps)));
+        if self.usage == BwUsage::Overusing {
+            return false;
+        }
+        if bps > self.rate {
+            self.rate = bps.clamp(self.min_bps, self.max_bps);
+        }
+        true
     }
 
     /// The detector's current signal.
@@ -244,14 +277,24 @@ impl DelayBasedBwe {
             RateState::Increase => {
                 self.rate *= INCREASE_PER_SEC.powf(dt.as_secs_f64());
                 if let Some(a) = acked {
-                    // Do not run far ahead of what the path has shown it carries.
-                    self.rate = self.rate.min(1.5 * a + 10_000.0);
+                    // Do not run far ahead of what the path has shown it carries
+                    // (measured, or shown by a probe since the last decrease).
+                    let cap = (1.5 * a + 10_000.0).max(self.probe_floor.unwrap_or(0.0));
+                    self.rate = self.rate.min(cap);
                 }
             }
             RateState::Decrease => {
-                let target = acked.unwrap_or(self.rate) * BETA;
+                // Back off below the throughput: the acknowledged rate, or what a
+                // probe since the last decrease measured when the acknowledged rate
+                // (averaged over a window) still lags behind it.
+                let throughput = match (acked, self.probe_floor) {
+                    (Some(a), Some(p)) => a.max(p),
+                    (a, p) => a.or(p).unwrap_or(self.rate),
+                };
+                let target = throughput * BETA;
                 self.rate = self.rate.min(target);
                 self.state = RateState::Hold;
+                self.probe_floor = None;
             }
             RateState::Hold => {}
         }
@@ -311,6 +354,19 @@ impl LossBasedBwe {
         self.rate.round() as u64 // finite and within min..=max
     }
 
+    /// Applies a probe result: the path delivered `bps` without loss, so the
+    /// loss-based cap rises to it (within the bounds).
+    pub fn on_probe_result(&mut self, bps: u64) {
+        self.rate = self.rate.max(bps as f64).clamp(self.min_bps, self.max_bps);
+    }
+
+    /// Forgets the packets counted towards the next evaluation (after a decrease,
+    /// so that the next loss fraction describes the new rate only).
+    fn restart_interval(&mut self) {
+        self.lost = 0;
+        self.total = 0;
+    }
+
     /// The loss fraction of the last evaluated interval.
     pub fn last_loss(&self) -> Option<f64> {
         self.last_loss
@@ -334,6 +390,123 @@ impl LossBasedBwe {
             self.rate = self.rate.clamp(self.min_bps, self.max_bps);
         }
         self.estimate()
+    }
+}
+
+/// Most packets measured in one burst; a longer run is measured in pieces.
+const BURST_MAX_PACKETS: usize = 64;
+
+/// Measures bursts: runs of packets sent faster than the estimate (probes,
+/// whether padding or media). A burst's result is the smaller of its send rate
+/// and its receive rate: what the path delivered while offered more than the
+/// estimate.
+#[derive(Debug, Clone)]
+struct BurstMeter {
+    epoch: Option<Instant>,
+    last_seq: Option<u64>,
+    /// Send time (µs from `epoch`) of the previous packet.
+    last_send_us: i64,
+    /// Packets in the burst, and send time of its first one.
+    count: usize,
+    first_send_us: i64,
+    /// Bytes sent, and the size of the last packet sent.
+    sent_bytes: u64,
+    last_size: u64,
+    /// (arrival µs, size) of the received packets, in send order.
+    arrivals: [(i64, u32); BURST_MAX_PACKETS],
+    received: usize,
+}
+
+impl Default for BurstMeter {
+    fn default() -> Self {
+        BurstMeter {
+            epoch: None,
+            last_seq: None,
+            last_send_us: 0,
+            count: 0,
+            first_send_us: 0,
+            sent_bytes: 0,
+            last_size: 0,
+            arrivals: [(0, 0); BURST_MAX_PACKETS],
+            received: 0,
+        }
+    }
+}
+
+impl BurstMeter {
+    /// Adds one reported packet (in sequence order); returns the result of a burst
+    /// this packet ended, if enough of it arrived to be measured.
+    fn on_result(&mut self, r: &TwccResult, estimate_bps: u64) -> Option<u64> {
+        if self.last_seq.is_some_and(|l| r.seq <= l) {
+            return None; // reported again or out of order
+        }
+        let gap_in_seq = self.last_seq.is_some_and(|l| r.seq != l + 1);
+        self.last_seq = Some(r.seq);
+        let epoch = *self.epoch.get_or_insert(r.send_time);
+        let send_us = i64::try_from(since_us(epoch, r.send_time)).unwrap_or(i64::MAX);
+        let gap_us = send_us.saturating_sub(self.last_send_us);
+        self.last_send_us = send_us;
+        let size = u64::from(r.size);
+        // Sent at `size / gap` ≥ factor × estimate (a zero gap is infinitely fast).
+        let fast =
+            (size as f64) * 8.0 * 1e6 >= PROBE_RATE_FACTOR * estimate_bps as f64 * gap_us as f64;
+        let mut result = None;
+        if self.count == 0 || !fast || gap_in_seq || self.count >= BURST_MAX_PACKETS {
+            result = self.result();
+            self.count = 0;
+            self.first_send_us = send_us;
+            self.sent_bytes = 0;
+            self.received = 0;
+        }
+        self.count += 1;
+        self.last_size = size;
+        self.sent_bytes += size;
+        if let (Some(t), Some(slot)) = (r.recv_us, self.arrivals.get_mut(self.received)) {
+            *slot = (t, r.size);
+            self.received += 1;
+        }
+        result
+    }
+
+    /// The delivered rate of the burst so far, if it qualifies.
+    fn result(&self) -> Option<u64> {
+        let send_span = self.last_send_us - self.first_send_us;
+        if send_span < PROBE_MIN_SPAN_US {
+            return None;
+        }
+        // The receive span runs from the first to the last arrival in send order,
+        // leaving out packets that arrived after one sent later (reordered, or
+        // reported at the arrival of their retransmission).
+        let arrivals = self.arrivals.get(..self.received)?;
+        let (mut n, mut bytes, mut first, mut last) = (0usize, 0u64, None, None);
+        let mut min_after = i64::MAX;
+        for &(t, size) in arrivals.iter().rev() {
+            if t > min_after {
+                continue;
+            }
+            min_after = t;
+            n += 1;
+            // Walking backwards: the latest in-order arrival is met first, and the
+            // first arrival's size (met last) is taken out again below.
+            last.get_or_insert(t);
+            first = Some((t, size));
+            bytes += u64::from(size);
+        }
+        let (first_t, first_size) = first?;
+        let recv_span = last? - first_t;
+        if n < PROBE_MIN_PACKETS as usize || recv_span <= 0 {
+            return None;
+        }
+        // Bytes sent during the send span (lost ones included) exclude the last
+        // packet; bytes received during the receive span exclude the first arrival.
+        let send = (self.sent_bytes - self.last_size) as f64 * 8e6 / send_span as f64;
+        let recv = (bytes - u64::from(first_size)) as f64 * 8e6 / recv_span as f64;
+        Some(send.min(recv) as u64) // finite: spans are positive
+    }
+
+    /// Send time (µs from the epoch) of the first packet of the open burst.
+    fn open_since_us(&self) -> i64 {
+        self.first_send_us
     }
 }
 
@@ -370,6 +543,14 @@ pub struct Bwe {
     remote_base: Option<i64>,
     acked_bps: Option<u64>,
     estimate: u64,
+    bursts: BurstMeter,
+    /// When the estimate last fell: bursts sent before it are not probes of the
+    /// current state.
+    last_decrease: Option<Instant>,
+    probe_results: u64,
+    /// The last received packet, held until the next one shows it arrived in order.
+    held: Option<(Instant, i64)>,
+    reordered: u64,
 }
 
 impl Bwe {
@@ -380,10 +561,15 @@ impl Bwe {
             config,
             delay: DelayBasedBwe::new(config.initial_bps, config.min_bps, max),
             loss: LossBasedBwe::new(config.initial_bps, config.min_bps, max),
-            acked: RateMeter::new(Duration::from_millis(500), 10),
+            acked: RateMeter::new(Duration::from_millis(500), 50),
             remote_base: None,
             acked_bps: None,
             estimate: config.initial_bps.clamp(config.min_bps, max),
+            bursts: BurstMeter::default(),
+            last_decrease: None,
+            probe_results: 0,
+            held: None,
+            reordered: 0,
         }
     }
 
@@ -394,19 +580,38 @@ impl Bwe {
         now: Instant,
         results: impl IntoIterator<Item = TwccResult>,
     ) -> u64 {
-        let (mut lost, mut total) = (0u64, 0u64);
+        let mut total = 0u64;
+        // Loss counted over packets sent since the last decrease only: losses of
+        // packets sent at the old rate were already answered.
+        let (mut lost, mut counted) = (0u64, 0u64);
         let mut latest: Option<u64> = None;
+        let mut probe: Option<u64> = None;
         for r in results {
             total += 1;
+            if let Some(p) = self.burst_result(&r) {
+                probe = Some(probe.map_or(p, |q| q.max(p)));
+            }
+            let current = self.last_decrease.is_none_or(|d| r.send_time >= d);
+            counted += u64::from(current);
             let Some(t) = r.recv_us else {
-                lost += 1;
+                lost += u64::from(current);
                 continue;
             };
             let base = *self.remote_base.get_or_insert(t);
             let rel = u64::try_from(t.saturating_sub(base)).unwrap_or(0);
             self.acked.add_us(rel, u64::from(r.size));
             latest = Some(latest.map_or(rel, |l| l.max(rel)));
-            self.delay.on_packet(r.send_time, t);
+            // The delay estimator gets each packet once the next one is known: a
+            // packet that arrived after a later-sent one (reordered, or reported
+            // at the arrival of its retransmission) is no sample of the path's
+            // queueing delay at its send time.
+            if let Some((send, recv)) = self.held.replace((r.send_time, t)) {
+                if recv <= t {
+                    self.delay.on_packet(send, recv);
+                } else {
+                    self.reordered += 1;
+                }
+            }
         }
         if let Some(t) = latest {
             self.acked_bps = self.acked.rate_bps_us(t);
@@ -414,11 +619,48 @@ impl Bwe {
         if total == 0 {
             return self.estimate;
         }
+        if let Some(p) = probe.filter(|&p| p > self.estimate)
+            && self.delay.on_probe_result(p)
+        {
+            self.loss.on_probe_result(p);
+            self.probe_results += 1;
+        }
         let d = self.delay.update(now, self.acked_bps);
-        let l = self.loss.update(lost, total, self.estimate);
+        let l = self.loss.update(lost, counted, self.estimate);
         let max = self.config.max_bps.max(self.config.min_bps);
-        self.estimate = d.min(l).clamp(self.config.min_bps, max);
+        let estimate = d.min(l).clamp(self.config.min_bps, max);
+        if estimate < self.estimate {
+            self.loss.restart_interval();
+            self.last_decrease = Some(now);
+        }
+        self.estimate = estimate;
         self.estimate
+    }
+
+    /// Feeds one result to the burst meter; a finished burst sent wholly after the
+    /// last decrease yields its delivered rate.
+    fn burst_result(&mut self, r: &TwccResult) -> Option<u64> {
+        let started = self.bursts.epoch.map(|e| {
+            let us = u64::try_from(self.bursts.open_since_us()).unwrap_or(0);
+            e + Duration::from_micros(us)
+        });
+        let result = self.bursts.on_result(r, self.estimate)?;
+        let after_decrease = match (started, self.last_decrease) {
+            (Some(s), Some(d)) => s >= d,
+            _ => true,
+        };
+        after_decrease.then_some(result)
+    }
+
+    /// Received packets kept from the delay estimator because they arrived after a
+    /// packet sent later.
+    pub fn reordered(&self) -> u64 {
+        self.reordered
+    }
+
+    /// Bursts measured and applied as probe results so far.
+    pub fn probe_results(&self) -> u64 {
+        self.probe_results
     }
 
     /// The current estimate (bps).
