@@ -27,6 +27,10 @@ const INITIAL_THRESHOLD: f64 = 12.5;
 const INCREASE_PER_SEC: f64 = 1.08;
 /// Decrease factor applied to the acknowledged rate on overuse.
 const BETA: f64 = 0.85;
+/// A further decrease needs this long since the last one (the upper bound of the
+/// round-trip-time based interval in libwebrtc), unless the acknowledged rate fell
+/// below half the estimate.
+const REDUCE_INTERVAL: Duration = Duration::from_millis(200);
 /// A packet sent at least this multiple of the estimate (its size over the gap
 /// since the previous packet) extends a burst; bursts are measured as probes.
 const PROBE_RATE_FACTOR: f64 = 1.5;
@@ -90,6 +94,7 @@ pub struct DelayBasedBwe {
     min_bps: f64,
     max_bps: f64,
     last_update: Option<Instant>,
+    last_decrease: Option<Instant>,
     /// The last probe result since the last decrease: the throughput cap of the
     /// increase does not undercut what a probe showed the path carries.
     probe_floor: Option<f64>,
@@ -121,6 +126,7 @@ impl DelayBasedBwe {
             min_bps,
             max_bps,
             last_update: None,
+            last_decrease: None,
             probe_floor: None,
         }
     }
@@ -283,7 +289,19 @@ impl DelayBasedBwe {
                     self.rate = self.rate.min(cap);
                 }
             }
+            RateState::Decrease
+                if self.last_decrease.is_some_and(|t| {
+                    now.saturating_duration_since(t) < REDUCE_INTERVAL
+                        && acked.is_none_or(|a| a >= 0.5 * self.rate)
+                }) =>
+            {
+                // One overuse episode spans several feedbacks: reduce again only
+                // after the last reduction had time to show (or when the
+                // acknowledged rate is far below the estimate).
+                self.state = RateState::Hold;
+            }
             RateState::Decrease => {
+                self.last_decrease = Some(now);
                 // Back off below the throughput: the acknowledged rate, or what a
                 // probe since the last decrease measured when the acknowledged rate
                 // (averaged over a window) still lags behind it.
@@ -445,7 +463,6 @@ impl BurstMeter {
         let epoch = *self.epoch.get_or_insert(r.send_time);
         let send_us = i64::try_from(since_us(epoch, r.send_time)).unwrap_or(i64::MAX);
         let gap_us = send_us.saturating_sub(self.last_send_us);
-        self.last_send_us = send_us;
         let size = u64::from(r.size);
         // Sent at `size / gap` ≥ factor × estimate (a zero gap is infinitely fast).
         let fast =
@@ -459,6 +476,7 @@ impl BurstMeter {
             self.received = 0;
         }
         self.count += 1;
+        self.last_send_us = send_us;
         self.last_size = size;
         self.sent_bytes += size;
         if let (Some(t), Some(slot)) = (r.recv_us, self.arrivals.get_mut(self.received)) {
@@ -768,6 +786,174 @@ mod tests {
         assert_eq!(run_groups(&mut b, t0, 100, 50, -1_000), BwUsage::Underusing);
         // Stable again.
         assert_eq!(run_groups(&mut b, t0, 150, 100, 0), BwUsage::Normal);
+    }
+
+    /// A result for packet `seq` of 1200 B sent at `send_us` and received at
+    /// `recv_us` (None: lost).
+    fn res(t0: Instant, seq: u64, send_us: u64, recv_us: Option<i64>) -> TwccResult {
+        TwccResult {
+            seq,
+            send_time: t0 + Duration::from_micros(send_us),
+            size: 1200,
+            recv_us,
+        }
+    }
+
+    #[test]
+    fn burst_meter_measures_what_the_path_delivered() {
+        let t0 = Instant::now();
+        let mut m = BurstMeter::default();
+        // 10 packets sent 1 ms apart (9.6 Mbit/s) through a 2 Mbit/s bottleneck
+        // (4.8 ms apart on arrival), estimate 1 Mbit/s.
+        for i in 0..10u64 {
+            let r = res(t0, i, i * 1000, Some(100_000 + 4800 * i as i64));
+            assert_eq!(m.on_result(&r, 1_000_000), None);
+        }
+        // A packet 20 ms later (0.48 Mbit/s) ends the burst: min(send, recv) is the
+        // receive rate, 9 × 1200 B over 43.2 ms = 2 Mbit/s.
+        let r = res(t0, 10, 29_000, Some(200_000));
+        assert_eq!(m.on_result(&r, 1_000_000), Some(2_000_000));
+        // Below the bottleneck the send rate is the result: 9 × 1200 B over 9 × 2 ms.
+        let mut m = BurstMeter::default();
+        for i in 0..10u64 {
+            let r = res(t0, i, i * 2000, Some(100_000 + 2000 * i as i64));
+            m.on_result(&r, 1_000_000);
+        }
+        assert_eq!(
+            m.on_result(&res(t0, 10, 60_000, Some(0)), 1_000_000),
+            Some(4_800_000)
+        );
+        // Too few packets, or a gap in the reported numbers: no result.
+        let mut m = BurstMeter::default();
+        for i in 0..4u64 {
+            m.on_result(&res(t0, i, i * 1000, Some(4800 * i as i64)), 1_000_000);
+        }
+        assert_eq!(m.on_result(&res(t0, 4, 40_000, Some(0)), 1_000_000), None);
+        // One packet reported at a late arrival (its retransmission) does not
+        // stretch the receive span; a lost one still counts as sent.
+        let mut m = BurstMeter::default();
+        for i in 0..10u64 {
+            let recv = match i {
+                3 => Some(100_000 + 50_000),
+                5 => None,
+                _ => Some(100_000 + 4800 * i as i64),
+            };
+            m.on_result(&res(t0, i, i * 1000, recv), 1_000_000);
+        }
+        // Received in order: 0, 1, 2, 4, 6..9: 7 × 1200 B after the first over
+        // 43.2 ms = 1.555 Mbit/s.
+        assert_eq!(
+            m.on_result(&res(t0, 10, 29_000, Some(0)), 1_000_000),
+            Some(1_555_555)
+        );
+    }
+
+    /// Feeds `n` packets sent every `gap_us` from `start_us`, arriving `owd_us`
+    /// later (or lost when `lost(i)`), as one feedback at the last arrival.
+    fn feed(
+        b: &mut Bwe,
+        t0: Instant,
+        seq: &mut u64,
+        start_us: u64,
+        n: u64,
+        gap_us: u64,
+        lost: impl Fn(u64) -> bool,
+    ) -> u64 {
+        let owd = 20_000u64;
+        let rs: Vec<TwccResult> = (0..n)
+            .map(|i| {
+                let send = start_us + i * gap_us;
+                let recv = (!lost(i)).then_some((send + owd) as i64);
+                *seq += 1;
+                res(t0, *seq, send, recv)
+            })
+            .collect();
+        let now = t0 + Duration::from_micros(start_us + n * gap_us + 2 * owd);
+        b.on_feedback(now, rs)
+    }
+
+    #[test]
+    fn a_probe_lifts_the_estimate_and_even_pacing_does_not() {
+        let t0 = Instant::now();
+        let config = BweConfig {
+            initial_bps: 300_000,
+            min_bps: 30_000,
+            max_bps: 10_000_000,
+        };
+        let mut b = Bwe::new(config);
+        let mut seq = 0;
+        // Evenly at 300 kbit/s (1200 B every 32 ms) for 1 s: slow increase only.
+        let e = feed(&mut b, t0, &mut seq, 0, 31, 32_000, |_| false);
+        assert!(e < 330_000, "{e}");
+        assert_eq!(b.probe_results(), 0);
+        // A burst at 1.92 Mbit/s (every 5 ms) delivered in full, then a packet at
+        // the old pace ends it.
+        let e = feed(&mut b, t0, &mut seq, 1_000_000, 10, 5_000, |_| false);
+        assert_eq!(e, b.estimate());
+        let e = feed(&mut b, t0, &mut seq, 1_100_000, 2, 32_000, |_| false);
+        assert_eq!(b.probe_results(), 1);
+        // 9 × 1200 B over 45 ms = 1.92 Mbit/s.
+        assert_eq!(e, 1_920_000);
+        assert_eq!(b.loss_based().estimate(), 1_920_000);
+    }
+
+    #[test]
+    fn late_arrivals_are_kept_from_the_delay_estimator() {
+        let t0 = Instant::now();
+        let mut b = Bwe::new(BweConfig::default());
+        let mut rs: Vec<TwccResult> = (0..10u64)
+            .map(|i| res(t0, i, i * 10_000, Some(20_000 + 10_000 * i as i64)))
+            .collect();
+        // Packet 4 is reported at the arrival of its retransmission, 60 ms late.
+        rs[4].recv_us = Some(20_000 + 40_000 + 60_000);
+        b.on_feedback(t0 + Duration::from_millis(200), rs);
+        assert_eq!(b.reordered(), 1);
+        assert_eq!(b.usage(), BwUsage::Normal);
+    }
+
+    #[test]
+    fn losses_of_packets_sent_before_a_decrease_count_once() {
+        let t0 = Instant::now();
+        let config = BweConfig {
+            initial_bps: 1_000_000,
+            min_bps: 30_000,
+            max_bps: 10_000_000,
+        };
+        let mut b = Bwe::new(config);
+        let mut seq = 0;
+        let every_other = |i: u64| i % 2 == 1;
+        // 20 packets at ~1 Mbit/s, half lost: 1_000_000 × (1 − 0.25).
+        let e1 = feed(&mut b, t0, &mut seq, 0, 20, 9_600, every_other);
+        assert_eq!(e1, 750_000);
+        // The feedback came at 232 ms; 20 more, sent before it, also half lost: the
+        // decrease already answered them.
+        let e2 = feed(&mut b, t0, &mut seq, 12_000, 20, 10_000, every_other);
+        assert_eq!(e2, e1);
+        assert_eq!(b.loss_based().estimate(), 750_000);
+        // 20 sent after it, half lost: a new decrease of the loss-based part.
+        feed(&mut b, t0, &mut seq, 500_000, 20, 12_800, every_other);
+        assert_eq!(b.loss_based().estimate(), 562_500);
+    }
+
+    #[test]
+    fn a_probe_result_bounds_the_cap_and_the_back_off_and_decreases_are_spaced() {
+        let t0 = Instant::now();
+        let mut b = DelayBasedBwe::new(1_000_000, 10_000, 10_000_000);
+        b.update(t0, None);
+        assert!(b.on_probe_result(2_000_000));
+        assert_eq!(b.estimate(), 2_000_000);
+        // The acknowledged rate lags (500 kbit/s): the cap stays at the probe.
+        assert_eq!(b.update(t0 + ms(100), Some(500_000)), 2_000_000);
+        // Overuse: back off from the probe result, not from the lagging acked rate.
+        b.usage = BwUsage::Overusing;
+        assert!(!b.on_probe_result(1_900_000));
+        assert_eq!(b.update(t0 + ms(200), Some(1_000_000)), 1_700_000);
+        // Still overusing 100 ms later: the last decrease has not shown yet.
+        assert_eq!(b.update(t0 + ms(300), Some(1_000_000)), 1_700_000);
+        // 200 ms after it: the decrease forgot the probe, so it backs off from acked.
+        assert_eq!(b.update(t0 + ms(400), Some(1_000_000)), 850_000);
+        // Acked far below the estimate (under half): no need to wait.
+        assert_eq!(b.update(t0 + ms(450), Some(300_000)), 255_000);
     }
 
     #[test]
