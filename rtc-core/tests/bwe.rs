@@ -84,11 +84,8 @@ struct Sender {
     planned: Vec<u64>,
     last_goal: Option<u64>,
     probe_until: Instant,
-    /// Probe again at 2× when the estimate reaches 70 % of the last goal.
+    /// Probe again at 2× while the estimate reaches 70 % of the last goal.
     exponential: bool,
-    /// Periodic probes at 2× the estimate (0 = off).
-    periodic: Duration,
-    last_probe: Instant,
 }
 
 const PROBE_TIME: Duration = Duration::from_millis(15);
@@ -111,8 +108,6 @@ impl Sender {
             last_goal: None,
             probe_until: now,
             exponential: true,
-            periodic: Duration::ZERO,
-            last_probe: now,
         }
     }
 
@@ -127,28 +122,26 @@ impl Sender {
         if now < self.probe_until {
             return;
         }
-        let goal = if let Some(g) = self.planned.pop() {
-            Some(g)
-        } else if self.exponential
-            && self
-                .last_goal
-                .is_some_and(|g| self.target as f64 >= 0.7 * g as f64)
-        {
-            Some(2 * self.target)
-        } else if !self.periodic.is_zero() && now >= self.last_probe + self.periodic {
-            Some(2 * self.target)
-        } else {
-            None
+        let confirmed = self
+            .last_goal
+            .is_some_and(|g| self.target as f64 >= 0.7 * g as f64);
+        let goal = match self.planned.pop() {
+            Some(g) => g,
+            None if self.exponential && confirmed => 2 * self.target,
+            None => {
+                // The probe fell short: the estimate is near the capacity.
+                self.exponential = false;
+                return;
+            }
         };
-        let Some(goal) = goal.filter(|&g| g <= 20_000_000) else {
-            self.exponential = self.exponential && !self.planned.is_empty();
+        if goal > 20_000_000 {
+            self.exponential = false;
             return;
-        };
+        }
         // At least 5 packets and 15 ms, as libwebrtc's probe clusters.
         let five = Duration::from_nanos(5 * 1200 * 8 * 1_000_000_000 / goal);
         self.pacer.start_probe(goal, five.max(PROBE_TIME), now);
         self.last_goal = Some(goal);
-        self.last_probe = now;
         // Leave time for the result (one feedback interval and a round trip)
         // before deciding on the next probe.
         self.probe_until = now + five.max(PROBE_TIME) + ms(250);
@@ -200,7 +193,7 @@ impl Sender {
         if let Some(t) = self.pacer.next_send_time(now) {
             wake = wake.min(t);
         }
-        if self.planned.is_empty() && !self.exponential && self.periodic.is_zero() {
+        if self.planned.is_empty() && !self.exponential {
             Some(wake)
         } else {
             Some(wake.min(self.probe_until.max(now + ms(1))))
