@@ -158,7 +158,7 @@ impl Ring {
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Some(e);
             self.len += 1;
-            self.bytes += e.bytes;
+            self.bytes = self.bytes.saturating_add(e.bytes);
             return true;
         }
         false
@@ -178,7 +178,7 @@ impl Ring {
         let e = self.slots.get_mut(self.head)?.take()?;
         self.head = (self.head + 1) % self.slots.len(); // len > 0 implies cap > 0
         self.len -= 1;
-        self.bytes -= e.bytes;
+        self.bytes = self.bytes.saturating_sub(e.bytes);
         Some(e)
     }
 }
@@ -221,8 +221,12 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer with `config`. This is the only allocation: one ring per class.
-    pub fn new(config: PacerConfig) -> Self {
+    /// A pacer with `config`. This is the only allocation: one ring per class. A
+    /// multiplier that is not a positive finite number is replaced by the default.
+    pub fn new(mut config: PacerConfig) -> Self {
+        if !(config.multiplier.is_finite() && config.multiplier > 0.0) {
+            config.multiplier = PacerConfig::default().multiplier;
+        }
         let [a, r, v, p] = config.capacity;
         let target = config.initial_target_bps as f64;
         Pacer {
@@ -276,12 +280,14 @@ impl Pacer {
 
     /// Bytes waiting in all queues.
     pub fn queued_bytes(&self) -> usize {
-        self.queues.iter().map(|q| q.bytes).sum()
+        self.queues
+            .iter()
+            .fold(0usize, |n, q| n.saturating_add(q.bytes))
     }
 
     /// How long the queued bytes take to drain at the pacing rate.
     pub fn queue_time(&self) -> Duration {
-        Duration::from_secs_f64(self.queued_bytes() as f64 * 8.0 / self.pacing_bps())
+        secs(self.queued_bytes() as f64 * 8.0 / self.pacing_bps())
     }
 
     fn burst_bytes(&self) -> f64 {
@@ -377,10 +383,10 @@ impl Pacer {
             // Nothing queued: wake for the next padding while probing.
             return probing.then(|| {
                 let p = self.probe.expect("probing implies a probe"); // checked above
-                let step = Duration::from_secs_f64(
-                    self.config.min_burst_bytes as f64 * 8.0 / p.goal_bps.max(1.0),
-                );
-                (now + step.min(Duration::from_millis(5))).min(p.end)
+                let step = secs(self.config.min_burst_bytes as f64 * 8.0 / p.goal_bps);
+                now.checked_add(step.min(Duration::from_millis(5)))
+                    .unwrap_or(p.end)
+                    .min(p.end)
             });
         }
         // Project the bucket to `now` (as `advance` would) to see how long to wait.
@@ -393,8 +399,11 @@ impl Pacer {
             return Some(now);
         }
         // At least 1 µs so that the bucket has visibly refilled by then.
-        let wait = Duration::from_secs_f64(-budget / rate).max(Duration::from_micros(1));
-        Some(now + wait)
+        let wait = secs(-budget / rate).max(Duration::from_micros(1));
+        Some(
+            now.checked_add(wait)
+                .unwrap_or(now + Duration::from_secs(1)),
+        )
     }
 
     /// Starts a probe at `now`: for `duration` the sent rate (all classes) should
@@ -405,7 +414,9 @@ impl Pacer {
         self.probe = Some(Probe {
             goal_bps: (goal_bps as f64).min(self.max_bps).max(1.0),
             start: now,
-            end: now + duration,
+            end: now
+                .checked_add(duration)
+                .unwrap_or(now + Duration::from_secs(60)),
             sent: 0.0,
         });
     }
@@ -422,7 +433,10 @@ impl Pacer {
     pub fn padding_wanted(&mut self, now: Instant) -> Option<usize> {
         self.advance(now);
         let p = self.probe?;
-        let until = (now + self.config.burst).min(p.end);
+        let until = now
+            .checked_add(self.config.burst)
+            .unwrap_or(p.end)
+            .min(p.end);
         let elapsed = until.saturating_duration_since(p.start).as_secs_f64();
         let want = p.goal_bps / 8.0 * elapsed - p.sent - self.queued_bytes() as f64;
         (want >= 1.0).then_some(want as usize) // finite and positive
@@ -434,6 +448,12 @@ impl Pacer {
             .front()
             .map(|e| now.saturating_duration_since(e.enqueued))
     }
+}
+
+/// `s` seconds as a `Duration`, saturating (and 0 for what is not a positive
+/// finite number).
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -653,6 +673,30 @@ mod tests {
             p.enqueue(PacketClass::Video, h, 1200, t0).unwrap();
         }
         assert_eq!(p.padding_wanted(t0), None);
+    }
+
+    #[test]
+    fn odd_configuration_and_inputs_do_not_panic() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig {
+            multiplier: f64::NAN,
+            burst: Duration::MAX,
+            capacity: [0, 0, 1, 0],
+            ..PacerConfig::default()
+        });
+        p.set_target(0, 0);
+        assert!(p.pacing_bps() > 0.0);
+        assert_eq!(
+            p.enqueue(PacketClass::Audio, 1, 100, t0),
+            Err(PacerError::QueueFull(PacketClass::Audio))
+        );
+        p.enqueue(PacketClass::Video, 2, usize::MAX, t0).unwrap();
+        assert_eq!(p.poll(t0), Some((PacketClass::Video, 2)));
+        assert!(p.next_send_time(t0).is_none());
+        p.start_probe(u64::MAX, Duration::MAX, t0);
+        assert!(p.padding_wanted(t0).is_some());
+        let _ = p.queue_time();
+        let _ = p.poll_dropped(t0);
     }
 
     #[test]
