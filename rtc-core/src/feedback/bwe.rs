@@ -140,7 +140,7 @@ impl DelayBasedBwe {
     /// the detector signals overuse, the estimate rises to it (within the bounds).
     /// Either way, until the next decrease the throughput cap of the increase and
     /// the throughput the decrease backs off from are at least `bps`. Returns
-    /// whether the estimate was raised to it.
+    /// whether the estimate was raised.
     pub fn on_probe_result(&mut self, bps: u64) -> bool {
         let bps = bps as f64;
         if !bps.is_finite() {
@@ -149,12 +149,10 @@ impl DelayBasedBwe {
         // A measurement of what the path carries even when the probe itself
         // overfilled the queue.
         self.probe_floor = Some(self.probe_floor.map_or(bps, |f| f.max(bps)));
-        if self.usage == BwUsage::Overusing {
+        if self.usage == BwUsage::Overusing || bps <= self.rate {
             return false;
         }
-        if bps > self.rate {
-            self.rate = bps.clamp(self.min_bps, self.max_bps);
-        }
+        self.rate = bps.clamp(self.min_bps, self.max_bps);
         true
     }
 
@@ -372,8 +370,8 @@ impl LossBasedBwe {
         self.rate.round() as u64 // finite and within min..=max
     }
 
-    /// Applies a probe result: the path delivered `bps` without loss, so the
-    /// loss-based cap rises to it (within the bounds).
+    /// Applies a probe result: the path delivered `bps`, so the loss-based cap
+    /// rises to it (within the bounds).
     pub fn on_probe_result(&mut self, bps: u64) {
         self.rate = self.rate.max(bps as f64).clamp(self.min_bps, self.max_bps);
     }
@@ -637,7 +635,7 @@ impl Bwe {
         if total == 0 {
             return self.estimate;
         }
-        if let Some(p) = probe.filter(|&p| p > self.estimate)
+        if let Some(p) = probe
             && self.delay.on_probe_result(p)
         {
             self.loss.on_probe_result(p);
