@@ -19,6 +19,7 @@ pub mod feedback;
 pub mod ice;
 pub mod io;
 pub mod media;
+pub mod pacer;
 mod rtc;
 pub mod rtcp;
 pub mod rtp;
