@@ -41,6 +41,7 @@ fn exchange(addr: SocketAddr, raw: &[u8]) -> Reply {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             // A reset after the answer arrived still leaves the answer.
             Err(e) if !out.is_empty() && e.kind() == ErrorKind::ConnectionReset => break,
             Err(e) => panic!("reading the reply: {e}"),
@@ -207,7 +208,10 @@ fn slow_sockets_do_not_starve_requests() {
     let r = request(addr, "GET", "/rooms", &[], b"");
     let took = t0.elapsed();
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(took < Duration::from_secs(1), "a normal request took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "a normal request took {took:?}"
+    );
 
     // The server stays (nearly) idle while holding them.
     let cpu0 = cpu_time();
@@ -241,7 +245,8 @@ fn slow_sockets_do_not_starve_requests() {
     trickling.store(false, Ordering::SeqCst);
     trickler.join().unwrap();
     assert_eq!(
-        open, 0,
+        open,
+        0,
         "{open} of {SLOW} trickling sockets still open {:?} after connecting \
          (head deadline {deadline:?})",
         connected.elapsed()
@@ -298,6 +303,36 @@ fn cross_origin_page_cannot_create_session() {
         offer.as_bytes(),
     );
     assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(sessions(&server), 1);
+    stop(engine, server);
+
+    // An origin the operator allowed gets its preflight and its POST through.
+    let (engine, server) = start(DemoConfig {
+        allowed_origins: vec!["https://app.example".into()],
+        ..DemoConfig::default()
+    });
+    let addr = server.local_addr();
+    let app = ("Origin", "https://app.example");
+    let r = request(
+        addr,
+        "OPTIONS",
+        "/whip/room",
+        &[app, ("Access-Control-Request-Method", "POST")],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    let r = request(addr, "POST", "/whip/room", &[app, sdp], offer.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    let r = request(addr, "POST", "/whip/room", &[evil, sdp], offer.as_bytes());
+    assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(sessions(&server), 1);
     stop(engine, server);
 }
