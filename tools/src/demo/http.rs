@@ -229,6 +229,16 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// Dropping without [`Server::stop`] leaves the server running (as the demo's
+    /// server always did): the stop channel is kept open for the detached thread.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            std::mem::forget(self.stop.clone());
+        }
+    }
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     ctx: Arc<Ctx>,
@@ -588,6 +598,52 @@ mod tests {
             &some
         ));
         assert!(origin_allowed("http://x", "h", &["*".to_owned()]));
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            max_body: 1024,
+            read_timeout: Duration::from_secs(5),
+            max_connections: 8,
+            max_in_flight: 2,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
+    }
+
+    fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn serves_until_stopped_and_survives_drop() {
+        let app: App = Arc::new(|r: Request| Response::text(200, r.path));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = Server::start(l, policy(), app.clone()).unwrap();
+        let out = get(addr, "/a?b");
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n/a\n"), "{out}");
+        assert!(
+            out.to_ascii_lowercase().contains("connection: close"),
+            "{out}"
+        );
+        server.stop();
+        assert!(std::net::TcpStream::connect(addr).is_err());
+
+        // Dropped without stop(): still serving.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(Server::start(l, policy(), app).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(get(addr, "/x").starts_with("HTTP/1.1 200 OK\r\n"));
     }
 
     #[test]
