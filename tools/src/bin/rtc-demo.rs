@@ -52,6 +52,14 @@ struct Cli {
     /// Largest accepted SDP offer, bytes.
     #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
     max_body: usize,
+    /// Let pages of this origin (`https://app.example`) use the API too; repeatable; `*`
+    /// allows any. The demo's own page needs none.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Answer for this host name too (IP addresses and `localhost` always work);
+    /// repeatable; `*` allows any.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_host: Vec<String>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -97,6 +105,8 @@ fn main() -> ExitCode {
         http: cli.http,
         token: cli.token.clone(),
         max_body: cli.max_body,
+        allowed_origins: cli.allow_origin.clone(),
+        allowed_hosts: cli.allow_host.clone(),
         ..DemoConfig::default()
     };
     let server = match DemoServer::start(Arc::clone(&backend), cfg) {

@@ -6,8 +6,10 @@
 //!   an engine started inside the demo's process.
 //! - [`control_backend`]: [`ControlBackend`], the same over the control socket of a
 //!   running `rtc-engine`, using only the public `control` client.
-//! - [`server`]: [`DemoServer`], the HTTP front end (one thread per connection).
-//! - [`http`]: the minimal HTTP/1.1 request reader and response writer it uses.
+//! - [`server`]: [`DemoServer`], the routes and the bookkeeping of rooms.
+//! - [`http`]: the HTTP transport (hyper on a small tokio runtime) with its limits:
+//!   head deadline, header and body size caps, connection and in-flight caps, the
+//!   `Host` check and the `Origin` allow-list.
 //!
 //! # HTTP API
 //!
@@ -27,8 +29,19 @@
 //! `201` also carries `X-Session-Id` (the engine session: what viewers pass as
 //! `{publisher}`) and `X-Shard`. Errors are `4xx`/`5xx` with a plain-text reason: `400`
 //! bad SDP, wrong direction, bad room name or shard hint; `401` wrong bearer token
-//! (when `--token` is set; required on WHIP/WHEP only); `404` unknown room, publisher or
-//! session; `405`; `411` chunked body; `413` oversized body; `415` wrong content type.
+//! (when `--token` is set; required on WHIP/WHEP only, compared in constant time);
+//! `403` a page of a foreign origin (not the server's own, not in `--allow-origin`)
+//! sending anything but `GET`/`HEAD`; `404` unknown room, publisher or session; `405`;
+//! `408` body not received in time; `413` oversized body (declared or chunked); `415`
+//! wrong content type; `421` a `Host` that is not an IP address, `localhost` or in
+//! `--allow-host`; `431` oversized head or too many header fields; `503` too many
+//! requests in progress.
+//!
+//! # CORS
+//!
+//! A request without `Origin` (curl, WHIP clients) gets `Access-Control-Allow-Origin: *`
+//! as before; a browser request from the server's own origin or an allowed one gets its
+//! origin echoed; any other origin gets no CORS headers. Answers carry `Vary: Origin`.
 //!
 //! WHEP answers are the engine's answers as they are: each forwarding leg sends on the
 //! SSRC its section announces, so the browser binds its track to the leg (and the

@@ -2,8 +2,8 @@
 //! bookkeeping of who publishes and who watches.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -13,7 +13,7 @@ use rtc_core::sdp::{MediaKind as SdpKind, SessionDescription};
 use serde::Serialize;
 
 use super::backend::{Backend, BackendError, BackendEvent, Kind};
-use super::http::{self, ReadError, Request, Response};
+use super::http::{self, Request, Response};
 
 /// Front-end settings.
 #[derive(Debug, Clone)]
@@ -25,8 +25,21 @@ pub struct DemoConfig {
     pub token: Option<String>,
     /// Largest accepted request body (SDP offer), bytes.
     pub max_body: usize,
-    /// How long a connection may take to send its request.
+    /// How long a connection may take to send its request head (a deadline for the
+    /// whole head, not per read), and again its body.
     pub read_timeout: Duration,
+    /// Origins (`scheme://host[:port]`) whose pages may use the API besides the
+    /// server's own (same-origin pages need nothing); `*` allows any. Requests from
+    /// other origins get no CORS permission and, unless `GET`/`HEAD`, a `403`.
+    pub allowed_origins: Vec<String>,
+    /// Host names the server answers for besides IP addresses and `localhost` (other
+    /// `Host` values get `421`, which stops DNS-rebinding pages); `*` allows any.
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Requests whose handler (backend calls) runs at once; others wait up to 5 s,
+    /// then get `503`.
+    pub max_in_flight: usize,
 }
 
 impl Default for DemoConfig {
@@ -36,6 +49,10 @@ impl Default for DemoConfig {
             token: None,
             max_body: 64 * 1024,
             read_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: 4096,
+            max_in_flight: 32,
         }
     }
 }
@@ -206,6 +223,7 @@ impl Shared {
 pub struct DemoServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    http: Option<http::Server>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -219,8 +237,9 @@ impl std::fmt::Debug for DemoServer {
 }
 
 impl DemoServer {
-    /// Binds `cfg.http` and serves in background threads (one per connection, plus the
-    /// acceptor and an engine-event reader).
+    /// Binds `cfg.http` and serves in background threads: the HTTP server (hyper on
+    /// a one-thread tokio runtime, handlers on its blocking pool; see [`http`] for its
+    /// limits) and an engine-event reader.
     ///
     /// # Errors
     /// When the address cannot be bound.
@@ -233,18 +252,34 @@ impl DemoServer {
             state: Mutex::new(State::default()),
             stop: AtomicBool::new(false),
         });
+        let cfg = &shared.cfg;
+        let policy = http::Policy {
+            max_body: cfg.max_body,
+            read_timeout: cfg.read_timeout,
+            max_connections: cfg.max_connections,
+            max_in_flight: cfg.max_in_flight,
+            allowed_origins: cfg.allowed_origins.clone(),
+            allowed_hosts: cfg.allowed_hosts.clone(),
+        };
         let s = Arc::clone(&shared);
-        let acceptor = std::thread::Builder::new()
-            .name("demo-http".into())
-            .spawn(move || accept_loop(&listener, &s))?;
+        let app: http::App = Arc::new(move |req: Request| route(&s, &req));
+        let server = http::Server::start(listener, policy, app)?;
         let s = Arc::clone(&shared);
         let events = std::thread::Builder::new()
             .name("demo-events".into())
-            .spawn(move || event_loop(&s))?;
+            .spawn(move || event_loop(&s));
+        let events = match events {
+            Ok(t) => t,
+            Err(e) => {
+                server.stop();
+                return Err(e);
+            }
+        };
         Ok(DemoServer {
             shared,
             addr,
-            threads: vec![acceptor, events],
+            http: Some(server),
+            threads: vec![events],
         })
     }
 
@@ -266,8 +301,9 @@ impl DemoServer {
     /// Stops accepting, closes every session the demo created and joins its threads.
     pub fn shutdown(mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.http.take() {
+            h.stop();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -280,22 +316,6 @@ impl DemoServer {
             .collect();
         for s in sessions {
             let _ = self.shared.backend.close(s);
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    for conn in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = conn else { continue };
-        let s = Arc::clone(shared);
-        let spawned = std::thread::Builder::new()
-            .name("demo-conn".into())
-            .spawn(move || serve_connection(stream, &s));
-        if let Err(e) = spawned {
-            eprintln!("rtc-demo: cannot spawn a connection thread: {e}");
         }
     }
 }
@@ -345,46 +365,6 @@ fn handle_event(shared: &Shared, ev: BackendEvent) {
             }
         }
     }
-}
-
-fn serve_connection(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(shared.cfg.read_timeout));
-    let _ = stream.set_write_timeout(Some(shared.cfg.read_timeout));
-    let _ = stream.set_nodelay(true);
-    let (resp, drain) = match http::read_request(&mut stream, shared.cfg.max_body) {
-        Ok(req) => (route(shared, &req), false),
-        Err(ReadError::Io(_)) => return,
-        Err(e @ ReadError::Malformed(_)) => (Response::text(400, e), false),
-        Err(e @ ReadError::HeadTooLarge) => (Response::text(431, e), true),
-        Err(e @ ReadError::BodyTooLarge(..)) => (Response::text(413, e), true),
-        Err(e @ ReadError::LengthRequired) => (Response::text(411, e), true),
-    };
-    let resp = with_cors(resp);
-    if resp.write_to(&mut stream).is_err() {
-        return;
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    if drain {
-        // Read (and drop) what the client is still sending, so closing does not reset
-        // the connection before it read our answer.
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut sink = [0u8; 8192];
-        let mut total = 0usize;
-        while total < 4 << 20 {
-            match stream.read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    }
-    let _ = stream.flush();
-}
-
-fn with_cors(resp: Response) -> Response {
-    resp.with("Access-Control-Allow-Origin", "*").with(
-        "Access-Control-Expose-Headers",
-        "Location, ETag, Link, X-Session-Id, X-Shard, Accept-Post",
-    )
 }
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
@@ -481,7 +461,7 @@ fn check_token(shared: &Shared, req: &Request) -> Option<Response> {
         .header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    if got.is_some_and(|g| constant_time_eq(g.as_bytes(), want.as_bytes())) {
+    if got.is_some_and(|g| token_matches(g.as_bytes(), want.as_bytes())) {
         None
     } else {
         Some(
@@ -491,8 +471,17 @@ fn check_token(shared: &Shared, req: &Request) -> Option<Response> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `got` equals the secret `want`, in time that depends only on `want`'s length:
+/// every byte of `want` is compared (against `got`'s byte or a stand-in past its end),
+/// with no early exit on a mismatch or a length difference.
+fn token_matches(got: &[u8], want: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut same = (got.len() as u64).ct_eq(&(want.len() as u64));
+    for (i, w) in want.iter().enumerate() {
+        let g = got.get(i).copied().unwrap_or(!*w);
+        same &= g.ct_eq(w);
+    }
+    same.into()
 }
 
 fn error_response(e: &BackendError) -> Response {
@@ -1093,6 +1082,27 @@ mod tests {
         // The page and listings stay public.
         assert_eq!(route(&s, &req("GET", "/", None, "")).status, 200);
         assert_eq!(route(&s, &req("GET", "/rooms/lobby", None, "")).status, 200);
+    }
+
+    #[test]
+    fn token_compare_is_constant_time() {
+        // By construction (see `token_matches`): the loop runs over the secret only and
+        // folds with `subtle`'s constant-time operations. Here: it decides correctly,
+        // including for prefixes, extensions and tokens of other lengths.
+        assert!(token_matches(b"sekrit", b"sekrit"));
+        for bad in [
+            &b""[..],
+            b"s",
+            b"sekri",
+            b"sekrit ",
+            b"sekrit\0",
+            b"Sekrit",
+            b"xxxxxx",
+        ] {
+            assert!(!token_matches(bad, b"sekrit"), "{bad:?}");
+        }
+        assert!(!token_matches(b"a", b""));
+        assert!(token_matches(b"", b""));
     }
 
     #[test]

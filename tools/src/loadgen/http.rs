@@ -1,9 +1,9 @@
-//! A minimal blocking HTTP/1.1 client (std `TcpStream`), enough for WHIP/WHEP: one
-//! request per connection, `Content-Length` or chunked response bodies.
+//! The loadgen's blocking HTTP client for WHIP/WHEP: `ureq` (one request per
+//! connection, a deadline for the whole exchange, no redirects, no proxies, a bounded
+//! response), plus the small `http://` URL type the signalling code passes around.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 /// Largest response we accept (headers and body).
 const MAX_RESPONSE: usize = 1 << 20;
@@ -33,6 +33,23 @@ pub enum HttpError {
     /// The response exceeds the size limit.
     #[error("response too large")]
     TooLarge,
+    /// Any other failure of the HTTP exchange.
+    #[error("http: {0}")]
+    Client(String),
+}
+
+impl From<ureq::Error> for HttpError {
+    fn from(e: ureq::Error) -> HttpError {
+        match e {
+            ureq::Error::Timeout(_) => HttpError::Timeout,
+            ureq::Error::Io(e) => HttpError::Io(e),
+            ureq::Error::BodyExceedsLimit(_) | ureq::Error::LargeResponseHeader(..) => {
+                HttpError::TooLarge
+            }
+            ureq::Error::Protocol(_) => HttpError::Malformed("not an HTTP/1.1 response"),
+            e => HttpError::Client(e.to_string()),
+        }
+    }
 }
 
 /// A parsed `http://` URL.
@@ -139,7 +156,7 @@ impl HttpUrl {
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
-    /// Header fields in order (names as sent).
+    /// Header fields in order (names lower-cased).
     pub headers: Vec<(String, String)>,
     /// The body (de-chunked).
     pub body: Vec<u8>,
@@ -155,121 +172,11 @@ impl HttpResponse {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Decodes a chunked body. `Ok(None)`: incomplete.
-fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, HttpError> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = find(data, b"\r\n") else {
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&data[..eol])
-            .map_err(|_| HttpError::Malformed("chunk size not text"))?;
-        let hex = line.split(';').next().unwrap_or("").trim();
-        let size =
-            usize::from_str_radix(hex, 16).map_err(|_| HttpError::Malformed("chunk size"))?;
-        if size > MAX_RESPONSE {
-            return Err(HttpError::TooLarge);
-        }
-        data = &data[eol + 2..];
-        if size == 0 {
-            // Trailer section ends with an empty line; accept its absence at EOF too.
-            return Ok(Some(out));
-        }
-        if data.len() < size + 2 {
-            return Ok(None);
-        }
-        out.extend_from_slice(&data[..size]);
-        if &data[size..size + 2] != b"\r\n" {
-            return Err(HttpError::Malformed("chunk not followed by CRLF"));
-        }
-        data = &data[size + 2..];
-    }
-}
-
-/// Parses a response from `data`. `Ok(None)` when more bytes are needed (`eof` false);
-/// at `eof` a body without framing ends with the data.
-pub fn parse_response(data: &[u8], eof: bool) -> Result<Option<HttpResponse>, HttpError> {
-    let Some(head_end) = find(data, b"\r\n\r\n") else {
-        return if eof {
-            Err(HttpError::Malformed("incomplete header"))
-        } else {
-            Ok(None)
-        };
-    };
-    let head = std::str::from_utf8(&data[..head_end])
-        .map_err(|_| HttpError::Malformed("header not text"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(HttpError::Malformed("not HTTP/1.x"));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .filter(|s| (100..1000).contains(s))
-        .ok_or(HttpError::Malformed("bad status"))?;
-    let mut headers = Vec::new();
-    for line in lines {
-        let (n, v) = line
-            .split_once(':')
-            .ok_or(HttpError::Malformed("header line without colon"))?;
-        headers.push((n.trim().to_string(), v.trim().to_string()));
-    }
-    let mut resp = HttpResponse {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let body = &data[head_end + 4..];
-    let chunked = resp
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        return match dechunk(body)? {
-            Some(b) => {
-                resp.body = b;
-                Ok(Some(resp))
-            }
-            None if eof => Err(HttpError::Malformed("truncated chunked body")),
-            None => Ok(None),
-        };
-    }
-    let no_body = status == 204 || status == 304 || (100..200).contains(&status);
-    if no_body {
-        return Ok(Some(resp));
-    }
-    if let Some(len) = resp.header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| HttpError::Malformed("bad content-length"))?;
-        if len > MAX_RESPONSE {
-            return Err(HttpError::TooLarge);
-        }
-        if body.len() < len {
-            return if eof {
-                Err(HttpError::Malformed("truncated body"))
-            } else {
-                Ok(None)
-            };
-        }
-        resp.body = body[..len].to_vec();
-        return Ok(Some(resp));
-    }
-    if eof {
-        resp.body = body.to_vec();
-        Ok(Some(resp))
-    } else {
-        Ok(None)
-    }
-}
-
-/// Sends one request and reads its response (`Connection: close`).
+/// Sends one request to `addr` (the URL's host, already resolved and checked) and
+/// reads its response, all within `timeout`.
+///
+/// # Errors
+/// See [`HttpError`].
 pub fn request(
     url: &HttpUrl,
     addr: SocketAddr,
@@ -278,57 +185,50 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, HttpError> {
-    let deadline = Instant::now() + timeout;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_nodelay(true)?;
-    s.set_write_timeout(Some(timeout))?;
-    let mut req = format!(
-        "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        url.path,
-        url.host_header(),
-        body.len()
-    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into();
+    // Connect to the address that was resolved (and checked against --allow-remote),
+    // not to whatever the name resolves to now; `Host` still names the URL's host.
+    let mut req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{}", url.path))
+        .header("Host", url.host_header())
+        .header("Connection", "close");
     for (n, v) in headers {
-        req.push_str(n);
-        req.push_str(": ");
-        req.push_str(v);
-        req.push_str("\r\n");
+        req = req.header(*n, *v);
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(HttpError::Timeout);
-        }
-        s.set_read_timeout(Some(left))?;
-        let n = match s.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(HttpError::Timeout);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_RESPONSE + 16 * 1024 {
-            return Err(HttpError::TooLarge);
-        }
-        if let Some(r) = parse_response(&buf, n == 0)? {
-            return Ok(r);
-        }
-        if n == 0 {
-            return Err(HttpError::Malformed("connection closed early"));
-        }
-    }
+    let bad = |e: ureq::http::Error| HttpError::Client(e.to_string());
+    let resp = if body.is_empty() && !matches!(method, "POST" | "PUT" | "PATCH") {
+        agent.run(req.body(()).map_err(bad)?)?
+    } else {
+        agent.run(req.body(body).map_err(bad)?)?
+    };
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp
+        .into_body()
+        .into_with_config()
+        .limit(MAX_RESPONSE as u64)
+        .read_to_vec()?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -375,55 +275,97 @@ mod tests {
         assert!(u.resolve(false).is_ok());
     }
 
+    /// Serves one connection with `reply` (after reading the request head) and returns
+    /// the URL and address to reach it and the request it read.
+    fn one_shot(reply: Vec<u8>) -> (HttpUrl, SocketAddr, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&b[..n]);
+            }
+            let _ = s.write_all(&reply);
+            String::from_utf8_lossy(&req).into_owned()
+        });
+        let url = HttpUrl::parse(&format!("http://localhost:{}/whip/r", addr.port())).unwrap();
+        (url, addr, t)
+    }
+
     #[test]
     fn content_length_body() {
-        let r = b"HTTP/1.1 201 Created\r\nLocation: /whip/r/3\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(parse_response(&r[..r.len() - 1], false).unwrap(), None);
-        let resp = parse_response(r, false).unwrap().unwrap();
+        let (url, addr, t) = one_shot(
+            b"HTTP/1.1 201 Created\r\nLocation: /whip/r/3\r\nContent-Length: 5\r\n\r\nhello"
+                .to_vec(),
+        );
+        let hdrs = [("Content-Type", "application/sdp")];
+        let resp = request(&url, addr, "POST", &hdrs, b"v=0", Duration::from_secs(5)).unwrap();
         assert_eq!(resp.status, 201);
-        assert_eq!(resp.header("location"), Some("/whip/r/3"));
+        assert_eq!(resp.header("Location"), Some("/whip/r/3"));
         assert_eq!(resp.body, b"hello");
-        assert!(parse_response(&r[..r.len() - 1], true).is_err());
+        let sent = t.join().unwrap();
+        assert!(sent.starts_with("POST /whip/r HTTP/1.1\r\n"), "{sent}");
+        // The Host header names the URL's host, though the address was connected to.
+        assert!(
+            sent.to_ascii_lowercase()
+                .contains(&format!("host: localhost:{}\r\n", addr.port())),
+            "{sent}"
+        );
     }
 
     #[test]
-    fn chunked_body() {
-        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        let resp = parse_response(r, false).unwrap().unwrap();
+    fn chunked_body_and_delete() {
+        let (url, addr, t) = one_shot(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"
+                .to_vec(),
+        );
+        let resp = request(&url, addr, "DELETE", &[], b"", Duration::from_secs(5)).unwrap();
+        assert_eq!(resp.status, 200);
         assert_eq!(resp.body, b"abcde");
-        assert_eq!(parse_response(&r[..60], false).unwrap(), None);
-        assert!(parse_response(&r[..60], true).is_err());
+        assert!(t.join().unwrap().starts_with("DELETE /whip/r HTTP/1.1\r\n"));
     }
 
     #[test]
-    fn unframed_body_and_no_body() {
-        let r = b"HTTP/1.0 200 OK\r\n\r\nrest";
-        assert_eq!(parse_response(r, false).unwrap(), None);
-        assert_eq!(parse_response(r, true).unwrap().unwrap().body, b"rest");
-        let r = b"HTTP/1.1 204 No Content\r\n\r\n";
-        assert_eq!(parse_response(r, false).unwrap().unwrap().status, 204);
-    }
-
-    #[test]
-    fn malformed() {
-        assert!(parse_response(b"SIP/2.0 200 OK\r\n\r\n", true).is_err());
-        assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n", true).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n", true).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", true).is_err());
-        assert!(parse_response(b"HTTP/1.1 200", true).is_err());
+    fn errors_do_not_hang() {
+        // Never answers: the deadline ends the exchange.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let url = HttpUrl::parse(&format!("http://{addr}/x")).unwrap();
+        let t0 = std::time::Instant::now();
+        let r = request(&url, addr, "GET", &[], b"", Duration::from_millis(300));
+        assert!(matches!(r, Err(HttpError::Timeout)), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        drop(l);
+        // Garbage instead of HTTP.
+        let (url, addr, _t) = one_shot(b"SIP/2.0 200 OK\r\n\r\n".to_vec());
+        assert!(request(&url, addr, "GET", &[], b"", Duration::from_secs(5)).is_err());
+        // A body over the limit.
+        let mut big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_RESPONSE + 1
+        )
+        .into_bytes();
+        big.resize(big.len() + MAX_RESPONSE + 1, b'a');
+        let (url, addr, _t) = one_shot(big);
+        let r = request(&url, addr, "GET", &[], b"", Duration::from_secs(5));
+        assert!(matches!(r, Err(HttpError::TooLarge)), "{r:?}");
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
-        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300), eof: bool) {
-            let _ = parse_response(&data, eof);
-        }
-
-        #[test]
-        fn parse_headerish_never_panics(body in "[0-9a-f;\r\n]{0,40}", eof: bool) {
-            let r = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
-            let _ = parse_response(r.as_bytes(), eof);
+        fn url_parse_never_panics(s in "\\PC{0,60}") {
+            if let Ok(u) = HttpUrl::parse(&s) {
+                let _ = u.join(&s);
+                let _ = u.host_header();
+            }
         }
     }
 }
