@@ -179,11 +179,15 @@ pub(super) fn stats_of(
     }
 }
 
-pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats {
+/// The drop counters of a shard under their `engine.stats` wire names (the keys of
+/// `ShardStats::drops` in `docs/control-protocol.md`).
+///
+/// The one place the control plane names drop reasons. When `engine::api` offers its own
+/// named list (`DropCounters::named()`), derive this from it, keeping these wire names.
+fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 15] {
     let d = s.drops;
     let io = s.io.drops;
-    let mut drops = BTreeMap::new();
-    for (k, v) in [
+    [
         ("unknown_source", d.unknown_source),
         ("malformed", d.malformed),
         ("srtp_auth", d.srtp_auth),
@@ -199,7 +203,12 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         ("send_error", io.send_error),
         ("recv_truncated", io.recv_truncated),
         ("recv_error", io.recv_error),
-    ] {
+    ]
+}
+
+pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats {
+    let mut drops = BTreeMap::new();
+    for (k, v) in drop_reasons(s) {
         drops.insert(k.to_owned(), v);
     }
     let mut histograms = BTreeMap::new();
