@@ -1020,3 +1020,45 @@ impl<'de> Deserialize<'de> for ChannelMessage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kind_names_agree_with_serde() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_name(k.name()), Some(k));
+            let json = serde_json::to_value(k).expect("serialises");
+            assert_eq!(json, Value::String(k.name().to_owned()));
+        }
+        assert_eq!(EventKind::from_name("nope"), None);
+    }
+
+    #[test]
+    fn fits_and_from_value_agree() {
+        // An empty object decodes only as `Done`, and `Done` fits exactly those ops.
+        for k in OpKind::ALL {
+            let decoded = Response::from_value(k, Value::Object(serde_json::Map::new()));
+            assert_eq!(decoded.is_ok(), Response::Done.fits(k), "{k}");
+            if let Ok(r) = decoded {
+                assert!(r.fits(k), "{k}");
+            }
+        }
+        assert!(Response::from_value(OpKind::SessionClose, Value::Null).is_err());
+    }
+
+    #[test]
+    fn params_presence_follows_the_table() {
+        let line = Request::RoomList.to_line(&RequestId::Num(1));
+        assert_eq!(line, b"{\"id\":1,\"op\":\"room.list\"}\n");
+        let line = Request::RoomCreate(RoomRef {
+            room: RoomId("a".into()),
+        })
+        .to_line(&RequestId::Num(2));
+        assert_eq!(
+            line,
+            b"{\"id\":2,\"op\":\"room.create\",\"params\":{\"room\":\"a\"}}\n"
+        );
+    }
+}
