@@ -696,6 +696,8 @@ protocol! {
         /// Handled by the server itself.
         EventsUnsubscribe = "events.unsubscribe" => Done;
         ChannelSend = "channel.send" (ChannelSend) => Done;
+        /// Scratch: a dummy op.
+        Ping = "ping" => Done;
     }
 }
 
