@@ -696,8 +696,6 @@ protocol! {
         /// Handled by the server itself.
         EventsUnsubscribe = "events.unsubscribe" => Done;
         ChannelSend = "channel.send" (ChannelSend) => Done;
-        /// Scratch: a dummy op.
-        Ping = "ping" => Done;
     }
 }
 

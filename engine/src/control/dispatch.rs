@@ -34,7 +34,6 @@ impl ControlHandler for EngineControl {
             Request::ShardList => self.shard_list(),
             Request::ShardDrain(s) => self.shard_drain(s),
             Request::ChannelSend(c) => self.channel_send(c),
-            Request::Ping => Ok(Response::Done),
             // `events.*` never reach a handler, and `Request` is `#[non_exhaustive]`.
             other => Err(ControlError::internal(format!(
                 "{} is handled by the control server, not the engine",
