@@ -373,6 +373,12 @@ pub struct Streamer {
     next_audio: Instant,
 }
 
+impl Default for Streamer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Streamer {
     pub fn new() -> Streamer {
         let now = Instant::now();
