@@ -141,22 +141,77 @@ fn parse(line: &[u8]) -> Result<ServerLine, ClientError> {
     parse_server_line(line).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
+type ResponseResult = (Option<RequestId>, Result<serde_json::Value, ControlError>);
+
+/// The sending half shared by [`ControlClient`] and [`ControlRequester`]: the socket,
+/// the id counter and the request timeout, with the one request/response loop.
+struct Requests {
+    stream: UnixStream,
+    next_id: u64,
+    timeout: Option<Duration>,
+    hello: Hello,
+}
+
+impl Requests {
+    /// Send `req`, then take responses from `next` until the one for `req` arrives.
+    ///
+    /// `next` returns the next response addressed to this connection (its id and
+    /// result), waiting at most until the deadline it is given; it is handed the socket
+    /// so a client without a reader thread can read it in place.
+    fn exchange(
+        &mut self,
+        req: &Request,
+        mut next: impl FnMut(&mut UnixStream, Option<Instant>) -> Result<ResponseResult, ClientError>,
+    ) -> Result<Response, ClientError> {
+        let kind = req.kind();
+        let id = RequestId::Num(self.next_id);
+        self.next_id += 1;
+        self.stream.write_all(&req.to_line(&id))?;
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            match next(&mut self.stream, deadline)? {
+                (Some(rid), Ok(v)) if rid == id => {
+                    return Response::from_value(kind, v)
+                        .map_err(|e| ClientError::Protocol(format!("{kind} response: {e}")));
+                }
+                (Some(rid), Err(e)) if rid == id => return Err(ClientError::Server(e)),
+                // An error about the connection itself (line too long, slow consumer).
+                (None, Err(e)) => return Err(ClientError::Server(e)),
+                // A late response to a request that timed out earlier.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Events read by a [`ControlClient`] while it waited for a response.
+struct EventQueue {
+    events: VecDeque<Event>,
+    dropped: u64,
+}
+
+impl EventQueue {
+    fn push(&mut self, e: Event) {
+        if self.events.len() >= CLIENT_EVENT_QUEUE {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        self.events.push_back(e);
+    }
+}
+
 /// A blocking control client.
 pub struct ControlClient {
-    stream: UnixStream,
+    out: Requests,
     reader: LineReader,
-    next_id: u64,
-    events: VecDeque<Event>,
-    events_dropped: u64,
-    hello: Hello,
-    timeout: Option<Duration>,
+    queue: EventQueue,
 }
 
 impl std::fmt::Debug for ControlClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlClient")
-            .field("hello", &self.hello)
-            .field("queued_events", &self.events.len())
+            .field("hello", &self.out.hello)
+            .field("queued_events", &self.queue.events.len())
             .finish_non_exhaustive()
     }
 }
@@ -210,25 +265,29 @@ impl ControlClient {
             ));
         }
         Ok(ControlClient {
-            stream,
+            out: Requests {
+                stream,
+                next_id: 1,
+                timeout: None,
+                hello,
+            },
             reader,
-            next_id: 1,
-            events: VecDeque::new(),
-            events_dropped: 0,
-            hello,
-            timeout: None,
+            queue: EventQueue {
+                events: VecDeque::new(),
+                dropped: 0,
+            },
         })
     }
 
     /// The server's hello.
     pub fn hello(&self) -> &Hello {
-        &self.hello
+        &self.out.hello
     }
 
     /// Limit how long [`request`](Self::request) waits for its response (default: no
     /// limit). After a timeout the late response is skipped when it arrives.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
+        self.out.timeout = timeout;
     }
 
     /// Send `req` and wait for its response. Events arriving meanwhile are queued for
@@ -237,29 +296,18 @@ impl ControlClient {
     /// # Errors
     /// [`ClientError::Server`] for an error response; I/O, protocol, closed, timeout.
     pub fn request(&mut self, req: Request) -> Result<Response, ClientError> {
-        let kind = req.kind();
-        let id = RequestId::Num(self.next_id);
-        self.next_id += 1;
-        self.stream.write_all(&req.to_line(&id))?;
-        let deadline = self.timeout.map(|t| Instant::now() + t);
-        loop {
-            let line = self.reader.next_line(&mut self.stream, deadline)?;
-            match parse(&line)? {
-                ServerLine::Event(e) => self.queue_event(e),
-                ServerLine::Hello(_) => {}
-                ServerLine::Response { id: rid, result } => match (rid, result) {
-                    (Some(rid), Ok(v)) if rid == id => {
-                        return Response::from_value(kind, v)
-                            .map_err(|e| ClientError::Protocol(format!("{kind} response: {e}")));
-                    }
-                    (Some(rid), Err(e)) if rid == id => return Err(ClientError::Server(e)),
-                    // An error about the connection itself (line too long, slow consumer).
-                    (None, Err(e)) => return Err(ClientError::Server(e)),
-                    // A late response to a request that timed out earlier.
-                    _ => {}
-                },
+        let reader = &mut self.reader;
+        let queue = &mut self.queue;
+        self.out.exchange(&req, |stream, deadline| {
+            loop {
+                let line = reader.next_line(stream, deadline)?;
+                match parse(&line)? {
+                    ServerLine::Event(e) => queue.push(e),
+                    ServerLine::Hello(_) => {}
+                    ServerLine::Response { id, result } => return Ok((id, result)),
+                }
             }
-        }
+        })
     }
 
     /// The next event: a queued one, or one read within `timeout` (`None`: wait
@@ -268,12 +316,12 @@ impl ControlClient {
     /// # Errors
     /// I/O, protocol, closed.
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, ClientError> {
-        if let Some(e) = self.events.pop_front() {
+        if let Some(e) = self.queue.events.pop_front() {
             return Ok(Some(e));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let line = match self.reader.next_line(&mut self.stream, deadline) {
+            let line = match self.reader.next_line(&mut self.out.stream, deadline) {
                 Ok(l) => l,
                 Err(ClientError::Timeout) => return Ok(None),
                 Err(e) => return Err(e),
@@ -291,15 +339,7 @@ impl ControlClient {
 
     /// Events dropped because more than [`CLIENT_EVENT_QUEUE`] were waiting.
     pub fn events_dropped(&self) -> u64 {
-        self.events_dropped
-    }
-
-    fn queue_event(&mut self, e: Event) {
-        if self.events.len() >= CLIENT_EVENT_QUEUE {
-            self.events.pop_front();
-            self.events_dropped += 1;
-        }
-        self.events.push_back(e);
+        self.queue.dropped
     }
 
     /// Split into a request half and an event stream, with a background thread reading
@@ -309,20 +349,16 @@ impl ControlClient {
     /// When the socket cannot be cloned or the thread not started.
     pub fn split(self) -> io::Result<(ControlRequester, EventStream)> {
         let ControlClient {
-            stream,
+            out,
             mut reader,
-            next_id,
-            events,
-            hello,
-            timeout,
-            ..
+            queue,
         } = self;
-        let mut read_stream = stream.try_clone()?;
+        let mut read_stream = out.stream.try_clone()?;
         read_stream.set_read_timeout(None)?;
-        let closer = Arc::new(Closer(stream.try_clone()?));
+        let closer = Arc::new(Closer(out.stream.try_clone()?));
         let (resp_tx, resp_rx) = crossbeam_channel::unbounded();
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-        for e in events {
+        for e in queue.events {
             // The receiver is alive (held below), so this cannot fail.
             let _ = ev_tx.send(e);
         }
@@ -348,11 +384,8 @@ impl ControlClient {
             })?;
         Ok((
             ControlRequester {
-                stream,
+                out,
                 responses: resp_rx,
-                next_id,
-                timeout,
-                hello,
                 _closer: Arc::clone(&closer),
             },
             EventStream {
@@ -371,22 +404,17 @@ impl Drop for Closer {
     }
 }
 
-type ResponseResult = (Option<RequestId>, Result<serde_json::Value, ControlError>);
-
 /// The request half of a split client.
 pub struct ControlRequester {
-    stream: UnixStream,
+    out: Requests,
     responses: Receiver<ResponseResult>,
-    next_id: u64,
-    timeout: Option<Duration>,
-    hello: Hello,
     _closer: Arc<Closer>,
 }
 
 impl std::fmt::Debug for ControlRequester {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlRequester")
-            .field("hello", &self.hello)
+            .field("hello", &self.out.hello)
             .finish_non_exhaustive()
     }
 }
@@ -394,12 +422,12 @@ impl std::fmt::Debug for ControlRequester {
 impl ControlRequester {
     /// The server's hello.
     pub fn hello(&self) -> &Hello {
-        &self.hello
+        &self.out.hello
     }
 
     /// Limit how long [`request`](Self::request) waits (default: no limit).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
-        self.timeout = timeout;
+        self.out.timeout = timeout;
     }
 
     /// Send `req` and wait for its response.
@@ -407,32 +435,16 @@ impl ControlRequester {
     /// # Errors
     /// As [`ControlClient::request`].
     pub fn request(&mut self, req: Request) -> Result<Response, ClientError> {
-        let kind = req.kind();
-        let id = RequestId::Num(self.next_id);
-        self.next_id += 1;
-        self.stream.write_all(&req.to_line(&id))?;
-        let deadline = self.timeout.map(|t| Instant::now() + t);
-        loop {
-            let got = match deadline {
-                None => self.responses.recv().map_err(|_| ClientError::Closed),
-                Some(d) => self
-                    .responses
-                    .recv_timeout(d.saturating_duration_since(Instant::now()))
-                    .map_err(|e| match e {
-                        RecvTimeoutError::Timeout => ClientError::Timeout,
-                        RecvTimeoutError::Disconnected => ClientError::Closed,
-                    }),
-            }?;
-            match got {
-                (Some(rid), Ok(v)) if rid == id => {
-                    return Response::from_value(kind, v)
-                        .map_err(|e| ClientError::Protocol(format!("{kind} response: {e}")));
-                }
-                (Some(rid), Err(e)) if rid == id => return Err(ClientError::Server(e)),
-                (None, Err(e)) => return Err(ClientError::Server(e)),
-                _ => {}
-            }
-        }
+        let responses = &self.responses;
+        self.out.exchange(&req, |_, deadline| match deadline {
+            None => responses.recv().map_err(|_| ClientError::Closed),
+            Some(d) => responses
+                .recv_timeout(d.saturating_duration_since(Instant::now()))
+                .map_err(|e| match e {
+                    RecvTimeoutError::Timeout => ClientError::Timeout,
+                    RecvTimeoutError::Disconnected => ClientError::Closed,
+                }),
+        })
     }
 }
 

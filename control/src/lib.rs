@@ -7,7 +7,7 @@
 //! - [`client`]: the blocking [`ControlClient`].
 //!
 //! The wire protocol is described in `docs/control-protocol.md`.
-#![deny(missing_docs)]
+#![warn(missing_docs, unreachable_pub, clippy::missing_errors_doc)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod client;

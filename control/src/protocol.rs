@@ -288,160 +288,7 @@ struct NoParams {}
 // Requests
 // ---------------------------------------------------------------------------------------
 
-/// The name of an operation (the `"op"` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OpKind {
-    /// `session.create`
-    SessionCreate,
-    /// `session.close`
-    SessionClose,
-    /// `session.stats`
-    SessionStats,
-    /// `room.create`
-    RoomCreate,
-    /// `room.close`
-    RoomClose,
-    /// `room.list`
-    RoomList,
-    /// `publish`
-    Publish,
-    /// `subscribe`
-    Subscribe,
-    /// `unsubscribe`
-    Unsubscribe,
-    /// `keyframe.request`
-    KeyframeRequest,
-    /// `engine.stats`
-    EngineStats,
-    /// `shard.list`
-    ShardList,
-    /// `shard.drain`
-    ShardDrain,
-    /// `events.subscribe`
-    EventsSubscribe,
-    /// `events.unsubscribe`
-    EventsUnsubscribe,
-    /// `channel.send`
-    ChannelSend,
-}
-
-impl OpKind {
-    /// All operations, in documentation order.
-    pub const ALL: [OpKind; 16] = [
-        OpKind::SessionCreate,
-        OpKind::SessionClose,
-        OpKind::SessionStats,
-        OpKind::RoomCreate,
-        OpKind::RoomClose,
-        OpKind::RoomList,
-        OpKind::Publish,
-        OpKind::Subscribe,
-        OpKind::Unsubscribe,
-        OpKind::KeyframeRequest,
-        OpKind::EngineStats,
-        OpKind::ShardList,
-        OpKind::ShardDrain,
-        OpKind::EventsSubscribe,
-        OpKind::EventsUnsubscribe,
-        OpKind::ChannelSend,
-    ];
-
-    /// The wire name (`"session.create"`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::SessionCreate => "session.create",
-            OpKind::SessionClose => "session.close",
-            OpKind::SessionStats => "session.stats",
-            OpKind::RoomCreate => "room.create",
-            OpKind::RoomClose => "room.close",
-            OpKind::RoomList => "room.list",
-            OpKind::Publish => "publish",
-            OpKind::Subscribe => "subscribe",
-            OpKind::Unsubscribe => "unsubscribe",
-            OpKind::KeyframeRequest => "keyframe.request",
-            OpKind::EngineStats => "engine.stats",
-            OpKind::ShardList => "shard.list",
-            OpKind::ShardDrain => "shard.drain",
-            OpKind::EventsSubscribe => "events.subscribe",
-            OpKind::EventsUnsubscribe => "events.unsubscribe",
-            OpKind::ChannelSend => "channel.send",
-        }
-    }
-
-    /// The operation with wire name `name`.
-    pub fn from_name(name: &str) -> Option<OpKind> {
-        OpKind::ALL.iter().copied().find(|k| k.name() == name)
-    }
-}
-
-impl std::fmt::Display for OpKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A request: the `"op"` and its typed `"params"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Request {
-    /// `session.create` → [`Response::SessionCreated`].
-    SessionCreate(SessionCreate),
-    /// `session.close` → [`Response::Done`].
-    SessionClose(SessionRef),
-    /// `session.stats` → [`Response::SessionStats`].
-    SessionStats(SessionRef),
-    /// `room.create` → [`Response::Done`].
-    RoomCreate(RoomRef),
-    /// `room.close` → [`Response::Done`] (closes the room's forwarding, not its sessions).
-    RoomClose(RoomRef),
-    /// `room.list` → [`Response::Rooms`].
-    RoomList,
-    /// `publish` → [`Response::Tracks`] (the published tracks).
-    Publish(Publish),
-    /// `subscribe` → [`Response::Tracks`] (the tracks now forwarded).
-    Subscribe(Subscribe),
-    /// `unsubscribe` → [`Response::Done`].
-    Unsubscribe(Subscribe),
-    /// `keyframe.request` → [`Response::Done`].
-    KeyframeRequest(KeyframeRequest),
-    /// `engine.stats` → [`Response::EngineStats`].
-    EngineStats,
-    /// `shard.list` → [`Response::Shards`].
-    ShardList,
-    /// `shard.drain` → [`Response::Draining`].
-    ShardDrain(ShardRef),
-    /// `events.subscribe` → [`Response::EventsSubscribed`]. Handled by the server itself.
-    EventsSubscribe(EventsSubscribe),
-    /// `events.unsubscribe` → [`Response::Done`]. Handled by the server itself.
-    EventsUnsubscribe,
-    /// `channel.send` → [`Response::Done`].
-    ChannelSend(ChannelSend),
-}
-
 impl Request {
-    /// The operation.
-    pub fn kind(&self) -> OpKind {
-        match self {
-            Request::SessionCreate(_) => OpKind::SessionCreate,
-            Request::SessionClose(_) => OpKind::SessionClose,
-            Request::SessionStats(_) => OpKind::SessionStats,
-            Request::RoomCreate(_) => OpKind::RoomCreate,
-            Request::RoomClose(_) => OpKind::RoomClose,
-            Request::RoomList => OpKind::RoomList,
-            Request::Publish(_) => OpKind::Publish,
-            Request::Subscribe(_) => OpKind::Subscribe,
-            Request::Unsubscribe(_) => OpKind::Unsubscribe,
-            Request::KeyframeRequest(_) => OpKind::KeyframeRequest,
-            Request::EngineStats => OpKind::EngineStats,
-            Request::ShardList => OpKind::ShardList,
-            Request::ShardDrain(_) => OpKind::ShardDrain,
-            Request::EventsSubscribe(_) => OpKind::EventsSubscribe,
-            Request::EventsUnsubscribe => OpKind::EventsUnsubscribe,
-            Request::ChannelSend(_) => OpKind::ChannelSend,
-        }
-    }
-
     /// Build the request for `kind` from its `params` (`None`/`null` mean "no params").
     ///
     /// # Errors
@@ -457,40 +304,7 @@ impl Request {
                 )));
             }
         };
-        fn p<T: serde::de::DeserializeOwned>(kind: OpKind, v: Value) -> Result<T, ControlError> {
-            serde_json::from_value(v)
-                .map_err(|e| ControlError::bad_params(format!("{}: {e}", kind.name())))
-        }
-        Ok(match kind {
-            OpKind::SessionCreate => Request::SessionCreate(p(kind, params)?),
-            OpKind::SessionClose => Request::SessionClose(p(kind, params)?),
-            OpKind::SessionStats => Request::SessionStats(p(kind, params)?),
-            OpKind::RoomCreate => Request::RoomCreate(p(kind, params)?),
-            OpKind::RoomClose => Request::RoomClose(p(kind, params)?),
-            OpKind::RoomList => {
-                p::<NoParams>(kind, params)?;
-                Request::RoomList
-            }
-            OpKind::Publish => Request::Publish(p(kind, params)?),
-            OpKind::Subscribe => Request::Subscribe(p(kind, params)?),
-            OpKind::Unsubscribe => Request::Unsubscribe(p(kind, params)?),
-            OpKind::KeyframeRequest => Request::KeyframeRequest(p(kind, params)?),
-            OpKind::EngineStats => {
-                p::<NoParams>(kind, params)?;
-                Request::EngineStats
-            }
-            OpKind::ShardList => {
-                p::<NoParams>(kind, params)?;
-                Request::ShardList
-            }
-            OpKind::ShardDrain => Request::ShardDrain(p(kind, params)?),
-            OpKind::EventsSubscribe => Request::EventsSubscribe(p(kind, params)?),
-            OpKind::EventsUnsubscribe => {
-                p::<NoParams>(kind, params)?;
-                Request::EventsUnsubscribe
-            }
-            OpKind::ChannelSend => Request::ChannelSend(p(kind, params)?),
-        })
+        kind.parse_params(params)
     }
 
     /// Serialise as one request line (`{"id":..,"op":..,"params":..}` plus `\n`).
@@ -504,39 +318,13 @@ impl Request {
     }
 }
 
+/// The params of operation `kind`, typed as `T` (`NoParams` for operations without).
+fn parse_params<T: serde::de::DeserializeOwned>(kind: OpKind, v: Value) -> Result<T, ControlError> {
+    serde_json::from_value(v).map_err(|e| ControlError::bad_params(format!("{}: {e}", kind.name())))
+}
+
+/// Serialises the `"params"` object of a request (implemented by the operation table).
 struct ParamsRef<'a>(&'a Request);
-
-impl Serialize for ParamsRef<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Request::SessionCreate(p) => p.serialize(s),
-            Request::SessionClose(p) | Request::SessionStats(p) => p.serialize(s),
-            Request::RoomCreate(p) | Request::RoomClose(p) => p.serialize(s),
-            Request::Publish(p) => p.serialize(s),
-            Request::Subscribe(p) | Request::Unsubscribe(p) => p.serialize(s),
-            Request::KeyframeRequest(p) => p.serialize(s),
-            Request::ShardDrain(p) => p.serialize(s),
-            Request::EventsSubscribe(p) => p.serialize(s),
-            Request::ChannelSend(p) => p.serialize(s),
-            Request::RoomList
-            | Request::EngineStats
-            | Request::ShardList
-            | Request::EventsUnsubscribe => NoParams {}.serialize(s),
-        }
-    }
-}
-
-impl Request {
-    fn has_params(&self) -> bool {
-        !matches!(
-            self,
-            Request::RoomList
-                | Request::EngineStats
-                | Request::ShardList
-                | Request::EventsUnsubscribe
-        )
-    }
-}
 
 struct RequestLineRef<'a> {
     id: &'a RequestId,
@@ -706,55 +494,221 @@ pub struct EventsSubscribed {
     pub kinds: Vec<EventKind>,
 }
 
-/// A successful response body (the `"ok"` object). Which variant is valid for which
-/// operation is given by [`Response::fits`]; on the wire the body carries no tag.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Response {
-    /// `session.create`.
-    SessionCreated(SessionCreated),
-    /// `session.stats`.
-    SessionStats(SessionStats),
-    /// `room.list`.
-    Rooms(RoomList),
-    /// `publish`, `subscribe`.
-    Tracks(TrackList),
-    /// `engine.stats`.
-    EngineStats(EngineStats),
-    /// `shard.list`.
-    Shards(ShardList),
-    /// `shard.drain`.
-    Draining(DrainStatus),
-    /// `events.subscribe`.
-    EventsSubscribed(EventsSubscribed),
-    /// Operations with nothing to report: `{}`.
-    Done,
+// ---------------------------------------------------------------------------------------
+// The operation table
+// ---------------------------------------------------------------------------------------
+
+/// Generates [`OpKind`], [`Request`] and [`Response`] with everything that dispatches on
+/// them (names, params parsing and serialisation, which body answers which operation)
+/// from the two tables below, so that an operation is described in one row.
+macro_rules! protocol {
+    (
+        responses {
+            $( $(#[$rdoc:meta])* $rvar:ident $( ($rty:ty) )? , )*
+        }
+        ops {
+            $( $(#[$odoc:meta])* $ovar:ident = $oname:literal $( ($pty:ty) )? => $oresp:ident ; )*
+        }
+    ) => {
+        /// The name of an operation (the `"op"` field).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum OpKind {
+            $( #[doc = concat!("`", $oname, "`")] $ovar, )*
+        }
+
+        impl OpKind {
+            /// All operations, in documentation order.
+            pub const ALL: [OpKind; [$($oname),*].len()] = [$(OpKind::$ovar),*];
+
+            /// The wire name (`"session.create"`, ...).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( OpKind::$ovar => $oname, )*
+                }
+            }
+
+            /// The operation with wire name `name`.
+            pub fn from_name(name: &str) -> Option<OpKind> {
+                match name {
+                    $( $oname => Some(OpKind::$ovar), )*
+                    _ => None,
+                }
+            }
+
+            /// The shape of the body a successful response to this operation has.
+            fn response_shape(self) -> ResponseShape {
+                match self {
+                    $( OpKind::$ovar => ResponseShape::$oresp, )*
+                }
+            }
+
+            /// The request for this operation from its params object.
+            fn parse_params(self, params: Value) -> Result<Request, ControlError> {
+                let kind = self;
+                match kind {
+                    $( OpKind::$ovar => protocol!(@parse kind params $ovar $($pty)?), )*
+                }
+            }
+        }
+
+        /// A request: the `"op"` and its typed `"params"`.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Request {
+            $(
+                #[doc = concat!("`", $oname, "` → [`Response::", stringify!($oresp), "`].")]
+                $(#[$odoc])*
+                $ovar $( ($pty) )?,
+            )*
+        }
+
+        impl Request {
+            /// The operation.
+            pub fn kind(&self) -> OpKind {
+                match self {
+                    $( Request::$ovar { .. } => OpKind::$ovar, )*
+                }
+            }
+
+            /// Whether the request line carries a `"params"` member.
+            fn has_params(&self) -> bool {
+                match self {
+                    $( Request::$ovar { .. } => protocol!(@has $($pty)?), )*
+                }
+            }
+        }
+
+        impl Serialize for ParamsRef<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    $( Request::$ovar $( (protocol!(@bind p $pty)) )? => protocol!(@ser s $(p $pty)?), )*
+                }
+            }
+        }
+
+        /// A successful response body (the `"ok"` object). Which variant is valid for
+        /// which operation is given by [`Response::fits`]; on the wire the body carries
+        /// no tag.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum Response {
+            $( $(#[$rdoc])* $rvar $( ($rty) )?, )*
+        }
+
+        /// The variants of [`Response`] without their contents.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum ResponseShape {
+            $( $rvar, )*
+        }
+
+        impl ResponseShape {
+            /// Read a body of this shape.
+            fn decode(self, v: Value) -> Result<Response, serde_json::Error> {
+                match self {
+                    $( ResponseShape::$rvar => protocol!(@decode v $rvar $($rty)?), )*
+                }
+            }
+        }
+
+        impl Response {
+            /// The variant, without its contents.
+            fn shape(&self) -> ResponseShape {
+                match self {
+                    $( Response::$rvar { .. } => ResponseShape::$rvar, )*
+                }
+            }
+        }
+
+        impl Serialize for Response {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $( Response::$rvar $( (protocol!(@bind b $rty)) )? => protocol!(@ser s $(b $rty)?), )*
+                }
+            }
+        }
+    };
+    (@parse $kind:ident $params:ident $var:ident $t:ty) => {
+        Ok(Request::$var(parse_params::<$t>($kind, $params)?))
+    };
+    (@parse $kind:ident $params:ident $var:ident) => {{
+        parse_params::<NoParams>($kind, $params)?;
+        Ok(Request::$var)
+    }};
+    (@has $t:ty) => { true };
+    (@has) => { false };
+    (@bind $name:ident $t:ty) => { $name };
+    (@ser $s:ident $v:ident $t:ty) => { $v.serialize($s) };
+    (@ser $s:ident) => { NoParams {}.serialize($s) };
+    (@decode $v:ident $var:ident $t:ty) => {
+        Ok(Response::$var(serde_json::from_value::<$t>($v)?))
+    };
+    (@decode $v:ident $var:ident) => {{
+        if !$v.is_object() {
+            return Err(de::Error::custom("expected an object"));
+        }
+        Ok(Response::$var)
+    }};
+}
+
+// Adding an operation: one row in `ops` (plus, if it answers with a new body, one row in
+// `responses`), then its arm in the engine's dispatch (`engine/src/control/dispatch.rs`).
+protocol! {
+    responses {
+        /// `session.create`.
+        SessionCreated(SessionCreated),
+        /// `session.stats`.
+        SessionStats(SessionStats),
+        /// `room.list`.
+        Rooms(RoomList),
+        /// `publish`, `subscribe`.
+        Tracks(TrackList),
+        /// `engine.stats`.
+        EngineStats(EngineStats),
+        /// `shard.list`.
+        Shards(ShardList),
+        /// `shard.drain`.
+        Draining(DrainStatus),
+        /// `events.subscribe`.
+        EventsSubscribed(EventsSubscribed),
+        /// Operations with nothing to report: `{}`.
+        Done,
+    }
+    ops {
+        SessionCreate = "session.create" (SessionCreate) => SessionCreated;
+        SessionClose = "session.close" (SessionRef) => Done;
+        SessionStats = "session.stats" (SessionRef) => SessionStats;
+        RoomCreate = "room.create" (RoomRef) => Done;
+        /// Closes the room's forwarding, not its sessions.
+        RoomClose = "room.close" (RoomRef) => Done;
+        RoomList = "room.list" => Rooms;
+        /// Answers with the published tracks.
+        Publish = "publish" (Publish) => Tracks;
+        /// Answers with the tracks now forwarded.
+        Subscribe = "subscribe" (Subscribe) => Tracks;
+        Unsubscribe = "unsubscribe" (Subscribe) => Done;
+        KeyframeRequest = "keyframe.request" (KeyframeRequest) => Done;
+        EngineStats = "engine.stats" => EngineStats;
+        ShardList = "shard.list" => Shards;
+        ShardDrain = "shard.drain" (ShardRef) => Draining;
+        /// Handled by the server itself.
+        EventsSubscribe = "events.subscribe" (EventsSubscribe) => EventsSubscribed;
+        /// Handled by the server itself.
+        EventsUnsubscribe = "events.unsubscribe" => Done;
+        ChannelSend = "channel.send" (ChannelSend) => Done;
+    }
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Response {
     /// Whether this body is the right shape for operation `kind`.
     pub fn fits(&self, kind: OpKind) -> bool {
-        matches!(
-            (kind, self),
-            (OpKind::SessionCreate, Response::SessionCreated(_))
-                | (OpKind::SessionStats, Response::SessionStats(_))
-                | (OpKind::RoomList, Response::Rooms(_))
-                | (OpKind::Publish | OpKind::Subscribe, Response::Tracks(_))
-                | (OpKind::EngineStats, Response::EngineStats(_))
-                | (OpKind::ShardList, Response::Shards(_))
-                | (OpKind::ShardDrain, Response::Draining(_))
-                | (OpKind::EventsSubscribe, Response::EventsSubscribed(_))
-                | (
-                    OpKind::SessionClose
-                        | OpKind::RoomCreate
-                        | OpKind::RoomClose
-                        | OpKind::Unsubscribe
-                        | OpKind::KeyframeRequest
-                        | OpKind::EventsUnsubscribe
-                        | OpKind::ChannelSend,
-                    Response::Done
-                )
-        )
+        self.shape() == kind.response_shape()
     }
 
     /// Read the `"ok"` body of a response to operation `kind`.
@@ -762,44 +716,7 @@ impl Response {
     /// # Errors
     /// When the body does not have the shape `kind` answers with.
     pub fn from_value(kind: OpKind, v: Value) -> Result<Response, serde_json::Error> {
-        Ok(match kind {
-            OpKind::SessionCreate => Response::SessionCreated(serde_json::from_value(v)?),
-            OpKind::SessionStats => Response::SessionStats(serde_json::from_value(v)?),
-            OpKind::RoomList => Response::Rooms(serde_json::from_value(v)?),
-            OpKind::Publish | OpKind::Subscribe => Response::Tracks(serde_json::from_value(v)?),
-            OpKind::EngineStats => Response::EngineStats(serde_json::from_value(v)?),
-            OpKind::ShardList => Response::Shards(serde_json::from_value(v)?),
-            OpKind::ShardDrain => Response::Draining(serde_json::from_value(v)?),
-            OpKind::EventsSubscribe => Response::EventsSubscribed(serde_json::from_value(v)?),
-            OpKind::SessionClose
-            | OpKind::RoomCreate
-            | OpKind::RoomClose
-            | OpKind::Unsubscribe
-            | OpKind::KeyframeRequest
-            | OpKind::EventsUnsubscribe
-            | OpKind::ChannelSend => {
-                if !v.is_object() {
-                    return Err(de::Error::custom("expected an object"));
-                }
-                Response::Done
-            }
-        })
-    }
-}
-
-impl Serialize for Response {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Response::SessionCreated(v) => v.serialize(s),
-            Response::SessionStats(v) => v.serialize(s),
-            Response::Rooms(v) => v.serialize(s),
-            Response::Tracks(v) => v.serialize(s),
-            Response::EngineStats(v) => v.serialize(s),
-            Response::Shards(v) => v.serialize(s),
-            Response::Draining(v) => v.serialize(s),
-            Response::EventsSubscribed(v) => v.serialize(s),
-            Response::Done => s.serialize_map(Some(0))?.end(),
-        }
+        kind.response_shape().decode(v)
     }
 }
 
@@ -905,65 +822,89 @@ pub fn parse_server_line(line: &[u8]) -> Result<ServerLine, serde_json::Error> {
 // Events
 // ---------------------------------------------------------------------------------------
 
-/// The kind of an event (the `"event"` field), used to filter subscriptions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum EventKind {
-    /// `session.state`
-    #[serde(rename = "session.state")]
-    SessionState,
-    /// `track.added`
-    #[serde(rename = "track.added")]
-    TrackAdded,
-    /// `track.removed`
-    #[serde(rename = "track.removed")]
-    TrackRemoved,
-    /// `keyframe.requested`
-    #[serde(rename = "keyframe.requested")]
-    KeyframeRequested,
-    /// `session.failed`
-    #[serde(rename = "session.failed")]
-    SessionFailed,
-    /// `session.panicked`
-    #[serde(rename = "session.panicked")]
-    SessionPanicked,
-    /// `channel.message`
-    #[serde(rename = "channel.message")]
-    ChannelMessage,
+/// Generates [`EventKind`] and [`Event`] from one table: a row per event with its wire
+/// name and payload type.
+macro_rules! events {
+    ( $( $(#[$doc:meta])* $var:ident = $name:literal ($ty:ty) ; )* ) => {
+        /// The kind of an event (the `"event"` field), used to filter subscriptions.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[non_exhaustive]
+        pub enum EventKind {
+            $( #[doc = concat!("`", $name, "`")] #[serde(rename = $name)] $var, )*
+        }
+
+        impl EventKind {
+            /// All kinds.
+            pub const ALL: [EventKind; [$($name),*].len()] = [$(EventKind::$var),*];
+
+            /// The wire name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( EventKind::$var => $name, )*
+                }
+            }
+
+            /// The kind with wire name `name`.
+            pub fn from_name(name: &str) -> Option<EventKind> {
+                match name {
+                    $( $name => Some(EventKind::$var), )*
+                    _ => None,
+                }
+            }
+        }
+
+        /// An event pushed to subscribed clients: `{"event": "<kind>", "data": {...}}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "event", content = "data")]
+        #[non_exhaustive]
+        pub enum Event {
+            $( $(#[$doc])* #[serde(rename = $name)] $var($ty), )*
+        }
+
+        impl Event {
+            /// The event's kind.
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $( Event::$var(_) => EventKind::$var, )*
+                }
+            }
+        }
+    };
+}
+
+// Adding an event: one row here, then where the engine raises it
+// (`engine/src/control/pump.rs` or `dispatch.rs`).
+events! {
+    /// A session changed state.
+    SessionState = "session.state" (SessionStateChange);
+    /// A track appeared.
+    TrackAdded = "track.added" (TrackChange);
+    /// A track went away.
+    TrackRemoved = "track.removed" (TrackChange);
+    /// A keyframe was requested from a publisher.
+    KeyframeRequested = "keyframe.requested" (KeyframeRequested);
+    /// A session failed (ICE/DTLS failure, consent expiry).
+    SessionFailed = "session.failed" (SessionFailure);
+    /// A session's code panicked; the shard isolated and closed it.
+    SessionPanicked = "session.panicked" (SessionFailure);
+    /// A data-channel message arrived.
+    ChannelMessage = "channel.message" (ChannelMessage);
 }
 
 impl EventKind {
-    /// All kinds.
-    pub const ALL: [EventKind; 7] = [
-        EventKind::SessionState,
-        EventKind::TrackAdded,
-        EventKind::TrackRemoved,
-        EventKind::KeyframeRequested,
-        EventKind::SessionFailed,
-        EventKind::SessionPanicked,
-        EventKind::ChannelMessage,
-    ];
-
-    /// The wire name.
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::SessionState => "session.state",
-            EventKind::TrackAdded => "track.added",
-            EventKind::TrackRemoved => "track.removed",
-            EventKind::KeyframeRequested => "keyframe.requested",
-            EventKind::SessionFailed => "session.failed",
-            EventKind::SessionPanicked => "session.panicked",
-            EventKind::ChannelMessage => "channel.message",
-        }
-    }
-
-    /// The kind with wire name `name`.
-    pub fn from_name(name: &str) -> Option<EventKind> {
-        EventKind::ALL.iter().copied().find(|k| k.name() == name)
-    }
-
+    /// The kind's bit in a subscription mask.
     pub(crate) fn bit(self) -> u32 {
         1 << (self as u32)
+    }
+}
+
+impl Event {
+    /// Serialise as one event line (with its `\n`).
+    pub fn to_line(&self) -> Vec<u8> {
+        // Plain data with string keys into a Vec: cannot fail.
+        let mut v = serde_json::to_vec(self).expect("event serialises");
+        v.push(b'\n');
+        v
     }
 }
 
@@ -1080,53 +1021,44 @@ impl<'de> Deserialize<'de> for ChannelMessage {
     }
 }
 
-/// An event pushed to subscribed clients: `{"event": "<kind>", "data": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", content = "data")]
-#[non_exhaustive]
-pub enum Event {
-    /// A session changed state.
-    #[serde(rename = "session.state")]
-    SessionState(SessionStateChange),
-    /// A track appeared.
-    #[serde(rename = "track.added")]
-    TrackAdded(TrackChange),
-    /// A track went away.
-    #[serde(rename = "track.removed")]
-    TrackRemoved(TrackChange),
-    /// A keyframe was requested from a publisher.
-    #[serde(rename = "keyframe.requested")]
-    KeyframeRequested(KeyframeRequested),
-    /// A session failed (ICE/DTLS failure, consent expiry).
-    #[serde(rename = "session.failed")]
-    SessionFailed(SessionFailure),
-    /// A session's code panicked; the shard isolated and closed it.
-    #[serde(rename = "session.panicked")]
-    SessionPanicked(SessionFailure),
-    /// A data-channel message arrived.
-    #[serde(rename = "channel.message")]
-    ChannelMessage(ChannelMessage),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Event {
-    /// The event's kind.
-    pub fn kind(&self) -> EventKind {
-        match self {
-            Event::SessionState(_) => EventKind::SessionState,
-            Event::TrackAdded(_) => EventKind::TrackAdded,
-            Event::TrackRemoved(_) => EventKind::TrackRemoved,
-            Event::KeyframeRequested(_) => EventKind::KeyframeRequested,
-            Event::SessionFailed(_) => EventKind::SessionFailed,
-            Event::SessionPanicked(_) => EventKind::SessionPanicked,
-            Event::ChannelMessage(_) => EventKind::ChannelMessage,
+    #[test]
+    fn event_kind_names_agree_with_serde() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_name(k.name()), Some(k));
+            let json = serde_json::to_value(k).expect("serialises");
+            assert_eq!(json, Value::String(k.name().to_owned()));
         }
+        assert_eq!(EventKind::from_name("nope"), None);
     }
 
-    /// Serialise as one event line (with its `\n`).
-    pub fn to_line(&self) -> Vec<u8> {
-        // Plain data with string keys into a Vec: cannot fail.
-        let mut v = serde_json::to_vec(self).expect("event serialises");
-        v.push(b'\n');
-        v
+    #[test]
+    fn fits_and_from_value_agree() {
+        // An empty object decodes only as `Done`, and `Done` fits exactly those ops.
+        for k in OpKind::ALL {
+            let decoded = Response::from_value(k, Value::Object(serde_json::Map::new()));
+            assert_eq!(decoded.is_ok(), Response::Done.fits(k), "{k}");
+            if let Ok(r) = decoded {
+                assert!(r.fits(k), "{k}");
+            }
+        }
+        assert!(Response::from_value(OpKind::SessionClose, Value::Null).is_err());
+    }
+
+    #[test]
+    fn params_presence_follows_the_table() {
+        let line = Request::RoomList.to_line(&RequestId::Num(1));
+        assert_eq!(line, b"{\"id\":1,\"op\":\"room.list\"}\n");
+        let line = Request::RoomCreate(RoomRef {
+            room: RoomId("a".into()),
+        })
+        .to_line(&RequestId::Num(2));
+        assert_eq!(
+            line,
+            b"{\"id\":2,\"op\":\"room.create\",\"params\":{\"room\":\"a\"}}\n"
+        );
     }
 }

@@ -5,31 +5,31 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Readable.
-pub const IN: u32 = libc::EPOLLIN as u32;
+pub(crate) const IN: u32 = libc::EPOLLIN as u32;
 /// Writable.
-pub const OUT: u32 = libc::EPOLLOUT as u32;
+pub(crate) const OUT: u32 = libc::EPOLLOUT as u32;
 /// Peer shut down its write side.
-pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
+pub(crate) const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 /// Hang-up (always reported).
-pub const HUP: u32 = libc::EPOLLHUP as u32;
+pub(crate) const HUP: u32 = libc::EPOLLHUP as u32;
 /// Error (always reported).
-pub const ERR: u32 = libc::EPOLLERR as u32;
+pub(crate) const ERR: u32 = libc::EPOLLERR as u32;
 
 /// An epoll instance.
-pub struct Epoll {
+pub(crate) struct Epoll {
     fd: OwnedFd,
     buf: Vec<libc::epoll_event>,
 }
 
 /// One readiness report: the registration token and the event bits.
 #[derive(Clone, Copy, Debug)]
-pub struct Ready {
+pub(crate) struct Ready {
     pub token: u64,
     pub events: u32,
 }
 
 impl Epoll {
-    pub fn new() -> io::Result<Epoll> {
+    pub(crate) fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 takes no pointers; the result is checked.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -52,20 +52,20 @@ impl Epoll {
         Ok(())
     }
 
-    pub fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+    pub(crate) fn add(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, events)
     }
 
-    pub fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+    pub(crate) fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, token, events)
     }
 
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
     /// Wait up to `timeout_ms` (-1: forever) and append reports to `out` (cleared first).
-    pub fn wait(&mut self, out: &mut Vec<Ready>, timeout_ms: i32) -> io::Result<()> {
+    pub(crate) fn wait(&mut self, out: &mut Vec<Ready>, timeout_ms: i32) -> io::Result<()> {
         out.clear();
         let max = self.buf.len();
         // SAFETY: buf holds `max` initialised epoll_event slots; the kernel writes at
@@ -96,12 +96,12 @@ impl Epoll {
 }
 
 /// An eventfd used to wake the I/O thread.
-pub struct EventFd {
+pub(crate) struct EventFd {
     fd: OwnedFd,
 }
 
 impl EventFd {
-    pub fn new() -> io::Result<EventFd> {
+    pub(crate) fn new() -> io::Result<EventFd> {
         // SAFETY: no pointers; result checked.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -113,12 +113,12 @@ impl EventFd {
         })
     }
 
-    pub fn raw(&self) -> RawFd {
+    pub(crate) fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
     /// Add one to the counter (never blocks; a saturated counter is still readable).
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64. EAGAIN (counter saturated) is fine:
         // the fd is readable anyway.
@@ -132,7 +132,7 @@ impl EventFd {
     }
 
     /// Reset the counter.
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64. EAGAIN (already zero) is fine.
         let _ = unsafe {
@@ -147,14 +147,14 @@ impl EventFd {
 
 /// Credentials of the peer of a Unix stream socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerCred {
+pub(crate) struct PeerCred {
     pub pid: i32,
     pub uid: u32,
     pub gid: u32,
 }
 
 /// `getsockopt(SO_PEERCRED)`.
-pub fn peer_cred(fd: RawFd) -> io::Result<PeerCred> {
+pub(crate) fn peer_cred(fd: RawFd) -> io::Result<PeerCred> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: 0,
@@ -182,7 +182,7 @@ pub fn peer_cred(fd: RawFd) -> io::Result<PeerCred> {
 }
 
 /// The effective uid of this process.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }

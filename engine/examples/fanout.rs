@@ -14,8 +14,7 @@
 //! packet (`CLOCK_THREAD_CPUTIME_ID` of the shard threads), process CPU µs per forwarded
 //! packet (`getrusage`, includes the publisher client), and datagrams per GSO send.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use test_support as common;
 
 use std::time::{Duration, Instant};
 

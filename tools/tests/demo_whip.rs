@@ -3,33 +3,26 @@
 //! to `/whep/{room}/{publisher}`, media flows byte-exact through the engine (two shards,
 //! publisher and viewer on different ones), `DELETE` ends the sessions, and bad requests
 //! get 4xx with a reason. Runs over both backends: the in-process engine, and the
-//! control-socket client against a small in-test `ControlHandler` adapter over an
-//! in-process engine (standing in for `rtc-engine`'s control server).
+//! control-socket client against the engine's real control handler
+//! (`engine::control::EngineControl`) served by the real control server on a temporary
+//! socket, over an in-process engine: what `rtc-engine` runs.
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod common;
-
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Client, Streamer, Transport, check_payload, drive, stream};
-use control::{
-    ClientId, ControlError, ControlHandler, ControlServer, DtlsRole, ErrorCode, Event, EventHub,
-    Request, Response, RoomInfo, RoomList, ServerConfig, SessionCreated, SessionState,
-    SessionStateChange, ShardId, ShardInfo, ShardList, TrackInfo, TrackList,
-};
-use engine::{
-    Engine, EngineConfig, EngineEvent, EngineHandle, Placement, RoomId, SessionId, SessionSetup,
-};
+use control::{ControlServer, EventHub, ServerConfig};
+use engine::control::EngineControl;
+use engine::{Engine, EngineConfig, EngineHandle, SessionId};
 use rtc_core::ice::Candidate;
 use rtc_core::media::MediaKind;
 use rtc_core::sdp::Direction;
 use rtc_core::sdp_api::SdpAnswer;
 use rtc_core::{Protocol, Rtc};
 use serde_json::Value;
+use test_support::{Client, Streamer, Transport, check_payload, drive, stream};
 use tools::demo::{Backend, ControlBackend, DemoConfig, DemoServer, InProcessBackend};
 
 // ---- a tiny HTTP client --------------------------------------------------------------
@@ -460,228 +453,21 @@ fn client_errors_get_4xx_with_reasons() {
     engine.shutdown();
 }
 
-// ---- the control backend against an in-test control server -------------------------
-
-/// Serves the control protocol over an in-process engine: what `rtc-engine`'s control
-/// server does, reduced to the operations the demo uses.
-struct Adapter {
-    engine: EngineHandle,
-    rooms: Mutex<HashMap<String, RoomId>>,
-}
-
-fn cerr(e: engine::EngineError) -> ControlError {
-    match e {
-        engine::EngineError::Rtc(m) => ControlError::bad_params(m),
-        engine::EngineError::UnknownSession(_)
-        | engine::EngineError::UnknownRoom(_)
-        | engine::EngineError::NotInRoom(..) => ControlError::not_found(e.to_string()),
-        other => ControlError::internal(other.to_string()),
-    }
-}
-
-impl Adapter {
-    fn room(&self, name: &str) -> Result<RoomId, ControlError> {
-        self.rooms
-            .lock()
-            .unwrap()
-            .get(name)
-            .copied()
-            .ok_or_else(|| ControlError::not_found(format!("no room {name}")))
-    }
-}
-
-fn kind(k: MediaKind) -> control::MediaKind {
-    match k {
-        MediaKind::Audio => control::MediaKind::Audio,
-        MediaKind::Video => control::MediaKind::Video,
-    }
-}
-
-impl ControlHandler for Adapter {
-    fn handle(&self, _client: ClientId, req: Request) -> Result<Response, ControlError> {
-        Ok(match req {
-            Request::SessionCreate(c) => {
-                let control::SessionSetup::Offer(sdp) = c.setup else {
-                    return Err(ControlError::bad_params("offers only"));
-                };
-                let placement = c
-                    .shard
-                    .map_or(Placement::Auto, |s| Placement::Shard(s.0 as usize));
-                let info = self
-                    .engine
-                    .create_session(SessionSetup::Offer(sdp), placement)
-                    .map_err(cerr)?;
-                let fp = info.fingerprint.to_string();
-                let (alg, value) = fp.split_once(' ').unwrap();
-                Response::SessionCreated(SessionCreated {
-                    session: control::SessionId(info.id.0),
-                    shard: ShardId(info.shard as u32),
-                    answer: info.answer,
-                    ice_ufrag: info.local_ice.ufrag,
-                    ice_pwd: info.local_ice.pass,
-                    fingerprint: control::Fingerprint {
-                        algorithm: alg.into(),
-                        value: value.into(),
-                    },
-                    dtls_role: DtlsRole::Server,
-                    candidates: info.candidates,
-                })
-            }
-            Request::SessionClose(s) => {
-                self.engine
-                    .close_session(SessionId(s.session.0))
-                    .map_err(cerr)?;
-                Response::Done
-            }
-            Request::RoomCreate(r) => {
-                let mut rooms = self.rooms.lock().unwrap();
-                if rooms.contains_key(&r.room.0) {
-                    return Err(ControlError::already_exists(format!("room {}", r.room)));
-                }
-                let id = self.engine.create_room(&r.room.0);
-                rooms.insert(r.room.0, id);
-                Response::Done
-            }
-            Request::RoomList => Response::Rooms(RoomList {
-                rooms: self
-                    .engine
-                    .list_rooms()
-                    .into_iter()
-                    .map(|r| RoomInfo {
-                        room: control::RoomId(r.name),
-                        sessions: r.members.iter().map(|s| control::SessionId(s.0)).collect(),
-                        publishers: r
-                            .publishers
-                            .iter()
-                            .map(|s| control::SessionId(s.0))
-                            .collect(),
-                    })
-                    .collect(),
-            }),
-            Request::Publish(p) => {
-                let room = self.room(&p.room.0)?;
-                self.engine
-                    .publish(room, SessionId(p.session.0))
-                    .map_err(cerr)?;
-                Response::Tracks(TrackList { tracks: Vec::new() })
-            }
-            Request::Subscribe(s) => {
-                let publisher = SessionId(s.publisher.0);
-                let room = self
-                    .engine
-                    .list_rooms()
-                    .into_iter()
-                    .find(|r| r.publishers.contains(&publisher))
-                    .ok_or_else(|| ControlError::not_found("publisher not publishing"))?;
-                let legs = self
-                    .engine
-                    .subscribe(room.id, SessionId(s.subscriber.0), publisher)
-                    .map_err(cerr)?;
-                Response::Tracks(TrackList {
-                    tracks: legs
-                        .iter()
-                        .map(|l| TrackInfo {
-                            track: control::TrackId(l.publisher_mid.to_string()),
-                            kind: kind(l.kind),
-                            session: s.publisher,
-                        })
-                        .collect(),
-                })
-            }
-            Request::KeyframeRequest(k) => {
-                self.engine
-                    .request_keyframe(SessionId(k.session.0), None)
-                    .map_err(cerr)?;
-                Response::Done
-            }
-            Request::ShardList => Response::Shards(ShardList {
-                shards: (0..self.engine.shard_count())
-                    .map(|i| ShardInfo {
-                        shard: ShardId(i as u32),
-                        core: None,
-                        backend: "test".into(),
-                        sessions: 0,
-                        draining: false,
-                        addrs: Vec::new(),
-                    })
-                    .collect(),
-            }),
-            Request::EngineStats => {
-                let st = self.engine.stats().map_err(cerr)?;
-                Response::EngineStats(control::EngineStats {
-                    uptime_ms: 0,
-                    sessions: st.sessions() as u64,
-                    rooms: self.rooms.lock().unwrap().len() as u64,
-                    control_clients: 1,
-                    shards: st
-                        .shards
-                        .iter()
-                        .map(|s| control::ShardStats {
-                            shard: ShardId(s.shard as u32),
-                            core: None,
-                            backend: "test".into(),
-                            sessions: s.sessions as u64,
-                            draining: false,
-                            packets_in: s.packets_in,
-                            packets_out: s.packets_out,
-                            bytes_in: s.bytes_in,
-                            bytes_out: s.bytes_out,
-                            drops: Default::default(),
-                            gso_batches: 0,
-                            gro_batches: 0,
-                            loop_us: Default::default(),
-                            histograms: Default::default(),
-                        })
-                        .collect(),
-                })
-            }
-            other => {
-                return Err(ControlError::new(
-                    ErrorCode::UnknownOp,
-                    format!("{} not served by the test adapter", other.kind()),
-                ));
-            }
-        })
-    }
-
-    fn client_gone(&self, _client: ClientId) {}
-}
+// ---- the control backend against the engine's control server ------------------------
 
 #[test]
 fn whip_whep_over_the_control_socket() {
     let engine = engine2();
     let hub = EventHub::new(1024).unwrap();
     let path = std::env::temp_dir().join(format!("rtc-demo-test-{}.sock", std::process::id()));
-    let adapter = Arc::new(Adapter {
-        engine: engine.clone(),
-        rooms: Mutex::new(HashMap::new()),
-    });
+    let handler = EngineControl::new(engine.clone(), hub.clone());
     let mut server =
-        ControlServer::bind_with_events(ServerConfig::new(&path), adapter, hub.clone()).unwrap();
-    // Engine events → control events, as the engine's control plane would publish them.
-    let events = engine.events().clone();
-    let pump = std::thread::spawn(move || {
-        while let Ok(ev) = events.recv() {
-            let (session, state, previous) = match ev {
-                EngineEvent::SessionConnected(id) => {
-                    (id, SessionState::Connected, SessionState::Connecting)
-                }
-                EngineEvent::SessionClosed(id, _) => {
-                    (id, SessionState::Closed, SessionState::Connected)
-                }
-                _ => continue,
-            };
-            hub.publish(&Event::SessionState(SessionStateChange {
-                session: control::SessionId(session.0),
-                state,
-                previous,
-            }));
-        }
-    });
+        ControlServer::bind_with_events(ServerConfig::new(&path), handler.clone(), hub).unwrap();
     let backend = ControlBackend::connect(&path).expect("control backend connects");
     assert_eq!(backend.shard_count(), 2);
     publish_view_delete(Arc::new(backend));
     server.shutdown();
+    handler.shutdown();
     engine.shutdown();
-    drop(pump);
+    let _ = std::fs::remove_file(&path);
 }

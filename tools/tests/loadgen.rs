@@ -1,5 +1,6 @@
 //! rtc-loadgen end to end: the library `run` and the binary against an in-process
-//! engine, the control-socket mode against a test control server, and the WHIP/WHEP
+//! engine, the control-socket mode against the engine's real control handler and
+//! server, and the WHIP/WHEP
 //! mode against a small test HTTP server; all backed by a real engine on loopback.
 
 use std::collections::HashMap;
@@ -12,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use control::{
-    ClientId, ControlError, ControlHandler, ControlServer, DtlsRole, Request, Response,
-    ServerConfig, SessionCreated, ShardId, TrackList,
+    ClientId, ControlError, ControlHandler, ControlServer, EventHub, Request, Response,
+    ServerConfig,
 };
+use engine::control::EngineControl;
 use engine::{EngineConfig, EngineHandle, Placement, RoomId, SessionId};
 use tools::loadgen::{self, Config, Mode, Report};
 
@@ -180,113 +182,30 @@ fn binary_refuses_remote_whip_target() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Control socket: a test handler over an in-process engine.
+// Control socket: the engine's real handler, counting the closes it is asked for.
 // ---------------------------------------------------------------------------------------
 
-struct Adapter {
-    engine: EngineHandle,
-    rooms: Mutex<HashMap<String, RoomId>>,
-    session_room: Mutex<HashMap<u64, RoomId>>,
+/// The engine's real control handler, with a count of the `session.close` requests it
+/// served successfully (the only addition: the test checks every session was closed
+/// through the socket).
+struct CountingCloses {
+    inner: Arc<EngineControl>,
     closed: AtomicU64,
 }
 
-fn eng_err(e: engine::EngineError) -> ControlError {
-    ControlError::not_found(e.to_string())
-}
-
-impl ControlHandler for Adapter {
-    fn handle(&self, _client: ClientId, req: Request) -> Result<Response, ControlError> {
-        match req {
-            Request::RoomCreate(r) => {
-                let mut rooms = self.rooms.lock().unwrap();
-                if rooms.contains_key(&r.room.0) {
-                    return Err(ControlError::already_exists("room exists"));
-                }
-                let id = self.engine.create_room(&r.room.0);
-                rooms.insert(r.room.0, id);
-                Ok(Response::Done)
-            }
-            Request::RoomClose(r) => {
-                let id = self.rooms.lock().unwrap().remove(&r.room.0);
-                let id = id.ok_or_else(|| ControlError::not_found("no room"))?;
-                self.engine.close_room(id).map_err(eng_err)?;
-                Ok(Response::Done)
-            }
-            Request::SessionCreate(c) => {
-                let control::SessionSetup::Offer(sdp) = c.setup else {
-                    return Err(ControlError::bad_params("offer only"));
-                };
-                let info = self
-                    .engine
-                    .create_session(engine::SessionSetup::Offer(sdp), Placement::Auto)
-                    .map_err(|e| ControlError::bad_params(e.to_string()))?;
-                if let Some(room) = c.room {
-                    let id = *self
-                        .rooms
-                        .lock()
-                        .unwrap()
-                        .get(&room.0)
-                        .ok_or_else(|| ControlError::not_found("no room"))?;
-                    self.session_room.lock().unwrap().insert(info.id.0, id);
-                }
-                Ok(Response::SessionCreated(SessionCreated {
-                    session: control::SessionId(info.id.0),
-                    shard: ShardId(info.shard as u32),
-                    answer: info.answer,
-                    ice_ufrag: info.local_ice.ufrag,
-                    ice_pwd: info.local_ice.pass,
-                    fingerprint: control::Fingerprint {
-                        algorithm: info.fingerprint.hash_func.clone(),
-                        value: info
-                            .fingerprint
-                            .to_string()
-                            .split_once(' ')
-                            .map(|(_, v)| v.to_string())
-                            .unwrap_or_default(),
-                    },
-                    dtls_role: DtlsRole::Server,
-                    candidates: info.candidates,
-                }))
-            }
-            Request::Publish(p) => {
-                let room = *self
-                    .rooms
-                    .lock()
-                    .unwrap()
-                    .get(&p.room.0)
-                    .ok_or_else(|| ControlError::not_found("no room"))?;
-                self.engine
-                    .publish(room, SessionId(p.session.0))
-                    .map_err(eng_err)?;
-                Ok(Response::Tracks(TrackList { tracks: Vec::new() }))
-            }
-            Request::Subscribe(s) => {
-                let room = *self
-                    .session_room
-                    .lock()
-                    .unwrap()
-                    .get(&s.subscriber.0)
-                    .ok_or_else(|| ControlError::not_found("subscriber in no room"))?;
-                self.engine
-                    .subscribe(room, SessionId(s.subscriber.0), SessionId(s.publisher.0))
-                    .map_err(eng_err)?;
-                Ok(Response::Tracks(TrackList { tracks: Vec::new() }))
-            }
-            Request::SessionClose(s) => {
-                self.engine
-                    .close_session(SessionId(s.session.0))
-                    .map_err(eng_err)?;
-                self.closed.fetch_add(1, Ordering::Relaxed);
-                Ok(Response::Done)
-            }
-            other => Err(ControlError::bad_params(format!(
-                "{} not supported here",
-                other.kind()
-            ))),
+impl ControlHandler for CountingCloses {
+    fn handle(&self, client: ClientId, req: Request) -> Result<Response, ControlError> {
+        let close = matches!(req, Request::SessionClose(_));
+        let res = self.inner.handle(client, req);
+        if close && res.is_ok() {
+            self.closed.fetch_add(1, Ordering::Relaxed);
         }
+        res
     }
 
-    fn client_gone(&self, _client: ClientId) {}
+    fn client_gone(&self, client: ClientId) {
+        self.inner.client_gone(client);
+    }
 }
 
 fn temp_path(name: &str) -> PathBuf {
@@ -296,18 +215,20 @@ fn temp_path(name: &str) -> PathBuf {
 #[test]
 fn control_socket_mode() {
     let eng = engine(2);
-    let adapter = Arc::new(Adapter {
-        engine: eng.clone(),
-        rooms: Mutex::new(HashMap::new()),
-        session_room: Mutex::new(HashMap::new()),
+    let hub = EventHub::new(1024).expect("event hub");
+    let handler = EngineControl::new(eng.clone(), hub.clone());
+    let adapter = Arc::new(CountingCloses {
+        inner: Arc::clone(&handler),
         closed: AtomicU64::new(0),
     });
     let path = temp_path("control.sock");
     let mut server =
-        ControlServer::bind(ServerConfig::new(&path), adapter.clone()).expect("bind control");
+        ControlServer::bind_with_events(ServerConfig::new(&path), adapter.clone(), hub)
+            .expect("bind control");
     let cfg = small(Mode::Control(path.clone()), 1, 2, 2);
     let r = loadgen::run(&cfg).expect("run");
     server.shutdown();
+    handler.shutdown();
     eng.shutdown();
     let _ = std::fs::remove_file(&path);
     assert_healthy(&r, 4, 2 * 2 * 2);

@@ -245,27 +245,7 @@ pub fn run_with_progress(
     let engine = sig.engine_stats().map(|s| {
         let mut by = std::collections::BTreeMap::new();
         for x in &s.shards {
-            let d = &x.drops;
-            let io = &x.io.drops;
-            for (k, v) in [
-                ("io_queue_full", io.queue_full),
-                ("io_too_large", io.too_large),
-                ("io_bad_socket", io.bad_socket),
-                ("io_family_mismatch", io.family_mismatch),
-                ("io_send_would_block", io.send_would_block),
-                ("io_send_error", io.send_error),
-                ("io_recv_truncated", io.recv_truncated),
-                ("io_recv_error", io.recv_error),
-                ("unknown_source", d.unknown_source),
-                ("malformed", d.malformed),
-                ("srtp_auth", d.srtp_auth),
-                ("rtc_dropped", d.rtc_dropped),
-                ("no_route", d.no_route),
-                ("leg_rewrite", d.leg_rewrite),
-                ("leg_not_ready", d.leg_not_ready),
-                ("cross_shard_full", d.cross_shard_full),
-                ("dead_session", d.dead_session),
-            ] {
+            for (k, v) in drop_reasons(x) {
                 if v > 0 {
                     *by.entry(k.to_string()).or_insert(0) += v;
                 }
@@ -791,6 +771,35 @@ fn non_loopback_candidate(sdp: &str) -> Option<SocketAddr> {
         }
     }
     None
+}
+
+/// The engine's drop counters of one shard under the report's names
+/// (`drops_by_reason` keys).
+///
+/// The one place loadgen names drop reasons. When `engine::api` offers its own named
+/// list (`DropCounters::named()`), derive this from it, keeping these report names.
+fn drop_reasons(x: &engine::ShardStats) -> [(&'static str, u64); 17] {
+    let d = &x.drops;
+    let io = &x.io.drops;
+    [
+        ("io_queue_full", io.queue_full),
+        ("io_too_large", io.too_large),
+        ("io_bad_socket", io.bad_socket),
+        ("io_family_mismatch", io.family_mismatch),
+        ("io_send_would_block", io.send_would_block),
+        ("io_send_error", io.send_error),
+        ("io_recv_truncated", io.recv_truncated),
+        ("io_recv_error", io.recv_error),
+        ("unknown_source", d.unknown_source),
+        ("malformed", d.malformed),
+        ("srtp_auth", d.srtp_auth),
+        ("rtc_dropped", d.rtc_dropped),
+        ("no_route", d.no_route),
+        ("leg_rewrite", d.leg_rewrite),
+        ("leg_not_ready", d.leg_not_ready),
+        ("cross_shard_full", d.cross_shard_full),
+        ("dead_session", d.dead_session),
+    ]
 }
 
 #[cfg(test)]

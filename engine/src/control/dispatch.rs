@@ -1,0 +1,478 @@
+//! The per-operation dispatch of [`ControlHandler::handle`] and the operations on
+//! sessions, publications, subscriptions, keyframes, stats, shards and data channels.
+
+use std::time::Instant;
+
+use control::{ChannelPayload, ClientId, ControlError, ControlHandler, Event, Request, Response};
+use rtc_core::media::{MediaKind, Mid};
+
+use super::rooms::check_room_name;
+use super::wire::{
+    answer_role, backend_name, direct_params, fingerprint_of, kind_of, map_err, parse_mid,
+    shard_id, shard_stats, stats_of, track_id,
+};
+use super::{EngineControl, Sess};
+use crate::api::{
+    ChannelTarget, EngineError, MediaDesc, Placement, RoomId, SessionId, SessionSetup,
+};
+
+impl ControlHandler for EngineControl {
+    fn handle(&self, client: ClientId, req: Request) -> Result<Response, ControlError> {
+        self.shared.state().clients.insert(client);
+        match req {
+            Request::SessionCreate(c) => self.session_create(client, c),
+            Request::SessionClose(r) => self.session_close(r),
+            Request::SessionStats(r) => self.session_stats(SessionId(r.session.0)),
+            Request::RoomCreate(r) => self.room_create(r),
+            Request::RoomClose(r) => self.room_close(r),
+            Request::RoomList => Ok(self.room_list()),
+            Request::Publish(p) => self.publish(p),
+            Request::Subscribe(s) => self.subscribe(s),
+            Request::Unsubscribe(s) => self.unsubscribe(s),
+            Request::KeyframeRequest(k) => self.keyframe(k),
+            Request::EngineStats => self.engine_stats(),
+            Request::ShardList => self.shard_list(),
+            Request::ShardDrain(s) => self.shard_drain(s),
+            Request::ChannelSend(c) => self.channel_send(c),
+            // `events.*` never reach a handler, and `Request` is `#[non_exhaustive]`.
+            other => Err(ControlError::internal(format!(
+                "{} is handled by the control server, not the engine",
+                other.kind()
+            ))),
+        }
+    }
+
+    fn client_gone(&self, client: ClientId) {
+        let reap: Vec<SessionId> = {
+            let mut st = self.shared.state();
+            st.clients.remove(&client);
+            let ids: Vec<SessionId> = st
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.owner == client && s.reap)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                st.sessions.remove(id);
+                st.published.retain(|(s, _), _| s != id);
+            }
+            ids
+        };
+        for id in reap {
+            match self.shared.engine.close_session(id) {
+                Ok(()) => {
+                    tracing::info!(session = id.0, %client, "reaped session of a departed control client")
+                }
+                Err(EngineError::UnknownSession(_)) => {}
+                Err(e) => tracing::warn!(session = id.0, error = %e, "reaping a session failed"),
+            }
+        }
+    }
+}
+
+impl EngineControl {
+    fn media_of(&self, id: SessionId) -> Result<Vec<MediaDesc>, ControlError> {
+        self.shared
+            .state()
+            .sessions
+            .get(&id)
+            .map(|s| s.media.clone())
+            .ok_or_else(|| ControlError::not_found(format!("no session {}", id.0)))
+    }
+
+    fn publish_event(&self, ev: Event) {
+        self.shared.hub.publish(&ev);
+    }
+
+    fn session_create(
+        &self,
+        client: ClientId,
+        req: control::SessionCreate,
+    ) -> Result<Response, ControlError> {
+        if let Some(r) = &req.room {
+            check_room_name(&r.0)?;
+        }
+        let (setup, direct_role) = match req.setup {
+            control::SessionSetup::Offer(sdp) => (SessionSetup::Offer(sdp), None),
+            control::SessionSetup::Direct(d) => {
+                let p = direct_params(&d)?;
+                let role = if p.dtls_active {
+                    control::DtlsRole::Client
+                } else {
+                    control::DtlsRole::Server
+                };
+                (SessionSetup::Direct(p), Some(role))
+            }
+        };
+        let shard = self.place(req.room.as_ref().map(|r| r.0.as_str()), req.shard)?;
+        let eng = &self.shared.engine;
+        let info = eng
+            .create_session(setup, Placement::Shard(shard))
+            .map_err(map_err)?;
+        let room = match &req.room {
+            Some(name) => {
+                let rid = {
+                    let mut st = self.shared.state();
+                    match st.rooms.get(&name.0) {
+                        Some(r) => *r,
+                        None => {
+                            let r = eng.create_room(&name.0);
+                            st.rooms.insert(name.0.clone(), r);
+                            r
+                        }
+                    }
+                };
+                if let Err(e) = eng.join_room(rid, info.id) {
+                    let _ = eng.close_session(info.id);
+                    return Err(map_err(e));
+                }
+                Some(rid)
+            }
+            None => None,
+        };
+        self.shared.state().sessions.insert(
+            info.id,
+            Sess {
+                shard: info.shard,
+                created: Instant::now(),
+                owner: client,
+                reap: req.reap_on_disconnect,
+                media: info.media.clone(),
+                room,
+            },
+        );
+        for m in info.media.iter().filter(|m| m.can_recv()) {
+            self.publish_event(Event::TrackAdded(control::TrackChange {
+                session: control::SessionId(info.id.0),
+                track: track_id(m.mid),
+                kind: kind_of(m.kind),
+                room: None,
+            }));
+        }
+        let dtls_role = match (&info.answer, direct_role) {
+            (_, Some(r)) => r,
+            (Some(a), None) => answer_role(a),
+            (None, None) => control::DtlsRole::Client,
+        };
+        Ok(Response::SessionCreated(control::SessionCreated {
+            session: control::SessionId(info.id.0),
+            shard: shard_id(info.shard),
+            answer: info.answer,
+            ice_ufrag: info.local_ice.ufrag,
+            ice_pwd: info.local_ice.pass,
+            fingerprint: fingerprint_of(&info.fingerprint),
+            dtls_role,
+            candidates: info.candidates,
+        }))
+    }
+
+    fn session_close(&self, r: control::SessionRef) -> Result<Response, ControlError> {
+        let id = SessionId(r.session.0);
+        let res = self.shared.engine.close_session(id).map_err(map_err);
+        let mut st = self.shared.state();
+        st.sessions.remove(&id);
+        st.published.retain(|(s, _), _| *s != id);
+        res.map(|()| Response::Done)
+    }
+
+    fn session_stats(&self, id: SessionId) -> Result<Response, ControlError> {
+        let snap = match self.shared.engine.session_stats(id) {
+            Ok(s) => s,
+            Err(e) => {
+                if matches!(e, EngineError::UnknownSession(_)) {
+                    // Gone without our event thread noticing yet: forget it now.
+                    self.shared.state().sessions.remove(&id);
+                }
+                return Err(map_err(e));
+            }
+        };
+        let st = self.shared.state();
+        let sess = st.sessions.get(&id);
+        let room = st
+            .published
+            .keys()
+            .filter(|(s, _)| *s == id)
+            .map(|(_, r)| *r)
+            .min()
+            .or_else(|| sess.and_then(|s| s.room))
+            .and_then(|r| st.room_name(r))
+            .map(control::RoomId);
+        let media: &[MediaDesc] = sess.map(|s| s.media.as_slice()).unwrap_or(&[]);
+        let age_ms = sess
+            .map(|s| u64::try_from(s.created.elapsed().as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Ok(Response::SessionStats(stats_of(&snap, room, age_ms, media)))
+    }
+
+    fn publish(&self, p: control::Publish) -> Result<Response, ControlError> {
+        let id = SessionId(p.session.0);
+        let rid = self.room_id(&p.room.0)?;
+        let media = self.media_of(id)?;
+        let inbound: Vec<&MediaDesc> = media.iter().filter(|m| m.can_recv()).collect();
+        let filter = match &p.tracks {
+            None => None,
+            Some(ts) => {
+                let mut mids = Vec::with_capacity(ts.len());
+                for t in ts {
+                    let m = parse_mid(t)?;
+                    if !inbound.iter().any(|d| d.mid == m) {
+                        return Err(ControlError::not_found(format!(
+                            "session {} has no inbound track {:?}",
+                            id.0, t.0
+                        )));
+                    }
+                    mids.push(m);
+                }
+                Some(mids)
+            }
+        };
+        self.shared.engine.publish(rid, id).map_err(map_err)?;
+        let tracks: Vec<control::TrackInfo> = inbound
+            .iter()
+            .filter(|m| filter.as_ref().is_none_or(|f| f.contains(&m.mid)))
+            .map(|m| control::TrackInfo {
+                track: track_id(m.mid),
+                kind: kind_of(m.kind),
+                session: p.session,
+            })
+            .collect();
+        self.shared.state().published.insert((id, rid), filter);
+        for t in &tracks {
+            self.publish_event(Event::TrackAdded(control::TrackChange {
+                session: p.session,
+                track: t.track.clone(),
+                kind: t.kind,
+                room: Some(p.room.clone()),
+            }));
+        }
+        Ok(Response::Tracks(control::TrackList { tracks }))
+    }
+
+    /// The room in which `publisher` publishes to `subscriber`, with the publication's
+    /// track filter: preferably one the subscriber is a member of.
+    fn forwarding_room(
+        &self,
+        subscriber: SessionId,
+        publisher: SessionId,
+    ) -> Option<(RoomId, Option<Vec<Mid>>)> {
+        let rooms = self.shared.engine.list_rooms();
+        let mut cands: Vec<_> = rooms
+            .iter()
+            .filter(|r| r.publishers.contains(&publisher))
+            .collect();
+        cands.sort_by_key(|r| (!r.members.contains(&subscriber), r.id));
+        let room = cands.first()?.id;
+        let filter = self
+            .shared
+            .state()
+            .published
+            .get(&(publisher, room))
+            .cloned()
+            .flatten();
+        Some((room, filter))
+    }
+
+    fn requested_mids(
+        tracks: &Option<Vec<control::TrackId>>,
+        allowed: &Option<Vec<Mid>>,
+        media: &[MediaDesc],
+        publisher: SessionId,
+    ) -> Result<Option<Vec<Mid>>, ControlError> {
+        let Some(ts) = tracks else {
+            return Ok(allowed.clone());
+        };
+        let mut mids = Vec::with_capacity(ts.len());
+        for t in ts {
+            let m = parse_mid(t)?;
+            let published = media.iter().any(|d| d.mid == m && d.can_recv())
+                && allowed.as_ref().is_none_or(|a| a.contains(&m));
+            if !published {
+                return Err(ControlError::not_found(format!(
+                    "session {} publishes no track {:?}",
+                    publisher.0, t.0
+                )));
+            }
+            mids.push(m);
+        }
+        Ok(Some(mids))
+    }
+
+    fn subscribe(&self, s: control::Subscribe) -> Result<Response, ControlError> {
+        let sub = SessionId(s.subscriber.0);
+        let publ = SessionId(s.publisher.0);
+        self.media_of(sub)?;
+        let media = self.media_of(publ)?;
+        let Some((room, allowed)) = self.forwarding_room(sub, publ) else {
+            return Err(ControlError::conflict(format!(
+                "session {} publishes in no room",
+                publ.0
+            )));
+        };
+        let mids = Self::requested_mids(&s.tracks, &allowed, &media, publ)?;
+        let legs = self
+            .shared
+            .engine
+            .subscribe_tracks(room, sub, publ, mids.as_deref())
+            .map_err(map_err)?;
+        if legs.is_empty() {
+            return Err(ControlError::conflict(format!(
+                "session {} has no media section the engine can send on for these tracks",
+                sub.0
+            )));
+        }
+        Ok(Response::Tracks(control::TrackList {
+            tracks: legs
+                .iter()
+                .map(|l| control::TrackInfo {
+                    track: track_id(l.publisher_mid),
+                    kind: kind_of(l.kind),
+                    session: s.publisher,
+                })
+                .collect(),
+        }))
+    }
+
+    fn unsubscribe(&self, s: control::Subscribe) -> Result<Response, ControlError> {
+        let sub = SessionId(s.subscriber.0);
+        let publ = SessionId(s.publisher.0);
+        self.media_of(sub)?;
+        let media = self.media_of(publ)?;
+        let Some((room, _)) = self.forwarding_room(sub, publ) else {
+            // Not published anywhere: nothing is forwarded.
+            return Ok(Response::Done);
+        };
+        let mids = Self::requested_mids(&s.tracks, &None, &media, publ)?;
+        self.shared
+            .engine
+            .unsubscribe_tracks(room, sub, publ, mids.as_deref())
+            .map_err(map_err)?;
+        Ok(Response::Done)
+    }
+
+    fn keyframe(&self, k: control::KeyframeRequest) -> Result<Response, ControlError> {
+        let id = SessionId(k.session.0);
+        let media = self.media_of(id)?;
+        let video: Vec<Mid> = media
+            .iter()
+            .filter(|m| m.kind == MediaKind::Video && m.can_recv())
+            .map(|m| m.mid)
+            .collect();
+        let targets = match &k.track {
+            Some(t) => {
+                let m = parse_mid(t)?;
+                if !video.contains(&m) {
+                    return Err(ControlError::not_found(format!(
+                        "session {} has no inbound video track {:?}",
+                        id.0, t.0
+                    )));
+                }
+                vec![m]
+            }
+            None => video,
+        };
+        if targets.is_empty() {
+            return Err(ControlError::not_found(format!(
+                "session {} has no inbound video track",
+                id.0
+            )));
+        }
+        let mut sent = Vec::new();
+        for m in targets {
+            if self
+                .shared
+                .engine
+                .request_keyframe(id, Some(m))
+                .map_err(map_err)?
+            {
+                sent.push(m);
+            }
+        }
+        if sent.is_empty() {
+            return Err(ControlError::conflict(format!(
+                "no video received from session {} yet: nothing to ask a keyframe of",
+                id.0
+            )));
+        }
+        for m in sent {
+            self.publish_event(Event::KeyframeRequested(control::KeyframeRequested {
+                session: k.session,
+                track: track_id(m),
+                requester: None,
+            }));
+        }
+        Ok(Response::Done)
+    }
+
+    fn engine_stats(&self) -> Result<Response, ControlError> {
+        let eng = &self.shared.engine;
+        let stats = eng.stats().map_err(map_err)?;
+        self.record_load(&stats, Instant::now());
+        let (rooms, clients) = {
+            let st = self.shared.state();
+            (st.rooms.len(), st.clients.len())
+        };
+        let shards: Vec<control::ShardStats> = stats
+            .shards
+            .iter()
+            .map(|s| shard_stats(s, eng.shard_draining(s.shard).unwrap_or(false)))
+            .collect();
+        Ok(Response::EngineStats(control::EngineStats {
+            uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            sessions: stats.sessions() as u64,
+            rooms: rooms as u64,
+            control_clients: clients as u64,
+            shards,
+        }))
+    }
+
+    fn shard_list(&self) -> Result<Response, ControlError> {
+        let eng = &self.shared.engine;
+        let stats = eng.stats().map_err(map_err)?;
+        Ok(Response::Shards(control::ShardList {
+            shards: stats
+                .shards
+                .iter()
+                .map(|s| control::ShardInfo {
+                    shard: shard_id(s.shard),
+                    core: s.core.and_then(|c| u32::try_from(c).ok()),
+                    backend: backend_name(s.backend).to_owned(),
+                    sessions: s.sessions as u64,
+                    draining: eng.shard_draining(s.shard).unwrap_or(false),
+                    addrs: eng
+                        .shard_announced(s.shard)
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
+
+    fn shard_drain(&self, s: control::ShardRef) -> Result<Response, ControlError> {
+        let eng = &self.shared.engine;
+        let i = usize::try_from(s.shard.0).unwrap_or(usize::MAX);
+        eng.drain_shard(i, false).map_err(map_err)?;
+        Ok(Response::Draining(control::DrainStatus {
+            shard: s.shard,
+            sessions: eng.shard_sessions(i).unwrap_or(0) as u64,
+        }))
+    }
+
+    fn channel_send(&self, c: control::ChannelSend) -> Result<Response, ControlError> {
+        let id = SessionId(c.session.0);
+        let target = match c.channel {
+            control::ChannelRef::Id(i) => ChannelTarget::Id(i),
+            control::ChannelRef::Label(l) => ChannelTarget::Label(l),
+        };
+        let (binary, data) = match c.payload {
+            ChannelPayload::Text(t) => (false, t.into_bytes()),
+            ChannelPayload::Binary(b) => (true, b),
+        };
+        match self.shared.engine.channel_send(id, target, binary, data) {
+            Ok(_) => Ok(Response::Done),
+            Err(EngineError::Rtc(m)) => Err(ControlError::conflict(m)),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Engine events → control events: the thread that reads [`EngineHandle::events`]
+//! and publishes on the [`EventHub`](control::EventHub).
+//!
+//! [`EngineHandle::events`]: crate::engine::EngineHandle::events
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use control::{ChannelPayload, Event};
+use rtc_core::ice::IceConnectionState;
+
+use super::Shared;
+use super::wire::{kind_of, shard_id, track_id};
+use crate::api::{CloseReason, EngineEvent, SessionId};
+
+struct Pump<'a> {
+    shared: &'a Shared,
+    states: HashMap<SessionId, control::SessionState>,
+}
+
+impl Pump<'_> {
+    fn transition(&mut self, id: SessionId, to: control::SessionState) {
+        let prev = self
+            .states
+            .insert(id, to)
+            .unwrap_or(control::SessionState::New);
+        if prev != to {
+            self.shared
+                .hub
+                .publish(&Event::SessionState(control::SessionStateChange {
+                    session: control::SessionId(id.0),
+                    state: to,
+                    previous: prev,
+                }));
+        }
+    }
+
+    fn current(&self, id: SessionId) -> control::SessionState {
+        self.states
+            .get(&id)
+            .copied()
+            .unwrap_or(control::SessionState::New)
+    }
+
+    fn on_event(&mut self, ev: EngineEvent) {
+        use control::SessionState as S;
+        match ev {
+            EngineEvent::SessionConnected(id) => self.transition(id, S::Connected),
+            EngineEvent::IceState(id, st) => {
+                let cur = self.current(id);
+                let to = match st {
+                    IceConnectionState::Checking => Some(S::Connecting),
+                    IceConnectionState::Connected | IceConnectionState::Completed => match cur {
+                        S::Disconnected => Some(S::Connected),
+                        S::New => Some(S::Connecting),
+                        _ => None,
+                    },
+                    IceConnectionState::Disconnected => Some(S::Disconnected),
+                    IceConnectionState::Failed => Some(S::Failed),
+                    IceConnectionState::New => None,
+                };
+                if let Some(to) = to {
+                    self.transition(id, to);
+                }
+            }
+            EngineEvent::SessionClosed(id, reason) => self.on_closed(id, reason),
+            EngineEvent::KeyframeRequested {
+                publisher,
+                mid,
+                requester,
+            } => {
+                self.shared
+                    .hub
+                    .publish(&Event::KeyframeRequested(control::KeyframeRequested {
+                        session: control::SessionId(publisher.0),
+                        track: track_id(mid),
+                        requester: Some(control::SessionId(requester.0)),
+                    }));
+            }
+            EngineEvent::ChannelMessage {
+                session,
+                channel,
+                label,
+                binary,
+                data,
+            } => {
+                let payload = if binary {
+                    ChannelPayload::Binary(data)
+                } else {
+                    match String::from_utf8(data) {
+                        Ok(t) => ChannelPayload::Text(t),
+                        Err(e) => ChannelPayload::Binary(e.into_bytes()),
+                    }
+                };
+                self.shared
+                    .hub
+                    .publish(&Event::ChannelMessage(control::ChannelMessage {
+                        session: control::SessionId(session.0),
+                        channel,
+                        label,
+                        payload,
+                    }));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_closed(&mut self, id: SessionId, reason: CloseReason) {
+        let (sess, rooms) = {
+            let mut st = self.shared.state();
+            let sess = st.sessions.remove(&id);
+            let rooms: Vec<String> = st
+                .published
+                .keys()
+                .filter(|(s, _)| *s == id)
+                .filter_map(|(_, r)| st.room_name(*r))
+                .collect();
+            st.published.retain(|(s, _), _| *s != id);
+            (sess, rooms)
+        };
+        let shard = shard_id(sess.as_ref().map(|s| s.shard).unwrap_or(0));
+        let session = control::SessionId(id.0);
+        match reason {
+            CloseReason::Failed => {
+                self.transition(id, control::SessionState::Failed);
+                self.shared
+                    .hub
+                    .publish(&Event::SessionFailed(control::SessionFailure {
+                        session,
+                        shard,
+                        reason: "the connection failed (ICE consent, DTLS or remote close)".into(),
+                    }));
+            }
+            CloseReason::Panicked => {
+                self.shared
+                    .hub
+                    .publish(&Event::SessionPanicked(control::SessionFailure {
+                        session,
+                        shard,
+                        reason: "a call into the session's Rtc panicked; the shard removed it"
+                            .into(),
+                    }));
+            }
+            _ => {}
+        }
+        self.transition(id, control::SessionState::Closed);
+        self.states.remove(&id);
+        if let Some(s) = sess {
+            for m in s.media.iter().filter(|m| m.can_recv()) {
+                let mut rs: Vec<Option<control::RoomId>> = rooms
+                    .iter()
+                    .cloned()
+                    .map(control::RoomId)
+                    .map(Some)
+                    .collect();
+                if rs.is_empty() {
+                    rs.push(None);
+                }
+                for room in rs {
+                    self.shared
+                        .hub
+                        .publish(&Event::TrackRemoved(control::TrackChange {
+                            session,
+                            track: track_id(m.mid),
+                            kind: kind_of(m.kind),
+                            room,
+                        }));
+                }
+            }
+        }
+    }
+}
+
+/// Runs until [`Shared::stop`] is set or the engine's event channel closes.
+pub(super) fn event_pump(shared: &Shared) {
+    let mut pump = Pump {
+        shared,
+        states: HashMap::new(),
+    };
+    let events = shared.engine.events().clone();
+    while !shared.stop.load(Ordering::Acquire) {
+        match events.recv_timeout(Duration::from_millis(100)) {
+            Ok(ev) => pump.on_event(ev),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Conversions between engine and control-protocol types, and the mapping of
+//! [`EngineError`]s to protocol error codes.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use control::{ControlError, ErrorCode, HistogramSummary};
+use rtc_core::dtls::Fingerprint;
+use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
+use rtc_core::media::{MediaKind, Mid};
+
+use crate::api::{DirectParams, EngineError, MediaDesc, SessionSnapshot, ShardStats};
+use crate::io::BackendKind;
+
+/// The protocol error for an engine error: the code chosen per variant (no catch-all,
+/// so a new variant must be placed), the message being the error's own `Display`.
+pub(super) fn map_err(e: EngineError) -> ControlError {
+    let code = match &e {
+        EngineError::UnknownSession(_)
+        | EngineError::UnknownRoom(_)
+        | EngineError::NoSuchShard(_)
+        | EngineError::NoSuchChannel(..) => ErrorCode::NotFound,
+        EngineError::ShardDraining(_) | EngineError::Timeout(_) => ErrorCode::Unavailable,
+        EngineError::NotInRoom(..) => ErrorCode::Conflict,
+        EngineError::Rtc(_) => ErrorCode::BadParams,
+        EngineError::ShardGone(_) => ErrorCode::ShuttingDown,
+        EngineError::Config(_) | EngineError::Io(_) => ErrorCode::Internal,
+    };
+    ControlError::new(code, e.to_string())
+}
+
+pub(super) fn track_id(mid: Mid) -> control::TrackId {
+    control::TrackId(mid.as_str().to_owned())
+}
+
+pub(super) fn kind_of(k: MediaKind) -> control::MediaKind {
+    match k {
+        MediaKind::Audio => control::MediaKind::Audio,
+        MediaKind::Video => control::MediaKind::Video,
+    }
+}
+
+pub(super) fn backend_name(b: BackendKind) -> &'static str {
+    match b {
+        BackendKind::IoUring => "io_uring",
+        BackendKind::Portable => "portable",
+    }
+}
+
+pub(super) fn shard_id(i: usize) -> control::ShardId {
+    control::ShardId(u32::try_from(i).unwrap_or(u32::MAX))
+}
+
+/// A nanosecond histogram summary in microseconds (rounded up).
+pub(super) fn in_us(s: HistogramSummary) -> HistogramSummary {
+    HistogramSummary {
+        count: s.count,
+        p50: s.p50.div_ceil(1000),
+        p90: s.p90.div_ceil(1000),
+        p99: s.p99.div_ceil(1000),
+        p999: s.p999.div_ceil(1000),
+        max: s.max.div_ceil(1000),
+    }
+}
+
+pub(super) fn parse_mid(t: &control::TrackId) -> Result<Mid, ControlError> {
+    Mid::new(&t.0).ok_or_else(|| ControlError::not_found(format!("no track {:?}", t.0)))
+}
+
+/// The engine's DTLS role, read from the `a=setup` attribute of its answer.
+pub(super) fn answer_role(answer: &str) -> control::DtlsRole {
+    if answer.lines().any(|l| l.trim_end() == "a=setup:passive") {
+        control::DtlsRole::Server
+    } else {
+        control::DtlsRole::Client
+    }
+}
+
+pub(super) fn direct_params(d: &control::DirectParams) -> Result<DirectParams, ControlError> {
+    let ice_char = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    if !(4..=256).contains(&d.ice_ufrag.len()) || !d.ice_ufrag.chars().all(ice_char) {
+        return Err(ControlError::bad_params(
+            "direct.ice_ufrag: 4 to 256 ICE characters (RFC 8839)",
+        ));
+    }
+    if !(22..=256).contains(&d.ice_pwd.len()) || !d.ice_pwd.chars().all(ice_char) {
+        return Err(ControlError::bad_params(
+            "direct.ice_pwd: 22 to 256 ICE characters (RFC 8839)",
+        ));
+    }
+    if d.ice_lite {
+        return Err(ControlError::bad_params(
+            "direct.ice_lite: the engine is an ICE-lite agent, so the remote must be a full agent",
+        ));
+    }
+    let fp = Fingerprint::from_str(&format!(
+        "{} {}",
+        d.fingerprint.algorithm, d.fingerprint.value
+    ))
+    .map_err(|e| ControlError::bad_params(format!("direct.fingerprint: {e}")))?;
+    for c in &d.candidates {
+        // The engine is ICE-lite: it learns the remote address from the peer's checks
+        // and needs no remote candidates, but malformed ones are still refused.
+        Candidate::from_sdp_string(c)
+            .map_err(|e| ControlError::bad_params(format!("direct.candidates: {e}")))?;
+    }
+    Ok(DirectParams {
+        remote_ice: IceCreds {
+            ufrag: d.ice_ufrag.clone(),
+            pass: d.ice_pwd.clone(),
+        },
+        remote_fingerprint: fp,
+        dtls_active: d.remote_dtls_role == control::DtlsRole::Server,
+        media: Vec::new(),
+        rx_ssrcs: Vec::new(),
+    })
+}
+
+pub(super) fn fingerprint_of(fp: &Fingerprint) -> control::Fingerprint {
+    let s = fp.to_string();
+    let (alg, value) = s.split_once(' ').unwrap_or((s.as_str(), ""));
+    control::Fingerprint {
+        algorithm: alg.to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+pub(super) fn stats_of(
+    snap: &SessionSnapshot,
+    room: Option<control::RoomId>,
+    age_ms: u64,
+    media: &[MediaDesc],
+) -> control::SessionStats {
+    let state = if !snap.alive {
+        control::SessionState::Closed
+    } else {
+        match snap.ice_state {
+            IceConnectionState::Disconnected => control::SessionState::Disconnected,
+            IceConnectionState::Failed => control::SessionState::Failed,
+            _ if snap.connected => control::SessionState::Connected,
+            IceConnectionState::New => control::SessionState::New,
+            _ => control::SessionState::Connecting,
+        }
+    };
+    let selected_pair = match (snap.local_addr, snap.remote_addr) {
+        (Some(l), Some(r)) => Some(format!("{l} -> {r}")),
+        _ => None,
+    };
+    let tracks = snap
+        .tracks
+        .iter()
+        .filter_map(|t| {
+            let kind = media.iter().find(|m| m.mid == t.mid)?.kind;
+            Some(control::TrackStats {
+                track: track_id(t.mid),
+                kind: kind_of(kind),
+                inbound: t.inbound,
+                packets: t.packets,
+                bytes: t.bytes,
+                lost: t.lost,
+                nacks: t.nacks,
+                keyframe_requests: t.keyframe_requests,
+            })
+        })
+        .collect();
+    control::SessionStats {
+        session: control::SessionId(snap.id.0),
+        shard: shard_id(snap.shard),
+        state,
+        room,
+        age_ms,
+        selected_pair,
+        rtt_ms: snap.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        packets_in: snap.peer.datagrams_in,
+        packets_out: snap.peer.datagrams_out,
+        bytes_in: snap.peer.bytes_in,
+        bytes_out: snap.peer.bytes_out,
+        tracks,
+    }
+}
+
+/// The drop counters of a shard under their `engine.stats` wire names (the keys of
+/// `ShardStats::drops` in `docs/control-protocol.md`).
+///
+/// The one place the control plane names drop reasons. When `engine::api` offers its own
+/// named list (`DropCounters::named()`), derive this from it, keeping these wire names.
+fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 15] {
+    let d = s.drops;
+    let io = s.io.drops;
+    [
+        ("unknown_source", d.unknown_source),
+        ("malformed", d.malformed),
+        ("srtp_auth", d.srtp_auth),
+        ("rtc_dropped", d.rtc_dropped),
+        ("no_route", d.no_route),
+        ("leg_rewrite", d.leg_rewrite),
+        ("leg_not_ready", d.leg_not_ready),
+        ("cross_shard_full", d.cross_shard_full),
+        ("dead_session", d.dead_session),
+        ("send_queue_full", io.queue_full),
+        ("send_too_large", io.too_large),
+        ("send_would_block", io.send_would_block),
+        ("send_error", io.send_error),
+        ("recv_truncated", io.recv_truncated),
+        ("recv_error", io.recv_error),
+    ]
+}
+
+pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats {
+    let mut drops = BTreeMap::new();
+    for (k, v) in drop_reasons(s) {
+        drops.insert(k.to_owned(), v);
+    }
+    let mut histograms = BTreeMap::new();
+    histograms.insert(
+        "forward_us".to_owned(),
+        in_us(control::summarize(&s.forward_latency_ns)),
+    );
+    control::ShardStats {
+        shard: shard_id(s.shard),
+        core: s.core.and_then(|c| u32::try_from(c).ok()),
+        backend: backend_name(s.backend).to_owned(),
+        sessions: s.sessions as u64,
+        draining,
+        packets_in: s.packets_in,
+        packets_out: s.packets_out,
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+        drops,
+        gso_batches: s.io.gso_sends,
+        gro_batches: s.io.gro_coalesced,
+        loop_us: in_us(control::summarize(&s.loop_ns)),
+        histograms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{RoomId, SessionId};
+
+    #[test]
+    fn answer_role_reads_setup() {
+        assert_eq!(
+            answer_role("v=0\r\na=setup:passive\r\n"),
+            control::DtlsRole::Server
+        );
+        assert_eq!(
+            answer_role("v=0\r\na=setup:active\r\n"),
+            control::DtlsRole::Client
+        );
+    }
+
+    #[test]
+    fn microsecond_summary_rounds_up() {
+        let s = in_us(HistogramSummary {
+            count: 3,
+            p50: 1,
+            p90: 1000,
+            p99: 1001,
+            p999: 0,
+            max: 2_500_000,
+        });
+        assert_eq!(
+            (s.count, s.p50, s.p90, s.p99, s.p999, s.max),
+            (3, 1, 1, 2, 0, 2500)
+        );
+    }
+
+    fn direct() -> control::DirectParams {
+        control::DirectParams {
+            ice_ufrag: "abcd".into(),
+            ice_pwd: "0123456789012345678901".into(),
+            fingerprint: control::Fingerprint {
+                algorithm: "sha-256".into(),
+                value: vec!["AB"; 32].join(":"),
+            },
+            remote_dtls_role: control::DtlsRole::Client,
+            candidates: vec!["candidate:1 1 udp 2130706431 192.0.2.1 50000 typ host".into()],
+            ice_lite: false,
+        }
+    }
+
+    #[test]
+    fn direct_params_map_and_validate() {
+        let p = direct_params(&direct()).expect("valid");
+        assert!(!p.dtls_active, "remote client → engine is the DTLS server");
+        assert_eq!(p.remote_ice.ufrag, "abcd");
+        assert_eq!(p.remote_fingerprint.bytes, vec![0xAB; 32]);
+        let mut d = direct();
+        d.remote_dtls_role = control::DtlsRole::Server;
+        assert!(direct_params(&d).expect("valid").dtls_active);
+
+        let bad = |f: &dyn Fn(&mut control::DirectParams)| {
+            let mut d = direct();
+            f(&mut d);
+            direct_params(&d).expect_err("must be refused").code
+        };
+        assert_eq!(bad(&|d| d.ice_ufrag = "ab".into()), ErrorCode::BadParams);
+        assert_eq!(bad(&|d| d.ice_pwd = "short".into()), ErrorCode::BadParams);
+        assert_eq!(bad(&|d| d.ice_lite = true), ErrorCode::BadParams);
+        assert_eq!(
+            bad(&|d| d.fingerprint.value = "AB:CD".into()),
+            ErrorCode::BadParams
+        );
+        assert_eq!(
+            bad(&|d| d.fingerprint.algorithm = "md5".into()),
+            ErrorCode::BadParams
+        );
+        assert_eq!(
+            bad(&|d| d.candidates = vec!["garbage".into()]),
+            ErrorCode::BadParams
+        );
+    }
+
+    #[test]
+    fn fingerprint_round_trips_through_wire_form() {
+        let fp =
+            Fingerprint::from_str(&format!("sha-256 {}", vec!["0F"; 32].join(":"))).expect("valid");
+        let w = fingerprint_of(&fp);
+        assert_eq!(w.algorithm, "sha-256");
+        assert_eq!(w.value, vec!["0F"; 32].join(":"));
+    }
+
+    #[test]
+    fn errors_map_to_codes() {
+        let c = |e| map_err(e).code;
+        assert_eq!(
+            c(EngineError::UnknownSession(SessionId(1))),
+            ErrorCode::NotFound
+        );
+        assert_eq!(c(EngineError::UnknownRoom(RoomId(1))), ErrorCode::NotFound);
+        assert_eq!(c(EngineError::NoSuchShard(9)), ErrorCode::NotFound);
+        assert_eq!(c(EngineError::ShardDraining(0)), ErrorCode::Unavailable);
+        assert_eq!(c(EngineError::Timeout(0)), ErrorCode::Unavailable);
+        assert_eq!(c(EngineError::ShardGone(0)), ErrorCode::ShuttingDown);
+        assert_eq!(c(EngineError::Rtc("bad sdp".into())), ErrorCode::BadParams);
+        assert_eq!(
+            c(EngineError::NotInRoom(SessionId(1), RoomId(1))),
+            ErrorCode::Conflict
+        );
+        assert_eq!(c(EngineError::Config("x".into())), ErrorCode::Internal);
+    }
+}
