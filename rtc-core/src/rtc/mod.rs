@@ -20,7 +20,7 @@ use crate::rtcp::{Fir, FirEntry, Pli, RtcpError};
 use crate::rtp::{Extension, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket};
 use crate::sctp::{ChannelConfig, ChannelId, SctpError, SctpEvent, SctpTransport};
 use crate::srtp::{SrtpContext, SrtpProfile};
-use crate::streams::{RxStream, TxStream, packet_codec, pt_params};
+use crate::streams::{RxStream, TxStream, pt_params};
 use crate::stun::StunMessage;
 
 /// Errors from the `Rtc` API (bad input or misuse; never broken invariants).
@@ -319,8 +319,36 @@ pub struct PeerStats {
 /// A Sans-I/O WebRTC peer connection.
 ///
 /// Drive it with [`handle_input`](Rtc::handle_input) and drain
-/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`]. It never
-/// reads the clock, spawns or does I/O.
+/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`] (the crate
+/// documentation shows the loop). It never reads the clock, spawns or does I/O.
+///
+/// # Life cycle
+///
+/// 1. **Create**: [`Rtc::new`], or [`Rtc::builder`] to configure ICE lite, RTP mode, the
+///    DTLS certificate, SRTP profiles and more, then [`RtcConfig::build`]. Add the local
+///    candidates (the addresses of the sockets the caller owns) with
+///    [`add_local_candidate`](Rtc::add_local_candidate).
+/// 2. **Negotiate**, either with SDP offer/answer through [`sdp_api`](Rtc::sdp_api), or
+///    without SDP through [`direct_api`](Rtc::direct_api) (credentials, fingerprint, DTLS
+///    role and media declared by the caller). Remote candidates go in with
+///    [`add_remote_candidate`](Rtc::add_remote_candidate), at any time. Renegotiation
+///    later (new media, an ICE restart) uses the same APIs.
+/// 3. **Connect**: driven by the loop, ICE checks find a path and DTLS runs over it.
+///    [`Event::IceConnectionStateChange`](crate::Event::IceConnectionStateChange) reports
+///    ICE progress; [`Event::Connected`](crate::Event::Connected) means DTLS is up, the
+///    peer's certificate matched its fingerprint and SRTP keys are installed
+///    ([`is_connected`](Rtc::is_connected) turns true).
+/// 4. **Media and data**: in frame mode write whole frames with [`writer`](Rtc::writer)
+///    and receive [`Event::MediaData`](crate::Event::MediaData); in RTP mode write
+///    packets with [`stream_tx`](Rtc::stream_tx) or the direct API and receive
+///    [`Event::RtpPacket`](crate::Event::RtpPacket). Data channels are used through
+///    [`channel`](Rtc::channel).
+/// 5. **End**: [`disconnect`](Rtc::disconnect) closes it from our side (DTLS
+///    close_notify); a DTLS failure or close by the peer, a fingerprint mismatch, or an
+///    ICE failure (including lost consent) ends it otherwise, reported as
+///    [`Event::Failed`](crate::Event::Failed). Either way
+///    [`is_alive`](Rtc::is_alive) turns false for good: the caller stops driving the
+///    `Rtc` and drops it. A new connection needs a new `Rtc`.
 pub struct Rtc {
     pub(crate) config: RtcConfig,
     alive: bool,
@@ -454,8 +482,10 @@ impl Rtc {
         })
     }
 
-    /// Whether the connection is still usable. False after [`disconnect`](Rtc::disconnect),
-    /// a DTLS failure or close, or loss of ICE consent.
+    /// Whether the connection is still usable: true from creation (also before it
+    /// connects), false for good after [`disconnect`](Rtc::disconnect), a DTLS failure or
+    /// close, or loss of ICE consent. Once it is false the caller should stop driving the
+    /// `Rtc` and drop it.
     pub fn is_alive(&self) -> bool {
         self.alive
     }
@@ -768,12 +798,11 @@ impl Rtc {
             self.pool.push(buf);
             return;
         };
-        let Some(pcodec) = packet_codec(&codec) else {
+        let st = &mut self.rx_streams[idx];
+        let Some(depack) = st.depacketizer(pt, &codec) else {
             self.pool.push(buf);
             return;
         };
-        let st = &mut self.rx_streams[idx];
-        let depack = st.depacketizer(pt, pcodec);
         let meta = crate::packet::PacketMeta {
             seq: seq_no,
             time,
@@ -799,7 +828,7 @@ impl Rtc {
                     mid,
                     ssrc,
                     pt,
-                    codec: pcodec,
+                    codec: codec.clone(),
                     clock_rate,
                     time: f.time,
                     network_time: f.received,
@@ -1471,7 +1500,7 @@ impl Writer<'_> {
             .iter()
             .filter(|m| m.mid == self.mid)
             .flat_map(|m| m.payloads.iter())
-            .filter(|p| packet_codec(&p.codec).is_some())
+            .filter(|p| p.codec.can_packetize())
     }
 
     /// Packetizes and sends one encoded frame. `media_time` is in the codec's RTP
@@ -1495,12 +1524,13 @@ impl Writer<'_> {
         let (codec, _) = pt_params(info, pt).ok_or_else(|| {
             RtcError::Write(format!("payload type {pt} not negotiated for {mid}"))
         })?;
-        let pcodec = packet_codec(&codec)
-            .ok_or_else(|| RtcError::Write(format!("no packetizer for {codec:?}")))?;
+        if !codec.can_packetize() {
+            return Err(RtcError::Write(format!("no packetizer for {codec:?}")));
+        }
         let mut payloads = std::mem::take(&mut rtc.payload_scratch);
         payloads.clear();
         let tx = rtc.ensure_tx(mid);
-        if let Err(e) = tx.packetize(pt, pcodec, MAX_RTP_PAYLOAD, data, &mut payloads) {
+        if let Err(e) = tx.packetize(pt, &codec, MAX_RTP_PAYLOAD, data, &mut payloads) {
             rtc.payload_scratch = payloads;
             return Err(RtcError::Write(e.to_string()));
         }
