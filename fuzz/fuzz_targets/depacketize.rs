@@ -1,7 +1,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use rtc_core::_internal::packet::{
-    Codec, CodecExtra, DepackConfig, Depacketizer, DepacketizingBuffer, PacketMeta, Packetizer,
+    Codec, CodecDepacketizer, CodecExtra, CodecPacketizer, DepackConfig, Depacketizer,
+    DepacketizingBuffer, PacketMeta, Packetizer,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         _ => Codec::Av1,
     };
     // Whole input as one payload.
-    let Some(mut d) = codec.depacketizer() else {
+    let Some(mut d) = CodecDepacketizer::new(&codec) else {
         return;
     };
     let mut out = Vec::new();
@@ -28,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     // A successfully depacketized frame re-packetizes without panicking.
     if ok && !out.is_empty() {
         let mut p = Vec::new();
-        if let Some(mut packetizer) = codec.packetizer() {
+        if let Some(mut packetizer) = CodecPacketizer::new(&codec) {
             let _ = packetizer.packetize(1200, &out, &mut p);
         }
     }
@@ -38,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         max_frames_ahead: 2,
         max_seq_distance: 32,
     };
-    let Some(depack) = codec.depacketizer() else {
+    let Some(depack) = CodecDepacketizer::new(&codec) else {
         return;
     };
     let mut buf: DepacketizingBuffer<u64> = DepacketizingBuffer::new(depack, cfg);

@@ -9,7 +9,9 @@ use crate::feedback::{
     NackConfig, NackRegister, RateMeter, ReceiveRegister, RtxSendBuffer, SenderRegister,
 };
 use crate::media::{Codec, MediaInfo, Mid};
-use crate::packet::{self, CodecPacketizer, DepackConfig, DepacketizingBuffer, Packetizer};
+use crate::packet::{
+    self, CodecDepacketizer, CodecPacketizer, DepackConfig, DepacketizingBuffer, Packetizer,
+};
 use crate::rtp::{SeqUnwrapper, TimestampUnwrapper};
 
 /// Codec and clock rate negotiated for a payload type of a media section.
@@ -79,7 +81,10 @@ impl RxStream {
                 max_frames_ahead: 10,
                 ..DepackConfig::default()
             };
-            self.depack = Some((pt, DepacketizingBuffer::new(codec.depacketizer()?, config)));
+            self.depack = Some((
+                pt,
+                DepacketizingBuffer::new(CodecDepacketizer::new(codec)?, config),
+            ));
         }
         self.depack.as_mut().map(|(_, buffer)| buffer)
     }
@@ -209,9 +214,8 @@ impl TxStream {
         let idx = match self.packetizers.iter().position(|(p, _)| *p == pt) {
             Some(i) => i,
             None => {
-                let packetizer = codec
-                    .packetizer()
-                    .ok_or(packet::PacketError::Unsupported(pt))?;
+                let packetizer =
+                    CodecPacketizer::new(codec).ok_or(packet::PacketError::Unsupported(pt))?;
                 self.packetizers.push((pt, packetizer));
                 self.packetizers.len() - 1
             }

@@ -133,10 +133,8 @@ pub struct DepacketizingBuffer<R = Instant> {
 }
 
 impl<R: Copy + Ord> DepacketizingBuffer<R> {
-    /// An empty buffer reassembling frames with `depack` (from [`Codec::depacketizer`]).
+    /// An empty buffer reassembling frames with `depack` (see [`CodecDepacketizer::new`]).
     /// A capacity of 0 is treated as 1.
-    ///
-    /// [`Codec::depacketizer`]: crate::media::Codec::depacketizer
     pub fn new(depack: CodecDepacketizer, config: DepackConfig) -> Self {
         let cap = config.capacity.max(1);
         let cfg = DepackConfig {

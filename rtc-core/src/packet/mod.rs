@@ -201,32 +201,6 @@ impl Codec {
             Codec::Opus | Codec::Vp8 | Codec::Vp9 | Codec::H264 | Codec::Av1
         )
     }
-
-    /// A packetizer with default settings for this codec (H.264 packetization mode 1,
-    /// VP8/VP9 15-bit picture ids starting at 0); `None` when the codec cannot be
-    /// packetized.
-    pub fn packetizer(&self) -> Option<CodecPacketizer> {
-        Some(match self {
-            Codec::Opus => CodecPacketizer::Opus(opus::OpusPacketizer),
-            Codec::Vp8 => CodecPacketizer::Vp8(vp8::Vp8Packetizer::default()),
-            Codec::Vp9 => CodecPacketizer::Vp9(vp9::Vp9Packetizer::default()),
-            Codec::H264 => CodecPacketizer::H264(h264::H264Packetizer::default()),
-            Codec::Av1 => CodecPacketizer::Av1(av1::Av1Packetizer),
-            _ => return None,
-        })
-    }
-
-    /// A depacketizer for this codec; `None` when the codec cannot be depacketized.
-    pub fn depacketizer(&self) -> Option<CodecDepacketizer> {
-        Some(match self {
-            Codec::Opus => CodecDepacketizer::Opus(opus::OpusDepacketizer),
-            Codec::Vp8 => CodecDepacketizer::Vp8(vp8::Vp8Depacketizer),
-            Codec::Vp9 => CodecDepacketizer::Vp9(vp9::Vp9Depacketizer),
-            Codec::H264 => CodecDepacketizer::H264(h264::H264Depacketizer::default()),
-            Codec::Av1 => CodecDepacketizer::Av1(av1::Av1Depacketizer::default()),
-            _ => return None,
-        })
-    }
 }
 
 /// A packetizer for any [`Codec`] (static dispatch).
@@ -255,6 +229,22 @@ macro_rules! dispatch {
             Self::Av1($p) => $e,
         }
     };
+}
+
+impl CodecPacketizer {
+    /// A packetizer with default settings for `codec` (H.264 packetization mode 1,
+    /// VP8/VP9 15-bit picture ids starting at 0); `None` when the codec cannot be
+    /// packetized ([`Codec::can_packetize`]).
+    pub fn new(codec: &Codec) -> Option<CodecPacketizer> {
+        Some(match codec {
+            Codec::Opus => CodecPacketizer::Opus(opus::OpusPacketizer),
+            Codec::Vp8 => CodecPacketizer::Vp8(vp8::Vp8Packetizer::default()),
+            Codec::Vp9 => CodecPacketizer::Vp9(vp9::Vp9Packetizer::default()),
+            Codec::H264 => CodecPacketizer::H264(h264::H264Packetizer::default()),
+            Codec::Av1 => CodecPacketizer::Av1(av1::Av1Packetizer),
+            _ => return None,
+        })
+    }
 }
 
 impl Packetizer for CodecPacketizer {
@@ -290,6 +280,21 @@ pub enum CodecDepacketizer {
     H264(h264::H264Depacketizer),
     /// AV1.
     Av1(av1::Av1Depacketizer),
+}
+
+impl CodecDepacketizer {
+    /// A depacketizer for `codec`; `None` when the codec cannot be depacketized
+    /// ([`Codec::can_packetize`]).
+    pub fn new(codec: &Codec) -> Option<CodecDepacketizer> {
+        Some(match codec {
+            Codec::Opus => CodecDepacketizer::Opus(opus::OpusDepacketizer),
+            Codec::Vp8 => CodecDepacketizer::Vp8(vp8::Vp8Depacketizer),
+            Codec::Vp9 => CodecDepacketizer::Vp9(vp9::Vp9Depacketizer),
+            Codec::H264 => CodecDepacketizer::H264(h264::H264Depacketizer::default()),
+            Codec::Av1 => CodecDepacketizer::Av1(av1::Av1Depacketizer::default()),
+            _ => return None,
+        })
+    }
 }
 
 impl Depacketizer for CodecDepacketizer {
