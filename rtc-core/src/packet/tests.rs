@@ -761,10 +761,10 @@ fn codecs_with_payloaders() {
         Codec::Other("X-Foo".into()),
     ];
     for c in &all {
-        assert_eq!(c.can_packetize(), CodecPacketizer::new(&c).is_some(), "{c}");
+        assert_eq!(c.can_packetize(), CodecPacketizer::new(c).is_some(), "{c}");
         assert_eq!(
             c.can_packetize(),
-            CodecDepacketizer::new(&c).is_some(),
+            CodecDepacketizer::new(c).is_some(),
             "{c}"
         );
     }
