@@ -359,7 +359,8 @@ fn h264_profile(p: &PayloadType) -> Option<H264Profile> {
 /// - Opus must be `opus/48000/2` on both sides;
 /// - VP9 `profile-id` and AV1 `profile` must be equal (absent = 0);
 /// - H.264: `packetization-mode` equal (absent = 0) and the same profile (RFC 6184 §8.1;
-///   the level is negotiated separately, see [`h264_answer_profile_level_id`]).
+///   the level is negotiated separately: the answer carries the lower of the two levels
+///   unless both sides allow level asymmetry, RFC 6184 §8.2.2).
 ///
 /// RTX payloads match on name and clock rate only; whether their `apt` points at a
 /// matched codec is decided by the offer/answer code (`sdp::jsep`).
