@@ -484,8 +484,8 @@ impl Rtc {
 
     /// Whether the connection is still usable: true from creation (also before it
     /// connects), false for good after [`disconnect`](Rtc::disconnect), a DTLS failure or
-    /// close, or loss of ICE consent. Once it is false the caller should stop driving the
-    /// `Rtc` and drop it.
+    /// close, a fingerprint mismatch, or an ICE failure (including lost consent). Once it
+    /// is false the caller should stop driving the `Rtc` and drop it.
     pub fn is_alive(&self) -> bool {
         self.alive
     }
