@@ -2,7 +2,7 @@
 //! RTX send buffer (store + get).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rtc_core::feedback::{RtxParams, RtxSendBuffer, TwccRecvRegister};
+use rtc_core::_internal::feedback::{RtxParams, RtxSendBuffer, TwccRecvRegister};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

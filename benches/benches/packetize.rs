@@ -1,8 +1,9 @@
 //! Packetize and depacketize a 30 kB VP8 frame at MTU 1200.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rtc_core::packet::{
-    Codec, CodecExtra, DepackConfig, Depacketizer, DepacketizingBuffer, PacketMeta, Packetizer,
+use rtc_core::_internal::packet::{
+    Codec, CodecDepacketizer, CodecExtra, CodecPacketizer, DepackConfig, Depacketizer,
+    DepacketizingBuffer, PacketMeta, Packetizer,
 };
 use std::hint::black_box;
 
@@ -22,7 +23,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(f.len() as u64));
 
     g.bench_function("packetize", |b| {
-        let mut pk = Codec::Vp8.packetizer();
+        let mut pk = CodecPacketizer::new(&Codec::Vp8).expect("VP8 packetizes");
         let mut out = Vec::with_capacity(32);
         b.iter(|| {
             out.clear();
@@ -32,13 +33,13 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut payloads = Vec::new();
-    Codec::Vp8
-        .packetizer()
+    CodecPacketizer::new(&Codec::Vp8)
+        .expect("VP8 packetizes")
         .packetize(MTU, &f, &mut payloads)
         .expect("fits");
 
     g.bench_function("depacketize", |b| {
-        let mut dp = Codec::Vp8.depacketizer();
+        let mut dp = CodecDepacketizer::new(&Codec::Vp8).expect("VP8 depacketizes");
         let mut out = Vec::with_capacity(f.len());
         b.iter(|| {
             out.clear();
@@ -53,8 +54,10 @@ fn bench(c: &mut Criterion) {
     });
 
     g.bench_function("buffer_push_pop", |b| {
-        let mut buf: DepacketizingBuffer<u64> =
-            DepacketizingBuffer::new(Codec::Vp8, DepackConfig::default());
+        let mut buf: DepacketizingBuffer<u64> = DepacketizingBuffer::new(
+            CodecDepacketizer::new(&Codec::Vp8).expect("VP8 depacketizes"),
+            DepackConfig::default(),
+        );
         let mut seq = 0u64;
         let mut time = 0u64;
         b.iter(|| {

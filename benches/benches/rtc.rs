@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use rtc_core::_internal::srtp::{SrtpContext, SrtpProfile};
 use rtc_core::ice::Candidate;
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::rtp::ExtensionValues;
 use rtc_core::sdp::{Codec, Direction};
 use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
-use rtc_core::srtp::{SrtpContext, SrtpProfile};
 use rtc_core::{Event, Input, Output, Protocol, Receive, Rtc};
 
 const A: &str = "10.0.0.1:5000";

@@ -1,7 +1,7 @@
 //! RTP header parse (with three header extensions) and TWCC feedback write.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rtc_core::rtcp::TwccBuilder;
+use rtc_core::_internal::rtcp::TwccBuilder;
 use rtc_core::rtp::{ExtensionMap, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket};
 use std::hint::black_box;
 

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use rtc_core::srtp::{SrtpContext, SrtpProfile};
+use rtc_core::_internal::srtp::{SrtpContext, SrtpProfile};
 
 const PACKET_LEN: usize = 1200;
 const SSRC: u32 = 0x1234_5678;

@@ -18,11 +18,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hdrhistogram::Histogram;
 use rtc_core::dtls::DtlsCert;
 use rtc_core::event::{ChannelData, ChannelId, KeyframeRequestKind};
-use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
+use rtc_core::ice::{Candidate, IceConnectionState, IceCreds, stun_ufrag};
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::rtp::Extension;
 use rtc_core::sdp_api::SdpOffer;
-use rtc_core::stun::StunMessage;
 use rtc_core::{Event, Input, Output, Protocol, Receive, Rtc};
 
 use crate::api::{
@@ -532,14 +531,11 @@ impl Shard {
         let is_stun = matches!(data.first(), Some(0..=3));
         let slot = match data.first() {
             Some(0..=3) => {
-                let Ok(msg) = StunMessage::parse(data) else {
+                let Ok(ufrag) = stun_ufrag(data) else {
                     self.c.drops.malformed += 1;
                     return;
                 };
-                let by_ufrag = msg
-                    .username()
-                    .and_then(|u| u.split_once(':'))
-                    .and_then(|(ours, _)| self.by_ufrag.get(ours).copied());
+                let by_ufrag = ufrag.and_then(|ours| self.by_ufrag.get(ours).copied());
                 match by_ufrag.or_else(|| self.by_addr.get(&r.source).copied()) {
                     Some(s) => s,
                     None => {

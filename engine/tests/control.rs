@@ -20,10 +20,10 @@ use control::{
 use engine::control::EngineControl;
 use engine::io::BackendPreference;
 use engine::{Engine, EngineHandle, SessionId};
+use rtc_core::channel::ChannelConfig;
 use rtc_core::event::ChannelId;
 use rtc_core::ice::Candidate;
 use rtc_core::media::{MediaKind, Mid};
-use rtc_core::sctp::ChannelConfig;
 use rtc_core::sdp::Direction;
 use rtc_core::sdp_api::SdpAnswer;
 use rtc_core::{Event as RtcEvent, Input, Output, Protocol, Receive, Rtc};

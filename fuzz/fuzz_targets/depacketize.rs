@@ -1,7 +1,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rtc_core::packet::{
-    Codec, CodecExtra, DepackConfig, Depacketizer, DepacketizingBuffer, PacketMeta, Packetizer,
+use rtc_core::_internal::packet::{
+    Codec, CodecDepacketizer, CodecExtra, CodecPacketizer, DepackConfig, Depacketizer,
+    DepacketizingBuffer, PacketMeta, Packetizer,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
         _ => Codec::Av1,
     };
     // Whole input as one payload.
-    let mut d = codec.depacketizer();
+    let Some(mut d) = CodecDepacketizer::new(&codec) else {
+        return;
+    };
     let mut out = Vec::new();
     let mut extra = CodecExtra::None;
     let _ = d.is_partition_head(rest);
@@ -26,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     // A successfully depacketized frame re-packetizes without panicking.
     if ok && !out.is_empty() {
         let mut p = Vec::new();
-        let _ = codec.packetizer().packetize(1200, &out, &mut p);
+        if let Some(mut packetizer) = CodecPacketizer::new(&codec) {
+            let _ = packetizer.packetize(1200, &out, &mut p);
+        }
     }
     // Records: [len, seq delta, time delta, marker] + payload, fed to a small buffer.
     let cfg = DepackConfig {
@@ -34,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
         max_frames_ahead: 2,
         max_seq_distance: 32,
     };
-    let mut buf: DepacketizingBuffer<u64> = DepacketizingBuffer::new(codec, cfg);
+    let Some(depack) = CodecDepacketizer::new(&codec) else {
+        return;
+    };
+    let mut buf: DepacketizingBuffer<u64> = DepacketizingBuffer::new(depack, cfg);
     let (mut seq, mut time) = (u64::from(sel) << 56, 0u64);
     let mut rest = rest;
     while let [len, ds, dt, m, tail @ ..] = rest {

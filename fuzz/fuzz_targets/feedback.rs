@@ -3,11 +3,11 @@
 //! register and the estimator, report blocks into the sender register) and
 //! arbitrary stored packets through the RTX builder.
 use libfuzzer_sys::fuzz_target;
-use rtc_core::feedback::{
+use rtc_core::_internal::feedback::{
     Bwe, BweConfig, NackRegister, ReceiveRegister, RtxParams, RtxSendBuffer, SenderRegister,
     TwccSendRegister,
 };
-use rtc_core::rtcp::{NackPair, RtcpPacket};
+use rtc_core::_internal::rtcp::{NackPair, RtcpPacket};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {

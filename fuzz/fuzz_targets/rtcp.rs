@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rtc_core::rtcp::RtcpPacket;
+use rtc_core::_internal::rtcp::RtcpPacket;
 
 fuzz_target!(|data: &[u8]| {
     let mut out = [0u8; 2048];

@@ -1,7 +1,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rtc_core::sctp::SctpTransport;
-use rtc_core::sctp::dcep::DcepMessage;
+use rtc_core::_internal::sctp::SctpTransport;
+use rtc_core::_internal::sctp::dcep::DcepMessage;
 use std::time::{Duration, Instant};
 
 /// Wires a DTLS-client and a DTLS-server transport together until connected.

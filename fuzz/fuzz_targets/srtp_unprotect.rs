@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rtc_core::srtp::{SrtpContext, SrtpProfile};
+use rtc_core::_internal::srtp::{SrtpContext, SrtpProfile};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, packet)) = data.split_first() else {

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rtc_core::stun::{StunMessage, StunWriter};
+use rtc_core::_internal::stun::{StunMessage, StunWriter};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = StunMessage::parse(data) {

@@ -284,9 +284,9 @@ fn main() {
 
 /// A cheap structural check of a received frame: the VP8 frame tag (and keyframe
 /// start code), or H.264 Annex-B NAL headers.
-fn bitstream_looks_valid(codec: rtc_core::packet::Codec, keyframe: bool, data: &[u8]) -> bool {
+fn bitstream_looks_valid(codec: rtc_core::Codec, keyframe: bool, data: &[u8]) -> bool {
     match codec {
-        rtc_core::packet::Codec::Vp8 => {
+        rtc_core::Codec::Vp8 => {
             let Some(&b0) = data.first() else {
                 return false;
             };
@@ -298,7 +298,7 @@ fn bitstream_looks_valid(codec: rtc_core::packet::Codec, keyframe: bool, data: &
                 && (first_part as usize) < data.len()
                 && (!is_key || data.get(3..6) == Some(&[0x9d, 0x01, 0x2a][..]))
         }
-        rtc_core::packet::Codec::H264 => {
+        rtc_core::Codec::H264 => {
             data.starts_with(&[0, 0, 0, 1])
                 && data
                     .windows(5)
@@ -386,7 +386,7 @@ pub fn run(
                         report.channels.push(label);
                     }
                     Event::MediaData(d) => {
-                        let video = !matches!(d.codec, rtc_core::packet::Codec::Opus);
+                        let video = !matches!(d.codec, rtc_core::Codec::Opus);
                         if video {
                             report.video_frames += 1;
                             report.keyframes += u64::from(d.keyframe);

@@ -1,4 +1,6 @@
-//! Media identifiers and descriptions shared by the SDP and direct APIs.
+//! Media identifiers and descriptions shared by the SDP and direct APIs: the media
+//! section id [`Mid`], the [`MediaKind`] of a section, the [`Codec`] of a payload type and
+//! the [`MediaInfo`] negotiated for a section.
 
 use std::fmt;
 
@@ -70,6 +72,129 @@ impl MediaKind {
             MediaKind::Video => "video",
         }
     }
+
+    /// The kind for an SDP media type token (`audio`, `video`); `None` for any other.
+    pub fn from_name(s: &str) -> Option<MediaKind> {
+        match s {
+            "audio" => Some(MediaKind::Audio),
+            "video" => Some(MediaKind::Video),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The encoding of an RTP payload type: the name of an `a=rtpmap` line (matched
+/// case-insensitively), the codec of a received frame ([`crate::event::MediaData`]) and
+/// the key for the payloaders of frame mode.
+///
+/// Opus, VP8, VP9, H.264 and AV1 can be packetized and depacketized
+/// ([`Codec::can_packetize`]); the other variants are only negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// Opus (RFC 7587).
+    Opus,
+    /// VP8 (RFC 7741).
+    Vp8,
+    /// VP9 (RFC 9628).
+    Vp9,
+    /// H.264 (RFC 6184).
+    H264,
+    /// AV1.
+    Av1,
+    /// Retransmission (RFC 4588).
+    Rtx,
+    /// Redundant coding (RFC 2198).
+    Red,
+    /// ULP FEC (RFC 5109).
+    Ulpfec,
+    /// FlexFEC (RFC 8627; browsers use the name `flexfec-03`).
+    Flexfec,
+    /// DTMF events (RFC 4733).
+    TelephoneEvent,
+    /// G.722.
+    G722,
+    /// G.711 µ-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+    /// Any other encoding name, verbatim.
+    Other(String),
+}
+
+impl Codec {
+    /// Maps an encoding name to a codec (case-insensitive).
+    pub fn from_name(name: &str) -> Codec {
+        const KNOWN: [(&str, Codec); 14] = [
+            ("opus", Codec::Opus),
+            ("vp8", Codec::Vp8),
+            ("vp9", Codec::Vp9),
+            ("h264", Codec::H264),
+            ("av1", Codec::Av1),
+            ("rtx", Codec::Rtx),
+            ("red", Codec::Red),
+            ("ulpfec", Codec::Ulpfec),
+            ("flexfec-03", Codec::Flexfec),
+            ("flexfec", Codec::Flexfec),
+            ("telephone-event", Codec::TelephoneEvent),
+            ("g722", Codec::G722),
+            ("pcmu", Codec::Pcmu),
+            ("pcma", Codec::Pcma),
+        ];
+        KNOWN
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, c)| c)
+            .unwrap_or_else(|| Codec::Other(name.to_owned()))
+    }
+
+    /// The encoding name as browsers write it.
+    pub fn name(&self) -> &str {
+        match self {
+            Codec::Opus => "opus",
+            Codec::Vp8 => "VP8",
+            Codec::Vp9 => "VP9",
+            Codec::H264 => "H264",
+            Codec::Av1 => "AV1",
+            Codec::Rtx => "rtx",
+            Codec::Red => "red",
+            Codec::Ulpfec => "ulpfec",
+            Codec::Flexfec => "flexfec-03",
+            Codec::TelephoneEvent => "telephone-event",
+            Codec::G722 => "G722",
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::Other(s) => s,
+        }
+    }
+
+    /// Same encoding (unknown names compared case-insensitively).
+    pub fn same_as(&self, other: &Codec) -> bool {
+        match (self, other) {
+            (Codec::Other(a), Codec::Other(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        }
+    }
+
+    /// Whether this is a repair/redundancy format rather than a media codec
+    /// (RTX, RED, ULPFEC, FlexFEC).
+    pub fn is_repair(&self) -> bool {
+        matches!(
+            self,
+            Codec::Rtx | Codec::Red | Codec::Ulpfec | Codec::Flexfec
+        )
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What was negotiated (or declared) for one media section.
@@ -112,7 +237,7 @@ impl MediaInfo {
     }
 
     /// The payload type negotiated for a codec (the first match).
-    pub fn pt_for(&self, codec: &crate::sdp::Codec) -> Option<u8> {
+    pub fn pt_for(&self, codec: &Codec) -> Option<u8> {
         self.payloads
             .iter()
             .find(|p| p.codec.same_as(codec))
@@ -123,6 +248,26 @@ impl MediaInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_kind_names() {
+        for k in [MediaKind::Audio, MediaKind::Video] {
+            assert_eq!(MediaKind::from_name(k.as_str()), Some(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert_eq!(MediaKind::from_name("application"), None);
+        assert_eq!(MediaKind::from_name("Audio"), None);
+    }
+
+    #[test]
+    fn codec_names() {
+        assert_eq!(Codec::from_name("vp8"), Codec::Vp8);
+        assert_eq!(Codec::from_name("flexfec-03"), Codec::Flexfec);
+        assert_eq!(Codec::from_name("CN"), Codec::Other("CN".into()));
+        assert!(Codec::from_name("cn").same_as(&Codec::Other("CN".into())));
+        assert_eq!(Codec::H264.to_string(), "H264");
+        assert!(Codec::Rtx.is_repair() && !Codec::Opus.is_repair());
+    }
 
     #[test]
     fn mid_validation() {

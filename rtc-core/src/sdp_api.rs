@@ -15,7 +15,9 @@ use crate::rtc::{Rtc, RtcError};
 use crate::rtp::{Extension, ExtensionMap};
 use crate::sctp::ChannelConfig;
 use crate::sdp::jsep::{self, JsepError, LocalCodecs};
-use crate::sdp::{self, Direction, Group, MediaSection, SdpError, SessionDescription, Setup};
+use crate::sdp::{
+    self, Direction, Group, MediaSection, SdpError, SectionKind, SessionDescription, Setup,
+};
 
 /// An SDP offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +73,7 @@ pub struct SdpPendingOffer {
 #[derive(Debug, Clone)]
 struct Pending {
     mid: Mid,
-    kind: sdp::MediaKind,
+    kind: SectionKind,
     direction: Direction,
 }
 
@@ -81,14 +83,6 @@ pub struct SdpApi<'a> {
     pending: Vec<Pending>,
     channels: Vec<ChannelConfig>,
     restart: bool,
-}
-
-fn to_kind(k: &sdp::MediaKind) -> Option<MediaKind> {
-    match k {
-        sdp::MediaKind::Audio => Some(MediaKind::Audio),
-        sdp::MediaKind::Video => Some(MediaKind::Video),
-        _ => None,
-    }
 }
 
 impl<'a> SdpApi<'a> {
@@ -205,7 +199,7 @@ impl<'a> SdpApi<'a> {
             let Some(mid) = Mid::new(&n.mid) else {
                 return Err(JsepError::InvalidMid(n.mid.clone()).into());
             };
-            if let Some(kind) = to_kind(&n.kind) {
+            if let Some(kind) = n.kind.media() {
                 if n.direction.can_send() {
                     // Signal the SSRCs we will send with, so the peer maps them
                     // without relying on the mid header extension.
@@ -219,7 +213,7 @@ impl<'a> SdpApi<'a> {
                     }
                 }
                 rtc.add_media_entry(media_info(mid, kind, n));
-            } else if n.kind == sdp::MediaKind::Application {
+            } else if n.kind == SectionKind::Application {
                 rtc.app_mid = Some(mid);
                 rtc.ensure_sctp(n.remote_max_message_size);
             }
@@ -240,11 +234,7 @@ impl<'a> SdpApi<'a> {
 
     /// Adds a media section to the next offer. Returns its mid.
     pub fn add_media(&mut self, kind: MediaKind, direction: Direction) -> Mid {
-        let kind = match kind {
-            MediaKind::Audio => sdp::MediaKind::Audio,
-            MediaKind::Video => sdp::MediaKind::Video,
-        };
-        self.add(kind, direction)
+        self.add(SectionKind::Media(kind), direction)
     }
 
     /// Adds a data channel. When data channels are already negotiated it opens at
@@ -264,15 +254,15 @@ impl<'a> SdpApi<'a> {
         if !self
             .pending
             .iter()
-            .any(|p| p.kind == sdp::MediaKind::Application)
+            .any(|p| p.kind == SectionKind::Application)
         {
-            self.add(sdp::MediaKind::Application, Direction::SendRecv);
+            self.add(SectionKind::Application, Direction::SendRecv);
         }
         self.channels.push(config);
         Ok(())
     }
 
-    fn add(&mut self, kind: sdp::MediaKind, direction: Direction) -> Mid {
+    fn add(&mut self, kind: SectionKind, direction: Direction) -> Mid {
         let rtc = &*self.rtc;
         let pending = &self.pending;
         let taken = |m: &Mid| {
@@ -319,7 +309,7 @@ impl<'a> SdpApi<'a> {
         let mut sections = rtc.local_sections.clone();
         for p in &self.pending {
             let exts = jsep::default_extensions(&p.kind);
-            let sender = (p.direction.can_send() && p.kind != sdp::MediaKind::Application)
+            let sender = (p.direction.can_send() && p.kind != SectionKind::Application)
                 .then(|| rtc.ensure_tx(p.mid).sender(true));
             sections.push(jsep::offer_media(
                 p.mid.as_str(),
@@ -432,9 +422,9 @@ impl<'a> SdpApi<'a> {
             let Some(mid) = Mid::new(&n.mid) else {
                 continue;
             };
-            if let Some(kind) = to_kind(&n.kind) {
+            if let Some(kind) = n.kind.media() {
                 rtc.add_media_entry(media_info(mid, kind, n));
-            } else if n.kind == sdp::MediaKind::Application {
+            } else if n.kind == SectionKind::Application {
                 rtc.app_mid = Some(mid);
                 rtc.ensure_sctp(n.remote_max_message_size);
             }

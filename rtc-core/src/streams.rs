@@ -8,22 +8,11 @@ use std::time::Duration;
 use crate::feedback::{
     NackConfig, NackRegister, RateMeter, ReceiveRegister, RtxSendBuffer, SenderRegister,
 };
-use crate::media::{MediaInfo, Mid};
-use crate::packet::{self, CodecPacketizer, DepackConfig, DepacketizingBuffer, Packetizer};
+use crate::media::{Codec, MediaInfo, Mid};
+use crate::packet::{
+    self, CodecDepacketizer, CodecPacketizer, DepackConfig, DepacketizingBuffer, Packetizer,
+};
 use crate::rtp::{SeqUnwrapper, TimestampUnwrapper};
-use crate::sdp::Codec;
-
-/// The payloader codec for an SDP codec, when we can (de)packetize it.
-pub(crate) fn packet_codec(c: &Codec) -> Option<packet::Codec> {
-    match c {
-        Codec::Opus => Some(packet::Codec::Opus),
-        Codec::Vp8 => Some(packet::Codec::Vp8),
-        Codec::Vp9 => Some(packet::Codec::Vp9),
-        Codec::H264 => Some(packet::Codec::H264),
-        Codec::Av1 => Some(packet::Codec::Av1),
-        _ => None,
-    }
-}
 
 /// Codec and clock rate negotiated for a payload type of a media section.
 pub(crate) fn pt_params(info: &MediaInfo, pt: u8) -> Option<(Codec, u32)> {
@@ -78,12 +67,13 @@ impl RxStream {
         }
     }
 
-    /// The depacketizer for `pt`/`codec`, replaced when the payload type changes.
+    /// The depacketizer for `pt`/`codec`, replaced when the payload type changes; `None`
+    /// when the codec cannot be depacketized.
     pub(crate) fn depacketizer(
         &mut self,
         pt: u8,
-        codec: packet::Codec,
-    ) -> &mut DepacketizingBuffer {
+        codec: &Codec,
+    ) -> Option<&mut DepacketizingBuffer> {
         if self.depack.as_ref().is_none_or(|(p, _)| *p != pt) {
             // Wait up to ~10 frames (about 300 ms of 30 fps video) for retransmissions
             // before giving up on a frame.
@@ -91,10 +81,12 @@ impl RxStream {
                 max_frames_ahead: 10,
                 ..DepackConfig::default()
             };
-            self.depack = Some((pt, DepacketizingBuffer::new(codec, config)));
+            self.depack = Some((
+                pt,
+                DepacketizingBuffer::new(CodecDepacketizer::new(codec)?, config),
+            ));
         }
-        // Just ensured it is Some.
-        &mut self.depack.as_mut().expect("depacketizer set above").1
+        self.depack.as_mut().map(|(_, buffer)| buffer)
     }
 }
 
@@ -208,11 +200,13 @@ impl TxStream {
         }
     }
 
-    /// Packetizes one frame for `pt` into payloads of at most `mtu` bytes.
+    /// Packetizes one frame for `pt` into payloads of at most `mtu` bytes. A codec that
+    /// cannot be packetized ([`Codec::can_packetize`]) is reported as an unsupported
+    /// payload type.
     pub(crate) fn packetize(
         &mut self,
         pt: u8,
-        codec: packet::Codec,
+        codec: &Codec,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
@@ -220,7 +214,9 @@ impl TxStream {
         let idx = match self.packetizers.iter().position(|(p, _)| *p == pt) {
             Some(i) => i,
             None => {
-                self.packetizers.push((pt, codec.packetizer()));
+                let packetizer =
+                    CodecPacketizer::new(codec).ok_or(packet::PacketError::Unsupported(pt))?;
+                self.packetizers.push((pt, packetizer));
                 self.packetizers.len() - 1
             }
         };

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use common::{Ev, NetConfig, Pair, Peer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rtc_core::channel::{ChannelConfig, Reliability};
 use rtc_core::event::ChannelId;
 use rtc_core::ice::Candidate;
-use rtc_core::sctp::{ChannelConfig, Reliability};
 use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
 use rtc_core::{Protocol, Rtc};
 

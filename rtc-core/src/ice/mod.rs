@@ -1,16 +1,23 @@
-//! Sans-I/O ICE (RFC 8445) with consent freshness (RFC 7675) and ICE-TCP (RFC 6544).
+//! ICE (RFC 8445) with consent freshness (RFC 7675) and ICE-TCP (RFC 6544).
 //!
-//! [`IceAgent`] is driven by its caller: STUN messages received on the sockets go in
-//! through [`IceAgent::handle_packet`], the passage of time through
-//! [`IceAgent::handle_timeout`]; STUN datagrams to send come out of
-//! [`IceAgent::poll_transmit`] and state changes out of [`IceAgent::poll_event`].
-//! One component (RTP and RTCP multiplexed) is supported.
+//! Public here: the [`Candidate`]s an embedder gathers and signals, the [`IceCreds`] of
+//! each side, the [`IceConnectionState`] reported in events, [`stun_ufrag`], the STUN
+//! peek a server uses to find the session a datagram belongs to, and the RFC 4571
+//! [`framing`] of ICE-TCP streams.
+//!
+//! Internally a Sans-I/O agent runs the connectivity checks: STUN messages received on
+//! the sockets go in, the passage of time goes in, STUN datagrams to send and state
+//! changes come out. One component (RTP and RTCP multiplexed) is supported.
 
+// Some of the agent's accessors serve only its tests (or nothing yet, like `ice_lite`).
+#[allow(dead_code)]
 mod agent;
 mod candidate;
 pub mod framing;
 
-pub use agent::{IceAgent, IceAgentEvent, IceConnectionState, StunTransmit};
+pub use crate::stun::StunError;
+pub use agent::IceConnectionState;
+pub(crate) use agent::{IceAgent, IceAgentEvent};
 pub use candidate::{Candidate, CandidateKind, Protocol, TcpType};
 
 use rand::Rng;
@@ -61,9 +68,60 @@ impl IceCreds {
     }
 }
 
+/// The local username fragment a STUN message is addressed to: the part of its USERNAME
+/// attribute before the `:` (`<receiver ufrag>:<sender ufrag>`, RFC 8445 §7.2.2).
+///
+/// A server that runs many [`Rtc`](crate::Rtc)s behind one socket uses it to pick the
+/// session of an incoming connectivity check: it is the
+/// [`ufrag`](IceCreds::ufrag) of that session's local credentials. Only the message
+/// framing is checked, not its integrity (the session's `Rtc` does that).
+///
+/// `Ok(None)` when the message has no USERNAME or the USERNAME has no `:`; an error when
+/// `datagram` is not a well-formed STUN message.
+///
+/// ```
+/// // A binding request without attributes: well formed, but addressed to no one.
+/// let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+/// request.extend_from_slice(&[7; 12]);
+/// assert_eq!(rtc_core::ice::stun_ufrag(&request), Ok(None));
+/// assert!(rtc_core::ice::stun_ufrag(b"not stun").is_err());
+/// ```
+pub fn stun_ufrag(datagram: &[u8]) -> Result<Option<&str>, StunError> {
+    let message = crate::stun::StunMessage::parse(datagram)?;
+    Ok(message
+        .username()
+        .and_then(|u| u.split_once(':'))
+        .map(|(ours, _)| ours))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn binding_request(username: Option<&str>) -> Vec<u8> {
+        use crate::stun::{Class, Method, StunWriter};
+        let mut buf = [0u8; 128];
+        let mut w = StunWriter::new(&mut buf, Class::Request, Method::Binding, &[9; 12]).unwrap();
+        if let Some(u) = username {
+            w.username(u).unwrap();
+        }
+        let n = w.finish();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn stun_ufrag_is_the_receiver_part_of_the_username() {
+        assert_eq!(
+            stun_ufrag(&binding_request(Some("srv1:cli2"))),
+            Ok(Some("srv1"))
+        );
+        assert_eq!(stun_ufrag(&binding_request(Some("nocolon"))), Ok(None));
+        assert_eq!(stun_ufrag(&binding_request(None)), Ok(None));
+        let mut bad = binding_request(Some("srv1:cli2"));
+        bad[4] ^= 0xff; // magic cookie
+        assert_eq!(stun_ufrag(&bad), Err(StunError::BadMagicCookie));
+        assert_eq!(stun_ufrag(&[0u8; 4]), Err(StunError::Truncated));
+    }
 
     #[test]
     fn random_creds() {

@@ -16,7 +16,7 @@
 //! `obu_size` fields. The depacketizer writes a temporal unit in low-overhead format: a
 //! temporal delimiter followed by every OBU with its `obu_size` field.
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer, leb128};
+use super::{CodecExtra, Depacketizer, PacketError, Packetizer, leb128, media_room};
 
 const Z: u8 = 0x80;
 const Y: u8 = 0x40;
@@ -149,15 +149,14 @@ fn flush(elems: &[Element<'_>], pieces: &mut Vec<Piece>, n_bit: bool, out: &mut 
 }
 
 impl Packetizer for Av1Packetizer {
-    fn packetize(
+    fn split_frame(
         &mut self,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError> {
-        if mtu < 3 {
-            return Err(PacketError::MtuTooSmall(mtu));
-        }
+        // The aggregation header plus room for a one-byte fragment and its length.
+        media_room(mtu, 2)?;
         let mut elems = Vec::new();
         let mut rest = frame;
         let mut new_sequence = false;
@@ -214,10 +213,6 @@ impl Packetizer for Av1Packetizer {
         }
         flush(&elems, &mut pieces, first_packet && new_sequence, out);
         Ok(())
-    }
-
-    fn is_marker(&self, _payload: &[u8], last: bool) -> bool {
-        last
     }
 }
 
@@ -324,10 +319,6 @@ impl Depacketizer for Av1Depacketizer {
     /// Z=0: the packet starts with a whole OBU.
     fn is_partition_head(&self, payload: &[u8]) -> bool {
         payload.len() > 1 && payload.first().is_some_and(|a| a & Z == 0)
-    }
-
-    fn is_partition_tail(&self, marker: bool, _payload: &[u8]) -> bool {
-        marker
     }
 
     /// A temporal unit may span packets that each start with a whole OBU.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use super::{Codec, CodecDepacketizer, CodecExtra, Depacketizer, PacketError};
+use super::{CodecDepacketizer, CodecExtra, Depacketizer, PacketError};
 
 /// Metadata of one RTP packet given to [`DepacketizingBuffer::push`].
 ///
@@ -133,15 +133,16 @@ pub struct DepacketizingBuffer<R = Instant> {
 }
 
 impl<R: Copy + Ord> DepacketizingBuffer<R> {
-    /// An empty buffer for `codec`. A capacity of 0 is treated as 1.
-    pub fn new(codec: Codec, config: DepackConfig) -> Self {
+    /// An empty buffer reassembling frames with `depack` (see [`CodecDepacketizer::new`]).
+    /// A capacity of 0 is treated as 1.
+    pub fn new(depack: CodecDepacketizer, config: DepackConfig) -> Self {
         let cap = config.capacity.max(1);
         let cfg = DepackConfig {
             capacity: cap,
             ..config
         };
         Self {
-            depack: codec.depacketizer(),
+            depack,
             cfg,
             slots: (0..cap)
                 .map(|_| Slot {

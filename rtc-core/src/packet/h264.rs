@@ -5,7 +5,7 @@
 //! streams (NAL units preceded by `00 00 01` or `00 00 00 01` start codes); the
 //! depacketizer always writes 4-byte start codes.
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks};
+use super::{CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, media_room};
 
 /// NAL unit type of a STAP-A packet.
 pub const STAP_A: u8 = 24;
@@ -105,9 +105,8 @@ impl H264Packetizer {
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError> {
-        if mtu < 3 {
-            return Err(PacketError::MtuTooSmall(mtu));
-        }
+        // An FU-A needs its two header bytes plus one byte of NAL data.
+        let fu_room = media_room(mtu, 2)?;
         let mut nals = AnnexB::new(frame).peekable();
         while let Some(nal) = nals.next() {
             if nal.len() > mtu {
@@ -117,7 +116,7 @@ impl H264Packetizer {
                 };
                 let ind = (nal_hdr & 0xe0) | FU_A;
                 let typ = nal_hdr & 0x1f;
-                let chunks = even_chunks(body, mtu - 2);
+                let chunks = even_chunks(body, fu_room);
                 let n = chunks.len();
                 for (i, c) in chunks.enumerate() {
                     let mut hdr = typ;
@@ -172,29 +171,22 @@ impl H264Packetizer {
 }
 
 impl Packetizer for H264Packetizer {
-    fn packetize(
+    fn split_frame(
         &mut self,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError> {
-        if AnnexB::new(frame).next().is_none() {
-            return Err(PacketError::EmptyFrame);
-        }
-        let before = out.len();
-        let r = if self.mode == 0 {
+        if self.mode == 0 {
             Self::packetize_mode0(mtu, frame, out)
         } else {
             Self::packetize_mode1(mtu, frame, out)
-        };
-        if r.is_err() {
-            out.truncate(before);
         }
-        r
     }
 
-    fn is_marker(&self, _payload: &[u8], last: bool) -> bool {
-        last
+    /// A frame is empty when it holds no NAL unit (start codes alone count as empty).
+    fn is_empty_frame(&self, frame: &[u8]) -> bool {
+        AnnexB::new(frame).next().is_none()
     }
 }
 
@@ -284,10 +276,6 @@ impl Depacketizer for H264Depacketizer {
             [b0, ..] => b0 & 0x1f != FU_A,
             [] => false,
         }
-    }
-
-    fn is_partition_tail(&self, marker: bool, _payload: &[u8]) -> bool {
-        marker
     }
 
     /// A NAL may belong to a frame whose first NAL is missing.

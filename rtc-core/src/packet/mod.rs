@@ -87,21 +87,65 @@ pub enum CodecExtra {
 }
 
 /// Splits encoded frames into RTP payloads.
+///
+/// A codec states only what differs: how a non-empty frame is split
+/// ([`Packetizer::split_frame`]), and, when the defaults do not fit, what counts as an
+/// empty frame and where the marker bit goes. The shared rules (reject an empty frame,
+/// append nothing on error) live in the provided [`Packetizer::packetize`].
 pub trait Packetizer {
-    /// Splits `frame` into payloads of at most `mtu` bytes each (payload header included)
-    /// and appends them, in sending order, to `out`. Existing entries of `out` are kept.
-    ///
-    /// On error nothing is appended.
-    fn packetize(
+    /// Splits a frame that passed [`Packetizer::is_empty_frame`] into payloads of at most
+    /// `mtu` bytes each (payload header included), appending them in sending order to
+    /// `out`. It may leave partial output behind on error: [`Packetizer::packetize`]
+    /// removes it.
+    fn split_frame(
         &mut self,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError>;
 
+    /// Whether `frame` holds nothing to send. The default: it has no bytes.
+    fn is_empty_frame(&self, frame: &[u8]) -> bool {
+        frame.is_empty()
+    }
+
     /// Whether the RTP marker bit should be set on a payload produced by
     /// [`Packetizer::packetize`]; `last` is true for the last payload of the frame.
-    fn is_marker(&self, payload: &[u8], last: bool) -> bool;
+    /// The default marks the last payload of each frame (the video rule).
+    fn is_marker(&self, _payload: &[u8], last: bool) -> bool {
+        last
+    }
+
+    /// Splits `frame` into payloads of at most `mtu` bytes each (payload header included)
+    /// and appends them, in sending order, to `out`. Existing entries of `out` are kept.
+    ///
+    /// Errors with [`PacketError::EmptyFrame`] for an empty frame; on any error nothing is
+    /// appended.
+    fn packetize(
+        &mut self,
+        mtu: usize,
+        frame: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), PacketError> {
+        if self.is_empty_frame(frame) {
+            return Err(PacketError::EmptyFrame);
+        }
+        let before = out.len();
+        let result = self.split_frame(mtu, frame, out);
+        if result.is_err() {
+            out.truncate(before);
+        }
+        result
+    }
+}
+
+/// The room left for media in a payload of at most `mtu` bytes after a `header_len`-byte
+/// payload header; [`PacketError::MtuTooSmall`] unless at least one byte is left.
+pub(crate) fn media_room(mtu: usize, header_len: usize) -> Result<usize, PacketError> {
+    match mtu.checked_sub(header_len) {
+        Some(room) if room > 0 => Ok(room),
+        _ => Err(PacketError::MtuTooSmall(mtu)),
+    }
 }
 
 /// Reassembles frames from RTP payloads.
@@ -119,62 +163,43 @@ pub trait Depacketizer {
     ) -> Result<(), PacketError>;
 
     /// Ends the current frame: flushes anything pending to `out` and resets per-frame
-    /// state. Errors if the frame ended inside a fragment.
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), PacketError>;
+    /// state. Errors if the frame ended inside a fragment. The default, for formats that
+    /// keep no state between payloads, does nothing.
+    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
+        Ok(())
+    }
 
     /// Whether `payload` starts a frame (or, for codecs without explicit frame starts, an
     /// independently decodable unit such as an H.264 NAL or a whole AV1 OBU).
     fn is_partition_head(&self, payload: &[u8]) -> bool;
 
-    /// Whether `payload` (with the RTP `marker` bit) ends a frame.
-    fn is_partition_tail(&self, marker: bool, payload: &[u8]) -> bool;
+    /// Whether `payload` (with the RTP `marker` bit) ends a frame. The default: the
+    /// marker bit ends a frame (the video rule).
+    fn is_partition_tail(&self, marker: bool, _payload: &[u8]) -> bool {
+        marker
+    }
 
     /// Whether [`Depacketizer::is_partition_head`] marks the true start of a frame, so that
-    /// a frame can be assembled even when the packet before it is missing.
-    fn head_is_frame_start(&self) -> bool;
+    /// a frame can be assembled even when the packet before it is missing. The default:
+    /// it does.
+    fn head_is_frame_start(&self) -> bool {
+        true
+    }
 
     /// Whether this payload shows that its frame is a keyframe (independently decodable).
     fn is_keyframe(&self, payload: &[u8]) -> bool;
 }
 
-/// The codecs this module can packetize and depacketize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Codec {
-    /// Opus audio.
-    Opus,
-    /// VP8 video.
-    Vp8,
-    /// VP9 video.
-    Vp9,
-    /// H.264 video.
-    H264,
-    /// AV1 video.
-    Av1,
-}
+pub use crate::media::Codec;
 
 impl Codec {
-    /// A packetizer with default settings for this codec (H.264 packetization mode 1,
-    /// VP8/VP9 15-bit picture ids starting at 0).
-    pub fn packetizer(self) -> CodecPacketizer {
-        match self {
-            Codec::Opus => CodecPacketizer::Opus(opus::OpusPacketizer),
-            Codec::Vp8 => CodecPacketizer::Vp8(vp8::Vp8Packetizer::default()),
-            Codec::Vp9 => CodecPacketizer::Vp9(vp9::Vp9Packetizer::default()),
-            Codec::H264 => CodecPacketizer::H264(h264::H264Packetizer::default()),
-            Codec::Av1 => CodecPacketizer::Av1(av1::Av1Packetizer),
-        }
-    }
-
-    /// A depacketizer for this codec.
-    pub fn depacketizer(self) -> CodecDepacketizer {
-        match self {
-            Codec::Opus => CodecDepacketizer::Opus(opus::OpusDepacketizer),
-            Codec::Vp8 => CodecDepacketizer::Vp8(vp8::Vp8Depacketizer),
-            Codec::Vp9 => CodecDepacketizer::Vp9(vp9::Vp9Depacketizer),
-            Codec::H264 => CodecDepacketizer::H264(h264::H264Depacketizer::default()),
-            Codec::Av1 => CodecDepacketizer::Av1(av1::Av1Depacketizer::default()),
-        }
+    /// Whether frame mode can packetize and depacketize this codec (Opus, VP8, VP9, H.264,
+    /// AV1).
+    pub fn can_packetize(&self) -> bool {
+        matches!(
+            self,
+            Codec::Opus | Codec::Vp8 | Codec::Vp9 | Codec::H264 | Codec::Av1
+        )
     }
 }
 
@@ -206,14 +231,34 @@ macro_rules! dispatch {
     };
 }
 
+impl CodecPacketizer {
+    /// A packetizer with default settings for `codec` (H.264 packetization mode 1,
+    /// VP8/VP9 15-bit picture ids starting at 0); `None` when the codec cannot be
+    /// packetized ([`Codec::can_packetize`]).
+    pub fn new(codec: &Codec) -> Option<CodecPacketizer> {
+        Some(match codec {
+            Codec::Opus => CodecPacketizer::Opus(opus::OpusPacketizer),
+            Codec::Vp8 => CodecPacketizer::Vp8(vp8::Vp8Packetizer::default()),
+            Codec::Vp9 => CodecPacketizer::Vp9(vp9::Vp9Packetizer::default()),
+            Codec::H264 => CodecPacketizer::H264(h264::H264Packetizer::default()),
+            Codec::Av1 => CodecPacketizer::Av1(av1::Av1Packetizer),
+            _ => return None,
+        })
+    }
+}
+
 impl Packetizer for CodecPacketizer {
-    fn packetize(
+    fn split_frame(
         &mut self,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError> {
-        dispatch!(self, p => p.packetize(mtu, frame, out))
+        dispatch!(self, p => p.split_frame(mtu, frame, out))
+    }
+
+    fn is_empty_frame(&self, frame: &[u8]) -> bool {
+        dispatch!(self, p => p.is_empty_frame(frame))
     }
 
     fn is_marker(&self, payload: &[u8], last: bool) -> bool {
@@ -235,6 +280,21 @@ pub enum CodecDepacketizer {
     H264(h264::H264Depacketizer),
     /// AV1.
     Av1(av1::Av1Depacketizer),
+}
+
+impl CodecDepacketizer {
+    /// A depacketizer for `codec`; `None` when the codec cannot be depacketized
+    /// ([`Codec::can_packetize`]).
+    pub fn new(codec: &Codec) -> Option<CodecDepacketizer> {
+        Some(match codec {
+            Codec::Opus => CodecDepacketizer::Opus(opus::OpusDepacketizer),
+            Codec::Vp8 => CodecDepacketizer::Vp8(vp8::Vp8Depacketizer),
+            Codec::Vp9 => CodecDepacketizer::Vp9(vp9::Vp9Depacketizer),
+            Codec::H264 => CodecDepacketizer::H264(h264::H264Depacketizer::default()),
+            Codec::Av1 => CodecDepacketizer::Av1(av1::Av1Depacketizer::default()),
+            _ => return None,
+        })
+    }
 }
 
 impl Depacketizer for CodecDepacketizer {

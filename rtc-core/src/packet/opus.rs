@@ -7,15 +7,12 @@ use super::{CodecExtra, Depacketizer, PacketError, Packetizer};
 pub struct OpusPacketizer;
 
 impl Packetizer for OpusPacketizer {
-    fn packetize(
+    fn split_frame(
         &mut self,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError> {
-        if frame.is_empty() {
-            return Err(PacketError::EmptyFrame);
-        }
         // RFC 7587 §4.2: Opus packets are never fragmented.
         if frame.len() > mtu {
             return Err(PacketError::TooLarge {
@@ -52,19 +49,11 @@ impl Depacketizer for OpusDepacketizer {
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
-        Ok(())
-    }
-
     fn is_partition_head(&self, _payload: &[u8]) -> bool {
         true
     }
 
     fn is_partition_tail(&self, _marker: bool, _payload: &[u8]) -> bool {
-        true
-    }
-
-    fn head_is_frame_start(&self) -> bool {
         true
     }
 

@@ -4,11 +4,11 @@ use proptest::prelude::*;
 
 /// Packetizes `frame`, checks every payload against `mtu`, depacketizes the result.
 fn roundtrip(codec: Codec, mtu: usize, frame: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>, CodecExtra) {
-    let mut pk = codec.packetizer();
+    let mut pk = CodecPacketizer::new(&codec).unwrap();
     let mut payloads = Vec::new();
     pk.packetize(mtu, frame, &mut payloads).expect("packetize");
     assert!(!payloads.is_empty());
-    let mut dp = codec.depacketizer();
+    let mut dp = CodecDepacketizer::new(&codec).unwrap();
     let mut out = Vec::new();
     let mut extra = CodecExtra::None;
     for (i, p) in payloads.iter().enumerate() {
@@ -89,7 +89,11 @@ fn vp8_roundtrip_many_mtus() {
                 panic!("extra")
             };
             assert_eq!(e.picture_id, Some(0));
-            assert!(Codec::Vp8.depacketizer().is_keyframe(&p[0]));
+            assert!(
+                CodecDepacketizer::new(&Codec::Vp8)
+                    .unwrap()
+                    .is_keyframe(&p[0])
+            );
         }
     }
     // Exact multiple: 2 * (1200 - 4) bytes -> exactly 2 full packets.
@@ -199,7 +203,11 @@ fn vp9_roundtrip_keyframe_with_ss() {
             panic!("extra")
         };
         assert_eq!((e.picture_id, e.ss), (Some(0), Some(ss)));
-        assert!(Codec::Vp9.depacketizer().is_keyframe(&p[0]));
+        assert!(
+            CodecDepacketizer::new(&Codec::Vp9)
+                .unwrap()
+                .is_keyframe(&p[0])
+        );
         let (last, _) = vp9::Vp9Descriptor::parse(p.last().unwrap()).unwrap();
         assert!(last.end);
     }
@@ -222,7 +230,11 @@ fn vp9_inter_frame_and_descriptor_vectors() {
     assert_eq!(p[1], [0xc0, 0xff, 0xff, 2, 3]);
     assert_eq!(p[3], [0xc4, 0xff, 0xff, 6]);
     assert_eq!(p[4][..3], [0xcc, 0x80, 0x00]);
-    assert!(!Codec::Vp9.depacketizer().is_keyframe(&p[0]));
+    assert!(
+        !CodecDepacketizer::new(&Codec::Vp9)
+            .unwrap()
+            .is_keyframe(&p[0])
+    );
     // Flexible mode, layers, 3 P_DIFFs, SS with 2 layers + 1 picture group.
     let b = [
         0xfa,
@@ -264,7 +276,11 @@ fn vp9_inter_frame_and_descriptor_vectors() {
     assert_eq!(ss.spatial_layers, 2);
     assert_eq!(&ss.resolutions.unwrap()[..2], &[(320, 180), (640, 360)]);
     assert_eq!(ss.picture_groups, Some(1));
-    assert!(!Codec::Vp9.depacketizer().is_partition_head(&b)); // SID 1
+    assert!(
+        !CodecDepacketizer::new(&Codec::Vp9)
+            .unwrap()
+            .is_partition_head(&b)
+    ); // SID 1
     // Four P_DIFFs is invalid.
     assert_eq!(
         vp9::Vp9Descriptor::parse(&[0x50, 0x03, 0x03, 0x03, 0x03]),
@@ -297,7 +313,7 @@ fn h264_stap_a_and_fu_a_vectors() {
     assert_eq!(p[1][..2], [0x7c, 0x85]);
     assert_eq!(p[2][..2], [0x7c, 0x05]);
     assert_eq!(p[3][..2], [0x7c, 0x45]);
-    let d = Codec::H264.depacketizer();
+    let d = CodecDepacketizer::new(&Codec::H264).unwrap();
     assert!(d.is_keyframe(&p[0]) && d.is_keyframe(&p[1]) && !d.is_keyframe(&p[2]));
     assert!(d.is_partition_head(&p[1]) && !d.is_partition_head(&p[2]));
     // 3-byte start codes and trailing zeros are accepted.
@@ -398,14 +414,22 @@ fn av1_roundtrip_and_aggregation_header() {
     assert_eq!(p[0][..3], [0x28, 13, 0x08]);
     assert_eq!(p[0][15], 0x30);
     assert_eq!(p[0].len(), 1 + 1 + 13 + 41);
-    assert!(Codec::Av1.depacketizer().is_keyframe(&p[0]));
+    assert!(
+        CodecDepacketizer::new(&Codec::Av1)
+            .unwrap()
+            .is_keyframe(&p[0])
+    );
     // Fragmented: Y on the first packet, Z on the next, W=1 (single element).
     let tu = av1_tu(&[(6, pattern(100, 3))]);
     let (p, out, _) = roundtrip(Codec::Av1, 60, &tu);
     assert_eq!(out, tu);
     assert_eq!(p[0][0], 0x50); // Z=0 Y=1 W=1 N=0
     assert_eq!(p[1][0], 0x90); // Z=1 Y=0 W=1
-    assert!(!Codec::Av1.depacketizer().is_keyframe(&p[0]));
+    assert!(
+        !CodecDepacketizer::new(&Codec::Av1)
+            .unwrap()
+            .is_keyframe(&p[0])
+    );
     // Many OBUs: W=0 with all elements sized; several MTUs incl. tiny ones.
     let obus: Vec<(u8, Vec<u8>)> = (0..9)
         .map(|i| (if i == 0 { 1 } else { 6 }, pattern(i * 300 + 1, i as u8)))
@@ -522,7 +546,7 @@ fn picture_id_field() {
 fn garbage_never_panics() {
     let mut x: u32 = 0x1234_5678;
     for codec in [Codec::Opus, Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Av1] {
-        let mut d = codec.depacketizer();
+        let mut d = CodecDepacketizer::new(&codec).unwrap();
         for len in 0..300 {
             let buf: Vec<u8> = (0..len % 40)
                 .map(|_| {
@@ -539,7 +563,9 @@ fn garbage_never_panics() {
                 let _ = d.finish(&mut out);
             }
             let mut v = Vec::new();
-            let _ = codec.packetizer().packetize(len % 50, &buf, &mut v);
+            let _ = CodecPacketizer::new(&codec)
+                .unwrap()
+                .packetize(len % 50, &buf, &mut v);
         }
     }
 }
@@ -643,3 +669,121 @@ proptest! {
 }
 
 mod buffer_tests;
+
+/// A packetizer that states only how to split (one byte per payload, failing on 0xff
+/// after some output): everything else comes from the trait's defaults.
+struct Bytewise;
+
+impl Packetizer for Bytewise {
+    fn split_frame(
+        &mut self,
+        _mtu: usize,
+        frame: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), PacketError> {
+        for &b in frame {
+            if b == 0xff {
+                return Err(PacketError::InvalidBitstream("0xff"));
+            }
+            out.push(vec![b]);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn packetizer_defaults() {
+    let mut p = Bytewise;
+    let mut out = vec![vec![9]];
+    assert_eq!(p.packetize(10, &[], &mut out), Err(PacketError::EmptyFrame));
+    assert_eq!(
+        p.packetize(10, &[1, 2, 0xff], &mut out),
+        Err(PacketError::InvalidBitstream("0xff"))
+    );
+    // The partial output of the failed frame is gone; what was there before is kept.
+    assert_eq!(out, [vec![9]]);
+    p.packetize(10, &[1, 2], &mut out).unwrap();
+    assert_eq!(out, [vec![9], vec![1], vec![2]]);
+    assert!(p.is_marker(&out[2], true));
+    assert!(!p.is_marker(&out[1], false));
+}
+
+/// A depacketizer that states only what it must.
+struct Passthrough;
+
+impl Depacketizer for Passthrough {
+    fn depacketize(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        _extra: &mut CodecExtra,
+    ) -> Result<(), PacketError> {
+        out.extend_from_slice(payload);
+        Ok(())
+    }
+
+    fn is_partition_head(&self, _payload: &[u8]) -> bool {
+        true
+    }
+
+    fn is_keyframe(&self, _payload: &[u8]) -> bool {
+        false
+    }
+}
+
+#[test]
+fn depacketizer_defaults() {
+    let mut d = Passthrough;
+    let mut out = vec![1, 2];
+    d.finish(&mut out).unwrap();
+    assert_eq!(out, [1, 2]);
+    assert!(d.is_partition_tail(true, &[0]));
+    assert!(!d.is_partition_tail(false, &[0]));
+    assert!(d.head_is_frame_start());
+}
+
+#[test]
+fn codecs_with_payloaders() {
+    let all = [
+        Codec::Opus,
+        Codec::Vp8,
+        Codec::Vp9,
+        Codec::H264,
+        Codec::Av1,
+        Codec::Rtx,
+        Codec::Red,
+        Codec::Ulpfec,
+        Codec::Flexfec,
+        Codec::TelephoneEvent,
+        Codec::G722,
+        Codec::Pcmu,
+        Codec::Pcma,
+        Codec::Other("X-Foo".into()),
+    ];
+    for c in &all {
+        assert_eq!(c.can_packetize(), CodecPacketizer::new(c).is_some(), "{c}");
+        assert_eq!(
+            c.can_packetize(),
+            CodecDepacketizer::new(c).is_some(),
+            "{c}"
+        );
+    }
+    assert_eq!(all.iter().filter(|c| c.can_packetize()).count(), 5);
+}
+
+#[test]
+fn every_packetizer_rejects_without_output() {
+    // An H.264 IDR NAL in Annex-B; as raw bytes it is also a (7-byte) Opus frame.
+    let frame = [0, 0, 0, 1, 0x65, 1, 2];
+    for codec in [Codec::Opus, Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Av1] {
+        let mut pk = CodecPacketizer::new(&codec).unwrap();
+        let mut out = vec![vec![7u8]];
+        assert_eq!(
+            pk.packetize(1200, &[], &mut out),
+            Err(PacketError::EmptyFrame),
+            "{codec}"
+        );
+        assert!(pk.packetize(1, &frame, &mut out).is_err(), "{codec}");
+        assert_eq!(out, [vec![7u8]], "{codec}");
+    }
+}

@@ -11,7 +11,8 @@
 //! ```
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, payload_with_header, picture_id,
+    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, media_room,
+    payload_with_header, picture_id,
 };
 
 /// Per-frame VP8 fields from the payload descriptor of the frame's first packet.
@@ -198,15 +199,12 @@ impl Vp8Packetizer {
 }
 
 impl Packetizer for Vp8Packetizer {
-    fn packetize(
+    fn split_frame(
         &mut self,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError> {
-        if frame.is_empty() {
-            return Err(PacketError::EmptyFrame);
-        }
         let mut desc = Vp8Descriptor {
             start: true,
             picture_id: self.picture_id,
@@ -215,10 +213,7 @@ impl Packetizer for Vp8Packetizer {
             ..Default::default()
         };
         let hlen = desc.encoded_len();
-        if mtu <= hlen {
-            return Err(PacketError::MtuTooSmall(mtu));
-        }
-        for chunk in even_chunks(frame, mtu - hlen) {
+        for chunk in even_chunks(frame, media_room(mtu, hlen)?) {
             out.push(payload_with_header(hlen, chunk, |p| desc.write(p))?);
             desc.start = false;
         }
@@ -226,10 +221,6 @@ impl Packetizer for Vp8Packetizer {
             *p = (*p + 1) & 0x7fff;
         }
         Ok(())
-    }
-
-    fn is_marker(&self, _payload: &[u8], last: bool) -> bool {
-        last
     }
 }
 
@@ -263,20 +254,8 @@ impl Depacketizer for Vp8Depacketizer {
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
-        Ok(())
-    }
-
     fn is_partition_head(&self, payload: &[u8]) -> bool {
         matches!(Vp8Descriptor::parse(payload), Ok((d, _)) if d.start && d.partition_id == 0)
-    }
-
-    fn is_partition_tail(&self, marker: bool, _payload: &[u8]) -> bool {
-        marker
-    }
-
-    fn head_is_frame_start(&self) -> bool {
-        true
     }
 
     /// RFC 7741 §4.3: the P bit of the VP8 payload header (first byte of the first

@@ -12,7 +12,8 @@
 //! ```
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, payload_with_header, picture_id,
+    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, media_room,
+    payload_with_header, picture_id,
 };
 
 /// Layer indices (the `L` octet).
@@ -385,15 +386,12 @@ impl Vp9Packetizer {
 }
 
 impl Packetizer for Vp9Packetizer {
-    fn packetize(
+    fn split_frame(
         &mut self,
         mtu: usize,
         frame: &[u8],
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), PacketError> {
-        if frame.is_empty() {
-            return Err(PacketError::EmptyFrame);
-        }
         let info = parse_frame_header(frame);
         let keyframe = info.is_some_and(|i| i.keyframe);
         let ss = keyframe.then(|| {
@@ -420,11 +418,9 @@ impl Packetizer for Vp9Packetizer {
         rest_desc.start = false;
         rest_desc.ss = None;
         let (h1, h2) = (first.encoded_len(), rest_desc.encoded_len());
-        if mtu <= h1 {
-            return Err(PacketError::MtuTooSmall(mtu));
-        }
+        let first_room = media_room(mtu, h1)?;
         // First packet carries the SS; the remainder is split evenly.
-        let first_len = frame.len().min(mtu - h1);
+        let first_len = frame.len().min(first_room);
         let (head, tail) = frame.split_at(first_len);
         let rest = even_chunks(tail, mtu - h2);
         let n = rest.len();
@@ -439,10 +435,6 @@ impl Packetizer for Vp9Packetizer {
         }
         self.picture_id = (self.picture_id + 1) & 0x7fff;
         Ok(())
-    }
-
-    fn is_marker(&self, _payload: &[u8], last: bool) -> bool {
-        last
     }
 }
 
@@ -505,22 +497,10 @@ impl Depacketizer for Vp9Depacketizer {
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
-        Ok(())
-    }
-
     /// B=1 on the lowest spatial layer present in the packet (SID 0 or no layer indices).
     fn is_partition_head(&self, payload: &[u8]) -> bool {
         matches!(Vp9Descriptor::parse(payload),
             Ok((d, _)) if d.start && d.layer.is_none_or(|l| l.spatial_id == 0))
-    }
-
-    fn is_partition_tail(&self, marker: bool, _payload: &[u8]) -> bool {
-        marker
-    }
-
-    fn head_is_frame_start(&self) -> bool {
-        true
     }
 
     /// P=0 at the start of the frame's first (lowest) spatial layer.

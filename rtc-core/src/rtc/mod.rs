@@ -176,8 +176,36 @@ impl BufPool {
 /// A Sans-I/O WebRTC peer connection.
 ///
 /// Drive it with [`handle_input`](Rtc::handle_input) and drain
-/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`](crate::Output::Timeout). It never
-/// reads the clock, spawns or does I/O.
+/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`] (the crate
+/// documentation shows the loop). It never reads the clock, spawns or does I/O.
+///
+/// # Life cycle
+///
+/// 1. **Create**: [`Rtc::new`], or [`Rtc::builder`] to configure ICE lite, RTP mode, the
+///    DTLS certificate, SRTP profiles and more, then [`RtcConfig::build`]. Add the local
+///    candidates (the addresses of the sockets the caller owns) with
+///    [`add_local_candidate`](Rtc::add_local_candidate).
+/// 2. **Negotiate**, either with SDP offer/answer through [`sdp_api`](Rtc::sdp_api), or
+///    without SDP through [`direct_api`](Rtc::direct_api) (credentials, fingerprint, DTLS
+///    role and media declared by the caller). Remote candidates go in with
+///    [`add_remote_candidate`](Rtc::add_remote_candidate), at any time. Renegotiation
+///    later (new media, an ICE restart) uses the same APIs.
+/// 3. **Connect**: driven by the loop, ICE checks find a path and DTLS runs over it.
+///    [`Event::IceConnectionStateChange`](crate::Event::IceConnectionStateChange) reports
+///    ICE progress; [`Event::Connected`](crate::Event::Connected) means DTLS is up, the
+///    peer's certificate matched its fingerprint and SRTP keys are installed
+///    ([`is_connected`](Rtc::is_connected) turns true).
+/// 4. **Media and data**: in frame mode write whole frames with [`writer`](Rtc::writer)
+///    and receive [`Event::MediaData`](crate::Event::MediaData); in RTP mode write
+///    packets with [`stream_tx`](Rtc::stream_tx) or the direct API and receive
+///    [`Event::RtpPacket`](crate::Event::RtpPacket). Data channels are used through
+///    [`channel`](Rtc::channel).
+/// 5. **End**: [`disconnect`](Rtc::disconnect) closes it from our side (DTLS
+///    close_notify); a DTLS failure or close by the peer, a fingerprint mismatch, or an
+///    ICE failure (including lost consent) ends it otherwise, reported as
+///    [`Event::Failed`](crate::Event::Failed). Either way
+///    [`is_alive`](Rtc::is_alive) turns false for good: the caller stops driving the
+///    `Rtc` and drops it. A new connection needs a new `Rtc`.
 pub struct Rtc {
     pub(crate) config: RtcConfig,
     alive: bool,
@@ -287,8 +315,10 @@ impl Rtc {
         })
     }
 
-    /// Whether the connection is still usable. False after [`disconnect`](Rtc::disconnect),
-    /// a DTLS failure or close, or loss of ICE consent.
+    /// Whether the connection is still usable: true from creation (also before it
+    /// connects), false for good after [`disconnect`](Rtc::disconnect), a DTLS failure or
+    /// close, a fingerprint mismatch, or an ICE failure (including lost consent). Once it
+    /// is false the caller should stop driving the `Rtc` and drop it.
     pub fn is_alive(&self) -> bool {
         self.alive
     }

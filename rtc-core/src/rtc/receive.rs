@@ -18,7 +18,7 @@ use crate::io::{Input, Receive};
 use crate::media::{MediaKind, Mid};
 use crate::rtp::RtpPacket;
 use crate::srtp::{SrtpContext, SrtpProfile};
-use crate::streams::{RxStream, packet_codec, pt_params};
+use crate::streams::{RxStream, pt_params};
 use crate::stun::StunMessage;
 
 /// A decrypted RTP packet in a pooled buffer, on its way through the receive path.
@@ -330,12 +330,11 @@ impl Rtc {
             self.pool.put(p.buf);
             return;
         };
-        let Some(pcodec) = packet_codec(&codec) else {
+        let st = &mut self.session.rx_streams[idx];
+        let Some(depack) = st.depacketizer(p.pt, &codec) else {
             self.pool.put(p.buf);
             return;
         };
-        let st = &mut self.session.rx_streams[idx];
-        let depack = st.depacketizer(p.pt, pcodec);
         let meta = crate::packet::PacketMeta {
             seq: seq_no,
             time,
@@ -361,7 +360,7 @@ impl Rtc {
                         mid,
                         ssrc: p.ssrc,
                         pt: p.pt,
-                        codec: pcodec,
+                        codec: codec.clone(),
                         clock_rate,
                         time: f.time,
                         network_time: f.received,

@@ -9,7 +9,7 @@ use crate::io::{Output, Transmit};
 use crate::media::Mid;
 use crate::rtcp::{Fir, FirEntry, Pli, RtcpError};
 use crate::rtp::{Extension, ExtensionValues, HeaderExtension, RtpHeader};
-use crate::streams::{TxStream, packet_codec, pt_params};
+use crate::streams::{TxStream, pt_params};
 
 /// Largest RTP payload we packetize to (leaves room for header, extensions and SRTP
 /// within a 1200-byte datagram).
@@ -394,7 +394,7 @@ impl Writer<'_> {
             .iter()
             .filter(|m| m.mid == self.mid)
             .flat_map(|m| m.payloads.iter())
-            .filter(|p| packet_codec(&p.codec).is_some())
+            .filter(|p| p.codec.can_packetize())
     }
 
     /// Packetizes and sends one encoded frame. `media_time` is in the codec's RTP
@@ -425,11 +425,13 @@ impl Writer<'_> {
             .ok_or(RtcError::UnknownMid(mid))?;
         let (codec, _) = pt_params(info, pt)
             .ok_or(RtcError::Write(WriteError::UnknownPayloadType { pt, mid }))?;
-        let pcodec = packet_codec(&codec).ok_or(RtcError::Write(WriteError::NoPacketizer(pt)))?;
+        if !codec.can_packetize() {
+            return Err(RtcError::Write(WriteError::NoPacketizer(pt)));
+        }
         let mut payloads = std::mem::take(&mut rtc.session.payload_scratch);
         payloads.clear();
         let tx = rtc.ensure_tx(mid);
-        if let Err(e) = tx.packetize(pt, pcodec, MAX_RTP_PAYLOAD, data, &mut payloads) {
+        if let Err(e) = tx.packetize(pt, &codec, MAX_RTP_PAYLOAD, data, &mut payloads) {
             rtc.session.payload_scratch = payloads;
             return Err(RtcError::Write(e.into()));
         }

@@ -1,5 +1,5 @@
 //! RTP packets (RFC 3550 §5), RFC 8285 header extensions and sequence/timestamp
-//! unwrapping.
+//! unwrapping: the packet view an SFU reads and rewrites in RTP mode.
 //!
 //! [`RtpPacket::parse`] borrows everything from the input datagram; [`RtpHeader::write`]
 //! writes a header (optionally with an extension block) into a caller buffer.

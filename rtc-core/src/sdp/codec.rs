@@ -7,109 +7,7 @@
 use std::fmt;
 
 use super::PayloadType;
-
-/// An RTP encoding name from `a=rtpmap` (matched case-insensitively).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// Opus (RFC 7587).
-    Opus,
-    /// VP8 (RFC 7741).
-    Vp8,
-    /// VP9 (RFC 9628).
-    Vp9,
-    /// H.264 (RFC 6184).
-    H264,
-    /// AV1.
-    Av1,
-    /// Retransmission (RFC 4588).
-    Rtx,
-    /// Redundant coding (RFC 2198).
-    Red,
-    /// ULP FEC (RFC 5109).
-    Ulpfec,
-    /// FlexFEC (RFC 8627; browsers use the name `flexfec-03`).
-    Flexfec,
-    /// DTMF events (RFC 4733).
-    TelephoneEvent,
-    /// G.722.
-    G722,
-    /// G.711 µ-law.
-    Pcmu,
-    /// G.711 A-law.
-    Pcma,
-    /// Any other encoding name, verbatim.
-    Other(String),
-}
-
-impl Codec {
-    /// Maps an encoding name to a codec (case-insensitive).
-    pub fn from_name(name: &str) -> Codec {
-        const KNOWN: [(&str, Codec); 14] = [
-            ("opus", Codec::Opus),
-            ("vp8", Codec::Vp8),
-            ("vp9", Codec::Vp9),
-            ("h264", Codec::H264),
-            ("av1", Codec::Av1),
-            ("rtx", Codec::Rtx),
-            ("red", Codec::Red),
-            ("ulpfec", Codec::Ulpfec),
-            ("flexfec-03", Codec::Flexfec),
-            ("flexfec", Codec::Flexfec),
-            ("telephone-event", Codec::TelephoneEvent),
-            ("g722", Codec::G722),
-            ("pcmu", Codec::Pcmu),
-            ("pcma", Codec::Pcma),
-        ];
-        KNOWN
-            .into_iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, c)| c)
-            .unwrap_or_else(|| Codec::Other(name.to_owned()))
-    }
-
-    /// The encoding name as browsers write it.
-    pub fn name(&self) -> &str {
-        match self {
-            Codec::Opus => "opus",
-            Codec::Vp8 => "VP8",
-            Codec::Vp9 => "VP9",
-            Codec::H264 => "H264",
-            Codec::Av1 => "AV1",
-            Codec::Rtx => "rtx",
-            Codec::Red => "red",
-            Codec::Ulpfec => "ulpfec",
-            Codec::Flexfec => "flexfec-03",
-            Codec::TelephoneEvent => "telephone-event",
-            Codec::G722 => "G722",
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-            Codec::Other(s) => s,
-        }
-    }
-
-    /// Same encoding (unknown names compared case-insensitively).
-    pub fn same_as(&self, other: &Codec) -> bool {
-        match (self, other) {
-            (Codec::Other(a), Codec::Other(b)) => a.eq_ignore_ascii_case(b),
-            (a, b) => a == b,
-        }
-    }
-
-    /// Whether this is a repair/redundancy format rather than a media codec
-    /// (RTX, RED, ULPFEC, FlexFEC).
-    pub fn is_repair(&self) -> bool {
-        matches!(
-            self,
-            Codec::Rtx | Codec::Red | Codec::Ulpfec | Codec::Flexfec
-        )
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::media::Codec;
 
 /// Why an H.264 `profile-level-id` could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -461,7 +359,8 @@ fn h264_profile(p: &PayloadType) -> Option<H264Profile> {
 /// - Opus must be `opus/48000/2` on both sides;
 /// - VP9 `profile-id` and AV1 `profile` must be equal (absent = 0);
 /// - H.264: `packetization-mode` equal (absent = 0) and the same profile (RFC 6184 §8.1;
-///   the level is negotiated separately, see [`h264_answer_profile_level_id`]).
+///   the level is negotiated separately: the answer carries the lower of the two levels
+///   unless both sides allow level asymmetry, RFC 6184 §8.2.2).
 ///
 /// RTX payloads match on name and clock rate only; whether their `apt` points at a
 /// matched codec is decided by the offer/answer code (`sdp::jsep`).

@@ -12,8 +12,8 @@
 
 use super::{
     Codec, Connection, Direction, ExtMap, FormatParams, Group, MediaKind, MediaSection, Msid,
-    PayloadType, ProfileLevelId, Rid, RidDirection, Simulcast, SimulcastRid, SsrcAttribute,
-    SsrcGroup, codec::h264_answer_profile_level_id, codec_matches,
+    PayloadType, ProfileLevelId, Rid, RidDirection, SectionKind, Simulcast, SimulcastRid,
+    SsrcAttribute, SsrcGroup, codec::h264_answer_profile_level_id, codec_matches,
 };
 
 /// Transport-wide congestion control sequence numbers.
@@ -60,12 +60,12 @@ pub fn supported_extensions() -> Vec<String> {
 }
 
 /// The `(id, uri)` pairs we offer for a media kind (empty for non-RTP kinds).
-pub fn default_extensions(kind: &MediaKind) -> Vec<(u16, String)> {
+pub fn default_extensions(kind: &SectionKind) -> Vec<(u16, String)> {
     EXTENSIONS
         .iter()
         .filter(|e| match kind {
-            MediaKind::Audio => e.2,
-            MediaKind::Video => e.3,
+            SectionKind::Media(MediaKind::Audio) => e.2,
+            SectionKind::Media(MediaKind::Video) => e.3,
             _ => false,
         })
         .map(|e| (e.0, e.1.to_owned()))
@@ -166,16 +166,16 @@ fn rtx_payload(pt: u8, apt: u8, clock_rate: u32) -> PayloadType {
 
 impl LocalCodecs {
     /// The preference list for a kind (empty for non-RTP kinds).
-    pub fn for_kind(&self, kind: &MediaKind) -> &[CodecConfig] {
+    pub fn for_kind(&self, kind: &SectionKind) -> &[CodecConfig] {
         match kind {
-            MediaKind::Audio => &self.audio,
-            MediaKind::Video => &self.video,
+            SectionKind::Media(MediaKind::Audio) => &self.audio,
+            SectionKind::Media(MediaKind::Video) => &self.video,
             _ => &[],
         }
     }
 
     /// Our payload types for a kind as we offer them: each codec followed by its RTX.
-    pub fn payloads(&self, kind: &MediaKind) -> Vec<PayloadType> {
+    pub fn payloads(&self, kind: &SectionKind) -> Vec<PayloadType> {
         let mut out = Vec::new();
         for c in self.for_kind(kind) {
             out.push(c.payload.clone());
@@ -238,13 +238,11 @@ pub fn answer_media(
         return rejected_media(offer);
     }
     match offer.kind {
-        MediaKind::Audio | MediaKind::Video if offer.is_rtp() => {
-            answer_rtp(offer, codecs, extensions, want)
-        }
-        MediaKind::Application
+        SectionKind::Media(_) if offer.is_rtp() => answer_rtp(offer, codecs, extensions, want),
+        SectionKind::Application
             if offer.is_sctp() && offer.formats.iter().any(|f| f == "webrtc-datachannel") =>
         {
-            let mut m = MediaSection::new(MediaKind::Application, 9, &offer.proto);
+            let mut m = MediaSection::new(SectionKind::Application, 9, &offer.proto);
             m.formats = offer.formats.clone();
             m.connection = Some(Connection::default());
             m.mid = offer.mid.clone();
@@ -446,22 +444,22 @@ pub fn add_sender(m: &mut MediaSection, s: &LocalSender) {
 /// RTP kinds get our payloads for the kind (each codec followed by its RTX), the given
 /// `(id, uri)` header extensions, rtcp-mux and rtcp-rsize, the direction, and when a
 /// sender is given its `msid`, `ssrc`/`ssrc-group:FID` lines and simulcast RIDs.
-/// `MediaKind::Application` gets a data channel section (`UDP/DTLS/SCTP
+/// `SectionKind::Application` gets a data channel section (`UDP/DTLS/SCTP
 /// webrtc-datachannel`, sctp-port 5000, max-message-size 262144); the codec, extension,
 /// direction and sender arguments are unused then. Other kinds yield a port-0 section.
 ///
 /// The caller adds ICE credentials, fingerprint, setup (`actpass`) and candidates.
 pub fn offer_media(
     mid: &str,
-    kind: MediaKind,
+    kind: SectionKind,
     direction: Direction,
     codecs: &LocalCodecs,
     extensions: &[(u16, String)],
     sender: Option<&LocalSender>,
 ) -> MediaSection {
     match kind {
-        MediaKind::Application => {
-            let mut m = MediaSection::new(MediaKind::Application, 9, "UDP/DTLS/SCTP");
+        SectionKind::Application => {
+            let mut m = MediaSection::new(SectionKind::Application, 9, "UDP/DTLS/SCTP");
             m.formats = vec!["webrtc-datachannel".into()];
             m.connection = Some(Connection::default());
             m.mid = Some(mid.to_owned());
@@ -469,13 +467,13 @@ pub fn offer_media(
             m.max_message_size = Some(262_144);
             return m;
         }
-        MediaKind::Other(_) => {
+        SectionKind::Other(_) => {
             let mut m = MediaSection::new(kind, 0, "UDP/TLS/RTP/SAVPF");
             m.formats = vec!["0".into()];
             m.mid = Some(mid.to_owned());
             return m;
         }
-        MediaKind::Audio | MediaKind::Video => {}
+        SectionKind::Media(_) => {}
     }
     let mut m = MediaSection::new(kind, 9, "UDP/TLS/RTP/SAVPF");
     m.connection = Some(Connection::default());
@@ -562,7 +560,7 @@ pub struct NegotiatedMedia {
     /// The section's mid.
     pub mid: String,
     /// Media kind.
-    pub kind: MediaKind,
+    pub kind: SectionKind,
     /// Whether the section was rejected (port 0); all lists are empty then.
     pub rejected: bool,
     /// Our direction (what *we* may do).
@@ -686,7 +684,7 @@ fn negotiate(
     n.remote_sctp_port = remote.sctp_port;
     n.remote_max_message_size = remote.max_message_size;
 
-    let is_rtp = matches!(answer.kind, MediaKind::Audio | MediaKind::Video);
+    let is_rtp = matches!(answer.kind, SectionKind::Media(_));
     if is_rtp {
         for p in &answer.payloads {
             let offered = offer.payload(p.pt).filter(|o| {
@@ -797,7 +795,7 @@ mod tests {
                 assert_eq!(a.kind, o.kind, "{name}");
                 let n = negotiate_from_offer(o, a).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(n.rejected, a.port == 0, "{name}");
-                if a.port != 0 && a.kind != MediaKind::Application {
+                if a.port != 0 && a.kind != SectionKind::Application {
                     assert!(!n.payloads.is_empty(), "{name}");
                     // Each answered RTX apt points at an answered primary.
                     for (apt, rtx) in &n.rtx {
@@ -1103,10 +1101,10 @@ mod tests {
         };
         let offer = offer_media(
             "1",
-            MediaKind::Video,
+            SectionKind::Media(MediaKind::Video),
             Direction::SendRecv,
             &codecs,
-            &default_extensions(&MediaKind::Video),
+            &default_extensions(&SectionKind::Media(MediaKind::Video)),
             Some(&sender),
         );
         assert_eq!(pts(&offer), [96, 97, 98, 99, 102, 103, 104, 105, 45, 46]);
@@ -1177,10 +1175,10 @@ mod tests {
         };
         let offer = offer_media(
             "2",
-            MediaKind::Video,
+            SectionKind::Media(MediaKind::Video),
             Direction::SendOnly,
             &codecs,
-            &default_extensions(&MediaKind::Video),
+            &default_extensions(&SectionKind::Media(MediaKind::Video)),
             Some(&sim_sender),
         );
         assert!(offer.to_string().contains("a=simulcast:send lo;hi\r\n"));
@@ -1203,7 +1201,7 @@ mod tests {
         let codecs = LocalCodecs::default();
         let offer = offer_media(
             "a",
-            MediaKind::Audio,
+            SectionKind::Media(MediaKind::Audio),
             Direction::SendRecv,
             &codecs,
             &[],
@@ -1230,7 +1228,7 @@ mod tests {
             accept_answer_media(&offer, &answer),
             Err(JsepError::NoCodec)
         );
-        answer.kind = MediaKind::Video;
+        answer.kind = SectionKind::Media(MediaKind::Video);
         assert_eq!(
             accept_answer_media(&offer, &answer),
             Err(JsepError::KindMismatch)
@@ -1244,7 +1242,7 @@ mod tests {
         );
         let app = offer_media(
             "d",
-            MediaKind::Application,
+            SectionKind::Application,
             Direction::SendRecv,
             &codecs,
             &[],
@@ -1304,7 +1302,10 @@ mod tests {
 
     fn offered_section() -> impl Strategy<Value = MediaSection> {
         (
-            prop_oneof![Just(MediaKind::Audio), Just(MediaKind::Video)],
+            prop_oneof![
+                Just(SectionKind::Media(MediaKind::Audio)),
+                Just(SectionKind::Media(MediaKind::Video))
+            ],
             prop::collection::btree_set(0u8..128, 0..8),
             prop::collection::vec(offered_codec(), 8),
             proptest::option::of(prop_oneof![
@@ -1321,7 +1322,7 @@ mod tests {
                 let mut m = MediaSection::new(kind, port, "UDP/TLS/RTP/SAVPF");
                 m.mid = Some("m".into());
                 m.direction = direction;
-                m.extmaps = default_extensions(&MediaKind::Video)
+                m.extmaps = default_extensions(&SectionKind::Media(MediaKind::Video))
                     .into_iter()
                     .map(|(id, uri)| ExtMap {
                         id,

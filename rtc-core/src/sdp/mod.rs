@@ -9,20 +9,23 @@
 //!
 //! SDP is exchanged once per negotiation, not per packet, so the model owns its strings.
 //!
-//! Codec identity and matching rules live in [`codec`]; the offer/answer helpers the
-//! `Rtc` state machine uses live in [`jsep`].
+//! Codec identity is the crate-wide [`Codec`]; its `fmtp` parameters
+//! ([`FormatParams`]) and the matching rules of offer/answer ([`codec_matches`]) are
+//! here. An `m=` section's media type is a [`SectionKind`]: audio or video (a
+//! [`MediaKind`]), data channels, or an unknown token.
 
-pub mod codec;
-pub mod jsep;
+pub(crate) mod codec;
+// A few helpers serve only the tests.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod jsep;
 mod parse;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
-pub use codec::{
-    Codec, FormatParams, H264Profile, ProfileLevelId, ProfileLevelIdError, codec_matches,
-};
+pub use crate::media::{Codec, MediaKind};
+pub use codec::{FormatParams, H264Profile, ProfileLevelId, ProfileLevelIdError, codec_matches};
 
 /// Why a session description could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -447,38 +450,51 @@ impl PayloadType {
     }
 }
 
-/// The media type of an `m=` line.
+/// What an `m=` line carries: its media type token.
+///
+/// Audio and video are the crate-wide [`MediaKind`]; data channels and unknown tokens
+/// exist only in SDP.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    /// `audio`.
-    Audio,
-    /// `video`.
-    Video,
+pub enum SectionKind {
+    /// `audio` or `video`.
+    Media(MediaKind),
     /// `application` (data channels).
     Application,
     /// Anything else, verbatim.
     Other(String),
 }
 
-impl MediaKind {
+impl SectionKind {
     /// The token written on the `m=` line.
     pub fn as_str(&self) -> &str {
         match self {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
-            MediaKind::Application => "application",
-            MediaKind::Other(s) => s,
+            SectionKind::Media(k) => k.as_str(),
+            SectionKind::Application => "application",
+            SectionKind::Other(s) => s,
         }
     }
 
     /// Parses an `m=` media token.
-    pub fn from_name(s: &str) -> MediaKind {
-        match s {
-            "audio" => MediaKind::Audio,
-            "video" => MediaKind::Video,
-            "application" => MediaKind::Application,
-            other => MediaKind::Other(other.to_owned()),
+    pub fn from_name(s: &str) -> SectionKind {
+        match (MediaKind::from_name(s), s) {
+            (Some(k), _) => SectionKind::Media(k),
+            (None, "application") => SectionKind::Application,
+            (None, other) => SectionKind::Other(other.to_owned()),
         }
+    }
+
+    /// The media kind of an audio or video section; `None` for the others.
+    pub fn media(&self) -> Option<MediaKind> {
+        match self {
+            SectionKind::Media(k) => Some(*k),
+            _ => None,
+        }
+    }
+}
+
+impl From<MediaKind> for SectionKind {
+    fn from(kind: MediaKind) -> SectionKind {
+        SectionKind::Media(kind)
     }
 }
 
@@ -486,7 +502,7 @@ impl MediaKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaSection {
     /// Media type.
-    pub kind: MediaKind,
+    pub kind: SectionKind,
     /// Port; 0 means the section is rejected/disabled (browsers put 9 otherwise).
     pub port: u16,
     /// The `/<count>` after the port, if present.
@@ -553,7 +569,7 @@ pub struct MediaSection {
 
 impl MediaSection {
     /// An empty section of the given kind, port and proto (no formats, no attributes).
-    pub fn new(kind: MediaKind, port: u16, proto: &str) -> Self {
+    pub fn new(kind: SectionKind, port: u16, proto: &str) -> Self {
         MediaSection {
             kind,
             port,

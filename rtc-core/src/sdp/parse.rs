@@ -2,8 +2,8 @@
 
 use super::{
     Attribute, Bandwidth, Codec, Connection, Direction, ExtMap, Fingerprint, FormatParams, Group,
-    MediaKind, MediaSection, Msid, MsidSemantic, Origin, PayloadType, Rid, RidDirection, RtcpAttr,
-    SdpError, SdpErrorKind, SessionDescription, Setup, Simulcast, SimulcastRid, SsrcAttribute,
+    MediaSection, Msid, MsidSemantic, Origin, PayloadType, Rid, RidDirection, RtcpAttr, SdpError,
+    SdpErrorKind, SectionKind, SessionDescription, Setup, Simulcast, SimulcastRid, SsrcAttribute,
     SsrcGroup, Timing,
 };
 
@@ -198,7 +198,7 @@ fn parse_timing(v: &str) -> Option<Timing> {
 
 fn parse_media_line(v: &str) -> LineResult<MediaSection> {
     let mut it = v.split_whitespace();
-    let kind = MediaKind::from_name(it.next().ok_or(K::BadMediaLine)?);
+    let kind = SectionKind::from_name(it.next().ok_or(K::BadMediaLine)?);
     let port_s = it.next().ok_or(K::BadMediaLine)?;
     let (port, port_count) = match port_s.split_once('/') {
         Some((p, c)) => (p, Some(c.parse().map_err(|_| K::BadMediaLine)?)),

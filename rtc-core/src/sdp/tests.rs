@@ -60,7 +60,7 @@ fn chrome_offer_fields() {
     assert_eq!(sd.media.len(), 3);
 
     let audio = &sd.media[0];
-    assert_eq!(audio.kind, MediaKind::Audio);
+    assert_eq!(audio.kind, SectionKind::Media(MediaKind::Audio));
     assert_eq!(audio.port, 9);
     assert!(audio.is_rtp());
     assert_eq!(audio.mid.as_deref(), Some("0"));
@@ -123,7 +123,7 @@ fn chrome_offer_fields() {
     assert_eq!(sim.send[2][0].id, "f");
 
     let app = &sd.media[2];
-    assert_eq!(app.kind, MediaKind::Application);
+    assert_eq!(app.kind, SectionKind::Application);
     assert!(app.is_sctp());
     assert_eq!(app.formats, ["webrtc-datachannel"]);
     assert_eq!(app.sctp_port, Some(5000));
@@ -547,10 +547,10 @@ fn sim_list() -> impl Strategy<Value = Vec<Vec<SimulcastRid>>> {
 pub(crate) fn media() -> impl Strategy<Value = MediaSection> {
     let head = (
         prop_oneof![
-            Just(MediaKind::Audio),
-            Just(MediaKind::Video),
-            Just(MediaKind::Application),
-            "x[a-z]{1,5}".prop_map(MediaKind::Other),
+            Just(SectionKind::Media(MediaKind::Audio)),
+            Just(SectionKind::Media(MediaKind::Video)),
+            Just(SectionKind::Application),
+            "x[a-z]{1,5}".prop_map(SectionKind::Other),
         ],
         any::<u16>(),
         opt(any::<u16>()),
@@ -769,4 +769,22 @@ proptest! {
             prop_assert!(again.is_ok());
         }
     }
+}
+
+#[test]
+fn section_kind_tokens() {
+    for (token, kind) in [
+        ("audio", SectionKind::Media(MediaKind::Audio)),
+        ("video", SectionKind::Media(MediaKind::Video)),
+        ("application", SectionKind::Application),
+        ("text", SectionKind::Other("text".into())),
+    ] {
+        assert_eq!(SectionKind::from_name(token), kind);
+        assert_eq!(kind.as_str(), token);
+    }
+    assert_eq!(
+        SectionKind::from(MediaKind::Video).media(),
+        Some(MediaKind::Video)
+    );
+    assert_eq!(SectionKind::Application.media(), None);
 }

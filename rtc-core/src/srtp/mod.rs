@@ -8,7 +8,10 @@
 //! the per-packet path does not allocate (a new SSRC costs one insertion into a
 //! sorted table, capped at 1024 SSRCs per table).
 //!
-//! ```
+//! The module is crate-private, so this example is not a doctest; it runs as the unit
+//! test `tests::module_example`.
+//!
+//! ```ignore
 //! use rtc_core::srtp::{SrtpContext, SrtpProfile};
 //!
 //! let profile = SrtpProfile::AeadAes128Gcm;

@@ -732,3 +732,22 @@ proptest! {
         prop_assert!(rx.unprotect_rtcp(&mut b).is_err());
     }
 }
+
+/// The example of the module documentation.
+#[test]
+fn module_example() {
+    let profile = SrtpProfile::AeadAes128Gcm;
+    let km = [7u8; 56]; // DTLS exporter output, profile.keying_material_len() bytes
+    let (mut tx, _) = SrtpContext::pair_from_keying_material(profile, &km, true).unwrap();
+    let (_, mut rx) = SrtpContext::pair_from_keying_material(profile, &km, false).unwrap();
+
+    let mut buf = [0u8; 1500];
+    let rtp = [
+        0x80, 0x60, 0x00, 0x01, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, 1, 2, 3,
+    ];
+    buf[..rtp.len()].copy_from_slice(&rtp);
+    let n = tx.protect_rtp(&mut buf, rtp.len()).unwrap();
+    assert_eq!(n, rtp.len() + profile.rtp_overhead());
+    let m = rx.unprotect_rtp(&mut buf[..n]).unwrap();
+    assert_eq!(&buf[..m], &rtp[..]);
+}

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rtc_core::sdp::{MediaKind as SdpKind, SessionDescription};
+use rtc_core::media::MediaKind;
+use rtc_core::sdp::{SectionKind, SessionDescription};
 use serde::Serialize;
 
 use super::backend::{Backend, BackendError, BackendEvent, Kind};
@@ -516,8 +517,8 @@ fn offer_media(req: &Request) -> Result<Vec<(Kind, bool, bool)>, Response> {
         .filter(|m| m.port != 0)
         .filter_map(|m| {
             let kind = match m.kind {
-                SdpKind::Audio => Kind::Audio,
-                SdpKind::Video => Kind::Video,
+                SectionKind::Media(MediaKind::Audio) => Kind::Audio,
+                SectionKind::Media(MediaKind::Video) => Kind::Video,
                 _ => return None,
             };
             let d = sdp.direction_for(m);

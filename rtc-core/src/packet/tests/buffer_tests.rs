@@ -5,7 +5,7 @@ type Pkt = (PacketMeta<u64>, Vec<u8>);
 
 /// Packetizes `frames` into a packet list starting at `seq0`; frame `k` has time `k * 3000`.
 fn stream(codec: Codec, frames: &[Vec<u8>], mtu: usize, seq0: u64) -> Vec<Pkt> {
-    let mut pk = codec.packetizer();
+    let mut pk = CodecPacketizer::new(&codec).unwrap();
     let mut seq = seq0;
     let mut v = Vec::new();
     for (k, f) in frames.iter().enumerate() {
@@ -41,7 +41,10 @@ fn vp8_frames(n: usize, keys: &[usize]) -> Vec<Vec<u8>> {
 }
 
 fn buf(codec: Codec) -> DepacketizingBuffer<u64> {
-    DepacketizingBuffer::new(codec, DepackConfig::default())
+    DepacketizingBuffer::new(
+        CodecDepacketizer::new(&codec).unwrap(),
+        DepackConfig::default(),
+    )
 }
 
 fn drain(b: &mut DepacketizingBuffer<u64>) -> Vec<Frame<u64>> {
@@ -294,7 +297,8 @@ fn capacity_bounds_and_eviction() {
         max_frames_ahead: 100,
         max_seq_distance: 1000,
     };
-    let mut b: DepacketizingBuffer<u64> = DepacketizingBuffer::new(Codec::Vp8, cfg);
+    let mut b: DepacketizingBuffer<u64> =
+        DepacketizingBuffer::new(CodecDepacketizer::new(&Codec::Vp8).unwrap(), cfg);
     let frames = vp8_frames(6, &[0, 4]);
     let pkts = stream(Codec::Vp8, &frames, 14, 0);
     let mut out = Vec::new();
