@@ -262,13 +262,39 @@ pub enum ChannelTarget {
     Label(String),
 }
 
+/// Why an [`EngineConfig`](crate::EngineConfig) cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// More shards than the engine supports (64: remote subscribers are a 64-bit set).
+    #[error("at most 64 shards ({0} configured)")]
+    TooManyShards(usize),
+    /// An empty core list: no shard would run.
+    #[error("no shards (the core list is empty)")]
+    NoShards,
+    /// Neither an IPv4 nor an IPv6 bind address.
+    #[error("no bind address")]
+    NoBindAddress,
+    /// `base_port + index` of the last shard does not fit a port number.
+    #[error("base_port {base_port} + {shards} shards exceeds 65535")]
+    PortRange {
+        /// The configured port of shard 0.
+        base_port: u16,
+        /// The number of shards.
+        shards: usize,
+    },
+    /// A wildcard bind address without an announced address for its family.
+    #[error("{0} is a wildcard address: set an announced address")]
+    WildcardAddress(SocketAddr),
+}
+
 /// Errors of the control API.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
     /// Bad configuration.
     #[error("config: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// Socket or backend set-up failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -287,9 +313,13 @@ pub enum EngineError {
     /// The session is not a member of the room (or not a publisher in it).
     #[error("session {0} is not in room {1} in that role")]
     NotInRoom(SessionId, RoomId),
-    /// The peer connection refused the set-up (bad SDP, bad parameters).
+    /// The peer connection refused the set-up or the operation (bad SDP, bad
+    /// parameters, a data channel that cannot take the message).
     #[error("rtc: {0}")]
-    Rtc(String),
+    Rtc(#[from] rtc_core::RtcError),
+    /// A call into the session's `Rtc` panicked; the session is removed.
+    #[error("session {0} panicked")]
+    SessionPanicked(SessionId),
     /// A shard did not answer in time.
     #[error("shard {0} did not answer in time")]
     Timeout(usize),

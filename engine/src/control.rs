@@ -157,7 +157,8 @@ fn map_err(e: EngineError) -> ControlError {
         EngineError::NoSuchChannel(s, c) => {
             ControlError::not_found(format!("session {} has no open data channel {c}", s.0))
         }
-        EngineError::Rtc(m) => ControlError::bad_params(m),
+        EngineError::Rtc(m) => ControlError::bad_params(m.to_string()),
+        e @ EngineError::SessionPanicked(_) => ControlError::bad_params(e.to_string()),
         EngineError::Timeout(i) => {
             ControlError::unavailable(format!("shard {i} did not answer in time"))
         }
@@ -854,7 +855,8 @@ impl EngineControl {
         };
         match self.shared.engine.channel_send(id, target, binary, data) {
             Ok(_) => Ok(Response::Done),
-            Err(EngineError::Rtc(m)) => Err(ControlError::conflict(m)),
+            Err(EngineError::Rtc(m)) => Err(ControlError::conflict(m.to_string())),
+            Err(e @ EngineError::SessionPanicked(_)) => Err(ControlError::conflict(e.to_string())),
             Err(e) => Err(map_err(e)),
         }
     }
@@ -1334,12 +1336,18 @@ mod tests {
         assert_eq!(c(EngineError::ShardDraining(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::Timeout(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::ShardGone(0)), ErrorCode::ShuttingDown);
-        assert_eq!(c(EngineError::Rtc("bad sdp".into())), ErrorCode::BadParams);
+        assert_eq!(
+            c(EngineError::Rtc(rtc_core::RtcError::Sdp("bad sdp".into()))),
+            ErrorCode::BadParams
+        );
         assert_eq!(
             c(EngineError::NotInRoom(SessionId(1), RoomId(1))),
             ErrorCode::Conflict
         );
-        assert_eq!(c(EngineError::Config("x".into())), ErrorCode::Internal);
+        assert_eq!(
+            c(EngineError::Config(crate::ConfigError::NoBindAddress)),
+            ErrorCode::Internal
+        );
     }
 
     #[test]

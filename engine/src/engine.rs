@@ -12,8 +12,8 @@ use rtc_core::dtls::DtlsCert;
 use rtc_core::media::Mid;
 
 use crate::api::{
-    ChannelTarget, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId,
-    RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
+    ChannelTarget, ConfigError, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc,
+    Placement, RoomId, RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
 };
 use crate::config::EngineConfig;
 use crate::forward::{LegParams, PtMap};
@@ -105,10 +105,13 @@ impl Engine {
         let cores = cfg.shard_cores();
         let n = cores.len();
         if n > 64 {
-            return Err(EngineError::Config("at most 64 shards".into()));
+            return Err(ConfigError::TooManyShards(n).into());
+        }
+        if n == 0 {
+            return Err(ConfigError::NoShards.into());
         }
         if cfg.bind_v4.is_none() && cfg.bind_v6.is_none() {
-            return Err(EngineError::Config("no bind address".into()));
+            return Err(ConfigError::NoBindAddress.into());
         }
         let mut backends: Vec<Box<dyn IoBackend>> = Vec::with_capacity(n);
         let mut announced_all = Vec::with_capacity(n);
@@ -116,8 +119,12 @@ impl Engine {
             let port = if cfg.base_port == 0 {
                 0
             } else {
-                u16::try_from(usize::from(cfg.base_port) + i)
-                    .map_err(|_| EngineError::Config("base_port + shards exceeds 65535".into()))?
+                u16::try_from(usize::from(cfg.base_port) + i).map_err(|_| {
+                    ConfigError::PortRange {
+                        base_port: cfg.base_port,
+                        shards: n,
+                    }
+                })?
             };
             let socks = socket_addrs(&cfg, port);
             let mut io = cfg.io.clone();
@@ -127,9 +134,7 @@ impl Engine {
             for (local, (_, ann)) in backend.local_addrs().iter().zip(&socks) {
                 let a = SocketAddr::new(ann.unwrap_or(local.ip()), local.port());
                 if a.ip().is_unspecified() {
-                    return Err(EngineError::Config(format!(
-                        "{local} is a wildcard address: set an announced address"
-                    )));
+                    return Err(ConfigError::WildcardAddress(*local).into());
                 }
                 announced.push(a);
             }
@@ -161,7 +166,7 @@ impl Engine {
         let mut threads = Vec::with_capacity(n);
         for (i, (backend, announced)) in backends.into_iter().zip(announced_all).enumerate() {
             let gauge = Arc::new(AtomicUsize::new(0));
-            let cert = DtlsCert::new_ecdsa_p256().map_err(|e| EngineError::Rtc(e.to_string()))?;
+            let cert = DtlsCert::new_ecdsa_p256().map_err(rtc_core::RtcError::from)?;
             let ctx = ShardCtx {
                 index: i,
                 core: cores[i],
@@ -887,4 +892,65 @@ fn legs_where(reg: &Registry, pred: impl Fn(&RegLeg) -> bool) -> Vec<(SessionId,
                 .map(move |l| (*id, l.sub_mid))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::BackendPreference;
+
+    fn start_err(cfg: EngineConfig) -> EngineError {
+        match Engine::start(cfg) {
+            Ok(h) => {
+                h.shutdown();
+                panic!("the engine started");
+            }
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_typed_errors() {
+        let base = EngineConfig {
+            pin: false,
+            backend: BackendPreference::Portable,
+            ..EngineConfig::default()
+        };
+        let e = start_err(EngineConfig {
+            cores: Some(Vec::new()),
+            ..base.clone()
+        });
+        assert!(
+            matches!(e, EngineError::Config(ConfigError::NoShards)),
+            "{e}"
+        );
+        let e = start_err(EngineConfig {
+            cores: Some((0..65).collect()),
+            ..base.clone()
+        });
+        assert!(
+            matches!(e, EngineError::Config(ConfigError::TooManyShards(65))),
+            "{e}"
+        );
+        let e = start_err(EngineConfig {
+            shards: Some(1),
+            bind_v4: None,
+            ..base.clone()
+        });
+        assert!(
+            matches!(e, EngineError::Config(ConfigError::NoBindAddress)),
+            "{e}"
+        );
+        let e = start_err(EngineConfig {
+            shards: Some(1),
+            bind_v4: Some(IpAddr::from([0, 0, 0, 0])),
+            ..base
+        });
+        assert!(
+            matches!(e, EngineError::Config(ConfigError::WildcardAddress(a)) if a.ip().is_unspecified()),
+            "{e}"
+        );
+        // The cause is reachable as the error's source.
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

@@ -14,9 +14,9 @@ pub mod io;
 mod shard;
 
 pub use api::{
-    ChannelTarget, CloseReason, DirectParams, DropCounters, EngineError, EngineEvent, EngineStats,
-    LegInfo, MediaDesc, Placement, RoomId, RoomInfo, SessionId, SessionInfo, SessionSetup,
-    SessionSnapshot, ShardStats, TrackCounters,
+    ChannelTarget, CloseReason, ConfigError, DirectParams, DropCounters, EngineError, EngineEvent,
+    EngineStats, LegInfo, MediaDesc, Placement, RoomId, RoomInfo, SessionId, SessionInfo,
+    SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineHandle};

@@ -471,7 +471,7 @@ struct Adapter {
 
 fn cerr(e: engine::EngineError) -> ControlError {
     match e {
-        engine::EngineError::Rtc(m) => ControlError::bad_params(m),
+        engine::EngineError::Rtc(m) => ControlError::bad_params(m.to_string()),
         engine::EngineError::UnknownSession(_)
         | engine::EngineError::UnknownRoom(_)
         | engine::EngineError::NotInRoom(..) => ControlError::not_found(e.to_string()),

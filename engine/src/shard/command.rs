@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use rtc_core::RtcError;
 use rtc_core::event::{ChannelId, KeyframeRequestKind};
 use rtc_core::media::Mid;
 
@@ -192,8 +193,8 @@ impl Shard {
             EngineError::NoSuchChannel(id, name)
         })?;
         let res = guarded(s, |rtc| match rtc.channel(ChannelId(channel)) {
-            Some(mut ch) => ch.write(binary, data).map_err(|e| e.to_string()),
-            None => Err("no data-channel transport".to_string()),
+            Some(mut ch) => ch.write(binary, data),
+            None => Err(RtcError::InvalidState("no data-channel transport")),
         });
         touch(s, slot, &mut self.touched);
         match res {
@@ -201,7 +202,7 @@ impl Shard {
             Ok(Err(e)) => Err(EngineError::Rtc(e)),
             Err(()) => {
                 self.doomed.push((id, CloseReason::Panicked));
-                Err(EngineError::Rtc("session panicked".into()))
+                Err(EngineError::SessionPanicked(id))
             }
         }
     }

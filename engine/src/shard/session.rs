@@ -8,7 +8,7 @@ use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
 use rtc_core::media::Mid;
 use rtc_core::rtp::Extension;
 use rtc_core::sdp_api::SdpOffer;
-use rtc_core::{Protocol, Rtc};
+use rtc_core::{Protocol, Rtc, RtcError};
 
 use super::{Session, Shard, guarded, touch};
 use crate::api::{
@@ -104,28 +104,27 @@ impl Shard {
         let announced = self.ctx.announced.clone();
         let ufrag = creds.ufrag.clone();
         let local_ice = creds.clone();
-        let built = catch_unwind(AssertUnwindSafe(move || -> Result<_, EngineError> {
-            let rtc_err = |e: rtc_core::RtcError| EngineError::Rtc(e.to_string());
+        let built = catch_unwind(AssertUnwindSafe(move || -> Result<_, RtcError> {
             let mut rtc = Rtc::builder()
                 .set_ice_lite(true)
                 .set_rtp_mode(true)
                 .set_dtls_cert(cert)
                 .set_local_ice_credentials(creds)
                 .set_rtx_buffer(rtx_packets, Duration::from_secs(2))
-                .build(now)
-                .map_err(rtc_err)?;
+                .build(now)?;
             let mut candidates = Vec::new();
             for a in &announced {
-                let c = Candidate::host(*a, Protocol::Udp)
-                    .map_err(|e| EngineError::Rtc(e.to_string()))?;
+                // `RtcError` carries ICE and SDP causes as text (for now).
+                let c =
+                    Candidate::host(*a, Protocol::Udp).map_err(|e| RtcError::Ice(e.to_string()))?;
                 candidates.push(c.to_sdp_string());
                 rtc.add_local_candidate(c);
             }
             let answer = match setup {
                 SessionSetup::Offer(sdp) => {
                     let offer = SdpOffer::from_sdp_string(&sdp)
-                        .map_err(|e| EngineError::Rtc(e.to_string()))?;
-                    let answer = rtc.sdp_api().accept_offer(offer).map_err(rtc_err)?;
+                        .map_err(|e| RtcError::Sdp(e.to_string()))?;
+                    let answer = rtc.sdp_api().accept_offer(offer)?;
                     Some(answer.to_sdp_string())
                 }
                 SessionSetup::Direct(p) => {
@@ -133,12 +132,12 @@ impl Shard {
                     api.set_remote_ice_credentials(p.remote_ice);
                     api.set_remote_fingerprint(p.remote_fingerprint);
                     api.set_ice_controlling(false);
-                    api.start_dtls(p.dtls_active).map_err(rtc_err)?;
+                    api.start_dtls(p.dtls_active)?;
                     for (mid, kind) in &p.media {
                         api.declare_media(*mid, *kind);
                     }
                     for (mid, ssrc) in &p.rx_ssrcs {
-                        api.expect_stream_rx(*mid, *ssrc).map_err(rtc_err)?;
+                        api.expect_stream_rx(*mid, *ssrc)?;
                     }
                     None
                 }
@@ -149,7 +148,7 @@ impl Shard {
             Ok(r) => r?,
             Err(_) => {
                 self.c.panics += 1;
-                return Err(EngineError::Rtc("session set-up panicked".into()));
+                return Err(EngineError::SessionPanicked(id));
             }
         };
         let media = media_descs(&rtc);
@@ -190,18 +189,10 @@ impl Shard {
             channels: Vec::new(),
             rx_counts: Vec::new(),
         };
-        let slot = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.sessions.push(None);
-                self.sessions.len() - 1
-            }
-        };
-        let Some(entry) = self.sessions.get_mut(slot) else {
-            return Err(EngineError::Rtc("slot vanished".into()));
-        };
-        let s = entry.insert(session);
-        touch(s, slot, &mut self.touched);
+        let slot = self.alloc_slot(session);
+        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            touch(s, slot, &mut self.touched);
+        }
         self.by_id.insert(id, slot);
         self.by_ufrag.insert(ufrag, slot);
         self.ctx.gauge.fetch_add(1, Ordering::Relaxed);
@@ -215,6 +206,18 @@ impl Shard {
             candidate_addrs: self.ctx.announced.clone(),
             media,
         })
+    }
+
+    /// Puts a session in a free slot (or a new one) and returns the slot.
+    fn alloc_slot(&mut self, session: Session) -> usize {
+        while let Some(i) = self.free.pop() {
+            if let Some(entry @ None) = self.sessions.get_mut(i) {
+                *entry = Some(session);
+                return i;
+            }
+        }
+        self.sessions.push(Some(session));
+        self.sessions.len() - 1
     }
 
     pub(super) fn close_session(
