@@ -356,6 +356,45 @@ pub struct DropCounters {
     pub dead_session: u64,
 }
 
+impl DropCounters {
+    /// Number of drop reasons (entries of [`DropCounters::named`]).
+    pub const COUNT: usize = 9;
+
+    /// Every counter with its stable name (the field name, e.g. `"unknown_source"`), in
+    /// declaration order. This is the one name table of the drop reasons: the control
+    /// protocol's shard statistics and the load generator use these names.
+    pub fn named(&self) -> [(&'static str, u64); Self::COUNT] {
+        // Destructured so that a new counter cannot be forgotten here.
+        let DropCounters {
+            unknown_source,
+            malformed,
+            srtp_auth,
+            rtc_dropped,
+            no_route,
+            leg_rewrite,
+            leg_not_ready,
+            cross_shard_full,
+            dead_session,
+        } = *self;
+        [
+            ("unknown_source", unknown_source),
+            ("malformed", malformed),
+            ("srtp_auth", srtp_auth),
+            ("rtc_dropped", rtc_dropped),
+            ("no_route", no_route),
+            ("leg_rewrite", leg_rewrite),
+            ("leg_not_ready", leg_not_ready),
+            ("cross_shard_full", cross_shard_full),
+            ("dead_session", dead_session),
+        ]
+    }
+
+    /// The sum of every counter.
+    pub fn total(&self) -> u64 {
+        self.named().iter().map(|(_, v)| v).sum()
+    }
+}
+
 /// Counters and histograms of one shard.
 #[derive(Debug, Clone)]
 pub struct ShardStats {
@@ -421,5 +460,38 @@ impl EngineStats {
     /// Live sessions, all shards.
     pub fn sessions(&self) -> usize {
         self.shards.iter().map(|s| s.sessions).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_counter_names_are_unique_and_match_fields() {
+        let d = DropCounters {
+            unknown_source: 1,
+            malformed: 2,
+            srtp_auth: 3,
+            rtc_dropped: 4,
+            no_route: 5,
+            leg_rewrite: 6,
+            leg_not_ready: 7,
+            cross_shard_full: 8,
+            dead_session: 9,
+        };
+        let named = d.named();
+        assert_eq!(named[0], ("unknown_source", 1));
+        assert_eq!(named[2], ("srtp_auth", 3));
+        assert_eq!(named[8], ("dead_session", 9));
+        for (i, (_, v)) in named.iter().enumerate() {
+            assert_eq!(*v, i as u64 + 1, "entry {i} is out of declaration order");
+        }
+        let mut names: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropCounters::COUNT);
+        assert_eq!(d.total(), 45);
+        assert_eq!(DropCounters::default().total(), 0);
     }
 }

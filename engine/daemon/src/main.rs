@@ -356,16 +356,7 @@ fn log_stats(engine: &engine::EngineHandle) {
     match engine.stats() {
         Ok(st) => {
             for s in &st.shards {
-                let d = s.drops;
-                let dropped = d.unknown_source
-                    + d.malformed
-                    + d.srtp_auth
-                    + d.rtc_dropped
-                    + d.no_route
-                    + d.leg_rewrite
-                    + d.leg_not_ready
-                    + d.cross_shard_full
-                    + d.dead_session;
+                let dropped = s.drops.total();
                 tracing::info!(
                     shard = s.shard,
                     sessions = s.sessions,
