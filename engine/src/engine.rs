@@ -101,6 +101,12 @@ fn socket_addrs(cfg: &EngineConfig, port: u16) -> Vec<(SocketAddr, Option<IpAddr
 impl Engine {
     /// Opens one backend per shard (sockets on `base_port + index`), spawns the shard
     /// threads (pinned when configured) and returns the control handle.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Config`] for a configuration that cannot run (see [`ConfigError`](crate::ConfigError)),
+    /// [`EngineError::Io`] when a socket or backend cannot be opened or a thread spawned, and
+    /// [`EngineError::Rtc`] when the DTLS certificate cannot be generated.
     pub fn start(cfg: EngineConfig) -> Result<EngineHandle, EngineError> {
         let cores = cfg.shard_cores();
         let n = cores.len();
@@ -310,6 +316,13 @@ impl EngineHandle {
 
     /// Creates a session on a shard: `Placement::Auto` picks the non-draining shard with
     /// the fewest sessions.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`] / [`EngineError::ShardDraining`] for a placement that
+    /// cannot take the session, [`EngineError::Rtc`] when the offer or the direct parameters are
+    /// refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the shard does not answer.
     pub fn create_session(
         &self,
         setup: SessionSetup,
@@ -353,6 +366,11 @@ impl EngineHandle {
 
     /// Closes a session (DTLS close_notify is sent) and removes it from its rooms; legs
     /// that forwarded it to others are removed.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown session; [`EngineError::Timeout`] /
+    /// [`EngineError::ShardGone`] when its shard does not answer.
     pub fn close_session(&self, id: SessionId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         let shard = reg
@@ -386,6 +404,11 @@ impl EngineHandle {
     }
 
     /// Closes a room: every leg created in it is removed; sessions stay open.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRoom`] for an unknown room; [`EngineError::Timeout`] /
+    /// [`EngineError::ShardGone`] when a shard does not answer while its legs are removed.
     pub fn close_room(&self, room: RoomId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.rooms.contains_key(&room) {
@@ -417,6 +440,10 @@ impl EngineHandle {
     }
 
     /// Makes `session` a member of `room` (without publishing).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] or [`EngineError::UnknownRoom`].
     pub fn join_room(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.sessions.contains_key(&session) {
@@ -434,6 +461,10 @@ impl EngineHandle {
 
     /// Makes `session` a publisher in `room`: its received media sections become tracks
     /// others can subscribe to.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] or [`EngineError::UnknownRoom`].
     pub fn publish(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.sessions.contains_key(&session) {
@@ -457,6 +488,10 @@ impl EngineHandle {
     /// the same kind that the engine may send on; when none is free, the first such
     /// section switches to this publisher (its leg keeps SSRC, sequence numbers and
     /// timestamps continuous). Returns the legs now carrying `publisher`.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::subscribe_tracks`].
     pub fn subscribe(
         &self,
         room: RoomId,
@@ -468,6 +503,13 @@ impl EngineHandle {
 
     /// As [`EngineHandle::subscribe`], limited to the publisher's media sections in
     /// `mids` (`None`: all).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRoom`], [`EngineError::NotInRoom`] when `publisher` does not
+    /// publish in the room, [`EngineError::UnknownSession`] for an unknown session (or one
+    /// that ended meanwhile), [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard
+    /// does not answer.
     pub fn subscribe_tracks(
         &self,
         room: RoomId,
@@ -592,6 +634,10 @@ impl EngineHandle {
     }
 
     /// Stops forwarding `publisher` to `subscriber`.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::unsubscribe_tracks`].
     pub fn unsubscribe(
         &self,
         room: RoomId,
@@ -603,6 +649,12 @@ impl EngineHandle {
 
     /// As [`EngineHandle::unsubscribe`], limited to the publisher's media sections in
     /// `mids` (`None`: all).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRoom`], [`EngineError::UnknownSession`] for an unknown
+    /// subscriber, [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard does not
+    /// answer.
     pub fn unsubscribe_tracks(
         &self,
         room: RoomId,
@@ -631,6 +683,11 @@ impl EngineHandle {
 
     /// Asks a publisher for a keyframe on its media section `mid` (all sections when
     /// `None`). Returns whether a request was sent.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`]; [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when its shard does not answer.
     pub fn request_keyframe(
         &self,
         publisher: SessionId,
@@ -650,6 +707,11 @@ impl EngineHandle {
     }
 
     /// A snapshot of one session (state, addresses, counters, channels).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`]; [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when its shard does not answer.
     pub fn session_stats(&self, id: SessionId) -> Result<SessionSnapshot, EngineError> {
         let shard = self.session_shard(id)?;
         self.call(shard, |reply| Command::SessionStats { id, reply })?
@@ -657,6 +719,12 @@ impl EngineHandle {
     }
 
     /// Sends a message on an open data channel of a session. Returns the bytes accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`], [`EngineError::NoSuchChannel`] when no such channel is
+    /// open, [`EngineError::Rtc`] when the channel refuses the message,
+    /// [`EngineError::SessionPanicked`], [`EngineError::Timeout`] / [`EngineError::ShardGone`].
     pub fn channel_send(
         &self,
         id: SessionId,
@@ -683,6 +751,10 @@ impl EngineHandle {
     }
 
     /// Counters and histograms of every shard.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard does not answer.
     pub fn stats(&self) -> Result<EngineStats, EngineError> {
         let mut shards = Vec::with_capacity(self.inner.shards.len());
         for i in 0..self.inner.shards.len() {
@@ -693,6 +765,11 @@ impl EngineHandle {
 
     /// Drains a shard: it takes no new sessions. With `close_sessions`, its sessions are
     /// closed now; otherwise they end on their own. Returns the sessions closed.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`]; with `close_sessions`, [`EngineError::Timeout`] /
+    /// [`EngineError::ShardGone`] when the shard does not answer.
     pub fn drain_shard(&self, shard: usize, close_sessions: bool) -> Result<usize, EngineError> {
         let link = self
             .inner
@@ -717,6 +794,10 @@ impl EngineHandle {
     }
 
     /// Takes new sessions on a drained shard again.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`].
     pub fn undrain_shard(&self, shard: usize) -> Result<(), EngineError> {
         self.inner
             .shards
@@ -729,6 +810,11 @@ impl EngineHandle {
 
     /// Test hook: the next call into this session's `Rtc` panics inside the shard (which
     /// must remove the session, count it and carry on).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`], [`EngineError::ShardGone`] when the command cannot
+    /// be queued.
     #[doc(hidden)]
     pub fn debug_inject_panic(&self, id: SessionId) -> Result<(), EngineError> {
         let shard = self

@@ -113,6 +113,11 @@ unsafe impl Send for UringBackend {}
 impl UringBackend {
     /// Sets up the ring, registers the provided-buffer ring, binds the sockets and arms one
     /// multishot receive per socket plus the wake-up read.
+    ///
+    /// # Errors
+    ///
+    /// The ring, buffer-ring, socket or waker set-up error; [`is_setup_refusal`] tells
+    /// "io_uring is not available here" apart.
     pub fn open(cfg: &IoConfig) -> io::Result<Self> {
         let entries = cfg.ring_entries.clamp(8, 32_768).next_power_of_two();
         let buf_count = cfg.recv_buffers.count.clamp(1, 32_768).next_power_of_two();
