@@ -1,24 +1,28 @@
 //! Starting the shards and the in-process control API.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use rtc_core::dtls::DtlsCert;
 use rtc_core::media::Mid;
 
 use crate::api::{
-    ChannelTarget, ConfigError, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc,
-    Placement, RoomId, RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
+    ChannelTarget, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId,
+    RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
 };
-use crate::config::EngineConfig;
 use crate::forward::{LegParams, PtMap};
-use crate::io::{IoBackend, Waker, open_backend};
-use crate::shard::{Command, LegSpec, PeerLink, RouteSpec, Shard, ShardCtx};
+use crate::io::Waker;
+use crate::shard::{Command, LegSpec, RouteSpec};
+
+mod registry;
+mod start;
+#[cfg(test)]
+mod tests;
+
+use registry::{RegLeg, RegRoom, RegSession, Registry, legs_where};
 
 /// Entry point: [`Engine::start`].
 #[derive(Debug)]
@@ -31,35 +35,6 @@ struct ShardLink {
     draining: AtomicBool,
     local_addrs: Vec<SocketAddr>,
     announced: Vec<SocketAddr>,
-}
-
-struct RegLeg {
-    sub_mid: Mid,
-    publisher: SessionId,
-    pub_mid: Mid,
-    ssrc: u32,
-    room: RoomId,
-}
-
-struct RegSession {
-    shard: usize,
-    media: Vec<MediaDesc>,
-    legs: Vec<RegLeg>,
-}
-
-struct RegRoom {
-    name: String,
-    publishers: Vec<SessionId>,
-    members: Vec<SessionId>,
-}
-
-#[derive(Default)]
-struct Registry {
-    sessions: HashMap<SessionId, RegSession>,
-    rooms: HashMap<RoomId, RegRoom>,
-    /// Legs per (publisher, publisher mid, subscriber shard) where the shards differ.
-    remote_refs: HashMap<(SessionId, Mid, usize), usize>,
-    next_room: u64,
 }
 
 struct Inner {
@@ -84,148 +59,6 @@ impl std::fmt::Debug for EngineHandle {
         f.debug_struct("EngineHandle")
             .field("shards", &self.inner.shards.len())
             .finish()
-    }
-}
-
-fn socket_addrs(cfg: &EngineConfig, port: u16) -> Vec<(SocketAddr, Option<IpAddr>)> {
-    let mut v = Vec::new();
-    if let Some(ip) = cfg.bind_v4 {
-        v.push((SocketAddr::new(ip, port), cfg.announce_v4));
-    }
-    if let Some(ip) = cfg.bind_v6 {
-        v.push((SocketAddr::new(ip, port), cfg.announce_v6));
-    }
-    v
-}
-
-impl Engine {
-    /// Opens one backend per shard (sockets on `base_port + index`), spawns the shard
-    /// threads (pinned when configured) and returns the control handle.
-    ///
-    /// # Errors
-    ///
-    /// [`EngineError::Config`] for a configuration that cannot run (see [`ConfigError`](crate::ConfigError)),
-    /// [`EngineError::Io`] when a socket or backend cannot be opened or a thread spawned, and
-    /// [`EngineError::Rtc`] when the DTLS certificate cannot be generated.
-    pub fn start(cfg: EngineConfig) -> Result<EngineHandle, EngineError> {
-        let cores = cfg.shard_cores();
-        let n = cores.len();
-        if n > 64 {
-            return Err(ConfigError::TooManyShards(n).into());
-        }
-        if n == 0 {
-            return Err(ConfigError::NoShards.into());
-        }
-        if cfg.bind_v4.is_none() && cfg.bind_v6.is_none() {
-            return Err(ConfigError::NoBindAddress.into());
-        }
-        let mut backends: Vec<Box<dyn IoBackend>> = Vec::with_capacity(n);
-        let mut announced_all = Vec::with_capacity(n);
-        for i in 0..n {
-            let port = if cfg.base_port == 0 {
-                0
-            } else {
-                u16::try_from(usize::from(cfg.base_port) + i).map_err(|_| {
-                    ConfigError::PortRange {
-                        base_port: cfg.base_port,
-                        shards: n,
-                    }
-                })?
-            };
-            let socks = socket_addrs(&cfg, port);
-            let mut io = cfg.io.clone();
-            io.bind = socks.iter().map(|(a, _)| *a).collect();
-            let backend = open_backend(cfg.backend, &io)?;
-            let mut announced = Vec::new();
-            for (local, (_, ann)) in backend.local_addrs().iter().zip(&socks) {
-                let a = SocketAddr::new(ann.unwrap_or(local.ip()), local.port());
-                if a.ip().is_unspecified() {
-                    return Err(ConfigError::WildcardAddress(*local).into());
-                }
-                announced.push(a);
-            }
-            announced_all.push(announced);
-            backends.push(backend);
-        }
-
-        let mut cmd = Vec::new();
-        let mut data = Vec::new();
-        let mut ret = Vec::new();
-        for _ in 0..n {
-            cmd.push(crossbeam_channel::bounded::<Command>(
-                cfg.command_queue.max(1),
-            ));
-            data.push(crossbeam_channel::bounded(cfg.forward_queue.max(1)));
-            ret.push(crossbeam_channel::bounded(cfg.forward_queue.max(1) * 2));
-        }
-        let peers: Vec<PeerLink> = (0..n)
-            .map(|i| PeerLink {
-                data_tx: data[i].0.clone(),
-                ret_tx: ret[i].0.clone(),
-                waker: backends[i].waker(),
-            })
-            .collect();
-        let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_queue.max(1));
-        let (gone_tx, gone_rx) = crossbeam_channel::bounded(65_536);
-
-        let mut links = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        for (i, (backend, announced)) in backends.into_iter().zip(announced_all).enumerate() {
-            let gauge = Arc::new(AtomicUsize::new(0));
-            let cert = DtlsCert::new_ecdsa_p256().map_err(rtc_core::RtcError::from)?;
-            let ctx = ShardCtx {
-                index: i,
-                core: cores[i],
-                announced: announced.clone(),
-                cert,
-                cmd_rx: cmd[i].1.clone(),
-                data_rx: data[i].1.clone(),
-                ret_rx: ret[i].1.clone(),
-                peers: peers.clone(),
-                events_tx: events_tx.clone(),
-                gone_tx: gone_tx.clone(),
-                gauge: gauge.clone(),
-                keyframe_interval: cfg.keyframe_interval,
-                rtx_buffer_packets: cfg.rtx_buffer_packets,
-                forward_batch: cfg.forward_batch.clamp(1, 1024),
-            };
-            links.push(ShardLink {
-                cmd_tx: cmd[i].0.clone(),
-                waker: backend.waker(),
-                gauge,
-                draining: AtomicBool::new(false),
-                local_addrs: backend.local_addrs().to_vec(),
-                announced,
-            });
-            let core = cores[i];
-            let hook = cfg.on_thread_start.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("shard-{i}"))
-                .spawn(move || {
-                    if let Some(c) = core
-                        && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
-                    {
-                        tracing::warn!(shard = i, core = c, "could not pin shard thread");
-                    }
-                    if let Some(h) = hook {
-                        h(i);
-                    }
-                    Shard::new(ctx).run(backend);
-                })?;
-            threads.push(t);
-        }
-        tracing::info!(shards = n, "engine started");
-        Ok(EngineHandle {
-            inner: Arc::new(Inner {
-                shards: links,
-                reg: Mutex::new(Registry::default()),
-                next_session: AtomicU64::new(1),
-                events_rx,
-                gone_rx,
-                threads: Mutex::new(threads),
-                reply_timeout: cfg.reply_timeout,
-            }),
-        })
     }
 }
 
@@ -852,191 +685,5 @@ impl EngineHandle {
                 tracing::error!("a shard thread panicked");
             }
         }
-    }
-
-    // ---- registry helpers (control path only) -------------------------------------
-
-    fn add_remote_ref(
-        &self,
-        reg: &mut Registry,
-        key: (SessionId, Mid),
-        spec: RouteSpec,
-        shard: usize,
-    ) -> Result<(), EngineError> {
-        let n = reg.remote_refs.entry((key.0, key.1, shard)).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            self.call(spec.pub_shard, |reply| Command::SetRemote {
-                key,
-                spec,
-                shard,
-                on: true,
-                reply,
-            })?;
-        }
-        Ok(())
-    }
-
-    fn drop_remote_ref(
-        &self,
-        reg: &mut Registry,
-        key: (SessionId, Mid),
-        shard: usize,
-    ) -> Result<(), EngineError> {
-        let Some(n) = reg.remote_refs.get_mut(&(key.0, key.1, shard)) else {
-            return Ok(());
-        };
-        *n = n.saturating_sub(1);
-        if *n > 0 {
-            return Ok(());
-        }
-        reg.remote_refs.remove(&(key.0, key.1, shard));
-        let Some(pub_shard) = reg.sessions.get(&key.0).map(|s| s.shard) else {
-            return Ok(());
-        };
-        let spec = RouteSpec {
-            kind: rtc_core::media::MediaKind::Video,
-            pub_shard,
-        };
-        self.call(pub_shard, |reply| Command::SetRemote {
-            key,
-            spec,
-            shard,
-            on: false,
-            reply,
-        })
-    }
-
-    fn release_remote(
-        &self,
-        reg: &mut Registry,
-        leg: &RegLeg,
-        sub_shard: usize,
-    ) -> Result<(), EngineError> {
-        let pub_shard = reg.sessions.get(&leg.publisher).map(|s| s.shard);
-        if pub_shard.is_some_and(|p| p != sub_shard) {
-            self.drop_remote_ref(reg, (leg.publisher, leg.pub_mid), sub_shard)?;
-        }
-        Ok(())
-    }
-
-    fn remove_leg(
-        &self,
-        reg: &mut Registry,
-        sub: SessionId,
-        sub_mid: Mid,
-    ) -> Result<(), EngineError> {
-        let Some(s) = reg.sessions.get_mut(&sub) else {
-            return Ok(());
-        };
-        let shard = s.shard;
-        let Some(i) = s.legs.iter().position(|l| l.sub_mid == sub_mid) else {
-            return Ok(());
-        };
-        let leg = s.legs.remove(i);
-        self.call(shard, |reply| Command::RemoveLeg {
-            sub,
-            sub_mid,
-            reply,
-        })?;
-        self.release_remote(reg, &leg, shard)
-    }
-
-    /// Drops a session from the registry: its own legs, legs forwarding it, rooms.
-    /// Shard calls that fail here (a shard gone) are ignored: nothing is left to undo.
-    fn forget_session(&self, reg: &mut Registry, id: SessionId) {
-        // Legs that forward this session to others.
-        let fed = legs_where(reg, |l| l.publisher == id);
-        for (sub, sub_mid) in fed {
-            let _ = self.remove_leg(reg, sub, sub_mid);
-        }
-        // Its own legs (as subscriber): release remote references.
-        if let Some(s) = reg.sessions.get_mut(&id) {
-            let shard = s.shard;
-            let legs = std::mem::take(&mut s.legs);
-            for l in &legs {
-                let _ = self.release_remote(reg, l, shard);
-            }
-        }
-        reg.remote_refs.retain(|(p, _, _), _| *p != id);
-        for r in reg.rooms.values_mut() {
-            r.publishers.retain(|s| *s != id);
-            r.members.retain(|s| *s != id);
-        }
-        reg.sessions.remove(&id);
-    }
-}
-
-/// `(subscriber, subscriber mid)` of every leg in the registry that `pred` selects.
-fn legs_where(reg: &Registry, pred: impl Fn(&RegLeg) -> bool) -> Vec<(SessionId, Mid)> {
-    reg.sessions
-        .iter()
-        .flat_map(|(id, s)| {
-            s.legs
-                .iter()
-                .filter(|l| pred(l))
-                .map(move |l| (*id, l.sub_mid))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::io::BackendPreference;
-
-    fn start_err(cfg: EngineConfig) -> EngineError {
-        match Engine::start(cfg) {
-            Ok(h) => {
-                h.shutdown();
-                panic!("the engine started");
-            }
-            Err(e) => e,
-        }
-    }
-
-    #[test]
-    fn bad_configurations_are_typed_errors() {
-        let base = EngineConfig {
-            pin: false,
-            backend: BackendPreference::Portable,
-            ..EngineConfig::default()
-        };
-        let e = start_err(EngineConfig {
-            cores: Some(Vec::new()),
-            ..base.clone()
-        });
-        assert!(
-            matches!(e, EngineError::Config(ConfigError::NoShards)),
-            "{e}"
-        );
-        let e = start_err(EngineConfig {
-            cores: Some((0..65).collect()),
-            ..base.clone()
-        });
-        assert!(
-            matches!(e, EngineError::Config(ConfigError::TooManyShards(65))),
-            "{e}"
-        );
-        let e = start_err(EngineConfig {
-            shards: Some(1),
-            bind_v4: None,
-            ..base.clone()
-        });
-        assert!(
-            matches!(e, EngineError::Config(ConfigError::NoBindAddress)),
-            "{e}"
-        );
-        let e = start_err(EngineConfig {
-            shards: Some(1),
-            bind_v4: Some(IpAddr::from([0, 0, 0, 0])),
-            ..base
-        });
-        assert!(
-            matches!(e, EngineError::Config(ConfigError::WildcardAddress(a)) if a.ip().is_unspecified()),
-            "{e}"
-        );
-        // The cause is reachable as the error's source.
-        assert!(std::error::Error::source(&e).is_some());
     }
 }
