@@ -5,6 +5,11 @@
 //! [`Waker`]; RTP packets for subscribers on other shards travel in batches over bounded
 //! channels (full → dropped and counted, never blocking), and the emptied batches come
 //! back over a return channel so that steady-state forwarding does not allocate.
+//!
+//! This module holds the types, the [`Shard`] struct, its run loop and small shared
+//! helpers; the work is in `recv` (datagrams and cross-shard batches), `drive` (timers and
+//! draining the sessions' output), `forward` (fan-out, batches, keyframe requests),
+//! `session` (creation and removal) and `command` (control commands).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -259,6 +264,8 @@ struct Counters {
     drops: DropCounters,
 }
 
+/// What the shard does after one `poll_output` of a session (the output itself borrows
+/// the `Rtc`, so it is turned into this owned value first).
 enum Act {
     Continue,
     Timeout(Instant),
