@@ -152,7 +152,7 @@ pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, BenchError> {
         Ok(p)
     } else {
         Err(BenchError::Child(format!(
-            "{} not found; build it first: cargo build --release -p engine -p tools -p benches \
+            "{} not found; build it first: cargo build --release -p rtc-engine -p tools -p benches \
              (or pass --bin-dir)",
             p.display()
         )))

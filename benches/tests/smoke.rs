@@ -2,7 +2,7 @@
 //! the JSON and the SVG are produced and that the numbers are sane.
 //!
 //! Needs the debug `rtc-engine` and `rtc-loadgen` next to `rtc-bench` in the same
-//! target directory: `cargo build -p engine -p tools` (cargo does not build other
+//! target directory: `cargo build -p rtc-engine -p tools` (cargo does not build other
 //! packages' binaries for a test).
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ fn quick_run_produces_table_json_svg() {
     for b in ["rtc-engine", "rtc-loadgen"] {
         assert!(
             dir.join(b).is_file(),
-            "{} is missing: run `cargo build -p engine -p tools` first",
+            "{} is missing: run `cargo build -p rtc-engine -p tools` first",
             dir.join(b).display()
         );
     }

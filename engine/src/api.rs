@@ -262,13 +262,39 @@ pub enum ChannelTarget {
     Label(String),
 }
 
+/// Why an [`EngineConfig`](crate::EngineConfig) cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// More shards than the engine supports (64: remote subscribers are a 64-bit set).
+    #[error("at most 64 shards ({0} configured)")]
+    TooManyShards(usize),
+    /// An empty core list: no shard would run.
+    #[error("no shards (the core list is empty)")]
+    NoShards,
+    /// Neither an IPv4 nor an IPv6 bind address.
+    #[error("no bind address")]
+    NoBindAddress,
+    /// `base_port + index` of the last shard does not fit a port number.
+    #[error("base_port {base_port} + {shards} shards exceeds 65535")]
+    PortRange {
+        /// The configured port of shard 0.
+        base_port: u16,
+        /// The number of shards.
+        shards: usize,
+    },
+    /// A wildcard bind address without an announced address for its family.
+    #[error("{0} is a wildcard address: set an announced address")]
+    WildcardAddress(SocketAddr),
+}
+
 /// Errors of the control API.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
     /// Bad configuration.
     #[error("config: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// Socket or backend set-up failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -287,9 +313,13 @@ pub enum EngineError {
     /// The session is not a member of the room (or not a publisher in it).
     #[error("session {0} is not in room {1} in that role")]
     NotInRoom(SessionId, RoomId),
-    /// The peer connection refused the set-up (bad SDP, bad parameters).
+    /// The peer connection refused the set-up or the operation (bad SDP, bad
+    /// parameters, a data channel that cannot take the message).
     #[error("rtc: {0}")]
-    Rtc(String),
+    Rtc(#[from] rtc_core::RtcError),
+    /// A call into the session's `Rtc` panicked; the session is removed.
+    #[error("session {0} panicked")]
+    SessionPanicked(SessionId),
     /// A shard did not answer in time.
     #[error("shard {0} did not answer in time")]
     Timeout(usize),
@@ -324,6 +354,45 @@ pub struct DropCounters {
     pub cross_shard_full: u64,
     /// Datagrams that arrived for a session whose `Rtc` is no longer alive.
     pub dead_session: u64,
+}
+
+impl DropCounters {
+    /// Number of drop reasons (entries of [`DropCounters::named`]).
+    pub const COUNT: usize = 9;
+
+    /// Every counter with its stable name (the field name, e.g. `"unknown_source"`), in
+    /// declaration order. This is the one name table of the drop reasons: the control
+    /// protocol's shard statistics and the load generator use these names.
+    pub fn named(&self) -> [(&'static str, u64); Self::COUNT] {
+        // Destructured so that a new counter cannot be forgotten here.
+        let DropCounters {
+            unknown_source,
+            malformed,
+            srtp_auth,
+            rtc_dropped,
+            no_route,
+            leg_rewrite,
+            leg_not_ready,
+            cross_shard_full,
+            dead_session,
+        } = *self;
+        [
+            ("unknown_source", unknown_source),
+            ("malformed", malformed),
+            ("srtp_auth", srtp_auth),
+            ("rtc_dropped", rtc_dropped),
+            ("no_route", no_route),
+            ("leg_rewrite", leg_rewrite),
+            ("leg_not_ready", leg_not_ready),
+            ("cross_shard_full", cross_shard_full),
+            ("dead_session", dead_session),
+        ]
+    }
+
+    /// The sum of every counter.
+    pub fn total(&self) -> u64 {
+        self.named().iter().map(|(_, v)| v).sum()
+    }
 }
 
 /// Counters and histograms of one shard.
@@ -391,5 +460,38 @@ impl EngineStats {
     /// Live sessions, all shards.
     pub fn sessions(&self) -> usize {
         self.shards.iter().map(|s| s.sessions).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_counter_names_are_unique_and_match_fields() {
+        let d = DropCounters {
+            unknown_source: 1,
+            malformed: 2,
+            srtp_auth: 3,
+            rtc_dropped: 4,
+            no_route: 5,
+            leg_rewrite: 6,
+            leg_not_ready: 7,
+            cross_shard_full: 8,
+            dead_session: 9,
+        };
+        let named = d.named();
+        assert_eq!(named[0], ("unknown_source", 1));
+        assert_eq!(named[2], ("srtp_auth", 3));
+        assert_eq!(named[8], ("dead_session", 9));
+        for (i, (_, v)) in named.iter().enumerate() {
+            assert_eq!(*v, i as u64 + 1, "entry {i} is out of declaration order");
+        }
+        let mut names: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropCounters::COUNT);
+        assert_eq!(d.total(), 45);
+        assert_eq!(DropCounters::default().total(), 0);
     }
 }

@@ -245,6 +245,11 @@ pub enum RewriteError {
 
 /// Writes the leg's version of the plaintext RTP packet `src` into `out` and returns its
 /// length. `source` identifies the publisher stream for the rewriter.
+///
+/// # Errors
+///
+/// [`RewriteError`]: a packet that does not parse, a payload type the leg does not map,
+/// or an `out` too small.
 pub fn rewrite_for_leg(
     src: &[u8],
     source: u64,

@@ -41,7 +41,7 @@ fn rtc_engine() -> PathBuf {
     let bin = dir.join("rtc-engine");
     if !bin.exists() {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "engine", "--bin", "rtc-engine"]);
+        cmd.args(["build", "-p", "rtc-engine", "--bin", "rtc-engine"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }

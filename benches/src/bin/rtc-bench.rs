@@ -2,7 +2,7 @@
 //! reflector on the engine's I/O backend) and `rtc-engine` driven by `rtc-loadgen`, as
 //! real processes on loopback, and prints one table (optionally JSON and an SVG plot).
 //!
-//! Build first: `cargo build --release -p engine -p tools -p benches`.
+//! Build first: `cargo build --release -p rtc-engine -p tools -p benches`.
 
 use std::io::Write;
 use std::net::SocketAddr;

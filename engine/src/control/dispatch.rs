@@ -471,7 +471,9 @@ impl EngineControl {
         };
         match self.shared.engine.channel_send(id, target, binary, data) {
             Ok(_) => Ok(Response::Done),
-            Err(EngineError::Rtc(m)) => Err(ControlError::conflict(m)),
+            Err(e @ (EngineError::Rtc(_) | EngineError::SessionPanicked(_))) => {
+                Err(ControlError::conflict(e.to_string()))
+            }
             Err(e) => Err(map_err(e)),
         }
     }

@@ -23,6 +23,7 @@ pub(super) fn map_err(e: EngineError) -> ControlError {
         EngineError::ShardDraining(_) | EngineError::Timeout(_) => ErrorCode::Unavailable,
         EngineError::NotInRoom(..) => ErrorCode::Conflict,
         EngineError::Rtc(_) => ErrorCode::BadParams,
+        EngineError::SessionPanicked(_) => ErrorCode::BadParams,
         EngineError::ShardGone(_) => ErrorCode::ShuttingDown,
         EngineError::Config(_) | EngineError::Io(_) => ErrorCode::Internal,
     };
@@ -334,11 +335,17 @@ mod tests {
         assert_eq!(c(EngineError::ShardDraining(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::Timeout(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::ShardGone(0)), ErrorCode::ShuttingDown);
-        assert_eq!(c(EngineError::Rtc("bad sdp".into())), ErrorCode::BadParams);
+        assert_eq!(
+            c(EngineError::Rtc(rtc_core::RtcError::NotAlive)),
+            ErrorCode::BadParams
+        );
         assert_eq!(
             c(EngineError::NotInRoom(SessionId(1), RoomId(1))),
             ErrorCode::Conflict
         );
-        assert_eq!(c(EngineError::Config("x".into())), ErrorCode::Internal);
+        assert_eq!(
+            c(EngineError::Config(crate::ConfigError::NoBindAddress)),
+            ErrorCode::Internal
+        );
     }
 }

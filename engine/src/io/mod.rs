@@ -201,6 +201,10 @@ pub trait IoBackend: Send {
     /// `timeout` elapses (`None` = no timeout, `Some(Duration::ZERO)` = do not block).
     /// Never busy-waits. Also submits anything still queued in the io_uring submission
     /// queue and reaps send completions.
+    ///
+    /// # Errors
+    ///
+    /// A failed wait or submit (the caller logs it and carries on).
     fn poll(
         &mut self,
         timeout: Option<Duration>,
@@ -218,6 +222,10 @@ pub trait IoBackend: Send {
 
     /// Hands all queued batches to the kernel in one submit (io_uring) or one `sendmmsg`
     /// per socket (portable). Send errors are counted as drops, never retried or blocked on.
+    ///
+    /// # Errors
+    ///
+    /// A failed submit (per-datagram send errors are counted as drops instead).
     fn flush(&mut self) -> io::Result<()>;
 
     /// A handle that wakes a blocked [`IoBackend::poll`] from any thread.
@@ -232,6 +240,11 @@ pub trait IoBackend: Send {
 /// With [`BackendPreference::Auto`], io_uring is tried first; when ring setup or buffer-ring
 /// registration is refused (`EPERM`, `ENOSYS`, `EINVAL`, `EOPNOTSUPP`, as under Docker's
 /// default seccomp profile) the portable backend is opened instead and the reason logged.
+///
+/// # Errors
+///
+/// The backend's open error (for `Auto`, the portable backend's when io_uring is
+/// unavailable, else io_uring's).
 pub fn open_backend(pref: BackendPreference, cfg: &IoConfig) -> io::Result<Box<dyn IoBackend>> {
     match pref {
         BackendPreference::Portable => Ok(Box::new(portable::PortableBackend::open(cfg)?)),

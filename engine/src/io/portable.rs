@@ -52,6 +52,10 @@ unsafe impl Send for PortableBackend {}
 
 impl PortableBackend {
     /// Binds the sockets and allocates the buffer pools.
+    ///
+    /// # Errors
+    ///
+    /// The socket (bind, options) or waker set-up error.
     pub fn open(cfg: &IoConfig) -> io::Result<Self> {
         let (sockets, locals) = sys::open_sockets(cfg)?;
         let waker = Waker::new()?;

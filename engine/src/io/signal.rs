@@ -22,6 +22,10 @@ impl std::fmt::Debug for ShutdownSignals {
 impl ShutdownSignals {
     /// Blocks `SIGINT` and `SIGTERM` in the calling thread. Call it before spawning any
     /// thread that must not receive them.
+    ///
+    /// # Errors
+    ///
+    /// The `sigprocmask`-family call's error.
     pub fn block() -> io::Result<ShutdownSignals> {
         // SAFETY: sigset_t is plain data; an all-zero value is a valid argument for
         // sigemptyset, which initialises it.
@@ -45,6 +49,10 @@ impl ShutdownSignals {
 
     /// Waits up to `timeout` for `SIGINT` or `SIGTERM`; returns the signal number, or
     /// `None` on timeout (or an unrelated interruption).
+    ///
+    /// # Errors
+    ///
+    /// The `sigtimedwait` error (other than a timeout or an interruption).
     pub fn wait(&self, timeout: Duration) -> io::Result<Option<i32>> {
         let ts = libc::timespec {
             tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),

@@ -22,14 +22,52 @@ const BGID: u16 = 0;
 /// Size of `struct io_uring_recvmsg_out`, which precedes every multishot recvmsg buffer.
 const RECVMSG_OUT: usize = 16;
 
-const TAG_SHIFT: u32 = 56;
-const TAG_RECV: u64 = 1;
-const TAG_SEND: u64 = 2;
-const TAG_WAKE: u64 = 3;
-const TAG_CANCEL: u64 = 4;
+/// What a submission is, carried in its `user_data` and read back from its completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    /// The multishot receive of socket `n`.
+    Recv(usize),
+    /// The send batch in slot `n` of the send queue.
+    Send(usize),
+    /// The wake-up read of the waker's eventfd.
+    Wake,
+    /// The shutdown cancel-all.
+    Cancel,
+}
 
-fn ud(tag: u64, idx: usize) -> u64 {
-    (tag << TAG_SHIFT) | (idx as u64 & ((1 << TAG_SHIFT) - 1))
+impl Token {
+    /// Bits of `user_data` above the index: the kind.
+    const SHIFT: u32 = 56;
+    const INDEX_MASK: u64 = (1 << Self::SHIFT) - 1;
+    const RECV: u64 = 1;
+    const SEND: u64 = 2;
+    const WAKE: u64 = 3;
+    const CANCEL: u64 = 4;
+
+    /// Encodes the token: the kind in the top byte, the index below (indices are socket
+    /// and send-slot numbers, far below 2^56).
+    fn into_user_data(self) -> u64 {
+        let (kind, idx) = match self {
+            Token::Recv(i) => (Self::RECV, i),
+            Token::Send(i) => (Self::SEND, i),
+            Token::Wake => (Self::WAKE, 0),
+            Token::Cancel => (Self::CANCEL, 0),
+        };
+        (kind << Self::SHIFT) | (idx as u64 & Self::INDEX_MASK)
+    }
+
+    /// Decodes a completion's `user_data`; `None` for a value no submission carried.
+    fn from_user_data(ud: u64) -> Option<Token> {
+        // The index fits `usize`: it was encoded from one (and masked to 56 bits).
+        let idx = usize::try_from(ud & Self::INDEX_MASK).ok()?;
+        match ud >> Self::SHIFT {
+            Self::RECV => Some(Token::Recv(idx)),
+            Self::SEND => Some(Token::Send(idx)),
+            Self::WAKE => Some(Token::Wake),
+            Self::CANCEL => Some(Token::Cancel),
+            _ => None,
+        }
+    }
 }
 
 /// Whether an error from [`UringBackend::open`] means "io_uring is not available here"
@@ -75,6 +113,11 @@ unsafe impl Send for UringBackend {}
 impl UringBackend {
     /// Sets up the ring, registers the provided-buffer ring, binds the sockets and arms one
     /// multishot receive per socket plus the wake-up read.
+    ///
+    /// # Errors
+    ///
+    /// The ring, buffer-ring, socket or waker set-up error; [`is_setup_refusal`] tells
+    /// "io_uring is not available here" apart.
     pub fn open(cfg: &IoConfig) -> io::Result<Self> {
         let entries = cfg.ring_entries.clamp(8, 32_768).next_power_of_two();
         let buf_count = cfg.recv_buffers.count.clamp(1, 32_768).next_power_of_two();
@@ -202,7 +245,7 @@ impl UringBackend {
             };
             let e = opcode::RecvMsgMulti::new(Fd(fd), &raw const *self.recv_msg, BGID)
                 .build()
-                .user_data(ud(TAG_RECV, i));
+                .user_data(Token::Recv(i).into_user_data());
             if self.push(&e).is_ok()
                 && let Some(a) = self.recv_armed.get_mut(i)
             {
@@ -212,7 +255,7 @@ impl UringBackend {
         if !self.wake_armed {
             let e = opcode::Read::new(Fd(self.waker.raw_fd()), (&raw mut *self.wake_buf).cast(), 8)
                 .build()
-                .user_data(ud(TAG_WAKE, 0));
+                .user_data(Token::Wake.into_user_data());
             if self.push(&e).is_ok() {
                 self.wake_armed = true;
             }
@@ -221,11 +264,9 @@ impl UringBackend {
 
     /// Handles one send CQE; returns `false` if it is not a send.
     fn reap_send(&mut self, c: &cqueue::Entry) -> bool {
-        let tag = c.user_data() >> TAG_SHIFT;
-        if tag != TAG_SEND {
+        let Some(Token::Send(slot)) = Token::from_user_data(c.user_data()) else {
             return false;
-        }
-        let slot = (c.user_data() & ((1 << TAG_SHIFT) - 1)) as usize;
+        };
         let r = c.result();
         let outcome = if r >= 0 {
             Outcome::Sent
@@ -246,12 +287,10 @@ impl UringBackend {
         if self.reap_send(c) {
             return;
         }
-        let tag = c.user_data() >> TAG_SHIFT;
-        let idx = (c.user_data() & ((1 << TAG_SHIFT) - 1)) as usize;
         let r = c.result();
         let flags = c.flags();
-        match tag {
-            TAG_RECV => {
+        match Token::from_user_data(c.user_data()) {
+            Some(Token::Recv(idx)) => {
                 if r >= 0 {
                     self.stats.recv_completions += 1;
                     if let Some(bid) = cqueue::buffer_select(flags) {
@@ -272,7 +311,7 @@ impl UringBackend {
                     self.stats.recv_rearms += 1;
                 }
             }
-            TAG_WAKE => {
+            Some(Token::Wake) => {
                 self.wake_armed = false;
                 // Also reset the counter: wakes that raced with this read (e.g. a second
                 // `wake` after the read completed) must not cause another early return.
@@ -436,7 +475,7 @@ impl IoBackend for UringBackend {
             let e = opcode::SendMsg::new(Fd(fd), msg)
                 .flags(libc::MSG_DONTWAIT as u32)
                 .build()
-                .user_data(ud(TAG_SEND, slot));
+                .user_data(Token::Send(slot).into_user_data());
             if let Err(err) = self.push(&e) {
                 self.sendq
                     .complete(slot, Outcome::Failed(libc::EAGAIN), None, &mut self.stats);
@@ -480,7 +519,7 @@ impl Drop for UringBackend {
         // the buffers, msghdrs and batches they reference before any of it is freed.
         let e = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
-            .user_data(ud(TAG_CANCEL, 0));
+            .user_data(Token::Cancel.into_user_data());
         let deferred = std::mem::take(&mut self.deferred);
         for c in &deferred {
             self.note_terminal(c);
@@ -515,16 +554,40 @@ impl UringBackend {
         if self.reap_send(c) {
             return;
         }
-        let tag = c.user_data() >> TAG_SHIFT;
-        let idx = (c.user_data() & ((1 << TAG_SHIFT) - 1)) as usize;
-        match tag {
-            TAG_RECV if !cqueue::more(c.flags()) => {
+        match Token::from_user_data(c.user_data()) {
+            Some(Token::Recv(idx)) if !cqueue::more(c.flags()) => {
                 if let Some(a) = self.recv_armed.get_mut(idx) {
                     *a = false;
                 }
             }
-            TAG_WAKE => self.wake_armed = false,
+            Some(Token::Wake) => self.wake_armed = false,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::Token;
+
+    #[test]
+    fn tokens_round_trip_through_user_data() {
+        for t in [
+            Token::Recv(0),
+            Token::Recv(3),
+            Token::Send(0),
+            Token::Send(4095),
+            Token::Wake,
+            Token::Cancel,
+        ] {
+            assert_eq!(Token::from_user_data(t.into_user_data()), Some(t));
+        }
+        // Kinds differ even for the same index.
+        assert_ne!(
+            Token::Recv(1).into_user_data(),
+            Token::Send(1).into_user_data()
+        );
+        assert_eq!(Token::from_user_data(0), None);
+        assert_eq!(Token::from_user_data(u64::MAX), None);
     }
 }

@@ -1,11 +1,13 @@
 //! The error types of the [`Rtc`](super::Rtc) API.
 
 use crate::dtls::DtlsError;
+use crate::ice::IceError;
 use crate::media::Mid;
 use crate::packet::PacketError;
 use crate::rtcp::RtcpError;
 use crate::rtp::RtpError;
 use crate::sctp::SctpError;
+use crate::sdp::SdpError;
 use crate::sdp::jsep::JsepError;
 use crate::srtp::SrtpError;
 
@@ -27,6 +29,12 @@ pub enum RtcError {
     /// An SDP offer or answer could not be negotiated as a whole.
     #[error("sdp: {0}")]
     Sdp(#[from] JsepError),
+    /// An SDP text could not be parsed (before any negotiation).
+    #[error("sdp parse: {0}")]
+    SdpParse(#[from] SdpError),
+    /// An ICE candidate was refused (bad address or protocol).
+    #[error("ice candidate: {0}")]
+    Candidate(#[from] IceError),
     /// One media section of an SDP offer or answer could not be negotiated.
     #[error("sdp: mid {mid:?}: {source}")]
     SdpSection {

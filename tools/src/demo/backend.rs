@@ -177,7 +177,7 @@ pub trait Backend: Send + Sync + 'static {
 
 fn engine_err(e: EngineError) -> BackendError {
     match e {
-        EngineError::Rtc(m) => BackendError::BadRequest(m),
+        EngineError::Rtc(m) => BackendError::BadRequest(m.to_string()),
         EngineError::UnknownSession(_)
         | EngineError::UnknownRoom(_)
         | EngineError::NotInRoom(..) => BackendError::NotFound(e.to_string()),

@@ -1,24 +1,28 @@
 //! Starting the shards and the in-process control API.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use rtc_core::dtls::DtlsCert;
 use rtc_core::media::Mid;
 
 use crate::api::{
     ChannelTarget, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId,
     RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
 };
-use crate::config::EngineConfig;
 use crate::forward::{LegParams, PtMap};
-use crate::io::{IoBackend, Waker, open_backend};
-use crate::shard::{Command, LegSpec, PeerLink, RouteSpec, Shard, ShardCtx};
+use crate::io::Waker;
+use crate::shard::{Command, LegSpec, RouteSpec};
+
+mod registry;
+mod start;
+#[cfg(test)]
+mod tests;
+
+use registry::{RegLeg, RegRoom, RegSession, Registry, legs_where};
 
 /// Entry point: [`Engine::start`].
 #[derive(Debug)]
@@ -31,35 +35,6 @@ struct ShardLink {
     draining: AtomicBool,
     local_addrs: Vec<SocketAddr>,
     announced: Vec<SocketAddr>,
-}
-
-struct RegLeg {
-    sub_mid: Mid,
-    publisher: SessionId,
-    pub_mid: Mid,
-    ssrc: u32,
-    room: RoomId,
-}
-
-struct RegSession {
-    shard: usize,
-    media: Vec<MediaDesc>,
-    legs: Vec<RegLeg>,
-}
-
-struct RegRoom {
-    name: String,
-    publishers: Vec<SessionId>,
-    members: Vec<SessionId>,
-}
-
-#[derive(Default)]
-struct Registry {
-    sessions: HashMap<SessionId, RegSession>,
-    rooms: HashMap<RoomId, RegRoom>,
-    /// Legs per (publisher, publisher mid, subscriber shard) where the shards differ.
-    remote_refs: HashMap<(SessionId, Mid, usize), usize>,
-    next_room: u64,
 }
 
 struct Inner {
@@ -84,137 +59,6 @@ impl std::fmt::Debug for EngineHandle {
         f.debug_struct("EngineHandle")
             .field("shards", &self.inner.shards.len())
             .finish()
-    }
-}
-
-fn socket_addrs(cfg: &EngineConfig, port: u16) -> Vec<(SocketAddr, Option<IpAddr>)> {
-    let mut v = Vec::new();
-    if let Some(ip) = cfg.bind_v4 {
-        v.push((SocketAddr::new(ip, port), cfg.announce_v4));
-    }
-    if let Some(ip) = cfg.bind_v6 {
-        v.push((SocketAddr::new(ip, port), cfg.announce_v6));
-    }
-    v
-}
-
-impl Engine {
-    /// Opens one backend per shard (sockets on `base_port + index`), spawns the shard
-    /// threads (pinned when configured) and returns the control handle.
-    pub fn start(cfg: EngineConfig) -> Result<EngineHandle, EngineError> {
-        let cores = cfg.shard_cores();
-        let n = cores.len();
-        if n > 64 {
-            return Err(EngineError::Config("at most 64 shards".into()));
-        }
-        if cfg.bind_v4.is_none() && cfg.bind_v6.is_none() {
-            return Err(EngineError::Config("no bind address".into()));
-        }
-        let mut backends: Vec<Box<dyn IoBackend>> = Vec::with_capacity(n);
-        let mut announced_all = Vec::with_capacity(n);
-        for i in 0..n {
-            let port = if cfg.base_port == 0 {
-                0
-            } else {
-                u16::try_from(usize::from(cfg.base_port) + i)
-                    .map_err(|_| EngineError::Config("base_port + shards exceeds 65535".into()))?
-            };
-            let socks = socket_addrs(&cfg, port);
-            let mut io = cfg.io.clone();
-            io.bind = socks.iter().map(|(a, _)| *a).collect();
-            let backend = open_backend(cfg.backend, &io)?;
-            let mut announced = Vec::new();
-            for (local, (_, ann)) in backend.local_addrs().iter().zip(&socks) {
-                let a = SocketAddr::new(ann.unwrap_or(local.ip()), local.port());
-                if a.ip().is_unspecified() {
-                    return Err(EngineError::Config(format!(
-                        "{local} is a wildcard address: set an announced address"
-                    )));
-                }
-                announced.push(a);
-            }
-            announced_all.push(announced);
-            backends.push(backend);
-        }
-
-        let mut cmd = Vec::new();
-        let mut data = Vec::new();
-        let mut ret = Vec::new();
-        for _ in 0..n {
-            cmd.push(crossbeam_channel::bounded::<Command>(
-                cfg.command_queue.max(1),
-            ));
-            data.push(crossbeam_channel::bounded(cfg.forward_queue.max(1)));
-            ret.push(crossbeam_channel::bounded(cfg.forward_queue.max(1) * 2));
-        }
-        let peers: Vec<PeerLink> = (0..n)
-            .map(|i| PeerLink {
-                data_tx: data[i].0.clone(),
-                ret_tx: ret[i].0.clone(),
-                waker: backends[i].waker(),
-            })
-            .collect();
-        let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_queue.max(1));
-        let (gone_tx, gone_rx) = crossbeam_channel::bounded(65_536);
-
-        let mut links = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        for (i, (backend, announced)) in backends.into_iter().zip(announced_all).enumerate() {
-            let gauge = Arc::new(AtomicUsize::new(0));
-            let cert = DtlsCert::new_ecdsa_p256().map_err(|e| EngineError::Rtc(e.to_string()))?;
-            let ctx = ShardCtx {
-                index: i,
-                core: cores[i],
-                announced: announced.clone(),
-                cert,
-                cmd_rx: cmd[i].1.clone(),
-                data_rx: data[i].1.clone(),
-                ret_rx: ret[i].1.clone(),
-                peers: peers.clone(),
-                events_tx: events_tx.clone(),
-                gone_tx: gone_tx.clone(),
-                gauge: gauge.clone(),
-                keyframe_interval: cfg.keyframe_interval,
-                rtx_buffer_packets: cfg.rtx_buffer_packets,
-                forward_batch: cfg.forward_batch.clamp(1, 1024),
-            };
-            links.push(ShardLink {
-                cmd_tx: cmd[i].0.clone(),
-                waker: backend.waker(),
-                gauge,
-                draining: AtomicBool::new(false),
-                local_addrs: backend.local_addrs().to_vec(),
-                announced,
-            });
-            let core = cores[i];
-            let hook = cfg.on_thread_start.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("shard-{i}"))
-                .spawn(move || {
-                    if let Some(c) = core
-                        && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
-                    {
-                        tracing::warn!(shard = i, core = c, "could not pin shard thread");
-                    }
-                    if let Some(h) = hook {
-                        h(i);
-                    }
-                    Shard::new(ctx).run(backend);
-                })?;
-            threads.push(t);
-        }
-        tracing::info!(shards = n, "engine started");
-        Ok(EngineHandle {
-            inner: Arc::new(Inner {
-                shards: links,
-                reg: Mutex::new(Registry::default()),
-                next_session: AtomicU64::new(1),
-                events_rx,
-                gone_rx,
-                threads: Mutex::new(threads),
-                reply_timeout: cfg.reply_timeout,
-            }),
-        })
     }
 }
 
@@ -305,6 +149,13 @@ impl EngineHandle {
 
     /// Creates a session on a shard: `Placement::Auto` picks the non-draining shard with
     /// the fewest sessions.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`] / [`EngineError::ShardDraining`] for a placement that
+    /// cannot take the session, [`EngineError::Rtc`] when the offer or the direct parameters are
+    /// refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the shard does not answer.
     pub fn create_session(
         &self,
         setup: SessionSetup,
@@ -348,6 +199,11 @@ impl EngineHandle {
 
     /// Closes a session (DTLS close_notify is sent) and removes it from its rooms; legs
     /// that forwarded it to others are removed.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown session; [`EngineError::Timeout`] /
+    /// [`EngineError::ShardGone`] when its shard does not answer.
     pub fn close_session(&self, id: SessionId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         let shard = reg
@@ -381,6 +237,11 @@ impl EngineHandle {
     }
 
     /// Closes a room: every leg created in it is removed; sessions stay open.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRoom`] for an unknown room; [`EngineError::Timeout`] /
+    /// [`EngineError::ShardGone`] when a shard does not answer while its legs are removed.
     pub fn close_room(&self, room: RoomId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.rooms.contains_key(&room) {
@@ -412,6 +273,10 @@ impl EngineHandle {
     }
 
     /// Makes `session` a member of `room` (without publishing).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] or [`EngineError::UnknownRoom`].
     pub fn join_room(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.sessions.contains_key(&session) {
@@ -429,6 +294,10 @@ impl EngineHandle {
 
     /// Makes `session` a publisher in `room`: its received media sections become tracks
     /// others can subscribe to.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] or [`EngineError::UnknownRoom`].
     pub fn publish(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
         let mut reg = self.registry();
         if !reg.sessions.contains_key(&session) {
@@ -452,6 +321,10 @@ impl EngineHandle {
     /// the same kind that the engine may send on; when none is free, the first such
     /// section switches to this publisher (its leg keeps SSRC, sequence numbers and
     /// timestamps continuous). Returns the legs now carrying `publisher`.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::subscribe_tracks`].
     pub fn subscribe(
         &self,
         room: RoomId,
@@ -463,6 +336,13 @@ impl EngineHandle {
 
     /// As [`EngineHandle::subscribe`], limited to the publisher's media sections in
     /// `mids` (`None`: all).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRoom`], [`EngineError::NotInRoom`] when `publisher` does not
+    /// publish in the room, [`EngineError::UnknownSession`] for an unknown session (or one
+    /// that ended meanwhile), [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard
+    /// does not answer.
     pub fn subscribe_tracks(
         &self,
         room: RoomId,
@@ -587,6 +467,10 @@ impl EngineHandle {
     }
 
     /// Stops forwarding `publisher` to `subscriber`.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::unsubscribe_tracks`].
     pub fn unsubscribe(
         &self,
         room: RoomId,
@@ -598,6 +482,12 @@ impl EngineHandle {
 
     /// As [`EngineHandle::unsubscribe`], limited to the publisher's media sections in
     /// `mids` (`None`: all).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownRoom`], [`EngineError::UnknownSession`] for an unknown
+    /// subscriber, [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard does not
+    /// answer.
     pub fn unsubscribe_tracks(
         &self,
         room: RoomId,
@@ -626,6 +516,11 @@ impl EngineHandle {
 
     /// Asks a publisher for a keyframe on its media section `mid` (all sections when
     /// `None`). Returns whether a request was sent.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`]; [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when its shard does not answer.
     pub fn request_keyframe(
         &self,
         publisher: SessionId,
@@ -645,6 +540,11 @@ impl EngineHandle {
     }
 
     /// A snapshot of one session (state, addresses, counters, channels).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`]; [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when its shard does not answer.
     pub fn session_stats(&self, id: SessionId) -> Result<SessionSnapshot, EngineError> {
         let shard = self.session_shard(id)?;
         self.call(shard, |reply| Command::SessionStats { id, reply })?
@@ -652,6 +552,12 @@ impl EngineHandle {
     }
 
     /// Sends a message on an open data channel of a session. Returns the bytes accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`], [`EngineError::NoSuchChannel`] when no such channel is
+    /// open, [`EngineError::Rtc`] when the channel refuses the message,
+    /// [`EngineError::SessionPanicked`], [`EngineError::Timeout`] / [`EngineError::ShardGone`].
     pub fn channel_send(
         &self,
         id: SessionId,
@@ -678,6 +584,10 @@ impl EngineHandle {
     }
 
     /// Counters and histograms of every shard.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard does not answer.
     pub fn stats(&self) -> Result<EngineStats, EngineError> {
         let mut shards = Vec::with_capacity(self.inner.shards.len());
         for i in 0..self.inner.shards.len() {
@@ -688,6 +598,11 @@ impl EngineHandle {
 
     /// Drains a shard: it takes no new sessions. With `close_sessions`, its sessions are
     /// closed now; otherwise they end on their own. Returns the sessions closed.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`]; with `close_sessions`, [`EngineError::Timeout`] /
+    /// [`EngineError::ShardGone`] when the shard does not answer.
     pub fn drain_shard(&self, shard: usize, close_sessions: bool) -> Result<usize, EngineError> {
         let link = self
             .inner
@@ -712,6 +627,10 @@ impl EngineHandle {
     }
 
     /// Takes new sessions on a drained shard again.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`].
     pub fn undrain_shard(&self, shard: usize) -> Result<(), EngineError> {
         self.inner
             .shards
@@ -724,6 +643,11 @@ impl EngineHandle {
 
     /// Test hook: the next call into this session's `Rtc` panics inside the shard (which
     /// must remove the session, count it and carry on).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`], [`EngineError::ShardGone`] when the command cannot
+    /// be queued.
     #[doc(hidden)]
     pub fn debug_inject_panic(&self, id: SessionId) -> Result<(), EngineError> {
         let shard = self
@@ -762,129 +686,4 @@ impl EngineHandle {
             }
         }
     }
-
-    // ---- registry helpers (control path only) -------------------------------------
-
-    fn add_remote_ref(
-        &self,
-        reg: &mut Registry,
-        key: (SessionId, Mid),
-        spec: RouteSpec,
-        shard: usize,
-    ) -> Result<(), EngineError> {
-        let n = reg.remote_refs.entry((key.0, key.1, shard)).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            self.call(spec.pub_shard, |reply| Command::SetRemote {
-                key,
-                spec,
-                shard,
-                on: true,
-                reply,
-            })?;
-        }
-        Ok(())
-    }
-
-    fn drop_remote_ref(
-        &self,
-        reg: &mut Registry,
-        key: (SessionId, Mid),
-        shard: usize,
-    ) -> Result<(), EngineError> {
-        let Some(n) = reg.remote_refs.get_mut(&(key.0, key.1, shard)) else {
-            return Ok(());
-        };
-        *n = n.saturating_sub(1);
-        if *n > 0 {
-            return Ok(());
-        }
-        reg.remote_refs.remove(&(key.0, key.1, shard));
-        let Some(pub_shard) = reg.sessions.get(&key.0).map(|s| s.shard) else {
-            return Ok(());
-        };
-        let spec = RouteSpec {
-            kind: rtc_core::media::MediaKind::Video,
-            pub_shard,
-        };
-        self.call(pub_shard, |reply| Command::SetRemote {
-            key,
-            spec,
-            shard,
-            on: false,
-            reply,
-        })
-    }
-
-    fn release_remote(
-        &self,
-        reg: &mut Registry,
-        leg: &RegLeg,
-        sub_shard: usize,
-    ) -> Result<(), EngineError> {
-        let pub_shard = reg.sessions.get(&leg.publisher).map(|s| s.shard);
-        if pub_shard.is_some_and(|p| p != sub_shard) {
-            self.drop_remote_ref(reg, (leg.publisher, leg.pub_mid), sub_shard)?;
-        }
-        Ok(())
-    }
-
-    fn remove_leg(
-        &self,
-        reg: &mut Registry,
-        sub: SessionId,
-        sub_mid: Mid,
-    ) -> Result<(), EngineError> {
-        let Some(s) = reg.sessions.get_mut(&sub) else {
-            return Ok(());
-        };
-        let shard = s.shard;
-        let Some(i) = s.legs.iter().position(|l| l.sub_mid == sub_mid) else {
-            return Ok(());
-        };
-        let leg = s.legs.remove(i);
-        self.call(shard, |reply| Command::RemoveLeg {
-            sub,
-            sub_mid,
-            reply,
-        })?;
-        self.release_remote(reg, &leg, shard)
-    }
-
-    /// Drops a session from the registry: its own legs, legs forwarding it, rooms.
-    /// Shard calls that fail here (a shard gone) are ignored: nothing is left to undo.
-    fn forget_session(&self, reg: &mut Registry, id: SessionId) {
-        // Legs that forward this session to others.
-        let fed = legs_where(reg, |l| l.publisher == id);
-        for (sub, sub_mid) in fed {
-            let _ = self.remove_leg(reg, sub, sub_mid);
-        }
-        // Its own legs (as subscriber): release remote references.
-        if let Some(s) = reg.sessions.get_mut(&id) {
-            let shard = s.shard;
-            let legs = std::mem::take(&mut s.legs);
-            for l in &legs {
-                let _ = self.release_remote(reg, l, shard);
-            }
-        }
-        reg.remote_refs.retain(|(p, _, _), _| *p != id);
-        for r in reg.rooms.values_mut() {
-            r.publishers.retain(|s| *s != id);
-            r.members.retain(|s| *s != id);
-        }
-        reg.sessions.remove(&id);
-    }
-}
-
-/// `(subscriber, subscriber mid)` of every leg in the registry that `pred` selects.
-fn legs_where(reg: &Registry, pred: impl Fn(&RegLeg) -> bool) -> Vec<(SessionId, Mid)> {
-    reg.sessions
-        .iter()
-        .flat_map(|(id, s)| {
-            s.legs
-                .iter()
-                .filter(|l| pred(l))
-                .map(move |l| (*id, l.sub_mid))
-        })
-        .collect()
 }

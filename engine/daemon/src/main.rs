@@ -1,4 +1,5 @@
-//! `rtc-engine`: the data-plane daemon.
+//! `rtc-engine`: the data-plane daemon (its own package, so that the `engine` library
+//! carries no command-line, TOML, logging-subscriber or allocator dependencies).
 //!
 //! Settings come from an optional TOML file (`--config`), overridden by command-line flags.
 //! The daemon starts the shards, serves the control socket (`docs/control-protocol.md`),
@@ -19,6 +20,50 @@ use engine::io::BackendPreference;
 use engine::io::signal::ShutdownSignals;
 use engine::{Engine, EngineConfig};
 use serde::Deserialize;
+
+/// Why the settings (file, flags) cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum SettingsError {
+    /// The configuration file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for [`Settings`].
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// `--bind` is an IPv6 address.
+    #[error("--bind {0} is not IPv4 (use --bind6)")]
+    BindNotV4(IpAddr),
+    /// `--bind6` is an IPv4 address.
+    #[error("--bind6 {0} is not IPv6")]
+    BindNotV6(IpAddr),
+    /// `--backend` names no backend.
+    #[error("unknown backend {0:?} (auto, io-uring, portable)")]
+    UnknownBackend(String),
+    /// `--control-mode` is not an octal mode of at most `0777`.
+    #[error("--control-mode {0:?} is not an octal file mode")]
+    BadMode(String),
+    /// `/etc/group` cannot be read.
+    #[error("/etc/group: {0}")]
+    GroupFile(#[source] std::io::Error),
+    /// `--control-group` names no group.
+    #[error("no group {0:?} in /etc/group")]
+    UnknownGroup(String),
+    /// The control socket's directory cannot be created.
+    #[error("{}: {source}", path.display())]
+    SocketDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -136,7 +181,7 @@ impl Settings {
         self
     }
 
-    fn engine_config(&self) -> Result<EngineConfig, String> {
+    fn engine_config(&self) -> Result<EngineConfig, SettingsError> {
         let mut cfg = EngineConfig {
             cores: self.cores.clone(),
             shards: self.shards,
@@ -147,13 +192,13 @@ impl Settings {
         }
         if let Some(b) = self.bind {
             if !b.is_ipv4() {
-                return Err(format!("--bind {b} is not IPv4 (use --bind6)"));
+                return Err(SettingsError::BindNotV4(b));
             }
             cfg.bind_v4 = Some(b);
         }
         if let Some(b) = self.bind6 {
             if !b.is_ipv6() {
-                return Err(format!("--bind6 {b} is not IPv6"));
+                return Err(SettingsError::BindNotV6(b));
             }
             cfg.bind_v6 = Some(b);
         }
@@ -165,9 +210,7 @@ impl Settings {
             "io-uring" | "io_uring" | "uring" => BackendPreference::IoUring,
             "portable" => BackendPreference::Portable,
             other => {
-                return Err(format!(
-                    "unknown backend {other:?} (auto, io-uring, portable)"
-                ));
+                return Err(SettingsError::UnknownBackend(other.to_owned()));
             }
         };
         if let Some(n) = self.recv_buffer {
@@ -200,11 +243,11 @@ fn default_socket_path() -> PathBuf {
 }
 
 /// Resolves a group name or number (names through `/etc/group`).
-fn resolve_group(g: &str) -> Result<u32, String> {
+fn resolve_group(g: &str) -> Result<u32, SettingsError> {
     if let Ok(n) = g.parse::<u32>() {
         return Ok(n);
     }
-    let text = std::fs::read_to_string("/etc/group").map_err(|e| format!("/etc/group: {e}"))?;
+    let text = std::fs::read_to_string("/etc/group").map_err(SettingsError::GroupFile)?;
     text.lines()
         .filter_map(|l| {
             let mut f = l.split(':');
@@ -213,7 +256,7 @@ fn resolve_group(g: &str) -> Result<u32, String> {
             (name == g).then_some(gid)
         })
         .next()
-        .ok_or_else(|| format!("no group {g:?} in /etc/group"))
+        .ok_or_else(|| SettingsError::UnknownGroup(g.to_owned()))
 }
 
 /// Creates the socket's directory (mode 0700, or 0750 when a group is given) if missing.
@@ -232,7 +275,7 @@ fn ensure_dir(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
 
 impl Settings {
     /// The control server settings, with the socket's directory created.
-    fn server_config(&self) -> Result<ServerConfig, String> {
+    fn server_config(&self) -> Result<ServerConfig, SettingsError> {
         let group = self
             .control_group
             .as_deref()
@@ -243,12 +286,15 @@ impl Settings {
             Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
                 .ok()
                 .filter(|m| *m <= 0o777)
-                .ok_or_else(|| format!("--control-mode {m:?} is not an octal file mode"))?,
+                .ok_or_else(|| SettingsError::BadMode(m.to_owned()))?,
         };
         let path = match &self.control_socket {
             Some(p) => {
                 if let Some(dir) = p.parent() {
-                    ensure_dir(dir, group).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    ensure_dir(dir, group).map_err(|source| SettingsError::SocketDir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
                 }
                 p.clone()
             }
@@ -268,7 +314,10 @@ impl Settings {
                             fallback = %alt.display(),
                             "cannot create the default control socket directory; using the fallback (pass --control-socket to rtcctl)"
                         );
-                        ensure_dir(&alt, group).map_err(|e| format!("{}: {e}", alt.display()))?;
+                        ensure_dir(&alt, group).map_err(|source| SettingsError::SocketDir {
+                            path: alt.clone(),
+                            source,
+                        })?;
                         alt.join("control.sock")
                     }
                 }
@@ -286,12 +335,17 @@ impl Settings {
     }
 }
 
-fn load(cli: &Cli) -> Result<Settings, String> {
+fn load(cli: &Cli) -> Result<Settings, SettingsError> {
     let file = match &cli.config {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<Settings>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            toml::from_str::<Settings>(&text).map_err(|source| SettingsError::Parse {
+                path: path.clone(),
+                source,
+            })?
         }
         None => Settings::default(),
     };
@@ -302,16 +356,7 @@ fn log_stats(engine: &engine::EngineHandle) {
     match engine.stats() {
         Ok(st) => {
             for s in &st.shards {
-                let d = s.drops;
-                let dropped = d.unknown_source
-                    + d.malformed
-                    + d.srtp_auth
-                    + d.rtc_dropped
-                    + d.no_route
-                    + d.leg_rewrite
-                    + d.leg_not_ready
-                    + d.cross_shard_full
-                    + d.dead_session;
+                let dropped = s.drops.total();
                 tracing::info!(
                     shard = s.shard,
                     sessions = s.sessions,

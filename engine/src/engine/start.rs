@@ -1,0 +1,155 @@
+//! [`Engine::start`]: opening the backends and spawning the shard threads.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+
+use rtc_core::dtls::DtlsCert;
+
+use super::{Engine, EngineHandle, Inner, Registry, ShardLink};
+use crate::api::{ConfigError, EngineError};
+use crate::config::EngineConfig;
+use crate::io::{IoBackend, open_backend};
+use crate::shard::{Command, PeerLink, Shard, ShardCtx};
+
+fn socket_addrs(cfg: &EngineConfig, port: u16) -> Vec<(SocketAddr, Option<IpAddr>)> {
+    let mut v = Vec::new();
+    if let Some(ip) = cfg.bind_v4 {
+        v.push((SocketAddr::new(ip, port), cfg.announce_v4));
+    }
+    if let Some(ip) = cfg.bind_v6 {
+        v.push((SocketAddr::new(ip, port), cfg.announce_v6));
+    }
+    v
+}
+
+impl Engine {
+    /// Opens one backend per shard (sockets on `base_port + index`), spawns the shard
+    /// threads (pinned when configured) and returns the control handle.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Config`] for a configuration that cannot run (see [`ConfigError`](crate::ConfigError)),
+    /// [`EngineError::Io`] when a socket or backend cannot be opened or a thread spawned, and
+    /// [`EngineError::Rtc`] when the DTLS certificate cannot be generated.
+    pub fn start(cfg: EngineConfig) -> Result<EngineHandle, EngineError> {
+        let cores = cfg.shard_cores();
+        let n = cores.len();
+        if n > 64 {
+            return Err(ConfigError::TooManyShards(n).into());
+        }
+        if n == 0 {
+            return Err(ConfigError::NoShards.into());
+        }
+        if cfg.bind_v4.is_none() && cfg.bind_v6.is_none() {
+            return Err(ConfigError::NoBindAddress.into());
+        }
+        let mut backends: Vec<Box<dyn IoBackend>> = Vec::with_capacity(n);
+        let mut announced_all = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = if cfg.base_port == 0 {
+                0
+            } else {
+                u16::try_from(usize::from(cfg.base_port) + i).map_err(|_| {
+                    ConfigError::PortRange {
+                        base_port: cfg.base_port,
+                        shards: n,
+                    }
+                })?
+            };
+            let socks = socket_addrs(&cfg, port);
+            let mut io = cfg.io.clone();
+            io.bind = socks.iter().map(|(a, _)| *a).collect();
+            let backend = open_backend(cfg.backend, &io)?;
+            let mut announced = Vec::new();
+            for (local, (_, ann)) in backend.local_addrs().iter().zip(&socks) {
+                let a = SocketAddr::new(ann.unwrap_or(local.ip()), local.port());
+                if a.ip().is_unspecified() {
+                    return Err(ConfigError::WildcardAddress(*local).into());
+                }
+                announced.push(a);
+            }
+            announced_all.push(announced);
+            backends.push(backend);
+        }
+
+        let mut cmd = Vec::new();
+        let mut data = Vec::new();
+        let mut ret = Vec::new();
+        for _ in 0..n {
+            cmd.push(crossbeam_channel::bounded::<Command>(
+                cfg.command_queue.max(1),
+            ));
+            data.push(crossbeam_channel::bounded(cfg.forward_queue.max(1)));
+            ret.push(crossbeam_channel::bounded(cfg.forward_queue.max(1) * 2));
+        }
+        let peers: Vec<PeerLink> = (0..n)
+            .map(|i| PeerLink {
+                data_tx: data[i].0.clone(),
+                ret_tx: ret[i].0.clone(),
+                waker: backends[i].waker(),
+            })
+            .collect();
+        let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_queue.max(1));
+        let (gone_tx, gone_rx) = crossbeam_channel::bounded(65_536);
+
+        let mut links = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for (i, (backend, announced)) in backends.into_iter().zip(announced_all).enumerate() {
+            let gauge = Arc::new(AtomicUsize::new(0));
+            let cert = DtlsCert::new_ecdsa_p256().map_err(rtc_core::RtcError::from)?;
+            let ctx = ShardCtx {
+                index: i,
+                core: cores[i],
+                announced: announced.clone(),
+                cert,
+                cmd_rx: cmd[i].1.clone(),
+                data_rx: data[i].1.clone(),
+                ret_rx: ret[i].1.clone(),
+                peers: peers.clone(),
+                events_tx: events_tx.clone(),
+                gone_tx: gone_tx.clone(),
+                gauge: gauge.clone(),
+                keyframe_interval: cfg.keyframe_interval,
+                rtx_buffer_packets: cfg.rtx_buffer_packets,
+                forward_batch: cfg.forward_batch.clamp(1, 1024),
+            };
+            links.push(ShardLink {
+                cmd_tx: cmd[i].0.clone(),
+                waker: backend.waker(),
+                gauge,
+                draining: AtomicBool::new(false),
+                local_addrs: backend.local_addrs().to_vec(),
+                announced,
+            });
+            let core = cores[i];
+            let hook = cfg.on_thread_start.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core
+                        && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
+                    {
+                        tracing::warn!(shard = i, core = c, "could not pin shard thread");
+                    }
+                    if let Some(h) = hook {
+                        h(i);
+                    }
+                    Shard::new(ctx).run(backend);
+                })?;
+            threads.push(t);
+        }
+        tracing::info!(shards = n, "engine started");
+        Ok(EngineHandle {
+            inner: Arc::new(Inner {
+                shards: links,
+                reg: Mutex::new(Registry::default()),
+                next_session: AtomicU64::new(1),
+                events_rx,
+                gone_rx,
+                threads: Mutex::new(threads),
+                reply_timeout: cfg.reply_timeout,
+            }),
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! Control commands from the [`EngineHandle`](crate::EngineHandle).
+
+use std::time::Instant;
+
+use rtc_core::RtcError;
+use rtc_core::event::{ChannelId, KeyframeRequestKind};
+use rtc_core::media::Mid;
+
+use super::{Command, Leg, LegSpec, Route, Session, Shard, guarded, touch};
+use crate::api::{
+    ChannelTarget, CloseReason, EngineError, SessionId, SessionSnapshot, TrackCounters,
+};
+use crate::forward::SeqTsRewriter;
+use crate::io::IoBackend;
+
+impl Shard {
+    pub(super) fn on_command(&mut self, cmd: Command, now: Instant, backend: &mut dyn IoBackend) {
+        match cmd {
+            Command::CreateSession { id, setup, reply } => {
+                let r = self.create_session(id, setup, now);
+                let _ = reply.send(r);
+            }
+            Command::CloseSession { id, reply } => {
+                let found = match self.by_id.get(&id) {
+                    Some(&slot) => {
+                        self.close_session(slot, now, backend, CloseReason::Requested);
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(found);
+            }
+            Command::AddLeg { spec, reply } => {
+                let ok = self.add_leg(*spec, now);
+                let _ = reply.send(ok);
+            }
+            Command::RemoveLeg {
+                sub,
+                sub_mid,
+                reply,
+            } => {
+                let ok = self.remove_leg(sub, sub_mid).is_some();
+                let _ = reply.send(ok);
+            }
+            Command::SetRemote {
+                key,
+                spec,
+                shard,
+                on,
+                reply,
+            } => {
+                if shard < 64 {
+                    let bit = 1u64 << shard;
+                    if on {
+                        self.routes
+                            .entry(key)
+                            .or_insert_with(|| Route::new(spec))
+                            .remote |= bit;
+                    } else if let Some(r) = self.routes.get_mut(&key) {
+                        r.remote &= !bit;
+                        if r.is_empty() {
+                            self.routes.remove(&key);
+                        }
+                    }
+                }
+                let _ = reply.send(());
+            }
+            Command::RequestKeyframe {
+                publisher,
+                mid,
+                reply,
+            } => {
+                let ok = self.request_keyframe_api(publisher, mid);
+                let _ = reply.send(ok);
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats(backend));
+            }
+            Command::CloseAll { reply } => {
+                let n = self.close_all(now, backend, CloseReason::Shutdown);
+                let _ = reply.send(n);
+            }
+            Command::InjectPanic { id } => {
+                if let Some(&slot) = self.by_id.get(&id)
+                    && let Some(Some(s)) = self.sessions.get_mut(slot)
+                {
+                    s.panic_next = true;
+                }
+            }
+            Command::SessionStats { id, reply } => {
+                let _ = reply.send(self.snapshot(id));
+            }
+            Command::ChannelSend {
+                id,
+                target,
+                binary,
+                data,
+                reply,
+            } => {
+                let _ = reply.send(self.channel_send(id, &target, binary, &data));
+            }
+            Command::Shutdown => {
+                self.close_all(now, backend, CloseReason::Shutdown);
+                self.stop = true;
+            }
+        }
+    }
+
+    pub(super) fn snapshot(&self, id: SessionId) -> Option<SessionSnapshot> {
+        let slot = *self.by_id.get(&id)?;
+        let s = self.sessions.get(slot)?.as_ref()?;
+        let remote_addr = s.addrs.last().copied();
+        let local_addr = remote_addr.and_then(|r| {
+            self.ctx
+                .announced
+                .iter()
+                .find(|a| a.is_ipv4() == r.is_ipv4())
+                .copied()
+        });
+        Some(SessionSnapshot {
+            id,
+            shard: self.ctx.index,
+            alive: s.rtc.is_alive(),
+            connected: s.rtc.is_connected(),
+            ice_state: s.ice_state,
+            local_addr,
+            remote_addr,
+            rtt: s.rtt,
+            peer: s.rtc.stats().clone(),
+            tracks: self.track_counters(s),
+            channels: s.channels.clone(),
+        })
+    }
+
+    /// The `Rtc`'s stream reports, with packet and byte counts from the shard's own
+    /// counters (raw RTP-mode writes are not counted by the `Rtc`'s reports).
+    pub(super) fn track_counters(&self, s: &Session) -> Vec<TrackCounters> {
+        let mut v = s.track_stats.clone();
+        let mut put = |mid: Mid, inbound: bool, packets: u64, bytes: u64| match v
+            .iter_mut()
+            .find(|t| t.mid == mid && t.inbound == inbound)
+        {
+            Some(t) => {
+                t.packets = t.packets.max(packets);
+                t.bytes = t.bytes.max(bytes);
+            }
+            None => v.push(TrackCounters {
+                mid,
+                inbound,
+                packets,
+                bytes,
+                lost: 0,
+                nacks: 0,
+                keyframe_requests: 0,
+            }),
+        };
+        for (mid, p, b) in &s.rx_counts {
+            put(*mid, true, *p, *b);
+        }
+        for (mid, key, _) in &s.legs {
+            if let Some(leg) = self.routes.get(key).and_then(|r| {
+                r.legs
+                    .iter()
+                    .find(|l| l.sub == s.id && l.params.mid == *mid)
+            }) {
+                put(*mid, false, leg.packets, leg.bytes);
+            }
+        }
+        v
+    }
+
+    pub(super) fn channel_send(
+        &mut self,
+        id: SessionId,
+        target: &ChannelTarget,
+        binary: bool,
+        data: &[u8],
+    ) -> Result<usize, EngineError> {
+        let slot = *self.by_id.get(&id).ok_or(EngineError::UnknownSession(id))?;
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return Err(EngineError::UnknownSession(id));
+        };
+        let channel = match target {
+            ChannelTarget::Id(c) => s.channels.iter().find(|(x, _)| x == c),
+            ChannelTarget::Label(l) => s.channels.iter().find(|(_, x)| x == l),
+        }
+        .map(|(c, _)| *c)
+        .ok_or_else(|| {
+            let name = match target {
+                ChannelTarget::Id(c) => c.to_string(),
+                ChannelTarget::Label(l) => format!("{l:?}"),
+            };
+            EngineError::NoSuchChannel(id, name)
+        })?;
+        let res = guarded(s, |rtc| match rtc.channel(ChannelId(channel)) {
+            Some(mut ch) => ch.write(binary, data),
+            None => Err(RtcError::InvalidState("no data-channel transport")),
+        });
+        touch(s, slot, &mut self.touched);
+        match res {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(EngineError::Rtc(e)),
+            Err(()) => {
+                self.doomed.push((id, CloseReason::Panicked));
+                Err(EngineError::SessionPanicked(id))
+            }
+        }
+    }
+
+    pub(super) fn add_leg(&mut self, spec: LegSpec, now: Instant) -> bool {
+        let Some(&slot) = self.by_id.get(&spec.sub) else {
+            return false;
+        };
+        // A leg already on this media section is moved (a source switch): it keeps its
+        // rewriter so that sequence numbers and timestamps stay continuous.
+        let rw = self
+            .remove_leg(spec.sub, spec.params.mid)
+            .unwrap_or_default();
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return false;
+        };
+        s.legs.push((spec.params.mid, spec.key, spec.params.ssrc));
+        let route = self
+            .routes
+            .entry(spec.key)
+            .or_insert_with(|| Route::new(spec.route));
+        route.legs.push(Leg {
+            sub: spec.sub,
+            slot,
+            params: spec.params,
+            rw,
+            packets: 0,
+            bytes: 0,
+        });
+        // A new subscriber needs a keyframe to start decoding.
+        self.keyframe_upstream(spec.key, now);
+        true
+    }
+
+    /// Removes the leg of `sub` on its media section `sub_mid`; returns its rewriter.
+    pub(super) fn remove_leg(&mut self, sub: SessionId, sub_mid: Mid) -> Option<SeqTsRewriter> {
+        let slot = *self.by_id.get(&sub)?;
+        let s = self.sessions.get_mut(slot)?.as_mut()?;
+        let pos = s.legs.iter().position(|(m, _, _)| *m == sub_mid)?;
+        let (_, key, _) = s.legs.remove(pos);
+        let route = self.routes.get_mut(&key)?;
+        let i = route
+            .legs
+            .iter()
+            .position(|l| l.sub == sub && l.params.mid == sub_mid)?;
+        let leg = route.legs.swap_remove(i);
+        if route.is_empty() {
+            self.routes.remove(&key);
+        }
+        Some(leg.rw)
+    }
+
+    pub(super) fn request_keyframe_api(&mut self, publisher: SessionId, mid: Option<Mid>) -> bool {
+        let Some(&slot) = self.by_id.get(&publisher) else {
+            return false;
+        };
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return false;
+        };
+        let targets: Vec<u32> = s
+            .rx_ssrcs
+            .iter()
+            .filter(|(m, _)| mid.is_none_or(|want| want == *m))
+            .map(|(_, ssrc)| *ssrc)
+            .collect();
+        let mut any = false;
+        for ssrc in targets {
+            match guarded(s, |rtc| {
+                rtc.direct_api()
+                    .request_keyframe(ssrc, KeyframeRequestKind::Pli)
+            }) {
+                Ok(Ok(())) => {
+                    any = true;
+                    self.c.keyframe_requests += 1;
+                }
+                Ok(Err(_)) => {}
+                Err(()) => {
+                    self.doomed.push((s.id, CloseReason::Panicked));
+                    break;
+                }
+            }
+        }
+        touch(s, slot, &mut self.touched);
+        any
+    }
+}

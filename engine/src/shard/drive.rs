@@ -1,0 +1,258 @@
+//! Timers and output: driving the sessions' timeouts and draining their output.
+
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rtc_core::{Event, Input, Output, Transmit};
+
+use super::{Act, Counters, Shard, guarded, touch};
+use crate::api::{CloseReason, DropCounters, EngineEvent, TrackCounters};
+use crate::io::IoBackend;
+
+impl Shard {
+    pub(super) fn drive_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, slot, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Some(s)) = self.sessions.get_mut(slot) else {
+                continue;
+            };
+            if s.id.0 != id || s.heap_at != Some(t) {
+                continue;
+            }
+            s.heap_at = None;
+            if s.timer_at > now {
+                s.heap_at = Some(s.timer_at);
+                self.timers.push(Reverse((s.timer_at, slot, id)));
+                continue;
+            }
+            match guarded(s, |rtc| rtc.handle_input(Input::Timeout(now))) {
+                Ok(Ok(())) => touch(s, slot, &mut self.touched),
+                Ok(Err(_)) => self.doomed.push((s.id, CloseReason::Failed)),
+                Err(()) => self.doomed.push((s.id, CloseReason::Panicked)),
+            }
+        }
+    }
+
+    pub(super) fn drain_touched(&mut self, now: Instant, backend: &mut dyn IoBackend) {
+        while let Some(slot) = self.touched.pop() {
+            if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                s.touched = false;
+                self.drain(slot, now, backend);
+            }
+            self.bury();
+        }
+    }
+
+    /// Drains one session's output: transmits to the backend, events handled, the next
+    /// timeout scheduled.
+    pub(super) fn drain(&mut self, slot: usize, now: Instant, backend: &mut dyn IoBackend) {
+        while let Some(act) = self.poll_session(slot, backend) {
+            if !self.apply(slot, act, now) {
+                return;
+            }
+        }
+    }
+
+    /// One `poll_output` of the session in `slot`, under [`guarded`]: a transmit goes to
+    /// the backend here, everything else becomes an [`Act`]. `None`: no session there.
+    fn poll_session(&mut self, slot: usize, backend: &mut dyn IoBackend) -> Option<Act> {
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return None;
+        };
+        Some(match guarded(s, |rtc| rtc.poll_output()) {
+            Err(()) => Act::Panicked,
+            Ok(Err(_)) => Act::Failed,
+            Ok(Ok(Output::Timeout(t))) => Act::Timeout(t),
+            Ok(Ok(Output::Transmit(t))) => {
+                transmit(&self.ctx.announced, &mut self.c, backend, &t);
+                Act::Continue
+            }
+            Ok(Ok(Output::Event(ev))) => event_act(ev, &mut self.scratch, &mut self.c.drops),
+        })
+    }
+
+    /// Carries out one [`Act`] of the session in `slot`. Returns whether draining it goes
+    /// on (`false` after its timeout was scheduled or it panicked).
+    fn apply(&mut self, slot: usize, act: Act, now: Instant) -> bool {
+        match act {
+            Act::Continue => {}
+            Act::Timeout(t) => {
+                self.schedule(slot, t);
+                return false;
+            }
+            Act::Rtp { mid, ssrc, pt, len } => self.on_rtp(slot, mid, ssrc, pt, len, now),
+            Act::Keyframe(ssrc) => self.on_keyframe_request(slot, ssrc, now),
+            Act::Connected => self.on_connected(slot),
+            // Keep draining (a failing Rtc may still flush an alert), then remove.
+            Act::Failed => self.doom(slot, CloseReason::Failed),
+            Act::Panicked => {
+                self.doom(slot, CloseReason::Panicked);
+                return false;
+            }
+            Act::Ice(st) => self.on_ice_state(slot, st),
+            Act::Track(t, rtt) => self.on_track_stats(slot, t, rtt),
+            Act::ChannelOpen(channel, label) => self.on_channel_open(slot, channel, label),
+            Act::ChannelData(d) => self.on_channel_data(slot, d),
+            Act::ChannelClose(channel) => self.on_channel_close(slot, channel),
+        }
+        true
+    }
+
+    /// Records the session's next timeout and puts it in the timer heap when it is
+    /// earlier than the entry already there; a session no longer alive is doomed.
+    fn schedule(&mut self, slot: usize, t: Instant) {
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        s.timer_at = t;
+        if s.heap_at.is_none_or(|h| t < h) {
+            s.heap_at = Some(t);
+            self.timers.push(Reverse((t, slot, s.id.0)));
+        }
+        if !s.rtc.is_alive() {
+            self.doomed.push((s.id, CloseReason::Failed));
+        }
+    }
+
+    fn on_connected(&mut self, slot: usize) {
+        if let Some(Some(s)) = self.sessions.get(slot) {
+            let _ = self
+                .ctx
+                .events_tx
+                .try_send(EngineEvent::SessionConnected(s.id));
+        }
+    }
+
+    fn on_ice_state(&mut self, slot: usize, st: rtc_core::ice::IceConnectionState) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            s.ice_state = st;
+            let _ = self.ctx.events_tx.try_send(EngineEvent::IceState(s.id, st));
+        }
+    }
+
+    fn on_track_stats(&mut self, slot: usize, t: TrackCounters, rtt: Option<Duration>) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            s.put_track(t);
+            if rtt.is_some() {
+                s.rtt = rtt;
+            }
+        }
+    }
+
+    fn on_channel_open(&mut self, slot: usize, channel: u16, label: String) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            s.channels.retain(|(c, _)| *c != channel);
+            s.channels.push((channel, label.clone()));
+            let _ = self.ctx.events_tx.try_send(EngineEvent::ChannelOpen {
+                session: s.id,
+                channel,
+                label,
+            });
+        }
+    }
+
+    fn on_channel_data(&mut self, slot: usize, d: rtc_core::event::ChannelData) {
+        if let Some(Some(s)) = self.sessions.get(slot) {
+            let label = s
+                .channels
+                .iter()
+                .find(|(c, _)| *c == d.id.0)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_default();
+            let _ = self.ctx.events_tx.try_send(EngineEvent::ChannelMessage {
+                session: s.id,
+                channel: d.id.0,
+                label,
+                binary: d.binary,
+                data: d.data,
+            });
+        }
+    }
+
+    fn on_channel_close(&mut self, slot: usize, channel: u16) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            s.channels.retain(|(c, _)| *c != channel);
+        }
+    }
+}
+
+/// Queues one datagram of a session on the backend, from the socket of its source
+/// address (else the first socket of the destination's family, else socket 0).
+fn transmit(
+    announced: &[SocketAddr],
+    c: &mut Counters,
+    backend: &mut dyn IoBackend,
+    t: &Transmit<'_>,
+) {
+    let sock = announced
+        .iter()
+        .position(|a| *a == t.source)
+        .or_else(|| {
+            announced
+                .iter()
+                .position(|a| a.is_ipv4() == t.destination.is_ipv4())
+        })
+        .unwrap_or(0);
+    if backend.queue_send(sock, t.destination, t.contents) {
+        c.packets_out += 1;
+        c.bytes_out += t.contents.len() as u64;
+    }
+}
+
+/// What the shard does about one event. An RTP packet is copied to `scratch` (the
+/// event borrows the `Rtc`); one too large for it is dropped and counted.
+fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act {
+    match ev {
+        Event::RtpPacket(p) => match scratch.get_mut(..p.packet.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(p.packet);
+                Act::Rtp {
+                    mid: p.mid,
+                    ssrc: p.ssrc,
+                    pt: p.payload_type,
+                    len: p.packet.len(),
+                }
+            }
+            None => {
+                drops.leg_rewrite += 1;
+                Act::Continue
+            }
+        },
+        Event::KeyframeRequest(k) => Act::Keyframe(k.ssrc),
+        Event::Connected => Act::Connected,
+        Event::Failed(_) => Act::Failed,
+        Event::IceConnectionStateChange(st) => Act::Ice(st),
+        Event::MediaIngressStats(st) => Act::Track(
+            TrackCounters {
+                mid: st.mid,
+                inbound: true,
+                packets: st.packets,
+                bytes: st.bytes,
+                lost: u64::try_from(st.lost).unwrap_or(0),
+                nacks: st.nacks_sent,
+                keyframe_requests: st.plis_sent + st.firs_sent,
+            },
+            None,
+        ),
+        Event::MediaEgressStats(st) => Act::Track(
+            TrackCounters {
+                mid: st.mid,
+                inbound: false,
+                packets: st.packets,
+                bytes: st.bytes,
+                lost: st.rtx_sent,
+                nacks: st.nacks_received,
+                keyframe_requests: st.plis_received + st.firs_received,
+            },
+            st.rtt,
+        ),
+        Event::ChannelOpen(id, label) => Act::ChannelOpen(id.0, label),
+        Event::ChannelData(d) => Act::ChannelData(d),
+        Event::ChannelClose(id) => Act::ChannelClose(id.0),
+        _ => Act::Continue,
+    }
+}

@@ -1,0 +1,461 @@
+//! One shard: a thread (pinned to a core) that owns its sessions, its I/O backend, a
+//! timer heap and the forwarding routes of the streams it publishes or fans out.
+//!
+//! Shards share nothing: control commands arrive over a channel plus the backend's
+//! [`Waker`]; RTP packets for subscribers on other shards travel in batches over bounded
+//! channels (full → dropped and counted, never blocking), and the emptied batches come
+//! back over a return channel so that steady-state forwarding does not allocate.
+//!
+//! This module holds the types, the [`Shard`] struct, its run loop and small shared
+//! helpers; the work is in `recv` (datagrams and cross-shard batches), `drive` (timers and
+//! draining the sessions' output), `forward` (fan-out, batches, keyframe requests),
+//! `session` (creation and removal) and `command` (control commands).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use hdrhistogram::Histogram;
+use rtc_core::Rtc;
+use rtc_core::dtls::DtlsCert;
+use rtc_core::event::ChannelData;
+use rtc_core::ice::IceConnectionState;
+use rtc_core::media::{MediaKind, Mid};
+
+use crate::api::{
+    ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, SessionId, SessionInfo,
+    SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
+};
+use crate::forward::{LegParams, SeqTsRewriter};
+use crate::io::{IoBackend, Received, Waker};
+
+mod command;
+mod drive;
+mod forward;
+mod recv;
+mod session;
+
+/// A publisher's media section: the unit of routing.
+pub(crate) type RouteKey = (SessionId, Mid);
+
+/// Fixed facts about a route, supplied by the control side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteSpec {
+    pub kind: MediaKind,
+    pub pub_shard: usize,
+}
+
+/// A leg to install on the subscriber's shard.
+#[derive(Debug, Clone)]
+pub(crate) struct LegSpec {
+    pub sub: SessionId,
+    pub key: RouteKey,
+    pub route: RouteSpec,
+    pub params: LegParams,
+}
+
+/// Control commands (from [`EngineHandle`](crate::EngineHandle)).
+pub(crate) enum Command {
+    CreateSession {
+        id: SessionId,
+        setup: SessionSetup,
+        reply: Sender<Result<SessionInfo, EngineError>>,
+    },
+    CloseSession {
+        id: SessionId,
+        reply: Sender<bool>,
+    },
+    AddLeg {
+        spec: Box<LegSpec>,
+        reply: Sender<bool>,
+    },
+    RemoveLeg {
+        sub: SessionId,
+        sub_mid: Mid,
+        reply: Sender<bool>,
+    },
+    SetRemote {
+        key: RouteKey,
+        spec: RouteSpec,
+        shard: usize,
+        on: bool,
+        reply: Sender<()>,
+    },
+    RequestKeyframe {
+        publisher: SessionId,
+        mid: Option<Mid>,
+        reply: Sender<bool>,
+    },
+    Stats {
+        reply: Sender<ShardStats>,
+    },
+    CloseAll {
+        reply: Sender<usize>,
+    },
+    InjectPanic {
+        id: SessionId,
+    },
+    SessionStats {
+        id: SessionId,
+        reply: Sender<Option<SessionSnapshot>>,
+    },
+    ChannelSend {
+        id: SessionId,
+        target: ChannelTarget,
+        binary: bool,
+        data: Vec<u8>,
+        reply: Sender<Result<usize, EngineError>>,
+    },
+    Shutdown,
+}
+
+/// Shard-to-shard data.
+pub(crate) enum DataMsg {
+    /// RTP packets of publishers on the sending shard, for local fan-out.
+    Batch(Batch),
+    /// A subscriber on the sending shard wants a keyframe of this publisher stream.
+    Keyframe(RouteKey),
+}
+
+/// A batch of plaintext RTP packets for another shard.
+pub(crate) struct Batch {
+    from: usize,
+    recv_at: Instant,
+    buf: Vec<u8>,
+    pkts: Vec<BatchPkt>,
+}
+
+struct BatchPkt {
+    key: RouteKey,
+    start: usize,
+    end: usize,
+}
+
+/// Byte capacity of a batch buffer.
+const BATCH_BYTES: usize = 64 * 1024;
+/// Largest RTP packet the shard forwards (the `Rtc` buffers hold 2048 bytes).
+const SCRATCH: usize = 4096;
+/// A DTLS-looking datagram used to ask an `Rtc` whether it accepts a source (ICE-validated).
+const DTLS_PROBE: [u8; 13] = [22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// Links to one shard (every shard holds one per shard, itself included).
+#[derive(Clone)]
+pub(crate) struct PeerLink {
+    pub data_tx: Sender<DataMsg>,
+    pub ret_tx: Sender<Batch>,
+    pub waker: Waker,
+}
+
+/// Everything a shard thread starts with.
+pub(crate) struct ShardCtx {
+    pub index: usize,
+    pub core: Option<usize>,
+    pub announced: Vec<SocketAddr>,
+    pub cert: DtlsCert,
+    pub cmd_rx: Receiver<Command>,
+    pub data_rx: Receiver<DataMsg>,
+    pub ret_rx: Receiver<Batch>,
+    pub peers: Vec<PeerLink>,
+    pub events_tx: Sender<EngineEvent>,
+    pub gone_tx: Sender<SessionId>,
+    pub gauge: Arc<AtomicUsize>,
+    pub keyframe_interval: Duration,
+    pub rtx_buffer_packets: usize,
+    pub forward_batch: usize,
+}
+
+struct Session {
+    id: SessionId,
+    rtc: Rtc,
+    ufrag: String,
+    addrs: Vec<SocketAddr>,
+    /// The `Rtc`'s next timeout.
+    timer_at: Instant,
+    /// The earliest entry this session has in the timer heap.
+    heap_at: Option<Instant>,
+    touched: bool,
+    /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
+    pt_mid: Vec<(u8, Mid)>,
+    repair_pts: u128,
+    /// Last media SSRC seen per published section.
+    rx_ssrcs: Vec<(Mid, u32)>,
+    /// Legs this session subscribes through: (own mid, route, leg SSRC).
+    legs: Vec<(Mid, RouteKey, u32)>,
+    last_srtp_errors: u64,
+    last_dropped: u64,
+    panic_next: bool,
+    ice_state: IceConnectionState,
+    /// Latest periodic stream reports, one entry per (mid, direction).
+    track_stats: Vec<TrackCounters>,
+    rtt: Option<Duration>,
+    /// Open data channels: (stream id, label).
+    channels: Vec<(u16, String)>,
+    /// RTP packets and bytes received per published section (repair streams excluded).
+    rx_counts: Vec<(Mid, u64, u64)>,
+}
+
+impl Session {
+    fn put_track(&mut self, t: TrackCounters) {
+        match self
+            .track_stats
+            .iter_mut()
+            .find(|x| x.mid == t.mid && x.inbound == t.inbound)
+        {
+            Some(x) => *x = t,
+            None => self.track_stats.push(t),
+        }
+    }
+}
+
+struct Leg {
+    sub: SessionId,
+    slot: usize,
+    params: LegParams,
+    rw: SeqTsRewriter,
+    /// RTP packets and bytes written on this leg.
+    packets: u64,
+    bytes: u64,
+}
+
+struct Route {
+    spec: RouteSpec,
+    legs: Vec<Leg>,
+    /// Bit set of remote shards with subscribers.
+    remote: u64,
+    src_ssrc: Option<u32>,
+    kf_last: Option<Instant>,
+    kf_pending: bool,
+}
+
+impl Route {
+    fn new(spec: RouteSpec) -> Route {
+        Route {
+            spec,
+            legs: Vec::new(),
+            remote: 0,
+            src_ssrc: None,
+            kf_last: None,
+            kf_pending: false,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.legs.is_empty() && self.remote == 0
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    packets_in: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    bytes_out: u64,
+    rtp_forwarded: u64,
+    cross_shard_out: u64,
+    cross_shard_in: u64,
+    keyframe_requests: u64,
+    panics: u64,
+    iterations: u64,
+    drops: DropCounters,
+}
+
+/// What the shard does after one `poll_output` of a session (the output itself borrows
+/// the `Rtc`, so it is turned into this owned value first).
+enum Act {
+    Continue,
+    Timeout(Instant),
+    Rtp {
+        mid: Option<Mid>,
+        ssrc: u32,
+        pt: u8,
+        len: usize,
+    },
+    Keyframe(u32),
+    Connected,
+    Failed,
+    Panicked,
+    Ice(IceConnectionState),
+    Track(TrackCounters, Option<Duration>),
+    ChannelOpen(u16, String),
+    ChannelData(ChannelData),
+    ChannelClose(u16),
+}
+
+pub(crate) struct Shard {
+    ctx: ShardCtx,
+    sessions: Vec<Option<Session>>,
+    free: Vec<usize>,
+    by_id: HashMap<SessionId, usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    by_ufrag: HashMap<String, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    routes: HashMap<RouteKey, Route>,
+    touched: Vec<usize>,
+    doomed: Vec<(SessionId, CloseReason)>,
+    scratch: Box<[u8]>,
+    out_batches: Vec<Option<Batch>>,
+    /// Remote batches forwarded this iteration: (receive time at the origin, packets).
+    remote_fwd: Vec<(Instant, u64)>,
+    local_fwd: u64,
+    c: Counters,
+    loop_ns: Histogram<u64>,
+    latency_ns: Histogram<u64>,
+    stop: bool,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns .. 60 s at 3 significant digits; the bounds are valid constants.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Runs `f` on the session's `Rtc` under `catch_unwind`. `Err(())` means it panicked.
+/// The result may borrow the `Rtc` (e.g. its `poll_output`).
+fn guarded<'s, R>(s: &'s mut Session, f: impl FnOnce(&'s mut Rtc) -> R) -> Result<R, ()> {
+    let inject = std::mem::take(&mut s.panic_next);
+    let rtc = &mut s.rtc;
+    catch_unwind(AssertUnwindSafe(move || {
+        if inject {
+            panic!("injected panic (test hook)");
+        }
+        f(rtc)
+    }))
+    .map_err(|_| ())
+}
+
+fn touch(s: &mut Session, slot: usize, touched: &mut Vec<usize>) {
+    if !s.touched {
+        s.touched = true;
+        touched.push(slot);
+    }
+}
+
+impl Shard {
+    pub(crate) fn new(ctx: ShardCtx) -> Shard {
+        let n = ctx.peers.len();
+        Shard {
+            ctx,
+            sessions: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            timers: BinaryHeap::new(),
+            routes: HashMap::new(),
+            touched: Vec::new(),
+            doomed: Vec::new(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            out_batches: (0..n).map(|_| None).collect(),
+            remote_fwd: Vec::new(),
+            local_fwd: 0,
+            c: Counters::default(),
+            loop_ns: histogram(),
+            latency_ns: histogram(),
+            stop: false,
+        }
+    }
+
+    /// The shard loop. Returns on [`Command::Shutdown`] or when the control side is gone.
+    pub(crate) fn run(mut self, mut backend: Box<dyn IoBackend>) {
+        let mut last = Instant::now();
+        while !self.stop {
+            let timeout = match self.timers.peek() {
+                Some(Reverse((t, _, _))) => t.saturating_duration_since(last),
+                None => Duration::from_secs(1),
+            }
+            .min(Duration::from_secs(1));
+            let timeout = if self.ctx.cmd_rx.is_empty() && self.ctx.data_rx.is_empty() {
+                timeout
+            } else {
+                Duration::ZERO
+            };
+            let mut now_cell: Option<Instant> = None;
+            let polled = backend.poll(Some(timeout), &mut |r: Received<'_>| {
+                let now = *now_cell.get_or_insert_with(Instant::now);
+                self.on_datagram(now, r);
+            });
+            if let Err(e) = polled {
+                tracing::warn!(shard = self.ctx.index, error = %e, "backend poll failed");
+            }
+            // The one clock read of this iteration (taken at the first datagram, if any).
+            let now = now_cell.unwrap_or_else(Instant::now);
+            self.c.iterations += 1;
+            self.bury();
+            loop {
+                match self.ctx.cmd_rx.try_recv() {
+                    Ok(cmd) => {
+                        self.on_command(cmd, now, &mut *backend);
+                        self.bury();
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        // Every handle is gone: no command can ever arrive again.
+                        tracing::info!(shard = self.ctx.index, "control side gone; stopping");
+                        self.close_all(now, &mut *backend, CloseReason::Shutdown);
+                        self.stop = true;
+                        break;
+                    }
+                }
+            }
+            while let Ok(msg) = self.ctx.data_rx.try_recv() {
+                self.on_data(msg, now);
+            }
+            self.drive_timers(now);
+            self.bury();
+            self.drain_touched(now, &mut *backend);
+            self.send_batches();
+            let end = Instant::now();
+            self.loop_ns
+                .saturating_record(nanos(end.saturating_duration_since(now)));
+            if self.local_fwd > 0 {
+                let _ = self
+                    .latency_ns
+                    .record_n(nanos(end.saturating_duration_since(now)), self.local_fwd);
+                self.local_fwd = 0;
+            }
+            for (at, n) in self.remote_fwd.drain(..) {
+                let _ = self
+                    .latency_ns
+                    .record_n(nanos(end.saturating_duration_since(at)), n);
+            }
+            if let Err(e) = backend.flush() {
+                tracing::warn!(shard = self.ctx.index, error = %e, "backend flush failed");
+            }
+            last = end;
+        }
+    }
+
+    fn stats(&self, backend: &dyn IoBackend) -> ShardStats {
+        ShardStats {
+            shard: self.ctx.index,
+            core: self.ctx.core,
+            backend: backend.kind(),
+            local_addrs: backend.local_addrs().to_vec(),
+            sessions: self.by_id.len(),
+            routes: self.routes.len(),
+            packets_in: self.c.packets_in,
+            bytes_in: self.c.bytes_in,
+            packets_out: self.c.packets_out,
+            bytes_out: self.c.bytes_out,
+            rtp_forwarded: self.c.rtp_forwarded,
+            cross_shard_out: self.c.cross_shard_out,
+            cross_shard_in: self.c.cross_shard_in,
+            keyframe_requests: self.c.keyframe_requests,
+            panics: self.c.panics,
+            iterations: self.c.iterations,
+            cpu_time: crate::io::cpu::thread_cpu_time(),
+            drops: self.c.drops,
+            io: *backend.stats(),
+            loop_ns: self.loop_ns.clone(),
+            forward_latency_ns: self.latency_ns.clone(),
+        }
+    }
+}

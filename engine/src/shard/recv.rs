@@ -1,0 +1,129 @@
+//! Receive path: datagrams from the backend and batches from other shards.
+
+use std::time::Instant;
+
+use rtc_core::ice::stun_ufrag;
+use rtc_core::{Input, Protocol, Receive};
+
+use super::forward::forward_legs;
+use super::{DTLS_PROBE, DataMsg, Shard, guarded, touch};
+use crate::api::CloseReason;
+use crate::io::Received;
+
+impl Shard {
+    pub(super) fn on_datagram(&mut self, now: Instant, r: Received<'_>) {
+        self.c.packets_in += 1;
+        self.c.bytes_in += r.data.len() as u64;
+        let data: &[u8] = r.data;
+        let destination = self.ctx.announced.get(r.socket).copied().unwrap_or(r.local);
+        let is_stun = matches!(data.first(), Some(0..=3));
+        let slot = match data.first() {
+            Some(0..=3) => {
+                let Ok(ufrag) = stun_ufrag(data) else {
+                    self.c.drops.malformed += 1;
+                    return;
+                };
+                let by_ufrag = ufrag.and_then(|ours| self.by_ufrag.get(ours).copied());
+                match by_ufrag.or_else(|| self.by_addr.get(&r.source).copied()) {
+                    Some(s) => s,
+                    None => {
+                        self.c.drops.unknown_source += 1;
+                        return;
+                    }
+                }
+            }
+            Some(20..=63) | Some(128..=191) => match self.by_addr.get(&r.source) {
+                Some(&s) => s,
+                None => {
+                    self.c.drops.unknown_source += 1;
+                    return;
+                }
+            },
+            _ => {
+                self.c.drops.malformed += 1;
+                return;
+            }
+        };
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            self.c.drops.unknown_source += 1;
+            return;
+        };
+        let recv = Receive {
+            proto: Protocol::Udp,
+            source: r.source,
+            destination,
+            contents: data,
+        };
+        match guarded(s, |rtc| rtc.handle_input(Input::Receive(now, recv))) {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                self.c.drops.dead_session += 1;
+                self.doomed.push((s.id, CloseReason::Failed));
+                return;
+            }
+            Err(()) => {
+                self.doomed.push((s.id, CloseReason::Panicked));
+                return;
+            }
+        }
+        let st = s.rtc.stats();
+        self.c.drops.srtp_auth += st.srtp_errors.saturating_sub(s.last_srtp_errors);
+        self.c.drops.rtc_dropped += st.dropped.saturating_sub(s.last_dropped);
+        s.last_srtp_errors = st.srtp_errors;
+        s.last_dropped = st.dropped;
+        touch(s, slot, &mut self.touched);
+        if is_stun && self.by_addr.get(&r.source) != Some(&slot) {
+            let probe = Receive {
+                contents: &DTLS_PROBE,
+                ..recv
+            };
+            // Learn the address only once ICE validated it (a checked binding request).
+            if s.rtc.accepts(&probe) {
+                self.by_addr.insert(r.source, slot);
+                if !s.addrs.contains(&r.source) {
+                    s.addrs.push(r.source);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_data(&mut self, msg: DataMsg, now: Instant) {
+        match msg {
+            DataMsg::Keyframe(key) => self.request_keyframe_route(key, now),
+            DataMsg::Batch(mut batch) => {
+                let mut n_fwd = 0;
+                for p in &batch.pkts {
+                    self.c.cross_shard_in += 1;
+                    let Some(route) = self.routes.get_mut(&p.key) else {
+                        self.c.drops.no_route += 1;
+                        continue;
+                    };
+                    let Some(packet) = batch.buf.get(p.start..p.end) else {
+                        continue;
+                    };
+                    n_fwd += forward_legs(
+                        &mut route.legs,
+                        packet,
+                        p.key.0.0,
+                        &mut self.sessions,
+                        &mut self.touched,
+                        &mut self.doomed,
+                        &mut self.c.drops,
+                        now,
+                    );
+                }
+                self.c.rtp_forwarded += n_fwd;
+                if n_fwd > 0 {
+                    self.remote_fwd.push((batch.recv_at, n_fwd));
+                }
+                batch.buf.clear();
+                batch.pkts.clear();
+                if let Some(peer) = self.ctx.peers.get(batch.from) {
+                    // Full or gone: the batch is simply freed.
+                    let _ = peer.ret_tx.try_send(batch);
+                }
+                self.bury();
+            }
+        }
+    }
+}
