@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::error::{ControlError, ErrorCode};
 use crate::protocol::{
-    Event, Hello, MAX_LINE, PROTOCOL_VERSION, Request, RequestId, Response, ServerLine,
+    Event, Hello, MAX_LINE, OpKind, PROTOCOL_VERSION, Request, RequestId, Response, ServerLine,
     parse_server_line,
 };
 
@@ -39,13 +39,37 @@ pub enum ClientError {
     Server(ControlError),
     /// The server sent something that does not follow the protocol.
     #[error("protocol error: {0}")]
-    Protocol(String),
+    Protocol(#[from] ProtocolViolation),
     /// The server closed the connection.
     #[error("the server closed the connection")]
     Closed,
     /// No answer within the timeout.
     #[error("timed out waiting for the server")]
     Timeout,
+}
+
+/// How a server line broke the protocol (the cause inside [`ClientError::Protocol`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// A server line was longer than the protocol's maximum line length.
+    #[error("server line too long")]
+    LineTooLong,
+    /// The line buffer's bookkeeping did not match its contents.
+    #[error("line framing")]
+    Framing,
+    /// A server line was not a JSON object of the protocol.
+    #[error("bad server line: {0}")]
+    BadLine(#[source] serde_json::Error),
+    /// A response did not have the shape of the answer to its request.
+    #[error("{kind} response: {source}")]
+    BadResponse {
+        /// The operation the response answered.
+        kind: OpKind,
+        /// What did not fit.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl ClientError {
@@ -95,11 +119,11 @@ impl LineReader {
                     self.buf.drain(..self.start);
                     self.start = 0;
                 }
-                return line.ok_or_else(|| ClientError::Protocol("line framing".into()));
+                return line.ok_or(ClientError::Protocol(ProtocolViolation::Framing));
             }
             searched = self.buf.len();
             if self.buf.len() - self.start > MAX_LINE {
-                return Err(ClientError::Protocol("server line too long".into()));
+                return Err(ProtocolViolation::LineTooLong.into());
             }
             let timeout = match deadline {
                 None => None,
@@ -118,7 +142,7 @@ impl LineReader {
                     let chunk = self
                         .tmp
                         .get(..n)
-                        .ok_or_else(|| ClientError::Protocol("read length".into()))?;
+                        .ok_or(ClientError::Protocol(ProtocolViolation::Framing))?;
                     self.buf.extend_from_slice(chunk);
                 }
                 Err(e)
@@ -138,7 +162,7 @@ impl LineReader {
 }
 
 fn parse(line: &[u8]) -> Result<ServerLine, ClientError> {
-    parse_server_line(line).map_err(|e| ClientError::Protocol(e.to_string()))
+    parse_server_line(line).map_err(|e| ProtocolViolation::BadLine(e).into())
 }
 
 type ResponseResult = (Option<RequestId>, Result<serde_json::Value, ControlError>);
@@ -172,7 +196,7 @@ impl Requests {
             match next(&mut self.stream, deadline)? {
                 (Some(rid), Ok(v)) if rid == id => {
                     return Response::from_value(kind, v)
-                        .map_err(|e| ClientError::Protocol(format!("{kind} response: {e}")));
+                        .map_err(|source| ProtocolViolation::BadResponse { kind, source }.into());
                 }
                 (Some(rid), Err(e)) if rid == id => return Err(ClientError::Server(e)),
                 // An error about the connection itself (line too long, slow consumer).

@@ -18,7 +18,7 @@ pub mod server;
 mod sys;
 pub mod types;
 
-pub use client::{ClientError, ControlClient, ControlRequester, EventStream};
+pub use client::{ClientError, ControlClient, ControlRequester, EventStream, ProtocolViolation};
 pub use error::{ControlError, ErrorCode};
 pub use hist::{HistogramSummary, summarize};
 pub use protocol::*;

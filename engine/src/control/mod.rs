@@ -119,7 +119,7 @@ impl Shared {
 /// Serves control requests over an [`EngineHandle`]; see the module docs.
 ///
 /// [`EngineControl::new`] starts one thread that turns [`EngineHandle::events`] into
-/// control [`Event`]s; it is the only reader of that channel. Stop it with
+/// control [`Event`](control::Event)s; it is the only reader of that channel. Stop it with
 /// [`EngineControl::shutdown`] (also run on drop) before or after the engine stops.
 pub struct EngineControl {
     shared: Arc<Shared>,
