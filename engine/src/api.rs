@@ -157,6 +157,12 @@ pub enum CloseReason {
     Panicked,
     /// The engine shut down or the shard was drained.
     Shutdown,
+    /// It was not connected (ICE and DTLS up)
+    /// [`EngineConfig::connect_timeout`](crate::EngineConfig::connect_timeout) after
+    /// its creation.
+    ConnectTimeout,
+    /// Its shard thread died; the session is gone with it.
+    ShardDown,
 }
 
 /// Something the control plane may want to know, from [`EngineHandle::events`](crate::EngineHandle::events).
@@ -165,8 +171,17 @@ pub enum CloseReason {
 pub enum EngineEvent {
     /// ICE and DTLS are up; media flows.
     SessionConnected(SessionId),
-    /// A session ended.
+    /// A session ended. Never dropped (see [`EngineEvents`](crate::EngineEvents)).
     SessionClosed(SessionId, CloseReason),
+    /// A shard thread died (a panic outside the per-session guard). Its sessions are
+    /// reported closed with [`CloseReason::ShardDown`], and no new session is placed
+    /// on it. Never dropped.
+    ShardDown {
+        /// The shard index.
+        shard: usize,
+        /// Sessions it held when it died.
+        sessions: usize,
+    },
     /// A session's ICE connection state changed.
     IceState(SessionId, IceConnectionState),
     /// A subscriber asked for a keyframe of a publisher's media section (reported on the

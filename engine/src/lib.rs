@@ -47,4 +47,4 @@ pub use api::{
     SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineHandle};
+pub use engine::{Engine, EngineEvents, EngineHandle};

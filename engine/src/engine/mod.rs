@@ -10,18 +10,20 @@ use crossbeam_channel::{Receiver, Sender};
 use rtc_core::media::Mid;
 
 use crate::api::{
-    ChannelTarget, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId,
-    RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
+    ChannelTarget, EngineError, EngineStats, LegInfo, MediaDesc, Placement, RoomId, RoomInfo,
+    SessionId, SessionInfo, SessionSetup, SessionSnapshot,
 };
 use crate::forward::{LegParams, PtMap};
 use crate::io::Waker;
 use crate::shard::{Command, LegSpec, RouteSpec};
 
+mod events;
 mod registry;
 mod start;
 #[cfg(test)]
 mod tests;
 
+pub use events::EngineEvents;
 use registry::{RegLeg, RegRoom, RegSession, Registry, legs_where};
 
 /// Entry point: [`Engine::start`].
@@ -41,7 +43,7 @@ struct Inner {
     shards: Vec<ShardLink>,
     reg: Mutex<Registry>,
     next_session: AtomicU64,
-    events_rx: Receiver<EngineEvent>,
+    events_rx: EngineEvents,
     gone_rx: Receiver<SessionId>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     reply_timeout: Duration,
@@ -106,9 +108,10 @@ impl EngineHandle {
             .map(|s| s.draining.load(Ordering::Relaxed))
     }
 
-    /// Engine events (session connected/closed). Events are dropped when the queue is
-    /// full, so a consumer should keep reading.
-    pub fn events(&self) -> &Receiver<EngineEvent> {
+    /// Engine events. Closing events ([`EngineEvent::SessionClosed`]) are never dropped;
+    /// the others are dropped when their queue is full, so a consumer should keep
+    /// reading (see [`EngineEvents`]).
+    pub fn events(&self) -> &EngineEvents {
         &self.inner.events_rx
     }
 

@@ -91,7 +91,9 @@ impl Engine {
             })
             .collect();
         let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_queue.max(1));
-        let (gone_tx, gone_rx) = crossbeam_channel::bounded(65_536);
+        // Unbounded, but at most one entry per session: each session closes once.
+        let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
+        let (gone_tx, gone_rx) = crossbeam_channel::unbounded();
 
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
@@ -108,6 +110,7 @@ impl Engine {
                 ret_rx: ret[i].1.clone(),
                 peers: peers.clone(),
                 events_tx: events_tx.clone(),
+                closed_tx: closed_tx.clone(),
                 gone_tx: gone_tx.clone(),
                 gauge: gauge.clone(),
                 keyframe_interval: cfg.keyframe_interval,
@@ -145,7 +148,10 @@ impl Engine {
                 shards: links,
                 reg: Mutex::new(Registry::default()),
                 next_session: AtomicU64::new(1),
-                events_rx,
+                events_rx: super::EngineEvents {
+                    events: events_rx,
+                    closed: closed_rx,
+                },
                 gone_rx,
                 threads: Mutex::new(threads),
                 reply_timeout: cfg.reply_timeout,

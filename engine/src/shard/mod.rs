@@ -162,6 +162,9 @@ pub(crate) struct ShardCtx {
     pub ret_rx: Receiver<Batch>,
     pub peers: Vec<PeerLink>,
     pub events_tx: Sender<EngineEvent>,
+    /// Closing events: unbounded, at most one per session (never dropped).
+    pub closed_tx: Sender<EngineEvent>,
+    /// Sessions that ended, for the control side's registry: unbounded, one per session.
     pub gone_tx: Sender<SessionId>,
     pub gauge: Arc<AtomicUsize>,
     pub keyframe_interval: Duration,

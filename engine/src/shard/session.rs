@@ -82,11 +82,13 @@ impl Shard {
         }
         self.free.push(slot);
         self.ctx.gauge.fetch_sub(1, Ordering::Relaxed);
+        // Both channels are unbounded: these sends fail only when the engine handle is
+        // gone, and then nobody is left to tell.
         let _ = self
             .ctx
-            .events_tx
-            .try_send(EngineEvent::SessionClosed(s.id, reason));
-        let _ = self.ctx.gone_tx.try_send(s.id);
+            .closed_tx
+            .send(EngineEvent::SessionClosed(s.id, reason));
+        let _ = self.ctx.gone_tx.send(s.id);
     }
 
     pub(super) fn create_session(
