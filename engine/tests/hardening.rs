@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use engine::io::BackendPreference;
-use engine::{CloseReason, Engine, EngineEvent, Placement, SessionId, SessionSetup};
+use engine::{
+    CloseReason, Engine, EngineError, EngineEvent, Placement, SessionId, SessionSetup,
+};
 use rtc_core::Rtc;
 use rtc_core::media::MediaKind;
 use rtc_core::sdp::Direction;
@@ -75,5 +77,184 @@ fn every_session_closed_event_arrives_through_a_tiny_event_queue() {
         seen.len() == ids.len()
     });
     assert_eq!(seen, ids.iter().copied().collect::<BTreeSet<_>>());
+    engine.shutdown();
+}
+
+const PUB_MEDIA: [(MediaKind, Direction); 2] = [
+    (MediaKind::Audio, Direction::SendOnly),
+    (MediaKind::Video, Direction::SendOnly),
+];
+const SUB_MEDIA: [(MediaKind, Direction); 2] = [
+    (MediaKind::Audio, Direction::RecvOnly),
+    (MediaKind::Video, Direction::RecvOnly),
+];
+
+/// Resident set size of this process, bytes (Linux).
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The indices a subscriber received, per kind.
+fn indices(c: &Client) -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let (mut v, mut a) = (BTreeSet::new(), BTreeSet::new());
+    for p in &c.rtp {
+        match check_payload(&p.payload) {
+            Some((MediaKind::Video, i)) => v.insert(i),
+            Some((MediaKind::Audio, i)) => a.insert(i),
+            None => panic!("{}: payload not byte-exact", c.name),
+        };
+    }
+    (v, a)
+}
+
+#[test]
+fn sessions_that_never_connect_are_reaped_while_a_forward_runs() {
+    const FLOOD: usize = 1000;
+    let mut cfg = engine_config(BackendPreference::Portable, 2);
+    cfg.connect_timeout = Duration::from_secs(2);
+    let engine = Engine::start(cfg).unwrap();
+    // A 1 → 2 forward across both shards, connected before the flood.
+    let room = engine.create_room("flood").unwrap();
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        &engine,
+        Placement::Shard(0),
+        &PUB_MEDIA,
+        false,
+    )];
+    for i in 0..2 {
+        clients.push(Client::connect_sdp(
+            &format!("sub{i}"),
+            &engine,
+            Placement::Shard(i),
+            &SUB_MEDIA,
+            false,
+        ));
+    }
+    let ids: Vec<SessionId> = clients.iter().map(|c| c.id()).collect();
+    wait_engine_connected(&engine, &mut clients, &ids);
+    engine.publish(room, ids[0]).unwrap();
+    for id in &ids[1..] {
+        engine.subscribe(room, *id, ids[0]).unwrap();
+    }
+    drive(&mut clients, Duration::from_millis(100), |_| false);
+    let rss_before = rss_bytes();
+
+    // The flood: offers nobody answers, created while media flows.
+    let sdp = offer(2);
+    let mut s = Streamer::new();
+    let mut flood = Vec::with_capacity(FLOOD);
+    let started = Instant::now();
+    while flood.len() < FLOOD {
+        for _ in 0..50 {
+            let info = engine
+                .create_session(SessionSetup::Offer(sdp.clone()), Placement::Auto)
+                .unwrap();
+            flood.push(info.id);
+        }
+        stream(&mut clients, 0, &mut s, Duration::from_millis(20), |_, _| {});
+    }
+    let created_in = started.elapsed();
+    let rss_peak = rss_bytes();
+    assert_eq!(engine.stats().unwrap().sessions(), FLOOD + 3);
+
+    // Every flood session is reaped with ConnectTimeout; the forward keeps running.
+    let mut reaped = BTreeSet::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    while reaped.len() < FLOOD && Instant::now() < end {
+        stream(&mut clients, 0, &mut s, Duration::from_millis(50), |_, _| {});
+        while let Ok(ev) = engine.events().try_recv() {
+            if let EngineEvent::SessionClosed(id, reason) = ev {
+                assert_eq!(reason, CloseReason::ConnectTimeout, "{id}");
+                assert!(!ids.contains(&id), "connected session {id} was reaped");
+                reaped.insert(id);
+            }
+        }
+    }
+    let reaped_after = started.elapsed();
+    assert_eq!(reaped, flood.iter().copied().collect::<BTreeSet<_>>());
+    let st = engine.stats().unwrap();
+    assert_eq!(st.sessions(), 3, "only the forward's sessions are left");
+    assert_eq!(
+        st.shards.iter().map(|s| s.connect_timeouts).sum::<u64>(),
+        FLOOD as u64
+    );
+    stream(&mut clients, 0, &mut s, Duration::from_millis(300), |_, _| {});
+    drive(&mut clients, Duration::from_millis(300), |_| false);
+    let rss_after = rss_bytes();
+    for c in &clients[1..] {
+        let (v, a) = indices(c);
+        assert_eq!(v, (0..s.video_sent).collect(), "{}: video", c.name);
+        assert_eq!(a, (0..s.audio_sent).collect(), "{}: audio", c.name);
+    }
+    eprintln!(
+        "flood: {FLOOD} sessions created in {created_in:?}, all reaped after {reaped_after:?}; \
+         RSS before {} KiB, peak {} KiB, after {} KiB; forwarded {} video + {} audio",
+        rss_before / 1024,
+        rss_peak / 1024,
+        rss_after / 1024,
+        s.video_sent,
+        s.audio_sent
+    );
+    engine.shutdown();
+}
+
+#[test]
+fn caps_refuse_with_typed_errors() {
+    let mut cfg = engine_config(BackendPreference::Portable, 2);
+    cfg.max_sessions_per_shard = 2;
+    cfg.max_sessions = 3;
+    cfg.max_media_per_session = 4;
+    cfg.max_rooms = 2;
+    cfg.max_legs_per_room = 2;
+    let engine = Engine::start(cfg).unwrap();
+    let create = |sdp: &str, p| engine.create_session(SessionSetup::Offer(sdp.to_owned()), p);
+    // Too many m-lines: refused before the shard sees it.
+    let e = create(&offer(5), Placement::Auto).unwrap_err();
+    assert!(
+        matches!(e, EngineError::TooManyMedia { sections: 5, limit: 4 }),
+        "{e}"
+    );
+    let two = offer(2);
+    let publisher = create(&two, Placement::Shard(0)).unwrap().id;
+    let mut sub_rtc = Rtc::builder().build(Instant::now()).unwrap();
+    let mut api = sub_rtc.sdp_api();
+    for (k, d) in SUB_MEDIA {
+        api.add_media(k, d);
+    }
+    let sub_offer = api.apply().unwrap().0.to_sdp_string();
+    let sub1 = create(&sub_offer, Placement::Shard(0)).unwrap().id;
+    let e = create(&two, Placement::Shard(0)).unwrap_err();
+    assert!(
+        matches!(e, EngineError::ShardFull { shard: 0, limit: 2 }),
+        "{e}"
+    );
+    let sub2 = create(&sub_offer, Placement::Shard(1)).unwrap().id;
+    let e = create(&two, Placement::Auto).unwrap_err();
+    assert!(matches!(e, EngineError::EngineFull { limit: 3 }), "{e}");
+    // Rooms.
+    let room = engine.create_room("a").unwrap();
+    engine.create_room("b").unwrap();
+    let e = engine.create_room("c").unwrap_err();
+    assert!(matches!(e, EngineError::TooManyRooms { limit: 2 }), "{e}");
+    // Legs per room: the first subscriber takes both, the second is refused.
+    engine.publish(room, publisher).unwrap();
+    assert_eq!(engine.subscribe(room, sub1, publisher).unwrap().len(), 2);
+    let e = engine.subscribe(room, sub2, publisher).unwrap_err();
+    assert!(
+        matches!(e, EngineError::TooManyLegs { limit: 2, .. }),
+        "{e}"
+    );
+    // Closing frees room for a new session and a new room.
+    engine.close_session(sub2).unwrap();
+    create(&two, Placement::Shard(1)).unwrap();
+    engine.close_room(room).unwrap();
+    engine.create_room("c").unwrap();
     engine.shutdown();
 }
