@@ -513,6 +513,11 @@ fn error_and_hello_lines() {
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
         ErrorCode::SlowConsumer,
+        ErrorCode::ShardFull,
+        ErrorCode::EngineFull,
+        ErrorCode::TooManyMedia,
+        ErrorCode::TooManyRooms,
+        ErrorCode::TooManyLegs,
     ] {
         let s = serde_json::to_string(&c).expect("serialises");
         assert_eq!(s, format!("\"{}\"", c.as_str()));

@@ -344,6 +344,46 @@ pub enum EngineError {
     /// The session has no such open data channel (or no data-channel transport).
     #[error("session {0} has no open data channel {1}")]
     NoSuchChannel(SessionId, String),
+    /// The shard holds [`EngineConfig::max_sessions_per_shard`](crate::EngineConfig::max_sessions_per_shard)
+    /// sessions.
+    #[error("shard {shard} is full ({limit} sessions)")]
+    ShardFull {
+        /// The shard.
+        shard: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The engine holds [`EngineConfig::max_sessions`](crate::EngineConfig::max_sessions)
+    /// sessions (closing events not yet read included).
+    #[error("the engine is full ({limit} sessions, unread closing events included)")]
+    EngineFull {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The offer (or the direct parameters) has more media sections than
+    /// [`EngineConfig::max_media_per_session`](crate::EngineConfig::max_media_per_session).
+    #[error("{sections} media sections (at most {limit})")]
+    TooManyMedia {
+        /// Media sections asked for.
+        sections: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// [`EngineConfig::max_rooms`](crate::EngineConfig::max_rooms) rooms exist.
+    #[error("too many rooms (at most {limit})")]
+    TooManyRooms {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The room has [`EngineConfig::max_legs_per_room`](crate::EngineConfig::max_legs_per_room)
+    /// forwarding legs.
+    #[error("room {room} has too many subscriptions (at most {limit} legs)")]
+    TooManyLegs {
+        /// The room.
+        room: RoomId,
+        /// The configured limit.
+        limit: usize,
+    },
 }
 
 /// Drops by reason (per shard, totals since start).
@@ -443,6 +483,15 @@ pub struct ShardStats {
     pub keyframe_requests: u64,
     /// Sessions removed after a panic.
     pub panics: u64,
+    /// Sessions closed because they did not connect within
+    /// [`EngineConfig::connect_timeout`](crate::EngineConfig::connect_timeout).
+    pub connect_timeouts: u64,
+    /// Data channels the peer opened beyond
+    /// [`EngineConfig::max_channels_per_session`](crate::EngineConfig::max_channels_per_session)
+    /// or with a label longer than
+    /// [`EngineConfig::max_channel_label`](crate::EngineConfig::max_channel_label); each
+    /// was closed.
+    pub channels_refused: u64,
     /// Loop iterations.
     pub iterations: u64,
     /// CPU time the shard thread has used.

@@ -132,6 +132,16 @@ impl Pump<'_> {
                         reason: "the connection failed (ICE consent, DTLS or remote close)".into(),
                     }));
             }
+            CloseReason::ConnectTimeout => {
+                self.transition(id, control::SessionState::Failed);
+                self.shared
+                    .hub
+                    .publish(&Event::SessionFailed(control::SessionFailure {
+                        session,
+                        shard,
+                        reason: "not connected within the engine's connect_timeout".into(),
+                    }));
+            }
             CloseReason::Panicked => {
                 self.shared
                     .hub

@@ -26,6 +26,11 @@ pub(super) fn map_err(e: EngineError) -> ControlError {
         EngineError::SessionPanicked(_) => ErrorCode::BadParams,
         EngineError::ShardGone(_) => ErrorCode::ShuttingDown,
         EngineError::Config(_) | EngineError::Io(_) => ErrorCode::Internal,
+        EngineError::ShardFull { .. } => ErrorCode::ShardFull,
+        EngineError::EngineFull { .. } => ErrorCode::EngineFull,
+        EngineError::TooManyMedia { .. } => ErrorCode::TooManyMedia,
+        EngineError::TooManyRooms { .. } => ErrorCode::TooManyRooms,
+        EngineError::TooManyLegs { .. } => ErrorCode::TooManyLegs,
     };
     ControlError::new(code, e.to_string())
 }
@@ -346,6 +351,30 @@ mod tests {
         assert_eq!(
             c(EngineError::Config(crate::ConfigError::NoBindAddress)),
             ErrorCode::Internal
+        );
+        // Every cap has its own code.
+        let caps = [
+            c(EngineError::ShardFull { shard: 0, limit: 1 }),
+            c(EngineError::EngineFull { limit: 1 }),
+            c(EngineError::TooManyMedia {
+                sections: 2,
+                limit: 1,
+            }),
+            c(EngineError::TooManyRooms { limit: 1 }),
+            c(EngineError::TooManyLegs {
+                room: RoomId(1),
+                limit: 1,
+            }),
+        ];
+        assert_eq!(
+            caps,
+            [
+                ErrorCode::ShardFull,
+                ErrorCode::EngineFull,
+                ErrorCode::TooManyMedia,
+                ErrorCode::TooManyRooms,
+                ErrorCode::TooManyLegs,
+            ]
         );
     }
 }

@@ -47,6 +47,27 @@ struct Inner {
     gone_rx: Receiver<SessionId>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     reply_timeout: Duration,
+    limits: Limits,
+}
+
+/// The caps the control side enforces (the shards enforce their own).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_sessions: usize,
+    max_media: usize,
+    max_rooms: usize,
+    max_legs_per_room: usize,
+}
+
+/// Media sections an offer asks for: its `m=` lines (counted without parsing).
+fn media_sections(setup: &SessionSetup) -> usize {
+    match setup {
+        SessionSetup::Offer(sdp) => sdp
+            .lines()
+            .filter(|l| l.trim_start().starts_with("m="))
+            .count(),
+        SessionSetup::Direct(p) => p.media.len(),
+    }
 }
 
 /// The control handle of a running engine: cheap to clone, usable from any thread.
@@ -156,14 +177,23 @@ impl EngineHandle {
     /// # Errors
     ///
     /// [`EngineError::NoSuchShard`] / [`EngineError::ShardDraining`] for a placement that
-    /// cannot take the session, [`EngineError::Rtc`] when the offer or the direct parameters are
-    /// refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
+    /// cannot take the session, [`EngineError::TooManyMedia`], [`EngineError::EngineFull`]
+    /// and [`EngineError::ShardFull`] for a request over a cap, [`EngineError::Rtc`] when
+    /// the offer or the direct parameters are refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
     /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the shard does not answer.
     pub fn create_session(
         &self,
         setup: SessionSetup,
         placement: Placement,
     ) -> Result<SessionInfo, EngineError> {
+        let limits = self.inner.limits;
+        let sections = media_sections(&setup);
+        if sections > limits.max_media {
+            return Err(EngineError::TooManyMedia {
+                sections,
+                limit: limits.max_media,
+            });
+        }
         let shard = match placement {
             Placement::Shard(i) => {
                 let link = self
@@ -188,6 +218,11 @@ impl EngineHandle {
         };
         let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
         let mut reg = self.registry();
+        if reg.sessions.len() + self.inner.events_rx.pending_closes() >= limits.max_sessions {
+            return Err(EngineError::EngineFull {
+                limit: limits.max_sessions,
+            });
+        }
         let info = self.call(shard, |reply| Command::CreateSession { id, setup, reply })??;
         reg.sessions.insert(
             id,
@@ -224,8 +259,18 @@ impl EngineHandle {
     }
 
     /// Creates a room.
-    pub fn create_room(&self, name: &str) -> RoomId {
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::TooManyRooms`] when [`EngineConfig::max_rooms`](crate::EngineConfig::max_rooms)
+    /// rooms exist.
+    pub fn create_room(&self, name: &str) -> Result<RoomId, EngineError> {
         let mut reg = self.registry();
+        if reg.rooms.len() >= self.inner.limits.max_rooms {
+            return Err(EngineError::TooManyRooms {
+                limit: self.inner.limits.max_rooms,
+            });
+        }
         reg.next_room += 1;
         let id = RoomId(reg.next_room);
         reg.rooms.insert(
@@ -236,7 +281,7 @@ impl EngineHandle {
                 members: Vec::new(),
             },
         );
-        id
+        Ok(id)
     }
 
     /// Closes a room: every leg created in it is removed; sessions stay open.
@@ -343,7 +388,9 @@ impl EngineHandle {
     /// # Errors
     ///
     /// [`EngineError::UnknownRoom`], [`EngineError::NotInRoom`] when `publisher` does not
-    /// publish in the room, [`EngineError::UnknownSession`] for an unknown session (or one
+    /// publish in the room, [`EngineError::TooManyLegs`] when a new leg would exceed
+    /// [`EngineConfig::max_legs_per_room`](crate::EngineConfig::max_legs_per_room)
+    /// (legs created before it stay), [`EngineError::UnknownSession`] for an unknown session (or one
     /// that ended meanwhile), [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard
     /// does not answer.
     pub fn subscribe_tracks(
@@ -409,6 +456,21 @@ impl EngineHandle {
             };
             let slot = (*slot).clone();
             let replaced = sub_s.legs.iter().position(|l| l.sub_mid == slot.mid);
+            // A new leg (not a source switch on a leg of this room) must fit the room.
+            let grows = replaced.is_none_or(|i| sub_s.legs[i].room != room);
+            if grows {
+                let in_room: usize = reg
+                    .sessions
+                    .values()
+                    .map(|s| s.legs.iter().filter(|l| l.room == room).count())
+                    .sum();
+                if in_room >= self.inner.limits.max_legs_per_room {
+                    return Err(EngineError::TooManyLegs {
+                        room,
+                        limit: self.inner.limits.max_legs_per_room,
+                    });
+                }
+            }
             let taken: Vec<u32> = sub_s.legs.iter().map(|l| l.ssrc).collect();
             let ssrc = match replaced {
                 Some(i) => sub_s.legs[i].ssrc,

@@ -116,6 +116,10 @@ impl Engine {
                 keyframe_interval: cfg.keyframe_interval,
                 rtx_buffer_packets: cfg.rtx_buffer_packets,
                 forward_batch: cfg.forward_batch.clamp(1, 1024),
+                connect_timeout: cfg.connect_timeout,
+                max_sessions: cfg.max_sessions_per_shard,
+                max_channels: cfg.max_channels_per_session,
+                max_label: cfg.max_channel_label,
             };
             links.push(ShardLink {
                 cmd_tx: cmd[i].0.clone(),
@@ -155,6 +159,12 @@ impl Engine {
                 gone_rx,
                 threads: Mutex::new(threads),
                 reply_timeout: cfg.reply_timeout,
+                limits: super::Limits {
+                    max_sessions: cfg.max_sessions,
+                    max_media: cfg.max_media_per_session,
+                    max_rooms: cfg.max_rooms,
+                    max_legs_per_room: cfg.max_legs_per_room,
+                },
             }),
         })
     }

@@ -12,7 +12,7 @@
 //! `session` (creation and removal) and `command` (control commands).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -170,6 +170,14 @@ pub(crate) struct ShardCtx {
     pub keyframe_interval: Duration,
     pub rtx_buffer_packets: usize,
     pub forward_batch: usize,
+    /// Close sessions not connected this long after creation.
+    pub connect_timeout: Duration,
+    /// Live sessions this shard takes.
+    pub max_sessions: usize,
+    /// Open data channels per session.
+    pub max_channels: usize,
+    /// Longest data-channel label, bytes.
+    pub max_label: usize,
 }
 
 struct Session {
@@ -200,6 +208,8 @@ struct Session {
     channels: Vec<(u16, String)>,
     /// RTP packets and bytes received per published section (repair streams excluded).
     rx_counts: Vec<(Mid, u64, u64)>,
+    /// The `Rtc` reported `Connected` (ICE and DTLS up).
+    connected: bool,
 }
 
 impl Session {
@@ -263,6 +273,8 @@ struct Counters {
     cross_shard_in: u64,
     keyframe_requests: u64,
     panics: u64,
+    connect_timeouts: u64,
+    channels_refused: u64,
     iterations: u64,
     drops: DropCounters,
 }
@@ -300,6 +312,8 @@ pub(crate) struct Shard {
     routes: HashMap<RouteKey, Route>,
     touched: Vec<usize>,
     doomed: Vec<(SessionId, CloseReason)>,
+    /// Connect deadlines in creation order (so in deadline order): (deadline, slot, id).
+    connect_deadlines: VecDeque<(Instant, usize, SessionId)>,
     scratch: Box<[u8]>,
     out_batches: Vec<Option<Batch>>,
     /// Remote batches forwarded this iteration: (receive time at the origin, packets).
@@ -355,6 +369,7 @@ impl Shard {
             routes: HashMap::new(),
             touched: Vec::new(),
             doomed: Vec::new(),
+            connect_deadlines: VecDeque::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             out_batches: (0..n).map(|_| None).collect(),
             remote_fwd: Vec::new(),
@@ -375,6 +390,10 @@ impl Shard {
                 None => Duration::from_secs(1),
             }
             .min(Duration::from_secs(1));
+            let timeout = match self.connect_deadlines.front() {
+                Some((t, _, _)) => timeout.min(t.saturating_duration_since(last)),
+                None => timeout,
+            };
             let timeout = if self.ctx.cmd_rx.is_empty() && self.ctx.data_rx.is_empty() {
                 timeout
             } else {
@@ -412,6 +431,7 @@ impl Shard {
                 self.on_data(msg, now);
             }
             self.drive_timers(now);
+            self.reap_unconnected(now, &mut *backend);
             self.bury();
             self.drain_touched(now, &mut *backend);
             self.send_batches();
@@ -453,6 +473,8 @@ impl Shard {
             cross_shard_in: self.c.cross_shard_in,
             keyframe_requests: self.c.keyframe_requests,
             panics: self.c.panics,
+            connect_timeouts: self.c.connect_timeouts,
+            channels_refused: self.c.channels_refused,
             iterations: self.c.iterations,
             cpu_time: crate::io::cpu::thread_cpu_time(),
             drops: self.c.drops,
