@@ -310,3 +310,53 @@ fn caps_refuse_with_typed_errors() {
     engine.create_room("c").unwrap();
     engine.shutdown();
 }
+
+#[test]
+fn a_dead_shard_is_reported_its_sessions_closed_and_placement_avoids_it() {
+    let engine = Engine::start(engine_config(BackendPreference::Portable, 2)).unwrap();
+    let sdp = offer(2);
+    let create = |p| engine.create_session(SessionSetup::Offer(sdp.clone()), p);
+    let on0: Vec<SessionId> = (0..3)
+        .map(|_| create(Placement::Shard(0)).unwrap().id)
+        .collect();
+    let on1 = create(Placement::Shard(1)).unwrap().id;
+    assert_eq!(engine.live_shards(), 2);
+    // A panic in the shard loop itself, outside the per-session guard.
+    engine.debug_inject_shard_panic(0).unwrap();
+    let mut down = None;
+    let mut closed = BTreeSet::new();
+    read_events(&engine, Duration::from_secs(5), |ev| {
+        match ev {
+            EngineEvent::ShardDown { shard, sessions } => down = Some((shard, sessions)),
+            EngineEvent::SessionClosed(id, reason) => {
+                assert_eq!(reason, CloseReason::ShardDown, "{id}");
+                closed.insert(id);
+            }
+            _ => {}
+        }
+        down.is_some() && closed.len() == on0.len()
+    });
+    assert_eq!(down, Some((0, 3)));
+    assert_eq!(closed, on0.iter().copied().collect::<BTreeSet<_>>());
+    // Health is visible, the statistics still answer, the dead shard holds nothing.
+    assert!(!engine.shard_alive(0).unwrap());
+    assert!(engine.shard_alive(1).unwrap());
+    assert_eq!(engine.live_shards(), 1);
+    let st = engine.stats().unwrap();
+    assert!(!st.shards[0].alive);
+    assert!(st.shards[1].alive);
+    assert_eq!(st.sessions(), 1);
+    // Placement avoids it (shard 0 has fewer sessions, so Auto would pick it), pinning
+    // there is refused, and the registry forgot its sessions.
+    for _ in 0..3 {
+        assert_eq!(create(Placement::Auto).unwrap().shard, 1);
+    }
+    let e = create(Placement::Shard(0)).unwrap_err();
+    assert!(matches!(e, EngineError::ShardDown(0)), "{e}");
+    assert!(matches!(
+        engine.close_session(on0[0]),
+        Err(EngineError::UnknownSession(_))
+    ));
+    engine.close_session(on1).unwrap();
+    engine.shutdown();
+}
