@@ -341,6 +341,10 @@ pub enum EngineError {
     /// A shard thread is gone (engine shut down).
     #[error("shard {0} is gone")]
     ShardGone(usize),
+    /// The shard thread died (see [`EngineEvent::ShardDown`]); it takes no sessions and
+    /// answers no calls.
+    #[error("shard {0} is down")]
+    ShardDown(usize),
     /// The session has no such open data channel (or no data-channel transport).
     #[error("session {0} has no open data channel {1}")]
     NoSuchChannel(SessionId, String),
@@ -481,6 +485,9 @@ pub struct ShardStats {
     pub cross_shard_in: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
+    /// The shard thread runs. `false`: it died (see [`EngineEvent::ShardDown`]); the
+    /// other fields are zero, except its index, core, backend and addresses.
+    pub alive: bool,
     /// Sessions removed after a panic.
     pub panics: u64,
     /// Sessions closed because they did not connect within

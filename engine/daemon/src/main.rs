@@ -407,7 +407,10 @@ fn load(cli: &Cli) -> Result<Settings, SettingsError> {
 fn log_stats(engine: &engine::EngineHandle) {
     match engine.stats() {
         Ok(st) => {
-            for s in &st.shards {
+            for s in st.shards.iter().filter(|s| !s.alive) {
+                tracing::error!(shard = s.shard, "shard is down");
+            }
+            for s in st.shards.iter().filter(|s| s.alive) {
                 let dropped = s.drops.total();
                 tracing::info!(
                     shard = s.shard,
@@ -517,12 +520,15 @@ fn main() -> std::process::ExitCode {
     );
     let interval = Duration::from_secs(settings.stats_interval.unwrap_or(10));
     let mut next_stats = Instant::now() + interval;
+    let mut code = std::process::ExitCode::SUCCESS;
     loop {
         let wait = if interval.is_zero() {
             Duration::from_secs(3600)
         } else {
             next_stats.saturating_duration_since(Instant::now())
-        };
+        }
+        // Shard health is checked at least once a second.
+        .min(Duration::from_secs(1));
         match signals.wait(wait) {
             Ok(Some(sig)) => {
                 tracing::info!(signal = sig, "shutting down");
@@ -533,6 +539,11 @@ fn main() -> std::process::ExitCode {
                 tracing::error!(error = %e, "waiting for signals failed; shutting down");
                 break;
             }
+        }
+        if engine.live_shards() == 0 {
+            tracing::error!("every shard thread has died; exiting");
+            code = std::process::ExitCode::FAILURE;
+            break;
         }
         if !interval.is_zero() && Instant::now() >= next_stats {
             log_stats(&engine);
@@ -545,7 +556,7 @@ fn main() -> std::process::ExitCode {
     handler.shutdown();
     engine.shutdown();
     tracing::info!("stopped");
-    std::process::ExitCode::SUCCESS
+    code
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub(super) fn map_err(e: EngineError) -> ControlError {
         | EngineError::UnknownRoom(_)
         | EngineError::NoSuchShard(_)
         | EngineError::NoSuchChannel(..) => ErrorCode::NotFound,
-        EngineError::ShardDraining(_) | EngineError::Timeout(_) => ErrorCode::Unavailable,
+        EngineError::ShardDraining(_) | EngineError::Timeout(_) | EngineError::ShardDown(_) => {
+            ErrorCode::Unavailable
+        }
         EngineError::NotInRoom(..) => ErrorCode::Conflict,
         EngineError::Rtc(_) => ErrorCode::BadParams,
         EngineError::SessionPanicked(_) => ErrorCode::BadParams,
@@ -228,6 +230,7 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         backend: backend_name(s.backend).to_owned(),
         sessions: s.sessions as u64,
         draining,
+        healthy: s.alive,
         packets_in: s.packets_in,
         packets_out: s.packets_out,
         bytes_in: s.bytes_in,
@@ -340,6 +343,7 @@ mod tests {
         assert_eq!(c(EngineError::ShardDraining(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::Timeout(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::ShardGone(0)), ErrorCode::ShuttingDown);
+        assert_eq!(c(EngineError::ShardDown(0)), ErrorCode::Unavailable);
         assert_eq!(
             c(EngineError::Rtc(rtc_core::RtcError::NotAlive)),
             ErrorCode::BadParams

@@ -11,10 +11,10 @@ use rtc_core::media::Mid;
 
 use crate::api::{
     ChannelTarget, EngineError, EngineStats, LegInfo, MediaDesc, Placement, RoomId, RoomInfo,
-    SessionId, SessionInfo, SessionSetup, SessionSnapshot,
+    SessionId, SessionInfo, SessionSetup, SessionSnapshot, ShardStats,
 };
 use crate::forward::{LegParams, PtMap};
-use crate::io::Waker;
+use crate::io::{BackendKind, Waker};
 use crate::shard::{Command, LegSpec, RouteSpec};
 
 mod events;
@@ -35,6 +35,10 @@ struct ShardLink {
     waker: Waker,
     gauge: Arc<AtomicUsize>,
     draining: AtomicBool,
+    /// Cleared by the shard thread when it dies.
+    alive: Arc<AtomicBool>,
+    backend: BackendKind,
+    core: Option<usize>,
     local_addrs: Vec<SocketAddr>,
     announced: Vec<SocketAddr>,
 }
@@ -85,6 +89,36 @@ impl std::fmt::Debug for EngineHandle {
     }
 }
 
+/// The statistics entry of a shard that is down.
+fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
+    ShardStats {
+        shard,
+        core: link.core,
+        backend: link.backend,
+        local_addrs: link.local_addrs.clone(),
+        sessions: 0,
+        routes: 0,
+        packets_in: 0,
+        bytes_in: 0,
+        packets_out: 0,
+        bytes_out: 0,
+        rtp_forwarded: 0,
+        cross_shard_out: 0,
+        cross_shard_in: 0,
+        keyframe_requests: 0,
+        alive: false,
+        panics: 0,
+        connect_timeouts: 0,
+        channels_refused: 0,
+        iterations: 0,
+        cpu_time: Duration::ZERO,
+        drops: crate::api::DropCounters::default(),
+        io: crate::io::IoStats::default(),
+        loop_ns: crate::shard::histogram(),
+        forward_latency_ns: crate::shard::histogram(),
+    }
+}
+
 fn random_ssrc(taken: &[u32]) -> u32 {
     loop {
         let s: u32 = rand::random();
@@ -121,12 +155,32 @@ impl EngineHandle {
             .map(|s| s.gauge.load(Ordering::Relaxed))
     }
 
-    /// Whether a shard is draining (takes no new sessions).
+    /// Whether a shard takes no new sessions: it is draining, or it is down (see
+    /// [`EngineHandle::shard_alive`]).
     pub fn shard_draining(&self, shard: usize) -> Option<bool> {
         self.inner
             .shards
             .get(shard)
-            .map(|s| s.draining.load(Ordering::Relaxed))
+            .map(|s| s.draining.load(Ordering::Relaxed) || !s.alive.load(Ordering::Acquire))
+    }
+
+    /// Whether a shard's thread runs (`false`: it died of a panic outside the
+    /// per-session guard; [`EngineEvent::ShardDown`](crate::EngineEvent::ShardDown) was
+    /// sent).
+    pub fn shard_alive(&self, shard: usize) -> Option<bool> {
+        self.inner
+            .shards
+            .get(shard)
+            .map(|s| s.alive.load(Ordering::Acquire))
+    }
+
+    /// Shards whose thread runs. The daemon exits (non-zero) when none is left.
+    pub fn live_shards(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .filter(|s| s.alive.load(Ordering::Acquire))
+            .count()
     }
 
     /// Engine events. Closing events ([`EngineEvent::SessionClosed`]) are never dropped;
@@ -146,6 +200,9 @@ impl EngineHandle {
             .shards
             .get(shard)
             .ok_or(EngineError::NoSuchShard(shard))?;
+        if !link.alive.load(Ordering::Acquire) {
+            return Err(EngineError::ShardDown(shard));
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let t = self.inner.reply_timeout;
         link.cmd_tx.send_timeout(make(tx), t).map_err(|e| match e {
@@ -155,6 +212,12 @@ impl EngineHandle {
         link.waker.wake();
         rx.recv_timeout(t).map_err(|e| match e {
             crossbeam_channel::RecvTimeoutError::Timeout => EngineError::Timeout(shard),
+            // The command was dropped unanswered: the shard stopped or died meanwhile.
+            crossbeam_channel::RecvTimeoutError::Disconnected
+                if !link.alive.load(Ordering::Acquire) =>
+            {
+                EngineError::ShardDown(shard)
+            }
             crossbeam_channel::RecvTimeoutError::Disconnected => EngineError::ShardGone(shard),
         })
     }
@@ -201,6 +264,9 @@ impl EngineHandle {
                     .shards
                     .get(i)
                     .ok_or(EngineError::NoSuchShard(i))?;
+                if !link.alive.load(Ordering::Acquire) {
+                    return Err(EngineError::ShardDown(i));
+                }
                 if link.draining.load(Ordering::Relaxed) {
                     return Err(EngineError::ShardDraining(i));
                 }
@@ -211,10 +277,16 @@ impl EngineHandle {
                 .shards
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| !l.draining.load(Ordering::Relaxed))
+                .filter(|(_, l)| {
+                    !l.draining.load(Ordering::Relaxed) && l.alive.load(Ordering::Acquire)
+                })
                 .min_by_key(|(_, l)| l.gauge.load(Ordering::Relaxed))
                 .map(|(i, _)| i)
-                .ok_or(EngineError::ShardDraining(0))?,
+                .ok_or(if self.live_shards() == 0 {
+                    EngineError::ShardDown(0)
+                } else {
+                    EngineError::ShardDraining(0)
+                })?,
         };
         let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
         let mut reg = self.registry();
@@ -648,15 +720,21 @@ impl EngineHandle {
             .ok_or(EngineError::UnknownSession(id))
     }
 
-    /// Counters and histograms of every shard.
+    /// Counters and histograms of every shard. A shard that is down answers nothing: its
+    /// entry has `alive: false` and zero counters.
     ///
     /// # Errors
     ///
-    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard does not answer.
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a live shard does not
+    /// answer.
     pub fn stats(&self) -> Result<EngineStats, EngineError> {
         let mut shards = Vec::with_capacity(self.inner.shards.len());
-        for i in 0..self.inner.shards.len() {
-            shards.push(self.call(i, |reply| Command::Stats { reply })?);
+        for (i, link) in self.inner.shards.iter().enumerate() {
+            match self.call(i, |reply| Command::Stats { reply }) {
+                Ok(s) => shards.push(s),
+                Err(EngineError::ShardDown(_)) => shards.push(dead_stats(i, link)),
+                Err(e) => return Err(e),
+            }
         }
         Ok(EngineStats { shards })
     }
@@ -728,6 +806,30 @@ impl EngineHandle {
             .ok_or(EngineError::NoSuchShard(shard))?;
         link.cmd_tx
             .send_timeout(Command::InjectPanic { id }, self.inner.reply_timeout)
+            .map_err(|_| EngineError::ShardGone(shard))?;
+        link.waker.wake();
+        Ok(())
+    }
+
+    /// Test hook: the shard panics in its loop, outside the per-session guard, and dies
+    /// (see [`EngineEvent::ShardDown`](crate::EngineEvent::ShardDown)).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`], [`EngineError::ShardDown`] when it is already down,
+    /// [`EngineError::ShardGone`] when the command cannot be queued.
+    #[doc(hidden)]
+    pub fn debug_inject_shard_panic(&self, shard: usize) -> Result<(), EngineError> {
+        let link = self
+            .inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        if !link.alive.load(Ordering::Acquire) {
+            return Err(EngineError::ShardDown(shard));
+        }
+        link.cmd_tx
+            .send_timeout(Command::InjectShardPanic, self.inner.reply_timeout)
             .map_err(|_| EngineError::ShardGone(shard))?;
         link.waker.wake();
         Ok(())

@@ -16,7 +16,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -100,6 +100,8 @@ pub(crate) enum Command {
     InjectPanic {
         id: SessionId,
     },
+    /// Test hook: panic in the shard loop itself, outside the per-session guard.
+    InjectShardPanic,
     SessionStats {
         id: SessionId,
         reply: Sender<Option<SessionSnapshot>>,
@@ -167,6 +169,8 @@ pub(crate) struct ShardCtx {
     /// Sessions that ended, for the control side's registry: unbounded, one per session.
     pub gone_tx: Sender<SessionId>,
     pub gauge: Arc<AtomicUsize>,
+    /// Cleared when the shard thread dies.
+    pub alive: Arc<AtomicBool>,
     pub keyframe_interval: Duration,
     pub rtx_buffer_packets: usize,
     pub forward_batch: usize,
@@ -325,7 +329,7 @@ pub(crate) struct Shard {
     stop: bool,
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 ns .. 60 s at 3 significant digits; the bounds are valid constants.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
@@ -382,7 +386,9 @@ impl Shard {
     }
 
     /// The shard loop. Returns on [`Command::Shutdown`] or when the control side is gone.
-    pub(crate) fn run(mut self, mut backend: Box<dyn IoBackend>) {
+    /// A panic escaping it (outside the per-session guard) leaves the shard for
+    /// [`Shard::die`].
+    pub(crate) fn run(&mut self, backend: &mut dyn IoBackend) {
         let mut last = Instant::now();
         while !self.stop {
             let timeout = match self.timers.peek() {
@@ -456,6 +462,34 @@ impl Shard {
         }
     }
 
+    /// After a panic escaped [`Shard::run`]: marks the shard dead (placement skips it)
+    /// and reports it and each of its sessions as closed. The sessions' state is not
+    /// touched (it may be what broke); they are dropped with the shard.
+    pub(crate) fn die(&mut self) {
+        self.ctx.alive.store(false, Ordering::Release);
+        self.ctx.gauge.store(0, Ordering::Relaxed);
+        let shard = self.ctx.index;
+        let ids: Vec<SessionId> = self.by_id.keys().copied().collect();
+        tracing::error!(
+            shard,
+            sessions = ids.len(),
+            "shard thread panicked outside a session guard: it is down, its sessions are \
+             closed and no new session is placed on it"
+        );
+        // Unbounded queues: these sends fail only when the engine handle is gone.
+        let _ = self.ctx.closed_tx.send(EngineEvent::ShardDown {
+            shard,
+            sessions: ids.len(),
+        });
+        for id in ids {
+            let _ = self
+                .ctx
+                .closed_tx
+                .send(EngineEvent::SessionClosed(id, CloseReason::ShardDown));
+            let _ = self.ctx.gone_tx.send(id);
+        }
+    }
+
     fn stats(&self, backend: &dyn IoBackend) -> ShardStats {
         ShardStats {
             shard: self.ctx.index,
@@ -472,6 +506,7 @@ impl Shard {
             cross_shard_out: self.c.cross_shard_out,
             cross_shard_in: self.c.cross_shard_in,
             keyframe_requests: self.c.keyframe_requests,
+            alive: true,
             panics: self.c.panics,
             connect_timeouts: self.c.connect_timeouts,
             channels_refused: self.c.channels_refused,
