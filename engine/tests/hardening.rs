@@ -360,3 +360,84 @@ fn a_dead_shard_is_reported_its_sessions_closed_and_placement_avoids_it() {
     engine.close_session(on1).unwrap();
     engine.shutdown();
 }
+
+#[test]
+fn data_channels_over_the_cap_or_with_long_labels_are_closed() {
+    let mut cfg = engine_config(BackendPreference::Portable, 1);
+    cfg.max_channels_per_session = 2;
+    cfg.max_channel_label = 16;
+    let engine = Engine::start(cfg).unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .build(Instant::now())
+        .unwrap();
+    rtc.add_local_candidate(rtc_core::ice::Candidate::host(addr, rtc_core::Protocol::Udp).unwrap());
+    let mut api = rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Audio, Direction::SendOnly);
+    let long = "x".repeat(17);
+    for label in ["a", "b", "c", long.as_str()] {
+        api.add_channel(rtc_core::channel::ChannelConfig {
+            label: label.into(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let (offer, pending) = api.apply().unwrap();
+    let info = engine
+        .create_session(SessionSetup::Offer(offer.to_sdp_string()), Placement::Auto)
+        .unwrap();
+    let answer =
+        rtc_core::sdp_api::SdpAnswer::from_sdp_string(info.answer.as_deref().unwrap()).unwrap();
+    rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    let mut peer = vec![Client {
+        name: "dc".into(),
+        rtc,
+        transport: Transport::Std(sock),
+        addr,
+        next_timeout: Instant::now(),
+        connected: false,
+        failed: false,
+        rtp: Vec::new(),
+        keyframe_requests: Vec::new(),
+        block_stun: false,
+        deaf: false,
+        id: Some(info.id),
+        mids: vec![mid],
+    }];
+    let refused = |e: &engine::EngineHandle| {
+        e.stats()
+            .unwrap()
+            .shards
+            .iter()
+            .map(|s| s.channels_refused)
+            .sum::<u64>()
+    };
+    let ok = drive(&mut peer, Duration::from_secs(10), |_| {
+        refused(&engine) == 2
+            && engine
+                .session_stats(info.id)
+                .is_ok_and(|s| s.channels.len() == 2)
+    });
+    let snap = engine.session_stats(info.id).unwrap();
+    assert!(
+        ok,
+        "channels {:?}, refused {}",
+        snap.channels,
+        refused(&engine)
+    );
+    // Two of a/b/c are open on the engine side; the long label never is.
+    assert!(snap.channels.iter().all(|(_, l)| l.len() == 1), "{snap:?}");
+    // Refused channels raise no ChannelOpen event.
+    let mut opened = 0;
+    while let Ok(ev) = engine.events().try_recv() {
+        if let EngineEvent::ChannelOpen { label, .. } = ev {
+            assert_eq!(label.len(), 1);
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, 2);
+    engine.shutdown();
+}
