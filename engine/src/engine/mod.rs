@@ -89,6 +89,19 @@ impl std::fmt::Debug for EngineHandle {
     }
 }
 
+/// Whether a shard whose command was dropped unanswered died (rather than stopped). A
+/// dying shard drops the command while unwinding, a moment before it is marked dead, so
+/// this waits up to 50 ms for the mark.
+fn died(alive: &AtomicBool) -> bool {
+    for _ in 0..50 {
+        if !alive.load(Ordering::Acquire) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    !alive.load(Ordering::Acquire)
+}
+
 /// The statistics entry of a shard that is down.
 fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
     ShardStats {
@@ -213,9 +226,7 @@ impl EngineHandle {
         rx.recv_timeout(t).map_err(|e| match e {
             crossbeam_channel::RecvTimeoutError::Timeout => EngineError::Timeout(shard),
             // The command was dropped unanswered: the shard stopped or died meanwhile.
-            crossbeam_channel::RecvTimeoutError::Disconnected
-                if !link.alive.load(Ordering::Acquire) =>
-            {
+            crossbeam_channel::RecvTimeoutError::Disconnected if died(&link.alive) => {
                 EngineError::ShardDown(shard)
             }
             crossbeam_channel::RecvTimeoutError::Disconnected => EngineError::ShardGone(shard),
