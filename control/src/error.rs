@@ -36,6 +36,16 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The client did not read its events fast enough; the connection is closed.
     SlowConsumer,
+    /// The shard holds its maximum number of sessions (`max_sessions_per_shard`).
+    ShardFull,
+    /// The engine holds its maximum number of sessions (`max_sessions`).
+    EngineFull,
+    /// The offer has more media sections than `max_media_per_session`.
+    TooManyMedia,
+    /// The engine holds its maximum number of rooms (`max_rooms`).
+    TooManyRooms,
+    /// The room holds its maximum number of forwarding legs (`max_legs_per_room`).
+    TooManyLegs,
     /// A code this build does not know (sent by a newer peer).
     #[serde(other)]
     Other,
@@ -58,6 +68,11 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::ShardFull => "shard_full",
+            ErrorCode::EngineFull => "engine_full",
+            ErrorCode::TooManyMedia => "too_many_media",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::TooManyLegs => "too_many_legs",
             ErrorCode::Other => "other",
         }
     }

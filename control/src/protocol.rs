@@ -889,6 +889,8 @@ events! {
     SessionPanicked = "session.panicked" (SessionFailure);
     /// A data-channel message arrived.
     ChannelMessage = "channel.message" (ChannelMessage);
+    /// A shard thread died; its sessions are closed and no new session goes there.
+    ShardDown = "shard.down" (ShardFailure);
 }
 
 impl EventKind {
@@ -952,6 +954,17 @@ pub struct SessionFailure {
     pub session: SessionId,
     /// The shard it ran on.
     pub shard: ShardId,
+    /// What happened.
+    pub reason: String,
+}
+
+/// `shard.down`: a shard thread died (a panic outside the per-session guard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardFailure {
+    /// The shard.
+    pub shard: ShardId,
+    /// Sessions it held; each is reported closed.
+    pub sessions: u64,
     /// What happened.
     pub reason: String,
 }

@@ -236,6 +236,10 @@ pub struct ShardStats {
     /// Whether the shard is draining (takes no new sessions).
     #[serde(default)]
     pub draining: bool,
+    /// Whether the shard thread runs (`false`: it died; its counters are zero and no
+    /// session is placed on it). Absent (older servers): `true`.
+    #[serde(default = "healthy_default")]
+    pub healthy: bool,
     /// Datagrams received.
     pub packets_in: u64,
     /// Datagrams sent.
@@ -259,6 +263,10 @@ pub struct ShardStats {
     /// Further named histograms (e.g. `"forward_us"`), summarised.
     #[serde(default)]
     pub histograms: BTreeMap<String, HistogramSummary>,
+}
+
+fn healthy_default() -> bool {
+    true
 }
 
 impl ShardStats {

@@ -320,6 +320,7 @@ fn shard_stats(i: u32) -> ShardStats {
         backend: "io_uring".into(),
         sessions: 10,
         draining: false,
+        healthy: true,
         packets_in: 1000,
         packets_out: 2000,
         bytes_in: 1_000_000,
@@ -513,6 +514,11 @@ fn error_and_hello_lines() {
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
         ErrorCode::SlowConsumer,
+        ErrorCode::ShardFull,
+        ErrorCode::EngineFull,
+        ErrorCode::TooManyMedia,
+        ErrorCode::TooManyRooms,
+        ErrorCode::TooManyLegs,
     ] {
         let s = serde_json::to_string(&c).expect("serialises");
         assert_eq!(s, format!("\"{}\"", c.as_str()));
@@ -558,6 +564,11 @@ fn all_events() -> Vec<Event> {
             channel: 2,
             label: "bin".into(),
             payload: ChannelPayload::Binary(vec![9, 8, 7]),
+        }),
+        Event::ShardDown(ShardFailure {
+            shard: ShardId(1),
+            sessions: 3,
+            reason: "panicked".into(),
         }),
     ]
 }

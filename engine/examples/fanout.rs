@@ -48,7 +48,7 @@ fn run(shards: usize, rates: &[u32], secs: u64) {
     cfg.io.send_buffer_bytes = 4 << 20;
     cfg.io.recv_buffer_bytes = 4 << 20;
     let engine = Engine::start(cfg).expect("engine start");
-    let room = engine.create_room("fanout");
+    let room = engine.create_room("fanout").unwrap();
     let pub_media = [(MediaKind::Video, Direction::SendOnly)];
     let sub_media = [(MediaKind::Video, Direction::RecvOnly)];
     let mut clients = vec![Client::connect_sdp(

@@ -157,6 +157,12 @@ pub enum CloseReason {
     Panicked,
     /// The engine shut down or the shard was drained.
     Shutdown,
+    /// It was not connected (ICE and DTLS up)
+    /// [`EngineConfig::connect_timeout`](crate::EngineConfig::connect_timeout) after
+    /// its creation.
+    ConnectTimeout,
+    /// Its shard thread died; the session is gone with it.
+    ShardDown,
 }
 
 /// Something the control plane may want to know, from [`EngineHandle::events`](crate::EngineHandle::events).
@@ -165,8 +171,17 @@ pub enum CloseReason {
 pub enum EngineEvent {
     /// ICE and DTLS are up; media flows.
     SessionConnected(SessionId),
-    /// A session ended.
+    /// A session ended. Never dropped (see [`EngineEvents`](crate::EngineEvents)).
     SessionClosed(SessionId, CloseReason),
+    /// A shard thread died (a panic outside the per-session guard). Its sessions are
+    /// reported closed with [`CloseReason::ShardDown`], and no new session is placed
+    /// on it. Never dropped.
+    ShardDown {
+        /// The shard index.
+        shard: usize,
+        /// Sessions it held when it died.
+        sessions: usize,
+    },
     /// A session's ICE connection state changed.
     IceState(SessionId, IceConnectionState),
     /// A subscriber asked for a keyframe of a publisher's media section (reported on the
@@ -326,9 +341,53 @@ pub enum EngineError {
     /// A shard thread is gone (engine shut down).
     #[error("shard {0} is gone")]
     ShardGone(usize),
+    /// The shard thread died (see [`EngineEvent::ShardDown`]); it takes no sessions and
+    /// answers no calls.
+    #[error("shard {0} is down")]
+    ShardDown(usize),
     /// The session has no such open data channel (or no data-channel transport).
     #[error("session {0} has no open data channel {1}")]
     NoSuchChannel(SessionId, String),
+    /// The shard holds [`EngineConfig::max_sessions_per_shard`](crate::EngineConfig::max_sessions_per_shard)
+    /// sessions.
+    #[error("shard {shard} is full ({limit} sessions)")]
+    ShardFull {
+        /// The shard.
+        shard: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The engine holds [`EngineConfig::max_sessions`](crate::EngineConfig::max_sessions)
+    /// sessions (closing events not yet read included).
+    #[error("the engine is full ({limit} sessions, unread closing events included)")]
+    EngineFull {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The offer (or the direct parameters) has more media sections than
+    /// [`EngineConfig::max_media_per_session`](crate::EngineConfig::max_media_per_session).
+    #[error("{sections} media sections (at most {limit})")]
+    TooManyMedia {
+        /// Media sections asked for.
+        sections: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// [`EngineConfig::max_rooms`](crate::EngineConfig::max_rooms) rooms exist.
+    #[error("too many rooms (at most {limit})")]
+    TooManyRooms {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The room has [`EngineConfig::max_legs_per_room`](crate::EngineConfig::max_legs_per_room)
+    /// forwarding legs.
+    #[error("room {room} has too many subscriptions (at most {limit} legs)")]
+    TooManyLegs {
+        /// The room.
+        room: RoomId,
+        /// The configured limit.
+        limit: usize,
+    },
 }
 
 /// Drops by reason (per shard, totals since start).
@@ -426,8 +485,20 @@ pub struct ShardStats {
     pub cross_shard_in: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
+    /// The shard thread runs. `false`: it died (see [`EngineEvent::ShardDown`]); the
+    /// other fields are zero, except its index, core, backend and addresses.
+    pub alive: bool,
     /// Sessions removed after a panic.
     pub panics: u64,
+    /// Sessions closed because they did not connect within
+    /// [`EngineConfig::connect_timeout`](crate::EngineConfig::connect_timeout).
+    pub connect_timeouts: u64,
+    /// Data channels the peer opened beyond
+    /// [`EngineConfig::max_channels_per_session`](crate::EngineConfig::max_channels_per_session)
+    /// or with a label longer than
+    /// [`EngineConfig::max_channel_label`](crate::EngineConfig::max_channel_label); each
+    /// was closed.
+    pub channels_refused: u64,
     /// Loop iterations.
     pub iterations: u64,
     /// CPU time the shard thread has used.

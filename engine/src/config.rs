@@ -53,6 +53,37 @@ pub struct EngineConfig {
     pub event_queue: usize,
     /// Run at the start of every shard thread.
     pub on_thread_start: Option<ThreadStartHook>,
+    /// A session not connected (ICE and DTLS up) this long after its creation is closed
+    /// with [`CloseReason::ConnectTimeout`](crate::CloseReason::ConnectTimeout)
+    /// (default 30 s).
+    pub connect_timeout: Duration,
+    /// Live sessions per shard; beyond it creation fails with
+    /// [`EngineError::ShardFull`](crate::EngineError::ShardFull) (default 5,000).
+    pub max_sessions_per_shard: usize,
+    /// Live sessions in the engine, plus closing events not yet read from
+    /// [`EngineHandle::events`](crate::EngineHandle::events); beyond it creation fails
+    /// with [`EngineError::EngineFull`](crate::EngineError::EngineFull) (default 20,000).
+    pub max_sessions: usize,
+    /// Media sections (SDP m-lines, or direct-API sections) per session; more fails
+    /// with [`EngineError::TooManyMedia`](crate::EngineError::TooManyMedia) before the
+    /// shard parses anything (default 64).
+    pub max_media_per_session: usize,
+    /// Rooms; beyond it [`EngineHandle::create_room`](crate::EngineHandle::create_room)
+    /// fails with [`EngineError::TooManyRooms`](crate::EngineError::TooManyRooms)
+    /// (default 10,000).
+    pub max_rooms: usize,
+    /// Forwarding legs (one per subscriber media section) per room; beyond it a
+    /// subscription fails with [`EngineError::TooManyLegs`](crate::EngineError::TooManyLegs)
+    /// (default 10,000).
+    pub max_legs_per_room: usize,
+    /// Open data channels per session. The peer opens them, so there is no caller to
+    /// refuse: a channel beyond the cap is closed (stream reset), never reported, and
+    /// counted in [`ShardStats::channels_refused`](crate::ShardStats::channels_refused)
+    /// (default 64).
+    pub max_channels_per_session: usize,
+    /// Longest data-channel label, bytes; a channel with a longer label is closed and
+    /// counted like one beyond [`EngineConfig::max_channels_per_session`] (default 256).
+    pub max_channel_label: usize,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -75,6 +106,14 @@ impl fmt::Debug for EngineConfig {
             .field("reply_timeout", &self.reply_timeout)
             .field("event_queue", &self.event_queue)
             .field("on_thread_start", &self.on_thread_start.is_some())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_sessions_per_shard", &self.max_sessions_per_shard)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_media_per_session", &self.max_media_per_session)
+            .field("max_rooms", &self.max_rooms)
+            .field("max_legs_per_room", &self.max_legs_per_room)
+            .field("max_channels_per_session", &self.max_channels_per_session)
+            .field("max_channel_label", &self.max_channel_label)
             .finish()
     }
 }
@@ -100,6 +139,14 @@ impl Default for EngineConfig {
             reply_timeout: Duration::from_secs(5),
             event_queue: 4096,
             on_thread_start: None,
+            connect_timeout: Duration::from_secs(30),
+            max_sessions_per_shard: 5_000,
+            max_sessions: 20_000,
+            max_media_per_session: 64,
+            max_rooms: 10_000,
+            max_legs_per_room: 10_000,
+            max_channels_per_session: 64,
+            max_channel_label: 256,
         }
     }
 }

@@ -20,7 +20,7 @@
 //! let publisher = engine.create_session(SessionSetup::Offer(publisher_offer), Placement::Auto)?;
 //! let viewer = engine.create_session(SessionSetup::Offer(viewer_offer), Placement::Auto)?;
 //! // Send `publisher.answer` and `viewer.answer` back to the peers, then:
-//! let room = engine.create_room("demo");
+//! let room = engine.create_room("demo")?;
 //! engine.publish(room, publisher.id)?;
 //! engine.subscribe(room, viewer.id, publisher.id)?;
 //! # engine.shutdown();
@@ -47,4 +47,4 @@ pub use api::{
     SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineHandle};
+pub use engine::{Engine, EngineEvents, EngineHandle};

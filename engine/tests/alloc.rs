@@ -65,7 +65,7 @@ fn steady_state_forwarding_does_not_allocate() {
     // so the warm-up below fills it and the measurement sees the steady state.
     cfg.rtx_buffer_packets = 64;
     let engine = Engine::start(cfg).unwrap();
-    let room = engine.create_room("alloc");
+    let room = engine.create_room("alloc").unwrap();
     let pub_media = [
         (MediaKind::Audio, Direction::SendOnly),
         (MediaKind::Video, Direction::SendOnly),

@@ -987,3 +987,75 @@ fn engine_stats_json_as_rtcctl_prints_it() {
     let back = Response::from_value(control::OpKind::EngineStats, v).unwrap();
     assert!(matches!(back, Response::EngineStats(_)));
 }
+
+#[test]
+fn a_dead_shard_is_reported_on_the_socket_and_placement_skips_it() {
+    let rig = Rig::start();
+    let (_evreq, ev) = rig.events();
+    let mut ctl = rig.client();
+    let mut rtc = Rtc::builder().build(Instant::now()).unwrap();
+    let mut api = rtc.sdp_api();
+    for (k, d) in PUB_MEDIA {
+        api.add_media(k, d);
+    }
+    let sdp = api.apply().unwrap().0.to_sdp_string();
+    let create = |ctl: &mut ControlClient, shard: Option<u32>| {
+        ctl.request(Request::SessionCreate(control::SessionCreate {
+            setup: control::SessionSetup::Offer(sdp.clone()),
+            room: None,
+            shard: shard.map(control::ShardId),
+            reap_on_disconnect: false,
+        }))
+    };
+    let mut victims = BTreeSet::new();
+    for _ in 0..2 {
+        match create(&mut ctl, Some(0)).unwrap() {
+            Response::SessionCreated(c) => victims.insert(c.session.0),
+            other => panic!("{other:?}"),
+        };
+    }
+    create(&mut ctl, Some(1)).unwrap();
+    rig.engine.debug_inject_shard_panic(0).unwrap();
+    let mut events = Vec::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    let closed = |events: &[Event]| -> BTreeSet<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SessionState(s) if s.state == SessionState::Closed => Some(s.session.0),
+                _ => None,
+            })
+            .collect()
+    };
+    while Instant::now() < end {
+        drain_events(&ev, &mut events);
+        let down = events.iter().any(|e| matches!(e, Event::ShardDown(_)));
+        if down && closed(&events) == victims {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let down: Vec<&control::ShardFailure> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ShardDown(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(down.len(), 1, "{events:?}");
+    assert_eq!((down[0].shard.0, down[0].sessions), (0, 2));
+    assert_eq!(closed(&events), victims);
+    let st = stats(&mut ctl);
+    assert!(!st.shards[0].healthy);
+    assert!(st.shards[1].healthy);
+    assert_eq!(st.sessions, 1);
+    // New sessions go to the live shard; pinning the dead one is refused.
+    match create(&mut ctl, None).unwrap() {
+        Response::SessionCreated(c) => assert_eq!(c.shard.0, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        server_code(create(&mut ctl, Some(0))),
+        ErrorCode::Unavailable
+    );
+}

@@ -87,7 +87,7 @@ fn connect_all(engine: &EngineHandle, clients: &mut [Client]) {
 
 fn sfu_end_to_end(backend: BackendPreference) {
     let engine = Engine::start(engine_config(backend, 2)).unwrap();
-    let room = engine.create_room("e2e");
+    let room = engine.create_room("e2e").unwrap();
     let mut clients = vec![Client::connect_sdp(
         "pub",
         &engine,
@@ -252,7 +252,7 @@ fn sfu_two_shards_six_subscribers_portable() {
 #[test]
 fn panicking_session_is_removed_and_others_continue() {
     let engine = Engine::start(engine_config(BackendPreference::Portable, 2)).unwrap();
-    let room = engine.create_room("panic");
+    let room = engine.create_room("panic").unwrap();
     let mut clients = vec![Client::connect_sdp(
         "pub",
         &engine,
@@ -359,7 +359,7 @@ fn unknown_sources_are_dropped_silently() {
 fn direct_api_publisher_to_sdp_and_direct_subscribers() {
     use rtc_core::media::Mid;
     let engine = Engine::start(engine_config(BackendPreference::Auto, 2)).unwrap();
-    let room = engine.create_room("direct");
+    let room = engine.create_room("direct").unwrap();
     let (a, v) = (Mid::new("a").unwrap(), Mid::new("v").unwrap());
     let media = [(a, MediaKind::Audio), (v, MediaKind::Video)];
     let mut clients = vec![
@@ -417,8 +417,8 @@ fn direct_api_publisher_to_sdp_and_direct_subscribers() {
 #[test]
 fn rooms_and_placement() {
     let engine = Engine::start(engine_config(BackendPreference::Portable, 2)).unwrap();
-    let r1 = engine.create_room("one");
-    let r2 = engine.create_room("two");
+    let r1 = engine.create_room("one").unwrap();
+    let r2 = engine.create_room("two").unwrap();
     let names: Vec<String> = engine.list_rooms().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["one", "two"]);
     // Automatic placement spreads sessions over the shards.

@@ -295,7 +295,7 @@ fn serve_one(state: &WhipState, mut s: TcpStream) {
             .lock()
             .unwrap()
             .entry(name.to_string())
-            .or_insert_with(|| state.engine.create_room(name))
+            .or_insert_with(|| state.engine.create_room(name).unwrap())
     };
     match (method.as_str(), segs.as_slice()) {
         ("POST", ["whip", room]) | ("POST", ["whep", room, _]) => {

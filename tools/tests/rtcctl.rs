@@ -57,6 +57,7 @@ impl ControlHandler for Handler {
                         backend: "io_uring".into(),
                         sessions: 2,
                         draining: false,
+                        healthy: true,
                         packets_in: n * 1000,
                         packets_out: n * 2000,
                         bytes_in: n * 1_000_000,

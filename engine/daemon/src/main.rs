@@ -131,6 +131,30 @@ struct Settings {
     /// Log filter (`RUST_LOG` syntax; default `info`, `RUST_LOG` wins when set).
     #[arg(long)]
     log: Option<String>,
+    /// Seconds a session may take to connect before it is closed (default 30).
+    #[arg(long)]
+    connect_timeout: Option<u64>,
+    /// Live sessions per shard (default 5000).
+    #[arg(long)]
+    max_sessions_per_shard: Option<usize>,
+    /// Live sessions in the engine (default 20000).
+    #[arg(long)]
+    max_sessions: Option<usize>,
+    /// Media sections (m-lines) per session (default 64).
+    #[arg(long)]
+    max_media_per_session: Option<usize>,
+    /// Rooms (default 10000).
+    #[arg(long)]
+    max_rooms: Option<usize>,
+    /// Forwarding legs (subscribed tracks) per room (default 10000).
+    #[arg(long)]
+    max_legs_per_room: Option<usize>,
+    /// Open data channels per session (default 64).
+    #[arg(long)]
+    max_channels_per_session: Option<usize>,
+    /// Longest data-channel label in bytes (default 256).
+    #[arg(long)]
+    max_channel_label: Option<usize>,
 }
 
 #[derive(Debug, Parser)]
@@ -176,7 +200,15 @@ impl Settings {
             control_group,
             control_allow_uids,
             stats_interval,
-            log
+            log,
+            connect_timeout,
+            max_sessions_per_shard,
+            max_sessions,
+            max_media_per_session,
+            max_rooms,
+            max_legs_per_room,
+            max_channels_per_session,
+            max_channel_label
         );
         self
     }
@@ -224,6 +256,26 @@ impl Settings {
         }
         if let Some(g) = self.gro {
             cfg.io.gro = g;
+        }
+        if let Some(s) = self.connect_timeout {
+            cfg.connect_timeout = Duration::from_secs(s);
+        }
+        let caps = [
+            (self.max_sessions_per_shard, &mut cfg.max_sessions_per_shard),
+            (self.max_sessions, &mut cfg.max_sessions),
+            (self.max_media_per_session, &mut cfg.max_media_per_session),
+            (self.max_rooms, &mut cfg.max_rooms),
+            (self.max_legs_per_room, &mut cfg.max_legs_per_room),
+            (
+                self.max_channels_per_session,
+                &mut cfg.max_channels_per_session,
+            ),
+            (self.max_channel_label, &mut cfg.max_channel_label),
+        ];
+        for (set, field) in caps {
+            if let Some(v) = set {
+                *field = v;
+            }
         }
         Ok(cfg)
     }
@@ -355,7 +407,10 @@ fn load(cli: &Cli) -> Result<Settings, SettingsError> {
 fn log_stats(engine: &engine::EngineHandle) {
     match engine.stats() {
         Ok(st) => {
-            for s in &st.shards {
+            for s in st.shards.iter().filter(|s| !s.alive) {
+                tracing::error!(shard = s.shard, "shard is down");
+            }
+            for s in st.shards.iter().filter(|s| s.alive) {
                 let dropped = s.drops.total();
                 tracing::info!(
                     shard = s.shard,
@@ -465,12 +520,15 @@ fn main() -> std::process::ExitCode {
     );
     let interval = Duration::from_secs(settings.stats_interval.unwrap_or(10));
     let mut next_stats = Instant::now() + interval;
+    let mut code = std::process::ExitCode::SUCCESS;
     loop {
         let wait = if interval.is_zero() {
             Duration::from_secs(3600)
         } else {
             next_stats.saturating_duration_since(Instant::now())
-        };
+        }
+        // Shard health is checked at least once a second.
+        .min(Duration::from_secs(1));
         match signals.wait(wait) {
             Ok(Some(sig)) => {
                 tracing::info!(signal = sig, "shutting down");
@@ -481,6 +539,11 @@ fn main() -> std::process::ExitCode {
                 tracing::error!(error = %e, "waiting for signals failed; shutting down");
                 break;
             }
+        }
+        if engine.live_shards() == 0 {
+            tracing::error!("every shard thread has died; exiting");
+            code = std::process::ExitCode::FAILURE;
+            break;
         }
         if !interval.is_zero() && Instant::now() >= next_stats {
             log_stats(&engine);
@@ -493,7 +556,7 @@ fn main() -> std::process::ExitCode {
     handler.shutdown();
     engine.shutdown();
     tracing::info!("stopped");
-    std::process::ExitCode::SUCCESS
+    code
 }
 
 #[cfg(test)]
@@ -514,6 +577,11 @@ mod tests {
         assert_eq!(cfg.backend, BackendPreference::Portable);
         assert_eq!(cfg.io.recv_buffer_bytes, 1_048_576);
         assert!(!cfg.io.gso);
+        let limited = Cli::parse_from(["rtc-engine", "--connect-timeout", "5", "--max-rooms", "7"]);
+        let cfg = limited.settings.engine_config().unwrap();
+        assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.max_rooms, 7);
+        assert_eq!(cfg.max_sessions, EngineConfig::default().max_sessions);
         assert_eq!(s.control_socket, Some(PathBuf::from("/tmp/x.sock")));
         let c = Settings {
             control_mode: Some("0660".into()),

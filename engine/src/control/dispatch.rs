@@ -114,12 +114,17 @@ impl EngineControl {
                 let rid = {
                     let mut st = self.shared.state();
                     match st.rooms.get(&name.0) {
-                        Some(r) => *r,
-                        None => {
-                            let r = eng.create_room(&name.0);
-                            st.rooms.insert(name.0.clone(), r);
-                            r
-                        }
+                        Some(r) => Ok(*r),
+                        None => eng.create_room(&name.0).inspect(|r| {
+                            st.rooms.insert(name.0.clone(), *r);
+                        }),
+                    }
+                };
+                let rid = match rid {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = eng.close_session(info.id);
+                        return Err(map_err(e));
                     }
                 };
                 if let Err(e) = eng.join_room(rid, info.id) {

@@ -65,6 +65,15 @@ impl Pump<'_> {
                 }
             }
             EngineEvent::SessionClosed(id, reason) => self.on_closed(id, reason),
+            EngineEvent::ShardDown { shard, sessions } => {
+                self.shared
+                    .hub
+                    .publish(&Event::ShardDown(control::ShardFailure {
+                        shard: shard_id(shard),
+                        sessions: sessions as u64,
+                        reason: "the shard thread panicked outside a session guard".into(),
+                    }));
+            }
             EngineEvent::KeyframeRequested {
                 publisher,
                 mid,
@@ -130,6 +139,26 @@ impl Pump<'_> {
                         session,
                         shard,
                         reason: "the connection failed (ICE consent, DTLS or remote close)".into(),
+                    }));
+            }
+            CloseReason::ConnectTimeout => {
+                self.transition(id, control::SessionState::Failed);
+                self.shared
+                    .hub
+                    .publish(&Event::SessionFailed(control::SessionFailure {
+                        session,
+                        shard,
+                        reason: "not connected within the engine's connect_timeout".into(),
+                    }));
+            }
+            CloseReason::ShardDown => {
+                self.transition(id, control::SessionState::Failed);
+                self.shared
+                    .hub
+                    .publish(&Event::SessionFailed(control::SessionFailure {
+                        session,
+                        shard,
+                        reason: "its shard thread died".into(),
                     }));
             }
             CloseReason::Panicked => {

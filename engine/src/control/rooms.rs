@@ -46,7 +46,7 @@ impl EngineControl {
                 r.room.0
             )));
         }
-        let id = self.shared.engine.create_room(&r.room.0);
+        let id = self.shared.engine.create_room(&r.room.0).map_err(map_err)?;
         st.rooms.insert(r.room.0, id);
         Ok(Response::Done)
     }

@@ -20,12 +20,19 @@ pub(super) fn map_err(e: EngineError) -> ControlError {
         | EngineError::UnknownRoom(_)
         | EngineError::NoSuchShard(_)
         | EngineError::NoSuchChannel(..) => ErrorCode::NotFound,
-        EngineError::ShardDraining(_) | EngineError::Timeout(_) => ErrorCode::Unavailable,
+        EngineError::ShardDraining(_) | EngineError::Timeout(_) | EngineError::ShardDown(_) => {
+            ErrorCode::Unavailable
+        }
         EngineError::NotInRoom(..) => ErrorCode::Conflict,
         EngineError::Rtc(_) => ErrorCode::BadParams,
         EngineError::SessionPanicked(_) => ErrorCode::BadParams,
         EngineError::ShardGone(_) => ErrorCode::ShuttingDown,
         EngineError::Config(_) | EngineError::Io(_) => ErrorCode::Internal,
+        EngineError::ShardFull { .. } => ErrorCode::ShardFull,
+        EngineError::EngineFull { .. } => ErrorCode::EngineFull,
+        EngineError::TooManyMedia { .. } => ErrorCode::TooManyMedia,
+        EngineError::TooManyRooms { .. } => ErrorCode::TooManyRooms,
+        EngineError::TooManyLegs { .. } => ErrorCode::TooManyLegs,
     };
     ControlError::new(code, e.to_string())
 }
@@ -223,6 +230,7 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         backend: backend_name(s.backend).to_owned(),
         sessions: s.sessions as u64,
         draining,
+        healthy: s.alive,
         packets_in: s.packets_in,
         packets_out: s.packets_out,
         bytes_in: s.bytes_in,
@@ -335,6 +343,7 @@ mod tests {
         assert_eq!(c(EngineError::ShardDraining(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::Timeout(0)), ErrorCode::Unavailable);
         assert_eq!(c(EngineError::ShardGone(0)), ErrorCode::ShuttingDown);
+        assert_eq!(c(EngineError::ShardDown(0)), ErrorCode::Unavailable);
         assert_eq!(
             c(EngineError::Rtc(rtc_core::RtcError::NotAlive)),
             ErrorCode::BadParams
@@ -346,6 +355,30 @@ mod tests {
         assert_eq!(
             c(EngineError::Config(crate::ConfigError::NoBindAddress)),
             ErrorCode::Internal
+        );
+        // Every cap has its own code.
+        let caps = [
+            c(EngineError::ShardFull { shard: 0, limit: 1 }),
+            c(EngineError::EngineFull { limit: 1 }),
+            c(EngineError::TooManyMedia {
+                sections: 2,
+                limit: 1,
+            }),
+            c(EngineError::TooManyRooms { limit: 1 }),
+            c(EngineError::TooManyLegs {
+                room: RoomId(1),
+                limit: 1,
+            }),
+        ];
+        assert_eq!(
+            caps,
+            [
+                ErrorCode::ShardFull,
+                ErrorCode::EngineFull,
+                ErrorCode::TooManyMedia,
+                ErrorCode::TooManyRooms,
+                ErrorCode::TooManyLegs,
+            ]
         );
     }
 }

@@ -10,18 +10,20 @@ use crossbeam_channel::{Receiver, Sender};
 use rtc_core::media::Mid;
 
 use crate::api::{
-    ChannelTarget, EngineError, EngineEvent, EngineStats, LegInfo, MediaDesc, Placement, RoomId,
-    RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot,
+    ChannelTarget, EngineError, EngineStats, LegInfo, MediaDesc, Placement, RoomId, RoomInfo,
+    SessionId, SessionInfo, SessionSetup, SessionSnapshot, ShardStats,
 };
 use crate::forward::{LegParams, PtMap};
-use crate::io::Waker;
+use crate::io::{BackendKind, Waker};
 use crate::shard::{Command, LegSpec, RouteSpec};
 
+mod events;
 mod registry;
 mod start;
 #[cfg(test)]
 mod tests;
 
+pub use events::EngineEvents;
 use registry::{RegLeg, RegRoom, RegSession, Registry, legs_where};
 
 /// Entry point: [`Engine::start`].
@@ -33,6 +35,10 @@ struct ShardLink {
     waker: Waker,
     gauge: Arc<AtomicUsize>,
     draining: AtomicBool,
+    /// Cleared by the shard thread when it dies.
+    alive: Arc<AtomicBool>,
+    backend: BackendKind,
+    core: Option<usize>,
     local_addrs: Vec<SocketAddr>,
     announced: Vec<SocketAddr>,
 }
@@ -41,10 +47,31 @@ struct Inner {
     shards: Vec<ShardLink>,
     reg: Mutex<Registry>,
     next_session: AtomicU64,
-    events_rx: Receiver<EngineEvent>,
+    events_rx: EngineEvents,
     gone_rx: Receiver<SessionId>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     reply_timeout: Duration,
+    limits: Limits,
+}
+
+/// The caps the control side enforces (the shards enforce their own).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_sessions: usize,
+    max_media: usize,
+    max_rooms: usize,
+    max_legs_per_room: usize,
+}
+
+/// Media sections an offer asks for: its `m=` lines (counted without parsing).
+fn media_sections(setup: &SessionSetup) -> usize {
+    match setup {
+        SessionSetup::Offer(sdp) => sdp
+            .lines()
+            .filter(|l| l.trim_start().starts_with("m="))
+            .count(),
+        SessionSetup::Direct(p) => p.media.len(),
+    }
 }
 
 /// The control handle of a running engine: cheap to clone, usable from any thread.
@@ -59,6 +86,49 @@ impl std::fmt::Debug for EngineHandle {
         f.debug_struct("EngineHandle")
             .field("shards", &self.inner.shards.len())
             .finish()
+    }
+}
+
+/// Whether a shard whose command was dropped unanswered died (rather than stopped). A
+/// dying shard drops the command while unwinding, a moment before it is marked dead, so
+/// this waits up to 50 ms for the mark.
+fn died(alive: &AtomicBool) -> bool {
+    for _ in 0..50 {
+        if !alive.load(Ordering::Acquire) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    !alive.load(Ordering::Acquire)
+}
+
+/// The statistics entry of a shard that is down.
+fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
+    ShardStats {
+        shard,
+        core: link.core,
+        backend: link.backend,
+        local_addrs: link.local_addrs.clone(),
+        sessions: 0,
+        routes: 0,
+        packets_in: 0,
+        bytes_in: 0,
+        packets_out: 0,
+        bytes_out: 0,
+        rtp_forwarded: 0,
+        cross_shard_out: 0,
+        cross_shard_in: 0,
+        keyframe_requests: 0,
+        alive: false,
+        panics: 0,
+        connect_timeouts: 0,
+        channels_refused: 0,
+        iterations: 0,
+        cpu_time: Duration::ZERO,
+        drops: crate::api::DropCounters::default(),
+        io: crate::io::IoStats::default(),
+        loop_ns: crate::shard::histogram(),
+        forward_latency_ns: crate::shard::histogram(),
     }
 }
 
@@ -98,17 +168,38 @@ impl EngineHandle {
             .map(|s| s.gauge.load(Ordering::Relaxed))
     }
 
-    /// Whether a shard is draining (takes no new sessions).
+    /// Whether a shard takes no new sessions: it is draining, or it is down (see
+    /// [`EngineHandle::shard_alive`]).
     pub fn shard_draining(&self, shard: usize) -> Option<bool> {
         self.inner
             .shards
             .get(shard)
-            .map(|s| s.draining.load(Ordering::Relaxed))
+            .map(|s| s.draining.load(Ordering::Relaxed) || !s.alive.load(Ordering::Acquire))
     }
 
-    /// Engine events (session connected/closed). Events are dropped when the queue is
-    /// full, so a consumer should keep reading.
-    pub fn events(&self) -> &Receiver<EngineEvent> {
+    /// Whether a shard's thread runs (`false`: it died of a panic outside the
+    /// per-session guard; [`EngineEvent::ShardDown`](crate::EngineEvent::ShardDown) was
+    /// sent).
+    pub fn shard_alive(&self, shard: usize) -> Option<bool> {
+        self.inner
+            .shards
+            .get(shard)
+            .map(|s| s.alive.load(Ordering::Acquire))
+    }
+
+    /// Shards whose thread runs. The daemon exits (non-zero) when none is left.
+    pub fn live_shards(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .filter(|s| s.alive.load(Ordering::Acquire))
+            .count()
+    }
+
+    /// Engine events. Closing events ([`EngineEvent::SessionClosed`]) are never dropped;
+    /// the others are dropped when their queue is full, so a consumer should keep
+    /// reading (see [`EngineEvents`]).
+    pub fn events(&self) -> &EngineEvents {
         &self.inner.events_rx
     }
 
@@ -122,6 +213,9 @@ impl EngineHandle {
             .shards
             .get(shard)
             .ok_or(EngineError::NoSuchShard(shard))?;
+        if !link.alive.load(Ordering::Acquire) {
+            return Err(EngineError::ShardDown(shard));
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let t = self.inner.reply_timeout;
         link.cmd_tx.send_timeout(make(tx), t).map_err(|e| match e {
@@ -131,6 +225,10 @@ impl EngineHandle {
         link.waker.wake();
         rx.recv_timeout(t).map_err(|e| match e {
             crossbeam_channel::RecvTimeoutError::Timeout => EngineError::Timeout(shard),
+            // The command was dropped unanswered: the shard stopped or died meanwhile.
+            crossbeam_channel::RecvTimeoutError::Disconnected if died(&link.alive) => {
+                EngineError::ShardDown(shard)
+            }
             crossbeam_channel::RecvTimeoutError::Disconnected => EngineError::ShardGone(shard),
         })
     }
@@ -153,14 +251,23 @@ impl EngineHandle {
     /// # Errors
     ///
     /// [`EngineError::NoSuchShard`] / [`EngineError::ShardDraining`] for a placement that
-    /// cannot take the session, [`EngineError::Rtc`] when the offer or the direct parameters are
-    /// refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
+    /// cannot take the session, [`EngineError::TooManyMedia`], [`EngineError::EngineFull`]
+    /// and [`EngineError::ShardFull`] for a request over a cap, [`EngineError::Rtc`] when
+    /// the offer or the direct parameters are refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
     /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the shard does not answer.
     pub fn create_session(
         &self,
         setup: SessionSetup,
         placement: Placement,
     ) -> Result<SessionInfo, EngineError> {
+        let limits = self.inner.limits;
+        let sections = media_sections(&setup);
+        if sections > limits.max_media {
+            return Err(EngineError::TooManyMedia {
+                sections,
+                limit: limits.max_media,
+            });
+        }
         let shard = match placement {
             Placement::Shard(i) => {
                 let link = self
@@ -168,6 +275,9 @@ impl EngineHandle {
                     .shards
                     .get(i)
                     .ok_or(EngineError::NoSuchShard(i))?;
+                if !link.alive.load(Ordering::Acquire) {
+                    return Err(EngineError::ShardDown(i));
+                }
                 if link.draining.load(Ordering::Relaxed) {
                     return Err(EngineError::ShardDraining(i));
                 }
@@ -178,13 +288,24 @@ impl EngineHandle {
                 .shards
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| !l.draining.load(Ordering::Relaxed))
+                .filter(|(_, l)| {
+                    !l.draining.load(Ordering::Relaxed) && l.alive.load(Ordering::Acquire)
+                })
                 .min_by_key(|(_, l)| l.gauge.load(Ordering::Relaxed))
                 .map(|(i, _)| i)
-                .ok_or(EngineError::ShardDraining(0))?,
+                .ok_or(if self.live_shards() == 0 {
+                    EngineError::ShardDown(0)
+                } else {
+                    EngineError::ShardDraining(0)
+                })?,
         };
         let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
         let mut reg = self.registry();
+        if reg.sessions.len() + self.inner.events_rx.pending_closes() >= limits.max_sessions {
+            return Err(EngineError::EngineFull {
+                limit: limits.max_sessions,
+            });
+        }
         let info = self.call(shard, |reply| Command::CreateSession { id, setup, reply })??;
         reg.sessions.insert(
             id,
@@ -221,8 +342,18 @@ impl EngineHandle {
     }
 
     /// Creates a room.
-    pub fn create_room(&self, name: &str) -> RoomId {
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::TooManyRooms`] when [`EngineConfig::max_rooms`](crate::EngineConfig::max_rooms)
+    /// rooms exist.
+    pub fn create_room(&self, name: &str) -> Result<RoomId, EngineError> {
         let mut reg = self.registry();
+        if reg.rooms.len() >= self.inner.limits.max_rooms {
+            return Err(EngineError::TooManyRooms {
+                limit: self.inner.limits.max_rooms,
+            });
+        }
         reg.next_room += 1;
         let id = RoomId(reg.next_room);
         reg.rooms.insert(
@@ -233,7 +364,7 @@ impl EngineHandle {
                 members: Vec::new(),
             },
         );
-        id
+        Ok(id)
     }
 
     /// Closes a room: every leg created in it is removed; sessions stay open.
@@ -340,7 +471,9 @@ impl EngineHandle {
     /// # Errors
     ///
     /// [`EngineError::UnknownRoom`], [`EngineError::NotInRoom`] when `publisher` does not
-    /// publish in the room, [`EngineError::UnknownSession`] for an unknown session (or one
+    /// publish in the room, [`EngineError::TooManyLegs`] when a new leg would exceed
+    /// [`EngineConfig::max_legs_per_room`](crate::EngineConfig::max_legs_per_room)
+    /// (legs created before it stay), [`EngineError::UnknownSession`] for an unknown session (or one
     /// that ended meanwhile), [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard
     /// does not answer.
     pub fn subscribe_tracks(
@@ -406,6 +539,21 @@ impl EngineHandle {
             };
             let slot = (*slot).clone();
             let replaced = sub_s.legs.iter().position(|l| l.sub_mid == slot.mid);
+            // A new leg (not a source switch on a leg of this room) must fit the room.
+            let grows = replaced.is_none_or(|i| sub_s.legs[i].room != room);
+            if grows {
+                let in_room: usize = reg
+                    .sessions
+                    .values()
+                    .map(|s| s.legs.iter().filter(|l| l.room == room).count())
+                    .sum();
+                if in_room >= self.inner.limits.max_legs_per_room {
+                    return Err(EngineError::TooManyLegs {
+                        room,
+                        limit: self.inner.limits.max_legs_per_room,
+                    });
+                }
+            }
             let taken: Vec<u32> = sub_s.legs.iter().map(|l| l.ssrc).collect();
             let ssrc = match replaced {
                 Some(i) => sub_s.legs[i].ssrc,
@@ -583,15 +731,21 @@ impl EngineHandle {
             .ok_or(EngineError::UnknownSession(id))
     }
 
-    /// Counters and histograms of every shard.
+    /// Counters and histograms of every shard. A shard that is down answers nothing: its
+    /// entry has `alive: false` and zero counters.
     ///
     /// # Errors
     ///
-    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a shard does not answer.
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when a live shard does not
+    /// answer.
     pub fn stats(&self) -> Result<EngineStats, EngineError> {
         let mut shards = Vec::with_capacity(self.inner.shards.len());
-        for i in 0..self.inner.shards.len() {
-            shards.push(self.call(i, |reply| Command::Stats { reply })?);
+        for (i, link) in self.inner.shards.iter().enumerate() {
+            match self.call(i, |reply| Command::Stats { reply }) {
+                Ok(s) => shards.push(s),
+                Err(EngineError::ShardDown(_)) => shards.push(dead_stats(i, link)),
+                Err(e) => return Err(e),
+            }
         }
         Ok(EngineStats { shards })
     }
@@ -663,6 +817,30 @@ impl EngineHandle {
             .ok_or(EngineError::NoSuchShard(shard))?;
         link.cmd_tx
             .send_timeout(Command::InjectPanic { id }, self.inner.reply_timeout)
+            .map_err(|_| EngineError::ShardGone(shard))?;
+        link.waker.wake();
+        Ok(())
+    }
+
+    /// Test hook: the shard panics in its loop, outside the per-session guard, and dies
+    /// (see [`EngineEvent::ShardDown`](crate::EngineEvent::ShardDown)).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`], [`EngineError::ShardDown`] when it is already down,
+    /// [`EngineError::ShardGone`] when the command cannot be queued.
+    #[doc(hidden)]
+    pub fn debug_inject_shard_panic(&self, shard: usize) -> Result<(), EngineError> {
+        let link = self
+            .inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        if !link.alive.load(Ordering::Acquire) {
+            return Err(EngineError::ShardDown(shard));
+        }
+        link.cmd_tx
+            .send_timeout(Command::InjectShardPanic, self.inner.reply_timeout)
             .map_err(|_| EngineError::ShardGone(shard))?;
         link.waker.wake();
         Ok(())

@@ -1,7 +1,8 @@
 //! [`Engine::start`]: opening the backends and spawning the shard threads.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rtc_core::dtls::DtlsCert;
@@ -21,6 +22,20 @@ fn socket_addrs(cfg: &EngineConfig, port: u16) -> Vec<(SocketAddr, Option<IpAddr
         v.push((SocketAddr::new(ip, port), cfg.announce_v6));
     }
     v
+}
+
+/// Lives on a shard thread's stack: dropped while unwinding, it marks the shard dead.
+struct DeathWatch {
+    shard: usize,
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for DeathWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.alive.swap(false, Ordering::AcqRel) {
+            tracing::error!(shard = self.shard, "shard thread died");
+        }
+    }
 }
 
 impl Engine {
@@ -91,12 +106,15 @@ impl Engine {
             })
             .collect();
         let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_queue.max(1));
-        let (gone_tx, gone_rx) = crossbeam_channel::bounded(65_536);
+        // Unbounded, but at most one entry per session: each session closes once.
+        let (closed_tx, closed_rx) = crossbeam_channel::unbounded();
+        let (gone_tx, gone_rx) = crossbeam_channel::unbounded();
 
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for (i, (backend, announced)) in backends.into_iter().zip(announced_all).enumerate() {
             let gauge = Arc::new(AtomicUsize::new(0));
+            let alive = Arc::new(AtomicBool::new(true));
             let cert = DtlsCert::new_ecdsa_p256().map_err(rtc_core::RtcError::from)?;
             let ctx = ShardCtx {
                 index: i,
@@ -108,17 +126,26 @@ impl Engine {
                 ret_rx: ret[i].1.clone(),
                 peers: peers.clone(),
                 events_tx: events_tx.clone(),
+                closed_tx: closed_tx.clone(),
                 gone_tx: gone_tx.clone(),
                 gauge: gauge.clone(),
+                alive: alive.clone(),
                 keyframe_interval: cfg.keyframe_interval,
                 rtx_buffer_packets: cfg.rtx_buffer_packets,
                 forward_batch: cfg.forward_batch.clamp(1, 1024),
+                connect_timeout: cfg.connect_timeout,
+                max_sessions: cfg.max_sessions_per_shard,
+                max_channels: cfg.max_channels_per_session,
+                max_label: cfg.max_channel_label,
             };
             links.push(ShardLink {
                 cmd_tx: cmd[i].0.clone(),
                 waker: backend.waker(),
                 gauge,
                 draining: AtomicBool::new(false),
+                alive,
+                backend: backend.kind(),
+                core: cores[i],
                 local_addrs: backend.local_addrs().to_vec(),
                 announced,
             });
@@ -127,6 +154,12 @@ impl Engine {
             let t = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
                 .spawn(move || {
+                    // Reports a death by panic anywhere in this thread, even where
+                    // `Shard::die` cannot run (the hook, `die` itself).
+                    let _watch = DeathWatch {
+                        shard: i,
+                        alive: Arc::clone(&ctx.alive),
+                    };
                     if let Some(c) = core
                         && !core_affinity::set_for_current(core_affinity::CoreId { id: c })
                     {
@@ -135,7 +168,12 @@ impl Engine {
                     if let Some(h) = hook {
                         h(i);
                     }
-                    Shard::new(ctx).run(backend);
+                    let mut backend = backend;
+                    let mut shard = Shard::new(ctx);
+                    let run = catch_unwind(AssertUnwindSafe(|| shard.run(&mut *backend)));
+                    if run.is_err() {
+                        shard.die();
+                    }
                 })?;
             threads.push(t);
         }
@@ -145,10 +183,19 @@ impl Engine {
                 shards: links,
                 reg: Mutex::new(Registry::default()),
                 next_session: AtomicU64::new(1),
-                events_rx,
+                events_rx: super::EngineEvents {
+                    events: events_rx,
+                    closed: closed_rx,
+                },
                 gone_rx,
                 threads: Mutex::new(threads),
                 reply_timeout: cfg.reply_timeout,
+                limits: super::Limits {
+                    max_sessions: cfg.max_sessions,
+                    max_media: cfg.max_media_per_session,
+                    max_rooms: cfg.max_rooms,
+                    max_legs_per_room: cfg.max_legs_per_room,
+                },
             }),
         })
     }

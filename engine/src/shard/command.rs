@@ -87,6 +87,9 @@ impl Shard {
                     s.panic_next = true;
                 }
             }
+            Command::InjectShardPanic => {
+                panic!("injected shard panic (test hook)");
+            }
             Command::SessionStats { id, reply } => {
                 let _ = reply.send(self.snapshot(id));
             }

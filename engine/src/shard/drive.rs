@@ -119,7 +119,8 @@ impl Shard {
     }
 
     fn on_connected(&mut self, slot: usize) {
-        if let Some(Some(s)) = self.sessions.get(slot) {
+        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            s.connected = true;
             let _ = self
                 .ctx
                 .events_tx
@@ -145,6 +146,20 @@ impl Shard {
 
     fn on_channel_open(&mut self, slot: usize, channel: u16, label: String) {
         if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            let known = s.channels.iter().any(|(c, _)| *c == channel);
+            if label.len() > self.ctx.max_label
+                || (!known && s.channels.len() >= self.ctx.max_channels)
+            {
+                self.c.channels_refused += 1;
+                let closed = guarded(s, |rtc| {
+                    rtc.channel(rtc_core::event::ChannelId(channel))
+                        .map(|mut ch| ch.close())
+                });
+                if closed.is_err() {
+                    self.doomed.push((s.id, CloseReason::Panicked));
+                }
+                return;
+            }
             s.channels.retain(|(c, _)| *c != channel);
             s.channels.push((channel, label.clone()));
             let _ = self.ctx.events_tx.try_send(EngineEvent::ChannelOpen {

@@ -12,11 +12,11 @@
 //! `session` (creation and removal) and `command` (control commands).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -100,6 +100,8 @@ pub(crate) enum Command {
     InjectPanic {
         id: SessionId,
     },
+    /// Test hook: panic in the shard loop itself, outside the per-session guard.
+    InjectShardPanic,
     SessionStats {
         id: SessionId,
         reply: Sender<Option<SessionSnapshot>>,
@@ -162,11 +164,24 @@ pub(crate) struct ShardCtx {
     pub ret_rx: Receiver<Batch>,
     pub peers: Vec<PeerLink>,
     pub events_tx: Sender<EngineEvent>,
+    /// Closing events: unbounded, at most one per session (never dropped).
+    pub closed_tx: Sender<EngineEvent>,
+    /// Sessions that ended, for the control side's registry: unbounded, one per session.
     pub gone_tx: Sender<SessionId>,
     pub gauge: Arc<AtomicUsize>,
+    /// Cleared when the shard thread dies.
+    pub alive: Arc<AtomicBool>,
     pub keyframe_interval: Duration,
     pub rtx_buffer_packets: usize,
     pub forward_batch: usize,
+    /// Close sessions not connected this long after creation.
+    pub connect_timeout: Duration,
+    /// Live sessions this shard takes.
+    pub max_sessions: usize,
+    /// Open data channels per session.
+    pub max_channels: usize,
+    /// Longest data-channel label, bytes.
+    pub max_label: usize,
 }
 
 struct Session {
@@ -197,6 +212,8 @@ struct Session {
     channels: Vec<(u16, String)>,
     /// RTP packets and bytes received per published section (repair streams excluded).
     rx_counts: Vec<(Mid, u64, u64)>,
+    /// The `Rtc` reported `Connected` (ICE and DTLS up).
+    connected: bool,
 }
 
 impl Session {
@@ -260,6 +277,8 @@ struct Counters {
     cross_shard_in: u64,
     keyframe_requests: u64,
     panics: u64,
+    connect_timeouts: u64,
+    channels_refused: u64,
     iterations: u64,
     drops: DropCounters,
 }
@@ -297,6 +316,8 @@ pub(crate) struct Shard {
     routes: HashMap<RouteKey, Route>,
     touched: Vec<usize>,
     doomed: Vec<(SessionId, CloseReason)>,
+    /// Connect deadlines in creation order (so in deadline order): (deadline, slot, id).
+    connect_deadlines: VecDeque<(Instant, usize, SessionId)>,
     scratch: Box<[u8]>,
     out_batches: Vec<Option<Batch>>,
     /// Remote batches forwarded this iteration: (receive time at the origin, packets).
@@ -308,7 +329,7 @@ pub(crate) struct Shard {
     stop: bool,
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 ns .. 60 s at 3 significant digits; the bounds are valid constants.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
@@ -352,6 +373,7 @@ impl Shard {
             routes: HashMap::new(),
             touched: Vec::new(),
             doomed: Vec::new(),
+            connect_deadlines: VecDeque::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             out_batches: (0..n).map(|_| None).collect(),
             remote_fwd: Vec::new(),
@@ -364,7 +386,9 @@ impl Shard {
     }
 
     /// The shard loop. Returns on [`Command::Shutdown`] or when the control side is gone.
-    pub(crate) fn run(mut self, mut backend: Box<dyn IoBackend>) {
+    /// A panic escaping it (outside the per-session guard) leaves the shard for
+    /// [`Shard::die`].
+    pub(crate) fn run(&mut self, backend: &mut dyn IoBackend) {
         let mut last = Instant::now();
         while !self.stop {
             let timeout = match self.timers.peek() {
@@ -372,6 +396,10 @@ impl Shard {
                 None => Duration::from_secs(1),
             }
             .min(Duration::from_secs(1));
+            let timeout = match self.connect_deadlines.front() {
+                Some((t, _, _)) => timeout.min(t.saturating_duration_since(last)),
+                None => timeout,
+            };
             let timeout = if self.ctx.cmd_rx.is_empty() && self.ctx.data_rx.is_empty() {
                 timeout
             } else {
@@ -409,6 +437,7 @@ impl Shard {
                 self.on_data(msg, now);
             }
             self.drive_timers(now);
+            self.reap_unconnected(now, &mut *backend);
             self.bury();
             self.drain_touched(now, &mut *backend);
             self.send_batches();
@@ -433,6 +462,34 @@ impl Shard {
         }
     }
 
+    /// After a panic escaped [`Shard::run`]: marks the shard dead (placement skips it)
+    /// and reports it and each of its sessions as closed. The sessions' state is not
+    /// touched (it may be what broke); they are dropped with the shard.
+    pub(crate) fn die(&mut self) {
+        self.ctx.alive.store(false, Ordering::Release);
+        self.ctx.gauge.store(0, Ordering::Relaxed);
+        let shard = self.ctx.index;
+        let ids: Vec<SessionId> = self.by_id.keys().copied().collect();
+        tracing::error!(
+            shard,
+            sessions = ids.len(),
+            "shard thread panicked outside a session guard: it is down, its sessions are \
+             closed and no new session is placed on it"
+        );
+        // Unbounded queues: these sends fail only when the engine handle is gone.
+        let _ = self.ctx.closed_tx.send(EngineEvent::ShardDown {
+            shard,
+            sessions: ids.len(),
+        });
+        for id in ids {
+            let _ = self
+                .ctx
+                .closed_tx
+                .send(EngineEvent::SessionClosed(id, CloseReason::ShardDown));
+            let _ = self.ctx.gone_tx.send(id);
+        }
+    }
+
     fn stats(&self, backend: &dyn IoBackend) -> ShardStats {
         ShardStats {
             shard: self.ctx.index,
@@ -449,7 +506,10 @@ impl Shard {
             cross_shard_out: self.c.cross_shard_out,
             cross_shard_in: self.c.cross_shard_in,
             keyframe_requests: self.c.keyframe_requests,
+            alive: true,
             panics: self.c.panics,
+            connect_timeouts: self.c.connect_timeouts,
+            channels_refused: self.c.channels_refused,
             iterations: self.c.iterations,
             cpu_time: crate::io::cpu::thread_cpu_time(),
             drops: self.c.drops,

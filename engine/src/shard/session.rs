@@ -82,11 +82,13 @@ impl Shard {
         }
         self.free.push(slot);
         self.ctx.gauge.fetch_sub(1, Ordering::Relaxed);
+        // Both channels are unbounded: these sends fail only when the engine handle is
+        // gone, and then nobody is left to tell.
         let _ = self
             .ctx
-            .events_tx
-            .try_send(EngineEvent::SessionClosed(s.id, reason));
-        let _ = self.ctx.gone_tx.try_send(s.id);
+            .closed_tx
+            .send(EngineEvent::SessionClosed(s.id, reason));
+        let _ = self.ctx.gone_tx.send(s.id);
     }
 
     pub(super) fn create_session(
@@ -95,6 +97,12 @@ impl Shard {
         setup: SessionSetup,
         now: Instant,
     ) -> Result<SessionInfo, EngineError> {
+        if self.by_id.len() >= self.ctx.max_sessions {
+            return Err(EngineError::ShardFull {
+                shard: self.ctx.index,
+                limit: self.ctx.max_sessions,
+            });
+        }
         let mut creds = IceCreds::random();
         while self.by_ufrag.contains_key(&creds.ufrag) {
             creds = IceCreds::random();
@@ -185,6 +193,7 @@ impl Shard {
             rtt: None,
             channels: Vec::new(),
             rx_counts: Vec::new(),
+            connected: false,
         };
         let slot = self.alloc_slot(session);
         if let Some(Some(s)) = self.sessions.get_mut(slot) {
@@ -192,6 +201,8 @@ impl Shard {
         }
         self.by_id.insert(id, slot);
         self.by_ufrag.insert(ufrag, slot);
+        self.connect_deadlines
+            .push_back((now + self.ctx.connect_timeout, slot, id));
         self.ctx.gauge.fetch_add(1, Ordering::Relaxed);
         Ok(SessionInfo {
             id,
@@ -232,6 +243,26 @@ impl Shard {
             self.drain(slot, now, backend);
         }
         self.remove_session(slot, reason);
+    }
+
+    /// Closes sessions whose connect deadline passed before they connected
+    /// ([`CloseReason::ConnectTimeout`]).
+    pub(super) fn reap_unconnected(&mut self, now: Instant, backend: &mut dyn IoBackend) {
+        while let Some(&(at, slot, id)) = self.connect_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.connect_deadlines.pop_front();
+            let pending = matches!(
+                self.sessions.get(slot),
+                Some(Some(s)) if s.id == id && !s.connected
+            );
+            if pending {
+                self.c.connect_timeouts += 1;
+                tracing::debug!(shard = self.ctx.index, session = %id, "not connected in time; closed");
+                self.close_session(slot, now, backend, CloseReason::ConnectTimeout);
+            }
+        }
     }
 
     pub(super) fn close_all(

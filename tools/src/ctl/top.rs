@@ -205,6 +205,7 @@ mod tests {
             backend: "io_uring".into(),
             sessions: 3,
             draining: i == 1,
+            healthy: true,
             packets_in: pk,
             packets_out: pk * 2,
             bytes_in: by,

@@ -225,7 +225,7 @@ impl InProcessBackend {
         if !create {
             return None;
         }
-        let id = self.engine.create_room(room);
+        let id = self.engine.create_room(room).ok()?;
         rooms.insert(room.to_owned(), id);
         Some(id)
     }

@@ -122,10 +122,11 @@ fn engine_room(room: &RoomKey) -> Result<engine::RoomId, LoadgenError> {
 
 impl Signaller for InProcess {
     fn create_room(&mut self, name: &str) -> Result<RoomKey, LoadgenError> {
-        Ok(RoomKey::Engine(
-            self.engine.create_room(name),
-            name.to_string(),
-        ))
+        let room = self
+            .engine
+            .create_room(name)
+            .map_err(|e| LoadgenError::Setup(format!("create room {name:?}: {e}")))?;
+        Ok(RoomKey::Engine(room, name.to_string()))
     }
 
     fn publish(
