@@ -169,6 +169,10 @@ impl Rtc {
         }
         if let Some(primary) = self.session.rx_streams[idx].rtx_of {
             let Some(i) = self.unwrap_rtx(idx, primary, &mut p) else {
+                // Padding-only probes are expected; anything else is a drop.
+                if p.payload_end > p.payload_offset {
+                    self.stats.dropped += 1;
+                }
                 self.pool.put(p.buf);
                 return;
             };
@@ -281,9 +285,13 @@ impl Rtc {
                     .find(|(_, r)| *r == p.pt)
                     .map(|(prim, _)| *prim)
             })?;
-        // Padding-only RTX probes (bandwidth probing) have no OSN.
-        let osn = p.buf.get(p.payload_offset..p.payload_offset + 2)?;
-        let osn = u16::from_be_bytes([osn[0], osn[1]]);
+        // The OSN is the first two bytes of the payload, read within the packet (before
+        // its padding), never from the rest of the pooled buffer. Padding-only RTX
+        // probes (bandwidth probing) and truncated packets have no OSN: dropped.
+        if p.payload_end < p.payload_offset + 2 || p.len > p.buf.len() {
+            return None;
+        }
+        let osn = u16::from_be_bytes([p.buf[p.payload_offset], p.buf[p.payload_offset + 1]]);
         p.buf
             .copy_within(p.payload_offset + 2..p.len, p.payload_offset);
         p.len -= 2;
