@@ -37,6 +37,9 @@ pub const EXT_PLAYOUT_DELAY: &str = "http://www.webrtc.org/experiments/rtp-hdrex
 /// Absolute capture time.
 pub const EXT_ABS_CAPTURE_TIME: &str =
     "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+/// AV1 dependency descriptor (forwarded opaque by an SFU).
+pub const EXT_DEPENDENCY_DESCRIPTOR: &str =
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
 
 /// The header extensions we support, with the ids we offer them under. Ids are unique
 /// across kinds so that one BUNDLE transport maps every id to a single URI.
@@ -56,8 +59,17 @@ const EXTENSIONS: [(u16, &str, bool, bool); 9] = [
 /// URIs of every header extension we support (the `extensions` argument of
 /// [`answer_media`]).
 pub fn supported_extensions() -> Vec<String> {
-    EXTENSIONS.iter().map(|e| e.1.to_owned()).collect()
+    EXTENSIONS
+        .iter()
+        .map(|e| e.1)
+        .chain(ANSWERED_ONLY)
+        .map(str::to_owned)
+        .collect()
 }
+
+/// Extensions we accept when offered but do not offer ourselves: the AV1 dependency
+/// descriptor, which an SFU forwards opaque from a publisher that offers it.
+const ANSWERED_ONLY: [&str; 1] = [EXT_DEPENDENCY_DESCRIPTOR];
 
 /// The `(id, uri)` pairs we offer for a media kind (empty for non-RTP kinds).
 pub fn default_extensions(kind: &SectionKind) -> Vec<(u16, String)> {
