@@ -616,3 +616,73 @@ fn extension_values_forward_round_trip_and_sender_reports() {
     assert!(sr.received <= pair.now);
     assert_eq!(pair.b.rtc.sender_report(0xdead_beef), None);
 }
+
+/// The Chromium offer with a fourth layer `x` and an invalid (too long) RID added.
+fn four_layer_offer() -> String {
+    include_str!("fixtures/sdp/chromium-156-simulcast.sdp")
+        .replace(
+            "a=rid:f send\r\n",
+            "a=rid:f send\r\na=rid:x send\r\na=rid:abcdefghijklmnopqrstu send\r\n",
+        )
+        .replace(
+            "a=simulcast:send q;h;f\r\n",
+            "a=simulcast:send q;h;f;x;abcdefghijklmnopqrstu\r\n",
+        )
+}
+
+#[test]
+fn answer_receives_at_most_three_layers() {
+    let offer = four_layer_offer();
+    assert!(offer.contains("a=rid:x send"));
+    let mut b = Rtc::builder()
+        .set_rtp_mode(true)
+        .build(Instant::now())
+        .unwrap();
+    let answer = b
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+        .unwrap()
+        .to_sdp_string();
+    assert!(answer.contains("a=simulcast:recv q;h;f\r\n"), "{answer}");
+    assert!(!answer.contains("a=rid:x"));
+    let info = b.media_info(Mid::new("1").unwrap()).unwrap();
+    assert_eq!(info.remote_rids, ["q", "h", "f"]);
+}
+
+#[test]
+fn rid_and_simulcast_sdp_round_trip() {
+    let seeds = [
+        include_str!("fixtures/sdp/chromium-156-simulcast.sdp"),
+        include_str!("../../fuzz/seeds/sdp/chromium-156-simulcast-video.sdp"),
+        include_str!("../../fuzz/seeds/sdp/simulcast-recv-answer.sdp"),
+        include_str!("../../fuzz/seeds/sdp/simulcast-rid-restrictions.sdp"),
+    ];
+    for text in seeds {
+        let sd = SessionDescription::parse(text).unwrap();
+        let video = sd
+            .media
+            .iter()
+            .find(|m| m.mid.as_deref() == Some("1"))
+            .unwrap();
+        assert!(video.rids.len() >= 3 && video.simulcast.is_some());
+        let again = SessionDescription::parse(&sd.to_string()).unwrap();
+        assert_eq!(again, sd);
+    }
+    let sd = SessionDescription::parse(include_str!(
+        "../../fuzz/seeds/sdp/simulcast-rid-restrictions.sdp"
+    ))
+    .unwrap();
+    let video = &sd.media[0];
+    let q = &video.rids[0];
+    assert_eq!((q.id.as_str(), q.direction), ("q", RidDirection::Send));
+    assert_eq!(q.payloads, [96]);
+    assert_eq!(
+        q.restrictions[0],
+        ("max-width".to_owned(), Some("320".to_owned()))
+    );
+    let sim = video.simulcast.as_ref().unwrap();
+    assert_eq!(sim.send.len(), 2);
+    assert!(sim.send[1][0].paused && sim.send[1][0].id == "h");
+    assert_eq!(sim.send[1][1].id, "f");
+    assert_eq!(sim.recv[0][0].id, "r");
+}

@@ -56,6 +56,10 @@ const EXTENSIONS: [(u16, &str, bool, bool); 9] = [
     (11, EXT_REPAIRED_RTP_STREAM_ID, false, true),
 ];
 
+/// The most simulcast layers (RIDs) an answer accepts in each direction: browsers
+/// send up to three, and each layer costs receive state.
+pub const MAX_SIMULCAST_LAYERS: usize = 3;
+
 /// URIs of every header extension we support (the `extensions` argument of
 /// [`answer_media`]).
 pub fn supported_extensions() -> Vec<String> {
@@ -353,6 +357,17 @@ fn answer_rtp(
             restrictions: r.restrictions.clone(),
         })
         .collect();
+    // At most MAX_SIMULCAST_LAYERS RIDs each way, and only RIDs a received packet's
+    // `rid` extension can name (`media::Rid`).
+    let mut per_direction = [0usize; 2];
+    m.rids.retain(|r| {
+        if crate::media::Rid::new(&r.id).is_none() {
+            return false;
+        }
+        let n = &mut per_direction[usize::from(r.direction == RidDirection::Recv)];
+        *n += 1;
+        *n <= MAX_SIMULCAST_LAYERS
+    });
     if let Some(sim) = &offer.simulcast {
         let filter = |list: &[Vec<SimulcastRid>]| -> Vec<Vec<SimulcastRid>> {
             list.iter()
