@@ -26,7 +26,9 @@ pub enum Event<'a> {
     MediaAdded(MediaAdded),
     /// RTP mode: one incoming RTP packet, decrypted and parsed.
     RtpPacket(RtpPacketReceived<'a>),
-    /// Frame mode: one whole received frame (audio or video).
+    /// Frame mode: one whole received frame (audio or video). Of a section the peer
+    /// sends simulcast on, only the first layer (its first RID) is assembled; the
+    /// other layers are dropped (use RTP mode to forward layers).
     MediaData(MediaData),
     /// The peer's REMB (receiver estimated maximum bitrate), in bits per second.
     Remb(u64),

@@ -42,7 +42,7 @@ pub struct Frame<R = Instant> {
     pub extra: CodecExtra,
 }
 
-/// Errors from [`DepacketizingBuffer::pop`]. The offending frame has been dropped.
+/// Errors from `DepacketizingBuffer::pop`. The offending frame has been dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum DepackError {

@@ -183,7 +183,7 @@ impl BufPool {
 /// A Sans-I/O WebRTC peer connection.
 ///
 /// Drive it with [`handle_input`](Rtc::handle_input) and drain
-/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`] (the crate
+/// [`poll_output`](Rtc::poll_output) until it returns [`Output::Timeout`](crate::Output::Timeout) (the crate
 /// documentation shows the loop). It never reads the clock, spawns or does I/O.
 ///
 /// # Life cycle

@@ -164,7 +164,10 @@ impl Rtc {
         }
         let has_payload = p.payload_end > p.payload_offset;
         let Some(mut idx) = self.rx_stream_index(p.ssrc, ids, has_payload) else {
-            self.stats.dropped += 1;
+            // Unbound padding-only probes are expected, not drops.
+            if has_payload {
+                self.stats.dropped += 1;
+            }
             self.pool.put(p.buf);
             return;
         };
