@@ -145,6 +145,13 @@ impl<'a> DirectApi<'a> {
 
     /// RTP mode: protects and sends one complete RTP packet (header + payload).
     ///
+    /// To forward header extension values (read with
+    /// [`RtpPacketReceived::extensions`](crate::event::RtpPacketReceived::extensions)),
+    /// write the header with [`RtpHeader::write`](crate::rtp::RtpHeader::write) and
+    /// [`HeaderExtension::Values`](crate::rtp::HeaderExtension::Values), using this
+    /// peer's ids from [`MediaInfo::extensions`](crate::media::MediaInfo::extensions)
+    /// of [`Rtc::media_info`]: extension ids are per peer.
+    ///
     /// # Errors
     ///
     /// [`RtcError::InvalidState`] when not connected (no SRTP keys or no ICE path yet);

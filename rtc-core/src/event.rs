@@ -2,7 +2,8 @@
 
 use crate::dtls::DtlsError;
 use crate::ice::IceConnectionState;
-use crate::media::{MediaKind, Mid};
+use crate::media::{MediaKind, Mid, Rid};
+use crate::rtp::{ExtensionMap, ExtensionValues, RtpPacket};
 pub use crate::sctp::ChannelId;
 pub use crate::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
 
@@ -25,7 +26,9 @@ pub enum Event<'a> {
     MediaAdded(MediaAdded),
     /// RTP mode: one incoming RTP packet, decrypted and parsed.
     RtpPacket(RtpPacketReceived<'a>),
-    /// Frame mode: one whole received frame (audio or video).
+    /// Frame mode: one whole received frame (audio or video). Of a section the peer
+    /// sends simulcast on, only the first layer (its first RID) is assembled; the
+    /// other layers are dropped (use RTP mode to forward layers).
     MediaData(MediaData),
     /// The peer's REMB (receiver estimated maximum bitrate), in bits per second.
     Remb(u64),
@@ -126,11 +129,21 @@ pub struct MediaAdded {
     pub kind: MediaKind,
 }
 
-/// An RTP packet received in RTP mode, after SRTP.
+/// An RTP packet received in RTP mode, after SRTP (and after RTX unwrapping: a
+/// retransmission arrives as the original packet of its primary SSRC).
 #[derive(Debug)]
 pub struct RtpPacketReceived<'a> {
     /// Media section it belongs to, when it could be resolved.
     pub mid: Option<Mid>,
+    /// The simulcast layer (RFC 8852 RID) the SSRC was bound to, for sections the peer
+    /// sends simulcast on; `None` otherwise. Bound from the `rid` (media) or
+    /// `repaired-rid` (RTX) header extension of the SSRC's first packet, so later
+    /// packets without these extensions keep their layer.
+    pub rid: Option<Rid>,
+    /// Position of `rid` in the section's remote RID list
+    /// ([`MediaInfo::remote_rids`](crate::media::MediaInfo::remote_rids), the order of
+    /// the peer's `a=rid` lines, normally its `a=simulcast` order).
+    pub layer: Option<u8>,
     /// The packet's SSRC.
     pub ssrc: u32,
     /// Payload type.
@@ -145,11 +158,47 @@ pub struct RtpPacketReceived<'a> {
     pub packet: &'a [u8],
     /// Offset of the payload in `packet`.
     pub payload_offset: usize,
+    /// The receive-side header extension ids (this peer's negotiation).
+    pub(crate) ext_map: &'a ExtensionMap,
 }
 
-impl RtpPacketReceived<'_> {
+impl<'a> RtpPacketReceived<'a> {
     /// The payload (after the header, without padding).
-    pub fn payload(&self) -> &[u8] {
+    pub fn payload(&self) -> &'a [u8] {
         self.packet.get(self.payload_offset..).unwrap_or(&[])
     }
+
+    /// The packet's header extension values (audio level and voice activity, video
+    /// orientation, abs-capture-time, playout delay, the AV1 dependency descriptor,
+    /// mid, rid, ...), read with the ids this peer negotiated. Parsed on each call,
+    /// without allocating; empty when the packet has no (valid) extension block.
+    ///
+    /// To forward them, put the wanted values in the
+    /// [`ExtensionValues`] given to [`StreamTx::write_rtp`](crate::StreamTx::write_rtp)
+    /// (or written with [`RtpHeader::write`](crate::rtp::RtpHeader::write) and the
+    /// subscriber's [`MediaInfo::extensions`](crate::media::MediaInfo::extensions)): they
+    /// are written under the subscriber's own ids.
+    pub fn extensions(&self) -> ExtensionValues<'a> {
+        RtpPacket::parse(self.packet)
+            .and_then(|p| p.extensions(self.ext_map))
+            .unwrap_or_default()
+    }
+}
+
+/// The last RTCP sender report of an incoming SSRC, from
+/// [`Rtc::sender_report`](crate::Rtc::sender_report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderReportInfo {
+    /// Media section of the SSRC, when known.
+    pub mid: Option<Mid>,
+    /// The SSRC the report describes.
+    pub ssrc: u32,
+    /// Its simulcast layer, when it was bound by RID.
+    pub rid: Option<Rid>,
+    /// The sender's NTP time of the report (64-bit NTP format).
+    pub ntp: u64,
+    /// The RTP timestamp corresponding to `ntp`.
+    pub rtp_time: u32,
+    /// When the report arrived (the `now` of that input).
+    pub received: std::time::Instant,
 }

@@ -135,7 +135,7 @@ pub(crate) mod stun;
 
 pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
-pub use media::{Codec, MediaKind, Mid};
+pub use media::{Codec, MediaKind, Mid, Rid};
 pub use rtc::{Channel, PeerStats, Rtc, RtcConfig, RtcError, StreamTx, Writer};
 
 /// Data channels: how a channel is configured and identified. Channels are added with

@@ -55,6 +55,60 @@ impl fmt::Debug for Mid {
     }
 }
 
+/// Identifier of one simulcast layer (RFC 8851 `a=rid`, RFC 8852 `rtp-stream-id`
+/// header extension), at most 16 bytes of letters, digits, `-` and `_`; `Copy`.
+///
+/// Not to be confused with [`crate::sdp::Rid`], the whole `a=rid` attribute.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rid {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Rid {
+    /// The longest RID we accept (browsers use 1–3 characters, such as `q`, `h`, `f`).
+    pub const MAX_LEN: usize = 16;
+
+    /// Creates a RID from a string; `None` when empty, longer than 16 bytes or not
+    /// made of RFC 8851 `rid-id` characters (ASCII letters, digits, `-`, `_`).
+    pub fn new(s: &str) -> Option<Rid> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > Self::MAX_LEN {
+            return None;
+        }
+        if !b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(Rid {
+            bytes,
+            len: b.len() as u8,
+        })
+    }
+
+    /// The RID as a string slice.
+    pub fn as_str(&self) -> &str {
+        // Constructed only from validated ASCII in `new`.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl fmt::Display for Rid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Rid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Rid({})", self.as_str())
+    }
+}
+
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaKind {
@@ -267,6 +321,16 @@ mod tests {
         assert!(Codec::from_name("cn").same_as(&Codec::Other("CN".into())));
         assert_eq!(Codec::H264.to_string(), "H264");
         assert!(Codec::Rtx.is_repair() && !Codec::Opus.is_repair());
+    }
+
+    #[test]
+    fn rid_validation() {
+        assert_eq!(Rid::new("q").unwrap().as_str(), "q");
+        assert_eq!(Rid::new("hi_res-2").unwrap().to_string(), "hi_res-2");
+        assert!(Rid::new("").is_none());
+        assert!(Rid::new("a.b").is_none());
+        assert!(Rid::new("01234567890123456").is_none());
+        assert_eq!(format!("{:?}", Rid::new("f").unwrap()), "Rid(f)");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::feedback::{
     NackConfig, NackRegister, RateMeter, ReceiveRegister, RtxSendBuffer, SenderRegister,
 };
-use crate::media::{Codec, MediaInfo, Mid};
+use crate::media::{Codec, MediaInfo, Mid, Rid};
 use crate::packet::{
     self, CodecDepacketizer, CodecPacketizer, DepackConfig, DepacketizingBuffer, Packetizer,
 };
@@ -40,6 +40,14 @@ pub(crate) struct RxStream {
     pub(crate) nack: NackRegister,
     /// This SSRC carries RTX (RFC 4588) for the given primary SSRC.
     pub(crate) rtx_of: Option<u32>,
+    /// The simulcast layer (RFC 8852 RID) this SSRC was bound to, from the `rid` or
+    /// (for its RTX) `repaired-rid` header extension.
+    pub(crate) rid: Option<Rid>,
+    /// Position of `rid` in the section's remote RID list.
+    pub(crate) layer: Option<u8>,
+    /// Bound by `repaired-rid`: the RTX of layer `rid` (`rtx_of` is filled once that
+    /// layer's SSRC is known).
+    pub(crate) repair: bool,
     pub(crate) nacks_sent: u64,
     pub(crate) plis_sent: u64,
     pub(crate) firs_sent: u64,
@@ -60,6 +68,9 @@ impl RxStream {
             register: ReceiveRegister::new(ssrc),
             nack: NackRegister::new(NackConfig::default()),
             rtx_of: None,
+            rid: None,
+            layer: None,
+            repair: false,
             nacks_sent: 0,
             plis_sent: 0,
             firs_sent: 0,

@@ -33,12 +33,13 @@ pub use crate::stats::PeerStats;
 use crate::dtls::{DtlsCert, DtlsTransport, Fingerprint, SrtpProfileId};
 use crate::event::{
     ChannelData, FailReason, KeyframeRequest, MediaAdded, MediaData, MediaEgressStats,
-    MediaIngressStats,
+    MediaIngressStats, SenderReportInfo,
 };
 use crate::feedback::{Bwe, BweConfig, NtpClock, TwccRecvRegister, TwccSendRegister};
 use crate::ice::{Candidate, IceAgent, IceConnectionState, IceCreds};
 use crate::io::Protocol;
-use crate::media::{MediaInfo, MediaKind, Mid};
+use crate::media::{MediaInfo, MediaKind, Mid, Rid};
+use crate::rtp::ExtensionMap;
 use crate::sctp::{ChannelId, SctpTransport};
 use crate::srtp::SrtpContext;
 use crate::streams::{RxStream, TxStream};
@@ -64,6 +65,8 @@ struct PendingTransmit {
 /// A received RTP packet waiting to be polled out as an event (RTP mode).
 struct PendingRtp {
     mid: Option<Mid>,
+    rid: Option<Rid>,
+    layer: Option<u8>,
     ssrc: u32,
     payload_type: u8,
     seq_no: u64,
@@ -142,6 +145,10 @@ pub(crate) struct Session {
     bwe: Bwe,
     /// `twcc_rx` names a real media SSRC in its feedback.
     twcc_media_ssrc_set: bool,
+    /// Header extension ids of all media sections together: ids are unique across a
+    /// BUNDLE group (RFC 8843 §9.1), so one map reads every received packet. The
+    /// first section wins a conflict.
+    rx_ext_map: ExtensionMap,
 }
 
 /// What waits to be drained by [`Rtc::poll_output`], in that order.
@@ -297,6 +304,7 @@ impl Rtc {
                 twcc_tx: TwccSendRegister::default(),
                 bwe: Bwe::new(BweConfig::default()),
                 twcc_media_ssrc_set: false,
+                rx_ext_map: ExtensionMap::empty(),
             },
             sctp: None,
             app_mid: None,
@@ -418,6 +426,7 @@ impl Rtc {
                 .events
                 .push_back(PendingEvent::MediaAdded(MediaAdded { mid, kind }));
         }
+        self.refresh_rx_ext_map();
         let known: Vec<(u32, Mid)> = self
             .session
             .media
@@ -434,6 +443,39 @@ impl Rtc {
                 s.mid = Some(mid);
             }
         }
+    }
+
+    /// Rebuilds the bundle-wide receive extension map from the sections' maps.
+    fn refresh_rx_ext_map(&mut self) {
+        let mut map = ExtensionMap::empty();
+        for m in &self.session.media {
+            for (id, ext) in m.extensions.iter() {
+                if map.get(id).is_none() && map.id_of(ext).is_none() {
+                    map.set(id, ext);
+                }
+            }
+        }
+        self.session.rx_ext_map = map;
+    }
+
+    /// The last RTCP sender report the peer sent for one of its SSRCs (we receive),
+    /// or `None` before the first one.
+    ///
+    /// An SFU aligns the RTP timestamps of simulcast layers with it: each layer has
+    /// its own SSRC, RTP timestamp offset and sender reports, and the reports' NTP
+    /// times share one clock. This is an accessor rather than an event: it always
+    /// returns the latest report, read when a layer switch needs it.
+    pub fn sender_report(&self, ssrc: u32) -> Option<SenderReportInfo> {
+        let st = self.session.rx_streams.iter().find(|s| s.ssrc == ssrc)?;
+        let (ntp, rtp_time, received) = st.register.last_sender_report()?;
+        Some(SenderReportInfo {
+            mid: st.mid,
+            ssrc,
+            rid: st.rid,
+            ntp,
+            rtp_time,
+            received,
+        })
     }
 
     /// What was negotiated for a media section.

@@ -15,7 +15,7 @@ use crate::event::{FailReason, KeyframeRequest, KeyframeRequestKind, MediaData};
 use crate::feedback::TwccRecvRegister;
 use crate::ice::{IceAgentEvent, IceConnectionState};
 use crate::io::{Input, Receive};
-use crate::media::{MediaKind, Mid};
+use crate::media::{MediaKind, Mid, Rid};
 use crate::rtp::RtpPacket;
 use crate::srtp::{SrtpContext, SrtpProfile};
 use crate::streams::{RxStream, pt_params};
@@ -34,6 +34,15 @@ struct RxRtp {
     seq16: u16,
     timestamp: u32,
     marker: bool,
+}
+
+/// The identifiers in a received packet's header extensions that bind an SSRC to a
+/// media section and simulcast layer (validated: `mid` names a known section).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RxIds {
+    pub(super) mid: Option<Mid>,
+    pub(super) rid: Option<Rid>,
+    pub(super) rrid: Option<Rid>,
 }
 
 /// Keyframe bookkeeping: whether a new keyframe request is due on `st` (at most one
@@ -146,15 +155,19 @@ impl Rtc {
     /// transport-wide sequence number, find the stream, unwrap RTX, update the
     /// stream's registers, then an RTP-mode event or frame assembly.
     pub(super) fn handle_rtp(&mut self, contents: &[u8]) {
-        let Some((mut p, twcc_seq, ext_mid)) = self.unprotect_rtp(contents) else {
+        let Some((mut p, twcc_seq, ids)) = self.unprotect_rtp(contents) else {
             return;
         };
         let now = self.last_now;
         if let Some(t) = twcc_seq {
             self.record_twcc(now, p.ssrc, t);
         }
-        let Some(mut idx) = self.rx_stream_index(p.ssrc, ext_mid) else {
-            self.stats.dropped += 1;
+        let has_payload = p.payload_end > p.payload_offset;
+        let Some(mut idx) = self.rx_stream_index(p.ssrc, ids, has_payload) else {
+            // Unbound padding-only probes are expected, not drops.
+            if has_payload {
+                self.stats.dropped += 1;
+            }
             self.pool.put(p.buf);
             return;
         };
@@ -164,11 +177,28 @@ impl Rtc {
             st.bytes += p.len as u64;
             st.rate.add(now, p.len as u64);
             if st.mid.is_none() {
-                st.mid = ext_mid;
+                st.mid = ids.mid;
             }
         }
-        if let Some(primary) = self.session.rx_streams[idx].rtx_of {
-            let Some(i) = self.unwrap_rtx(idx, primary, &mut p) else {
+        let rtx_of = {
+            let st = &self.session.rx_streams[idx];
+            match st.rtx_of {
+                Some(primary) => Some(Some(primary)),
+                // RTX bound by repaired-rid before its layer's SSRC was seen.
+                None if st.repair => Some(self.layer_ssrc(st.mid, st.rid)),
+                None => None,
+            }
+        };
+        if let Some(primary) = rtx_of {
+            let unwrapped = match primary {
+                Some(primary) => self.unwrap_rtx(idx, primary, &mut p),
+                None => None,
+            };
+            let Some(i) = unwrapped else {
+                // Padding-only probes are expected; anything else is a drop.
+                if p.payload_end > p.payload_offset {
+                    self.stats.dropped += 1;
+                }
                 self.pool.put(p.buf);
                 return;
             };
@@ -180,9 +210,15 @@ impl Rtc {
             return;
         }
         let (seq_no, time, mid) = self.update_rx_stream(idx, now, &p);
+        let (rid, layer) = {
+            let st = &self.session.rx_streams[idx];
+            (st.rid, st.layer)
+        };
         if self.config.rtp_mode {
             self.outbox.rtp_in.push_back(PendingRtp {
                 mid,
+                rid,
+                layer,
                 ssrc: p.ssrc,
                 payload_type: p.pt,
                 seq_no,
@@ -194,8 +230,9 @@ impl Rtc {
             });
             return;
         }
-        // Frame mode: depacketize into whole frames (of a known media section).
-        let Some(mid) = mid else {
+        // Frame mode: depacketize into whole frames (of a known media section). Of a
+        // simulcast section only the first layer is assembled; the others are dropped.
+        let Some(mid) = mid.filter(|_| layer.is_none_or(|l| l == 0)) else {
             self.pool.put(p.buf);
             return;
         };
@@ -203,10 +240,10 @@ impl Rtc {
     }
 
     /// Step 1: copies the datagram into a pooled buffer, decrypts and parses it.
-    /// Returns the packet with its transport-wide sequence number and the `mid`
-    /// header extension (when it names a known section), or `None` after counting
-    /// the drop.
-    fn unprotect_rtp(&mut self, contents: &[u8]) -> Option<(RxRtp, Option<u16>, Option<Mid>)> {
+    /// Returns the packet with its transport-wide sequence number and the `mid`, `rid`
+    /// and `repaired-rid` header extensions (`mid` only when it names a known
+    /// section), or `None` after counting the drop.
+    fn unprotect_rtp(&mut self, contents: &[u8]) -> Option<(RxRtp, Option<u16>, RxIds)> {
         let mut buf = self.copy_in(contents)?;
         let Some(srtp) = self.transport.srtp_rx.as_mut() else {
             // copy_in checked that the keys are installed.
@@ -230,16 +267,20 @@ impl Rtc {
         };
         let h = pkt.header;
         // Header extensions share one id space on a bundled transport.
-        let (twcc_seq, ext_mid) = match self
-            .session
-            .media
-            .first()
-            .map(|m| pkt.extensions(&m.extensions))
-        {
-            Some(Ok(v)) => (v.transport_cc, v.mid.and_then(Mid::new)),
-            _ => (None, None),
+        let (twcc_seq, mut ids) = match pkt.extensions(&self.session.rx_ext_map) {
+            Ok(v) => (
+                v.transport_cc,
+                RxIds {
+                    mid: v.mid.and_then(Mid::new),
+                    rid: v.rid.and_then(Rid::new),
+                    rrid: v.repaired_rid.and_then(Rid::new),
+                },
+            ),
+            Err(_) => (None, RxIds::default()),
         };
-        let ext_mid = ext_mid.filter(|m| self.session.media.iter().any(|x| x.mid == *m));
+        ids.mid = ids
+            .mid
+            .filter(|m| self.session.media.iter().any(|x| x.mid == *m));
         let payload_offset = len - pkt.payload.len() - usize::from(pkt.padding_len);
         let payload_end = len - usize::from(pkt.padding_len);
         let p = RxRtp {
@@ -253,7 +294,7 @@ impl Rtc {
             marker: h.marker,
             buf,
         };
-        Some((p, twcc_seq, ext_mid))
+        Some((p, twcc_seq, ids))
     }
 
     /// Step 2: records a transport-wide sequence number for our feedback.
@@ -281,9 +322,13 @@ impl Rtc {
                     .find(|(_, r)| *r == p.pt)
                     .map(|(prim, _)| *prim)
             })?;
-        // Padding-only RTX probes (bandwidth probing) have no OSN.
-        let osn = p.buf.get(p.payload_offset..p.payload_offset + 2)?;
-        let osn = u16::from_be_bytes([osn[0], osn[1]]);
+        // The OSN is the first two bytes of the payload, read within the packet (before
+        // its padding), never from the rest of the pooled buffer. Padding-only RTX
+        // probes (bandwidth probing) and truncated packets have no OSN: dropped.
+        if p.payload_end < p.payload_offset + 2 || p.len > p.buf.len() {
+            return None;
+        }
+        let osn = u16::from_be_bytes([p.buf[p.payload_offset], p.buf[p.payload_offset + 1]]);
         p.buf
             .copy_within(p.payload_offset + 2..p.len, p.payload_offset);
         p.len -= 2;
@@ -294,7 +339,11 @@ impl Rtc {
         p.ssrc = primary;
         p.pt = apt;
         p.seq16 = osn;
-        self.rx_stream_index(primary, mid)
+        let ids = RxIds {
+            mid,
+            ..RxIds::default()
+        };
+        self.rx_stream_index(primary, ids, true)
     }
 
     /// Step 4: extends sequence number and timestamp and feeds the stream's report
@@ -380,32 +429,116 @@ impl Rtc {
         }
     }
 
-    /// The receive stream of `ssrc`, created on first sight (bounded).
-    pub(super) fn rx_stream_index(&mut self, ssrc: u32, ext_mid: Option<Mid>) -> Option<usize> {
+    /// The receive stream of `ssrc`, created on first sight (bounded by
+    /// `MAX_RX_STREAMS`). An SSRC is bound once, at its first packet, and later
+    /// packets find it by SSRC alone (browsers stop sending `mid`/`rid` once our
+    /// reports acknowledge the SSRC). A new SSRC is resolved in this order:
+    ///
+    /// 1. signalled (`a=ssrc`, `ssrc-group:FID`, direct API): its section, RTX pairing;
+    /// 2. `mid` names a section the peer sends simulcast on: `rid` names the layer,
+    ///    `repaired-rid` that layer's RTX; neither, or a RID the section does not list,
+    ///    binds nothing;
+    /// 3. `mid` names another section: bound to it (if the packet has a payload);
+    /// 4. no `mid`: bound without a section if the packet has a payload, its SSRC is
+    ///    not 0 and no section expects simulcast (then only MID/RID can bind).
+    ///
+    /// So padding-only probes and SSRC-0 packets without MID/RID never take a slot.
+    pub(super) fn rx_stream_index(
+        &mut self,
+        ssrc: u32,
+        ids: RxIds,
+        has_payload: bool,
+    ) -> Option<usize> {
         if let Some(i) = self.session.rx_streams.iter().position(|s| s.ssrc == ssrc) {
+            if let Some(rid) = ids.rid
+                && self.session.rx_streams[i].rid.is_none()
+            {
+                // A signalled SSRC (Firefox lists a=ssrc with simulcast) learns its layer.
+                self.bind_layer(i, rid);
+            }
             return Some(i);
         }
         if self.session.rx_streams.len() >= MAX_RX_STREAMS {
             return None;
         }
-        let mid = self
-            .session
-            .media
-            .iter()
-            .find(|m| m.remote_ssrcs.contains(&ssrc))
-            .map(|m| m.mid)
-            .or(ext_mid);
-        let rtx_of = self
-            .session
-            .media
-            .iter()
-            .flat_map(|m| m.remote_rtx.iter())
-            .find(|(_, rtx)| *rtx == ssrc)
-            .map(|(p, _)| *p);
-        let mut st = RxStream::new(ssrc, mid);
-        st.rtx_of = rtx_of;
+        let media = &self.session.media;
+        if let Some(m) = media.iter().find(|m| m.remote_ssrcs.contains(&ssrc)) {
+            let mut st = RxStream::new(ssrc, Some(m.mid));
+            st.rtx_of = media
+                .iter()
+                .flat_map(|m| m.remote_rtx.iter())
+                .find(|(_, rtx)| *rtx == ssrc)
+                .map(|(p, _)| *p);
+            return Some(self.push_rx_stream(st));
+        }
+        let section = ids.mid.and_then(|mid| media.iter().find(|m| m.mid == mid));
+        match section {
+            Some(m) if !m.remote_rids.is_empty() => {
+                let (rid, repair) = match (ids.rid, ids.rrid) {
+                    (_, Some(r)) => (r, true),
+                    (Some(r), None) => (r, false),
+                    (None, None) => return None,
+                };
+                let layer = m.remote_rids.iter().position(|r| r == rid.as_str())?;
+                let mid = m.mid;
+                let mut st = RxStream::new(ssrc, Some(mid));
+                st.rid = Some(rid);
+                st.layer = u8::try_from(layer).ok();
+                st.repair = repair;
+                if repair {
+                    st.rtx_of = self.layer_ssrc(Some(mid), Some(rid));
+                } else {
+                    // An RTX stream of this layer seen first now has its primary.
+                    for s in self.session.rx_streams.iter_mut().filter(|s| {
+                        s.repair && s.rtx_of.is_none() && s.mid == Some(mid) && s.rid == Some(rid)
+                    }) {
+                        s.rtx_of = Some(ssrc);
+                    }
+                }
+                Some(self.push_rx_stream(st))
+            }
+            Some(m) if has_payload => {
+                let st = RxStream::new(ssrc, Some(m.mid));
+                Some(self.push_rx_stream(st))
+            }
+            Some(_) => None,
+            None => {
+                let simulcast = media.iter().any(|m| !m.remote_rids.is_empty());
+                if !has_payload || ssrc == 0 || simulcast {
+                    return None;
+                }
+                Some(self.push_rx_stream(RxStream::new(ssrc, None)))
+            }
+        }
+    }
+
+    /// Names the simulcast layer of stream `i` when its section lists `rid`.
+    fn bind_layer(&mut self, i: usize, rid: Rid) {
+        let st = &self.session.rx_streams[i];
+        let layer = st
+            .mid
+            .and_then(|mid| self.session.media.iter().find(|m| m.mid == mid))
+            .and_then(|m| m.remote_rids.iter().position(|r| r == rid.as_str()));
+        if let Some(layer) = layer {
+            let st = &mut self.session.rx_streams[i];
+            st.rid = Some(rid);
+            st.layer = u8::try_from(layer).ok();
+        }
+    }
+
+    fn push_rx_stream(&mut self, st: RxStream) -> usize {
         self.session.rx_streams.push(st);
-        Some(self.session.rx_streams.len() - 1)
+        self.session.rx_streams.len() - 1
+    }
+
+    /// The SSRC of the (latest bound) media stream of simulcast layer `rid` of `mid`.
+    fn layer_ssrc(&self, mid: Option<Mid>, rid: Option<Rid>) -> Option<u32> {
+        self.session
+            .rx_streams
+            .iter()
+            .rev()
+            .find(|s| !s.repair && s.rid.is_some() && s.rid == rid && s.mid == mid)
+            .map(|s| s.ssrc)
     }
 
     pub(super) fn handle_rtcp(&mut self, contents: &[u8]) {

@@ -346,6 +346,8 @@ impl Rtc {
             let lent = self.pool.lent.insert(p.buf);
             return Ok(Output::Event(Event::RtpPacket(RtpPacketReceived {
                 mid: p.mid,
+                rid: p.rid,
+                layer: p.layer,
                 ssrc: p.ssrc,
                 payload_type: p.payload_type,
                 seq_no: p.seq_no,
@@ -353,6 +355,7 @@ impl Rtc {
                 marker: p.marker,
                 packet: &lent[..p.len],
                 payload_offset: p.payload_offset,
+                ext_map: &self.session.rx_ext_map,
             })));
         }
         let mut next = self.last_now + Duration::from_secs(1);

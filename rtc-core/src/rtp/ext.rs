@@ -29,9 +29,12 @@ pub enum Extension {
     PlayoutDelay,
     /// Absolute capture time.
     AbsCaptureTime,
+    /// AV1 dependency descriptor (the AV1 RTP specification's appendix), carried as
+    /// opaque bytes: an SFU forwards it, selecting layers needs its own parser.
+    DependencyDescriptor,
 }
 
-const ALL_EXTENSIONS: [Extension; 9] = [
+const ALL_EXTENSIONS: [Extension; 10] = [
     Extension::TransportSequenceNumber,
     Extension::AbsSendTime,
     Extension::Mid,
@@ -41,11 +44,12 @@ const ALL_EXTENSIONS: [Extension; 9] = [
     Extension::VideoOrientation,
     Extension::PlayoutDelay,
     Extension::AbsCaptureTime,
+    Extension::DependencyDescriptor,
 ];
 
 impl Extension {
     /// All known extensions.
-    pub const ALL: [Extension; 9] = ALL_EXTENSIONS;
+    pub const ALL: [Extension; 10] = ALL_EXTENSIONS;
 
     /// The URI used in SDP `a=extmap` lines.
     pub fn uri(self) -> &'static str {
@@ -65,6 +69,9 @@ impl Extension {
             Extension::AbsCaptureTime => {
                 "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
             }
+            Extension::DependencyDescriptor => {
+                "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension"
+            }
         }
     }
 
@@ -82,13 +89,13 @@ impl Extension {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtensionMap {
     by_id: [Option<Extension>; 256],
-    by_ext: [u8; 9],
+    by_ext: [u8; 10],
 }
 
 impl Default for ExtensionMap {
     /// The default WebRTC-style map: 1 audio level, 2 abs-send-time, 3 transport-cc,
     /// 4 mid, 10 rid, 11 repaired rid, 12 playout delay, 13 video orientation,
-    /// 14 abs-capture-time.
+    /// 14 abs-capture-time (the dependency descriptor has no default id).
     fn default() -> Self {
         let mut m = ExtensionMap::empty();
         for (id, e) in [
@@ -113,7 +120,7 @@ impl ExtensionMap {
     pub fn empty() -> Self {
         ExtensionMap {
             by_id: [None; 256],
-            by_ext: [0; 9],
+            by_ext: [0; 10],
         }
     }
 
@@ -224,6 +231,8 @@ pub struct ExtensionValues<'a> {
     pub playout_delay: Option<PlayoutDelay>,
     /// Absolute capture time.
     pub abs_capture_time: Option<AbsCaptureTime>,
+    /// AV1 dependency descriptor, opaque (1..=255 bytes).
+    pub dependency_descriptor: Option<&'a [u8]>,
 }
 
 /// Largest encoded value (abs-capture-time with offset).
@@ -309,6 +318,9 @@ impl<'a> ExtensionValues<'a> {
             }
             (Extension::Mid, s) => self.mid = std::str::from_utf8(s).ok(),
             (Extension::RtpStreamId, s) => self.rid = std::str::from_utf8(s).ok(),
+            (Extension::DependencyDescriptor, s) if !s.is_empty() => {
+                self.dependency_descriptor = Some(s);
+            }
             (Extension::RepairedRtpStreamId, s) => {
                 self.repaired_rid = std::str::from_utf8(s).ok();
             }
@@ -355,6 +367,7 @@ impl<'a> ExtensionValues<'a> {
             Extension::Mid => Encoded::Str(self.mid?.as_bytes()),
             Extension::RtpStreamId => Encoded::Str(self.rid?.as_bytes()),
             Extension::RepairedRtpStreamId => Encoded::Str(self.repaired_rid?.as_bytes()),
+            Extension::DependencyDescriptor => Encoded::Str(self.dependency_descriptor?),
             Extension::AudioLevel => {
                 let a = self.audio_level?;
                 fixed(&[(u8::from(a.voice) << 7) | (a.level & 0x7f)])
@@ -600,6 +613,7 @@ mod tests {
             proptest::option::of((any::<bool>(), any::<bool>(), 0u8..4)),
             proptest::option::of((0u16..4096, 0u16..4096)),
             proptest::option::of((any::<u64>(), proptest::option::of(any::<i64>()))),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 1..=max_str)),
         )
             .prop_map(|t| (ExtensionValuesOwned(t),))
     }
@@ -617,6 +631,7 @@ mod tests {
             Option<(bool, bool, u8)>,
             Option<(u16, u16)>,
             Option<(u64, Option<i64>)>,
+            Option<Vec<u8>>,
         ),
     );
 
@@ -640,6 +655,7 @@ mod tests {
                     timestamp,
                     clock_offset,
                 }),
+                dependency_descriptor: t.9.as_deref(),
             }
         }
     }
@@ -648,7 +664,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
         fn one_byte_round_trip((v,) in values_strategy(16)) {
-            let map = ExtensionMap::default();
+            let mut map = ExtensionMap::default();
+            // The dependency descriptor has no default id.
+            map.set(8, Extension::DependencyDescriptor);
             let vals = v.view();
             let mut buf = [0u8; 256];
             let n = vals.write_block(&map, &mut buf).unwrap();

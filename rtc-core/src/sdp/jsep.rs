@@ -37,6 +37,9 @@ pub const EXT_PLAYOUT_DELAY: &str = "http://www.webrtc.org/experiments/rtp-hdrex
 /// Absolute capture time.
 pub const EXT_ABS_CAPTURE_TIME: &str =
     "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+/// AV1 dependency descriptor (forwarded opaque by an SFU).
+pub const EXT_DEPENDENCY_DESCRIPTOR: &str =
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
 
 /// The header extensions we support, with the ids we offer them under. Ids are unique
 /// across kinds so that one BUNDLE transport maps every id to a single URI.
@@ -53,11 +56,24 @@ const EXTENSIONS: [(u16, &str, bool, bool); 9] = [
     (11, EXT_REPAIRED_RTP_STREAM_ID, false, true),
 ];
 
+/// The most simulcast layers (RIDs) an answer accepts in each direction: browsers
+/// send up to three, and each layer costs receive state.
+pub const MAX_SIMULCAST_LAYERS: usize = 3;
+
 /// URIs of every header extension we support (the `extensions` argument of
 /// [`answer_media`]).
 pub fn supported_extensions() -> Vec<String> {
-    EXTENSIONS.iter().map(|e| e.1.to_owned()).collect()
+    EXTENSIONS
+        .iter()
+        .map(|e| e.1)
+        .chain(ANSWERED_ONLY)
+        .map(str::to_owned)
+        .collect()
 }
+
+/// Extensions we accept when offered but do not offer ourselves: the AV1 dependency
+/// descriptor, which an SFU forwards opaque from a publisher that offers it.
+const ANSWERED_ONLY: [&str; 1] = [EXT_DEPENDENCY_DESCRIPTOR];
 
 /// The `(id, uri)` pairs we offer for a media kind (empty for non-RTP kinds).
 pub fn default_extensions(kind: &SectionKind) -> Vec<(u16, String)> {
@@ -341,6 +357,17 @@ fn answer_rtp(
             restrictions: r.restrictions.clone(),
         })
         .collect();
+    // At most MAX_SIMULCAST_LAYERS RIDs each way, and only RIDs a received packet's
+    // `rid` extension can name (`media::Rid`).
+    let mut per_direction = [0usize; 2];
+    m.rids.retain(|r| {
+        if crate::media::Rid::new(&r.id).is_none() {
+            return false;
+        }
+        let n = &mut per_direction[usize::from(r.direction == RidDirection::Recv)];
+        *n += 1;
+        *n <= MAX_SIMULCAST_LAYERS
+    });
     if let Some(sim) = &offer.simulcast {
         let filter = |list: &[Vec<SimulcastRid>]| -> Vec<Vec<SimulcastRid>> {
             list.iter()
