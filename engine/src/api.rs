@@ -67,6 +67,17 @@ pub struct DirectParams {
     pub rx_ssrcs: Vec<(Mid, u32)>,
 }
 
+/// The layers of one subscriber leg ([`EngineHandle::leg_layers`](crate::EngineHandle::leg_layers)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegLayers {
+    /// The subscriber's media section.
+    pub mid: Mid,
+    /// The publisher layer the allocator chose (`None`: paused).
+    pub target: Option<u8>,
+    /// The publisher layer being forwarded (`None`: none yet, or paused).
+    pub current: Option<u8>,
+}
+
 /// A media section of a session, as negotiated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaDesc {

@@ -22,6 +22,8 @@ use rtc_core::rtp::{
 };
 use rtc_core::sdp::Codec;
 
+use crate::sfu::{Vp8Desc, Vp8Rewrite};
+
 /// A negotiated payload type of one media section, as the engine records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadDesc {
@@ -306,6 +308,76 @@ pub fn rewrite_for_leg(
     dst.copy_from_slice(body);
     if pkt.padding_len > 0 {
         // The header writer never sets P; the copied body ends with the padding.
+        if let Some(b0) = out.first_mut() {
+            *b0 |= 0x20;
+        }
+    }
+    Ok(n + body.len())
+}
+
+/// Writes the leg's version of the plaintext RTP packet `src` into `out` with the
+/// sequence number and timestamp a [`crate::sfu::DownTrack`] chose, and returns its length.
+/// When `vp8` is given (the packet's VP8 descriptor and the downtrack's numbering), the
+/// copied payload's PictureID / TL0PICIDX are rewritten.
+///
+/// # Errors
+///
+/// [`RewriteError`]: a packet that does not parse, a payload type the leg does not map,
+/// or an `out` too small.
+pub fn write_forwarded(
+    src: &[u8],
+    leg: &LegParams,
+    seq: u16,
+    ts: u32,
+    vp8: Option<(&Vp8Desc, Vp8Rewrite)>,
+    out: &mut [u8],
+) -> Result<usize, RewriteError> {
+    let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
+    let h = pkt.header;
+    let pt = leg
+        .pt_map
+        .get(h.payload_type)
+        .ok_or(RewriteError::Unmapped)?;
+    let body_len = pkt.payload.len() + usize::from(pkt.padding_len);
+    let body = src
+        .get(src.len() - body_len..)
+        .ok_or(RewriteError::Malformed)?;
+    let header = RtpHeader {
+        marker: h.marker,
+        payload_type: pt,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc: leg.ssrc,
+        csrc: h.csrc,
+        csrc_count: h.csrc_count,
+        ..RtpHeader::default()
+    };
+    let values = ExtensionValues {
+        mid: Some(leg.mid.as_str()),
+        ..ExtensionValues::default()
+    };
+    let ext = match &leg.ext_map {
+        Some(map) => HeaderExtension::Values {
+            map,
+            values: &values,
+        },
+        None => HeaderExtension::None,
+    };
+    let n = header
+        .write(ext, out)
+        .map_err(|_| RewriteError::BufferTooSmall)?;
+    let dst = out
+        .get_mut(n..n + body.len())
+        .ok_or(RewriteError::BufferTooSmall)?;
+    dst.copy_from_slice(body);
+    if let Some((desc, rw)) = vp8 {
+        let plen = pkt.payload.len();
+        if let Some(payload) = dst.get_mut(..plen) {
+            // A payload too short for its own descriptor was not parsed as VP8.
+            rw.apply(desc, payload);
+        }
+    }
+    if pkt.padding_len > 0 {
         if let Some(b0) = out.first_mut() {
             *b0 |= 0x20;
         }

@@ -113,6 +113,8 @@ impl Engine {
                 keyframe_interval: cfg.keyframe_interval,
                 rtx_buffer_packets: cfg.rtx_buffer_packets,
                 forward_batch: cfg.forward_batch.clamp(1, 1024),
+                cache_video_packets: cfg.cache_video_packets.clamp(1, 1 << 15),
+                cache_audio_packets: cfg.cache_audio_packets.clamp(1, 1 << 15),
             };
             links.push(ShardLink {
                 cmd_tx: cmd[i].0.clone(),

@@ -31,12 +31,17 @@ use crate::api::{
     ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, SessionId, SessionInfo,
     SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
-use crate::forward::{LegParams, SeqTsRewriter};
+use crate::forward::LegParams;
 use crate::io::{IoBackend, Received, Waker};
+use crate::sfu::DownTrack;
+use crate::sfu::allocator::{Allocator, Preference};
+use crate::sfu::codec::VideoCodec;
+use layers::{Layers, PktInfo};
 
 mod command;
 mod drive;
 mod forward;
+mod layers;
 mod recv;
 mod session;
 
@@ -86,6 +91,21 @@ pub(crate) enum Command {
         on: bool,
         reply: Sender<()>,
     },
+    SetPreference {
+        sub: SessionId,
+        sub_mid: Mid,
+        pref: Preference,
+        reply: Sender<bool>,
+    },
+    SetEstimate {
+        sub: SessionId,
+        bps: Option<u64>,
+        reply: Sender<bool>,
+    },
+    LegLayers {
+        sub: SessionId,
+        reply: Sender<Vec<(Mid, Option<u8>, Option<u8>)>>,
+    },
     RequestKeyframe {
         publisher: SessionId,
         mid: Option<Mid>,
@@ -118,8 +138,9 @@ pub(crate) enum Command {
 pub(crate) enum DataMsg {
     /// RTP packets of publishers on the sending shard, for local fan-out.
     Batch(Batch),
-    /// A subscriber on the sending shard wants a keyframe of this publisher stream.
-    Keyframe(RouteKey),
+    /// A subscriber on the sending shard wants a keyframe of this layer of a publisher
+    /// stream.
+    Keyframe(RouteKey, u8),
 }
 
 /// A batch of plaintext RTP packets for another shard.
@@ -132,6 +153,7 @@ pub(crate) struct Batch {
 
 struct BatchPkt {
     key: RouteKey,
+    info: PktInfo,
     start: usize,
     end: usize,
 }
@@ -167,6 +189,8 @@ pub(crate) struct ShardCtx {
     pub keyframe_interval: Duration,
     pub rtx_buffer_packets: usize,
     pub forward_batch: usize,
+    pub cache_video_packets: usize,
+    pub cache_audio_packets: usize,
 }
 
 struct Session {
@@ -181,6 +205,14 @@ struct Session {
     touched: bool,
     /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
     pt_mid: Vec<(u8, Mid)>,
+    /// Payload type → codec facts parser, for published video.
+    pt_codec: Vec<(u8, VideoCodec)>,
+    /// The subscriber's bandwidth allocator over its legs (keyed by its own mid).
+    alloc: Allocator<Mid>,
+    /// Latest send-side estimate of the `Rtc` (`None`: none yet).
+    estimate: Option<u64>,
+    /// Test/control override of `estimate`.
+    estimate_override: Option<u64>,
     repair_pts: u128,
     /// Last media SSRC seen per published section.
     rx_ssrcs: Vec<(Mid, u32)>,
@@ -216,7 +248,8 @@ struct Leg {
     sub: SessionId,
     slot: usize,
     params: LegParams,
-    rw: SeqTsRewriter,
+    /// Layer choice and seq/ts/picture-id continuity of this subscriber's stream.
+    dt: DownTrack,
     /// RTP packets and bytes written on this leg.
     packets: u64,
     bytes: u64,
@@ -227,9 +260,8 @@ struct Route {
     legs: Vec<Leg>,
     /// Bit set of remote shards with subscribers.
     remote: u64,
-    src_ssrc: Option<u32>,
-    kf_last: Option<Instant>,
-    kf_pending: bool,
+    /// The publisher's layers (caches on its shard; meters and liveness everywhere).
+    layers: Layers,
 }
 
 impl Route {
@@ -238,9 +270,7 @@ impl Route {
             spec,
             legs: Vec::new(),
             remote: 0,
-            src_ssrc: None,
-            kf_last: None,
-            kf_pending: false,
+            layers: Layers::new(),
         }
     }
 
@@ -274,7 +304,12 @@ enum Act {
         ssrc: u32,
         pt: u8,
         len: usize,
+        seq: u64,
+        ts: u32,
+        marker: bool,
+        payload_offset: usize,
     },
+    Estimate(u64),
     Keyframe(u32),
     Connected,
     Failed,
@@ -306,6 +341,10 @@ pub(crate) struct Shard {
     loop_ns: Histogram<u64>,
     latency_ns: Histogram<u64>,
     stop: bool,
+    /// When the allocators run next.
+    next_alloc: Instant,
+    /// Epoch of the synthetic sender-report clocks of this shard's publishers.
+    epoch: Instant,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -360,6 +399,8 @@ impl Shard {
             loop_ns: histogram(),
             latency_ns: histogram(),
             stop: false,
+            next_alloc: Instant::now(),
+            epoch: Instant::now(),
         }
     }
 
@@ -409,6 +450,10 @@ impl Shard {
                 self.on_data(msg, now);
             }
             self.drive_timers(now);
+            if now >= self.next_alloc {
+                self.next_alloc = now + layers::ALLOC_INTERVAL;
+                self.allocate_all(now);
+            }
             self.bury();
             self.drain_touched(now, &mut *backend);
             self.send_batches();

@@ -10,12 +10,15 @@ use rtc_core::rtp::Extension;
 use rtc_core::sdp_api::SdpOffer;
 use rtc_core::{Protocol, Rtc, RtcError};
 
+use super::layers::video_codec;
 use super::{Session, Shard, guarded, touch};
 use crate::api::{
     CloseReason, EngineError, EngineEvent, MediaDesc, SessionId, SessionInfo, SessionSetup,
 };
 use crate::forward::{PayloadDesc, repair_pts};
 use crate::io::IoBackend;
+use crate::sfu::allocator::{Allocator, AllocatorConfig};
+use crate::sfu::codec::VideoCodec;
 
 fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
     let mids: Vec<Mid> = rtc.media().map(|(m, _)| m).collect();
@@ -161,6 +164,12 @@ impl Shard {
             }
         }
         pt_mid.retain(|(pt, _)| !ambiguous.contains(pt));
+        let pt_codec: Vec<(u8, VideoCodec)> = media
+            .iter()
+            .flat_map(|m| m.payloads.iter())
+            .map(|p| (p.pt, video_codec(&p.codec)))
+            .filter(|(_, c)| *c != VideoCodec::Other)
+            .collect();
         let repair = media
             .iter()
             .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
@@ -174,6 +183,10 @@ impl Shard {
             heap_at: None,
             touched: false,
             pt_mid,
+            pt_codec,
+            alloc: Allocator::new(AllocatorConfig::default()),
+            estimate: None,
+            estimate_override: None,
             repair_pts: repair,
             rx_ssrcs: Vec::new(),
             legs: Vec::new(),

@@ -1,0 +1,324 @@
+//! Publisher layers and subscriber allocation: the SFU model wired into the shard.
+//!
+//! A route (publisher track) has up to [`MAX_LAYERS`] layers. On the publisher's shard
+//! each layer owns a [`PacketCache`] (allocated once, when the layer appears) and a
+//! synthetic sender-report clock; on every shard that forwards the route each layer has a
+//! bitrate meter and a last-seen time. A layer is identified by [`Layers::layer_of`]: the
+//! one place where an RTP stream id (rid) will select the layer once rtc-core reports it;
+//! until then each SSRC of the track is a layer, in order of appearance.
+//!
+//! Sender reports: rtc-core does not yet report the publisher's RTCP SRs, so the
+//! publisher's shard derives a clock mapping per layer from packet arrival times (the
+//! first packet of each frame: its RTP timestamp against its arrival, in NTP format from
+//! the shard's epoch). All layers of a route are mapped on the same shard, so the
+//! mapping is consistent across layers up to network jitter; the downtrack's guard keeps
+//! output timestamps rising through the error.
+
+use std::time::{Duration, Instant};
+
+use rtc_core::media::MediaKind;
+
+use super::{Route, Session, Shard};
+use crate::sfu::allocator::{
+    DowntrackInput, LayerSet, MediaKind as AllocKind, PauseReason, Target,
+};
+use crate::sfu::codec::VideoCodec;
+use crate::sfu::downtrack::MAX_TID;
+use crate::sfu::rate::RateMeter;
+use crate::sfu::{PacketCache, PacketMeta, SrClock};
+
+/// Layers a route can have.
+pub(crate) const MAX_LAYERS: usize = 3;
+/// A layer not seen for this long is not offered to allocators; its slot may be taken
+/// by a new SSRC.
+pub(crate) const LAYER_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often every subscriber's allocator runs (besides on estimate changes).
+pub(crate) const ALLOC_INTERVAL: Duration = Duration::from_millis(200);
+/// Window of the per-layer bitrate meters.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Estimate used for a subscriber whose `Rtc` has reported none (no transport-wide
+/// feedback negotiated): everything its preferences allow.
+const NO_ESTIMATE_BPS: u64 = 1_000_000_000;
+
+/// What the publisher's shard learned about one packet; travels with it to every shard
+/// that forwards it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PktInfo {
+    /// The layer index.
+    pub layer: u8,
+    /// Layers of the route alive when the packet arrived.
+    pub live_layers: u8,
+    /// How to parse the payload.
+    pub codec: VideoCodec,
+    /// Sequence number, timestamp, marker and codec facts.
+    pub meta: PacketMeta,
+    /// The layer's (synthetic) sender-report clock.
+    pub sr: Option<SrClock>,
+}
+
+/// The publisher-side state of one layer (on the publisher's shard only).
+pub(crate) struct PubLayer {
+    pub ssrc: u32,
+    pub cache: PacketCache,
+    pub sr: Option<SrClock>,
+    last_ts: Option<u32>,
+}
+
+/// A route's layers.
+pub(crate) struct Layers {
+    /// Publisher side: index = layer (on the publisher's shard).
+    pub pubs: Vec<PubLayer>,
+    /// Every shard: bitrate per layer.
+    pub meters: [RateMeter; MAX_LAYERS],
+    /// Every shard: when each layer last carried a packet.
+    pub seen: [Option<Instant>; MAX_LAYERS],
+    /// Keyframe requests per layer: last sent, and one pending (coalesced).
+    pub kf_last: [Option<Instant>; MAX_LAYERS],
+    pub kf_pending: [bool; MAX_LAYERS],
+}
+
+impl Layers {
+    pub(crate) fn new() -> Layers {
+        Layers {
+            pubs: Vec::new(),
+            meters: std::array::from_fn(|_| RateMeter::new(RATE_WINDOW)),
+            seen: [None; MAX_LAYERS],
+            kf_last: [None; MAX_LAYERS],
+            kf_pending: [false; MAX_LAYERS],
+        }
+    }
+
+    /// The layer a packet of the publisher's stream `ssrc` (with RTP stream id `rid`, when
+    /// rtc-core reports one) belongs to. Without a rid, each SSRC is a layer in order of
+    /// appearance; a new SSRC takes a free slot or the slot of a layer silent for
+    /// [`LAYER_TIMEOUT`] (its cache is cleared). `None`: no slot (a fourth live SSRC).
+    /// The first appearance of a layer allocates its cache (`cache_packets` slots).
+    pub(crate) fn layer_of(
+        &mut self,
+        rid: Option<&str>,
+        ssrc: u32,
+        cache_packets: usize,
+        now: Instant,
+    ) -> Option<u8> {
+        // The rid hook: once `Event::RtpPacket` carries the rid, map "q"/"h"/"f" (or the
+        // order of the negotiated rids) to the index here.
+        let _ = rid;
+        if let Some(i) = self.pubs.iter().position(|l| l.ssrc == ssrc) {
+            return u8::try_from(i).ok();
+        }
+        if self.pubs.len() < MAX_LAYERS {
+            self.pubs.push(PubLayer {
+                ssrc,
+                cache: PacketCache::new(cache_packets, crate::sfu::cache::MIN_SLOT_SIZE),
+                sr: None,
+                last_ts: None,
+            });
+            return u8::try_from(self.pubs.len() - 1).ok();
+        }
+        let stale = (0..MAX_LAYERS).find(|&i| {
+            self.seen
+                .get(i)
+                .copied()
+                .flatten()
+                .is_none_or(|t| now.saturating_duration_since(t) >= LAYER_TIMEOUT)
+        })?;
+        let l = self.pubs.get_mut(stale)?;
+        l.ssrc = ssrc;
+        l.cache.clear();
+        l.sr = None;
+        l.last_ts = None;
+        u8::try_from(stale).ok()
+    }
+
+    /// Publisher side: records a packet of `layer` in its cache and clock.
+    pub(crate) fn ingest(
+        &mut self,
+        layer: u8,
+        packet: &[u8],
+        meta: PacketMeta,
+        epoch: Instant,
+    ) -> Option<SrClock> {
+        let l = self.pubs.get_mut(usize::from(layer))?;
+        // Refusals (duplicates, too old, too large) only mean the NACK path cannot
+        // answer for this packet.
+        let _ = l.cache.insert(meta.ext_seq, packet, meta);
+        if l.last_ts != Some(meta.timestamp) {
+            l.last_ts = Some(meta.timestamp);
+            let since = meta.arrival.saturating_duration_since(epoch);
+            // 32.32 fixed point seconds since the shard's epoch.
+            let ntp =
+                (since.as_secs() << 32) | ((u64::from(since.subsec_nanos()) << 32) / 1_000_000_000);
+            l.sr = Some(SrClock {
+                rtp_ts: meta.timestamp,
+                ntp,
+            });
+        }
+        l.sr
+    }
+
+    /// Every shard: counts a packet of `layer`. Returns whether the layer was not live
+    /// before (its subscribers' allocators should run before it is forwarded).
+    pub(crate) fn count(&mut self, layer: u8, len: usize, now: Instant) -> bool {
+        if let Some(m) = self.meters.get_mut(usize::from(layer)) {
+            m.add(len, now);
+        }
+        match self.seen.get_mut(usize::from(layer)) {
+            Some(s) => {
+                let was_live = s.is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT);
+                *s = Some(now);
+                !was_live
+            }
+            None => false,
+        }
+    }
+
+    /// Layers seen within [`LAYER_TIMEOUT`].
+    pub(crate) fn live(&self, now: Instant) -> LayerSet {
+        let mut set = LayerSet::EMPTY;
+        for (i, s) in self.seen.iter().enumerate() {
+            if s.is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT) {
+                set.insert(i as u8);
+            }
+        }
+        set
+    }
+}
+
+/// The codec facts parser for a payload type of a published section.
+pub(crate) fn codec_of(pt_codec: &[(u8, VideoCodec)], pt: u8) -> VideoCodec {
+    pt_codec
+        .iter()
+        .find(|(p, _)| *p == pt)
+        .map_or(VideoCodec::Other, |(_, c)| *c)
+}
+
+/// Maps an rtc-core codec to the facts parser.
+pub(crate) fn video_codec(c: &rtc_core::sdp::Codec) -> VideoCodec {
+    use rtc_core::sdp::Codec;
+    match c {
+        Codec::Vp8 => VideoCodec::Vp8,
+        Codec::Vp9 => VideoCodec::Vp9,
+        Codec::H264 => VideoCodec::H264,
+        _ => VideoCodec::Other,
+    }
+}
+
+/// The allocator's view of a leg on `route`.
+pub(crate) fn downtrack_input(route: &Route, now: Instant) -> DowntrackInput {
+    let mut input = match route.spec.kind {
+        MediaKind::Audio => DowntrackInput::audio(),
+        MediaKind::Video => DowntrackInput::video(LayerSet::EMPTY, 1),
+    };
+    refresh_input(&mut input, route, now);
+    input
+}
+
+/// Updates the live layers and measured bitrates of an allocator input.
+fn refresh_input(input: &mut DowntrackInput, route: &Route, now: Instant) {
+    if input.kind == AllocKind::Audio {
+        input.bitrates[0][0] = route.layers.meters[0].bps(now);
+        input.active = route.layers.live(now).contains(0) || route.layers.seen[0].is_none();
+        return;
+    }
+    let mut live = route.layers.live(now);
+    if route.layers.seen.iter().all(Option::is_none) {
+        // Nothing received yet: expect a base layer, so the first packet goes out.
+        live.insert(0);
+    }
+    input.active = !live.is_empty();
+    input.layers = live;
+    for (s, row) in input.bitrates.iter_mut().enumerate() {
+        row[0] = route.layers.meters.get(s).map_or(0, |m| m.bps(now));
+    }
+}
+
+/// Applies an allocator target to a downtrack.
+pub(crate) fn apply_target(dt: &mut crate::sfu::DownTrack, target: Target, max_temporal: u8) {
+    match target.layer() {
+        Some(l) => {
+            dt.set_target_layer(Some(l.spatial));
+            // Temporal layers are not measured per layer yet: the preference caps them.
+            let tid = if usize::from(max_temporal) + 1 >= crate::sfu::allocator::MAX_TEMPORAL {
+                MAX_TID
+            } else {
+                max_temporal
+            };
+            dt.set_target_max_tid(tid);
+        }
+        // An inactive publisher sends nothing anyway; keeping the target lets its return
+        // continue the stream without a switch.
+        None if target == Target::Paused(PauseReason::Inactive) => {}
+        None => dt.set_target_layer(None),
+    }
+}
+
+impl Shard {
+    /// Runs every subscriber's allocator (see [`Shard::allocate_session`]).
+    pub(super) fn allocate_all(&mut self, now: Instant) {
+        for slot in 0..self.sessions.len() {
+            self.allocate_session(slot, now);
+        }
+    }
+
+    /// Refreshes the inputs of a subscriber's allocator from its legs' routes, runs it
+    /// with the session's estimate and hands changed targets to the downtracks; a
+    /// downtrack that now wants a keyframe asks the publisher's layer for one.
+    pub(super) fn allocate_session(&mut self, slot: usize, now: Instant) {
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        if s.legs.is_empty() {
+            return;
+        }
+        let Session { legs, alloc, .. } = s;
+        for (mid, key, _) in legs.iter() {
+            let (Some(route), Some(input)) = (self.routes.get(key), alloc.input_mut(*mid)) else {
+                continue;
+            };
+            refresh_input(input, route, now);
+        }
+        let estimate = s
+            .estimate_override
+            .or(s.estimate)
+            .unwrap_or(NO_ESTIMATE_BPS);
+        let report = s.alloc.update(now, estimate);
+        let sub = s.id;
+        if report.changed {
+            for (mid, target) in s.alloc.changes() {
+                let Some((_, key, _)) = s.legs.iter().find(|(m, _, _)| *m == mid) else {
+                    continue;
+                };
+                let max_t = s.alloc.input(mid).map_or(3, |i| i.preference.max_temporal);
+                if let Some(leg) = self.routes.get_mut(key).and_then(|r| {
+                    r.legs
+                        .iter_mut()
+                        .find(|l| l.sub == sub && l.params.mid == mid)
+                }) {
+                    apply_target(&mut leg.dt, target, max_t);
+                }
+            }
+        }
+        // Keyframes the downtracks wait for (targets new or changed, or a PLI lost).
+        let n = s.legs.len();
+        for i in 0..n {
+            let Some(Some(s)) = self.sessions.get(slot) else {
+                return;
+            };
+            let Some(&(mid, key, _)) = s.legs.get(i) else {
+                break;
+            };
+            let want = self
+                .routes
+                .get_mut(&key)
+                .and_then(|r| {
+                    r.legs
+                        .iter_mut()
+                        .find(|l| l.sub == sub && l.params.mid == mid)
+                })
+                .and_then(|leg| leg.dt.keyframe_wanted(now));
+            if let Some(layer) = want {
+                self.keyframe_upstream(key, layer, now);
+            }
+        }
+    }
+}
