@@ -181,9 +181,21 @@ fn subscribers_settle_on_their_layers_and_switch_continuously() {
 
     let mut sim = Simulcast::new();
     run(&mut clients, &mut sim, Duration::from_millis(3000));
-    assert_eq!(current(&engine, a), (Some(2), Some(2)), "a on the top layer");
-    assert_eq!(current(&engine, b), (Some(1), Some(1)), "b capped at layer 1");
-    assert_eq!(current(&engine, c), (Some(0), Some(0)), "c on the base layer");
+    assert_eq!(
+        current(&engine, a),
+        (Some(2), Some(2)),
+        "a on the top layer"
+    );
+    assert_eq!(
+        current(&engine, b),
+        (Some(1), Some(1)),
+        "b capped at layer 1"
+    );
+    assert_eq!(
+        current(&engine, c),
+        (Some(0), Some(0)),
+        "c on the base layer"
+    );
 
     // Move: a is capped to the base layer (down at once), b's cap is lifted (up at
     // once), c's estimate rises (up after the allocator's hold time).
@@ -217,7 +229,8 @@ fn subscribers_settle_on_their_layers_and_switch_continuously() {
     let lb = check_stream(&clients[2]);
     assert!(lb.ends_with(&[1, 2]), "b: up from 1 to 2: {lb:?}");
     let lc = check_stream(&clients[3]);
-    assert_eq!(lc.first(), Some(&0), "c starts on the base layer");
-    assert_eq!(lc.last(), Some(&2), "c ends on the top layer");
+    // Until the layers' rates are measured the allocator prices them by defaults, so c
+    // may start elsewhere; it then holds the base layer and finally climbs.
+    assert!(lc.ends_with(&[0, 2]), "c: from the base layer up to 2: {lc:?}");
     engine.shutdown();
 }
