@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::rtp::{
-    Extension, ExtensionMap, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket,
+    AbsCaptureTime, AudioLevel, Extension, ExtensionMap, ExtensionValues, HeaderExtension,
+    PlayoutDelay, RtpHeader, RtpPacket, VideoOrientation,
 };
 use rtc_core::sdp::Codec;
 
@@ -228,7 +229,57 @@ impl LegParams {
             ext_map,
         }
     }
+
+    /// The same leg, also writing the forwarded extensions ([`FwdExt`]) that the
+    /// subscriber negotiated in `subscriber` (its extension map for the leg's section),
+    /// with the subscriber's ids. The map is built here, once per leg.
+    pub fn with_forwarded_extensions(mut self, subscriber: &ExtensionMap) -> LegParams {
+        let mut map = self.ext_map.take().unwrap_or_else(ExtensionMap::empty);
+        let mut any = self.mid_ext_id.is_some();
+        for e in FORWARDED {
+            if let Some(id) = subscriber.id_of(e) {
+                any |= map.set(id, e);
+            }
+        }
+        self.ext_map = any.then_some(map);
+        self
+    }
 }
+
+/// The end-to-end header extensions a publisher's packet carried, forwarded to each
+/// subscriber that negotiated them (with the subscriber's ids). Hop-by-hop extensions
+/// (transport-cc, abs-send-time) and stream ids are not forwarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwdExt {
+    /// RFC 6464 audio level.
+    pub audio_level: Option<AudioLevel>,
+    /// Video orientation.
+    pub video_orientation: Option<VideoOrientation>,
+    /// Playout delay limits.
+    pub playout_delay: Option<PlayoutDelay>,
+    /// Absolute capture time.
+    pub abs_capture_time: Option<AbsCaptureTime>,
+}
+
+impl FwdExt {
+    /// The forwarded fields of parsed extension values.
+    pub fn from_values(v: &ExtensionValues<'_>) -> FwdExt {
+        FwdExt {
+            audio_level: v.audio_level,
+            video_orientation: v.video_orientation,
+            playout_delay: v.playout_delay,
+            abs_capture_time: v.abs_capture_time,
+        }
+    }
+}
+
+/// Extensions a leg forwards when the subscriber negotiated them.
+const FORWARDED: [Extension; 4] = [
+    Extension::AudioLevel,
+    Extension::VideoOrientation,
+    Extension::PlayoutDelay,
+    Extension::AbsCaptureTime,
+];
 
 /// Why a packet was not written for a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -318,7 +369,9 @@ pub fn rewrite_for_leg(
 /// Writes the leg's version of the plaintext RTP packet `src` into `out` with the
 /// sequence number and timestamp a [`crate::sfu::DownTrack`] chose, and returns its length.
 /// When `vp8` is given (the packet's VP8 descriptor and the downtrack's numbering), the
-/// copied payload's PictureID / TL0PICIDX are rewritten.
+/// copied payload's PictureID / TL0PICIDX are rewritten. The extensions in `fwd` are
+/// written where the leg's map has ids for them (see
+/// [`LegParams::with_forwarded_extensions`]).
 ///
 /// # Errors
 ///
@@ -330,6 +383,7 @@ pub fn write_forwarded(
     seq: u16,
     ts: u32,
     vp8: Option<(&Vp8Desc, Vp8Rewrite)>,
+    fwd: &FwdExt,
     out: &mut [u8],
 ) -> Result<usize, RewriteError> {
     let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
@@ -354,6 +408,10 @@ pub fn write_forwarded(
     };
     let values = ExtensionValues {
         mid: Some(leg.mid.as_str()),
+        audio_level: fwd.audio_level,
+        video_orientation: fwd.video_orientation,
+        playout_delay: fwd.playout_delay,
+        abs_capture_time: fwd.abs_capture_time,
         ..ExtensionValues::default()
     };
     let ext = match &leg.ext_map {
@@ -571,6 +629,43 @@ mod tests {
         let c = rw.rewrite((2, 0xC), 5000, 1, 90_000, t1);
         assert_eq!(c.0, second_b.0.wrapping_add(1));
         assert_eq!(c.1, second_b.1 + 1, "at least one tick");
+    }
+
+    #[test]
+    fn write_forwarded_numbers_vp8_and_forwards_extensions() {
+        // VP8: X, S; I with a 15-bit PictureID 0x1234; L with TL0PICIDX 9; a keyframe.
+        let payload = [0x90, 0xC0, 0x92, 0x34, 9, 0x00, 0xAB, 0xCD];
+        let src = packet(96, 10, 20, 30, true, &payload, true);
+        let desc = crate::sfu::codec::parse_vp8(&payload).unwrap();
+        let mut sub = ExtensionMap::empty();
+        sub.set(3, Extension::Mid);
+        sub.set(5, Extension::AudioLevel);
+        let l = leg(PtMap::identity(MediaKind::Video), Some(3)).with_forwarded_extensions(&sub);
+        let fwd = FwdExt {
+            audio_level: Some(AudioLevel {
+                voice: true,
+                level: 33,
+            }),
+            ..FwdExt::default()
+        };
+        let rw = Vp8Rewrite {
+            picture_id: Some(0x0101),
+            tl0picidx: Some(200),
+        };
+        let mut out = [0u8; 200];
+        let n = write_forwarded(&src, &l, 777, 888, Some((&desc, rw)), &fwd, &mut out).unwrap();
+        let p = RtpPacket::parse(&out[..n]).unwrap();
+        assert_eq!((p.header.sequence_number, p.header.timestamp), (777, 888));
+        assert_eq!(p.payload, &[0x90, 0xC0, 0x81, 0x01, 200, 0x00, 0xAB, 0xCD]);
+        let v = p.extensions(&sub).unwrap();
+        assert_eq!(v.mid, Some("v1"));
+        assert_eq!(v.audio_level, fwd.audio_level);
+        // Not negotiated by the subscriber: not written.
+        let plain = leg(PtMap::identity(MediaKind::Video), None)
+            .with_forwarded_extensions(&ExtensionMap::empty());
+        let n = write_forwarded(&src, &plain, 1, 2, None, &fwd, &mut out).unwrap();
+        assert_eq!(n, 12 + payload.len());
+        assert_eq!(&out[12..n], &payload);
     }
 
     proptest! {

@@ -231,6 +231,9 @@ fn subscribers_settle_on_their_layers_and_switch_continuously() {
     let lc = check_stream(&clients[3]);
     // Until the layers' rates are measured the allocator prices them by defaults, so c
     // may start elsewhere; it then holds the base layer and finally climbs.
-    assert!(lc.ends_with(&[0, 2]), "c: from the base layer up to 2: {lc:?}");
+    assert!(
+        lc.ends_with(&[0, 2]),
+        "c: from the base layer up to 2: {lc:?}"
+    );
     engine.shutdown();
 }

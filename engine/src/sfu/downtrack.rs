@@ -817,6 +817,39 @@ mod tests {
     }
 
     #[test]
+    fn restart_source_continues_numbering_and_timeline() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let mut last = (0u16, 0u32);
+        for f in 0..3 {
+            for m in p.frame(0, f, 2, f == 0) {
+                let (seq, ts, _) = fwd(d.on_packet(0, &m, &none(), m.arrival));
+                last = (seq, ts);
+            }
+        }
+        // Another publisher: unrelated numbers, 100 ms after the last packet.
+        d.restart_source();
+        let mut q = Publisher::new();
+        q.seq = [7, 8, 9];
+        q.ts_base = [123_456, 0, 0];
+        q.start = p.start + Duration::from_millis(2 * 33 + 100);
+        let f = q.frame(0, 0, 2, false);
+        assert_eq!(
+            d.on_packet(0, &f[0], &none(), f[0].arrival),
+            Verdict::Drop(DropReason::WaitingForKeyframe)
+        );
+        let k = q.frame(0, 1, 2, true);
+        let (seq, ts, switched) = fwd(d.on_packet(0, &k[0], &none(), k[0].arrival));
+        assert!(switched);
+        assert_eq!(seq, last.0.wrapping_add(1));
+        // 133 ms later on the wall clock (at 90 kHz).
+        assert_eq!(ts.wrapping_sub(last.1), 133 * 90);
+        let (seq2, ts2, _) = fwd(d.on_packet(0, &k[1], &none(), k[1].arrival));
+        assert_eq!((seq2, ts2), (seq.wrapping_add(1), ts));
+    }
+
+    #[test]
     fn mid_frame_switch_skips_one_sequence_number() {
         let mut p = Publisher::new();
         let mut d = DownTrack::new(CLOCK);

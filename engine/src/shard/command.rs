@@ -252,6 +252,10 @@ impl Shard {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return false;
         };
+        let mut spec = spec;
+        if let Some((_, map)) = s.rx_ext.iter().find(|(m, _)| *m == spec.params.mid) {
+            spec.params = spec.params.with_forwarded_extensions(map);
+        }
         s.legs.push((spec.params.mid, spec.key, spec.params.ssrc));
         let route = self
             .routes

@@ -6,11 +6,12 @@ use crossbeam_channel::TrySendError;
 use rtc_core::event::KeyframeRequestKind;
 use rtc_core::media::{MediaKind, Mid};
 
-use super::layers::{MAX_LAYERS, PktInfo, codec_of};
+use super::layers::{MAX_LAYERS, PktInfo, codec_of, rid_layer};
 use super::{BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, Session, Shard, guarded, touch};
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
-use crate::forward::write_forwarded;
+use crate::forward::{FwdExt, write_forwarded};
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
+use rtc_core::rtp::RtpPacket;
 
 /// Writes the packet for every local leg of a route: each leg's downtrack decides whether
 /// and with which numbering. Returns the packets written and a bit set of the layers some
@@ -65,7 +66,7 @@ pub(super) fn forward_legs(
         let params = &leg.params;
         let res = guarded(s, |rtc| {
             rtc.direct_api().write_rtp_packet_with(|buf| {
-                n = write_forwarded(packet, params, seq, ts, rewrite, buf).ok()?;
+                n = write_forwarded(packet, params, seq, ts, rewrite, &info.ext, buf).ok()?;
                 Some(n)
             })
         });
@@ -133,6 +134,20 @@ impl Shard {
             }
         }
         let codec = codec_of(&s.pt_codec, pt);
+        // The publisher's extensions: forwarded ones, and the rid naming the layer.
+        let mut fwd = FwdExt::default();
+        let mut rid = None;
+        if let Some((_, map)) = s.rx_ext.iter().find(|(m, _)| *m == mid)
+            && let Some(v) = RtpPacket::parse(self.scratch.get(..len).unwrap_or(&[]))
+                .ok()
+                .and_then(|p| p.extensions(map).ok())
+        {
+            fwd = FwdExt::from_values(&v);
+            rid = v.rid.and_then(|r| {
+                let rids = s.rx_rids.iter().find(|(m, _)| *m == mid).map(|(_, r)| r);
+                rid_layer(rids.map_or(&[][..], |r| &r[..]), r)
+            });
+        }
         let key = (id, mid);
         let Some(route) = self.routes.get_mut(&key) else {
             self.c.drops.no_route += 1;
@@ -162,7 +177,7 @@ impl Shard {
             MediaKind::Video => self.ctx.cache_video_packets,
             MediaKind::Audio => self.ctx.cache_audio_packets,
         };
-        let Some(layer) = route.layers.layer_of(None, ssrc, cache_packets, now) else {
+        let Some(layer) = route.layers.layer_of(rid, ssrc, cache_packets, now) else {
             self.c.drops.no_route += 1;
             return;
         };
@@ -172,6 +187,7 @@ impl Shard {
             layer,
             live_layers: route.layers.live(now).bits().count_ones() as u8,
             codec,
+            ext: fwd,
             meta,
             sr,
         };
@@ -373,7 +389,7 @@ impl Shard {
         let ls = &mut route.layers;
         let due = ls.kf_last[l]
             .is_none_or(|t| now.saturating_duration_since(t) >= self.ctx.keyframe_interval);
-        let ssrc = ls.pubs.get(l).map(|p| p.ssrc);
+        let ssrc = ls.pubs.get(l).and_then(Option::as_ref).map(|p| p.ssrc);
         let (Some(ssrc), true) = (ssrc, due) else {
             ls.kf_pending[l] = true;
             return;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rtc_core::media::MediaKind;
 
 use super::{Route, Session, Shard};
+use crate::forward::FwdExt;
 use crate::sfu::allocator::{
     DowntrackInput, LayerSet, MediaKind as AllocKind, PauseReason, Target,
 };
@@ -50,6 +51,8 @@ pub(crate) struct PktInfo {
     pub live_layers: u8,
     /// How to parse the payload.
     pub codec: VideoCodec,
+    /// End-to-end header extensions to forward.
+    pub ext: FwdExt,
     /// Sequence number, timestamp, marker and codec facts.
     pub meta: PacketMeta,
     /// The layer's (synthetic) sender-report clock.
@@ -67,7 +70,7 @@ pub(crate) struct PubLayer {
 /// A route's layers.
 pub(crate) struct Layers {
     /// Publisher side: index = layer (on the publisher's shard).
-    pub pubs: Vec<PubLayer>,
+    pub pubs: [Option<PubLayer>; MAX_LAYERS],
     /// Every shard: bitrate per layer.
     pub meters: [RateMeter; MAX_LAYERS],
     /// Every shard: when each layer last carried a packet.
@@ -80,7 +83,7 @@ pub(crate) struct Layers {
 impl Layers {
     pub(crate) fn new() -> Layers {
         Layers {
-            pubs: Vec::new(),
+            pubs: [None, None, None],
             meters: std::array::from_fn(|_| RateMeter::new(RATE_WINDOW)),
             seen: [None; MAX_LAYERS],
             kf_last: [None; MAX_LAYERS],
@@ -88,46 +91,61 @@ impl Layers {
         }
     }
 
-    /// The layer a packet of the publisher's stream `ssrc` (with RTP stream id `rid`, when
-    /// rtc-core reports one) belongs to. Without a rid, each SSRC is a layer in order of
-    /// appearance; a new SSRC takes a free slot or the slot of a layer silent for
-    /// [`LAYER_TIMEOUT`] (its cache is cleared). `None`: no slot (a fourth live SSRC).
-    /// The first appearance of a layer allocates its cache (`cache_packets` slots).
+    /// The layer a packet of the publisher's stream `ssrc` belongs to. `rid_layer`: the
+    /// layer its RTP stream id names (see [`rid_layer`]), when the packet carried one —
+    /// this is the one place where rids select layers. Without a rid, each SSRC is a
+    /// layer in order of appearance; a new SSRC takes a free slot or the slot of a layer
+    /// silent for [`LAYER_TIMEOUT`]. A slot taking a new SSRC forgets its cache. `None`:
+    /// no slot (a fourth live SSRC). The first appearance of a layer allocates its cache
+    /// (`cache_packets` slots).
     pub(crate) fn layer_of(
         &mut self,
-        rid: Option<&str>,
+        rid_layer: Option<u8>,
         ssrc: u32,
         cache_packets: usize,
         now: Instant,
     ) -> Option<u8> {
-        // The rid hook: once `Event::RtpPacket` carries the rid, map "q"/"h"/"f" (or the
-        // order of the negotiated rids) to the index here.
-        let _ = rid;
-        if let Some(i) = self.pubs.iter().position(|l| l.ssrc == ssrc) {
-            return u8::try_from(i).ok();
+        let idx = match rid_layer {
+            Some(i) if usize::from(i) < MAX_LAYERS => usize::from(i),
+            _ => {
+                if let Some(i) = self
+                    .pubs
+                    .iter()
+                    .position(|l| l.as_ref().is_some_and(|l| l.ssrc == ssrc))
+                {
+                    return u8::try_from(i).ok();
+                }
+                match self.pubs.iter().position(Option::is_none) {
+                    Some(i) => i,
+                    None => (0..MAX_LAYERS).find(|&i| {
+                        self.seen
+                            .get(i)
+                            .copied()
+                            .flatten()
+                            .is_none_or(|t| now.saturating_duration_since(t) >= LAYER_TIMEOUT)
+                    })?,
+                }
+            }
+        };
+        let slot = self.pubs.get_mut(idx)?;
+        match slot {
+            Some(l) if l.ssrc == ssrc => {}
+            Some(l) => {
+                l.ssrc = ssrc;
+                l.cache.clear();
+                l.sr = None;
+                l.last_ts = None;
+            }
+            None => {
+                *slot = Some(PubLayer {
+                    ssrc,
+                    cache: PacketCache::new(cache_packets, crate::sfu::cache::MIN_SLOT_SIZE),
+                    sr: None,
+                    last_ts: None,
+                });
+            }
         }
-        if self.pubs.len() < MAX_LAYERS {
-            self.pubs.push(PubLayer {
-                ssrc,
-                cache: PacketCache::new(cache_packets, crate::sfu::cache::MIN_SLOT_SIZE),
-                sr: None,
-                last_ts: None,
-            });
-            return u8::try_from(self.pubs.len() - 1).ok();
-        }
-        let stale = (0..MAX_LAYERS).find(|&i| {
-            self.seen
-                .get(i)
-                .copied()
-                .flatten()
-                .is_none_or(|t| now.saturating_duration_since(t) >= LAYER_TIMEOUT)
-        })?;
-        let l = self.pubs.get_mut(stale)?;
-        l.ssrc = ssrc;
-        l.cache.clear();
-        l.sr = None;
-        l.last_ts = None;
-        u8::try_from(stale).ok()
+        u8::try_from(idx).ok()
     }
 
     /// Publisher side: records a packet of `layer` in its cache and clock.
@@ -138,7 +156,7 @@ impl Layers {
         meta: PacketMeta,
         epoch: Instant,
     ) -> Option<SrClock> {
-        let l = self.pubs.get_mut(usize::from(layer))?;
+        let l = self.pubs.get_mut(usize::from(layer))?.as_mut()?;
         // Refusals (duplicates, too old, too large) only mean the NACK path cannot
         // answer for this packet.
         let _ = l.cache.insert(meta.ext_seq, packet, meta);
@@ -181,6 +199,20 @@ impl Layers {
             }
         }
         set
+    }
+}
+
+/// The layer an RTP stream id names: `q`/`h`/`f` (quarter, half, full) are 0/1/2;
+/// otherwise its position in the publisher's announced rids (`rids`, as negotiated).
+pub(crate) fn rid_layer(rids: &[String], rid: &str) -> Option<u8> {
+    match rid {
+        "q" => Some(0),
+        "h" => Some(1),
+        "f" => Some(2),
+        _ => rids
+            .iter()
+            .position(|r| r == rid)
+            .and_then(|i| u8::try_from(i).ok()),
     }
 }
 

@@ -205,6 +205,10 @@ struct Session {
     touched: bool,
     /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
     pt_mid: Vec<(u8, Mid)>,
+    /// Extension map of each section (the publisher's ids, to parse forwarded ones).
+    rx_ext: Vec<(Mid, rtc_core::rtp::ExtensionMap)>,
+    /// RTP stream ids the peer announced per section (simulcast).
+    rx_rids: Vec<(Mid, Vec<String>)>,
     /// Payload type → codec facts parser, for published video.
     pt_codec: Vec<(u8, VideoCodec)>,
     /// The subscriber's bandwidth allocator over its legs (keyed by its own mid).

@@ -174,6 +174,22 @@ impl Shard {
             .iter()
             .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
         let fingerprint = rtc.local_fingerprint().clone();
+        let infos: Vec<rtc_core::media::MediaInfo> = rtc
+            .media()
+            .map(|(m, _)| m)
+            .collect::<Vec<Mid>>()
+            .into_iter()
+            .filter_map(|m| rtc.media_info(m).cloned())
+            .collect();
+        let rx_ext = infos
+            .iter()
+            .map(|i| (i.mid, i.extensions.clone()))
+            .collect();
+        let rx_rids = infos
+            .iter()
+            .filter(|i| !i.remote_rids.is_empty())
+            .map(|i| (i.mid, i.remote_rids.clone()))
+            .collect();
         let session = Session {
             id,
             rtc,
@@ -184,6 +200,8 @@ impl Shard {
             touched: false,
             pt_mid,
             pt_codec,
+            rx_ext,
+            rx_rids,
             alloc: Allocator::new(AllocatorConfig::default()),
             estimate: None,
             estimate_override: None,
