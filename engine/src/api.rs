@@ -199,6 +199,31 @@ pub enum EngineEvent {
         /// The channel label.
         label: String,
     },
+    /// The loudest audio publishers on one shard changed (debounced; loudest first, with
+    /// their activity scores, hundredths of a dB above the silence floor). The control
+    /// plane merges the shards' lists per room.
+    ActiveSpeakers {
+        /// The shard.
+        shard: usize,
+        /// Publishing sessions and their scores, loudest first (empty: silence).
+        speakers: Vec<(SessionId, u32)>,
+    },
+    /// What one shard's subscribers of a publisher track select changed: the layers the
+    /// track sends (as seen on that shard) and the layers some local downtrack targets,
+    /// as bit sets (bit `i` = layer `i`). The control plane merges shards and reports the
+    /// layers nobody selects.
+    LayersSelected {
+        /// The shard.
+        shard: usize,
+        /// The publishing session.
+        publisher: SessionId,
+        /// Its media section.
+        mid: Mid,
+        /// Layers seen live.
+        live: u8,
+        /// Layers some downtrack on the shard targets.
+        selected: u8,
+    },
     /// A message arrived on a session's data channel.
     ChannelMessage {
         /// The session.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use engine::io::BackendPreference;
-use engine::{Engine, EngineHandle, Placement, Preference, SessionId};
+use engine::{Engine, EngineEvent, EngineHandle, Placement, Preference, SessionId};
 use rtc_core::media::MediaKind;
 use rtc_core::sdp::Direction;
 
@@ -222,6 +222,27 @@ fn subscribers_settle_on_their_layers_and_switch_continuously() {
     assert_eq!(current(&engine, c).1, Some(2), "c climbed to the top");
     run(&mut clients, &mut sim, Duration::from_millis(300));
     drive(&mut clients, Duration::from_millis(200), |_| false);
+
+    // The shards report what their subscribers select: a takes layer 0, b and c layer 2,
+    // so nobody selects layer 1.
+    let mut per_shard = std::collections::HashMap::new();
+    while let Ok(ev) = engine.events().try_recv() {
+        if let EngineEvent::LayersSelected {
+            shard,
+            publisher: p,
+            live,
+            selected,
+            ..
+        } = ev
+        {
+            assert_eq!(p, publisher);
+            per_shard.insert(shard, (live, selected));
+        }
+    }
+    let (live, selected) = per_shard
+        .values()
+        .fold((0u8, 0u8), |(l, s), (l2, s2)| (l | l2, s | s2));
+    assert_eq!((live, selected), (0b111, 0b101), "{per_shard:?}");
 
     // Before the upper layers appear, subscribers start on the ones already there.
     let la = check_stream(&clients[1]);

@@ -192,6 +192,13 @@ impl Shard {
             sr,
         };
         let remote = route.remote;
+        if let (MediaKind::Audio, Some(a)) = (route.spec.kind, fwd.audio_level) {
+            // The V bit is only meaningful when negotiated; the level alone ranks.
+            if !self.speakers.record(id, a.level, None, now) {
+                self.speakers.add_track(id);
+                self.speakers.record(id, a.level, None, now);
+            }
+        }
         if newly_live {
             self.reallocate_route(key, now);
         }

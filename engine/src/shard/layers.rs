@@ -75,6 +75,8 @@ pub(crate) struct Layers {
     pub meters: [RateMeter; MAX_LAYERS],
     /// Every shard: when each layer last carried a packet.
     pub seen: [Option<Instant>; MAX_LAYERS],
+    /// Last (live, selected) bit sets reported for this route by this shard.
+    pub reported: (u8, u8),
     /// Keyframe requests per layer: last sent, and one pending (coalesced).
     pub kf_last: [Option<Instant>; MAX_LAYERS],
     pub kf_pending: [bool; MAX_LAYERS],
@@ -86,6 +88,7 @@ impl Layers {
             pubs: [None, None, None],
             meters: std::array::from_fn(|_| RateMeter::new(RATE_WINDOW)),
             seen: [None; MAX_LAYERS],
+            reported: (0, 0),
             kf_last: [None; MAX_LAYERS],
             kf_pending: [false; MAX_LAYERS],
         }
@@ -285,10 +288,57 @@ pub(crate) fn apply_target(dt: &mut crate::sfu::DownTrack, target: Target, max_t
 }
 
 impl Shard {
+    /// Re-ranks the shard's audio publishers; a changed list becomes an
+    /// [`EngineEvent::ActiveSpeakers`](crate::EngineEvent::ActiveSpeakers).
+    pub(super) fn report_speakers(&mut self, now: Instant) {
+        if !self.speakers.update(now) {
+            return;
+        }
+        let n = self.speakers.config().max_speakers;
+        let speakers = self
+            .speakers
+            .top(n)
+            .iter()
+            .map(|id| (*id, self.speakers.score(*id, now).unwrap_or(0)))
+            .collect();
+        let _ = self
+            .ctx
+            .events_tx
+            .try_send(crate::EngineEvent::ActiveSpeakers {
+                shard: self.ctx.index,
+                speakers,
+            });
+    }
+
     /// Runs every subscriber's allocator (see [`Shard::allocate_session`]).
     pub(super) fn allocate_all(&mut self, now: Instant) {
         for slot in 0..self.sessions.len() {
             self.allocate_session(slot, now);
+        }
+        // Which layers the local downtracks select, per route; changes are reported.
+        for (key, route) in &mut self.routes {
+            if route.spec.kind != MediaKind::Video || route.legs.is_empty() {
+                continue;
+            }
+            let live = route.layers.live(now).bits();
+            let selected = route
+                .legs
+                .iter()
+                .filter_map(|l| l.dt.target_layer())
+                .fold(0u8, |acc, l| acc | (1 << l));
+            if route.layers.reported != (live, selected) {
+                route.layers.reported = (live, selected);
+                let _ = self
+                    .ctx
+                    .events_tx
+                    .try_send(crate::EngineEvent::LayersSelected {
+                        shard: self.ctx.index,
+                        publisher: key.0,
+                        mid: key.1,
+                        live,
+                        selected,
+                    });
+            }
         }
     }
 

@@ -36,6 +36,7 @@ use crate::io::{IoBackend, Received, Waker};
 use crate::sfu::DownTrack;
 use crate::sfu::allocator::{Allocator, Preference};
 use crate::sfu::codec::VideoCodec;
+use crate::sfu::speaker::{SpeakerConfig, SpeakerDetector};
 use layers::{Layers, PktInfo};
 
 mod command;
@@ -349,6 +350,8 @@ pub(crate) struct Shard {
     next_alloc: Instant,
     /// Epoch of the synthetic sender-report clocks of this shard's publishers.
     epoch: Instant,
+    /// Active-speaker detection over this shard's audio publishers.
+    speakers: SpeakerDetector<SessionId>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -405,6 +408,7 @@ impl Shard {
             stop: false,
             next_alloc: Instant::now(),
             epoch: Instant::now(),
+            speakers: SpeakerDetector::new(SpeakerConfig::default()),
         }
     }
 
@@ -457,6 +461,7 @@ impl Shard {
             if now >= self.next_alloc {
                 self.next_alloc = now + layers::ALLOC_INTERVAL;
                 self.allocate_all(now);
+                self.report_speakers(now);
             }
             self.bury();
             self.drain_touched(now, &mut *backend);

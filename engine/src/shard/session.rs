@@ -70,6 +70,7 @@ impl Shard {
         }
         self.by_id.remove(&s.id);
         self.by_ufrag.remove(&s.ufrag);
+        self.speakers.remove_track(s.id);
         for a in &s.addrs {
             if self.by_addr.get(a) == Some(&slot) {
                 self.by_addr.remove(a);
