@@ -435,10 +435,10 @@ pub fn write_forwarded(
             rw.apply(desc, payload);
         }
     }
-    if pkt.padding_len > 0 {
-        if let Some(b0) = out.first_mut() {
-            *b0 |= 0x20;
-        }
+    if pkt.padding_len > 0
+        && let Some(b0) = out.first_mut()
+    {
+        *b0 |= 0x20;
     }
     Ok(n + body.len())
 }

@@ -593,17 +593,10 @@ impl EngineHandle {
     /// when its shard does not answer.
     pub fn leg_layers(&self, subscriber: SessionId) -> Result<Vec<LegLayers>, EngineError> {
         let shard = self.session_shard(subscriber)?;
-        let v = self.call(shard, |reply| Command::LegLayers {
+        self.call(shard, |reply| Command::LegLayers {
             sub: subscriber,
             reply,
-        })?;
-        Ok(v.into_iter()
-            .map(|(mid, target, current)| LegLayers {
-                mid,
-                target,
-                current,
-            })
-            .collect())
+        })
     }
 
     /// A snapshot of one session (state, addresses, counters, channels).

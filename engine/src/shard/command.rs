@@ -9,7 +9,7 @@ use rtc_core::media::Mid;
 use super::layers::{apply_target, downtrack_input};
 use super::{Command, Leg, LegSpec, Route, Session, Shard, guarded, touch};
 use crate::api::{
-    ChannelTarget, CloseReason, EngineError, SessionId, SessionSnapshot, TrackCounters,
+    ChannelTarget, CloseReason, EngineError, LegLayers, SessionId, SessionSnapshot, TrackCounters,
 };
 use crate::io::IoBackend;
 use crate::sfu::DownTrack;
@@ -345,8 +345,8 @@ impl Shard {
         true
     }
 
-    /// (subscriber mid, target layer, current layer) of every leg of `sub`.
-    pub(super) fn leg_layers(&self, sub: SessionId) -> Vec<(Mid, Option<u8>, Option<u8>)> {
+    /// The target and current layer of every leg of `sub`.
+    pub(super) fn leg_layers(&self, sub: SessionId) -> Vec<LegLayers> {
         let Some(Some(s)) = self
             .by_id
             .get(&sub)
@@ -363,7 +363,11 @@ impl Shard {
                     .legs
                     .iter()
                     .find(|l| l.sub == sub && l.params.mid == *mid)?;
-                Some((*mid, leg.dt.target_layer(), leg.dt.current_layer()))
+                Some(LegLayers {
+                    mid: *mid,
+                    target: leg.dt.target_layer(),
+                    current: leg.dt.current_layer(),
+                })
             })
             .collect()
     }

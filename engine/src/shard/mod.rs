@@ -28,8 +28,8 @@ use rtc_core::ice::IceConnectionState;
 use rtc_core::media::{MediaKind, Mid};
 
 use crate::api::{
-    ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, SessionId, SessionInfo,
-    SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
+    ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, LegLayers, SessionId,
+    SessionInfo, SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
 use crate::forward::LegParams;
 use crate::io::{IoBackend, Received, Waker};
@@ -105,7 +105,7 @@ pub(crate) enum Command {
     },
     LegLayers {
         sub: SessionId,
-        reply: Sender<Vec<(Mid, Option<u8>, Option<u8>)>>,
+        reply: Sender<Vec<LegLayers>>,
     },
     RequestKeyframe {
         publisher: SessionId,
