@@ -1,16 +1,22 @@
 //! Per-subscriber-leg RTP rewriting for SFU forwarding.
 //!
 //! A publisher's packet is decrypted once by its `Rtc`; for every subscriber leg the engine
-//! writes a new plaintext packet into a scratch buffer with the leg's own SSRC, the payload
-//! type the subscriber negotiated for the same codec, and sequence number and timestamp
-//! shifted by per-leg offsets, so that a leg stays continuous when its source changes (a
-//! different publisher, or the publisher restarting its stream with a new SSRC). The
-//! result is handed to the subscriber's `Rtc` (`write_rtp_packet`), which encrypts it.
+//! writes a new plaintext packet straight into the subscriber `Rtc`'s send buffer with the
+//! leg's own SSRC, the payload type the subscriber negotiated for the same codec, and the
+//! sequence number, timestamp (and VP8 PictureID / TL0PICIDX) the leg's
+//! [`DownTrack`](crate::sfu::DownTrack) chose ([`write_forwarded`]); the `Rtc` encrypts it.
 //!
-//! Header extensions are not forwarded: their ids are negotiated per peer connection and
-//! most of them (transport-cc, abs-send-time) are hop-by-hop. When the subscriber
-//! negotiated the `mid` extension, the leg writes its own mid so that receivers can
-//! demultiplex by mid (RFC 8843).
+//! Header extensions: their ids are negotiated per peer connection. Hop-by-hop ones
+//! (transport-cc, abs-send-time) and stream ids are not forwarded. The end-to-end ones in
+//! [`FwdExt`] (audio level, video orientation, playout delay, abs-capture-time) are parsed
+//! from the publisher's packet with the publisher's map and written with the subscriber's
+//! ids when it negotiated them ([`LegParams::with_forwarded_extensions`], built once per
+//! leg). When the subscriber negotiated the `mid` extension, the leg writes its own mid so
+//! that receivers can demultiplex by mid (RFC 8843). The dependency descriptor is not
+//! forwarded yet (rtc-core's `ExtensionValues` has no field for it).
+//!
+//! [`SeqTsRewriter`] and [`rewrite_for_leg`] are the earlier single-stream rewriting (no
+//! layers), kept for tools and tests; the shard forwards through downtracks.
 //!
 //! Nothing here allocates per packet.
 
