@@ -269,6 +269,7 @@ impl Shard {
             slot,
             params: spec.params,
             dt,
+            generations: [0; super::layers::MAX_LAYERS],
             packets: 0,
             bytes: 0,
         });

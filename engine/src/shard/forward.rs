@@ -44,6 +44,13 @@ pub(super) fn forward_legs(
         if s.id != leg.sub {
             continue;
         }
+        if let Some(g) = leg.generations.get_mut(usize::from(info.layer))
+            && *g != info.generation
+        {
+            // The publisher restarted this layer's stream: a new source for the leg.
+            *g = info.generation;
+            leg.dt.restart_source();
+        }
         if let Some(sr) = info.sr {
             leg.dt.set_sender_report(info.layer, sr);
         }
@@ -177,17 +184,24 @@ impl Shard {
             MediaKind::Video => self.ctx.cache_video_packets,
             MediaKind::Audio => self.ctx.cache_audio_packets,
         };
-        let Some(layer) = route.layers.layer_of(rid, ssrc, cache_packets, now) else {
+        let Some(layer) = route.layers.layer_of(
+            rid,
+            route.spec.kind == MediaKind::Audio,
+            ssrc,
+            cache_packets,
+            now,
+        ) else {
             self.c.drops.no_route += 1;
             return;
         };
-        let sr = route.layers.ingest(layer, packet, meta, self.epoch);
+        let (sr, generation) = route.layers.ingest(layer, packet, meta, self.epoch);
         let newly_live = route.layers.count(layer, len, now);
         let info = PktInfo {
             layer,
             live_layers: route.layers.live(now).bits().count_ones() as u8,
             codec,
             ext: fwd,
+            generation,
             meta,
             sr,
         };

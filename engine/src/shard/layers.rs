@@ -53,6 +53,9 @@ pub(crate) struct PktInfo {
     pub codec: VideoCodec,
     /// End-to-end header extensions to forward.
     pub ext: FwdExt,
+    /// The layer's stream generation: a change means a new source stream in that slot
+    /// (downtracks restart their source, keeping their output continuous).
+    pub generation: u8,
     /// Sequence number, timestamp, marker and codec facts.
     pub meta: PacketMeta,
     /// The layer's (synthetic) sender-report clock.
@@ -65,6 +68,8 @@ pub(crate) struct PubLayer {
     pub cache: PacketCache,
     pub sr: Option<SrClock>,
     last_ts: Option<u32>,
+    /// Bumped each time the slot takes a new SSRC (a restarted stream).
+    pub generation: u8,
 }
 
 /// A route's layers.
@@ -101,14 +106,19 @@ impl Layers {
     /// silent for [`LAYER_TIMEOUT`]. A slot taking a new SSRC forgets its cache. `None`:
     /// no slot (a fourth live SSRC). The first appearance of a layer allocates its cache
     /// (`cache_packets` slots).
+    ///
+    /// `single`: the track has one layer (audio): every SSRC is layer 0, a new one
+    /// replacing the old (a restarted stream).
     pub(crate) fn layer_of(
         &mut self,
         rid_layer: Option<u8>,
+        single: bool,
         ssrc: u32,
         cache_packets: usize,
         now: Instant,
     ) -> Option<u8> {
         let idx = match rid_layer {
+            _ if single => 0,
             Some(i) if usize::from(i) < MAX_LAYERS => usize::from(i),
             _ => {
                 if let Some(i) = self
@@ -138,6 +148,7 @@ impl Layers {
                 l.cache.clear();
                 l.sr = None;
                 l.last_ts = None;
+                l.generation = l.generation.wrapping_add(1);
             }
             None => {
                 *slot = Some(PubLayer {
@@ -145,6 +156,7 @@ impl Layers {
                     cache: PacketCache::new(cache_packets, crate::sfu::cache::MIN_SLOT_SIZE),
                     sr: None,
                     last_ts: None,
+                    generation: 0,
                 });
             }
         }
@@ -152,14 +164,17 @@ impl Layers {
     }
 
     /// Publisher side: records a packet of `layer` in its cache and clock.
+    /// Returns the layer's clock and stream generation.
     pub(crate) fn ingest(
         &mut self,
         layer: u8,
         packet: &[u8],
         meta: PacketMeta,
         epoch: Instant,
-    ) -> Option<SrClock> {
-        let l = self.pubs.get_mut(usize::from(layer))?.as_mut()?;
+    ) -> (Option<SrClock>, u8) {
+        let Some(Some(l)) = self.pubs.get_mut(usize::from(layer)) else {
+            return (None, 0);
+        };
         // Refusals (duplicates, too old, too large) only mean the NACK path cannot
         // answer for this packet.
         let _ = l.cache.insert(meta.ext_seq, packet, meta);
@@ -174,7 +189,7 @@ impl Layers {
                 ntp,
             });
         }
-        l.sr
+        (l.sr, l.generation)
     }
 
     /// Every shard: counts a packet of `layer`. Returns whether the layer was not live
@@ -402,5 +417,55 @@ impl Shard {
                 self.keyframe_upstream(key, layer, now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64, ts: u32, at: Instant) -> PacketMeta {
+        PacketMeta::new(seq, ts, true, 12, 100, at)
+    }
+
+    #[test]
+    fn ssrcs_become_layers_in_order_and_stale_slots_are_reused() {
+        let t0 = Instant::now();
+        let mut l = Layers::new();
+        for (i, ssrc) in [10u32, 11, 12].into_iter().enumerate() {
+            assert_eq!(l.layer_of(None, false, ssrc, 16, t0), Some(i as u8));
+            assert!(l.count(i as u8, 100, t0), "newly live");
+            assert!(!l.count(i as u8, 100, t0));
+        }
+        assert_eq!(l.layer_of(None, false, 11, 16, t0), Some(1));
+        assert_eq!(l.layer_of(None, false, 13, 16, t0), None, "no fourth layer");
+        assert_eq!(l.live(t0), LayerSet::ALL);
+        // Layer 1 falls silent; a new SSRC takes its slot with a new generation.
+        let t1 = t0 + LAYER_TIMEOUT;
+        l.count(0, 100, t1);
+        l.count(2, 100, t1);
+        assert_eq!(l.live(t1), LayerSet::from_bits(0b101));
+        assert_eq!(l.layer_of(None, false, 13, 16, t1), Some(1));
+        assert_eq!(l.ingest(1, &[0u8; 20], meta(5, 9000, t1), t0).1, 1);
+        // A rid names its layer directly.
+        assert_eq!(rid_layer(&[], "f"), Some(2));
+        let rids = ["lo".to_string(), "hi".to_string()];
+        assert_eq!(rid_layer(&rids, "hi"), Some(1));
+        assert_eq!(rid_layer(&rids, "x"), None);
+        assert_eq!(l.layer_of(Some(0), false, 99, 16, t1), Some(0));
+        assert_eq!(l.ingest(0, &[0u8; 20], meta(1, 1, t1), t0).1, 1);
+    }
+
+    #[test]
+    fn audio_has_one_layer_and_restarts_bump_the_generation() {
+        let t0 = Instant::now();
+        let mut l = Layers::new();
+        assert_eq!(l.layer_of(None, true, 1, 16, t0), Some(0));
+        assert_eq!(l.ingest(0, &[0u8; 20], meta(1, 960, t0), t0).1, 0);
+        assert_eq!(l.layer_of(None, true, 2, 16, t0), Some(0));
+        let (sr, generation) = l.ingest(0, &[0u8; 20], meta(7, 123, t0), t0);
+        assert_eq!(generation, 1);
+        assert_eq!(sr.map(|s| s.rtp_ts), Some(123));
+        assert!(l.pubs[1].is_none());
     }
 }

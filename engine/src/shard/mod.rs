@@ -255,6 +255,8 @@ struct Leg {
     params: LegParams,
     /// Layer choice and seq/ts/picture-id continuity of this subscriber's stream.
     dt: DownTrack,
+    /// The stream generation last seen per publisher layer.
+    generations: [u8; layers::MAX_LAYERS],
     /// RTP packets and bytes written on this leg.
     packets: u64,
     bytes: u64,
