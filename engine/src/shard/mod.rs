@@ -8,8 +8,15 @@
 //!
 //! This module holds the types, the [`Shard`] struct, its run loop and small shared
 //! helpers; the work is in `recv` (datagrams and cross-shard batches), `drive` (timers and
-//! draining the sessions' output), `forward` (fan-out, batches, keyframe requests),
+//! draining the sessions' output), `forward` (fan-out through each leg's downtrack,
+//! batches, keyframe requests per layer), `layers` (publisher layers with their packet
+//! caches, the per-subscriber allocators, speaker and layer-selection reports),
 //! `session` (creation and removal) and `command` (control commands).
+//!
+//! Forwarding: publisher packet → its layer (cache, meter, clock) → every leg's
+//! [`DownTrack`] (layer choice from the subscriber's allocator, seq/ts/VP8 continuity) →
+//! the subscriber's `Rtc`. Cross-shard batches carry each packet's layer and facts
+//! ([`layers::PktInfo`]), so the receiving shard's downtracks decide the same way.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
