@@ -186,6 +186,26 @@ pub struct KeyframeRequest {
     pub track: Option<TrackId>,
 }
 
+/// `track.set_preference`: what one subscriber track (the subscriber's own track id) may
+/// forward of its publisher's layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackPreference {
+    /// The subscribing session.
+    pub session: SessionId,
+    /// The subscriber's track (its media section) carrying the publisher's track.
+    pub track: TrackId,
+    /// Highest spatial (simulcast) layer, 0..=2 (default: 2, all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_layer: Option<u8>,
+    /// Highest temporal layer, 0..=3 (default: 3, all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_temporal: Option<u8>,
+    /// Forward nothing (default: false).
+    #[serde(default)]
+    pub paused: bool,
+}
+
 /// `events.subscribe`: receive events on this connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -688,6 +708,8 @@ protocol! {
         Subscribe = "subscribe" (Subscribe) => Tracks;
         Unsubscribe = "unsubscribe" (Subscribe) => Done;
         KeyframeRequest = "keyframe.request" (KeyframeRequest) => Done;
+        /// Re-runs the subscriber's bandwidth allocation at once.
+        TrackSetPreference = "track.set_preference" (TrackPreference) => Done;
         EngineStats = "engine.stats" => EngineStats;
         ShardList = "shard.list" => Shards;
         ShardDrain = "shard.drain" (ShardRef) => Draining;
@@ -891,6 +913,31 @@ events! {
     ChannelMessage = "channel.message" (ChannelMessage);
     /// A shard thread died; its sessions are closed and no new session goes there.
     ShardDown = "shard.down" (ShardFailure);
+    /// Layers of a published track that no subscriber forwards.
+    TrackLayersUnused = "track.layers_unused" (TrackLayersUnused);
+    /// The loudest speakers of a room changed.
+    RoomActiveSpeakers = "room.active_speakers" (RoomActiveSpeakers);
+}
+
+/// `track.layers_unused`: spatial layers of a published track that no subscriber
+/// forwards (the publisher may stop encoding them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackLayersUnused {
+    /// The publishing session.
+    pub publisher: SessionId,
+    /// Its track.
+    pub track: TrackId,
+    /// The unused layer indices (0 = lowest).
+    pub layers: Vec<u8>,
+}
+
+/// `room.active_speakers`: the loudest publishers of a room, loudest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomActiveSpeakers {
+    /// The room.
+    pub room: RoomId,
+    /// The speaking sessions, loudest first (empty: silence).
+    pub sessions: Vec<SessionId>,
 }
 
 impl EventKind {

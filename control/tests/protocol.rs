@@ -71,6 +71,13 @@ fn all_requests() -> Vec<Request> {
             session: SessionId(1),
             track: Some(TrackId("1".into())),
         }),
+        Request::TrackSetPreference(TrackPreference {
+            session: SessionId(2),
+            track: TrackId("1".into()),
+            max_layer: Some(1),
+            max_temporal: None,
+            paused: false,
+        }),
         Request::EngineStats,
         Request::ShardList,
         Request::ShardDrain(ShardRef { shard: ShardId(3) }),
@@ -442,6 +449,7 @@ fn all_responses() -> Vec<(OpKind, Response)> {
         (OpKind::RoomClose, Response::Done),
         (OpKind::Unsubscribe, Response::Done),
         (OpKind::KeyframeRequest, Response::Done),
+        (OpKind::TrackSetPreference, Response::Done),
         (OpKind::EventsUnsubscribe, Response::Done),
         (OpKind::ChannelSend, Response::Done),
     ]
@@ -569,6 +577,15 @@ fn all_events() -> Vec<Event> {
             shard: ShardId(1),
             sessions: 3,
             reason: "panicked".into(),
+        }),
+        Event::TrackLayersUnused(TrackLayersUnused {
+            publisher: SessionId(1),
+            track: TrackId("1".into()),
+            layers: vec![2],
+        }),
+        Event::RoomActiveSpeakers(RoomActiveSpeakers {
+            room: RoomId("lobby".into()),
+            sessions: vec![SessionId(3), SessionId(1)],
         }),
     ]
 }

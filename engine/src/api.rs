@@ -67,6 +67,17 @@ pub struct DirectParams {
     pub rx_ssrcs: Vec<(Mid, u32)>,
 }
 
+/// The layers of one subscriber leg ([`EngineHandle::leg_layers`](crate::EngineHandle::leg_layers)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegLayers {
+    /// The subscriber's media section.
+    pub mid: Mid,
+    /// The publisher layer the allocator chose (`None`: paused).
+    pub target: Option<u8>,
+    /// The publisher layer being forwarded (`None`: none yet, or paused).
+    pub current: Option<u8>,
+}
+
 /// A media section of a session, as negotiated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaDesc {
@@ -202,6 +213,31 @@ pub enum EngineEvent {
         channel: u16,
         /// The channel label.
         label: String,
+    },
+    /// The loudest audio publishers on one shard changed (debounced; loudest first, with
+    /// their activity scores, hundredths of a dB above the silence floor). The control
+    /// plane merges the shards' lists per room.
+    ActiveSpeakers {
+        /// The shard.
+        shard: usize,
+        /// Publishing sessions and their scores, loudest first (empty: silence).
+        speakers: Vec<(SessionId, u32)>,
+    },
+    /// What one shard's subscribers of a publisher track select changed: the layers the
+    /// track sends (as seen on that shard) and the layers some local downtrack targets,
+    /// as bit sets (bit `i` = layer `i`). The control plane merges shards and reports the
+    /// layers nobody selects.
+    LayersSelected {
+        /// The shard.
+        shard: usize,
+        /// The publishing session.
+        publisher: SessionId,
+        /// Its media section.
+        mid: Mid,
+        /// Layers seen live.
+        live: u8,
+        /// Layers some downtrack on the shard targets.
+        selected: u8,
     },
     /// A message arrived on a session's data channel.
     ChannelMessage {

@@ -47,6 +47,11 @@ pub struct EngineConfig {
     /// Packets each subscriber leg keeps for NACK/RTX answers (memory per leg grows to
     /// this many packets once traffic has filled the ring).
     pub rtx_buffer_packets: usize,
+    /// Packets cached per published video layer (one cache per layer, shared by every
+    /// subscriber; rounded up to a power of two).
+    pub cache_video_packets: usize,
+    /// Packets cached per published audio track.
+    pub cache_audio_packets: usize,
     /// How long control calls wait for a shard's answer.
     pub reply_timeout: Duration,
     /// Engine events queue length (events are dropped when nobody reads them).
@@ -103,6 +108,9 @@ impl fmt::Debug for EngineConfig {
             .field("forward_queue", &self.forward_queue)
             .field("forward_batch", &self.forward_batch)
             .field("keyframe_interval", &self.keyframe_interval)
+            .field("rtx_buffer_packets", &self.rtx_buffer_packets)
+            .field("cache_video_packets", &self.cache_video_packets)
+            .field("cache_audio_packets", &self.cache_audio_packets)
             .field("reply_timeout", &self.reply_timeout)
             .field("event_queue", &self.event_queue)
             .field("on_thread_start", &self.on_thread_start.is_some())
@@ -136,6 +144,8 @@ impl Default for EngineConfig {
             forward_batch: 64,
             keyframe_interval: Duration::from_millis(500),
             rtx_buffer_packets: 512,
+            cache_video_packets: 512,
+            cache_audio_packets: 128,
             reply_timeout: Duration::from_secs(5),
             event_queue: 4096,
             on_thread_start: None,

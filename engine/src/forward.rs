@@ -1,16 +1,22 @@
 //! Per-subscriber-leg RTP rewriting for SFU forwarding.
 //!
 //! A publisher's packet is decrypted once by its `Rtc`; for every subscriber leg the engine
-//! writes a new plaintext packet into a scratch buffer with the leg's own SSRC, the payload
-//! type the subscriber negotiated for the same codec, and sequence number and timestamp
-//! shifted by per-leg offsets, so that a leg stays continuous when its source changes (a
-//! different publisher, or the publisher restarting its stream with a new SSRC). The
-//! result is handed to the subscriber's `Rtc` (`write_rtp_packet`), which encrypts it.
+//! writes a new plaintext packet straight into the subscriber `Rtc`'s send buffer with the
+//! leg's own SSRC, the payload type the subscriber negotiated for the same codec, and the
+//! sequence number, timestamp (and VP8 PictureID / TL0PICIDX) the leg's
+//! [`DownTrack`](crate::sfu::DownTrack) chose ([`write_forwarded`]); the `Rtc` encrypts it.
 //!
-//! Header extensions are not forwarded: their ids are negotiated per peer connection and
-//! most of them (transport-cc, abs-send-time) are hop-by-hop. When the subscriber
-//! negotiated the `mid` extension, the leg writes its own mid so that receivers can
-//! demultiplex by mid (RFC 8843).
+//! Header extensions: their ids are negotiated per peer connection. Hop-by-hop ones
+//! (transport-cc, abs-send-time) and stream ids are not forwarded. The end-to-end ones in
+//! [`FwdExt`] (audio level, video orientation, playout delay, abs-capture-time) are parsed
+//! from the publisher's packet with the publisher's map and written with the subscriber's
+//! ids when it negotiated them ([`LegParams::with_forwarded_extensions`], built once per
+//! leg). When the subscriber negotiated the `mid` extension, the leg writes its own mid so
+//! that receivers can demultiplex by mid (RFC 8843). The dependency descriptor is not
+//! forwarded yet (rtc-core's `ExtensionValues` has no field for it).
+//!
+//! [`SeqTsRewriter`] and [`rewrite_for_leg`] are the earlier single-stream rewriting (no
+//! layers), kept for tools and tests; the shard forwards through downtracks.
 //!
 //! Nothing here allocates per packet.
 
@@ -18,9 +24,12 @@ use std::time::Instant;
 
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::rtp::{
-    Extension, ExtensionMap, ExtensionValues, HeaderExtension, RtpHeader, RtpPacket,
+    AbsCaptureTime, AudioLevel, Extension, ExtensionMap, ExtensionValues, HeaderExtension,
+    PlayoutDelay, RtpHeader, RtpPacket, VideoOrientation,
 };
 use rtc_core::sdp::Codec;
+
+use crate::sfu::{Vp8Desc, Vp8Rewrite};
 
 /// A negotiated payload type of one media section, as the engine records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +235,57 @@ impl LegParams {
             ext_map,
         }
     }
+
+    /// The same leg, also writing the forwarded extensions ([`FwdExt`]) that the
+    /// subscriber negotiated in `subscriber` (its extension map for the leg's section),
+    /// with the subscriber's ids. The map is built here, once per leg.
+    pub fn with_forwarded_extensions(mut self, subscriber: &ExtensionMap) -> LegParams {
+        let mut map = self.ext_map.take().unwrap_or_else(ExtensionMap::empty);
+        let mut any = self.mid_ext_id.is_some();
+        for e in FORWARDED {
+            if let Some(id) = subscriber.id_of(e) {
+                any |= map.set(id, e);
+            }
+        }
+        self.ext_map = any.then_some(map);
+        self
+    }
 }
+
+/// The end-to-end header extensions a publisher's packet carried, forwarded to each
+/// subscriber that negotiated them (with the subscriber's ids). Hop-by-hop extensions
+/// (transport-cc, abs-send-time) and stream ids are not forwarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwdExt {
+    /// RFC 6464 audio level.
+    pub audio_level: Option<AudioLevel>,
+    /// Video orientation.
+    pub video_orientation: Option<VideoOrientation>,
+    /// Playout delay limits.
+    pub playout_delay: Option<PlayoutDelay>,
+    /// Absolute capture time.
+    pub abs_capture_time: Option<AbsCaptureTime>,
+}
+
+impl FwdExt {
+    /// The forwarded fields of parsed extension values.
+    pub fn from_values(v: &ExtensionValues<'_>) -> FwdExt {
+        FwdExt {
+            audio_level: v.audio_level,
+            video_orientation: v.video_orientation,
+            playout_delay: v.playout_delay,
+            abs_capture_time: v.abs_capture_time,
+        }
+    }
+}
+
+/// Extensions a leg forwards when the subscriber negotiated them.
+const FORWARDED: [Extension; 4] = [
+    Extension::AudioLevel,
+    Extension::VideoOrientation,
+    Extension::PlayoutDelay,
+    Extension::AbsCaptureTime,
+];
 
 /// Why a packet was not written for a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -309,6 +368,83 @@ pub fn rewrite_for_leg(
         if let Some(b0) = out.first_mut() {
             *b0 |= 0x20;
         }
+    }
+    Ok(n + body.len())
+}
+
+/// Writes the leg's version of the plaintext RTP packet `src` into `out` with the
+/// sequence number and timestamp a [`crate::sfu::DownTrack`] chose, and returns its length.
+/// When `vp8` is given (the packet's VP8 descriptor and the downtrack's numbering), the
+/// copied payload's PictureID / TL0PICIDX are rewritten. The extensions in `fwd` are
+/// written where the leg's map has ids for them (see
+/// [`LegParams::with_forwarded_extensions`]).
+///
+/// # Errors
+///
+/// [`RewriteError`]: a packet that does not parse, a payload type the leg does not map,
+/// or an `out` too small.
+pub fn write_forwarded(
+    src: &[u8],
+    leg: &LegParams,
+    seq: u16,
+    ts: u32,
+    vp8: Option<(&Vp8Desc, Vp8Rewrite)>,
+    fwd: &FwdExt,
+    out: &mut [u8],
+) -> Result<usize, RewriteError> {
+    let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
+    let h = pkt.header;
+    let pt = leg
+        .pt_map
+        .get(h.payload_type)
+        .ok_or(RewriteError::Unmapped)?;
+    let body_len = pkt.payload.len() + usize::from(pkt.padding_len);
+    let body = src
+        .get(src.len() - body_len..)
+        .ok_or(RewriteError::Malformed)?;
+    let header = RtpHeader {
+        marker: h.marker,
+        payload_type: pt,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc: leg.ssrc,
+        csrc: h.csrc,
+        csrc_count: h.csrc_count,
+        ..RtpHeader::default()
+    };
+    let values = ExtensionValues {
+        mid: Some(leg.mid.as_str()),
+        audio_level: fwd.audio_level,
+        video_orientation: fwd.video_orientation,
+        playout_delay: fwd.playout_delay,
+        abs_capture_time: fwd.abs_capture_time,
+        ..ExtensionValues::default()
+    };
+    let ext = match &leg.ext_map {
+        Some(map) => HeaderExtension::Values {
+            map,
+            values: &values,
+        },
+        None => HeaderExtension::None,
+    };
+    let n = header
+        .write(ext, out)
+        .map_err(|_| RewriteError::BufferTooSmall)?;
+    let dst = out
+        .get_mut(n..n + body.len())
+        .ok_or(RewriteError::BufferTooSmall)?;
+    dst.copy_from_slice(body);
+    if let Some((desc, rw)) = vp8 {
+        let plen = pkt.payload.len();
+        if let Some(payload) = dst.get_mut(..plen) {
+            // A payload too short for its own descriptor was not parsed as VP8.
+            rw.apply(desc, payload);
+        }
+    }
+    if pkt.padding_len > 0
+        && let Some(b0) = out.first_mut()
+    {
+        *b0 |= 0x20;
     }
     Ok(n + body.len())
 }
@@ -499,6 +635,43 @@ mod tests {
         let c = rw.rewrite((2, 0xC), 5000, 1, 90_000, t1);
         assert_eq!(c.0, second_b.0.wrapping_add(1));
         assert_eq!(c.1, second_b.1 + 1, "at least one tick");
+    }
+
+    #[test]
+    fn write_forwarded_numbers_vp8_and_forwards_extensions() {
+        // VP8: X, S; I with a 15-bit PictureID 0x1234; L with TL0PICIDX 9; a keyframe.
+        let payload = [0x90, 0xC0, 0x92, 0x34, 9, 0x00, 0xAB, 0xCD];
+        let src = packet(96, 10, 20, 30, true, &payload, true);
+        let desc = crate::sfu::codec::parse_vp8(&payload).unwrap();
+        let mut sub = ExtensionMap::empty();
+        sub.set(3, Extension::Mid);
+        sub.set(5, Extension::AudioLevel);
+        let l = leg(PtMap::identity(MediaKind::Video), Some(3)).with_forwarded_extensions(&sub);
+        let fwd = FwdExt {
+            audio_level: Some(AudioLevel {
+                voice: true,
+                level: 33,
+            }),
+            ..FwdExt::default()
+        };
+        let rw = Vp8Rewrite {
+            picture_id: Some(0x0101),
+            tl0picidx: Some(200),
+        };
+        let mut out = [0u8; 200];
+        let n = write_forwarded(&src, &l, 777, 888, Some((&desc, rw)), &fwd, &mut out).unwrap();
+        let p = RtpPacket::parse(&out[..n]).unwrap();
+        assert_eq!((p.header.sequence_number, p.header.timestamp), (777, 888));
+        assert_eq!(p.payload, &[0x90, 0xC0, 0x81, 0x01, 200, 0x00, 0xAB, 0xCD]);
+        let v = p.extensions(&sub).unwrap();
+        assert_eq!(v.mid, Some("v1"));
+        assert_eq!(v.audio_level, fwd.audio_level);
+        // Not negotiated by the subscriber: not written.
+        let plain = leg(PtMap::identity(MediaKind::Video), None)
+            .with_forwarded_extensions(&ExtensionMap::empty());
+        let n = write_forwarded(&src, &plain, 1, 2, None, &fwd, &mut out).unwrap();
+        assert_eq!(n, 12 + payload.len());
+        assert_eq!(&out[12..n], &payload);
     }
 
     proptest! {

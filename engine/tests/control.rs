@@ -473,6 +473,32 @@ fn sessions_rooms_media_and_stats_over_the_socket() {
             .any(|e| matches!(e, Event::TrackAdded(t) if t.room.is_some()))
     );
 
+    // track.set_preference on sub1's own video track (its single-layer stream keeps
+    // flowing at max_layer 0); an unknown track and out-of-range values are refused.
+    let sub1 = sid(&call.clients[2]);
+    let vtrack = control::TrackId(call.clients[2].mids[1].as_str().to_string());
+    let pref = |track: control::TrackId, max_layer: Option<u8>| {
+        Request::TrackSetPreference(control::TrackPreference {
+            session: sub1,
+            track,
+            max_layer,
+            max_temporal: None,
+            paused: false,
+        })
+    };
+    assert!(matches!(
+        ctl.request(pref(vtrack.clone(), Some(0))).unwrap(),
+        Response::Done
+    ));
+    assert_eq!(
+        server_code(ctl.request(pref(control::TrackId("nope".into()), None))),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        server_code(ctl.request(pref(vtrack, Some(5)))),
+        ErrorCode::BadParams
+    );
+
     // unsubscribe sub0: it stops receiving; sub1 keeps receiving.
     ctl.request(Request::Unsubscribe(control::Subscribe {
         subscriber: sid(&call.clients[1]),

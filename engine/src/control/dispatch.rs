@@ -30,6 +30,7 @@ impl ControlHandler for EngineControl {
             Request::Subscribe(s) => self.subscribe(s),
             Request::Unsubscribe(s) => self.unsubscribe(s),
             Request::KeyframeRequest(k) => self.keyframe(k),
+            Request::TrackSetPreference(p) => self.set_preference(p),
             Request::EngineStats => self.engine_stats(),
             Request::ShardList => self.shard_list(),
             Request::ShardDrain(s) => self.shard_drain(s),
@@ -354,6 +355,31 @@ impl EngineControl {
         Ok(Response::Done)
     }
 
+    fn set_preference(&self, p: control::TrackPreference) -> Result<Response, ControlError> {
+        let id = SessionId(p.session.0);
+        let mid = parse_mid(&p.track)?;
+        let max_layer = p.max_layer.unwrap_or(2);
+        let max_temporal = p.max_temporal.unwrap_or(3);
+        if max_layer > 2 || max_temporal > 3 {
+            return Err(ControlError::bad_params(format!(
+                "max_layer must be 0..=2 and max_temporal 0..=3 (got {max_layer}, {max_temporal})"
+            )));
+        }
+        let pref = engine_preference(max_layer, max_temporal, p.paused);
+        if !self
+            .shared
+            .engine
+            .set_preference(id, mid, pref)
+            .map_err(map_err)?
+        {
+            return Err(ControlError::not_found(format!(
+                "session {} forwards nothing on track {:?}",
+                id.0, p.track.0
+            )));
+        }
+        Ok(Response::Done)
+    }
+
     fn keyframe(&self, k: control::KeyframeRequest) -> Result<Response, ControlError> {
         let id = SessionId(k.session.0);
         let media = self.media_of(id)?;
@@ -481,5 +507,14 @@ impl EngineControl {
             }
             Err(e) => Err(map_err(e)),
         }
+    }
+}
+
+/// The engine's preference for a validated `track.set_preference`.
+fn engine_preference(max_spatial: u8, max_temporal: u8, paused: bool) -> crate::Preference {
+    crate::Preference {
+        max_spatial,
+        max_temporal,
+        paused,
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use control::{ChannelPayload, Event};
 use rtc_core::ice::IceConnectionState;
+use rtc_core::media::Mid;
 
 use super::Shared;
 use super::wire::{kind_of, shard_id, track_id};
@@ -17,6 +18,14 @@ use crate::api::{CloseReason, EngineEvent, SessionId};
 struct Pump<'a> {
     shared: &'a Shared,
     states: HashMap<SessionId, control::SessionState>,
+    /// Latest loudest publishers per shard, with scores.
+    shard_speakers: HashMap<usize, Vec<(SessionId, u32)>>,
+    /// Last `room.active_speakers` list published per room name.
+    room_speakers: HashMap<String, Vec<SessionId>>,
+    /// Per publisher track, per shard: (live, selected) layer bit sets.
+    layers: HashMap<(SessionId, Mid), HashMap<usize, (u8, u8)>>,
+    /// Last unused-layer set published per publisher track.
+    unused: HashMap<(SessionId, Mid), u8>,
 }
 
 impl Pump<'_> {
@@ -87,6 +96,17 @@ impl Pump<'_> {
                         requester: Some(control::SessionId(requester.0)),
                     }));
             }
+            EngineEvent::LayersSelected {
+                shard,
+                publisher,
+                mid,
+                live,
+                selected,
+            } => self.on_layers(shard, (publisher, mid), live, selected),
+            EngineEvent::ActiveSpeakers { shard, speakers } => {
+                self.shard_speakers.insert(shard, speakers);
+                self.publish_speakers();
+            }
             EngineEvent::ChannelMessage {
                 session,
                 channel,
@@ -112,6 +132,57 @@ impl Pump<'_> {
                     }));
             }
             _ => {}
+        }
+    }
+
+    /// Merges the shards' layer selections of a publisher track and publishes
+    /// `track.layers_unused` when the set of live layers nobody selects changed.
+    fn on_layers(&mut self, shard: usize, key: (SessionId, Mid), live: u8, selected: u8) {
+        let per_shard = self.layers.entry(key).or_default();
+        per_shard.insert(shard, (live, selected));
+        let (live, selected) = per_shard
+            .values()
+            .fold((0u8, 0u8), |(l, s), (l2, s2)| (l | l2, s | s2));
+        let unused = live & !selected;
+        let last = self.unused.insert(key, unused).unwrap_or(0);
+        if last == unused {
+            return;
+        }
+        self.shared
+            .hub
+            .publish(&Event::TrackLayersUnused(control::TrackLayersUnused {
+                publisher: control::SessionId(key.0.0),
+                track: track_id(key.1),
+                layers: (0..3u8).filter(|l| unused & (1 << l) != 0).collect(),
+            }));
+    }
+
+    /// Merges the shards' speaker lists per room (members only, loudest first, at most
+    /// the detector's `max_speakers`) and publishes `room.active_speakers` for every room
+    /// whose list changed.
+    fn publish_speakers(&mut self) {
+        let max = crate::sfu::speaker::SpeakerConfig::default().max_speakers;
+        let mut all: Vec<(SessionId, u32)> =
+            self.shard_speakers.values().flatten().copied().collect();
+        all.sort_by_key(|(id, score)| (std::cmp::Reverse(*score), id.0));
+        for room in self.shared.engine.list_rooms() {
+            let list: Vec<SessionId> = all
+                .iter()
+                .filter(|(id, _)| room.members.contains(id))
+                .map(|(id, _)| *id)
+                .take(max)
+                .collect();
+            let last = self.room_speakers.get(&room.name);
+            if last == Some(&list) || (last.is_none() && list.is_empty()) {
+                continue;
+            }
+            self.room_speakers.insert(room.name.clone(), list.clone());
+            self.shared
+                .hub
+                .publish(&Event::RoomActiveSpeakers(control::RoomActiveSpeakers {
+                    room: control::RoomId(room.name),
+                    sessions: list.into_iter().map(|s| control::SessionId(s.0)).collect(),
+                }));
         }
     }
 
@@ -206,6 +277,10 @@ pub(super) fn event_pump(shared: &Shared) {
     let mut pump = Pump {
         shared,
         states: HashMap::new(),
+        shard_speakers: HashMap::new(),
+        room_speakers: HashMap::new(),
+        layers: HashMap::new(),
+        unused: HashMap::new(),
     };
     let events = shared.engine.events().clone();
     while !shared.stop.load(Ordering::Acquire) {

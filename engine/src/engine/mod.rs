@@ -10,11 +10,12 @@ use crossbeam_channel::{Receiver, Sender};
 use rtc_core::media::Mid;
 
 use crate::api::{
-    ChannelTarget, EngineError, EngineStats, LegInfo, MediaDesc, Placement, RoomId, RoomInfo,
-    SessionId, SessionInfo, SessionSetup, SessionSnapshot, ShardStats,
+    ChannelTarget, EngineError, EngineStats, LegInfo, LegLayers, MediaDesc, Placement, RoomId,
+    RoomInfo, SessionId, SessionInfo, SessionSetup, SessionSnapshot, ShardStats,
 };
 use crate::forward::{LegParams, PtMap};
 use crate::io::{BackendKind, Waker};
+use crate::sfu::allocator::Preference;
 use crate::shard::{Command, LegSpec, RouteSpec};
 
 mod events;
@@ -683,6 +684,65 @@ impl EngineHandle {
         self.call(shard, |reply| Command::RequestKeyframe {
             publisher,
             mid,
+            reply,
+        })
+    }
+
+    /// Sets what a subscriber's leg on its media section `sub_mid` may forward (highest
+    /// spatial and temporal layer, or paused); the subscriber's allocator re-runs at once.
+    /// Returns whether the leg exists.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`]; [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when its shard does not answer.
+    pub fn set_preference(
+        &self,
+        subscriber: SessionId,
+        sub_mid: Mid,
+        pref: Preference,
+    ) -> Result<bool, EngineError> {
+        let shard = self.session_shard(subscriber)?;
+        self.call(shard, |reply| Command::SetPreference {
+            sub: subscriber,
+            sub_mid,
+            pref,
+            reply,
+        })
+    }
+
+    /// Overrides the send-side bandwidth estimate a subscriber's allocator uses (`None`:
+    /// back to the estimate of its transport-wide feedback). For tests and operators.
+    /// Returns whether the session exists.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`]; [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when its shard does not answer.
+    pub fn set_estimate_override(
+        &self,
+        subscriber: SessionId,
+        bps: Option<u64>,
+    ) -> Result<bool, EngineError> {
+        let shard = self.session_shard(subscriber)?;
+        self.call(shard, |reply| Command::SetEstimate {
+            sub: subscriber,
+            bps,
+            reply,
+        })
+    }
+
+    /// The layers of a subscriber's legs: (its media section, the layer its allocator
+    /// chose, the layer being forwarded).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`]; [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when its shard does not answer.
+    pub fn leg_layers(&self, subscriber: SessionId) -> Result<Vec<LegLayers>, EngineError> {
+        let shard = self.session_shard(subscriber)?;
+        self.call(shard, |reply| Command::LegLayers {
+            sub: subscriber,
             reply,
         })
     }

@@ -137,6 +137,8 @@ impl Engine {
                 max_sessions: cfg.max_sessions_per_shard,
                 max_channels: cfg.max_channels_per_session,
                 max_label: cfg.max_channel_label,
+                cache_video_packets: cfg.cache_video_packets.clamp(1, 1 << 15),
+                cache_audio_packets: cfg.cache_audio_packets.clamp(1, 1 << 15),
             };
             links.push(ShardLink {
                 cmd_tx: cmd[i].0.clone(),

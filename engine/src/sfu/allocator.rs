@@ -468,6 +468,11 @@ impl<K: Copy + Eq> Allocator<K> {
             .map(|s| &mut s.input)
     }
 
+    /// The inputs of a downtrack.
+    pub fn input(&self, key: K) -> Option<&DowntrackInput> {
+        self.slots.iter().find(|s| s.key == key).map(|s| &s.input)
+    }
+
     /// The committed target of a downtrack (paused as inactive before its first update).
     pub fn target(&self, key: K) -> Option<Target> {
         self.slots.iter().find(|s| s.key == key).map(|s| s.target)

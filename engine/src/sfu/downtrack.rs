@@ -179,6 +179,11 @@ pub struct DownTrack {
     last_marker: bool,
     /// Timestamp of the packet with `last_out_seq`.
     last_out_ts: u32,
+    /// When the packet with `last_out_seq` was forwarded.
+    last_out_at: Option<Instant>,
+    /// Added to every output timestamp: non-zero after [`DownTrack::restart_source`], so
+    /// the new source continues the old one's timeline.
+    ts_base: u32,
     /// out = src + seq_offset (wrapping) for in-order packets of the current layer.
     seq_offset: u64,
     /// out ts = src ts + ts_offset for the current layer.
@@ -235,6 +240,8 @@ impl DownTrack {
             last_out_seq: None,
             last_marker: true,
             last_out_ts: 0,
+            last_out_at: None,
+            ts_base: 0,
             seq_offset: 0,
             ts_offset: 0,
             src_highest: 0,
@@ -270,6 +277,21 @@ impl DownTrack {
     /// The layer being forwarded.
     pub fn current_layer(&self) -> Option<u8> {
         self.current
+    }
+
+    /// The downtrack moves to another publisher track: its layers, their clocks and the
+    /// timestamp reference are forgotten, output numbering continues. The next packet
+    /// forwarded is a keyframe of the target layer (a switch), numbered after the last one
+    /// sent, with a timestamp advanced by the wall-clock time elapsed since then.
+    pub fn restart_source(&mut self) {
+        self.current = None;
+        self.ts_ref = None;
+        self.sr = [None; MAX_LAYERS];
+        self.last_pli = [None; MAX_LAYERS];
+        self.layer_highest = [None; MAX_LAYERS];
+        self.pid_started = false;
+        self.drops_len = 0;
+        self.forgotten_upto = None;
     }
 
     /// Sets the highest temporal layer to forward. Lowering takes effect at once; raising
@@ -345,11 +367,31 @@ impl DownTrack {
 
     /// Starts forwarding `layer` at its keyframe `meta`. `false` when the timestamps
     /// cannot be mapped.
-    fn switch_to(&mut self, layer: u8, meta: &PacketMeta, facts: &PayloadFacts) -> bool {
+    fn switch_to(
+        &mut self,
+        layer: u8,
+        meta: &PacketMeta,
+        facts: &PayloadFacts,
+        now: Instant,
+    ) -> bool {
         if self.ts_ref.is_none() {
             self.ts_ref = Some(layer);
+            if let Some(at) = self.last_out_at {
+                // A new source after `restart_source`: continue the old timeline, advanced
+                // by the wall-clock time since the last packet (at least one tick).
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = (elapsed.as_nanos() * u128::from(self.clock_rate) / 1_000_000_000)
+                    .clamp(1, u128::from(u32::MAX / 2)) as u32;
+                self.ts_base = self
+                    .last_out_ts
+                    .wrapping_add(ticks)
+                    .wrapping_sub(meta.timestamp);
+            }
         }
-        let Some(mut ts_offset) = self.layer_ts_offset(layer) else {
+        let Some(mut ts_offset) = self
+            .layer_ts_offset(layer)
+            .map(|o| o.wrapping_add(self.ts_base))
+        else {
             return false;
         };
         if self.last_out_seq.is_some() {
@@ -455,7 +497,7 @@ impl DownTrack {
             {
                 return Verdict::Drop(DropReason::WaitingForKeyframe);
             }
-            if !self.switch_to(layer, meta, facts) {
+            if !self.switch_to(layer, meta, facts, now) {
                 return Verdict::Drop(DropReason::NoSenderReport);
             }
             switched = true;
@@ -521,6 +563,7 @@ impl DownTrack {
         }
         if self.last_out_seq.is_none_or(|l| out > l) {
             self.last_out_seq = Some(out);
+            self.last_out_at = Some(now);
             self.last_marker = meta.marker;
             self.last_out_ts = ts;
         }
@@ -771,6 +814,39 @@ mod tests {
                 assert_eq!(b.1.wrapping_sub(a.1), FRAME * (b.3 - a.3));
             }
         }
+    }
+
+    #[test]
+    fn restart_source_continues_numbering_and_timeline() {
+        let mut p = Publisher::new();
+        let mut d = DownTrack::new(CLOCK);
+        d.set_target_layer(Some(0));
+        let mut last = (0u16, 0u32);
+        for f in 0..3 {
+            for m in p.frame(0, f, 2, f == 0) {
+                let (seq, ts, _) = fwd(d.on_packet(0, &m, &none(), m.arrival));
+                last = (seq, ts);
+            }
+        }
+        // Another publisher: unrelated numbers, 100 ms after the last packet.
+        d.restart_source();
+        let mut q = Publisher::new();
+        q.seq = [7, 8, 9];
+        q.ts_base = [123_456, 0, 0];
+        q.start = p.start + Duration::from_millis(2 * 33 + 100);
+        let f = q.frame(0, 0, 2, false);
+        assert_eq!(
+            d.on_packet(0, &f[0], &none(), f[0].arrival),
+            Verdict::Drop(DropReason::WaitingForKeyframe)
+        );
+        let k = q.frame(0, 1, 2, true);
+        let (seq, ts, switched) = fwd(d.on_packet(0, &k[0], &none(), k[0].arrival));
+        assert!(switched);
+        assert_eq!(seq, last.0.wrapping_add(1));
+        // 133 ms later on the wall clock (at 90 kHz).
+        assert_eq!(ts.wrapping_sub(last.1), 133 * 90);
+        let (seq2, ts2, _) = fwd(d.on_packet(0, &k[1], &none(), k[1].arrival));
+        assert_eq!((seq2, ts2), (seq.wrapping_add(1), ts));
     }
 
     #[test]

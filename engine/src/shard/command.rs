@@ -6,12 +6,14 @@ use rtc_core::RtcError;
 use rtc_core::event::{ChannelId, KeyframeRequestKind};
 use rtc_core::media::Mid;
 
+use super::layers::{apply_target, downtrack_input};
 use super::{Command, Leg, LegSpec, Route, Session, Shard, guarded, touch};
 use crate::api::{
-    ChannelTarget, CloseReason, EngineError, SessionId, SessionSnapshot, TrackCounters,
+    ChannelTarget, CloseReason, EngineError, LegLayers, SessionId, SessionSnapshot, TrackCounters,
 };
-use crate::forward::SeqTsRewriter;
 use crate::io::IoBackend;
+use crate::sfu::DownTrack;
+use crate::sfu::allocator::Preference;
 
 impl Shard {
     pub(super) fn on_command(&mut self, cmd: Command, now: Instant, backend: &mut dyn IoBackend) {
@@ -64,6 +66,31 @@ impl Shard {
                     }
                 }
                 let _ = reply.send(());
+            }
+            Command::SetPreference {
+                sub,
+                sub_mid,
+                pref,
+                reply,
+            } => {
+                let ok = self.set_preference(sub, sub_mid, pref, now);
+                let _ = reply.send(ok);
+            }
+            Command::SetEstimate { sub, bps, reply } => {
+                let ok = match self.by_id.get(&sub).copied() {
+                    Some(slot) => {
+                        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                            s.estimate_override = bps;
+                        }
+                        self.allocate_session(slot, now);
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(ok);
+            }
+            Command::LegLayers { sub, reply } => {
+                let _ = reply.send(self.leg_layers(sub));
             }
             Command::RequestKeyframe {
                 publisher,
@@ -215,37 +242,62 @@ impl Shard {
             return false;
         };
         // A leg already on this media section is moved (a source switch): it keeps its
-        // rewriter so that sequence numbers and timestamps stay continuous.
-        let rw = self
-            .remove_leg(spec.sub, spec.params.mid)
-            .unwrap_or_default();
+        // downtrack so that sequence numbers and timestamps stay continuous.
+        let moved = self.remove_leg(spec.sub, spec.params.mid);
+        let clock = crate::forward::default_clock_rate(spec.route.kind);
+        let (dt, pref) = match moved {
+            Some((mut dt, pref)) => {
+                dt.restart_source();
+                (dt, pref)
+            }
+            None => (DownTrack::new(clock), Preference::default()),
+        };
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return false;
         };
+        let mut spec = spec;
+        if let Some((_, map)) = s.rx_ext.iter().find(|(m, _)| *m == spec.params.mid) {
+            spec.params = spec.params.with_forwarded_extensions(map);
+        }
         s.legs.push((spec.params.mid, spec.key, spec.params.ssrc));
         let route = self
             .routes
             .entry(spec.key)
             .or_insert_with(|| Route::new(spec.route));
+        let mut input = downtrack_input(route, now);
+        input.preference = pref;
+        s.alloc.insert(spec.params.mid, input);
         route.legs.push(Leg {
             sub: spec.sub,
             slot,
             params: spec.params,
-            rw,
+            dt,
+            generations: [0; super::layers::MAX_LAYERS],
             packets: 0,
             bytes: 0,
         });
-        // A new subscriber needs a keyframe to start decoding.
-        self.keyframe_upstream(spec.key, now);
+        // The allocator picks the leg's layer; its downtrack asks for the keyframe a new
+        // subscriber needs to start decoding.
+        self.allocate_session(slot, now);
         true
     }
 
-    /// Removes the leg of `sub` on its media section `sub_mid`; returns its rewriter.
-    pub(super) fn remove_leg(&mut self, sub: SessionId, sub_mid: Mid) -> Option<SeqTsRewriter> {
+    /// Removes the leg of `sub` on its media section `sub_mid`; returns its downtrack and
+    /// preference.
+    pub(super) fn remove_leg(
+        &mut self,
+        sub: SessionId,
+        sub_mid: Mid,
+    ) -> Option<(DownTrack, Preference)> {
         let slot = *self.by_id.get(&sub)?;
         let s = self.sessions.get_mut(slot)?.as_mut()?;
         let pos = s.legs.iter().position(|(m, _, _)| *m == sub_mid)?;
         let (_, key, _) = s.legs.remove(pos);
+        let pref = s
+            .alloc
+            .remove(sub_mid)
+            .map(|i| i.preference)
+            .unwrap_or_default();
         let route = self.routes.get_mut(&key)?;
         let i = route
             .legs
@@ -255,7 +307,73 @@ impl Shard {
         if route.is_empty() {
             self.routes.remove(&key);
         }
-        Some(leg.rw)
+        Some((leg.dt, pref))
+    }
+
+    /// Sets the preference of the leg of `sub` on `sub_mid` and re-allocates at once.
+    pub(super) fn set_preference(
+        &mut self,
+        sub: SessionId,
+        sub_mid: Mid,
+        pref: Preference,
+        now: Instant,
+    ) -> bool {
+        let Some(&slot) = self.by_id.get(&sub) else {
+            return false;
+        };
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return false;
+        };
+        let Some(input) = s.alloc.input_mut(sub_mid) else {
+            return false;
+        };
+        input.preference = pref;
+        self.allocate_session(slot, now);
+        // The temporal cap applies even when the spatial target did not change.
+        let Some(Some(s)) = self.sessions.get(slot) else {
+            return true;
+        };
+        let (Some(target), Some(&(_, key, _))) = (
+            s.alloc.target(sub_mid),
+            s.legs.iter().find(|(m, _, _)| *m == sub_mid),
+        ) else {
+            return true;
+        };
+        if let Some(leg) = self.routes.get_mut(&key).and_then(|r| {
+            r.legs
+                .iter_mut()
+                .find(|l| l.sub == sub && l.params.mid == sub_mid)
+        }) {
+            apply_target(&mut leg.dt, target, pref.max_temporal);
+        }
+        true
+    }
+
+    /// The target and current layer of every leg of `sub`.
+    pub(super) fn leg_layers(&self, sub: SessionId) -> Vec<LegLayers> {
+        let Some(Some(s)) = self
+            .by_id
+            .get(&sub)
+            .and_then(|&slot| self.sessions.get(slot))
+        else {
+            return Vec::new();
+        };
+        s.legs
+            .iter()
+            .filter_map(|(mid, key, _)| {
+                let leg = self
+                    .routes
+                    .get(key)?
+                    .legs
+                    .iter()
+                    .find(|l| l.sub == sub && l.params.mid == *mid)?;
+                Some(LegLayers {
+                    mid: *mid,
+                    target: leg.dt.target_layer(),
+                    current: leg.dt.current_layer(),
+                })
+            })
+            .collect()
     }
 
     pub(super) fn request_keyframe_api(&mut self, publisher: SessionId, mid: Option<Mid>) -> bool {

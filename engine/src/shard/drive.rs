@@ -84,7 +84,33 @@ impl Shard {
                 self.schedule(slot, t);
                 return false;
             }
-            Act::Rtp { mid, ssrc, pt, len } => self.on_rtp(slot, mid, ssrc, pt, len, now),
+            Act::Rtp {
+                mid,
+                ssrc,
+                pt,
+                len,
+                seq,
+                ts,
+                marker,
+                payload_offset,
+            } => self.on_rtp(
+                slot,
+                mid,
+                ssrc,
+                pt,
+                len,
+                seq,
+                ts,
+                marker,
+                payload_offset,
+                now,
+            ),
+            Act::Estimate(bps) => {
+                if let Some(Some(s)) = self.sessions.get_mut(slot) {
+                    s.estimate = Some(bps);
+                }
+                self.allocate_session(slot, now);
+            }
             Act::Keyframe(ssrc) => self.on_keyframe_request(slot, ssrc, now),
             Act::Connected => self.on_connected(slot),
             // Keep draining (a failing Rtc may still flush an alert), then remove.
@@ -230,6 +256,10 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
                     ssrc: p.ssrc,
                     pt: p.payload_type,
                     len: p.packet.len(),
+                    seq: p.seq_no,
+                    ts: p.timestamp,
+                    marker: p.marker,
+                    payload_offset: p.payload_offset,
                 }
             }
             None => {
@@ -238,6 +268,7 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
             }
         },
         Event::KeyframeRequest(k) => Act::Keyframe(k.ssrc),
+        Event::EgressBitrateEstimate(bps) => Act::Estimate(bps),
         Event::Connected => Act::Connected,
         Event::Failed(_) => Act::Failed,
         Event::IceConnectionStateChange(st) => Act::Ice(st),

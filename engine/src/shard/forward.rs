@@ -6,23 +6,37 @@ use crossbeam_channel::TrySendError;
 use rtc_core::event::KeyframeRequestKind;
 use rtc_core::media::{MediaKind, Mid};
 
+use super::layers::{MAX_LAYERS, PktInfo, codec_of, rid_layer};
 use super::{BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, Session, Shard, guarded, touch};
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
-use crate::forward::rewrite_for_leg;
+use crate::forward::{FwdExt, write_forwarded};
+use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
+use rtc_core::rtp::RtpPacket;
 
-/// Writes the packet for every local leg of a route. Returns the packets written.
+/// Writes the packet for every local leg of a route: each leg's downtrack decides whether
+/// and with which numbering. Returns the packets written and a bit set of the layers some
+/// downtrack wants a keyframe of.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward_legs(
     legs: &mut [Leg],
     packet: &[u8],
-    source: u64,
+    info: &PktInfo,
+    facts: &PayloadFacts,
     sessions: &mut [Option<Session>],
     touched: &mut Vec<usize>,
     doomed: &mut Vec<(SessionId, CloseReason)>,
     drops: &mut DropCounters,
     now: Instant,
-) -> u64 {
+) -> (u64, u8) {
     let mut n_fwd = 0;
+    let mut kf = 0u8;
+    let mut meta = info.meta;
+    if info.live_layers <= 1 {
+        // One layer: every packet is a switch point (as forwarding always was without
+        // layers); a new leg starts at once and asks for a keyframe.
+        meta.keyframe = true;
+    }
+    let vp8 = facts.vp8();
     for leg in legs {
         let Some(Some(s)) = sessions.get_mut(leg.slot) else {
             continue;
@@ -30,12 +44,36 @@ pub(super) fn forward_legs(
         if s.id != leg.sub {
             continue;
         }
-        // The leg's packet is rewritten straight into the subscriber's send buffer.
+        if let Some(g) = leg.generations.get_mut(usize::from(info.layer))
+            && *g != info.generation
+        {
+            // The publisher restarted this layer's stream: a new source for the leg.
+            *g = info.generation;
+            leg.dt.restart_source();
+        }
+        if let Some(sr) = info.sr {
+            leg.dt.set_sender_report(info.layer, sr);
+        }
+        let verdict = leg.dt.on_packet(info.layer, &meta, facts, now);
+        if let Some(l) = leg.dt.keyframe_wanted(now) {
+            kf |= 1 << l;
+        }
+        let Verdict::Forward {
+            seq, ts, vp8: rw, ..
+        } = verdict
+        else {
+            continue;
+        };
+        let rewrite = match (vp8, rw) {
+            (Some(d), Some(r)) => Some((d, r)),
+            _ => None,
+        };
+        // The leg's packet is written straight into the subscriber's send buffer.
         let mut n = 0usize;
-        let (params, rw) = (&leg.params, &mut leg.rw);
+        let params = &leg.params;
         let res = guarded(s, |rtc| {
             rtc.direct_api().write_rtp_packet_with(|buf| {
-                n = rewrite_for_leg(packet, source, params, rw, now, buf).ok()?;
+                n = write_forwarded(packet, params, seq, ts, rewrite, &info.ext, buf).ok()?;
                 Some(n)
             })
         });
@@ -53,10 +91,19 @@ pub(super) fn forward_legs(
             Err(()) => doomed.push((leg.sub, CloseReason::Panicked)),
         }
     }
-    n_fwd
+    (n_fwd, kf)
+}
+
+/// The payload bytes of a packet described by `meta`.
+pub(super) fn payload_of<'a>(packet: &'a [u8], meta: &PacketMeta) -> &'a [u8] {
+    let start = usize::from(meta.payload_offset);
+    packet
+        .get(start..start + usize::from(meta.payload_len))
+        .unwrap_or(&[])
 }
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_rtp(
         &mut self,
         slot: usize,
@@ -64,6 +111,10 @@ impl Shard {
         ssrc: u32,
         pt: u8,
         len: usize,
+        seq: u64,
+        ts: u32,
+        marker: bool,
+        payload_offset: usize,
         now: Instant,
     ) {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
@@ -89,6 +140,21 @@ impl Shard {
                 None => s.rx_counts.push((mid, 1, len as u64)),
             }
         }
+        let codec = codec_of(&s.pt_codec, pt);
+        // The publisher's extensions: forwarded ones, and the rid naming the layer.
+        let mut fwd = FwdExt::default();
+        let mut rid = None;
+        if let Some((_, map)) = s.rx_ext.iter().find(|(m, _)| *m == mid)
+            && let Some(v) = RtpPacket::parse(self.scratch.get(..len).unwrap_or(&[]))
+                .ok()
+                .and_then(|p| p.extensions(map).ok())
+        {
+            fwd = FwdExt::from_values(&v);
+            rid = v.rid.and_then(|r| {
+                let rids = s.rx_rids.iter().find(|(m, _)| *m == mid).map(|(_, r)| r);
+                rid_layer(rids.map_or(&[][..], |r| &r[..]), r)
+            });
+        }
         let key = (id, mid);
         let Some(route) = self.routes.get_mut(&key) else {
             self.c.drops.no_route += 1;
@@ -98,34 +164,123 @@ impl Shard {
             self.c.drops.leg_rewrite += 1;
             return;
         }
-        route.src_ssrc = Some(ssrc);
-        let remote = route.remote;
         let packet = self.scratch.get(..len).unwrap_or(&[]);
-        let n_fwd = forward_legs(
+        let padding = match packet.first() {
+            Some(b0) if b0 & 0x20 != 0 => packet.last().map_or(0, |p| usize::from(*p)),
+            _ => 0,
+        };
+        let payload_len = len.saturating_sub(payload_offset).saturating_sub(padding);
+        let mut meta = PacketMeta::new(
+            seq,
+            ts,
+            marker,
+            u16::try_from(payload_offset).unwrap_or(u16::MAX),
+            u16::try_from(payload_len).unwrap_or(0),
+            now,
+        );
+        let facts = PayloadFacts::parse(codec, payload_of(packet, &meta));
+        facts.fill_meta(&mut meta);
+        let cache_packets = match route.spec.kind {
+            MediaKind::Video => self.ctx.cache_video_packets,
+            MediaKind::Audio => self.ctx.cache_audio_packets,
+        };
+        let Some(layer) = route.layers.layer_of(
+            rid,
+            route.spec.kind == MediaKind::Audio,
+            ssrc,
+            cache_packets,
+            now,
+        ) else {
+            self.c.drops.no_route += 1;
+            return;
+        };
+        let (sr, generation) = route.layers.ingest(layer, packet, meta, self.epoch);
+        let newly_live = route.layers.count(layer, len, now);
+        let info = PktInfo {
+            layer,
+            live_layers: route.layers.live(now).bits().count_ones() as u8,
+            codec,
+            ext: fwd,
+            generation,
+            meta,
+            sr,
+        };
+        let remote = route.remote;
+        if let (MediaKind::Audio, Some(a)) = (route.spec.kind, fwd.audio_level) {
+            // The V bit is only meaningful when negotiated; the level alone ranks.
+            if !self.speakers.record(id, a.level, None, now) {
+                self.speakers.add_track(id);
+                self.speakers.record(id, a.level, None, now);
+            }
+        }
+        if newly_live {
+            self.reallocate_route(key, now);
+        }
+        let Some(route) = self.routes.get_mut(&key) else {
+            return;
+        };
+        let packet = self.scratch.get(..len).unwrap_or(&[]);
+        let (n_fwd, kf) = forward_legs(
             &mut route.legs,
             packet,
-            id.0,
+            &info,
+            &facts,
             &mut self.sessions,
             &mut self.touched,
             &mut self.doomed,
             &mut self.c.drops,
             now,
         );
-        let kf_due = route.kf_pending
-            && route
-                .kf_last
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.ctx.keyframe_interval);
+        let interval = self.ctx.keyframe_interval;
+        let mut due = kf;
+        for (l, (pending, last)) in route
+            .layers
+            .kf_pending
+            .iter()
+            .zip(route.layers.kf_last.iter())
+            .enumerate()
+        {
+            if *pending && last.is_none_or(|t| now.saturating_duration_since(t) >= interval) {
+                due |= 1 << l;
+            }
+        }
         self.c.rtp_forwarded += n_fwd;
         self.local_fwd += n_fwd;
         if remote != 0 {
-            self.push_remote(key, remote, len, now);
+            self.push_remote(key, info, remote, len, now);
         }
-        if kf_due {
-            self.request_keyframe_route(key, now);
+        for l in 0..MAX_LAYERS as u8 {
+            if due & (1 << l) != 0 {
+                self.request_keyframe_route(key, l, now);
+            }
         }
     }
 
-    pub(super) fn push_remote(&mut self, key: RouteKey, mut remote: u64, len: usize, now: Instant) {
+    /// Runs the allocators of every local subscriber of a route (a layer appeared: targets
+    /// are set before its first packet is forwarded).
+    pub(super) fn reallocate_route(&mut self, key: RouteKey, now: Instant) {
+        let n = self.routes.get(&key).map_or(0, |r| r.legs.len());
+        for i in 0..n {
+            let Some(slot) = self
+                .routes
+                .get(&key)
+                .and_then(|r| r.legs.get(i))
+                .map(|l| l.slot)
+            else {
+                break;
+            };
+            self.allocate_session(slot, now);
+        }
+    }
+
+    pub(super) fn push_remote(
+        &mut self,
+        key: RouteKey,
+        info: PktInfo,
+        mut remote: u64,
+        len: usize,
+        now: Instant,
+    ) {
         while remote != 0 {
             let shard = remote.trailing_zeros() as usize;
             remote &= remote - 1;
@@ -158,6 +313,7 @@ impl Shard {
                 .extend_from_slice(self.scratch.get(..len).unwrap_or(&[]));
             batch.pkts.push(BatchPkt {
                 key,
+                info,
                 start,
                 end: start + len,
             });
@@ -198,19 +354,31 @@ impl Shard {
         let Some(Some(s)) = self.sessions.get(slot) else {
             return;
         };
-        let Some(&(_, key, _)) = s.legs.iter().find(|(_, _, ssrc)| *ssrc == leg_ssrc) else {
+        let Some(&(sub_mid, key, _)) = s.legs.iter().find(|(_, _, ssrc)| *ssrc == leg_ssrc) else {
             return;
         };
+        let sub = s.id;
         let _ = self.ctx.events_tx.try_send(EngineEvent::KeyframeRequested {
             publisher: key.0,
             mid: key.1,
-            requester: s.id,
+            requester: sub,
         });
-        self.keyframe_upstream(key, now);
+        // The subscriber decodes the layer its downtrack forwards.
+        let layer = self
+            .routes
+            .get(&key)
+            .and_then(|r| {
+                r.legs
+                    .iter()
+                    .find(|l| l.sub == sub && l.params.mid == sub_mid)
+            })
+            .and_then(|l| l.dt.current_layer().or(l.dt.target_layer()))
+            .unwrap_or(0);
+        self.keyframe_upstream(key, layer, now);
     }
 
-    /// Asks the publisher of `key` for a keyframe, on its shard.
-    pub(super) fn keyframe_upstream(&mut self, key: RouteKey, now: Instant) {
+    /// Asks the publisher of `key` for a keyframe of `layer`, on its shard.
+    pub(super) fn keyframe_upstream(&mut self, key: RouteKey, layer: u8, now: Instant) {
         let Some(route) = self.routes.get(&key) else {
             return;
         };
@@ -219,33 +387,36 @@ impl Shard {
         }
         let pub_shard = route.spec.pub_shard;
         if pub_shard == self.ctx.index {
-            self.request_keyframe_route(key, now);
+            self.request_keyframe_route(key, layer, now);
         } else if let Some(peer) = self.ctx.peers.get(pub_shard) {
-            match peer.data_tx.try_send(DataMsg::Keyframe(key)) {
+            match peer.data_tx.try_send(DataMsg::Keyframe(key, layer)) {
                 Ok(()) => peer.waker.wake(),
                 Err(_) => self.c.drops.cross_shard_full += 1,
             }
         }
     }
 
-    /// On the publisher's shard: sends a PLI for the route's source stream, at most one
-    /// per keyframe interval (later requests are remembered and sent when it elapses).
-    pub(super) fn request_keyframe_route(&mut self, key: RouteKey, now: Instant) {
+    /// On the publisher's shard: sends a PLI for the layer's source stream, at most one
+    /// per keyframe interval per layer (later requests are remembered and sent when it
+    /// elapses).
+    pub(super) fn request_keyframe_route(&mut self, key: RouteKey, layer: u8, now: Instant) {
         let Some(route) = self.routes.get_mut(&key) else {
             return;
         };
         if route.spec.kind != MediaKind::Video {
             return;
         }
-        let due = route
-            .kf_last
+        let l = usize::from(layer).min(MAX_LAYERS - 1);
+        let ls = &mut route.layers;
+        let due = ls.kf_last[l]
             .is_none_or(|t| now.saturating_duration_since(t) >= self.ctx.keyframe_interval);
-        let (Some(ssrc), true) = (route.src_ssrc, due) else {
-            route.kf_pending = true;
+        let ssrc = ls.pubs.get(l).and_then(Option::as_ref).map(|p| p.ssrc);
+        let (Some(ssrc), true) = (ssrc, due) else {
+            ls.kf_pending[l] = true;
             return;
         };
-        route.kf_pending = false;
-        route.kf_last = Some(now);
+        ls.kf_pending[l] = false;
+        ls.kf_last[l] = Some(now);
         let Some(&slot) = self.by_id.get(&key.0) else {
             return;
         };

@@ -8,8 +8,15 @@
 //!
 //! This module holds the types, the [`Shard`] struct, its run loop and small shared
 //! helpers; the work is in `recv` (datagrams and cross-shard batches), `drive` (timers and
-//! draining the sessions' output), `forward` (fan-out, batches, keyframe requests),
+//! draining the sessions' output), `forward` (fan-out through each leg's downtrack,
+//! batches, keyframe requests per layer), `layers` (publisher layers with their packet
+//! caches, the per-subscriber allocators, speaker and layer-selection reports),
 //! `session` (creation and removal) and `command` (control commands).
+//!
+//! Forwarding: publisher packet → its layer (cache, meter, clock) → every leg's
+//! [`DownTrack`] (layer choice from the subscriber's allocator, seq/ts/VP8 continuity) →
+//! the subscriber's `Rtc`. Cross-shard batches carry each packet's layer and facts
+//! ([`layers::PktInfo`]), so the receiving shard's downtracks decide the same way.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -28,15 +35,21 @@ use rtc_core::ice::IceConnectionState;
 use rtc_core::media::{MediaKind, Mid};
 
 use crate::api::{
-    ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, SessionId, SessionInfo,
-    SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
+    ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, LegLayers, SessionId,
+    SessionInfo, SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
-use crate::forward::{LegParams, SeqTsRewriter};
+use crate::forward::LegParams;
 use crate::io::{IoBackend, Received, Waker};
+use crate::sfu::DownTrack;
+use crate::sfu::allocator::{Allocator, Preference};
+use crate::sfu::codec::VideoCodec;
+use crate::sfu::speaker::{SpeakerConfig, SpeakerDetector};
+use layers::{Layers, PktInfo};
 
 mod command;
 mod drive;
 mod forward;
+mod layers;
 mod recv;
 mod session;
 
@@ -86,6 +99,21 @@ pub(crate) enum Command {
         on: bool,
         reply: Sender<()>,
     },
+    SetPreference {
+        sub: SessionId,
+        sub_mid: Mid,
+        pref: Preference,
+        reply: Sender<bool>,
+    },
+    SetEstimate {
+        sub: SessionId,
+        bps: Option<u64>,
+        reply: Sender<bool>,
+    },
+    LegLayers {
+        sub: SessionId,
+        reply: Sender<Vec<LegLayers>>,
+    },
     RequestKeyframe {
         publisher: SessionId,
         mid: Option<Mid>,
@@ -120,8 +148,9 @@ pub(crate) enum Command {
 pub(crate) enum DataMsg {
     /// RTP packets of publishers on the sending shard, for local fan-out.
     Batch(Batch),
-    /// A subscriber on the sending shard wants a keyframe of this publisher stream.
-    Keyframe(RouteKey),
+    /// A subscriber on the sending shard wants a keyframe of this layer of a publisher
+    /// stream.
+    Keyframe(RouteKey, u8),
 }
 
 /// A batch of plaintext RTP packets for another shard.
@@ -134,6 +163,7 @@ pub(crate) struct Batch {
 
 struct BatchPkt {
     key: RouteKey,
+    info: PktInfo,
     start: usize,
     end: usize,
 }
@@ -182,6 +212,8 @@ pub(crate) struct ShardCtx {
     pub max_channels: usize,
     /// Longest data-channel label, bytes.
     pub max_label: usize,
+    pub cache_video_packets: usize,
+    pub cache_audio_packets: usize,
 }
 
 struct Session {
@@ -196,6 +228,18 @@ struct Session {
     touched: bool,
     /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
     pt_mid: Vec<(u8, Mid)>,
+    /// Extension map of each section (the publisher's ids, to parse forwarded ones).
+    rx_ext: Vec<(Mid, rtc_core::rtp::ExtensionMap)>,
+    /// RTP stream ids the peer announced per section (simulcast).
+    rx_rids: Vec<(Mid, Vec<String>)>,
+    /// Payload type → codec facts parser, for published video.
+    pt_codec: Vec<(u8, VideoCodec)>,
+    /// The subscriber's bandwidth allocator over its legs (keyed by its own mid).
+    alloc: Allocator<Mid>,
+    /// Latest send-side estimate of the `Rtc` (`None`: none yet).
+    estimate: Option<u64>,
+    /// Test/control override of `estimate`.
+    estimate_override: Option<u64>,
     repair_pts: u128,
     /// Last media SSRC seen per published section.
     rx_ssrcs: Vec<(Mid, u32)>,
@@ -233,7 +277,10 @@ struct Leg {
     sub: SessionId,
     slot: usize,
     params: LegParams,
-    rw: SeqTsRewriter,
+    /// Layer choice and seq/ts/picture-id continuity of this subscriber's stream.
+    dt: DownTrack,
+    /// The stream generation last seen per publisher layer.
+    generations: [u8; layers::MAX_LAYERS],
     /// RTP packets and bytes written on this leg.
     packets: u64,
     bytes: u64,
@@ -244,9 +291,8 @@ struct Route {
     legs: Vec<Leg>,
     /// Bit set of remote shards with subscribers.
     remote: u64,
-    src_ssrc: Option<u32>,
-    kf_last: Option<Instant>,
-    kf_pending: bool,
+    /// The publisher's layers (caches on its shard; meters and liveness everywhere).
+    layers: Layers,
 }
 
 impl Route {
@@ -255,9 +301,7 @@ impl Route {
             spec,
             legs: Vec::new(),
             remote: 0,
-            src_ssrc: None,
-            kf_last: None,
-            kf_pending: false,
+            layers: Layers::new(),
         }
     }
 
@@ -293,7 +337,12 @@ enum Act {
         ssrc: u32,
         pt: u8,
         len: usize,
+        seq: u64,
+        ts: u32,
+        marker: bool,
+        payload_offset: usize,
     },
+    Estimate(u64),
     Keyframe(u32),
     Connected,
     Failed,
@@ -327,6 +376,12 @@ pub(crate) struct Shard {
     loop_ns: Histogram<u64>,
     latency_ns: Histogram<u64>,
     stop: bool,
+    /// When the allocators run next.
+    next_alloc: Instant,
+    /// Epoch of the synthetic sender-report clocks of this shard's publishers.
+    epoch: Instant,
+    /// Active-speaker detection over this shard's audio publishers.
+    speakers: SpeakerDetector<SessionId>,
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -382,6 +437,9 @@ impl Shard {
             loop_ns: histogram(),
             latency_ns: histogram(),
             stop: false,
+            next_alloc: Instant::now(),
+            epoch: Instant::now(),
+            speakers: SpeakerDetector::new(SpeakerConfig::default()),
         }
     }
 
@@ -438,6 +496,11 @@ impl Shard {
             }
             self.drive_timers(now);
             self.reap_unconnected(now, &mut *backend);
+            if now >= self.next_alloc {
+                self.next_alloc = now + layers::ALLOC_INTERVAL;
+                self.allocate_all(now);
+                self.report_speakers(now);
+            }
             self.bury();
             self.drain_touched(now, &mut *backend);
             self.send_batches();

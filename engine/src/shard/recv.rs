@@ -5,10 +5,11 @@ use std::time::Instant;
 use rtc_core::ice::stun_ufrag;
 use rtc_core::{Input, Protocol, Receive};
 
-use super::forward::forward_legs;
+use super::forward::{forward_legs, payload_of};
 use super::{DTLS_PROBE, DataMsg, Shard, guarded, touch};
 use crate::api::CloseReason;
 use crate::io::Received;
+use crate::sfu::PayloadFacts;
 
 impl Shard {
     pub(super) fn on_datagram(&mut self, now: Instant, r: Received<'_>) {
@@ -89,28 +90,44 @@ impl Shard {
 
     pub(super) fn on_data(&mut self, msg: DataMsg, now: Instant) {
         match msg {
-            DataMsg::Keyframe(key) => self.request_keyframe_route(key, now),
+            DataMsg::Keyframe(key, layer) => self.request_keyframe_route(key, layer, now),
             DataMsg::Batch(mut batch) => {
                 let mut n_fwd = 0;
                 for p in &batch.pkts {
                     self.c.cross_shard_in += 1;
-                    let Some(route) = self.routes.get_mut(&p.key) else {
-                        self.c.drops.no_route += 1;
+                    let newly_live = match self.routes.get_mut(&p.key) {
+                        Some(route) => route.layers.count(p.info.layer, p.end - p.start, now),
+                        None => {
+                            self.c.drops.no_route += 1;
+                            continue;
+                        }
+                    };
+                    if newly_live {
+                        self.reallocate_route(p.key, now);
+                    }
+                    let (Some(route), Some(packet)) =
+                        (self.routes.get_mut(&p.key), batch.buf.get(p.start..p.end))
+                    else {
                         continue;
                     };
-                    let Some(packet) = batch.buf.get(p.start..p.end) else {
-                        continue;
-                    };
-                    n_fwd += forward_legs(
+                    let facts = PayloadFacts::parse(p.info.codec, payload_of(packet, &p.info.meta));
+                    let (n, kf) = forward_legs(
                         &mut route.legs,
                         packet,
-                        p.key.0.0,
+                        &p.info,
+                        &facts,
                         &mut self.sessions,
                         &mut self.touched,
                         &mut self.doomed,
                         &mut self.c.drops,
                         now,
                     );
+                    n_fwd += n;
+                    for l in 0..3u8 {
+                        if kf & (1 << l) != 0 {
+                            self.keyframe_upstream(p.key, l, now);
+                        }
+                    }
                 }
                 self.c.rtp_forwarded += n_fwd;
                 if n_fwd > 0 {

@@ -10,12 +10,15 @@ use rtc_core::rtp::Extension;
 use rtc_core::sdp_api::SdpOffer;
 use rtc_core::{Protocol, Rtc, RtcError};
 
+use super::layers::video_codec;
 use super::{Session, Shard, guarded, touch};
 use crate::api::{
     CloseReason, EngineError, EngineEvent, MediaDesc, SessionId, SessionInfo, SessionSetup,
 };
 use crate::forward::{PayloadDesc, repair_pts};
 use crate::io::IoBackend;
+use crate::sfu::allocator::{Allocator, AllocatorConfig};
+use crate::sfu::codec::VideoCodec;
 
 fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
     let mids: Vec<Mid> = rtc.media().map(|(m, _)| m).collect();
@@ -67,6 +70,7 @@ impl Shard {
         }
         self.by_id.remove(&s.id);
         self.by_ufrag.remove(&s.ufrag);
+        self.speakers.remove_track(s.id);
         for a in &s.addrs {
             if self.by_addr.get(a) == Some(&slot) {
                 self.by_addr.remove(a);
@@ -169,10 +173,32 @@ impl Shard {
             }
         }
         pt_mid.retain(|(pt, _)| !ambiguous.contains(pt));
+        let pt_codec: Vec<(u8, VideoCodec)> = media
+            .iter()
+            .flat_map(|m| m.payloads.iter())
+            .map(|p| (p.pt, video_codec(&p.codec)))
+            .filter(|(_, c)| *c != VideoCodec::Other)
+            .collect();
         let repair = media
             .iter()
             .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
         let fingerprint = rtc.local_fingerprint().clone();
+        let infos: Vec<rtc_core::media::MediaInfo> = rtc
+            .media()
+            .map(|(m, _)| m)
+            .collect::<Vec<Mid>>()
+            .into_iter()
+            .filter_map(|m| rtc.media_info(m).cloned())
+            .collect();
+        let rx_ext = infos
+            .iter()
+            .map(|i| (i.mid, i.extensions.clone()))
+            .collect();
+        let rx_rids = infos
+            .iter()
+            .filter(|i| !i.remote_rids.is_empty())
+            .map(|i| (i.mid, i.remote_rids.clone()))
+            .collect();
         let session = Session {
             id,
             rtc,
@@ -182,6 +208,12 @@ impl Shard {
             heap_at: None,
             touched: false,
             pt_mid,
+            pt_codec,
+            rx_ext,
+            rx_rids,
+            alloc: Allocator::new(AllocatorConfig::default()),
+            estimate: None,
+            estimate_override: None,
             repair_pts: repair,
             rx_ssrcs: Vec::new(),
             legs: Vec::new(),

@@ -10,6 +10,7 @@ use control::{
     ChannelPayload, ChannelRef, ChannelSend, ClientError, ControlClient, DirectParams, EngineStats,
     EventKind, EventsSubscribe, KeyframeRequest, Publish, Request, Response, RoomId, RoomRef,
     SessionCreate, SessionId, SessionRef, SessionSetup, ShardId, ShardRef, Subscribe, TrackId,
+    TrackPreference,
 };
 use tools::ctl::{self, human, term, top};
 
@@ -56,6 +57,9 @@ enum Cmd {
     Subscribe(SubArgs),
     /// Stop forwarding a publisher's tracks to a subscriber.
     Unsubscribe(SubArgs),
+    /// Subscriber tracks.
+    #[command(subcommand)]
+    Track(TrackCmd),
     /// Keyframe requests.
     #[command(subcommand)]
     Keyframe(KeyframeCmd),
@@ -154,6 +158,26 @@ struct SubArgs {
     /// Only this track (repeatable).
     #[arg(long = "track", value_name = "TRACK")]
     tracks: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TrackCmd {
+    /// Limit what a subscriber track forwards (simulcast layer, temporal layer, pause).
+    SetPreference {
+        /// Subscribing session.
+        session: u64,
+        /// The subscriber's track.
+        track: String,
+        /// Highest spatial layer, 0..=2.
+        #[arg(long)]
+        max_layer: Option<u8>,
+        /// Highest temporal layer, 0..=3.
+        #[arg(long)]
+        max_temporal: Option<u8>,
+        /// Forward nothing.
+        #[arg(long)]
+        paused: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -336,6 +360,19 @@ fn build_request(cmd: &Cmd) -> Result<Option<Request>, Failure> {
                 track: track.clone().map(TrackId),
             })
         }
+        Cmd::Track(TrackCmd::SetPreference {
+            session,
+            track,
+            max_layer,
+            max_temporal,
+            paused,
+        }) => Request::TrackSetPreference(TrackPreference {
+            session: SessionId(*session),
+            track: TrackId(track.clone()),
+            max_layer: *max_layer,
+            max_temporal: *max_temporal,
+            paused: *paused,
+        }),
         Cmd::Engine(EngineCmd::Stats) => Request::EngineStats,
         Cmd::Shard(ShardCmd::List) => Request::ShardList,
         Cmd::Shard(ShardCmd::Drain { shard }) => Request::ShardDrain(ShardRef {

@@ -153,6 +153,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Unknown session, engine failure.
     fn request_keyframe(&self, publisher: u64) -> Result<(), BackendError>;
 
+    /// Caps every track `subscriber` receives at simulcast layer `max_layer` (0 = the
+    /// lowest; WHEP `?max_layer=`).
+    ///
+    /// # Errors
+    /// Unknown session, engine failure; backends without layer control refuse.
+    fn set_max_layer(&self, subscriber: u64, max_layer: u8) -> Result<(), BackendError> {
+        let _ = (subscriber, max_layer);
+        Err(BackendError::BadRequest(
+            "this backend cannot limit layers".into(),
+        ))
+    }
+
     /// Closes a session.
     ///
     /// # Errors
@@ -291,6 +303,21 @@ impl Backend for InProcessBackend {
                 kind: kind_of(l.kind),
             })
             .collect())
+    }
+
+    fn set_max_layer(&self, subscriber: u64, max_layer: u8) -> Result<(), BackendError> {
+        let id = SessionId(subscriber);
+        let legs = self.engine.leg_layers(id).map_err(engine_err)?;
+        let pref = engine::Preference {
+            max_spatial: max_layer.min(2),
+            ..engine::Preference::default()
+        };
+        for l in legs {
+            self.engine
+                .set_preference(id, l.mid, pref)
+                .map_err(engine_err)?;
+        }
+        Ok(())
     }
 
     fn request_keyframe(&self, publisher: u64) -> Result<(), BackendError> {

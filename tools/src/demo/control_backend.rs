@@ -178,6 +178,25 @@ impl Backend for ControlBackend {
         }
     }
 
+    fn set_max_layer(&self, subscriber: u64, max_layer: u8) -> Result<(), BackendError> {
+        let stats = match self.request(Request::SessionStats(control::SessionRef {
+            session: SessionId(subscriber),
+        }))? {
+            Response::SessionStats(s) => s,
+            other => return Err(unexpected(&other)),
+        };
+        for t in stats.tracks.iter().filter(|t| !t.inbound) {
+            self.request(Request::TrackSetPreference(control::TrackPreference {
+                session: SessionId(subscriber),
+                track: t.track.clone(),
+                max_layer: Some(max_layer.min(2)),
+                max_temporal: None,
+                paused: false,
+            }))?;
+        }
+        Ok(())
+    }
+
     fn request_keyframe(&self, publisher: u64) -> Result<(), BackendError> {
         self.request(Request::KeyframeRequest(KeyframeRequest {
             session: SessionId(publisher),

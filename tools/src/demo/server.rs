@@ -681,6 +681,16 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
         Ok(h) => h,
         Err(r) => return r,
     };
+    // `?max_layer=0|1|2`: the viewer receives at most this simulcast layer.
+    let max_layer = match req.query_param("max_layer") {
+        None => None,
+        Some(v) => match v.parse::<u8>() {
+            Ok(l) if l <= 2 => Some(l),
+            _ => {
+                return Response::text(400, format!("max_layer must be 0, 1 or 2 (got {v:?})"));
+            }
+        },
+    };
     // Placement: a viewer goes to a shard other than its publisher's (round-robin over
     // the others), so every WHEP leg exercises cross-shard forwarding when there are
     // several shards.
@@ -715,6 +725,12 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
             return error_response(&e);
         }
     };
+    if let Some(l) = max_layer
+        && let Err(e) = shared.backend.set_max_layer(c.session, l)
+    {
+        let _ = shared.backend.close(c.session);
+        return error_response(&e);
+    }
     if legs.is_empty() {
         let _ = shared.backend.close(c.session);
         return Response::text(
@@ -1049,6 +1065,19 @@ mod tests {
         );
         let (code, why) = st(route(&s, &req("POST", "/whep/lobby/1", sdp, SEND)));
         assert_eq!(code, 400, "{why}");
+        let (code, why) = st(route(
+            &s,
+            &req("POST", "/whep/lobby/1?max_layer=7", sdp, &recv),
+        ));
+        assert_eq!(code, 400);
+        assert!(why.contains("max_layer"), "{why}");
+        // A backend without layer control refuses the parameter.
+        let (code, why) = st(route(
+            &s,
+            &req("POST", "/whep/lobby/1?max_layer=1", sdp, &recv),
+        ));
+        assert_eq!(code, 400);
+        assert!(why.contains("cannot limit layers"), "{why}");
         assert_eq!(
             st(route(&s, &req("PATCH", "/whip/lobby/abc", None, ""))).0,
             405
