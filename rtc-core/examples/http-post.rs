@@ -510,12 +510,17 @@ pub fn run(
 }
 
 /// Receives datagrams with the kernel's arrival timestamp (`SO_TIMESTAMPNS`).
-struct ArrivalSocket {
+pub struct ArrivalSocket {
     fd: std::os::fd::RawFd,
 }
 
 impl ArrivalSocket {
-    fn new(socket: &UdpSocket) -> io::Result<ArrivalSocket> {
+    /// Turns on arrival timestamps for `socket` (which must outlive this value).
+    ///
+    /// # Errors
+    ///
+    /// The `setsockopt` failure.
+    pub fn new(socket: &UdpSocket) -> io::Result<ArrivalSocket> {
         use std::os::fd::AsRawFd;
         let fd = socket.as_raw_fd();
         let on: libc::c_int = 1;
@@ -539,8 +544,11 @@ impl ArrivalSocket {
     /// One datagram into `buf`, waiting up to `wait` (zero: only what is queued).
     /// Returns its length, source and arrival instant (when the kernel received it,
     /// on the monotonic clock; the read time if the kernel gave no timestamp).
-    /// `WouldBlock`/`TimedOut` when nothing came.
-    fn recv(
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` (zero `wait`) or `TimedOut` when nothing came; other socket errors.
+    pub fn recv(
         &mut self,
         socket: &UdpSocket,
         buf: &mut [u8],
