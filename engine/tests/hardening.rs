@@ -329,3 +329,165 @@ fn media_path_moves_only_after_authenticated_packet() {
     assert_eq!(snap.remote_addr, Some(victim_addr));
     engine.shutdown();
 }
+
+/// An offer of about 1 MiB: a real one-section offer whose video section is repeated
+/// (each copy with its own mid and SSRC) until the text passes 1 MiB.
+fn huge_offer() -> String {
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .build(Instant::now())
+        .unwrap();
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::SendOnly);
+    let (offer, _) = api.apply().unwrap();
+    let sdp = offer.to_sdp_string();
+    let at = sdp.find("m=video").unwrap();
+    let (head, section) = sdp.split_at(at);
+    let mid_line = section
+        .lines()
+        .find(|l| l.starts_with("a=mid:"))
+        .unwrap()
+        .to_string();
+    // The section's SSRCs, each replaced by a fresh one per copy.
+    let mut ssrcs: Vec<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=ssrc:"))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    ssrcs.dedup();
+    let mut out = head.to_string();
+    let mut i = 0u32;
+    let mut next_ssrc = 1000u32;
+    while out.len() < (1 << 20) {
+        let mut s = section.replace(&mid_line, &format!("a=mid:v{i}"));
+        for old in &ssrcs {
+            s = s.replace(old.as_str(), &next_ssrc.to_string());
+            next_ssrc += 1;
+        }
+        out.push_str(&s);
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn large_offer_does_not_stall_forwarding_or_control() {
+    const SUBS: usize = 50;
+    let engine = Engine::start(engine_config(BackendPreference::Portable, 1)).unwrap();
+    let room = engine.create_room("big-offer");
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        &engine,
+        Placement::Shard(0),
+        &PUB_MEDIA,
+        false,
+    )];
+    for i in 0..SUBS {
+        clients.push(Client::connect_sdp(
+            &format!("sub{i}"),
+            &engine,
+            Placement::Shard(0),
+            &SUB_MEDIA,
+            false,
+        ));
+    }
+    let ids: Vec<SessionId> = clients.iter().map(|c| c.id()).collect();
+    wait_engine_connected(&engine, &mut clients, &ids);
+    engine.publish(room, ids[0]).unwrap();
+    for id in &ids[1..] {
+        assert_eq!(engine.subscribe(room, *id, ids[0]).unwrap().len(), 2);
+    }
+    let mut s = Streamer::new();
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(500),
+        |_, _| {},
+    );
+    let loop_max_before = engine.stats().unwrap().shards[0].loop_ns.max();
+
+    let offer = huge_offer();
+    assert!(offer.len() >= 1 << 20);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let e1 = engine.clone();
+    let creator = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let r = e1.create_session(engine::SessionSetup::Offer(offer), Placement::Shard(0));
+        let t1 = Instant::now();
+        let _ = done_tx.send(());
+        (t0, t1, r.map(|i| i.id))
+    });
+    let e2 = engine.clone();
+    let prober = std::thread::spawn(move || {
+        // Ask while the offer is being handled.
+        std::thread::sleep(Duration::from_millis(20));
+        let t0 = Instant::now();
+        let r = e2.stats();
+        (t0.elapsed(), r.is_ok())
+    });
+    // Keep streaming; record (time, packets received by all subscribers).
+    let mut samples: Vec<(Instant, usize)> = Vec::new();
+    let mut finished_at: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Instant::now();
+    while finished_at.is_none_or(|t| t.elapsed() < Duration::from_millis(300)) {
+        assert!(Instant::now() < deadline, "create_session did not return");
+        stream(&mut clients, 0, &mut s, Duration::from_millis(5), |_, _| {});
+        let now = Instant::now();
+        if now - last >= Duration::from_millis(5) {
+            let n: usize = clients[1..].iter().map(|c| c.rtp.len()).sum();
+            samples.push((now, n));
+            last = now;
+        }
+        if finished_at.is_none() && done_rx.try_recv().is_ok() {
+            finished_at = Some(Instant::now());
+        }
+    }
+    let (t0, t1, created) = creator.join().unwrap();
+    let (stats_latency, stats_ok) = prober.join().unwrap();
+    let window = t1 - t0;
+    let in_window = |t: Instant| t >= t0 && t <= t1;
+    let first = samples.iter().find(|(t, _)| in_window(*t)).map(|x| x.1);
+    let last_in = samples
+        .iter()
+        .rev()
+        .find(|(t, _)| in_window(*t))
+        .map(|x| x.1);
+    let forwarded = match (first, last_in) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0,
+    };
+    let st = engine.stats().unwrap();
+    let loop_max = Duration::from_nanos(st.shards[0].loop_ns.max());
+    println!(
+        "1 MiB offer: create_session {window:?} ({}), packets received by {SUBS} subscribers \
+         during it: {forwarded}, concurrent stats: {stats_latency:?}, shard loop max \
+         {loop_max:?} (before the offer {:?})",
+        if created.is_ok() {
+            "accepted"
+        } else {
+            "refused"
+        },
+        Duration::from_nanos(loop_max_before)
+    );
+    assert!(stats_ok);
+    assert!(
+        stats_latency < Duration::from_secs(1),
+        "engine.stats took {stats_latency:?} during the offer"
+    );
+    assert!(
+        loop_max < Duration::from_millis(500),
+        "shard loop stalled for {loop_max:?}"
+    );
+    if window > Duration::from_millis(100) {
+        assert!(
+            forwarded > 0,
+            "no packet forwarded during the {window:?} the offer took"
+        );
+    }
+    engine.shutdown();
+}
