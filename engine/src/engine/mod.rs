@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use rtc_core::RtcError;
+use rtc_core::dtls::DtlsCert;
 use rtc_core::media::Mid;
 
 use crate::api::{
@@ -15,7 +17,7 @@ use crate::api::{
 };
 use crate::forward::{LegParams, PtMap};
 use crate::io::Waker;
-use crate::shard::{Command, LegSpec, RouteSpec};
+use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
 
 mod registry;
 mod start;
@@ -35,6 +37,8 @@ struct ShardLink {
     draining: AtomicBool,
     local_addrs: Vec<SocketAddr>,
     announced: Vec<SocketAddr>,
+    /// The shard's DTLS certificate (sessions are built on the caller's thread).
+    cert: DtlsCert,
 }
 
 struct Inner {
@@ -45,6 +49,7 @@ struct Inner {
     gone_rx: Receiver<SessionId>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     reply_timeout: Duration,
+    rtx_buffer_packets: usize,
 }
 
 /// The control handle of a running engine: cheap to clone, usable from any thread.
@@ -184,17 +189,55 @@ impl EngineHandle {
                 .ok_or(EngineError::ShardDraining(0))?,
         };
         let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
-        let mut reg = self.registry();
-        let info = self.call(shard, |reply| Command::CreateSession { id, setup, reply })??;
-        reg.sessions.insert(
+        let link = self
+            .inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        let params = SessionParams {
+            cert: &link.cert,
+            rtx_buffer_packets: self.inner.rtx_buffer_packets,
+            announced: &link.announced,
+        };
+        // Parse and negotiate here, on the caller's thread: neither the shard (its media)
+        // nor the registry (every other control call) waits for a large offer.
+        let prepared = prepare_session(id, setup, &params, Instant::now())?;
+        // Reserve the id (without media: nothing can subscribe to it yet) so that an end
+        // reported by the shard before the registry learns the media is not lost.
+        self.registry().sessions.insert(
             id,
             RegSession {
                 shard,
-                media: info.media.clone(),
+                media: Vec::new(),
                 legs: Vec::new(),
             },
         );
-        Ok(info)
+        let installed = match self.call(shard, |reply| Command::CreateSession {
+            prepared: Box::new(prepared),
+            reply,
+        }) {
+            Ok(Some(info)) => Ok(info),
+            // Random 48-bit ufrags: a collision with a live session is practically
+            // impossible, but it is refused rather than mis-routed.
+            Ok(None) => Err(EngineError::Rtc(RtcError::InvalidState(
+                "ICE ufrag collision; retry",
+            ))),
+            Err(e) => Err(e),
+        };
+        let mut reg = self.registry();
+        match installed {
+            Ok(info) => {
+                // Absent: the session already ended and was forgotten.
+                if let Some(s) = reg.sessions.get_mut(&id) {
+                    s.media = info.media.clone();
+                }
+                Ok(info)
+            }
+            Err(e) => {
+                reg.sessions.remove(&id);
+                Err(e)
+            }
+        }
     }
 
     /// Closes a session (DTLS close_notify is sent) and removes it from its rooms; legs

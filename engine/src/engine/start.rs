@@ -102,7 +102,6 @@ impl Engine {
                 index: i,
                 core: cores[i],
                 announced: announced.clone(),
-                cert,
                 cmd_rx: cmd[i].1.clone(),
                 data_rx: data[i].1.clone(),
                 ret_rx: ret[i].1.clone(),
@@ -111,7 +110,6 @@ impl Engine {
                 gone_tx: gone_tx.clone(),
                 gauge: gauge.clone(),
                 keyframe_interval: cfg.keyframe_interval,
-                rtx_buffer_packets: cfg.rtx_buffer_packets,
                 forward_batch: cfg.forward_batch.clamp(1, 1024),
             };
             links.push(ShardLink {
@@ -121,6 +119,7 @@ impl Engine {
                 draining: AtomicBool::new(false),
                 local_addrs: backend.local_addrs().to_vec(),
                 announced,
+                cert,
             });
             let core = cores[i];
             let hook = cfg.on_thread_start.clone();
@@ -149,6 +148,7 @@ impl Engine {
                 gone_rx,
                 threads: Mutex::new(threads),
                 reply_timeout: cfg.reply_timeout,
+                rtx_buffer_packets: cfg.rtx_buffer_packets,
             }),
         })
     }

@@ -22,14 +22,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use rtc_core::Rtc;
-use rtc_core::dtls::DtlsCert;
 use rtc_core::event::ChannelData;
 use rtc_core::ice::IceConnectionState;
 use rtc_core::media::{MediaKind, Mid};
 
 use crate::api::{
     ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, SessionId, SessionInfo,
-    SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
+    SessionSnapshot, ShardStats, TrackCounters,
 };
 use crate::forward::{LegParams, SeqTsRewriter};
 use crate::io::{IoBackend, Received, Waker};
@@ -39,6 +38,8 @@ mod drive;
 mod forward;
 mod recv;
 mod session;
+
+pub(crate) use session::{Prepared, SessionParams, prepare_session};
 
 /// A publisher's media section: the unit of routing.
 pub(crate) type RouteKey = (SessionId, Mid);
@@ -61,10 +62,10 @@ pub(crate) struct LegSpec {
 
 /// Control commands (from [`EngineHandle`](crate::EngineHandle)).
 pub(crate) enum Command {
+    /// Install a session built off the shard; `None` back: its ufrag is taken here.
     CreateSession {
-        id: SessionId,
-        setup: SessionSetup,
-        reply: Sender<Result<SessionInfo, EngineError>>,
+        prepared: Box<Prepared>,
+        reply: Sender<Option<SessionInfo>>,
     },
     CloseSession {
         id: SessionId,
@@ -156,7 +157,6 @@ pub(crate) struct ShardCtx {
     pub index: usize,
     pub core: Option<usize>,
     pub announced: Vec<SocketAddr>,
-    pub cert: DtlsCert,
     pub cmd_rx: Receiver<Command>,
     pub data_rx: Receiver<DataMsg>,
     pub ret_rx: Receiver<Batch>,
@@ -165,7 +165,6 @@ pub(crate) struct ShardCtx {
     pub gone_tx: Sender<SessionId>,
     pub gauge: Arc<AtomicUsize>,
     pub keyframe_interval: Duration,
-    pub rtx_buffer_packets: usize,
     pub forward_batch: usize,
 }
 
@@ -389,9 +388,11 @@ impl Shard {
             let now = now_cell.unwrap_or_else(Instant::now);
             self.c.iterations += 1;
             self.bury();
+            let mut commands = false;
             loop {
                 match self.ctx.cmd_rx.try_recv() {
                     Ok(cmd) => {
+                        commands = true;
                         self.on_command(cmd, now, &mut *backend);
                         self.bury();
                     }
@@ -405,6 +406,10 @@ impl Shard {
                     }
                 }
             }
+            // A session installed by a command was built on another thread, at an
+            // instant that may be later than this iteration's: read the clock again so
+            // that no session is ever handed a time earlier than the one it was built at.
+            let now = if commands { Instant::now() } else { now };
             while let Ok(msg) = self.ctx.data_rx.try_recv() {
                 self.on_data(msg, now);
             }
