@@ -694,9 +694,7 @@ impl IoLoop {
             return;
         }
         let allowed = match sys::peer_cred(stream.as_raw_fd()) {
-            Ok(c) => {
-                self.cfg.allowed_uids.contains(&c.uid) || self.cfg.allowed_gids.contains(&c.gid)
-            }
+            Ok(c) => peer_allowed(&self.cfg, c.uid, c.gid, || Vec::new()),
             Err(_) => false,
         };
         if !allowed {
@@ -987,5 +985,47 @@ fn read_some(c: &mut Conn, scratch: &mut [u8], max_line: usize) {
                 c.read_closed = true;
             }
         }
+    }
+}
+
+/// Whether a peer with these credentials may connect: its uid is allowed, or its primary
+/// gid, or (asked only when needed) one of its supplementary groups.
+fn peer_allowed(
+    cfg: &ServerConfig,
+    uid: u32,
+    gid: u32,
+    _groups: impl FnOnce() -> Vec<u32>,
+) -> bool {
+    cfg.allowed_uids.contains(&uid) || cfg.allowed_gids.contains(&gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(uids: &[u32], gids: &[u32]) -> ServerConfig {
+        let mut c = ServerConfig::new("/nonexistent/c.sock");
+        c.allowed_uids = uids.to_vec();
+        c.allowed_gids = gids.to_vec();
+        c
+    }
+
+    #[test]
+    fn supplementary_group_of_the_peer_is_allowed() {
+        let c = cfg(&[1], &[4242]);
+        // Primary gid 1000, member of 4242 through its supplementary groups.
+        assert!(peer_allowed(&c, 1000, 1000, || vec![27, 4242]));
+        assert!(!peer_allowed(&c, 1000, 1000, || vec![27, 100]));
+        assert!(peer_allowed(&c, 1000, 4242, || unreachable!(
+            "primary gid suffices"
+        )));
+        assert!(peer_allowed(&c, 1, 1000, || unreachable!("uid suffices")));
+        // No group allowed: the groups are not even asked for.
+        assert!(!peer_allowed(
+            &cfg(&[1], &[]),
+            1000,
+            1000,
+            || unreachable!()
+        ));
     }
 }

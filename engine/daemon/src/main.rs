@@ -273,6 +273,20 @@ fn ensure_dir(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Prepares the fallback socket directory `dir` (under the shared temporary directory)
+/// for a daemon running as `uid`.
+fn fallback_socket_dir(
+    dir: &Path,
+    _uid: u32,
+    group: Option<u32>,
+) -> Result<PathBuf, SettingsError> {
+    ensure_dir(dir, group).map_err(|source| SettingsError::SocketDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(dir.to_path_buf())
+}
+
 impl Settings {
     /// The control server settings, with the socket's directory created.
     fn server_config(&self) -> Result<ServerConfig, SettingsError> {
@@ -306,7 +320,7 @@ impl Settings {
                     Err(e) => {
                         // E.g. not root and no XDG_RUNTIME_DIR: a private directory
                         // under the temporary directory still works.
-                        let uid = euid().map(|u| u.to_string()).unwrap_or_default();
+                        let uid = euid().unwrap_or(u32::MAX);
                         let alt = std::env::temp_dir().join(format!("rtc-engine-{uid}"));
                         tracing::warn!(
                             dir = %dir.display(),
@@ -314,11 +328,7 @@ impl Settings {
                             fallback = %alt.display(),
                             "cannot create the default control socket directory; using the fallback (pass --control-socket to rtcctl)"
                         );
-                        ensure_dir(&alt, group).map_err(|source| SettingsError::SocketDir {
-                            path: alt.clone(),
-                            source,
-                        })?;
-                        alt.join("control.sock")
+                        fallback_socket_dir(&alt, uid, group)?.join("control.sock")
                     }
                 }
             }
@@ -501,6 +511,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fallback_socket_dir_must_be_private_and_ours() {
+        let me = euid().unwrap();
+        let base = std::env::temp_dir().join(format!("rtc-engine-fb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        // Fresh: created 0700 and accepted.
+        let fresh = base.join("fresh");
+        assert_eq!(fallback_socket_dir(&fresh, me, None).unwrap(), fresh);
+        // Pre-created world-writable (anyone could swap the socket): refused.
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = fallback_socket_dir(&open, me, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("writable"), "{e}");
+        // Pre-created by another user: refused (tested as that user's directory).
+        let theirs = base.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = fallback_socket_dir(&theirs, me.wrapping_add(1), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("owned by uid"), "{e}");
+        // A symbolic link in its place: refused.
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(fallback_socket_dir(&link, me, None).is_err());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
     fn toml_and_flags_merge() {
         let file: Settings = toml::from_str(
             "cores = [0, 1]\nport = 40000\nbind = \"127.0.0.1\"\nbackend = \"portable\"\nrecv-buffer = 1048576\ncontrol-socket = \"/tmp/x.sock\"\n",
@@ -529,6 +571,10 @@ mod tests {
         assert_eq!(sc.mode, 0o660);
         assert_eq!(sc.group, Some(0));
         assert!(sc.allowed_uids.contains(&4242));
+        assert!(
+            sc.allowed_gids.contains(&0),
+            "--control-group members may connect"
+        );
         assert!(sc.path.parent().unwrap().is_dir());
         let _ = std::fs::remove_dir_all(sc.path.parent().unwrap().parent().unwrap());
         let bad_mode = Settings {
