@@ -56,7 +56,8 @@ enum SettingsError {
     /// `--control-group` names no group.
     #[error("no group {0:?} in /etc/group")]
     UnknownGroup(String),
-    /// The control socket's directory cannot be created.
+    /// The control socket's directory cannot be created, or (the fallback under the
+    /// temporary directory) is not a private directory of ours.
     #[error("{}: {source}", path.display())]
     SocketDir {
         path: PathBuf,
@@ -274,16 +275,20 @@ fn ensure_dir(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
 }
 
 /// Prepares the fallback socket directory `dir` (under the shared temporary directory)
-/// for a daemon running as `uid`.
-fn fallback_socket_dir(
-    dir: &Path,
-    _uid: u32,
-    group: Option<u32>,
-) -> Result<PathBuf, SettingsError> {
-    ensure_dir(dir, group).map_err(|source| SettingsError::SocketDir {
+/// for a daemon running as `uid`: created when missing, and in any case refused unless it
+/// is a directory of ours that nobody else can write (someone else may have created it
+/// first, to swap the socket).
+fn fallback_socket_dir(dir: &Path, uid: u32, group: Option<u32>) -> Result<PathBuf, SettingsError> {
+    let err = |source| SettingsError::SocketDir {
         path: dir.to_path_buf(),
         source,
-    })?;
+    };
+    // `ensure_dir` follows a symbolic link: look at the entry itself first.
+    if std::fs::symlink_metadata(dir).is_ok() {
+        control::check_socket_dir(dir, uid).map_err(err)?;
+    }
+    ensure_dir(dir, group).map_err(err)?;
+    control::check_socket_dir(dir, uid).map_err(err)?;
     Ok(dir.to_path_buf())
 }
 
@@ -336,6 +341,13 @@ impl Settings {
         let mut cfg = ServerConfig::new(path);
         cfg.mode = mode;
         cfg.group = group;
+        // Members of the socket's group may connect (docs/operations.md), by primary or
+        // supplementary group.
+        if let Some(g) = group
+            && !cfg.allowed_gids.contains(&g)
+        {
+            cfg.allowed_gids.push(g);
+        }
         for u in self.control_allow_uids.iter().flatten() {
             if !cfg.allowed_uids.contains(u) {
                 cfg.allowed_uids.push(*u);
