@@ -118,11 +118,16 @@ impl Rtc {
                 _ => self.stats.dropped += 1,
             },
             Datagram::Dtls if self.known_source(&r) => {
-                // Before SRTP keys exist nothing stronger than DTLS can vouch for a path.
+                // Before SRTP keys exist nothing stronger than DTLS can vouch for a path;
+                // after, an application-data record (data channels) that decrypts does.
                 if self.transport.srtp_rx.is_none() {
                     self.authenticated_from(r.proto, r.source);
                 }
+                let before = self.transport.dtls.app_records();
                 self.transport.dtls.handle_packet(now, r.contents);
+                if self.transport.dtls.app_records() != before {
+                    self.authenticated_from(r.proto, r.source);
+                }
             }
             Datagram::Rtp if self.known_source(&r) => {
                 let before = self.stats.srtp_packets_in;
