@@ -153,14 +153,18 @@ impl EngineHandle {
     }
 
     /// Creates a session on a shard: `Placement::Auto` picks the non-draining shard with
-    /// the fewest sessions.
+    /// the fewest sessions. The `Rtc` is built and the offer parsed and answered on the
+    /// calling thread; the shard only installs the ready session, and no lock is held
+    /// meanwhile.
     ///
     /// # Errors
     ///
     /// [`EngineError::NoSuchShard`] / [`EngineError::ShardDraining`] for a placement that
     /// cannot take the session, [`EngineError::Rtc`] when the offer or the direct parameters are
-    /// refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
-    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the shard does not answer.
+    /// refused, [`EngineError::SessionPanicked`] when the set-up panicked,
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the shard does not answer,
+    /// and [`EngineError::ShardDraining`] when the shard was drained (its sessions closed)
+    /// while the session was being set up.
     pub fn create_session(
         &self,
         setup: SessionSetup,
@@ -202,6 +206,10 @@ impl EngineHandle {
         // Parse and negotiate here, on the caller's thread: neither the shard (its media)
         // nor the registry (every other control call) waits for a large offer.
         let prepared = prepare_session(id, setup, &params, Instant::now())?;
+        // The shard may have started draining while the offer was handled.
+        if link.draining.load(Ordering::Relaxed) {
+            return Err(EngineError::ShardDraining(shard));
+        }
         // Reserve the id (without media: nothing can subscribe to it yet) so that an end
         // reported by the shard before the registry learns the media is not lost.
         self.registry().sessions.insert(
@@ -227,11 +235,19 @@ impl EngineHandle {
         let mut reg = self.registry();
         match installed {
             Ok(info) => {
-                // Absent: the session already ended and was forgotten.
                 if let Some(s) = reg.sessions.get_mut(&id) {
                     s.media = info.media.clone();
+                    return Ok(info);
                 }
-                Ok(info)
+                // Forgotten meanwhile: it ended already, or its shard was drained with
+                // its sessions closed before this one arrived. Make sure it is gone.
+                drop(reg);
+                let _ = self.call(shard, |reply| Command::CloseSession { id, reply });
+                Err(if link.draining.load(Ordering::Relaxed) {
+                    EngineError::ShardDraining(shard)
+                } else {
+                    EngineError::UnknownSession(id)
+                })
             }
             Err(e) => {
                 reg.sessions.remove(&id);
