@@ -105,6 +105,12 @@ pub(crate) struct Transport {
     srtp_profile: Option<SrtpProfileId>,
     /// The nominated pair we send on.
     send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
+    /// ICE-lite: a pair the peer nominated after `send_path` was set, to a different
+    /// remote address. A lite agent takes a nomination on the strength of one binding
+    /// request, which anyone who captured one can replay from a forged source; media
+    /// moves there only once authenticated DTLS (during the handshake) or SRTP/SRTCP
+    /// arrives from it.
+    pending_path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// Remote addresses ICE validated: DTLS/SRTP from elsewhere is dropped.
     recv_sources: Vec<(Protocol, SocketAddr)>,
     ice_state: IceConnectionState,
@@ -279,6 +285,7 @@ impl Rtc {
                 srtp_rx: None,
                 srtp_profile: None,
                 send_path: None,
+                pending_path: None,
                 recv_sources: Vec::new(),
                 ice_state: IceConnectionState::New,
                 connected: false,
