@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 mod channel;
 mod config;
 mod error;
+#[cfg(test)]
+mod hardening_tests;
 mod receive;
 mod rtcp;
 mod send;
