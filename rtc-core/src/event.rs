@@ -115,6 +115,9 @@ pub enum FailReason {
     FingerprintMismatch,
     /// ICE failed or consent to send expired (RFC 7675).
     IceFailed,
+    /// No ICE candidate pair worked within the connect timeout
+    /// ([`RtcConfig::set_ice_connect_timeout`](crate::RtcConfig::set_ice_connect_timeout)).
+    IceConnectTimeout,
 }
 
 /// A media section that appeared.

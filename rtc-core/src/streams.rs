@@ -6,7 +6,8 @@ use std::time::Instant;
 use std::time::Duration;
 
 use crate::feedback::{
-    NackConfig, NackRegister, RateMeter, ReceiveRegister, RtxSendBuffer, SenderRegister,
+    NackConfig, NackRegister, RateMeter, ReceiveRegister, ResendLimiter, RtxSendBuffer,
+    SenderRegister,
 };
 use crate::media::{Codec, MediaInfo, Mid};
 use crate::packet::{
@@ -107,6 +108,8 @@ pub(crate) struct TxStream {
     pub(crate) sender: SenderRegister,
     /// Sent packets kept for retransmission.
     pub(crate) rtx_buf: RtxSendBuffer,
+    /// De-duplication and budgets for answering NACKs.
+    pub(crate) resend: ResendLimiter,
     /// Next RTX sequence number.
     pub(crate) rtx_seq: u16,
     /// RTP clock rate of what was last sent (for SR timestamps).
@@ -138,6 +141,7 @@ impl TxStream {
             packetizers: Vec::new(),
             sender: SenderRegister::new(ssrc),
             rtx_buf: RtxSendBuffer::new(rtx_packets, rtx_age),
+            resend: ResendLimiter::new(),
             rtx_seq: rand::random(),
             clock_rate: 90_000,
             highest_sent: None,

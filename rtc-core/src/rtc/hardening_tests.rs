@@ -284,3 +284,66 @@ fn a_connected_pair_outlives_the_connect_timeout() {
         assert!(!p.events[i].iter().any(|e| e.starts_with("Failed")));
     }
 }
+
+/// Drives `rtc` by timeouts only, as a caller with no traffic does, until it dies or
+/// `limit` passes; returns when it died and the reason it reported.
+fn drive_timeouts_only(
+    rtc: &mut Rtc,
+    start: Instant,
+    limit: Duration,
+) -> Option<(Duration, String)> {
+    let mut now = start;
+    let mut failed = None;
+    while now - start <= limit {
+        loop {
+            match rtc.poll_output().expect("poll_output") {
+                Output::Event(Event::Failed(r)) => failed = Some((now - start, format!("{r:?}"))),
+                Output::Timeout(t) => {
+                    now = t;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if failed.is_some() {
+            return failed;
+        }
+        if rtc.handle_input(Input::Timeout(now)).is_err() {
+            return Some((now - start, "not alive".into()));
+        }
+    }
+    None
+}
+
+#[test]
+fn ice_lite_agent_times_out_by_its_configured_deadline() {
+    let start = Instant::now();
+    let creds = crate::ice::IceCreds {
+        ufrag: "abcd".into(),
+        pass: "0123456789012345678901".into(),
+    };
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(true)
+        .set_ice_connect_timeout(Some(Duration::from_secs(5)))
+        .build(start)
+        .expect("rtc");
+    rtc.direct_api().set_remote_ice_credentials(creds.clone());
+    let (at, reason) =
+        drive_timeouts_only(&mut rtc, start, Duration::from_secs(60)).expect("it fails");
+    assert_eq!(at, Duration::from_secs(5));
+    assert_eq!(reason, "IceConnectTimeout");
+    assert!(!rtc.is_alive());
+
+    // Without the timeout it waits for as long as the caller drives it.
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(true)
+        .set_ice_connect_timeout(None)
+        .build(start)
+        .expect("rtc");
+    rtc.direct_api().set_remote_ice_credentials(creds);
+    assert_eq!(
+        drive_timeouts_only(&mut rtc, start, Duration::from_secs(60)),
+        None
+    );
+    assert!(rtc.is_alive());
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{BUF_SIZE, PendingEvent, Rtc, RtcError};
 use crate::event::{KeyframeRequestKind, MediaEgressStats, MediaIngressStats};
-use crate::feedback::RtxParams;
+use crate::feedback::{Admission, RtxParams};
 use crate::rtcp::{
     Nack, ReceiverReport, ReportBlock, ReportBlocks, RtcpPacket, Sdes, SdesItem, SenderReport,
     TransportFeedback,
@@ -19,8 +19,11 @@ pub(crate) const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
 const SDES_CNAME: u8 = 1;
 
 impl Rtc {
-    /// Work due at `now`: reports, NACKs, TWCC feedback and stats.
+    /// Work due at `now`: the ICE connect timeout, then (once connected) reports,
+    /// NACKs, TWCC feedback and stats.
     pub(super) fn handle_rtcp_timers(&mut self, now: Instant) {
+        // Not RTCP, but the one timer hook every input passes through.
+        self.check_ice_connect_timeout(now);
         if !self.transport.connected || !self.alive {
             return;
         }
@@ -242,6 +245,12 @@ impl Rtc {
     }
 
     /// Answers a NACK from the send buffer with RTX packets (RFC 4588).
+    ///
+    /// A NACK is untrusted input that can name thousands of packets: each request
+    /// goes through the stream's [`ResendLimiter`](crate::feedback::ResendLimiter)
+    /// (no second resend of a packet within one RTT, at most 16 per RTT, bytes
+    /// bounded by a share of the stream's send rate). Once a budget is spent, the
+    /// rest of the NACK is ignored; the peer asks again later.
     fn on_nack(&mut self, now: Instant, nack: &Nack<'_>) {
         let Some(idx) = self
             .session
@@ -253,16 +262,16 @@ impl Rtc {
         };
         self.session.tx[idx].nacks_received += 1;
         let mid = self.session.tx[idx].mid;
+        let send_rate = self.session.tx[idx].rate.rate_bps(now).unwrap_or(0);
         for lost in nack.lost() {
             let tx = &self.session.tx[idx];
             let Some(seq) = tx.extend_sent_seq(lost) else {
                 continue;
             };
-            let Some(pt) = tx
+            let Some((pt, len)) = tx
                 .rtx_buf
                 .get(now, seq)
-                .and_then(|p| p.get(1))
-                .map(|b| b & 0x7f)
+                .and_then(|p| Some((p.get(1)? & 0x7f, p.len())))
             else {
                 continue;
             };
@@ -277,6 +286,12 @@ impl Rtc {
                 continue;
             };
             let tx = &mut self.session.tx[idx];
+            // The retransmission is the original plus the 2-byte OSN.
+            match tx.resend.admit(now, seq, len + 2, tx.rtt, send_rate) {
+                Admission::Resend => {}
+                Admission::Duplicate => continue,
+                Admission::OverBudget => break,
+            }
             let params = RtxParams {
                 ssrc: tx.rtx_ssrc,
                 payload_type: rtx_pt,

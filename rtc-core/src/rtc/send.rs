@@ -311,6 +311,9 @@ impl Rtc {
         if let Some(b) = self.pool.lent.take() {
             self.pool.put(b);
         }
+        // Remote credentials may have arrived since the last input: start the ICE
+        // connect timer so that its deadline is in the timeout returned below.
+        self.check_ice_connect_timeout(self.last_now);
         if let Some(t) = self.outbox.transmits.pop_front() {
             self.stats.datagrams_out += 1;
             self.stats.bytes_out += t.len as u64;
@@ -366,6 +369,7 @@ impl Rtc {
             None
         };
         for t in [
+            self.ice_connect_deadline(),
             self.transport.ice.poll_timeout(),
             self.transport.dtls.poll_timeout(),
             sctp_timeout,
