@@ -154,4 +154,23 @@ impl<'a> DirectApi<'a> {
     pub fn write_rtp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
         self.rtc.send_rtp_packet(packet)
     }
+
+    /// Protects and sends one raw (compound) RTCP packet as is: for fuzz targets
+    /// and tests that play a misbehaving peer. Not a public API.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected; [`RtcError::Write`] when the
+    /// packet does not fit a datagram or SRTCP protection fails.
+    #[cfg(feature = "_internal")]
+    #[doc(hidden)]
+    pub fn write_rtcp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
+        self.rtc.send_rtcp(|buf| {
+            let out = buf
+                .get_mut(..packet.len())
+                .ok_or(crate::rtcp::RtcpError::BufferTooSmall)?;
+            out.copy_from_slice(packet);
+            Ok(packet.len())
+        })
+    }
 }

@@ -249,7 +249,7 @@ impl Rtc {
     /// A NACK is untrusted input that can name thousands of packets: each request
     /// goes through the stream's [`ResendLimiter`](crate::feedback::ResendLimiter)
     /// (no second resend of a packet within one RTT, at most 16 per RTT, bytes
-    /// bounded by a share of the stream's send rate). Once a budget is spent, the
+    /// bounded by half the stream's send rate). Once a budget is spent, the
     /// rest of the NACK is ignored; the peer asks again later.
     fn on_nack(&mut self, now: Instant, nack: &Nack<'_>) {
         let Some(idx) = self

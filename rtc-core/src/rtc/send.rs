@@ -17,7 +17,7 @@ const MAX_RTP_PAYLOAD: usize = 1100;
 
 impl Rtc {
     /// Writes one RTCP packet with `write`, protects it and queues it.
-    pub(super) fn send_rtcp(
+    pub(crate) fn send_rtcp(
         &mut self,
         write: impl FnOnce(&mut [u8]) -> Result<usize, RtcpError>,
     ) -> Result<(), RtcError> {
