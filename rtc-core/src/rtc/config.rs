@@ -116,9 +116,21 @@ impl RtcConfig {
     /// How many sent packets each send stream keeps for retransmission (RTX), and for
     /// how long. Default 1024 packets, 3 s. Each kept packet costs its size in memory
     /// once the ring has filled; an SFU with many legs may want fewer.
+    ///
+    /// `packets == 0` means an *external* cache: the `Rtc` keeps nothing, and a NACK
+    /// (after the same de-duplication and budgets as with the internal buffer)
+    /// surfaces as [`Event::ResendRequest`](crate::Event::ResendRequest); the
+    /// application answers from its own cache with
+    /// [`DirectApi::write_rtx`](crate::direct::DirectApi::write_rtx). What an SFU
+    /// with one cache per publisher layer wants. `max_age` is then unused.
     pub fn set_rtx_buffer(mut self, packets: usize, max_age: Duration) -> Self {
-        self.rtx_buffer = (packets.max(1), max_age);
+        self.rtx_buffer = (packets, max_age);
         self
+    }
+
+    /// Whether retransmissions come from an external cache (`set_rtx_buffer(0, _)`).
+    pub(crate) fn external_rtx(&self) -> bool {
+        self.rtx_buffer.0 == 0
     }
 
     /// How long ICE may take to find a working candidate pair (default 30 s; `None`:

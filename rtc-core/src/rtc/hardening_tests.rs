@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::Rtc;
-use crate::event::Event;
+use crate::event::{Event, ResendRequest};
 use crate::ice::Candidate;
 use crate::io::{Input, Output, Protocol, Receive};
 use crate::media::{Codec, MediaKind, Mid};
@@ -34,21 +34,30 @@ struct Pair {
     timeouts: [Instant; 2],
     /// Datagrams each peer emitted.
     sent: [u64; 2],
+    /// Resend requests each peer reported.
+    resend_requests: [Vec<ResendRequest>; 2],
 }
 
 impl Pair {
     fn new(rtp_mode: bool) -> (Pair, Mid) {
+        Pair::with_config(Rtc::builder().set_rtp_mode(rtp_mode))
+    }
+
+    /// `a` built from `config`, `b` with the defaults in the same mode.
+    fn with_config(config: super::RtcConfig) -> (Pair, Mid) {
+        let rtp_mode = config.rtp_mode();
         let now = Instant::now();
         let addrs: [SocketAddr; 2] = [
             A_ADDR.parse().expect("test address"),
             B_ADDR.parse().expect("test address"),
         ];
-        let mut peers = [0, 1].map(|_| {
+        let mut peers = [
+            config.build(now).expect("test rtc"),
             Rtc::builder()
                 .set_rtp_mode(rtp_mode)
                 .build(now)
-                .expect("test rtc")
-        });
+                .expect("test rtc"),
+        ];
         for (rtc, addr) in peers.iter_mut().zip(addrs) {
             rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).expect("host"));
         }
@@ -69,6 +78,7 @@ impl Pair {
             events: [Vec::new(), Vec::new()],
             timeouts: [now; 2],
             sent: [0; 2],
+            resend_requests: [Vec::new(), Vec::new()],
         };
         (pair, video)
     }
@@ -86,7 +96,13 @@ impl Pair {
                     }
                     Output::Event(e) => {
                         let s = match &e {
-                            Event::RtpPacket(_) => "RtpPacket".to_string(),
+                            Event::RtpPacket(p) => {
+                                format!("RtpPacket {} {}", p.ssrc, p.seq_no as u16)
+                            }
+                            Event::ResendRequest(r) => {
+                                self.resend_requests[i].push(*r);
+                                format!("{r:?}")
+                            }
                             other => format!("{other:?}"),
                         };
                         self.events[i].push(s);
@@ -165,12 +181,17 @@ impl Pair {
 /// Sends `count` RTP packets of `payload_len` bytes on `a`'s video stream, one per
 /// millisecond, delivering them to `b`.
 fn send_video(p: &mut Pair, video: Mid, count: u64, payload_len: usize) {
+    send_video_from(p, video, 0, count, payload_len);
+}
+
+/// [`send_video`] with sequence numbers from `first`.
+fn send_video_from(p: &mut Pair, video: Mid, first: u64, count: u64, payload_len: usize) {
     let pt = p.peers[0]
         .media_info(video)
         .and_then(|m| m.pt_for(&Codec::Vp8))
         .expect("VP8 negotiated");
     let payload = vec![0x10u8; payload_len];
-    for i in 0..count {
+    for i in first..first + count {
         let now = p.now;
         p.peers[0]
             .stream_tx(video)
@@ -346,4 +367,86 @@ fn ice_lite_agent_times_out_by_its_configured_deadline() {
         None
     );
     assert!(rtc.is_alive());
+}
+
+/// A plaintext VP8 packet on `ssrc` with sequence number `seq`.
+fn raw_vp8(ssrc: u32, pt: u8, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0x10, 0, 1, 2, 3]);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p
+}
+
+#[test]
+fn external_rtx_cache_answers_resend_requests() {
+    let (mut p, video) = Pair::with_config(
+        Rtc::builder()
+            .set_rtp_mode(true)
+            .set_rtx_buffer(0, Duration::ZERO),
+    );
+    p.connect();
+    let ssrc = p.peers[0].stream_tx(video).expect("a sends video").ssrc();
+    let pt = p.peers[0]
+        .media_info(video)
+        .and_then(|m| m.pt_for(&Codec::Vp8))
+        .expect("VP8");
+    // The application's own cache: what it sent, by sequence number.
+    let mut cache = std::collections::HashMap::new();
+    for seq in 100u16..=110 {
+        let packet = raw_vp8(ssrc, pt, seq);
+        p.link_up = seq != 105; // 105 is lost
+        p.peers[0]
+            .direct_api()
+            .write_rtp_packet(&packet)
+            .expect("write");
+        cache.insert(seq, packet);
+        p.advance(Duration::from_millis(2));
+    }
+    p.link_up = true;
+    let got_105 = |p: &Pair| {
+        p.events[1]
+            .iter()
+            .any(|e| *e == format!("RtpPacket {ssrc} 105"))
+    };
+    assert!(!got_105(&p));
+    // Answer resend requests from the cache until `b` has the lost packet.
+    let done = p.run_until(Duration::from_secs(2), |p| {
+        !p.resend_requests[0].is_empty() || got_105(p)
+    });
+    assert!(done, "a NACK for 105 surfaces as a resend request");
+    let requests = std::mem::take(&mut p.resend_requests[0]);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!((requests[0].mid, requests[0].ssrc), (video, ssrc));
+    assert_eq!(requests[0].seqs(), [105]);
+    for r in &requests {
+        for seq in r.seqs() {
+            let packet = cache.get(seq).expect("the application has it");
+            p.peers[0]
+                .direct_api()
+                .write_rtx(r.ssrc, packet)
+                .expect("write_rtx");
+        }
+    }
+    assert_eq!(rtx_sent(&p.peers[0]), 1);
+    assert!(
+        p.run_until(Duration::from_millis(100), got_105),
+        "b repaired 105 from RTX"
+    );
+
+    // A storm asks for at most one interval's budget.
+    send_video_from(&mut p, video, 200, 1100, 200);
+    p.drain();
+    p.resend_requests[0].clear();
+    let storm = nack_storm(&p, video, 500);
+    let now = p.now;
+    p.peers[0].handle_rtcp_packets(now, &storm);
+    p.drain();
+    let asked: usize = p.resend_requests[0].iter().map(|r| r.seqs().len()).sum();
+    assert!(
+        (1..=16).contains(&asked),
+        "{asked} packets requested by one storm"
+    );
 }

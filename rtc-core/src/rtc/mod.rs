@@ -83,6 +83,7 @@ enum PendingEvent {
     Failed(FailReason),
     MediaAdded(MediaAdded),
     KeyframeRequest(KeyframeRequest),
+    ResendRequest(crate::event::ResendRequest),
     ChannelOpen(ChannelId, String),
     ChannelData(ChannelData),
     ChannelLow(ChannelId),

@@ -333,6 +333,7 @@ impl Rtc {
                 PendingEvent::Failed(r) => Event::Failed(r),
                 PendingEvent::MediaAdded(m) => Event::MediaAdded(m),
                 PendingEvent::KeyframeRequest(k) => Event::KeyframeRequest(k),
+                PendingEvent::ResendRequest(r) => Event::ResendRequest(r),
                 PendingEvent::ChannelOpen(id, label) => Event::ChannelOpen(id, label),
                 PendingEvent::ChannelData(d) => Event::ChannelData(d),
                 PendingEvent::ChannelLow(id) => Event::ChannelBufferedAmountLow(id),
