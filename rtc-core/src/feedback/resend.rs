@@ -77,7 +77,9 @@ pub struct ResendStats {
 }
 
 /// De-duplication and packet/byte budgets for the retransmissions of one send
-/// stream. See the [module documentation](self).
+/// stream: no second resend of a packet within one RTT, at most
+/// `MAX_PACKETS_PER_INTERVAL` per RTT, and bytes bounded by a token bucket refilled
+/// at `RATE_PERCENT` % of the send rate.
 #[derive(Debug, Clone)]
 pub struct ResendLimiter {
     /// Ring of recent resends: (extended sequence number, when).

@@ -137,8 +137,9 @@ impl RtcConfig {
     /// wait forever).
     ///
     /// The clock starts when the `Rtc` first sees the peer's ICE credentials (from an
-    /// SDP offer or answer, or [`DirectApi::set_remote_ice_credentials`]
-    /// (crate::direct::DirectApi::set_remote_ice_credentials)): at the `now` of the
+    /// SDP offer or answer, or
+    /// [`DirectApi::set_remote_ice_credentials`](crate::direct::DirectApi::set_remote_ice_credentials)):
+    /// at the `now` of the
     /// first input, or of the latest input when polled, after they were set. An `Rtc`
     /// that never learns them never times out this way. If no candidate pair
     /// succeeded (no path was nominated) by then, the `Rtc` fails with
