@@ -774,12 +774,9 @@ fn non_loopback_candidate(sdp: &str) -> Option<SocketAddr> {
 }
 
 /// The engine's drop counters of one shard under the report's names
-/// (`drops_by_reason` keys).
-///
-/// The one place loadgen names drop reasons. When `engine::api` offers its own named
-/// list (`DropCounters::named()`), derive this from it, keeping these report names.
-fn drop_reasons(x: &engine::ShardStats) -> [(&'static str, u64); 17] {
-    let d = &x.drops;
+/// (`drops_by_reason` keys): the I/O backend's counters prefixed `io_`, then the shard's
+/// own reasons under the engine's names ([`engine::DropCounters::named`]).
+fn drop_reasons(x: &engine::ShardStats) -> impl Iterator<Item = (&'static str, u64)> {
     let io = &x.io.drops;
     [
         ("io_queue_full", io.queue_full),
@@ -790,16 +787,9 @@ fn drop_reasons(x: &engine::ShardStats) -> [(&'static str, u64); 17] {
         ("io_send_error", io.send_error),
         ("io_recv_truncated", io.recv_truncated),
         ("io_recv_error", io.recv_error),
-        ("unknown_source", d.unknown_source),
-        ("malformed", d.malformed),
-        ("srtp_auth", d.srtp_auth),
-        ("rtc_dropped", d.rtc_dropped),
-        ("no_route", d.no_route),
-        ("leg_rewrite", d.leg_rewrite),
-        ("leg_not_ready", d.leg_not_ready),
-        ("cross_shard_full", d.cross_shard_full),
-        ("dead_session", d.dead_session),
     ]
+    .into_iter()
+    .chain(x.drops.named())
 }
 
 #[cfg(test)]
