@@ -41,7 +41,9 @@ use rtc_core::sdp_api::SdpAnswer;
 use rtc_core::{Protocol, Rtc};
 
 pub use http::{HttpError, HttpUrl};
-pub use report::{EngineSummary, PeerCounts, Progress, RecvCounts, Report, SentCounts, Throughput};
+pub use report::{
+    EngineSummary, PeerCounts, Progress, RecvChecks, RecvCounts, Report, SentCounts, Throughput,
+};
 pub use stats::Percentiles;
 
 use signal::{RoomKey, SessionKey, Signaller};
@@ -273,12 +275,7 @@ pub fn run_with_progress(
             totals.expected.saturating_sub(totals.unique),
             totals.expected,
         ),
-        out_of_order: totals.out_of_order,
-        duplicates: totals.duplicates,
-        corrupt: totals.corrupt,
-        foreign: totals.foreign,
-        streams_expected: totals.streams_expected,
-        streams_receiving: totals.streams_receiving,
+        checks: totals.checks,
     };
     Ok(Report {
         mode: config.mode.name().into(),

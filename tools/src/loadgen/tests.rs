@@ -64,3 +64,31 @@ fn keyframe_spacing() {
     };
     assert_eq!(c.media().keyframe_every, 60);
 }
+
+#[test]
+fn recv_checks_stand_flat_in_the_json_report() {
+    let mut checks = RecvChecks {
+        corrupt: 3,
+        streams_expected: 4,
+        ..RecvChecks::default()
+    };
+    checks.add(&RecvChecks {
+        corrupt: 1,
+        duplicates: 2,
+        ..RecvChecks::default()
+    });
+    assert_eq!(
+        (checks.corrupt, checks.duplicates, checks.streams_expected),
+        (4, 2, 4)
+    );
+    let r = RecvCounts {
+        checks,
+        ..RecvCounts::default()
+    };
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["corrupt"], 4);
+    assert_eq!(v["streams_expected"], 4);
+    assert!(v.get("checks").is_none(), "{v}");
+    let back: RecvCounts = serde_json::from_value(v).unwrap();
+    assert_eq!(back, r);
+}

@@ -36,6 +36,6 @@ fn stream_booking() {
     assert_eq!(streams.len(), 2);
     assert_eq!(t.expected, 5);
     assert_eq!(t.unique, 5);
-    assert_eq!(t.out_of_order, 1);
-    assert_eq!(t.duplicates, 1);
+    assert_eq!(t.checks.out_of_order, 1);
+    assert_eq!(t.checks.duplicates, 1);
 }
