@@ -154,6 +154,15 @@ pub(crate) fn media_room(mtu: usize, header_len: usize) -> Result<usize, PacketE
     }
 }
 
+/// The media that follows a `header_len`-byte payload descriptor;
+/// [`PacketError::EmptyPayload`] when nothing follows it.
+pub(crate) fn media_after(payload: &[u8], header_len: usize) -> Result<&[u8], PacketError> {
+    match payload.get(header_len..) {
+        Some(media) if !media.is_empty() => Ok(media),
+        _ => Err(PacketError::EmptyPayload),
+    }
+}
+
 /// Reassembles frames from RTP payloads.
 ///
 /// A depacketizer may keep state between the payloads of one frame (an H.264 FU-A or AV1

@@ -12,7 +12,7 @@
 
 use super::{
     CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, PictureIds,
-    even_chunks, media_room, payload_with_header, picture_id,
+    even_chunks, media_after, media_room, payload_with_header, picture_id,
 };
 
 /// Per-frame VP8 fields from the payload descriptor of the frame's first packet.
@@ -237,10 +237,7 @@ impl Depacketizer for Vp8Depacketizer {
         extra: &mut CodecExtra,
     ) -> PacketResult {
         let (d, len) = Vp8Descriptor::parse(payload)?;
-        let media = payload.get(len..).unwrap_or_default();
-        if media.is_empty() {
-            return Err(PacketError::EmptyPayload);
-        }
+        let media = media_after(payload, len)?;
         if d.start && d.partition_id == 0 {
             *extra = CodecExtra::Vp8(Vp8Extra {
                 ids: d.ids(),

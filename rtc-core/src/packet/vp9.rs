@@ -13,7 +13,7 @@
 
 use super::{
     CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, PictureIds,
-    even_chunks, media_room, payload_with_header, picture_id,
+    even_chunks, media_after, media_room, payload_with_header, picture_id,
 };
 
 /// Layer indices (the `L` octet).
@@ -470,10 +470,7 @@ impl Depacketizer for Vp9Depacketizer {
         extra: &mut CodecExtra,
     ) -> PacketResult {
         let (d, len) = Vp9Descriptor::parse(payload)?;
-        let media = payload.get(len..).unwrap_or_default();
-        if media.is_empty() {
-            return Err(PacketError::EmptyPayload);
-        }
+        let media = media_after(payload, len)?;
         let sid = d.layer.map_or(0, |l| l.spatial_id);
         match extra {
             CodecExtra::Vp9(e) => {
