@@ -422,8 +422,11 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
             report.peers.connected, report.peers.planned
         ));
     }
-    if report.received.corrupt > 0 {
-        notes.push(format!("{} corrupt payloads", report.received.corrupt));
+    if report.received.checks.corrupt > 0 {
+        notes.push(format!(
+            "{} corrupt payloads",
+            report.received.checks.corrupt
+        ));
     }
     if let Some(e) = report.errors.first() {
         notes.push(format!("loadgen: {e}"));

@@ -118,9 +118,25 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
 })().catch((e) => state('error ' + e));
 </script></body></html>"#;
 
+/// The offer/answer step the data-channel and echo pages share: create the offer, wait
+/// for ICE gathering (at most 2 s), POST the offer to `/offer` and apply the answer. A
+/// macro rather than a `const` so that `concat!` can splice it into the page literals.
+macro_rules! offer_answer_js {
+    () => {
+        r#"  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => { if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 2000); });
+  const res = await fetch('/offer', { method: 'POST', body: pc.localDescription.sdp });
+  if (!res.ok) throw new Error('offer rejected: ' + res.status + ' ' + await res.text());
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+"#
+    };
+}
+
 /// A data-channel check page: two channels (ordered reliable, unordered with
 /// maxRetransmits=0); every message is echoed by the server and verified here.
-const DC_PAGE: &str = r#"<!doctype html>
+const DC_PAGE: &str = concat!(
+    r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>rtc-core data channels</title></head>
 <body><h1>rtc-core data channels</h1><p id="state">starting…</p>
 <script>
@@ -135,13 +151,9 @@ const check = (i, buf) => { const b = new Uint8Array(buf); const want = make(i);
   const rel = pc.createDataChannel('reliable');
   const lossy = pc.createDataChannel('lossy', { ordered: false, maxRetransmits: 0 });
   rel.binaryType = lossy.binaryType = 'arraybuffer';
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => { if (pc.iceGatheringState === 'complete') return r();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 2000); });
-  const res = await fetch('/offer', { method: 'POST', body: pc.localDescription.sdp });
-  if (!res.ok) throw new Error('offer rejected: ' + res.status + ' ' + await res.text());
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-  await Promise.all([rel, lossy].map((c) => new Promise((r) => c.readyState === 'open' ? r() : (c.onopen = r))));
+"#,
+    offer_answer_js!(),
+    r#"  await Promise.all([rel, lossy].map((c) => new Promise((r) => c.readyState === 'open' ? r() : (c.onopen = r))));
   state('open');
   let next = 0, lossyGot = 0, bad = 0;
   const done = new Promise((resolve) => {
@@ -161,13 +173,15 @@ const check = (i, buf) => { const b = new Uint8Array(buf); const want = make(i);
   state(bad === 0 ? 'dc ok reliable=' + next + ' lossy=' + lossyGot : 'dc fail bad=' + bad);
   window.rtcDone = true;
 })().catch((e) => { state('error ' + e); window.rtcDone = true; });
-</script></body></html>"#;
+</script></body></html>"#
+);
 
 /// A media check page: sends moving noise video and the microphone, receives the echo
 /// from the server, and reports frames decoded and its send bitrate (which only
 /// ramps up if our transport-wide congestion control feedback is right).
 /// `?codec=H264` prefers H.264.
-const ECHO_PAGE: &str = r#"<!doctype html>
+const ECHO_PAGE: &str = concat!(
+    r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>rtc-core echo</title></head>
 <body><h1>rtc-core echo</h1><p id="state">starting…</p><video id="v" autoplay muted playsinline></video>
 <script>
@@ -203,13 +217,9 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
     }
   }
   pc.ontrack = (e) => { if (e.track.kind === 'video') document.getElementById('v').srcObject = new MediaStream([e.track]); };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => { if (pc.iceGatheringState === 'complete') return r();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 2000); });
-  const res = await fetch('/offer', { method: 'POST', body: pc.localDescription.sdp });
-  if (!res.ok) throw new Error('offer rejected: ' + res.status + ' ' + await res.text());
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
-  let lastBytes = 0, lastTs = 0, maxKbps = 0, decoded = 0, audioIn = 0, bweKbps = 0, rtt = -1;
+"#,
+    offer_answer_js!(),
+    r#"  let lastBytes = 0, lastTs = 0, maxKbps = 0, decoded = 0, audioIn = 0, bweKbps = 0, rtt = -1;
   const t0 = Date.now();
   while (Date.now() - t0 < 15000) {
     await new Promise((r) => setTimeout(r, 1000));
@@ -231,7 +241,8 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
   state((decoded > 60 && maxKbps > 1000 ? 'media ok' : 'media fail') + ' decoded=' + decoded + ' audio=' + audioIn + ' kbps=' + Math.round(maxKbps) + ' t=' + Math.round((Date.now() - t0) / 1000));
   window.rtcDone = true;
 })().catch((e) => { state('error ' + e); window.rtcDone = true; });
-</script></body></html>"#;
+</script></body></html>"#
+);
 
 fn main() {
     let mut opts = Options::default();

@@ -53,16 +53,29 @@ fn assert_healthy(r: &Report, peers: u64, streams: u64) {
     assert_eq!(r.peers.connected, peers, "{}", r.to_text());
     assert_eq!(r.peers.failed, 0, "{}", r.to_text());
     assert_eq!(r.peers.signalling_errors, 0, "{}", r.to_text());
-    assert_eq!(r.received.corrupt, 0, "{}", r.to_text());
-    assert_eq!(r.received.foreign, 0, "{}", r.to_text());
+    assert_eq!(r.received.checks.corrupt, 0, "{}", r.to_text());
+    assert_eq!(r.received.checks.foreign, 0, "{}", r.to_text());
     assert_eq!(r.received.lost, 0, "{}", r.to_text());
-    assert_eq!(r.received.duplicates, 0, "{}", r.to_text());
-    assert_eq!(r.received.streams_expected, streams, "{}", r.to_text());
-    assert_eq!(r.received.streams_receiving, streams, "{}", r.to_text());
+    assert_eq!(r.received.checks.duplicates, 0, "{}", r.to_text());
+    assert_eq!(
+        r.received.checks.streams_expected,
+        streams,
+        "{}",
+        r.to_text()
+    );
+    assert_eq!(
+        r.received.checks.streams_receiving,
+        streams,
+        "{}",
+        r.to_text()
+    );
     assert!(r.sent.video_packets > 0, "{}", r.to_text());
     assert!(r.sent.keyframes >= 1);
     assert!(r.received.packets > 0);
-    assert_eq!(r.latency_ms.count, r.received.packets - r.received.corrupt);
+    assert_eq!(
+        r.latency_ms.count,
+        r.received.packets - r.received.checks.corrupt
+    );
     assert!(r.latency_ms.max >= r.latency_ms.p50 && r.latency_ms.p50 > 0.0);
     assert_eq!(r.connect_ms.count, peers);
     assert!(r.errors.is_empty(), "{:?}", r.errors);

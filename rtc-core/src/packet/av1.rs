@@ -16,7 +16,9 @@
 //! `obu_size` fields. The depacketizer writes a temporal unit in low-overhead format: a
 //! temporal delimiter followed by every OBU with its `obu_size` field.
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer, leb128, media_room};
+use super::{
+    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, leb128, media_room,
+};
 
 const Z: u8 = 0x80;
 const Y: u8 = 0x40;
@@ -121,7 +123,7 @@ type Piece = (usize, usize, usize);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Av1Packetizer;
 
-fn flush(elems: &[Element<'_>], pieces: &mut Vec<Piece>, n_bit: bool, out: &mut Vec<Vec<u8>>) {
+fn flush(elems: &[Element<'_>], pieces: &mut Vec<Piece>, n_bit: bool, out: &mut Payloads) {
     let Some(&(fe, foff, _)) = pieces.first() else {
         return;
     };
@@ -149,12 +151,7 @@ fn flush(elems: &[Element<'_>], pieces: &mut Vec<Piece>, n_bit: bool, out: &mut 
 }
 
 impl Packetizer for Av1Packetizer {
-    fn split_frame(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn split_frame(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         // The aggregation header plus room for a one-byte fragment and its length.
         media_room(mtu, 2)?;
         let mut elems = Vec::new();
@@ -225,7 +222,7 @@ pub struct Av1Depacketizer {
 }
 
 /// Writes one complete OBU element to `out` in low-overhead format (with `obu_size`).
-fn emit_obu(elem: &[u8], out: &mut Vec<u8>) -> Result<(), PacketError> {
+fn emit_obu(elem: &[u8], out: &mut Vec<u8>) -> PacketResult {
     if elem.is_empty() {
         return Err(PacketError::InvalidHeader("av1 empty OBU element"));
     }
@@ -251,7 +248,7 @@ impl Depacketizer for Av1Depacketizer {
         payload: &[u8],
         out: &mut Vec<u8>,
         extra: &mut CodecExtra,
-    ) -> Result<(), PacketError> {
+    ) -> PacketResult {
         let [agg, body @ ..] = payload else {
             return Err(PacketError::EmptyPayload);
         };
@@ -307,7 +304,7 @@ impl Depacketizer for Av1Depacketizer {
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
+    fn finish(&mut self, _out: &mut Vec<u8>) -> PacketResult {
         self.started = false;
         self.pending.clear();
         if core::mem::take(&mut self.in_fragment) {

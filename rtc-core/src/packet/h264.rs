@@ -5,7 +5,10 @@
 //! streams (NAL units preceded by `00 00 01` or `00 00 00 01` start codes); the
 //! depacketizer always writes 4-byte start codes.
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, media_room};
+use super::{
+    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, even_chunks,
+    media_room,
+};
 
 /// NAL unit type of a STAP-A packet.
 pub const STAP_A: u8 = 24;
@@ -83,11 +86,7 @@ impl H264Packetizer {
         }
     }
 
-    fn packetize_mode0(
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn packetize_mode0(mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         for nal in AnnexB::new(frame) {
             if nal.len() > mtu {
                 return Err(PacketError::TooLarge {
@@ -100,11 +99,7 @@ impl H264Packetizer {
         Ok(())
     }
 
-    fn packetize_mode1(
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn packetize_mode1(mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         // An FU-A needs its two header bytes plus one byte of NAL data.
         let fu_room = media_room(mtu, 2)?;
         let mut nals = AnnexB::new(frame).peekable();
@@ -171,12 +166,7 @@ impl H264Packetizer {
 }
 
 impl Packetizer for H264Packetizer {
-    fn split_frame(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn split_frame(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         if self.mode == 0 {
             Self::packetize_mode0(mtu, frame, out)
         } else {
@@ -203,7 +193,7 @@ impl Depacketizer for H264Depacketizer {
         payload: &[u8],
         out: &mut Vec<u8>,
         extra: &mut CodecExtra,
-    ) -> Result<(), PacketError> {
+    ) -> PacketResult {
         let &b0 = payload.first().ok_or(PacketError::EmptyPayload)?;
         if b0 & 0x80 != 0 {
             return Err(PacketError::InvalidHeader("h264 forbidden bit"));
@@ -262,7 +252,7 @@ impl Depacketizer for H264Depacketizer {
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
+    fn finish(&mut self, _out: &mut Vec<u8>) -> PacketResult {
         if self.fu_type.take().is_some() {
             return Err(PacketError::Fragmentation);
         }

@@ -69,6 +69,22 @@ pub enum PacketError {
     InvalidBitstream(&'static str),
 }
 
+/// The payloads a [`Packetizer`] produces, in sending order; one `Vec<u8>` per RTP payload.
+pub type Payloads = Vec<Vec<u8>>;
+
+/// The outcome of one packetizer or depacketizer step: done, or why the input was refused.
+pub type PacketResult = Result<(), PacketError>;
+
+/// The picture numbering the VP8 (RFC 7741 §4.2) and VP9 (RFC 9628 §4.2) payload
+/// descriptors share, reported per frame in [`CodecExtra`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PictureIds {
+    /// Picture id (7 or 15 bits), if present.
+    pub picture_id: Option<u16>,
+    /// TL0PICIDX (index of the last temporal-layer-0 picture), if present.
+    pub tl0_pic_idx: Option<u8>,
+}
+
 /// Per-codec information carried out of depacketizing, one value per frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -97,12 +113,7 @@ pub trait Packetizer {
     /// `mtu` bytes each (payload header included), appending them in sending order to
     /// `out`. It may leave partial output behind on error: [`Packetizer::packetize`]
     /// removes it.
-    fn split_frame(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError>;
+    fn split_frame(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult;
 
     /// Whether `frame` holds nothing to send. The default: it has no bytes.
     fn is_empty_frame(&self, frame: &[u8]) -> bool {
@@ -121,12 +132,7 @@ pub trait Packetizer {
     ///
     /// Errors with [`PacketError::EmptyFrame`] for an empty frame; on any error nothing is
     /// appended.
-    fn packetize(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn packetize(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         if self.is_empty_frame(frame) {
             return Err(PacketError::EmptyFrame);
         }
@@ -148,6 +154,15 @@ pub(crate) fn media_room(mtu: usize, header_len: usize) -> Result<usize, PacketE
     }
 }
 
+/// The media that follows a `header_len`-byte payload descriptor;
+/// [`PacketError::EmptyPayload`] when nothing follows it.
+pub(crate) fn media_after(payload: &[u8], header_len: usize) -> Result<&[u8], PacketError> {
+    match payload.get(header_len..) {
+        Some(media) if !media.is_empty() => Ok(media),
+        _ => Err(PacketError::EmptyPayload),
+    }
+}
+
 /// Reassembles frames from RTP payloads.
 ///
 /// A depacketizer may keep state between the payloads of one frame (an H.264 FU-A or AV1
@@ -160,12 +175,12 @@ pub trait Depacketizer {
         payload: &[u8],
         out: &mut Vec<u8>,
         extra: &mut CodecExtra,
-    ) -> Result<(), PacketError>;
+    ) -> PacketResult;
 
     /// Ends the current frame: flushes anything pending to `out` and resets per-frame
     /// state. Errors if the frame ended inside a fragment. The default, for formats that
     /// keep no state between payloads, does nothing.
-    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), PacketError> {
+    fn finish(&mut self, _out: &mut Vec<u8>) -> PacketResult {
         Ok(())
     }
 
@@ -248,12 +263,7 @@ impl CodecPacketizer {
 }
 
 impl Packetizer for CodecPacketizer {
-    fn split_frame(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn split_frame(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         dispatch!(self, p => p.split_frame(mtu, frame, out))
     }
 
@@ -303,11 +313,11 @@ impl Depacketizer for CodecDepacketizer {
         payload: &[u8],
         out: &mut Vec<u8>,
         extra: &mut CodecExtra,
-    ) -> Result<(), PacketError> {
+    ) -> PacketResult {
         dispatch!(self, d => d.depacketize(payload, out, extra))
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), PacketError> {
+    fn finish(&mut self, out: &mut Vec<u8>) -> PacketResult {
         dispatch!(self, d => d.finish(out))
     }
 

@@ -1,18 +1,13 @@
 //! Opus payload format (RFC 7587): one whole Opus packet per RTP payload.
 
-use super::{CodecExtra, Depacketizer, PacketError, Packetizer};
+use super::{CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads};
 
 /// Opus packetizer: the frame is sent as one payload.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpusPacketizer;
 
 impl Packetizer for OpusPacketizer {
-    fn split_frame(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn split_frame(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         // RFC 7587 §4.2: Opus packets are never fragmented.
         if frame.len() > mtu {
             return Err(PacketError::TooLarge {
@@ -41,7 +36,7 @@ impl Depacketizer for OpusDepacketizer {
         payload: &[u8],
         out: &mut Vec<u8>,
         _extra: &mut CodecExtra,
-    ) -> Result<(), PacketError> {
+    ) -> PacketResult {
         if payload.is_empty() {
             return Err(PacketError::EmptyPayload);
         }

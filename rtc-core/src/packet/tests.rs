@@ -88,7 +88,7 @@ fn vp8_roundtrip_many_mtus() {
             let CodecExtra::Vp8(e) = extra else {
                 panic!("extra")
             };
-            assert_eq!(e.picture_id, Some(0));
+            assert_eq!(e.ids.picture_id, Some(0));
             assert!(
                 CodecDepacketizer::new(&Codec::Vp8)
                     .unwrap()
@@ -202,7 +202,7 @@ fn vp9_roundtrip_keyframe_with_ss() {
         let CodecExtra::Vp9(e) = extra else {
             panic!("extra")
         };
-        assert_eq!((e.picture_id, e.ss), (Some(0), Some(ss)));
+        assert_eq!((e.ids.picture_id, e.ss), (Some(0), Some(ss)));
         assert!(
             CodecDepacketizer::new(&Codec::Vp9)
                 .unwrap()
@@ -675,12 +675,7 @@ mod buffer_tests;
 struct Bytewise;
 
 impl Packetizer for Bytewise {
-    fn split_frame(
-        &mut self,
-        _mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn split_frame(&mut self, _mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         for &b in frame {
             if b == 0xff {
                 return Err(PacketError::InvalidBitstream("0xff"));
@@ -717,7 +712,7 @@ impl Depacketizer for Passthrough {
         payload: &[u8],
         out: &mut Vec<u8>,
         _extra: &mut CodecExtra,
-    ) -> Result<(), PacketError> {
+    ) -> PacketResult {
         out.extend_from_slice(payload);
         Ok(())
     }

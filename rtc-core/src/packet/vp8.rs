@@ -11,17 +11,15 @@
 //! ```
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, media_room,
-    payload_with_header, picture_id,
+    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, PictureIds,
+    even_chunks, media_after, media_room, payload_with_header, picture_id,
 };
 
 /// Per-frame VP8 fields from the payload descriptor of the frame's first packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Vp8Extra {
-    /// Picture id (7 or 15 bits), if present.
-    pub picture_id: Option<u16>,
-    /// TL0PICIDX, if present.
-    pub tl0_pic_idx: Option<u8>,
+    /// Picture id and TL0PICIDX.
+    pub ids: PictureIds,
     /// Temporal layer index, if present.
     pub temporal_id: Option<u8>,
     /// Layer sync bit (Y); false when absent.
@@ -57,6 +55,14 @@ pub struct Vp8Descriptor {
 }
 
 impl Vp8Descriptor {
+    /// The picture numbering this descriptor carries.
+    pub fn ids(&self) -> PictureIds {
+        PictureIds {
+            picture_id: self.picture_id,
+            tl0_pic_idx: self.tl0_pic_idx,
+        }
+    }
+
     /// Parses the descriptor at the start of `payload`; returns it and its length.
     pub fn parse(payload: &[u8]) -> Result<(Self, usize), PacketError> {
         let byte = |pos: usize| payload.get(pos).copied().ok_or(PacketError::Truncated);
@@ -199,12 +205,7 @@ impl Vp8Packetizer {
 }
 
 impl Packetizer for Vp8Packetizer {
-    fn split_frame(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn split_frame(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         let mut desc = Vp8Descriptor {
             start: true,
             picture_id: self.picture_id,
@@ -234,16 +235,12 @@ impl Depacketizer for Vp8Depacketizer {
         payload: &[u8],
         out: &mut Vec<u8>,
         extra: &mut CodecExtra,
-    ) -> Result<(), PacketError> {
+    ) -> PacketResult {
         let (d, len) = Vp8Descriptor::parse(payload)?;
-        let media = payload.get(len..).unwrap_or_default();
-        if media.is_empty() {
-            return Err(PacketError::EmptyPayload);
-        }
+        let media = media_after(payload, len)?;
         if d.start && d.partition_id == 0 {
             *extra = CodecExtra::Vp8(Vp8Extra {
-                picture_id: d.picture_id,
-                tl0_pic_idx: d.tl0_pic_idx,
+                ids: d.ids(),
                 temporal_id: d.temporal_id,
                 layer_sync: d.layer_sync,
                 key_idx: d.key_idx,

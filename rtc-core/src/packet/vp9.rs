@@ -12,8 +12,8 @@
 //! ```
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, Packetizer, even_chunks, media_room,
-    payload_with_header, picture_id,
+    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, PictureIds,
+    even_chunks, media_after, media_room, payload_with_header, picture_id,
 };
 
 /// Layer indices (the `L` octet).
@@ -157,6 +157,14 @@ pub struct Vp9Descriptor {
 }
 
 impl Vp9Descriptor {
+    /// The picture numbering this descriptor carries.
+    pub fn ids(&self) -> PictureIds {
+        PictureIds {
+            picture_id: self.picture_id,
+            tl0_pic_idx: self.tl0_pic_idx,
+        }
+    }
+
     /// Parses the descriptor at the start of `payload`; returns it and its length.
     pub fn parse(payload: &[u8]) -> Result<(Self, usize), PacketError> {
         let b0 = *payload.first().ok_or(PacketError::Truncated)?;
@@ -386,12 +394,7 @@ impl Vp9Packetizer {
 }
 
 impl Packetizer for Vp9Packetizer {
-    fn split_frame(
-        &mut self,
-        mtu: usize,
-        frame: &[u8],
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), PacketError> {
+    fn split_frame(&mut self, mtu: usize, frame: &[u8], out: &mut Payloads) -> PacketResult {
         let info = parse_frame_header(frame);
         let keyframe = info.is_some_and(|i| i.keyframe);
         let ss = keyframe.then(|| {
@@ -441,10 +444,8 @@ impl Packetizer for Vp9Packetizer {
 /// Per-frame VP9 fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Vp9Extra {
-    /// Picture id, if present.
-    pub picture_id: Option<u16>,
-    /// TL0PICIDX, if present.
-    pub tl0_pic_idx: Option<u8>,
+    /// Picture id and TL0PICIDX of the first packet.
+    pub ids: PictureIds,
     /// Layer indices of the first layer frame, if present.
     pub layer: Option<Vp9Layer>,
     /// Highest spatial layer id seen in the frame.
@@ -467,12 +468,9 @@ impl Depacketizer for Vp9Depacketizer {
         payload: &[u8],
         out: &mut Vec<u8>,
         extra: &mut CodecExtra,
-    ) -> Result<(), PacketError> {
+    ) -> PacketResult {
         let (d, len) = Vp9Descriptor::parse(payload)?;
-        let media = payload.get(len..).unwrap_or_default();
-        if media.is_empty() {
-            return Err(PacketError::EmptyPayload);
-        }
+        let media = media_after(payload, len)?;
         let sid = d.layer.map_or(0, |l| l.spatial_id);
         match extra {
             CodecExtra::Vp9(e) => {
@@ -483,8 +481,7 @@ impl Depacketizer for Vp9Depacketizer {
             }
             _ => {
                 *extra = CodecExtra::Vp9(Vp9Extra {
-                    picture_id: d.picture_id,
-                    tl0_pic_idx: d.tl0_pic_idx,
+                    ids: d.ids(),
                     layer: d.layer,
                     max_spatial_id: sid,
                     inter_picture: d.inter_picture,

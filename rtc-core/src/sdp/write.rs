@@ -84,6 +84,22 @@ fn write_transport(
     Ok(())
 }
 
+/// Calls [`write_transport`] with the transport fields of `$owner`, a
+/// [`SessionDescription`] or a [`MediaSection`]: the attributes may stand at either level
+/// (RFC 8839 §5.4, RFC 8122 §5, RFC 4145 §4), so both types name them alike.
+macro_rules! write_transport_of {
+    ($f:expr, $owner:expr) => {
+        write_transport(
+            $f,
+            &$owner.ice_ufrag,
+            &$owner.ice_pwd,
+            &$owner.ice_options,
+            &$owner.fingerprints,
+            $owner.setup,
+        )
+    };
+}
+
 fn write_simulcast_list(f: &mut Formatter<'_>, list: &[Vec<SimulcastRid>]) -> fmt::Result {
     for (i, stream) in list.iter().enumerate() {
         if i > 0 {
@@ -144,14 +160,7 @@ impl Display for MediaSection {
             }
             f.write_str("\r\n")?;
         }
-        write_transport(
-            f,
-            &self.ice_ufrag,
-            &self.ice_pwd,
-            &self.ice_options,
-            &self.fingerprints,
-            self.setup,
-        )?;
+        write_transport_of!(f, self)?;
         if let Some(mid) = &self.mid {
             write!(f, "a=mid:{mid}\r\n")?;
         }
@@ -289,14 +298,7 @@ impl Display for SessionDescription {
         if self.ice_lite {
             f.write_str("a=ice-lite\r\n")?;
         }
-        write_transport(
-            f,
-            &self.ice_ufrag,
-            &self.ice_pwd,
-            &self.ice_options,
-            &self.fingerprints,
-            self.setup,
-        )?;
+        write_transport_of!(f, self)?;
         if let Some(d) = self.direction {
             write!(f, "a={d}\r\n")?;
         }

@@ -165,7 +165,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Failures the operator must notice: peers that never connected, corrupt payloads.
-    let ok = report.peers.connected == report.peers.planned && report.received.corrupt == 0;
+    let ok = report.peers.connected == report.peers.planned && report.received.checks.corrupt == 0;
     if ok {
         ExitCode::SUCCESS
     } else {

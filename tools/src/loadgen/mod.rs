@@ -17,6 +17,7 @@
 //! In WHIP mode a subscriber is one WHEP session per publisher of its room (WHEP serves
 //! one publisher per session); in the other modes one session receives every publisher.
 
+mod config;
 pub mod http;
 pub mod payload;
 mod report;
@@ -40,8 +41,11 @@ use rtc_core::sdp::{Codec, Direction};
 use rtc_core::sdp_api::SdpAnswer;
 use rtc_core::{Protocol, Rtc};
 
+pub use config::{Config, LoadgenError, Mode};
 pub use http::{HttpError, HttpUrl};
-pub use report::{EngineSummary, PeerCounts, Progress, RecvCounts, Report, SentCounts, Throughput};
+pub use report::{
+    EngineSummary, PeerCounts, Progress, RecvChecks, RecvCounts, Report, SentCounts, Throughput,
+};
 pub use stats::Percentiles;
 
 use signal::{RoomKey, SessionKey, Signaller};
@@ -53,167 +57,6 @@ const DRAIN: Duration = Duration::from_millis(300);
 const SOCKET_BUFFER: usize = 2 << 20;
 /// The most errors kept in the report.
 const MAX_ERRORS: usize = 20;
-
-/// Errors of a run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadgenError {
-    /// The configuration is unusable.
-    #[error("config: {0}")]
-    Config(String),
-    /// Signalling failed where the run cannot go on (engine start, first contact).
-    #[error("signalling: {0}")]
-    Signalling(String),
-    /// Local set-up failed (sockets, threads, certificates).
-    #[error("setup: {0}")]
-    Setup(String),
-}
-
-/// Where sessions are set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// Start an engine in this process with this many shards.
-    InProcess {
-        /// Engine shards.
-        shards: usize,
-    },
-    /// A running rtc-engine's control socket.
-    Control(PathBuf),
-    /// WHIP/WHEP against rtc-demo at this base URL (`http://127.0.0.1:8080`).
-    Whip(String),
-}
-
-impl Mode {
-    fn name(&self) -> &'static str {
-        match self {
-            Mode::InProcess { .. } => "in-process",
-            Mode::Control(_) => "control",
-            Mode::Whip(_) => "whip",
-        }
-    }
-}
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Signalling back-end.
-    pub mode: Mode,
-    /// Rooms.
-    pub rooms: usize,
-    /// Publishers per room.
-    pub publishers: usize,
-    /// Subscribers per room.
-    pub subscribers: usize,
-    /// Event-loop threads.
-    pub threads: usize,
-    /// Steady phase (after every peer is set up and connected, or the connect timeout).
-    pub duration: Duration,
-    /// Peers set up per second (`0.0`: as fast as signalling goes).
-    pub ramp: f64,
-    /// How long to wait for the last peers to connect after the ramp.
-    pub connect_timeout: Duration,
-    /// Send video.
-    pub video: bool,
-    /// Send audio.
-    pub audio: bool,
-    /// Video bitrate per publisher, kbit/s.
-    pub video_kbps: u32,
-    /// Video frames per second.
-    pub fps: u32,
-    /// Seconds between keyframes.
-    pub keyframe_interval: f64,
-    /// Audio payload bytes per 20 ms packet.
-    pub audio_bytes: usize,
-    /// Room name prefix (rooms are `{prefix}-{index}`).
-    pub room_prefix: String,
-    /// Allow non-loopback signalling targets and media addresses.
-    pub allow_remote: bool,
-    /// Bearer token for WHIP/WHEP.
-    pub token: Option<String>,
-    /// Timeout of one signalling request.
-    pub signalling_timeout: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            mode: Mode::InProcess { shards: 2 },
-            rooms: 1,
-            publishers: 1,
-            subscribers: 3,
-            threads: 2,
-            duration: Duration::from_secs(10),
-            ramp: 50.0,
-            connect_timeout: Duration::from_secs(10),
-            video: true,
-            audio: true,
-            video_kbps: 500,
-            fps: 30,
-            keyframe_interval: 2.0,
-            audio_bytes: 80,
-            room_prefix: "loadgen".into(),
-            allow_remote: false,
-            token: None,
-            signalling_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Config {
-    fn validate(&self) -> Result<(), LoadgenError> {
-        let bad = |m: &str| Err(LoadgenError::Config(m.into()));
-        if self.threads == 0 {
-            return bad("threads must be at least 1");
-        }
-        if self.rooms == 0 {
-            return bad("rooms must be at least 1");
-        }
-        if self.fps == 0 || self.fps > 240 {
-            return bad("fps must be in 1..=240");
-        }
-        if !(self.ramp >= 0.0 && self.ramp.is_finite()) {
-            return bad("ramp must be a non-negative number");
-        }
-        if !(self.keyframe_interval > 0.0 && self.keyframe_interval.is_finite()) {
-            return bad("keyframe interval must be positive");
-        }
-        if self.audio_bytes < payload::MIN_AUDIO_PAYLOAD || self.audio_bytes > payload::MAX_PAYLOAD
-        {
-            return Err(LoadgenError::Config(format!(
-                "audio bytes must be in {}..={}",
-                payload::MIN_AUDIO_PAYLOAD,
-                payload::MAX_PAYLOAD
-            )));
-        }
-        if self.video_kbps == 0 || self.video_kbps > 100_000 {
-            return bad("video kbps must be in 1..=100000");
-        }
-        if self.room_prefix.is_empty()
-            || !self
-                .room_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return bad("room prefix must be non-empty [A-Za-z0-9_-]");
-        }
-        Ok(())
-    }
-
-    fn media(&self) -> MediaParams {
-        MediaParams {
-            video: self.video,
-            audio: self.audio,
-            video_kbps: self.video_kbps,
-            fps: self.fps,
-            keyframe_every: ((self.keyframe_interval * f64::from(self.fps)).round() as u64).max(1),
-            audio_bytes: self.audio_bytes,
-        }
-    }
-
-    fn kinds(&self) -> u64 {
-        u64::from(self.video) + u64::from(self.audio)
-    }
-}
 
 /// Runs the load test and returns its report (no progress output).
 pub fn run(config: &Config) -> Result<Report, LoadgenError> {
@@ -273,12 +116,7 @@ pub fn run_with_progress(
             totals.expected.saturating_sub(totals.unique),
             totals.expected,
         ),
-        out_of_order: totals.out_of_order,
-        duplicates: totals.duplicates,
-        corrupt: totals.corrupt,
-        foreign: totals.foreign,
-        streams_expected: totals.streams_expected,
-        streams_receiving: totals.streams_receiving,
+        checks: totals.checks,
     };
     Ok(Report {
         mode: config.mode.name().into(),
@@ -774,12 +612,9 @@ fn non_loopback_candidate(sdp: &str) -> Option<SocketAddr> {
 }
 
 /// The engine's drop counters of one shard under the report's names
-/// (`drops_by_reason` keys).
-///
-/// The one place loadgen names drop reasons. When `engine::api` offers its own named
-/// list (`DropCounters::named()`), derive this from it, keeping these report names.
-fn drop_reasons(x: &engine::ShardStats) -> [(&'static str, u64); 17] {
-    let d = &x.drops;
+/// (`drops_by_reason` keys): the I/O backend's counters prefixed `io_`, then the shard's
+/// own reasons under the engine's names ([`engine::DropCounters::named`]).
+fn drop_reasons(x: &engine::ShardStats) -> impl Iterator<Item = (&'static str, u64)> {
     let io = &x.io.drops;
     [
         ("io_queue_full", io.queue_full),
@@ -790,84 +625,10 @@ fn drop_reasons(x: &engine::ShardStats) -> [(&'static str, u64); 17] {
         ("io_send_error", io.send_error),
         ("io_recv_truncated", io.recv_truncated),
         ("io_recv_error", io.recv_error),
-        ("unknown_source", d.unknown_source),
-        ("malformed", d.malformed),
-        ("srtp_auth", d.srtp_auth),
-        ("rtc_dropped", d.rtc_dropped),
-        ("no_route", d.no_route),
-        ("leg_rewrite", d.leg_rewrite),
-        ("leg_not_ready", d.leg_not_ready),
-        ("cross_shard_full", d.cross_shard_full),
-        ("dead_session", d.dead_session),
     ]
+    .into_iter()
+    .chain(x.drops.named())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn candidate_check() {
-        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 4000 typ host\r\n";
-        assert_eq!(non_loopback_candidate(sdp), None);
-        let sdp = "a=candidate:1 1 udp 2130706431 127.0.0.1 4000 typ host\r\n\
-                   a=candidate:2 1 udp 2130706431 10.1.2.3 4001 typ host\r\n";
-        assert_eq!(
-            non_loopback_candidate(sdp),
-            Some("10.1.2.3:4001".parse().unwrap())
-        );
-        assert_eq!(non_loopback_candidate("a=candidate:junk\r\n"), None);
-    }
-
-    #[test]
-    fn config_validation() {
-        assert!(Config::default().validate().is_ok());
-        let bad = [
-            Config {
-                threads: 0,
-                ..Config::default()
-            },
-            Config {
-                fps: 0,
-                ..Config::default()
-            },
-            Config {
-                ramp: f64::NAN,
-                ..Config::default()
-            },
-            Config {
-                audio_bytes: 5,
-                ..Config::default()
-            },
-            Config {
-                room_prefix: "a/b".into(),
-                ..Config::default()
-            },
-        ];
-        for c in bad {
-            assert!(
-                matches!(c.validate(), Err(LoadgenError::Config(_))),
-                "{c:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn whip_refuses_remote_targets() {
-        let c = Config {
-            mode: Mode::Whip("http://192.0.2.1:8080".into()),
-            ..Config::default()
-        };
-        assert!(matches!(run(&c), Err(LoadgenError::Config(_))));
-    }
-
-    #[test]
-    fn keyframe_spacing() {
-        let c = Config {
-            fps: 30,
-            keyframe_interval: 2.0,
-            ..Config::default()
-        };
-        assert_eq!(c.media().keyframe_every, 60);
-    }
-}
+mod tests;

@@ -53,6 +53,15 @@ pub struct RecvCounts {
     pub lost: u64,
     /// `lost / expected`.
     pub loss_ratio: f64,
+    /// The per-packet checks (their fields stand in this object in JSON).
+    #[serde(flatten)]
+    pub checks: RecvChecks,
+}
+
+/// The checks the subscribers make of what they receive, counted the same way by each
+/// worker and in the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecvChecks {
     /// Packets that arrived after a higher-numbered one of their stream.
     pub out_of_order: u64,
     /// Packets received twice.
@@ -65,6 +74,18 @@ pub struct RecvCounts {
     pub streams_expected: u64,
     /// Streams from which at least one packet arrived.
     pub streams_receiving: u64,
+}
+
+impl RecvChecks {
+    /// Adds the counts of `o` to these.
+    pub(crate) fn add(&mut self, o: &RecvChecks) {
+        self.out_of_order += o.out_of_order;
+        self.duplicates += o.duplicates;
+        self.corrupt += o.corrupt;
+        self.foreign += o.foreign;
+        self.streams_expected += o.streams_expected;
+        self.streams_receiving += o.streams_receiving;
+    }
 }
 
 /// Rates over the steady phase (after the ramp).
@@ -186,12 +207,12 @@ impl Report {
             r.packets,
             r.lost,
             r.loss_ratio * 100.0,
-            r.out_of_order,
-            r.duplicates,
-            r.corrupt,
-            r.foreign,
-            r.streams_receiving,
-            r.streams_expected
+            r.checks.out_of_order,
+            r.checks.duplicates,
+            r.checks.corrupt,
+            r.checks.foreign,
+            r.checks.streams_receiving,
+            r.checks.streams_expected
         );
         if let Some(e) = &self.engine {
             let _ = writeln!(

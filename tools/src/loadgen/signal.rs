@@ -40,29 +40,26 @@ pub(crate) enum SessionKey {
     },
 }
 
+/// The SDP answer for a new session and the key the back-end knows it by.
+pub(crate) type Answered = Result<(String, SessionKey), LoadgenError>;
+
 /// Sets up and tears down sessions.
 pub(crate) trait Signaller {
     /// Creates (or names) a room.
     fn create_room(&mut self, name: &str) -> Result<RoomKey, LoadgenError>;
     /// Publishes a new session from `offer` (sendonly audio + video). Returns the answer.
-    fn publish(
-        &mut self,
-        room: &RoomKey,
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError>;
+    fn publish(&mut self, room: &RoomKey, offer: &str) -> Answered;
     /// A new session from `offer` (recvonly sections) that receives `publishers`.
-    fn subscribe(
-        &mut self,
-        room: &RoomKey,
-        publishers: &[SessionKey],
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError>;
+    fn subscribe(&mut self, room: &RoomKey, publishers: &[SessionKey], offer: &str) -> Answered;
     /// Ends a session.
     fn close(&mut self, session: &SessionKey) -> Result<(), LoadgenError>;
     /// Ends a room (its sessions are closed already).
     fn close_room(&mut self, room: &RoomKey) -> Result<(), LoadgenError>;
-    /// Whether one subscriber session can receive several publishers (WHEP: one each).
-    fn multi_publisher_subscribe(&self) -> bool;
+    /// Whether one subscriber session can receive several publishers. The default: it can
+    /// (WHEP cannot: one publisher each).
+    fn multi_publisher_subscribe(&self) -> bool {
+        true
+    }
     /// Counters of the engine, when it runs in this process.
     fn engine_stats(&self) -> Option<engine::EngineStats> {
         None
@@ -129,11 +126,7 @@ impl Signaller for InProcess {
         Ok(RoomKey::Engine(room, name.to_string()))
     }
 
-    fn publish(
-        &mut self,
-        room: &RoomKey,
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError> {
+    fn publish(&mut self, room: &RoomKey, offer: &str) -> Answered {
         let room = engine_room(room)?;
         let (answer, id) = self.create(offer)?;
         if let Err(e) = self.engine.publish(room, id) {
@@ -143,12 +136,7 @@ impl Signaller for InProcess {
         Ok((answer, SessionKey::Engine(id)))
     }
 
-    fn subscribe(
-        &mut self,
-        room: &RoomKey,
-        publishers: &[SessionKey],
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError> {
+    fn subscribe(&mut self, room: &RoomKey, publishers: &[SessionKey], offer: &str) -> Answered {
         let room = engine_room(room)?;
         let (answer, id) = self.create(offer)?;
         for p in publishers {
@@ -177,10 +165,6 @@ impl Signaller for InProcess {
         self.engine
             .close_room(engine_room(room)?)
             .map_err(|e| LoadgenError::Signalling(format!("close room: {e}")))
-    }
-
-    fn multi_publisher_subscribe(&self) -> bool {
-        true
     }
 
     fn engine_stats(&self) -> Option<engine::EngineStats> {
@@ -258,11 +242,7 @@ impl Signaller for Control {
         Ok(RoomKey::Named(name.to_string()))
     }
 
-    fn publish(
-        &mut self,
-        room: &RoomKey,
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError> {
+    fn publish(&mut self, room: &RoomKey, offer: &str) -> Answered {
         let (answer, id) = self.create(room, offer)?;
         let r = self.req(
             "publish",
@@ -279,12 +259,7 @@ impl Signaller for Control {
         Ok((answer, SessionKey::Control(id)))
     }
 
-    fn subscribe(
-        &mut self,
-        room: &RoomKey,
-        publishers: &[SessionKey],
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError> {
+    fn subscribe(&mut self, room: &RoomKey, publishers: &[SessionKey], offer: &str) -> Answered {
         let (answer, id) = self.create(room, offer)?;
         for p in publishers {
             let SessionKey::Control(p) = p else {
@@ -326,10 +301,6 @@ impl Signaller for Control {
             }),
         )
         .map(|_| ())
-    }
-
-    fn multi_publisher_subscribe(&self) -> bool {
-        true
     }
 }
 
@@ -385,7 +356,7 @@ impl Whip {
             .map_err(|e| LoadgenError::Signalling(format!("{method} {}: {e}", url.path)))
     }
 
-    fn post_offer(&self, path: String, offer: &str) -> Result<(String, SessionKey), LoadgenError> {
+    fn post_offer(&self, path: String, offer: &str) -> Answered {
         let url = HttpUrl {
             path,
             ..self.base.clone()
@@ -426,20 +397,11 @@ impl Signaller for Whip {
         Ok(RoomKey::Named(name.to_string()))
     }
 
-    fn publish(
-        &mut self,
-        room: &RoomKey,
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError> {
+    fn publish(&mut self, room: &RoomKey, offer: &str) -> Answered {
         self.post_offer(format!("{}/whip/{}", self.base.path, room.name()), offer)
     }
 
-    fn subscribe(
-        &mut self,
-        room: &RoomKey,
-        publishers: &[SessionKey],
-        offer: &str,
-    ) -> Result<(String, SessionKey), LoadgenError> {
+    fn subscribe(&mut self, room: &RoomKey, publishers: &[SessionKey], offer: &str) -> Answered {
         let [SessionKey::Http { id, .. }] = publishers else {
             return Err(LoadgenError::Signalling(
                 "WHEP subscribes to exactly one WHIP publisher".into(),

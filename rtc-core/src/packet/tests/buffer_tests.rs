@@ -77,7 +77,7 @@ fn in_order_frames() {
         let CodecExtra::Vp8(e) = f.extra else {
             panic!("extra")
         };
-        assert_eq!(e.picture_id, Some(k as u16));
+        assert_eq!(e.ids.picture_id, Some(k as u16));
     }
     assert!(!b.needs_keyframe());
 }

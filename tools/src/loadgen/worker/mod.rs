@@ -17,6 +17,7 @@ use rtc_core::media::Mid;
 use rtc_core::rtp::ExtensionValues;
 use rtc_core::{Event, Input, Output, Protocol, Receive, Rtc};
 
+use super::RecvChecks;
 use super::payload::{self, Stamp, StreamKind};
 use super::stats::{SeqTracker, new_histogram};
 
@@ -127,12 +128,7 @@ pub(crate) struct Totals {
     pub bytes_in: u64,
     pub expected: u64,
     pub unique: u64,
-    pub out_of_order: u64,
-    pub duplicates: u64,
-    pub corrupt: u64,
-    pub foreign: u64,
-    pub streams_expected: u64,
-    pub streams_receiving: u64,
+    pub checks: RecvChecks,
 }
 
 impl Totals {
@@ -151,12 +147,7 @@ impl Totals {
         self.bytes_in += o.bytes_in;
         self.expected += o.expected;
         self.unique += o.unique;
-        self.out_of_order += o.out_of_order;
-        self.duplicates += o.duplicates;
-        self.corrupt += o.corrupt;
-        self.foreign += o.foreign;
-        self.streams_expected += o.streams_expected;
-        self.streams_receiving += o.streams_receiving;
+        self.checks.add(&o.checks);
     }
 
     fn publish(&self, s: &Shared) {
@@ -170,7 +161,7 @@ impl Totals {
         st(&s.bytes_in, self.bytes_in);
         st(&s.expected, self.expected);
         st(&s.unique, self.unique);
-        st(&s.corrupt, self.corrupt);
+        st(&s.corrupt, self.checks.corrupt);
     }
 }
 
@@ -338,7 +329,7 @@ impl Worker {
             revents: 0,
         });
         self.totals.peers += 1;
-        self.totals.streams_expected += p.expected_streams;
+        self.totals.checks.streams_expected += p.expected_streams;
         let video = p.video.map(|(mid, pt)| VideoTx {
             mid,
             pt,
@@ -659,8 +650,8 @@ impl Worker {
                                     .record(now_ns.saturating_sub(stamp.send_ns).max(1));
                                 record_stream(&mut peer.streams, &mut self.totals, &stamp);
                             }
-                            Err(payload::PayloadError::BadMagic) => self.totals.foreign += 1,
-                            Err(_) => self.totals.corrupt += 1,
+                            Err(payload::PayloadError::BadMagic) => self.totals.checks.foreign += 1,
+                            Err(_) => self.totals.checks.corrupt += 1,
                         }
                     }
                     _ => {}
@@ -751,7 +742,7 @@ impl Worker {
             }
         }
         for p in &self.peers {
-            self.totals.streams_receiving += p.streams.len() as u64;
+            self.totals.checks.streams_receiving += p.streams.len() as u64;
         }
         self.totals.publish(&self.shared);
     }
@@ -784,51 +775,9 @@ fn record_stream(streams: &mut Vec<RxStream>, totals: &mut Totals, stamp: &Stamp
     s.seq.record(stamp.seq);
     totals.expected += s.seq.expected() - e0;
     totals.unique += s.seq.unique() - u0;
-    totals.out_of_order += s.seq.out_of_order() - o0;
-    totals.duplicates += s.seq.duplicates() - d0;
+    totals.checks.out_of_order += s.seq.out_of_order() - o0;
+    totals.checks.duplicates += s.seq.duplicates() - d0;
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_sizes_average_to_bitrate() {
-        let m = MediaParams {
-            video: true,
-            audio: true,
-            video_kbps: 1000,
-            fps: 25,
-            keyframe_every: 50,
-            audio_bytes: 80,
-        };
-        let (k, d) = m.frame_sizes();
-        assert_eq!(k, 3 * d);
-        let gop_bytes = k + 49 * d;
-        let per_sec = gop_bytes as f64 / 2.0;
-        assert!((per_sec - 125_000.0).abs() < 200.0, "{per_sec}");
-        assert_eq!(m.frame_period(), Duration::from_millis(40));
-    }
-
-    #[test]
-    fn stream_booking() {
-        let mut streams = Vec::new();
-        let mut t = Totals::default();
-        let st = |publisher, seq| Stamp {
-            publisher,
-            kind: StreamKind::Video,
-            keyframe: false,
-            seq,
-            send_ns: 1,
-        };
-        for s in [0, 1, 3, 2, 2] {
-            record_stream(&mut streams, &mut t, &st(1, s));
-        }
-        record_stream(&mut streams, &mut t, &st(2, 10));
-        assert_eq!(streams.len(), 2);
-        assert_eq!(t.expected, 5);
-        assert_eq!(t.unique, 5);
-        assert_eq!(t.out_of_order, 1);
-        assert_eq!(t.duplicates, 1);
-    }
-}
+mod tests;

@@ -1,0 +1,465 @@
+//! The HTTP side of the demo: routing, WHIP/WHEP resources, the room listing and the
+//! static page.
+
+use std::time::Instant;
+
+use rtc_core::media::MediaKind;
+use rtc_core::sdp::{SectionKind, SessionDescription};
+use serde::Serialize;
+
+use super::super::backend::{BackendError, Kind};
+use super::super::http::{Request, Response};
+use super::{Publisher, Resource, Role, Shared, Viewer};
+
+const INDEX_HTML: &str = include_str!("../../../assets/index.html");
+const APP_JS: &str = include_str!("../../../assets/app.js");
+const STYLE_CSS: &str = include_str!("../../../assets/style.css");
+
+/// Room names: 1–64 of `[A-Za-z0-9_-]`.
+pub fn valid_room(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub(super) fn route(shared: &Shared, req: &Request) -> Response {
+    let segs: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let m = req.method.as_str();
+    match (m, segs.as_slice()) {
+        ("GET" | "HEAD", []) => Response::new(200, "text/html; charset=utf-8", INDEX_HTML),
+        ("GET" | "HEAD", ["app.js"]) => {
+            Response::new(200, "text/javascript; charset=utf-8", APP_JS)
+        }
+        ("GET" | "HEAD", ["style.css"]) => Response::new(200, "text/css; charset=utf-8", STYLE_CSS),
+        ("GET", ["rooms"]) => list_rooms(shared),
+        ("GET", ["rooms", room]) => match shared.state().view(room) {
+            Some(v) => Response::json(200, &v).with("Cache-Control", "no-store"),
+            None => Response::text(404, format!("unknown room {room:?}")),
+        },
+        ("GET", ["stats"]) => match shared.backend.stats() {
+            Ok(s) => Response::json(200, &s).with("Cache-Control", "no-store"),
+            Err(e) => error_response(&e),
+        },
+        ("OPTIONS", ["whip", ..] | ["whep", ..]) => options(&segs),
+        ("OPTIONS", _) => Response::empty(204)
+            .with("Access-Control-Allow-Methods", "GET, OPTIONS")
+            .with("Allow", "GET, OPTIONS"),
+        (_, ["whip", ..] | ["whep", ..]) => {
+            if let Some(denied) = check_token(shared, req) {
+                return denied;
+            }
+            match (m, segs.as_slice()) {
+                ("POST", ["whip", room]) => whip_post(shared, req, room),
+                ("POST", ["whep", room, publisher]) => whep_post(shared, req, room, publisher),
+                ("DELETE", ["whip", room, res]) => delete(shared, Role::Whip, room, res),
+                ("DELETE", ["whep", room, _, res]) => delete(shared, Role::Whep, room, res),
+                ("PATCH", ["whip", _, _] | ["whep", _, _, _]) => Response::text(
+                    405,
+                    "trickle ICE and ICE restarts are not supported: the engine is ICE-lite \
+                     and its answer carries all its candidates; send a new offer instead",
+                )
+                .with("Allow", "DELETE, OPTIONS"),
+                (_, ["whip", _]) | (_, ["whep", _, _]) => {
+                    Response::text(405, format!("{m} not allowed here; POST an SDP offer"))
+                        .with("Allow", "POST, OPTIONS")
+                }
+                (_, ["whip", _, _]) | (_, ["whep", _, _, _]) => {
+                    Response::text(405, format!("{m} not allowed on a session; DELETE ends it"))
+                        .with("Allow", "DELETE, PATCH, OPTIONS")
+                }
+                _ => Response::text(404, "no such resource"),
+            }
+        }
+        ("GET" | "HEAD", _) => Response::text(404, "not found"),
+        _ => Response::text(405, format!("{m} not allowed here")).with("Allow", "GET, OPTIONS"),
+    }
+}
+
+fn options(segs: &[&str]) -> Response {
+    let methods = match segs.len() {
+        2 if segs.first() == Some(&"whip") => "POST, OPTIONS",
+        3 if segs.first() == Some(&"whep") => "POST, OPTIONS",
+        _ => "DELETE, PATCH, OPTIONS",
+    };
+    Response::empty(204)
+        .with("Allow", methods)
+        .with("Access-Control-Allow-Methods", methods)
+        .with(
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type, If-Match",
+        )
+        .with("Access-Control-Max-Age", "600")
+        .with("Accept-Post", "application/sdp")
+}
+
+fn check_token(shared: &Shared, req: &Request) -> Option<Response> {
+    let want = shared.cfg.token.as_deref()?;
+    let got = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if got.is_some_and(|g| token_matches(g.as_bytes(), want.as_bytes())) {
+        None
+    } else {
+        Some(
+            Response::text(401, "missing or wrong bearer token")
+                .with("WWW-Authenticate", "Bearer realm=\"rtc-demo\""),
+        )
+    }
+}
+
+/// Whether `got` equals the secret `want`, in time that depends only on `want`'s length:
+/// every byte of `want` is compared (against `got`'s byte or a stand-in past its end),
+/// with no early exit on a mismatch or a length difference.
+pub(super) fn token_matches(got: &[u8], want: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut same = (got.len() as u64).ct_eq(&(want.len() as u64));
+    for (i, w) in want.iter().enumerate() {
+        let g = got.get(i).copied().unwrap_or(!*w);
+        same &= g.ct_eq(w);
+    }
+    same.into()
+}
+
+fn error_response(e: &BackendError) -> Response {
+    let status = match e {
+        BackendError::BadRequest(_) => 400,
+        BackendError::NotFound(_) => 404,
+        BackendError::Unavailable(_) => 503,
+        _ => 502,
+    };
+    Response::text(status, e)
+}
+
+/// The audio/video sections of an offer with whether the client sends and receives on
+/// them.
+fn offer_media(req: &Request) -> Result<Vec<(Kind, bool, bool)>, Response> {
+    let ct = req.header("content-type").unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/sdp") {
+        return Err(Response::text(
+            415,
+            format!("Content-Type must be application/sdp, got {ct:?}"),
+        )
+        .with("Accept-Post", "application/sdp"));
+    }
+    let text = std::str::from_utf8(&req.body)
+        .map_err(|_| Response::text(400, "the offer is not UTF-8"))?;
+    let sdp = SessionDescription::parse(text)
+        .map_err(|e| Response::text(400, format!("bad SDP offer: {e}")))?;
+    let media: Vec<(Kind, bool, bool)> = sdp
+        .media
+        .iter()
+        .filter(|m| m.port != 0)
+        .filter_map(|m| {
+            let kind = match m.kind {
+                SectionKind::Media(MediaKind::Audio) => Kind::Audio,
+                SectionKind::Media(MediaKind::Video) => Kind::Video,
+                _ => return None,
+            };
+            let d = sdp.direction_for(m);
+            Some((kind, d.can_send(), d.can_recv()))
+        })
+        .collect();
+    if media.is_empty() {
+        return Err(Response::text(
+            400,
+            "the offer has no audio or video section",
+        ));
+    }
+    Ok(media)
+}
+
+fn new_resource_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn shard_hint(shared: &Shared, req: &Request) -> Result<Option<usize>, Response> {
+    let Some(v) = req.query_param("shard") else {
+        return Ok(None);
+    };
+    let n = shared.backend.shard_count();
+    match v.parse::<usize>() {
+        Ok(s) if s < n => Ok(Some(s)),
+        _ => Err(Response::text(
+            400,
+            format!("shard must be a number below {n}, got {v:?}"),
+        )),
+    }
+}
+
+fn created(location: String, answer: String, session: u64, shard: usize, res: &str) -> Response {
+    Response::new(201, "application/sdp", answer)
+        .with("Location", location)
+        .with("ETag", format!("\"{res}\""))
+        .with("X-Session-Id", session.to_string())
+        .with("X-Shard", shard.to_string())
+}
+
+fn whip_post(shared: &Shared, req: &Request, room: &str) -> Response {
+    if !valid_room(room) {
+        return Response::text(400, "room names are 1-64 of A-Z a-z 0-9 _ -");
+    }
+    let media = match offer_media(req) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let mut kinds: Vec<Kind> = media.iter().filter(|m| m.1).map(|m| m.0).collect();
+    kinds.dedup();
+    if kinds.is_empty() {
+        return Response::text(
+            400,
+            "a WHIP offer must send media (sendonly or sendrecv audio/video)",
+        );
+    }
+    let hint = match shard_hint(shared, req) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    // Placement: publishers of a room go round-robin over the shards, so a room's
+    // publishers sit on different cores and forwarding crosses shards.
+    let n = shared.backend.shard_count().max(1);
+    let shard = hint.unwrap_or_else(|| {
+        let mut st = shared.state();
+        let r = st.rooms.entry(room.to_owned()).or_default();
+        let s = r.next_pub_shard % n;
+        r.next_pub_shard = r.next_pub_shard.wrapping_add(1);
+        s
+    });
+    let body = String::from_utf8_lossy(&req.body);
+    let c = match shared.backend.create_session(room, &body, Some(shard)) {
+        Ok(c) => c,
+        Err(e) => {
+            drop_empty_room(shared, room);
+            return error_response(&e);
+        }
+    };
+    if let Err(e) = shared.backend.publish(room, c.session) {
+        let _ = shared.backend.close(c.session);
+        drop_empty_room(shared, room);
+        return error_response(&e);
+    }
+    let res = new_resource_id();
+    {
+        let mut st = shared.state();
+        st.resources.insert(
+            res.clone(),
+            Resource {
+                role: Role::Whip,
+                room: room.to_owned(),
+                session: c.session,
+            },
+        );
+        st.rooms
+            .entry(room.to_owned())
+            .or_default()
+            .publishers
+            .insert(
+                c.session,
+                Publisher {
+                    shard: c.shard,
+                    kinds,
+                    connected: false,
+                    since: Instant::now(),
+                    resource: res.clone(),
+                },
+            );
+    }
+    created(
+        format!("/whip/{room}/{res}"),
+        c.answer,
+        c.session,
+        c.shard,
+        &res,
+    )
+}
+
+fn drop_empty_room(shared: &Shared, room: &str) {
+    let mut st = shared.state();
+    if st
+        .rooms
+        .get(room)
+        .is_some_and(|r| r.publishers.is_empty() && r.viewers.is_empty())
+    {
+        st.rooms.remove(room);
+    }
+}
+
+fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Response {
+    // The publisher is named by its session id (as listed in `/rooms/{room}`) or by
+    // the resource id of its WHIP Location (all a plain WHIP client knows).
+    let by_resource = {
+        let st = shared.state();
+        st.resources
+            .get(publisher)
+            .filter(|r| r.role == Role::Whip && r.room == room)
+            .map(|r| r.session)
+    };
+    let Some(publisher) = by_resource.or_else(|| publisher.parse::<u64>().ok()) else {
+        return Response::text(
+            404,
+            format!(
+                "no publisher {publisher:?} in room {room:?} (use a session id or a WHIP resource id)"
+            ),
+        );
+    };
+    let media = match offer_media(req) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if !media.iter().any(|m| m.2) {
+        return Response::text(
+            400,
+            "a WHEP offer must receive media (recvonly audio/video)",
+        );
+    }
+    let hint = match shard_hint(shared, req) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    // `?max_layer=0|1|2`: the viewer receives at most this simulcast layer.
+    let max_layer = match req.query_param("max_layer") {
+        None => None,
+        Some(v) => match v.parse::<u8>() {
+            Ok(l) if l <= 2 => Some(l),
+            _ => {
+                return Response::text(400, format!("max_layer must be 0, 1 or 2 (got {v:?})"));
+            }
+        },
+    };
+    // Placement: a viewer goes to a shard other than its publisher's (round-robin over
+    // the others), so every WHEP leg exercises cross-shard forwarding when there are
+    // several shards.
+    let n = shared.backend.shard_count().max(1);
+    let shard = {
+        let mut st = shared.state();
+        let Some(r) = st.rooms.get_mut(room) else {
+            return Response::text(404, format!("unknown room {room:?}"));
+        };
+        let Some(p) = r.publishers.get(&publisher) else {
+            return Response::text(404, format!("no publisher {publisher} in room {room:?}"));
+        };
+        let pub_shard = p.shard;
+        hint.unwrap_or_else(|| {
+            if n == 1 {
+                return 0;
+            }
+            let k = r.next_view_shard % (n - 1);
+            r.next_view_shard = r.next_view_shard.wrapping_add(1);
+            (pub_shard + 1 + k) % n
+        })
+    };
+    let body = String::from_utf8_lossy(&req.body);
+    let c = match shared.backend.create_session(room, &body, Some(shard)) {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
+    let legs = match shared.backend.subscribe(room, c.session, publisher) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = shared.backend.close(c.session);
+            return error_response(&e);
+        }
+    };
+    if let Some(l) = max_layer
+        && let Err(e) = shared.backend.set_max_layer(c.session, l)
+    {
+        let _ = shared.backend.close(c.session);
+        return error_response(&e);
+    }
+    if legs.is_empty() {
+        let _ = shared.backend.close(c.session);
+        return Response::text(
+            400,
+            "none of the offer's receiving sections matches a track of that publisher",
+        );
+    }
+    let answer = c.answer.clone();
+    let res = new_resource_id();
+    {
+        let mut st = shared.state();
+        // The publisher may have left meanwhile.
+        let Some(r) = st
+            .rooms
+            .get_mut(room)
+            .filter(|r| r.publishers.contains_key(&publisher))
+        else {
+            drop(st);
+            let _ = shared.backend.close(c.session);
+            return Response::text(404, format!("publisher {publisher} left room {room:?}"));
+        };
+        r.viewers.insert(
+            c.session,
+            Viewer {
+                shard: c.shard,
+                publisher,
+                connected: false,
+                resource: res.clone(),
+            },
+        );
+        st.resources.insert(
+            res.clone(),
+            Resource {
+                role: Role::Whep,
+                room: room.to_owned(),
+                session: c.session,
+            },
+        );
+    }
+    created(
+        format!("/whep/{room}/{publisher}/{res}"),
+        answer,
+        c.session,
+        c.shard,
+        &res,
+    )
+}
+
+fn delete(shared: &Shared, role: Role, room: &str, res: &str) -> Response {
+    let (session, orphans) = {
+        let mut st = shared.state();
+        let Some(r) = st.resources.get(res) else {
+            return Response::text(404, "no such session (already ended?)");
+        };
+        if r.role != role || r.room != room {
+            return Response::text(404, "no such session in this room");
+        }
+        let session = r.session;
+        (session, st.remove_session(room, session))
+    };
+    for o in orphans {
+        let _ = shared.backend.close(o);
+    }
+    match shared.backend.close(session) {
+        // Already gone in the engine (e.g. failed): the resource is gone either way.
+        Ok(()) | Err(BackendError::NotFound(_)) => Response::empty(200),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn list_rooms(shared: &Shared) -> Response {
+    #[derive(Serialize)]
+    struct Entry {
+        room: String,
+        publishers: usize,
+        viewers: usize,
+    }
+    let st = shared.state();
+    let v: Vec<Entry> = st
+        .rooms
+        .iter()
+        .map(|(name, r)| Entry {
+            room: name.clone(),
+            publishers: r.publishers.len(),
+            viewers: r.viewers.len(),
+        })
+        .collect();
+    Response::json(200, &v).with("Cache-Control", "no-store")
+}

@@ -1,0 +1,165 @@
+//! What to run: the [`Config`] of a load test, its signalling [`Mode`] and the errors a
+//! run can end with.
+
+use super::*;
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadgenError {
+    /// The configuration is unusable.
+    #[error("config: {0}")]
+    Config(String),
+    /// Signalling failed where the run cannot go on (engine start, first contact).
+    #[error("signalling: {0}")]
+    Signalling(String),
+    /// Local set-up failed (sockets, threads, certificates).
+    #[error("setup: {0}")]
+    Setup(String),
+}
+
+/// Where sessions are set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Start an engine in this process with this many shards.
+    InProcess {
+        /// Engine shards.
+        shards: usize,
+    },
+    /// A running rtc-engine's control socket.
+    Control(PathBuf),
+    /// WHIP/WHEP against rtc-demo at this base URL (`http://127.0.0.1:8080`).
+    Whip(String),
+}
+
+impl Mode {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Mode::InProcess { .. } => "in-process",
+            Mode::Control(_) => "control",
+            Mode::Whip(_) => "whip",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Signalling back-end.
+    pub mode: Mode,
+    /// Rooms.
+    pub rooms: usize,
+    /// Publishers per room.
+    pub publishers: usize,
+    /// Subscribers per room.
+    pub subscribers: usize,
+    /// Event-loop threads.
+    pub threads: usize,
+    /// Steady phase (after every peer is set up and connected, or the connect timeout).
+    pub duration: Duration,
+    /// Peers set up per second (`0.0`: as fast as signalling goes).
+    pub ramp: f64,
+    /// How long to wait for the last peers to connect after the ramp.
+    pub connect_timeout: Duration,
+    /// Send video.
+    pub video: bool,
+    /// Send audio.
+    pub audio: bool,
+    /// Video bitrate per publisher, kbit/s.
+    pub video_kbps: u32,
+    /// Video frames per second.
+    pub fps: u32,
+    /// Seconds between keyframes.
+    pub keyframe_interval: f64,
+    /// Audio payload bytes per 20 ms packet.
+    pub audio_bytes: usize,
+    /// Room name prefix (rooms are `{prefix}-{index}`).
+    pub room_prefix: String,
+    /// Allow non-loopback signalling targets and media addresses.
+    pub allow_remote: bool,
+    /// Bearer token for WHIP/WHEP.
+    pub token: Option<String>,
+    /// Timeout of one signalling request.
+    pub signalling_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::InProcess { shards: 2 },
+            rooms: 1,
+            publishers: 1,
+            subscribers: 3,
+            threads: 2,
+            duration: Duration::from_secs(10),
+            ramp: 50.0,
+            connect_timeout: Duration::from_secs(10),
+            video: true,
+            audio: true,
+            video_kbps: 500,
+            fps: 30,
+            keyframe_interval: 2.0,
+            audio_bytes: 80,
+            room_prefix: "loadgen".into(),
+            allow_remote: false,
+            token: None,
+            signalling_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), LoadgenError> {
+        let bad = |m: &str| Err(LoadgenError::Config(m.into()));
+        if self.threads == 0 {
+            return bad("threads must be at least 1");
+        }
+        if self.rooms == 0 {
+            return bad("rooms must be at least 1");
+        }
+        if self.fps == 0 || self.fps > 240 {
+            return bad("fps must be in 1..=240");
+        }
+        if !(self.ramp >= 0.0 && self.ramp.is_finite()) {
+            return bad("ramp must be a non-negative number");
+        }
+        if !(self.keyframe_interval > 0.0 && self.keyframe_interval.is_finite()) {
+            return bad("keyframe interval must be positive");
+        }
+        if self.audio_bytes < payload::MIN_AUDIO_PAYLOAD || self.audio_bytes > payload::MAX_PAYLOAD
+        {
+            return Err(LoadgenError::Config(format!(
+                "audio bytes must be in {}..={}",
+                payload::MIN_AUDIO_PAYLOAD,
+                payload::MAX_PAYLOAD
+            )));
+        }
+        if self.video_kbps == 0 || self.video_kbps > 100_000 {
+            return bad("video kbps must be in 1..=100000");
+        }
+        if self.room_prefix.is_empty()
+            || !self
+                .room_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad("room prefix must be non-empty [A-Za-z0-9_-]");
+        }
+        Ok(())
+    }
+
+    pub(super) fn media(&self) -> MediaParams {
+        MediaParams {
+            video: self.video,
+            audio: self.audio,
+            video_kbps: self.video_kbps,
+            fps: self.fps,
+            keyframe_every: ((self.keyframe_interval * f64::from(self.fps)).round() as u64).max(1),
+            audio_bytes: self.audio_bytes,
+        }
+    }
+
+    pub(super) fn kinds(&self) -> u64 {
+        u64::from(self.video) + u64::from(self.audio)
+    }
+}
