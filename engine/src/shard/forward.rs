@@ -6,12 +6,11 @@ use crossbeam_channel::TrySendError;
 use rtc_core::event::KeyframeRequestKind;
 use rtc_core::media::{MediaKind, Mid};
 
-use super::layers::{MAX_LAYERS, PktInfo, codec_of, rid_layer};
+use super::layers::{MAX_LAYERS, PktInfo, codec_of};
 use super::{BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, Session, Shard, guarded, touch};
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
 use crate::forward::{FwdExt, write_forwarded};
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
-use rtc_core::rtp::RtpPacket;
 
 /// Writes the packet for every local leg of a route: each leg's downtrack decides whether
 /// and with which numbering. Returns the packets written and a bit set of the layers some
@@ -115,6 +114,8 @@ impl Shard {
         ts: u32,
         marker: bool,
         payload_offset: usize,
+        rid_layer: Option<u8>,
+        fwd: FwdExt,
         now: Instant,
     ) {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
@@ -141,20 +142,6 @@ impl Shard {
             }
         }
         let codec = codec_of(&s.pt_codec, pt);
-        // The publisher's extensions: forwarded ones, and the rid naming the layer.
-        let mut fwd = FwdExt::default();
-        let mut rid = None;
-        if let Some((_, map)) = s.rx_ext.iter().find(|(m, _)| *m == mid)
-            && let Some(v) = RtpPacket::parse(self.scratch.get(..len).unwrap_or(&[]))
-                .ok()
-                .and_then(|p| p.extensions(map).ok())
-        {
-            fwd = FwdExt::from_values(&v);
-            rid = v.rid.and_then(|r| {
-                let rids = s.rx_rids.iter().find(|(m, _)| *m == mid).map(|(_, r)| r);
-                rid_layer(rids.map_or(&[][..], |r| &r[..]), r)
-            });
-        }
         let key = (id, mid);
         let Some(route) = self.routes.get_mut(&key) else {
             self.c.drops.no_route += 1;
@@ -185,7 +172,7 @@ impl Shard {
             MediaKind::Audio => self.ctx.cache_audio_packets,
         };
         let Some(layer) = route.layers.layer_of(
-            rid,
+            rid_layer,
             route.spec.kind == MediaKind::Audio,
             ssrc,
             cache_packets,

@@ -228,10 +228,8 @@ struct Session {
     touched: bool,
     /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
     pt_mid: Vec<(u8, Mid)>,
-    /// Extension map of each section (the publisher's ids, to parse forwarded ones).
+    /// Extension map of each section (the publisher's ids).
     rx_ext: Vec<(Mid, rtc_core::rtp::ExtensionMap)>,
-    /// RTP stream ids the peer announced per section (simulcast).
-    rx_rids: Vec<(Mid, Vec<String>)>,
     /// Payload type → codec facts parser, for published video.
     pt_codec: Vec<(u8, VideoCodec)>,
     /// The subscriber's bandwidth allocator over its legs (keyed by its own mid).
@@ -341,6 +339,10 @@ enum Act {
         ts: u32,
         marker: bool,
         payload_offset: usize,
+        /// The simulcast layer the `Rtc` bound the SSRC to (see [`layers::rid_layer`]).
+        layer: Option<u8>,
+        /// Forwarded extensions (ranges refer to the packet as copied to scratch).
+        fwd: crate::forward::FwdExt,
     },
     Estimate(u64),
     Keyframe(u32),
@@ -498,6 +500,7 @@ impl Shard {
             self.reap_unconnected(now, &mut *backend);
             if now >= self.next_alloc {
                 self.next_alloc = now + layers::ALLOC_INTERVAL;
+                self.poll_sender_reports(now);
                 self.allocate_all(now);
                 self.report_speakers(now);
             }
