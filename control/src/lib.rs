@@ -22,5 +22,7 @@ pub use client::{ClientError, ControlClient, ControlRequester, EventStream, Prot
 pub use error::{ControlError, ErrorCode};
 pub use hist::{HistogramSummary, summarize};
 pub use protocol::*;
-pub use server::{ClientId, ControlHandler, ControlServer, EventHub, EventSink, ServerConfig};
+pub use server::{
+    ClientId, ControlHandler, ControlServer, EventHub, EventSink, ServerConfig, check_socket_dir,
+};
 pub use types::*;

@@ -73,7 +73,8 @@ pub struct ServerConfig {
     pub group: Option<u32>,
     /// Peer uids allowed to connect (checked with `SO_PEERCRED`; default: our euid and 0).
     pub allowed_uids: Vec<u32>,
-    /// Peer primary gids also allowed (default: none).
+    /// Peer groups also allowed, as the peer's primary gid or one of its supplementary
+    /// groups (`SO_PEERGROUPS`) (default: none).
     pub allowed_gids: Vec<u32>,
     /// Maximum line length (default [`MAX_LINE`], 1 MiB).
     pub max_line: usize,
@@ -694,9 +695,10 @@ impl IoLoop {
             return;
         }
         let allowed = match sys::peer_cred(stream.as_raw_fd()) {
-            Ok(c) => {
-                self.cfg.allowed_uids.contains(&c.uid) || self.cfg.allowed_gids.contains(&c.gid)
-            }
+            Ok(c) => peer_allowed(&self.cfg, c.uid, c.gid, || {
+                // Unreadable groups (kernel before 4.13): only uid and primary gid count.
+                sys::peer_groups(stream.as_raw_fd()).unwrap_or_default()
+            }),
             Err(_) => false,
         };
         if !allowed {
@@ -987,5 +989,124 @@ fn read_some(c: &mut Conn, scratch: &mut [u8], max_line: usize) {
                 c.read_closed = true;
             }
         }
+    }
+}
+
+/// Whether a peer with these credentials may connect: its uid is allowed, or its primary
+/// gid, or (asked only when needed) one of its supplementary groups.
+fn peer_allowed(cfg: &ServerConfig, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
+    if cfg.allowed_uids.contains(&uid) || cfg.allowed_gids.contains(&gid) {
+        return true;
+    }
+    !cfg.allowed_gids.is_empty() && groups().iter().any(|g| cfg.allowed_gids.contains(g))
+}
+
+/// Checks that `dir`, meant to hold a control socket, is a real directory (not a
+/// symbolic link) owned by `owner` and writable by nobody else. A directory in a shared
+/// place such as `/tmp` may have been created by another user beforehand, who could then
+/// replace the socket with one of their own.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::PermissionDenied`] naming what is wrong; the error of `lstat`.
+pub fn check_socket_dir(dir: &Path, owner: u32) -> io::Result<()> {
+    let md = std::fs::symlink_metadata(dir)?;
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("control socket directory {}: {why}", dir.display()),
+        ))
+    };
+    if !md.is_dir() {
+        return refuse("not a directory (a symbolic link or a file is refused)".into());
+    }
+    if md.uid() != owner {
+        return refuse(format!("owned by uid {}, not by uid {owner}", md.uid()));
+    }
+    let mode = md.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "mode {mode:04o} is group- or world-writable (0700 or 0750 expected)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(uids: &[u32], gids: &[u32]) -> ServerConfig {
+        let mut c = ServerConfig::new("/nonexistent/c.sock");
+        c.allowed_uids = uids.to_vec();
+        c.allowed_gids = gids.to_vec();
+        c
+    }
+
+    #[test]
+    fn supplementary_group_of_the_peer_is_allowed() {
+        let c = cfg(&[1], &[4242]);
+        // Primary gid 1000, member of 4242 through its supplementary groups.
+        assert!(peer_allowed(&c, 1000, 1000, || vec![27, 4242]));
+        assert!(!peer_allowed(&c, 1000, 1000, || vec![27, 100]));
+        assert!(peer_allowed(&c, 1000, 4242, || unreachable!(
+            "primary gid suffices"
+        )));
+        assert!(peer_allowed(&c, 1, 1000, || unreachable!("uid suffices")));
+        // No group allowed: the groups are not even asked for.
+        assert!(!peer_allowed(
+            &cfg(&[1], &[]),
+            1000,
+            1000,
+            || unreachable!()
+        ));
+    }
+
+    #[test]
+    fn peer_groups_are_the_connecting_process_groups() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut got = sys::peer_groups(a.as_raw_fd()).unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let mut want: Vec<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap()
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn socket_dir_must_be_private_and_owned() {
+        let me = sys::euid();
+        let base = std::env::temp_dir().join(format!("control-dir-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let good = base.join("good");
+        std::fs::create_dir(&good).unwrap();
+        mode(&good, 0o700);
+        check_socket_dir(&good, me).unwrap();
+        mode(&good, 0o750);
+        check_socket_dir(&good, me).unwrap();
+        mode(&good, 0o777);
+        let e = check_socket_dir(&good, me).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("0777"), "{e}");
+        mode(&good, 0o770);
+        assert!(check_socket_dir(&good, me).is_err());
+        mode(&good, 0o700);
+        let e = check_socket_dir(&good, me.wrapping_add(1)).unwrap_err();
+        assert!(e.to_string().contains("owned by uid"), "{e}");
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        assert!(check_socket_dir(&link, me).is_err());
+        assert!(check_socket_dir(&base.join("missing"), me).is_err());
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

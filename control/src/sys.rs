@@ -181,6 +181,41 @@ pub(crate) fn peer_cred(fd: RawFd) -> io::Result<PeerCred> {
     })
 }
 
+/// `getsockopt(SO_PEERGROUPS)`: the supplementary groups of the peer of a Unix stream
+/// socket (as of its `connect`). Linux 4.13 and later.
+pub(crate) fn peer_groups(fd: RawFd) -> io::Result<Vec<u32>> {
+    // NGROUPS_MAX is 65536; start small and grow to what the kernel asks for.
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let cap = groups.len() * std::mem::size_of::<libc::gid_t>();
+        let mut len = libc::socklen_t::try_from(cap)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "too many groups"))?;
+        // SAFETY: groups has room for `len` bytes of gid_t values; the kernel writes at
+        // most that many and updates len.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let needed = len as usize / std::mem::size_of::<libc::gid_t>();
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            // ERANGE: the buffer is too small; len holds the size needed.
+            if e.raw_os_error() == Some(libc::ERANGE) && needed > groups.len() {
+                groups.resize(needed, 0);
+                continue;
+            }
+            return Err(e);
+        }
+        groups.truncate(needed);
+        return Ok(groups);
+    }
+}
+
 /// The effective uid of this process.
 pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

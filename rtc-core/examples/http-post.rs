@@ -350,6 +350,9 @@ pub fn run(
 
     let mut report = Report::default();
     let mut buf = vec![0u8; 2000];
+    let mut arrivals = ArrivalSocket::new(&socket)?;
+    // Every input's instant is at least the previous one's (the `Rtc` requires it).
+    let mut last_input = Instant::now();
     loop {
         let timeout = match rtc
             .poll_output()
@@ -397,10 +400,11 @@ pub fn run(
                         } else {
                             report.audio_frames += 1;
                         }
-                        // Echo the frame back on the same media section.
-                        let now = Instant::now();
+                        // Echo the frame back on the same media section, at the
+                        // instant of the input that completed it (inputs' instants,
+                        // arrival times, may trail the clock).
                         if let Some(w) = rtc.writer(d.mid)
-                            && w.write(d.pt, now, d.time, &d.data).is_ok()
+                            && w.write(d.pt, last_input, d.time, &d.data).is_ok()
                         {
                             report.echoed_frames += 1;
                         }
@@ -467,32 +471,35 @@ pub fn run(
             status(r#"{"event":"deadline"}"#.to_string());
             break;
         }
+        // Datagrams already waiting are read before a due timer is handled: their
+        // arrival times are in the past and inputs must not go back in time.
         let now = Instant::now();
         let wait = timeout.saturating_duration_since(now);
-        if wait.is_zero() {
-            rtc.handle_input(Input::Timeout(now))
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            continue;
-        }
-        socket.set_read_timeout(Some(wait.min(Duration::from_millis(500))))?;
-        let input_res = socket.recv_from(&mut buf);
-        let now = Instant::now();
-        let res = match input_res {
-            Ok((n, source)) => rtc.handle_input(Input::Receive(
-                now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: local,
-                    contents: &buf[..n],
-                },
-            )),
+        let res = match arrivals.recv(&socket, &mut buf, wait.min(Duration::from_millis(500))) {
+            Ok((n, source, at)) => {
+                // The kernel's arrival time, not the time we got to read it: TWCC
+                // feedback reports these, and the browser's bandwidth estimation
+                // takes our read delays (this loop late under CPU load) for queuing.
+                let at = at.max(last_input);
+                last_input = at;
+                rtc.handle_input(Input::Receive(
+                    at,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: local,
+                        contents: &buf[..n],
+                    },
+                ))
+            }
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                let now = Instant::now().max(last_input);
+                last_input = now;
                 rtc.handle_input(Input::Timeout(now))
             }
             Err(e) => return Err(e),
@@ -500,6 +507,129 @@ pub fn run(
         res.map_err(|e| io::Error::other(e.to_string()))?;
     }
     Ok(report)
+}
+
+/// Receives datagrams with the kernel's arrival timestamp (`SO_TIMESTAMPNS`).
+pub struct ArrivalSocket {
+    fd: std::os::fd::RawFd,
+}
+
+impl ArrivalSocket {
+    /// Turns on arrival timestamps for `socket` (which must outlive this value).
+    ///
+    /// # Errors
+    ///
+    /// The `setsockopt` failure.
+    pub fn new(socket: &UdpSocket) -> io::Result<ArrivalSocket> {
+        use std::os::fd::AsRawFd;
+        let fd = socket.as_raw_fd();
+        let on: libc::c_int = 1;
+        // SAFETY: `fd` is an open socket for the duration of the call and the option
+        // value points to a live `c_int` of the given length.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ArrivalSocket { fd })
+    }
+
+    /// One datagram into `buf`, waiting up to `wait` (zero: only what is queued).
+    /// Returns its length, source and arrival instant (when the kernel received it,
+    /// on the monotonic clock; the read time if the kernel gave no timestamp).
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` (zero `wait`) or `TimedOut` when nothing came; other socket errors.
+    pub fn recv(
+        &mut self,
+        socket: &UdpSocket,
+        buf: &mut [u8],
+        wait: Duration,
+    ) -> io::Result<(usize, SocketAddr, Instant)> {
+        let flags = if wait.is_zero() {
+            libc::MSG_DONTWAIT
+        } else {
+            socket.set_read_timeout(Some(wait))?;
+            0
+        };
+        // SAFETY: all-zero is a valid `sockaddr_storage`, `iovec` and `msghdr`.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // Room for one `timespec` control message, 8-byte aligned.
+        let mut control = [0u64; 8];
+        // SAFETY: see above.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: every pointer in `msg` refers to a live local buffer of the stated
+        // length, and `self.fd` is the open socket borrowed as `socket`.
+        let n = unsafe { libc::recvmsg(self.fd, &mut msg, flags) };
+        let (read_at, read_wall) = (Instant::now(), std::time::SystemTime::now());
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return Err(
+                if e.kind() == io::ErrorKind::WouldBlock && !wait.is_zero() {
+                    io::Error::from(io::ErrorKind::TimedOut)
+                } else {
+                    e
+                },
+            );
+        }
+        let source = sockaddr_to_std(&addr).ok_or_else(|| io::Error::other("bad source"))?;
+        let mut at = read_at;
+        // SAFETY: `msg` was filled by `recvmsg`; the CMSG macros walk its control
+        // buffer within `msg_controllen`, and a `SCM_TIMESTAMPNS` message carries one
+        // `timespec` (read unaligned).
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    let arrived =
+                        std::time::UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                    // The wall clock tells how long the datagram waited for us.
+                    let waited = read_wall.duration_since(arrived).unwrap_or_default();
+                    at = read_at.checked_sub(waited).unwrap_or(read_at);
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok((n as usize, source, at))
+    }
+}
+
+fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(a.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a `sockaddr_in`.
+            let v4 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(v4.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a `sockaddr_in6`.
+            let v6 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(SocketAddr::from((ip, u16::from_be(v6.sin6_port))))
+        }
+        _ => None,
+    }
 }
 
 /// Handles one HTTP request. Returns true when an offer was answered.

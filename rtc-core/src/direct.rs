@@ -161,4 +161,40 @@ impl<'a> DirectApi<'a> {
     pub fn write_rtp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
         self.rtc.send_rtp_packet(packet)
     }
+
+    /// Retransmits one packet from an external cache, answering an
+    /// [`Event::ResendRequest`](crate::Event::ResendRequest). `packet` is the
+    /// plaintext RTP packet as it was first sent on our stream `ssrc` (its header
+    /// already rewritten for this stream: this SSRC, its sequence number). It goes out
+    /// as RTX (RFC 4588: the stream's RTX SSRC, payload type and sequence number, with
+    /// the original sequence number prepended to the payload) when RTX is negotiated
+    /// for its payload type, else unchanged on the media SSRC.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected or `ssrc` is not one of our send
+    /// streams; [`RtcError::Write`] when the packet does not parse or fit, or SRTP
+    /// protection fails.
+    pub fn write_rtx(&mut self, ssrc: u32, packet: &[u8]) -> Result<(), RtcError> {
+        self.rtc.write_rtx(ssrc, packet)
+    }
+
+    /// Protects and sends one raw (compound) RTCP packet as is: for fuzz targets
+    /// and tests that play a misbehaving peer. Not a public API.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected; [`RtcError::Write`] when the
+    /// packet does not fit a datagram or SRTCP protection fails.
+    #[cfg(feature = "_internal")]
+    #[doc(hidden)]
+    pub fn write_rtcp_packet(&mut self, packet: &[u8]) -> Result<(), RtcError> {
+        self.rtc.send_rtcp(|buf| {
+            let out = buf
+                .get_mut(..packet.len())
+                .ok_or(crate::rtcp::RtcpError::BufferTooSmall)?;
+            out.copy_from_slice(packet);
+            Ok(packet.len())
+        })
+    }
 }

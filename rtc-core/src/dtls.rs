@@ -277,6 +277,9 @@ pub(crate) struct DtlsTransport {
     scratch: Vec<u8>,
     last_now: Option<Instant>,
     early_data: Vec<Vec<u8>>,
+    /// Application-data records received on the established association (each one
+    /// decrypted and authenticated).
+    app_records: u64,
 }
 
 /// Application records held while the handshake's end is being verified.
@@ -306,7 +309,13 @@ impl DtlsTransport {
             scratch: vec![0; 2048],
             last_now: None,
             early_data: Vec::new(),
+            app_records: 0,
         }
+    }
+
+    /// Authenticated application-data records received so far.
+    pub(crate) fn app_records(&self) -> u64 {
+        self.app_records
     }
 
     pub(crate) fn local_fingerprint(&self) -> &Fingerprint {
@@ -489,6 +498,7 @@ impl DtlsTransport {
                 }
                 dimpl::Output::ApplicationData(d) => {
                     if self.state == State::Connected {
+                        self.app_records += 1;
                         self.events.push_back(DtlsEvent::Data(d.to_vec()));
                     } else if self.early_data.len() < MAX_EARLY_DATA {
                         // Arrived with (or before we released) the handshake's end: held

@@ -50,6 +50,57 @@ pub enum Event<'a> {
     ChannelClose(ChannelId),
     /// The peer asked for a keyframe on one of the streams we send (RTCP PLI or FIR).
     KeyframeRequest(KeyframeRequest),
+    /// With an external retransmission cache
+    /// ([`RtcConfig::set_rtx_buffer`](crate::RtcConfig::set_rtx_buffer) with 0
+    /// packets): the peer asked for these packets of a stream we send, after
+    /// de-duplication and the retransmission budgets. Answer each one found with
+    /// [`DirectApi::write_rtx`](crate::direct::DirectApi::write_rtx).
+    ResendRequest(ResendRequest),
+}
+
+/// Packets the peer wants retransmitted, from [`Event::ResendRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResendRequest {
+    /// The media section of the stream.
+    pub mid: Mid,
+    /// Our SSRC the packets were sent with.
+    pub ssrc: u32,
+    seqs: [u16; MAX_RESEND_SEQS],
+    len: u8,
+}
+
+/// The most sequence numbers one [`ResendRequest`] carries (the per-RTT cap of
+/// retransmissions of one stream).
+pub const MAX_RESEND_SEQS: usize = 16;
+
+impl ResendRequest {
+    /// An empty request for `ssrc` on `mid`.
+    pub(crate) fn new(mid: Mid, ssrc: u32) -> Self {
+        ResendRequest {
+            mid,
+            ssrc,
+            seqs: [0; MAX_RESEND_SEQS],
+            len: 0,
+        }
+    }
+
+    /// Adds a sequence number; false when full.
+    pub(crate) fn push(&mut self, seq: u16) -> bool {
+        match self.seqs.get_mut(usize::from(self.len)) {
+            Some(slot) => {
+                *slot = seq;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The RTP sequence numbers (as sent on the wire) to retransmit, oldest request
+    /// first.
+    pub fn seqs(&self) -> &[u16] {
+        self.seqs.get(..usize::from(self.len)).unwrap_or(&[])
+    }
 }
 
 /// A frame received in frame mode.
@@ -118,6 +169,9 @@ pub enum FailReason {
     FingerprintMismatch,
     /// ICE failed or consent to send expired (RFC 7675).
     IceFailed,
+    /// No ICE candidate pair worked within the connect timeout
+    /// ([`RtcConfig::set_ice_connect_timeout`](crate::RtcConfig::set_ice_connect_timeout)).
+    IceConnectTimeout,
 }
 
 /// A media section that appeared.

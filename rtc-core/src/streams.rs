@@ -6,7 +6,8 @@ use std::time::Instant;
 use std::time::Duration;
 
 use crate::feedback::{
-    NackConfig, NackRegister, RateMeter, ReceiveRegister, RtxSendBuffer, SenderRegister,
+    NackConfig, NackRegister, RateMeter, ReceiveRegister, ResendLimiter, RtxSendBuffer,
+    SenderRegister,
 };
 use crate::media::{Codec, MediaInfo, Mid, Rid};
 use crate::packet::{
@@ -118,6 +119,10 @@ pub(crate) struct TxStream {
     pub(crate) sender: SenderRegister,
     /// Sent packets kept for retransmission.
     pub(crate) rtx_buf: RtxSendBuffer,
+    /// Whether `rtx_buf` is used (false with an external retransmission cache).
+    pub(crate) keep_for_rtx: bool,
+    /// De-duplication and budgets for answering NACKs.
+    pub(crate) resend: ResendLimiter,
     /// Next RTX sequence number.
     pub(crate) rtx_seq: u16,
     /// RTP clock rate of what was last sent (for SR timestamps).
@@ -148,7 +153,9 @@ impl TxStream {
             bytes: 0,
             packetizers: Vec::new(),
             sender: SenderRegister::new(ssrc),
-            rtx_buf: RtxSendBuffer::new(rtx_packets, rtx_age),
+            rtx_buf: RtxSendBuffer::new(rtx_packets.max(1), rtx_age),
+            keep_for_rtx: rtx_packets > 0,
+            resend: ResendLimiter::new(),
             rtx_seq: rand::random(),
             clock_rate: 90_000,
             highest_sent: None,
@@ -183,7 +190,9 @@ impl TxStream {
         if self.highest_sent.is_none_or(|h| ext > h) {
             self.highest_sent = Some(ext);
         }
-        self.rtx_buf.store(now, ext, packet);
+        if self.keep_for_rtx {
+            self.rtx_buf.store(now, ext, packet);
+        }
         self.sender
             .on_packet_sent(now, ts, packet.len().saturating_sub(12));
         self.rate.add(now, packet.len() as u64);

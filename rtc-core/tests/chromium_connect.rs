@@ -9,13 +9,13 @@
 mod http_post;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/browser")
@@ -219,4 +219,47 @@ fn chromium_media_vp8_opus_frames_echo_and_bwe() {
 #[test]
 fn chromium_media_h264_frames_echo_and_bwe() {
     check_echo("?codec=H264", "H264");
+}
+
+/// Not a browser test: the server loop stamps a datagram with the kernel's arrival
+/// time, not with when it got around to reading it (which under CPU load is late, and
+/// would go into our TWCC feedback as queuing delay).
+#[test]
+fn server_loop_stamps_datagrams_with_their_arrival_time() {
+    let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut arrivals = http_post::ArrivalSocket::new(&rx).expect("SO_TIMESTAMPNS");
+    let mut buf = [0u8; 64];
+    let empty = arrivals.recv(&rx, &mut buf, Duration::ZERO).unwrap_err();
+    assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
+    let waited = arrivals
+        .recv(&rx, &mut buf, Duration::from_millis(20))
+        .unwrap_err();
+    assert_eq!(waited.kind(), std::io::ErrorKind::TimedOut);
+
+    let sent = Instant::now();
+    tx.send_to(b"hello", rx.local_addr().unwrap())
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(500));
+    let (n, from, at) = arrivals
+        .recv(&rx, &mut buf, Duration::ZERO)
+        .expect("queued datagram");
+    let read = Instant::now();
+    assert_eq!((&buf[..n], from), (&b"hello"[..], tx.local_addr().unwrap()));
+    // Read >= 500 ms after sending; stamped near the send (wide margins: the clock
+    // conversion and scheduling under load add some milliseconds, never hundreds).
+    assert!(
+        read.duration_since(at) >= Duration::from_millis(250),
+        "stamped {:?} before the read: the read time, not the arrival",
+        read.duration_since(at)
+    );
+    let off = if at >= sent {
+        at.duration_since(sent)
+    } else {
+        sent.duration_since(at)
+    };
+    assert!(
+        off < Duration::from_millis(250),
+        "{off:?} away from the send"
+    );
 }

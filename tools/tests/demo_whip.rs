@@ -471,3 +471,35 @@ fn whip_whep_over_the_control_socket() {
     engine.shutdown();
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn control_backend_reconnects_after_the_daemon_restarts() {
+    let engine = engine2();
+    let path = std::env::temp_dir().join(format!("rtc-demo-reconnect-{}.sock", std::process::id()));
+    let serve = || {
+        let hub = EventHub::new(1024).unwrap();
+        let handler = EngineControl::new(engine.clone(), hub.clone());
+        let server =
+            ControlServer::bind_with_events(ServerConfig::new(&path), handler.clone(), hub)
+                .unwrap();
+        (server, handler)
+    };
+    let (mut server, handler) = serve();
+    let backend = ControlBackend::connect(&path).expect("control backend connects");
+    backend.list_rooms().expect("a request before the restart");
+    // The daemon restarts on the same path.
+    server.shutdown();
+    handler.shutdown();
+    drop(server);
+    let (mut server, handler) = serve();
+    let rooms = backend.list_rooms();
+    assert!(
+        rooms.is_ok(),
+        "the next request after the restart: {rooms:?}"
+    );
+    assert!(backend.stats().is_ok());
+    server.shutdown();
+    handler.shutdown();
+    engine.shutdown();
+    let _ = std::fs::remove_file(&path);
+}

@@ -56,7 +56,8 @@ enum SettingsError {
     /// `--control-group` names no group.
     #[error("no group {0:?} in /etc/group")]
     UnknownGroup(String),
-    /// The control socket's directory cannot be created.
+    /// The control socket's directory cannot be created, or (the fallback under the
+    /// temporary directory) is not a private directory of ours.
     #[error("{}: {source}", path.display())]
     SocketDir {
         path: PathBuf,
@@ -325,6 +326,24 @@ fn ensure_dir(dir: &Path, group: Option<u32>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Prepares the fallback socket directory `dir` (under the shared temporary directory)
+/// for a daemon running as `uid`: created when missing, and in any case refused unless it
+/// is a directory of ours that nobody else can write (someone else may have created it
+/// first, to swap the socket).
+fn fallback_socket_dir(dir: &Path, uid: u32, group: Option<u32>) -> Result<PathBuf, SettingsError> {
+    let err = |source| SettingsError::SocketDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    // `ensure_dir` follows a symbolic link: look at the entry itself first.
+    if std::fs::symlink_metadata(dir).is_ok() {
+        control::check_socket_dir(dir, uid).map_err(err)?;
+    }
+    ensure_dir(dir, group).map_err(err)?;
+    control::check_socket_dir(dir, uid).map_err(err)?;
+    Ok(dir.to_path_buf())
+}
+
 impl Settings {
     /// The control server settings, with the socket's directory created.
     fn server_config(&self) -> Result<ServerConfig, SettingsError> {
@@ -358,7 +377,7 @@ impl Settings {
                     Err(e) => {
                         // E.g. not root and no XDG_RUNTIME_DIR: a private directory
                         // under the temporary directory still works.
-                        let uid = euid().map(|u| u.to_string()).unwrap_or_default();
+                        let uid = euid().unwrap_or(u32::MAX);
                         let alt = std::env::temp_dir().join(format!("rtc-engine-{uid}"));
                         tracing::warn!(
                             dir = %dir.display(),
@@ -366,11 +385,7 @@ impl Settings {
                             fallback = %alt.display(),
                             "cannot create the default control socket directory; using the fallback (pass --control-socket to rtcctl)"
                         );
-                        ensure_dir(&alt, group).map_err(|source| SettingsError::SocketDir {
-                            path: alt.clone(),
-                            source,
-                        })?;
-                        alt.join("control.sock")
+                        fallback_socket_dir(&alt, uid, group)?.join("control.sock")
                     }
                 }
             }
@@ -378,6 +393,13 @@ impl Settings {
         let mut cfg = ServerConfig::new(path);
         cfg.mode = mode;
         cfg.group = group;
+        // Members of the socket's group may connect (docs/operations.md), by primary or
+        // supplementary group.
+        if let Some(g) = group
+            && !cfg.allowed_gids.contains(&g)
+        {
+            cfg.allowed_gids.push(g);
+        }
         for u in self.control_allow_uids.iter().flatten() {
             if !cfg.allowed_uids.contains(u) {
                 cfg.allowed_uids.push(*u);
@@ -564,6 +586,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fallback_socket_dir_must_be_private_and_ours() {
+        let me = euid().unwrap();
+        let base = std::env::temp_dir().join(format!("rtc-engine-fb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        // Fresh: created 0700 and accepted.
+        let fresh = base.join("fresh");
+        assert_eq!(fallback_socket_dir(&fresh, me, None).unwrap(), fresh);
+        // Pre-created world-writable (anyone could swap the socket): refused.
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = fallback_socket_dir(&open, me, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("writable"), "{e}");
+        // Pre-created by another user: refused (tested as that user's directory).
+        let theirs = base.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = fallback_socket_dir(&theirs, me.wrapping_add(1), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("owned by uid"), "{e}");
+        // A symbolic link in its place: refused.
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(fallback_socket_dir(&link, me, None).is_err());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
     fn toml_and_flags_merge() {
         let file: Settings = toml::from_str(
             "cores = [0, 1]\nport = 40000\nbind = \"127.0.0.1\"\nbackend = \"portable\"\nrecv-buffer = 1048576\ncontrol-socket = \"/tmp/x.sock\"\n",
@@ -597,6 +651,10 @@ mod tests {
         assert_eq!(sc.mode, 0o660);
         assert_eq!(sc.group, Some(0));
         assert!(sc.allowed_uids.contains(&4242));
+        assert!(
+            sc.allowed_gids.contains(&0),
+            "--control-group members may connect"
+        );
         assert!(sc.path.parent().unwrap().is_dir());
         let _ = std::fs::remove_dir_all(sc.path.parent().unwrap().parent().unwrap());
         let bad_mode = Settings {

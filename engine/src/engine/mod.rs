@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use rtc_core::RtcError;
+use rtc_core::dtls::DtlsCert;
 use rtc_core::media::Mid;
 
 use crate::api::{
@@ -16,7 +18,7 @@ use crate::api::{
 use crate::forward::{LegParams, PtMap};
 use crate::io::{BackendKind, Waker};
 use crate::sfu::allocator::Preference;
-use crate::shard::{Command, LegSpec, RouteSpec};
+use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
 
 mod events;
 mod registry;
@@ -42,6 +44,8 @@ struct ShardLink {
     core: Option<usize>,
     local_addrs: Vec<SocketAddr>,
     announced: Vec<SocketAddr>,
+    /// The shard's DTLS certificate (sessions are built on the caller's thread).
+    cert: DtlsCert,
 }
 
 struct Inner {
@@ -53,6 +57,7 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     reply_timeout: Duration,
     limits: Limits,
+    rtx_buffer_packets: usize,
 }
 
 /// The caps the control side enforces (the shards enforce their own).
@@ -247,15 +252,19 @@ impl EngineHandle {
     }
 
     /// Creates a session on a shard: `Placement::Auto` picks the non-draining shard with
-    /// the fewest sessions.
+    /// the fewest sessions. The `Rtc` is built and the offer parsed and answered on the
+    /// calling thread; the shard only installs the ready session, and no lock is held
+    /// meanwhile.
     ///
     /// # Errors
     ///
     /// [`EngineError::NoSuchShard`] / [`EngineError::ShardDraining`] for a placement that
     /// cannot take the session, [`EngineError::TooManyMedia`], [`EngineError::EngineFull`]
     /// and [`EngineError::ShardFull`] for a request over a cap, [`EngineError::Rtc`] when
-    /// the offer or the direct parameters are refused, [`EngineError::SessionPanicked`] when the set-up panicked, and
-    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the shard does not answer.
+    /// the offer or the direct parameters are refused, [`EngineError::SessionPanicked`]
+    /// when the set-up panicked, [`EngineError::Timeout`] / [`EngineError::ShardGone`]
+    /// when the shard does not answer, and [`EngineError::ShardDraining`] when the shard
+    /// was drained (its sessions closed) while the session was being set up.
     pub fn create_session(
         &self,
         setup: SessionSetup,
@@ -301,22 +310,74 @@ impl EngineHandle {
                 })?,
         };
         let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
+        let link = self
+            .inner
+            .shards
+            .get(shard)
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        let params = SessionParams {
+            cert: &link.cert,
+            rtx_buffer_packets: self.inner.rtx_buffer_packets,
+            announced: &link.announced,
+        };
+        // Parse and negotiate here, on the caller's thread: neither the shard (its media)
+        // nor the registry (every other control call) waits for a large offer.
+        let prepared = prepare_session(id, setup, &params, Instant::now())?;
+        // The shard may have started draining while the offer was handled.
+        if link.draining.load(Ordering::Relaxed) {
+            return Err(EngineError::ShardDraining(shard));
+        }
+        // Reserve the id (without media: nothing can subscribe to it yet) so that an end
+        // reported by the shard before the registry learns the media is not lost.
         let mut reg = self.registry();
         if reg.sessions.len() + self.inner.events_rx.pending_closes() >= limits.max_sessions {
             return Err(EngineError::EngineFull {
                 limit: limits.max_sessions,
             });
         }
-        let info = self.call(shard, |reply| Command::CreateSession { id, setup, reply })??;
         reg.sessions.insert(
             id,
             RegSession {
                 shard,
-                media: info.media.clone(),
+                media: Vec::new(),
                 legs: Vec::new(),
             },
         );
-        Ok(info)
+        drop(reg);
+        let installed = match self.call(shard, |reply| Command::CreateSession {
+            prepared: Box::new(prepared),
+            reply,
+        }) {
+            Ok(Ok(Some(info))) => Ok(info),
+            // Random 48-bit ufrags: a collision with a live session is practically
+            // impossible, but it is refused rather than mis-routed.
+            Ok(Ok(None)) => Err(EngineError::Rtc(RtcError::InvalidState(
+                "ICE ufrag collision; retry",
+            ))),
+            Ok(Err(e)) | Err(e) => Err(e),
+        };
+        let mut reg = self.registry();
+        match installed {
+            Ok(info) => {
+                if let Some(s) = reg.sessions.get_mut(&id) {
+                    s.media = info.media.clone();
+                    return Ok(info);
+                }
+                // Forgotten meanwhile: it ended already, or its shard was drained with
+                // its sessions closed before this one arrived. Make sure it is gone.
+                drop(reg);
+                let _ = self.call(shard, |reply| Command::CloseSession { id, reply });
+                Err(if link.draining.load(Ordering::Relaxed) {
+                    EngineError::ShardDraining(shard)
+                } else {
+                    EngineError::UnknownSession(id)
+                })
+            }
+            Err(e) => {
+                reg.sessions.remove(&id);
+                Err(e)
+            }
+        }
     }
 
     /// Closes a session (DTLS close_notify is sent) and removes it from its rooms; legs

@@ -120,7 +120,6 @@ impl Engine {
                 index: i,
                 core: cores[i],
                 announced: announced.clone(),
-                cert,
                 cmd_rx: cmd[i].1.clone(),
                 data_rx: data[i].1.clone(),
                 ret_rx: ret[i].1.clone(),
@@ -131,7 +130,6 @@ impl Engine {
                 gauge: gauge.clone(),
                 alive: alive.clone(),
                 keyframe_interval: cfg.keyframe_interval,
-                rtx_buffer_packets: cfg.rtx_buffer_packets,
                 forward_batch: cfg.forward_batch.clamp(1, 1024),
                 connect_timeout: cfg.connect_timeout,
                 max_sessions: cfg.max_sessions_per_shard,
@@ -150,6 +148,7 @@ impl Engine {
                 core: cores[i],
                 local_addrs: backend.local_addrs().to_vec(),
                 announced,
+                cert,
             });
             let core = cores[i];
             let hook = cfg.on_thread_start.clone();
@@ -198,6 +197,7 @@ impl Engine {
                     max_rooms: cfg.max_rooms,
                     max_legs_per_room: cfg.max_legs_per_room,
                 },
+                rtx_buffer_packets: cfg.rtx_buffer_packets,
             }),
         })
     }

@@ -18,8 +18,8 @@ use crate::sfu::allocator::Preference;
 impl Shard {
     pub(super) fn on_command(&mut self, cmd: Command, now: Instant, backend: &mut dyn IoBackend) {
         match cmd {
-            Command::CreateSession { id, setup, reply } => {
-                let r = self.create_session(id, setup, now);
+            Command::CreateSession { prepared, reply } => {
+                let r = self.install_session(*prepared, now);
                 let _ = reply.send(r);
             }
             Command::CloseSession { id, reply } => {

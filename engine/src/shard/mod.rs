@@ -29,14 +29,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use rtc_core::Rtc;
-use rtc_core::dtls::DtlsCert;
 use rtc_core::event::ChannelData;
 use rtc_core::ice::IceConnectionState;
 use rtc_core::media::{MediaKind, Mid};
 
 use crate::api::{
     ChannelTarget, CloseReason, DropCounters, EngineError, EngineEvent, LegLayers, SessionId,
-    SessionInfo, SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
+    SessionInfo, SessionSnapshot, ShardStats, TrackCounters,
 };
 use crate::forward::LegParams;
 use crate::io::{IoBackend, Received, Waker};
@@ -52,6 +51,8 @@ mod forward;
 mod layers;
 mod recv;
 mod session;
+
+pub(crate) use session::{Prepared, SessionParams, prepare_session};
 
 /// A publisher's media section: the unit of routing.
 pub(crate) type RouteKey = (SessionId, Mid);
@@ -74,10 +75,10 @@ pub(crate) struct LegSpec {
 
 /// Control commands (from [`EngineHandle`](crate::EngineHandle)).
 pub(crate) enum Command {
+    /// Install a session built off the shard; `Ok(None)` back: its ufrag is taken here.
     CreateSession {
-        id: SessionId,
-        setup: SessionSetup,
-        reply: Sender<Result<SessionInfo, EngineError>>,
+        prepared: Box<Prepared>,
+        reply: Sender<Result<Option<SessionInfo>, EngineError>>,
     },
     CloseSession {
         id: SessionId,
@@ -188,7 +189,6 @@ pub(crate) struct ShardCtx {
     pub index: usize,
     pub core: Option<usize>,
     pub announced: Vec<SocketAddr>,
-    pub cert: DtlsCert,
     pub cmd_rx: Receiver<Command>,
     pub data_rx: Receiver<DataMsg>,
     pub ret_rx: Receiver<Batch>,
@@ -202,7 +202,6 @@ pub(crate) struct ShardCtx {
     /// Cleared when the shard thread dies.
     pub alive: Arc<AtomicBool>,
     pub keyframe_interval: Duration,
-    pub rtx_buffer_packets: usize,
     pub forward_batch: usize,
     /// Close sessions not connected this long after creation.
     pub connect_timeout: Duration,
@@ -477,9 +476,11 @@ impl Shard {
             let now = now_cell.unwrap_or_else(Instant::now);
             self.c.iterations += 1;
             self.bury();
+            let mut commands = false;
             loop {
                 match self.ctx.cmd_rx.try_recv() {
                     Ok(cmd) => {
+                        commands = true;
                         self.on_command(cmd, now, &mut *backend);
                         self.bury();
                     }
@@ -493,6 +494,10 @@ impl Shard {
                     }
                 }
             }
+            // A session installed by a command was built on another thread, at an
+            // instant that may be later than this iteration's: read the clock again so
+            // that no session is ever handed a time earlier than the one it was built at.
+            let now = if commands { Instant::now() } else { now };
             while let Ok(msg) = self.ctx.data_rx.try_recv() {
                 self.on_data(msg, now);
             }

@@ -73,13 +73,17 @@ impl Shard {
         s.last_srtp_errors = st.srtp_errors;
         s.last_dropped = st.dropped;
         touch(s, slot, &mut self.touched);
-        if is_stun && self.by_addr.get(&r.source) != Some(&slot) {
+        let owner = self.by_addr.get(&r.source).copied();
+        if is_stun && owner != Some(slot) {
             let probe = Receive {
                 contents: &DTLS_PROBE,
                 ..recv
             };
-            // Learn the address only once ICE validated it (a checked binding request).
-            if s.rtc.accepts(&probe) {
+            // Learn the address only once ICE validated it (a checked binding request),
+            // and never take it from another live session: a binding request replayed
+            // from a forged source would otherwise steal that session's upstream.
+            let taken = owner.is_some_and(|o| o != slot);
+            if !taken && s.rtc.accepts(&probe) {
                 self.by_addr.insert(r.source, slot);
                 if !s.addrs.contains(&r.source) {
                     s.addrs.push(r.source);

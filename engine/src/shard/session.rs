@@ -1,9 +1,11 @@
 //! Sessions: creation, closing and removal.
 
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rtc_core::dtls::DtlsCert;
 use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
 use rtc_core::media::Mid;
 use rtc_core::rtp::Extension;
@@ -41,6 +43,120 @@ fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
             tx_ssrc: rtc.tx_ssrc(info.mid),
         })
         .collect()
+}
+
+/// A session built and negotiated off the shard thread (SDP parsing and offer/answer
+/// can take long on a large offer and must not stall a shard's media), ready for
+/// [`Shard::install_session`].
+pub(crate) struct Prepared {
+    rtc: Rtc,
+    ufrag: String,
+    /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
+    pt_mid: Vec<(u8, Mid)>,
+    repair_pts: u128,
+    /// What the caller gets back (the shard index is filled in on installation).
+    info: SessionInfo,
+}
+
+/// What [`prepare_session`] needs from the shard it is meant for.
+pub(crate) struct SessionParams<'a> {
+    /// The shard's DTLS certificate.
+    pub cert: &'a DtlsCert,
+    /// Packets kept per stream for retransmission.
+    pub rtx_buffer_packets: usize,
+    /// The shard's announced addresses (host candidates).
+    pub announced: &'a [SocketAddr],
+}
+
+/// Builds a session's `Rtc` (ICE-lite, RTP mode) and applies its set-up: accepts the
+/// offer or the direct parameters. Runs on the calling (control) thread; a panic in the
+/// `Rtc` during set-up is caught and reported as [`EngineError::SessionPanicked`].
+pub(crate) fn prepare_session(
+    id: SessionId,
+    setup: SessionSetup,
+    params: &SessionParams<'_>,
+    now: Instant,
+) -> Result<Prepared, EngineError> {
+    let creds = IceCreds::random();
+    let cert = params.cert.clone();
+    let rtx_packets = params.rtx_buffer_packets;
+    let announced = params.announced;
+    let ufrag = creds.ufrag.clone();
+    let local_ice = creds.clone();
+    let built = catch_unwind(AssertUnwindSafe(move || -> Result<_, RtcError> {
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_dtls_cert(cert)
+            .set_local_ice_credentials(creds)
+            .set_rtx_buffer(rtx_packets, Duration::from_secs(2))
+            .build(now)?;
+        let mut candidates = Vec::new();
+        for a in announced {
+            let c = Candidate::host(*a, Protocol::Udp)?;
+            candidates.push(c.to_sdp_string());
+            rtc.add_local_candidate(c);
+        }
+        let answer = match setup {
+            SessionSetup::Offer(sdp) => {
+                let offer = SdpOffer::from_sdp_string(&sdp)?;
+                let answer = rtc.sdp_api().accept_offer(offer)?;
+                Some(answer.to_sdp_string())
+            }
+            SessionSetup::Direct(p) => {
+                let mut api = rtc.direct_api();
+                api.set_remote_ice_credentials(p.remote_ice);
+                api.set_remote_fingerprint(p.remote_fingerprint);
+                api.set_ice_controlling(false);
+                api.start_dtls(p.dtls_active)?;
+                for (mid, kind) in &p.media {
+                    api.declare_media(*mid, *kind);
+                }
+                for (mid, ssrc) in &p.rx_ssrcs {
+                    api.expect_stream_rx(*mid, *ssrc)?;
+                }
+                None
+            }
+        };
+        let media = media_descs(&rtc);
+        Ok((rtc, candidates, answer, media))
+    }));
+    let (rtc, candidates, answer, media) = match built {
+        Ok(r) => r?,
+        Err(_) => return Err(EngineError::SessionPanicked(id)),
+    };
+    let mut pt_mid: Vec<(u8, Mid)> = Vec::new();
+    let mut ambiguous: Vec<u8> = Vec::new();
+    for m in &media {
+        for p in &m.payloads {
+            if pt_mid.iter().any(|(pt, _)| *pt == p.pt) {
+                ambiguous.push(p.pt);
+            } else {
+                pt_mid.push((p.pt, m.mid));
+            }
+        }
+    }
+    pt_mid.retain(|(pt, _)| !ambiguous.contains(pt));
+    let repair_pts = media
+        .iter()
+        .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
+    let fingerprint = rtc.local_fingerprint().clone();
+    Ok(Prepared {
+        rtc,
+        ufrag,
+        pt_mid,
+        repair_pts,
+        info: SessionInfo {
+            id,
+            shard: 0,
+            answer,
+            local_ice,
+            fingerprint,
+            candidates,
+            candidate_addrs: announced.to_vec(),
+            media,
+        },
+    })
 }
 
 impl Shard {
@@ -95,94 +211,42 @@ impl Shard {
         let _ = self.ctx.gone_tx.send(s.id);
     }
 
-    pub(super) fn create_session(
+    /// Installs a session built by [`prepare_session`]. `Ok(None)`: its ICE ufrag is
+    /// already taken on this shard (the caller builds it again with fresh credentials).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::ShardFull`] when the shard holds its maximum of sessions.
+    pub(super) fn install_session(
         &mut self,
-        id: SessionId,
-        setup: SessionSetup,
+        p: Prepared,
         now: Instant,
-    ) -> Result<SessionInfo, EngineError> {
+    ) -> Result<Option<SessionInfo>, EngineError> {
         if self.by_id.len() >= self.ctx.max_sessions {
             return Err(EngineError::ShardFull {
                 shard: self.ctx.index,
                 limit: self.ctx.max_sessions,
             });
         }
-        let mut creds = IceCreds::random();
-        while self.by_ufrag.contains_key(&creds.ufrag) {
-            creds = IceCreds::random();
+        if self.by_ufrag.contains_key(&p.ufrag) || self.by_id.contains_key(&p.info.id) {
+            return Ok(None);
         }
-        let cert = self.ctx.cert.clone();
-        let rtx_packets = self.ctx.rtx_buffer_packets;
-        let announced = self.ctx.announced.clone();
-        let ufrag = creds.ufrag.clone();
-        let local_ice = creds.clone();
-        let built = catch_unwind(AssertUnwindSafe(move || -> Result<_, RtcError> {
-            let mut rtc = Rtc::builder()
-                .set_ice_lite(true)
-                .set_rtp_mode(true)
-                .set_dtls_cert(cert)
-                .set_local_ice_credentials(creds)
-                .set_rtx_buffer(rtx_packets, Duration::from_secs(2))
-                .build(now)?;
-            let mut candidates = Vec::new();
-            for a in &announced {
-                let c = Candidate::host(*a, Protocol::Udp)?;
-                candidates.push(c.to_sdp_string());
-                rtc.add_local_candidate(c);
-            }
-            let answer = match setup {
-                SessionSetup::Offer(sdp) => {
-                    let offer = SdpOffer::from_sdp_string(&sdp)?;
-                    let answer = rtc.sdp_api().accept_offer(offer)?;
-                    Some(answer.to_sdp_string())
-                }
-                SessionSetup::Direct(p) => {
-                    let mut api = rtc.direct_api();
-                    api.set_remote_ice_credentials(p.remote_ice);
-                    api.set_remote_fingerprint(p.remote_fingerprint);
-                    api.set_ice_controlling(false);
-                    api.start_dtls(p.dtls_active)?;
-                    for (mid, kind) in &p.media {
-                        api.declare_media(*mid, *kind);
-                    }
-                    for (mid, ssrc) in &p.rx_ssrcs {
-                        api.expect_stream_rx(*mid, *ssrc)?;
-                    }
-                    None
-                }
-            };
-            Ok((rtc, candidates, answer))
-        }));
-        let (rtc, candidates, answer) = match built {
-            Ok(r) => r?,
-            Err(_) => {
-                self.c.panics += 1;
-                return Err(EngineError::SessionPanicked(id));
-            }
-        };
-        let media = media_descs(&rtc);
-        let mut pt_mid: Vec<(u8, Mid)> = Vec::new();
-        let mut ambiguous: Vec<u8> = Vec::new();
-        for m in &media {
-            for p in &m.payloads {
-                if pt_mid.iter().any(|(pt, _)| *pt == p.pt) {
-                    ambiguous.push(p.pt);
-                } else {
-                    pt_mid.push((p.pt, m.mid));
-                }
-            }
-        }
-        pt_mid.retain(|(pt, _)| !ambiguous.contains(pt));
-        let pt_codec: Vec<(u8, VideoCodec)> = media
+        let Prepared {
+            rtc,
+            ufrag,
+            pt_mid,
+            repair_pts,
+            mut info,
+        } = p;
+        let id = info.id;
+        info.shard = self.ctx.index;
+        let pt_codec: Vec<(u8, VideoCodec)> = info
+            .media
             .iter()
             .flat_map(|m| m.payloads.iter())
             .map(|p| (p.pt, video_codec(&p.codec)))
             .filter(|(_, c)| *c != VideoCodec::Other)
             .collect();
-        let repair = media
-            .iter()
-            .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
-        let fingerprint = rtc.local_fingerprint().clone();
         let infos: Vec<rtc_core::media::MediaInfo> = rtc
             .media()
             .map(|(m, _)| m)
@@ -208,7 +272,7 @@ impl Shard {
             alloc: Allocator::new(AllocatorConfig::default()),
             estimate: None,
             estimate_override: None,
-            repair_pts: repair,
+            repair_pts,
             rx_ssrcs: Vec::new(),
             legs: Vec::new(),
             last_srtp_errors: 0,
@@ -230,16 +294,7 @@ impl Shard {
         self.connect_deadlines
             .push_back((now + self.ctx.connect_timeout, slot, id));
         self.ctx.gauge.fetch_add(1, Ordering::Relaxed);
-        Ok(SessionInfo {
-            id,
-            shard: self.ctx.index,
-            answer,
-            local_ice,
-            fingerprint,
-            candidates,
-            candidate_addrs: self.ctx.announced.clone(),
-            media,
-        })
+        Ok(Some(info))
     }
 
     /// Puts a session in a free slot (or a new one) and returns the slot.

@@ -10,6 +10,7 @@
 //! | [`NtpClock`] | maps `Instant` to 64-bit NTP time from one caller-supplied pair |
 //! | [`NackRegister`] | loss detection and NACK scheduling for one incoming SSRC |
 //! | [`RtxSendBuffer`] | history of sent packets and RFC 4588 RTX packet building |
+//! | [`ResendLimiter`] | de-duplication and budgets for answering NACKs |
 //! | [`TwccSendRegister`] | transport-wide sequence numbers and feedback matching |
 //! | [`TwccRecvRegister`] | transport-wide feedback generation |
 //! | [`Bwe`] | delay- and loss-based send bandwidth estimation from TWCC results |
@@ -22,6 +23,7 @@ mod bwe;
 mod nack;
 mod rate;
 mod receive;
+mod resend;
 mod rtx;
 mod sender;
 mod twcc;
@@ -30,7 +32,8 @@ pub use bwe::{BwUsage, Bwe, BweConfig, DelayBasedBwe, LossBasedBwe};
 pub use nack::{NackConfig, NackRegister, NackStats};
 pub use rate::RateMeter;
 pub use receive::{ReceiveRegister, ReceiveStats};
-pub use rtx::{RtxParams, RtxSendBuffer, RtxStats};
+pub use resend::{Admission, ResendLimiter, ResendStats};
+pub use rtx::{RtxParams, RtxSendBuffer, RtxStats, write_rtx};
 pub use sender::{NTP_UNIX_OFFSET_SECS, NtpClock, SenderRegister, ntp_middle, system_time_to_ntp};
 pub use twcc::{TwccRecvRegister, TwccResult, TwccResults, TwccSendRegister};
 

@@ -153,8 +153,10 @@ impl RtxSendBuffer {
     }
 }
 
-/// Writes the RTX form of `original` into `out`.
-fn write_rtx(
+/// Writes the RFC 4588 retransmission of the plaintext RTP packet `original` into
+/// `out` (see [`RtxSendBuffer::build_rtx`]; `ext` replaces the header extension
+/// block when given). `None` when `original` does not parse or `out` is too small.
+pub fn write_rtx(
     original: &[u8],
     rtx: RtxParams,
     ext: Option<HeaderExtension<'_>>,

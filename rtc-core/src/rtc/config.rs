@@ -6,6 +6,9 @@ use super::{Rtc, RtcError};
 use crate::dtls::{DtlsCert, SrtpProfileId};
 use crate::ice::IceCreds;
 
+/// Default of [`RtcConfig::set_ice_connect_timeout`].
+const DEFAULT_ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Configuration for an [`Rtc`], built with [`Rtc::builder`].
 #[derive(Debug, Clone)]
 pub struct RtcConfig {
@@ -18,6 +21,7 @@ pub struct RtcConfig {
     pub(crate) stats_interval: Option<Duration>,
     pub(crate) ntp_reference: Option<SystemTime>,
     pub(crate) rtx_buffer: (usize, Duration),
+    pub(crate) ice_connect_timeout: Option<Duration>,
 }
 
 impl Default for RtcConfig {
@@ -36,6 +40,7 @@ impl Default for RtcConfig {
             stats_interval: Some(Duration::from_secs(1)),
             ntp_reference: None,
             rtx_buffer: (1024, Duration::from_secs(3)),
+            ice_connect_timeout: Some(DEFAULT_ICE_CONNECT_TIMEOUT),
         }
     }
 }
@@ -111,8 +116,40 @@ impl RtcConfig {
     /// How many sent packets each send stream keeps for retransmission (RTX), and for
     /// how long. Default 1024 packets, 3 s. Each kept packet costs its size in memory
     /// once the ring has filled; an SFU with many legs may want fewer.
+    ///
+    /// `packets == 0` means an *external* cache: the `Rtc` keeps nothing, and a NACK
+    /// (after the same de-duplication and budgets as with the internal buffer)
+    /// surfaces as [`Event::ResendRequest`](crate::Event::ResendRequest); the
+    /// application answers from its own cache with
+    /// [`DirectApi::write_rtx`](crate::direct::DirectApi::write_rtx). What an SFU
+    /// with one cache per publisher layer wants. `max_age` is then unused.
     pub fn set_rtx_buffer(mut self, packets: usize, max_age: Duration) -> Self {
-        self.rtx_buffer = (packets.max(1), max_age);
+        self.rtx_buffer = (packets, max_age);
+        self
+    }
+
+    /// Whether retransmissions come from an external cache (`set_rtx_buffer(0, _)`).
+    pub(crate) fn external_rtx(&self) -> bool {
+        self.rtx_buffer.0 == 0
+    }
+
+    /// How long ICE may take to find a working candidate pair (default 30 s; `None`:
+    /// wait forever).
+    ///
+    /// The clock starts when the `Rtc` first sees the peer's ICE credentials (from an
+    /// SDP offer or answer, or
+    /// [`DirectApi::set_remote_ice_credentials`](crate::direct::DirectApi::set_remote_ice_credentials)):
+    /// at the `now` of the
+    /// first input, or of the latest input when polled, after they were set. An `Rtc`
+    /// that never learns them never times out this way. If no candidate pair
+    /// succeeded (no path was nominated) by then, the `Rtc` fails with
+    /// [`FailReason::IceConnectTimeout`](crate::event::FailReason::IceConnectTimeout):
+    /// [`Event::Failed`](crate::Event::Failed) is emitted and
+    /// [`Rtc::is_alive`] turns false. The deadline is part of the timeout
+    /// [`Rtc::poll_output`] returns, so a caller driving only timeouts sees it. Once a
+    /// pair has worked, this timeout no longer applies (consent freshness takes over).
+    pub fn set_ice_connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.ice_connect_timeout = timeout;
         self
     }
 

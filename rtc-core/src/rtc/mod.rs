@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 mod channel;
 mod config;
 mod error;
+#[cfg(test)]
+mod hardening_tests;
 mod receive;
 mod rtcp;
 mod send;
@@ -84,6 +86,7 @@ enum PendingEvent {
     Failed(FailReason),
     MediaAdded(MediaAdded),
     KeyframeRequest(KeyframeRequest),
+    ResendRequest(crate::event::ResendRequest),
     ChannelOpen(ChannelId, String),
     ChannelData(ChannelData),
     ChannelLow(ChannelId),
@@ -105,6 +108,12 @@ pub(crate) struct Transport {
     srtp_profile: Option<SrtpProfileId>,
     /// The nominated pair we send on.
     send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
+    /// ICE-lite: a pair the peer nominated after `send_path` was set, to a different
+    /// remote address. A lite agent takes a nomination on the strength of one binding
+    /// request, which anyone who captured one can replay from a forged source; media
+    /// moves there only once authenticated DTLS (during the handshake) or SRTP/SRTCP
+    /// arrives from it.
+    pending_path: Option<(Protocol, SocketAddr, SocketAddr)>,
     /// Remote addresses ICE validated: DTLS/SRTP from elsewhere is dropped.
     recv_sources: Vec<(Protocol, SocketAddr)>,
     ice_state: IceConnectionState,
@@ -112,6 +121,8 @@ pub(crate) struct Transport {
     connected: bool,
     /// ICE roles were fixed by a negotiation (kept until an ICE restart).
     pub(crate) ice_negotiated: bool,
+    /// When the remote ICE credentials were first seen (start of the connect timeout).
+    ice_connect_started: Option<Instant>,
 }
 
 /// The media session of an `Rtc`: streams, RTCP state, feedback registers and the
@@ -208,8 +219,9 @@ impl BufPool {
 ///    [`Event::RtpPacket`](crate::Event::RtpPacket). Data channels are used through
 ///    [`channel`](Rtc::channel).
 /// 5. **End**: [`disconnect`](Rtc::disconnect) closes it from our side (DTLS
-///    close_notify); a DTLS failure or close by the peer, a fingerprint mismatch, or an
-///    ICE failure (including lost consent) ends it otherwise, reported as
+///    close_notify); a DTLS failure or close by the peer, a fingerprint mismatch, an
+///    ICE failure (including lost consent) or no working ICE pair within the connect
+///    timeout ([`RtcConfig::set_ice_connect_timeout`]) ends it otherwise, reported as
 ///    [`Event::Failed`](crate::Event::Failed). Either way
 ///    [`is_alive`](Rtc::is_alive) turns false for good: the caller stops driving the
 ///    `Rtc` and drops it. A new connection needs a new `Rtc`.
@@ -279,10 +291,12 @@ impl Rtc {
                 srtp_rx: None,
                 srtp_profile: None,
                 send_path: None,
+                pending_path: None,
                 recv_sources: Vec::new(),
                 ice_state: IceConnectionState::New,
                 connected: false,
                 ice_negotiated: false,
+                ice_connect_started: None,
             },
             session: Session {
                 media: Vec::new(),
@@ -325,7 +339,8 @@ impl Rtc {
 
     /// Whether the connection is still usable: true from creation (also before it
     /// connects), false for good after [`disconnect`](Rtc::disconnect), a DTLS failure or
-    /// close, a fingerprint mismatch, or an ICE failure (including lost consent). Once it
+    /// close, a fingerprint mismatch, an ICE failure (including lost consent), or the
+    /// ICE connect timeout. Once it
     /// is false the caller should stop driving the `Rtc` and drop it.
     pub fn is_alive(&self) -> bool {
         self.alive
@@ -399,6 +414,37 @@ impl Rtc {
     /// The direct API: configure the connection without SDP.
     pub fn direct_api(&mut self) -> crate::direct::DirectApi<'_> {
         crate::direct::DirectApi::new(self)
+    }
+
+    /// Starts the ICE connect timer once the remote credentials are known, and fails
+    /// the `Rtc` when it expired before any candidate pair worked.
+    pub(super) fn check_ice_connect_timeout(&mut self, now: Instant) {
+        let Some(timeout) = self.config.ice_connect_timeout else {
+            return;
+        };
+        if !self.alive || self.transport.send_path.is_some() {
+            return;
+        }
+        if self.transport.ice_connect_started.is_none()
+            && self.transport.ice.remote_credentials().is_some()
+        {
+            self.transport.ice_connect_started = Some(now);
+        }
+        if let Some(started) = self.transport.ice_connect_started
+            && now.saturating_duration_since(started) >= timeout
+        {
+            self.fail(FailReason::IceConnectTimeout);
+        }
+    }
+
+    /// When the ICE connect timeout expires, while it is running.
+    pub(super) fn ice_connect_deadline(&self) -> Option<Instant> {
+        let timeout = self.config.ice_connect_timeout?;
+        if !self.alive || self.transport.send_path.is_some() {
+            return None;
+        }
+        let started = self.transport.ice_connect_started?;
+        Some(started.checked_add(timeout).unwrap_or(started))
     }
 
     fn fail(&mut self, reason: FailReason) {

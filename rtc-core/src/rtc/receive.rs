@@ -3,6 +3,7 @@
 //! sequence record, RTX unwrap, stream lookup, then an RTP-mode event or frame
 //! assembly with keyframe bookkeeping).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{
@@ -14,7 +15,7 @@ use crate::dtls::{DtlsError, DtlsEvent, SrtpProfileId};
 use crate::event::{FailReason, KeyframeRequest, KeyframeRequestKind, MediaData};
 use crate::feedback::TwccRecvRegister;
 use crate::ice::{IceAgentEvent, IceConnectionState};
-use crate::io::{Input, Receive};
+use crate::io::{Input, Protocol, Receive};
 use crate::media::{MediaKind, Mid, Rid};
 use crate::rtp::RtpPacket;
 use crate::srtp::{SrtpContext, SrtpProfile};
@@ -126,13 +127,46 @@ impl Rtc {
                 _ => self.stats.dropped += 1,
             },
             Datagram::Dtls if self.known_source(&r) => {
+                // Before SRTP keys exist nothing stronger than DTLS can vouch for a path;
+                // after, an application-data record (data channels) that decrypts does.
+                if self.transport.srtp_rx.is_none() {
+                    self.authenticated_from(r.proto, r.source);
+                }
+                let before = self.transport.dtls.app_records();
                 self.transport.dtls.handle_packet(now, r.contents);
+                if self.transport.dtls.app_records() != before {
+                    self.authenticated_from(r.proto, r.source);
+                }
             }
-            Datagram::Rtp if self.known_source(&r) => self.handle_rtp(r.contents),
-            Datagram::Rtcp if self.known_source(&r) => self.handle_rtcp(r.contents),
+            Datagram::Rtp if self.known_source(&r) => {
+                let before = self.stats.srtp_packets_in;
+                self.handle_rtp(r.contents);
+                if self.stats.srtp_packets_in != before {
+                    self.authenticated_from(r.proto, r.source);
+                }
+            }
+            Datagram::Rtcp if self.known_source(&r) => {
+                let before = self.stats.srtcp_packets_in;
+                self.handle_rtcp(r.contents);
+                if self.stats.srtcp_packets_in != before {
+                    self.authenticated_from(r.proto, r.source);
+                }
+            }
             _ => self.stats.dropped += 1,
         }
         self.process(now);
+    }
+
+    /// An authenticated datagram arrived from `source`: a pending ICE-lite path to it
+    /// becomes the send path.
+    fn authenticated_from(&mut self, proto: Protocol, source: SocketAddr) {
+        if let Some(p @ (pp, _, dest)) = self.transport.pending_path
+            && pp == proto
+            && dest == source
+        {
+            self.transport.send_path = Some(p);
+            self.transport.pending_path = None;
+        }
     }
 
     pub(super) fn known_source(&self, r: &Receive<'_>) -> bool {
@@ -635,7 +669,20 @@ impl Rtc {
                     source,
                     destination,
                 } => {
-                    self.transport.send_path = Some((proto, source, destination));
+                    let path = (proto, source, destination);
+                    match self.transport.send_path {
+                        // A lite agent's nomination is not proof that the address is
+                        // the peer's: hold it until authenticated traffic comes from it.
+                        Some((_, _, current))
+                            if self.transport.ice.ice_lite() && current != destination =>
+                        {
+                            self.transport.pending_path = Some(path);
+                        }
+                        _ => {
+                            self.transport.send_path = Some(path);
+                            self.transport.pending_path = None;
+                        }
+                    }
                     if !self.transport.recv_sources.contains(&(proto, destination)) {
                         self.transport.recv_sources.push((proto, destination));
                     }

@@ -4,13 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use super::{BUF_SIZE, PendingEvent, Rtc, RtcError};
+use super::{BUF_SIZE, PendingEvent, Rtc, RtcError, WriteError};
+use crate::event::ResendRequest;
 use crate::event::{KeyframeRequestKind, MediaEgressStats, MediaIngressStats};
-use crate::feedback::RtxParams;
+use crate::feedback::{Admission, RtxParams, write_rtx};
 use crate::rtcp::{
     Nack, ReceiverReport, ReportBlock, ReportBlocks, RtcpPacket, Sdes, SdesItem, SenderReport,
     TransportFeedback,
 };
+use crate::rtp::RtpPacket;
 
 /// How often receiver/sender reports are sent.
 pub(crate) const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
@@ -19,8 +21,11 @@ pub(crate) const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
 const SDES_CNAME: u8 = 1;
 
 impl Rtc {
-    /// Work due at `now`: reports, NACKs, TWCC feedback and stats.
+    /// Work due at `now`: the ICE connect timeout, then (once connected) reports,
+    /// NACKs, TWCC feedback and stats.
     pub(super) fn handle_rtcp_timers(&mut self, now: Instant) {
+        // Not RTCP, but the one timer hook every input passes through.
+        self.check_ice_connect_timeout(now);
         if !self.transport.connected || !self.alive {
             return;
         }
@@ -242,6 +247,12 @@ impl Rtc {
     }
 
     /// Answers a NACK from the send buffer with RTX packets (RFC 4588).
+    ///
+    /// A NACK is untrusted input that can name thousands of packets: each request
+    /// goes through the stream's [`ResendLimiter`](crate::feedback::ResendLimiter)
+    /// (no second resend of a packet within one RTT, at most 16 per RTT, bytes
+    /// bounded by half the stream's send rate). Once a budget is spent, the
+    /// rest of the NACK is ignored; the peer asks again later.
     fn on_nack(&mut self, now: Instant, nack: &Nack<'_>) {
         let Some(idx) = self
             .session
@@ -253,16 +264,20 @@ impl Rtc {
         };
         self.session.tx[idx].nacks_received += 1;
         let mid = self.session.tx[idx].mid;
+        let send_rate = self.session.tx[idx].rate.rate_bps(now).unwrap_or(0);
+        if self.config.external_rtx() {
+            self.request_resend(now, idx, nack, send_rate);
+            return;
+        }
         for lost in nack.lost() {
             let tx = &self.session.tx[idx];
             let Some(seq) = tx.extend_sent_seq(lost) else {
                 continue;
             };
-            let Some(pt) = tx
+            let Some((pt, len)) = tx
                 .rtx_buf
                 .get(now, seq)
-                .and_then(|p| p.get(1))
-                .map(|b| b & 0x7f)
+                .and_then(|p| Some((p.get(1)? & 0x7f, p.len())))
             else {
                 continue;
             };
@@ -277,6 +292,12 @@ impl Rtc {
                 continue;
             };
             let tx = &mut self.session.tx[idx];
+            // The retransmission is the original plus the 2-byte OSN.
+            match tx.resend.admit(now, seq, len + 2, tx.rtt, send_rate) {
+                Admission::Resend => {}
+                Admission::Duplicate => continue,
+                Admission::OverBudget => break,
+            }
             let params = RtxParams {
                 ssrc: tx.rtx_ssrc,
                 payload_type: rtx_pt,
@@ -296,6 +317,91 @@ impl Rtc {
                 None => self.pool.put(buf),
             }
         }
+    }
+
+    /// External retransmission cache: turns a NACK into an
+    /// [`Event::ResendRequest`](crate::Event::ResendRequest), after the same
+    /// de-duplication and budgets as [`Rtc::on_nack`] (the size charged per packet is
+    /// the stream's average packet size).
+    fn request_resend(&mut self, now: Instant, idx: usize, nack: &Nack<'_>, send_rate: u64) {
+        let tx = &mut self.session.tx[idx];
+        let mut request = ResendRequest::new(tx.mid, tx.ssrc);
+        let avg =
+            usize::try_from(tx.bytes.checked_div(tx.packets).unwrap_or(0)).unwrap_or(usize::MAX);
+        for lost in nack.lost() {
+            let Some(seq) = tx.extend_sent_seq(lost) else {
+                continue;
+            };
+            match tx.resend.admit(now, seq, avg + 2, tx.rtt, send_rate) {
+                Admission::Resend => {}
+                Admission::Duplicate => continue,
+                Admission::OverBudget => break,
+            }
+            // Never full: the limiter admits at most MAX_RESEND_SEQS per interval.
+            if !request.push(lost) {
+                break;
+            }
+        }
+        if !request.seqs().is_empty() {
+            self.outbox
+                .events
+                .push_back(PendingEvent::ResendRequest(request));
+        }
+    }
+
+    /// Retransmits `packet`, a plaintext RTP packet as it was first sent on our
+    /// stream `ssrc`: as RTX (RFC 4588: RTX SSRC, payload type and sequence number,
+    /// the original sequence number prepended to the payload) when RTX is negotiated
+    /// for its payload type, else as is on the media SSRC.
+    pub(crate) fn write_rtx(&mut self, ssrc: u32, packet: &[u8]) -> Result<(), RtcError> {
+        if !self.transport.connected {
+            return Err(RtcError::InvalidState("not connected"));
+        }
+        let Some(idx) = self.session.tx.iter().position(|t| t.ssrc == ssrc) else {
+            return Err(RtcError::InvalidState("no send stream with this SSRC"));
+        };
+        let mid = self.session.tx[idx].mid;
+        let pt = RtpPacket::parse(packet)
+            .map_err(|e| RtcError::Write(e.into()))?
+            .header
+            .payload_type;
+        let rtx_pt = self
+            .session
+            .media
+            .iter()
+            .find(|m| m.mid == mid)
+            .and_then(|m| m.rtx.iter().find(|(p, _)| *p == pt))
+            .map(|(_, r)| *r);
+        let mut buf = self.pool.take();
+        let n = match rtx_pt {
+            Some(rtx_pt) => {
+                let tx = &mut self.session.tx[idx];
+                let params = RtxParams {
+                    ssrc: tx.rtx_ssrc,
+                    payload_type: rtx_pt,
+                    seq: tx.rtx_seq,
+                };
+                let Some(n) = write_rtx(packet, params, None, &mut buf[..BUF_SIZE - 64]) else {
+                    self.pool.put(buf);
+                    return Err(RtcError::Write(WriteError::TooLarge));
+                };
+                tx.rtx_seq = tx.rtx_seq.wrapping_add(1);
+                n
+            }
+            None => {
+                let Some(out) = buf
+                    .get_mut(..packet.len())
+                    .filter(|_| packet.len() <= BUF_SIZE - 64)
+                else {
+                    self.pool.put(buf);
+                    return Err(RtcError::Write(WriteError::TooLarge));
+                };
+                out.copy_from_slice(packet);
+                packet.len()
+            }
+        };
+        self.session.tx[idx].rtx_sent += 1;
+        self.protect_and_queue(buf, n, Some(mid), false)
     }
 
     fn on_twcc(&mut self, now: Instant, fb: &TransportFeedback<'_>) {

@@ -17,7 +17,7 @@ const MAX_RTP_PAYLOAD: usize = 1100;
 
 impl Rtc {
     /// Writes one RTCP packet with `write`, protects it and queues it.
-    pub(super) fn send_rtcp(
+    pub(crate) fn send_rtcp(
         &mut self,
         write: impl FnOnce(&mut [u8]) -> Result<usize, RtcpError>,
     ) -> Result<(), RtcError> {
@@ -311,6 +311,9 @@ impl Rtc {
         if let Some(b) = self.pool.lent.take() {
             self.pool.put(b);
         }
+        // Remote credentials may have arrived since the last input: start the ICE
+        // connect timer so that its deadline is in the timeout returned below.
+        self.check_ice_connect_timeout(self.last_now);
         if let Some(t) = self.outbox.transmits.pop_front() {
             self.stats.datagrams_out += 1;
             self.stats.bytes_out += t.len as u64;
@@ -330,6 +333,7 @@ impl Rtc {
                 PendingEvent::Failed(r) => Event::Failed(r),
                 PendingEvent::MediaAdded(m) => Event::MediaAdded(m),
                 PendingEvent::KeyframeRequest(k) => Event::KeyframeRequest(k),
+                PendingEvent::ResendRequest(r) => Event::ResendRequest(r),
                 PendingEvent::ChannelOpen(id, label) => Event::ChannelOpen(id, label),
                 PendingEvent::ChannelData(d) => Event::ChannelData(d),
                 PendingEvent::ChannelLow(id) => Event::ChannelBufferedAmountLow(id),
@@ -369,6 +373,7 @@ impl Rtc {
             None
         };
         for t in [
+            self.ice_connect_deadline(),
             self.transport.ice.poll_timeout(),
             self.transport.dtls.poll_timeout(),
             sctp_timeout,

@@ -1,7 +1,7 @@
 //! [`Backend`] over the control socket of a running `rtc-engine`, using only the public
 //! [`control`] client: the embedding example.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -40,12 +40,49 @@ fn unexpected(r: &Response) -> BackendError {
 ///
 /// One connection carries the requests (serialised by a mutex: the demo makes few) and
 /// the session events it subscribed to. Sessions are created with
-/// `reap_on_disconnect`, so they end when the demo does.
+/// `reap_on_disconnect`, so they end when the demo does. When the connection breaks
+/// (the daemon restarted), the next request connects again and is retried once, and
+/// the event stream is replaced.
 #[derive(Debug)]
 pub struct ControlBackend {
+    path: PathBuf,
     req: Mutex<ControlRequester>,
-    events: EventStream,
+    events: Mutex<EventStream>,
+    /// The event stream of a new connection made by a request, until `next_event`
+    /// takes it (it may be waiting on the old stream meanwhile).
+    fresh_events: Mutex<Option<EventStream>>,
     shards: usize,
+}
+
+/// Whether a request failed because the connection is gone (rather than being refused).
+fn connection_lost(e: &ClientError) -> bool {
+    matches!(e, ClientError::Io(_) | ClientError::Closed)
+}
+
+/// Connects, subscribes to the session events the demo follows, and reads the shard
+/// count.
+fn open(path: &Path) -> Result<(ControlRequester, EventStream, usize), BackendError> {
+    let client = ControlClient::connect(path).map_err(|e| {
+        BackendError::Unavailable(format!("control socket {}: {e}", path.display()))
+    })?;
+    let (mut req, events) = client
+        .split()
+        .map_err(|e| BackendError::Engine(format!("control client: {e}")))?;
+    req.set_timeout(Some(REQUEST_TIMEOUT));
+    let kinds = vec![
+        EventKind::SessionState,
+        EventKind::SessionFailed,
+        EventKind::SessionPanicked,
+    ];
+    req.request(Request::EventsSubscribe(EventsSubscribe {
+        kinds: Some(kinds),
+    }))
+    .map_err(client_err)?;
+    let shards = match req.request(Request::ShardList).map_err(client_err)? {
+        Response::Shards(s) => s.shards.len().max(1),
+        other => return Err(unexpected(&other)),
+    };
+    Ok((req, events, shards))
 }
 
 impl ControlBackend {
@@ -55,42 +92,45 @@ impl ControlBackend {
     /// # Errors
     /// When the socket cannot be reached or the engine does not answer as expected.
     pub fn connect(path: impl AsRef<Path>) -> Result<ControlBackend, BackendError> {
-        let client = ControlClient::connect(path.as_ref()).map_err(|e| {
-            BackendError::Unavailable(format!("control socket {}: {e}", path.as_ref().display()))
-        })?;
-        let (mut req, events) = client
-            .split()
-            .map_err(|e| BackendError::Engine(format!("control client: {e}")))?;
-        req.set_timeout(Some(REQUEST_TIMEOUT));
-        let kinds = vec![
-            EventKind::SessionState,
-            EventKind::SessionFailed,
-            EventKind::SessionPanicked,
-        ];
-        req.request(Request::EventsSubscribe(EventsSubscribe {
-            kinds: Some(kinds),
-        }))
-        .map_err(client_err)?;
-        let shards = match req.request(Request::ShardList).map_err(client_err)? {
-            Response::Shards(s) => s.shards.len().max(1),
-            other => return Err(unexpected(&other)),
-        };
+        let path = path.as_ref().to_path_buf();
+        let (req, events, shards) = open(&path)?;
         Ok(ControlBackend {
+            path,
             req: Mutex::new(req),
-            events,
+            events: Mutex::new(events),
+            fresh_events: Mutex::new(None),
             shards,
         })
     }
 
-    fn request(&self, r: Request) -> Result<Response, BackendError> {
+    /// Replaces the connection held in `req` by a new one; its event stream waits in
+    /// `fresh_events`.
+    fn reconnect(&self, req: &mut ControlRequester) -> Result<(), BackendError> {
+        let (r, events, _) = open(&self.path)?;
+        *req = r;
+        *self.fresh_events.lock().unwrap_or_else(|p| p.into_inner()) = Some(events);
+        Ok(())
+    }
+
+    /// Sends `r`; on a lost connection, connects again and retries once.
+    fn exchange(&self, r: Request) -> Result<Response, ClientError> {
         // The requester stays usable after a panic elsewhere: each request is whole.
         let mut req = self.req.lock().unwrap_or_else(|p| p.into_inner());
-        req.request(r).map_err(client_err)
+        match req.request(r.clone()) {
+            Err(e) if connection_lost(&e) => match self.reconnect(&mut req) {
+                Ok(()) => req.request(r),
+                Err(_) => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    fn request(&self, r: Request) -> Result<Response, BackendError> {
+        self.exchange(r).map_err(client_err)
     }
 
     fn ensure_room(&self, room: &str) -> Result<(), BackendError> {
-        let mut req = self.req.lock().unwrap_or_else(|p| p.into_inner());
-        match req.request(Request::RoomCreate(RoomRef {
+        match self.exchange(Request::RoomCreate(RoomRef {
             room: RoomId(room.to_owned()),
         })) {
             Ok(_) => Ok(()),
@@ -251,7 +291,16 @@ impl Backend for ControlBackend {
     }
 
     fn next_event(&self, timeout: Duration) -> Option<BackendEvent> {
-        match self.events.recv(Some(timeout)) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fresh) = self
+            .fresh_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            *events = fresh;
+        }
+        match events.recv(Some(timeout)) {
             Ok(Some(Event::SessionState(s))) => match s.state {
                 SessionState::Connected => Some(BackendEvent::Connected(s.session.0)),
                 SessionState::Closed | SessionState::Failed => {
@@ -264,8 +313,13 @@ impl Backend for ControlBackend {
             }
             Ok(_) => None,
             Err(_) => {
-                // The connection is gone: nothing more will come; do not spin.
-                std::thread::sleep(timeout);
+                // The connection is gone: try to connect again (at most once per
+                // `timeout`, so a daemon that is down is not hammered).
+                drop(events);
+                let mut req = self.req.lock().unwrap_or_else(|p| p.into_inner());
+                if self.reconnect(&mut req).is_err() {
+                    std::thread::sleep(timeout);
+                }
                 None
             }
         }

@@ -1,0 +1,452 @@
+//! Hardening tests: what a hostile or broken peer can make an `Rtc` do.
+//!
+//! The pair here is two `Rtc` joined in memory on a virtual clock; the tests reach
+//! into the crate (raw RTCP into the receive path, send-stream counters) where the
+//! public API cannot.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::Rtc;
+use crate::event::{Event, ResendRequest};
+use crate::ice::Candidate;
+use crate::io::{Input, Output, Protocol, Receive};
+use crate::media::{Codec, MediaKind, Mid};
+use crate::rtcp::{Nack, NackPair};
+use crate::rtp::ExtensionValues;
+use crate::sdp::Direction;
+
+const A_ADDR: &str = "10.0.0.1:5000";
+const B_ADDR: &str = "10.0.0.2:6000";
+
+/// Two `Rtc`, `a` offering one video section to `b`, and the datagrams in flight.
+struct Pair {
+    now: Instant,
+    peers: [Rtc; 2],
+    addrs: [SocketAddr; 2],
+    /// (to, from, bytes) not yet delivered.
+    in_flight: Vec<(usize, SocketAddr, Vec<u8>)>,
+    /// Whether the network delivers anything.
+    link_up: bool,
+    /// Events seen per peer, as debug strings (what these tests look at).
+    events: [Vec<String>; 2],
+    /// Earliest deadline each peer reported.
+    timeouts: [Instant; 2],
+    /// Datagrams each peer emitted.
+    sent: [u64; 2],
+    /// Resend requests each peer reported.
+    resend_requests: [Vec<ResendRequest>; 2],
+}
+
+impl Pair {
+    fn new(rtp_mode: bool) -> (Pair, Mid) {
+        Pair::with_config(Rtc::builder().set_rtp_mode(rtp_mode))
+    }
+
+    /// `a` built from `config`, `b` with the defaults in the same mode.
+    fn with_config(config: super::RtcConfig) -> (Pair, Mid) {
+        let rtp_mode = config.rtp_mode();
+        let now = Instant::now();
+        let addrs: [SocketAddr; 2] = [
+            A_ADDR.parse().expect("test address"),
+            B_ADDR.parse().expect("test address"),
+        ];
+        let mut peers = [
+            config.build(now).expect("test rtc"),
+            Rtc::builder()
+                .set_rtp_mode(rtp_mode)
+                .build(now)
+                .expect("test rtc"),
+        ];
+        for (rtc, addr) in peers.iter_mut().zip(addrs) {
+            rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).expect("host"));
+        }
+        let [a, b] = &mut peers;
+        let mut api = a.sdp_api();
+        let video = api.add_media(MediaKind::Video, Direction::SendRecv);
+        let (offer, pending) = api.apply().expect("an offer");
+        let answer = b.sdp_api().accept_offer(offer).expect("answer");
+        a.sdp_api()
+            .accept_answer(pending, answer)
+            .expect("accept answer");
+        let pair = Pair {
+            now,
+            peers,
+            addrs,
+            in_flight: Vec::new(),
+            link_up: true,
+            events: [Vec::new(), Vec::new()],
+            timeouts: [now; 2],
+            sent: [0; 2],
+            resend_requests: [Vec::new(), Vec::new()],
+        };
+        (pair, video)
+    }
+
+    /// Drains both peers' outputs into the network.
+    fn drain(&mut self) {
+        for i in 0..2 {
+            loop {
+                match self.peers[i].poll_output().expect("poll_output") {
+                    Output::Transmit(t) => {
+                        self.sent[i] += 1;
+                        if self.link_up {
+                            self.in_flight.push((1 - i, t.source, t.contents.to_vec()));
+                        }
+                    }
+                    Output::Event(e) => {
+                        let s = match &e {
+                            Event::RtpPacket(p) => {
+                                format!("RtpPacket {} {}", p.ssrc, p.seq_no as u16)
+                            }
+                            Event::ResendRequest(r) => {
+                                self.resend_requests[i].push(*r);
+                                format!("{r:?}")
+                            }
+                            other => format!("{other:?}"),
+                        };
+                        self.events[i].push(s);
+                    }
+                    Output::Timeout(t) => {
+                        self.timeouts[i] = t;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers what is in flight (instantly), or else advances to the earliest
+    /// deadline of the peers still alive, but not past `limit`.
+    fn step(&mut self, limit: Instant) {
+        self.drain();
+        if self.in_flight.is_empty() {
+            let next = (0..2)
+                .filter(|&i| self.peers[i].is_alive())
+                .map(|i| self.timeouts[i])
+                .min()
+                .unwrap_or(limit)
+                .min(limit);
+            self.now = self.now.max(next);
+            for rtc in &mut self.peers {
+                if rtc.is_alive() {
+                    rtc.handle_input(Input::Timeout(self.now))
+                        .expect("timeout input");
+                }
+            }
+        }
+        for (to, source, data) in std::mem::take(&mut self.in_flight) {
+            let r = Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.addrs[to],
+                contents: &data,
+            };
+            if self.peers[to].is_alive() {
+                self.peers[to]
+                    .handle_input(Input::Receive(self.now, r))
+                    .expect("receive input");
+            }
+        }
+    }
+
+    /// Steps until `done` or until `limit` of virtual time passed.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Pair) -> bool) -> bool {
+        let end = self.now + limit;
+        for _ in 0..1_000_000 {
+            if done(self) {
+                return true;
+            }
+            if self.now >= end {
+                return false;
+            }
+            self.step(end);
+        }
+        panic!("the pair made no progress");
+    }
+
+    fn connect(&mut self) {
+        let ok = self.run_until(Duration::from_secs(10), |p| {
+            p.peers.iter().all(|r| r.is_connected())
+        });
+        assert!(ok, "the pair connects");
+    }
+
+    /// Advances the clock by `d` with nothing delivered in between but timers.
+    fn advance(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+}
+
+/// Sends `count` RTP packets of `payload_len` bytes on `a`'s video stream, one per
+/// millisecond, delivering them to `b`.
+fn send_video(p: &mut Pair, video: Mid, count: u64, payload_len: usize) {
+    send_video_from(p, video, 0, count, payload_len);
+}
+
+/// [`send_video`] with sequence numbers from `first`.
+fn send_video_from(p: &mut Pair, video: Mid, first: u64, count: u64, payload_len: usize) {
+    let pt = p.peers[0]
+        .media_info(video)
+        .and_then(|m| m.pt_for(&Codec::Vp8))
+        .expect("VP8 negotiated");
+    let payload = vec![0x10u8; payload_len];
+    for i in first..first + count {
+        let now = p.now;
+        p.peers[0]
+            .stream_tx(video)
+            .expect("a sends video")
+            .write_rtp(
+                pt,
+                i,
+                (i * 90) as u32,
+                now,
+                false,
+                &ExtensionValues::default(),
+                &payload,
+            )
+            .expect("write_rtp");
+        p.advance(Duration::from_millis(1));
+    }
+}
+
+/// A NACK from `b` to `a` of `items` entries each naming 17 packets, spread over
+/// the last 1024 sequence numbers `a` sent.
+fn nack_storm(p: &Pair, video: Mid, items: usize) -> Vec<u8> {
+    let ssrc = p.peers[0].tx_ssrc(video).expect("a's video ssrc");
+    let tx = p.peers[0]
+        .session
+        .tx
+        .iter()
+        .find(|t| t.ssrc == ssrc)
+        .expect("a's send stream");
+    let highest = tx.highest_sent.expect("a sent packets") as u16;
+    let pairs: Vec<NackPair> = (0..items)
+        .map(|i| NackPair {
+            pid: highest
+                .wrapping_sub(1000)
+                .wrapping_add((i % 60) as u16 * 16),
+            blp: 0xffff,
+        })
+        .collect();
+    let mut buf = vec![0u8; 12 + 4 * items];
+    let n =
+        Nack::write_pairs(p.peers[1].session.rtcp_ssrc, ssrc, &pairs, &mut buf).expect("NACK fits");
+    buf.truncate(n);
+    buf
+}
+
+fn rtx_sent(rtc: &Rtc) -> u64 {
+    rtc.session.tx.iter().map(|t| t.rtx_sent).sum()
+}
+
+#[test]
+fn nack_storm_packet_yields_bounded_retransmissions() {
+    let (mut p, video) = Pair::new(true);
+    p.connect();
+    send_video(&mut p, video, 1100, 1000);
+    p.drain();
+    p.in_flight.clear();
+    let before_rtx = rtx_sent(&p.peers[0]);
+    let before_sent = p.sent[0];
+    // One storm packet: 500 items x (pid + 16 in the mask) = 8500 requests.
+    let storm = nack_storm(&p, video, 500);
+    let now = p.now;
+    p.peers[0].handle_rtcp_packets(now, &storm);
+    p.drain();
+    let rtx = rtx_sent(&p.peers[0]) - before_rtx;
+    let datagrams = p.sent[0] - before_sent;
+    assert!(rtx > 0, "a NACK for held packets is answered");
+    assert!(rtx <= 17, "{rtx} retransmissions for one NACK packet");
+    assert!(datagrams <= 17, "{datagrams} datagrams for one NACK packet");
+}
+
+#[test]
+fn ice_without_a_working_pair_fails_after_the_connect_timeout() {
+    let (mut p, _video) = Pair::new(false);
+    p.link_up = false;
+    let start = p.now;
+    // Alive, and nothing reported, until 30 s have passed...
+    p.run_until(Duration::from_millis(29_990), |_| false);
+    for (i, rtc) in p.peers.iter().enumerate() {
+        assert!(rtc.is_alive(), "peer {i} alive before 30 s");
+        assert!(!p.events[i].iter().any(|e| e.starts_with("Failed")));
+    }
+    // ... and failed at 30 s, reached by a caller that only drives timeouts.
+    let failed = p.run_until(Duration::from_secs(5), |p| {
+        p.peers.iter().all(|r| !r.is_alive())
+    });
+    assert!(failed, "both peers give up");
+    assert!(p.now - start >= Duration::from_secs(30));
+    assert!(
+        p.now - start <= Duration::from_millis(30_010),
+        "{:?}",
+        p.now - start
+    );
+    p.drain();
+    for (i, events) in p.events.iter().enumerate() {
+        let failed: Vec<_> = events.iter().filter(|e| e.starts_with("Failed")).collect();
+        assert_eq!(
+            failed,
+            ["Failed(IceConnectTimeout)"],
+            "peer {i}: {events:?}"
+        );
+    }
+}
+
+#[test]
+fn a_connected_pair_outlives_the_connect_timeout() {
+    let (mut p, video) = Pair::new(true);
+    p.connect();
+    p.advance(Duration::from_secs(40));
+    send_video(&mut p, video, 10, 100);
+    for (i, rtc) in p.peers.iter().enumerate() {
+        assert!(rtc.is_connected(), "peer {i} still connected after 40 s");
+        assert!(!p.events[i].iter().any(|e| e.starts_with("Failed")));
+    }
+}
+
+/// Drives `rtc` by timeouts only, as a caller with no traffic does, until it dies or
+/// `limit` passes; returns when it died and the reason it reported.
+fn drive_timeouts_only(
+    rtc: &mut Rtc,
+    start: Instant,
+    limit: Duration,
+) -> Option<(Duration, String)> {
+    let mut now = start;
+    let mut failed = None;
+    while now - start <= limit {
+        loop {
+            match rtc.poll_output().expect("poll_output") {
+                Output::Event(Event::Failed(r)) => failed = Some((now - start, format!("{r:?}"))),
+                Output::Timeout(t) => {
+                    now = t;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if failed.is_some() {
+            return failed;
+        }
+        if rtc.handle_input(Input::Timeout(now)).is_err() {
+            return Some((now - start, "not alive".into()));
+        }
+    }
+    None
+}
+
+#[test]
+fn ice_lite_agent_times_out_by_its_configured_deadline() {
+    let start = Instant::now();
+    let creds = crate::ice::IceCreds {
+        ufrag: "abcd".into(),
+        pass: "0123456789012345678901".into(),
+    };
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(true)
+        .set_ice_connect_timeout(Some(Duration::from_secs(5)))
+        .build(start)
+        .expect("rtc");
+    rtc.direct_api().set_remote_ice_credentials(creds.clone());
+    let (at, reason) =
+        drive_timeouts_only(&mut rtc, start, Duration::from_secs(60)).expect("it fails");
+    assert_eq!(at, Duration::from_secs(5));
+    assert_eq!(reason, "IceConnectTimeout");
+    assert!(!rtc.is_alive());
+
+    // Without the timeout it waits for as long as the caller drives it.
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(true)
+        .set_ice_connect_timeout(None)
+        .build(start)
+        .expect("rtc");
+    rtc.direct_api().set_remote_ice_credentials(creds);
+    assert_eq!(
+        drive_timeouts_only(&mut rtc, start, Duration::from_secs(60)),
+        None
+    );
+    assert!(rtc.is_alive());
+}
+
+/// A plaintext VP8 packet on `ssrc` with sequence number `seq`.
+fn raw_vp8(ssrc: u32, pt: u8, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0x10, 0, 1, 2, 3]);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p
+}
+
+#[test]
+fn external_rtx_cache_answers_resend_requests() {
+    let (mut p, video) = Pair::with_config(
+        Rtc::builder()
+            .set_rtp_mode(true)
+            .set_rtx_buffer(0, Duration::ZERO),
+    );
+    p.connect();
+    let ssrc = p.peers[0].stream_tx(video).expect("a sends video").ssrc();
+    let pt = p.peers[0]
+        .media_info(video)
+        .and_then(|m| m.pt_for(&Codec::Vp8))
+        .expect("VP8");
+    // The application's own cache: what it sent, by sequence number.
+    let mut cache = std::collections::HashMap::new();
+    for seq in 100u16..=110 {
+        let packet = raw_vp8(ssrc, pt, seq);
+        p.link_up = seq != 105; // 105 is lost
+        p.peers[0]
+            .direct_api()
+            .write_rtp_packet(&packet)
+            .expect("write");
+        cache.insert(seq, packet);
+        p.advance(Duration::from_millis(2));
+    }
+    p.link_up = true;
+    let got_105 = |p: &Pair| {
+        p.events[1]
+            .iter()
+            .any(|e| *e == format!("RtpPacket {ssrc} 105"))
+    };
+    assert!(!got_105(&p));
+    // Answer resend requests from the cache until `b` has the lost packet.
+    let done = p.run_until(Duration::from_secs(2), |p| {
+        !p.resend_requests[0].is_empty() || got_105(p)
+    });
+    assert!(done, "a NACK for 105 surfaces as a resend request");
+    let requests = std::mem::take(&mut p.resend_requests[0]);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!((requests[0].mid, requests[0].ssrc), (video, ssrc));
+    assert_eq!(requests[0].seqs(), [105]);
+    for r in &requests {
+        for seq in r.seqs() {
+            let packet = cache.get(seq).expect("the application has it");
+            p.peers[0]
+                .direct_api()
+                .write_rtx(r.ssrc, packet)
+                .expect("write_rtx");
+        }
+    }
+    assert_eq!(rtx_sent(&p.peers[0]), 1);
+    assert!(
+        p.run_until(Duration::from_millis(100), got_105),
+        "b repaired 105 from RTX"
+    );
+
+    // A storm asks for at most one interval's budget.
+    send_video_from(&mut p, video, 200, 1100, 200);
+    p.drain();
+    p.resend_requests[0].clear();
+    let storm = nack_storm(&p, video, 500);
+    let now = p.now;
+    p.peers[0].handle_rtcp_packets(now, &storm);
+    p.drain();
+    let asked: usize = p.resend_requests[0].iter().map(|r| r.seqs().len()).sum();
+    assert!(
+        (1..=16).contains(&asked),
+        "{asked} packets requested by one storm"
+    );
+}
