@@ -116,6 +116,7 @@ impl Shard {
                 self.allocate_session(slot, now);
             }
             Act::Keyframe(ssrc) => self.on_keyframe_request(slot, ssrc, now),
+            Act::Resend(req) => self.on_resend(slot, &req, now),
             Act::Connected => self.on_connected(slot),
             // Keep draining (a failing Rtc may still flush an alert), then remove.
             Act::Failed => self.doom(slot, CloseReason::Failed),
@@ -279,6 +280,7 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
             }
         },
         Event::KeyframeRequest(k) => Act::Keyframe(k.ssrc),
+        Event::ResendRequest(r) => Act::Resend(r),
         Event::EgressBitrateEstimate(bps) => Act::Estimate(bps),
         Event::Connected => Act::Connected,
         Event::Failed(_) => Act::Failed,

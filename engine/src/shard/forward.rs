@@ -5,6 +5,7 @@ use std::time::Instant;
 use crossbeam_channel::TrySendError;
 use rtc_core::event::KeyframeRequestKind;
 use rtc_core::media::{MediaKind, Mid};
+use rtc_core::rtp::RtpPacket;
 
 use super::layers::{MAX_LAYERS, PktInfo, codec_of};
 use super::{BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, Session, Shard, guarded, touch};
@@ -334,6 +335,118 @@ impl Shard {
     pub(super) fn send_batches(&mut self) {
         for shard in 0..self.out_batches.len() {
             self.send_batch(shard);
+        }
+    }
+
+    /// Answers a subscriber's NACKs from the publisher layer's shared [`PacketCache`]
+    /// (sessions built with no retransmission ring, `rtx_buffer_packets = 0`): for each
+    /// sequence number the leg's downtrack names the source packet (layer, sequence
+    /// number, and the timestamp and VP8 numbering it went out with), which is rewritten
+    /// for the leg again and handed to the subscriber's `Rtc` as a retransmission.
+    /// Only legs whose publisher is on this shard can be answered (the caches live
+    /// there); others are counted in `resend_missed`. Allocation-free.
+    ///
+    /// [`PacketCache`]: crate::sfu::PacketCache
+    pub(super) fn on_resend(
+        &mut self,
+        slot: usize,
+        req: &rtc_core::event::ResendRequest,
+        now: Instant,
+    ) {
+        let Shard {
+            sessions,
+            routes,
+            scratch,
+            by_id,
+            c,
+            touched,
+            doomed,
+            ..
+        } = self;
+        let Some(Some(s)) = sessions.get(slot) else {
+            return;
+        };
+        let Some(&(sub_mid, key, _)) = s.legs.iter().find(|(_, _, ssrc)| *ssrc == req.ssrc) else {
+            return;
+        };
+        let sub = s.id;
+        let rtt = s.rtt.unwrap_or_default();
+        let pub_slot = by_id.get(&key.0).copied();
+        for &seq in req.seqs() {
+            let Some(route) = routes.get_mut(&key) else {
+                return;
+            };
+            let Some(leg) = route
+                .legs
+                .iter_mut()
+                .find(|l| l.sub == sub && l.params.mid == sub_mid)
+            else {
+                return;
+            };
+            let Some(entry) = leg.dt.nack_resend(seq, now, rtt) else {
+                c.resend_missed += 1;
+                continue;
+            };
+            let cached = route
+                .layers
+                .pubs
+                .get(usize::from(entry.layer))
+                .and_then(Option::as_ref)
+                .and_then(|l| l.cache.get(entry.src_ext_seq));
+            // The publisher's session (same shard: the caches live there) gives the
+            // codec and the extension ids of the cached packet.
+            let publisher = pub_slot
+                .and_then(|p| sessions.get(p))
+                .and_then(Option::as_ref);
+            let (Some((packet, meta)), Some(p)) = (cached, publisher) else {
+                c.resend_missed += 1;
+                continue;
+            };
+            let pt = packet.get(1).map_or(0, |b| b & 0x7f);
+            let codec = codec_of(&p.pt_codec, pt);
+            let fwd = p
+                .rx_ext
+                .iter()
+                .find(|(m, _)| *m == key.1)
+                .and_then(|(_, map)| {
+                    RtpPacket::parse(packet)
+                        .ok()
+                        .and_then(|r| r.extensions(map).ok())
+                })
+                .map(|v| FwdExt::from_values(&v, packet))
+                .unwrap_or_default();
+            let facts = PayloadFacts::parse(codec, payload_of(packet, meta));
+            let rewrite = match (facts.vp8(), entry.vp8) {
+                (Some(d), Some(r)) => Some((d, r)),
+                _ => None,
+            };
+            let Ok(n) = write_forwarded(
+                packet,
+                &leg.params,
+                entry.out_seq,
+                entry.ts,
+                rewrite,
+                &fwd,
+                scratch,
+            ) else {
+                c.resend_missed += 1;
+                continue;
+            };
+            let Some(Some(s)) = sessions.get_mut(slot) else {
+                return;
+            };
+            let out = scratch.get(..n).unwrap_or(&[]);
+            match guarded(s, |rtc| rtc.direct_api().write_rtx(req.ssrc, out)) {
+                Ok(Ok(())) => {
+                    c.resent += 1;
+                    touch(s, slot, touched);
+                }
+                Ok(Err(_)) => c.resend_missed += 1,
+                Err(()) => {
+                    doomed.push((sub, CloseReason::Panicked));
+                    return;
+                }
+            }
         }
     }
 
