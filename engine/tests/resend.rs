@@ -44,7 +44,7 @@ fn lossy_step(c: &mut Client, now: Instant, n_media: &mut u32, lost: &mut u32) -
                 .is_some_and(|b| !(72..=79).contains(&(b & 0x7f)));
         if rtp && c.connected {
             *n_media += 1;
-            if *n_media % DROP_EVERY == 0 && *n_media < 400 {
+            if n_media.is_multiple_of(DROP_EVERY) && *n_media < 400 {
                 *lost += 1;
                 continue;
             }
