@@ -17,6 +17,13 @@
 //! [`DownTrack`] (layer choice from the subscriber's allocator, seq/ts/VP8 continuity) →
 //! the subscriber's `Rtc`. Cross-shard batches carry each packet's layer and facts
 //! ([`layers::PktInfo`]), so the receiving shard's downtracks decide the same way.
+//! The layer is the one the publisher's `Rtc` bound the SSRC's rid to; its clock is the
+//! publisher's RTCP sender report (arrival times for publishers that send none).
+//!
+//! Retransmission: with `rtx_buffer_packets = 0` the sessions' `Rtc`s keep no ring and
+//! surface NACKs as `Event::ResendRequest`; the shard answers them from the layer caches
+//! through the leg's downtrack NACK map (`forward::on_resend`), for legs whose publisher
+//! is on the same shard.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -383,7 +390,7 @@ pub(crate) struct Shard {
     stop: bool,
     /// When the allocators run next.
     next_alloc: Instant,
-    /// Epoch of the synthetic sender-report clocks of this shard's publishers.
+    /// Epoch of the arrival-time (fallback) sender-report clocks of this shard's publishers.
     epoch: Instant,
     /// Active-speaker detection over this shard's audio publishers.
     speakers: SpeakerDetector<SessionId>,
