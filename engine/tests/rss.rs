@@ -48,7 +48,7 @@ fn rss_per_subscriber_session() {
     engine.publish(room, ids[0]).unwrap();
     // Warm the publisher's layer cache and the process before the baseline.
     let mut i = 0u32;
-    let mut send = |c: &mut Client, n: u32, i: &mut u32| {
+    let send = |c: &mut Client, n: u32, i: &mut u32| {
         for _ in 0..n {
             c.write_rtp(
                 VIDEO_PT,
