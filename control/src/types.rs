@@ -161,6 +161,11 @@ pub struct TrackInfo {
     pub kind: MediaKind,
     /// The session publishing the track.
     pub session: SessionId,
+    /// In a `subscribe` answer: the subscriber's own track (its media section) that
+    /// carries this publisher track, the id `track.set_preference` takes. Absent
+    /// elsewhere (and from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_track: Option<TrackId>,
 }
 
 /// Per-track statistics inside [`SessionStats`].

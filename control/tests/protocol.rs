@@ -401,6 +401,7 @@ fn all_responses() -> Vec<(OpKind, Response)> {
                     track: TrackId("0".into()),
                     kind: MediaKind::Audio,
                     session: SessionId(1),
+                    local_track: None,
                 }],
             }),
         ),
@@ -751,4 +752,20 @@ proptest! {
             other => prop_assert!(false, "{:?}", other),
         }
     }
+}
+
+#[test]
+fn track_info_local_track_is_optional_on_the_wire() {
+    // Older servers send no `local_track`; it parses as `None` and is not written back.
+    let old: TrackInfo =
+        serde_json::from_value(json!({"track":"1","kind":"video","session":42})).unwrap();
+    assert_eq!(old.local_track, None);
+    assert_eq!(
+        serde_json::to_value(&old).unwrap(),
+        json!({"track":"1","kind":"video","session":42})
+    );
+    let sub: TrackInfo =
+        serde_json::from_value(json!({"track":"1","kind":"video","session":42,"local_track":"3"}))
+            .unwrap();
+    assert_eq!(sub.local_track, Some(TrackId("3".into())));
 }

@@ -521,6 +521,13 @@ pub struct ShardStats {
     pub cross_shard_in: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
+    /// Packets retransmitted to subscribers from the publishers' layer caches (answers
+    /// to NACKs when sessions keep no retransmission ring, `rtx_buffer_packets = 0`).
+    pub rtx_resent: u64,
+    /// NACKed packets that could not be answered that way (no longer in the leg's NACK
+    /// map or the layer's cache, the publisher on another shard, or already resent
+    /// within the RTT).
+    pub rtx_unanswered: u64,
     /// The shard thread runs. `false`: it died (see [`EngineEvent::ShardDown`]); the
     /// other fields are zero, except its index, core, backend and addresses.
     pub alive: bool,

@@ -46,6 +46,12 @@ pub struct EngineConfig {
     pub keyframe_interval: Duration,
     /// Packets each subscriber leg keeps for NACK/RTX answers (memory per leg grows to
     /// this many packets once traffic has filled the ring).
+    ///
+    /// `0`: legs keep no ring; NACKs are answered from the publisher layers' shared
+    /// packet caches ([`cache_video_packets`](Self::cache_video_packets)), rewritten for
+    /// the leg again. That is only possible for legs whose publisher is on the same
+    /// shard (the caches live there): NACKs on cross-shard legs then go unanswered
+    /// (counted in [`ShardStats::rtx_unanswered`](crate::ShardStats::rtx_unanswered)).
     pub rtx_buffer_packets: usize,
     /// Packets cached per published video layer (one cache per layer, shared by every
     /// subscriber; rounded up to a power of two).

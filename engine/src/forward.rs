@@ -8,12 +8,14 @@
 //!
 //! Header extensions: their ids are negotiated per peer connection. Hop-by-hop ones
 //! (transport-cc, abs-send-time) and stream ids are not forwarded. The end-to-end ones in
-//! [`FwdExt`] (audio level, video orientation, playout delay, abs-capture-time) are parsed
-//! from the publisher's packet with the publisher's map and written with the subscriber's
-//! ids when it negotiated them ([`LegParams::with_forwarded_extensions`], built once per
-//! leg). When the subscriber negotiated the `mid` extension, the leg writes its own mid so
-//! that receivers can demultiplex by mid (RFC 8843). The dependency descriptor is not
-//! forwarded yet (rtc-core's `ExtensionValues` has no field for it).
+//! [`FwdExt`] (audio level, video orientation, playout delay, abs-capture-time, the AV1
+//! dependency descriptor) are parsed from the publisher's packet with the publisher's map
+//! and written with the subscriber's ids when it negotiated them
+//! ([`LegParams::with_forwarded_extensions`], built once per leg). The dependency
+//! descriptor is forwarded as opaque bytes: [`FwdExt`] records where it lies in the
+//! publisher's packet ([`ExtRange`]), and each leg copies it from there. When the
+//! subscriber negotiated the `mid` extension, the leg writes its own mid so that receivers
+//! can demultiplex by mid (RFC 8843).
 //!
 //! [`SeqTsRewriter`] and [`rewrite_for_leg`] are the earlier single-stream rewriting (no
 //! layers), kept for tools and tests; the shard forwards through downtracks.
@@ -265,26 +267,69 @@ pub struct FwdExt {
     pub playout_delay: Option<PlayoutDelay>,
     /// Absolute capture time.
     pub abs_capture_time: Option<AbsCaptureTime>,
+    /// Where the AV1 dependency descriptor lies in the publisher's packet (forwarded as
+    /// opaque bytes).
+    pub dependency_descriptor: Option<ExtRange>,
+}
+
+/// A byte range inside the publisher's RTP packet (an extension value forwarded
+/// verbatim). Kept as offsets so that [`FwdExt`] stays `Copy` and travels with the packet
+/// across shards without borrowing or allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtRange {
+    /// Offset of the first byte in the packet.
+    pub start: u16,
+    /// Length in bytes (an RFC 8285 value is at most 255 bytes).
+    pub len: u8,
+}
+
+impl ExtRange {
+    /// The range `value` occupies inside `packet`; `None` when `value` is not a
+    /// sub-slice of `packet` (or is empty or longer than an extension value can be).
+    pub fn within(packet: &[u8], value: &[u8]) -> Option<ExtRange> {
+        // Address arithmetic only: nothing is dereferenced.
+        let base = packet.as_ptr() as usize;
+        let start = (value.as_ptr() as usize).checked_sub(base)?;
+        let end = start.checked_add(value.len())?;
+        if value.is_empty() || end > packet.len() {
+            return None;
+        }
+        Some(ExtRange {
+            start: u16::try_from(start).ok()?,
+            len: u8::try_from(value.len()).ok()?,
+        })
+    }
+
+    /// The bytes of the range in `packet` (`None` when `packet` is too short for it).
+    pub fn get(self, packet: &[u8]) -> Option<&[u8]> {
+        let start = usize::from(self.start);
+        packet.get(start..start + usize::from(self.len))
+    }
 }
 
 impl FwdExt {
-    /// The forwarded fields of parsed extension values.
-    pub fn from_values(v: &ExtensionValues<'_>) -> FwdExt {
+    /// The forwarded fields of extension values parsed from `packet` (the values borrow
+    /// from it; ranges such as the dependency descriptor's are recorded against it).
+    pub fn from_values(v: &ExtensionValues<'_>, packet: &[u8]) -> FwdExt {
         FwdExt {
             audio_level: v.audio_level,
             video_orientation: v.video_orientation,
             playout_delay: v.playout_delay,
             abs_capture_time: v.abs_capture_time,
+            dependency_descriptor: v
+                .dependency_descriptor
+                .and_then(|d| ExtRange::within(packet, d)),
         }
     }
 }
 
 /// Extensions a leg forwards when the subscriber negotiated them.
-const FORWARDED: [Extension; 4] = [
+const FORWARDED: [Extension; 5] = [
     Extension::AudioLevel,
     Extension::VideoOrientation,
     Extension::PlayoutDelay,
     Extension::AbsCaptureTime,
+    Extension::DependencyDescriptor,
 ];
 
 /// Why a packet was not written for a leg.
@@ -377,7 +422,7 @@ pub fn rewrite_for_leg(
 /// When `vp8` is given (the packet's VP8 descriptor and the downtrack's numbering), the
 /// copied payload's PictureID / TL0PICIDX are rewritten. The extensions in `fwd` are
 /// written where the leg's map has ids for them (see
-/// [`LegParams::with_forwarded_extensions`]).
+/// [`LegParams::with_forwarded_extensions`]); `fwd`'s ranges refer to `src`.
 ///
 /// # Errors
 ///
@@ -418,6 +463,7 @@ pub fn write_forwarded(
         video_orientation: fwd.video_orientation,
         playout_delay: fwd.playout_delay,
         abs_capture_time: fwd.abs_capture_time,
+        dependency_descriptor: fwd.dependency_descriptor.and_then(|r| r.get(src)),
         ..ExtensionValues::default()
     };
     let ext = match &leg.ext_map {
@@ -672,6 +718,60 @@ mod tests {
         let n = write_forwarded(&src, &plain, 1, 2, None, &fwd, &mut out).unwrap();
         assert_eq!(n, 12 + payload.len());
         assert_eq!(&out[12..n], &payload);
+    }
+
+    #[test]
+    fn dependency_descriptor_is_forwarded_opaquely_with_the_subscribers_id() {
+        // The publisher sends a 20-byte descriptor (longer than the one-byte form allows)
+        // under its id 7; the subscriber negotiated id 12.
+        let dd: Vec<u8> = (0..20u8).map(|i| i.wrapping_mul(37)).collect();
+        let mut pub_map = ExtensionMap::empty();
+        pub_map.set(7, Extension::DependencyDescriptor);
+        let h = RtpHeader {
+            payload_type: 45,
+            sequence_number: 3,
+            timestamp: 4,
+            ssrc: 5,
+            ..RtpHeader::default()
+        };
+        let values = ExtensionValues {
+            dependency_descriptor: Some(&dd),
+            ..ExtensionValues::default()
+        };
+        let mut src = vec![0u8; 200];
+        let n = h
+            .write(
+                HeaderExtension::Values {
+                    map: &pub_map,
+                    values: &values,
+                },
+                &mut src,
+            )
+            .unwrap();
+        src.truncate(n);
+        src.extend_from_slice(&[1, 2, 3, 4]);
+        let parsed = RtpPacket::parse(&src).unwrap();
+        let fwd = FwdExt::from_values(&parsed.extensions(&pub_map).unwrap(), &src);
+        let range = fwd.dependency_descriptor.expect("recorded");
+        assert_eq!(range.get(&src), Some(&dd[..]));
+
+        let mut sub = ExtensionMap::empty();
+        sub.set(12, Extension::DependencyDescriptor);
+        let l = leg(PtMap::identity(MediaKind::Video), None).with_forwarded_extensions(&sub);
+        let mut out = [0u8; 200];
+        let n = write_forwarded(&src, &l, 9, 10, None, &fwd, &mut out).unwrap();
+        let p = RtpPacket::parse(&out[..n]).unwrap();
+        assert_eq!(p.payload, &[1, 2, 3, 4]);
+        assert_eq!(
+            p.extensions(&sub).unwrap().dependency_descriptor,
+            Some(&dd[..])
+        );
+        // Not under the publisher's id.
+        assert_eq!(p.extensions(&pub_map).unwrap().dependency_descriptor, None);
+        // A value that is not inside the packet has no range.
+        let other = [1u8, 2];
+        assert_eq!(ExtRange::within(&src, &other), None);
+        assert_eq!(ExtRange::within(&src, &src[src.len()..]), None);
     }
 
     proptest! {

@@ -330,6 +330,17 @@ fn setup_call(
         );
         let kinds: BTreeSet<_> = fwd.iter().map(|t| format!("{:?}", t.kind)).collect();
         assert_eq!(kinds.len(), 2, "both kinds forwarded: {fwd:?}");
+        // Each forwarded track names the subscriber's own track carrying it.
+        for t in &fwd {
+            let local = t
+                .local_track
+                .as_ref()
+                .expect("subscribe names the local track");
+            assert!(
+                clients[i].mids.iter().any(|m| m.as_str() == local.0),
+                "{local:?} is one of the subscriber's mids"
+            );
+        }
     }
     let _ = rig;
     drive(&mut clients, Duration::from_millis(100), |_| false);

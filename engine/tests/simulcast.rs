@@ -1,5 +1,5 @@
 //! Simulcast forwarding on loopback: a publisher sends three VP8 layers (three SSRCs in
-//! one media section, layers in order of appearance until rtc-core reports rids);
+//! one media section without rids, so layers go by order of appearance);
 //! subscribers with different preferences and estimates settle on their layers, move
 //! down and up, and each sees one continuous stream.
 

@@ -116,6 +116,7 @@ impl ControlHandler for Handler {
                     track: TrackId("0".into()),
                     kind: MediaKind::Video,
                     session: p.session,
+                    local_track: None,
                 }],
             }),
             Request::Subscribe(_) => Response::Tracks(TrackList { tracks: vec![] }),

@@ -240,6 +240,7 @@ impl EngineControl {
                 track: track_id(m.mid),
                 kind: kind_of(m.kind),
                 session: p.session,
+                local_track: None,
             })
             .collect();
         self.shared.state().published.insert((id, rid), filter);
@@ -333,6 +334,7 @@ impl EngineControl {
                     track: track_id(l.publisher_mid),
                     kind: kind_of(l.kind),
                     session: s.publisher,
+                    local_track: Some(track_id(l.subscriber_mid)),
                 })
                 .collect(),
         }))

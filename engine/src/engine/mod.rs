@@ -125,6 +125,8 @@ fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
         cross_shard_out: 0,
         cross_shard_in: 0,
         keyframe_requests: 0,
+        rtx_resent: 0,
+        rtx_unanswered: 0,
         alive: false,
         panics: 0,
         connect_timeouts: 0,

@@ -93,6 +93,8 @@ impl Shard {
                 ts,
                 marker,
                 payload_offset,
+                layer,
+                fwd,
             } => self.on_rtp(
                 slot,
                 mid,
@@ -103,6 +105,8 @@ impl Shard {
                 ts,
                 marker,
                 payload_offset,
+                layer,
+                fwd,
                 now,
             ),
             Act::Estimate(bps) => {
@@ -112,6 +116,7 @@ impl Shard {
                 self.allocate_session(slot, now);
             }
             Act::Keyframe(ssrc) => self.on_keyframe_request(slot, ssrc, now),
+            Act::Resend(req) => self.on_resend(slot, &req, now),
             Act::Connected => self.on_connected(slot),
             // Keep draining (a failing Rtc may still flush an alert), then remove.
             Act::Failed => self.doom(slot, CloseReason::Failed),
@@ -245,12 +250,17 @@ fn transmit(
 }
 
 /// What the shard does about one event. An RTP packet is copied to `scratch` (the
-/// event borrows the `Rtc`); one too large for it is dropped and counted.
+/// event borrows the `Rtc`); one too large for it is dropped and counted. Its layer comes
+/// from the `Rtc`'s SSRC → rid binding (which holds after the sender stops sending the
+/// rid extension), its forwarded extensions are parsed here with the `Rtc`'s map.
 fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act {
     match ev {
         Event::RtpPacket(p) => match scratch.get_mut(..p.packet.len()) {
             Some(dst) => {
                 dst.copy_from_slice(p.packet);
+                let layer = super::layers::rid_layer(p.rid.as_ref().map(|r| r.as_str()), p.layer);
+                // Ranges recorded against `p.packet` hold in its copy in `scratch`.
+                let fwd = crate::forward::FwdExt::from_values(&p.extensions(), p.packet);
                 Act::Rtp {
                     mid: p.mid,
                     ssrc: p.ssrc,
@@ -260,6 +270,8 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
                     ts: p.timestamp,
                     marker: p.marker,
                     payload_offset: p.payload_offset,
+                    layer,
+                    fwd,
                 }
             }
             None => {
@@ -268,6 +280,7 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
             }
         },
         Event::KeyframeRequest(k) => Act::Keyframe(k.ssrc),
+        Event::ResendRequest(r) => Act::Resend(r),
         Event::EgressBitrateEstimate(bps) => Act::Estimate(bps),
         Event::Connected => Act::Connected,
         Event::Failed(_) => Act::Failed,

@@ -5,13 +5,13 @@ use std::time::Instant;
 use crossbeam_channel::TrySendError;
 use rtc_core::event::KeyframeRequestKind;
 use rtc_core::media::{MediaKind, Mid};
+use rtc_core::rtp::RtpPacket;
 
-use super::layers::{MAX_LAYERS, PktInfo, codec_of, rid_layer};
+use super::layers::{MAX_LAYERS, PktInfo, codec_of};
 use super::{BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, Session, Shard, guarded, touch};
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
 use crate::forward::{FwdExt, write_forwarded};
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
-use rtc_core::rtp::RtpPacket;
 
 /// Writes the packet for every local leg of a route: each leg's downtrack decides whether
 /// and with which numbering. Returns the packets written and a bit set of the layers some
@@ -115,6 +115,8 @@ impl Shard {
         ts: u32,
         marker: bool,
         payload_offset: usize,
+        rid_layer: Option<u8>,
+        fwd: FwdExt,
         now: Instant,
     ) {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
@@ -141,20 +143,6 @@ impl Shard {
             }
         }
         let codec = codec_of(&s.pt_codec, pt);
-        // The publisher's extensions: forwarded ones, and the rid naming the layer.
-        let mut fwd = FwdExt::default();
-        let mut rid = None;
-        if let Some((_, map)) = s.rx_ext.iter().find(|(m, _)| *m == mid)
-            && let Some(v) = RtpPacket::parse(self.scratch.get(..len).unwrap_or(&[]))
-                .ok()
-                .and_then(|p| p.extensions(map).ok())
-        {
-            fwd = FwdExt::from_values(&v);
-            rid = v.rid.and_then(|r| {
-                let rids = s.rx_rids.iter().find(|(m, _)| *m == mid).map(|(_, r)| r);
-                rid_layer(rids.map_or(&[][..], |r| &r[..]), r)
-            });
-        }
         let key = (id, mid);
         let Some(route) = self.routes.get_mut(&key) else {
             self.c.drops.no_route += 1;
@@ -185,7 +173,7 @@ impl Shard {
             MediaKind::Audio => self.ctx.cache_audio_packets,
         };
         let Some(layer) = route.layers.layer_of(
-            rid,
+            rid_layer,
             route.spec.kind == MediaKind::Audio,
             ssrc,
             cache_packets,
@@ -347,6 +335,118 @@ impl Shard {
     pub(super) fn send_batches(&mut self) {
         for shard in 0..self.out_batches.len() {
             self.send_batch(shard);
+        }
+    }
+
+    /// Answers a subscriber's NACKs from the publisher layer's shared [`PacketCache`]
+    /// (sessions built with no retransmission ring, `rtx_buffer_packets = 0`): for each
+    /// sequence number the leg's downtrack names the source packet (layer, sequence
+    /// number, and the timestamp and VP8 numbering it went out with), which is rewritten
+    /// for the leg again and handed to the subscriber's `Rtc` as a retransmission.
+    /// Only legs whose publisher is on this shard can be answered (the caches live
+    /// there); others are counted in `resend_missed`. Allocation-free.
+    ///
+    /// [`PacketCache`]: crate::sfu::PacketCache
+    pub(super) fn on_resend(
+        &mut self,
+        slot: usize,
+        req: &rtc_core::event::ResendRequest,
+        now: Instant,
+    ) {
+        let Shard {
+            sessions,
+            routes,
+            scratch,
+            by_id,
+            c,
+            touched,
+            doomed,
+            ..
+        } = self;
+        let Some(Some(s)) = sessions.get(slot) else {
+            return;
+        };
+        let Some(&(sub_mid, key, _)) = s.legs.iter().find(|(_, _, ssrc)| *ssrc == req.ssrc) else {
+            return;
+        };
+        let sub = s.id;
+        let rtt = s.rtt.unwrap_or_default();
+        let pub_slot = by_id.get(&key.0).copied();
+        for &seq in req.seqs() {
+            let Some(route) = routes.get_mut(&key) else {
+                return;
+            };
+            let Some(leg) = route
+                .legs
+                .iter_mut()
+                .find(|l| l.sub == sub && l.params.mid == sub_mid)
+            else {
+                return;
+            };
+            let Some(entry) = leg.dt.nack_resend(seq, now, rtt) else {
+                c.resend_missed += 1;
+                continue;
+            };
+            let cached = route
+                .layers
+                .pubs
+                .get(usize::from(entry.layer))
+                .and_then(Option::as_ref)
+                .and_then(|l| l.cache.get(entry.src_ext_seq));
+            // The publisher's session (same shard: the caches live there) gives the
+            // codec and the extension ids of the cached packet.
+            let publisher = pub_slot
+                .and_then(|p| sessions.get(p))
+                .and_then(Option::as_ref);
+            let (Some((packet, meta)), Some(p)) = (cached, publisher) else {
+                c.resend_missed += 1;
+                continue;
+            };
+            let pt = packet.get(1).map_or(0, |b| b & 0x7f);
+            let codec = codec_of(&p.pt_codec, pt);
+            let fwd = p
+                .rx_ext
+                .iter()
+                .find(|(m, _)| *m == key.1)
+                .and_then(|(_, map)| {
+                    RtpPacket::parse(packet)
+                        .ok()
+                        .and_then(|r| r.extensions(map).ok())
+                })
+                .map(|v| FwdExt::from_values(&v, packet))
+                .unwrap_or_default();
+            let facts = PayloadFacts::parse(codec, payload_of(packet, meta));
+            let rewrite = match (facts.vp8(), entry.vp8) {
+                (Some(d), Some(r)) => Some((d, r)),
+                _ => None,
+            };
+            let Ok(n) = write_forwarded(
+                packet,
+                &leg.params,
+                entry.out_seq,
+                entry.ts,
+                rewrite,
+                &fwd,
+                scratch,
+            ) else {
+                c.resend_missed += 1;
+                continue;
+            };
+            let Some(Some(s)) = sessions.get_mut(slot) else {
+                return;
+            };
+            let out = scratch.get(..n).unwrap_or(&[]);
+            match guarded(s, |rtc| rtc.direct_api().write_rtx(req.ssrc, out)) {
+                Ok(Ok(())) => {
+                    c.resent += 1;
+                    touch(s, slot, touched);
+                }
+                Ok(Err(_)) => c.resend_missed += 1,
+                Err(()) => {
+                    doomed.push((sub, CloseReason::Panicked));
+                    return;
+                }
+            }
         }
     }
 

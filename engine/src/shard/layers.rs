@@ -2,17 +2,27 @@
 //!
 //! A route (publisher track) has up to [`MAX_LAYERS`] layers. On the publisher's shard
 //! each layer owns a [`PacketCache`] (allocated once, when the layer appears) and a
-//! synthetic sender-report clock; on every shard that forwards the route each layer has a
-//! bitrate meter and a last-seen time. A layer is identified by [`Layers::layer_of`]: the
-//! one place where an RTP stream id (rid) will select the layer once rtc-core reports it;
-//! until then each SSRC of the track is a layer, in order of appearance.
+//! sender-report clock; on every shard that forwards the route each layer has a bitrate
+//! meter and a last-seen time. A layer is identified by [`Layers::layer_of`]: the
+//! publisher's `Rtc` binds each SSRC of a simulcast section to its RTP stream id (and
+//! keeps the binding after the sender stops sending the rid extension), and
+//! [`rid_layer`] turns that rid into the layer. Only streams without a rid (plain SSRC
+//! simulcast, or a single stream) are placed by arrival order.
 //!
-//! Sender reports: rtc-core does not yet report the publisher's RTCP SRs, so the
-//! publisher's shard derives a clock mapping per layer from packet arrival times (the
-//! first packet of each frame: its RTP timestamp against its arrival, in NTP format from
-//! the shard's epoch). All layers of a route are mapped on the same shard, so the
-//! mapping is consistent across layers up to network jitter; the downtrack's guard keeps
-//! output timestamps rising through the error.
+//! Sender reports: on each allocation tick ([`ALLOC_INTERVAL`]) the publisher's shard
+//! asks the publisher's `Rtc` for the last RTCP sender report of every layer's SSRC
+//! ([`Rtc::sender_report`](rtc_core::Rtc::sender_report)), and records it when its
+//! arrival instant changed — no per-packet cost. The clock travels with every packet
+//! ([`PktInfo::sr`]) to the downtracks, which map layers onto each other through it.
+//!
+//! Fallback: a publisher that never sends SRs gets a clock derived from packet arrival
+//! times (the first packet of each frame: its RTP timestamp against its arrival, in NTP
+//! format from the shard's epoch). All layers of a route are mapped on the same shard,
+//! so that mapping is consistent across layers up to network jitter. The two kinds of
+//! clock are never mixed within a route (their NTP bases differ): a route uses arrival
+//! clocks until every live layer has had a real SR, then real SRs only. A layer whose stream restarts after that has no clock until
+//! its first SR, so a downtrack cannot switch to it before (unless it is the timestamp
+//! reference). The downtrack's guard keeps output timestamps rising through any error.
 
 use std::time::{Duration, Instant};
 
@@ -66,7 +76,10 @@ pub(crate) struct PktInfo {
 pub(crate) struct PubLayer {
     pub ssrc: u32,
     pub cache: PacketCache,
+    /// Arrival-time clock (the fallback).
     pub sr: Option<SrClock>,
+    /// The last real sender report and when it arrived.
+    pub report: Option<(SrClock, Instant)>,
     last_ts: Option<u32>,
     /// Bumped each time the slot takes a new SSRC (a restarted stream).
     pub generation: u8,
@@ -85,6 +98,8 @@ pub(crate) struct Layers {
     /// Keyframe requests per layer: last sent, and one pending (coalesced).
     pub kf_last: [Option<Instant>; MAX_LAYERS],
     pub kf_pending: [bool; MAX_LAYERS],
+    /// The route's clocks come from real sender reports (see the module docs).
+    real_sr: bool,
 }
 
 impl Layers {
@@ -96,12 +111,54 @@ impl Layers {
             reported: (0, 0),
             kf_last: [None; MAX_LAYERS],
             kf_pending: [false; MAX_LAYERS],
+            real_sr: false,
         }
     }
 
+    /// Whether the route's layer clocks come from the publisher's sender reports (else
+    /// from arrival times).
+    #[cfg(test)]
+    pub(crate) fn uses_reports(&self) -> bool {
+        self.real_sr
+    }
+
+    /// Publisher side, once per allocation tick: the SSRC of each layer, to look its
+    /// sender report up.
+    pub(crate) fn ssrcs(&self) -> [Option<u32>; MAX_LAYERS] {
+        std::array::from_fn(|i| self.pubs.get(i).and_then(Option::as_ref).map(|l| l.ssrc))
+    }
+
+    /// Publisher side: the last sender report of `layer`'s SSRC (`ntp`, `rtp_ts`,
+    /// arrived at `received`). Returns whether it is new. Once every live layer has had
+    /// one, the route switches to report clocks for good.
+    pub(crate) fn on_sender_report(
+        &mut self,
+        layer: u8,
+        sr: SrClock,
+        received: Instant,
+        now: Instant,
+    ) -> bool {
+        let Some(Some(l)) = self.pubs.get_mut(usize::from(layer)) else {
+            return false;
+        };
+        if l.report.is_some_and(|(_, at)| at == received) {
+            return false;
+        }
+        l.report = Some((sr, received));
+        if !self.real_sr {
+            let live = self.live(now);
+            self.real_sr = self.pubs.iter().enumerate().all(|(i, p)| match p {
+                Some(p) => p.report.is_some() || !live.contains(i as u8),
+                None => true,
+            });
+        }
+        true
+    }
+
     /// The layer a packet of the publisher's stream `ssrc` belongs to. `rid_layer`: the
-    /// layer its RTP stream id names (see [`rid_layer`]), when the packet carried one —
-    /// this is the one place where rids select layers. Without a rid, each SSRC is a
+    /// layer its RTP stream id names (see [`rid_layer`]), when the publisher's `Rtc`
+    /// bound the SSRC to a rid — whether or not this packet carried the rid extension.
+    /// This is the one place where rids select layers. Without a rid, each SSRC is a
     /// layer in order of appearance; a new SSRC takes a free slot or the slot of a layer
     /// silent for [`LAYER_TIMEOUT`]. A slot taking a new SSRC forgets its cache. `None`:
     /// no slot (a fourth live SSRC). The first appearance of a layer allocates its cache
@@ -147,6 +204,7 @@ impl Layers {
                 l.ssrc = ssrc;
                 l.cache.clear();
                 l.sr = None;
+                l.report = None;
                 l.last_ts = None;
                 l.generation = l.generation.wrapping_add(1);
             }
@@ -155,6 +213,7 @@ impl Layers {
                     ssrc,
                     cache: PacketCache::new(cache_packets, crate::sfu::cache::MIN_SLOT_SIZE),
                     sr: None,
+                    report: None,
                     last_ts: None,
                     generation: 0,
                 });
@@ -163,8 +222,9 @@ impl Layers {
         u8::try_from(idx).ok()
     }
 
-    /// Publisher side: records a packet of `layer` in its cache and clock.
-    /// Returns the layer's clock and stream generation.
+    /// Publisher side: records a packet of `layer` in its cache and arrival clock.
+    /// Returns the layer's clock (its last sender report once the route uses reports,
+    /// else the arrival clock) and stream generation.
     pub(crate) fn ingest(
         &mut self,
         layer: u8,
@@ -172,12 +232,16 @@ impl Layers {
         meta: PacketMeta,
         epoch: Instant,
     ) -> (Option<SrClock>, u8) {
+        let real_sr = self.real_sr;
         let Some(Some(l)) = self.pubs.get_mut(usize::from(layer)) else {
             return (None, 0);
         };
         // Refusals (duplicates, too old, too large) only mean the NACK path cannot
         // answer for this packet.
         let _ = l.cache.insert(meta.ext_seq, packet, meta);
+        if real_sr {
+            return (l.report.map(|(sr, _)| sr), l.generation);
+        }
         if l.last_ts != Some(meta.timestamp) {
             l.last_ts = Some(meta.timestamp);
             let since = meta.arrival.saturating_duration_since(epoch);
@@ -220,18 +284,19 @@ impl Layers {
     }
 }
 
-/// The layer an RTP stream id names: `q`/`h`/`f` (quarter, half, full) are 0/1/2;
-/// otherwise its position in the publisher's announced rids (`rids`, as negotiated).
-pub(crate) fn rid_layer(rids: &[String], rid: &str) -> Option<u8> {
-    match rid {
-        "q" => Some(0),
-        "h" => Some(1),
-        "f" => Some(2),
-        _ => rids
-            .iter()
-            .position(|r| r == rid)
-            .and_then(|i| u8::try_from(i).ok()),
-    }
+/// The layer of a packet whose SSRC the publisher's `Rtc` bound to RTP stream id `rid`
+/// at position `position` of the section's announced rids (both from
+/// [`RtpPacketReceived`](rtc_core::event::RtpPacketReceived)): `q`/`h`/`f` (quarter,
+/// half, full) are 0/1/2 whatever their order; any other rid is its position. `None`: a
+/// stream without a rid (or one past [`MAX_LAYERS`]), placed by arrival order.
+pub(crate) fn rid_layer(rid: Option<&str>, position: Option<u8>) -> Option<u8> {
+    let layer = match rid? {
+        "q" => 0,
+        "h" => 1,
+        "f" => 2,
+        _ => position?,
+    };
+    (usize::from(layer) < MAX_LAYERS).then_some(layer)
 }
 
 /// The codec facts parser for a payload type of a published section.
@@ -323,6 +388,32 @@ impl Shard {
                 shard: self.ctx.index,
                 speakers,
             });
+    }
+
+    /// Publisher side, once per allocation tick: records the publisher `Rtc`'s latest
+    /// sender report of every layer of the routes it publishes on this shard (see the
+    /// module docs). The clocks reach the downtracks with the layers' next packets.
+    pub(super) fn poll_sender_reports(&mut self, now: Instant) {
+        for (key, route) in &mut self.routes {
+            if route.spec.pub_shard != self.ctx.index {
+                continue;
+            }
+            let Some(Some(s)) = self.by_id.get(&key.0).and_then(|&i| self.sessions.get(i)) else {
+                continue;
+            };
+            for (i, ssrc) in route.layers.ssrcs().into_iter().enumerate() {
+                let Some(r) = ssrc.and_then(|ssrc| s.rtc.sender_report(ssrc)) else {
+                    continue;
+                };
+                let clock = SrClock {
+                    rtp_ts: r.rtp_time,
+                    ntp: r.ntp,
+                };
+                route
+                    .layers
+                    .on_sender_report(i as u8, clock, r.received, now);
+            }
+        }
     }
 
     /// Runs every subscriber's allocator (see [`Shard::allocate_session`]).
@@ -448,12 +539,99 @@ mod tests {
         assert_eq!(l.layer_of(None, false, 13, 16, t1), Some(1));
         assert_eq!(l.ingest(1, &[0u8; 20], meta(5, 9000, t1), t0).1, 1);
         // A rid names its layer directly.
-        assert_eq!(rid_layer(&[], "f"), Some(2));
-        let rids = ["lo".to_string(), "hi".to_string()];
-        assert_eq!(rid_layer(&rids, "hi"), Some(1));
-        assert_eq!(rid_layer(&rids, "x"), None);
+        assert_eq!(rid_layer(Some("f"), Some(0)), Some(2));
+        assert_eq!(rid_layer(Some("hi"), Some(1)), Some(1));
+        assert_eq!(rid_layer(Some("x"), None), None);
+        assert_eq!(rid_layer(Some("x"), Some(3)), None, "past the last layer");
+        assert_eq!(rid_layer(None, Some(1)), None, "no rid: arrival order");
         assert_eq!(l.layer_of(Some(0), false, 99, 16, t1), Some(0));
         assert_eq!(l.ingest(0, &[0u8; 20], meta(1, 1, t1), t0).1, 1);
+    }
+
+    #[test]
+    fn rid_bound_layers_ignore_arrival_order() {
+        let t0 = Instant::now();
+        let mut l = Layers::new();
+        // The full layer arrives first; rids place the streams regardless.
+        assert_eq!(
+            l.layer_of(rid_layer(Some("f"), Some(2)), false, 30, 16, t0),
+            Some(2)
+        );
+        assert_eq!(
+            l.layer_of(rid_layer(Some("q"), Some(0)), false, 10, 16, t0),
+            Some(0)
+        );
+        // Later packets keep the binding (the Rtc reports the rid without the extension).
+        assert_eq!(
+            l.layer_of(rid_layer(Some("f"), Some(2)), false, 30, 16, t0),
+            Some(2)
+        );
+        // A stream with no rid takes the free slot.
+        assert_eq!(l.layer_of(None, false, 20, 16, t0), Some(1));
+        assert_eq!(l.pubs.iter().flatten().count(), 3);
+    }
+
+    fn sr(rtp_ts: u32, ntp: u64) -> SrClock {
+        SrClock { rtp_ts, ntp }
+    }
+
+    #[test]
+    fn sender_reports_replace_arrival_clocks_once_every_live_layer_has_one() {
+        let t0 = Instant::now();
+        let epoch = t0;
+        let mut l = Layers::new();
+        for (i, ssrc) in [10u32, 11].into_iter().enumerate() {
+            let layer = l.layer_of(Some(i as u8), false, ssrc, 16, t0).unwrap();
+            l.count(layer, 100, t0);
+        }
+        // No reports: arrival clocks.
+        let at = t0 + Duration::from_secs(2);
+        l.count(0, 100, at);
+        l.count(1, 100, at);
+        let (clock, _) = l.ingest(0, &[0u8; 20], meta(1, 9000, at), epoch);
+        assert_eq!(clock, Some(sr(9000, 2u64 << 32)));
+        assert!(!l.uses_reports());
+        // One layer reported: still arrival clocks (never mixed within a route).
+        assert!(l.on_sender_report(0, sr(5000, 77 << 32), at, at));
+        assert!(
+            !l.on_sender_report(0, sr(5000, 77 << 32), at, at),
+            "same report"
+        );
+        assert!(!l.uses_reports());
+        let (clock, _) = l.ingest(0, &[0u8; 20], meta(2, 12000, at), epoch);
+        assert_eq!(clock.map(|c| c.ntp), Some(2u64 << 32));
+        // Both reported: the reports, for every packet.
+        assert!(l.on_sender_report(1, sr(100, 78 << 32), at, at));
+        assert!(l.uses_reports());
+        let (clock, _) = l.ingest(0, &[0u8; 20], meta(3, 15000, at), epoch);
+        assert_eq!(clock, Some(sr(5000, 77 << 32)));
+        let (clock, _) = l.ingest(1, &[0u8; 20], meta(1, 300, at), epoch);
+        assert_eq!(clock, Some(sr(100, 78 << 32)));
+        // A newer report replaces the older one.
+        let later = at + Duration::from_secs(1);
+        assert!(l.on_sender_report(1, sr(90_100, 79 << 32), later, later));
+        let (clock, _) = l.ingest(1, &[0u8; 20], meta(2, 400, later), epoch);
+        assert_eq!(clock, Some(sr(90_100, 79 << 32)));
+        // A restarted stream has no clock until its own first report.
+        assert_eq!(l.layer_of(Some(1), false, 12, 16, later), Some(1));
+        let (clock, generation) = l.ingest(1, &[0u8; 20], meta(1, 7, later), epoch);
+        assert_eq!((clock, generation), (None, 1));
+    }
+
+    #[test]
+    fn a_silent_layer_does_not_hold_back_report_clocks() {
+        let t0 = Instant::now();
+        let mut l = Layers::new();
+        for i in 0..2u8 {
+            l.layer_of(Some(i), false, 10 + u32::from(i), 16, t0);
+            l.count(i, 100, t0);
+        }
+        // Layer 1 stopped; layer 0 keeps going and reports.
+        let t1 = t0 + LAYER_TIMEOUT;
+        l.count(0, 100, t1);
+        assert!(l.on_sender_report(0, sr(1, 1 << 32), t1, t1));
+        assert!(l.uses_reports());
+        assert_eq!(l.ssrcs(), [Some(10), Some(11), None]);
     }
 
     #[test]

@@ -17,6 +17,13 @@
 //! [`DownTrack`] (layer choice from the subscriber's allocator, seq/ts/VP8 continuity) →
 //! the subscriber's `Rtc`. Cross-shard batches carry each packet's layer and facts
 //! ([`layers::PktInfo`]), so the receiving shard's downtracks decide the same way.
+//! The layer is the one the publisher's `Rtc` bound the SSRC's rid to; its clock is the
+//! publisher's RTCP sender report (arrival times for publishers that send none).
+//!
+//! Retransmission: with `rtx_buffer_packets = 0` the sessions' `Rtc`s keep no ring and
+//! surface NACKs as `Event::ResendRequest`; the shard answers them from the layer caches
+//! through the leg's downtrack NACK map (`forward::on_resend`), for legs whose publisher
+//! is on the same shard.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -227,10 +234,8 @@ struct Session {
     touched: bool,
     /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
     pt_mid: Vec<(u8, Mid)>,
-    /// Extension map of each section (the publisher's ids, to parse forwarded ones).
+    /// Extension map of each section (the publisher's ids).
     rx_ext: Vec<(Mid, rtc_core::rtp::ExtensionMap)>,
-    /// RTP stream ids the peer announced per section (simulcast).
-    rx_rids: Vec<(Mid, Vec<String>)>,
     /// Payload type → codec facts parser, for published video.
     pt_codec: Vec<(u8, VideoCodec)>,
     /// The subscriber's bandwidth allocator over its legs (keyed by its own mid).
@@ -319,6 +324,8 @@ struct Counters {
     cross_shard_out: u64,
     cross_shard_in: u64,
     keyframe_requests: u64,
+    resent: u64,
+    resend_missed: u64,
     panics: u64,
     connect_timeouts: u64,
     channels_refused: u64,
@@ -340,9 +347,15 @@ enum Act {
         ts: u32,
         marker: bool,
         payload_offset: usize,
+        /// The simulcast layer the `Rtc` bound the SSRC to (see [`layers::rid_layer`]).
+        layer: Option<u8>,
+        /// Forwarded extensions (ranges refer to the packet as copied to scratch).
+        fwd: crate::forward::FwdExt,
     },
     Estimate(u64),
     Keyframe(u32),
+    /// The subscriber NACKed packets of a leg (external retransmission cache).
+    Resend(rtc_core::event::ResendRequest),
     Connected,
     Failed,
     Panicked,
@@ -377,7 +390,7 @@ pub(crate) struct Shard {
     stop: bool,
     /// When the allocators run next.
     next_alloc: Instant,
-    /// Epoch of the synthetic sender-report clocks of this shard's publishers.
+    /// Epoch of the arrival-time (fallback) sender-report clocks of this shard's publishers.
     epoch: Instant,
     /// Active-speaker detection over this shard's audio publishers.
     speakers: SpeakerDetector<SessionId>,
@@ -503,6 +516,7 @@ impl Shard {
             self.reap_unconnected(now, &mut *backend);
             if now >= self.next_alloc {
                 self.next_alloc = now + layers::ALLOC_INTERVAL;
+                self.poll_sender_reports(now);
                 self.allocate_all(now);
                 self.report_speakers(now);
             }
@@ -574,6 +588,8 @@ impl Shard {
             cross_shard_out: self.c.cross_shard_out,
             cross_shard_in: self.c.cross_shard_in,
             keyframe_requests: self.c.keyframe_requests,
+            rtx_resent: self.c.resent,
+            rtx_unanswered: self.c.resend_missed,
             alive: true,
             panics: self.c.panics,
             connect_timeouts: self.c.connect_timeouts,

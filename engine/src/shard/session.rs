@@ -258,11 +258,6 @@ impl Shard {
             .iter()
             .map(|i| (i.mid, i.extensions.clone()))
             .collect();
-        let rx_rids = infos
-            .iter()
-            .filter(|i| !i.remote_rids.is_empty())
-            .map(|i| (i.mid, i.remote_rids.clone()))
-            .collect();
         let session = Session {
             id,
             rtc,
@@ -274,7 +269,6 @@ impl Shard {
             pt_mid,
             pt_codec,
             rx_ext,
-            rx_rids,
             alloc: Allocator::new(AllocatorConfig::default()),
             estimate: None,
             estimate_override: None,
