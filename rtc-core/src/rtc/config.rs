@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Rtc, RtcError};
 use crate::dtls::{DtlsCert, SrtpProfileId};
 use crate::ice::IceCreds;
+use crate::pacer::PacerConfig;
 
 /// Configuration for an [`Rtc`], built with [`Rtc::builder`].
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct RtcConfig {
     pub(crate) stats_interval: Option<Duration>,
     pub(crate) ntp_reference: Option<SystemTime>,
     pub(crate) rtx_buffer: (usize, Duration),
+    pub(crate) pacing: bool,
+    pub(crate) pacer: PacerConfig,
 }
 
 impl Default for RtcConfig {
@@ -36,6 +39,8 @@ impl Default for RtcConfig {
             stats_interval: Some(Duration::from_secs(1)),
             ntp_reference: None,
             rtx_buffer: (1024, Duration::from_secs(3)),
+            pacing: true,
+            pacer: PacerConfig::default(),
         }
     }
 }
@@ -113,6 +118,24 @@ impl RtcConfig {
     /// once the ring has filled; an SFU with many legs may want fewer.
     pub fn set_rtx_buffer(mut self, packets: usize, max_age: Duration) -> Self {
         self.rtx_buffer = (packets.max(1), max_age);
+        self
+    }
+
+    /// Send pacing (default on): outgoing RTP leaves through a leaky bucket at the
+    /// pacer's multiple of the target rate ([`Rtc::set_send_rate`], else the
+    /// bandwidth estimate), audio and retransmissions ahead of video, and bandwidth
+    /// probes pad the sent rate. Off, RTP is sent as soon as it is written and no
+    /// probes run. Packets pass unpaced anyway while there is no rate to pace to (no
+    /// transport-wide congestion control negotiated and no target set).
+    pub fn set_pacing(mut self, enabled: bool) -> Self {
+        self.pacing = enabled;
+        self
+    }
+
+    /// The pacer's configuration: rate multiplier, burst, queue time budget and
+    /// per-class capacities (default [`PacerConfig::default`]).
+    pub fn set_pacer_config(mut self, config: PacerConfig) -> Self {
+        self.pacer = config;
         self
     }
 

@@ -282,6 +282,9 @@ impl Rtc {
                     .map(|(prim, _)| *prim)
             })?;
         // Padding-only RTX probes (bandwidth probing) have no OSN.
+        if p.payload_end < p.payload_offset + 2 {
+            return None;
+        }
         let osn = p.buf.get(p.payload_offset..p.payload_offset + 2)?;
         let osn = u16::from_be_bytes([osn[0], osn[1]]);
         p.buf
