@@ -125,8 +125,9 @@ impl RtcConfig {
     /// pacer's multiple of the target rate ([`Rtc::set_send_rate`], else the
     /// bandwidth estimate), audio and retransmissions ahead of video, and bandwidth
     /// probes pad the sent rate. Off, RTP is sent as soon as it is written and no
-    /// probes run. Packets pass unpaced anyway while there is no rate to pace to (no
-    /// transport-wide congestion control negotiated and no target set).
+    /// probes run. Packets pass unpaced anyway while there is no rate to pace to: no
+    /// target set and nothing sent with a transport-wide sequence number yet (the
+    /// estimate would not measure it).
     pub fn set_pacing(mut self, enabled: bool) -> Self {
         self.pacing = enabled;
         self

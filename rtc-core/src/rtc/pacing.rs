@@ -11,9 +11,10 @@
 //!
 //! The pacing rate is the pacer's multiplier times the target: the application's
 //! ([`Rtc::set_send_rate`]) when set, else the bandwidth estimate, capped at the
-//! application's maximum. Without either (no transport-wide congestion control
-//! negotiated and no target from the application) packets pass at the rate they
-//! are written: there is no estimate to pace to.
+//! application's maximum. Without either (no target from the application, and no
+//! packet sent with a transport-wide sequence number, e.g. RTP-mode packets written
+//! without the extension) packets pass at the rate they are written: there is no
+//! estimate of them to pace to.
 //!
 //! Probing: once connected (with transport-wide congestion control), probes run at
 //! 3× then 6× the start rate, then at 2× the estimate for as long as the previous
@@ -240,7 +241,9 @@ impl Rtc {
         let max = self.pacing.app.map_or(0, |a| a.1);
         match self.pacing.app {
             Some((t, m)) if t > 0 => Some((t, m)),
-            _ if self.twcc_negotiated() => Some((self.session.bwe.estimate(), max)),
+            // The estimate only measures packets with transport-wide numbers:
+            // pace to it once something we sent carried one.
+            _ if self.session.twcc_tx.peek_next() > 0 => Some((self.session.bwe.estimate(), max)),
             _ => None,
         }
     }
@@ -486,7 +489,7 @@ impl Rtc {
         if !p.started {
             // Initial exponential probing when transport-wide feedback can measure it.
             p.started = true;
-            if twcc {
+            if twcc && p.planned_len == 0 {
                 let start = estimate.max(1);
                 p.planned = [6 * start, 3 * start];
                 p.planned_len = 2;
@@ -695,5 +698,143 @@ mod tests {
         s[15] = 200;
         assert_eq!(twcc_offset(&s, 3), None);
         assert_eq!(twcc_offset(&[], 3), None);
+    }
+
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use crate::ice::Candidate;
+    use crate::io::{Input, Output, Protocol, Receive};
+    use crate::media::{MediaKind, Mid};
+    use crate::rtp::ExtensionValues;
+    use crate::sdp::{Codec, Direction};
+    use crate::sdp_api::{SdpAnswer, SdpOffer};
+    use crate::{Event, Rtc};
+
+    const A: &str = "10.0.0.1:5000";
+    const B: &str = "10.0.0.2:6000";
+
+    /// Delivers everything `from` sends now to `to`; returns the RTP packets `from`
+    /// surfaced and the time of its next timeout.
+    fn pump(from: &mut Rtc, to: &mut Rtc, now: Instant, from_a: bool) -> (usize, Instant) {
+        let (src, dst): (SocketAddr, SocketAddr) = if from_a {
+            (A.parse().unwrap(), B.parse().unwrap())
+        } else {
+            (B.parse().unwrap(), A.parse().unwrap())
+        };
+        let mut events = 0;
+        loop {
+            let data = match from.poll_output().unwrap() {
+                Output::Transmit(t) => t.contents.to_vec(),
+                Output::Event(Event::RtpPacket(_)) => {
+                    events += 1;
+                    continue;
+                }
+                Output::Event(_) => continue,
+                Output::Timeout(t) => return (events, t),
+            };
+            let r = Receive {
+                proto: Protocol::Udp,
+                source: src,
+                destination: dst,
+                contents: &data,
+            };
+            to.handle_input(Input::Receive(now, r)).unwrap();
+        }
+    }
+
+    /// Two `Rtc` in RTP mode with one video section, connected in memory.
+    fn connected() -> (Rtc, Rtc, Mid, u8, Instant) {
+        let mut now = Instant::now();
+        let mut a = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+        let mut b = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+        a.add_local_candidate(Candidate::host(A.parse().unwrap(), Protocol::Udp).unwrap());
+        b.add_local_candidate(Candidate::host(B.parse().unwrap(), Protocol::Udp).unwrap());
+        let mut api = a.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::SendRecv);
+        let (offer, pending) = api.apply().unwrap();
+        let answer = b
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap())
+            .unwrap();
+        a.sdp_api()
+            .accept_answer(
+                pending,
+                SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap(),
+            )
+            .unwrap();
+        for _ in 0..500 {
+            if a.is_connected() && b.is_connected() {
+                break;
+            }
+            now += Duration::from_millis(5);
+            a.handle_input(Input::Timeout(now)).unwrap();
+            b.handle_input(Input::Timeout(now)).unwrap();
+            pump(&mut a, &mut b, now, true);
+            pump(&mut b, &mut a, now, false);
+        }
+        assert!(a.is_connected() && b.is_connected());
+        let pt = a.media_info(mid).unwrap().pt_for(&Codec::Vp8).unwrap();
+        (a, b, mid, pt, now)
+    }
+
+    fn write(a: &mut Rtc, mid: Mid, pt: u8, n: u64, now: Instant) {
+        for i in 0..n {
+            a.stream_tx(mid)
+                .unwrap()
+                .write_rtp(
+                    pt,
+                    i,
+                    0,
+                    now,
+                    false,
+                    &ExtensionValues::default(),
+                    &[7; 1100],
+                )
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn rtp_waits_for_the_bucket_and_the_timeout_says_when() {
+        let (mut a, mut b, mid, pt, mut now) = connected();
+        // Below the estimate: no probe. Pacing at 2.5 × 200 kbit/s = 62.5 B/ms,
+        // about 19 ms per 1100 B packet.
+        a.set_send_rate(200_000, 0);
+        write(&mut a, mid, pt, 10, now);
+        let (_, mut t) = pump(&mut a, &mut b, now, true);
+        let (got, _) = pump(&mut b, &mut a, now, false);
+        assert!(got <= 2, "the bucket let {got} through at once");
+        assert!(t > now && t <= now + Duration::from_millis(25), "{t:?}");
+        // Following the timeouts, all arrive within about 10 × 19 ms.
+        let start = now;
+        let mut total = got;
+        while total < 10 && now < start + Duration::from_secs(1) {
+            now = t
+                .max(now + Duration::from_millis(1))
+                .min(now + Duration::from_millis(5));
+            a.handle_input(Input::Timeout(now)).unwrap();
+            b.handle_input(Input::Timeout(now)).unwrap();
+            t = pump(&mut a, &mut b, now, true).1;
+            total += pump(&mut b, &mut a, now, false).0;
+        }
+        assert_eq!(total, 10);
+        let took = now - start;
+        assert!(
+            took >= Duration::from_millis(140) && took <= Duration::from_millis(220),
+            "{took:?}"
+        );
+        assert!(a.pacer_stats().sent[2] >= 10);
+    }
+
+    #[test]
+    fn pacing_off_sends_at_once() {
+        let (mut a, mut b, mid, pt, now) = connected();
+        a.set_pacing(false);
+        a.set_send_rate(200_000, 0);
+        write(&mut a, mid, pt, 10, now);
+        pump(&mut a, &mut b, now, true);
+        assert_eq!(pump(&mut b, &mut a, now, false).0, 10);
+        assert_eq!(a.pacer_stats().sent, [0; 4]);
     }
 }
