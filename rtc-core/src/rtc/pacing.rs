@@ -429,6 +429,9 @@ impl Rtc {
             return;
         }
         if !self.pacing.enabled || self.pacing_target().is_none() {
+            if self.pacing.pacer.queued_bytes() == 0 {
+                return;
+            }
             // Pacing was turned off: whatever waits goes now.
             while let Some((_, h)) = self.pacing.pacer.poll_dropped(now) {
                 if let Some(q) = self.pacing.take(h) {
@@ -447,11 +450,10 @@ impl Rtc {
         self.apply_pacing_target();
         self.probe_control(now);
         self.generate_padding(now);
-        while let Some((class, h)) = self.pacing.pacer.poll_dropped(now) {
+        while let Some((_, h)) = self.pacing.pacer.poll_dropped(now) {
             if let Some(q) = self.pacing.take(h) {
                 self.pool.put(q.buf);
                 self.stats.paced_dropped += 1;
-                let _ = class;
             }
         }
         while let Some((_, h)) = self.pacing.pacer.poll(now) {
