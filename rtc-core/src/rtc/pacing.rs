@@ -19,7 +19,8 @@
 //! Probing: once connected (with transport-wide congestion control), probes run at
 //! 3× then 6× the start rate, then at 2× the estimate for as long as the previous
 //! probe was confirmed (the estimate reached 70 % of its goal); the application may
-//! ask for one with [`Rtc::request_probe`]. A probe is filled with RTX re-sends of
+//! ask for one with [`Rtc::request_probe`]. A probe that falls short is tried
+//! again twice before probing stops, so that one lost probe packet does not end it. A probe is filled with RTX re-sends of
 //! the newest sent packet when RTX is negotiated and the packet is still held, else
 //! with padding-only packets on the RTX stream (or, in frame mode without RTX, on
 //! the media stream).
@@ -46,6 +47,9 @@ const PROBE_PACKET_BYTES: u64 = 1200;
 const PROBE_SETTLE: Duration = Duration::from_millis(250);
 /// A probe is confirmed when the estimate reaches this share of its goal.
 const PROBE_CONFIRMED: f64 = 0.7;
+/// A probe that falls short is tried again this many times before probing stops
+/// (a lost probe packet spoils a measurement; random loss must not end probing).
+const PROBE_RETRIES: u8 = 2;
 /// Probes stop growing above this goal (bps) unless the application's maximum is
 /// lower.
 const PROBE_CEILING: u64 = 20_000_000;
@@ -83,6 +87,8 @@ struct Prober {
     hold_until: Option<Instant>,
     /// Keep doubling while probes are confirmed.
     exponential: bool,
+    /// Times the last goal was tried again after falling short.
+    retries: u8,
 }
 
 /// Pacing state of an `Rtc`.
@@ -508,7 +514,11 @@ impl Rtc {
             p.planned_len -= 1;
             p.planned[p.planned_len]
         } else if p.exponential && confirmed {
+            p.retries = 0;
             2 * estimate
+        } else if p.exponential && p.retries < PROBE_RETRIES {
+            p.retries += 1;
+            p.last_goal.unwrap_or(2 * estimate)
         } else {
             // The last probe fell short: the estimate is near the capacity.
             p.exponential = false;
@@ -567,10 +577,11 @@ impl Rtc {
         };
         let rtx_pt = info.rtx.first().map(|r| r.1);
         let mut buf = self.pool.take();
-        // RTX redundancy: re-send one of the newest packets held.
-        if let Some(highest) = self.session.tx[idx].highest_sent
-            && want >= PROBE_PACKET_BYTES as usize / 2
-        {
+        // RTX redundancy: re-send one of the newest packets held, whole even when
+        // less is wanted (the pacer counts what is queued, so the next call asks
+        // for that much less). Large packets keep a probe one burst: small ones
+        // leave gaps that the estimator's burst detection reads as its end.
+        if let Some(highest) = self.session.tx[idx].highest_sent {
             let back = self.pacing.redundancy_back % 8;
             let seq = highest.saturating_sub(back);
             let tx = &self.session.tx[idx];
