@@ -439,18 +439,11 @@ impl Rtc {
                 return;
             }
             // Pacing was turned off: whatever waits goes now.
-            while let Some((_, h)) = self.pacing.pacer.poll_dropped(now) {
-                if let Some(q) = self.pacing.take(h) {
-                    self.pool.put(q.buf);
-                }
-            }
-            self.pacing.pacer.set_target(u64::MAX / 4, 0);
-            while let Some((_, h)) = self.pacing.pacer.poll(now) {
+            while let Some((_, h)) = self.pacing.pacer.flush() {
                 if let Some(q) = self.pacing.take(h) {
                     let _ = self.send_rtp_now(q.buf, q.len, q.store);
                 }
             }
-            self.pacing.applied = None;
             return;
         }
         self.apply_pacing_target();
@@ -838,6 +831,19 @@ mod tests {
             "{took:?}"
         );
         assert!(a.pacer_stats().sent[2] >= 10);
+    }
+
+    #[test]
+    fn turning_pacing_off_sends_what_waits() {
+        let (mut a, mut b, mid, pt, now) = connected();
+        a.set_send_rate(200_000, 0);
+        write(&mut a, mid, pt, 10, now);
+        pump(&mut a, &mut b, now, true);
+        let (first, _) = pump(&mut b, &mut a, now, false);
+        assert!(first < 10);
+        a.set_pacing(false);
+        pump(&mut a, &mut b, now, true);
+        assert_eq!(first + pump(&mut b, &mut a, now, false).0, 10);
     }
 
     #[test]
