@@ -375,6 +375,21 @@ impl Pacer {
         None
     }
 
+    /// The next queued packet, highest priority first, regardless of the bucket
+    /// (for sending everything at once when pacing is turned off). It is counted as
+    /// sent but does not spend the bucket.
+    pub fn flush(&mut self) -> Option<(PacketClass, u64)> {
+        for class in PacketClass::ALL {
+            if let Some(e) = self.queues[class.index()].pop() {
+                let i = class.index();
+                self.stats.sent[i] += 1;
+                self.stats.sent_bytes[i] += e.bytes as u64;
+                return Some((class, e.handle));
+            }
+        }
+        None
+    }
+
     /// When [`Pacer::poll`] will next return a packet, or padding should next be
     /// generated; `None` when there is nothing to do until something is enqueued.
     pub fn next_send_time(&self, now: Instant) -> Option<Instant> {
@@ -660,6 +675,28 @@ mod tests {
                 .filter(|s| s.0 >= t0 + Duration::from_millis(510))
                 .all(|s| s.1 == PacketClass::Video)
         );
+    }
+
+    #[test]
+    fn flush_ignores_the_bucket_and_leaves_it_as_it_was() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig::default());
+        p.set_target(100_000, 0);
+        for h in 0..5 {
+            p.enqueue(PacketClass::Video, h, 1200, t0).unwrap();
+        }
+        p.enqueue(PacketClass::Audio, 9, 100, t0).unwrap();
+        assert_eq!(p.flush(), Some((PacketClass::Audio, 9)));
+        let flushed: Vec<u64> = std::iter::from_fn(|| p.flush()).map(|e| e.1).collect();
+        assert_eq!(flushed, vec![0, 1, 2, 3, 4]);
+        assert_eq!(p.stats().sent, [1, 0, 5, 0]);
+        // The bucket was not spent: the next packet leaves at once, the one after
+        // waits for its share (1200 B at 250 kbit/s).
+        p.enqueue(PacketClass::Video, 10, 1200, t0).unwrap();
+        p.enqueue(PacketClass::Video, 11, 1200, t0).unwrap();
+        assert_eq!(p.poll(t0), Some((PacketClass::Video, 10)));
+        assert_eq!(p.poll(t0), None);
+        assert!(p.next_send_time(t0).unwrap() > t0 + Duration::from_millis(30));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct PeerStats {
     pub twcc_feedback_sent: u64,
     /// Transport-wide congestion control feedback packets received.
     pub twcc_feedback_received: u64,
+    /// RTP packets the pacer discarded because its queue was over its time budget
+    /// (oldest padding, then video first).
+    pub paced_dropped: u64,
 }
 /// Statistics of one incoming stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,20 +1,18 @@
 //! The send-side bandwidth estimator (GCC) of an `Rtc`, exercised end to end on a
 //! simulated bottleneck link: two `Rtc` in RTP mode, the sender writing video
-//! packets at the rate of its latest `EgressBitrateEstimate` (as an encoder would)
-//! through the [`rtc_core::pacer::Pacer`], which also generates the padding of
-//! bandwidth probes. Virtual time, seeded randomness: every run is identical.
+//! packets at the rate of its latest `EgressBitrateEstimate` (as an encoder would);
+//! the `Rtc` paces them and probes the link itself. Virtual time, seeded
+//! randomness: every run is identical.
 
 #[path = "common/link.rs"]
 mod link;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use link::{Link, LinkedPair};
 use rtc_core::ice::Candidate;
 use rtc_core::media::{MediaKind, Mid};
-use rtc_core::pacer::{Pacer, PacerConfig, PacketClass};
 use rtc_core::rtp::ExtensionValues;
 use rtc_core::sdp::{Codec, Direction};
 use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
@@ -39,7 +37,7 @@ fn connected(ab: Link, rtx: bool) -> (LinkedPair, Mid, u8) {
     let now = Instant::now();
     let a_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
     let b_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
-    let mut a = Rtc::builder().set_rtp_mode(true);
+    let mut a = Rtc::builder().set_rtp_mode(true).set_pacing(true);
     if !rtx {
         // Nothing is kept long enough to be retransmitted.
         a = a.set_rtx_buffer(1, Duration::ZERO);
@@ -62,118 +60,47 @@ fn connected(ab: Link, rtx: bool) -> (LinkedPair, Mid, u8) {
         )
         .unwrap();
     let pt = a.media_info(video).unwrap().pt_for(&Codec::Vp8).unwrap();
+    let map = b.media_info(video).unwrap().extensions.clone();
     let mut pair = LinkedPair::new(a, a_addr, b, b_addr, now, ab, Link::unconstrained(PROP));
+    pair.ext_map = Some(map);
     assert!(pair.connect(Duration::from_secs(10)), "not connected");
     (pair, video, pt)
 }
 
 /// The sending application: an encoder producing packets evenly at the latest
-/// estimate, the pacer, and a probe controller (initial exponential probing as in
-/// libwebrtc: 3× and 6× the start rate, then 2× while a probe is confirmed).
+/// estimate. The `Rtc` paces them and runs the bandwidth probes itself (3× and 6×
+/// the start rate when connected, then 2× while a probe is confirmed).
 struct Sender {
     video: Mid,
     pt: u8,
-    pacer: Pacer,
     target: u64,
     next_media: Instant,
-    next_handle: u64,
-    sizes: HashMap<u64, usize>,
     seq: u64,
     payload: Vec<u8>,
-    /// Probes still to run, and the goal of the last one started.
-    planned: Vec<u64>,
-    last_goal: Option<u64>,
-    probe_until: Instant,
-    /// Probe again at 2× while the estimate reaches 70 % of the last goal.
-    exponential: bool,
 }
-
-const PROBE_TIME: Duration = Duration::from_millis(15);
 
 impl Sender {
     fn new(video: Mid, pt: u8, now: Instant) -> Self {
-        let mut pacer = Pacer::new(PacerConfig::default());
-        pacer.set_target(INITIAL_BPS, 0);
         Sender {
             video,
             pt,
-            pacer,
             target: INITIAL_BPS,
             next_media: now,
-            next_handle: 0,
-            sizes: HashMap::new(),
             seq: 0,
             payload: vec![0x11; MEDIA_PAYLOAD],
-            planned: vec![6 * INITIAL_BPS, 3 * INITIAL_BPS],
-            last_goal: None,
-            probe_until: now,
-            exponential: true,
         }
     }
 
-    fn enqueue(&mut self, class: PacketClass, size: usize, now: Instant) {
-        let h = self.next_handle;
-        self.next_handle += 1;
-        self.sizes.insert(h, size);
-        self.pacer.enqueue(class, h, size, now).expect("queue room");
-    }
-
-    fn probe_control(&mut self, now: Instant) {
-        if now < self.probe_until {
-            return;
-        }
-        let confirmed = self
-            .last_goal
-            .is_some_and(|g| self.target as f64 >= 0.7 * g as f64);
-        let goal = match self.planned.pop() {
-            Some(g) => g,
-            None if self.exponential && confirmed => 2 * self.target,
-            None => {
-                // The probe fell short: the estimate is near the capacity.
-                self.exponential = false;
-                return;
-            }
-        };
-        if goal > 20_000_000 {
-            self.exponential = false;
-            return;
-        }
-        // At least 5 packets and 15 ms, as libwebrtc's probe clusters.
-        let five = Duration::from_nanos(5 * 1200 * 8 * 1_000_000_000 / goal);
-        self.pacer.start_probe(goal, five.max(PROBE_TIME), now);
-        self.last_goal = Some(goal);
-        // Leave time for the result (one feedback interval and a round trip)
-        // before deciding on the next probe.
-        self.probe_until = now + five.max(PROBE_TIME) + ms(250);
-    }
-
-    /// One wake-up at `p.now`: produce, probe, pace and write. Returns the next
-    /// wake-up time.
+    /// One wake-up at `p.now`: produce what is due and write it. Returns the next
+    /// wake-up time (the `Rtc`'s own timeout covers pacing and probing).
     fn step(&mut self, p: &mut LinkedPair) -> Option<Instant> {
         p.touch_a();
         let now = p.now;
-        if let Some(e) = p.estimate()
-            && e != self.target
-        {
+        if let Some(e) = p.estimate() {
             self.target = e;
-            self.pacer.set_target(e, 0);
         }
         let gap = Duration::from_nanos(MEDIA_PAYLOAD as u64 * 8 * 1_000_000_000 / self.target);
         while self.next_media <= now {
-            self.enqueue(PacketClass::Video, MEDIA_PAYLOAD, now);
-            self.next_media += gap;
-        }
-        self.probe_control(now);
-        // Padding in full-size packets: the pacer counts what is queued, so the
-        // rounding up is taken into account at the next call.
-        while self.pacer.padding_wanted(now).is_some() {
-            self.enqueue(PacketClass::Padding, MEDIA_PAYLOAD, now);
-        }
-        while let Some((_, h)) = self.pacer.poll_dropped(now) {
-            self.sizes.remove(&h);
-        }
-        while let Some((_, h)) = self.pacer.poll(now) {
-            let size = self.sizes.remove(&h).expect("known handle");
             self.seq += 1;
             let ts = (self.seq * 300) as u32;
             p.a.stream_tx(self.video)
@@ -185,19 +112,12 @@ impl Sender {
                     now,
                     false,
                     &ExtensionValues::default(),
-                    &self.payload[..size],
+                    &self.payload,
                 )
                 .expect("write_rtp");
+            self.next_media += gap;
         }
-        let mut wake = self.next_media;
-        if let Some(t) = self.pacer.next_send_time(now) {
-            wake = wake.min(t);
-        }
-        if self.planned.is_empty() && !self.exponential {
-            Some(wake)
-        } else {
-            Some(wake.min(self.probe_until.max(now + ms(1))))
-        }
+        Some(self.next_media)
     }
 }
 
@@ -306,10 +226,9 @@ fn converges_to_a_2_mbit_link_within_10_s() {
 
 #[test]
 fn follows_a_drop_to_500_kbit_and_recovers() {
-    // Retransmissions off: the `Rtc` sends RTX outside any pacing and with the
-    // original's transport-wide sequence number, so after the queue overflows
-    // they would fill the bottleneck unseen by the estimator (see the report).
-    let (mut pair, video, pt) = connected(Link::new(2_000_000, QUEUE, PROP, 0.0, 2), false);
+    // Retransmissions on: they are paced and carry their own transport-wide
+    // sequence numbers, so the estimator sees them.
+    let (mut pair, video, pt) = connected(Link::new(2_000_000, QUEUE, PROP, 0.0, 2), true);
     let t0 = pair.elapsed();
     let mut s = Sender::new(video, pt, pair.now);
     let drop_at = t0 + Duration::from_secs(10);
@@ -379,4 +298,28 @@ fn two_percent_random_loss_does_not_collapse_the_estimate() {
     eprintln!("after reaching it: mean {mean}, min {min}");
     assert!(min >= 3_500_000, "fell to {min}");
     assert!(mean >= 4_250_000, "mean {mean}");
+}
+
+#[test]
+fn retransmissions_are_paced_with_their_own_transport_sequence_numbers() {
+    let (mut pair, video, pt) = connected(Link::new(2_000_000, QUEUE, PROP, 0.05, 4), true);
+    let t0 = pair.elapsed();
+    let mut s = Sender::new(video, pt, pair.now);
+    run(&mut pair, &mut s, t0 + Duration::from_secs(5));
+    let rtx = pair.a.pacer_stats().sent[1];
+    let padding = pair.a.pacer_stats().sent[3];
+    assert!(rtx > 10, "retransmissions went through the pacer: {rtx}");
+    assert!(padding > 0, "probes were padded: {padding}");
+    // Every packet b got has its own transport-wide number...
+    let mut numbers: Vec<u16> = pair.received_twcc.iter().map(|r| r.1).collect();
+    let n = numbers.len();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), n, "a transport-wide number was used twice");
+    // ...and a retransmission's is newer than those of packets sent after the
+    // original (it was numbered when it was sent, not copied from the original).
+    let mut by_seq = pair.received_twcc.clone();
+    by_seq.sort_unstable_by_key(|r| r.0);
+    let inversions = by_seq.windows(2).filter(|w| w[0].1 > w[1].1).count();
+    assert!(inversions > 0, "no retransmission carried a fresh number");
 }

@@ -87,6 +87,10 @@ pub(crate) fn prepare_session(
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            // Forwarded packets carry no transport-wide sequence numbers yet, so there
+            // is no estimate to pace to; the allocator will drive `Rtc::set_send_rate` /
+            // `request_probe` when it does.
+            .set_pacing(false)
             .set_dtls_cert(cert)
             .set_local_ice_credentials(creds)
             .set_rtx_buffer(rtx_packets, Duration::from_secs(2))

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Rtc, RtcError};
 use crate::dtls::{DtlsCert, SrtpProfileId};
 use crate::ice::IceCreds;
+use crate::pacer::PacerConfig;
 
 /// Default of [`RtcConfig::set_ice_connect_timeout`].
 const DEFAULT_ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,6 +23,8 @@ pub struct RtcConfig {
     pub(crate) ntp_reference: Option<SystemTime>,
     pub(crate) rtx_buffer: (usize, Duration),
     pub(crate) ice_connect_timeout: Option<Duration>,
+    pub(crate) pacing: bool,
+    pub(crate) pacer: PacerConfig,
 }
 
 impl Default for RtcConfig {
@@ -41,6 +44,8 @@ impl Default for RtcConfig {
             ntp_reference: None,
             rtx_buffer: (1024, Duration::from_secs(3)),
             ice_connect_timeout: Some(DEFAULT_ICE_CONNECT_TIMEOUT),
+            pacing: false,
+            pacer: PacerConfig::default(),
         }
     }
 }
@@ -150,6 +155,32 @@ impl RtcConfig {
     /// pair has worked, this timeout no longer applies (consent freshness takes over).
     pub fn set_ice_connect_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.ice_connect_timeout = timeout;
+        self
+    }
+
+    /// Send pacing (default off): outgoing RTP leaves through a leaky bucket at the
+    /// pacer's multiple of the target rate ([`Rtc::set_send_rate`], else the
+    /// bandwidth estimate), audio and retransmissions ahead of video, and bandwidth
+    /// probes pad the sent rate. Off, RTP is sent as soon as it is written and no
+    /// probes run. Packets pass unpaced anyway while there is no rate to pace to: no
+    /// target set and nothing sent with a transport-wide sequence number yet (the
+    /// estimate would not measure it).
+    ///
+    /// Off by default because pacing only helps a sender that follows the rate it is
+    /// given: an application writing at a fixed rate above the estimate would see its
+    /// packets wait, then be dropped at the queue's time budget (never sent, so never
+    /// repairable). Turn it on when the encoder follows
+    /// [`Event::EgressBitrateEstimate`](crate::Event::EgressBitrateEstimate) or the
+    /// application sets [`Rtc::set_send_rate`].
+    pub fn set_pacing(mut self, enabled: bool) -> Self {
+        self.pacing = enabled;
+        self
+    }
+
+    /// The pacer's configuration: rate multiplier, burst, queue time budget and
+    /// per-class capacities (default [`PacerConfig::default`]).
+    pub fn set_pacer_config(mut self, config: PacerConfig) -> Self {
+        self.pacer = config;
         self
     }
 

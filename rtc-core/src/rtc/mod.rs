@@ -20,6 +20,7 @@ mod config;
 mod error;
 #[cfg(test)]
 mod hardening_tests;
+mod pacing;
 mod receive;
 mod rtcp;
 mod send;
@@ -243,6 +244,8 @@ pub struct Rtc {
     outbox: Outbox,
     /// Packet buffers.
     pool: BufPool,
+    /// Send pacing and probing.
+    pacing: pacing::Pacing,
     /// SDP `o=` session id.
     pub(crate) session_id: u64,
     /// Our side of the last completed SDP negotiation (basis of re-offers).
@@ -269,6 +272,7 @@ impl Rtc {
 
     fn from_config(config: RtcConfig, now: Instant) -> Result<Rtc, RtcError> {
         let ntp_reference = config.ntp_reference;
+        let (pacing_on, pacer_config) = (config.pacing, config.pacer);
         let cert = match &config.cert {
             Some(c) => c.clone(),
             None => DtlsCert::new_ecdsa_p256()?,
@@ -331,6 +335,7 @@ impl Rtc {
                 free: Vec::new(),
                 lent: None,
             },
+            pacing: pacing::Pacing::new(pacing_on, pacer_config),
             // SDP o= session ids are 63-bit positive numbers (RFC 8866 §5.2).
             session_id: rand::random::<u64>() >> 1,
             local_sections: Vec::new(),

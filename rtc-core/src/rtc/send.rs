@@ -153,10 +153,12 @@ impl Rtc {
         self.protect_and_queue(buf, n, None, true).map(|()| true)
     }
 
-    /// With `store`, the packet is also kept for RTX and counted in reports.
+    /// With `store`, the packet is also kept for RTX and counted in reports. The
+    /// packet goes through the pacer (see `pacing`), which writes its transport-wide
+    /// sequence number, keeps and protects it as it leaves.
     pub(super) fn protect_and_queue(
         &mut self,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
         len: usize,
         mid: Option<Mid>,
         store: bool,
@@ -170,23 +172,8 @@ impl Rtc {
             if !self.session.tx_ssrcs.iter().any(|(s, _)| *s == ssrc) {
                 self.session.tx_ssrcs.push((ssrc, mid));
             }
-            if store && let Some(tx) = self.session.tx.iter_mut().find(|t| t.ssrc == ssrc) {
-                let now = self.last_now;
-                tx.record_sent(now, &buf[..len]);
-            }
         }
-        let Some(srtp) = self.transport.srtp_tx.as_mut() else {
-            self.pool.put(buf);
-            return Err(RtcError::InvalidState("no SRTP context"));
-        };
-        let len = match srtp.protect_rtp(&mut buf, len) {
-            Ok(n) => n,
-            Err(e) => {
-                self.pool.put(buf);
-                return Err(RtcError::Write(e.into()));
-            }
-        };
-        self.queue_on_path(buf, len)
+        self.pace_rtp(buf, len, mid, store, None)
     }
 
     /// The send stream of a media section, created on first use (and when SDP
@@ -256,8 +243,8 @@ impl Rtc {
             values.mid = Some(&mid_str);
         }
         if map.id_of(Extension::TransportSequenceNumber).is_some() {
-            let now = self.last_now;
-            values.transport_cc = Some(self.session.twcc_tx.next_seq(now, payload.len() + 40));
+            // A placeholder: the number is written as the packet leaves the pacer.
+            values.transport_cc = Some(0);
         }
         let header = RtpHeader {
             version: 2,
@@ -314,6 +301,9 @@ impl Rtc {
         // Remote credentials may have arrived since the last input: start the ICE
         // connect timer so that its deadline is in the timeout returned below.
         self.check_ice_connect_timeout(self.last_now);
+        if self.outbox.transmits.is_empty() {
+            self.release_paced();
+        }
         if let Some(t) = self.outbox.transmits.pop_front() {
             self.stats.datagrams_out += 1;
             self.stats.bytes_out += t.len as u64;
@@ -377,6 +367,7 @@ impl Rtc {
             self.transport.ice.poll_timeout(),
             self.transport.dtls.poll_timeout(),
             sctp_timeout,
+            self.pacing_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use rtc_core::Rtc;
 use rtc_core::event::Event;
 use rtc_core::io::{Input, Output, Protocol, Receive};
+use rtc_core::rtp::{ExtensionMap, RtpPacket};
 
 /// One direction of a simulated path.
 #[derive(Debug)]
@@ -157,6 +158,11 @@ pub struct LinkedPair {
     pub estimates: Vec<(Instant, u64)>,
     /// RTP packets `b` received: (arrival time, payload bytes).
     pub received: Vec<(Instant, usize)>,
+    /// With `ext_map` set: (RTP sequence number, transport-wide sequence number) of
+    /// each RTP packet `b` received (retransmissions after RTX unwrapping).
+    pub received_twcc: Vec<(u16, u16)>,
+    /// `b`'s header extension map, to read `received_twcc`.
+    pub ext_map: Option<ExtensionMap>,
 }
 
 impl LinkedPair {
@@ -186,6 +192,8 @@ impl LinkedPair {
             b_connected: false,
             estimates: Vec::new(),
             received: Vec::new(),
+            received_twcc: Vec::new(),
+            ext_map: None,
         }
     }
 
@@ -221,7 +229,14 @@ impl LinkedPair {
                             self.estimates.push((now, bps))
                         }
                         (false, Event::RtpPacket(p)) => {
-                            self.received.push((now, p.payload().len()))
+                            self.received.push((now, p.payload().len()));
+                            if let Some(map) = &self.ext_map
+                                && let Ok(pkt) = RtpPacket::parse(p.packet)
+                                && let Ok(v) = pkt.extensions(map)
+                                && let Some(t) = v.transport_cc
+                            {
+                                self.received_twcc.push((pkt.header.sequence_number, t));
+                            }
                         }
                         _ => {}
                     }
