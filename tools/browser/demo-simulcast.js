@@ -120,6 +120,8 @@ async function main() {
           width: s.frameWidth || 0,
           height: s.frameHeight || 0,
           framesEncoded: s.framesEncoded || 0,
+          keyFramesEncoded: s.keyFramesEncoded || 0,
+          pliCount: s.pliCount || 0,
           limitation: s.qualityLimitationReason || null,
         });
       }
@@ -133,7 +135,7 @@ async function main() {
   });
   const sent = async (page) => (await sending(page)).layers;
   const fmtSent = (layers) =>
-    layers.map((l) => `${l.rid}:${l.width}x${l.height}/${l.framesEncoded}f${l.limitation && l.limitation !== 'none' ? `(${l.limitation})` : ''}`).join(' ');
+    layers.map((l) => `${l.rid}:${l.width}x${l.height}/${l.framesEncoded}f/${l.keyFramesEncoded}k/${l.pliCount}pli${l.limitation && l.limitation !== 'none' ? `(${l.limitation})` : ''}`).join(' ');
   let a;
   const viewers = {};
   try {
