@@ -258,8 +258,10 @@ fn chromium_simulcast_viewers_get_the_layer_they_ask_for() {
     }
     // The engine agrees that C's layer (0) is in use: the last `track.layers_unused` of
     // the publisher does not name it. B's layer (from its width: 640 is layer 1, 1280
-    // layer 2) is only reported: the engine may target a higher layer for B than B
-    // decodes while the switch waits for a keyframe of that layer.
+    // layer 2) is only reported: when Chromium sends all three layers from the start,
+    // the engine may number them in arrival order instead of by RID (the route exists
+    // only after the RID extension has stopped), so `h` can be its layer 2 and B,
+    // given "the top layer", decodes 640.
     let publisher = num(&r, &["publisher", "id"]);
     let mut unused = Vec::new();
     while let Ok(Some(ev)) = events.next_event(Some(Duration::from_millis(300))) {
@@ -281,8 +283,8 @@ fn chromium_simulcast_viewers_get_the_layer_they_ask_for() {
         let b_layer = if b_widths[0] <= 640 { 1 } else { 2 };
         if unused.contains(&b_layer) {
             eprintln!(
-                "note: B decodes layer {b_layer} but the engine reports it unused \
-                 ({unused:?}): B's downtrack targets another layer"
+                "note: B decodes layer {b_layer} by RID but the engine reports it unused \
+                 ({unused:?}): the engine's layer numbers do not follow the RIDs"
             );
         }
     }
