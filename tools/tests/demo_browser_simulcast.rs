@@ -256,12 +256,10 @@ fn chromium_simulcast_viewers_get_the_layer_they_ask_for() {
             "{k} froze: frames per 1 s window {windows:?}"
         );
     }
-    // The engine agrees that C's layer (0) is in use: the last `track.layers_unused` of
-    // the publisher does not name it. B's layer (from its width: 640 is layer 1, 1280
-    // layer 2) is only reported: when Chromium sends all three layers from the start,
-    // the engine may number them in arrival order instead of by RID (the route exists
-    // only after the RID extension has stopped), so `h` can be its layer 2 and B,
-    // given "the top layer", decodes 640.
+    // The engine agrees that C's layer (0) and B's layer (from its width: 640 is layer
+    // 1, 1280 layer 2) are in use: the last `track.layers_unused` of the publisher names
+    // neither. This holds only if the engine numbers layers by RID (as the publisher's
+    // `Rtc` bound them), not by arrival order.
     let publisher = num(&r, &["publisher", "id"]);
     let mut unused = Vec::new();
     while let Ok(Some(ev)) = events.next_event(Some(Duration::from_millis(300))) {
@@ -281,12 +279,11 @@ fn chromium_simulcast_viewers_get_the_layer_they_ask_for() {
     );
     if b_widths.windows(2).all(|w| w[0] == w[1]) {
         let b_layer = if b_widths[0] <= 640 { 1 } else { 2 };
-        if unused.contains(&b_layer) {
-            eprintln!(
-                "note: B decodes layer {b_layer} by RID but the engine reports it unused \
-                 ({unused:?}): the engine's layer numbers do not follow the RIDs"
-            );
-        }
+        assert!(
+            !unused.contains(&b_layer),
+            "B decodes layer {b_layer} by RID but the engine reports it unused \
+             ({unused:?}): the engine's layer numbers do not follow the RIDs"
+        );
     }
     // The engine sent video to both viewers.
     for k in ["B", "C"] {
