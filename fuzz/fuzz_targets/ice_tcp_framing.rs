@@ -4,12 +4,16 @@
 //!
 //! Input: a first byte choosing the decoder (bit 0: the smallest allowed limit), then
 //! records `[split, bytes...]` where `split` is the chunk length (0 reads up to 255
-//! at once). Every datagram the decoder yields must be exactly what a reference
-//! decoder reading the whole concatenated stream at once yields, in order; and each
-//! re-framed with `frame` gives back its prefix and bytes.
+//! at once; 0xff is a bulk chunk of 16 KiB copies of the one byte that follows).
+//! Every datagram the decoder yields must be exactly what a reference decoder reading
+//! the whole concatenated stream at once yields, in order; and each re-framed with
+//! `frame` gives back its prefix and bytes.
 
 use libfuzzer_sys::fuzz_target;
 use rtc_core::ice::framing::{FramingError, StreamDecoder, frame};
+
+/// Length of a bulk chunk (split byte 0xff).
+const BULK: usize = 16 * 1024;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&opts, mut rest)) = data.split_first() else {
@@ -23,11 +27,28 @@ fuzz_target!(|data: &[u8]| {
     let mut stream: Vec<u8> = Vec::new();
     let mut got: Vec<Vec<u8>> = Vec::new();
     let mut overflowed = false;
+    let mut bulk = Vec::new();
     while let [split, tail @ ..] = rest {
-        let want = if *split == 0 { 255 } else { usize::from(*split) };
-        let n = want.min(tail.len());
-        let chunk = &tail[..n];
-        rest = &tail[n..];
+        let chunk: &[u8] = if *split == 0xff {
+            // A bulk chunk: BULK copies of the next byte, so that maximal frames and
+            // the decoder's buffer limit are reachable from a short input.
+            let Some((&fill, r)) = tail.split_first() else {
+                break;
+            };
+            rest = r;
+            bulk.clear();
+            bulk.resize(BULK, fill);
+            &bulk
+        } else {
+            let want = if *split == 0 {
+                255
+            } else {
+                usize::from(*split)
+            };
+            let n = want.min(tail.len());
+            rest = &tail[n..];
+            &tail[..n]
+        };
         match dec.push(chunk) {
             Ok(()) => stream.extend_from_slice(chunk),
             Err(FramingError::Overflow) => {

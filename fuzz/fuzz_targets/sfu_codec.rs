@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_h264(payload);
     for codec in [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264] {
         let facts = PayloadFacts::parse(codec, payload);
-        let _ = (facts.keyframe(), facts.tid(), facts.layer_sync(), facts.vp8());
+        let _ = (
+            facts.keyframe(),
+            facts.tid(),
+            facts.layer_sync(),
+            facts.vp8(),
+        );
     }
     let Some(desc) = parse_vp8(payload) else {
         return;
@@ -29,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
         tl0picidx: (opts & 2 == 2).then_some(*tl0),
     };
     let mut copy = payload.to_vec();
-    assert!(rewrite.apply(&desc, &mut copy), "rewrite refused a parsed payload");
+    assert!(
+        rewrite.apply(&desc, &mut copy),
+        "rewrite refused a parsed payload"
+    );
     let again = parse_vp8(&copy).expect("a rewritten payload parses");
     assert_eq!(again.header_len, desc.header_len);
     assert_eq!(again.picture_id_15bit, desc.picture_id_15bit);

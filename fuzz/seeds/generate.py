@@ -204,6 +204,8 @@ def main():
             out += bytes([split]) + rest[:n]
             rest = rest[n:]
         put("ice_tcp_framing", name, bytes(out))
+    # Bulk chunks (split 0xff): maximal 65535-byte frames, then the buffer limit.
+    put("ice_tcp_framing", "bulk_to_limit", bytes([1]) + bytes([0xFF, 0xFF]) * 6)
     put("ice_tcp_framing", "empty_frames", bytes([1, 6, 0, 0, 0, 1, 0x41, 0]))
 
     # ice_candidate: candidate lines from the browser fixtures.
