@@ -13,26 +13,14 @@
 // Prints progress lines and one final `RESULT {json}` line; exits 1 on failure.
 'use strict';
 const { launch } = require('./chromium.js');
+const { sleep, makeWaitFor } = require('./wait.js');
 
 const STEP_TIMEOUT_MS = 15000;
 const LAYERS_MS = 15000;
 const SETTLE_MS = 10000;
 const FREEZE_WINDOWS = 5;
 
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitFor(what, fn, timeoutMs = STEP_TIMEOUT_MS) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    last = await fn();
-    if (last && last.ok) return last;
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last && last.info)}`);
-}
+const waitFor = makeWaitFor(STEP_TIMEOUT_MS, 200);
 
 // Runs in a viewer page: plays `url` (a WHEP endpoint) in a muted <video>; stores
 // the connection as window.viewer.
