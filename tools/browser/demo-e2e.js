@@ -10,7 +10,7 @@
 // Prints progress lines and one final `RESULT {json}` line; exits 1 on failure.
 'use strict';
 const { launch } = require('./chromium.js');
-const { makeWaitFor } = require('./wait.js');
+const { makeWaitFor, finish, run } = require('./driver.js');
 
 const STEP_TIMEOUT_MS = 15000;
 
@@ -117,12 +117,7 @@ async function main() {
       }
     }
   }
-  console.log(`RESULT ${JSON.stringify(result)}`);
-  await browser.close().catch(() => {});
-  process.exit(result.ok ? 0 : 1);
+  await finish(browser, result);
 }
 
-main().catch((e) => {
-  console.log(`RESULT ${JSON.stringify({ ok: false, error: String(e && e.stack || e) })}`);
-  process.exit(1);
-});
+run(main);

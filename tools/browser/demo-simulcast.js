@@ -13,7 +13,7 @@
 // Prints progress lines and one final `RESULT {json}` line; exits 1 on failure.
 'use strict';
 const { launch } = require('./chromium.js');
-const { sleep, makeWaitFor } = require('./wait.js');
+const { sleep, makeWaitFor, finish, run } = require('./driver.js');
 
 const STEP_TIMEOUT_MS = 15000;
 const LAYERS_MS = 15000;
@@ -239,12 +239,7 @@ async function main() {
       result[`stats${name}`] = await v.page.evaluate(viewerStats).catch(() => null);
     }
   }
-  console.log(`RESULT ${JSON.stringify(result)}`);
-  await browser.close().catch(() => {});
-  process.exit(result.ok ? 0 : 1);
+  await finish(browser, result);
 }
 
-main().catch((e) => {
-  console.log(`RESULT ${JSON.stringify({ ok: false, error: String(e && e.stack || e) })}`);
-  process.exit(1);
-});
+run(main);

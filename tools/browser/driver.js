@@ -1,4 +1,4 @@
-// Waiting helpers shared by the browser drivers.
+// Helpers shared by the browser drivers: waiting for page state and reporting the result.
 'use strict';
 
 // Resolves after `ms` milliseconds.
@@ -22,4 +22,20 @@ function makeWaitFor(stepTimeoutMs, pollMs) {
   };
 }
 
-module.exports = { sleep, makeWaitFor };
+// Prints the driver's one final `RESULT {json}` line, closes `browser` and exits: 0 when
+// `result.ok`, else 1.
+async function finish(browser, result) {
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  await browser.close().catch(() => {});
+  process.exit(result.ok ? 0 : 1);
+}
+
+// Runs the async `main`; anything it throws is reported as a failed RESULT (exit 1).
+function run(main) {
+  main().catch((e) => {
+    console.log(`RESULT ${JSON.stringify({ ok: false, error: String(e && e.stack || e) })}`);
+    process.exit(1);
+  });
+}
+
+module.exports = { sleep, makeWaitFor, finish, run };
