@@ -347,6 +347,69 @@ pub enum RewriteError {
     BufferTooSmall,
 }
 
+/// The parts of the plaintext RTP packet `src` a leg's rewrite needs: the parsed packet,
+/// the leg's payload type for it and its body (payload and padding: everything after the
+/// header).
+fn parse_for_leg<'a>(
+    src: &'a [u8],
+    leg: &LegParams,
+) -> Result<(RtpPacket<'a>, u8, &'a [u8]), RewriteError> {
+    let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
+    let pt = leg
+        .pt_map
+        .get(pkt.header.payload_type)
+        .ok_or(RewriteError::Unmapped)?;
+    let body_len = pkt.payload.len() + usize::from(pkt.padding_len);
+    let body = src
+        .get(src.len() - body_len..)
+        .ok_or(RewriteError::Malformed)?;
+    Ok((pkt, pt, body))
+}
+
+/// Writes the leg's header for `pkt` (payload type `pt`, the given `seq` and `ts`, the
+/// extensions in `values` the leg's map has ids for) and then `body` into `out`; returns
+/// the header's length. The P bit is set when `pkt` had padding (the copied body ends
+/// with it; the header writer never sets P).
+#[allow(clippy::too_many_arguments)] // one packet's parts, each a different field of the header
+fn write_leg_packet(
+    pkt: &RtpPacket<'_>,
+    leg: &LegParams,
+    pt: u8,
+    (seq, ts): (u16, u32),
+    values: &ExtensionValues<'_>,
+    body: &[u8],
+    out: &mut [u8],
+) -> Result<usize, RewriteError> {
+    let h = &pkt.header;
+    let header = RtpHeader {
+        marker: h.marker,
+        payload_type: pt,
+        sequence_number: seq,
+        timestamp: ts,
+        ssrc: leg.ssrc,
+        csrc: h.csrc,
+        csrc_count: h.csrc_count,
+        ..RtpHeader::default()
+    };
+    let ext = match &leg.ext_map {
+        Some(map) => HeaderExtension::Values { map, values },
+        None => HeaderExtension::None,
+    };
+    let n = header
+        .write(ext, out)
+        .map_err(|_| RewriteError::BufferTooSmall)?;
+    let dst = out
+        .get_mut(n..n + body.len())
+        .ok_or(RewriteError::BufferTooSmall)?;
+    dst.copy_from_slice(body);
+    if pkt.padding_len > 0
+        && let Some(b0) = out.first_mut()
+    {
+        *b0 |= 0x20;
+    }
+    Ok(n)
+}
+
 /// Writes the leg's version of the plaintext RTP packet `src` into `out` and returns its
 /// length. `source` identifies the publisher stream for the rewriter.
 ///
@@ -362,58 +425,20 @@ pub fn rewrite_for_leg(
     now: Instant,
     out: &mut [u8],
 ) -> Result<usize, RewriteError> {
-    let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
+    let (pkt, pt, body) = parse_for_leg(src, leg)?;
     let h = pkt.header;
-    let pt = leg
-        .pt_map
-        .get(h.payload_type)
-        .ok_or(RewriteError::Unmapped)?;
-    // Payload and padding: everything after the header.
-    let body_len = pkt.payload.len() + usize::from(pkt.padding_len);
-    let body = src
-        .get(src.len() - body_len..)
-        .ok_or(RewriteError::Malformed)?;
-    let (seq, ts) = rw.rewrite(
+    let seq_ts = rw.rewrite(
         (source, h.ssrc),
         h.sequence_number,
         h.timestamp,
         leg.pt_map.clock_rate(h.payload_type),
         now,
     );
-    let header = RtpHeader {
-        marker: h.marker,
-        payload_type: pt,
-        sequence_number: seq,
-        timestamp: ts,
-        ssrc: leg.ssrc,
-        csrc: h.csrc,
-        csrc_count: h.csrc_count,
-        ..RtpHeader::default()
-    };
     let values = ExtensionValues {
         mid: Some(leg.mid.as_str()),
         ..ExtensionValues::default()
     };
-    let ext = match &leg.ext_map {
-        Some(map) => HeaderExtension::Values {
-            map,
-            values: &values,
-        },
-        None => HeaderExtension::None,
-    };
-    let n = header
-        .write(ext, out)
-        .map_err(|_| RewriteError::BufferTooSmall)?;
-    let dst = out
-        .get_mut(n..n + body.len())
-        .ok_or(RewriteError::BufferTooSmall)?;
-    dst.copy_from_slice(body);
-    if pkt.padding_len > 0 {
-        // The header writer never sets P; the copied body ends with the padding.
-        if let Some(b0) = out.first_mut() {
-            *b0 |= 0x20;
-        }
-    }
+    let n = write_leg_packet(&pkt, leg, pt, seq_ts, &values, body, out)?;
     Ok(n + body.len())
 }
 
@@ -437,26 +462,7 @@ pub fn write_forwarded(
     fwd: &FwdExt,
     out: &mut [u8],
 ) -> Result<usize, RewriteError> {
-    let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
-    let h = pkt.header;
-    let pt = leg
-        .pt_map
-        .get(h.payload_type)
-        .ok_or(RewriteError::Unmapped)?;
-    let body_len = pkt.payload.len() + usize::from(pkt.padding_len);
-    let body = src
-        .get(src.len() - body_len..)
-        .ok_or(RewriteError::Malformed)?;
-    let header = RtpHeader {
-        marker: h.marker,
-        payload_type: pt,
-        sequence_number: seq,
-        timestamp: ts,
-        ssrc: leg.ssrc,
-        csrc: h.csrc,
-        csrc_count: h.csrc_count,
-        ..RtpHeader::default()
-    };
+    let (pkt, pt, body) = parse_for_leg(src, leg)?;
     let values = ExtensionValues {
         mid: Some(leg.mid.as_str()),
         audio_level: fwd.audio_level,
@@ -466,31 +472,12 @@ pub fn write_forwarded(
         dependency_descriptor: fwd.dependency_descriptor.and_then(|r| r.get(src)),
         ..ExtensionValues::default()
     };
-    let ext = match &leg.ext_map {
-        Some(map) => HeaderExtension::Values {
-            map,
-            values: &values,
-        },
-        None => HeaderExtension::None,
-    };
-    let n = header
-        .write(ext, out)
-        .map_err(|_| RewriteError::BufferTooSmall)?;
-    let dst = out
-        .get_mut(n..n + body.len())
-        .ok_or(RewriteError::BufferTooSmall)?;
-    dst.copy_from_slice(body);
+    let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, body, out)?;
     if let Some((desc, rw)) = vp8 {
-        let plen = pkt.payload.len();
-        if let Some(payload) = dst.get_mut(..plen) {
-            // A payload too short for its own descriptor was not parsed as VP8.
+        // A payload too short for its own descriptor was not parsed as VP8.
+        if let Some(payload) = out.get_mut(n..n + pkt.payload.len()) {
             rw.apply(desc, payload);
         }
-    }
-    if pkt.padding_len > 0
-        && let Some(b0) = out.first_mut()
-    {
-        *b0 |= 0x20;
     }
     Ok(n + body.len())
 }

@@ -10,27 +10,15 @@
 // Prints progress lines and one final `RESULT {json}` line; exits 1 on failure.
 'use strict';
 const { launch } = require('./chromium.js');
+const { makeWaitFor, finish, run } = require('./driver.js');
 
 const STEP_TIMEOUT_MS = 15000;
-
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 async function state(page) {
   return page.evaluate(() => window.demoState);
 }
 
-async function waitFor(what, fn, timeoutMs = STEP_TIMEOUT_MS) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    last = await fn();
-    if (last && last.ok) return last;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last && last.info)}`);
-}
+const waitFor = makeWaitFor(STEP_TIMEOUT_MS, 100);
 
 function remoteOf(st, id) {
   return (st.remotes || []).find((r) => r.id === id);
@@ -129,12 +117,7 @@ async function main() {
       }
     }
   }
-  console.log(`RESULT ${JSON.stringify(result)}`);
-  await browser.close().catch(() => {});
-  process.exit(result.ok ? 0 : 1);
+  await finish(browser, result);
 }
 
-main().catch((e) => {
-  console.log(`RESULT ${JSON.stringify({ ok: false, error: String(e && e.stack || e) })}`);
-  process.exit(1);
-});
+run(main);

@@ -13,26 +13,14 @@
 // Prints progress lines and one final `RESULT {json}` line; exits 1 on failure.
 'use strict';
 const { launch } = require('./chromium.js');
+const { sleep, makeWaitFor, finish, run } = require('./driver.js');
 
 const STEP_TIMEOUT_MS = 15000;
 const LAYERS_MS = 15000;
 const SETTLE_MS = 10000;
 const FREEZE_WINDOWS = 5;
 
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitFor(what, fn, timeoutMs = STEP_TIMEOUT_MS) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    last = await fn();
-    if (last && last.ok) return last;
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last && last.info)}`);
-}
+const waitFor = makeWaitFor(STEP_TIMEOUT_MS, 200);
 
 // Runs in a viewer page: plays `url` (a WHEP endpoint) in a muted <video>; stores
 // the connection as window.viewer.
@@ -251,12 +239,7 @@ async function main() {
       result[`stats${name}`] = await v.page.evaluate(viewerStats).catch(() => null);
     }
   }
-  console.log(`RESULT ${JSON.stringify(result)}`);
-  await browser.close().catch(() => {});
-  process.exit(result.ok ? 0 : 1);
+  await finish(browser, result);
 }
 
-main().catch((e) => {
-  console.log(`RESULT ${JSON.stringify({ ok: false, error: String(e && e.stack || e) })}`);
-  process.exit(1);
-});
+run(main);

@@ -201,48 +201,34 @@ impl Pump<'_> {
         };
         let shard = shard_id(sess.as_ref().map(|s| s.shard).unwrap_or(0));
         let session = control::SessionId(id.0);
-        match reason {
+        let failed = match reason {
             CloseReason::Failed => {
-                self.transition(id, control::SessionState::Failed);
-                self.shared
-                    .hub
-                    .publish(&Event::SessionFailed(control::SessionFailure {
-                        session,
-                        shard,
-                        reason: "the connection failed (ICE consent, DTLS or remote close)".into(),
-                    }));
+                Some("the connection failed (ICE consent, DTLS or remote close)")
             }
             CloseReason::ConnectTimeout => {
-                self.transition(id, control::SessionState::Failed);
-                self.shared
-                    .hub
-                    .publish(&Event::SessionFailed(control::SessionFailure {
-                        session,
-                        shard,
-                        reason: "not connected within the engine's connect_timeout".into(),
-                    }));
+                Some("not connected within the engine's connect_timeout")
             }
-            CloseReason::ShardDown => {
-                self.transition(id, control::SessionState::Failed);
-                self.shared
-                    .hub
-                    .publish(&Event::SessionFailed(control::SessionFailure {
-                        session,
-                        shard,
-                        reason: "its shard thread died".into(),
-                    }));
-            }
-            CloseReason::Panicked => {
-                self.shared
-                    .hub
-                    .publish(&Event::SessionPanicked(control::SessionFailure {
-                        session,
-                        shard,
-                        reason: "a call into the session's Rtc panicked; the shard removed it"
-                            .into(),
-                    }));
-            }
-            _ => {}
+            CloseReason::ShardDown => Some("its shard thread died"),
+            _ => None,
+        };
+        if let Some(reason) = failed {
+            self.transition(id, control::SessionState::Failed);
+            self.shared
+                .hub
+                .publish(&Event::SessionFailed(control::SessionFailure {
+                    session,
+                    shard,
+                    reason: reason.into(),
+                }));
+        }
+        if reason == CloseReason::Panicked {
+            self.shared
+                .hub
+                .publish(&Event::SessionPanicked(control::SessionFailure {
+                    session,
+                    shard,
+                    reason: "a call into the session's Rtc panicked; the shard removed it".into(),
+                }));
         }
         self.transition(id, control::SessionState::Closed);
         self.states.remove(&id);

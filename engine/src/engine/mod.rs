@@ -212,11 +212,13 @@ impl EngineHandle {
         &self.inner.events_rx
     }
 
-    fn call<T>(
-        &self,
-        shard: usize,
-        make: impl FnOnce(Sender<T>) -> Command,
-    ) -> Result<T, EngineError> {
+    /// The link to a shard whose thread runs.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`] for an index past the last shard and
+    /// [`EngineError::ShardDown`] for a shard whose thread died.
+    fn live_link(&self, shard: usize) -> Result<&ShardLink, EngineError> {
         let link = self
             .inner
             .shards
@@ -225,6 +227,15 @@ impl EngineHandle {
         if !link.alive.load(Ordering::Acquire) {
             return Err(EngineError::ShardDown(shard));
         }
+        Ok(link)
+    }
+
+    fn call<T>(
+        &self,
+        shard: usize,
+        make: impl FnOnce(Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let link = self.live_link(shard)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let t = self.inner.reply_timeout;
         link.cmd_tx.send_timeout(make(tx), t).map_err(|e| match e {
@@ -283,14 +294,7 @@ impl EngineHandle {
         }
         let shard = match placement {
             Placement::Shard(i) => {
-                let link = self
-                    .inner
-                    .shards
-                    .get(i)
-                    .ok_or(EngineError::NoSuchShard(i))?;
-                if !link.alive.load(Ordering::Acquire) {
-                    return Err(EngineError::ShardDown(i));
-                }
+                let link = self.live_link(i)?;
                 if link.draining.load(Ordering::Relaxed) {
                     return Err(EngineError::ShardDraining(i));
                 }
@@ -550,14 +554,7 @@ impl EngineHandle {
     /// [`EngineError::ShardGone`] when the command cannot be queued.
     #[doc(hidden)]
     pub fn debug_inject_shard_panic(&self, shard: usize) -> Result<(), EngineError> {
-        let link = self
-            .inner
-            .shards
-            .get(shard)
-            .ok_or(EngineError::NoSuchShard(shard))?;
-        if !link.alive.load(Ordering::Acquire) {
-            return Err(EngineError::ShardDown(shard));
-        }
+        let link = self.live_link(shard)?;
         link.cmd_tx
             .send_timeout(Command::InjectShardPanic, self.inner.reply_timeout)
             .map_err(|_| EngineError::ShardGone(shard))?;

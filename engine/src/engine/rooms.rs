@@ -72,18 +72,7 @@ impl EngineHandle {
     ///
     /// [`EngineError::UnknownSession`] or [`EngineError::UnknownRoom`].
     pub fn join_room(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
-        let mut reg = self.registry();
-        if !reg.sessions.contains_key(&session) {
-            return Err(EngineError::UnknownSession(session));
-        }
-        let r = reg
-            .rooms
-            .get_mut(&room)
-            .ok_or(EngineError::UnknownRoom(room))?;
-        if !r.members.contains(&session) {
-            r.members.push(session);
-        }
-        Ok(())
+        join(&mut self.registry(), room, session).map(|_| ())
     }
 
     /// Makes `session` a publisher in `room`: its received media sections become tracks
@@ -94,18 +83,9 @@ impl EngineHandle {
     /// [`EngineError::UnknownSession`] or [`EngineError::UnknownRoom`].
     pub fn publish(&self, room: RoomId, session: SessionId) -> Result<(), EngineError> {
         let mut reg = self.registry();
-        if !reg.sessions.contains_key(&session) {
-            return Err(EngineError::UnknownSession(session));
-        }
-        let r = reg
-            .rooms
-            .get_mut(&room)
-            .ok_or(EngineError::UnknownRoom(room))?;
+        let r = join(&mut reg, room, session)?;
         if !r.publishers.contains(&session) {
             r.publishers.push(session);
-        }
-        if !r.members.contains(&session) {
-            r.members.push(session);
         }
         Ok(())
     }
@@ -408,4 +388,23 @@ impl EngineHandle {
             reply,
         })
     }
+}
+
+/// Makes `session` a member of `room` in `reg` and returns the room.
+///
+/// # Errors
+///
+/// [`EngineError::UnknownSession`] or [`EngineError::UnknownRoom`].
+fn join(reg: &mut Registry, room: RoomId, session: SessionId) -> Result<&mut RegRoom, EngineError> {
+    if !reg.sessions.contains_key(&session) {
+        return Err(EngineError::UnknownSession(session));
+    }
+    let r = reg
+        .rooms
+        .get_mut(&room)
+        .ok_or(EngineError::UnknownRoom(room))?;
+    if !r.members.contains(&session) {
+        r.members.push(session);
+    }
+    Ok(r)
 }

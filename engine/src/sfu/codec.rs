@@ -64,6 +64,19 @@ impl Vp8Desc {
     }
 }
 
+/// Reads the PictureID field that starts at `payload[i]` (VP8 and VP9 descriptors alike:
+/// the M bit, then 7 or 15 bits): the id, whether it is 15 bits wide, and the field's
+/// length in bytes. `None` when the payload ends inside the field.
+fn read_picture_id(payload: &[u8], i: usize) -> Option<(u16, bool, usize)> {
+    let p0 = *payload.get(i)?;
+    if p0 & 0x80 != 0 {
+        let p1 = *payload.get(i + 1)?;
+        Some((u16::from(p0 & 0x7f) << 8 | u16::from(p1), true, 2))
+    } else {
+        Some((u16::from(p0), false, 1))
+    }
+}
+
 /// Parses a VP8 payload descriptor. `None` when the payload is too short for the fields
 /// its flags announce.
 pub fn parse_vp8(payload: &[u8]) -> Option<Vp8Desc> {
@@ -81,17 +94,11 @@ pub fn parse_vp8(payload: &[u8]) -> Option<Vp8Desc> {
         let (has_i, has_l, has_t, has_k) =
             (x & 0x80 != 0, x & 0x40 != 0, x & 0x20 != 0, x & 0x10 != 0);
         if has_i {
-            let p0 = *payload.get(i)?;
+            let (id, wide, n) = read_picture_id(payload, i)?;
             d.picture_id_offset = i as u8;
-            if p0 & 0x80 != 0 {
-                let p1 = *payload.get(i + 1)?;
-                d.picture_id = Some(u16::from(p0 & 0x7f) << 8 | u16::from(p1));
-                d.picture_id_15bit = true;
-                i += 2;
-            } else {
-                d.picture_id = Some(u16::from(p0));
-                i += 1;
-            }
+            d.picture_id = Some(id);
+            d.picture_id_15bit = wide;
+            i += n;
         }
         if has_l {
             d.tl0picidx = Some(*payload.get(i)?);
@@ -212,16 +219,10 @@ pub fn parse_vp9(payload: &[u8]) -> Option<Vp9Desc> {
     let (has_i, has_l) = (b0 & 0x80 != 0, b0 & 0x20 != 0);
     let mut i = 1usize;
     if has_i {
-        let p0 = *payload.get(i)?;
-        if p0 & 0x80 != 0 {
-            let p1 = *payload.get(i + 1)?;
-            d.picture_id = Some(u16::from(p0 & 0x7f) << 8 | u16::from(p1));
-            d.picture_id_15bit = true;
-            i += 2;
-        } else {
-            d.picture_id = Some(u16::from(p0));
-            i += 1;
-        }
+        let (id, wide, n) = read_picture_id(payload, i)?;
+        d.picture_id = Some(id);
+        d.picture_id_15bit = wide;
+        i += n;
     }
     if has_l {
         let l = *payload.get(i)?;
@@ -480,6 +481,14 @@ mod tests {
         // Partition 1 start: not a keyframe.
         let d = parse_vp8(&[0x11, 0x00]).unwrap();
         assert!(!d.keyframe);
+    }
+
+    #[test]
+    fn picture_id_both_widths() {
+        assert_eq!(read_picture_id(&[0x00, 0x12], 1), Some((0x12, false, 1)));
+        assert_eq!(read_picture_id(&[0x81, 0x02], 0), Some((0x0102, true, 2)));
+        assert_eq!(read_picture_id(&[0x81], 0), None);
+        assert_eq!(read_picture_id(&[], 0), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rtc_core::{Event, Input, Output, Transmit};
 
-use super::{Act, Counters, Shard, guarded, touch};
+use super::{Act, Counters, RtpAct, Shard, guarded, touch};
 use crate::api::{CloseReason, DropCounters, EngineEvent, TrackCounters};
 use crate::io::IoBackend;
 
@@ -84,31 +84,7 @@ impl Shard {
                 self.schedule(slot, t);
                 return false;
             }
-            Act::Rtp {
-                mid,
-                ssrc,
-                pt,
-                len,
-                seq,
-                ts,
-                marker,
-                payload_offset,
-                layer,
-                fwd,
-            } => self.on_rtp(
-                slot,
-                mid,
-                ssrc,
-                pt,
-                len,
-                seq,
-                ts,
-                marker,
-                payload_offset,
-                layer,
-                fwd,
-                now,
-            ),
+            Act::Rtp(rtp) => self.on_rtp(slot, rtp, now),
             Act::Estimate(bps) => {
                 if let Some(Some(s)) = self.sessions.get_mut(slot) {
                     s.estimate = Some(bps);
@@ -261,7 +237,7 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
                 let layer = super::layers::rid_layer(p.rid.as_ref().map(|r| r.as_str()), p.layer);
                 // Ranges recorded against `p.packet` hold in its copy in `scratch`.
                 let fwd = crate::forward::FwdExt::from_values(&p.extensions(), p.packet);
-                Act::Rtp {
+                Act::Rtp(RtpAct {
                     mid: p.mid,
                     ssrc: p.ssrc,
                     pt: p.payload_type,
@@ -272,7 +248,7 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
                     payload_offset: p.payload_offset,
                     layer,
                     fwd,
-                }
+                })
             }
             None => {
                 drops.leg_rewrite += 1;

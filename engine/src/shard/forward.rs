@@ -4,11 +4,13 @@ use std::time::Instant;
 
 use crossbeam_channel::TrySendError;
 use rtc_core::event::KeyframeRequestKind;
-use rtc_core::media::{MediaKind, Mid};
+use rtc_core::media::MediaKind;
 use rtc_core::rtp::RtpPacket;
 
 use super::layers::{MAX_LAYERS, PktInfo, codec_of};
-use super::{BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, Session, Shard, guarded, touch};
+use super::{
+    BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, RtpAct, Session, Shard, guarded, touch,
+};
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
 use crate::forward::{FwdExt, write_forwarded};
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
@@ -103,22 +105,19 @@ pub(super) fn payload_of<'a>(packet: &'a [u8], meta: &PacketMeta) -> &'a [u8] {
 }
 
 impl Shard {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_rtp(
-        &mut self,
-        slot: usize,
-        mid: Option<Mid>,
-        ssrc: u32,
-        pt: u8,
-        len: usize,
-        seq: u64,
-        ts: u32,
-        marker: bool,
-        payload_offset: usize,
-        rid_layer: Option<u8>,
-        fwd: FwdExt,
-        now: Instant,
-    ) {
+    pub(super) fn on_rtp(&mut self, slot: usize, rtp: RtpAct, now: Instant) {
+        let RtpAct {
+            mid,
+            ssrc,
+            pt,
+            len,
+            seq,
+            ts,
+            marker,
+            payload_offset,
+            layer: rid_layer,
+            fwd,
+        } = rtp;
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return;
         };

@@ -333,25 +333,29 @@ struct Counters {
     drops: DropCounters,
 }
 
+/// A received RTP packet (copied to the shard's scratch buffer) and what the session's
+/// `Rtc` said of it, for [`Shard::on_rtp`].
+struct RtpAct {
+    mid: Option<Mid>,
+    ssrc: u32,
+    pt: u8,
+    len: usize,
+    seq: u64,
+    ts: u32,
+    marker: bool,
+    payload_offset: usize,
+    /// The simulcast layer the `Rtc` bound the SSRC to (see [`layers::rid_layer`]).
+    layer: Option<u8>,
+    /// Forwarded extensions (ranges refer to the packet as copied to scratch).
+    fwd: crate::forward::FwdExt,
+}
+
 /// What the shard does after one `poll_output` of a session (the output itself borrows
 /// the `Rtc`, so it is turned into this owned value first).
 enum Act {
     Continue,
     Timeout(Instant),
-    Rtp {
-        mid: Option<Mid>,
-        ssrc: u32,
-        pt: u8,
-        len: usize,
-        seq: u64,
-        ts: u32,
-        marker: bool,
-        payload_offset: usize,
-        /// The simulcast layer the `Rtc` bound the SSRC to (see [`layers::rid_layer`]).
-        layer: Option<u8>,
-        /// Forwarded extensions (ranges refer to the packet as copied to scratch).
-        fwd: crate::forward::FwdExt,
-    },
+    Rtp(RtpAct),
     Estimate(u64),
     Keyframe(u32),
     /// The subscriber NACKed packets of a leg (external retransmission cache).

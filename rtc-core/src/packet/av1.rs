@@ -17,7 +17,8 @@
 //! temporal delimiter followed by every OBU with its `obu_size` field.
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, leb128, media_room,
+    Bytes, CodecExtra, Depacketizer, Extra, PacketError, PacketResult, Packetizer, Payloads,
+    leb128, media_room,
 };
 
 const Z: u8 = 0x80;
@@ -243,12 +244,7 @@ fn emit_obu(elem: &[u8], out: &mut Vec<u8>) -> PacketResult {
 }
 
 impl Depacketizer for Av1Depacketizer {
-    fn depacketize(
-        &mut self,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-        extra: &mut CodecExtra,
-    ) -> PacketResult {
+    fn depacketize(&mut self, payload: &[u8], out: &mut Bytes, extra: &mut Extra) -> PacketResult {
         let [agg, body @ ..] = payload else {
             return Err(PacketError::EmptyPayload);
         };

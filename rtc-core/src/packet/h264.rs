@@ -6,8 +6,8 @@
 //! depacketizer always writes 4-byte start codes.
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, even_chunks,
-    media_room,
+    Bytes, CodecExtra, Depacketizer, Extra, PacketError, PacketResult, Packetizer, Payloads,
+    even_chunks, media_room,
 };
 
 /// NAL unit type of a STAP-A packet.
@@ -188,12 +188,7 @@ pub struct H264Depacketizer {
 }
 
 impl Depacketizer for H264Depacketizer {
-    fn depacketize(
-        &mut self,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-        extra: &mut CodecExtra,
-    ) -> PacketResult {
+    fn depacketize(&mut self, payload: &[u8], out: &mut Bytes, extra: &mut Extra) -> PacketResult {
         let &b0 = payload.first().ok_or(PacketError::EmptyPayload)?;
         if b0 & 0x80 != 0 {
             return Err(PacketError::InvalidHeader("h264 forbidden bit"));

@@ -75,6 +75,12 @@ pub type Payloads = Vec<Vec<u8>>;
 /// The outcome of one packetizer or depacketizer step: done, or why the input was refused.
 pub type PacketResult = Result<(), PacketError>;
 
+/// The bytes of the frame a [`Depacketizer`] assembles, payload after payload.
+pub type Bytes = Vec<u8>;
+
+/// The per-codec fields a [`Depacketizer`] records for the frame it assembles.
+pub type Extra = CodecExtra;
+
 /// The picture numbering the VP8 (RFC 7741 §4.2) and VP9 (RFC 9628 §4.2) payload
 /// descriptors share, reported per frame in [`CodecExtra`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -170,12 +176,7 @@ pub(crate) fn media_after(payload: &[u8], header_len: usize) -> Result<&[u8], Pa
 pub trait Depacketizer {
     /// Appends the media carried by one payload to `out` and records per-codec fields in
     /// `extra`. Payloads of one frame must be given in sequence-number order.
-    fn depacketize(
-        &mut self,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-        extra: &mut CodecExtra,
-    ) -> PacketResult;
+    fn depacketize(&mut self, payload: &[u8], out: &mut Bytes, extra: &mut Extra) -> PacketResult;
 
     /// Ends the current frame: flushes anything pending to `out` and resets per-frame
     /// state. Errors if the frame ended inside a fragment. The default, for formats that
@@ -308,12 +309,7 @@ impl CodecDepacketizer {
 }
 
 impl Depacketizer for CodecDepacketizer {
-    fn depacketize(
-        &mut self,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-        extra: &mut CodecExtra,
-    ) -> PacketResult {
+    fn depacketize(&mut self, payload: &[u8], out: &mut Bytes, extra: &mut Extra) -> PacketResult {
         dispatch!(self, d => d.depacketize(payload, out, extra))
     }
 

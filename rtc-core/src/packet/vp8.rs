@@ -11,8 +11,8 @@
 //! ```
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, PictureIds,
-    even_chunks, media_after, media_room, payload_with_header, picture_id,
+    Bytes, CodecExtra, Depacketizer, Extra, PacketError, PacketResult, Packetizer, Payloads,
+    PictureIds, even_chunks, media_after, media_room, payload_with_header, picture_id,
 };
 
 /// Per-frame VP8 fields from the payload descriptor of the frame's first packet.
@@ -230,12 +230,7 @@ impl Packetizer for Vp8Packetizer {
 pub struct Vp8Depacketizer;
 
 impl Depacketizer for Vp8Depacketizer {
-    fn depacketize(
-        &mut self,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-        extra: &mut CodecExtra,
-    ) -> PacketResult {
+    fn depacketize(&mut self, payload: &[u8], out: &mut Bytes, extra: &mut Extra) -> PacketResult {
         let (d, len) = Vp8Descriptor::parse(payload)?;
         let media = media_after(payload, len)?;
         if d.start && d.partition_id == 0 {

@@ -12,8 +12,8 @@
 //! ```
 
 use super::{
-    CodecExtra, Depacketizer, PacketError, PacketResult, Packetizer, Payloads, PictureIds,
-    even_chunks, media_after, media_room, payload_with_header, picture_id,
+    Bytes, CodecExtra, Depacketizer, Extra, PacketError, PacketResult, Packetizer, Payloads,
+    PictureIds, even_chunks, media_after, media_room, payload_with_header, picture_id,
 };
 
 /// Layer indices (the `L` octet).
@@ -463,12 +463,7 @@ pub struct Vp9Extra {
 pub struct Vp9Depacketizer;
 
 impl Depacketizer for Vp9Depacketizer {
-    fn depacketize(
-        &mut self,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-        extra: &mut CodecExtra,
-    ) -> PacketResult {
+    fn depacketize(&mut self, payload: &[u8], out: &mut Bytes, extra: &mut Extra) -> PacketResult {
         let (d, len) = Vp9Descriptor::parse(payload)?;
         let media = media_after(payload, len)?;
         let sid = d.layer.map_or(0, |l| l.spatial_id);

@@ -485,14 +485,7 @@ impl Rtc {
             .flat_map(|m| m.remote_ssrcs.iter().map(move |s| (*s, m.mid)))
             .collect();
         for (ssrc, mid) in known {
-            for s in self
-                .session
-                .rx_streams
-                .iter_mut()
-                .filter(|s| s.ssrc == ssrc)
-            {
-                s.mid = Some(mid);
-            }
+            self.bind_rx_ssrc(ssrc, mid);
         }
     }
 
@@ -541,6 +534,11 @@ impl Rtc {
         {
             m.remote_ssrcs.push(ssrc);
         }
+        self.bind_rx_ssrc(ssrc, mid);
+    }
+
+    /// Puts the receive streams with SSRC `ssrc` under the media section `mid`.
+    fn bind_rx_ssrc(&mut self, ssrc: u32, mid: Mid) {
         for s in self
             .session
             .rx_streams

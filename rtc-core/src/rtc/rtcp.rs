@@ -21,6 +21,17 @@ pub(crate) const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
 const SDES_CNAME: u8 = 1;
 
 impl Rtc {
+    /// The RTX payload type the session pairs with payload type `pt` on the media
+    /// section `mid`, if it has one.
+    fn rtx_pt_for(&self, mid: crate::media::Mid, pt: u8) -> Option<u8> {
+        self.session
+            .media
+            .iter()
+            .find(|m| m.mid == mid)
+            .and_then(|m| m.rtx.iter().find(|(p, _)| *p == pt))
+            .map(|(_, r)| *r)
+    }
+
     /// Work due at `now`: the ICE connect timeout, then (once connected) reports,
     /// NACKs, TWCC feedback and stats.
     pub(super) fn handle_rtcp_timers(&mut self, now: Instant) {
@@ -281,14 +292,7 @@ impl Rtc {
             else {
                 continue;
             };
-            let rtx_pt = self
-                .session
-                .media
-                .iter()
-                .find(|m| m.mid == mid)
-                .and_then(|m| m.rtx.iter().find(|(p, _)| *p == pt))
-                .map(|(_, r)| *r);
-            let Some(rtx_pt) = rtx_pt else {
+            let Some(rtx_pt) = self.rtx_pt_for(mid, pt) else {
                 continue;
             };
             let tx = &mut self.session.tx[idx];
@@ -365,13 +369,7 @@ impl Rtc {
             .map_err(|e| RtcError::Write(e.into()))?
             .header
             .payload_type;
-        let rtx_pt = self
-            .session
-            .media
-            .iter()
-            .find(|m| m.mid == mid)
-            .and_then(|m| m.rtx.iter().find(|(p, _)| *p == pt))
-            .map(|(_, r)| *r);
+        let rtx_pt = self.rtx_pt_for(mid, pt);
         let mut buf = self.pool.take();
         let n = match rtx_pt {
             Some(rtx_pt) => {

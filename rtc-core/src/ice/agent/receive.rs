@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// The transport a received STUN message came over: its protocol, where it came from
+/// and the local address it reached.
+#[derive(Debug, Clone, Copy)]
+struct Path {
+    proto: Protocol,
+    source: SocketAddr,
+    destination: SocketAddr,
+}
+
 impl IceAgent {
     /// Handles a received STUN message. Messages that fail authentication, are not
     /// Binding, or do not match local state are dropped silently.
@@ -15,13 +24,18 @@ impl IceAgent {
         msg: &StunMessage<'_>,
     ) {
         self.last_now = Some(now);
+        let path = Path {
+            proto,
+            source,
+            destination,
+        };
         if msg.method() != Method::Binding {
             return;
         }
         match msg.class() {
-            Class::Request => self.handle_request(now, proto, source, destination, msg),
+            Class::Request => self.handle_request(now, path, msg),
             Class::Success | Class::Error => {
-                self.handle_response(now, proto, source, destination, msg);
+                self.handle_response(now, path, msg);
                 // A pair just became valid: nominate now when nothing better is still
                 // pending, instead of waiting for the nomination timer.
                 if self.controlling && !self.lite {
@@ -34,14 +48,12 @@ impl IceAgent {
         self.update_state(now);
     }
 
-    pub(super) fn handle_request(
-        &mut self,
-        now: Instant,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        msg: &StunMessage<'_>,
-    ) {
+    fn handle_request(&mut self, now: Instant, path: Path, msg: &StunMessage<'_>) {
+        let Path {
+            proto,
+            source,
+            destination,
+        } = path;
         let Some((ours, theirs)) = msg.username().and_then(|u| u.split_once(':')) else {
             return;
         };
@@ -136,14 +148,12 @@ impl IceAgent {
         }
     }
 
-    pub(super) fn handle_response(
-        &mut self,
-        now: Instant,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        msg: &StunMessage<'_>,
-    ) {
+    fn handle_response(&mut self, now: Instant, path: Path, msg: &StunMessage<'_>) {
+        let Path {
+            proto,
+            source,
+            destination,
+        } = path;
         let Some(pi) = self.pairs.iter().position(|p| {
             p.check
                 .as_ref()
