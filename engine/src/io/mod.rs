@@ -186,6 +186,9 @@ pub struct IoStats {
     pub drops: DropStats,
 }
 
+/// The callback [`IoBackend::poll`] hands each received datagram to.
+pub type OnRecv<'a> = &'a mut dyn FnMut(Received<'_>);
+
 /// A datagram I/O backend, owned and driven by one shard thread.
 pub trait IoBackend: Send {
     /// Which implementation this is.
@@ -205,11 +208,7 @@ pub trait IoBackend: Send {
     /// # Errors
     ///
     /// A failed wait or submit (the caller logs it and carries on).
-    fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        on_recv: &mut dyn FnMut(Received<'_>),
-    ) -> io::Result<()>;
+    fn poll(&mut self, timeout: Option<Duration>, on_recv: OnRecv<'_>) -> io::Result<()>;
 
     /// Copies `data` into a pooled send batch for `dest` on socket `socket`.
     ///

@@ -9,7 +9,7 @@ use socket2::Socket;
 
 use super::send::{Outcome, SendQueue};
 use super::sys::{self, GRO_CONTROL_LEN, NAME_LEN, Waker};
-use super::{BackendKind, IoBackend, IoConfig, IoStats, Received};
+use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received};
 
 /// Messages per `recvmmsg` call at most.
 const MAX_RECV_BATCH: usize = 64;
@@ -260,11 +260,7 @@ impl IoBackend for PortableBackend {
         &self.locals
     }
 
-    fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        on_recv: &mut dyn FnMut(Received<'_>),
-    ) -> io::Result<()> {
+    fn poll(&mut self, timeout: Option<Duration>, on_recv: OnRecv<'_>) -> io::Result<()> {
         for p in &mut self.pollfds {
             p.revents = 0;
         }

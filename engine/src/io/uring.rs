@@ -15,7 +15,7 @@ use socket2::Socket;
 use super::portable::deliver;
 use super::send::{Outcome, SendQueue};
 use super::sys::{self, GRO_CONTROL_LEN, Mmap, NAME_LEN, Waker};
-use super::{BackendKind, IoBackend, IoConfig, IoStats, Received};
+use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received};
 
 /// Buffer group id of the provided-buffer ring.
 const BGID: u16 = 0;
@@ -404,11 +404,7 @@ impl IoBackend for UringBackend {
         &self.locals
     }
 
-    fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        on_recv: &mut dyn FnMut(Received<'_>),
-    ) -> io::Result<()> {
+    fn poll(&mut self, timeout: Option<Duration>, on_recv: OnRecv<'_>) -> io::Result<()> {
         let mut deferred = std::mem::take(&mut self.deferred);
         let had_deferred = !deferred.is_empty();
         for c in deferred.drain(..) {
