@@ -13,7 +13,7 @@
 //! ```no_run
 //! use engine::{Engine, EngineConfig, Placement, SessionSetup};
 //!
-//! # fn offers() -> (String, String) { unimplemented!() }
+//! # fn offers() -> (String, String) { (String::new(), String::new()) }
 //! # fn main() -> Result<(), engine::EngineError> {
 //! let (publisher_offer, viewer_offer) = offers(); // SDP from your signalling
 //! let engine = Engine::start(EngineConfig { shards: Some(2), ..EngineConfig::default() })?;

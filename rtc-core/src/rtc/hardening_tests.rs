@@ -1,4 +1,5 @@
-//! Hardening tests: what a hostile or broken peer can make an `Rtc` do.
+//! Hardening tests: what a hostile or broken peer can make an `Rtc` do (a `#[cfg(test)]`
+//! module of `rtc`).
 //!
 //! The pair here is two `Rtc` joined in memory on a virtual clock; the tests reach
 //! into the crate (raw RTCP into the receive path, send-stream counters) where the

@@ -1,4 +1,5 @@
-//! Unit tests of the `Rtc` error paths and receive-path steps.
+//! Unit tests of the `Rtc` error paths and receive-path steps (a `#[cfg(test)]` module
+//! of `rtc`).
 
 use std::error::Error as _;
 use std::time::{Duration, Instant};

@@ -1,3 +1,5 @@
+//! Unit tests of the STUN codec (a `#[cfg(test)]` module of `stun`).
+
 use super::*;
 use proptest::prelude::*;
 

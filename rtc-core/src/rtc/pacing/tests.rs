@@ -1,3 +1,5 @@
+//! Unit tests of the send pacing (a `#[cfg(test)]` module of `rtc::pacing`).
+
 use super::twcc_offset;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Unit tests of JSEP negotiation (a `#[cfg(test)]` module of `sdp::jsep`).
+
 use super::*;
 use crate::sdp::SessionDescription;
 use crate::sdp::tests::{fixture, fixtures};
