@@ -9,82 +9,16 @@
 //! Fails (never skips) when Chromium or node cannot run: `scripts/test-all.sh`
 //! installs Chromium and the Node packages first.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use control::{ControlClient, Request, Response};
 use serde_json::Value;
 
-/// Kills a child process when dropped (also when the test panics).
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `rtc-engine` from the same target directory as this test (cargo builds every
-/// workspace binary for `cargo test --workspace --all-targets`; otherwise build it).
-fn rtc_engine() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/rtc-engine
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("rtc-engine");
-    if !bin.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "rtc-engine", "--bin", "rtc-engine"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok && bin.exists(), "could not build {}", bin.display());
-    }
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-fn num(v: &Value, path: &[&str]) -> u64 {
-    let mut cur = v;
-    for p in path {
-        cur = cur
-            .get(p)
-            .unwrap_or_else(|| panic!("no {path:?} in result: {v}"));
-    }
-    cur.as_u64()
-        .unwrap_or_else(|| panic!("{path:?} is not a number in result: {v}"))
-}
+mod browser_common;
+use browser_common::*;
 
 fn ids(v: &Value) -> Vec<u64> {
     v.as_array()
