@@ -110,21 +110,15 @@ fn std_socket() -> (std::net::UdpSocket, std::net::SocketAddr) {
 
 fn client_of(name: &str, rtc: Rtc, s: std::net::UdpSocket, id: u64, mids: Vec<Mid>) -> Client {
     let addr = s.local_addr().unwrap();
-    Client {
-        name: name.to_string(),
+    Client::new(
+        name,
         rtc,
-        transport: Transport::Std(s),
+        Transport::Std(s),
         addr,
-        next_timeout: Instant::now(),
-        connected: false,
-        failed: false,
-        rtp: Vec::new(),
-        keyframe_requests: Vec::new(),
-        block_stun: false,
-        deaf: false,
-        id: Some(SessionId(id)),
+        Instant::now(),
+        SessionId(id),
         mids,
-    }
+    )
 }
 
 #[derive(Default)]

@@ -394,21 +394,15 @@ fn data_channels_over_the_cap_or_with_long_labels_are_closed() {
     let answer =
         rtc_core::sdp_api::SdpAnswer::from_sdp_string(info.answer.as_deref().unwrap()).unwrap();
     rtc.sdp_api().accept_answer(pending, answer).unwrap();
-    let mut peer = vec![Client {
-        name: "dc".into(),
+    let mut peer = vec![Client::new(
+        "dc",
         rtc,
-        transport: Transport::Std(sock),
+        Transport::Std(sock),
         addr,
-        next_timeout: Instant::now(),
-        connected: false,
-        failed: false,
-        rtp: Vec::new(),
-        keyframe_requests: Vec::new(),
-        block_stun: false,
-        deaf: false,
-        id: Some(info.id),
-        mids: vec![mid],
-    }];
+        Instant::now(),
+        info.id,
+        vec![mid],
+    )];
     let refused = |e: &engine::EngineHandle| {
         e.stats()
             .unwrap()

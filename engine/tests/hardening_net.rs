@@ -146,21 +146,7 @@ fn viewer_without_candidates(engine: &EngineHandle) -> Client {
         .unwrap();
     let answer = SdpAnswer::from_sdp_string(info.answer.as_deref().unwrap()).unwrap();
     rtc.sdp_api().accept_answer(pending, answer).unwrap();
-    Client {
-        name: "v".to_string(),
-        rtc,
-        transport: Transport::Std(sock),
-        addr,
-        next_timeout: now,
-        connected: false,
-        failed: false,
-        rtp: Vec::new(),
-        keyframe_requests: Vec::new(),
-        block_stun: false,
-        deaf: false,
-        id: Some(info.id),
-        mids,
-    }
+    Client::new("v", rtc, Transport::Std(sock), addr, now, info.id, mids)
 }
 
 fn std_socket(c: &Client) -> &UdpSocket {

@@ -77,6 +77,34 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client around an `Rtc` already negotiated with engine session `id`, not yet
+    /// connected, sending and receiving over `transport` from `addr`.
+    pub fn new(
+        name: &str,
+        rtc: Rtc,
+        transport: Transport,
+        addr: SocketAddr,
+        now: Instant,
+        id: SessionId,
+        mids: Vec<Mid>,
+    ) -> Client {
+        Client {
+            name: name.to_string(),
+            rtc,
+            transport,
+            addr,
+            next_timeout: now,
+            connected: false,
+            failed: false,
+            rtp: Vec::new(),
+            keyframe_requests: Vec::new(),
+            block_stun: false,
+            deaf: false,
+            id: Some(id),
+            mids,
+        }
+    }
+
     /// A client whose offer has one section per entry of `media` (direction as the
     /// client sees it: `SendOnly` to publish, `RecvOnly` to subscribe).
     pub fn connect_sdp(
@@ -114,21 +142,7 @@ impl Client {
             .unwrap();
         let answer = SdpAnswer::from_sdp_string(info.answer.as_deref().unwrap()).unwrap();
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
-        Client {
-            name: name.to_string(),
-            rtc,
-            transport,
-            addr,
-            next_timeout: now,
-            connected: false,
-            failed: false,
-            rtp: Vec::new(),
-            keyframe_requests: Vec::new(),
-            block_stun: false,
-            deaf: false,
-            id: Some(info.id),
-            mids,
-        }
+        Client::new(name, rtc, transport, addr, now, info.id, mids)
     }
 
     /// A client set up through the direct API on both sides (no SDP): media sections
@@ -168,21 +182,15 @@ impl Client {
         for (mid, kind) in media {
             api.declare_media(*mid, *kind);
         }
-        Client {
-            name: name.to_string(),
+        Client::new(
+            name,
             rtc,
-            transport: Transport::Std(s),
+            Transport::Std(s),
             addr,
-            next_timeout: now,
-            connected: false,
-            failed: false,
-            rtp: Vec::new(),
-            keyframe_requests: Vec::new(),
-            block_stun: false,
-            deaf: false,
-            id: Some(info.id),
-            mids: media.iter().map(|(m, _)| *m).collect(),
-        }
+            now,
+            info.id,
+            media.iter().map(|(m, _)| *m).collect(),
+        )
     }
 
     pub fn id(&self) -> SessionId {
