@@ -18,5 +18,8 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 (cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+# Integration tests and benches/tests/smoke.rs run other packages' binaries (rtc-engine,
+# rtc-loadgen); cargo only builds a package's own binaries for its tests, so build them all.
+cargo build --workspace --bins
 cargo test --workspace --all-targets
 cargo test --workspace --doc
