@@ -5,6 +5,8 @@
 //! `engine/examples/fanout.rs`, as a dev-dependency. It depends on `engine` and
 //! `rtc-core`; neither may depend on it outside `[dev-dependencies]`.
 
+pub mod relay;
+
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
