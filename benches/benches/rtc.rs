@@ -5,109 +5,20 @@
 //! adds around the crypto.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use benches::pair::{A, B, addr, connected, pump, write};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rtc_core::_internal::srtp::{SrtpContext, SrtpProfile};
-use rtc_core::ice::Candidate;
-use rtc_core::media::{MediaKind, Mid};
-use rtc_core::rtp::ExtensionValues;
-use rtc_core::sdp::{Codec, Direction};
-use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
-use rtc_core::{Event, Input, Output, Protocol, Receive, Rtc};
-
-const A: &str = "10.0.0.1:5000";
-const B: &str = "10.0.0.2:6000";
-
-/// Drains `from`: its datagrams are delivered to `to`, its RTP events counted.
-fn pump(
-    from: &mut Rtc,
-    to: &mut Rtc,
-    to_addr: SocketAddr,
-    from_addr: SocketAddr,
-    now: Instant,
-    scratch: &mut Vec<u8>,
-) -> usize {
-    let mut events = 0;
-    loop {
-        let n = match from.poll_output().expect("poll") {
-            Output::Transmit(t) => {
-                scratch.clear();
-                scratch.extend_from_slice(t.contents);
-                scratch.len()
-            }
-            Output::Event(Event::RtpPacket(p)) => {
-                black_box(p.payload());
-                events += 1;
-                continue;
-            }
-            Output::Event(_) => continue,
-            Output::Timeout(_) => break,
-        };
-        let r = Receive {
-            proto: Protocol::Udp,
-            source: from_addr,
-            destination: to_addr,
-            contents: &scratch[..n],
-        };
-        to.handle_input(Input::Receive(now, r)).expect("receive");
-    }
-    events
-}
-
-fn connected(pacing: bool) -> (Rtc, Rtc, Mid, Instant) {
-    let mut now = Instant::now();
-    let (a_addr, b_addr): (SocketAddr, SocketAddr) = (A.parse().unwrap(), B.parse().unwrap());
-    let mut a = Rtc::builder()
-        .set_rtp_mode(true)
-        .set_stats_interval(None)
-        .set_pacing(pacing)
-        .build(now)
-        .unwrap();
-    let mut b = Rtc::builder()
-        .set_rtp_mode(true)
-        .set_stats_interval(None)
-        .build(now)
-        .unwrap();
-    a.add_local_candidate(Candidate::host(a_addr, Protocol::Udp).unwrap());
-    b.add_local_candidate(Candidate::host(b_addr, Protocol::Udp).unwrap());
-    let mut api = a.sdp_api();
-    let mid = api.add_media(MediaKind::Video, Direction::SendRecv);
-    let (offer, pending) = api.apply().unwrap();
-    let answer = b
-        .sdp_api()
-        .accept_offer(SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap())
-        .unwrap();
-    a.sdp_api()
-        .accept_answer(
-            pending,
-            SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap(),
-        )
-        .unwrap();
-    let mut scratch = Vec::new();
-    for _ in 0..500 {
-        if a.is_connected() && b.is_connected() {
-            break;
-        }
-        now += Duration::from_millis(5);
-        a.handle_input(Input::Timeout(now)).unwrap();
-        b.handle_input(Input::Timeout(now)).unwrap();
-        pump(&mut a, &mut b, b_addr, a_addr, now, &mut scratch);
-        pump(&mut b, &mut a, a_addr, b_addr, now, &mut scratch);
-    }
-    assert!(
-        a.is_connected() && b.is_connected(),
-        "handshake did not finish"
-    );
-    (a, b, mid, now)
-}
+use rtc_core::media::Mid;
+use rtc_core::sdp::Codec;
+use rtc_core::{Input, Rtc};
 
 /// One write on A's send stream, delivered to B; `step` advances the clock by
 /// that much first (0: the clock stands still).
 fn write_and_receive(c: &mut Criterion, name: &str, pacing: bool, step: Duration) -> (Rtc, Mid) {
     let (mut a, mut b, mid, mut now) = connected(pacing);
-    let (a_addr, b_addr): (SocketAddr, SocketAddr) = (A.parse().unwrap(), B.parse().unwrap());
+    let (a_addr, b_addr) = (addr(A), addr(B));
     let pt = a.media_info(mid).unwrap().pt_for(&Codec::Vp8).unwrap();
     // Far above what is sent (1100 B per `step`): the bucket never holds a packet
     // back, so this measures the pacer's bookkeeping per packet.
@@ -122,20 +33,9 @@ fn write_and_receive(c: &mut Criterion, name: &str, pacing: bool, step: Duration
                 now += step;
                 a.handle_input(Input::Timeout(now)).unwrap();
             }
-            a.stream_tx(mid)
-                .unwrap()
-                .write_rtp(
-                    pt,
-                    seq,
-                    (seq * 3000) as u32,
-                    now,
-                    true,
-                    &ExtensionValues::default(),
-                    &payload,
-                )
-                .unwrap();
-            pump(&mut a, &mut b, b_addr, a_addr, now, &mut scratch);
-            let n = pump(&mut b, &mut a, a_addr, b_addr, now, &mut scratch);
+            write(&mut a, mid, pt, seq, now, &payload);
+            pump(&mut a, &mut b, a_addr, b_addr, now, &mut scratch);
+            let n = pump(&mut b, &mut a, b_addr, a_addr, now, &mut scratch);
             assert_eq!(n, 1);
         })
     });

@@ -8,6 +8,7 @@
 
 pub mod child;
 pub mod floor;
+pub mod pair;
 pub mod procfs;
 pub mod report;
 pub mod scenario;
