@@ -419,7 +419,15 @@ impl Candidate {
                             .map_err(|_| IceError::Malformed("generation"))?,
                     );
                 }
-                "ufrag" => ufrag = Some(value.to_string()),
+                "ufrag" => {
+                    // RFC 8839 §5.4: ufrag = 4*256ice-char. Anything else would not
+                    // survive a write and re-parse (e.g. a trailing control character
+                    // that `trim` removes), so it is refused rather than half-kept.
+                    if value.is_empty() || value.len() > 256 || !value.bytes().all(is_ice_char) {
+                        return Err(IceError::Malformed("ufrag"));
+                    }
+                    ufrag = Some(value.to_string());
+                }
                 _ => {}
             }
         }
@@ -488,6 +496,24 @@ pub(crate) fn is_ice_char(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `ice_candidate` fuzz target: a ufrag ending in a vertical tab was
+    /// kept, written back, and lost its last byte on re-parse (`trim` removes it).
+    #[test]
+    fn ufrag_that_is_not_ice_chars_is_refused() {
+        let line = "candidate:1 1 tcp 7 1::f 9 typ host ufrag \0\x0b";
+        assert_eq!(
+            Candidate::from_sdp_string(line),
+            Err(IceError::Malformed("ufrag"))
+        );
+        let line = "candidate:1 1 udp 7 ::1 9 typ host ufrag a\u{7f}b";
+        assert!(Candidate::from_sdp_string(line).is_err());
+        let ok = "candidate:1 1 udp 7 ::1 9 typ host ufrag aB3+/";
+        assert_eq!(
+            Candidate::from_sdp_string(ok).unwrap().ufrag(),
+            Some("aB3+/")
+        );
+    }
 
     #[test]
     fn chrome_host_line() {
