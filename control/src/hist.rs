@@ -40,6 +40,17 @@ impl HistogramSummary {
     }
 }
 
+/// A latency distribution as fixed buckets (e.g. for Prometheus histograms).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyBuckets {
+    /// Upper bounds of the buckets in nanoseconds (inclusive), ascending; a last bound
+    /// of `u64::MAX` catches every larger value.
+    pub bucket_ns: Vec<u64>,
+    /// Samples per bucket (not cumulative): `counts[i]` is the number of values of at
+    /// most `bucket_ns[i]` and more than `bucket_ns[i - 1]`.
+    pub counts: Vec<u64>,
+}
+
 /// Summarise `h`: the helper the engine uses to fill stats responses.
 pub fn summarize(h: &Histogram<u64>) -> HistogramSummary {
     HistogramSummary::from_histogram(h)

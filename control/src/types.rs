@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hist::HistogramSummary;
+use crate::hist::{HistogramSummary, LatencyBuckets};
 
 /// A session (one peer connection) in the engine. Assigned by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -268,6 +268,9 @@ pub struct ShardStats {
     /// Further named histograms (e.g. `"forward_us"`), summarised.
     #[serde(default)]
     pub histograms: BTreeMap<String, HistogramSummary>,
+    /// Engine-side forwarding latency per forwarded packet, as buckets.
+    #[serde(default)]
+    pub forward_ns: LatencyBuckets,
 }
 
 fn healthy_default() -> bool {

@@ -74,6 +74,7 @@ impl ControlHandler for Handler {
                             max: 31,
                         },
                         histograms: BTreeMap::new(),
+                        forward_ns: control::LatencyBuckets::default(),
                     }
                 };
                 Response::EngineStats(EngineStats {

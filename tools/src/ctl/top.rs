@@ -218,6 +218,7 @@ mod tests {
                 ..HistogramSummary::default()
             },
             histograms: BTreeMap::new(),
+            forward_ns: control::LatencyBuckets::default(),
         }
     }
 
