@@ -338,6 +338,7 @@ fn shard_stats(i: u32) -> ShardStats {
         loop_us: hist(100),
         histograms,
         forward_ns: control::LatencyBuckets::default(),
+        detail: control::ShardDetail::default(),
     }
 }
 

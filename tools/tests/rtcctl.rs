@@ -75,6 +75,7 @@ impl ControlHandler for Handler {
                         },
                         histograms: BTreeMap::new(),
                         forward_ns: control::LatencyBuckets::default(),
+                        detail: control::ShardDetail::default(),
                     }
                 };
                 Response::EngineStats(EngineStats {

@@ -11,7 +11,7 @@ use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
 use rtc_core::media::{MediaKind, Mid};
 
 use crate::api::{DirectParams, EngineError, MediaDesc, SessionSnapshot, ShardStats};
-use crate::io::BackendKind;
+use crate::io::{BATCH_SIZE_BOUNDS, BATCH_SIZE_BUCKETS, BackendKind};
 
 /// The protocol error for an engine error: the code chosen per variant (no catch-all,
 /// so a new variant must be placed), the message being the error's own `Display`.
@@ -242,6 +242,46 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         loop_us: in_us(control::summarize(&s.loop_ns)),
         histograms,
         forward_ns: latency_buckets(&s.forward_latency_ns, &FORWARD_BOUNDS_NS),
+        detail: control::ShardDetail {
+            legs: s.legs as u64,
+            routes: s.routes as u64,
+            rtp_forwarded: s.rtp_forwarded,
+            handshakes: s.handshakes,
+            handshake_failures: s.handshake_failures,
+            handshake_ns: latency_buckets(&s.handshake_ns, &HANDSHAKE_BOUNDS_NS),
+            uring_sqes: s.io.uring_sqes,
+            uring_cqes: s.io.uring_cqes,
+            send_batches: batch_sizes(&s.io.tx_batch_sizes, s.io.tx_datagrams),
+            recv_batches: batch_sizes(&s.io.rx_batch_sizes, s.io.rx_datagrams),
+            cpu_ns: u64::try_from(s.cpu_time.as_nanos()).unwrap_or(u64::MAX),
+        },
+    }
+}
+
+/// Bucket bounds of [`control::ShardDetail::handshake_ns`]: 1 ms to 30 s, then the rest.
+const HANDSHAKE_BOUNDS_NS: [u64; 15] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    u64::MAX,
+];
+
+fn batch_sizes(counts: &[u64; BATCH_SIZE_BUCKETS], datagrams: u64) -> control::SizeBuckets {
+    control::SizeBuckets {
+        bounds: BATCH_SIZE_BOUNDS.to_vec(),
+        counts: counts.to_vec(),
+        sum: datagrams,
     }
 }
 

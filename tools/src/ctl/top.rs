@@ -219,6 +219,7 @@ mod tests {
             },
             histograms: BTreeMap::new(),
             forward_ns: control::LatencyBuckets::default(),
+            detail: control::ShardDetail::default(),
         }
     }
 
