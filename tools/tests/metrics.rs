@@ -311,5 +311,42 @@ fn scrapes_during_a_one_to_ten_forward_move_with_the_traffic() {
     }
     assert!(delta("rtc_shard_cpu_seconds_total") > 0.0);
     assert!(after.sum("rtc_engine_uptime_seconds") > before.sum("rtc_engine_uptime_seconds"));
+    // The dashboard in deploy/ uses only metrics the endpoint serves.
+    for name in dashboard_metrics() {
+        let base = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(
+            after
+                .samples
+                .iter()
+                .any(|s| s.metric == name || s.metric == base),
+            "deploy/dashboards/rtc-engine.json uses {name}, which rtc-engine does not serve"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The metric names the Grafana dashboard's queries use (`rtc_*`, `process_*`).
+fn dashboard_metrics() -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_str(include_str!("../../deploy/dashboards/rtc-engine.json"))
+            .expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    for p in json["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    let mut names: Vec<String> = exprs
+        .iter()
+        .flat_map(|e| {
+            e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("rtc_") || w.starts_with("process_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 15, "{names:?}");
+    names
 }
