@@ -27,19 +27,25 @@ struct Metrics {
     samples: Vec<Sample>,
 }
 
-/// `GET /metrics` over plain HTTP/1.1 (the body is read to the end: `Connection: close`).
-fn scrape(addr: SocketAddr) -> Metrics {
+/// One plain HTTP/1.1 request; the response read to the end (`Connection: close`).
+fn request(addr: SocketAddr, method: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
     // Generous: a scrape asks every shard, on a machine busy with the load generator.
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("set timeout");
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read response");
+    raw
+}
+
+/// `GET /metrics`, parsed.
+fn scrape(addr: SocketAddr) -> Metrics {
+    let raw = request(addr, "GET", "/metrics");
     let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
@@ -162,6 +168,15 @@ fn scrapes_during_a_one_to_ten_forward_move_with_the_traffic() {
     }
     // `while` above ends only with an address.
     let addr = addr.expect("metrics address");
+
+    // Only GET and HEAD of /metrics are served.
+    assert!(request(addr, "GET", "/").starts_with("HTTP/1.1 404"));
+    assert!(request(addr, "POST", "/metrics").starts_with("HTTP/1.1 405"));
+    let head = request(addr, "HEAD", "/metrics");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
 
     let before = scrape(addr);
     assert_eq!(before.sum("rtc_engine_up"), 1.0);
