@@ -40,6 +40,31 @@ impl HistogramSummary {
     }
 }
 
+/// A latency distribution as fixed buckets (e.g. for Prometheus histograms).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyBuckets {
+    /// Upper bounds of the buckets in nanoseconds (inclusive), ascending; a last bound
+    /// of `u64::MAX` catches every larger value.
+    pub bucket_ns: Vec<u64>,
+    /// Samples per bucket (not cumulative): `counts[i]` is the number of values of at
+    /// most `bucket_ns[i]` and more than `bucket_ns[i - 1]`.
+    pub counts: Vec<u64>,
+}
+
+/// A distribution of small counts (e.g. datagrams per send message) as fixed buckets,
+/// with the exact sum of the values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeBuckets {
+    /// Upper bounds of the buckets (inclusive), ascending; a last bound of `u64::MAX`
+    /// catches every larger value.
+    pub bounds: Vec<u64>,
+    /// Values per bucket (not cumulative): `counts[i]` is the number of values of at
+    /// most `bounds[i]` and more than `bounds[i - 1]`.
+    pub counts: Vec<u64>,
+    /// The sum of every value counted.
+    pub sum: u64,
+}
+
 /// Summarise `h`: the helper the engine uses to fill stats responses.
 pub fn summarize(h: &Histogram<u64>) -> HistogramSummary {
     HistogramSummary::from_histogram(h)

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hist::HistogramSummary;
+use crate::hist::{HistogramSummary, LatencyBuckets, SizeBuckets};
 
 /// A session (one peer connection) in the engine. Assigned by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -268,6 +268,54 @@ pub struct ShardStats {
     /// Further named histograms (e.g. `"forward_us"`), summarised.
     #[serde(default)]
     pub histograms: BTreeMap<String, HistogramSummary>,
+    /// Engine-side forwarding latency per forwarded packet, as buckets.
+    #[serde(default)]
+    pub forward_ns: LatencyBuckets,
+    /// Further counters for operators (metrics exporters). Absent (older servers): zeros.
+    #[serde(default)]
+    pub detail: ShardDetail,
+}
+
+/// Further counters of one shard ([`ShardStats::detail`]), totals since start unless
+/// said otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardDetail {
+    /// Forwarding legs (subscribed tracks) with their subscriber on this shard (now).
+    #[serde(default)]
+    pub legs: u64,
+    /// Forwarding routes: published tracks with subscribers on or via this shard (now).
+    #[serde(default)]
+    pub routes: u64,
+    /// RTP packets written to subscriber legs.
+    #[serde(default)]
+    pub rtp_forwarded: u64,
+    /// Sessions that connected (ICE and DTLS up).
+    #[serde(default)]
+    pub handshakes: u64,
+    /// Sessions that ended without connecting (failed, timed out, panicked; not those
+    /// closed on request or at shutdown).
+    #[serde(default)]
+    pub handshake_failures: u64,
+    /// Per connected session: creation to connected.
+    #[serde(default)]
+    pub handshake_ns: LatencyBuckets,
+    /// io_uring submission queue entries pushed (0 on the portable backend).
+    #[serde(default)]
+    pub uring_sqes: u64,
+    /// io_uring completion queue entries reaped (0 on the portable backend).
+    #[serde(default)]
+    pub uring_cqes: u64,
+    /// Datagrams per successful send message (1, or a GSO batch); `sum` is the
+    /// datagrams sent.
+    #[serde(default)]
+    pub send_batches: SizeBuckets,
+    /// Datagrams per received buffer (1, or a GRO-coalesced buffer); `sum` is the
+    /// datagrams received.
+    #[serde(default)]
+    pub recv_batches: SizeBuckets,
+    /// CPU time the shard thread has used, nanoseconds.
+    #[serde(default)]
+    pub cpu_ns: u64,
 }
 
 fn healthy_default() -> bool {

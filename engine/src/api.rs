@@ -556,6 +556,17 @@ pub struct ShardStats {
     /// publisher's shard) to the hand-off of the re-encrypted copy to the backend,
     /// nanoseconds.
     pub forward_latency_ns: Histogram<u64>,
+    /// Forwarding legs (subscribed tracks) with their subscriber on this shard.
+    pub legs: usize,
+    /// Sessions that connected (ICE and DTLS up) for the first time.
+    pub handshakes: u64,
+    /// Sessions that ended without ever connecting, because the connection failed, it
+    /// did not connect in time or its `Rtc` panicked (not those closed through the API
+    /// or at shutdown).
+    pub handshake_failures: u64,
+    /// Per connected session: from its creation to connected (ICE and DTLS up),
+    /// nanoseconds.
+    pub handshake_ns: Histogram<u64>,
 }
 
 /// Snapshot of every shard.

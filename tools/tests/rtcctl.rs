@@ -74,6 +74,8 @@ impl ControlHandler for Handler {
                             max: 31,
                         },
                         histograms: BTreeMap::new(),
+                        forward_ns: control::LatencyBuckets::default(),
+                        detail: control::ShardDetail::default(),
                     }
                 };
                 Response::EngineStats(EngineStats {

@@ -7,7 +7,7 @@
 //! or SIGTERM (the control socket is closed and removed, sessions are closed with DTLS
 //! close_notify).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use engine::io::BackendPreference;
 use engine::io::signal::ShutdownSignals;
 use engine::{Engine, EngineConfig};
 use serde::Deserialize;
+
+mod metrics;
 
 /// Why the settings (file, flags) cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +158,10 @@ struct Settings {
     /// Longest data-channel label in bytes (default 256).
     #[arg(long)]
     max_channel_label: Option<usize>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `127.0.0.1:9464`; off
+    /// unless given).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Parser)]
@@ -209,7 +215,8 @@ impl Settings {
             max_rooms,
             max_legs_per_room,
             max_channels_per_session,
-            max_channel_label
+            max_channel_label,
+            metrics
         );
         self
     }
@@ -540,6 +547,37 @@ fn main() -> std::process::ExitCode {
         "control socket ready (rtcctl --socket {} engine stats)",
         socket_path.display()
     );
+    let metrics_server = match settings.metrics {
+        None => None,
+        Some(addr) => {
+            let control = Arc::clone(&handler);
+            let source: metrics::Source = Arc::new(move || metrics::Snapshot {
+                stats: control
+                    .stats()
+                    .inspect_err(|e| tracing::warn!(error = %e, "metrics: engine stats failed"))
+                    .ok(),
+                rss_bytes: metrics::rss_bytes(),
+            });
+            match metrics::MetricsServer::start(addr, source) {
+                Ok(m) => {
+                    // The address is in the message (not only a field) so that scripts
+                    // and tests can read the real port when port 0 was asked for.
+                    tracing::info!(
+                        "metrics endpoint ready on http://{}/metrics",
+                        m.local_addr()
+                    );
+                    Some(m)
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot serve the metrics endpoint");
+                    server.shutdown();
+                    handler.shutdown();
+                    engine.shutdown();
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let interval = Duration::from_secs(settings.stats_interval.unwrap_or(10));
     let mut next_stats = Instant::now() + interval;
     let mut code = std::process::ExitCode::SUCCESS;
@@ -572,8 +610,11 @@ fn main() -> std::process::ExitCode {
             next_stats = Instant::now() + interval;
         }
     }
-    // Control first (no new requests; reaps sessions of connected clients), then the
-    // event thread, then the shards.
+    // Metrics and control first (no new requests; the control server reaps sessions of
+    // connected clients), then the event thread, then the shards.
+    if let Some(m) = metrics_server {
+        m.stop();
+    }
     server.shutdown();
     handler.shutdown();
     engine.shutdown();

@@ -437,6 +437,16 @@ impl EngineControl {
     }
 
     fn engine_stats(&self) -> Result<Response, ControlError> {
+        self.stats().map(Response::EngineStats)
+    }
+
+    /// What `engine.stats` answers, for an in-process reader (the daemon's metrics
+    /// endpoint): one stats request to every shard, answered between loop iterations.
+    ///
+    /// # Errors
+    ///
+    /// As `engine.stats`: a live shard that does not answer in time.
+    pub fn stats(&self) -> Result<control::EngineStats, ControlError> {
         let eng = &self.shared.engine;
         let stats = eng.stats().map_err(map_err)?;
         self.record_load(&stats, Instant::now());
@@ -449,13 +459,13 @@ impl EngineControl {
             .iter()
             .map(|s| shard_stats(s, eng.shard_draining(s.shard).unwrap_or(false)))
             .collect();
-        Ok(Response::EngineStats(control::EngineStats {
+        Ok(control::EngineStats {
             uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             sessions: stats.sessions() as u64,
             rooms: rooms as u64,
             control_clients: clients as u64,
             shards,
-        }))
+        })
     }
 
     fn shard_list(&self) -> Result<Response, ControlError> {

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use control::{ControlError, ErrorCode, HistogramSummary};
+use hdrhistogram::Histogram;
 use rtc_core::dtls::Fingerprint;
 use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
 use rtc_core::media::{MediaKind, Mid};
 
 use crate::api::{DirectParams, EngineError, MediaDesc, SessionSnapshot, ShardStats};
-use crate::io::BackendKind;
+use crate::io::{BATCH_SIZE_BOUNDS, BATCH_SIZE_BUCKETS, BackendKind};
 
 /// The protocol error for an engine error: the code chosen per variant (no catch-all,
 /// so a new variant must be placed), the message being the error's own `Display`.
@@ -240,6 +241,83 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         gro_batches: s.io.gro_coalesced,
         loop_us: in_us(control::summarize(&s.loop_ns)),
         histograms,
+        forward_ns: latency_buckets(&s.forward_latency_ns, &FORWARD_BOUNDS_NS),
+        detail: control::ShardDetail {
+            legs: s.legs as u64,
+            routes: s.routes as u64,
+            rtp_forwarded: s.rtp_forwarded,
+            handshakes: s.handshakes,
+            handshake_failures: s.handshake_failures,
+            handshake_ns: latency_buckets(&s.handshake_ns, &HANDSHAKE_BOUNDS_NS),
+            uring_sqes: s.io.uring_sqes,
+            uring_cqes: s.io.uring_cqes,
+            send_batches: batch_sizes(&s.io.tx_batch_sizes, s.io.tx_datagrams),
+            recv_batches: batch_sizes(&s.io.rx_batch_sizes, s.io.rx_datagrams),
+            cpu_ns: u64::try_from(s.cpu_time.as_nanos()).unwrap_or(u64::MAX),
+        },
+    }
+}
+
+/// Bucket bounds of [`control::ShardDetail::handshake_ns`]: 1 ms to 30 s, then the rest.
+const HANDSHAKE_BOUNDS_NS: [u64; 15] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    u64::MAX,
+];
+
+fn batch_sizes(counts: &[u64; BATCH_SIZE_BUCKETS], datagrams: u64) -> control::SizeBuckets {
+    control::SizeBuckets {
+        bounds: BATCH_SIZE_BOUNDS.to_vec(),
+        counts: counts.to_vec(),
+        sum: datagrams,
+    }
+}
+
+/// Bucket bounds of [`control::ShardStats::forward_ns`]: 1 µs to 100 ms, then the rest.
+const FORWARD_BOUNDS_NS: [u64; 15] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    100_000_000,
+    u64::MAX,
+];
+
+/// The values of `h` counted into buckets with the upper bounds `bounds` (ascending, the
+/// last one `u64::MAX`). A value lands in the first bucket whose bound is at least the
+/// highest value of its hdrhistogram bucket (within the histogram's 0.1 % precision).
+pub(super) fn latency_buckets(h: &Histogram<u64>, bounds: &[u64]) -> control::LatencyBuckets {
+    let mut counts = vec![0u64; bounds.len()];
+    for v in h.iter_recorded() {
+        let i = bounds.partition_point(|b| *b < v.value_iterated_to());
+        if let Some(c) = counts.get_mut(i.min(bounds.len().saturating_sub(1))) {
+            *c += v.count_at_value();
+        }
+    }
+    control::LatencyBuckets {
+        bucket_ns: bounds.to_vec(),
+        counts,
     }
 }
 
@@ -258,6 +336,19 @@ mod tests {
             answer_role("v=0\r\na=setup:active\r\n"),
             control::DtlsRole::Client
         );
+    }
+
+    #[test]
+    fn latency_buckets_count_each_value_once_in_its_bucket() {
+        let mut h = crate::shard::histogram();
+        for v in [500, 1_000, 1_001, 7_000, 7_000, 3_000_000_000] {
+            h.record(v).expect("in range");
+        }
+        let b = latency_buckets(&h, &[1_000, 10_000, u64::MAX]);
+        assert_eq!(b.bucket_ns, vec![1_000, 10_000, u64::MAX]);
+        assert_eq!(b.counts, vec![2, 3, 1]);
+        let empty = latency_buckets(&crate::shard::histogram(), &FORWARD_BOUNDS_NS);
+        assert_eq!(empty.counts, vec![0; FORWARD_BOUNDS_NS.len()]);
     }
 
     #[test]

@@ -138,6 +138,10 @@ fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
         io: crate::io::IoStats::default(),
         loop_ns: crate::shard::histogram(),
         forward_latency_ns: crate::shard::histogram(),
+        legs: 0,
+        handshakes: 0,
+        handshake_failures: 0,
+        handshake_ns: crate::shard::histogram(),
     }
 }
 

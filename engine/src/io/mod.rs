@@ -184,6 +184,36 @@ pub struct IoStats {
     pub wakeups: u64,
     /// Dropped datagrams by reason.
     pub drops: DropStats,
+    /// io_uring: submission queue entries pushed (receives armed, wake-up reads, sends).
+    /// Portable backend: 0.
+    pub uring_sqes: u64,
+    /// io_uring: completion queue entries reaped. Portable backend: 0.
+    pub uring_cqes: u64,
+    /// Datagrams per successful send message (one datagram, or one GSO batch), as a
+    /// distribution over [`BATCH_SIZE_BOUNDS`]: entry `i` counts messages of more than
+    /// `BATCH_SIZE_BOUNDS[i - 1]` and at most `BATCH_SIZE_BOUNDS[i]` datagrams.
+    pub tx_batch_sizes: [u64; BATCH_SIZE_BUCKETS],
+    /// Datagrams per received buffer (1, or the segments of a GRO-coalesced buffer), as
+    /// a distribution over [`BATCH_SIZE_BOUNDS`] like [`IoStats::tx_batch_sizes`].
+    pub rx_batch_sizes: [u64; BATCH_SIZE_BUCKETS],
+}
+
+/// Number of buckets of [`IoStats::tx_batch_sizes`] and [`IoStats::rx_batch_sizes`].
+pub const BATCH_SIZE_BUCKETS: usize = 8;
+
+/// Upper bounds (datagrams, inclusive) of the batch size buckets; the last one catches
+/// everything larger (a GRO buffer can hold more than [`MAX_GSO_SEGMENTS`] datagrams).
+pub const BATCH_SIZE_BOUNDS: [u64; BATCH_SIZE_BUCKETS] = [1, 2, 4, 8, 16, 32, 64, u64::MAX];
+
+/// The bucket of [`BATCH_SIZE_BOUNDS`] that a batch of `n` datagrams falls in.
+pub(crate) fn batch_bucket(n: u64) -> usize {
+    // ceil(log2(n)) for n >= 1, capped at the last bucket; no loop, no branch per bucket.
+    let b = if n <= 1 {
+        0
+    } else {
+        (u64::BITS - (n - 1).leading_zeros()) as usize
+    };
+    b.min(BATCH_SIZE_BUCKETS - 1)
 }
 
 /// The callback [`IoBackend::poll`] hands each received datagram to.

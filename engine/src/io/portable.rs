@@ -215,6 +215,8 @@ pub(super) fn deliver(
     match seg {
         Some(seg) if seg > 0 && data.len() > seg => {
             stats.gro_coalesced += 1;
+            let n = data.len().div_ceil(seg) as u64;
+            stats.rx_batch_sizes[super::batch_bucket(n)] += 1;
             for chunk in data.chunks_mut(seg) {
                 stats.gro_segments += 1;
                 stats.rx_datagrams += 1;
@@ -228,6 +230,7 @@ pub(super) fn deliver(
             }
         }
         _ => {
+            stats.rx_batch_sizes[0] += 1;
             stats.rx_datagrams += 1;
             stats.rx_bytes += data.len() as u64;
             on_recv(Received {

@@ -247,6 +247,7 @@ impl SendQueue {
                 stats.tx_datagrams += segs;
                 stats.tx_bytes += b.buf.len() as u64;
                 stats.send_messages += 1;
+                stats.tx_batch_sizes[super::batch_bucket(segs)] += 1;
                 if b.segs > 1 {
                     stats.gso_sends += 1;
                     stats.gso_segments += segs;
@@ -285,6 +286,7 @@ impl SendQueue {
                 stats.tx_datagrams += 1;
                 stats.tx_bytes += chunk.len() as u64;
                 stats.send_messages += 1;
+                stats.tx_batch_sizes[0] += 1;
             } else {
                 match std::io::Error::last_os_error().raw_os_error() {
                     Some(libc::EAGAIN | libc::ENOBUFS) => stats.drops.send_would_block += 1,

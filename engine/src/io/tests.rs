@@ -105,6 +105,15 @@ fn gso_batch(pref: BackendPreference, addr: &str) {
     assert_eq!(s.send_messages, 1);
     assert_eq!(s.tx_datagrams, 40);
     assert_eq!(s.drops, DropStats::default());
+    // One message of 40 datagrams: more than 32, at most 64.
+    let mut sizes = [0u64; BATCH_SIZE_BUCKETS];
+    sizes[6] = 1;
+    assert_eq!(s.tx_batch_sizes, sizes);
+    match b.kind() {
+        // At least the send and the receive armed on open, and the send's completion.
+        BackendKind::IoUring => assert!(s.uring_sqes >= 2 && s.uring_cqes >= 1, "{s:?}"),
+        BackendKind::Portable => assert_eq!((s.uring_sqes, s.uring_cqes), (0, 0)),
+    }
     let mut buf = [0u8; 2048];
     for i in 0..40 {
         let (n, from) = peer.recv_from(&mut buf).unwrap();
@@ -166,7 +175,10 @@ fn gro_socket_receives_30_from_plain_socket_both() {
             assert_eq!(g.1, peer.local_addr().unwrap());
             assert_eq!(g.3, payload(i, 700), "datagram {i}");
         }
-        assert_eq!(b.stats().rx_datagrams, 30);
+        let st = b.stats();
+        assert_eq!(st.rx_datagrams, 30);
+        // Every received buffer is in the batch size distribution, once.
+        assert_eq!(st.rx_batch_sizes.iter().sum::<u64>(), st.recv_completions);
     }
 }
 
@@ -195,6 +207,12 @@ fn gso_sender_to_gro_receiver_is_split_back_both() {
             assert!(st.gro_coalesced >= 1, "{tx:?} -> {rx:?}: {st:?}");
             assert_eq!(st.gro_segments, 41);
             assert_eq!(st.rx_datagrams, 41);
+            assert_eq!(st.rx_batch_sizes.iter().sum::<u64>(), st.recv_completions);
+            assert_eq!(
+                st.rx_batch_sizes[1..].iter().sum::<u64>(),
+                st.gro_coalesced,
+                "buffers of more than one datagram are the coalesced ones"
+            );
         }
     }
 }
@@ -428,4 +446,28 @@ fn auto_falls_back_to_portable_when_seccomp_refuses_io_uring() {
     })
     .join()
     .unwrap();
+}
+
+#[test]
+fn batch_buckets_are_ceil_log2_capped() {
+    let cases = [
+        (0, 0),
+        (1, 0),
+        (2, 1),
+        (3, 2),
+        (4, 2),
+        (5, 3),
+        (32, 5),
+        (33, 6),
+        (64, 6),
+        (65, 7),
+        (u64::MAX, 7),
+    ];
+    for (n, b) in cases {
+        assert_eq!(batch_bucket(n), b, "{n} datagrams");
+        assert!(
+            n <= BATCH_SIZE_BOUNDS[b],
+            "{n} is within its bucket's bound"
+        );
+    }
 }

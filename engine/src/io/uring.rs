@@ -228,6 +228,7 @@ impl UringBackend {
             // SAFETY: every entry we build references memory owned by `self` that outlives the
             // operation (msghdr template, wake buffer, boxed send batches kept until their CQE).
             if unsafe { self.ring.submission().push(e) }.is_ok() {
+                self.stats.uring_sqes += 1;
                 return Ok(());
             }
             self.ring.submit()?;
@@ -392,6 +393,7 @@ impl UringBackend {
         let mut cq = self.ring.completion();
         cq.sync();
         self.cqes.extend(&mut cq);
+        self.stats.uring_cqes += self.cqes.len() as u64;
     }
 }
 

@@ -93,7 +93,7 @@ impl Shard {
             }
             Act::Keyframe(ssrc) => self.on_keyframe_request(slot, ssrc, now),
             Act::Resend(req) => self.on_resend(slot, &req, now),
-            Act::Connected => self.on_connected(slot),
+            Act::Connected => self.on_connected(slot, now),
             // Keep draining (a failing Rtc may still flush an alert), then remove.
             Act::Failed => self.doom(slot, CloseReason::Failed),
             Act::Panicked => {
@@ -125,8 +125,16 @@ impl Shard {
         }
     }
 
-    fn on_connected(&mut self, slot: usize) {
+    fn on_connected(&mut self, slot: usize, now: Instant) {
         if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            if !s.connected {
+                self.c.handshakes += 1;
+                // Out of range (over 60 s) is impossible within the connect timeout's
+                // reach and would only lose one sample.
+                let _ = self
+                    .handshake_ns
+                    .record(super::nanos(now.saturating_duration_since(s.created)));
+            }
             s.connected = true;
             let _ = self
                 .ctx

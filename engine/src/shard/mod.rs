@@ -262,6 +262,8 @@ struct Session {
     rx_counts: Vec<(Mid, u64, u64)>,
     /// The `Rtc` reported `Connected` (ICE and DTLS up).
     connected: bool,
+    /// When the session was created (for [`ShardStats::handshake_ns`]).
+    created: Instant,
 }
 
 impl Session {
@@ -331,6 +333,8 @@ struct Counters {
     channels_refused: u64,
     iterations: u64,
     drops: DropCounters,
+    handshakes: u64,
+    handshake_failures: u64,
 }
 
 /// A received RTP packet (copied to the shard's scratch buffer) and what the session's
@@ -391,6 +395,8 @@ pub(crate) struct Shard {
     c: Counters,
     loop_ns: Histogram<u64>,
     latency_ns: Histogram<u64>,
+    /// Creation to connected, per session (see [`ShardStats::handshake_ns`]).
+    handshake_ns: Histogram<u64>,
     stop: bool,
     /// When the allocators run next.
     next_alloc: Instant,
@@ -452,6 +458,7 @@ impl Shard {
             c: Counters::default(),
             loop_ns: histogram(),
             latency_ns: histogram(),
+            handshake_ns: histogram(),
             stop: false,
             next_alloc: Instant::now(),
             epoch: Instant::now(),
@@ -604,6 +611,10 @@ impl Shard {
             io: *backend.stats(),
             loop_ns: self.loop_ns.clone(),
             forward_latency_ns: self.latency_ns.clone(),
+            legs: self.routes.values().map(|r| r.legs.len()).sum(),
+            handshakes: self.c.handshakes,
+            handshake_failures: self.c.handshake_failures,
+            handshake_ns: self.handshake_ns.clone(),
         }
     }
 }

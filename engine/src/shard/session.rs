@@ -184,6 +184,14 @@ impl Shard {
         let Some(s) = self.sessions.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        if !s.connected
+            && matches!(
+                reason,
+                CloseReason::Failed | CloseReason::ConnectTimeout | CloseReason::Panicked
+            )
+        {
+            self.c.handshake_failures += 1;
+        }
         if reason == CloseReason::Panicked {
             self.c.panics += 1;
             tracing::warn!(shard = self.ctx.index, session = %s.id, "session panicked; removed");
@@ -288,6 +296,7 @@ impl Shard {
             channels: Vec::new(),
             rx_counts: Vec::new(),
             connected: false,
+            created: now,
         };
         let slot = self.alloc_slot(session);
         if let Some(Some(s)) = self.sessions.get_mut(slot) {

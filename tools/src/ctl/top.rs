@@ -218,6 +218,8 @@ mod tests {
                 ..HistogramSummary::default()
             },
             histograms: BTreeMap::new(),
+            forward_ns: control::LatencyBuckets::default(),
+            detail: control::ShardDetail::default(),
         }
     }
 
