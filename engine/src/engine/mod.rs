@@ -28,7 +28,7 @@ mod start;
 mod tests;
 
 pub use events::EngineEvents;
-use registry::{RegLeg, RegRoom, RegSession, Registry, legs_where};
+use registry::{RegLeg, RegRoom, RegSession, Registry, Replies, legs_where};
 
 /// Entry point: [`Engine::start`].
 #[derive(Debug)]
@@ -234,11 +234,21 @@ impl EngineHandle {
         Ok(link)
     }
 
-    fn call<T>(
+    /// Queues a command on a shard; its reply is awaited with [`EngineHandle::wait`].
+    /// Commands to one shard run in the order they are queued, so queueing under the
+    /// registry lock keeps the shards' state in the registry's order while the lock is
+    /// never held across a round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`], [`EngineError::ShardDown`], and
+    /// [`EngineError::Timeout`] / [`EngineError::ShardGone`] when the command cannot be
+    /// queued.
+    fn send<T>(
         &self,
         shard: usize,
         make: impl FnOnce(Sender<T>) -> Command,
-    ) -> Result<T, EngineError> {
+    ) -> Result<registry::Pending<T>, EngineError> {
         let link = self.live_link(shard)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let t = self.inner.reply_timeout;
@@ -247,24 +257,49 @@ impl EngineHandle {
             crossbeam_channel::SendTimeoutError::Disconnected(_) => EngineError::ShardGone(shard),
         })?;
         link.waker.wake();
-        rx.recv_timeout(t).map_err(|e| match e {
-            crossbeam_channel::RecvTimeoutError::Timeout => EngineError::Timeout(shard),
-            // The command was dropped unanswered: the shard stopped or died meanwhile.
-            crossbeam_channel::RecvTimeoutError::Disconnected if died(&link.alive) => {
-                EngineError::ShardDown(shard)
-            }
-            crossbeam_channel::RecvTimeoutError::Disconnected => EngineError::ShardGone(shard),
-        })
+        Ok(registry::Pending { shard, rx })
+    }
+
+    /// Awaits the reply to a command queued with [`EngineHandle::send`].
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Timeout`] when no reply comes within the reply timeout,
+    /// [`EngineError::ShardDown`] / [`EngineError::ShardGone`] when the shard died or
+    /// stopped before answering.
+    fn wait<T>(&self, p: registry::Pending<T>) -> Result<T, EngineError> {
+        let shard = p.shard;
+        p.rx.recv_timeout(self.inner.reply_timeout)
+            .map_err(|e| match e {
+                crossbeam_channel::RecvTimeoutError::Timeout => EngineError::Timeout(shard),
+                // The command was dropped unanswered: the shard stopped or died meanwhile.
+                crossbeam_channel::RecvTimeoutError::Disconnected
+                    if self.inner.shards.get(shard).is_some_and(|l| died(&l.alive)) =>
+                {
+                    EngineError::ShardDown(shard)
+                }
+                crossbeam_channel::RecvTimeoutError::Disconnected => EngineError::ShardGone(shard),
+            })
+    }
+
+    fn call<T>(
+        &self,
+        shard: usize,
+        make: impl FnOnce(Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        self.wait(self.send(shard, make)?)
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A poisoned registry (a panic in a control call) is still consistent enough
         // to continue: every mutation completes before the next shard call.
         let mut reg = self.inner.reg.lock().unwrap_or_else(|p| p.into_inner());
-        // Sessions that ended on their own (failure, panic): forget their legs.
+        // Sessions that ended on their own (failure, panic): forget their legs. The
+        // shard commands this queues are not awaited (their failures would be ignored).
         let gone: Vec<SessionId> = self.inner.gone_rx.try_iter().collect();
+        let mut replies = Replies::default();
         for id in gone {
-            self.forget_session(&mut reg, id);
+            self.forget_session(&mut reg, id, &mut replies);
         }
         reg
     }
@@ -405,8 +440,14 @@ impl EngineHandle {
             .get(&id)
             .map(|s| s.shard)
             .ok_or(EngineError::UnknownSession(id))?;
-        self.forget_session(&mut reg, id);
-        let found = self.call(shard, |reply| Command::CloseSession { id, reply })?;
+        let mut replies = Replies::default();
+        self.forget_session(&mut reg, id, &mut replies);
+        let close = self.send(shard, |reply| Command::CloseSession { id, reply });
+        // Replies are awaited without the lock: a slow shard delays only this call.
+        drop(reg);
+        // Failures of the upkeep are ignored, as for any forgotten session.
+        let _ = self.settle(replies);
+        let found = self.wait(close?)?;
         if found {
             Ok(())
         } else {
@@ -501,10 +542,14 @@ impl EngineHandle {
             .filter(|(_, s)| s.shard == shard)
             .map(|(id, _)| *id)
             .collect();
+        let mut replies = Replies::default();
         for id in ids {
-            self.forget_session(&mut reg, id);
+            self.forget_session(&mut reg, id, &mut replies);
         }
-        self.call(shard, |reply| Command::CloseAll { reply })
+        let closed = self.send(shard, |reply| Command::CloseAll { reply });
+        drop(reg);
+        let _ = self.settle(replies);
+        self.wait(closed?)
     }
 
     /// Takes new sessions on a drained shard again.
@@ -564,6 +609,30 @@ impl EngineHandle {
             .map_err(|_| EngineError::ShardGone(shard))?;
         link.waker.wake();
         Ok(())
+    }
+
+    /// Test hook: the shard stops handling anything (commands, datagrams) until the
+    /// returned sender gets a message or is dropped (60 s at most), so every reply it
+    /// owes meanwhile is late. Returns once the shard holds.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`], [`EngineError::ShardDown`], [`EngineError::Timeout`]
+    /// / [`EngineError::ShardGone`] when the shard does not take the command.
+    #[doc(hidden)]
+    pub fn debug_hold_shard(&self, shard: usize) -> Result<Sender<()>, EngineError> {
+        let (release, held) = crossbeam_channel::bounded(1);
+        self.call(shard, |entered| Command::DebugHold {
+            entered,
+            release: held,
+        })?;
+        Ok(release)
+    }
+
+    /// Test hook: commands queued on a shard and not yet taken by it.
+    #[doc(hidden)]
+    pub fn debug_queued_commands(&self, shard: usize) -> usize {
+        self.inner.shards.get(shard).map_or(0, |l| l.cmd_tx.len())
     }
 
     /// Stops every shard (sessions are closed) and joins the threads. Idempotent.

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use crossbeam_channel::Receiver;
+
 use rtc_core::media::Mid;
 
 use super::EngineHandle;
@@ -37,24 +39,65 @@ pub(super) struct Registry {
     pub(super) next_room: u64,
 }
 
+/// A command queued on a shard whose reply is awaited later, after the registry lock is
+/// released ([`EngineHandle::wait`]).
+pub(super) struct Pending<T> {
+    pub(super) shard: usize,
+    pub(super) rx: Receiver<T>,
+}
+
+/// Replies owed by shards for registry upkeep (legs and remote routes removed or set),
+/// collected under the registry lock and awaited without it ([`EngineHandle::settle`]).
+/// Dropped unawaited, the commands still run; only their answers are ignored.
+#[derive(Default)]
+pub(super) struct Replies {
+    units: Vec<Pending<()>>,
+    flags: Vec<Pending<bool>>,
+}
+
 impl EngineHandle {
+    /// Awaits every reply in `r` (each within the reply timeout).
+    ///
+    /// # Errors
+    ///
+    /// The first failure ([`EngineError::Timeout`], [`EngineError::ShardGone`],
+    /// [`EngineError::ShardDown`]); the other replies are still awaited.
+    pub(super) fn settle(&self, r: Replies) -> Result<(), EngineError> {
+        let mut first = Ok(());
+        for p in r.units {
+            if let Err(e) = self.wait(p) {
+                first = first.and(Err(e));
+            }
+        }
+        for p in r.flags {
+            if let Err(e) = self.wait(p) {
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+
+    /// Queues the route change for a new remote reference (the first one of its key and
+    /// shard turns the publisher's shard's copies on).
     pub(super) fn add_remote_ref(
         &self,
         reg: &mut Registry,
         key: (SessionId, Mid),
         spec: RouteSpec,
         shard: usize,
+        out: &mut Replies,
     ) -> Result<(), EngineError> {
         let n = reg.remote_refs.entry((key.0, key.1, shard)).or_insert(0);
         *n += 1;
         if *n == 1 {
-            self.call(spec.pub_shard, |reply| Command::SetRemote {
-                key,
-                spec,
-                shard,
-                on: true,
-                reply,
-            })?;
+            out.units
+                .push(self.send(spec.pub_shard, |reply| Command::SetRemote {
+                    key,
+                    spec,
+                    shard,
+                    on: true,
+                    reply,
+                })?);
         }
         Ok(())
     }
@@ -64,6 +107,7 @@ impl EngineHandle {
         reg: &mut Registry,
         key: (SessionId, Mid),
         shard: usize,
+        out: &mut Replies,
     ) -> Result<(), EngineError> {
         let Some(n) = reg.remote_refs.get_mut(&(key.0, key.1, shard)) else {
             return Ok(());
@@ -80,13 +124,15 @@ impl EngineHandle {
             kind: rtc_core::media::MediaKind::Video,
             pub_shard,
         };
-        self.call(pub_shard, |reply| Command::SetRemote {
-            key,
-            spec,
-            shard,
-            on: false,
-            reply,
-        })
+        out.units
+            .push(self.send(pub_shard, |reply| Command::SetRemote {
+                key,
+                spec,
+                shard,
+                on: false,
+                reply,
+            })?);
+        Ok(())
     }
 
     pub(super) fn release_remote(
@@ -94,19 +140,22 @@ impl EngineHandle {
         reg: &mut Registry,
         leg: &RegLeg,
         sub_shard: usize,
+        out: &mut Replies,
     ) -> Result<(), EngineError> {
         let pub_shard = reg.sessions.get(&leg.publisher).map(|s| s.shard);
         if pub_shard.is_some_and(|p| p != sub_shard) {
-            self.drop_remote_ref(reg, (leg.publisher, leg.pub_mid), sub_shard)?;
+            self.drop_remote_ref(reg, (leg.publisher, leg.pub_mid), sub_shard, out)?;
         }
         Ok(())
     }
 
+    /// Removes a leg from the registry and queues its removal on the subscriber's shard.
     pub(super) fn remove_leg(
         &self,
         reg: &mut Registry,
         sub: SessionId,
         sub_mid: Mid,
+        out: &mut Replies,
     ) -> Result<(), EngineError> {
         let Some(s) = reg.sessions.get_mut(&sub) else {
             return Ok(());
@@ -116,28 +165,28 @@ impl EngineHandle {
             return Ok(());
         };
         let leg = s.legs.remove(i);
-        self.call(shard, |reply| Command::RemoveLeg {
+        out.flags.push(self.send(shard, |reply| Command::RemoveLeg {
             sub,
             sub_mid,
             reply,
-        })?;
-        self.release_remote(reg, &leg, shard)
+        })?);
+        self.release_remote(reg, &leg, shard, out)
     }
 
     /// Drops a session from the registry: its own legs, legs forwarding it, rooms.
-    /// Shard calls that fail here (a shard gone) are ignored: nothing is left to undo.
-    pub(super) fn forget_session(&self, reg: &mut Registry, id: SessionId) {
+    /// Shard commands that fail here (a shard gone) are ignored: nothing is left to undo.
+    pub(super) fn forget_session(&self, reg: &mut Registry, id: SessionId, out: &mut Replies) {
         // Legs that forward this session to others.
         let fed = legs_where(reg, |l| l.publisher == id);
         for (sub, sub_mid) in fed {
-            let _ = self.remove_leg(reg, sub, sub_mid);
+            let _ = self.remove_leg(reg, sub, sub_mid, out);
         }
         // Its own legs (as subscriber): release remote references.
         if let Some(s) = reg.sessions.get_mut(&id) {
             let shard = s.shard;
             let legs = std::mem::take(&mut s.legs);
             for l in &legs {
-                let _ = self.release_remote(reg, l, shard);
+                let _ = self.release_remote(reg, l, shard, out);
             }
         }
         reg.remote_refs.retain(|(p, _, _), _| *p != id);

@@ -42,11 +42,13 @@ impl EngineHandle {
             return Err(EngineError::UnknownRoom(room));
         }
         let legs = legs_where(&reg, |l| l.room == room);
+        let mut replies = Replies::default();
         for (sub, sub_mid) in legs {
-            self.remove_leg(&mut reg, sub, sub_mid)?;
+            self.remove_leg(&mut reg, sub, sub_mid, &mut replies)?;
         }
         reg.rooms.remove(&room);
-        Ok(())
+        drop(reg);
+        self.settle(replies)
     }
 
     /// Lists rooms.
@@ -126,7 +128,65 @@ impl EngineHandle {
         publisher: SessionId,
         mids: Option<&[Mid]>,
     ) -> Result<Vec<LegInfo>, EngineError> {
+        let mut out = Vec::new();
+        let mut replies = Replies::default();
+        let mut added = Vec::new();
         let mut reg = self.registry();
+        let planned = self.plan_subscribe(
+            &mut reg,
+            (room, subscriber, publisher, mids),
+            &mut out,
+            &mut replies,
+            &mut added,
+        );
+        // The registry already holds the new legs and the shards have their commands
+        // queued in the same order; the replies are awaited without the lock.
+        drop(reg);
+        let settled = self.settle(replies);
+        let mut refused = Vec::new();
+        let mut failed = Ok(());
+        for (p, sub_mid) in added {
+            match self.wait(p) {
+                Ok(true) => {}
+                Ok(false) => refused.push(sub_mid),
+                Err(e) => failed = failed.and(Err(e)),
+            }
+        }
+        if !refused.is_empty() {
+            // The subscriber ended on its shard before its legs arrived (its end is
+            // reported too): take back what is left of them here.
+            let mut reg = self.registry();
+            let mut undo = Replies::default();
+            for sub_mid in refused {
+                let ours = reg.sessions.get(&subscriber).is_some_and(|s| {
+                    s.legs
+                        .iter()
+                        .any(|l| l.sub_mid == sub_mid && l.publisher == publisher)
+                });
+                if ours {
+                    let _ = self.remove_leg(&mut reg, subscriber, sub_mid, &mut undo);
+                }
+            }
+            drop(reg);
+            let _ = self.settle(undo);
+            return Err(EngineError::UnknownSession(subscriber));
+        }
+        planned.and(settled).and(failed)?;
+        Ok(out)
+    }
+
+    /// The registry side of [`EngineHandle::subscribe_tracks`] under the lock: the legs
+    /// are entered in the registry and their commands queued (`added`: the `AddLeg`
+    /// replies with the subscriber's media section).
+    #[allow(clippy::type_complexity)]
+    fn plan_subscribe(
+        &self,
+        reg: &mut Registry,
+        (room, subscriber, publisher, mids): (RoomId, SessionId, SessionId, Option<&[Mid]>),
+        out: &mut Vec<LegInfo>,
+        replies: &mut Replies,
+        added: &mut Vec<(registry::Pending<bool>, Mid)>,
+    ) -> Result<(), EngineError> {
         let r = reg
             .rooms
             .get_mut(&room)
@@ -148,7 +208,6 @@ impl EngineHandle {
             .filter(|m| m.can_recv() && mids.is_none_or(|w| w.contains(&m.mid)))
             .cloned()
             .collect();
-        let mut out = Vec::new();
         for track in tracks {
             let sub_s = reg
                 .sessions
@@ -218,21 +277,25 @@ impl EngineHandle {
                 },
                 params: LegParams::new(ssrc, slot.mid, pt_map, slot.mid_ext_id),
             };
-            // Remote reference first, so the publisher's shard already sends copies when
-            // the leg appears.
+            // Remote reference first, so the publisher's shard is asked to send copies
+            // before the leg appears.
             if pub_shard != sub_shard {
-                self.add_remote_ref(&mut reg, (publisher, track.mid), spec.route, sub_shard)?;
+                self.add_remote_ref(reg, (publisher, track.mid), spec.route, sub_shard, replies)?;
             }
-            let ok = self.call(sub_shard, |reply| Command::AddLeg {
+            let pending = match self.send(sub_shard, |reply| Command::AddLeg {
                 spec: Box::new(spec),
                 reply,
-            })?;
-            if !ok {
-                if pub_shard != sub_shard {
-                    self.drop_remote_ref(&mut reg, (publisher, track.mid), sub_shard)?;
+            }) {
+                Ok(p) => p,
+                Err(e) => {
+                    if pub_shard != sub_shard {
+                        let _ =
+                            self.drop_remote_ref(reg, (publisher, track.mid), sub_shard, replies);
+                    }
+                    return Err(e);
                 }
-                return Err(EngineError::UnknownSession(subscriber));
-            }
+            };
+            added.push((pending, slot.mid));
             let old = reg.sessions.get_mut(&subscriber).and_then(|s| {
                 let old = replaced.map(|i| s.legs.remove(i));
                 s.legs.push(RegLeg {
@@ -245,7 +308,7 @@ impl EngineHandle {
                 old
             });
             if let Some(old) = old {
-                self.release_remote(&mut reg, &old, sub_shard)?;
+                self.release_remote(reg, &old, sub_shard, replies)?;
             }
             out.push(LegInfo {
                 subscriber_mid: slot.mid,
@@ -254,7 +317,7 @@ impl EngineHandle {
                 kind: track.kind,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Stops forwarding `publisher` to `subscriber`.
@@ -299,10 +362,12 @@ impl EngineHandle {
             .filter(|l| l.publisher == publisher && mids.is_none_or(|w| w.contains(&l.pub_mid)))
             .map(|l| l.sub_mid)
             .collect();
+        let mut replies = Replies::default();
         for m in mids {
-            self.remove_leg(&mut reg, subscriber, m)?;
+            self.remove_leg(&mut reg, subscriber, m, &mut replies)?;
         }
-        Ok(())
+        drop(reg);
+        self.settle(replies)
     }
 
     /// Asks a publisher for a keyframe on its media section `mid` (all sections when

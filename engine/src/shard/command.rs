@@ -133,6 +133,10 @@ impl Shard {
                 self.close_all(now, backend, CloseReason::Shutdown);
                 self.stop = true;
             }
+            Command::DebugHold { entered, release } => {
+                let _ = entered.send(());
+                let _ = release.recv_timeout(std::time::Duration::from_secs(60));
+            }
         }
     }
 

@@ -150,6 +150,13 @@ pub(crate) enum Command {
         reply: Sender<Result<usize, EngineError>>,
     },
     Shutdown,
+    /// Test hook: the shard tells `entered`, then handles nothing (no command, no
+    /// datagram) until `release` gets a message or is dropped (at most 60 s): every reply
+    /// it owes is late, as from a shard under load.
+    DebugHold {
+        entered: Sender<()>,
+        release: Receiver<()>,
+    },
 }
 
 /// Shard-to-shard data.

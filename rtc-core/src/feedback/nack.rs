@@ -22,6 +22,11 @@ pub struct NackConfig {
     /// A missing packet is forgotten when it is more than this many sequence numbers
     /// behind the highest received one (capped at 1023, the tracking window).
     pub max_behind: u64,
+    /// How long a gap may be reordering rather than loss: it is first NACKed this long
+    /// after it was detected (unless the packet arrives meanwhile). Jitter reorders
+    /// packets by up to its own size; without this wait every reordered packet would
+    /// be NACKed and retransmitted. `Duration::ZERO` NACKs at the next poll.
+    pub max_reorder: Duration,
 }
 
 impl Default for NackConfig {
@@ -31,6 +36,7 @@ impl Default for NackConfig {
             rtt: Duration::from_millis(100),
             max_age: Duration::from_secs(1),
             max_behind: 1000,
+            max_reorder: Duration::from_millis(50),
         }
     }
 }
@@ -77,8 +83,9 @@ const EMPTY: Slot = Slot {
 /// the missing ones.
 ///
 /// A fixed ring of 1024 slots (allocated once in [`NackRegister::new`]) covers the
-/// sequence numbers just below the highest received one. A gap is NACKed at the next
-/// poll, then again at most every `rtt`, at most `max_nacks` times, and forgotten
+/// sequence numbers just below the highest received one. A gap is NACKed at the first
+/// poll `max_reorder` after it was detected (earlier it may be reordering), then again at
+/// most every `rtt`, at most `max_nacks` times, and forgotten
 /// after `max_age` or when it falls `max_behind` numbers behind.
 #[derive(Debug, Clone)]
 pub struct NackRegister {
@@ -196,6 +203,7 @@ impl NackRegister {
         let rtt_us = micros(cfg.rtt);
         let max_age_us = micros(cfg.max_age);
         let max_behind = cfg.max_behind.min(MASK);
+        let reorder_us = micros(cfg.max_reorder);
         let mut n = 0usize;
         // Extended pid of the entry being filled.
         let mut cur: Option<u64> = None;
@@ -219,6 +227,10 @@ impl NackRegister {
             }
             first_missing.get_or_insert(seq);
             if slot.nacks >= cfg.max_nacks || (slot.nacks > 0 && !waited) {
+                continue;
+            }
+            // Not yet: it may be reordered rather than lost.
+            if slot.nacks == 0 && now_us.saturating_sub(slot.since_us) < reorder_us {
                 continue;
             }
             match cur {
@@ -279,6 +291,7 @@ impl NackRegister {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (h, epoch) = (self.highest?, self.epoch?);
         let rtt_us = micros(self.config.rtt);
+        let reorder_us = micros(self.config.max_reorder);
         let mut best: Option<u64> = None;
         let start = self.low.max(h.saturating_sub(MASK));
         for seq in start..h {
@@ -287,7 +300,7 @@ impl NackRegister {
                 continue;
             }
             let due = if slot.nacks == 0 {
-                slot.since_us
+                slot.since_us.saturating_add(reorder_us)
             } else {
                 slot.last_nack_us.saturating_add(rtt_us)
             };
@@ -307,6 +320,14 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A register that NACKs a gap at the next poll (no reordering wait).
+    fn immediate() -> NackRegister {
+        NackRegister::new(NackConfig {
+            max_reorder: Duration::ZERO,
+            ..NackConfig::default()
+        })
+    }
+
     fn poll(r: &mut NackRegister, now: Instant) -> Vec<NackPair> {
         let mut out = [NackPair { pid: 0, blp: 0 }; 16];
         let n = r.poll_nack(now, &mut out);
@@ -316,7 +337,7 @@ mod tests {
     #[test]
     fn nacks_gaps_respecting_rtt_and_limit() {
         let t0 = Instant::now();
-        let mut r = NackRegister::default();
+        let mut r = immediate();
         assert_eq!(poll(&mut r, t0), vec![]);
         for s in [0u64, 1, 2, 5, 6] {
             r.on_packet(t0, s);
@@ -354,7 +375,7 @@ mod tests {
     #[test]
     fn pairs_group_sixteen_and_wrap() {
         let t0 = Instant::now();
-        let mut r = NackRegister::default();
+        let mut r = immediate();
         // Around the 16-bit wrap: received 65530, then 65550 (19 missing: 65531..=65549).
         r.on_packet(t0, 65_530);
         r.on_packet(t0, 65_550);
@@ -376,7 +397,7 @@ mod tests {
     #[test]
     fn forgets_old_and_far_behind() {
         let t0 = Instant::now();
-        let mut r = NackRegister::default();
+        let mut r = immediate();
         r.on_packet(t0, 10);
         r.on_packet(t0, 12); // 11 missing from t0
         r.on_packet(t0 + ms(500), 20); // 13..=19 missing from t0 + 500 ms
@@ -407,7 +428,7 @@ mod tests {
     #[test]
     fn write_nack_packet() {
         let t0 = Instant::now();
-        let mut r = NackRegister::default();
+        let mut r = immediate();
         r.on_packet(t0, 100);
         r.on_packet(t0, 102);
         let mut buf = [0u8; 64];
@@ -423,6 +444,74 @@ mod tests {
         assert_eq!(r.write_nack(t0, 1, 2, &mut buf), Ok(None));
     }
 
+    #[test]
+    fn reordering_within_max_reorder_is_not_nacked() {
+        let t0 = Instant::now();
+        let mut r = NackRegister::default();
+        let reorder = NackConfig::default().max_reorder;
+        assert_eq!(reorder, ms(50));
+        // 2 overtakes 1 by 20 ms (jitter): detected at t0, arrives at t0 + 20 ms.
+        r.on_packet(t0, 0);
+        r.on_packet(t0, 2);
+        assert_eq!(poll(&mut r, t0), vec![]);
+        assert_eq!(poll(&mut r, t0 + ms(10)), vec![]);
+        assert_eq!(r.poll_timeout(), Some(t0 + reorder));
+        r.on_packet(t0 + ms(20), 1);
+        assert_eq!(poll(&mut r, t0 + ms(60)), vec![]);
+        assert_eq!(r.poll_timeout(), None);
+        // A real loss (4) is NACKed once max_reorder has passed.
+        r.on_packet(t0 + ms(100), 3);
+        r.on_packet(t0 + ms(100), 5);
+        assert_eq!(poll(&mut r, t0 + ms(149)), vec![]);
+        assert_eq!(r.poll_timeout(), Some(t0 + ms(150)));
+        assert_eq!(
+            poll(&mut r, t0 + ms(150)),
+            vec![NackPair { pid: 4, blp: 0 }]
+        );
+        let st = r.stats();
+        assert_eq!((st.nacks_sent, st.recovered, st.given_up), (1, 0, 0));
+    }
+
+    /// A stream reordered by up to 20 ms of jitter (and nothing lost) polled every 5 ms:
+    /// with the reordering wait nothing is NACKed; without it, many packets are.
+    #[test]
+    fn jitter_alone_causes_no_nack_storm() {
+        fn run(config: NackConfig) -> u64 {
+            let t0 = Instant::now();
+            let mut r = NackRegister::new(config);
+            // 1,000 packets sent every 2 ms, each delayed by a pseudo-random 0..=20 ms.
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut arrivals: Vec<(u64, u64)> = (0..1000u64)
+                .map(|seq| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (seq * 2_000 + x % 20_001, seq)
+                })
+                .collect();
+            arrivals.sort_unstable();
+            let mut out = [NackPair { pid: 0, blp: 0 }; 16];
+            let mut next_poll = 0u64;
+            for (at_us, seq) in arrivals {
+                while next_poll <= at_us {
+                    r.poll_nack(t0 + Duration::from_micros(next_poll), &mut out);
+                    next_poll += 5_000;
+                }
+                r.on_packet(t0 + Duration::from_micros(at_us), seq);
+            }
+            r.stats().nacks_sent
+        }
+        let storm = run(NackConfig {
+            max_reorder: Duration::ZERO,
+            ..NackConfig::default()
+        });
+        assert!(
+            storm > 100,
+            "reordering without a wait NACKs a lot: {storm}"
+        );
+        assert_eq!(run(NackConfig::default()), 0);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
@@ -431,7 +520,7 @@ mod tests {
             cap in 1usize..8,
         ) {
             let t0 = Instant::now();
-            let mut r = NackRegister::default();
+            let mut r = immediate();
             let mut received = HashSet::new();
             let mut nacked: HashMap<u64, u32> = HashMap::new();
             let mut next = 1000u64;

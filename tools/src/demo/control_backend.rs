@@ -20,6 +20,10 @@ use super::backend::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn client_err(e: ClientError) -> BackendError {
+    if connection_lost(&e) {
+        // The daemon is gone (stopped, restarting): the next request connects again.
+        return BackendError::Unavailable(format!("engine unreachable: {e}"));
+    }
     match e.code() {
         Some(ErrorCode::BadParams | ErrorCode::BadRequest) => {
             BackendError::BadRequest(e.to_string())
@@ -42,15 +46,23 @@ fn unexpected(r: &Response) -> BackendError {
 /// the session events it subscribed to. Sessions are created with
 /// `reap_on_disconnect`, so they end when the demo does. When the connection breaks
 /// (the daemon restarted), the next request connects again and is retried once, and
-/// the event stream is replaced.
+/// the event stream is replaced. While the daemon is unreachable, requests fail as
+/// [`BackendError::Unavailable`] (HTTP 503).
+///
+/// Each connection has a generation number. The event reader reconnects only when the
+/// stream that broke is of the current connection: a request that already reconnected
+/// (and may have created sessions, which live as long as their connection) is never
+/// undone by a second, stale reconnect.
 #[derive(Debug)]
 pub struct ControlBackend {
     path: PathBuf,
-    req: Mutex<ControlRequester>,
-    events: Mutex<EventStream>,
+    /// The requester of the current connection and its generation.
+    req: Mutex<(ControlRequester, u64)>,
+    /// The event stream being read and the generation of its connection.
+    events: Mutex<(EventStream, u64)>,
     /// The event stream of a new connection made by a request, until `next_event`
     /// takes it (it may be waiting on the old stream meanwhile).
-    fresh_events: Mutex<Option<EventStream>>,
+    fresh_events: Mutex<Option<(EventStream, u64)>>,
     shards: usize,
 }
 
@@ -96,8 +108,8 @@ impl ControlBackend {
         let (req, events, shards) = open(&path)?;
         Ok(ControlBackend {
             path,
-            req: Mutex::new(req),
-            events: Mutex::new(events),
+            req: Mutex::new((req, 0)),
+            events: Mutex::new((events, 0)),
             fresh_events: Mutex::new(None),
             shards,
         })
@@ -105,10 +117,11 @@ impl ControlBackend {
 
     /// Replaces the connection held in `req` by a new one; its event stream waits in
     /// `fresh_events`.
-    fn reconnect(&self, req: &mut ControlRequester) -> Result<(), BackendError> {
+    fn reconnect(&self, req: &mut (ControlRequester, u64)) -> Result<(), BackendError> {
         let (r, events, _) = open(&self.path)?;
-        *req = r;
-        *self.fresh_events.lock().unwrap_or_else(|p| p.into_inner()) = Some(events);
+        req.0 = r;
+        req.1 += 1;
+        *self.fresh_events.lock().unwrap_or_else(|p| p.into_inner()) = Some((events, req.1));
         Ok(())
     }
 
@@ -116,9 +129,9 @@ impl ControlBackend {
     fn exchange(&self, r: Request) -> Result<Response, ClientError> {
         // The requester stays usable after a panic elsewhere: each request is whole.
         let mut req = self.req.lock().unwrap_or_else(|p| p.into_inner());
-        match req.request(r.clone()) {
+        match req.0.request(r.clone()) {
             Err(e) if connection_lost(&e) => match self.reconnect(&mut req) {
-                Ok(()) => req.request(r),
+                Ok(()) => req.0.request(r),
                 Err(_) => Err(e),
             },
             other => other,
@@ -300,7 +313,7 @@ impl Backend for ControlBackend {
         {
             *events = fresh;
         }
-        match events.recv(Some(timeout)) {
+        match events.0.recv(Some(timeout)) {
             Ok(Some(Event::SessionState(s))) => match s.state {
                 SessionState::Connected => Some(BackendEvent::Connected(s.session.0)),
                 SessionState::Closed | SessionState::Failed => {
@@ -314,10 +327,18 @@ impl Backend for ControlBackend {
             Ok(_) => None,
             Err(_) => {
                 // The connection is gone: try to connect again (at most once per
-                // `timeout`, so a daemon that is down is not hammered).
+                // `timeout`, so a daemon that is down is not hammered), unless a
+                // request already did (its stream waits in `fresh_events`).
+                let broken = events.1;
                 drop(events);
                 let mut req = self.req.lock().unwrap_or_else(|p| p.into_inner());
-                if self.reconnect(&mut req).is_err() {
+                if req.1 != broken {
+                    return None;
+                }
+                let failed = self.reconnect(&mut req).is_err();
+                // Not while holding the requester: requests answer 503 meanwhile.
+                drop(req);
+                if failed {
                     std::thread::sleep(timeout);
                 }
                 None
