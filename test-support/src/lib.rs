@@ -379,6 +379,9 @@ pub fn check_payload(p: &[u8]) -> Option<(MediaKind, u32)> {
 pub struct Streamer {
     pub video_sent: u32,
     pub audio_sent: u32,
+    /// The SSRCs written on (default [`VIDEO_SSRC`], [`AUDIO_SSRC`]).
+    pub video_ssrc: u32,
+    pub audio_ssrc: u32,
     next_video: Instant,
     next_audio: Instant,
 }
@@ -395,8 +398,21 @@ impl Streamer {
         Streamer {
             video_sent: 0,
             audio_sent: 0,
+            video_ssrc: VIDEO_SSRC,
+            audio_ssrc: AUDIO_SSRC,
             next_video: now,
             next_audio: now,
+        }
+    }
+
+    /// A streamer writing on the given SSRCs: the publisher's negotiated send streams
+    /// (`Rtc::tx_ssrc`), whose packets its `Rtc` keeps to answer NACKs with RTX. On the
+    /// default SSRCs (not signalled) a NACK finds nothing to resend.
+    pub fn with_ssrcs(video_ssrc: u32, audio_ssrc: u32) -> Streamer {
+        Streamer {
+            video_ssrc,
+            audio_ssrc,
+            ..Streamer::new()
         }
     }
 
@@ -415,7 +431,7 @@ impl Streamer {
                     VIDEO_PT,
                     i as u16,
                     3000 * (i / 3),
-                    VIDEO_SSRC,
+                    self.video_ssrc,
                     k == 2,
                     &payload(MediaKind::Video, i),
                 );
@@ -429,7 +445,7 @@ impl Streamer {
                 AUDIO_PT,
                 i as u16,
                 960 * i,
-                AUDIO_SSRC,
+                self.audio_ssrc,
                 false,
                 &payload(MediaKind::Audio, i),
             );
