@@ -12,13 +12,19 @@
 //! answers DTLS 1.3 to a ClientHello that offers it and falls back to 1.2 otherwise; as
 //! client it sends a hybrid ClientHello both kinds of server accept.
 //!
-//! SRTP profile choice: `dimpl` 0.9 has no setting for it. Its DTLS 1.2 server picks
-//! AEAD_AES_256_GCM, then AEAD_AES_128_GCM, then AES_CM_128_HMAC_SHA1_80 among the
-//! client's offers; its DTLS 1.3 server (and every server we talk to as client) takes the
-//! client's order. [`RtcConfig::set_srtp_profiles`](crate::RtcConfig::set_srtp_profiles)
-//! filters the outcome. Both GCM profiles are AEAD with the same SRTP overhead; only the
-//! AES key schedule differs, so the engine accepts the 1.2 server's AES-256 choice rather
-//! than carry a patched `dimpl`.
+//! SRTP profile choice: `dimpl` 0.9 has no setting for it, and the DTLS server decides.
+//! Its DTLS 1.2 server picks AEAD_AES_256_GCM, then AEAD_AES_128_GCM, then
+//! AES_CM_128_HMAC_SHA1_80 among the client's offers; its DTLS 1.3 server takes the
+//! client's first. As client we offer what `dimpl` offers and the peer's server chooses
+//! (Chromium's picks AES_CM_128_HMAC_SHA1_80, in both versions).
+//! [`RtcConfig::set_srtp_profiles`](crate::RtcConfig::set_srtp_profiles) only filters
+//! the outcome. Measured with Chromium 156 (`rtc-core/tests/chromium_connect.rs`): every
+//! combination lands on AES_CM_128_HMAC_SHA1_80 except a DTLS 1.2 `dimpl` server
+//! (AEAD_AES_256_GCM). Preferring AEAD_AES_128_GCM would need a server-side preference
+//! list in `dimpl` (a `Config` option consulted by both servers) — an upstream change,
+//! not something this side can steer — and it would still not apply when the browser is
+//! the DTLS server, the engine's default role. The profile is a local choice with no
+//! interop risk, so no patched `dimpl` is carried.
 //!
 //! `dimpl` signs with ECDSA only; a peer that insists on an RSA certificate cannot
 //! connect.

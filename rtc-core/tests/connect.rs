@@ -289,8 +289,9 @@ fn dtls_version_is_13_by_default_and_12_when_one_side_limits_it() {
 
 #[test]
 fn srtp_profile_filter_refuses_other_profiles() {
-    // dimpl's server picks AEAD_AES_256_GCM first; allowing only CM makes the
-    // handshake fail on the client rather than run with a refused profile.
+    // dimpl's server picks AEAD_AES_256_GCM (1.2: its preference; 1.3: the dimpl
+    // client's first offer); allowing only CM makes the handshake fail on the client
+    // rather than run with a refused profile.
     let s = Setup {
         a_profiles: Some(vec![SrtpProfileId::Aes128CmSha1_80]),
         ..Default::default()

@@ -85,9 +85,10 @@ impl RtcConfig {
 
     /// The SRTP profiles this side accepts, in preference order. At least one.
     ///
-    /// `dimpl` (the DTLS engine) negotiates with a fixed server-side preference
-    /// (AEAD_AES_256_GCM, AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_80); this list
-    /// filters: a handshake that lands on a profile not listed fails.
+    /// The DTLS server chooses: `dimpl`'s DTLS 1.2 server by a fixed preference
+    /// (AEAD_AES_256_GCM, AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_80), its DTLS 1.3 server
+    /// by the client's order (see [`crate::dtls`]); this list filters: a handshake that
+    /// lands on a profile not listed fails.
     pub fn set_srtp_profiles(mut self, profiles: &[SrtpProfileId]) -> Self {
         if !profiles.is_empty() {
             self.srtp_profiles = profiles.to_vec();
