@@ -224,6 +224,9 @@ pub struct SessionStats {
     /// Per-track figures.
     #[serde(default)]
     pub tracks: Vec<TrackStats>,
+    /// The DTLS version of the connection (`"1.2"` or `"1.3"`), once keys are set.
+    #[serde(default)]
+    pub dtls_version: Option<String>,
 }
 
 /// Counters of one shard (`engine.stats`).

@@ -384,6 +384,7 @@ fn all_responses() -> Vec<(OpKind, Response)> {
                     nacks: 8,
                     keyframe_requests: 9,
                 }],
+                dtls_version: Some("1.3".into()),
             }),
         ),
         (

@@ -5,6 +5,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rtc_core::dtls::DtlsVersions;
+use rtc_core::sdp::OpusRed;
+
 use crate::io::{BackendPreference, IoConfig};
 
 /// A function run at the start of every shard thread, with the shard index (e.g. to set
@@ -95,6 +98,13 @@ pub struct EngineConfig {
     /// Longest data-channel label, bytes; a channel with a longer label is closed and
     /// counted like one beyond [`EngineConfig::max_channels_per_session`] (default 256).
     pub max_channel_label: usize,
+    /// Opus RED negotiation with every session (default [`OpusRed::Prefer`]: a browser
+    /// that offers RED publishes RED). Subscribers that negotiated RED receive it as
+    /// published; the others receive the primary Opus encoding only.
+    pub opus_red: OpusRed,
+    /// DTLS versions sessions may use (default [`DtlsVersions::Auto`]: 1.3 when the peer
+    /// offers it, else 1.2).
+    pub dtls_versions: DtlsVersions,
 }
 
 impl fmt::Debug for EngineConfig {
@@ -128,6 +138,8 @@ impl fmt::Debug for EngineConfig {
             .field("max_legs_per_room", &self.max_legs_per_room)
             .field("max_channels_per_session", &self.max_channels_per_session)
             .field("max_channel_label", &self.max_channel_label)
+            .field("opus_red", &self.opus_red)
+            .field("dtls_versions", &self.dtls_versions)
             .finish()
     }
 }
@@ -163,6 +175,8 @@ impl Default for EngineConfig {
             max_legs_per_room: 10_000,
             max_channels_per_session: 64,
             max_channel_label: 256,
+            opus_red: OpusRed::Prefer,
+            dtls_versions: DtlsVersions::Auto,
         }
     }
 }

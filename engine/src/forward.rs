@@ -20,11 +20,17 @@
 //! [`SeqTsRewriter`] and [`rewrite_for_leg`] are the earlier single-stream rewriting (no
 //! layers), kept for tools and tests; the shard forwards through downtracks.
 //!
+//! Opus RED (RFC 2198): a publisher's RED packets go to a subscriber that negotiated RED
+//! as RED (the block payload types rewritten in place to the subscriber's Opus number),
+//! and to one that did not as plain Opus: the primary block only, under the subscriber's
+//! Opus payload type ([`PtMap::from_payloads`] decides per leg).
+//!
 //! Nothing here allocates per packet.
 
 use std::time::Instant;
 
 use rtc_core::media::{MediaKind, Mid};
+use rtc_core::rtp::red::{RedPayload, rewrite_block_pts};
 use rtc_core::rtp::{
     AbsCaptureTime, AudioLevel, Extension, ExtensionMap, ExtensionValues, HeaderExtension,
     PlayoutDelay, RtpHeader, RtpPacket, VideoOrientation,
@@ -53,6 +59,10 @@ const UNMAPPED: u8 = 0xff;
 pub struct PtMap {
     map: [u8; 128],
     clock: [u32; 128],
+    /// The publisher's RED payload type ([`UNMAPPED`]: none mapped).
+    red_src: u8,
+    /// RED is reduced to its primary encoding (the subscriber did not negotiate RED).
+    red_reduce: bool,
 }
 
 impl std::fmt::Debug for PtMap {
@@ -86,13 +96,17 @@ impl PtMap {
         PtMap {
             map,
             clock: [default_clock_rate(kind); 128],
+            red_src: UNMAPPED,
+            red_reduce: false,
         }
     }
 
     /// Maps each publisher payload type to the subscriber's payload type of the same codec.
-    /// Repair formats (RTX, RED, FEC) are not mapped: their payloads embed the publisher's
-    /// sequence numbers or payload types, which the leg rewrites. When either list is empty
-    /// the map is the identity.
+    /// Repair formats (RTX, FEC) are not mapped: their payloads embed the publisher's
+    /// sequence numbers or payload types, which the leg rewrites. RED maps to the
+    /// subscriber's RED when it has one (the leg rewrites the block payload types), else
+    /// to its Opus (the leg sends the primary block only). When either list is empty the
+    /// map is the identity.
     pub fn from_payloads(
         kind: MediaKind,
         publisher: &[PayloadDesc],
@@ -104,11 +118,26 @@ impl PtMap {
         let mut pm = PtMap {
             map: [UNMAPPED; 128],
             clock: [default_clock_rate(kind); 128],
+            red_src: UNMAPPED,
+            red_reduce: false,
         };
         for p in publisher {
             let Some(slot) = pm.map.get_mut(usize::from(p.pt)) else {
                 continue;
             };
+            if p.codec == Codec::Red {
+                let red = subscriber.iter().find(|s| s.codec == Codec::Red);
+                let opus = subscriber.iter().find(|s| s.codec == Codec::Opus);
+                if let Some(s) = red.or(opus) {
+                    *slot = s.pt;
+                    pm.red_src = p.pt;
+                    pm.red_reduce = red.is_none();
+                }
+                if let Some(c) = pm.clock.get_mut(usize::from(p.pt)) {
+                    *c = p.clock_rate;
+                }
+                continue;
+            }
             if p.codec.is_repair() {
                 continue;
             }
@@ -130,17 +159,24 @@ impl PtMap {
         }
     }
 
+    /// What the leg does with the publisher payload type `pt` if it is the mapped RED
+    /// one: `Some(true)` reduce to the primary encoding, `Some(false)` forward as RED.
+    pub fn red(&self, pt: u8) -> Option<bool> {
+        (pt == self.red_src && self.red_src != UNMAPPED).then_some(self.red_reduce)
+    }
+
     /// The clock rate of a publisher payload type.
     pub fn clock_rate(&self, pt: u8) -> u32 {
         self.clock.get(usize::from(pt)).copied().unwrap_or(90_000)
     }
 }
 
-/// Bit set of the payload types of repair formats (RTX, RED, FEC) in a payload list.
+/// Bit set of the payload types of repair formats (RTX, FEC) in a payload list. RED is
+/// not one here: it carries the media itself (its primary block) and is forwarded.
 pub fn repair_pts(payloads: &[PayloadDesc]) -> u128 {
     payloads
         .iter()
-        .filter(|p| p.codec.is_repair() && p.pt < 128)
+        .filter(|p| p.codec.is_repair() && p.codec != Codec::Red && p.pt < 128)
         .fold(0u128, |acc, p| acc | (1u128 << p.pt))
 }
 
@@ -368,8 +404,8 @@ fn parse_for_leg<'a>(
 
 /// Writes the leg's header for `pkt` (payload type `pt`, the given `seq` and `ts`, the
 /// extensions in `values` the leg's map has ids for) and then `body` into `out`; returns
-/// the header's length. The P bit is set when `pkt` had padding (the copied body ends
-/// with it; the header writer never sets P).
+/// the header's length. The P bit is set when `padded` (the copied body ends with
+/// `pkt`'s padding; the header writer never sets P).
 #[allow(clippy::too_many_arguments)] // one packet's parts, each a different field of the header
 fn write_leg_packet(
     pkt: &RtpPacket<'_>,
@@ -377,7 +413,7 @@ fn write_leg_packet(
     pt: u8,
     (seq, ts): (u16, u32),
     values: &ExtensionValues<'_>,
-    body: &[u8],
+    (body, padded): (&[u8], bool),
     out: &mut [u8],
 ) -> Result<usize, RewriteError> {
     let h = &pkt.header;
@@ -402,9 +438,7 @@ fn write_leg_packet(
         .get_mut(n..n + body.len())
         .ok_or(RewriteError::BufferTooSmall)?;
     dst.copy_from_slice(body);
-    if pkt.padding_len > 0
-        && let Some(b0) = out.first_mut()
-    {
+    if padded && let Some(b0) = out.first_mut() {
         *b0 |= 0x20;
     }
     Ok(n)
@@ -438,7 +472,8 @@ pub fn rewrite_for_leg(
         mid: Some(leg.mid.as_str()),
         ..ExtensionValues::default()
     };
-    let n = write_leg_packet(&pkt, leg, pt, seq_ts, &values, body, out)?;
+    let padded = pkt.padding_len > 0;
+    let n = write_leg_packet(&pkt, leg, pt, seq_ts, &values, (body, padded), out)?;
     Ok(n + body.len())
 }
 
@@ -472,7 +507,32 @@ pub fn write_forwarded(
         dependency_descriptor: fwd.dependency_descriptor.and_then(|r| r.get(src)),
         ..ExtensionValues::default()
     };
-    let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, body, out)?;
+    let padded = pkt.padding_len > 0;
+    match leg.pt_map.red(pkt.header.payload_type) {
+        Some(true) => {
+            // The subscriber has no RED: send the primary (newest) Opus frame alone.
+            let red = RedPayload::parse(pkt.payload).map_err(|_| RewriteError::Malformed)?;
+            let pt = leg
+                .pt_map
+                .get(red.primary.payload_type)
+                .ok_or(RewriteError::Unmapped)?;
+            let primary = red.primary.data;
+            let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, (primary, false), out)?;
+            return Ok(n + primary.len());
+        }
+        Some(false) => {
+            let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, (body, padded), out)?;
+            let payload = out
+                .get_mut(n..n + pkt.payload.len())
+                .ok_or(RewriteError::BufferTooSmall)?;
+            // The blocks carry the publisher's Opus number: the subscriber's instead.
+            rewrite_block_pts(payload, |b| leg.pt_map.get(b))
+                .map_err(|_| RewriteError::Malformed)?;
+            return Ok(n + body.len());
+        }
+        None => {}
+    }
+    let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, (body, padded), out)?;
     if let Some((desc, rw)) = vp8 {
         // A payload too short for its own descriptor was not parsed as VP8.
         if let Some(payload) = out.get_mut(n..n + pkt.payload.len()) {

@@ -37,6 +37,8 @@ pub struct Options {
     pub dtls_server: bool,
     /// RTP mode (default) or frame mode.
     pub rtp_mode: bool,
+    /// DTLS 1.2 only (default: 1.3 when the browser offers it).
+    pub dtls12: bool,
     /// Stop after this many SRTP packets were decrypted (and, in RTP mode, as many
     /// RTP events seen; padding-only probes are not events) (0 = run forever).
     pub exit_after_packets: u64,
@@ -54,6 +56,7 @@ impl Default for Options {
             ice_lite: false,
             dtls_server: false,
             rtp_mode: true,
+            dtls12: false,
             exit_after_packets: 0,
             deadline: None,
             stop: None,
@@ -70,6 +73,8 @@ pub struct Report {
     pub dtls_connected: bool,
     /// The SRTP profile in use.
     pub srtp_profile: Option<String>,
+    /// The DTLS version in use.
+    pub dtls_version: Option<String>,
     /// SRTP packets decrypted.
     pub srtp_packets: u64,
     /// RTP packet events seen (RTP mode).
@@ -260,11 +265,12 @@ fn main() {
             "--ice-lite" => opts.ice_lite = true,
             "--dtls-server" => opts.dtls_server = true,
             "--frame-mode" => opts.rtp_mode = false,
+            "--dtls12" => opts.dtls12 = true,
             "--exit-after-packets" => opts.exit_after_packets = parse_or_exit(&val(&a)),
             "--help" | "-h" => {
                 println!(
                     "usage: http-post [--http ADDR] [--udp ADDR] [--ice-lite] [--dtls-server] [--frame-mode] \
-                     [--exit-after-packets N]"
+                     [--dtls12] [--exit-after-packets N]"
                 );
                 return;
             }
@@ -342,6 +348,11 @@ pub fn run(
         .set_ice_lite(opts.ice_lite)
         .set_rtp_mode(opts.rtp_mode)
         .set_answer_dtls_active(!opts.dtls_server)
+        .set_dtls_versions(if opts.dtls12 {
+            rtc_core::dtls::DtlsVersions::Dtls12
+        } else {
+            rtc_core::dtls::DtlsVersions::Auto
+        })
         .build(Instant::now())
         .map_err(|e| io::Error::other(e.to_string()))?;
     let cand =
@@ -389,6 +400,7 @@ pub fn run(
                     Event::Connected => {
                         report.dtls_connected = true;
                         report.srtp_profile = rtc.srtp_profile().map(|p| format!("{p:?}"));
+                        report.dtls_version = rtc.dtls_version().map(|v| v.to_string());
                         status(format!(
                             r#"{{"event":"connected","srtp_profile":"{}"}}"#,
                             report.srtp_profile.as_deref().unwrap_or("")

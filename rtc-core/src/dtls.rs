@@ -1,4 +1,4 @@
-//! DTLS 1.2 for WebRTC, over the Sans-I/O `dimpl` state machine.
+//! DTLS 1.2 and 1.3 for WebRTC, over the Sans-I/O `dimpl` state machine.
 //!
 //! This adapter adds what WebRTC needs around `dimpl`:
 //! - the role comes from SDP `a=setup` (or the direct API) and is fixed before the
@@ -7,6 +7,24 @@
 //!   mismatch fails the connection and no keying material is ever released;
 //! - DTLS-SRTP keying material (RFC 5764) is surfaced with the negotiated profile;
 //! - application data (SCTP for data channels) flows both ways once connected.
+//!
+//! The version: [`DtlsVersions::Auto`] (default) lets `dimpl` negotiate — as server it
+//! answers DTLS 1.3 to a ClientHello that offers it and falls back to 1.2 otherwise; as
+//! client it sends a hybrid ClientHello both kinds of server accept.
+//!
+//! SRTP profile choice: `dimpl` 0.9 has no setting for it, and the DTLS server decides.
+//! Its DTLS 1.2 server picks AEAD_AES_256_GCM, then AEAD_AES_128_GCM, then
+//! AES_CM_128_HMAC_SHA1_80 among the client's offers; its DTLS 1.3 server takes the
+//! client's first. As client we offer what `dimpl` offers and the peer's server chooses
+//! (Chromium's picks AES_CM_128_HMAC_SHA1_80, in both versions).
+//! [`RtcConfig::set_srtp_profiles`](crate::RtcConfig::set_srtp_profiles) only filters
+//! the outcome. Measured with Chromium 156 (`rtc-core/tests/chromium_connect.rs`): every
+//! combination lands on AES_CM_128_HMAC_SHA1_80 except a DTLS 1.2 `dimpl` server
+//! (AEAD_AES_256_GCM). Preferring AEAD_AES_128_GCM would need a server-side preference
+//! list in `dimpl` (a `Config` option consulted by both servers) — an upstream change,
+//! not something this side can steer — and it would still not apply when the browser is
+//! the DTLS server, the engine's default role. The profile is a local choice with no
+//! interop risk, so no patched `dimpl` is carried.
 //!
 //! `dimpl` signs with ECDSA only; a peer that insists on an RSA certificate cannot
 //! connect.
@@ -210,6 +228,36 @@ impl DtlsCert {
     }
 }
 
+/// Which DTLS versions a handshake may use ([`RtcConfig::set_dtls_versions`](crate::RtcConfig::set_dtls_versions)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DtlsVersions {
+    /// DTLS 1.3 when the peer supports it, DTLS 1.2 otherwise (default).
+    #[default]
+    Auto,
+    /// DTLS 1.2 only.
+    Dtls12,
+    /// DTLS 1.3 only: a 1.2-only peer cannot connect.
+    Dtls13,
+}
+
+/// The DTLS version a handshake settled on ([`Rtc::dtls_version`](crate::Rtc::dtls_version)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsVersion {
+    /// DTLS 1.2 (RFC 6347).
+    Dtls12,
+    /// DTLS 1.3 (RFC 9147).
+    Dtls13,
+}
+
+impl fmt::Display for DtlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DtlsVersion::Dtls12 => "DTLS 1.2",
+            DtlsVersion::Dtls13 => "DTLS 1.3",
+        })
+    }
+}
+
 /// SRTP protection profiles negotiable through DTLS-SRTP (`use_srtp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SrtpProfileId {
@@ -270,6 +318,7 @@ pub(crate) struct DtlsTransport {
     pending_keys: Option<(SrtpProfileId, Vec<u8>)>,
     handshake_done: bool,
     allowed_profiles: Vec<SrtpProfileId>,
+    versions: DtlsVersions,
     state: State,
     events: VecDeque<DtlsEvent>,
     transmits: VecDeque<Vec<u8>>,
@@ -286,7 +335,11 @@ pub(crate) struct DtlsTransport {
 const MAX_EARLY_DATA: usize = 64;
 
 impl DtlsTransport {
-    pub(crate) fn new(cert: DtlsCert, allowed_profiles: Vec<SrtpProfileId>) -> Self {
+    pub(crate) fn new(
+        cert: DtlsCert,
+        allowed_profiles: Vec<SrtpProfileId>,
+        versions: DtlsVersions,
+    ) -> Self {
         let config = dimpl::Config::builder()
             .mtu(1200)
             .build()
@@ -302,6 +355,7 @@ impl DtlsTransport {
             pending_keys: None,
             handshake_done: false,
             allowed_profiles,
+            versions,
             state: State::Idle,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -337,6 +391,18 @@ impl DtlsTransport {
         }
     }
 
+    /// The version the handshake settled on (`None` before that is known).
+    pub(crate) fn version(&self) -> Option<DtlsVersion> {
+        let v = self.dtls.as_ref()?.protocol_version()?;
+        if v == dimpl::ProtocolVersion::DTLS1_3 {
+            Some(DtlsVersion::Dtls13)
+        } else if v == dimpl::ProtocolVersion::DTLS1_2 {
+            Some(DtlsVersion::Dtls12)
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn is_active(&self) -> Option<bool> {
         self.active
     }
@@ -355,8 +421,12 @@ impl DtlsTransport {
         let Some(active) = self.active else {
             return Err(DtlsError::RoleNotSet);
         };
-        let mut dtls =
-            dimpl::Dtls::new_12(Arc::clone(&self.config), (*self.cert.inner).clone(), now);
+        let (config, cert) = (Arc::clone(&self.config), (*self.cert.inner).clone());
+        let mut dtls = match self.versions {
+            DtlsVersions::Auto => dimpl::Dtls::new_auto(config, cert, now),
+            DtlsVersions::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
+            DtlsVersions::Dtls13 => dimpl::Dtls::new_13(config, cert, now),
+        };
         dtls.set_active(active);
         if let Err(e) = dtls.handle_timeout(now) {
             self.dtls = Some(dtls);
@@ -578,6 +648,15 @@ mod tests {
     }
 
     fn pair(mismatch: bool) -> (DtlsTransport, DtlsTransport) {
+        pair_v(mismatch, DtlsVersions::Auto, DtlsVersions::Auto)
+    }
+
+    /// `a` is the client with versions `va`, `b` the server with `vb`.
+    fn pair_v(
+        mismatch: bool,
+        va: DtlsVersions,
+        vb: DtlsVersions,
+    ) -> (DtlsTransport, DtlsTransport) {
         let all = vec![
             SrtpProfileId::AeadAes256Gcm,
             SrtpProfileId::AeadAes128Gcm,
@@ -586,8 +665,8 @@ mod tests {
         let ca = DtlsCert::new_ecdsa_p256().unwrap();
         let cb = DtlsCert::new_ecdsa_p256().unwrap();
         let other = DtlsCert::new_ecdsa_p256().unwrap();
-        let mut a = DtlsTransport::new(ca.clone(), all.clone());
-        let mut b = DtlsTransport::new(cb.clone(), all);
+        let mut a = DtlsTransport::new(ca.clone(), all.clone(), va);
+        let mut b = DtlsTransport::new(cb.clone(), all, vb);
         a.set_remote_fingerprint(if mismatch {
             other.fingerprint().clone()
         } else {
@@ -628,6 +707,49 @@ mod tests {
         assert_eq!(ma, mb);
         assert!(ca && !cb);
         assert!(matches!(ka[0], DtlsEvent::Connected));
+    }
+
+    #[test]
+    fn version_negotiation_matrix() {
+        use DtlsVersions::*;
+        let cases = [
+            (Auto, Auto, Some(DtlsVersion::Dtls13)),
+            (Auto, Dtls12, Some(DtlsVersion::Dtls12)),
+            (Dtls12, Auto, Some(DtlsVersion::Dtls12)),
+            (Auto, Dtls13, Some(DtlsVersion::Dtls13)),
+            (Dtls13, Auto, Some(DtlsVersion::Dtls13)),
+            (Dtls12, Dtls12, Some(DtlsVersion::Dtls12)),
+            (Dtls13, Dtls12, None),
+            (Dtls12, Dtls13, None),
+        ];
+        for (va, vb, want) in cases {
+            let now = Instant::now();
+            let (mut a, mut b) = pair_v(false, va, vb);
+            a.start(now).unwrap();
+            pump(&mut a, &mut b, now);
+            let ka = events(&mut a);
+            let kb = events(&mut b);
+            let keys = |ev: &[DtlsEvent]| {
+                ev.iter().find_map(|e| match e {
+                    DtlsEvent::SrtpKeys {
+                        profile, material, ..
+                    } => Some((*profile, material.clone())),
+                    _ => None,
+                })
+            };
+            match want {
+                Some(v) => {
+                    assert!(a.is_connected() && b.is_connected(), "{va:?}/{vb:?}");
+                    assert_eq!((a.version(), b.version()), (Some(v), Some(v)));
+                    let (ka, kb) = (keys(&ka).expect("client keys"), keys(&kb).expect("keys"));
+                    assert_eq!(ka, kb, "{va:?}/{vb:?}");
+                }
+                None => {
+                    assert!(!a.is_connected() && !b.is_connected(), "{va:?}/{vb:?}");
+                    assert!(keys(&ka).is_none() && keys(&kb).is_none());
+                }
+            }
+        }
     }
 
     #[test]

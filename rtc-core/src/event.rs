@@ -212,6 +212,10 @@ pub struct RtpPacketReceived<'a> {
     pub packet: &'a [u8],
     /// Offset of the payload in `packet`.
     pub payload_offset: usize,
+    /// The payload type is the section's RED (`red/48000/2`, RFC 2198) one: the payload
+    /// is a list of encodings, read with
+    /// [`RedPayload::parse`](crate::rtp::red::RedPayload::parse).
+    pub red: bool,
     /// The receive-side header extension ids (this peer's negotiation).
     pub(crate) ext_map: &'a ExtensionMap,
 }

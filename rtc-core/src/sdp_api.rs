@@ -143,7 +143,7 @@ impl<'a> SdpApi<'a> {
         }
 
         // Negotiate every m-line first, so a bad offer changes nothing.
-        let codecs = LocalCodecs::default();
+        let codecs = LocalCodecs::with_opus_red(rtc.config.opus_red);
         let exts = jsep::supported_extensions();
         let mut answers = Vec::with_capacity(offer.media.len());
         let mut negotiated = Vec::new();
@@ -305,7 +305,7 @@ impl<'a> SdpApi<'a> {
             return None;
         }
         let rtc = self.rtc;
-        let codecs = LocalCodecs::default();
+        let codecs = LocalCodecs::with_opus_red(rtc.config.opus_red);
         let mut sections = rtc.local_sections.clone();
         for p in &self.pending {
             let exts = jsep::default_extensions(&p.kind);

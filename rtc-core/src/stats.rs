@@ -37,6 +37,8 @@ pub struct PeerStats {
     /// RTP packets the pacer discarded because its queue was over its time budget
     /// (oldest padding, then video first).
     pub paced_dropped: u64,
+    /// The DTLS version of the connection, once its keys are established.
+    pub dtls_version: Option<crate::dtls::DtlsVersion>,
 }
 /// Statistics of one incoming stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

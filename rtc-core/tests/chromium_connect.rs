@@ -21,8 +21,12 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/browser")
 }
 
-fn run_with_chromium(ice_lite: bool, dtls_server: bool) -> (http_post::Report, Vec<String>) {
-    run_page(ice_lite, dtls_server, "", 100, None).0
+fn run_with_chromium(
+    ice_lite: bool,
+    dtls_server: bool,
+    dtls12: bool,
+) -> (http_post::Report, Vec<String>) {
+    run_page_mode(ice_lite, dtls_server, "", 100, None, true, dtls12).0
 }
 
 /// Serves one session of the example and opens `path` in Chromium. Returns the
@@ -41,6 +45,7 @@ fn run_page(
         exit_after_packets,
         stop_when,
         true,
+        false,
     )
 }
 
@@ -51,6 +56,7 @@ fn run_page_mode(
     exit_after_packets: u64,
     stop_when: Option<&str>,
     rtp_mode: bool,
+    dtls12: bool,
 ) -> ((http_post::Report, Vec<String>), Vec<String>) {
     let dir = browser_dir();
     assert!(
@@ -68,6 +74,7 @@ fn run_page_mode(
         ice_lite,
         dtls_server,
         rtp_mode,
+        dtls12,
         exit_after_packets,
         deadline: Some(Duration::from_secs(60)),
         stop: Some(Arc::clone(&stop)),
@@ -117,8 +124,8 @@ fn run_page_mode(
     ((report, rx.try_iter().collect()), page_lines)
 }
 
-fn check(ice_lite: bool, dtls_server: bool, profile: &str) {
-    let (report, lines) = run_with_chromium(ice_lite, dtls_server);
+fn check(ice_lite: bool, dtls_server: bool, dtls12: bool, profile: &str, version: &str) {
+    let (report, lines) = run_with_chromium(ice_lite, dtls_server, dtls12);
     eprintln!("status lines: {lines:#?}\nreport: {report:?}");
     assert!(report.ice_connected, "ICE never connected: {lines:?}");
     assert!(report.dtls_connected, "DTLS never connected: {lines:?}");
@@ -133,25 +140,38 @@ fn check(ice_lite: bool, dtls_server: bool, profile: &str) {
         report.rtp_events
     );
     assert_eq!(report.srtp_profile.as_deref(), Some(profile));
+    assert_eq!(report.dtls_version.as_deref(), Some(version));
 }
 
-// Which SRTP profile lands is decided by the DTLS server: Chromium (BoringSSL)
-// picks AES_CM_128_HMAC_SHA1_80 from our ClientHello; dimpl as server picks
-// AEAD_AES_256_GCM from Chromium's. Both directions are covered.
+// Chromium offers DTLS 1.3, which the default (auto) settles on. Which SRTP profile
+// lands is decided by the DTLS server: Chromium (BoringSSL) picks
+// AES_CM_128_HMAC_SHA1_80 from our ClientHello (both versions); dimpl's DTLS 1.3 server
+// takes the client's first, which for Chromium is AES_CM_128_HMAC_SHA1_80 too, while its
+// DTLS 1.2 server picks AEAD_AES_256_GCM. Both roles in both versions are covered.
 
 #[test]
 fn chromium_full_ice_we_are_dtls_client_aes_cm() {
-    check(false, false, "Aes128CmSha1_80");
+    check(false, false, false, "Aes128CmSha1_80", "DTLS 1.3");
 }
 
 #[test]
-fn chromium_ice_lite_we_are_dtls_server_aead_gcm() {
-    check(true, true, "AeadAes256Gcm");
+fn chromium_full_ice_we_are_dtls_client_dtls12_aes_cm() {
+    check(false, false, true, "Aes128CmSha1_80", "DTLS 1.2");
 }
 
 #[test]
-fn chromium_full_ice_we_are_dtls_server_aead_gcm() {
-    check(false, true, "AeadAes256Gcm");
+fn chromium_ice_lite_we_are_dtls_server_dtls13_clients_profile() {
+    check(true, true, false, "Aes128CmSha1_80", "DTLS 1.3");
+}
+
+#[test]
+fn chromium_ice_lite_we_are_dtls_server_dtls12_aead_gcm() {
+    check(true, true, true, "AeadAes256Gcm", "DTLS 1.2");
+}
+
+#[test]
+fn chromium_full_ice_we_are_dtls_server_dtls12_aead_gcm() {
+    check(false, true, true, "AeadAes256Gcm", "DTLS 1.2");
 }
 
 #[test]
@@ -183,7 +203,7 @@ fn check_echo(codec_query: &str, codec: &str) {
     // frames and its send bitrate must pass 1 Mbit/s (only if our TWCC feedback works).
     let path = format!("echo{codec_query}");
     let ((report, lines), page) =
-        run_page_mode(false, false, &path, 0, Some("state: media "), false);
+        run_page_mode(false, false, &path, 0, Some("state: media "), false, false);
     let lines: Vec<&String> = lines.iter().filter(|l| !l.contains("\"rtp\"")).collect();
     eprintln!("status: {lines:#?}\nreport: {report:?}");
     let last = page

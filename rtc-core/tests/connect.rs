@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{Ev, NetConfig, Pair, Peer};
-use rtc_core::dtls::SrtpProfileId;
+use rtc_core::dtls::{DtlsVersion, DtlsVersions, SrtpProfileId};
 use rtc_core::event::{FailReason, KeyframeRequestKind};
 use rtc_core::ice::{Candidate, IceConnectionState};
 use rtc_core::io::Protocol;
@@ -23,6 +23,7 @@ struct Setup {
     b_addr: SocketAddr,
     wrong_fingerprint: bool,
     a_profiles: Option<Vec<SrtpProfileId>>,
+    a_dtls: DtlsVersions,
 }
 
 impl Default for Setup {
@@ -35,13 +36,17 @@ impl Default for Setup {
             b_addr: "10.0.0.2:6000".parse().unwrap(),
             wrong_fingerprint: false,
             a_profiles: None,
+            a_dtls: DtlsVersions::Auto,
         }
     }
 }
 
 fn build(s: &Setup, net: NetConfig, seed: u64) -> Pair {
     let now = Instant::now();
-    let mut ca = RtcConfig::new().set_ice_lite(s.a_lite).set_rtp_mode(true);
+    let mut ca = RtcConfig::new()
+        .set_ice_lite(s.a_lite)
+        .set_rtp_mode(true)
+        .set_dtls_versions(s.a_dtls);
     if let Some(p) = &s.a_profiles {
         ca = ca.set_srtp_profiles(p);
     }
@@ -248,9 +253,45 @@ fn consent_expiry_disconnects() {
 }
 
 #[test]
+fn dtls_version_is_13_by_default_and_12_when_one_side_limits_it() {
+    for (a_dtls, a_client, want) in [
+        (DtlsVersions::Auto, true, DtlsVersion::Dtls13),
+        (DtlsVersions::Auto, false, DtlsVersion::Dtls13),
+        (DtlsVersions::Dtls12, true, DtlsVersion::Dtls12),
+        (DtlsVersions::Dtls12, false, DtlsVersion::Dtls12),
+    ] {
+        let s = Setup {
+            a_dtls,
+            a_dtls_client: a_client,
+            ..Default::default()
+        };
+        let mut pair = build(&s, NetConfig::default(), 11);
+        connect(&mut pair, Duration::from_secs(5));
+        assert_eq!(
+            pair.a.rtc.dtls_version(),
+            Some(want),
+            "{a_dtls:?} {a_client}"
+        );
+        assert_eq!(
+            pair.b.rtc.dtls_version(),
+            Some(want),
+            "{a_dtls:?} {a_client}"
+        );
+        assert_eq!(pair.a.rtc.stats().dtls_version, Some(want));
+        // Media flows with the keys of either version.
+        send_media(&mut pair, 20);
+        assert!(
+            pair.b.rtc.stats().srtp_packets_in >= 20,
+            "{a_dtls:?} {a_client}"
+        );
+    }
+}
+
+#[test]
 fn srtp_profile_filter_refuses_other_profiles() {
-    // dimpl's server picks AEAD_AES_256_GCM first; allowing only CM makes the
-    // handshake fail on the client rather than run with a refused profile.
+    // dimpl's server picks AEAD_AES_256_GCM (1.2: its preference; 1.3: the dimpl
+    // client's first offer); allowing only CM makes the handshake fail on the client
+    // rather than run with a refused profile.
     let s = Setup {
         a_profiles: Some(vec![SrtpProfileId::Aes128CmSha1_80]),
         ..Default::default()

@@ -55,6 +55,8 @@ pub struct GotRtp {
     pub seq: u64,
     pub timestamp: u32,
     pub marker: bool,
+    /// The payload type is the section's RED one.
+    pub red: bool,
     pub payload: Vec<u8>,
 }
 
@@ -274,6 +276,7 @@ impl Client {
                         seq: p.seq_no,
                         timestamp: p.timestamp,
                         marker: p.marker,
+                        red: p.red,
                         payload: p.payload().to_vec(),
                     }),
                     Event::KeyframeRequest(k) => self.keyframe_requests.push((now, k.ssrc)),

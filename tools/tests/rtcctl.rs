@@ -112,6 +112,7 @@ impl ControlHandler for Handler {
                 bytes_in: 1000,
                 bytes_out: 2000,
                 tracks: vec![],
+                dtls_version: None,
             }),
             Request::Publish(p) => Response::Tracks(TrackList {
                 tracks: vec![TrackInfo {

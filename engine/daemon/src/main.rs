@@ -19,6 +19,8 @@ use engine::control::EngineControl;
 use engine::io::BackendPreference;
 use engine::io::signal::ShutdownSignals;
 use engine::{Engine, EngineConfig};
+use rtc_core::dtls::DtlsVersions;
+use rtc_core::sdp::OpusRed;
 use serde::Deserialize;
 
 mod metrics;
@@ -46,6 +48,12 @@ enum SettingsError {
     /// `--bind6` is an IPv4 address.
     #[error("--bind6 {0} is not IPv6")]
     BindNotV6(IpAddr),
+    /// `--dtls` names no version choice.
+    #[error("unknown DTLS setting {0:?} (auto, 1.2, 1.3)")]
+    UnknownDtls(String),
+    /// `--opus-red` names no policy.
+    #[error("unknown Opus RED setting {0:?} (prefer, accept, off)")]
+    UnknownOpusRed(String),
     /// `--backend` names no backend.
     #[error("unknown backend {0:?} (auto, io-uring, portable)")]
     UnknownBackend(String),
@@ -162,6 +170,13 @@ struct Settings {
     /// unless given).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// DTLS versions: `auto` (default: 1.3 when the peer offers it, else 1.2), `1.2`,
+    /// `1.3`.
+    #[arg(long)]
+    dtls: Option<String>,
+    /// Opus RED (RFC 2198) negotiation: `prefer` (default), `accept`, `off`.
+    #[arg(long)]
+    opus_red: Option<String>,
 }
 
 #[derive(Debug, Parser)]
@@ -216,7 +231,9 @@ impl Settings {
             max_legs_per_room,
             max_channels_per_session,
             max_channel_label,
-            metrics
+            metrics,
+            dtls,
+            opus_red
         );
         self
     }
@@ -268,6 +285,18 @@ impl Settings {
         if let Some(s) = self.connect_timeout {
             cfg.connect_timeout = Duration::from_secs(s);
         }
+        cfg.dtls_versions = match self.dtls.as_deref().unwrap_or("auto") {
+            "auto" => DtlsVersions::Auto,
+            "1.2" => DtlsVersions::Dtls12,
+            "1.3" => DtlsVersions::Dtls13,
+            other => return Err(SettingsError::UnknownDtls(other.to_owned())),
+        };
+        cfg.opus_red = match self.opus_red.as_deref().unwrap_or("prefer") {
+            "prefer" => OpusRed::Prefer,
+            "accept" => OpusRed::Accept,
+            "off" => OpusRed::Off,
+            other => return Err(SettingsError::UnknownOpusRed(other.to_owned())),
+        };
         let caps = [
             (self.max_sessions_per_shard, &mut cfg.max_sessions_per_shard),
             (self.max_sessions, &mut cfg.max_sessions),

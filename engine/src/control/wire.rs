@@ -185,6 +185,13 @@ pub(super) fn stats_of(
         bytes_in: snap.peer.bytes_in,
         bytes_out: snap.peer.bytes_out,
         tracks,
+        dtls_version: snap.peer.dtls_version.map(|v| {
+            match v {
+                rtc_core::dtls::DtlsVersion::Dtls12 => "1.2",
+                rtc_core::dtls::DtlsVersion::Dtls13 => "1.3",
+            }
+            .to_string()
+        }),
     }
 }
 

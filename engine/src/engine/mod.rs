@@ -59,6 +59,8 @@ struct Inner {
     reply_timeout: Duration,
     limits: Limits,
     rtx_buffer_packets: usize,
+    opus_red: rtc_core::sdp::OpusRed,
+    dtls_versions: rtc_core::dtls::DtlsVersions,
 }
 
 /// The caps the control side enforces (the shards enforce their own).
@@ -364,6 +366,8 @@ impl EngineHandle {
         let params = SessionParams {
             cert: &link.cert,
             rtx_buffer_packets: self.inner.rtx_buffer_packets,
+            opus_red: self.inner.opus_red,
+            dtls_versions: self.inner.dtls_versions,
             announced: &link.announced,
         };
         // Parse and negotiate here, on the caller's thread: neither the shard (its media)

@@ -198,6 +198,8 @@ impl Engine {
                     max_legs_per_room: cfg.max_legs_per_room,
                 },
                 rtx_buffer_packets: cfg.rtx_buffer_packets,
+                opus_red: cfg.opus_red,
+                dtls_versions: cfg.dtls_versions,
             }),
         })
     }

@@ -302,3 +302,74 @@ proptest! {
         let _ = rewrite_for_leg(&data, 1, &l, &mut SeqTsRewriter::default(), Instant::now(), &mut out);
     }
 }
+
+/// A RED payload: `old` (offset 960) then `new` as primary, both of type `pt`.
+fn red_payload(pt: u8, old: &[u8], new: &[u8]) -> Vec<u8> {
+    use rtc_core::rtp::red::{RedBlock, write_red};
+    let mut out = vec![0u8; 1500];
+    let b = |data, timestamp_offset| RedBlock {
+        payload_type: pt,
+        timestamp_offset,
+        data,
+    };
+    let n = write_red(&b(new, 0), &[b(old, 960)], &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn red_is_forwarded_with_block_types_renumbered_or_reduced_to_its_primary() {
+    use rtc_core::rtp::red::RedPayload;
+    let publisher = [pd(63, Codec::Red, 48_000), pd(111, Codec::Opus, 48_000)];
+    let with_red = [pd(100, Codec::Red, 48_000), pd(109, Codec::Opus, 48_000)];
+    let without = [pd(109, Codec::Opus, 48_000)];
+    let mut src = packet(
+        63,
+        7,
+        9600,
+        1,
+        true,
+        &red_payload(111, b"old", b"newer"),
+        true,
+    );
+    src[0] |= 0x20; // padding: kept when forwarding RED, dropped with the reduction
+    src.extend_from_slice(&[0, 0, 3]);
+    let fwd = FwdExt::default();
+    let mut out = [0u8; 1500];
+
+    let m = PtMap::from_payloads(MediaKind::Audio, &publisher, &with_red);
+    assert_eq!(
+        (m.get(63), m.red(63), m.red(111)),
+        (Some(100), Some(false), None)
+    );
+    assert_eq!(repair_pts(&publisher), 0, "RED carries media");
+    let n = write_forwarded(&src, &leg(m, None), 8, 9700, None, &fwd, &mut out).unwrap();
+    let p = RtpPacket::parse(&out[..n]).unwrap();
+    assert_eq!((p.header.payload_type, p.padding_len), (100, 3));
+    let r = RedPayload::parse(p.payload).unwrap();
+    assert_eq!(
+        (r.primary.payload_type, r.primary.data),
+        (109, &b"newer"[..])
+    );
+    let old = r.redundant().next().unwrap();
+    assert_eq!(
+        (old.payload_type, old.timestamp_offset, old.data),
+        (109, 960, &b"old"[..])
+    );
+
+    let m = PtMap::from_payloads(MediaKind::Audio, &publisher, &without);
+    assert_eq!((m.get(63), m.red(63)), (Some(109), Some(true)));
+    let n = write_forwarded(&src, &leg(m.clone(), None), 8, 9700, None, &fwd, &mut out).unwrap();
+    let p = RtpPacket::parse(&out[..n]).unwrap();
+    assert_eq!((p.header.payload_type, p.header.timestamp), (109, 9700));
+    assert!(p.header.marker);
+    assert_eq!((p.payload, p.padding_len), (&b"newer"[..], 0));
+
+    // Malformed RED is not forwarded in either mode.
+    let bad = packet(63, 7, 9600, 1, false, &[0x80 | 111, 0, 0], false);
+    let e = write_forwarded(&bad, &leg(m, None), 8, 9700, None, &fwd, &mut out);
+    assert_eq!(e, Err(RewriteError::Malformed));
+    let m = PtMap::from_payloads(MediaKind::Audio, &publisher, &with_red);
+    let e = write_forwarded(&bad, &leg(m, None), 8, 9700, None, &fwd, &mut out);
+    assert_eq!(e, Err(RewriteError::Malformed));
+}

@@ -64,6 +64,10 @@ pub(crate) struct SessionParams<'a> {
     pub cert: &'a DtlsCert,
     /// Packets kept per stream for retransmission.
     pub rtx_buffer_packets: usize,
+    /// Opus RED negotiation.
+    pub opus_red: rtc_core::sdp::OpusRed,
+    /// DTLS versions allowed.
+    pub dtls_versions: rtc_core::dtls::DtlsVersions,
     /// The shard's announced addresses (host candidates).
     pub announced: &'a [SocketAddr],
 }
@@ -80,6 +84,7 @@ pub(crate) fn prepare_session(
     let creds = IceCreds::random();
     let cert = params.cert.clone();
     let rtx_packets = params.rtx_buffer_packets;
+    let (opus_red, dtls_versions) = (params.opus_red, params.dtls_versions);
     let announced = params.announced;
     let ufrag = creds.ufrag.clone();
     let local_ice = creds.clone();
@@ -94,6 +99,8 @@ pub(crate) fn prepare_session(
             .set_dtls_cert(cert)
             .set_local_ice_credentials(creds)
             .set_rtx_buffer(rtx_packets, Duration::from_secs(2))
+            .set_opus_red(opus_red)
+            .set_dtls_versions(dtls_versions)
             .build(now)?;
         let mut candidates = Vec::new();
         for a in announced {

@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Rtc, RtcError};
-use crate::dtls::{DtlsCert, SrtpProfileId};
+use crate::dtls::{DtlsCert, DtlsVersions, SrtpProfileId};
 use crate::ice::IceCreds;
 use crate::pacer::PacerConfig;
+use crate::sdp::OpusRed;
 
 /// Default of [`RtcConfig::set_ice_connect_timeout`].
 const DEFAULT_ICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,6 +26,8 @@ pub struct RtcConfig {
     pub(crate) ice_connect_timeout: Option<Duration>,
     pub(crate) pacing: bool,
     pub(crate) pacer: PacerConfig,
+    pub(crate) opus_red: OpusRed,
+    pub(crate) dtls_versions: DtlsVersions,
 }
 
 impl Default for RtcConfig {
@@ -46,6 +49,8 @@ impl Default for RtcConfig {
             ice_connect_timeout: Some(DEFAULT_ICE_CONNECT_TIMEOUT),
             pacing: false,
             pacer: PacerConfig::default(),
+            opus_red: OpusRed::Off,
+            dtls_versions: DtlsVersions::Auto,
         }
     }
 }
@@ -80,9 +85,10 @@ impl RtcConfig {
 
     /// The SRTP profiles this side accepts, in preference order. At least one.
     ///
-    /// `dimpl` (the DTLS engine) negotiates with a fixed server-side preference
-    /// (AEAD_AES_256_GCM, AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_80); this list
-    /// filters: a handshake that lands on a profile not listed fails.
+    /// The DTLS server chooses: `dimpl`'s DTLS 1.2 server by a fixed preference
+    /// (AEAD_AES_256_GCM, AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_80), its DTLS 1.3 server
+    /// by the client's order (see [`crate::dtls`]); this list filters: a handshake that
+    /// lands on a profile not listed fails.
     pub fn set_srtp_profiles(mut self, profiles: &[SrtpProfileId]) -> Self {
         if !profiles.is_empty() {
             self.srtp_profiles = profiles.to_vec();
@@ -181,6 +187,24 @@ impl RtcConfig {
     /// per-class capacities (default [`PacerConfig::default`]).
     pub fn set_pacer_config(mut self, config: PacerConfig) -> Self {
         self.pacer = config;
+        self
+    }
+
+    /// Opus RED (`red/48000/2`, RFC 2198) negotiation: [`OpusRed::Prefer`] answers it
+    /// first (a browser then sends RED), [`OpusRed::Accept`] after Opus,
+    /// [`OpusRed::Off`] (default) never. Received RED packets are flagged
+    /// ([`RtpPacketReceived::red`](crate::event::RtpPacketReceived::red)); frame mode
+    /// does not assemble them (RED is for RTP mode, e.g. an SFU).
+    pub fn set_opus_red(mut self, red: OpusRed) -> Self {
+        self.opus_red = red;
+        self
+    }
+
+    /// Which DTLS versions the handshake may use (default [`DtlsVersions::Auto`]: 1.3
+    /// when the peer offers or accepts it, else 1.2). The version chosen is reported by
+    /// [`Rtc::dtls_version`].
+    pub fn set_dtls_versions(mut self, versions: DtlsVersions) -> Self {
+        self.dtls_versions = versions;
         self
     }
 

@@ -78,6 +78,7 @@ struct PendingRtp {
     buf: Vec<u8>,
     len: usize,
     payload_offset: usize,
+    red: bool,
 }
 
 /// Owned events (everything but the borrowing RTP event).
@@ -282,7 +283,7 @@ impl Rtc {
         if let Some(c) = &config.local_creds {
             ice.set_local_credentials(c.clone());
         }
-        let dtls = DtlsTransport::new(cert, config.srtp_profiles.clone());
+        let dtls = DtlsTransport::new(cert, config.srtp_profiles.clone(), config.dtls_versions);
         Ok(Rtc {
             config,
             alive: true,
@@ -359,6 +360,13 @@ impl Rtc {
     /// The negotiated SRTP profile, once connected.
     pub fn srtp_profile(&self) -> Option<SrtpProfileId> {
         self.transport.srtp_profile
+    }
+
+    /// The DTLS version the handshake settled on (see
+    /// [`RtcConfig::set_dtls_versions`](crate::RtcConfig::set_dtls_versions)); `None`
+    /// until the handshake has decided it. Also in [`PeerStats::dtls_version`].
+    pub fn dtls_version(&self) -> Option<crate::dtls::DtlsVersion> {
+        self.transport.dtls.version()
     }
 
     /// Closes the connection (sends DTLS close_notify when connected).

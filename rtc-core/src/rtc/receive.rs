@@ -249,6 +249,7 @@ impl Rtc {
             (st.rid, st.layer)
         };
         if self.config.rtp_mode {
+            let red = self.is_red_payload(mid, p.pt);
             self.outbox.rtp_in.push_back(PendingRtp {
                 mid,
                 rid,
@@ -261,6 +262,7 @@ impl Rtc {
                 buf: p.buf,
                 len: p.len,
                 payload_offset: p.payload_offset,
+                red,
             });
             return;
         }
@@ -382,6 +384,14 @@ impl Rtc {
 
     /// Step 4: extends sequence number and timestamp and feeds the stream's report
     /// and NACK registers. Returns `(seq_no, time, mid)`.
+    /// Whether `pt` is the RED payload type of section `mid` (a linear search of the
+    /// section's few payload types; no allocation).
+    fn is_red_payload(&self, mid: Option<Mid>, pt: u8) -> bool {
+        mid.and_then(|m| self.session.media.iter().find(|i| i.mid == m))
+            .and_then(|i| i.payloads.iter().find(|x| x.pt == pt))
+            .is_some_and(|x| x.codec == crate::media::Codec::Red)
+    }
+
     fn update_rx_stream(&mut self, idx: usize, now: Instant, p: &RxRtp) -> (u64, u64, Option<Mid>) {
         let clock_rate = self.session.rx_streams[idx]
             .mid
@@ -712,6 +722,7 @@ impl Rtc {
                             self.transport.srtp_tx = Some(tx);
                             self.transport.srtp_rx = Some(rx);
                             self.transport.srtp_profile = Some(profile);
+                            self.stats.dtls_version = self.transport.dtls.version();
                             self.transport.connected = true;
                             self.session.next_report_at = now + Duration::from_millis(200);
                             if let Some(i) = self.config.stats_interval {

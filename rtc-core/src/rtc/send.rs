@@ -349,6 +349,7 @@ impl Rtc {
                 marker: p.marker,
                 packet: &lent[..p.len],
                 payload_offset: p.payload_offset,
+                red: p.red,
                 ext_map: &self.session.rx_ext_map,
             })));
         }

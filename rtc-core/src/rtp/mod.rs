@@ -7,6 +7,7 @@
 //! encrypted payload.
 
 mod ext;
+pub mod red;
 mod unwrap;
 
 pub use ext::{

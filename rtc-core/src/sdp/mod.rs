@@ -26,6 +26,7 @@ mod tests;
 
 pub use crate::media::{Codec, MediaKind};
 pub use codec::{FormatParams, H264Profile, ProfileLevelId, ProfileLevelIdError, codec_matches};
+pub use jsep::OpusRed;
 
 /// Why a session description could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

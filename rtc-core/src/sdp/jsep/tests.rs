@@ -674,3 +674,67 @@ proptest! {
         prop_assert_eq!(&reparsed.media[0], &answer);
     }
 }
+
+fn answer_audio_with(offer: &MediaSection, red: OpusRed) -> MediaSection {
+    let codecs = LocalCodecs::with_opus_red(red);
+    answer_media(offer, &codecs, &supported_extensions(), Direction::SendRecv)
+}
+
+#[test]
+fn opus_red_answer_follows_the_policy() {
+    let offer = fixture("chromium-156-av-datachannel.sdp");
+    let audio = &offer.media[0];
+    let prefer = answer_audio_with(audio, OpusRed::Prefer);
+    assert_eq!(pts(&prefer), [63, 111]);
+    assert_eq!(prefer.payloads[0].codec, Codec::Red);
+    assert_eq!(prefer.payloads[0].channels, Some(2));
+    assert_eq!(prefer.payloads[0].fmtp.to_string(), "111/111");
+    let n = negotiate_from_offer(audio, &prefer).unwrap();
+    assert_eq!(n.payloads[0].codec, Codec::Red);
+    assert_eq!(pts(&answer_audio_with(audio, OpusRed::Accept)), [111, 63]);
+    assert_eq!(pts(&answer_audio_with(audio, OpusRed::Off)), [111]);
+    assert_eq!(pts(&answer_all(&offer, Direction::SendRecv)[0]), [111]);
+}
+
+#[test]
+fn opus_red_answer_names_the_offered_opus_pt() {
+    let mut offer = fixture("chromium-156-av-datachannel.sdp").media[0].clone();
+    // The offerer numbers Opus 109 and RED 100 (blocks 109).
+    for p in &mut offer.payloads {
+        match p.codec {
+            Codec::Opus => p.pt = 109,
+            Codec::Red => {
+                p.pt = 100;
+                p.fmtp.unknown = vec![("109/109".into(), None)];
+            }
+            _ => {}
+        }
+    }
+    let a = answer_audio_with(&offer, OpusRed::Prefer);
+    assert_eq!(&pts(&a)[..2], [100, 109]);
+    assert_eq!(a.payloads[0].fmtp.to_string(), "109/109");
+    // RED whose blocks are not an answered Opus is not answered.
+    for (fmtp, why) in [
+        ("96/96", "not opus"),
+        ("109/0", "mixed"),
+        ("x", "malformed"),
+    ] {
+        let mut o = offer.clone();
+        for p in &mut o.payloads {
+            if p.codec == Codec::Red {
+                p.fmtp.unknown = vec![(fmtp.into(), None)];
+            }
+        }
+        let a = answer_audio_with(&o, OpusRed::Prefer);
+        assert!(a.payloads.iter().all(|p| p.codec != Codec::Red), "{why}");
+    }
+}
+
+#[test]
+fn opus_red_offer_and_answer_round_trip() {
+    let codecs = LocalCodecs::with_opus_red(OpusRed::Prefer);
+    let red = codecs.payloads(&SectionKind::Media(MediaKind::Audio));
+    assert_eq!(red[0].codec, Codec::Red);
+    assert_eq!(red_primary_pt(&red[0]), Some(111));
+    assert_eq!(red[0].fmtp.to_string(), "111/111");
+}
