@@ -22,6 +22,7 @@ use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
 
 mod events;
 mod registry;
+mod relay;
 mod rooms;
 mod start;
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod tests;
 
 pub use events::EngineEvents;
 use registry::{RegLeg, RegRoom, RegSession, Registry, legs_where};
+pub use relay::{RelayAnswer, RelayInvite, RelayParams, RelayStats, RelayTrack};
 
 /// Entry point: [`Engine::start`].
 #[derive(Debug)]
@@ -59,6 +61,8 @@ struct Inner {
     reply_timeout: Duration,
     limits: Limits,
     rtx_buffer_packets: usize,
+    /// Relays to other engines.
+    relays: Mutex<relay::Relays>,
 }
 
 /// The caps the control side enforces (the shards enforce their own).

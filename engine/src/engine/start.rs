@@ -198,6 +198,7 @@ impl Engine {
                     max_legs_per_room: cfg.max_legs_per_room,
                 },
                 rtx_buffer_packets: cfg.rtx_buffer_packets,
+                relays: Mutex::new(super::relay::Relays::default()),
             }),
         })
     }

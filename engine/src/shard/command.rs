@@ -133,6 +133,7 @@ impl Shard {
                 self.close_all(now, backend, CloseReason::Shutdown);
                 self.stop = true;
             }
+            Command::Relay(cmd) => self.on_relay_command(cmd, now),
         }
     }
 

@@ -57,8 +57,10 @@ mod drive;
 mod forward;
 mod layers;
 mod recv;
+mod relay;
 mod session;
 
+pub(crate) use relay::{RelayCmd, RelayEnd, RelaySetup, accept_relay, prepare_relay};
 pub(crate) use session::{Prepared, SessionParams, prepare_session};
 
 /// A publisher's media section: the unit of routing.
@@ -150,6 +152,8 @@ pub(crate) enum Command {
         reply: Sender<Result<usize, EngineError>>,
     },
     Shutdown,
+    /// Relay sessions between engines (see `relay`).
+    Relay(RelayCmd),
 }
 
 /// Shard-to-shard data.
@@ -368,6 +372,8 @@ enum Act {
     ChannelOpen(u16, String),
     ChannelData(ChannelData),
     ChannelClose(u16),
+    /// The peer ended a stream (RTCP BYE) on this media section.
+    StreamEnded(Option<Mid>),
 }
 
 pub(crate) struct Shard {
@@ -398,6 +404,8 @@ pub(crate) struct Shard {
     epoch: Instant,
     /// Active-speaker detection over this shard's audio publishers.
     speakers: SpeakerDetector<SessionId>,
+    /// Relay sessions on this shard (keepalive, liveness).
+    relays: relay::Relays,
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -456,6 +464,7 @@ impl Shard {
             next_alloc: Instant::now(),
             epoch: Instant::now(),
             speakers: SpeakerDetector::new(SpeakerConfig::default()),
+            relays: relay::Relays::new(),
         }
     }
 
@@ -472,6 +481,10 @@ impl Shard {
             .min(Duration::from_secs(1));
             let timeout = match self.connect_deadlines.front() {
                 Some((t, _, _)) => timeout.min(t.saturating_duration_since(last)),
+                None => timeout,
+            };
+            let timeout = match self.relay_next_due() {
+                Some(t) => timeout.min(t.saturating_duration_since(last)),
                 None => timeout,
             };
             let timeout = if self.ctx.cmd_rx.is_empty() && self.ctx.data_rx.is_empty() {
@@ -518,6 +531,7 @@ impl Shard {
             }
             self.drive_timers(now);
             self.reap_unconnected(now, &mut *backend);
+            self.relay_tick(now, &mut *backend);
             if now >= self.next_alloc {
                 self.next_alloc = now + layers::ALLOC_INTERVAL;
                 self.poll_sender_reports(now);
