@@ -417,3 +417,190 @@ fn relay_unpublish_ends_the_track_for_subscribers_on_the_peer() {
     p.a.shutdown();
     p.b.shutdown();
 }
+
+/// An engine behind a control socket.
+struct Ctl {
+    engine: EngineHandle,
+    handler: std::sync::Arc<engine::control::EngineControl>,
+    server: control::ControlServer,
+    path: std::path::PathBuf,
+}
+
+impl Ctl {
+    fn start(ip: [u8; 4], tag: &str) -> Ctl {
+        let engine = engine_at(ip);
+        let path = std::env::temp_dir().join(format!(
+            "relay-ctl-{}-{tag}/control.sock",
+            std::process::id()
+        ));
+        let hub = control::EventHub::new(4096).unwrap();
+        let handler = engine::control::EngineControl::new(engine.clone(), hub.clone());
+        let server = control::ControlServer::bind_with_events(
+            control::ServerConfig::new(&path),
+            handler.clone(),
+            hub,
+        )
+        .unwrap();
+        Ctl {
+            engine,
+            handler,
+            server,
+            path,
+        }
+    }
+
+    fn client(&self) -> control::ControlClient {
+        let mut c = control::ControlClient::connect(&self.path).unwrap();
+        c.set_timeout(Some(Duration::from_secs(10)));
+        c
+    }
+
+    fn events(&self) -> (control::ControlRequester, control::EventStream) {
+        let mut c = self.client();
+        c.request(control::Request::EventsSubscribe(
+            control::EventsSubscribe::default(),
+        ))
+        .unwrap();
+        c.split().unwrap()
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        self.server.shutdown();
+        self.handler.shutdown();
+        self.engine.shutdown();
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Steps `clients` until `ev` delivers a `relay.down` for `relay`; returns its reason.
+fn wait_relay_down_event(
+    ev: &control::EventStream,
+    clients: &mut [Client],
+    relay: u64,
+) -> Option<String> {
+    let mut reason = None;
+    drive(clients, Duration::from_secs(30), |_| {
+        while let Ok(Some(e)) = ev.recv(Some(Duration::ZERO)) {
+            if let control::Event::RelayDown(d) = e
+                && d.relay.0 == relay
+            {
+                reason = Some(d.reason);
+                return true;
+            }
+        }
+        false
+    });
+    reason
+}
+
+#[test]
+fn relay_ops_over_the_control_socket_carry_media_and_report_the_end() {
+    use control::{Request, Response};
+    let a = Ctl::start([127, 0, 0, 2], "a");
+    let b = Ctl::start([127, 0, 0, 3], "b");
+    let mut ca = a.client();
+    let mut cb = b.client();
+    let (_ra_req, ev_a) = a.events();
+    let (_rb_req, ev_b) = b.events();
+
+    let Response::RelayInvite(invite) = cb
+        .request(Request::RelayListen(control::RelayListen::default()))
+        .unwrap()
+    else {
+        panic!("relay.listen answers an invitation");
+    };
+    let Response::RelayAnswer(answer) = ca
+        .request(Request::RelayConnect(control::RelayConnect {
+            invite: invite.clone(),
+            keepalive_ms: None,
+            timeout_ms: None,
+        }))
+        .unwrap()
+    else {
+        panic!("relay.connect answers");
+    };
+    cb.request(Request::RelayAccept(control::RelayAccept {
+        relay: invite.relay,
+        answer: answer.clone(),
+    }))
+    .unwrap();
+    // Bad input is refused, not obeyed.
+    let bad = ca.request(Request::RelayConnect(control::RelayConnect {
+        invite: control::RelayInvite {
+            fingerprint: "not a fingerprint".into(),
+            ..invite.clone()
+        },
+        keepalive_ms: None,
+        timeout_ms: None,
+    }));
+    assert!(bad.is_err(), "a bad fingerprint was accepted");
+
+    let room_a = a.engine.create_room("a").unwrap();
+    let room_b = b.engine.create_room("b").unwrap();
+    let mut clients = vec![publisher(&a.engine), subscriber(&b.engine, "sub")];
+    let ids: Vec<SessionId> = clients.iter().map(|c| c.id()).collect();
+    // The control servers read the engines' events: wait on the peers' side.
+    let up = drive(&mut clients, Duration::from_secs(20), |cs| {
+        cs.iter().all(|c| c.connected)
+    });
+    assert!(up, "peers not connected");
+    a.engine.publish(room_a, ids[0]).unwrap();
+    for mid in clients[0].mids.clone() {
+        let Response::RelayTrack(track) = ca
+            .request(Request::RelayPublish(control::RelayPublish {
+                relay: answer.relay,
+                session: control::SessionId(ids[0].0),
+                track: control::TrackId(mid.to_string()),
+            }))
+            .unwrap()
+        else {
+            panic!("relay.publish answers a track");
+        };
+        cb.request(Request::RelayAttach(control::RelayAttach {
+            relay: invite.relay,
+            track,
+        }))
+        .unwrap();
+    }
+    let rb = SessionId(invite.relay.0);
+    b.engine.publish(room_b, rb).unwrap();
+    assert_eq!(b.engine.subscribe(room_b, ids[1], rb).unwrap().len(), 2);
+    let mut s = Streamer::new();
+    let mut got = false;
+    let end = Instant::now() + Duration::from_secs(20);
+    while !got && Instant::now() < end {
+        stream(
+            &mut clients,
+            0,
+            &mut s,
+            Duration::from_millis(100),
+            |_, _| {},
+        );
+        got = video_got(&clients[1]).len() > 10;
+    }
+    assert!(
+        got,
+        "no media through the relay set up over the control socket"
+    );
+
+    ca.request(Request::RelayClose(control::RelayRef {
+        relay: answer.relay,
+    }))
+    .unwrap();
+    assert_eq!(
+        wait_relay_down_event(&ev_a, &mut clients, answer.relay.0).as_deref(),
+        Some("closed")
+    );
+    assert_eq!(
+        wait_relay_down_event(&ev_b, &mut clients, invite.relay.0).as_deref(),
+        Some("failed")
+    );
+    let ok = drive(&mut clients, Duration::from_secs(10), |cs| {
+        cs[1].ended.len() >= 2
+    });
+    assert!(ok, "the subscriber on B saw no end of the relayed tracks");
+}
