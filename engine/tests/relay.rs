@@ -169,14 +169,19 @@ fn relay_carries_tracks_to_twenty_subscribers_with_nack_repair_and_fast_keyframe
     drive(&mut clients, Duration::from_millis(500), |_| false);
 
     let stats = p.b.relay_stats(p.rb).unwrap();
-    let (_, dropped_up, _, _) = p.relay.uplink_stats().snapshot();
+    let (sent_up, _, dropped_up, _) = p.relay.uplink_stats().snapshot();
     assert!(stats.connected);
+    // 2 % of A's datagrams to B were dropped on the way (and repaired, below).
     assert!(
-        stats.lost > 0 || dropped_up > 0,
-        "the relay lost nothing: {stats:?}"
+        dropped_up > 0,
+        "the relay lost {dropped_up} of {sent_up}: {stats:?}"
     );
     assert!(stats.nacks > 0, "no NACK crossed the relay: {stats:?}");
     let sent_a = p.a.relay_stats(p.ra).unwrap();
+    eprintln!(
+        "relay B: rtt {:?} lost {} nacks {}; relay A: rtt {:?} nacks {}; link dropped {dropped_up} of {sent_up} A->B",
+        stats.rtt, stats.lost, stats.nacks, sent_a.rtt, sent_a.nacks
+    );
     assert!(
         sent_a.rtt.is_some(),
         "no RTT on the sending end: {sent_a:?}"
@@ -281,6 +286,7 @@ fn relay_carries_tracks_to_twenty_subscribers_with_nack_repair_and_fast_keyframe
         .get(before)
         .map(|(at, _)| at.saturating_duration_since(asked));
     assert!(heard, "the keyframe request never reached the publisher");
+    eprintln!("late subscriber's keyframe request reached the publisher after {took:?}");
     // The bound for the whole path (subscriber → B → relay → A → publisher).
     assert!(
         took.is_some_and(|t| t <= Duration::from_millis(300)),
