@@ -47,9 +47,11 @@ pub struct Hello {
 
 mod event_bodies;
 mod params;
+mod relay;
 pub use event_bodies::*;
 use params::NoParams;
 pub use params::*;
+pub use relay::*;
 
 // ---------------------------------------------------------------------------------------
 // Requests
@@ -438,6 +440,12 @@ protocol! {
         Draining(DrainStatus),
         /// `events.subscribe`.
         EventsSubscribed(EventsSubscribed),
+        /// `relay.listen`.
+        RelayInvite(RelayInvite),
+        /// `relay.connect`.
+        RelayAnswer(RelayAnswer),
+        /// `relay.publish`.
+        RelayTrack(RelayTrack),
         /// Operations with nothing to report: `{}`.
         Done,
     }
@@ -465,6 +473,20 @@ protocol! {
         /// Handled by the server itself.
         EventsUnsubscribe = "events.unsubscribe" => Done;
         ChannelSend = "channel.send" (ChannelSend) => Done;
+        /// The receiving end of a relay to another engine.
+        RelayListen = "relay.listen" (RelayListen) => RelayInvite;
+        /// The sending end, from the listener's invitation.
+        RelayConnect = "relay.connect" (RelayConnect) => RelayAnswer;
+        /// Completes the listening end with the connecting engine's answer.
+        RelayAccept = "relay.accept" (RelayAccept) => Done;
+        /// Sends a publisher's track over a relay.
+        RelayPublish = "relay.publish" (RelayPublish) => RelayTrack;
+        /// Stops sending a relayed track.
+        RelayUnpublish = "relay.unpublish" (RelayTrackRef) => Done;
+        /// Takes a relayed track on the receiving end.
+        RelayAttach = "relay.attach" (RelayAttach) => Done;
+        /// Closes a relay (both ends report `relay.down`).
+        RelayClose = "relay.close" (RelayRef) => Done;
     }
 }
 
@@ -664,6 +686,8 @@ events! {
     TrackLayersUnused = "track.layers_unused" (TrackLayersUnused);
     /// The loudest speakers of a room changed.
     RoomActiveSpeakers = "room.active_speakers" (RoomActiveSpeakers);
+    /// A relay to another engine ended.
+    RelayDown = "relay.down" (RelayDown);
 }
 
 /// `track.layers_unused`: spatial layers of a published track that no subscriber

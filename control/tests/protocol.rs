@@ -96,6 +96,59 @@ fn all_requests() -> Vec<Request> {
             channel: ChannelRef::Id(3),
             payload: ChannelPayload::Binary(vec![0, 1, 2, 255]),
         }),
+        Request::RelayListen(RelayListen {
+            keepalive_ms: Some(200),
+            timeout_ms: None,
+        }),
+        Request::RelayConnect(RelayConnect {
+            invite: RelayInvite {
+                relay: SessionId(7),
+                ice_ufrag: "abcd".into(),
+                ice_pwd: "0123456789abcdefghijkl".into(),
+                fingerprint: "sha-256 AB:CD".into(),
+                addr: "127.0.0.3:40000".into(),
+                keepalive_ssrc: 11,
+            },
+            keepalive_ms: None,
+            timeout_ms: Some(3000),
+        }),
+        Request::RelayAccept(RelayAccept {
+            relay: SessionId(7),
+            answer: RelayAnswer {
+                relay: SessionId(3),
+                ice_ufrag: "efgh".into(),
+                ice_pwd: "0123456789abcdefghijkl".into(),
+                fingerprint: "sha-256 EF:01".into(),
+                keepalive_ssrc: 12,
+            },
+        }),
+        Request::RelayPublish(RelayPublish {
+            relay: SessionId(3),
+            session: SessionId(1),
+            track: TrackId("1".into()),
+        }),
+        Request::RelayUnpublish(RelayTrackRef {
+            relay: SessionId(3),
+            relay_track: TrackId("r1".into()),
+        }),
+        Request::RelayAttach(RelayAttach {
+            relay: SessionId(7),
+            track: RelayTrack {
+                relay_track: TrackId("r1".into()),
+                kind: "video".into(),
+                ssrc: 5,
+                rtx_ssrc: 6,
+                rtx: vec![(96, 127)],
+                payloads: vec![RelayPayload {
+                    pt: 96,
+                    codec: "VP8".into(),
+                    clock_rate: 90000,
+                }],
+            },
+        }),
+        Request::RelayClose(RelayRef {
+            relay: SessionId(3),
+        }),
     ]
 }
 
@@ -456,6 +509,46 @@ fn all_responses() -> Vec<(OpKind, Response)> {
         (OpKind::TrackSetPreference, Response::Done),
         (OpKind::EventsUnsubscribe, Response::Done),
         (OpKind::ChannelSend, Response::Done),
+        (
+            OpKind::RelayListen,
+            Response::RelayInvite(RelayInvite {
+                relay: SessionId(7),
+                ice_ufrag: "abcd".into(),
+                ice_pwd: "0123456789abcdefghijkl".into(),
+                fingerprint: "sha-256 AB:CD".into(),
+                addr: "127.0.0.3:40000".into(),
+                keepalive_ssrc: 11,
+            }),
+        ),
+        (
+            OpKind::RelayConnect,
+            Response::RelayAnswer(RelayAnswer {
+                relay: SessionId(3),
+                ice_ufrag: "efgh".into(),
+                ice_pwd: "0123456789abcdefghijkl".into(),
+                fingerprint: "sha-256 EF:01".into(),
+                keepalive_ssrc: 12,
+            }),
+        ),
+        (OpKind::RelayAccept, Response::Done),
+        (
+            OpKind::RelayPublish,
+            Response::RelayTrack(RelayTrack {
+                relay_track: TrackId("r1".into()),
+                kind: "video".into(),
+                ssrc: 5,
+                rtx_ssrc: 6,
+                rtx: vec![(96, 127)],
+                payloads: vec![RelayPayload {
+                    pt: 96,
+                    codec: "VP8".into(),
+                    clock_rate: 90000,
+                }],
+            }),
+        ),
+        (OpKind::RelayUnpublish, Response::Done),
+        (OpKind::RelayAttach, Response::Done),
+        (OpKind::RelayClose, Response::Done),
     ]
 }
 
@@ -590,6 +683,10 @@ fn all_events() -> Vec<Event> {
         Event::RoomActiveSpeakers(RoomActiveSpeakers {
             room: RoomId("lobby".into()),
             sessions: vec![SessionId(3), SessionId(1)],
+        }),
+        Event::RelayDown(RelayDown {
+            relay: SessionId(3),
+            reason: "silent".into(),
         }),
     ]
 }

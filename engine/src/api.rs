@@ -176,6 +176,32 @@ pub enum CloseReason {
     ShardDown,
 }
 
+/// Why a relay ended ([`EngineEvent::RelayDown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayDownReason {
+    /// Closed through the API on this engine.
+    Closed,
+    /// The peer engine sent nothing (not even a keepalive) for the relay's timeout.
+    Silent,
+    /// The connection failed or the peer closed it.
+    Failed,
+    /// This engine shut down or the shard was drained.
+    Shutdown,
+}
+
+impl RelayDownReason {
+    /// A short name (`closed`, `silent`, `failed`, `shutdown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayDownReason::Closed => "closed",
+            RelayDownReason::Silent => "silent",
+            RelayDownReason::Failed => "failed",
+            RelayDownReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// Something the control plane may want to know, from [`EngineHandle::events`](crate::EngineHandle::events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -238,6 +264,16 @@ pub enum EngineEvent {
         live: u8,
         /// Layers some downtrack on the shard targets.
         selected: u8,
+    },
+    /// A relay to another engine ended (see
+    /// [`EngineHandle::relay_listen`](crate::EngineHandle::relay_listen)). Its session is
+    /// reported closed too; the local subscribers of the tracks it brought in got an
+    /// RTCP BYE and their legs were removed. Never dropped.
+    RelayDown {
+        /// The relay (its session id).
+        relay: SessionId,
+        /// Why.
+        reason: RelayDownReason,
     },
     /// A message arrived on a session's data channel.
     ChannelMessage {

@@ -41,11 +41,15 @@ pub mod io;
 pub mod sfu;
 mod shard;
 
+pub use api::RelayDownReason;
 pub use api::{
     ChannelTarget, CloseReason, ConfigError, DirectParams, DropCounters, EngineError, EngineEvent,
     EngineStats, LegInfo, LegLayers, MediaDesc, Placement, RoomId, RoomInfo, SessionId,
     SessionInfo, SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineEvents, EngineHandle};
+pub use engine::{
+    Engine, EngineEvents, EngineHandle, RelayAnswer, RelayInvite, RelayParams, RelayStats,
+    RelayTrack,
+};
 pub use sfu::allocator::Preference;

@@ -84,6 +84,49 @@ impl<'a> DirectApi<'a> {
         Ok(())
     }
 
+    /// Pairs payload type `pt` of section `mid` with the RTX (RFC 4588) payload type
+    /// `rtx_pt`, as `a=rtpmap:… rtx` with `apt=` would: retransmissions we send for `pt`
+    /// go out as RTX on the stream's RTX SSRC, and RTX we receive with `rtx_pt` is
+    /// unwrapped to `pt`. Both ends declare the same pairs.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::UnknownMid`] when no media section `mid` is declared.
+    pub fn set_rtx_payload(&mut self, mid: Mid, pt: u8, rtx_pt: u8) -> Result<(), RtcError> {
+        let m = self
+            .rtc
+            .session
+            .media
+            .iter_mut()
+            .find(|m| m.mid == mid)
+            .ok_or(RtcError::UnknownMid(mid))?;
+        if !m.rtx.contains(&(pt, rtx_pt)) {
+            m.rtx.push((pt, rtx_pt));
+        }
+        Ok(())
+    }
+
+    /// Declares an incoming RTX stream `rtx_ssrc` repairing the stream `ssrc` of section
+    /// `mid` (as `a=ssrc-group:FID ssrc rtx_ssrc` would).
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::UnknownMid`] when no media section `mid` is declared.
+    pub fn expect_rtx_rx(&mut self, mid: Mid, ssrc: u32, rtx_ssrc: u32) -> Result<(), RtcError> {
+        let m = self
+            .rtc
+            .session
+            .media
+            .iter_mut()
+            .find(|m| m.mid == mid)
+            .ok_or(RtcError::UnknownMid(mid))?;
+        if !m.remote_rtx.contains(&(ssrc, rtx_ssrc)) {
+            m.remote_rtx.push((ssrc, rtx_ssrc));
+        }
+        self.rtc.add_remote_ssrc(mid, rtx_ssrc);
+        Ok(())
+    }
+
     /// Enables data channels over this connection (the SCTP association starts once
     /// DTLS is up; the DTLS client is the SCTP client). Set the DTLS role first.
     ///
@@ -124,6 +167,19 @@ impl<'a> DirectApi<'a> {
         kind: KeyframeRequestKind,
     ) -> Result<(), RtcError> {
         self.rtc.request_keyframe(media_ssrc, kind)
+    }
+
+    /// Ends our streams `ssrcs` (at most 31): sends an RTCP BYE (RFC 3550 §6.6) with an
+    /// optional reason (at most 255 bytes); the peer's `Rtc` reports
+    /// [`Event::StreamEnded`](crate::Event::StreamEnded) for each stream it receives.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected; [`RtcError::Write`] for more than
+    /// 31 SSRCs, a reason too long, or when SRTCP protection fails.
+    pub fn send_bye(&mut self, ssrcs: &[u32], reason: Option<&[u8]>) -> Result<(), RtcError> {
+        self.rtc
+            .send_rtcp(|buf| crate::rtcp::Bye::write_with(ssrcs, reason, buf))
     }
 
     /// RTP mode: builds one RTP packet directly in the `Rtc`'s send buffer, then

@@ -50,6 +50,9 @@ pub enum Event<'a> {
     ChannelClose(ChannelId),
     /// The peer asked for a keyframe on one of the streams we send (RTCP PLI or FIR).
     KeyframeRequest(KeyframeRequest),
+    /// The peer ended one of its streams (RTCP BYE, RFC 3550 §6.6) — reported once per
+    /// BYE for streams this side receives.
+    StreamEnded(StreamEnded),
     /// With an external retransmission cache
     /// ([`RtcConfig::set_rtx_buffer`](crate::RtcConfig::set_rtx_buffer) with 0
     /// packets): the peer asked for these packets of a stream we send, after
@@ -157,6 +160,15 @@ pub struct KeyframeRequest {
     pub ssrc: u32,
     /// PLI or FIR.
     pub kind: KeyframeRequestKind,
+}
+
+/// A stream the peer sent ended: it sent an RTCP BYE for its SSRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamEnded {
+    /// The media section of the stream, when known.
+    pub mid: Option<Mid>,
+    /// The SSRC that left.
+    pub ssrc: u32,
 }
 
 /// Why the connection failed.

@@ -70,6 +70,8 @@ pub struct Client {
     pub failed: bool,
     pub rtp: Vec<GotRtp>,
     pub keyframe_requests: Vec<(Instant, u32)>,
+    /// Streams the peer ended (RTCP BYE): (when, SSRC).
+    pub ended: Vec<(Instant, u32)>,
     /// Drop outgoing STUN (consent checks) — lets a test measure the engine's steady
     /// state without connectivity checks.
     pub block_stun: bool,
@@ -102,6 +104,7 @@ impl Client {
             failed: false,
             rtp: Vec::new(),
             keyframe_requests: Vec::new(),
+            ended: Vec::new(),
             block_stun: false,
             deaf: false,
             id: Some(id),
@@ -280,6 +283,7 @@ impl Client {
                         payload: p.payload().to_vec(),
                     }),
                     Event::KeyframeRequest(k) => self.keyframe_requests.push((now, k.ssrc)),
+                    Event::StreamEnded(e) => self.ended.push((now, e.ssrc)),
                     _ => {}
                 },
                 Ok(Output::Timeout(t)) => {

@@ -145,6 +145,7 @@ fn whip_client(
         failed: false,
         rtp: Vec::new(),
         keyframe_requests: Vec::new(),
+        ended: Vec::new(),
         block_stun: false,
         deaf: false,
         id: Some(SessionId(session)),

@@ -35,6 +35,13 @@ impl ControlHandler for EngineControl {
             Request::ShardList => self.shard_list(),
             Request::ShardDrain(s) => self.shard_drain(s),
             Request::ChannelSend(c) => self.channel_send(c),
+            Request::RelayListen(r) => self.relay_listen(r),
+            Request::RelayConnect(r) => self.relay_connect(client, r),
+            Request::RelayAccept(r) => self.relay_accept(client, r),
+            Request::RelayPublish(r) => self.relay_publish(r),
+            Request::RelayUnpublish(r) => self.relay_unpublish(r),
+            Request::RelayAttach(r) => self.relay_attach(r),
+            Request::RelayClose(r) => self.relay_close(r),
             // `events.*` never reach a handler, and `Request` is `#[non_exhaustive]`.
             other => Err(ControlError::internal(format!(
                 "{} is handled by the control server, not the engine",

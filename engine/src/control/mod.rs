@@ -35,6 +35,7 @@
 mod dispatch;
 mod placement;
 mod pump;
+mod relay;
 mod rooms;
 mod wire;
 

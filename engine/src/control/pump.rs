@@ -131,6 +131,11 @@ impl Pump<'_> {
                         payload,
                     }));
             }
+            EngineEvent::RelayDown { relay, reason } => {
+                self.shared
+                    .hub
+                    .publish(&super::relay::down_event(relay, reason));
+            }
             _ => {}
         }
     }

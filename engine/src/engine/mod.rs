@@ -22,6 +22,7 @@ use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
 
 mod events;
 mod registry;
+mod relay;
 mod rooms;
 mod start;
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod tests;
 
 pub use events::EngineEvents;
 use registry::{RegLeg, RegRoom, RegSession, Registry, Replies, legs_where};
+pub use relay::{RelayAnswer, RelayInvite, RelayParams, RelayStats, RelayTrack};
 
 /// Entry point: [`Engine::start`].
 #[derive(Debug)]
@@ -61,6 +63,8 @@ struct Inner {
     rtx_buffer_packets: usize,
     opus_red: rtc_core::sdp::OpusRed,
     dtls_versions: rtc_core::dtls::DtlsVersions,
+    /// Relays to other engines.
+    relays: Mutex<relay::Relays>,
 }
 
 /// The caps the control side enforces (the shards enforce their own).

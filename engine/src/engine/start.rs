@@ -200,6 +200,7 @@ impl Engine {
                 rtx_buffer_packets: cfg.rtx_buffer_packets,
                 opus_red: cfg.opus_red,
                 dtls_versions: cfg.dtls_versions,
+                relays: Mutex::new(super::relay::Relays::default()),
             }),
         })
     }

@@ -137,6 +137,7 @@ impl Shard {
                 let _ = entered.send(());
                 let _ = release.recv_timeout(std::time::Duration::from_secs(60));
             }
+            Command::Relay(cmd) => self.on_relay_command(cmd, now),
         }
     }
 

@@ -84,7 +84,9 @@ impl Shard {
                 self.schedule(slot, t);
                 return false;
             }
+            Act::Rtp(rtp) if self.relay_consumes(slot, rtp.mid) => {}
             Act::Rtp(rtp) => self.on_rtp(slot, rtp, now),
+            Act::StreamEnded(mid) => self.on_stream_ended(slot, mid, now),
             Act::Estimate(bps) => {
                 if let Some(Some(s)) = self.sessions.get_mut(slot) {
                     s.estimate = Some(bps);
@@ -265,6 +267,7 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
         },
         Event::KeyframeRequest(k) => Act::Keyframe(k.ssrc),
         Event::ResendRequest(r) => Act::Resend(r),
+        Event::StreamEnded(e) => Act::StreamEnded(e.mid),
         Event::EgressBitrateEstimate(bps) => Act::Estimate(bps),
         Event::Connected => Act::Connected,
         Event::Failed(_) => Act::Failed,

@@ -57,8 +57,10 @@ mod drive;
 mod forward;
 mod layers;
 mod recv;
+mod relay;
 mod session;
 
+pub(crate) use relay::{RelayCmd, RelayEnd, RelaySetup, accept_relay, prepare_relay};
 pub(crate) use session::{Prepared, SessionParams, prepare_session};
 
 /// A publisher's media section: the unit of routing.
@@ -157,6 +159,8 @@ pub(crate) enum Command {
         entered: Sender<()>,
         release: Receiver<()>,
     },
+    /// Relay sessions between engines (see `relay`).
+    Relay(RelayCmd),
 }
 
 /// Shard-to-shard data.
@@ -379,6 +383,8 @@ enum Act {
     ChannelOpen(u16, String),
     ChannelData(ChannelData),
     ChannelClose(u16),
+    /// The peer ended a stream (RTCP BYE) on this media section.
+    StreamEnded(Option<Mid>),
 }
 
 pub(crate) struct Shard {
@@ -411,6 +417,8 @@ pub(crate) struct Shard {
     epoch: Instant,
     /// Active-speaker detection over this shard's audio publishers.
     speakers: SpeakerDetector<SessionId>,
+    /// Relay sessions on this shard (keepalive, liveness).
+    relays: relay::Relays,
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -470,6 +478,7 @@ impl Shard {
             next_alloc: Instant::now(),
             epoch: Instant::now(),
             speakers: SpeakerDetector::new(SpeakerConfig::default()),
+            relays: relay::Relays::new(),
         }
     }
 
@@ -486,6 +495,10 @@ impl Shard {
             .min(Duration::from_secs(1));
             let timeout = match self.connect_deadlines.front() {
                 Some((t, _, _)) => timeout.min(t.saturating_duration_since(last)),
+                None => timeout,
+            };
+            let timeout = match self.relay_next_due() {
+                Some(t) => timeout.min(t.saturating_duration_since(last)),
                 None => timeout,
             };
             let timeout = if self.ctx.cmd_rx.is_empty() && self.ctx.data_rx.is_empty() {
@@ -532,6 +545,7 @@ impl Shard {
             }
             self.drive_timers(now);
             self.reap_unconnected(now, &mut *backend);
+            self.relay_tick(now, &mut *backend);
             if now >= self.next_alloc {
                 self.next_alloc = now + layers::ALLOC_INTERVAL;
                 self.poll_sender_reports(now);

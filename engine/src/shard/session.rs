@@ -49,13 +49,13 @@ fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
 /// can take long on a large offer and must not stall a shard's media), ready for
 /// [`Shard::install_session`].
 pub(crate) struct Prepared {
-    rtc: Rtc,
-    ufrag: String,
+    pub(super) rtc: Rtc,
+    pub(super) ufrag: String,
     /// Payload type → media section, for packets whose SSRC the `Rtc` cannot place.
-    pt_mid: Vec<(u8, Mid)>,
-    repair_pts: u128,
+    pub(super) pt_mid: Vec<(u8, Mid)>,
+    pub(super) repair_pts: u128,
     /// What the caller gets back (the shard index is filled in on installation).
-    info: SessionInfo,
+    pub(super) info: SessionInfo,
 }
 
 /// What [`prepare_session`] needs from the shard it is meant for.
@@ -221,6 +221,7 @@ impl Shard {
         }
         self.free.push(slot);
         self.ctx.gauge.fetch_sub(1, Ordering::Relaxed);
+        self.relay_removed(s.id, reason, Instant::now());
         // Both channels are unbounded: these sends fail only when the engine handle is
         // gone, and then nobody is left to tell.
         let _ = self

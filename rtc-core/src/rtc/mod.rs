@@ -88,6 +88,7 @@ enum PendingEvent {
     Failed(FailReason),
     MediaAdded(MediaAdded),
     KeyframeRequest(KeyframeRequest),
+    StreamEnded(crate::event::StreamEnded),
     ResendRequest(crate::event::ResendRequest),
     ChannelOpen(ChannelId, String),
     ChannelData(ChannelData),

@@ -231,6 +231,17 @@ impl Rtc {
                     }
                 }
                 Ok(RtcpPacket::Nack(nack)) => self.on_nack(now, &nack),
+                Ok(RtcpPacket::Bye(bye)) => {
+                    for ssrc in bye.ssrcs() {
+                        // Only streams we receive: a BYE for anything else says nothing.
+                        if let Some(st) = self.session.rx_streams.iter().find(|s| s.ssrc == ssrc) {
+                            let ended = crate::event::StreamEnded { mid: st.mid, ssrc };
+                            self.outbox
+                                .events
+                                .push_back(PendingEvent::StreamEnded(ended));
+                        }
+                    }
+                }
                 Ok(RtcpPacket::TransportFeedback(fb)) => self.on_twcc(now, &fb),
                 Ok(RtcpPacket::Remb(remb)) => {
                     self.outbox

@@ -191,6 +191,15 @@ impl Rtc {
         &mut self.session.tx[idx]
     }
 
+    /// The RTX SSRC of our send stream on a media section (see [`Rtc::tx_ssrc`]).
+    pub fn tx_rtx_ssrc(&self, mid: Mid) -> Option<u32> {
+        self.session
+            .tx
+            .iter()
+            .find(|t| t.mid == mid)
+            .map(|t| t.rtx_ssrc)
+    }
+
     /// The SSRC we send with on a media section (signalled in SDP), once negotiation
     /// allowed us to send there.
     pub fn tx_ssrc(&self, mid: Mid) -> Option<u32> {
@@ -323,6 +332,7 @@ impl Rtc {
                 PendingEvent::Failed(r) => Event::Failed(r),
                 PendingEvent::MediaAdded(m) => Event::MediaAdded(m),
                 PendingEvent::KeyframeRequest(k) => Event::KeyframeRequest(k),
+                PendingEvent::StreamEnded(e) => Event::StreamEnded(e),
                 PendingEvent::ResendRequest(r) => Event::ResendRequest(r),
                 PendingEvent::ChannelOpen(id, label) => Event::ChannelOpen(id, label),
                 PendingEvent::ChannelData(d) => Event::ChannelData(d),

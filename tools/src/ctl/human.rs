@@ -187,6 +187,16 @@ pub fn render(resp: &Response) -> String {
         Response::Done => {
             let _ = writeln!(o, "ok");
         }
+        // Relay set-up bodies are input for the other engine: printed as JSON.
+        Response::RelayInvite(x) => {
+            let _ = writeln!(o, "{}", serde_json::to_string(x).unwrap_or_default());
+        }
+        Response::RelayAnswer(x) => {
+            let _ = writeln!(o, "{}", serde_json::to_string(x).unwrap_or_default());
+        }
+        Response::RelayTrack(x) => {
+            let _ = writeln!(o, "{}", serde_json::to_string(x).unwrap_or_default());
+        }
         _ => {
             let _ = writeln!(o, "ok");
         }

@@ -1,0 +1,691 @@
+//! Relays between engines, the control side: one relay session per engine pair carries
+//! many tracks (see the shard's `relay` module for the data plane).
+//!
+//! Set-up is three calls driven by whoever orchestrates the two engines (a signalling
+//! service, `rtc-demo`): [`EngineHandle::relay_listen`] on the receiving engine B gives a
+//! [`RelayInvite`]; [`EngineHandle::relay_connect`] on the sending engine A takes it and
+//! gives a [`RelayAnswer`]; [`EngineHandle::relay_accept`] on B takes that. A then
+//! connects to B (ICE, DTLS-SRTP). Tracks: [`EngineHandle::relay_publish`] on A gives a
+//! [`RelayTrack`]; [`EngineHandle::relay_attach`] on B makes it a published media section
+//! of B's relay session, which local subscribers take with
+//! [`EngineHandle::publish`]/[`EngineHandle::subscribe`] like any publisher's.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use rtc_core::dtls::Fingerprint;
+use rtc_core::ice::IceCreds;
+use rtc_core::media::MediaKind;
+use rtc_core::sdp::Direction;
+
+use super::*;
+use crate::forward::PayloadDesc;
+use crate::shard::{Prepared, RelayCmd, RelayEnd, RelaySetup, accept_relay, prepare_relay};
+
+/// Relay legs live in no room: this pseudo-room id (rooms count from 1) marks them.
+const RELAY_ROOM: RoomId = RoomId(0);
+
+/// RTX payload types for a relayed track's media payload types: the publisher's own
+/// RTX pairs are not known here, so each media payload type gets a free dynamic one.
+fn rtx_pairs(payloads: &[PayloadDesc]) -> Vec<(u8, u8)> {
+    let used: Vec<u8> = payloads.iter().map(|p| p.pt).collect();
+    let mut free = (96u8..=127).rev().filter(|pt| !used.contains(pt));
+    payloads
+        .iter()
+        .filter(|p| !p.codec.is_repair())
+        .filter_map(|p| Some((p.pt, free.next()?)))
+        .collect()
+}
+
+/// Tunables of one relay end.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayParams {
+    /// Where the relay session goes.
+    pub placement: Placement,
+    /// How often this end sends a keepalive (an SRTP packet) to the peer.
+    pub keepalive: Duration,
+    /// The peer is down after this long without an authenticated packet from it.
+    pub timeout: Duration,
+}
+
+impl Default for RelayParams {
+    fn default() -> Self {
+        RelayParams {
+            placement: Placement::Auto,
+            keepalive: Duration::from_millis(500),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the listening engine hands to the connecting one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayInvite {
+    /// The relay on the listening engine (its session id there).
+    pub relay: SessionId,
+    /// The listener's ICE credentials.
+    pub ice: IceCreds,
+    /// The listener's DTLS certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Where the connecting engine sends (the listener's shard address).
+    pub addr: SocketAddr,
+    /// The listener's keepalive SSRC.
+    pub keepalive_ssrc: u32,
+}
+
+/// What the connecting engine hands back to the listening one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayAnswer {
+    /// The relay on the connecting engine (its session id there).
+    pub relay: SessionId,
+    /// The connecting engine's ICE credentials.
+    pub ice: IceCreds,
+    /// The connecting engine's DTLS certificate fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The connecting engine's keepalive SSRC.
+    pub keepalive_ssrc: u32,
+}
+
+/// A track relayed from the sending engine: what the receiving one needs to take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayTrack {
+    /// The relay's media section carrying it (the same on both ends).
+    pub mid: Mid,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The SSRC it arrives with.
+    pub ssrc: u32,
+    /// The publisher's payload types.
+    pub payloads: Vec<PayloadDesc>,
+    /// The SSRC retransmissions (RTX, RFC 4588) arrive with.
+    pub rtx_ssrc: u32,
+    /// (payload type, its RTX payload type) pairs.
+    pub rtx: Vec<(u8, u8)>,
+    /// The publisher track it carries on the sending engine.
+    pub source: (SessionId, Mid),
+}
+
+/// A relay's transport figures, from [`EngineHandle::relay_stats`].
+#[derive(Debug, Clone)]
+pub struct RelayStats {
+    /// The relay session.
+    pub relay: SessionId,
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    /// The peer engine's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// Round-trip time from the peer's receiver reports (keepalive or media).
+    pub rtt: Option<Duration>,
+    /// Packets the peer sent that never arrived (RFC 3550 cumulative, all relayed
+    /// tracks this end receives).
+    pub lost: u64,
+    /// NACKs this end sent (receiving) plus NACKs it received (sending).
+    pub nacks: u64,
+    /// Retransmissions this end sent.
+    pub retransmitted: u64,
+    /// Datagrams in and out.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Time since the peer was last heard from.
+    pub silent_for: Duration,
+    /// Per media section counters (keepalive section included).
+    pub tracks: Vec<crate::api::TrackCounters>,
+}
+
+/// The control side's record of one relay end.
+pub(super) struct RelayEntry {
+    shard: usize,
+    params: RelayParams,
+    keepalive_ssrc: u32,
+    /// A listening end before [`EngineHandle::relay_accept`]: built, not installed
+    /// (so nothing reaches it before it knows its peer).
+    pending: Option<Box<Prepared>>,
+    next_mid: u32,
+}
+
+#[derive(Default)]
+pub(super) struct Relays {
+    entries: HashMap<SessionId, RelayEntry>,
+}
+
+impl EngineHandle {
+    fn relays(&self) -> MutexGuard<'_, Relays> {
+        // Every mutation completes before the lock is released.
+        self.inner.relays.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pick_shard(&self, placement: Placement) -> Result<usize, EngineError> {
+        match placement {
+            Placement::Shard(i) => self.live_link(i).map(|_| i),
+            Placement::Auto => self
+                .inner
+                .shards
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| {
+                    !l.draining.load(Ordering::Relaxed) && l.alive.load(Ordering::Acquire)
+                })
+                .min_by_key(|(_, l)| l.gauge.load(Ordering::Relaxed))
+                .map(|(i, _)| i)
+                .ok_or(EngineError::ShardDown(0)),
+        }
+    }
+
+    fn relay_end(
+        &self,
+        shard: usize,
+        peer: Option<(IceCreds, Fingerprint, SocketAddr)>,
+    ) -> Result<(SessionId, Prepared), EngineError> {
+        let link = self.live_link(shard)?;
+        let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
+        let end = RelayEnd {
+            cert: &link.cert,
+            // NACKs from the peer are answered from the relayed layers' packet caches
+            // (one per layer, shared with local subscribers), not a ring per relay.
+            rtx_buffer_packets: 0,
+            announced: &link.announced,
+            peer,
+        };
+        Ok((id, prepare_relay(id, &end, Instant::now())?))
+    }
+
+    /// Installs a prepared relay session on its shard and registers it (registry and
+    /// shard relay state).
+    fn install_relay(
+        &self,
+        shard: usize,
+        prepared: Prepared,
+        setup: RelaySetup,
+    ) -> Result<SessionId, EngineError> {
+        let id = prepared.id();
+        {
+            let mut reg = self.registry();
+            if reg.sessions.len() + self.inner.events_rx.pending_closes()
+                >= self.inner.limits.max_sessions
+            {
+                return Err(EngineError::EngineFull {
+                    limit: self.inner.limits.max_sessions,
+                });
+            }
+            reg.sessions.insert(
+                id,
+                RegSession {
+                    shard,
+                    media: Vec::new(),
+                    legs: Vec::new(),
+                },
+            );
+        }
+        let installed = match self.call(shard, |reply| Command::CreateSession {
+            prepared: Box::new(prepared),
+            reply,
+        }) {
+            Ok(Ok(Some(_))) => self
+                .call(shard, |reply| {
+                    Command::Relay(RelayCmd::Register { id, setup, reply })
+                })
+                .and_then(|ok| {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(EngineError::UnknownSession(id))
+                    }
+                }),
+            Ok(Ok(None)) => Err(EngineError::Rtc(RtcError::InvalidState(
+                "ICE ufrag collision; retry",
+            ))),
+            Ok(Err(e)) | Err(e) => Err(e),
+        };
+        if let Err(e) = installed {
+            let mut reg = self.registry();
+            reg.sessions.remove(&id);
+            drop(reg);
+            let _ = self.call(shard, |reply| Command::CloseSession { id, reply });
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// The listening end of a relay (on the engine that receives tracks): returns the
+    /// invitation for [`EngineHandle::relay_connect`] on the other engine. The session is
+    /// installed by [`EngineHandle::relay_accept`].
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NoSuchShard`] / [`EngineError::ShardDown`] for a placement that
+    /// cannot take it; [`EngineError::Rtc`] / [`EngineError::SessionPanicked`] when the
+    /// `Rtc` cannot be built.
+    pub fn relay_listen(&self, params: RelayParams) -> Result<RelayInvite, EngineError> {
+        let shard = self.pick_shard(params.placement)?;
+        let (id, prepared) = self.relay_end(shard, None)?;
+        let link = self.live_link(shard)?;
+        let addr = *link
+            .announced
+            .first()
+            .ok_or(EngineError::NoSuchShard(shard))?;
+        let keepalive_ssrc =
+            prepared
+                .keepalive_ssrc()
+                .ok_or(EngineError::Rtc(RtcError::InvalidState(
+                    "no keepalive stream",
+                )))?;
+        let invite = RelayInvite {
+            relay: id,
+            ice: prepared.local_ice().clone(),
+            fingerprint: prepared.fingerprint().clone(),
+            addr,
+            keepalive_ssrc,
+        };
+        self.relays().entries.insert(
+            id,
+            RelayEntry {
+                shard,
+                params,
+                keepalive_ssrc,
+                pending: Some(Box::new(prepared)),
+                next_mid: 0,
+            },
+        );
+        Ok(invite)
+    }
+
+    /// The connecting end of a relay (on the engine that sends tracks): builds it from
+    /// the listener's invitation and starts connecting to `invite.addr`. Returns what
+    /// the listener needs ([`EngineHandle::relay_accept`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::relay_listen`], plus [`EngineError::EngineFull`] and the errors
+    /// of installing a session on its shard.
+    pub fn relay_connect(
+        &self,
+        invite: &RelayInvite,
+        params: RelayParams,
+    ) -> Result<RelayAnswer, EngineError> {
+        let shard = self.pick_shard(params.placement)?;
+        let peer = (invite.ice.clone(), invite.fingerprint.clone(), invite.addr);
+        let (id, prepared) = self.relay_end(shard, Some(peer))?;
+        let ice = prepared.local_ice().clone();
+        let fingerprint = prepared.fingerprint().clone();
+        let keepalive_ssrc =
+            prepared
+                .keepalive_ssrc()
+                .ok_or(EngineError::Rtc(RtcError::InvalidState(
+                    "no keepalive stream",
+                )))?;
+        let setup = RelaySetup {
+            keepalive_ssrc,
+            peer_keepalive_ssrc: Some(invite.keepalive_ssrc),
+            keepalive: params.keepalive,
+            timeout: params.timeout,
+            remote: Some(invite.addr),
+        };
+        self.install_relay(shard, prepared, setup)?;
+        self.relays().entries.insert(
+            id,
+            RelayEntry {
+                shard,
+                params,
+                keepalive_ssrc,
+                pending: None,
+                next_mid: 0,
+            },
+        );
+        Ok(RelayAnswer {
+            relay: id,
+            ice,
+            fingerprint,
+            keepalive_ssrc,
+        })
+    }
+
+    /// Completes a listening relay with the connecting engine's answer: the session is
+    /// installed and answers the peer's connectivity checks from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] when `relay` is no listening relay waiting for its
+    /// answer; the errors of installing a session.
+    pub fn relay_accept(&self, relay: SessionId, answer: &RelayAnswer) -> Result<(), EngineError> {
+        let (shard, params, keepalive_ssrc, mut prepared) = {
+            let mut relays = self.relays();
+            let e = relays
+                .entries
+                .get_mut(&relay)
+                .ok_or(EngineError::UnknownSession(relay))?;
+            let p = e.pending.take().ok_or(EngineError::UnknownSession(relay))?;
+            (e.shard, e.params, e.keepalive_ssrc, p)
+        };
+        let done = accept_relay(
+            &mut prepared,
+            answer.ice.clone(),
+            answer.fingerprint.clone(),
+        )
+        .and_then(|()| {
+            let setup = RelaySetup {
+                keepalive_ssrc,
+                peer_keepalive_ssrc: Some(answer.keepalive_ssrc),
+                keepalive: params.keepalive,
+                timeout: params.timeout,
+                remote: None,
+            };
+            self.install_relay(shard, *prepared, setup)
+        });
+        if done.is_err() {
+            self.relays().entries.remove(&relay);
+        }
+        done.map(|_| ())
+    }
+
+    /// Sends the publisher track `(publisher, mid)` over `relay` (a connected or
+    /// connecting relay of this engine): a leg of the relay session, with its own
+    /// downtrack and retransmission ring, keyframe requests from the peer going to the
+    /// publisher. Returns what the peer engine passes to
+    /// [`EngineHandle::relay_attach`].
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown relay or publisher,
+    /// [`EngineError::NotInRoom`] when the publisher has no such received section
+    /// (with [`RELAY_ROOM`] as the room), shard errors.
+    pub fn relay_publish(
+        &self,
+        relay: SessionId,
+        publisher: SessionId,
+        mid: Mid,
+    ) -> Result<RelayTrack, EngineError> {
+        let mut reg = self.registry();
+        let shard = {
+            let relays = self.relays();
+            let e = relays
+                .entries
+                .get(&relay)
+                .filter(|e| e.pending.is_none())
+                .ok_or(EngineError::UnknownSession(relay))?;
+            e.shard
+        };
+        if !reg.sessions.contains_key(&relay) {
+            return Err(EngineError::UnknownSession(relay));
+        }
+        let pub_s = reg
+            .sessions
+            .get(&publisher)
+            .ok_or(EngineError::UnknownSession(publisher))?;
+        let pub_shard = pub_s.shard;
+        let track = pub_s
+            .media
+            .iter()
+            .find(|m| m.mid == mid && m.can_recv())
+            .cloned()
+            .ok_or(EngineError::NotInRoom(publisher, RELAY_ROOM))?;
+        if reg.sessions.get(&relay).is_some_and(|s| {
+            s.legs
+                .iter()
+                .any(|l| l.publisher == publisher && l.pub_mid == mid)
+        }) {
+            return Err(EngineError::Rtc(RtcError::InvalidState(
+                "this track is relayed already",
+            )));
+        }
+        let rtx = rtx_pairs(&track.payloads);
+        let relay_mid = {
+            let mut relays = self.relays();
+            let e = relays
+                .entries
+                .get_mut(&relay)
+                .ok_or(EngineError::UnknownSession(relay))?;
+            e.next_mid += 1;
+            // "r<n>" is a valid mid for any n.
+            Mid::new(&format!("r{}", e.next_mid)).expect("a short token mid")
+        };
+        let (ssrc, rtx_ssrc) = self
+            .call(shard, |reply| {
+                Command::Relay(RelayCmd::DeclareTx {
+                    id: relay,
+                    mid: relay_mid,
+                    kind: track.kind,
+                    rtx: rtx.clone(),
+                    reply,
+                })
+            })?
+            .ok_or(EngineError::UnknownSession(relay))?;
+        let pt_map = PtMap::from_payloads(track.kind, &track.payloads, &track.payloads);
+        let spec = LegSpec {
+            sub: relay,
+            key: (publisher, mid),
+            route: RouteSpec {
+                kind: track.kind,
+                pub_shard,
+            },
+            params: LegParams::new(ssrc, relay_mid, pt_map, None),
+        };
+        if pub_shard != shard {
+            let mut replies = Replies::default();
+            self.add_remote_ref(&mut reg, (publisher, mid), spec.route, shard, &mut replies)?;
+            self.settle(replies)?;
+        }
+        let ok = self.call(shard, |reply| Command::AddLeg {
+            spec: Box::new(spec),
+            reply,
+        })?;
+        if !ok {
+            if pub_shard != shard {
+                let mut replies = Replies::default();
+                self.drop_remote_ref(&mut reg, (publisher, mid), shard, &mut replies)?;
+                self.settle(replies)?;
+            }
+            return Err(EngineError::UnknownSession(relay));
+        }
+        if let Some(s) = reg.sessions.get_mut(&relay) {
+            s.media.push(MediaDesc {
+                mid: relay_mid,
+                kind: track.kind,
+                direction: Direction::SendOnly,
+                payloads: track.payloads.clone(),
+                mid_ext_id: None,
+                tx_ssrc: Some(ssrc),
+            });
+            s.legs.push(RegLeg {
+                sub_mid: relay_mid,
+                publisher,
+                pub_mid: mid,
+                ssrc,
+                room: RELAY_ROOM,
+            });
+        }
+        Ok(RelayTrack {
+            mid: relay_mid,
+            kind: track.kind,
+            ssrc,
+            payloads: track.payloads,
+            rtx_ssrc,
+            rtx,
+            source: (publisher, mid),
+        })
+    }
+
+    /// Stops sending the relayed track on section `mid` of `relay`: the peer gets an
+    /// RTCP BYE for it (its subscribers of the track get theirs), and the leg goes.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown relay or track; shard errors.
+    pub fn relay_unpublish(&self, relay: SessionId, mid: Mid) -> Result<(), EngineError> {
+        let mut reg = self.registry();
+        let s = reg
+            .sessions
+            .get(&relay)
+            .ok_or(EngineError::UnknownSession(relay))?;
+        let shard = s.shard;
+        let ssrc = s
+            .legs
+            .iter()
+            .find(|l| l.sub_mid == mid)
+            .map(|l| l.ssrc)
+            .ok_or(EngineError::UnknownSession(relay))?;
+        self.call(shard, |reply| {
+            Command::Relay(RelayCmd::EndTx {
+                id: relay,
+                ssrc,
+                reply,
+            })
+        })?;
+        let mut replies = Replies::default();
+        self.remove_leg(&mut reg, relay, mid, &mut replies)?;
+        drop(reg);
+        self.settle(replies)?;
+        let mut reg = self.registry();
+        if let Some(s) = reg.sessions.get_mut(&relay) {
+            s.media.retain(|m| m.mid != mid);
+        }
+        Ok(())
+    }
+
+    /// Takes a track the peer engine relays ([`EngineHandle::relay_publish`] there) on
+    /// the listening relay `relay`: it becomes a published (received) media section of
+    /// the relay session, with a packet cache per layer on this engine. Put the relay
+    /// session in a room with [`EngineHandle::publish`] and subscribe to it as to any
+    /// publisher. Returns the media section.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown relay; [`EngineError::Rtc`] when
+    /// the section cannot be declared; shard errors.
+    pub fn relay_attach(&self, relay: SessionId, track: &RelayTrack) -> Result<Mid, EngineError> {
+        let mut reg = self.registry();
+        let s = reg
+            .sessions
+            .get(&relay)
+            .ok_or(EngineError::UnknownSession(relay))?;
+        if s.media.iter().any(|m| m.mid == track.mid) {
+            return Ok(track.mid);
+        }
+        let shard = s.shard;
+        self.call(shard, |reply| {
+            Command::Relay(RelayCmd::Attach {
+                id: relay,
+                mid: track.mid,
+                kind: track.kind,
+                ssrc: track.ssrc,
+                rtx: (track.rtx_ssrc, track.rtx.clone()),
+                payloads: track.payloads.clone(),
+                reply,
+            })
+        })??;
+        if let Some(s) = reg.sessions.get_mut(&relay) {
+            s.media.push(MediaDesc {
+                mid: track.mid,
+                kind: track.kind,
+                direction: Direction::RecvOnly,
+                payloads: track.payloads.clone(),
+                mid_ext_id: None,
+                tx_ssrc: None,
+            });
+        }
+        Ok(track.mid)
+    }
+
+    /// Drops a relayed track on the receiving end: its local subscribers get an RTCP
+    /// BYE and their legs go. Returns the legs ended.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown relay; shard errors.
+    pub fn relay_detach(&self, relay: SessionId, mid: Mid) -> Result<usize, EngineError> {
+        let mut reg = self.registry();
+        let shard = reg
+            .sessions
+            .get(&relay)
+            .map(|s| s.shard)
+            .ok_or(EngineError::UnknownSession(relay))?;
+        let n = self.call(shard, |reply| {
+            Command::Relay(RelayCmd::Detach {
+                id: relay,
+                mid,
+                reply,
+            })
+        })?;
+        let fed = legs_where(&reg, |l| l.publisher == relay && l.pub_mid == mid);
+        let mut replies = Replies::default();
+        for (sub, sub_mid) in fed {
+            self.remove_leg(&mut reg, sub, sub_mid, &mut replies)?;
+        }
+        if let Some(s) = reg.sessions.get_mut(&relay) {
+            s.media.retain(|m| m.mid != mid);
+        }
+        // Replies are awaited without the lock.
+        drop(reg);
+        self.settle(replies)?;
+        Ok(n)
+    }
+
+    /// Closes a relay (either end): DTLS close_notify goes to the peer, whose relay ends
+    /// too; both report [`EngineEvent::RelayDown`](crate::EngineEvent::RelayDown).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown relay; shard errors.
+    pub fn relay_close(&self, relay: SessionId) -> Result<(), EngineError> {
+        let entry = self.relays().entries.remove(&relay);
+        match entry {
+            Some(RelayEntry {
+                pending: Some(_), ..
+            }) => Ok(()),
+            Some(_) => self.close_session(relay),
+            None => Err(EngineError::UnknownSession(relay)),
+        }
+    }
+
+    /// The relays of this engine (listening ones waiting for their answer included).
+    pub fn relays_list(&self) -> Vec<SessionId> {
+        let live: Vec<SessionId> = {
+            let reg = self.registry();
+            self.relays()
+                .entries
+                .iter()
+                .filter(|(id, e)| e.pending.is_some() || reg.sessions.contains_key(id))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let mut v = live;
+        v.sort();
+        v
+    }
+
+    /// RTT, loss and liveness of a relay.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown (or not yet accepted) relay; shard
+    /// errors.
+    pub fn relay_stats(&self, relay: SessionId) -> Result<RelayStats, EngineError> {
+        let shard = self.session_shard(relay)?;
+        let silent_for = self
+            .call(shard, |reply| {
+                Command::Relay(RelayCmd::Silence { id: relay, reply })
+            })?
+            .ok_or(EngineError::UnknownSession(relay))?;
+        let snap = self.session_stats(relay)?;
+        let sum = |f: fn(&crate::api::TrackCounters) -> u64, inbound: bool| -> u64 {
+            snap.tracks
+                .iter()
+                .filter(|t| t.inbound == inbound)
+                .map(f)
+                .sum()
+        };
+        Ok(RelayStats {
+            relay,
+            connected: snap.connected,
+            remote_addr: snap.remote_addr,
+            rtt: snap.rtt,
+            lost: sum(|t| t.lost, true),
+            nacks: sum(|t| t.nacks, true) + sum(|t| t.nacks, false),
+            retransmitted: sum(|t| t.lost, false),
+            datagrams_in: snap.peer.datagrams_in,
+            datagrams_out: snap.peer.datagrams_out,
+            silent_for,
+            tracks: snap.tracks,
+        })
+    }
+}
