@@ -47,9 +47,11 @@ pub struct Hello {
 
 mod event_bodies;
 mod params;
+mod renegotiate;
 pub use event_bodies::*;
 use params::NoParams;
 pub use params::*;
+pub use renegotiate::*;
 
 // ---------------------------------------------------------------------------------------
 // Requests
@@ -426,6 +428,8 @@ protocol! {
         SessionCreated(SessionCreated),
         /// `session.stats`.
         SessionStats(SessionStats),
+        /// `session.renegotiate`, `session.ice`.
+        Renegotiated(Renegotiated),
         /// `room.list`.
         Rooms(RoomList),
         /// `publish`, `subscribe`.
@@ -445,6 +449,10 @@ protocol! {
         SessionCreate = "session.create" (SessionCreate) => SessionCreated;
         SessionClose = "session.close" (SessionRef) => Done;
         SessionStats = "session.stats" (SessionRef) => SessionStats;
+        /// The peer's new offer → our answer (added/removed tracks, ICE restart).
+        SessionRenegotiate = "session.renegotiate" (SessionRenegotiate) => Renegotiated;
+        /// A trickle ICE fragment: candidates, or new credentials (ICE restart → our fragment).
+        SessionIce = "session.ice" (SessionIce) => Renegotiated;
         RoomCreate = "room.create" (RoomRef) => Done;
         /// Closes the room's forwarding, not its sessions.
         RoomClose = "room.close" (RoomRef) => Done;

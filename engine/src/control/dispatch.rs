@@ -35,6 +35,14 @@ impl ControlHandler for EngineControl {
             Request::ShardList => self.shard_list(),
             Request::ShardDrain(s) => self.shard_drain(s),
             Request::ChannelSend(c) => self.channel_send(c),
+            Request::SessionRenegotiate(r) => {
+                let id = SessionId(r.session.0);
+                self.renegotiated(id, self.shared.engine.renegotiate(id, &r.offer))
+            }
+            Request::SessionIce(r) => {
+                let id = SessionId(r.session.0);
+                self.renegotiated(id, self.shared.engine.ice_fragment(id, &r.fragment))
+            }
             // `events.*` never reach a handler, and `Request` is `#[non_exhaustive]`.
             other => Err(ControlError::internal(format!(
                 "{} is handled by the control server, not the engine",
@@ -509,6 +517,28 @@ impl EngineControl {
             }
             Err(e) => Err(map_err(e)),
         }
+    }
+}
+
+impl EngineControl {
+    /// The answer to `session.renegotiate` / `session.ice`; the session's recorded media
+    /// follow the change.
+    fn renegotiated(
+        &self,
+        id: SessionId,
+        r: Result<crate::api::Renegotiation, EngineError>,
+    ) -> Result<Response, ControlError> {
+        let r = r.map_err(map_err)?;
+        if let Some(s) = self.shared.state().sessions.get_mut(&id) {
+            s.media = r.media.clone();
+        }
+        Ok(Response::Renegotiated(control::Renegotiated {
+            answer: r.answer,
+            fragment: r.fragment,
+            added: r.added.iter().map(|m| m.to_string()).collect(),
+            removed: r.removed.iter().map(|m| m.to_string()).collect(),
+            ice_restarted: r.ice_restarted,
+        }))
     }
 }
 

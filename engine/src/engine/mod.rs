@@ -22,6 +22,7 @@ use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
 
 mod events;
 mod registry;
+mod renegotiate;
 mod rooms;
 mod start;
 #[cfg(test)]

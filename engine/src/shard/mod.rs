@@ -59,7 +59,7 @@ mod layers;
 mod recv;
 mod session;
 
-pub(crate) use session::{Prepared, SessionParams, prepare_session};
+pub(crate) use session::{Prepared, Renegotiated, SdpChange, SessionParams, prepare_session};
 
 /// A publisher's media section: the unit of routing.
 pub(crate) type RouteKey = (SessionId, Mid);
@@ -148,6 +148,12 @@ pub(crate) enum Command {
         binary: bool,
         data: Vec<u8>,
         reply: Sender<Result<usize, EngineError>>,
+    },
+    /// A new offer or an ICE fragment for a live session.
+    Renegotiate {
+        id: SessionId,
+        change: SdpChange,
+        reply: Sender<Result<Renegotiated, EngineError>>,
     },
     Shutdown,
 }
