@@ -131,6 +131,29 @@ enum SessionCmd {
         /// Session.
         session: u64,
     },
+    /// Renegotiate a live session with the peer's new SDP offer (prints our answer).
+    Renegotiate {
+        /// Session.
+        session: u64,
+        /// File holding the new SDP offer ("-": stdin).
+        #[arg(long, value_name = "FILE")]
+        offer_file: PathBuf,
+        /// Write the SDP answer to this file instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        answer_file: Option<PathBuf>,
+    },
+    /// Apply a trickle ICE fragment (application/trickle-ice-sdpfrag): candidates, or
+    /// new credentials for an ICE restart (prints the engine's fragment).
+    Ice {
+        /// Session.
+        session: u64,
+        /// File holding the fragment ("-": stdin).
+        #[arg(long, value_name = "FILE")]
+        fragment_file: PathBuf,
+        /// Write the engine's fragment (after an ICE restart) to this file.
+        #[arg(long, value_name = "FILE")]
+        answer_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -325,6 +348,22 @@ fn build_request(cmd: &Cmd) -> Result<Option<Request>, Failure> {
         Cmd::Session(SessionCmd::Close { session }) => Request::SessionClose(SessionRef {
             session: SessionId(*session),
         }),
+        Cmd::Session(SessionCmd::Renegotiate {
+            session,
+            offer_file,
+            ..
+        }) => Request::SessionRenegotiate(control::SessionRenegotiate {
+            session: SessionId(*session),
+            offer: read_text(offer_file)?,
+        }),
+        Cmd::Session(SessionCmd::Ice {
+            session,
+            fragment_file,
+            ..
+        }) => Request::SessionIce(control::SessionIce {
+            session: SessionId(*session),
+            fragment: read_text(fragment_file)?,
+        }),
         Cmd::Session(SessionCmd::Stats { session }) => Request::SessionStats(SessionRef {
             session: SessionId(*session),
         }),
@@ -438,15 +477,30 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         let mut c = connect(cli)?;
         let resp = c.request(req)?;
         let answer_file = match &cli.cmd {
-            Cmd::Session(SessionCmd::Create { answer_file, .. }) => answer_file.clone(),
+            Cmd::Session(
+                SessionCmd::Create { answer_file, .. }
+                | SessionCmd::Renegotiate { answer_file, .. }
+                | SessionCmd::Ice { answer_file, .. },
+            ) => answer_file.clone(),
             _ => None,
         };
         let mut resp = resp;
-        if let (Some(f), Response::SessionCreated(sc)) = (&answer_file, &mut resp)
-            && let Some(a) = sc.answer.take()
-        {
+        let written = match &mut resp {
+            Response::SessionCreated(sc) => sc.answer.as_ref(),
+            Response::Renegotiated(r) => r.answer.as_ref().or(r.fragment.as_ref()),
+            _ => None,
+        };
+        if let (Some(f), Some(a)) = (&answer_file, written) {
             std::fs::write(f, a.as_bytes())
                 .map_err(|e| Failure::input(format!("{}: {e}", f.display())))?;
+            match &mut resp {
+                Response::SessionCreated(sc) => sc.answer = None,
+                Response::Renegotiated(r) => {
+                    r.answer = None;
+                    r.fragment = None;
+                }
+                _ => {}
+            }
         }
         if cli.json {
             print_json(&resp);
