@@ -96,6 +96,14 @@ fn all_requests() -> Vec<Request> {
             channel: ChannelRef::Id(3),
             payload: ChannelPayload::Binary(vec![0, 1, 2, 255]),
         }),
+        Request::SessionRenegotiate(SessionRenegotiate {
+            session: SessionId(1),
+            offer: "v=0\r\n".into(),
+        }),
+        Request::SessionIce(SessionIce {
+            session: SessionId(1),
+            fragment: "a=ice-ufrag:abcd\r\na=end-of-candidates\r\n".into(),
+        }),
     ]
 }
 
@@ -205,6 +213,14 @@ fn documented_wire_forms_parse() {
         (
             json!({"id":17,"op":"channel.send","params":{"session":1,"channel":0,"data_b64":"AAEC"}}),
             OpKind::ChannelSend,
+        ),
+        (
+            json!({"id":20,"op":"session.renegotiate","params":{"session":42,"offer":"v=0\r\n"}}),
+            OpKind::SessionRenegotiate,
+        ),
+        (
+            json!({"id":21,"op":"session.ice","params":{"session":42,"fragment":"a=end-of-candidates\r\n"}}),
+            OpKind::SessionIce,
         ),
     ];
     for (v, kind) in cases {
@@ -453,6 +469,26 @@ fn all_responses() -> Vec<(OpKind, Response)> {
         (OpKind::TrackSetPreference, Response::Done),
         (OpKind::EventsUnsubscribe, Response::Done),
         (OpKind::ChannelSend, Response::Done),
+        (
+            OpKind::SessionRenegotiate,
+            Response::Renegotiated(Renegotiated {
+                answer: Some("v=0\r\n".into()),
+                fragment: None,
+                added: vec!["2".into()],
+                removed: vec!["1".into()],
+                ice_restarted: false,
+            }),
+        ),
+        (
+            OpKind::SessionIce,
+            Response::Renegotiated(Renegotiated {
+                answer: None,
+                fragment: Some("a=ice-ufrag:abcd\r\n".into()),
+                added: vec![],
+                removed: vec![],
+                ice_restarted: true,
+            }),
+        ),
     ]
 }
 

@@ -37,12 +37,9 @@ pub struct Renegotiated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragment: Option<String>,
     /// Tracks (mids) the change added.
-    #[serde(default)]
     pub added: Vec<String>,
     /// Tracks (mids) the change removed; their forwarding ended.
-    #[serde(default)]
     pub removed: Vec<String>,
     /// The engine's ICE credentials changed (ICE restart).
-    #[serde(default)]
     pub ice_restarted: bool,
 }
