@@ -231,6 +231,7 @@ def main():
     put("ice_fragment", "restart", "a=ice-options:trickle ice2\r\na=ice-ufrag:n3wU\r\n"
         "a=ice-pwd:0123456789abcdefghijklmn\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\n"
         + frag_cands[0] + "\r\n")
+    put("ice_fragment", "only_unknown", "a=gro")  # once a crash: the empty fragment
     put("ice_fragment", "eoc_only", "a=ice-lite\nm=audio 9 UDP/TLS/RTP/SAVPF 111\na=mid:0\na=end-of-candidates\n")
 
     # jsep_accept_offer: [opts] + SDP. Offers from browsers (bit 0 clear), and browser

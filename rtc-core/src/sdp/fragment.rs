@@ -468,5 +468,10 @@ a=candidate:1 1 udp 2122260223 4b6a1c2e-1111-2222-3333-444455556666.local 5000 t
         assert_eq!(f.media.len(), 1);
         assert!(!f.has_credentials());
         assert_eq!(f.credentials(), None);
+        // Found by the ice_fragment fuzz target: only meaningless attributes give the
+        // empty fragment, which writes no line (and an empty body is refused).
+        let empty = IceFragment::parse("a=gro").unwrap();
+        assert_eq!(empty, IceFragment::default());
+        assert_eq!(empty.to_sdpfrag(), "");
     }
 }
