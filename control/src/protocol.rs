@@ -453,6 +453,10 @@ protocol! {
         SessionRenegotiate = "session.renegotiate" (SessionRenegotiate) => Renegotiated;
         /// A trickle ICE fragment: candidates, or new credentials (ICE restart → our fragment).
         SessionIce = "session.ice" (SessionIce) => Renegotiated;
+        /// Our offer on a live session (sections to add/remove, ICE restart).
+        SessionOffer = "session.offer" (SessionOffer) => Renegotiated;
+        /// Their answer to our `session.offer`.
+        SessionAnswer = "session.answer" (SessionAnswer) => Renegotiated;
         RoomCreate = "room.create" (RoomRef) => Done;
         /// Closes the room's forwarding, not its sessions.
         RoomClose = "room.close" (RoomRef) => Done;

@@ -104,6 +104,19 @@ fn all_requests() -> Vec<Request> {
             session: SessionId(1),
             fragment: "a=ice-ufrag:abcd\r\na=end-of-candidates\r\n".into(),
         }),
+        Request::SessionOffer(SessionOffer {
+            session: SessionId(1),
+            add: vec![OfferMedia {
+                kind: MediaKind::Video,
+                direction: MediaDirection::Sendonly,
+            }],
+            remove: vec![TrackId("0".into())],
+            ice_restart: true,
+        }),
+        Request::SessionAnswer(SessionAnswer {
+            session: SessionId(1),
+            answer: "v=0\r\n".into(),
+        }),
     ]
 }
 
@@ -221,6 +234,14 @@ fn documented_wire_forms_parse() {
         (
             json!({"id":21,"op":"session.ice","params":{"session":42,"fragment":"a=end-of-candidates\r\n"}}),
             OpKind::SessionIce,
+        ),
+        (
+            json!({"id":23,"op":"session.offer","params":{"session":42,"add":[{"kind":"video","direction":"sendonly"}],"remove":["1"],"ice_restart":false}}),
+            OpKind::SessionOffer,
+        ),
+        (
+            json!({"id":24,"op":"session.answer","params":{"session":42,"answer":"v=0\r\n"}}),
+            OpKind::SessionAnswer,
         ),
     ];
     for (v, kind) in cases {
@@ -477,6 +498,7 @@ fn all_responses() -> Vec<(OpKind, Response)> {
                 added: vec!["2".into()],
                 removed: vec!["1".into()],
                 ice_restarted: false,
+                offer: None,
             }),
         ),
         (
@@ -487,7 +509,19 @@ fn all_responses() -> Vec<(OpKind, Response)> {
                 added: vec![],
                 removed: vec![],
                 ice_restarted: true,
+                offer: None,
             }),
+        ),
+        (
+            OpKind::SessionOffer,
+            Response::Renegotiated(Renegotiated {
+                offer: Some("v=0\r\n".into()),
+                ..Renegotiated::default()
+            }),
+        ),
+        (
+            OpKind::SessionAnswer,
+            Response::Renegotiated(Renegotiated::default()),
         ),
     ]
 }

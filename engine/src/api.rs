@@ -140,6 +140,8 @@ pub struct Renegotiation {
     /// Our trickle ICE fragment (`application/trickle-ice-sdpfrag`) when the peer's
     /// fragment restarted ICE; `None` for a plain trickle update.
     pub fragment: Option<String>,
+    /// Our SDP offer (from [`EngineHandle::create_offer`](crate::EngineHandle::create_offer)).
+    pub offer: Option<String>,
     /// The session's media sections afterwards.
     pub media: Vec<MediaDesc>,
     /// Sections the change added.

@@ -144,6 +144,28 @@ fn reoffers_add_and_remove_tracks_and_restart_ice_on_live_sessions() {
     assert!(count(&clients[1], MediaKind::Video) > video_before + 30);
     assert!(!clients[0].failed && !clients[1].failed);
 
+    // The engine offers: a new section to send on to the subscriber; its answer
+    // completes the change.
+    let before = engine.leg_layers(s).unwrap().len();
+    let r = engine
+        .create_offer(s, &[(MediaKind::Video, Direction::SendOnly)], &[], false)
+        .unwrap();
+    let offer = rtc_core::sdp_api::SdpOffer::from_sdp_string(r.offer.as_deref().unwrap()).unwrap();
+    assert!(r.added.is_empty(), "added once answered: {r:?}");
+    let answer = clients[1].rtc.sdp_api().accept_offer(offer).unwrap();
+    let r = engine.accept_answer(s, &answer.to_sdp_string()).unwrap();
+    assert_eq!(r.added.len(), 1, "{r:?}");
+    assert_eq!(r.media.len(), 3);
+    assert_eq!(clients[1].rtc.media().count(), 3);
+    assert_eq!(engine.leg_layers(s).unwrap().len(), before);
+    // No offer awaits an answer now.
+    assert!(matches!(
+        engine.accept_answer(s, &answer.to_sdp_string()),
+        Err(EngineError::Rtc(_))
+    ));
+    drive(&mut clients, Duration::from_millis(300), |_| false);
+    assert!(!clients[0].failed && !clients[1].failed);
+
     // Errors: bad SDP, unknown session.
     assert!(matches!(
         engine.renegotiate(p, "not sdp"),

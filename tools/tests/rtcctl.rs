@@ -125,6 +125,10 @@ impl ControlHandler for Handler {
                 added: vec!["2".into()],
                 ..Default::default()
             }),
+            Request::SessionOffer(o) => Response::Renegotiated(control::Renegotiated {
+                offer: Some(format!("offer-adding:{}", o.add.len())),
+                ..Default::default()
+            }),
             Request::SessionIce(r) => {
                 let restart = r.fragment.contains("a=ice-pwd");
                 Response::Renegotiated(control::Renegotiated {

@@ -59,6 +59,57 @@ impl EngineHandle {
         self.apply_change(id, SdpChange::IceFragment(Box::new(frag)))
     }
 
+    /// Makes our own offer on a live session (the peer answers with
+    /// [`EngineHandle::accept_answer`]): media sections to add (`kind`, our direction),
+    /// negotiated sections to remove, and an ICE restart. [`Renegotiation::offer`] holds
+    /// it. Media of sections added here is forwarded once the answer is applied; a new
+    /// offer replaces one not yet answered.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Rtc`] when the offer would change nothing or names an unknown
+    /// section, and as [`EngineHandle::renegotiate`].
+    pub fn create_offer(
+        &self,
+        id: SessionId,
+        add: &[(rtc_core::media::MediaKind, rtc_core::sdp::Direction)],
+        remove: &[Mid],
+        ice_restart: bool,
+    ) -> Result<Renegotiation, EngineError> {
+        let limit = self.inner.limits.max_media;
+        let sections = self
+            .registry()
+            .sessions
+            .get(&id)
+            .map(|s| s.media.len())
+            .ok_or(EngineError::UnknownSession(id))?
+            + add.len();
+        if sections > limit {
+            return Err(EngineError::TooManyMedia { sections, limit });
+        }
+        self.apply_change(
+            id,
+            SdpChange::MakeOffer {
+                add: add.to_vec(),
+                remove: remove.to_vec(),
+                ice_restart,
+            },
+        )
+    }
+
+    /// Applies the peer's answer to the offer of [`EngineHandle::create_offer`], then
+    /// re-wires forwarding as [`EngineHandle::renegotiate`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Rtc`] when no offer awaits an answer or the answer does not fit
+    /// it (the pending offer is then dropped), and as [`EngineHandle::renegotiate`].
+    pub fn accept_answer(&self, id: SessionId, answer: &str) -> Result<Renegotiation, EngineError> {
+        let answer = rtc_core::sdp_api::SdpAnswer::from_sdp_string(answer)
+            .map_err(rtc_core::RtcError::from)?;
+        self.apply_change(id, SdpChange::Answer(Box::new(answer)))
+    }
+
     fn apply_change(&self, id: SessionId, change: SdpChange) -> Result<Renegotiation, EngineError> {
         let shard = self.session_shard(id)?;
         let before: Vec<MediaDesc> = self
@@ -124,6 +175,7 @@ impl EngineHandle {
         Ok(Renegotiation {
             answer: done.answer,
             fragment: done.fragment,
+            offer: done.offer,
             media: done.media,
             added,
             removed,

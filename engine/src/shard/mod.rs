@@ -268,6 +268,8 @@ struct Session {
     rx_counts: Vec<(Mid, u64, u64)>,
     /// The `Rtc` reported `Connected` (ICE and DTLS up).
     connected: bool,
+    /// Our offer awaiting the peer's answer (`session.offer` → `session.answer`).
+    pending_offer: Option<rtc_core::sdp_api::SdpPendingOffer>,
 }
 
 impl Session {

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use rtc_core::dtls::DtlsCert;
 use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
+use rtc_core::media::MediaKind;
 use rtc_core::media::Mid;
 use rtc_core::rtp::Extension;
+use rtc_core::sdp::Direction;
 use rtc_core::sdp::IceFragment;
-use rtc_core::sdp_api::SdpOffer;
+use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
 use rtc_core::{Protocol, Rtc, RtcError};
 
 use super::layers::video_codec;
@@ -90,6 +92,14 @@ pub(crate) enum SdpChange {
     Offer(Box<SdpOffer>),
     /// A trickle ICE fragment (RFC 8840): candidates, or new credentials (ICE restart).
     IceFragment(Box<IceFragment>),
+    /// Make our own offer: sections to add and to remove, ICE restart.
+    MakeOffer {
+        add: Vec<(MediaKind, Direction)>,
+        remove: Vec<Mid>,
+        ice_restart: bool,
+    },
+    /// The peer's answer to our pending offer.
+    Answer(Box<SdpAnswer>),
 }
 
 /// What a [`SdpChange`] did to a session.
@@ -98,6 +108,8 @@ pub(crate) struct Renegotiated {
     pub answer: Option<String>,
     /// Our ICE fragment (for a fragment that restarted ICE).
     pub fragment: Option<String>,
+    /// Our offer (for [`SdpChange::MakeOffer`]).
+    pub offer: Option<String>,
     /// The session's media sections afterwards.
     pub media: Vec<MediaDesc>,
     /// The session's local ICE credentials changed (ICE restart).
@@ -317,6 +329,7 @@ impl Shard {
             channels: Vec::new(),
             rx_counts: Vec::new(),
             connected: false,
+            pending_offer: None,
         };
         let slot = self.alloc_slot(session);
         if let Some(Some(s)) = self.sessions.get_mut(slot) {
@@ -349,25 +362,67 @@ impl Shard {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return Err(EngineError::UnknownSession(id));
         };
+        // Only an answer consumes our pending offer; a refused answer drops it (the peer
+        // must be offered again).
+        let pending = if matches!(change, SdpChange::Answer(_)) {
+            s.pending_offer.take()
+        } else {
+            None
+        };
         let out = guarded(s, move |rtc| -> Result<_, RtcError> {
             Ok(match change {
                 SdpChange::Offer(offer) => {
                     let answer = rtc.sdp_api().accept_offer(*offer)?;
-                    (Some(answer.to_sdp_string()), None)
+                    // The peer's offer supersedes one of ours (glare: ours is rolled back).
+                    (Some(answer.to_sdp_string()), None, None, Some(None))
                 }
                 SdpChange::IceFragment(frag) => {
                     let ours = rtc.sdp_api().accept_ice_fragment(&frag)?;
-                    (None, ours.map(|f| f.to_sdpfrag()))
+                    (None, ours.map(|f| f.to_sdpfrag()), None, None)
+                }
+                SdpChange::MakeOffer {
+                    add,
+                    remove,
+                    ice_restart,
+                } => {
+                    let mut api = rtc.sdp_api();
+                    for (kind, dir) in add {
+                        api.add_media(kind, dir);
+                    }
+                    for mid in remove {
+                        api.remove_media(mid)?;
+                    }
+                    if ice_restart {
+                        api.ice_restart();
+                    }
+                    match api.apply() {
+                        Some((offer, p)) => {
+                            (None, None, Some(offer.to_sdp_string()), Some(Some(p)))
+                        }
+                        None => {
+                            return Err(RtcError::InvalidState("the offer would change nothing"));
+                        }
+                    }
+                }
+                SdpChange::Answer(answer) => {
+                    let Some(p) = pending else {
+                        return Err(RtcError::InvalidState("no offer awaits an answer"));
+                    };
+                    rtc.sdp_api().accept_answer(p, *answer)?;
+                    (None, None, None, Some(None))
                 }
             })
         });
-        let (answer, fragment) = match out {
+        let (answer, fragment, offer, pending) = match out {
             Ok(r) => r?,
             Err(()) => {
                 self.remove_session(slot, CloseReason::Panicked);
                 return Err(EngineError::SessionPanicked(id));
             }
         };
+        if let Some(p) = pending {
+            s.pending_offer = p;
+        }
         let ufrag = s.rtc.direct_api().local_ice_credentials().ufrag;
         let media = media_descs(&s.rtc);
         let (pt_mid, repair) = routing_tables(&media);
@@ -389,6 +444,7 @@ impl Shard {
         Ok(Renegotiated {
             answer,
             fragment,
+            offer,
             media,
             ice_restarted,
         })

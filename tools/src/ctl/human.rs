@@ -58,7 +58,11 @@ pub fn render(resp: &Response) -> String {
                 "ice-restart {}",
                 if r.ice_restarted { "yes" } else { "no" }
             );
-            for (name, text) in [("answer", &r.answer), ("fragment", &r.fragment)] {
+            for (name, text) in [
+                ("answer", &r.answer),
+                ("fragment", &r.fragment),
+                ("offer", &r.offer),
+            ] {
                 if let Some(t) = text {
                     let _ = writeln!(o, "{name}:");
                     for l in t.lines() {
