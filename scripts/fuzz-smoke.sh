@@ -8,7 +8,8 @@
 # Budget: measured 4m37s on 2 busy cores from a warm fuzz/target (defaults 200000 runs,
 # 30 s); the slow targets (connected Rtc, JSEP, SCTP, SDP, TCP framing) use up their
 # seconds, the parsers finish their runs in a few. Hard bound: targets x FUZZ_SECONDS
-# (19 x 25 s = 8 min) plus the build.
+# (20 x 25 s = 8.3 min) plus the build. Targets are every [[bin]] of fuzz/Cargo.toml
+# (`cargo fuzz list`), e.g. ice_fragment for the WHIP/WHEP PATCH bodies.
 #
 # For real fuzzing run one target for longer, e.g.:
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run -O -a rtp fuzz/corpus/rtp fuzz/seeds/rtp -- -max_total_time=600

@@ -48,10 +48,12 @@ pub struct Hello {
 mod event_bodies;
 mod params;
 mod relay;
+mod renegotiate;
 pub use event_bodies::*;
 use params::NoParams;
 pub use params::*;
 pub use relay::*;
+pub use renegotiate::*;
 
 // ---------------------------------------------------------------------------------------
 // Requests
@@ -428,6 +430,8 @@ protocol! {
         SessionCreated(SessionCreated),
         /// `session.stats`.
         SessionStats(SessionStats),
+        /// `session.renegotiate`, `session.ice`.
+        Renegotiated(Renegotiated),
         /// `room.list`.
         Rooms(RoomList),
         /// `publish`, `subscribe`.
@@ -453,6 +457,14 @@ protocol! {
         SessionCreate = "session.create" (SessionCreate) => SessionCreated;
         SessionClose = "session.close" (SessionRef) => Done;
         SessionStats = "session.stats" (SessionRef) => SessionStats;
+        /// The peer's new offer → our answer (added/removed tracks, ICE restart).
+        SessionRenegotiate = "session.renegotiate" (SessionRenegotiate) => Renegotiated;
+        /// A trickle ICE fragment: candidates, or new credentials (ICE restart → our fragment).
+        SessionIce = "session.ice" (SessionIce) => Renegotiated;
+        /// Our offer on a live session (sections to add/remove, ICE restart).
+        SessionOffer = "session.offer" (SessionOffer) => Renegotiated;
+        /// Their answer to our `session.offer`.
+        SessionAnswer = "session.answer" (SessionAnswer) => Renegotiated;
         RoomCreate = "room.create" (RoomRef) => Done;
         /// Closes the room's forwarding, not its sessions.
         RoomClose = "room.close" (RoomRef) => Done;

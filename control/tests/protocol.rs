@@ -149,6 +149,27 @@ fn all_requests() -> Vec<Request> {
         Request::RelayClose(RelayRef {
             relay: SessionId(3),
         }),
+        Request::SessionRenegotiate(SessionRenegotiate {
+            session: SessionId(1),
+            offer: "v=0\r\n".into(),
+        }),
+        Request::SessionIce(SessionIce {
+            session: SessionId(1),
+            fragment: "a=ice-ufrag:abcd\r\na=end-of-candidates\r\n".into(),
+        }),
+        Request::SessionOffer(SessionOffer {
+            session: SessionId(1),
+            add: vec![OfferMedia {
+                kind: MediaKind::Video,
+                direction: MediaDirection::Sendonly,
+            }],
+            remove: vec![TrackId("0".into())],
+            ice_restart: true,
+        }),
+        Request::SessionAnswer(SessionAnswer {
+            session: SessionId(1),
+            answer: "v=0\r\n".into(),
+        }),
     ]
 }
 
@@ -258,6 +279,22 @@ fn documented_wire_forms_parse() {
         (
             json!({"id":17,"op":"channel.send","params":{"session":1,"channel":0,"data_b64":"AAEC"}}),
             OpKind::ChannelSend,
+        ),
+        (
+            json!({"id":20,"op":"session.renegotiate","params":{"session":42,"offer":"v=0\r\n"}}),
+            OpKind::SessionRenegotiate,
+        ),
+        (
+            json!({"id":21,"op":"session.ice","params":{"session":42,"fragment":"a=end-of-candidates\r\n"}}),
+            OpKind::SessionIce,
+        ),
+        (
+            json!({"id":23,"op":"session.offer","params":{"session":42,"add":[{"kind":"video","direction":"sendonly"}],"remove":["1"],"ice_restart":false}}),
+            OpKind::SessionOffer,
+        ),
+        (
+            json!({"id":24,"op":"session.answer","params":{"session":42,"answer":"v=0\r\n"}}),
+            OpKind::SessionAnswer,
         ),
     ];
     for (v, kind) in cases {
@@ -549,6 +586,39 @@ fn all_responses() -> Vec<(OpKind, Response)> {
         (OpKind::RelayUnpublish, Response::Done),
         (OpKind::RelayAttach, Response::Done),
         (OpKind::RelayClose, Response::Done),
+        (
+            OpKind::SessionRenegotiate,
+            Response::Renegotiated(Renegotiated {
+                answer: Some("v=0\r\n".into()),
+                fragment: None,
+                added: vec!["2".into()],
+                removed: vec!["1".into()],
+                ice_restarted: false,
+                offer: None,
+            }),
+        ),
+        (
+            OpKind::SessionIce,
+            Response::Renegotiated(Renegotiated {
+                answer: None,
+                fragment: Some("a=ice-ufrag:abcd\r\n".into()),
+                added: vec![],
+                removed: vec![],
+                ice_restarted: true,
+                offer: None,
+            }),
+        ),
+        (
+            OpKind::SessionOffer,
+            Response::Renegotiated(Renegotiated {
+                offer: Some("v=0\r\n".into()),
+                ..Renegotiated::default()
+            }),
+        ),
+        (
+            OpKind::SessionAnswer,
+            Response::Renegotiated(Renegotiated::default()),
+        ),
     ]
 }
 

@@ -130,6 +130,28 @@ pub struct SessionInfo {
     pub media: Vec<MediaDesc>,
 }
 
+/// What [`EngineHandle::renegotiate`](crate::EngineHandle::renegotiate) and
+/// [`EngineHandle::ice_fragment`](crate::EngineHandle::ice_fragment) did to a live
+/// session.
+#[derive(Debug, Clone)]
+pub struct Renegotiation {
+    /// Our SDP answer (for a new offer).
+    pub answer: Option<String>,
+    /// Our trickle ICE fragment (`application/trickle-ice-sdpfrag`) when the peer's
+    /// fragment restarted ICE; `None` for a plain trickle update.
+    pub fragment: Option<String>,
+    /// Our SDP offer (from [`EngineHandle::create_offer`](crate::EngineHandle::create_offer)).
+    pub offer: Option<String>,
+    /// The session's media sections afterwards.
+    pub media: Vec<MediaDesc>,
+    /// Sections the change added.
+    pub added: Vec<Mid>,
+    /// Sections the change removed (rejected); their legs are gone.
+    pub removed: Vec<Mid>,
+    /// The engine's ICE credentials changed (ICE restart).
+    pub ice_restarted: bool,
+}
+
 /// One forwarding leg created by a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LegInfo {

@@ -44,8 +44,8 @@ mod shard;
 pub use api::RelayDownReason;
 pub use api::{
     ChannelTarget, CloseReason, ConfigError, DirectParams, DropCounters, EngineError, EngineEvent,
-    EngineStats, LegInfo, LegLayers, MediaDesc, Placement, RoomId, RoomInfo, SessionId,
-    SessionInfo, SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
+    EngineStats, LegInfo, LegLayers, MediaDesc, Placement, Renegotiation, RoomId, RoomInfo,
+    SessionId, SessionInfo, SessionSetup, SessionSnapshot, ShardStats, TrackCounters,
 };
 pub use config::EngineConfig;
 pub use engine::{

@@ -222,6 +222,18 @@ def main():
     for i, c in enumerate(cands[:8]):
         put("ice_candidate", f"cand_{i}", c[2:] if c.startswith("a=") and i % 2 else c)
 
+    # ice_fragment: trickle ICE sdpfrag bodies (RFC 8840 / RFC 9725 PATCH), built from
+    # the candidates above: trickle, ICE restart with new credentials, end-of-candidates.
+    frag_cands = [c if c.startswith("a=") else "a=" + c for c in cands[:4]]
+    put("ice_fragment", "trickle", "a=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+        "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n" + "".join(c + "\r\n" for c in frag_cands)
+        + "a=end-of-candidates\r\n")
+    put("ice_fragment", "restart", "a=ice-options:trickle ice2\r\na=ice-ufrag:n3wU\r\n"
+        "a=ice-pwd:0123456789abcdefghijklmn\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=mid:1\r\n"
+        + frag_cands[0] + "\r\n")
+    put("ice_fragment", "only_unknown", "a=gro")  # once a crash: the empty fragment
+    put("ice_fragment", "eoc_only", "a=ice-lite\nm=audio 9 UDP/TLS/RTP/SAVPF 111\na=mid:0\na=end-of-candidates\n")
+
     # jsep_accept_offer: [opts] + SDP. Offers from browsers (bit 0 clear), and browser
     # offers turned into answers (bit 0 set; a=setup:active) for our own offer.
     for f in sorted(os.listdir(FIXTURES)):

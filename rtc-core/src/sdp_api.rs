@@ -16,7 +16,8 @@ use crate::rtp::{Extension, ExtensionMap};
 use crate::sctp::ChannelConfig;
 use crate::sdp::jsep::{self, JsepError, LocalCodecs};
 use crate::sdp::{
-    self, Direction, Group, MediaSection, SdpError, SectionKind, SessionDescription, Setup,
+    self, Direction, FragmentMedia, Group, IceFragment, MediaSection, SdpError, SectionKind,
+    SessionDescription, Setup,
 };
 
 /// An SDP offer.
@@ -82,6 +83,7 @@ pub struct SdpApi<'a> {
     rtc: &'a mut Rtc,
     pending: Vec<Pending>,
     channels: Vec<ChannelConfig>,
+    removed: Vec<Mid>,
     restart: bool,
 }
 
@@ -91,6 +93,7 @@ impl<'a> SdpApi<'a> {
             rtc,
             pending: Vec::new(),
             channels: Vec::new(),
+            removed: Vec::new(),
             restart: false,
         }
     }
@@ -147,9 +150,14 @@ impl<'a> SdpApi<'a> {
         let exts = jsep::supported_extensions();
         let mut answers = Vec::with_capacity(offer.media.len());
         let mut negotiated = Vec::new();
+        let mut rejected = Vec::new();
         for m in &offer.media {
             let mut a = jsep::answer_media(m, &codecs, &exts, Direction::SendRecv);
-            if !a.is_rejected() {
+            if a.is_rejected() {
+                if let Some(mid) = m.mid.as_deref().and_then(Mid::new) {
+                    rejected.push(mid);
+                }
+            } else {
                 let n =
                     jsep::negotiate_from_offer(m, &a).map_err(|source| RtcError::SdpSection {
                         mid: m.mid.clone(),
@@ -185,6 +193,9 @@ impl<'a> SdpApi<'a> {
         }
         rtc.transport.dtls.set_remote_fingerprint(remote_fp);
         rtc.transport.dtls.set_active(we_active);
+        for mid in rejected {
+            rtc.remove_media_entry(mid);
+        }
         for m in &offer.media {
             for c in &m.candidates {
                 if let Ok(c) = Candidate::from_sdp_string(c) {
@@ -287,9 +298,144 @@ impl<'a> SdpApi<'a> {
         mid
     }
 
-    /// Whether `add_media`/`add_channel` queued changes.
+    /// Removes a negotiated media section with the next offer: the section is offered
+    /// rejected (port 0, JSEP §5.2.2) and, once the answer is applied, the `Rtc` no
+    /// longer sends or receives on it. Its mid is not reused.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::UnknownMid`] when no negotiated media section has this mid.
+    pub fn remove_media(&mut self, mid: Mid) -> Result<(), RtcError> {
+        if !self.rtc.session.media.iter().any(|m| m.mid == mid) {
+            return Err(RtcError::UnknownMid(mid));
+        }
+        if !self.removed.contains(&mid) {
+            self.removed.push(mid);
+        }
+        Ok(())
+    }
+
+    /// Whether `add_media`/`add_channel`/`remove_media` queued changes.
     pub fn has_changes(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.removed.is_empty()
+    }
+
+    /// Accepts a trickle ICE fragment from the peer (RFC 8840; WHIP/WHEP `PATCH`,
+    /// RFC 9725 §4.3) on a negotiated session.
+    ///
+    /// - Same credentials as the peer's current ones (or none): a trickle update. Its
+    ///   candidates are added (those whose `ufrag` extension names another generation
+    ///   are skipped, as are candidates this agent cannot use, e.g. mDNS names);
+    ///   `a=end-of-candidates` is noted. Returns `None`.
+    /// - New `ice-ufrag`/`ice-pwd`: the peer restarts ICE (RFC 8445 §9). We restart
+    ///   too, with fresh local credentials; media keeps flowing on the old path until
+    ///   a new pair is nominated. Returns our answer fragment (credentials, candidates,
+    ///   `a=end-of-candidates`) for the peer.
+    /// - After our own [`SdpApi::ice_restart_fragment`], the peer's fragment with its
+    ///   (new) credentials completes the restart. Returns `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] before ICE is negotiated, or when the fragment names
+    /// only a ufrag (or only a password) that differs from the current one;
+    /// [`RtcError::Sdp`] with [`JsepError::InvalidMid`] when a section names a mid this
+    /// session does not have. A refused fragment changes nothing.
+    pub fn accept_ice_fragment(
+        self,
+        fragment: &IceFragment,
+    ) -> Result<Option<IceFragment>, RtcError> {
+        let rtc = self.rtc;
+        if !rtc.transport.ice_negotiated {
+            return Err(RtcError::InvalidState(
+                "an ICE fragment needs a negotiated session",
+            ));
+        }
+        for m in &fragment.media {
+            if let Some(mid) = &m.mid
+                && !rtc
+                    .local_sections
+                    .iter()
+                    .any(|s| s.mid.as_deref() == Some(mid.as_str()))
+            {
+                return Err(JsepError::InvalidMid(mid.clone()).into());
+            }
+        }
+        let current = rtc.transport.ice.remote_credentials().cloned();
+        let restart = match (fragment.credentials(), &current) {
+            (Some((u, p)), Some(c)) => c.ufrag != u || c.pass != p,
+            // We restarted (ice_restart_fragment) and await the peer's credentials.
+            (Some(_), None) => false,
+            (None, _) => {
+                let ufrag = fragment
+                    .ice_ufrag
+                    .as_deref()
+                    .or_else(|| fragment.media.iter().find_map(|m| m.ice_ufrag.as_deref()));
+                let same = match (ufrag, &current) {
+                    (Some(u), Some(c)) => c.ufrag == u,
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                };
+                if !same || (ufrag.is_none() && fragment.has_credentials()) {
+                    return Err(RtcError::InvalidState(
+                        "the fragment changes ICE credentials without both ufrag and pwd",
+                    ));
+                }
+                false
+            }
+        };
+        if restart {
+            rtc.transport.ice.ice_restart(IceCreds::random());
+        }
+        if let Some((u, p)) = fragment.credentials() {
+            rtc.transport.ice.set_remote_credentials(IceCreds {
+                ufrag: u.to_string(),
+                pass: p.to_string(),
+            });
+        }
+        let remote_ufrag = rtc
+            .transport
+            .ice
+            .remote_credentials()
+            .map(|c| c.ufrag.clone());
+        for c in fragment.candidates() {
+            let Ok(c) = Candidate::from_sdp_string(c) else {
+                continue;
+            };
+            // A candidate of another ICE generation (RFC 8840 §4.4) is stale.
+            if c.ufrag().is_some() && c.ufrag() != remote_ufrag.as_deref() {
+                continue;
+            }
+            rtc.transport.ice.add_remote_candidate(c);
+        }
+        if fragment.end_of_candidates() {
+            rtc.transport.ice.set_remote_end_of_candidates();
+        }
+        Ok(restart.then(|| local_fragment(rtc)))
+    }
+
+    /// Restarts ICE from our side without a full offer (RFC 8840 fragments, as the
+    /// WHIP/WHEP `PATCH` carry them): new local credentials, and the fragment to send
+    /// the peer. The peer's answer fragment goes to [`SdpApi::accept_ice_fragment`].
+    /// Media keeps flowing on the current pair until a new one is nominated.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] before ICE is negotiated.
+    pub fn ice_restart_fragment(self) -> Result<IceFragment, RtcError> {
+        let rtc = self.rtc;
+        if !rtc.transport.ice_negotiated {
+            return Err(RtcError::InvalidState(
+                "an ICE restart needs a negotiated session",
+            ));
+        }
+        rtc.transport.ice.ice_restart(IceCreds::random());
+        Ok(local_fragment(rtc))
+    }
+
+    /// Our current ICE parameters as a fragment (credentials, candidates,
+    /// `a=end-of-candidates` on the first bundled section).
+    pub fn local_ice_fragment(self) -> IceFragment {
+        local_fragment(self.rtc)
     }
 
     /// Restarts ICE with the next offer (new credentials; the current path keeps
@@ -301,12 +447,21 @@ impl<'a> SdpApi<'a> {
     /// Creates the offer for the queued changes (with every media section already
     /// negotiated, as JSEP requires). `None` when nothing changed.
     pub fn apply(self) -> Option<(SdpOffer, SdpPendingOffer)> {
-        if self.pending.is_empty() && !self.restart {
+        if self.pending.is_empty() && self.removed.is_empty() && !self.restart {
             return None;
         }
         let rtc = self.rtc;
         let codecs = LocalCodecs::with_opus_red(rtc.config.opus_red);
         let mut sections = rtc.local_sections.clone();
+        for m in sections.iter_mut() {
+            if m.mid
+                .as_deref()
+                .and_then(Mid::new)
+                .is_some_and(|mid| self.removed.contains(&mid))
+            {
+                reject_section(m);
+            }
+        }
         for p in &self.pending {
             let exts = jsep::default_extensions(&p.kind);
             let sender = (p.direction.can_send() && p.kind != SectionKind::Application)
@@ -369,6 +524,9 @@ impl<'a> SdpApi<'a> {
             if a.is_rejected() {
                 continue;
             }
+            if o.is_rejected() {
+                continue;
+            }
             let n = jsep::accept_answer_media(o, a).map_err(|source| RtcError::SdpSection {
                 mid: o.mid.clone(),
                 source,
@@ -429,12 +587,85 @@ impl<'a> SdpApi<'a> {
                 rtc.ensure_sctp(n.remote_max_message_size);
             }
         }
+        for o in &offer.media {
+            let answered = o.mid.as_deref().and_then(|mid| answer.media_by_mid(mid));
+            if (o.is_rejected() || answered.is_some_and(MediaSection::is_rejected))
+                && let Some(mid) = o.mid.as_deref().and_then(Mid::new)
+            {
+                rtc.remove_media_entry(mid);
+            }
+        }
         rtc.local_sections = offer.media;
         for c in pending.channels {
             rtc.open_channel(c)?;
         }
         Ok(())
     }
+}
+
+/// Turns a section into its rejected form for a subsequent offer (JSEP §5.2.2): port
+/// 0, inactive, no sender or transport attributes.
+fn reject_section(m: &mut MediaSection) {
+    m.port = 0;
+    m.direction = Some(Direction::Inactive);
+    m.msids.clear();
+    m.ssrcs.clear();
+    m.ssrc_groups.clear();
+    m.rids.clear();
+    m.simulcast = None;
+    m.candidates.clear();
+    m.end_of_candidates = false;
+}
+
+/// Our ICE parameters as an RFC 8840 fragment: BUNDLE group, then the first bundled
+/// section's `m=` line and mid with credentials and candidates (RFC 9725 §4.3.1 shape).
+fn local_fragment(rtc: &Rtc) -> IceFragment {
+    let creds = rtc.transport.ice.local_credentials().clone();
+    let live: Vec<&MediaSection> = rtc
+        .local_sections
+        .iter()
+        .filter(|m| !m.is_rejected())
+        .collect();
+    let mut frag = IceFragment {
+        ice_lite: rtc.config.ice_lite,
+        ice_options: if rtc.config.ice_lite {
+            Vec::new()
+        } else {
+            vec!["trickle".into()]
+        },
+        ..IceFragment::default()
+    };
+    let mids: Vec<String> = live.iter().filter_map(|m| m.mid.clone()).collect();
+    if !mids.is_empty() {
+        frag.groups.push(Group {
+            semantics: "BUNDLE".into(),
+            mids,
+        });
+    }
+    let candidates: Vec<String> = rtc
+        .transport
+        .ice
+        .local_candidates()
+        .iter()
+        .map(|c| c.to_sdp_string())
+        .collect();
+    match live.first() {
+        Some(m) => frag.media.push(FragmentMedia {
+            media_line: format!("{} 9 {} {}", m.kind.as_str(), m.proto, m.formats.join(" "))
+                .trim_end()
+                .to_string(),
+            mid: m.mid.clone(),
+            ice_ufrag: Some(creds.ufrag),
+            ice_pwd: Some(creds.pass),
+            candidates,
+            end_of_candidates: true,
+        }),
+        None => {
+            frag.ice_ufrag = Some(creds.ufrag);
+            frag.ice_pwd = Some(creds.pass);
+        }
+    }
+    frag
 }
 
 /// The `Rtc`'s record of a negotiated media section.

@@ -415,16 +415,103 @@ fn client_errors_get_4xx_with_reasons() {
     assert_eq!(r.status, 400);
     assert!(r.body.contains("must receive"), "{}", r.body);
 
-    // Trickle is not supported; OPTIONS answers CORS; DELETE needs the token.
+    // PATCH (RFC 9725 §4.3): trickle ICE and ICE restart with entity-tag checks.
+    const FRAG: (&str, &str) = ("Content-Type", "application/trickle-ice-sdpfrag");
+    let trickle = b"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+a=candidate:1 1 udp 2122260223 127.0.0.1 50999 typ host\r\na=end-of-candidates\r\n";
+    let r = http(addr, "PATCH", &pub_loc, &[FRAG, auth], trickle);
+    assert_eq!(r.status, 428, "no If-Match: {}", r.body);
     let r = http(
         addr,
         "PATCH",
         &pub_loc,
-        &[("Content-Type", "application/trickle-ice-sdpfrag"), auth],
-        b"a=end-of-candidates\r\n",
+        &[FRAG, auth, ("If-Match", "\"stale\"")],
+        trickle,
+    );
+    assert_eq!(r.status, 412, "{}", r.body);
+    let etag = r
+        .header("ETag")
+        .expect("412 names the current ETag")
+        .to_string();
+    let r = http(
+        addr,
+        "PATCH",
+        &pub_loc,
+        &[SDP, auth, ("If-Match", &etag)],
+        trickle,
+    );
+    assert_eq!(r.status, 415, "{}", r.body);
+    let r = http(
+        addr,
+        "PATCH",
+        &pub_loc,
+        &[FRAG, auth, ("If-Match", &etag)],
+        b"v=0\r\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = http(
+        addr,
+        "PATCH",
+        &pub_loc,
+        &[FRAG, auth, ("If-Match", &etag)],
+        trickle,
+    );
+    assert_eq!(r.status, 204, "trickle: {}", r.body);
+    // New credentials: an ICE restart, answered with the engine's fragment and a new tag.
+    let restart = b"a=ice-ufrag:n3wU\r\na=ice-pwd:0123456789abcdefghijklmn\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+a=candidate:1 1 udp 2122260223 127.0.0.1 50998 typ host\r\n";
+    let r = http(
+        addr,
+        "PATCH",
+        &pub_loc,
+        &[FRAG, auth, ("If-Match", "*")],
+        restart,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    let ours = rtc_core::sdp::IceFragment::parse(&r.body).expect("the answer is a fragment");
+    assert!(
+        ours.credentials().is_some(),
+        "new engine credentials: {}",
+        r.body
+    );
+    assert!(
+        ours.end_of_candidates() && ours.candidates().count() > 0,
+        "{}",
+        r.body
+    );
+    let new_tag = r.header("ETag").expect("a new ETag").to_string();
+    assert_ne!(new_tag, etag);
+    // The old tag names the previous ICE session now.
+    let r = http(
+        addr,
+        "PATCH",
+        &pub_loc,
+        &[FRAG, auth, ("If-Match", &etag)],
+        trickle,
+    );
+    assert_eq!(r.status, 412, "{}", r.body);
+    let r = http(
+        addr,
+        "PATCH",
+        "/whip/err",
+        &[FRAG, auth, ("If-Match", "*")],
+        trickle,
     );
     assert_eq!(r.status, 405);
-    assert!(r.body.contains("trickle"), "{}", r.body);
+    let r = http(
+        addr,
+        "PATCH",
+        "/whip/err/0000",
+        &[FRAG, auth, ("If-Match", "*")],
+        trickle,
+    );
+    assert_eq!(r.status, 404);
+    // OPTIONS answers CORS; DELETE needs the token.
     let r = http(addr, "OPTIONS", "/whip/err", &[], b"");
     assert_eq!(r.status, 204);
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));

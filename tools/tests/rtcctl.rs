@@ -123,6 +123,23 @@ impl ControlHandler for Handler {
                 }],
             }),
             Request::Subscribe(_) => Response::Tracks(TrackList { tracks: vec![] }),
+            Request::SessionRenegotiate(r) => Response::Renegotiated(control::Renegotiated {
+                answer: Some(format!("answer-to:{}", r.offer.len())),
+                added: vec!["2".into()],
+                ..Default::default()
+            }),
+            Request::SessionOffer(o) => Response::Renegotiated(control::Renegotiated {
+                offer: Some(format!("offer-adding:{}", o.add.len())),
+                ..Default::default()
+            }),
+            Request::SessionIce(r) => {
+                let restart = r.fragment.contains("a=ice-pwd");
+                Response::Renegotiated(control::Renegotiated {
+                    fragment: restart.then(|| "a=ice-ufrag:eng2\r\n".to_string()),
+                    ice_restarted: restart,
+                    ..Default::default()
+                })
+            }
             _ => Response::Done,
         })
     }
@@ -282,6 +299,63 @@ fn json_output_for_each_command() {
         Request::ChannelSend(c) if c.channel == ChannelRef::Label("chat".into()))));
     assert!(calls.iter().any(|r| matches!(r,
         Request::KeyframeRequest(k) if k.track == Some(TrackId("0".into())))));
+}
+
+#[test]
+fn renegotiate_and_ice_commands() {
+    let (s, h, dir) = server();
+    let sock = s.path().to_path_buf();
+    let offer = dir.join("reoffer.sdp");
+    std::fs::write(&offer, "v=0\r\nx").expect("write offer");
+    let frag = dir.join("restart.frag");
+    std::fs::write(
+        &frag,
+        "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n",
+    )
+    .expect("write fragment");
+    let path = |p: &Path| p.to_str().expect("utf8 path").to_string();
+
+    let v = json_out(&rtcctl(
+        &sock,
+        &[
+            "--json",
+            "session",
+            "renegotiate",
+            "7",
+            "--offer-file",
+            &path(&offer),
+        ],
+    ));
+    assert_eq!(v["answer"], "answer-to:6");
+    assert_eq!(v["added"], json!(["2"]));
+    let out = dir.join("ours.frag");
+    let o = rtcctl(
+        &sock,
+        &[
+            "session",
+            "ice",
+            "7",
+            "--fragment-file",
+            &path(&frag),
+            "--answer-file",
+            &path(&out),
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("fragment written"),
+        "a=ice-ufrag:eng2\r\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ice-restart yes"),
+        "{o:?}"
+    );
+    let calls = h.calls.lock().expect("lock");
+    assert!(calls.iter().any(
+        |c| matches!(c, Request::SessionIce(i) if i.session.0 == 7 && i.fragment.contains("abcd"))
+    ));
+    drop(calls);
+    drop(s);
 }
 
 #[test]

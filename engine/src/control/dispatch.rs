@@ -42,6 +42,49 @@ impl ControlHandler for EngineControl {
             Request::RelayUnpublish(r) => self.relay_unpublish(r),
             Request::RelayAttach(r) => self.relay_attach(r),
             Request::RelayClose(r) => self.relay_close(r),
+            Request::SessionRenegotiate(r) => {
+                let id = SessionId(r.session.0);
+                self.renegotiated(id, self.shared.engine.renegotiate(id, &r.offer))
+            }
+            Request::SessionIce(r) => {
+                let id = SessionId(r.session.0);
+                self.renegotiated(id, self.shared.engine.ice_fragment(id, &r.fragment))
+            }
+            Request::SessionOffer(r) => {
+                let id = SessionId(r.session.0);
+                let add: Vec<(MediaKind, rtc_core::sdp::Direction)> = r
+                    .add
+                    .iter()
+                    .map(|m| {
+                        let kind = match m.kind {
+                            control::MediaKind::Audio => MediaKind::Audio,
+                            control::MediaKind::Video => MediaKind::Video,
+                        };
+                        let dir = match m.direction {
+                            control::MediaDirection::Sendrecv => rtc_core::sdp::Direction::SendRecv,
+                            control::MediaDirection::Sendonly => rtc_core::sdp::Direction::SendOnly,
+                            control::MediaDirection::Recvonly => rtc_core::sdp::Direction::RecvOnly,
+                            control::MediaDirection::Inactive => rtc_core::sdp::Direction::Inactive,
+                        };
+                        (kind, dir)
+                    })
+                    .collect();
+                let remove = r
+                    .remove
+                    .iter()
+                    .map(parse_mid)
+                    .collect::<Result<Vec<Mid>, _>>()?;
+                self.renegotiated(
+                    id,
+                    self.shared
+                        .engine
+                        .create_offer(id, &add, &remove, r.ice_restart),
+                )
+            }
+            Request::SessionAnswer(r) => {
+                let id = SessionId(r.session.0);
+                self.renegotiated(id, self.shared.engine.accept_answer(id, &r.answer))
+            }
             // `events.*` never reach a handler, and `Request` is `#[non_exhaustive]`.
             other => Err(ControlError::internal(format!(
                 "{} is handled by the control server, not the engine",
@@ -526,6 +569,29 @@ impl EngineControl {
             }
             Err(e) => Err(map_err(e)),
         }
+    }
+}
+
+impl EngineControl {
+    /// The answer to `session.renegotiate` / `session.ice`; the session's recorded media
+    /// follow the change.
+    fn renegotiated(
+        &self,
+        id: SessionId,
+        r: Result<crate::api::Renegotiation, EngineError>,
+    ) -> Result<Response, ControlError> {
+        let r = r.map_err(map_err)?;
+        if let Some(s) = self.shared.state().sessions.get_mut(&id) {
+            s.media = r.media.clone();
+        }
+        Ok(Response::Renegotiated(control::Renegotiated {
+            answer: r.answer,
+            fragment: r.fragment,
+            offer: r.offer,
+            added: r.added.iter().map(|m| m.to_string()).collect(),
+            removed: r.removed.iter().map(|m| m.to_string()).collect(),
+            ice_restarted: r.ice_restarted,
+        }))
     }
 }
 

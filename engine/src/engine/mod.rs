@@ -23,6 +23,7 @@ use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
 mod events;
 mod registry;
 mod relay;
+mod renegotiate;
 mod rooms;
 mod start;
 #[cfg(test)]

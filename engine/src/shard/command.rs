@@ -129,6 +129,9 @@ impl Shard {
             } => {
                 let _ = reply.send(self.channel_send(id, &target, binary, &data));
             }
+            Command::Renegotiate { id, change, reply } => {
+                let _ = reply.send(self.renegotiate(id, change));
+            }
             Command::Shutdown => {
                 self.close_all(now, backend, CloseReason::Shutdown);
                 self.stop = true;

@@ -61,7 +61,7 @@ mod relay;
 mod session;
 
 pub(crate) use relay::{RelayCmd, RelayEnd, RelaySetup, accept_relay, prepare_relay};
-pub(crate) use session::{Prepared, SessionParams, prepare_session};
+pub(crate) use session::{Prepared, Renegotiated, SdpChange, SessionParams, prepare_session};
 
 /// A publisher's media section: the unit of routing.
 pub(crate) type RouteKey = (SessionId, Mid);
@@ -150,6 +150,12 @@ pub(crate) enum Command {
         binary: bool,
         data: Vec<u8>,
         reply: Sender<Result<usize, EngineError>>,
+    },
+    /// A new offer or an ICE fragment for a live session.
+    Renegotiate {
+        id: SessionId,
+        change: SdpChange,
+        reply: Sender<Result<Renegotiated, EngineError>>,
     },
     Shutdown,
     /// Test hook: the shard tells `entered`, then handles nothing (no command, no
@@ -275,6 +281,8 @@ struct Session {
     connected: bool,
     /// When the session was created (for [`ShardStats::handshake_ns`]).
     created: Instant,
+    /// Our offer awaiting the peer's answer (`session.offer` → `session.answer`).
+    pending_offer: Option<rtc_core::sdp_api::SdpPendingOffer>,
 }
 
 impl Session {

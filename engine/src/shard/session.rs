@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use rtc_core::dtls::DtlsCert;
 use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
+use rtc_core::media::MediaKind;
 use rtc_core::media::Mid;
 use rtc_core::rtp::Extension;
-use rtc_core::sdp_api::SdpOffer;
+use rtc_core::sdp::Direction;
+use rtc_core::sdp::IceFragment;
+use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
 use rtc_core::{Protocol, Rtc, RtcError};
 
 use super::layers::video_codec;
@@ -43,6 +46,74 @@ fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
             tx_ssrc: rtc.tx_ssrc(info.mid),
         })
         .collect()
+}
+
+/// Payload type → media section (types two sections share are left out: the SSRC
+/// decides for them) and the set of repair payload types.
+fn routing_tables(media: &[MediaDesc]) -> (Vec<(u8, Mid)>, u128) {
+    let mut pt_mid: Vec<(u8, Mid)> = Vec::new();
+    let mut ambiguous: Vec<u8> = Vec::new();
+    for m in media {
+        for p in &m.payloads {
+            if pt_mid.iter().any(|(pt, _)| *pt == p.pt) {
+                ambiguous.push(p.pt);
+            } else {
+                pt_mid.push((p.pt, m.mid));
+            }
+        }
+    }
+    pt_mid.retain(|(pt, _)| !ambiguous.contains(pt));
+    let repair = media
+        .iter()
+        .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
+    (pt_mid, repair)
+}
+
+fn video_codecs(media: &[MediaDesc]) -> Vec<(u8, VideoCodec)> {
+    media
+        .iter()
+        .flat_map(|m| m.payloads.iter())
+        .map(|p| (p.pt, video_codec(&p.codec)))
+        .filter(|(_, c)| *c != VideoCodec::Other)
+        .collect()
+}
+
+fn ext_maps(rtc: &Rtc) -> Vec<(Mid, rtc_core::rtp::ExtensionMap)> {
+    let mids: Vec<Mid> = rtc.media().map(|(m, _)| m).collect();
+    mids.into_iter()
+        .filter_map(|m| rtc.media_info(m))
+        .map(|i| (i.mid, i.extensions.clone()))
+        .collect()
+}
+
+/// A change to a live session's negotiation, parsed off the shard thread.
+pub(crate) enum SdpChange {
+    /// The peer's new offer (JSEP re-offer: added/removed sections, ICE restart).
+    Offer(Box<SdpOffer>),
+    /// A trickle ICE fragment (RFC 8840): candidates, or new credentials (ICE restart).
+    IceFragment(Box<IceFragment>),
+    /// Make our own offer: sections to add and to remove, ICE restart.
+    MakeOffer {
+        add: Vec<(MediaKind, Direction)>,
+        remove: Vec<Mid>,
+        ice_restart: bool,
+    },
+    /// The peer's answer to our pending offer.
+    Answer(Box<SdpAnswer>),
+}
+
+/// What a [`SdpChange`] did to a session.
+pub(crate) struct Renegotiated {
+    /// Our SDP answer (for an offer).
+    pub answer: Option<String>,
+    /// Our ICE fragment (for a fragment that restarted ICE).
+    pub fragment: Option<String>,
+    /// Our offer (for [`SdpChange::MakeOffer`]).
+    pub offer: Option<String>,
+    /// The session's media sections afterwards.
+    pub media: Vec<MediaDesc>,
+    /// The session's local ICE credentials changed (ICE restart).
+    pub ice_restarted: bool,
 }
 
 /// A session built and negotiated off the shard thread (SDP parsing and offer/answer
@@ -136,21 +207,7 @@ pub(crate) fn prepare_session(
         Ok(r) => r?,
         Err(_) => return Err(EngineError::SessionPanicked(id)),
     };
-    let mut pt_mid: Vec<(u8, Mid)> = Vec::new();
-    let mut ambiguous: Vec<u8> = Vec::new();
-    for m in &media {
-        for p in &m.payloads {
-            if pt_mid.iter().any(|(pt, _)| *pt == p.pt) {
-                ambiguous.push(p.pt);
-            } else {
-                pt_mid.push((p.pt, m.mid));
-            }
-        }
-    }
-    pt_mid.retain(|(pt, _)| !ambiguous.contains(pt));
-    let repair_pts = media
-        .iter()
-        .fold(0u128, |acc, m| acc | repair_pts(&m.payloads));
+    let (pt_mid, repair_pts) = routing_tables(&media);
     let fingerprint = rtc.local_fingerprint().clone();
     Ok(Prepared {
         rtc,
@@ -260,24 +317,8 @@ impl Shard {
         } = p;
         let id = info.id;
         info.shard = self.ctx.index;
-        let pt_codec: Vec<(u8, VideoCodec)> = info
-            .media
-            .iter()
-            .flat_map(|m| m.payloads.iter())
-            .map(|p| (p.pt, video_codec(&p.codec)))
-            .filter(|(_, c)| *c != VideoCodec::Other)
-            .collect();
-        let infos: Vec<rtc_core::media::MediaInfo> = rtc
-            .media()
-            .map(|(m, _)| m)
-            .collect::<Vec<Mid>>()
-            .into_iter()
-            .filter_map(|m| rtc.media_info(m).cloned())
-            .collect();
-        let rx_ext = infos
-            .iter()
-            .map(|i| (i.mid, i.extensions.clone()))
-            .collect();
+        let pt_codec = video_codecs(&info.media);
+        let rx_ext = ext_maps(&rtc);
         let session = Session {
             id,
             rtc,
@@ -305,6 +346,7 @@ impl Shard {
             rx_counts: Vec::new(),
             connected: false,
             created: now,
+            pending_offer: None,
         };
         let slot = self.alloc_slot(session);
         if let Some(Some(s)) = self.sessions.get_mut(slot) {
@@ -316,6 +358,113 @@ impl Shard {
             .push_back((now + self.ctx.connect_timeout, slot, id));
         self.ctx.gauge.fetch_add(1, Ordering::Relaxed);
         Ok(Some(info))
+    }
+
+    /// Applies a new offer or an ICE fragment to a live session, then refreshes what
+    /// the shard derived from its negotiation (routing by payload type, extension maps,
+    /// codecs, the ufrag STUN is routed by). Legs on sections the offer removed are
+    /// removed by the caller (the registry knows them).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`], [`EngineError::Rtc`] when the `Rtc` refuses the
+    /// change (it is then unchanged), [`EngineError::SessionPanicked`] (the session is
+    /// removed).
+    pub(super) fn renegotiate(
+        &mut self,
+        id: SessionId,
+        change: SdpChange,
+    ) -> Result<Renegotiated, EngineError> {
+        let slot = *self.by_id.get(&id).ok_or(EngineError::UnknownSession(id))?;
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            return Err(EngineError::UnknownSession(id));
+        };
+        // Only an answer consumes our pending offer; a refused answer drops it (the peer
+        // must be offered again).
+        let pending = if matches!(change, SdpChange::Answer(_)) {
+            s.pending_offer.take()
+        } else {
+            None
+        };
+        let out = guarded(s, move |rtc| -> Result<_, RtcError> {
+            Ok(match change {
+                SdpChange::Offer(offer) => {
+                    let answer = rtc.sdp_api().accept_offer(*offer)?;
+                    // The peer's offer supersedes one of ours (glare: ours is rolled back).
+                    (Some(answer.to_sdp_string()), None, None, Some(None))
+                }
+                SdpChange::IceFragment(frag) => {
+                    let ours = rtc.sdp_api().accept_ice_fragment(&frag)?;
+                    (None, ours.map(|f| f.to_sdpfrag()), None, None)
+                }
+                SdpChange::MakeOffer {
+                    add,
+                    remove,
+                    ice_restart,
+                } => {
+                    let mut api = rtc.sdp_api();
+                    for (kind, dir) in add {
+                        api.add_media(kind, dir);
+                    }
+                    for mid in remove {
+                        api.remove_media(mid)?;
+                    }
+                    if ice_restart {
+                        api.ice_restart();
+                    }
+                    match api.apply() {
+                        Some((offer, p)) => {
+                            (None, None, Some(offer.to_sdp_string()), Some(Some(p)))
+                        }
+                        None => {
+                            return Err(RtcError::InvalidState("the offer would change nothing"));
+                        }
+                    }
+                }
+                SdpChange::Answer(answer) => {
+                    let Some(p) = pending else {
+                        return Err(RtcError::InvalidState("no offer awaits an answer"));
+                    };
+                    rtc.sdp_api().accept_answer(p, *answer)?;
+                    (None, None, None, Some(None))
+                }
+            })
+        });
+        let (answer, fragment, offer, pending) = match out {
+            Ok(r) => r?,
+            Err(()) => {
+                self.remove_session(slot, CloseReason::Panicked);
+                return Err(EngineError::SessionPanicked(id));
+            }
+        };
+        if let Some(p) = pending {
+            s.pending_offer = p;
+        }
+        let ufrag = s.rtc.direct_api().local_ice_credentials().ufrag;
+        let media = media_descs(&s.rtc);
+        let (pt_mid, repair) = routing_tables(&media);
+        s.pt_mid = pt_mid;
+        s.repair_pts = repair;
+        s.pt_codec = video_codecs(&media);
+        s.rx_ext = ext_maps(&s.rtc);
+        let ice_restarted = ufrag != s.ufrag;
+        if ice_restarted {
+            let old = std::mem::replace(&mut s.ufrag, ufrag.clone());
+            if self.by_ufrag.get(&old) == Some(&slot) {
+                self.by_ufrag.remove(&old);
+            }
+            // 48 random bits: a collision with another live session is practically
+            // impossible; should it happen, STUN to that ufrag keeps reaching the
+            // other session and this one is found by address.
+            self.by_ufrag.entry(ufrag).or_insert(slot);
+        }
+        Ok(Renegotiated {
+            answer,
+            fragment,
+            offer,
+            media,
+            ice_restarted,
+        })
     }
 
     /// Puts a session in a free slot (or a new one) and returns the slot.

@@ -7,8 +7,8 @@ use crate::packet::PacketError;
 use crate::rtcp::RtcpError;
 use crate::rtp::RtpError;
 use crate::sctp::SctpError;
-use crate::sdp::SdpError;
 use crate::sdp::jsep::JsepError;
+use crate::sdp::{FragmentError, SdpError};
 use crate::srtp::SrtpError;
 
 /// Errors from the `Rtc` API (bad input or misuse; never broken invariants).
@@ -32,6 +32,9 @@ pub enum RtcError {
     /// An SDP text could not be parsed (before any negotiation).
     #[error("sdp parse: {0}")]
     SdpParse(#[from] SdpError),
+    /// A trickle ICE fragment (`application/trickle-ice-sdpfrag`) could not be parsed.
+    #[error("sdpfrag parse: {0}")]
+    SdpFragment(#[from] FragmentError),
     /// An ICE candidate was refused (bad address or protocol).
     #[error("ice candidate: {0}")]
     Candidate(#[from] IceError),

@@ -498,6 +498,16 @@ impl Rtc {
         }
     }
 
+    /// Drops a media section (rejected by a renegotiation): nothing is sent or
+    /// received on it any more.
+    pub(crate) fn remove_media_entry(&mut self, mid: Mid) {
+        let before = self.session.media.len();
+        self.session.media.retain(|m| m.mid != mid);
+        if self.session.media.len() != before {
+            self.refresh_rx_ext_map();
+        }
+    }
+
     /// Rebuilds the bundle-wide receive extension map from the sections' maps.
     fn refresh_rx_ext_map(&mut self) {
         let mut map = ExtensionMap::empty();

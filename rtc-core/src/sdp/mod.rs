@@ -15,6 +15,7 @@
 //! [`MediaKind`]), data channels, or an unknown token.
 
 pub(crate) mod codec;
+mod fragment;
 // A few helpers serve only the tests.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod jsep;
@@ -26,6 +27,10 @@ mod tests;
 
 pub use crate::media::{Codec, MediaKind};
 pub use codec::{FormatParams, H264Profile, ProfileLevelId, ProfileLevelIdError, codec_matches};
+pub use fragment::{
+    FragmentError, FragmentErrorKind, FragmentMedia, IceFragment, MAX_FRAGMENT_LEN,
+    TRICKLE_ICE_SDPFRAG,
+};
 pub use jsep::OpusRed;
 
 /// Why a session description could not be parsed.

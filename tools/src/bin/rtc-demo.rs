@@ -60,6 +60,11 @@ struct Cli {
     /// repeatable; `*` allows any.
     #[arg(long = "allow-host", value_name = "NAME")]
     allow_host: Vec<String>,
+    /// Advertise this ICE server to WHIP/WHEP clients (RFC 9725 `Link: <URL>;
+    /// rel="ice-server"` on OPTIONS and 201 answers); repeatable. `URL` (e.g.
+    /// `stun:stun.example.net:3478`) or `URL|USERNAME|CREDENTIAL` for TURN.
+    #[arg(long = "ice-server", value_name = "URL")]
+    ice_server: Vec<String>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         max_body: cli.max_body,
         allowed_origins: cli.allow_origin.clone(),
         allowed_hosts: cli.allow_host.clone(),
+        ice_servers: cli.ice_server.clone(),
         ..DemoConfig::default()
     };
     let server = match DemoServer::start(Arc::clone(&backend), cfg) {

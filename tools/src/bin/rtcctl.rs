@@ -134,6 +134,56 @@ enum SessionCmd {
         /// Session.
         session: u64,
     },
+    /// Renegotiate a live session with the peer's new SDP offer (prints our answer).
+    Renegotiate {
+        /// Session.
+        session: u64,
+        /// File holding the new SDP offer ("-": stdin).
+        #[arg(long, value_name = "FILE")]
+        offer_file: PathBuf,
+        /// Write the SDP answer to this file instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        answer_file: Option<PathBuf>,
+    },
+    /// Apply a trickle ICE fragment (application/trickle-ice-sdpfrag): candidates, or
+    /// new credentials for an ICE restart (prints the engine's fragment).
+    Ice {
+        /// Session.
+        session: u64,
+        /// File holding the fragment ("-": stdin).
+        #[arg(long, value_name = "FILE")]
+        fragment_file: PathBuf,
+        /// Write the engine's fragment (after an ICE restart) to this file.
+        #[arg(long, value_name = "FILE")]
+        answer_file: Option<PathBuf>,
+    },
+    /// Make the engine offer on a live session (prints the offer; answer with
+    /// `session answer`).
+    Offer {
+        /// Session.
+        session: u64,
+        /// Add a media section, `KIND:DIRECTION` (e.g. `video:sendonly`, the engine's
+        /// direction).
+        #[arg(long = "add", value_name = "KIND:DIRECTION")]
+        add: Vec<String>,
+        /// Remove a track (mid).
+        #[arg(long = "remove", value_name = "TRACK")]
+        remove: Vec<String>,
+        /// Restart ICE.
+        #[arg(long)]
+        ice_restart: bool,
+        /// Write the SDP offer to this file instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        offer_file: Option<PathBuf>,
+    },
+    /// Give the peer's SDP answer to the engine's pending `session offer`.
+    Answer {
+        /// Session.
+        session: u64,
+        /// File holding the SDP answer ("-": stdin).
+        #[arg(long, value_name = "FILE")]
+        answer_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -368,6 +418,15 @@ impl Failure {
             server: None,
         }
     }
+
+    /// A malformed argument clap cannot check (exit 2, as clap's usage errors).
+    fn usage(msg: String) -> Self {
+        Failure {
+            code: 2,
+            msg,
+            server: None,
+        }
+    }
 }
 
 impl From<ClientError> for Failure {
@@ -443,6 +502,69 @@ fn build_request(cmd: &Cmd) -> Result<Option<Request>, Failure> {
         }
         Cmd::Session(SessionCmd::Close { session }) => Request::SessionClose(SessionRef {
             session: SessionId(*session),
+        }),
+        Cmd::Session(SessionCmd::Renegotiate {
+            session,
+            offer_file,
+            ..
+        }) => Request::SessionRenegotiate(control::SessionRenegotiate {
+            session: SessionId(*session),
+            offer: read_text(offer_file)?,
+        }),
+        Cmd::Session(SessionCmd::Ice {
+            session,
+            fragment_file,
+            ..
+        }) => Request::SessionIce(control::SessionIce {
+            session: SessionId(*session),
+            fragment: read_text(fragment_file)?,
+        }),
+        Cmd::Session(SessionCmd::Offer {
+            session,
+            add,
+            remove,
+            ice_restart,
+            ..
+        }) => {
+            let mut media = Vec::new();
+            for a in add {
+                let parsed = a.split_once(':').and_then(|(k, d)| {
+                    let kind = match k {
+                        "audio" => control::MediaKind::Audio,
+                        "video" => control::MediaKind::Video,
+                        _ => return None,
+                    };
+                    let direction = match d {
+                        "sendrecv" => control::MediaDirection::Sendrecv,
+                        "sendonly" => control::MediaDirection::Sendonly,
+                        "recvonly" => control::MediaDirection::Recvonly,
+                        "inactive" => control::MediaDirection::Inactive,
+                        _ => return None,
+                    };
+                    Some(control::OfferMedia { kind, direction })
+                });
+                match parsed {
+                    Some(m) => media.push(m),
+                    None => {
+                        return Err(Failure::usage(format!(
+                            "--add {a:?}: want KIND:DIRECTION, e.g. video:sendonly"
+                        )));
+                    }
+                }
+            }
+            Request::SessionOffer(control::SessionOffer {
+                session: SessionId(*session),
+                add: media,
+                remove: remove.iter().map(|t| TrackId(t.clone())).collect(),
+                ice_restart: *ice_restart,
+            })
+        }
+        Cmd::Session(SessionCmd::Answer {
+            session,
+            answer_file,
+        }) => Request::SessionAnswer(control::SessionAnswer {
+            session: SessionId(*session),
+            answer: read_text(answer_file)?,
         }),
         Cmd::Session(SessionCmd::Stats { session }) => Request::SessionStats(SessionRef {
             session: SessionId(*session),
@@ -558,15 +680,39 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         let mut c = connect(cli)?;
         let resp = c.request(req)?;
         let answer_file = match &cli.cmd {
-            Cmd::Session(SessionCmd::Create { answer_file, .. }) => answer_file.clone(),
+            Cmd::Session(
+                SessionCmd::Create { answer_file, .. }
+                | SessionCmd::Renegotiate { answer_file, .. }
+                | SessionCmd::Ice { answer_file, .. }
+                | SessionCmd::Offer {
+                    offer_file: answer_file,
+                    ..
+                },
+            ) => answer_file.clone(),
             _ => None,
         };
         let mut resp = resp;
-        if let (Some(f), Response::SessionCreated(sc)) = (&answer_file, &mut resp)
-            && let Some(a) = sc.answer.take()
-        {
+        let written = match &mut resp {
+            Response::SessionCreated(sc) => sc.answer.as_ref(),
+            Response::Renegotiated(r) => r
+                .answer
+                .as_ref()
+                .or(r.fragment.as_ref())
+                .or(r.offer.as_ref()),
+            _ => None,
+        };
+        if let (Some(f), Some(a)) = (&answer_file, written) {
             std::fs::write(f, a.as_bytes())
                 .map_err(|e| Failure::input(format!("{}: {e}", f.display())))?;
+            match &mut resp {
+                Response::SessionCreated(sc) => sc.answer = None,
+                Response::Renegotiated(r) => {
+                    r.answer = None;
+                    r.fragment = None;
+                    r.offer = None;
+                }
+                _ => {}
+            }
         }
         if cli.json {
             print_json(&resp);

@@ -46,6 +46,31 @@ pub fn render(resp: &Response) -> String {
                 }
             }
         }
+        Response::Renegotiated(r) => {
+            if !r.added.is_empty() {
+                let _ = writeln!(o, "added     {}", r.added.join(" "));
+            }
+            if !r.removed.is_empty() {
+                let _ = writeln!(o, "removed   {}", r.removed.join(" "));
+            }
+            let _ = writeln!(
+                o,
+                "ice-restart {}",
+                if r.ice_restarted { "yes" } else { "no" }
+            );
+            for (name, text) in [
+                ("answer", &r.answer),
+                ("fragment", &r.fragment),
+                ("offer", &r.offer),
+            ] {
+                if let Some(t) = text {
+                    let _ = writeln!(o, "{name}:");
+                    for l in t.lines() {
+                        let _ = writeln!(o, "  {l}");
+                    }
+                }
+            }
+        }
         Response::SessionStats(s) => {
             let _ = writeln!(o, "session   {} ({})", s.session, state(s.state));
             let _ = writeln!(o, "shard     {}", s.shard);

@@ -165,6 +165,15 @@ pub trait Backend: Send + Sync + 'static {
         ))
     }
 
+    /// Applies a trickle ICE fragment (`application/trickle-ice-sdpfrag`, RFC 8840) to
+    /// a live session: `Ok(None)` for added candidates, `Ok(Some(ours))` when its new
+    /// credentials restarted ICE (our fragment for the client).
+    ///
+    /// # Errors
+    /// [`BackendError::BadRequest`] for a fragment the engine refuses, unknown session,
+    /// engine failure.
+    fn ice_fragment(&self, session: u64, fragment: &str) -> Result<Option<String>, BackendError>;
+
     /// Closes a session.
     ///
     /// # Errors
@@ -324,6 +333,13 @@ impl Backend for InProcessBackend {
         self.engine
             .request_keyframe(SessionId(publisher), None)
             .map(|_| ())
+            .map_err(engine_err)
+    }
+
+    fn ice_fragment(&self, session: u64, fragment: &str) -> Result<Option<String>, BackendError> {
+        self.engine
+            .ice_fragment(SessionId(session), fragment)
+            .map(|r| r.fragment)
             .map_err(engine_err)
     }
 

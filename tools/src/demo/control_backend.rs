@@ -258,6 +258,16 @@ impl Backend for ControlBackend {
         .map(|_| ())
     }
 
+    fn ice_fragment(&self, session: u64, fragment: &str) -> Result<Option<String>, BackendError> {
+        match self.request(Request::SessionIce(control::SessionIce {
+            session: SessionId(session),
+            fragment: fragment.to_owned(),
+        }))? {
+            Response::Renegotiated(r) => Ok(r.fragment),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     fn close(&self, session: u64) -> Result<(), BackendError> {
         self.request(Request::SessionClose(SessionRef {
             session: SessionId(session),

@@ -44,6 +44,10 @@ pub struct DemoConfig {
     /// Requests whose handler (backend calls) runs at once; others wait up to 5 s,
     /// then get `503`.
     pub max_in_flight: usize,
+    /// ICE servers advertised to WHIP/WHEP clients (RFC 9725 §4.6) in `Link` headers of
+    /// `OPTIONS` and `201 Created` answers: `URL` (`stun:host:port`) or
+    /// `URL|USERNAME|CREDENTIAL` for a TURN server with long-term credentials.
+    pub ice_servers: Vec<String>,
 }
 
 impl Default for DemoConfig {
@@ -57,6 +61,7 @@ impl Default for DemoConfig {
             allowed_hosts: Vec::new(),
             max_connections: 4096,
             max_in_flight: 32,
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -133,6 +138,9 @@ struct Resource {
     role: Role,
     room: String,
     session: u64,
+    /// The entity-tag of the resource's ICE session (RFC 9725 §4.3.1), quoted; a new
+    /// one after each ICE restart.
+    etag: String,
 }
 
 #[derive(Default)]

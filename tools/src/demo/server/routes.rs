@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use rtc_core::media::MediaKind;
-use rtc_core::sdp::{SectionKind, SessionDescription};
+use rtc_core::sdp::{IceFragment, SectionKind, SessionDescription, TRICKLE_ICE_SDPFRAG};
 use serde::Serialize;
 
 use super::super::backend::{BackendError, Kind};
@@ -47,7 +47,7 @@ pub(super) fn route(shared: &Shared, req: &Request) -> Response {
             Ok(s) => Response::json(200, &s).with("Cache-Control", "no-store"),
             Err(e) => error_response(&e),
         },
-        ("OPTIONS", ["whip", ..] | ["whep", ..]) => options(&segs),
+        ("OPTIONS", ["whip", ..] | ["whep", ..]) => options(shared, &segs),
         ("OPTIONS", _) => Response::empty(204)
             .with("Access-Control-Allow-Methods", "GET, OPTIONS")
             .with("Allow", "GET, OPTIONS"),
@@ -60,12 +60,8 @@ pub(super) fn route(shared: &Shared, req: &Request) -> Response {
                 ("POST", ["whep", room, publisher]) => whep_post(shared, req, room, publisher),
                 ("DELETE", ["whip", room, res]) => delete(shared, Role::Whip, room, res),
                 ("DELETE", ["whep", room, _, res]) => delete(shared, Role::Whep, room, res),
-                ("PATCH", ["whip", _, _] | ["whep", _, _, _]) => Response::text(
-                    405,
-                    "trickle ICE and ICE restarts are not supported: the engine is ICE-lite \
-                     and its answer carries all its candidates; send a new offer instead",
-                )
-                .with("Allow", "DELETE, OPTIONS"),
+                ("PATCH", ["whip", room, res]) => patch(shared, req, Role::Whip, room, res),
+                ("PATCH", ["whep", room, _, res]) => patch(shared, req, Role::Whep, room, res),
                 (_, ["whip", _]) | (_, ["whep", _, _]) => {
                     Response::text(405, format!("{m} not allowed here; POST an SDP offer"))
                         .with("Allow", "POST, OPTIONS")
@@ -82,21 +78,124 @@ pub(super) fn route(shared: &Shared, req: &Request) -> Response {
     }
 }
 
-fn options(segs: &[&str]) -> Response {
-    let methods = match segs.len() {
-        2 if segs.first() == Some(&"whip") => "POST, OPTIONS",
-        3 if segs.first() == Some(&"whep") => "POST, OPTIONS",
-        _ => "DELETE, PATCH, OPTIONS",
+fn options(shared: &Shared, segs: &[&str]) -> Response {
+    let endpoint = matches!(
+        (segs.first(), segs.len()),
+        (Some(&"whip"), 2) | (Some(&"whep"), 3)
+    );
+    let methods = if endpoint {
+        "POST, OPTIONS"
+    } else {
+        "DELETE, PATCH, OPTIONS"
     };
-    Response::empty(204)
+    let mut r = Response::empty(204)
         .with("Allow", methods)
         .with("Access-Control-Allow-Methods", methods)
         .with(
             "Access-Control-Allow-Headers",
             "Authorization, Content-Type, If-Match",
         )
-        .with("Access-Control-Max-Age", "600")
-        .with("Accept-Post", "application/sdp")
+        .with("Access-Control-Expose-Headers", EXPOSED)
+        .with("Access-Control-Max-Age", "600");
+    if endpoint {
+        r = r.with("Accept-Post", "application/sdp");
+        // RFC 9725 §4.6: ICE servers for the client, before it creates its offer.
+        if let Some(link) = ice_server_links(&shared.cfg.ice_servers) {
+            r = r.with("Link", link);
+        }
+    } else {
+        r = r.with("Accept-Patch", TRICKLE_ICE_SDPFRAG);
+    }
+    r
+}
+
+/// Response headers a cross-origin page may read (the WHIP/WHEP client needs them).
+const EXPOSED: &str = "Location, ETag, Link, Accept-Patch";
+
+/// The `Link` header value advertising `servers` (RFC 9725 §4.6): one link per server,
+/// `rel="ice-server"`, with `username`/`credential`/`credential-type="password"` for
+/// `URL|USERNAME|CREDENTIAL` entries. `None` without servers.
+pub(super) fn ice_server_links(servers: &[String]) -> Option<String> {
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let links: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            let mut parts = s.splitn(3, '|');
+            let url = parts.next().unwrap_or_default();
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if let (Some(user), Some(cred)) = (parts.next(), parts.next()) {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    quote(user),
+                    quote(cred)
+                ));
+            }
+            link
+        })
+        .collect();
+    (!links.is_empty()).then(|| links.join(", "))
+}
+
+/// `PATCH` on a WHIP/WHEP session (RFC 9725 §4.3): an `application/trickle-ice-sdpfrag`
+/// body with trickled candidates (`204 No Content`) or new ICE credentials, i.e. an ICE
+/// restart (`200 OK` with our fragment and a new `ETag`). `If-Match` is required (the
+/// RFC makes the client send it): `*` or the session's current entity-tag; another tag
+/// gets `412` (the fragment belongs to an older ICE session), none `428`.
+fn patch(shared: &Shared, req: &Request, role: Role, room: &str, res: &str) -> Response {
+    let (session, etag) = {
+        let st = shared.state();
+        match st.resources.get(res) {
+            Some(r) if r.role == role && r.room == room => (r.session, r.etag.clone()),
+            _ => return Response::text(404, "no such session (already ended?)"),
+        }
+    };
+    let ct = req.header("content-type").unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case(TRICKLE_ICE_SDPFRAG) {
+        return Response::text(
+            415,
+            format!("Content-Type must be {TRICKLE_ICE_SDPFRAG}, got {ct:?}"),
+        )
+        .with("Accept-Patch", TRICKLE_ICE_SDPFRAG);
+    }
+    let Some(if_match) = req.header("if-match").map(str::trim) else {
+        return Response::text(
+            428,
+            "If-Match is required: the session's ETag for trickle ICE, * for an ICE restart",
+        );
+    };
+    let matches = if_match == "*"
+        || if_match
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag);
+    if !matches {
+        return Response::text(
+            412,
+            "If-Match does not match the session's ETag (an older ICE session?)",
+        )
+        .with("ETag", etag);
+    }
+    let Ok(text) = std::str::from_utf8(&req.body) else {
+        return Response::text(400, "the fragment is not UTF-8");
+    };
+    if let Err(e) = IceFragment::parse(text) {
+        return Response::text(400, format!("bad trickle ICE fragment: {e}"));
+    }
+    match shared.backend.ice_fragment(session, text) {
+        Ok(None) => Response::empty(204),
+        Ok(Some(ours)) => {
+            let etag = format!("\"{}\"", new_resource_id());
+            {
+                let mut st = shared.state();
+                if let Some(r) = st.resources.get_mut(res) {
+                    r.etag = etag.clone();
+                }
+            }
+            Response::new(200, TRICKLE_ICE_SDPFRAG, ours).with("ETag", etag)
+        }
+        Err(e) => error_response(&e),
+    }
 }
 
 fn check_token(shared: &Shared, req: &Request) -> Option<Response> {
@@ -195,12 +294,30 @@ fn shard_hint(shared: &Shared, req: &Request) -> Result<Option<usize>, Response>
     }
 }
 
-fn created(location: String, answer: String, session: u64, shard: usize, res: &str) -> Response {
-    Response::new(201, "application/sdp", answer)
+fn created(
+    shared: &Shared,
+    location: String,
+    answer: String,
+    session: u64,
+    shard: usize,
+    res: &str,
+) -> Response {
+    let mut r = Response::new(201, "application/sdp", answer)
         .with("Location", location)
-        .with("ETag", format!("\"{res}\""))
+        .with("ETag", initial_etag(res))
+        .with("Accept-Patch", TRICKLE_ICE_SDPFRAG)
+        .with("Access-Control-Expose-Headers", EXPOSED)
         .with("X-Session-Id", session.to_string())
-        .with("X-Shard", shard.to_string())
+        .with("X-Shard", shard.to_string());
+    if let Some(link) = ice_server_links(&shared.cfg.ice_servers) {
+        r = r.with("Link", link);
+    }
+    r
+}
+
+/// The entity-tag a new resource starts with (its id, quoted).
+fn initial_etag(res: &str) -> String {
+    format!("\"{res}\"")
 }
 
 fn whip_post(shared: &Shared, req: &Request, room: &str) -> Response {
@@ -255,6 +372,7 @@ fn whip_post(shared: &Shared, req: &Request, room: &str) -> Response {
                 role: Role::Whip,
                 room: room.to_owned(),
                 session: c.session,
+                etag: initial_etag(&res),
             },
         );
         st.rooms
@@ -273,6 +391,7 @@ fn whip_post(shared: &Shared, req: &Request, room: &str) -> Response {
             );
     }
     created(
+        shared,
         format!("/whip/{room}/{res}"),
         c.answer,
         c.session,
@@ -410,10 +529,12 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
                 role: Role::Whep,
                 room: room.to_owned(),
                 session: c.session,
+                etag: initial_etag(&res),
             },
         );
     }
     created(
+        shared,
         format!("/whep/{room}/{publisher}/{res}"),
         answer,
         c.session,

@@ -57,6 +57,12 @@ impl Backend for Fake {
             kind: Kind::Video,
         }])
     }
+    fn ice_fragment(&self, session: u64, fragment: &str) -> Result<Option<String>, BackendError> {
+        self.log(format!("ice {session}"));
+        Ok(fragment
+            .contains("a=ice-pwd")
+            .then(|| "a=ice-ufrag:eng2\r\na=ice-pwd:0123456789012345678901\r\n".to_string()))
+    }
     fn request_keyframe(&self, publisher: u64) -> Result<(), BackendError> {
         self.log(format!("keyframe {publisher}"));
         Ok(())
@@ -257,8 +263,9 @@ fn client_errors() {
     assert!(why.contains("cannot limit layers"), "{why}");
     assert_eq!(
         st(route(&s, &req("PATCH", "/whip/lobby/abc", None, ""))).0,
-        405
+        404
     );
+    assert_eq!(st(route(&s, &req("PATCH", "/whip/lobby", None, ""))).0, 405);
     assert_eq!(st(route(&s, &req("GET", "/whip/lobby", None, ""))).0, 405);
     assert_eq!(
         st(route(&s, &req("DELETE", "/whip/lobby/abc", None, ""))).0,
@@ -270,6 +277,97 @@ fn client_errors() {
     let o = route(&s, &req("OPTIONS", "/whip/lobby", None, ""));
     assert_eq!(o.status, 204);
     assert_eq!(header(&o, "accept-post"), Some("application/sdp"));
+    assert_eq!(header(&o, "link"), None, "no ICE servers configured");
+}
+
+const FRAG: &str = "application/trickle-ice-sdpfrag";
+const TRICKLE: &str = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+    a=candidate:1 1 udp 2122260223 192.0.2.1 5000 typ host\r\n";
+const RESTART: &str = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n";
+
+fn with(mut r: Request, name: &str, value: &str) -> Request {
+    r.headers.push((name.into(), value.into()));
+    r
+}
+
+#[test]
+fn patch_trickles_and_restarts_ice_with_entity_tags() {
+    let (fake, s) = shared(None);
+    let created = route(
+        &s,
+        &req("POST", "/whip/lobby", Some("application/sdp"), SEND),
+    );
+    assert_eq!(created.status, 201);
+    assert_eq!(header(&created, "accept-patch"), Some(FRAG));
+    let loc = header(&created, "location").unwrap().to_string();
+    let etag = header(&created, "etag").unwrap().to_string();
+    let patch = |ct: &str, body: &str| req("PATCH", &loc, Some(ct), body);
+
+    assert_eq!(route(&s, &patch(FRAG, TRICKLE)).status, 428);
+    let stale = route(&s, &with(patch(FRAG, TRICKLE), "if-match", "\"nope\""));
+    assert_eq!(stale.status, 412);
+    assert_eq!(header(&stale, "etag"), Some(etag.as_str()));
+    assert_eq!(
+        route(
+            &s,
+            &with(patch("application/sdp", TRICKLE), "if-match", &etag)
+        )
+        .status,
+        415
+    );
+    assert_eq!(
+        route(&s, &with(patch(FRAG, "garbage"), "if-match", &etag)).status,
+        400
+    );
+    assert_eq!(
+        route(&s, &with(patch(FRAG, TRICKLE), "if-match", &etag)).status,
+        204
+    );
+    let r = route(&s, &with(patch(FRAG, RESTART), "if-match", "*"));
+    assert_eq!(r.status, 200);
+    assert_eq!(header(&r, "content-type"), Some(FRAG));
+    let new_tag = header(&r, "etag").unwrap().to_string();
+    assert_ne!(new_tag, etag);
+    assert_eq!(
+        route(&s, &with(patch(FRAG, TRICKLE), "if-match", &etag)).status,
+        412
+    );
+    assert_eq!(
+        route(&s, &with(patch(FRAG, TRICKLE), "if-match", &new_tag)).status,
+        204
+    );
+    let log = fake.calls.lock().unwrap().join("\n");
+    assert_eq!(log.matches("ice ").count(), 3, "{log}");
+}
+
+#[test]
+fn ice_servers_are_advertised_in_link_headers() {
+    let (_fake, mut s) = shared(None);
+    s.cfg.ice_servers = vec![
+        "stun:stun.example.net:3478".into(),
+        "turn:turn.example.net?transport=udp|user|pa\"ss".into(),
+    ];
+    let o = route(&s, &req("OPTIONS", "/whip/lobby", None, ""));
+    let link = header(&o, "link").expect("Link on OPTIONS").to_string();
+    assert_eq!(
+        link,
+        "<stun:stun.example.net:3478>; rel=\"ice-server\", \
+         <turn:turn.example.net?transport=udp>; rel=\"ice-server\"; username=\"user\"; \
+         credential=\"pa\\\"ss\"; credential-type=\"password\""
+    );
+    let created = route(
+        &s,
+        &req("POST", "/whip/lobby", Some("application/sdp"), SEND),
+    );
+    assert_eq!(header(&created, "link"), Some(link.as_str()));
+    // Sessions are not endpoints: no ICE servers there.
+    assert_eq!(
+        header(
+            &route(&s, &req("OPTIONS", "/whip/lobby/x", None, "")),
+            "link"
+        ),
+        None
+    );
 }
 
 #[test]
