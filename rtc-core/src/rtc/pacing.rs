@@ -262,7 +262,7 @@ impl Rtc {
             .and_then(|m| m.extensions.id_of(Extension::TransportSequenceNumber))
     }
 
-    fn twcc_negotiated(&self) -> bool {
+    pub(super) fn twcc_negotiated(&self) -> bool {
         self.twcc_id().is_some()
     }
 
