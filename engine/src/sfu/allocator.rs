@@ -819,5 +819,8 @@ pub fn unused_layers(available: LayerSet, targets: impl IntoIterator<Item = Targ
     unused
 }
 
+pub mod drive;
+pub use drive::{RateCommand, RateDrive};
+
 #[cfg(test)]
 mod tests;

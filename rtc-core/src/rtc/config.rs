@@ -25,6 +25,7 @@ pub struct RtcConfig {
     pub(crate) ice_connect_timeout: Option<Duration>,
     pub(crate) pacing: bool,
     pub(crate) pacer: PacerConfig,
+    pub(crate) probe_redundancy: bool,
 }
 
 impl Default for RtcConfig {
@@ -46,6 +47,7 @@ impl Default for RtcConfig {
             ice_connect_timeout: Some(DEFAULT_ICE_CONNECT_TIMEOUT),
             pacing: false,
             pacer: PacerConfig::default(),
+            probe_redundancy: true,
         }
     }
 }
@@ -174,6 +176,15 @@ impl RtcConfig {
     /// application sets [`Rtc::set_send_rate`].
     pub fn set_pacing(mut self, enabled: bool) -> Self {
         self.pacing = enabled;
+        self
+    }
+
+    /// Whether bandwidth probes may re-send recent packets as RTX (default true); when
+    /// false, probes are padding-only packets on the RTX stream. An SFU turns it off:
+    /// its receivers would see the redundant copies as packets received twice (an RTX
+    /// copy is unwrapped to the media stream), and its legs may hold no RTX ring.
+    pub fn set_probe_redundancy(mut self, enabled: bool) -> Self {
+        self.probe_redundancy = enabled;
         self
     }
 
