@@ -7,7 +7,9 @@
 //! [`DownTrack`](crate::sfu::DownTrack) chose ([`write_forwarded`]); the `Rtc` encrypts it.
 //!
 //! Header extensions: their ids are negotiated per peer connection. Hop-by-hop ones
-//! (transport-cc, abs-send-time) and stream ids are not forwarded. The end-to-end ones in
+//! (transport-cc, abs-send-time) and stream ids are not forwarded; a leg whose
+//! subscriber negotiated transport-cc writes its own (numbered by the subscriber's
+//! `Rtc` as the packet leaves). The end-to-end ones in
 //! [`FwdExt`] (audio level, video orientation, playout delay, abs-capture-time, the AV1
 //! dependency descriptor) are parsed from the publisher's packet with the publisher's map
 //! and written with the subscriber's ids when it negotiated them
@@ -276,11 +278,17 @@ impl LegParams {
 
     /// The same leg, also writing the forwarded extensions ([`FwdExt`]) that the
     /// subscriber negotiated in `subscriber` (its extension map for the leg's section),
-    /// with the subscriber's ids. The map is built here, once per leg.
+    /// with the subscriber's ids, and a transport-wide sequence number slot when it
+    /// negotiated transport-cc: the subscriber's `Rtc` numbers each packet as it leaves
+    /// and the subscriber's feedback drives that `Rtc`'s bandwidth estimate. The map is
+    /// built here, once per leg.
     pub fn with_forwarded_extensions(mut self, subscriber: &ExtensionMap) -> LegParams {
         let mut map = self.ext_map.take().unwrap_or_else(ExtensionMap::empty);
         let mut any = self.mid_ext_id.is_some();
-        for e in FORWARDED {
+        for e in FORWARDED
+            .into_iter()
+            .chain([Extension::TransportSequenceNumber])
+        {
             if let Some(id) = subscriber.id_of(e) {
                 any |= map.set(id, e);
             }
@@ -505,6 +513,9 @@ pub fn write_forwarded(
         playout_delay: fwd.playout_delay,
         abs_capture_time: fwd.abs_capture_time,
         dependency_descriptor: fwd.dependency_descriptor.and_then(|r| r.get(src)),
+        // A placeholder, written only when the leg's map has an id for it: the
+        // subscriber's `Rtc` writes the real number as the packet leaves.
+        transport_cc: Some(0),
         ..ExtensionValues::default()
     };
     let padded = pkt.padding_len > 0;

@@ -27,6 +27,9 @@ static MEASURING: AtomicBool = AtomicBool::new(false);
 /// (size, backtrace) of the first allocations counted while [`MEASURING`].
 static TRACES: Mutex<Vec<(usize, Backtrace)>> = Mutex::new(Vec::new());
 const MAX_TRACES: usize = 8;
+/// The counter is global: the tests run one at a time (another test's engine setting up
+/// would count in this one's window).
+static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Counting;
 
@@ -110,6 +113,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn steady_state_forwarding_does_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = engine_config(BackendPreference::Auto, 2);
     cfg.on_thread_start = Some(Arc::new(|_| IN_SHARD.with(|f| f.set(true))));
     // Each leg's RTX ring fills its slots once (that is its warm-up); keep it small
@@ -211,5 +215,226 @@ fn steady_state_forwarding_does_not_allocate() {
     );
     // The counter does count shard allocations (the stats call above allocates there).
     assert!(SHARD_ALLOCS.load(Ordering::Relaxed) > a1);
+    engine.shutdown();
+}
+
+const LAYER_SSRC: [u32; 3] = [0x7000_0000, 0x7000_0001, 0x7000_0002];
+
+/// Simulcast with everything a forwarded packet can carry: a 3-layer VP8 publisher
+/// whose packets carry video orientation and abs-capture-time (forwarded with each
+/// subscriber's ids), subscribers that negotiated transport-cc (every leg packet gets a
+/// transport-wide number, their feedback drives estimates, allocations, pacing and
+/// probes), one behind a relay that loses 10 % of what it delivers, so its NACKs are
+/// answered from the publisher's layer caches (`rtx_buffer_packets = 0`).
+#[test]
+fn simulcast_with_extensions_twcc_and_cache_nacks_does_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use rtc_core::rtp::{Extension, ExtensionValues, HeaderExtension, RtpHeader, VideoOrientation};
+    use test_support::relay::{Link, Relay};
+
+    let mut cfg = engine_config(BackendPreference::Auto, 1);
+    cfg.on_thread_start = Some(Arc::new(|_| IN_SHARD.with(|f| f.set(true))));
+    cfg.rtx_buffer_packets = 0;
+    let engine = Engine::start(cfg).unwrap();
+    let room = engine.create_room("alloc-simulcast").unwrap();
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        &engine,
+        Placement::Shard(0),
+        &[(MediaKind::Video, Direction::SendOnly)],
+        true,
+    )];
+    for i in 0..2 {
+        clients.push(Client::connect_sdp(
+            &format!("sub{i}"),
+            &engine,
+            Placement::Shard(0),
+            &[(MediaKind::Video, Direction::RecvOnly)],
+            false,
+        ));
+    }
+    // The lossy one: its answer points at a relay.
+    let relay = {
+        use rtc_core::ice::Candidate;
+        use rtc_core::sdp_api::SdpAnswer;
+        use rtc_core::{Protocol, Rtc};
+        let now = std::time::Instant::now();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+        rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).unwrap());
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::RecvOnly);
+        let (offer, pending) = api.apply().unwrap();
+        let info = engine
+            .create_session(
+                engine::SessionSetup::Offer(offer.to_sdp_string()),
+                Placement::Shard(0),
+            )
+            .unwrap();
+        let relay = Relay::start(info.candidate_addrs[0], 11).unwrap();
+        let answer = relay.route_sdp(info.answer.as_deref().unwrap());
+        let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
+        rtc.sdp_api().accept_answer(pending, answer).unwrap();
+        clients.push(Client::new(
+            "lossy",
+            rtc,
+            Transport::Std(sock),
+            addr,
+            now,
+            info.id,
+            vec![mid],
+        ));
+        relay
+    };
+    let ids: Vec<_> = clients.iter().map(|c| c.id()).collect();
+    wait_engine_connected(&engine, &mut clients, &ids);
+    let publisher = clients[0].id();
+    engine.publish(room, publisher).unwrap();
+    for c in &clients[1..] {
+        engine.subscribe(room, c.id(), publisher).unwrap();
+    }
+    relay.set_downlink(Link::lossy(0.10));
+    let pub_mid = clients[0].mids[0];
+    let map = clients[0]
+        .rtc
+        .media_info(pub_mid)
+        .expect("negotiated")
+        .extensions
+        .clone();
+    assert!(map.id_of(Extension::VideoOrientation).is_some());
+    assert!(map.id_of(Extension::AbsCaptureTime).is_some());
+
+    // Three layers, ~100 / 300 / 900 kbit/s at 30 frames/s, one to four packets per
+    // frame, keyframes when asked for.
+    let mut frame = 0u32;
+    let mut seqs = [0u16, 10_000, 20_000];
+    let mut kf_seen = 0;
+    let mut key_due = [true; 3];
+    let mut next = std::time::Instant::now();
+    let mut buf = vec![0u8; 1500];
+    let mut run = |clients: &mut [Client], dur: Duration| {
+        let end = std::time::Instant::now() + dur;
+        loop {
+            let now = std::time::Instant::now();
+            if now > end {
+                break;
+            }
+            let c = &mut clients[0];
+            for (_, ssrc) in &c.keyframe_requests[kf_seen..] {
+                if let Some(l) = LAYER_SSRC.iter().position(|s| s == ssrc) {
+                    key_due[l] = true;
+                }
+            }
+            kf_seen = c.keyframe_requests.len();
+            // Catches up on frames due while not stepped (a backlog, see below).
+            while now >= next {
+                next += Duration::from_millis(33);
+                for l in 0..3usize {
+                    let key = std::mem::take(&mut key_due[l]);
+                    let parts = [1u8, 2, 4][l];
+                    for part in 0..parts {
+                        let h = RtpHeader {
+                            marker: part + 1 == parts,
+                            payload_type: VIDEO_PT,
+                            sequence_number: seqs[l],
+                            timestamp: 3000 * frame + 1_000_000 * l as u32,
+                            ssrc: LAYER_SSRC[l],
+                            ..RtpHeader::default()
+                        };
+                        seqs[l] = seqs[l].wrapping_add(1);
+                        let values = ExtensionValues {
+                            video_orientation: Some(VideoOrientation {
+                                back_camera: false,
+                                flip: false,
+                                rotation: 1,
+                            }),
+                            abs_capture_time: Some(rtc_core::rtp::AbsCaptureTime {
+                                timestamp: u64::from(frame) << 20,
+                                clock_offset: None,
+                            }),
+                            ..ExtensionValues::default()
+                        };
+                        let n = h
+                            .write(
+                                HeaderExtension::Values {
+                                    map: &map,
+                                    values: &values,
+                                },
+                                &mut buf,
+                            )
+                            .unwrap();
+                        let pid = (frame & 0x7fff) as u16;
+                        let desc = [
+                            if part == 0 { 0x90 } else { 0x80 },
+                            0x80,
+                            0x80 | (pid >> 8) as u8,
+                            pid as u8,
+                            if part == 0 && key { 0x00 } else { 0x01 },
+                        ];
+                        buf[n..n + 5].copy_from_slice(&desc);
+                        buf[n + 5..n + 400].fill(l as u8);
+                        c.rtc
+                            .direct_api()
+                            .write_rtp_packet(&buf[..n + 400])
+                            .unwrap();
+                    }
+                }
+                frame += 1;
+            }
+            c.drain(now);
+            let mut busy = false;
+            for c in clients.iter_mut() {
+                busy |= c.step(now);
+            }
+            if !busy {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        }
+    };
+    // Warm-up: layers appear, allocations settle, estimates and probes run, the lossy
+    // leg's NACKs are answered, pools reach their sizes.
+    run(&mut clients, Duration::from_millis(4000));
+    // Warm-up under backlog (as in the test above): the `Rtc`s' packet-buffer pools
+    // grow to the most packets in flight at once, and with pacing that includes what
+    // the pacer holds (a keyframe burst, a probe's padding). A 1.5 s backlog sent at
+    // once holds more than the measured window's steady state does.
+    std::thread::sleep(Duration::from_millis(1500));
+    run(&mut clients, Duration::from_millis(2000));
+    for c in &mut clients {
+        c.block_stun = true;
+    }
+    run(&mut clients, Duration::from_millis(300));
+
+    let stats = engine.stats().unwrap();
+    let (before, resent_before) = (stats.rtp_forwarded(), stats.shards[0].rtx_resent);
+    let a0 = SHARD_ALLOCS.load(Ordering::Relaxed);
+    MEASURING.store(true, Ordering::Relaxed);
+    // 2.5 s: at least ~75 packets to the lossy one, so that some are lost and resent
+    // (all delivered: 0.9^75 < 0.0001).
+    run(&mut clients, Duration::from_millis(2500));
+    let a1 = SHARD_ALLOCS.load(Ordering::Relaxed);
+    MEASURING.store(false, Ordering::Relaxed);
+    let stats = engine.stats().unwrap();
+    let forwarded = stats.rtp_forwarded() - before;
+    let resent = stats.shards[0].rtx_resent - resent_before;
+    assert!(forwarded >= 150, "forwarded only {forwarded}");
+    assert!(
+        resent > 0,
+        "no NACK answered from the cache while measuring"
+    );
+    let twcc: u64 = clients[1..]
+        .iter()
+        .map(|c| c.rtc.stats().twcc_feedback_sent)
+        .sum();
+    assert!(twcc > 0, "subscribers sent transport-wide feedback");
+    eprintln!("{forwarded} forwarded, {resent} resent from the cache, {twcc} TWCC feedbacks");
+    assert_eq!(
+        a1 - a0,
+        0,
+        "shard allocations across {forwarded} forwarded packets ({resent} resent); the first ones:\n{}",
+        traces()
+    );
     engine.shutdown();
 }

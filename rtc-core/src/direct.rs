@@ -182,6 +182,17 @@ impl<'a> DirectApi<'a> {
             .send_rtcp(|buf| crate::rtcp::Bye::write_with(ssrcs, reason, buf))
     }
 
+    /// Moves the `Rtc`'s notion of the current time forward to `now` without running
+    /// its timers (an earlier `now` is ignored). A server that writes packets into
+    /// many `Rtc`s per loop iteration calls this before the writes, so that each
+    /// packet is paced, stamped in its transport-wide send history and counted at the
+    /// time it was written rather than at the `Rtc`'s last input; timers still run at
+    /// the next [`Input::Timeout`](crate::Input::Timeout), which may carry the same
+    /// `now`. Costs a comparison.
+    pub fn advance_time(&mut self, now: std::time::Instant) {
+        self.rtc.advance_time(now);
+    }
+
     /// RTP mode: builds one RTP packet directly in the `Rtc`'s send buffer, then
     /// protects and queues it — one copy fewer than [`DirectApi::write_rtp_packet`].
     /// `fill` writes the plaintext packet into the buffer it is given and returns its

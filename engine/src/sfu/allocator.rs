@@ -262,6 +262,12 @@ pub struct AllocatorConfig {
     pub probe_step_pct: u32,
     /// ... but at least this many bit/s (default 200k).
     pub probe_min_bps: u64,
+    /// Every active video track keeps at least its base rung even when the estimate
+    /// does not cover it, instead of [`PauseReason::Bandwidth`] (default false). A
+    /// sender that pauses a track starves its own estimate of the media it measures:
+    /// an SFU whose probes cannot lift the estimate (no padding stream) would never
+    /// resume it.
+    pub base_always: bool,
 }
 
 impl Default for AllocatorConfig {
@@ -275,6 +281,7 @@ impl Default for AllocatorConfig {
             default_audio_bps: 40_000,
             probe_step_pct: 120,
             probe_min_bps: 200_000,
+            base_always: false,
         }
     }
 }
@@ -291,6 +298,12 @@ pub struct AllocationReport {
     /// When deficient: the rate the pacer should probe to, `expected + max(probe_step_pct
     /// % of the next step, probe_min_bps)`.
     pub probe_goal_bps: Option<u64>,
+    /// When deficient: the estimate the next step needs before it is taken, `(expected
+    /// + step) × upgrade_margin_pct %`.
+    pub upgrade_bps: Option<u64>,
+    /// Bit/s of every track at the highest rung its preference and layers allow (audio
+    /// included): more bandwidth than this is of no use to the peer.
+    pub ceiling_bps: u64,
 }
 
 /// The inputs whose change makes a track re-allocated at once.
@@ -639,11 +652,17 @@ impl<K: Copy + Eq> Allocator<K> {
                 s.frozen = true;
             }
         };
+        let base_always = self.config.base_always;
         for &i in &self.order {
             let s = &mut slots[i];
             let base = s.base();
             if s.work.is_none() && base.is_some() && base <= s.cap {
-                try_rung(s, base, &mut used);
+                if base_always {
+                    used = used.saturating_add(s.cost(base));
+                    s.work = base;
+                } else {
+                    try_rung(s, base, &mut used);
+                }
             }
         }
         for spatial in 0..MAX_SPATIAL as u8 {
@@ -681,11 +700,13 @@ impl<K: Copy + Eq> Allocator<K> {
 
     fn report(&self, audio_bps: u64) -> AllocationReport {
         let mut expected = audio_bps;
+        let mut ceiling = audio_bps;
         let mut next_step: Option<(bool, Rung, u64)> = None;
         for &i in &self.order {
             let s = &self.slots[i];
             let cur = s.current();
             expected = expected.saturating_add(s.cost(cur));
+            ceiling = ceiling.saturating_add(s.cost(s.top()));
             if cur < s.top() {
                 let next = s.next(cur);
                 let step = s.cost(next).saturating_sub(s.cost(cur));
@@ -703,11 +724,18 @@ impl<K: Copy + Eq> Allocator<K> {
                 .max(self.config.probe_min_bps);
             expected.saturating_add(extra)
         });
+        let margin = u128::from(self.config.upgrade_margin_pct.max(100));
+        let upgrade_bps = next_step.map(|(_, _, step)| {
+            let needed = u128::from(expected.saturating_add(step)) * margin / 100;
+            u64::try_from(needed).unwrap_or(u64::MAX)
+        });
         AllocationReport {
             changed,
             deficient: next_step.is_some(),
             expected_bps: expected,
             probe_goal_bps,
+            upgrade_bps,
+            ceiling_bps: ceiling,
         }
     }
 }
@@ -790,6 +818,9 @@ pub fn unused_layers(available: LayerSet, targets: impl IntoIterator<Item = Targ
     }
     unused
 }
+
+pub mod drive;
+pub use drive::{RateCommand, RateDrive};
 
 #[cfg(test)]
 mod tests;

@@ -102,6 +102,15 @@ impl RateMeter {
         u64::try_from(bps).unwrap_or(u64::MAX)
     }
 
+    /// How long the meter has been counting: from its first [`RateMeter::add`] to `now`
+    /// (zero before). A young meter's rate is the bytes of a few packets over a short
+    /// span: a layer whose frames span several packets reads far below its rate until
+    /// a few frames are in.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.epoch
+            .map_or(Duration::ZERO, |e| now.saturating_duration_since(e))
+    }
+
     /// Forgets everything counted so far.
     pub fn reset(&mut self) {
         *self = Self {

@@ -6,9 +6,43 @@ use std::time::{Duration, Instant};
 
 use rtc_core::{Event, Input, Output, Transmit};
 
-use super::{Act, Counters, RtpAct, Shard, guarded, touch};
-use crate::api::{CloseReason, DropCounters, EngineEvent, TrackCounters};
+use super::{Act, Counters, RtpAct, Session, Shard, guarded, touch};
+use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId, TrackCounters};
 use crate::io::IoBackend;
+use crate::sfu::allocator::AllocationReport;
+
+/// After an allocation of the subscriber in `slot`: tells its `Rtc` the send rate and
+/// asks for a probe when the allocator wants more than the estimate allows (see
+/// [`RateDrive`](crate::sfu::allocator::RateDrive)). `estimate` is what the allocator
+/// was given; probes run only when it is the `Rtc`'s own (no override).
+pub(super) fn drive_rate(
+    s: &mut Session,
+    slot: usize,
+    estimate: u64,
+    report: &AllocationReport,
+    now: Instant,
+    touched: &mut Vec<usize>,
+    doomed: &mut Vec<(SessionId, CloseReason)>,
+) {
+    let probing = s.estimate_override.is_none() && s.rtc.bandwidth_estimate().is_some();
+    let cmd = s.rate.update(now, estimate, report, probing);
+    if cmd.is_empty() {
+        return;
+    }
+    let res = guarded(s, |rtc| {
+        if let Some((target, max)) = cmd.send_rate {
+            rtc.set_send_rate(target, max);
+        }
+        if let Some(goal) = cmd.probe_bps {
+            rtc.request_probe(goal);
+        }
+    });
+    match res {
+        // The pacer's next wake-up may have moved: drain it.
+        Ok(()) => touch(s, slot, touched),
+        Err(()) => doomed.push((s.id, CloseReason::Panicked)),
+    }
+}
 
 impl Shard {
     pub(super) fn drive_timers(&mut self, now: Instant) {

@@ -74,7 +74,11 @@ pub(super) fn forward_legs(
         let mut n = 0usize;
         let params = &leg.params;
         let res = guarded(s, |rtc| {
-            rtc.direct_api().write_rtp_packet_with(|buf| {
+            let mut api = rtc.direct_api();
+            // Paced, numbered and counted at this iteration's time, not the `Rtc`'s
+            // last input's.
+            api.advance_time(now);
+            api.write_rtp_packet_with(|buf| {
                 n = write_forwarded(packet, params, seq, ts, rewrite, &info.ext, buf).ok()?;
                 Some(n)
             })
@@ -435,7 +439,11 @@ impl Shard {
                 return;
             };
             let out = scratch.get(..n).unwrap_or(&[]);
-            match guarded(s, |rtc| rtc.direct_api().write_rtx(req.ssrc, out)) {
+            match guarded(s, |rtc| {
+                let mut api = rtc.direct_api();
+                api.advance_time(now);
+                api.write_rtx(req.ssrc, out)
+            }) {
                 Ok(Ok(())) => {
                     c.resent += 1;
                     touch(s, slot, touched);

@@ -47,8 +47,12 @@ pub(crate) const LAYER_TIMEOUT: Duration = Duration::from_millis(1000);
 pub(crate) const ALLOC_INTERVAL: Duration = Duration::from_millis(200);
 /// Window of the per-layer bitrate meters.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
-/// Estimate used for a subscriber whose `Rtc` has reported none (no transport-wide
-/// feedback negotiated): everything its preferences allow.
+/// A layer's meter counts as a measurement once it is this old; before, the allocator
+/// prices the layer by its defaults (the first packets of a layer whose frames span
+/// several packets would read as a fraction of its rate and lure every subscriber up).
+const RATE_MATURE: Duration = Duration::from_millis(500);
+/// Estimate used for a subscriber whose `Rtc` has none (transport-wide congestion
+/// control not negotiated): everything its preferences allow.
 const NO_ESTIMATE_BPS: u64 = 1_000_000_000;
 
 /// What the publisher's shard learned about one packet; travels with it to every shard
@@ -330,8 +334,15 @@ pub(crate) fn downtrack_input(route: &Route, now: Instant) -> DowntrackInput {
 
 /// Updates the live layers and measured bitrates of an allocator input.
 fn refresh_input(input: &mut DowntrackInput, route: &Route, now: Instant) {
+    let measured = |m: &RateMeter| {
+        if m.age(now) >= RATE_MATURE {
+            m.bps(now)
+        } else {
+            0
+        }
+    };
     if input.kind == AllocKind::Audio {
-        input.bitrates[0][0] = route.layers.meters[0].bps(now);
+        input.bitrates[0][0] = measured(&route.layers.meters[0]);
         input.active = route.layers.live(now).contains(0) || route.layers.seen[0].is_none();
         return;
     }
@@ -343,7 +354,7 @@ fn refresh_input(input: &mut DowntrackInput, route: &Route, now: Instant) {
     input.active = !live.is_empty();
     input.layers = live;
     for (s, row) in input.bitrates.iter_mut().enumerate() {
-        row[0] = route.layers.meters.get(s).map_or(0, |m| m.bps(now));
+        row[0] = route.layers.meters.get(s).map_or(0, measured);
     }
 }
 
@@ -468,8 +479,18 @@ impl Shard {
         let estimate = s
             .estimate_override
             .or(s.estimate)
+            .or_else(|| s.rtc.bandwidth_estimate())
             .unwrap_or(NO_ESTIMATE_BPS);
         let report = s.alloc.update(now, estimate);
+        super::drive::drive_rate(
+            s,
+            slot,
+            estimate,
+            &report,
+            now,
+            &mut self.touched,
+            &mut self.doomed,
+        );
         let sub = s.id;
         if report.changed {
             for (mid, target) in s.alloc.changes() {

@@ -47,7 +47,7 @@ use crate::api::{
 use crate::forward::LegParams;
 use crate::io::{IoBackend, Received, Waker};
 use crate::sfu::DownTrack;
-use crate::sfu::allocator::{Allocator, Preference};
+use crate::sfu::allocator::{Allocator, Preference, RateDrive};
 use crate::sfu::codec::VideoCodec;
 use crate::sfu::speaker::{SpeakerConfig, SpeakerDetector};
 use layers::{Layers, PktInfo};
@@ -257,6 +257,8 @@ struct Session {
     pt_codec: Vec<(u8, VideoCodec)>,
     /// The subscriber's bandwidth allocator over its legs (keyed by its own mid).
     alloc: Allocator<Mid>,
+    /// Allocation → the `Rtc`'s send rate and probes.
+    rate: RateDrive,
     /// Latest send-side estimate of the `Rtc` (`None`: none yet).
     estimate: Option<u64>,
     /// Test/control override of `estimate`.

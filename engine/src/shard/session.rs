@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::forward::{PayloadDesc, repair_pts};
 use crate::io::IoBackend;
-use crate::sfu::allocator::{Allocator, AllocatorConfig};
+use crate::sfu::allocator::{Allocator, AllocatorConfig, RateDrive};
 use crate::sfu::codec::VideoCodec;
 
 fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
@@ -163,10 +163,15 @@ pub(crate) fn prepare_session(
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
-            // Forwarded packets carry no transport-wide sequence numbers yet, so there
-            // is no estimate to pace to; the allocator will drive `Rtc::set_send_rate` /
-            // `request_probe` when it does.
-            .set_pacing(false)
+            // Forwarded packets carry transport-wide sequence numbers when the peer
+            // negotiated them: the pacer paces to the estimate from its feedback (or to
+            // what the allocator forwards, when more) and its probes let the estimate
+            // grow; the allocator drives `set_send_rate` / `request_probe`
+            // (`drive::drive_rate`). Without transport-cc nothing is paced.
+            .set_pacing(true)
+            // Probes are padding: RTX copies of forwarded packets would reach receivers
+            // as duplicates, and legs answering NACKs from the shared cache hold no ring.
+            .set_probe_redundancy(false)
             .set_dtls_cert(cert)
             .set_local_ice_credentials(creds)
             .set_rtx_buffer(rtx_packets, Duration::from_secs(2))
@@ -330,7 +335,13 @@ impl Shard {
             pt_mid,
             pt_codec,
             rx_ext,
-            alloc: Allocator::new(AllocatorConfig::default()),
+            // Video is never paused for bandwidth: a paused leg sends nothing for the
+            // estimate to measure (and a leg without RTX cannot probe with padding).
+            alloc: Allocator::new(AllocatorConfig {
+                base_always: true,
+                ..AllocatorConfig::default()
+            }),
+            rate: RateDrive::new(),
             estimate: None,
             estimate_override: None,
             repair_pts,

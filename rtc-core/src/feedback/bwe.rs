@@ -279,12 +279,18 @@ impl DelayBasedBwe {
         let acked = acked_bps.map(|a| a as f64);
         match self.state {
             RateState::Increase => {
-                self.rate *= INCREASE_PER_SEC.powf(dt.as_secs_f64());
-                if let Some(a) = acked {
-                    // Do not run far ahead of what the path has shown it carries
-                    // (measured, or shown by a probe since the last decrease).
-                    let cap = (1.5 * a + 10_000.0).max(self.probe_floor.unwrap_or(0.0));
-                    self.rate = self.rate.min(cap);
+                let increased = self.rate * INCREASE_PER_SEC.powf(dt.as_secs_f64());
+                // Do not run far ahead of what the path has shown it carries
+                // (measured, or shown by a probe since the last decrease). The cap
+                // only stops increases, as in libwebrtc's AIMD: an estimate above it
+                // is kept, so a sender that sends less for a while (an SFU leg moved
+                // to a lower layer, a muted track) does not lose the rate the path
+                // was measured to carry. Only overuse and loss lower it.
+                let cap = acked.map_or(f64::INFINITY, |a| {
+                    (1.5 * a + 10_000.0).max(self.probe_floor.unwrap_or(0.0))
+                });
+                if self.rate < cap {
+                    self.rate = increased.min(cap);
                 }
             }
             RateState::Decrease

@@ -28,6 +28,7 @@ pub struct RtcConfig {
     pub(crate) pacer: PacerConfig,
     pub(crate) opus_red: OpusRed,
     pub(crate) dtls_versions: DtlsVersions,
+    pub(crate) probe_redundancy: bool,
 }
 
 impl Default for RtcConfig {
@@ -51,6 +52,7 @@ impl Default for RtcConfig {
             pacer: PacerConfig::default(),
             opus_red: OpusRed::Off,
             dtls_versions: DtlsVersions::Auto,
+            probe_redundancy: true,
         }
     }
 }
@@ -180,6 +182,15 @@ impl RtcConfig {
     /// application sets [`Rtc::set_send_rate`].
     pub fn set_pacing(mut self, enabled: bool) -> Self {
         self.pacing = enabled;
+        self
+    }
+
+    /// Whether bandwidth probes may re-send recent packets as RTX (default true); when
+    /// false, probes are padding-only packets on the RTX stream. An SFU turns it off:
+    /// its receivers would see the redundant copies as packets received twice (an RTX
+    /// copy is unwrapped to the media stream), and its legs may hold no RTX ring.
+    pub fn set_probe_redundancy(mut self, enabled: bool) -> Self {
+        self.probe_redundancy = enabled;
         self
     }
 

@@ -541,6 +541,22 @@ impl Rtc {
         })
     }
 
+    /// Moves `last_now` forward to `now` (never back) without running timers.
+    pub(crate) fn advance_time(&mut self, now: Instant) {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+    }
+
+    /// The send-side bandwidth estimate in bit/s from the peer's transport-wide
+    /// congestion control feedback, or `None` when transport-wide sequence numbers
+    /// are not negotiated (then there is no feedback to estimate from). Before the
+    /// first feedback it is the estimator's starting value; changes are also
+    /// reported as [`Event::EgressBitrateEstimate`](crate::Event::EgressBitrateEstimate).
+    pub fn bandwidth_estimate(&self) -> Option<u64> {
+        self.twcc_negotiated().then(|| self.session.bwe.estimate())
+    }
+
     /// What was negotiated for a media section.
     pub fn media_info(&self, mid: Mid) -> Option<&MediaInfo> {
         self.session.media.iter().find(|m| m.mid == mid)

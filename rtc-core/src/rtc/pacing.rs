@@ -262,7 +262,7 @@ impl Rtc {
             .and_then(|m| m.extensions.id_of(Extension::TransportSequenceNumber))
     }
 
-    fn twcc_negotiated(&self) -> bool {
+    pub(super) fn twcc_negotiated(&self) -> bool {
         self.twcc_id().is_some()
     }
 
@@ -574,7 +574,10 @@ impl Rtc {
         // less is wanted (the pacer counts what is queued, so the next call asks
         // for that much less). Large packets keep a probe one burst: small ones
         // leave gaps that the estimator's burst detection reads as its end.
-        if let Some(highest) = self.session.tx[idx].highest_sent {
+        if let Some(highest) = self.session.tx[idx]
+            .highest_sent
+            .filter(|_| self.config.probe_redundancy)
+        {
             let back = self.pacing.redundancy_back % 8;
             let seq = highest.saturating_sub(back);
             let tx = &self.session.tx[idx];

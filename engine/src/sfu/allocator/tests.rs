@@ -49,6 +49,9 @@ fn one_megabit_goes_to_audio_then_base_layers_then_steps() {
     assert!(r.deficient);
     // Next step: B 150k → 500k (350k); 120 % of it is 420k.
     assert_eq!(r.probe_goal_bps, Some(1_120_000));
+    // Taking it needs 1.05M × 110 %; everything would be 50k + 2 × 1.5M.
+    assert_eq!(r.upgrade_bps, Some(1_155_000));
+    assert_eq!(r.ceiling_bps, 3_050_000);
 
     // Tight: both bases fit, nothing more.
     let mut al = peer(1, 1);
@@ -307,4 +310,38 @@ fn unused_layers_are_those_nobody_forwards() {
     set.insert(7);
     assert_eq!(set.iter().collect::<Vec<_>>(), [1]);
     assert_eq!((set.lowest(), set.highest()), (Some(1), Some(1)));
+}
+
+#[test]
+fn base_always_keeps_every_base_layer_when_the_estimate_is_short() {
+    let t0 = Instant::now();
+    let config = AllocatorConfig {
+        base_always: true,
+        ..AllocatorConfig::default()
+    };
+    let mut al = peer(1, 1);
+    al.config = config;
+    let r = al.update(t0, 0);
+    // Audio and both bases though nothing fits; still deficient, the next step is a
+    // spatial one.
+    assert_eq!(targets(&al), (fwd(0, 0), fwd(0, 0), fwd(0, 0)));
+    assert_eq!(r.expected_bps, 350_000);
+    assert!(r.deficient);
+    // A drop later keeps the bases too (and climbing still needs the estimate).
+    al.update(t0 + MS * 100, 2_000_000);
+    al.update(t0 + MS * 2200, 2_000_000);
+    assert_eq!(targets(&al), (fwd(0, 0), fwd(1, 0), fwd(1, 0)));
+    al.update(t0 + MS * 2300, 100_000);
+    assert_eq!(targets(&al), (fwd(0, 0), fwd(0, 0), fwd(0, 0)));
+    // Without it, the shortest estimate pauses video.
+    let mut al = peer(1, 1);
+    al.update(t0, 100_000);
+    assert_eq!(
+        targets(&al),
+        (
+            fwd(0, 0),
+            Target::Paused(PauseReason::Bandwidth),
+            Target::Paused(PauseReason::Bandwidth)
+        )
+    );
 }

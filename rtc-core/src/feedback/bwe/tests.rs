@@ -32,9 +32,12 @@ fn aimd_by_hand() {
     assert_eq!(b.update(t0, None), 1_000_000);
     // Normal for 1 s: * 1.08.
     assert_eq!(b.update(t0 + ms(1000), Some(1_000_000)), 1_080_000);
-    // The increase is capped at 1.5 * acked + 10 kbps = 310_000.
+    // The increase is capped at 1.5 * acked + 10 kbps = 1_360_000 ...
     let mut c = b.clone();
-    assert_eq!(c.update(t0 + ms(1100), Some(200_000)), 310_000);
+    assert_eq!(c.update(t0 + ms(2000), Some(900_000)), 1_166_400);
+    assert_eq!(c.update(t0 + ms(3000), Some(600_000)), 1_166_400);
+    // ... which stops increases but never lowers the estimate.
+    assert_eq!(c.update(t0 + ms(3100), Some(200_000)), 1_166_400);
     // Overuse: 0.85 * acked 900_000 = 765_000.
     b.usage = BwUsage::Overusing;
     assert_eq!(b.update(t0 + ms(1100), Some(900_000)), 765_000);
@@ -251,4 +254,34 @@ fn slope_by_hand() {
     let pts = [(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 7.0)];
     assert_eq!(slope(&pts), Some(2.0));
     assert_eq!(slope(&[(1.0, 1.0), (1.0, 2.0)]), None);
+}
+
+#[test]
+fn a_sender_that_sends_less_keeps_its_estimate() {
+    // An SFU leg measured at 2 Mbit/s is moved to a layer of ~150 kbit/s: the
+    // acknowledged rate falls, but nothing says the path carries less, so the
+    // estimate stays (libwebrtc's AIMD only stops increasing above 1.5 × acked).
+    let t0 = Instant::now();
+    let config = BweConfig {
+        initial_bps: 2_000_000,
+        ..BweConfig::default()
+    };
+    let mut b = Bwe::new(config);
+    let mut seq = 0;
+    // 2 s at 2 Mbit/s (1200 B every 4.8 ms), fed back every 96 ms.
+    let mut start = 0;
+    let mut high = 0;
+    for _ in 0..21 {
+        high = feed(&mut b, t0, &mut seq, start, 20, 4_800, |_| false);
+        start += 96_000;
+    }
+    assert!(high >= 2_000_000, "{high}");
+    assert_eq!(b.probe_results(), 0);
+    // Then 5 s at 150 kbit/s (1200 B every 64 ms), fed back every 320 ms.
+    for _ in 0..16 {
+        let e = feed(&mut b, t0, &mut seq, start, 5, 64_000, |_| false);
+        assert_eq!(e, high, "kept while sending less");
+        start += 320_000;
+    }
+    assert!(b.acked_bitrate().is_some_and(|a| a < 300_000));
 }

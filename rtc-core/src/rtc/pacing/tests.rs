@@ -72,10 +72,16 @@ fn pump(from: &mut Rtc, to: &mut Rtc, now: Instant, from_a: bool) -> (usize, Ins
 
 /// Two `Rtc` in RTP mode with one video section, connected in memory.
 fn connected() -> (Rtc, Rtc, Mid, u8, Instant) {
+    connected_with(true)
+}
+
+/// As [`connected`], `a` probing with RTX redundancy or padding only.
+fn connected_with(redundancy: bool) -> (Rtc, Rtc, Mid, u8, Instant) {
     let mut now = Instant::now();
     let mut a = Rtc::builder()
         .set_rtp_mode(true)
         .set_pacing(true)
+        .set_probe_redundancy(redundancy)
         .build(now)
         .unwrap();
     let mut b = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
@@ -180,4 +186,45 @@ fn pacing_off_sends_at_once() {
     pump(&mut a, &mut b, now, true);
     assert_eq!(pump(&mut b, &mut a, now, false).0, 10);
     assert_eq!(a.pacer_stats().sent, [0; 4]);
+}
+
+/// Writes 10 packets, then runs a 5 Mbit/s probe for 300 ms; returns the RTP packets
+/// `b` surfaced and the padding packets `a`'s pacer sent.
+fn probe_after_media(redundancy: bool) -> (usize, u64) {
+    let (mut a, mut b, mid, pt, mut now) = connected_with(redundancy);
+    a.set_send_rate(1_000_000, 0);
+    let mut got = 0;
+    for i in 0..10u64 {
+        a.stream_tx(mid)
+            .unwrap()
+            .write_rtp(pt, i, 0, now, true, &ExtensionValues::default(), &[7; 1100])
+            .unwrap();
+        now += Duration::from_millis(20);
+        a.handle_input(Input::Timeout(now)).unwrap();
+        pump(&mut a, &mut b, now, true);
+        got += pump(&mut b, &mut a, now, false).0;
+    }
+    a.request_probe(5_000_000);
+    let end = now + Duration::from_millis(300);
+    while now < end {
+        now += Duration::from_millis(2);
+        a.handle_input(Input::Timeout(now)).unwrap();
+        b.handle_input(Input::Timeout(now)).unwrap();
+        pump(&mut a, &mut b, now, true);
+        got += pump(&mut b, &mut a, now, false).0;
+    }
+    (got, a.pacer_stats().sent[3])
+}
+
+#[test]
+fn padding_only_probes_reach_the_receiver_as_nothing() {
+    // With redundancy, a probe re-sends recent packets as RTX, which an RTP-mode
+    // receiver surfaces again (an SFU's subscriber would see duplicates).
+    let (got, padding) = probe_after_media(true);
+    assert!(padding > 0);
+    assert!(got > 10, "RTX copies surface: {got}");
+    // Padding only: the probe runs and the receiver sees each packet once.
+    let (got, padding) = probe_after_media(false);
+    assert!(padding > 0, "the probe sent padding");
+    assert_eq!(got, 10);
 }
