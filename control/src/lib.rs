@@ -20,7 +20,7 @@ pub mod types;
 
 pub use client::{ClientError, ControlClient, ControlRequester, EventStream, ProtocolViolation};
 pub use error::{ControlError, ErrorCode};
-pub use hist::{HistogramSummary, summarize};
+pub use hist::{HistogramSummary, LatencyBuckets, summarize};
 pub use protocol::*;
 pub use server::{
     ClientId, ControlHandler, ControlServer, EventHub, EventSink, ServerConfig, check_socket_dir,

@@ -268,6 +268,12 @@ pub struct ShardStats {
     /// Further named histograms (e.g. `"forward_us"`), summarised.
     #[serde(default)]
     pub histograms: BTreeMap<String, HistogramSummary>,
+    /// Engine-side forwarding latency in buckets: per forwarded packet, from the
+    /// receive completion of its batch to the submission of the sends
+    /// (`forward_us` in `histograms` is its hdrhistogram summary). Empty from
+    /// engines that predate it.
+    #[serde(default)]
+    pub forward_ns: crate::hist::LatencyBuckets,
 }
 
 fn healthy_default() -> bool {

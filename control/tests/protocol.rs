@@ -337,6 +337,7 @@ fn shard_stats(i: u32) -> ShardStats {
         gro_batches: 60,
         loop_us: hist(100),
         histograms,
+        forward_ns: control::LatencyBuckets::default(),
     }
 }
 

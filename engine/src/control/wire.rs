@@ -240,6 +240,7 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         gro_batches: s.io.gro_coalesced,
         loop_us: in_us(control::summarize(&s.loop_ns)),
         histograms,
+        forward_ns: s.forward_ns.clone(),
     }
 }
 

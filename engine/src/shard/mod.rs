@@ -55,6 +55,7 @@ use layers::{Layers, PktInfo};
 mod command;
 mod drive;
 mod forward;
+mod fwd_latency;
 mod layers;
 mod recv;
 mod session;
@@ -391,6 +392,8 @@ pub(crate) struct Shard {
     c: Counters,
     loop_ns: Histogram<u64>,
     latency_ns: Histogram<u64>,
+    /// The same latency in fixed buckets, taken after the backend's flush.
+    fwd_latency: fwd_latency::ForwardLatency,
     stop: bool,
     /// When the allocators run next.
     next_alloc: Instant,
@@ -452,6 +455,7 @@ impl Shard {
             c: Counters::default(),
             loop_ns: histogram(),
             latency_ns: histogram(),
+            fwd_latency: fwd_latency::ForwardLatency::new(),
             stop: false,
             next_alloc: Instant::now(),
             epoch: Instant::now(),
@@ -489,6 +493,7 @@ impl Shard {
             }
             // The one clock read of this iteration (taken at the first datagram, if any).
             let now = now_cell.unwrap_or_else(Instant::now);
+            let received = now;
             self.c.iterations += 1;
             self.bury();
             let mut commands = false;
@@ -534,9 +539,8 @@ impl Shard {
                 let _ = self
                     .latency_ns
                     .record_n(nanos(end.saturating_duration_since(now)), self.local_fwd);
-                self.local_fwd = 0;
             }
-            for (at, n) in self.remote_fwd.drain(..) {
+            for &(at, n) in &self.remote_fwd {
                 let _ = self
                     .latency_ns
                     .record_n(nanos(end.saturating_duration_since(at)), n);
@@ -544,6 +548,7 @@ impl Shard {
             if let Err(e) = backend.flush() {
                 tracing::warn!(shard = self.ctx.index, error = %e, "backend flush failed");
             }
+            self.record_forward_latency(received);
             last = end;
         }
     }
@@ -604,6 +609,7 @@ impl Shard {
             io: *backend.stats(),
             loop_ns: self.loop_ns.clone(),
             forward_latency_ns: self.latency_ns.clone(),
+            forward_ns: self.fwd_latency.buckets(),
         }
     }
 }
