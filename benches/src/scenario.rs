@@ -329,6 +329,81 @@ fn watch_connects(
     }))
 }
 
+/// Where the engine's shards and the load generator run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinning {
+    /// Cores of the shards (one each); empty: the engine's default placement.
+    pub engine: Vec<usize>,
+    /// Cores the load generator is confined to; empty: unpinned.
+    pub loadgen: Vec<usize>,
+    /// What was done, for the report.
+    pub note: String,
+}
+
+impl Pinning {
+    /// Shards on the first `shards` of the `allowed` cores and the load generator on
+    /// the rest, when there is at least one core left for it; otherwise nothing is
+    /// pinned by the bench (the note says so).
+    pub fn plan(shards: usize, allowed: &[usize]) -> Pinning {
+        if shards == 0 || allowed.len() <= shards {
+            return Pinning {
+                engine: Vec::new(),
+                loadgen: Vec::new(),
+                note: format!(
+                    "not pinned: {} core(s) for {shards} shard(s) + load generator",
+                    allowed.len()
+                ),
+            };
+        }
+        let (engine, loadgen) = allowed.split_at(shards);
+        Pinning {
+            engine: engine.to_vec(),
+            loadgen: loadgen.to_vec(),
+            note: format!("pinned: shards on cores {engine:?}, load generator on {loadgen:?}"),
+        }
+    }
+}
+
+/// The cores this process may run on (its affinity mask), in order.
+pub fn allowed_cores() -> Vec<usize> {
+    // SAFETY: all-zero is a valid (empty) `cpu_set_t`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c < CPU_SETSIZE`, within the set.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Confines the process `cmd` starts (and every thread it creates) to `cores`.
+fn confine(cmd: &mut Command, cores: &[usize]) {
+    use std::os::unix::process::CommandExt;
+    if cores.is_empty() {
+        return;
+    }
+    // SAFETY: all-zero is a valid (empty) `cpu_set_t`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cores {
+        // SAFETY: `CPU_SET` ignores nothing out of range: cores come from the
+        // affinity mask, so `c < CPU_SETSIZE`.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: the closure runs in the child between fork and exec and only makes one
+    // async-signal-safe system call on a copy of `set`.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs `workload` against a fresh `rtc-engine` with `shards` shards.
 pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row, BenchError> {
     let engine_bin = locate(&o.bin_dir, "rtc-engine")?;
@@ -336,10 +411,20 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
     let tmp = TempDir::new(&format!("{}-{shards}", workload.name()))?;
     let sock = tmp.path().join("control.sock");
     let budget = o.connect_timeout + o.secs + 90.0;
+    let pinning = Pinning::plan(shards, &allowed_cores());
+    if o.verbose {
+        eprintln!("  {}: {}", workload.name(), pinning.note);
+    }
+    let mut engine_cmd = Command::new(&engine_bin);
+    if pinning.engine.is_empty() {
+        engine_cmd.args(["--shards", &shards.to_string()]);
+    } else {
+        let cores: Vec<String> = pinning.engine.iter().map(|c| c.to_string()).collect();
+        engine_cmd.args(["--cores", &cores.join(",")]);
+    }
     let mut engine = Proc::spawn(
         "rtc-engine",
-        Command::new(&engine_bin)
-            .args(["--shards", &shards.to_string()])
+        engine_cmd
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -381,9 +466,11 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
     };
     let spawned = Instant::now();
     let cpu_at_spawn = cpu_of(engine.pid());
+    let mut lg_cmd = Command::new(&loadgen_bin);
+    confine(&mut lg_cmd, &pinning.loadgen);
     let mut lg = Proc::spawn(
         "rtc-loadgen",
-        Command::new(&loadgen_bin)
+        lg_cmd
             .arg("--control")
             .arg(&sock)
             .args(workload.loadgen_args(o)),
@@ -415,7 +502,7 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
     let report: tools::loadgen::Report = serde_json::from_str(&json)
         .map_err(|e| lg.error(&format!("no JSON report (exit {status}): {e}")))?;
     engine.stop();
-    let mut notes = Vec::new();
+    let mut notes = vec![pinning.note.clone()];
     if report.peers.connected < report.peers.planned {
         notes.push(format!(
             "{} of {} peers connected",
@@ -488,4 +575,31 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
     }
     drop(tmp);
     Ok(row)
+}
+
+#[cfg(test)]
+mod pinning_tests {
+    use super::*;
+
+    #[test]
+    fn shards_and_loadgen_get_separate_cores_when_there_are_enough() {
+        let p = Pinning::plan(1, &[0, 1]);
+        assert_eq!((p.engine, p.loadgen), (vec![0], vec![1]));
+        let p = Pinning::plan(2, &[2, 3, 5, 7]);
+        assert_eq!((p.engine, p.loadgen), (vec![2, 3], vec![5, 7]));
+        assert!(p.note.starts_with("pinned"), "{}", p.note);
+    }
+
+    #[test]
+    fn too_few_cores_pin_nothing_and_say_so() {
+        let p = Pinning::plan(2, &[0, 1]);
+        assert!(p.engine.is_empty() && p.loadgen.is_empty());
+        assert!(p.note.starts_with("not pinned"), "{}", p.note);
+        assert!(Pinning::plan(1, &[]).engine.is_empty());
+    }
+
+    #[test]
+    fn this_process_has_an_affinity_mask() {
+        assert!(!allowed_cores().is_empty());
+    }
 }

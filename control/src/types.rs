@@ -271,7 +271,10 @@ pub struct ShardStats {
     /// Further named histograms (e.g. `"forward_us"`), summarised.
     #[serde(default)]
     pub histograms: BTreeMap<String, HistogramSummary>,
-    /// Engine-side forwarding latency per forwarded packet, as buckets.
+    /// Engine-side forwarding latency in buckets: per forwarded packet, from the
+    /// receive completion of its batch to the submission of the sends
+    /// (`forward_us` in `histograms` is its hdrhistogram summary). Empty from
+    /// engines that predate it.
     #[serde(default)]
     pub forward_ns: LatencyBuckets,
     /// Further counters for operators (metrics exporters). Absent (older servers): zeros.

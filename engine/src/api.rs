@@ -625,6 +625,11 @@ pub struct ShardStats {
     /// Per connected session: from its creation to connected (ICE and DTLS up),
     /// nanoseconds.
     pub handshake_ns: Histogram<u64>,
+    /// Per forwarded packet: from the receive completion of its batch (the publisher's
+    /// shard; for packets from another shard, their batch there) to the submission of
+    /// the sends (after the backend's flush), in fixed log2-linear buckets
+    /// ([`control::LatencyBuckets::log2_linear`]).
+    pub forward_ns: control::LatencyBuckets,
 }
 
 /// Snapshot of every shard.

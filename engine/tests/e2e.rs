@@ -240,6 +240,19 @@ fn sfu_end_to_end(backend: BackendPreference) {
     assert!(
         !st.shards[0].forward_latency_ns.is_empty() && !st.shards[1].forward_latency_ns.is_empty()
     );
+    // The bucketed engine-side latency books the same forwarded packets (local and
+    // cross-shard), measured to after the flush.
+    for sh in &st.shards {
+        assert_eq!(
+            sh.forward_ns.count(),
+            sh.forward_latency_ns.len(),
+            "shard {}",
+            sh.shard
+        );
+        assert!(sh.forward_ns.p99().is_some());
+    }
+    let merged = engine.forward_latency().unwrap();
+    assert!(merged.count() >= st.shards.iter().map(|s| s.forward_ns.count()).sum::<u64>());
     let want = match backend {
         BackendPreference::Portable => engine::io::BackendKind::Portable,
         _ => engine::io::BackendKind::IoUring,

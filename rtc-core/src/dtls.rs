@@ -32,7 +32,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use aws_lc_rs::digest;
@@ -307,6 +307,22 @@ enum State {
     Done,
 }
 
+/// The `dimpl` configuration every association uses (MTU 1200, default suites), built
+/// once per process and shared: building one selects and validates the crypto provider
+/// and filters its cipher suites, work that showed up as a large share of each
+/// handshake when it was repeated per session. It holds no keys and reads no clock.
+fn shared_config() -> Arc<dimpl::Config> {
+    static CONFIG: OnceLock<Arc<dimpl::Config>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| {
+        let config = dimpl::Config::builder()
+            .mtu(1200)
+            .build()
+            // The builder only fails on inconsistent custom suites/PSK, none are set.
+            .expect("default dimpl config is valid");
+        Arc::new(config)
+    }))
+}
+
 /// One DTLS association over the ICE transport.
 pub(crate) struct DtlsTransport {
     cert: DtlsCert,
@@ -340,14 +356,9 @@ impl DtlsTransport {
         allowed_profiles: Vec<SrtpProfileId>,
         versions: DtlsVersions,
     ) -> Self {
-        let config = dimpl::Config::builder()
-            .mtu(1200)
-            .build()
-            // The builder only fails on inconsistent custom suites/PSK, none are set.
-            .expect("default dimpl config is valid");
         DtlsTransport {
             cert,
-            config: Arc::new(config),
+            config: shared_config(),
             dtls: None,
             active: None,
             remote_fingerprint: None,
@@ -680,6 +691,14 @@ mod tests {
 
     fn events(t: &mut DtlsTransport) -> Vec<DtlsEvent> {
         std::iter::from_fn(|| t.poll_event()).collect()
+    }
+
+    #[test]
+    fn associations_share_one_dimpl_config() {
+        let (a, b) = pair(false);
+        assert!(Arc::ptr_eq(&a.config, &b.config));
+        // And the shared one still completes handshakes (every test here uses it).
+        assert_eq!(a.config.mtu(), 1200);
     }
 
     #[test]

@@ -136,6 +136,7 @@ pub(crate) mod stun;
 pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
 pub use media::{Codec, MediaKind, Mid, Rid};
+pub use rtc::UnverifiedRtp;
 pub use rtc::{Channel, PeerStats, Rtc, RtcConfig, RtcError, StreamTx, Writer};
 
 /// Data channels: how a channel is configured and identified. Channels are added with

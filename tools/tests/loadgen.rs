@@ -72,9 +72,11 @@ fn assert_healthy(r: &Report, peers: u64, streams: u64) {
     assert!(r.sent.video_packets > 0, "{}", r.to_text());
     assert!(r.sent.keyframes >= 1);
     assert!(r.received.packets > 0);
+    // Latency comes from the fully verified sample only.
+    assert!(r.received.verified > 0 && r.received.verified <= r.received.packets);
     assert_eq!(
         r.latency_ms.count,
-        r.received.packets - r.received.checks.corrupt
+        r.received.verified - r.received.checks.corrupt
     );
     assert!(r.latency_ms.max >= r.latency_ms.p50 && r.latency_ms.p50 > 0.0);
     assert_eq!(r.connect_ms.count, peers);
@@ -84,9 +86,18 @@ fn assert_healthy(r: &Report, peers: u64, streams: u64) {
 #[test]
 fn library_in_process_two_rooms() {
     let cfg = small(Mode::InProcess { shards: 2 }, 2, 1, 3);
+    assert_eq!(cfg.verify_every, 16, "the default samples");
     let r = loadgen::run(&cfg).expect("run");
     // 2 rooms × (1 publisher + 3 subscribers); each subscriber gets audio + video.
     assert_healthy(&r, 8, 2 * 3 * 2);
+    // Sampled: about one packet in 16 verified (by RTP sequence number, so at least
+    // the first of each stream and every 16th after), the rest counted from headers
+    // without loss. Generous bounds: streams start at random sequence numbers.
+    assert!(
+        r.received.verified * 4 < r.received.packets,
+        "{}",
+        r.to_text()
+    );
     assert!(r.sent.audio_packets > 0);
     // Every subscriber receives (at most) what its publisher sent.
     let sent = r.sent.video_packets + r.sent.audio_packets;
@@ -138,6 +149,8 @@ fn binary_json_report() {
             "0",
             "--video-kbps",
             "150",
+            "--verify",
+            "1/1",
             "--json",
             "-q",
         ])
@@ -181,6 +194,8 @@ fn binary_json_report() {
     let r: Report = serde_json::from_value(v).expect("report deserialises");
     // Two publishers, two subscribers each receiving both (one session each).
     assert_healthy(&r, 4, 2 * 2 * 2);
+    // --verify 1/1: every packet went through SRTP and the payload check.
+    assert_eq!(r.received.verified, r.received.packets);
 }
 
 #[test]

@@ -168,6 +168,26 @@ fn bound(b: u64, scale: f64) -> f64 {
     }
 }
 
+/// Bucket bounds of the forwarding-latency histogram served (1 µs to 100 ms, then the
+/// rest): the shards' fine log2-linear buckets folded into a few `le` series.
+const FORWARD_BOUNDS_NS: [u64; 15] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    100_000_000,
+    u64::MAX,
+];
+
 /// A latency distribution in seconds. The shards publish bucket counts only, so the sum
 /// is estimated: each value at the middle of its bucket (the lower bound for the last,
 /// open-ended bucket).
@@ -370,8 +390,10 @@ impl Collector for SnapshotCollector {
             "rtc_shard_forward_latency",
             "Engine-side forwarding latency per forwarded packet (receive to send hand-off); _sum estimated from the buckets",
             Some(&Unit::Seconds),
-            sh.iter()
-                .map(|s| (shard_label(s), latency_hist(&s.forward_ns))),
+            sh.iter().map(|s| {
+                let coarse = s.forward_ns.coarsen(&FORWARD_BOUNDS_NS);
+                (shard_label(s), latency_hist(&coarse))
+            }),
         )?;
         histogram(
             e,

@@ -248,7 +248,7 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         gro_batches: s.io.gro_coalesced,
         loop_us: in_us(control::summarize(&s.loop_ns)),
         histograms,
-        forward_ns: latency_buckets(&s.forward_latency_ns, &FORWARD_BOUNDS_NS),
+        forward_ns: s.forward_ns.clone(),
         detail: control::ShardDetail {
             legs: s.legs as u64,
             routes: s.routes as u64,
@@ -291,25 +291,6 @@ fn batch_sizes(counts: &[u64; BATCH_SIZE_BUCKETS], datagrams: u64) -> control::S
         sum: datagrams,
     }
 }
-
-/// Bucket bounds of [`control::ShardStats::forward_ns`]: 1 µs to 100 ms, then the rest.
-const FORWARD_BOUNDS_NS: [u64; 15] = [
-    1_000,
-    2_500,
-    5_000,
-    10_000,
-    25_000,
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    100_000_000,
-    u64::MAX,
-];
 
 /// The values of `h` counted into buckets with the upper bounds `bounds` (ascending, the
 /// last one `u64::MAX`). A value lands in the first bucket whose bound is at least the
@@ -354,8 +335,8 @@ mod tests {
         let b = latency_buckets(&h, &[1_000, 10_000, u64::MAX]);
         assert_eq!(b.bucket_ns, vec![1_000, 10_000, u64::MAX]);
         assert_eq!(b.counts, vec![2, 3, 1]);
-        let empty = latency_buckets(&crate::shard::histogram(), &FORWARD_BOUNDS_NS);
-        assert_eq!(empty.counts, vec![0; FORWARD_BOUNDS_NS.len()]);
+        let empty = latency_buckets(&crate::shard::histogram(), &HANDSHAKE_BOUNDS_NS);
+        assert_eq!(empty.counts, vec![0; HANDSHAKE_BOUNDS_NS.len()]);
     }
 
     #[test]

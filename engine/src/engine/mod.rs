@@ -149,6 +149,7 @@ fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
         handshakes: 0,
         handshake_failures: 0,
         handshake_ns: crate::shard::histogram(),
+        forward_ns: control::LatencyBuckets::default(),
     }
 }
 
@@ -525,6 +526,23 @@ impl EngineHandle {
             }
         }
         Ok(EngineStats { shards })
+    }
+
+    /// Engine-side forwarding latency of every shard merged: per forwarded packet, from
+    /// the receive completion of its batch to the submission of the sends (see
+    /// [`ShardStats::forward_ns`]). Cumulative since start; subtract an earlier
+    /// snapshot ([`control::LatencyBuckets::since`]) for a window.
+    ///
+    /// # Errors
+    ///
+    /// As [`EngineHandle::stats`].
+    pub fn forward_latency(&self) -> Result<control::LatencyBuckets, EngineError> {
+        let mut all = control::LatencyBuckets::default();
+        for s in self.stats()?.shards {
+            // Every shard uses the same layout, so merging cannot fail.
+            all.merge(&s.forward_ns);
+        }
+        Ok(all)
     }
 
     /// Drains a shard: it takes no new sessions. With `close_sessions`, its sessions are

@@ -55,6 +55,7 @@ use layers::{Layers, PktInfo};
 mod command;
 mod drive;
 mod forward;
+mod fwd_latency;
 mod layers;
 mod recv;
 mod relay;
@@ -420,6 +421,8 @@ pub(crate) struct Shard {
     latency_ns: Histogram<u64>,
     /// Creation to connected, per session (see [`ShardStats::handshake_ns`]).
     handshake_ns: Histogram<u64>,
+    /// The same latency in fixed buckets, taken after the backend's flush.
+    fwd_latency: fwd_latency::ForwardLatency,
     stop: bool,
     /// When the allocators run next.
     next_alloc: Instant,
@@ -484,6 +487,7 @@ impl Shard {
             loop_ns: histogram(),
             latency_ns: histogram(),
             handshake_ns: histogram(),
+            fwd_latency: fwd_latency::ForwardLatency::new(),
             stop: false,
             next_alloc: Instant::now(),
             epoch: Instant::now(),
@@ -526,6 +530,7 @@ impl Shard {
             }
             // The one clock read of this iteration (taken at the first datagram, if any).
             let now = now_cell.unwrap_or_else(Instant::now);
+            let received = now;
             self.c.iterations += 1;
             self.bury();
             let mut commands = false;
@@ -572,9 +577,8 @@ impl Shard {
                 let _ = self
                     .latency_ns
                     .record_n(nanos(end.saturating_duration_since(now)), self.local_fwd);
-                self.local_fwd = 0;
             }
-            for (at, n) in self.remote_fwd.drain(..) {
+            for &(at, n) in &self.remote_fwd {
                 let _ = self
                     .latency_ns
                     .record_n(nanos(end.saturating_duration_since(at)), n);
@@ -582,6 +586,7 @@ impl Shard {
             if let Err(e) = backend.flush() {
                 tracing::warn!(shard = self.ctx.index, error = %e, "backend flush failed");
             }
+            self.record_forward_latency(received);
             last = end;
         }
     }
@@ -646,6 +651,7 @@ impl Shard {
             handshakes: self.c.handshakes,
             handshake_failures: self.c.handshake_failures,
             handshake_ns: self.handshake_ns.clone(),
+            forward_ns: self.fwd_latency.buckets(),
         }
     }
 }

@@ -26,11 +26,13 @@ mod rtcp;
 mod send;
 #[cfg(test)]
 mod tests;
+mod unverified;
 
 pub use self::channel::Channel;
 pub use self::config::RtcConfig;
 pub use self::error::{RtcError, WriteError};
 pub use self::send::{StreamTx, Writer};
+pub use self::unverified::UnverifiedRtp;
 pub use crate::stats::PeerStats;
 
 use crate::dtls::{DtlsCert, DtlsTransport, Fingerprint, SrtpProfileId};

@@ -334,7 +334,7 @@ impl Rtc {
     }
 
     /// Step 2: records a transport-wide sequence number for our feedback.
-    fn record_twcc(&mut self, now: Instant, ssrc: u32, seq: u16) {
+    pub(super) fn record_twcc(&mut self, now: Instant, ssrc: u32, seq: u16) {
         let s = &mut self.session;
         if !s.twcc_media_ssrc_set {
             // Receivers (libwebrtc) only apply feedback whose media SSRC is one of

@@ -215,7 +215,7 @@ pub struct RtpPacket<'a> {
     pub padding_len: u8,
 }
 
-fn parse_header(buf: &[u8]) -> Result<(RtpHeader, usize), RtpError> {
+pub(crate) fn parse_header(buf: &[u8]) -> Result<(RtpHeader, usize), RtpError> {
     let fixed = buf.get(..FIXED_HEADER_LEN).ok_or(RtpError::Truncated)?;
     let version = fixed[0] >> 6;
     if version != 2 {

@@ -83,6 +83,10 @@ struct Cli {
     /// Allow non-loopback targets (never needed on one machine).
     #[arg(long)]
     allow_remote: bool,
+    /// Fully verify (SRTP authentication, payload checksum, latency) one received RTP
+    /// packet in N; count the others from their clear header (loss stays exact).
+    #[arg(long, default_value = "1/16", value_name = "1/N", value_parser = loadgen::parse_verify)]
+    verify: u16,
     /// Print the report as JSON (progress lines still go to stderr).
     #[arg(long)]
     json: bool,
@@ -124,6 +128,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
         allow_remote: cli.allow_remote,
         token: cli.token.clone(),
         signalling_timeout: secs("signalling-timeout", cli.signalling_timeout)?,
+        verify_every: cli.verify,
     })
 }
 

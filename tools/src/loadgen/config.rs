@@ -3,6 +3,30 @@
 
 use super::*;
 
+/// The sparsest verification sample (`--verify 1/N`): SRTP's rollover-counter estimate
+/// and replay window stay valid for gaps far below 2^15 packets.
+pub const MAX_VERIFY_EVERY: u16 = 1024;
+
+/// Parses `1/N` (or just `N`) into `N`, for `--verify`.
+///
+/// # Errors
+///
+/// A message when the text is not of that form or `N` is outside
+/// `1..=MAX_VERIFY_EVERY`.
+pub fn parse_verify(s: &str) -> Result<u16, String> {
+    let n = match s.split_once('/') {
+        Some((one, n)) if one.trim() == "1" => n.trim(),
+        Some(_) => return Err(format!("--verify wants 1/N, got {s:?}")),
+        None => s.trim(),
+    };
+    match n.parse::<u16>() {
+        Ok(n) if (1..=MAX_VERIFY_EVERY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "--verify wants 1/N with N in 1..={MAX_VERIFY_EVERY}, got {s:?}"
+        )),
+    }
+}
+
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -81,6 +105,11 @@ pub struct Config {
     pub token: Option<String>,
     /// Timeout of one signalling request.
     pub signalling_timeout: Duration,
+    /// Subscribers fully verify (SRTP authentication, payload checksum, latency) one
+    /// received RTP packet in this many (`--verify 1/N`, chosen by RTP sequence number)
+    /// and book the rest from their clear header; 1 verifies every packet. Loss is
+    /// counted from every packet either way.
+    pub verify_every: u16,
 }
 
 impl Default for Config {
@@ -104,6 +133,7 @@ impl Default for Config {
             allow_remote: false,
             token: None,
             signalling_timeout: Duration::from_secs(10),
+            verify_every: 16,
         }
     }
 }
@@ -132,6 +162,11 @@ impl Config {
                 "audio bytes must be in {}..={}",
                 payload::MIN_AUDIO_PAYLOAD,
                 payload::MAX_PAYLOAD
+            )));
+        }
+        if self.verify_every == 0 || self.verify_every > MAX_VERIFY_EVERY {
+            return Err(LoadgenError::Config(format!(
+                "verify sampling must be 1/1 to 1/{MAX_VERIFY_EVERY}"
             )));
         }
         if self.video_kbps == 0 || self.video_kbps > 100_000 {

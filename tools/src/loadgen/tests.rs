@@ -37,6 +37,10 @@ fn config_validation() {
             room_prefix: "a/b".into(),
             ..Config::default()
         },
+        Config {
+            verify_every: 0,
+            ..Config::default()
+        },
     ];
     for c in bad {
         assert!(
@@ -91,4 +95,14 @@ fn recv_checks_stand_flat_in_the_json_report() {
     assert!(v.get("checks").is_none(), "{v}");
     let back: RecvCounts = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
+}
+
+#[test]
+fn verify_sampling_parses_one_in_n() {
+    assert_eq!(parse_verify("1/16"), Ok(16));
+    assert_eq!(parse_verify("1/1"), Ok(1));
+    assert_eq!(parse_verify("8"), Ok(8));
+    for bad in ["2/16", "1/0", "1/x", "", "1/99999"] {
+        assert!(parse_verify(bad).is_err(), "{bad}");
+    }
 }

@@ -1,10 +1,16 @@
-//! One event-loop thread driving many peers: `ppoll` over their UDP sockets, a timer
-//! heap of `Rtc` timeouts and media ticks, no thread per peer.
+//! One event-loop thread driving many peers: `epoll` over their UDP sockets, `recvmmsg`
+//! batches, a timer heap of `Rtc` timeouts and media ticks, no thread per peer.
+//!
+//! Subscribers fully verify (SRTP authentication and decryption, payload checksum,
+//! latency) one packet in [`Worker`]'s `verify_every` (chosen by RTP sequence number)
+//! and book the others from their clear header with
+//! [`Rtc::account_rtp_unverified`], so the `Rtc`'s receive state (reports, NACK, TWCC)
+//! and the loss count by SSRC and sequence number stay exact.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
@@ -21,8 +27,15 @@ use super::RecvChecks;
 use super::payload::{self, Stamp, StreamKind};
 use super::stats::{SeqTracker, new_histogram};
 
-/// Datagrams read from one socket per loop iteration (fairness between peers).
+/// Datagrams read from one socket per loop iteration (fairness between peers); one
+/// `recvmmsg` call.
 const RECV_BATCH: usize = 64;
+/// Bytes per receive slot (larger datagrams are truncated and then fail SRTP).
+const SLOT: usize = 2048;
+/// Readiness events taken per `epoll_wait`.
+const MAX_EVENTS: usize = 256;
+/// `epoll` user data of the wake socket (peers use their index + 1).
+const WAKE_TOKEN: u64 = 0;
 /// Longest wait in `ppoll` (counters are published at least this often).
 const MAX_WAIT: Duration = Duration::from_millis(50);
 /// Audio packet interval (Opus 20 ms frames).
@@ -128,6 +141,8 @@ pub(crate) struct Totals {
     pub bytes_in: u64,
     pub expected: u64,
     pub unique: u64,
+    /// Packets booked from their clear header only (not verified).
+    pub unverified: u64,
     pub checks: RecvChecks,
 }
 
@@ -147,6 +162,7 @@ impl Totals {
         self.bytes_in += o.bytes_in;
         self.expected += o.expected;
         self.unique += o.unique;
+        self.unverified += o.unverified;
         self.checks.add(&o.checks);
     }
 
@@ -193,6 +209,12 @@ struct AudioTx {
 struct RxStream {
     publisher: u32,
     kind: StreamKind,
+}
+
+/// Loss accounting of one received SSRC, by the `Rtc`'s extended sequence numbers
+/// (verified and unverified packets alike).
+struct RxSsrc {
+    ssrc: u32,
     seq: SeqTracker,
 }
 
@@ -211,7 +233,10 @@ struct Peer {
     touched: bool,
     video: Option<VideoTx>,
     audio: Option<AudioTx>,
+    /// (publisher, kind) pairs seen in verified payloads.
     streams: Vec<RxStream>,
+    /// Sequence tracking per received SSRC.
+    ssrcs: Vec<RxSsrc>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -231,7 +256,14 @@ pub(crate) struct Worker {
     wake: UnixDatagram,
     shared: Arc<Shared>,
     peers: Vec<Peer>,
-    fds: Vec<libc::pollfd>,
+    /// The `epoll` instance watching the wake socket and every live peer socket.
+    epoll: std::os::fd::OwnedFd,
+    /// Whether the wake socket was readable in the last wait.
+    woken: bool,
+    /// Peers whose socket was readable in the last wait.
+    ready: Vec<u32>,
+    /// Fully verify one received RTP packet in this many.
+    verify_every: u16,
     heap: BinaryHeap<Timer>,
     touched: Vec<u32>,
     media_on: bool,
@@ -239,7 +271,8 @@ pub(crate) struct Worker {
     totals: Totals,
     latency: Histogram<u64>,
     connect: Histogram<u64>,
-    buf: Vec<u8>,
+    /// `RECV_BATCH` receive slots of `SLOT` bytes for `recvmmsg`.
+    bufs: Vec<u8>,
     out: Vec<u8>,
 }
 
@@ -248,26 +281,38 @@ fn ns_since(start: Instant, t: Instant) -> u64 {
 }
 
 impl Worker {
+    /// A worker; `verify_every` (at least 1) is the `N` of `--verify 1/N`.
+    ///
+    /// # Errors
+    ///
+    /// When the `epoll` instance cannot be created or the wake socket not added.
     pub(crate) fn new(
         start: Instant,
         media: MediaParams,
+        verify_every: u16,
         cmds: Receiver<Cmd>,
         wake: UnixDatagram,
         shared: Arc<Shared>,
-    ) -> Worker {
-        let fds = vec![libc::pollfd {
-            fd: wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        Worker {
+    ) -> std::io::Result<Worker> {
+        // SAFETY: plain syscall; the result is checked before use.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh, valid descriptor that nothing else owns.
+        let epoll = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        epoll_add(&epoll, wake.as_raw_fd(), WAKE_TOKEN)?;
+        Ok(Worker {
             start,
             media,
             cmds,
             wake,
             shared,
             peers: Vec::new(),
-            fds,
+            epoll,
+            woken: false,
+            ready: Vec::with_capacity(MAX_EVENTS),
+            verify_every: verify_every.max(1),
             heap: BinaryHeap::new(),
             touched: Vec::new(),
             media_on: true,
@@ -275,9 +320,9 @@ impl Worker {
             totals: Totals::default(),
             latency: new_histogram(),
             connect: new_histogram(),
-            buf: vec![0u8; 2048],
+            bufs: vec![0u8; RECV_BATCH * SLOT],
             out: vec![0u8; payload::MAX_PAYLOAD],
-        }
+        })
     }
 
     /// Runs until [`Cmd::Shutdown`] (or the command channel closes).
@@ -303,7 +348,7 @@ impl Worker {
 
     /// Handles queued commands. Returns false on shutdown.
     fn commands(&mut self) -> bool {
-        if self.fds.first().is_some_and(|f| f.revents != 0) {
+        if std::mem::take(&mut self.woken) {
             let mut b = [0u8; 64];
             while self.wake.recv(&mut b).is_ok() {}
         }
@@ -323,11 +368,7 @@ impl Worker {
     fn add(&mut self, p: PeerSetup) {
         let now = Instant::now();
         let idx = self.peers.len() as u32;
-        self.fds.push(libc::pollfd {
-            fd: p.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        let watched = epoll_add(&self.epoll, p.socket.as_raw_fd(), u64::from(idx) + 1).is_ok();
         self.totals.peers += 1;
         self.totals.checks.streams_expected += p.expected_streams;
         let video = p.video.map(|(mid, pt)| VideoTx {
@@ -350,7 +391,7 @@ impl Worker {
             local: p.local,
             role: p.role,
             created_ns: p.created_ns,
-            alive: true,
+            alive: watched,
             connected: false,
             want: now,
             queued: None,
@@ -358,7 +399,11 @@ impl Worker {
             video,
             audio,
             streams: Vec::new(),
+            ssrcs: Vec::new(),
         });
+        if !watched {
+            self.totals.failed += 1;
+        }
         // Start ICE right away: a timeout now, then drain.
         if let Some(peer) = self.peers.last_mut() {
             let _ = peer.rtc.handle_input(Input::Timeout(now));
@@ -376,49 +421,62 @@ impl Worker {
     }
 
     fn receive(&mut self, now: Instant) {
-        for i in 0..self.peers.len() {
-            let ready = self
-                .fds
-                .get(i + 1)
-                .is_some_and(|f| f.fd >= 0 && f.revents != 0);
-            if !ready {
-                continue;
-            }
-            let Some(peer) = self.peers.get_mut(i) else {
-                continue;
-            };
-            let mut got = false;
-            for _ in 0..RECV_BATCH {
-                match peer.socket.recv_from(&mut self.buf) {
-                    Ok((n, source)) => {
-                        got = true;
-                        let Some(contents) = self.buf.get(..n) else {
-                            continue;
-                        };
-                        if !peer.alive {
-                            continue;
-                        }
-                        let r = peer.rtc.handle_input(Input::Receive(
-                            now,
-                            Receive {
-                                proto: Protocol::Udp,
-                                source,
-                                destination: peer.local,
-                                contents,
-                            },
-                        ));
-                        if r.is_err() && !peer.rtc.is_alive() {
-                            peer.alive = false;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                }
-            }
-            if got {
-                self.touch(i as u32);
+        let mut ready = std::mem::take(&mut self.ready);
+        for &i in &ready {
+            if self.receive_peer(i as usize, now) {
+                self.touch(i);
             }
         }
+        ready.clear();
+        self.ready = ready;
+    }
+
+    /// Reads one `recvmmsg` batch of peer `i` and feeds it to its `Rtc`. Returns
+    /// whether anything arrived.
+    fn receive_peer(&mut self, i: usize, now: Instant) -> bool {
+        let Some(peer) = self.peers.get_mut(i) else {
+            return false;
+        };
+        let n = match recv_batch(&peer.socket, &mut self.bufs) {
+            Ok(b) => b,
+            Err(_) => return false,
+        };
+        let (lens, sources) = (&n.lens[..n.count], &n.sources[..n.count]);
+        if !peer.alive {
+            return n.count > 0;
+        }
+        let subscriber = peer.role == Role::Subscriber && peer.connected;
+        let every = self.verify_every;
+        for (k, (&len, &source)) in lens.iter().zip(sources).enumerate() {
+            let Some(contents) = self.bufs.get(k * SLOT..k * SLOT + len.min(SLOT)) else {
+                continue;
+            };
+            let Some(source) = source else {
+                continue;
+            };
+            let recv = Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: peer.local,
+                contents,
+            };
+            if subscriber
+                && every > 1
+                && rtp_seq(contents).is_some_and(|s| s % every != 0)
+                && let Some(u) = peer.rtc.account_rtp_unverified(now, &recv)
+            {
+                self.totals.rtp_in += 1;
+                self.totals.unverified += 1;
+                record_ssrc(&mut peer.ssrcs, &mut self.totals, u.ssrc, u.seq_no);
+                continue;
+            }
+            let r = peer.rtc.handle_input(Input::Receive(now, recv));
+            if r.is_err() && !peer.rtc.is_alive() {
+                peer.alive = false;
+                break;
+            }
+        }
+        n.count > 0
     }
 
     fn timers(&mut self, now: Instant) {
@@ -643,12 +701,13 @@ impl Worker {
                         self.totals.rtp_in += 1;
                         let data = p.payload();
                         self.totals.bytes_in += data.len() as u64;
+                        record_ssrc(&mut peer.ssrcs, &mut self.totals, p.ssrc, p.seq_no);
                         match payload::check(data) {
                             Ok(stamp) => {
                                 let _ = self
                                     .latency
                                     .record(now_ns.saturating_sub(stamp.send_ns).max(1));
-                                record_stream(&mut peer.streams, &mut self.totals, &stamp);
+                                record_stream(&mut peer.streams, &stamp);
                             }
                             Err(payload::PayloadError::BadMagic) => self.totals.checks.foreign += 1,
                             Err(_) => self.totals.checks.corrupt += 1,
@@ -667,9 +726,7 @@ impl Worker {
             }
         }
         if !peer.alive {
-            if let Some(f) = self.fds.get_mut(idx as usize + 1) {
-                f.fd = -1;
-            }
+            epoll_del(&self.epoll, peer.socket.as_raw_fd());
             return;
         }
         if peer.queued.is_none_or(|q| peer.want < q) {
@@ -700,27 +757,28 @@ impl Worker {
                 })
                 .min(MAX_WAIT)
         };
-        let ts = libc::timespec {
-            tv_sec: wait.as_secs() as libc::time_t,
-            tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
-        };
-        for f in &mut self.fds {
-            f.revents = 0;
-        }
-        // SAFETY: `fds` is a valid, exclusively borrowed slice of `pollfd` whose length
-        // is passed; `ts` lives across the call; a null signal mask is allowed.
+        // Round up to whole milliseconds so a timer is never polled early in a loop.
+        let ms = wait.as_nanos().div_ceil(1_000_000) as libc::c_int;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+        // SAFETY: `events` is a valid, writable array of `MAX_EVENTS` entries; the epoll
+        // descriptor is owned by `self`.
         let n = unsafe {
-            libc::ppoll(
-                self.fds.as_mut_ptr(),
-                self.fds.len() as libc::nfds_t,
-                &ts,
-                std::ptr::null(),
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                MAX_EVENTS as libc::c_int,
+                ms,
             )
         };
-        if n < 0 {
-            // EINTR or a transient error: the next iteration polls again.
-            for f in &mut self.fds {
-                f.revents = 0;
+        // n < 0 (EINTR): nothing ready; the next iteration waits again.
+        let n = usize::try_from(n).unwrap_or(0);
+        self.ready.clear();
+        for e in events.iter().take(n) {
+            let token = e.u64;
+            if token == WAKE_TOKEN {
+                self.woken = true;
+            } else {
+                self.ready.push((token - 1) as u32);
             }
         }
     }
@@ -748,21 +806,31 @@ impl Worker {
     }
 }
 
-/// Books a verified packet on its stream (publisher, kind) of the receiving peer.
-fn record_stream(streams: &mut Vec<RxStream>, totals: &mut Totals, stamp: &Stamp) {
-    let pos = streams
+/// Notes the (publisher, kind) stream of a verified packet on the receiving peer.
+fn record_stream(streams: &mut Vec<RxStream>, stamp: &Stamp) {
+    let known = streams
         .iter()
-        .position(|s| s.publisher == stamp.publisher && s.kind == stamp.kind);
+        .any(|s| s.publisher == stamp.publisher && s.kind == stamp.kind);
+    if !known && streams.len() < MAX_STREAMS {
+        streams.push(RxStream {
+            publisher: stamp.publisher,
+            kind: stamp.kind,
+        });
+    }
+}
+
+/// Books a received packet (verified or not) on its SSRC's sequence tracker.
+fn record_ssrc(ssrcs: &mut Vec<RxSsrc>, totals: &mut Totals, ssrc: u32, seq_no: u64) {
+    let pos = ssrcs.iter().position(|s| s.ssrc == ssrc);
     let s = match pos {
-        Some(i) => &mut streams[i],
-        None if streams.len() < MAX_STREAMS => {
-            streams.push(RxStream {
-                publisher: stamp.publisher,
-                kind: stamp.kind,
+        Some(i) => &mut ssrcs[i],
+        None if ssrcs.len() < MAX_STREAMS => {
+            ssrcs.push(RxSsrc {
+                ssrc,
                 seq: SeqTracker::new(),
             });
-            let last = streams.len() - 1;
-            &mut streams[last]
+            let last = ssrcs.len() - 1;
+            &mut ssrcs[last]
         }
         None => return,
     };
@@ -772,11 +840,135 @@ fn record_stream(streams: &mut Vec<RxStream>, totals: &mut Totals, stamp: &Stamp
         s.seq.out_of_order(),
         s.seq.duplicates(),
     );
-    s.seq.record(stamp.seq);
+    s.seq.record(seq_no);
     totals.expected += s.seq.expected() - e0;
     totals.unique += s.seq.unique() - u0;
     totals.checks.out_of_order += s.seq.out_of_order() - o0;
     totals.checks.duplicates += s.seq.duplicates() - d0;
+}
+
+/// The RTP sequence number of a datagram that looks like RTP (version 2, not an
+/// RTCP packet type per RFC 5761), read from its clear header.
+fn rtp_seq(d: &[u8]) -> Option<u16> {
+    let (&b0, &b1) = (d.first()?, d.get(1)?);
+    if b0 >> 6 != 2 || (64..=95).contains(&(b1 & 0x7f)) || d.len() < 12 {
+        return None;
+    }
+    Some(u16::from_be_bytes([d[2], d[3]]))
+}
+
+/// Adds `fd` to `epoll` for input, level-triggered, with user data `token`.
+fn epoll_add(epoll: &std::os::fd::OwnedFd, fd: i32, token: u64) -> std::io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: both descriptors are valid; `ev` lives across the call.
+    let r = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Stops watching `fd` (a failed peer); errors (already removed) are ignored.
+fn epoll_del(epoll: &std::os::fd::OwnedFd, fd: i32) {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: both descriptors are valid; `ev` lives across the call (older kernels
+    // want a non-null pointer for EPOLL_CTL_DEL).
+    let _ = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+}
+
+/// One `recvmmsg` batch: datagram lengths and sources, slot `k` at `k * SLOT`.
+struct Batch {
+    count: usize,
+    lens: [usize; RECV_BATCH],
+    sources: [Option<SocketAddr>; RECV_BATCH],
+}
+
+/// Reads up to `RECV_BATCH` datagrams from `socket` (non-blocking) into `bufs`.
+fn recv_batch(socket: &UdpSocket, bufs: &mut [u8]) -> std::io::Result<Batch> {
+    let mut batch = Batch {
+        count: 0,
+        lens: [0; RECV_BATCH],
+        sources: [None; RECV_BATCH],
+    };
+    if bufs.len() < RECV_BATCH * SLOT {
+        return Ok(batch);
+    }
+    // SAFETY: all-zero is a valid `sockaddr_storage` (a plain C struct).
+    let mut addrs: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let base = bufs.as_mut_ptr();
+    let mut iovs: [libc::iovec; RECV_BATCH] = std::array::from_fn(|k| libc::iovec {
+        // SAFETY: `k * SLOT + SLOT <= bufs.len()` (checked above), so the slot is in
+        // bounds of `bufs`.
+        iov_base: unsafe { base.add(k * SLOT) }.cast(),
+        iov_len: SLOT,
+    });
+    // SAFETY: all-zero is a valid `mmsghdr` (null pointers, zero lengths).
+    let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    for (k, m) in msgs.iter_mut().enumerate() {
+        m.msg_hdr.msg_iov = &mut iovs[k];
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_storage).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    }
+    let n = loop {
+        // SAFETY: `msgs` holds `RECV_BATCH` headers whose iovecs and name buffers point
+        // into `bufs` and `addrs`, all alive and exclusively borrowed for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            return if e.kind() == ErrorKind::WouldBlock {
+                Ok(batch)
+            } else {
+                Err(e)
+            };
+        }
+    };
+    batch.count = n.min(RECV_BATCH);
+    for k in 0..batch.count {
+        batch.lens[k] = msgs[k].msg_len as usize;
+        batch.sources[k] = sockaddr_to_std(&addrs[k]);
+    }
+    Ok(batch)
+}
+
+/// Converts a kernel-filled socket address (IPv4 or IPv6) to a `SocketAddr`.
+fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(a.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, which fits in
+            // and is no more aligned than `sockaddr_storage`.
+            let v4 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                u32::from_be(v4.sin_addr.s_addr).into(),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let v6 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                v6.sin6_addr.s6_addr.into(),
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

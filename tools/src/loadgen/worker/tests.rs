@@ -21,7 +21,6 @@ fn frame_sizes_average_to_bitrate() {
 #[test]
 fn stream_booking() {
     let mut streams = Vec::new();
-    let mut t = Totals::default();
     let st = |publisher, seq| Stamp {
         publisher,
         kind: StreamKind::Video,
@@ -30,12 +29,39 @@ fn stream_booking() {
         send_ns: 1,
     };
     for s in [0, 1, 3, 2, 2] {
-        record_stream(&mut streams, &mut t, &st(1, s));
+        record_stream(&mut streams, &st(1, s));
     }
-    record_stream(&mut streams, &mut t, &st(2, 10));
+    record_stream(&mut streams, &st(2, 10));
     assert_eq!(streams.len(), 2);
-    assert_eq!(t.expected, 5);
-    assert_eq!(t.unique, 5);
+}
+
+#[test]
+fn ssrc_booking_counts_loss_reorder_and_duplicates() {
+    let mut ssrcs = Vec::new();
+    let mut t = Totals::default();
+    for s in [100, 101, 103, 102, 102, 105] {
+        record_ssrc(&mut ssrcs, &mut t, 7, s);
+    }
+    record_ssrc(&mut ssrcs, &mut t, 8, 10);
+    assert_eq!(ssrcs.len(), 2);
+    // 100..=105 and 10: 7 expected, 6 distinct (104 lost).
+    assert_eq!(t.expected, 7);
+    assert_eq!(t.unique, 6);
     assert_eq!(t.checks.out_of_order, 1);
     assert_eq!(t.checks.duplicates, 1);
+}
+
+#[test]
+fn rtp_sequence_is_read_from_rtp_only() {
+    let mut d = [0u8; 20];
+    d[0] = 0x80;
+    d[1] = 96;
+    d[2..4].copy_from_slice(&4660u16.to_be_bytes());
+    assert_eq!(rtp_seq(&d), Some(4660));
+    d[1] = 200; // RTCP sender report
+    assert_eq!(rtp_seq(&d), None);
+    d[1] = 96;
+    d[0] = 0x16; // DTLS
+    assert_eq!(rtp_seq(&d), None);
+    assert_eq!(rtp_seq(&[0x80, 96, 0]), None);
 }
