@@ -1,4 +1,5 @@
-//! Send-side pacing and probing, Sans-I/O and allocation-free after construction.
+//! Send-side pacing and probing, Sans-I/O; each priority class allocates its ring on its first
+//! entry and nothing after.
 //!
 //! A [`Pacer`] decides *when* queued packets may leave. It does not own packet
 //! bytes: the caller enqueues an opaque handle and a size per packet, and later
@@ -130,9 +131,12 @@ struct Entry {
     enqueued: Instant,
 }
 
-/// A fixed-capacity FIFO of entries.
+/// A fixed-capacity FIFO of entries, allocated on its first push (a class never used,
+/// or a pacer never enabled, holds no memory).
 #[derive(Debug, Clone)]
 struct Ring {
+    capacity: usize,
+    /// Empty until the first push, then `capacity` slots.
     slots: Box<[Option<Entry>]>,
     head: usize,
     len: usize,
@@ -142,7 +146,8 @@ struct Ring {
 impl Ring {
     fn new(capacity: usize) -> Self {
         Ring {
-            slots: vec![None; capacity].into_boxed_slice(),
+            capacity,
+            slots: Box::default(),
             head: 0,
             len: 0,
             bytes: 0,
@@ -150,9 +155,12 @@ impl Ring {
     }
 
     fn push(&mut self, e: Entry) -> bool {
-        let cap = self.slots.len();
+        let cap = self.capacity;
         if self.len >= cap {
             return false;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![None; cap].into_boxed_slice();
         }
         let i = (self.head + self.len) % cap; // cap > 0: len < cap
         if let Some(slot) = self.slots.get_mut(i) {
@@ -221,7 +229,8 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer with `config`. This is the only allocation: one ring per class. A
+    /// A pacer with `config`. Its only allocations are the rings of the classes, each
+    /// made on its first entry. A
     /// multiplier that is not a positive finite number is replaced by the default.
     pub fn new(mut config: PacerConfig) -> Self {
         if !(config.multiplier.is_finite() && config.multiplier > 0.0) {

@@ -1,18 +1,21 @@
 //! One publisher layer's packet cache: the single copy of recent packets that every
 //! subscriber's NACK path reads from.
 //!
-//! The cache is a ring of fixed-size slots in one contiguous buffer allocated (and written
-//! to, so that no page faults later) once at construction. A packet lives in slot
-//! `ext_seq & (capacity - 1)`; each slot remembers which extended sequence number it holds,
-//! so a lookup for a packet that was overwritten answers `None`. Nothing here allocates
-//! after construction.
+//! The packets lie back to back in one contiguous byte ring (allocated, and written to
+//! so that nothing page-faults later, once at construction); an index of `capacity`
+//! entries, entry `ext_seq & (capacity - 1)`, says where each one starts. A packet that
+//! would cross the end of the ring starts again at its beginning, so every packet is
+//! one slice. A packet is gone once its index entry holds another sequence number or
+//! newer packets have written over its bytes: a lookup then answers `None`. So the
+//! memory follows the bytes actually sent (small audio packets do not each hold a
+//! 1500-byte slot). Nothing here allocates after construction.
 
 use std::time::Instant;
 
 pub use rtc_core::rtp::SeqUnwrapper;
 
-/// The smallest slot size accepted: one Ethernet MTU.
-pub const MIN_SLOT_SIZE: usize = 1500;
+/// The smallest byte ring accepted: one Ethernet MTU (the largest packet stored).
+pub const MIN_BYTES: usize = 1500;
 
 /// Page size assumed when pre-faulting the buffer (touching one byte per page suffices).
 const PAGE: usize = 4096;
@@ -78,31 +81,42 @@ impl PacketMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CacheRefused {
-    /// The packet is larger than a slot.
-    #[error("packet of {len} bytes larger than the {slot} byte slot")]
+    /// The packet is larger than the byte ring.
+    #[error("packet of {len} bytes larger than the {limit} byte cache")]
     TooLarge {
         /// The packet's length.
         len: usize,
-        /// The slot size.
-        slot: usize,
+        /// The byte ring's size.
+        limit: usize,
     },
     /// The packet is older than the window of the newest packet.
     #[error("packet older than the cache window")]
     TooOld,
-    /// The slot already holds this sequence number (a duplicate or a retransmission).
+    /// The index already holds this sequence number (a duplicate or a retransmission).
     #[error("packet already cached")]
     Duplicate,
 }
 
-/// A ring of recent packets of one publisher layer, indexed by extended sequence number.
+/// Where one cached packet lies.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    meta: PacketMeta,
+    /// Absolute byte position of its first byte (ring offset = `start % buf.len()`).
+    start: u64,
+}
+
+/// A byte ring of recent packets of one publisher layer, indexed by extended sequence
+/// number.
 pub struct PacketCache {
-    /// `capacity * slot_size` bytes.
+    /// The byte ring.
     buf: Box<[u8]>,
-    /// The metadata of each slot; `None` for a slot never written.
-    metas: Box<[Option<PacketMeta>]>,
-    slot_size: usize,
+    /// One entry per index position; `None` for one never written.
+    index: Box<[Option<Entry>]>,
     /// `capacity - 1` (capacity is a power of two).
     mask: u64,
+    /// Absolute byte position where the next packet goes (bytes written so far, plus
+    /// the ends skipped to keep packets contiguous).
+    tail: u64,
     newest: Option<u64>,
 }
 
@@ -110,20 +124,20 @@ impl std::fmt::Debug for PacketCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PacketCache")
             .field("capacity", &self.capacity())
-            .field("slot_size", &self.slot_size)
+            .field("bytes", &self.buf.len())
             .field("newest", &self.newest)
             .finish()
     }
 }
 
 impl PacketCache {
-    /// A cache of `capacity` slots (rounded up to a power of two, at least 1) of
-    /// `slot_size` bytes each (at least [`MIN_SLOT_SIZE`]). All memory is allocated and
-    /// touched here.
-    pub fn new(capacity: usize, slot_size: usize) -> PacketCache {
+    /// A cache of at most `capacity` packets (rounded up to a power of two, at least 1)
+    /// in a byte ring of `bytes` bytes (at least [`MIN_BYTES`]). All memory is
+    /// allocated and touched here.
+    pub fn new(capacity: usize, bytes: usize) -> PacketCache {
         let capacity = capacity.max(1).next_power_of_two();
-        let slot_size = slot_size.max(MIN_SLOT_SIZE);
-        let mut buf = vec![0u8; capacity * slot_size].into_boxed_slice();
+        let bytes = bytes.max(MIN_BYTES);
+        let mut buf = vec![0u8; bytes].into_boxed_slice();
         // `vec![0; n]` may hand back lazily mapped zero pages; write one byte per page so
         // the first packets do not page-fault on the data path. `black_box` keeps the
         // writes from being optimised away.
@@ -134,26 +148,26 @@ impl PacketCache {
         }
         PacketCache {
             buf,
-            metas: vec![None; capacity].into_boxed_slice(),
-            slot_size,
+            index: vec![None; capacity].into_boxed_slice(),
             mask: capacity as u64 - 1,
+            tail: 0,
             newest: None,
         }
     }
 
-    /// Number of slots.
+    /// Number of index entries (the most packets held).
     pub fn capacity(&self) -> usize {
-        self.metas.len()
+        self.index.len()
     }
 
-    /// Size of one slot in bytes (the largest packet accepted).
-    pub fn slot_size(&self) -> usize {
-        self.slot_size
-    }
-
-    /// Total bytes held by the packet buffer.
+    /// Total bytes held by the byte ring (the largest packet accepted).
     pub fn buffer_bytes(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Heap bytes of the cache: the byte ring and the index.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.len() + std::mem::size_of_val(&*self.index)
     }
 
     /// The highest extended sequence number stored, if any.
@@ -161,24 +175,26 @@ impl PacketCache {
         self.newest
     }
 
-    fn slot_of(&self, ext_seq: u64) -> usize {
+    fn index_of(&self, ext_seq: u64) -> usize {
         // The mask keeps the value below capacity, which fits in usize.
         (ext_seq & self.mask) as usize
     }
 
     /// Stores `packet` as `ext_seq`. `meta.ext_seq` and `meta.len` are overwritten with
-    /// `ext_seq` and the packet's length. Refused: packets larger than a slot, packets at
-    /// least `capacity` older than the newest, and a sequence number already stored.
+    /// `ext_seq` and the packet's length. Refused: packets larger than the byte ring,
+    /// packets at least `capacity` older than the newest, and a sequence number
+    /// already stored.
     pub fn insert(
         &mut self,
         ext_seq: u64,
         packet: &[u8],
         mut meta: PacketMeta,
     ) -> Result<(), CacheRefused> {
-        if packet.len() > self.slot_size || packet.len() > usize::from(u16::MAX) {
+        let size = self.buf.len() as u64;
+        if packet.len() > self.buf.len() || packet.len() > usize::from(u16::MAX) {
             return Err(CacheRefused::TooLarge {
                 len: packet.len(),
-                slot: self.slot_size,
+                limit: self.buf.len(),
             });
         }
         if let Some(newest) = self.newest
@@ -187,45 +203,55 @@ impl PacketCache {
         {
             return Err(CacheRefused::TooOld);
         }
-        let slot = self.slot_of(ext_seq);
-        let Some(m) = self.metas.get_mut(slot) else {
-            // slot_of is below capacity == metas.len().
-            return Err(CacheRefused::TooOld);
-        };
-        if m.is_some_and(|m| m.ext_seq == ext_seq) {
+        let i = self.index_of(ext_seq);
+        if self.get(ext_seq).is_some() {
             return Err(CacheRefused::Duplicate);
         }
-        let start = slot * self.slot_size;
-        let Some(dst) = self.buf.get_mut(start..start + packet.len()) else {
-            // The slot lies inside buf and packet.len() <= slot_size.
-            return Err(CacheRefused::TooOld);
+        let len = packet.len() as u64;
+        // A packet that would cross the end starts at the beginning instead.
+        let mut start = self.tail;
+        if start % size + len > size {
+            start += size - start % size;
+        }
+        let at = (start % size) as usize; // below size, a usize
+        let Some(dst) = self.buf.get_mut(at..at + packet.len()) else {
+            // at + len <= size by the wrap above.
+            return Err(CacheRefused::TooLarge {
+                len: packet.len(),
+                limit: self.buf.len(),
+            });
         };
         dst.copy_from_slice(packet);
+        self.tail = start + len;
         meta.ext_seq = ext_seq;
         // Checked against u16::MAX above.
         meta.len = packet.len() as u16;
-        *m = Some(meta);
+        if let Some(e) = self.index.get_mut(i) {
+            *e = Some(Entry { meta, start });
+        }
         if self.newest.is_none_or(|n| ext_seq > n) {
             self.newest = Some(ext_seq);
         }
         Ok(())
     }
 
-    /// The packet stored as `ext_seq` and its meta, if its slot still holds it.
+    /// The packet stored as `ext_seq` and its meta, if it is still held (its index
+    /// entry names it and no newer packet wrote over its bytes).
     pub fn get(&self, ext_seq: u64) -> Option<(&[u8], &PacketMeta)> {
-        let slot = self.slot_of(ext_seq);
-        let meta = self.metas.get(slot)?.as_ref()?;
-        if meta.ext_seq != ext_seq {
+        let e = self.index.get(self.index_of(ext_seq))?.as_ref()?;
+        let size = self.buf.len() as u64;
+        // Bytes written after it reach `tail`; they overwrite it once past start + size.
+        if e.meta.ext_seq != ext_seq || self.tail > e.start + size {
             return None;
         }
-        let start = slot * self.slot_size;
-        let bytes = self.buf.get(start..start + usize::from(meta.len))?;
-        Some((bytes, meta))
+        let at = (e.start % size) as usize; // below size, a usize
+        let bytes = self.buf.get(at..at + usize::from(e.meta.len))?;
+        Some((bytes, &e.meta))
     }
 
     /// Forgets every packet (e.g. when the publisher restarts its stream); keeps memory.
     pub fn clear(&mut self) {
-        self.metas.iter_mut().for_each(|m| *m = None);
+        self.index.iter_mut().for_each(|m| *m = None);
         self.newest = None;
     }
 }
@@ -240,11 +266,10 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_power_of_two_and_slot_at_least_mtu() {
+    fn capacity_is_power_of_two_and_ring_at_least_mtu() {
         let c = PacketCache::new(300, 100);
         assert_eq!(c.capacity(), 512);
-        assert_eq!(c.slot_size(), MIN_SLOT_SIZE);
-        assert_eq!(c.buffer_bytes(), 512 * MIN_SLOT_SIZE);
+        assert_eq!(c.buffer_bytes(), MIN_BYTES);
         assert_eq!(c.newest(), None);
         assert_eq!(PacketCache::new(0, 2000).capacity(), 1);
     }
@@ -290,7 +315,7 @@ mod tests {
             c.insert(1, &[0u8; 1501], meta(now)),
             Err(CacheRefused::TooLarge {
                 len: 1501,
-                slot: 1500
+                limit: 1500
             })
         );
         c.insert(100, &[1], meta(now)).unwrap();
@@ -303,13 +328,36 @@ mod tests {
     }
 
     #[test]
-    fn largest_packet_fits_a_slot_without_spilling() {
+    fn largest_packet_fits_and_newer_bytes_evict_older_packets() {
         let now = Instant::now();
         let mut c = PacketCache::new(2, 1500);
         c.insert(0, &[0xAA; 1500], meta(now)).unwrap();
-        c.insert(1, &[0xBB; 1500], meta(now)).unwrap();
         assert!(c.get(0).unwrap().0.iter().all(|&b| b == 0xAA));
+        c.insert(1, &[0xBB; 1500], meta(now)).unwrap();
+        assert!(c.get(0).is_none());
         assert!(c.get(1).unwrap().0.iter().all(|&b| b == 0xBB));
+    }
+
+    #[test]
+    fn packets_never_cross_the_ring_end() {
+        let now = Instant::now();
+        let mut c = PacketCache::new(64, 1500);
+        for s in 0..3u64 {
+            c.insert(s, &[s as u8; 400], meta(now)).unwrap();
+        }
+        // 1200 bytes used: the fourth starts over at 0, over packet 0 only.
+        c.insert(3, &[3; 400], meta(now)).unwrap();
+        assert!(c.get(0).is_none());
+        for s in 1..4u64 {
+            assert_eq!(c.get(s).unwrap().0, &[s as u8; 400][..]);
+        }
+        // Small packets: many per ring, each intact until written over.
+        for s in 4..40u64 {
+            c.insert(s, &[s as u8; 100], meta(now)).unwrap();
+        }
+        assert!(c.get(30).is_none_or(|(b, _)| b == [30u8; 100]));
+        assert_eq!(c.get(39).unwrap().0, &[39u8; 100][..]);
+        assert!(c.get(3).is_none());
     }
 
     #[test]
@@ -344,17 +392,20 @@ mod tests {
             let now = Instant::now();
             let mut c = PacketCache::new(32, 1500);
             for &s in &seqs {
-                let body = s.to_be_bytes();
-                let _ = c.insert(s, &body, meta(now));
+                // Sizes vary so packets wrap the byte ring at different places.
+                let body = [s as u8; 64].repeat(1 + (s % 5) as usize);
+                if c.insert(s, &body, meta(now)).is_ok() {
+                    // The packet just stored is always there.
+                    prop_assert_eq!(c.get(s).map(|(b, _)| b), Some(&body[..]));
+                }
             }
             for s in 0..200u64 {
                 if let Some((bytes, m)) = c.get(s) {
-                    prop_assert_eq!(bytes, &s.to_be_bytes()[..]);
+                    prop_assert_eq!(bytes, &[s as u8; 64].repeat(1 + (s % 5) as usize)[..]);
                     prop_assert_eq!(m.ext_seq, s);
                 }
             }
             let newest = *seqs.iter().max().unwrap();
-            prop_assert!(c.get(newest).is_some());
             prop_assert_eq!(c.newest(), Some(newest));
         }
     }

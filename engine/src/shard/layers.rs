@@ -45,6 +45,10 @@ pub(crate) const MAX_LAYERS: usize = 3;
 pub(crate) const LAYER_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How often every subscriber's allocator runs (besides on estimate changes).
 pub(crate) const ALLOC_INTERVAL: Duration = Duration::from_millis(200);
+/// Byte ring of a layer cache per packet it indexes: video packets are mostly full
+/// (≈ 1200 bytes); audio (Opus at up to 128 kbit/s in 20 ms frames) stays below 320.
+const VIDEO_BYTES: usize = 1200;
+const AUDIO_BYTES: usize = 320;
 /// Window of the per-layer bitrate meters.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// A layer's meter counts as a measurement once it is this old; before, the allocator
@@ -166,7 +170,8 @@ impl Layers {
     /// layer in order of appearance; a new SSRC takes a free slot or the slot of a layer
     /// silent for [`LAYER_TIMEOUT`]. A slot taking a new SSRC forgets its cache. `None`:
     /// no slot (a fourth live SSRC). The first appearance of a layer allocates its cache
-    /// (`cache_packets` slots).
+    /// (`cache_packets` packets in a byte ring of [`VIDEO_BYTES`] or [`AUDIO_BYTES`] per
+    /// packet).
     ///
     /// `single`: the track has one layer (audio): every SSRC is layer 0, a new one
     /// replacing the old (a restarted stream).
@@ -215,7 +220,10 @@ impl Layers {
             None => {
                 *slot = Some(PubLayer {
                     ssrc,
-                    cache: PacketCache::new(cache_packets, crate::sfu::cache::MIN_SLOT_SIZE),
+                    cache: PacketCache::new(
+                        cache_packets,
+                        cache_packets * if single { AUDIO_BYTES } else { VIDEO_BYTES },
+                    ),
                     sr: None,
                     report: None,
                     last_ts: None,

@@ -82,10 +82,12 @@ const EMPTY: Slot = Slot {
 /// Tracks received extended sequence numbers of one SSRC and schedules NACKs for
 /// the missing ones.
 ///
-/// A fixed ring of 1024 slots (allocated once in [`NackRegister::new`]) covers the
-/// sequence numbers just below the highest received one. A gap is NACKed at the first
-/// poll `max_reorder` after it was detected (earlier it may be reordering), then again at
-/// most every `rtt`, at most `max_nacks` times, and forgotten
+/// A fixed ring of 1024 slots covers the sequence numbers just below the highest
+/// received one. It is allocated at the first gap: until then every number up to the
+/// highest arrived in order, which an empty ring says as well (a slot not holding a
+/// number means "not missing"), so a loss-free stream holds no ring. A gap is NACKed at
+/// the first poll `max_reorder` after it was detected (earlier it may be reordering),
+/// then again at most every `rtt`, at most `max_nacks` times, and forgotten
 /// after `max_age` or when it falls `max_behind` numbers behind.
 #[derive(Debug, Clone)]
 pub struct NackRegister {
@@ -109,7 +111,7 @@ impl NackRegister {
     pub fn new(config: NackConfig) -> Self {
         NackRegister {
             config,
-            slots: vec![EMPTY; RING].into_boxed_slice(),
+            slots: Box::default(),
             epoch: None,
             highest: None,
             low: 0,
@@ -136,8 +138,20 @@ impl NackRegister {
         &mut self.slots[(seq & MASK) as usize] // masked below RING == slots.len()
     }
 
+    /// Bytes held by the ring (0 until the first gap).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+
     /// Overwrites the slot of `seq`, counting a missing packet it evicts as given up.
+    /// Without a ring only a missing number needs one (see the type's docs).
     fn put(&mut self, seq: u64, state: State, since_us: u64) {
+        if self.slots.is_empty() {
+            if state != State::Missing {
+                return;
+            }
+            self.slots = vec![EMPTY; RING].into_boxed_slice();
+        }
         let slot = self.slot(seq);
         let evicted = slot.state == State::Missing;
         *slot = Slot {
@@ -180,7 +194,7 @@ impl NackRegister {
             } else {
                 self.low.max(seq.saturating_sub(MASK))
             };
-        } else if h - seq < RING as u64 {
+        } else if h - seq < RING as u64 && !self.slots.is_empty() {
             let slot = self.slot(seq);
             if slot.seq == seq && slot.state == State::Missing {
                 slot.state = State::Received;
@@ -198,6 +212,9 @@ impl NackRegister {
         let (Some(h), Some(epoch)) = (self.highest, self.epoch) else {
             return 0;
         };
+        if self.slots.is_empty() {
+            return 0;
+        }
         let now_us = since_us(epoch, now);
         let cfg = self.config;
         let rtt_us = micros(cfg.rtt);
@@ -290,6 +307,9 @@ impl NackRegister {
     /// missing.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (h, epoch) = (self.highest?, self.epoch?);
+        if self.slots.is_empty() {
+            return None;
+        }
         let rtt_us = micros(self.config.rtt);
         let reorder_us = micros(self.config.max_reorder);
         let mut best: Option<u64> = None;
@@ -332,6 +352,25 @@ mod tests {
         let mut out = [NackPair { pid: 0, blp: 0 }; 16];
         let n = r.poll_nack(now, &mut out);
         out[..n].to_vec()
+    }
+
+    #[test]
+    fn ring_is_allocated_at_the_first_gap_only() {
+        let t0 = Instant::now();
+        let mut r = NackRegister::default();
+        for s in 100..3000u64 {
+            r.on_packet(t0, s);
+        }
+        // A late duplicate of an in-order number is not a gap either.
+        r.on_packet(t0, 2990);
+        assert_eq!(r.heap_bytes(), 0);
+        assert_eq!(poll(&mut r, t0), vec![]);
+        assert_eq!(r.poll_timeout(), None);
+        r.on_packet(t0, 3001);
+        assert!(r.heap_bytes() > 0);
+        assert_eq!(poll(&mut r, t0), vec![NackPair { pid: 3000, blp: 0 }]);
+        r.on_packet(t0, 3000);
+        assert_eq!(r.stats().recovered, 1);
     }
 
     #[test]

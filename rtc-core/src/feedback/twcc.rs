@@ -6,12 +6,17 @@ use super::since_us;
 use crate::rtcp::{TWCC_REFERENCE_UNIT_US, TransportFeedback, TwccBuilder, TwccIter};
 use std::time::{Duration, Instant};
 
+/// One remembered packet: its send time in µs since the register's epoch (low 32
+/// bits; the full value is rebuilt from the newest send time when feedback is
+/// matched) and its size ([`NEVER`]: slot never written).
 #[derive(Debug, Clone, Copy)]
 struct Sent {
-    seq: u64,
-    at: Option<Instant>,
+    at_us: u32,
     size: u32,
 }
+
+/// The size of a slot never written (real sizes saturate one below).
+const NEVER: u32 = u32::MAX;
 
 /// One packet of a transport-wide feedback matched with what was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,55 +38,85 @@ pub struct TwccResult {
 /// numbers, remembers send time and size of each packet in a ring, and matches
 /// incoming feedback against them.
 ///
-/// The ring holds the last `capacity` packets (default 8192); feedback about older
-/// packets is ignored.
+/// The ring holds the last `capacity` packets (default [`TwccSendRegister::DEFAULT_CAPACITY`]);
+/// feedback about older packets is ignored. It is allocated on the first
+/// [`next_seq`](Self::next_seq): a peer that never sends transport-wide sequence
+/// numbers holds none. A slot is 8 bytes: the send time as 32 bits of µs (rebuilt
+/// against the newest send time, so it is exact for packets sent within 71 minutes of
+/// the newest) and the size; its sequence number is implied by its position in the
+/// window below the next number.
 #[derive(Debug, Clone)]
 pub struct TwccSendRegister {
+    capacity: usize,
+    /// Empty until the first packet.
     slots: Box<[Sent]>,
     next: u64,
+    /// Instant the send times count from (the first packet's).
+    epoch: Option<Instant>,
+    /// Newest send time, µs since `epoch`.
+    last_us: u64,
     /// Last reference time (24-bit raw) and its unwrapped value, in 64 ms ticks.
     reference: Option<(u32, i64)>,
 }
 
 impl Default for TwccSendRegister {
     fn default() -> Self {
-        Self::new(8192)
+        Self::new(Self::DEFAULT_CAPACITY)
     }
 }
 
 impl TwccSendRegister {
-    /// A register remembering the last `capacity` packets (at least 1).
+    /// Packets remembered by default: 2 s at 1,000 packets/s, well past the feedback
+    /// interval (≈ 100 ms) and a round trip.
+    pub const DEFAULT_CAPACITY: usize = 2048;
+
+    /// A register remembering the last `capacity` packets (at least 1). Allocates
+    /// nothing until the first [`next_seq`](Self::next_seq).
     pub fn new(capacity: usize) -> Self {
-        let empty = Sent {
-            seq: 0,
-            at: None,
-            size: 0,
-        };
         TwccSendRegister {
-            slots: vec![empty; capacity.max(1)].into_boxed_slice(),
+            capacity: capacity.max(1),
+            slots: Box::default(),
             next: 0,
+            epoch: None,
+            last_us: 0,
             reference: None,
         }
     }
 
     fn index(&self, seq: u64) -> usize {
-        (seq % self.slots.len() as u64) as usize // below slots.len()
+        (seq % self.capacity as u64) as usize // below capacity
     }
 
     /// Assigns the next transport-wide sequence number to a packet of `size` bytes
     /// sent at `now` and returns it (the 16-bit value to put in the extension).
     pub fn next_seq(&mut self, now: Instant, size: usize) -> u16 {
+        if self.slots.is_empty() {
+            self.slots = vec![
+                Sent {
+                    at_us: 0,
+                    size: NEVER
+                };
+                self.capacity
+            ]
+            .into_boxed_slice();
+        }
+        let epoch = *self.epoch.get_or_insert(now);
+        self.last_us = self.last_us.max(since_us(epoch, now));
         let seq = self.next;
         self.next += 1;
         let i = self.index(seq);
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Sent {
-                seq,
-                at: Some(now),
-                size: u32::try_from(size).unwrap_or(u32::MAX),
+                at_us: since_us(epoch, now) as u32, // low 32 bits, see `send_time`
+                size: u32::try_from(size).unwrap_or(NEVER).min(NEVER - 1),
             };
         }
         seq as u16 // the wire carries the low 16 bits
+    }
+
+    /// Bytes held by the ring (0 until the first packet).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
     }
 
     /// The extended sequence number the next packet will get.
@@ -113,6 +148,8 @@ impl TwccSendRegister {
         });
         TwccResults {
             slots: &self.slots,
+            epoch: self.epoch,
+            last_us: self.last_us,
             iter: fb.iter(),
             next_seq: base,
             highest: self.next.checked_sub(1),
@@ -126,6 +163,8 @@ impl TwccSendRegister {
 #[derive(Debug, Clone)]
 pub struct TwccResults<'s, 'a> {
     slots: &'s [Sent],
+    epoch: Option<Instant>,
+    last_us: u64,
     iter: TwccIter<'a>,
     next_seq: Option<u64>,
     highest: Option<u64>,
@@ -144,11 +183,16 @@ impl Iterator for TwccResults<'_, '_> {
                 self.time_us = self.time_us.saturating_add(d);
                 self.time_us
             });
-            if self.highest.is_none_or(|h| seq > h) {
+            let cap = self.slots.len() as u64;
+            // Only the `cap` numbers below the next one are still in their slots.
+            if self.highest.is_none_or(|h| seq > h || h - seq >= cap) {
                 continue;
             }
-            let slot = self.slots.get((seq % self.slots.len() as u64) as usize)?;
-            if let (true, Some(send_time)) = (slot.seq == seq, slot.at) {
+            let slot = self.slots.get((seq % cap) as usize)?;
+            if let (true, Some(epoch)) = (slot.size != NEVER, self.epoch) {
+                // The newest send time minus the 32-bit distance back to this one.
+                let back = u64::from((self.last_us as u32).wrapping_sub(slot.at_us));
+                let send_time = epoch + Duration::from_micros(self.last_us.saturating_sub(back));
                 return Some(TwccResult {
                     seq,
                     send_time,
@@ -279,6 +323,36 @@ mod tests {
             Some(Ok(RtcpPacket::TransportFeedback(t))) => t,
             other => panic!("not twcc: {other:?}"),
         }
+    }
+
+    #[test]
+    fn send_register_allocates_on_first_packet() {
+        let t0 = Instant::now();
+        let mut r = TwccSendRegister::default();
+        assert_eq!(r.heap_bytes(), 0);
+        r.next_seq(t0, 100);
+        assert_eq!(r.heap_bytes(), TwccSendRegister::DEFAULT_CAPACITY * 8);
+    }
+
+    #[test]
+    fn send_times_survive_the_32_bit_microsecond_wrap() {
+        let t0 = Instant::now();
+        let mut send = TwccSendRegister::new(16);
+        let mut recv = TwccRecvRegister::new(1, 2);
+        // Two hours in: past 2^32 µs (71.6 min) since the register's epoch.
+        let late = t0 + Duration::from_secs(7200);
+        send.next_seq(t0, 10);
+        let a = send.next_seq(late, 20);
+        let b = send.next_seq(late + ms(3), 30);
+        recv.on_packet(late + ms(20), a);
+        recv.on_packet(late + ms(25), b);
+        let mut buf = [0u8; 1500];
+        let n = recv.poll_feedback(late + ms(200), &mut buf).unwrap();
+        let got: Vec<(u64, Instant, u32)> = send
+            .apply_feedback(&parse(&buf[..n]))
+            .map(|r| (r.seq, r.send_time, r.size))
+            .collect();
+        assert_eq!(got, vec![(1, late, 20), (2, late + ms(3), 30)]);
     }
 
     #[test]
