@@ -152,12 +152,38 @@ impl Shard {
             return;
         };
         s.timer_at = t;
+        let mut pushed = false;
         if s.heap_at.is_none_or(|h| t < h) {
             s.heap_at = Some(t);
             self.timers.push(Reverse((t, slot, s.id.0)));
+            pushed = true;
         }
         if !s.rtc.is_alive() {
             self.doomed.push((s.id, CloseReason::Failed));
+        }
+        if pushed && self.timers.len() > timer_bound(self.by_id.len()) {
+            self.compact_timers();
+        }
+    }
+
+    /// Drops the superseded entries from the timer heap, in place. An entry is live when
+    /// it is its session's earliest (`heap_at`); the others only leave when they come
+    /// due, so a session whose timeout keeps moving earlier (a pacer) piles them up.
+    /// Compacting at [`timer_bound`] keeps the heap within the capacity
+    /// [`Shard::reserve_timers`] gave it, so forwarding never grows it.
+    fn compact_timers(&mut self) {
+        let sessions = &self.sessions;
+        self.timers.retain(|Reverse((t, slot, id))| {
+            matches!(sessions.get(*slot), Some(Some(s)) if s.id.0 == *id && s.heap_at == Some(*t))
+        });
+    }
+
+    /// Gives the timer heap room for [`timer_bound`] entries of the live sessions (when
+    /// a session is added: allocation is fine there, not per packet).
+    pub(super) fn reserve_timers(&mut self) {
+        let want = timer_bound(self.by_id.len()) + 1;
+        if self.timers.capacity() < want {
+            self.timers.reserve(want - self.timers.len());
         }
     }
 
@@ -335,4 +361,10 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
         Event::ChannelClose(id) => Act::ChannelClose(id.0),
         _ => Act::Continue,
     }
+}
+
+/// Timer-heap entries allowed before superseded ones are dropped: two per live session
+/// (its live entry and one superseded) plus slack for sessions just removed.
+fn timer_bound(sessions: usize) -> usize {
+    2 * sessions + 64
 }

@@ -364,6 +364,7 @@ impl Shard {
             touch(s, slot, &mut self.touched);
         }
         self.by_id.insert(id, slot);
+        self.reserve_timers();
         self.by_ufrag.insert(ufrag, slot);
         self.connect_deadlines
             .push_back((now + self.ctx.connect_timeout, slot, id));
