@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn ring_is_allocated_at_the_first_gap_only() {
         let t0 = Instant::now();
-        let mut r = NackRegister::default();
+        let mut r = immediate();
         for s in 100..3000u64 {
             r.on_packet(t0, s);
         }

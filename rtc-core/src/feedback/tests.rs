@@ -237,7 +237,9 @@ mod props {
                 r.on_packet(t0, seq);
             }
             let mut buf = [0u8; 1500];
-            let n = r.write_nack(t0, 1, 2, &mut buf).unwrap();
+            // Gaps are NACKed once they are older than the reordering allowance.
+            let t1 = t0 + NackConfig::default().max_reorder;
+            let n = r.write_nack(t1, 1, 2, &mut buf).unwrap();
             match n {
                 None => prop_assert!(missing.is_empty()),
                 Some(n) => {
