@@ -16,6 +16,16 @@ pub struct DirectApi<'a> {
 }
 
 impl<'a> DirectApi<'a> {
+    /// The declared media section `mid`.
+    fn media_mut(&mut self, mid: Mid) -> Result<&mut crate::media::MediaInfo, RtcError> {
+        self.rtc
+            .session
+            .media
+            .iter_mut()
+            .find(|m| m.mid == mid)
+            .ok_or(RtcError::UnknownMid(mid))
+    }
+
     pub(crate) fn new(rtc: &'a mut Rtc) -> Self {
         DirectApi { rtc }
     }
@@ -93,13 +103,7 @@ impl<'a> DirectApi<'a> {
     ///
     /// [`RtcError::UnknownMid`] when no media section `mid` is declared.
     pub fn set_rtx_payload(&mut self, mid: Mid, pt: u8, rtx_pt: u8) -> Result<(), RtcError> {
-        let m = self
-            .rtc
-            .session
-            .media
-            .iter_mut()
-            .find(|m| m.mid == mid)
-            .ok_or(RtcError::UnknownMid(mid))?;
+        let m = self.media_mut(mid)?;
         if !m.rtx.contains(&(pt, rtx_pt)) {
             m.rtx.push((pt, rtx_pt));
         }
@@ -113,13 +117,7 @@ impl<'a> DirectApi<'a> {
     ///
     /// [`RtcError::UnknownMid`] when no media section `mid` is declared.
     pub fn expect_rtx_rx(&mut self, mid: Mid, ssrc: u32, rtx_ssrc: u32) -> Result<(), RtcError> {
-        let m = self
-            .rtc
-            .session
-            .media
-            .iter_mut()
-            .find(|m| m.mid == mid)
-            .ok_or(RtcError::UnknownMid(mid))?;
+        let m = self.media_mut(mid)?;
         if !m.remote_rtx.contains(&(ssrc, rtx_ssrc)) {
             m.remote_rtx.push((ssrc, rtx_ssrc));
         }

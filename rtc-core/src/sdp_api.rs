@@ -118,17 +118,7 @@ impl<'a> SdpApi<'a> {
             .iter()
             .find(|m| !m.is_rejected())
             .ok_or(RtcError::Sdp(JsepError::NoAcceptedSection))?;
-        let (ufrag, pwd) = offer
-            .ice_credentials(first)
-            .ok_or(RtcError::Sdp(JsepError::MissingIceCredentials))?;
-        let fp = offer
-            .fingerprints_for(first)
-            .first()
-            .ok_or(RtcError::Sdp(JsepError::MissingFingerprint))?;
-        let remote_fp = Fingerprint {
-            hash_func: fp.algorithm.to_ascii_lowercase(),
-            bytes: fp.bytes.clone(),
-        };
+        let (ufrag, pwd, remote_fp) = remote_transport(&offer, first)?;
         // Our DTLS role: the offerer says actpass (we choose, active by default,
         // RFC 8842 §5.3), active (we are passive) or passive (we are active).
         // A re-offer keeps the established role (RFC 8842 §5.5).
@@ -537,13 +527,7 @@ impl<'a> SdpApi<'a> {
             .first()
             .map(|(_, a)| a)
             .ok_or(RtcError::Sdp(JsepError::NoAcceptedSection))?;
-        let (ufrag, pwd) = answer
-            .ice_credentials(first)
-            .ok_or(RtcError::Sdp(JsepError::MissingIceCredentials))?;
-        let fp = answer
-            .fingerprints_for(first)
-            .first()
-            .ok_or(RtcError::Sdp(JsepError::MissingFingerprint))?;
+        let (ufrag, pwd, remote_fp) = remote_transport(&answer, first)?;
         let we_active = match answer.setup_for(first) {
             Some(Setup::Active) => false,
             Some(Setup::Passive) => true,
@@ -566,10 +550,7 @@ impl<'a> SdpApi<'a> {
         if answer.ice_lite {
             rtc.transport.ice.set_controlling(true);
         }
-        rtc.transport.dtls.set_remote_fingerprint(Fingerprint {
-            hash_func: fp.algorithm.to_ascii_lowercase(),
-            bytes: fp.bytes.clone(),
-        });
+        rtc.transport.dtls.set_remote_fingerprint(remote_fp);
         rtc.transport.dtls.set_active(we_active);
         for (n, a) in &negotiated {
             for c in &a.candidates {
@@ -753,4 +734,24 @@ fn build_description(rtc: &Rtc, mut media: Vec<MediaSection>, setup: Setup) -> S
     }
     desc.media = media;
     desc
+}
+
+/// The ICE credentials and DTLS fingerprint a remote description gives for its section
+/// `first` (session-level values where the section has none).
+fn remote_transport<'a>(
+    sdp: &'a SessionDescription,
+    first: &'a MediaSection,
+) -> Result<(&'a str, &'a str, Fingerprint), RtcError> {
+    let (ufrag, pwd) = sdp
+        .ice_credentials(first)
+        .ok_or(RtcError::Sdp(JsepError::MissingIceCredentials))?;
+    let fp = sdp
+        .fingerprints_for(first)
+        .first()
+        .ok_or(RtcError::Sdp(JsepError::MissingFingerprint))?;
+    let remote = Fingerprint {
+        hash_func: fp.algorithm.to_ascii_lowercase(),
+        bytes: fp.bytes.clone(),
+    };
+    Ok((ufrag, pwd, remote))
 }
