@@ -217,6 +217,17 @@ impl EngineHandle {
             .count()
     }
 
+    /// The live, non-draining shard with the fewest sessions (automatic placement).
+    pub(super) fn least_loaded_shard(&self) -> Option<usize> {
+        self.inner
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.draining.load(Ordering::Relaxed) && l.alive.load(Ordering::Acquire))
+            .min_by_key(|(_, l)| l.gauge.load(Ordering::Relaxed))
+            .map(|(i, _)| i)
+    }
+
     /// Engine events. Closing events ([`EngineEvent::SessionClosed`]) are never dropped;
     /// the others are dropped when their queue is full, so a consumer should keep
     /// reading (see [`EngineEvents`]).
@@ -348,15 +359,7 @@ impl EngineHandle {
                 i
             }
             Placement::Auto => self
-                .inner
-                .shards
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| {
-                    !l.draining.load(Ordering::Relaxed) && l.alive.load(Ordering::Acquire)
-                })
-                .min_by_key(|(_, l)| l.gauge.load(Ordering::Relaxed))
-                .map(|(i, _)| i)
+                .least_loaded_shard()
                 .ok_or(if self.live_shards() == 0 {
                     EngineError::ShardDown(0)
                 } else {

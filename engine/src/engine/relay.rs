@@ -158,17 +158,7 @@ impl EngineHandle {
     fn pick_shard(&self, placement: Placement) -> Result<usize, EngineError> {
         match placement {
             Placement::Shard(i) => self.live_link(i).map(|_| i),
-            Placement::Auto => self
-                .inner
-                .shards
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| {
-                    !l.draining.load(Ordering::Relaxed) && l.alive.load(Ordering::Acquire)
-                })
-                .min_by_key(|(_, l)| l.gauge.load(Ordering::Relaxed))
-                .map(|(i, _)| i)
-                .ok_or(EngineError::ShardDown(0)),
+            Placement::Auto => self.least_loaded_shard().ok_or(EngineError::ShardDown(0)),
         }
     }
 
