@@ -5,8 +5,11 @@
 //! (the machine's floor, [`floor`]), and `rtc-engine` driven by `rtc-loadgen`
 //! ([`scenario`]). Figures come from the engine's control socket (`engine.stats`
 //! deltas) and `/proc` ([`procfs`]); [`report`] renders the table, JSON and SVG.
+//! [`churn`] is the churn soak: sessions joining and leaving for minutes, then every
+//! per-shard table and the RSS back at their baseline.
 
 pub mod child;
+pub mod churn;
 pub mod floor;
 pub mod pair;
 pub mod procfs;

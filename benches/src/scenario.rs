@@ -159,7 +159,8 @@ pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, BenchError> {
     }
 }
 
-fn secs(v: f64) -> Duration {
+/// Seconds as a duration (1 s for nonsense).
+pub fn secs(v: f64) -> Duration {
     Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1))
 }
 
@@ -277,7 +278,8 @@ fn forwarded(s: &EngineStats) -> u64 {
         .sum()
 }
 
-fn engine_stats(c: &mut ControlClient) -> Result<EngineStats, BenchError> {
+/// One `engine.stats` request.
+pub fn engine_stats(c: &mut ControlClient) -> Result<EngineStats, BenchError> {
     match c.request(Request::EngineStats) {
         Ok(Response::EngineStats(s)) => Ok(s),
         Ok(_) => Err(BenchError::Measure(
@@ -380,7 +382,7 @@ pub fn allowed_cores() -> Vec<usize> {
 }
 
 /// Confines the process `cmd` starts (and every thread it creates) to `cores`.
-fn confine(cmd: &mut Command, cores: &[usize]) {
+pub(crate) fn confine(cmd: &mut Command, cores: &[usize]) {
     use std::os::unix::process::CommandExt;
     if cores.is_empty() {
         return;
@@ -404,16 +406,37 @@ fn confine(cmd: &mut Command, cores: &[usize]) {
     }
 }
 
-/// Runs `workload` against a fresh `rtc-engine` with `shards` shards.
-pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row, BenchError> {
+/// A running `rtc-engine` with a control connection, in its own scratch directory.
+#[derive(Debug)]
+pub struct EngineProc {
+    /// The process (stopped on drop).
+    pub proc: Proc,
+    /// A control connection (5 s timeout per request).
+    pub ctl: ControlClient,
+    /// Its control socket.
+    pub sock: PathBuf,
+    /// Where shards and load generator run.
+    pub pinning: Pinning,
+    /// The scratch directory of the socket (removed on drop, after the process).
+    pub tmp: TempDir,
+}
+
+/// Starts `rtc-engine` with `shards` shards on loopback (statistics log off, `warn`
+/// logs, the options' backend, plus `extra` arguments) and connects to its control
+/// socket. `tag` names the scratch directory; `life` bounds the process's run time.
+pub fn start_engine(
+    o: &Options,
+    shards: usize,
+    tag: &str,
+    extra: &[String],
+    life: Duration,
+) -> Result<EngineProc, BenchError> {
     let engine_bin = locate(&o.bin_dir, "rtc-engine")?;
-    let loadgen_bin = locate(&o.bin_dir, "rtc-loadgen")?;
-    let tmp = TempDir::new(&format!("{}-{shards}", workload.name()))?;
+    let tmp = TempDir::new(tag)?;
     let sock = tmp.path().join("control.sock");
-    let budget = o.connect_timeout + o.secs + 90.0;
     let pinning = Pinning::plan(shards, &allowed_cores());
     if o.verbose {
-        eprintln!("  {}: {}", workload.name(), pinning.note);
+        eprintln!("  {tag}: {}", pinning.note);
     }
     let mut engine_cmd = Command::new(&engine_bin);
     if pinning.engine.is_empty() {
@@ -434,10 +457,11 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
                 "warn",
             ])
             .args(["--backend", &o.backend])
+            .args(extra)
             .arg("--control-socket")
             .arg(&sock)
             .env_remove("RUST_LOG"),
-        secs(budget + 30.0),
+        life,
     )?;
     let ready_by = Instant::now() + Duration::from_secs(20);
     let mut ctl = loop {
@@ -456,6 +480,32 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         }
     };
     ctl.set_timeout(Some(Duration::from_secs(5)));
+    Ok(EngineProc {
+        proc: engine,
+        ctl,
+        sock,
+        pinning,
+        tmp,
+    })
+}
+
+/// Runs `workload` against a fresh `rtc-engine` with `shards` shards.
+pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row, BenchError> {
+    let loadgen_bin = locate(&o.bin_dir, "rtc-loadgen")?;
+    let budget = o.connect_timeout + o.secs + 90.0;
+    let EngineProc {
+        proc: mut engine,
+        mut ctl,
+        sock,
+        pinning,
+        tmp,
+    } = start_engine(
+        o,
+        shards,
+        &format!("{}-{shards}", workload.name()),
+        &[],
+        secs(budget + 30.0),
+    )?;
     let base = sample(&mut ctl, engine.pid(), 0)?;
     let storm = matches!(workload, Workload::Storm { .. });
     let stop = Arc::new(AtomicBool::new(false));

@@ -280,6 +280,12 @@ pub struct ShardStats {
     /// Further counters for operators (metrics exporters). Absent (older servers): zeros.
     #[serde(default)]
     pub detail: ShardDetail,
+    /// Entries of each per-shard table that grows with sessions, by table name
+    /// (`"sessions"`, `"by_addr"`, `"routes"`, `"legs"`, `"timers"`, ...; see
+    /// `docs/control-protocol.md`). On an idle shard every value returns to its
+    /// baseline (0). Absent (older servers): empty.
+    #[serde(default)]
+    pub maps: BTreeMap<String, u64>,
 }
 
 /// Further counters of one shard ([`ShardStats::detail`]), totals since start unless

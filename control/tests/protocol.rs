@@ -429,6 +429,9 @@ fn shard_stats(i: u32) -> ShardStats {
         histograms,
         forward_ns: control::LatencyBuckets::default(),
         detail: control::ShardDetail::default(),
+        maps: [("sessions".to_owned(), 3), ("by_addr".to_owned(), 3)]
+            .into_iter()
+            .collect(),
     }
 }
 

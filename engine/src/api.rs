@@ -630,6 +630,14 @@ pub struct ShardStats {
     /// the sends (after the backend's flush), in fixed log2-linear buckets
     /// ([`control::LatencyBuckets::log2_linear`]).
     pub forward_ns: control::LatencyBuckets,
+    /// Entries of every per-shard table that grows with sessions, by name: `sessions`,
+    /// `session_slots` and `free_slots` (the slot table, released when the last session
+    /// leaves), `by_addr`, `by_ufrag`, `timers` (the timer heap, stale entries included),
+    /// `connect_deadlines` (drained lazily, within `connect_timeout`), `routes`, `legs`,
+    /// `remote_routes`, `layer_caches` and `layer_cache_bytes` (publisher packet
+    /// caches), `speaker_tracks`, `relays`, `touched`, `doomed`. All 0 on an idle shard
+    /// (the churn soak of `rtc-bench` checks they return to their baseline).
+    pub maps: std::collections::BTreeMap<String, u64>,
 }
 
 /// Snapshot of every shard.

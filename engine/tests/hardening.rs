@@ -437,3 +437,102 @@ fn data_channels_over_the_cap_or_with_long_labels_are_closed() {
     assert_eq!(opened, 2);
     engine.shutdown();
 }
+
+/// Every per-shard table that grows with sessions (`ShardStats::maps`) is back at 0
+/// once the sessions of a forward across both shards have left, the slot table included.
+#[test]
+fn shard_tables_return_to_zero_when_every_session_has_left() {
+    let mut cfg = engine_config(BackendPreference::Portable, 2);
+    // Bounds how long the lazily drained connect-deadline queue holds entries.
+    cfg.connect_timeout = Duration::from_secs(1);
+    let engine = Engine::start(cfg).unwrap();
+    let idle = engine.stats().unwrap();
+    for sh in &idle.shards {
+        assert!(!sh.maps.is_empty(), "shard {} reports no tables", sh.shard);
+        assert!(sh.maps.values().all(|&v| v == 0), "{:?}", sh.maps);
+    }
+    let room = engine.create_room("tables").unwrap();
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        &engine,
+        Placement::Shard(0),
+        &PUB_MEDIA,
+        false,
+    )];
+    for i in 0..2 {
+        clients.push(Client::connect_sdp(
+            &format!("sub{i}"),
+            &engine,
+            Placement::Shard(i),
+            &SUB_MEDIA,
+            false,
+        ));
+    }
+    let ids: Vec<SessionId> = clients.iter().map(|c| c.id()).collect();
+    wait_engine_connected(&engine, &mut clients, &ids);
+    engine.publish(room, ids[0]).unwrap();
+    for id in &ids[1..] {
+        engine.subscribe(room, *id, ids[0]).unwrap();
+    }
+    let mut s = Streamer::new();
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(300),
+        |_, _| {},
+    );
+    let live = engine.stats().unwrap();
+    let m = |shard: usize, name: &str| live.shards[shard].maps.get(name).copied();
+    assert_eq!(m(0, "sessions"), Some(2), "{:?}", live.shards[0].maps);
+    assert_eq!(m(1, "sessions"), Some(1), "{:?}", live.shards[1].maps);
+    for name in [
+        "by_addr",
+        "by_ufrag",
+        "session_slots",
+        "routes",
+        "legs",
+        "timers",
+    ] {
+        assert!(
+            m(0, name).is_some_and(|v| v > 0),
+            "{name}: {:?}",
+            live.shards[0].maps
+        );
+    }
+    // The publisher's packet caches live on its shard; shard 1 holds the remote route.
+    assert!(
+        m(0, "layer_caches").is_some_and(|v| v > 0),
+        "{:?}",
+        live.shards[0].maps
+    );
+    assert!(
+        m(0, "remote_routes").is_some_and(|v| v > 0),
+        "{:?}",
+        live.shards[0].maps
+    );
+
+    for id in &ids {
+        engine.close_session(*id).unwrap();
+    }
+    engine.close_room(room).unwrap();
+    // Event-driven: poll until every table is empty (the connect deadlines drain 1 s
+    // after creation, stale timer entries when they fall due); the limit is generous.
+    let end = Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        let st = engine.stats().unwrap();
+        if st.shards.iter().all(|sh| sh.maps.values().all(|&v| v == 0)) || Instant::now() > end {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for sh in &last.shards {
+        assert!(
+            sh.maps.values().all(|&v| v == 0),
+            "shard {}: {:?}",
+            sh.shard,
+            sh.maps
+        );
+    }
+    engine.shutdown();
+}

@@ -76,6 +76,7 @@ impl ControlHandler for Handler {
                         histograms: BTreeMap::new(),
                         forward_ns: control::LatencyBuckets::default(),
                         detail: control::ShardDetail::default(),
+                        maps: BTreeMap::new(),
                     }
                 };
                 Response::EngineStats(EngineStats {

@@ -3,6 +3,8 @@
 //! real processes on loopback, and prints one table (optionally JSON and an SVG plot).
 //!
 //! Build first: `cargo build --release -p rtc-engine -p tools -p benches`.
+//!
+//! `rtc-bench churn --churn-secs 600`: the churn soak (see `benches::churn`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use benches::churn::{ChurnOptions, run_churn};
 use benches::floor::{self, LoadConfig};
 use benches::report::{self, Results, Row};
 use benches::scenario::{self, Options, Workload};
@@ -110,6 +113,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Churn soak: sessions join and leave continuously (waves of rtc-loadgen), then
+    /// RSS and every per-shard table of the engine must be back at their baseline.
+    /// Exits non-zero when one is not.
+    Churn(ChurnArgs),
     /// (internal) The floor's reflector process.
     #[command(hide = true)]
     FloorReflector {
@@ -140,12 +147,136 @@ enum Cmd {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct ChurnArgs {
+    /// How long sessions keep joining and leaving, seconds.
+    #[arg(long, default_value_t = 600.0)]
+    churn_secs: f64,
+    /// Engine shards.
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
+    /// Rooms per wave (one publisher each).
+    #[arg(long, default_value_t = 2)]
+    wave_rooms: usize,
+    /// Subscribers per room.
+    #[arg(long, default_value_t = 2)]
+    wave_subscribers: usize,
+    /// Media seconds of one wave, after its peers connected.
+    #[arg(long, default_value_t = 4.0)]
+    wave_secs: f64,
+    /// Waves running at once (started wave-secs / overlap apart).
+    #[arg(long, default_value_t = 2)]
+    overlap: usize,
+    /// The engine's --connect-timeout, seconds.
+    #[arg(long, default_value_t = 10)]
+    engine_connect_timeout: u64,
+    /// Seconds the tables may take to return after the last wave (plus the engine's
+    /// connect timeout).
+    #[arg(long, default_value_t = 30.0)]
+    settle_secs: f64,
+    /// Allowed RSS growth over the baseline taken after the warm-up waves, MiB (the
+    /// allocator keeps some freed memory for reuse; see `benches::churn`).
+    #[arg(long, default_value_t = 16)]
+    rss_tolerance_mib: u64,
+    /// Video bitrate per publisher, kbit/s.
+    #[arg(long, default_value_t = 300)]
+    video_kbps: u32,
+    /// Seconds a wave's load generator waits for its peers to connect.
+    #[arg(long, default_value_t = 30.0)]
+    connect_timeout: f64,
+    /// I/O backend of the engine: auto, io-uring, portable.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Directory of rtc-engine and rtc-loadgen (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Show the load generators' progress lines.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn bin_dir(given: Option<PathBuf>, exe: &std::path::Path) -> PathBuf {
+    given
+        .or_else(|| exe.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn churn(a: ChurnArgs) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rtc-bench: current_exe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let o = Options {
+        bin_dir: bin_dir(a.bin_dir, &exe),
+        bench_exe: exe,
+        secs: a.churn_secs,
+        warmup: 0.0,
+        backend: a.backend,
+        loadgen_threads: 1,
+        video_kbps: a.video_kbps,
+        fps: 30,
+        floor_rate: 0,
+        floor_window: 0,
+        connect_timeout: a.connect_timeout,
+        verbose: a.verbose,
+    };
+    let c = ChurnOptions {
+        churn_secs: a.churn_secs.max(0.0),
+        shards: a.shards.max(1),
+        wave_rooms: a.wave_rooms.max(1),
+        wave_subscribers: a.wave_subscribers,
+        wave_secs: a.wave_secs.max(0.1),
+        overlap: a.overlap.max(1),
+        engine_connect_timeout: a.engine_connect_timeout.max(1),
+        settle_secs: a.settle_secs.max(0.0),
+        rss_tolerance_kib: a.rss_tolerance_mib.saturating_mul(1024),
+        video_kbps: a.video_kbps,
+        ..ChurnOptions::default()
+    };
+    let r = match run_churn(&o, &c) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rtc-bench churn: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", r.table());
+    let mut ok = r.passed();
+    if let Some(p) = &a.json {
+        match serde_json::to_string_pretty(&r) {
+            Ok(s) => {
+                if let Err(e) = std::fs::write(p, s) {
+                    eprintln!("rtc-bench: write {}: {e}", p.display());
+                    ok = false;
+                }
+            }
+            Err(e) => {
+                eprintln!("rtc-bench: json: {e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn dur(v: f64) -> Duration {
     Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1))
 }
 
 fn internal(cmd: Cmd) -> Result<(), benches::BenchError> {
     match cmd {
+        // Dispatched in `main`.
+        Cmd::Churn(_) => Ok(()),
         Cmd::FloorReflector { backend, max_secs } => {
             floor::run_reflector(floor::backend_pref(&backend)?, dur(max_secs), |a| {
                 println!("READY {a}");
@@ -204,6 +335,9 @@ fn machine() -> (usize, String, String) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(cmd) = cli.cmd {
+        if let Cmd::Churn(a) = cmd {
+            return churn(a);
+        }
         return match internal(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -220,11 +354,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bin_dir = cli
-        .bin_dir
-        .clone()
-        .or_else(|| exe.parent().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let bin_dir = bin_dir(cli.bin_dir.clone(), &exe);
     let o = Options {
         bin_dir,
         bench_exe: exe,

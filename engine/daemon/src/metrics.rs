@@ -618,6 +618,7 @@ mod tests {
                 },
                 ..control::ShardDetail::default()
             },
+            maps: Default::default(),
         }
     }
 

@@ -262,6 +262,7 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
             recv_batches: batch_sizes(&s.io.rx_batch_sizes, s.io.rx_datagrams),
             cpu_ns: u64::try_from(s.cpu_time.as_nanos()).unwrap_or(u64::MAX),
         },
+        maps: s.maps.clone(),
     }
 }
 

@@ -150,6 +150,7 @@ fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
         handshake_failures: 0,
         handshake_ns: crate::shard::histogram(),
         forward_ns: control::LatencyBuckets::default(),
+        maps: std::collections::BTreeMap::new(),
     }
 }
 

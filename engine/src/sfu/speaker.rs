@@ -147,6 +147,11 @@ impl<K: Copy + Eq> SpeakerDetector<K> {
         &self.config
     }
 
+    /// Tracks followed (for the shard's table sizes in `engine.stats`).
+    pub fn followed(&self) -> usize {
+        self.tracks.len()
+    }
+
     /// Starts following an audio track (no-op when already followed).
     pub fn add_track(&mut self, key: K) {
         if self.tracks.iter().any(|t| t.key == key) {

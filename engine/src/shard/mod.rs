@@ -652,6 +652,45 @@ impl Shard {
             handshake_failures: self.c.handshake_failures,
             handshake_ns: self.handshake_ns.clone(),
             forward_ns: self.fwd_latency.buckets(),
+            maps: self.table_sizes(),
         }
+    }
+
+    /// Entries of every table of this shard that grows with its sessions, routes or
+    /// relays (see [`ShardStats::maps`]). With no session left each is 0 (the lazily
+    /// drained ones after at most `connect_timeout` or the sessions' last timer).
+    fn table_sizes(&self) -> std::collections::BTreeMap<String, u64> {
+        let n = |v: usize| v as u64;
+        let pubs = self
+            .routes
+            .values()
+            .flat_map(|r| r.layers.pubs.iter().flatten());
+        let (caches, cache_bytes) = pubs.fold((0usize, 0usize), |(c, b), l| {
+            (c + 1, b + l.cache.heap_bytes())
+        });
+        [
+            ("sessions", n(self.by_id.len())),
+            ("session_slots", n(self.sessions.len())),
+            ("free_slots", n(self.free.len())),
+            ("by_addr", n(self.by_addr.len())),
+            ("by_ufrag", n(self.by_ufrag.len())),
+            ("timers", n(self.timers.len())),
+            ("connect_deadlines", n(self.connect_deadlines.len())),
+            ("routes", n(self.routes.len())),
+            ("legs", n(self.routes.values().map(|r| r.legs.len()).sum())),
+            (
+                "remote_routes",
+                n(self.routes.values().filter(|r| r.remote != 0).count()),
+            ),
+            ("layer_caches", n(caches)),
+            ("layer_cache_bytes", n(cache_bytes)),
+            ("speaker_tracks", n(self.speakers.followed())),
+            ("relays", n(self.relays.len())),
+            ("touched", n(self.touched.len())),
+            ("doomed", n(self.doomed.len())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 }

@@ -282,6 +282,13 @@ impl Shard {
             }
         }
         self.free.push(slot);
+        if self.by_id.is_empty() {
+            // The last session left: release the slot table (it keeps the peak number
+            // of sessions otherwise). Slots held elsewhere (timers, connect deadlines,
+            // touched) are checked against the session id or looked up with `get`.
+            self.sessions = Vec::new();
+            self.free = Vec::new();
+        }
         self.ctx.gauge.fetch_sub(1, Ordering::Relaxed);
         self.relay_removed(s.id, reason, Instant::now());
         // Both channels are unbounded: these sends fail only when the engine handle is

@@ -220,6 +220,7 @@ mod tests {
             histograms: BTreeMap::new(),
             forward_ns: control::LatencyBuckets::default(),
             detail: control::ShardDetail::default(),
+            maps: BTreeMap::new(),
         }
     }
 
