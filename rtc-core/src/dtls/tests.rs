@@ -1,4 +1,4 @@
-//! Unit tests of the DTLS transport.
+//! Unit tests of the DTLS transport (a `#[cfg(test)]` module of `dtls`).
 
 use super::*;
 use std::time::Duration;
