@@ -229,9 +229,10 @@ impl EngineHandle {
             .map(|(i, _)| i)
     }
 
-    /// Engine events. Closing events ([`EngineEvent::SessionClosed`]) are never dropped;
-    /// the others are dropped when their queue is full, so a consumer should keep
-    /// reading (see [`EngineEvents`]).
+    /// Engine events. Closing events
+    /// ([`EngineEvent::SessionClosed`](crate::EngineEvent::SessionClosed)) are never
+    /// dropped; the others are dropped when their queue is full, so a consumer should
+    /// keep reading (see [`EngineEvents`]).
     pub fn events(&self) -> &EngineEvents {
         &self.inner.events_rx
     }

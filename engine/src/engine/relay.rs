@@ -378,7 +378,7 @@ impl EngineHandle {
     ///
     /// [`EngineError::UnknownSession`] for an unknown relay or publisher,
     /// [`EngineError::NotInRoom`] when the publisher has no such received section
-    /// (with [`RELAY_ROOM`] as the room), shard errors.
+    /// (with the relay room as the room), shard errors.
     pub fn relay_publish(
         &self,
         relay: SessionId,

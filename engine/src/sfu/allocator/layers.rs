@@ -34,7 +34,7 @@ impl Layer {
 /// Why a downtrack forwards nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PauseReason {
-    /// The control plane paused it ([`Preference::paused`]).
+    /// The control plane paused it ([`Preference::paused`](super::Preference::paused)).
     Preference,
     /// The publisher's track is not active or sends no layer.
     Inactive,
