@@ -209,7 +209,7 @@ fn maps_of(s: &EngineStats) -> Maps {
         .flat_map(|sh| {
             sh.maps
                 .iter()
-                .map(move |(k, v)| ((sh.shard.0, k.clone()), *v))
+                .map(move |(k, v)| ((sh.head.shard.0, k.clone()), *v))
         })
         .collect()
 }

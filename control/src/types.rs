@@ -229,9 +229,9 @@ pub struct SessionStats {
     pub dtls_version: Option<String>,
 }
 
-/// Counters of one shard (`engine.stats`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardStats {
+/// What `engine.stats` and `shard.list` both say of a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardHead {
     /// The shard.
     pub shard: ShardId,
     /// The CPU core it is pinned to, if pinned.
@@ -244,6 +244,15 @@ pub struct ShardStats {
     /// Whether the shard is draining (takes no new sessions).
     #[serde(default)]
     pub draining: bool,
+}
+
+/// Counters of one shard (`engine.stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardStats {
+    /// Which shard, where it runs, and its load (flattened: these are top-level fields
+    /// on the wire).
+    #[serde(flatten)]
+    pub head: ShardHead,
     /// Whether the shard thread runs (`false`: it died; its counters are zero and no
     /// session is placed on it). Absent (older servers): `true`.
     #[serde(default = "healthy_default")]
@@ -360,18 +369,10 @@ pub struct EngineStats {
 /// One entry of `shard.list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardInfo {
-    /// The shard.
-    pub shard: ShardId,
-    /// The CPU core it is pinned to, if pinned.
-    #[serde(default)]
-    pub core: Option<u32>,
-    /// The I/O backend name.
-    pub backend: String,
-    /// Live sessions.
-    pub sessions: u64,
-    /// Whether the shard is draining.
-    #[serde(default)]
-    pub draining: bool,
+    /// Which shard, where it runs, and its load (flattened: these are top-level fields
+    /// on the wire).
+    #[serde(flatten)]
+    pub head: ShardHead,
     /// Local UDP addresses the shard listens on.
     #[serde(default)]
     pub addrs: Vec<String>,

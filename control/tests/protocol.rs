@@ -412,11 +412,13 @@ fn shard_stats(i: u32) -> ShardStats {
     let mut histograms = BTreeMap::new();
     histograms.insert("forward_us".to_string(), hist(9));
     ShardStats {
-        shard: ShardId(i),
-        core: Some(i),
-        backend: "io_uring".into(),
-        sessions: 10,
-        draining: false,
+        head: ShardHead {
+            shard: ShardId(i),
+            core: Some(i),
+            backend: "io_uring".into(),
+            sessions: 10,
+            draining: false,
+        },
         healthy: true,
         packets_in: 1000,
         packets_out: 2000,
@@ -519,11 +521,13 @@ fn all_responses() -> Vec<(OpKind, Response)> {
             OpKind::ShardList,
             Response::Shards(ShardList {
                 shards: vec![ShardInfo {
-                    shard: ShardId(0),
-                    core: None,
-                    backend: "portable".into(),
-                    sessions: 0,
-                    draining: true,
+                    head: ShardHead {
+                        shard: ShardId(0),
+                        core: None,
+                        backend: "portable".into(),
+                        sessions: 0,
+                        draining: true,
+                    },
                     addrs: vec!["0.0.0.0:3478".into()],
                 }],
             }),

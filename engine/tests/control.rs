@@ -393,7 +393,7 @@ fn sessions_rooms_media_and_stats_over_the_socket() {
         "packets_out {pout}"
     );
     for sh in &st.shards {
-        assert!(sh.backend == "io_uring" || sh.backend == "portable");
+        assert!(sh.head.backend == "io_uring" || sh.head.backend == "portable");
         assert!(sh.loop_us.count > 0);
         assert!(sh.drops.contains_key("unknown_source"));
     }
@@ -403,8 +403,8 @@ fn sessions_rooms_media_and_stats_over_the_socket() {
         .map(|s| s.histograms["forward_us"].count)
         .sum();
     assert!(fwd > 0, "forwarding latency recorded");
-    assert_eq!(st.shards[0].sessions, 2);
-    assert_eq!(st.shards[1].sessions, 1);
+    assert_eq!(st.shards[0].head.sessions, 2);
+    assert_eq!(st.shards[1].head.sessions, 1);
 
     // session.stats
     let ps = session_stats(&mut ctl, sid(&call.clients[0]));

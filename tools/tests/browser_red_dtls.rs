@@ -16,10 +16,7 @@
 //! Fails (never skips) when Chromium or node cannot run: `scripts/test-all.sh` installs
 //! them first.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use control::{ControlClient, Request, Response, SessionId, SessionRef};
 use serde_json::Value;
@@ -35,90 +32,17 @@ struct Run {
 }
 
 fn run(dtls: &str) -> Run {
-    let dir = browser_dir();
-    assert!(
-        dir.join("node_modules/playwright-core").exists(),
-        "playwright-core missing in {}: run scripts/test-all.sh (it runs npm ci there)",
-        dir.display()
+    let stack = DemoStack::start(
+        &format!("red-dtls-{dtls}"),
+        &["--shards", "1", "--pin", "false", "--dtls", dtls],
+        &[],
     );
-    let tmp = std::env::temp_dir().join(format!("rtc-red-dtls-{}-{dtls}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let sock = tmp.join("control.sock");
-    let _engine = Reap(
-        Command::new(rtc_engine())
-            .args(["--shards", "1", "--pin", "false", "--dtls", dtls])
-            .arg("--control-socket")
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rtc-engine starts"),
-    );
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "rtc-engine never created its control socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let http = format!("127.0.0.1:{}", free_port());
-    let _demo = Reap(
-        Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
-            .arg("--control")
-            .arg(&sock)
-            .args(["--http", &http])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rtc-demo starts"),
-    );
-    while http_get(&http, "/rooms").is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "rtc-demo never answered HTTP"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut child = Command::new("node")
-        .arg(dir.join("red-dtls.js"))
-        .arg(format!("http://{http}"))
-        .arg("red")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node must be installed to run the browser tests");
-    let (tx, rx) = mpsc::channel::<String>();
-    if let Some(out) = child.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
+    let driver = Driver::start("red-dtls.js", &[&stack.base(), "red"]);
     // The driver's own waits end after 10 s (page load) + 20 s (audio): 60 s is a bound
     // on a stuck driver, not on the media.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut result = None;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                eprintln!("{line}");
-                if let Some(json) = line.strip_prefix("RESULT ") {
-                    result = Some(serde_json::from_str::<Value>(json).expect("RESULT is JSON"));
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let r = result.expect("the browser script printed no RESULT line in time");
-    assert_eq!(r["ok"], Value::Bool(true), "browser run failed: {r:#}");
+    let r = driver.result(Duration::from_secs(60));
     // Ask the engine while the sessions are up.
-    let mut ctl = ControlClient::connect(&sock).expect("control socket");
+    let mut ctl = ControlClient::connect(&stack.sock).expect("control socket");
     let engine_dtls = ["pub", "red", "plain"]
         .iter()
         .map(|k| {
@@ -134,8 +58,7 @@ fn run(dtls: &str) -> Run {
             s.dtls_version
         })
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(driver);
     Run { r, engine_dtls }
 }
 

@@ -258,7 +258,7 @@ fn sigkill_mid_call_fails_the_peers_and_the_demo_answers_503_until_the_daemon_is
     let Ok(Response::EngineStats(s)) = c.request(Request::EngineStats) else {
         panic!("engine stats");
     };
-    let sessions: u64 = s.shards.iter().map(|s| s.sessions).sum();
+    let sessions: u64 = s.shards.iter().map(|s| s.head.sessions).sum();
     assert_eq!(
         sessions, 1,
         "the WHIP session survived the demo's reconnect"

@@ -8,11 +8,7 @@
 //! Fails (never skips) when Chromium or node cannot run: `scripts/test-all.sh`
 //! installs Chromium and the Node packages first.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use control::{
     ControlClient, Event, EventKind, EventsSubscribe, MediaKind, Request, Response, SessionId,
@@ -41,15 +37,10 @@ fn nums(v: &Value, path: &[&str]) -> Vec<u64> {
 }
 
 /// Video packets the engine sent to viewer `session`, from `session.stats`.
-fn video_packets_out(sock: &Path, session: u64) -> u64 {
-    let resp = ControlClient::connect(sock)
-        .and_then(|mut c| {
-            c.request(Request::SessionStats(SessionRef {
-                session: SessionId(session),
-            }))
-            .map_err(std::io::Error::other)
-        })
-        .expect("session.stats over the control socket");
+fn video_packets_out(stack: &DemoStack, session: u64) -> u64 {
+    let resp = stack.request(Request::SessionStats(SessionRef {
+        session: SessionId(session),
+    }));
     let Response::SessionStats(st) = resp else {
         panic!("unexpected session.stats answer: {resp:?}");
     };
@@ -62,96 +53,16 @@ fn video_packets_out(sock: &Path, session: u64) -> u64 {
 
 #[test]
 fn chromium_simulcast_viewers_get_the_layer_they_ask_for() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        dir.join("node_modules/playwright-core").exists(),
-        "playwright-core missing in {}: run scripts/test-all.sh (it runs npm ci there)",
-        dir.display()
-    );
-    let tmp = std::env::temp_dir().join(format!("rtc-demo-simulcast-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let sock = tmp.join("control.sock");
-    let _engine = Reap(
-        Command::new(rtc_engine())
-            .args(["--shards", "2", "--pin", "false", "--control-socket"])
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rtc-engine starts"),
-    );
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "rtc-engine never created its control socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stack = DemoStack::start("demo-simulcast", &["--shards", "2", "--pin", "false"], &[]);
     // What the downtracks select, as the engine reports it: `track.layers_unused`.
-    let mut events = ControlClient::connect(&sock).expect("control connection for events");
+    let mut events = ControlClient::connect(&stack.sock).expect("control connection for events");
     events
         .request(Request::EventsSubscribe(EventsSubscribe {
             kinds: Some(vec![EventKind::TrackLayersUnused]),
         }))
         .expect("events.subscribe");
-    let http = format!("127.0.0.1:{}", free_port());
-    let _demo = Reap(
-        Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
-            .arg("--control")
-            .arg(&sock)
-            .args(["--http", &http])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rtc-demo starts"),
-    );
-    while http_get(&http, "/rooms").is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "rtc-demo never answered HTTP"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let base = format!("http://{http}");
-
-    let mut child = Command::new("node")
-        .arg(dir.join("demo-simulcast.js"))
-        .arg(&base)
-        .arg("simulcast")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node must be installed to run the browser tests");
-    let child_out = child.stdout.take();
-    let _node = Reap(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    if let Some(out) = child_out {
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(55);
-    let mut result = None;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                eprintln!("{line}");
-                if let Some(json) = line.strip_prefix("RESULT ") {
-                    result = Some(serde_json::from_str::<Value>(json).expect("RESULT is JSON"));
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let r = result.expect("the browser script printed no RESULT line in time");
-    assert_eq!(r["ok"], Value::Bool(true), "browser run failed: {r:#}");
+    let driver = Driver::start("demo-simulcast.js", &[&stack.base(), "simulcast"]);
+    let r = driver.result(Duration::from_secs(55));
 
     // The demo page published simulcast: Chromium encodes more than one RID (all three
     // once its bandwidth estimate has ramped up; the script waits for that).
@@ -227,7 +138,7 @@ fn chromium_simulcast_viewers_get_the_layer_they_ask_for() {
     // The engine sent video to both viewers.
     for k in ["B", "C"] {
         let session = num(&r, &[k, "session"]);
-        let pkts = video_packets_out(&sock, session);
+        let pkts = video_packets_out(&stack, session);
         assert!(
             pkts > 100,
             "viewer {k} (#{session}): {pkts} video packets out"

@@ -52,11 +52,13 @@ impl ControlHandler for Handler {
                     let mut drops = BTreeMap::new();
                     drops.insert("unknown_peer".to_string(), n * 2);
                     ShardStats {
-                        shard: ShardId(i),
-                        core: Some(i),
-                        backend: "io_uring".into(),
-                        sessions: 2,
-                        draining: false,
+                        head: ShardHead {
+                            shard: ShardId(i),
+                            core: Some(i),
+                            backend: "io_uring".into(),
+                            sessions: 2,
+                            draining: false,
+                        },
                         healthy: true,
                         packets_in: n * 1000,
                         packets_out: n * 2000,
@@ -89,11 +91,13 @@ impl ControlHandler for Handler {
             }
             Request::ShardList => Response::Shards(ShardList {
                 shards: vec![ShardInfo {
-                    shard: ShardId(0),
-                    core: Some(0),
-                    backend: "io_uring".into(),
-                    sessions: 2,
-                    draining: false,
+                    head: ShardHead {
+                        shard: ShardId(0),
+                        core: Some(0),
+                        backend: "io_uring".into(),
+                        sessions: 2,
+                        draining: false,
+                    },
                     addrs: vec!["192.0.2.1:4000".into()],
                 }],
             }),

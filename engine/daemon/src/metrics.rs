@@ -7,7 +7,7 @@
 //! [`Collector`]; nothing is cached between scrapes.
 //!
 //! HTTP is hyper's HTTP/1.1 server on a one-thread tokio runtime of its own: at most
-//! [`MAX_CONNECTIONS`] connections at once, the request head within
+//! [`MAX_CONNECTIONS`] connections at once (more are closed), the request head within
 //! [`HEAD_TIMEOUT`], a connection closed after [`CONNECTION_LIFETIME`]. Only `GET` and
 //! `HEAD` of `/metrics` are served.
 
@@ -35,7 +35,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::{Semaphore, watch};
 
-/// Connections served at once (more wait in the kernel's backlog).
+/// Connections served at once (a connection beyond them is closed when accepted).
 pub const MAX_CONNECTIONS: usize = 16;
 /// The whole request head must arrive within this.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,7 +83,21 @@ struct SnapshotCollector(Snapshot);
 type Labels = Vec<(&'static str, String)>;
 
 fn shard_label(s: &control::ShardStats) -> Labels {
-    vec![("shard", s.shard.0.to_string())]
+    vec![("shard", s.head.shard.0.to_string())]
+}
+
+/// One metric family of type `ty`, a row per label set.
+fn family<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder<'_>,
+    (name, help, unit): (&str, &str, Option<&Unit>),
+    ty: MetricType,
+    rows: impl IntoIterator<Item = (Labels, M)>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, unit, ty)?;
+    for (labels, metric) in rows {
+        metric.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 fn gauge<V>(
@@ -96,11 +110,8 @@ fn gauge<V>(
 where
     ConstGauge<V>: EncodeMetric,
 {
-    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (labels, v) in rows {
-        ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let rows = rows.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+    family(enc, (name, help, unit), MetricType::Gauge, rows)
 }
 
 /// One family with a single, unlabelled value.
@@ -128,11 +139,8 @@ fn counter<V>(
 where
     ConstCounter<V>: EncodeMetric,
 {
-    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Counter)?;
-    for (labels, v) in rows {
-        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let rows = rows.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+    family(enc, (name, help, unit), MetricType::Counter, rows)
 }
 
 /// One classic histogram: per-bucket (not cumulative) counts under upper bounds, the
@@ -274,8 +282,11 @@ impl Collector for SnapshotCollector {
             None,
             sh.iter().map(|s| {
                 let mut l = shard_label(s);
-                l.push(("backend", s.backend.clone()));
-                l.push(("core", s.core.map(|c| c.to_string()).unwrap_or_default()));
+                l.push(("backend", s.head.backend.clone()));
+                l.push((
+                    "core",
+                    s.head.core.map(|c| c.to_string()).unwrap_or_default(),
+                ));
                 (l, 1i64)
             }),
         )?;
@@ -291,14 +302,15 @@ impl Collector for SnapshotCollector {
             "rtc_shard_draining",
             "1 while the shard is drained (takes no new sessions)",
             None,
-            sh.iter().map(|s| (shard_label(s), i64::from(s.draining))),
+            sh.iter()
+                .map(|s| (shard_label(s), i64::from(s.head.draining))),
         )?;
         gauge(
             e,
             "rtc_shard_sessions",
             "Live sessions",
             None,
-            sh.iter().map(|s| (shard_label(s), s.sessions)),
+            sh.iter().map(|s| (shard_label(s), s.head.sessions)),
         )?;
         gauge(
             e,
@@ -499,43 +511,46 @@ async fn accept_loop(
 ) {
     let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let permit = tokio::select! {
-            _ = stopped.changed() => return,
-            p = Arc::clone(&conns).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
         let accepted = tokio::select! {
             _ = stopped.changed() => return,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((s, _)) => s,
+        match accepted {
+            Ok((stream, _)) => match Arc::clone(&conns).try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(serve_scrape(stream, Arc::clone(&source), permit));
+                }
+                // Over the cap a new connection is closed at once: a scraper retries at
+                // its next interval, and a flood of connections queues no work here.
+                Err(_) => drop(stream),
+            },
             Err(e) => {
                 // Out of file descriptors and the like: the connection stays queued;
                 // retrying at once would spin.
                 tracing::warn!(error = %e, "metrics endpoint: accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        let source = Arc::clone(&source);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc = service_fn(move |req| {
-                let source = Arc::clone(&source);
-                async move { Ok::<_, Infallible>(handle(req, source).await) }
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .max_buf_size(16 * 1024);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
-        });
+        }
     }
+}
+
+/// Serves one connection while holding one of the [`MAX_CONNECTIONS`] permits.
+async fn serve_scrape(
+    stream: tokio::net::TcpStream,
+    source: Source,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let svc = service_fn(move |req| {
+        let source = Arc::clone(&source);
+        async move { Ok::<_, Infallible>(handle(req, source).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(16 * 1024);
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
 }
 
 fn text(status: StatusCode, body: &'static str) -> hyper::Response<Full<Bytes>> {
@@ -589,11 +604,13 @@ mod tests {
         let mut drops = std::collections::BTreeMap::new();
         drops.insert("srtp_auth".to_owned(), 3);
         control::ShardStats {
-            shard: control::ShardId(i),
-            core: Some(i),
-            backend: "io_uring".into(),
-            sessions: 4,
-            draining: false,
+            head: control::ShardHead {
+                shard: control::ShardId(i),
+                core: Some(i),
+                backend: "io_uring".into(),
+                sessions: 4,
+                draining: false,
+            },
             healthy: true,
             packets_in: 100,
             packets_out: 900,

@@ -8,8 +8,8 @@ use rtc_core::media::{MediaKind, Mid};
 
 use super::rooms::check_room_name;
 use super::wire::{
-    answer_role, backend_name, direct_params, fingerprint_of, kind_of, map_err, parse_mid,
-    shard_id, shard_stats, stats_of, track_id,
+    answer_role, direct_params, fingerprint_of, kind_of, map_err, parse_mid, shard_head, shard_id,
+    shard_stats, stats_of, track_id,
 };
 use super::{EngineControl, Sess};
 use crate::api::{
@@ -526,11 +526,7 @@ impl EngineControl {
                 .shards
                 .iter()
                 .map(|s| control::ShardInfo {
-                    shard: shard_id(s.shard),
-                    core: s.core.and_then(|c| u32::try_from(c).ok()),
-                    backend: backend_name(s.backend).to_owned(),
-                    sessions: s.sessions as u64,
-                    draining: eng.shard_draining(s.shard).unwrap_or(false),
+                    head: shard_head(s, eng.shard_draining(s.shard).unwrap_or(false)),
                     addrs: eng
                         .shard_announced(s.shard)
                         .unwrap_or(&[])

@@ -222,6 +222,17 @@ fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 15] {
     ]
 }
 
+/// Which shard, where it runs and its load, as both `engine.stats` and `shard.list` say.
+pub(super) fn shard_head(s: &ShardStats, draining: bool) -> control::ShardHead {
+    control::ShardHead {
+        shard: shard_id(s.shard),
+        core: s.core.and_then(|c| u32::try_from(c).ok()),
+        backend: backend_name(s.backend).to_owned(),
+        sessions: s.sessions as u64,
+        draining,
+    }
+}
+
 pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats {
     let mut drops = BTreeMap::new();
     for (k, v) in drop_reasons(s) {
@@ -233,11 +244,7 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
         in_us(control::summarize(&s.forward_latency_ns)),
     );
     control::ShardStats {
-        shard: shard_id(s.shard),
-        core: s.core.and_then(|c| u32::try_from(c).ok()),
-        backend: backend_name(s.backend).to_owned(),
-        sessions: s.sessions as u64,
-        draining,
+        head: shard_head(s, draining),
         healthy: s.alive,
         packets_in: s.packets_in,
         packets_out: s.packets_out,

@@ -142,14 +142,14 @@ pub fn render(resp: &Response) -> String {
                 e.control_clients
             );
             for s in &e.shards {
-                let core = s.core.map_or_else(|| "-".into(), |c| c.to_string());
+                let core = s.head.core.map_or_else(|| "-".into(), |c| c.to_string());
                 let _ = writeln!(
                     o,
                     "shard {} (core {core}, {}{}): {} sessions",
-                    s.shard,
-                    s.backend,
-                    if s.draining { ", draining" } else { "" },
-                    s.sessions
+                    s.head.shard,
+                    s.head.backend,
+                    if s.head.draining { ", draining" } else { "" },
+                    s.head.sessions
                 );
                 let _ = writeln!(
                     o,
@@ -185,15 +185,19 @@ pub fn render(resp: &Response) -> String {
                 "SHARD", "CORE", "BACKEND", "SESSIONS", "STATE"
             );
             for s in &s.shards {
-                let core = s.core.map_or_else(|| "-".into(), |c| c.to_string());
+                let core = s.head.core.map_or_else(|| "-".into(), |c| c.to_string());
                 let _ = writeln!(
                     o,
                     "{:>5} {:>4} {:<9} {:>8} {:<8} {}",
-                    s.shard,
+                    s.head.shard,
                     core,
-                    s.backend,
-                    s.sessions,
-                    if s.draining { "draining" } else { "active" },
+                    s.head.backend,
+                    s.head.sessions,
+                    if s.head.draining {
+                        "draining"
+                    } else {
+                        "active"
+                    },
                     list(&s.addrs)
                 );
             }

@@ -50,7 +50,7 @@ pub fn rows(prev: &EngineStats, cur: &EngineStats, dt: Duration) -> Vec<TopRow> 
     cur.shards
         .iter()
         .map(|c| {
-            let p = prev.shards.iter().find(|p| p.shard == c.shard);
+            let p = prev.shards.iter().find(|p| p.head.shard == c.head.shard);
             let zero;
             let p: &ShardStats = match p {
                 Some(p) => p,
@@ -67,11 +67,11 @@ pub fn rows(prev: &EngineStats, cur: &EngineStats, dt: Duration) -> Vec<TopRow> 
                 }
             };
             TopRow {
-                shard: c.shard.0,
-                core: c.core,
-                backend: c.backend.clone(),
-                sessions: c.sessions,
-                draining: c.draining,
+                shard: c.head.shard.0,
+                core: c.head.core,
+                backend: c.head.backend.clone(),
+                sessions: c.head.sessions,
+                draining: c.head.draining,
                 pps_in: rate(p.packets_in, c.packets_in, secs),
                 pps_out: rate(p.packets_out, c.packets_out, secs),
                 mbps_in: rate(p.bytes_in, c.bytes_in, secs) * 8.0 / 1e6,
@@ -193,18 +193,20 @@ pub fn render(cur: &EngineStats, rows: &[TopRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control::{HistogramSummary, ShardId};
+    use control::{HistogramSummary, ShardHead, ShardId};
     use std::collections::BTreeMap;
 
     fn shard(i: u32, pk: u64, by: u64, drops: u64) -> ShardStats {
         let mut d = BTreeMap::new();
         d.insert("x".to_string(), drops);
         ShardStats {
-            shard: ShardId(i),
-            core: Some(i),
-            backend: "io_uring".into(),
-            sessions: 3,
-            draining: i == 1,
+            head: ShardHead {
+                shard: ShardId(i),
+                core: Some(i),
+                backend: "io_uring".into(),
+                sessions: 3,
+                draining: i == 1,
+            },
             healthy: true,
             packets_in: pk,
             packets_out: pk * 2,

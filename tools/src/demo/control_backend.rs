@@ -298,8 +298,8 @@ impl Backend for ControlBackend {
                     .shards
                     .iter()
                     .map(|s| ShardSummary {
-                        shard: s.shard.0 as usize,
-                        sessions: s.sessions,
+                        shard: s.head.shard.0 as usize,
+                        sessions: s.head.sessions,
                         packets_in: s.packets_in,
                         packets_out: s.packets_out,
                         bytes_in: s.bytes_in,

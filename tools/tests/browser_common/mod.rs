@@ -1,14 +1,17 @@
 //! Helpers shared by the browser end-to-end tests: child processes that are reaped,
-//! the `rtc-engine` binary, ports, plain HTTP and result parsing.
+//! the `rtc-engine` binary, an engine + demo pair, the node driver, ports, plain HTTP
+//! and result parsing.
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use control::{ControlClient, Request, Response};
 use serde_json::Value;
 
 /// Kills a child process when dropped (also when the test panics).
@@ -76,4 +79,144 @@ pub fn num(v: &Value, path: &[&str]) -> u64 {
     }
     cur.as_u64()
         .unwrap_or_else(|| panic!("{path:?} is not a number in result: {v}"))
+}
+
+/// `rtc-engine` and `rtc-demo --control` as separate processes, both answering: the
+/// engine's control socket exists and the demo serves `GET /rooms`. Dropping it stops
+/// the demo, then the engine.
+pub struct DemoStack {
+    /// The engine's control socket.
+    pub sock: PathBuf,
+    /// The demo's HTTP address (`127.0.0.1:port`).
+    pub http: String,
+    _demo: Reap,
+    _engine: Reap,
+}
+
+impl DemoStack {
+    /// Starts both: `engine_args` go to `rtc-engine` (its control socket is added),
+    /// `demo_args` to `rtc-demo` (`--control` and `--http` are added). `tag` names the
+    /// temporary directory of the socket.
+    pub fn start(tag: &str, engine_args: &[&str], demo_args: &[&str]) -> DemoStack {
+        let tmp = std::env::temp_dir().join(format!("rtc-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("temp dir");
+        let sock = tmp.join("control.sock");
+        let _ = std::fs::remove_file(&sock);
+        let engine = Reap(
+            Command::new(rtc_engine())
+                .args(engine_args)
+                .arg("--control-socket")
+                .arg(&sock)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("rtc-engine starts"),
+        );
+        let t0 = Instant::now();
+        while !sock.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "rtc-engine never created its control socket"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let http = format!("127.0.0.1:{}", free_port());
+        let demo = Reap(
+            Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
+                .arg("--control")
+                .arg(&sock)
+                .args(["--http", &http])
+                .args(demo_args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("rtc-demo starts"),
+        );
+        while http_get(&http, "/rooms").is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "rtc-demo never answered HTTP"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        DemoStack {
+            sock,
+            http,
+            _demo: demo,
+            _engine: engine,
+        }
+    }
+
+    /// `http://` + the demo's address.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// One request over a new control connection; panics when it fails.
+    pub fn request(&self, req: Request) -> Response {
+        ControlClient::connect(&self.sock)
+            .and_then(|mut c| c.request(req).map_err(std::io::Error::other))
+            .expect("a control request to the engine")
+    }
+}
+
+/// A browser driver script (`tools/browser/<script>`) run by node; killed when dropped.
+pub struct Driver {
+    lines: mpsc::Receiver<String>,
+    _child: Reap,
+}
+
+impl Driver {
+    /// Runs `node tools/browser/<script> args…` with its stdout read line by line.
+    pub fn start(script: &str, args: &[&str]) -> Driver {
+        let dir = browser_dir();
+        assert!(
+            dir.join("node_modules/playwright-core").exists(),
+            "playwright-core missing in {}: run scripts/test-all.sh (it runs npm ci there)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join(script))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node must be installed to run the browser tests");
+        let (tx, rx) = mpsc::channel::<String>();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Driver {
+            lines: rx,
+            _child: Reap(child),
+        }
+    }
+
+    /// The script's `RESULT {json}` line, echoing everything it prints before; panics
+    /// when none comes `within` (a bound on a stuck driver, not on the media) or when
+    /// the result is not `"ok": true`.
+    pub fn result(&self, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    eprintln!("{line}");
+                    if let Some(json) = line.strip_prefix("RESULT ") {
+                        let r: Value = serde_json::from_str(json).expect("RESULT is JSON");
+                        assert_eq!(r["ok"], Value::Bool(true), "browser run failed: {r:#}");
+                        return r;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("the browser script printed no RESULT line in time");
+    }
 }
