@@ -78,7 +78,7 @@ struct SdpMedia<'a> {
 }
 
 /// An SDP file (RFC 8866) for plain RTP at `ip`: one `m=` section per track with its
-/// payload types, RTCP multiplexed (RFC 5761), and an SDES crypto line (RFC 4568) when
+/// preferred payload type, RTCP multiplexed (RFC 5761), and an SDES crypto line (RFC 4568) when
 /// `crypto` gives the suite and base64 key.
 fn sdp(ip: IpAddr, media: &[SdpMedia<'_>], crypto: Option<(&str, &str)>) -> String {
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
@@ -95,8 +95,15 @@ fn sdp(ip: IpAddr, media: &[SdpMedia<'_>], crypto: Option<(&str, &str)>) -> Stri
         } else {
             "RTP/AVP"
         };
-        let media_pts: Vec<&PayloadDesc> =
-            m.payloads.iter().filter(|p| !p.codec.is_repair()).collect();
+        // One codec per section: the first (preferred) media payload type, the one a
+        // publisher sends. ffmpeg reads a single codec per `m=` line (the last
+        // `a=rtpmap`), so listing them all would name the wrong one.
+        let media_pts: Vec<&PayloadDesc> = m
+            .payloads
+            .iter()
+            .filter(|p| !p.codec.is_repair())
+            .take(1)
+            .collect();
         let pts: Vec<String> = media_pts.iter().map(|p| p.pt.to_string()).collect();
         let _ = write!(s, "m={} {} {proto} {}\r\n", m.kind, m.port, pts.join(" "));
         for p in media_pts {
@@ -378,6 +385,11 @@ mod tests {
                 codec: Codec::Rtx,
                 clock_rate: 90_000,
             },
+            PayloadDesc {
+                pt: 98,
+                codec: Codec::Vp9,
+                clock_rate: 90_000,
+            },
         ];
         let opus = [PayloadDesc {
             pt: 111,
@@ -403,6 +415,7 @@ mod tests {
         assert!(s.contains("c=IN IP4 127.0.0.1\r\n"), "{s}");
         assert!(s.contains("m=video 40000 RTP/AVP 96\r\n"), "{s}");
         assert!(s.contains("a=rtpmap:96 VP8/90000\r\n"), "{s}");
+        assert!(!s.contains("VP9"), "{s}");
         assert!(!s.contains("rtx"), "{s}");
         assert!(s.contains("m=audio 40002 RTP/AVP 111\r\n"), "{s}");
         assert!(s.contains("a=rtpmap:111 opus/48000/2\r\n"), "{s}");
