@@ -364,10 +364,23 @@ fn ffmpeg_records_a_webrtc_publisher_from_plain_egress() {
 
 #[test]
 fn ffmpeg_publishes_into_a_plain_ingest_and_a_webrtc_subscriber_gets_vp8() {
+    ingest_from_ffmpeg("ingest", None);
+}
+
+#[test]
+fn ffmpeg_publishes_srtp_with_given_keys_into_a_plain_ingest() {
+    // 30 bytes of key ‖ salt, base64.
+    let key = "WU9VUl9LRVlfU0FMVF8zMF9CWVRFU19fX19fX19f";
+    ingest_from_ffmpeg("ingest-srtp", Some(key));
+}
+
+/// ffmpeg sends a VP8 pattern (SRTP AES_CM_128_HMAC_SHA1_80 with `key`, else plain)
+/// to a plain ingest; a WebRTC subscriber must get a 320-wide keyframe.
+fn ingest_from_ffmpeg(name: &str, key: Option<&str>) {
     if !ffmpeg_available() {
         return;
     }
-    let rig = Rig::start("ingest");
+    let rig = Rig::start(name);
     let room = control::RoomId("ingest".into());
     let src_port = free_port_pair();
     let Ok(Response::PlainIngested(ing)) = rig.call(Request::PlainIngest(control::PlainIngest {
@@ -382,7 +395,11 @@ fn ffmpeg_publishes_into_a_plain_ingest_and_a_webrtc_subscriber_gets_vp8() {
             }],
         }],
         room: Some(room.clone()),
-        srtp: None,
+        srtp: key.map(|k| control::PlainSrtp {
+            suite: "AES_CM_128_HMAC_SHA1_80".into(),
+            key: k.into(),
+            reverse_key: None,
+        }),
         timeout_ms: None,
         shard: None,
     })) else {
@@ -404,7 +421,8 @@ fn ffmpeg_publishes_into_a_plain_ingest_and_a_webrtc_subscriber_gets_vp8() {
 
     let engine_port = ing.addr.rsplit(':').next().unwrap();
     let url = format!(
-        "rtp://{}?localport={src_port}&rtcpport={engine_port}",
+        "{}://{}?localport={src_port}&rtcpport={engine_port}",
+        if key.is_some() { "srtp" } else { "rtp" },
         ing.addr
     );
     let mut ff = Command::new("ffmpeg")
@@ -419,6 +437,15 @@ fn ffmpeg_publishes_into_a_plain_ingest_and_a_webrtc_subscriber_gets_vp8() {
         ])
         .args(["-c:v", "libvpx", "-deadline", "realtime", "-g", "15"])
         .args(["-ssrc", &FFMPEG_SSRC.to_string(), "-payload_type", "96"])
+        .args(match key {
+            Some(k) => vec![
+                "-srtp_out_suite",
+                "AES_CM_128_HMAC_SHA1_80",
+                "-srtp_out_params",
+                k,
+            ],
+            None => Vec::new(),
+        })
         .args(["-f", "rtp", &url])
         .stdout(Stdio::null())
         .spawn()
