@@ -107,7 +107,7 @@ fn free_port_pair() -> u16 {
     for _ in 0..200 {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = a.local_addr().unwrap().port();
-        if p % 2 != 0 || p > 65_000 {
+        if !p.is_multiple_of(2) || p > 65_000 {
             continue;
         }
         if UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
@@ -120,6 +120,17 @@ fn free_port_pair() -> u16 {
 /// Whether something (ffmpeg) has bound UDP `port` on loopback.
 fn bound(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_err()
+}
+
+/// An ffmpeg process, killed and reaped when dropped (also when a test fails).
+struct Ffmpeg(Child);
+
+impl Drop for Ffmpeg {
+    fn drop(&mut self) {
+        // Already exited: both fail harmlessly.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits for `child` to exit (bounded), killing it past the deadline.
@@ -270,17 +281,19 @@ fn ffmpeg_records_a_webrtc_publisher_from_plain_egress() {
     std::fs::write(&sdp, &eg.sdp).unwrap();
     let out = rig.dir.join("rec.mkv");
     let log = std::fs::File::create(rig.dir.join("rec.log")).unwrap();
-    let mut rec = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "info"])
-        .args(["-analyzeduration", "1000000"])
-        .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
-        .arg(&sdp)
-        .args(["-c", "copy", "-y"])
-        .arg(&out)
-        .stdin(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut rec = Ffmpeg(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "info"])
+            .args(["-analyzeduration", "1000000"])
+            .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
+            .arg(&sdp)
+            .args(["-c", "copy", "-y"])
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let listening = drive(&mut clients, Duration::from_secs(15), |_| {
         eg.tracks.iter().all(|t| bound(t.port))
     });
@@ -319,10 +332,10 @@ fn ffmpeg_records_a_webrtc_publisher_from_plain_egress() {
         }
         clients[0].drain(now);
         if !told && ms >= SECS * 1000 {
-            quit(&mut rec);
+            quit(&mut rec.0);
             told = true;
         }
-        if told && matches!(rec.try_wait(), Ok(Some(_))) {
+        if told && matches!(rec.0.try_wait(), Ok(Some(_))) {
             stopped = true;
             break;
         }
@@ -331,7 +344,7 @@ fn ffmpeg_records_a_webrtc_publisher_from_plain_egress() {
         }
     }
     if !stopped {
-        stopped = reap(&mut rec, Duration::from_secs(1));
+        stopped = reap(&mut rec.0, Duration::from_secs(1));
     }
     let log = std::fs::read_to_string(rig.dir.join("rec.log")).unwrap_or_default();
     assert!(stopped, "ffmpeg did not stop: {log}");
@@ -425,39 +438,40 @@ fn ingest_from_ffmpeg(name: &str, key: Option<&str>) {
         if key.is_some() { "srtp" } else { "rtp" },
         ing.addr
     );
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30",
-            "-t",
-            "20",
-        ])
-        .args(["-c:v", "libvpx", "-deadline", "realtime", "-g", "15"])
-        .args(["-ssrc", &FFMPEG_SSRC.to_string(), "-payload_type", "96"])
-        .args(match key {
-            Some(k) => vec![
-                "-srtp_out_suite",
-                "AES_CM_128_HMAC_SHA1_80",
-                "-srtp_out_params",
-                k,
-            ],
-            None => Vec::new(),
-        })
-        .args(["-f", "rtp", &url])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let ff = Ffmpeg(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=30",
+                "-t",
+                "20",
+            ])
+            .args(["-c:v", "libvpx", "-deadline", "realtime", "-g", "15"])
+            .args(["-ssrc", &FFMPEG_SSRC.to_string(), "-payload_type", "96"])
+            .args(match key {
+                Some(k) => vec![
+                    "-srtp_out_suite",
+                    "AES_CM_128_HMAC_SHA1_80",
+                    "-srtp_out_params",
+                    k,
+                ],
+                None => Vec::new(),
+            })
+            .args(["-f", "rtp", &url])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let got = drive(&mut clients, Duration::from_secs(30), |cs| {
         cs[0]
             .rtp
             .iter()
             .any(|p| keyframe_width(&p.payload) == Some(320))
     });
-    let _ = ff.kill();
-    let _ = ff.wait();
+    drop(ff);
     let n = clients[0].rtp.len();
     assert!(got, "no 320-wide VP8 keyframe among {n} packets");
 }

@@ -18,7 +18,12 @@ use crate::srtp::{SrtpContext, SrtpError, SrtpProfile};
 /// How one direction of media is protected: SRTP, or not at all (plain RTP mode
 /// without keys). The methods mirror [`SrtpContext`]'s so the send and receive paths
 /// do not care which.
+///
+/// The SRTP variant is large; it lives once per direction in each `Rtc`, in place like
+/// the `Option<SrtpContext>` it replaced, so boxing it would only add a pointer chase
+/// per packet.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Protection {
     /// SRTP/SRTCP with a context keyed by DTLS-SRTP or given keys.
     Srtp(SrtpContext),

@@ -184,7 +184,9 @@ mod tests {
 
     #[test]
     fn track_specs_parse() {
-        let t = ingest_track("video:1234:96:VP8/90000").expect("valid");
+        let Ok(t) = ingest_track("video:1234:96:VP8/90000") else {
+            panic!("valid spec refused")
+        };
         assert_eq!(t.kind, MediaKind::Video);
         assert_eq!(t.ssrc, 1234);
         assert_eq!(t.payloads[0].codec, "VP8");
@@ -192,7 +194,9 @@ mod tests {
         assert!(ingest_track("video:x:96:VP8/90000").is_err());
         assert!(ingest_track("text:1:96:VP8/90000").is_err());
         assert!(ingest_track("video:1:96:VP8").is_err());
-        let r = track_ref("7:1").expect("valid");
+        let Ok(r) = track_ref("7:1") else {
+            panic!("valid ref refused")
+        };
         assert_eq!(r.session, SessionId(7));
         assert!(track_ref("7").is_err());
     }
