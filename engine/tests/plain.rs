@@ -242,11 +242,24 @@ fn keyframe_width(p: &[u8]) -> Option<u16> {
 
 #[test]
 fn ffmpeg_records_a_webrtc_publisher_from_plain_egress() {
+    record_from_egress("rec", None);
+}
+
+#[test]
+fn ffmpeg_records_srtp_from_plain_egress_with_the_sdp_crypto_line() {
+    // 30 bytes of key ‖ salt, base64 (AES_CM_128_HMAC_SHA1_80, what ffmpeg knows).
+    record_from_egress("rec-srtp", Some("UkVDT1JESU5HX0tFWV9TQUxUXzMwX0JZVEVTX18x"));
+}
+
+/// A WebRTC publisher sends 5 s of VP8 + Opus; ffmpeg records the room from the plain
+/// egress's SDP (SRTP AES_CM_128_HMAC_SHA1_80 with `key`, else plain RTP); ffprobe must
+/// find both codecs and 5 ± 1 s.
+fn record_from_egress(name: &str, key: Option<&str>) {
     if !ffmpeg_available() {
         return;
     }
     const SECS: u32 = 5;
-    let rig = Rig::start("rec");
+    let rig = Rig::start(name);
     let frames = vp8_frames(&rig.dir, SECS);
     assert!(frames.len() >= 140, "{} frames", frames.len());
     let room = control::RoomId("rec".into());
@@ -272,7 +285,11 @@ fn ffmpeg_records_a_webrtc_publisher_from_plain_egress() {
         tracks: None,
         addr: "127.0.0.1".into(),
         port,
-        srtp: None,
+        srtp: key.map(|k| control::PlainSrtp {
+            suite: "AES_CM_128_HMAC_SHA1_80".into(),
+            key: k.into(),
+            reverse_key: None,
+        }),
     })) else {
         panic!("plain.egress failed");
     };
