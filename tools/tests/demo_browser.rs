@@ -9,10 +9,7 @@
 //! Fails (never skips) when Chromium or node cannot run: `scripts/test-all.sh`
 //! installs Chromium and the Node packages first.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use control::{ControlClient, Request, Response};
 use serde_json::Value;
@@ -30,98 +27,22 @@ fn ids(v: &Value) -> Vec<u64> {
 
 #[test]
 fn chromium_pages_meet_in_a_room_across_shards() {
-    let dir = browser_dir();
-    assert!(
-        dir.join("node_modules/playwright-core").exists(),
-        "playwright-core missing in {}: run scripts/test-all.sh (it runs npm ci there)",
-        dir.display()
-    );
-    let tmp = std::env::temp_dir().join(format!("rtc-demo-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let sock = tmp.join("control.sock");
-    let _engine = Reap(
-        Command::new(rtc_engine())
-            .args(["--shards", "2", "--pin", "false", "--control-socket"])
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rtc-engine starts"),
-    );
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "rtc-engine never created its control socket"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let http = format!("127.0.0.1:{}", free_port());
-    let _demo = Reap(
-        Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
-            .arg("--control")
-            .arg(&sock)
-            .args(["--http", &http])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rtc-demo starts"),
-    );
-    while http_get(&http, "/rooms").is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "rtc-demo never answered HTTP"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stack = demo_stack("demo-e2e", 2);
+    let (http, sock) = (&stack.http, &stack.sock);
     let base = format!("http://{http}");
-
-    let mut child = Command::new("node")
-        .arg(dir.join("demo-e2e.js"))
-        .arg(&base)
-        .arg("e2e")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node must be installed to run the browser tests");
-    let (tx, rx) = mpsc::channel::<String>();
-    if let Some(out) = child.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(55);
-    let mut result = None;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                eprintln!("{line}");
-                if let Some(json) = line.strip_prefix("RESULT ") {
-                    result = Some(serde_json::from_str::<Value>(json).expect("RESULT is JSON"));
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
+    let (child, result) = node_result("demo-e2e.js", &[&base, "e2e"], Duration::from_secs(55));
     // Server-side view before tearing down: the demo's room listing and the engine's
     // stats over the control socket.
-    let room: Value = http_get(&http, "/rooms/e2e")
+    let room: Value = http_get(http, "/rooms/e2e")
         .and_then(|b| serde_json::from_str(&b).ok())
         .expect("GET /rooms/e2e answers JSON");
-    let stats = ControlClient::connect(&sock)
+    let stats = ControlClient::connect(sock)
         .and_then(|mut c| {
             c.request(Request::EngineStats)
                 .map_err(std::io::Error::other)
         })
         .expect("engine.stats over the control socket");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     let r = result.expect("the browser script printed no RESULT line in time");
     assert_eq!(r["ok"], Value::Bool(true), "browser run failed: {r:#}");
