@@ -366,6 +366,15 @@ fn record_from_egress(name: &str, key: Option<&str>) {
     let log = std::fs::read_to_string(rig.dir.join("rec.log")).unwrap_or_default();
     assert!(stopped, "ffmpeg did not stop: {log}");
 
+    // The egress legs asked the publisher for a keyframe (PLI) when they started.
+    let plis = clients[0].keyframe_requests.len();
+    assert!(
+        clients[0]
+            .keyframe_requests
+            .iter()
+            .any(|(_, ssrc)| *ssrc == VIDEO_SSRC),
+        "no keyframe request reached the publisher ({plis} requests)"
+    );
     let probe = Command::new("ffprobe")
         .args([
             "-v",
