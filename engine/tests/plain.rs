@@ -616,3 +616,40 @@ fn bad_plain_requests_are_typed_errors() {
     let again = rig.call(ingest("127.0.0.1:5000", None));
     assert!(matches!(again, Ok(Response::PlainIngested(_))), "{again:?}");
 }
+
+#[test]
+fn a_silent_ingest_is_closed_after_its_timeout() {
+    let rig = Rig::start("silent");
+    let ingest = |timeout_ms| {
+        let req = Request::PlainIngest(control::PlainIngest {
+            source: format!("127.0.0.1:{}", free_port_pair()),
+            tracks: vec![control::PlainIngestTrack {
+                kind: control::MediaKind::Audio,
+                ssrc: 9,
+                payloads: vec![control::RelayPayload {
+                    pt: 111,
+                    codec: "opus".into(),
+                    clock_rate: 48_000,
+                }],
+            }],
+            room: None,
+            srtp: None,
+            timeout_ms,
+            shard: None,
+        });
+        match rig.call(req) {
+            Ok(Response::PlainIngested(i)) => i.session,
+            other => panic!("plain.ingest: {other:?}"),
+        }
+    };
+    let (quiet, kept) = (ingest(Some(300)), ingest(None));
+    let stats = |s| rig.call(Request::SessionStats(control::SessionRef { session: s }));
+    let end = Instant::now() + Duration::from_secs(20);
+    while stats(quiet).is_ok() {
+        assert!(Instant::now() < end, "the silent ingest was not closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(code(stats(quiet)), ErrorCode::NotFound);
+    // Without a timeout it stays.
+    assert!(stats(kept).is_ok());
+}
