@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property, integration and browser-interop tests.
-# Installs what it needs on a fresh Debian machine: Chromium (for the interop tests)
-# and the Node package that drives it.
+# Installs what it needs on a fresh Debian machine: Chromium (for the interop tests),
+# the Node package that drives it, and ffmpeg (plain RTP tests, engine/tests/plain.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,11 @@ fi
 if ! command -v node >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  echo "== installing ffmpeg (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
 fi
 (cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
 

@@ -47,11 +47,13 @@ pub struct Hello {
 
 mod event_bodies;
 mod params;
+mod plain;
 mod relay;
 mod renegotiate;
 pub use event_bodies::*;
 use params::NoParams;
 pub use params::*;
+pub use plain::*;
 pub use relay::*;
 pub use renegotiate::*;
 
@@ -450,6 +452,10 @@ protocol! {
         RelayAnswer(RelayAnswer),
         /// `relay.publish`.
         RelayTrack(RelayTrack),
+        /// `plain.egress`.
+        PlainEgressed(PlainEgressed),
+        /// `plain.ingest`.
+        PlainIngested(PlainIngested),
         /// Operations with nothing to report: `{}`.
         Done,
     }
@@ -499,6 +505,10 @@ protocol! {
         RelayAttach = "relay.attach" (RelayAttach) => Done;
         /// Closes a relay (both ends report `relay.down`).
         RelayClose = "relay.close" (RelayRef) => Done;
+        /// Sends a room's tracks as plain RTP/SRTP to a UDP address (one session per track).
+        PlainEgress = "plain.egress" (PlainEgress) => PlainEgressed;
+        /// Receives plain RTP/SRTP from a UDP source as a publisher session.
+        PlainIngest = "plain.ingest" (PlainIngest) => PlainIngested;
     }
 }
 

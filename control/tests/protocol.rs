@@ -170,6 +170,36 @@ fn all_requests() -> Vec<Request> {
             session: SessionId(1),
             answer: "v=0\r\n".into(),
         }),
+        Request::PlainEgress(PlainEgress {
+            room: RoomId("lobby".into()),
+            tracks: Some(vec![PlainTrackRef {
+                session: SessionId(1),
+                track: TrackId("1".into()),
+            }]),
+            addr: "127.0.0.1".into(),
+            port: 40000,
+            srtp: Some(PlainSrtp {
+                suite: "AES_CM_128_HMAC_SHA1_80".into(),
+                key: "QUJD".into(),
+                reverse_key: None,
+            }),
+        }),
+        Request::PlainIngest(PlainIngest {
+            source: "127.0.0.1:5004".into(),
+            tracks: vec![PlainIngestTrack {
+                kind: MediaKind::Video,
+                ssrc: 1234,
+                payloads: vec![RelayPayload {
+                    pt: 96,
+                    codec: "VP8".into(),
+                    clock_rate: 90000,
+                }],
+            }],
+            room: Some(RoomId("lobby".into())),
+            srtp: None,
+            timeout_ms: Some(5000),
+            shard: None,
+        }),
     ]
 }
 
@@ -625,6 +655,37 @@ fn all_responses() -> Vec<(OpKind, Response)> {
         (
             OpKind::SessionAnswer,
             Response::Renegotiated(Renegotiated::default()),
+        ),
+        (
+            OpKind::PlainEgress,
+            Response::PlainEgressed(PlainEgressed {
+                tracks: vec![PlainEgressTrack {
+                    session: SessionId(9),
+                    source: PlainTrackRef {
+                        session: SessionId(1),
+                        track: TrackId("1".into()),
+                    },
+                    kind: MediaKind::Audio,
+                    port: 40000,
+                    ssrc: 77,
+                    payloads: vec![RelayPayload {
+                        pt: 111,
+                        codec: "opus".into(),
+                        clock_rate: 48000,
+                    }],
+                }],
+                sdp: "v=0\r\n".into(),
+            }),
+        ),
+        (
+            OpKind::PlainIngest,
+            Response::PlainIngested(PlainIngested {
+                session: SessionId(10),
+                shard: ShardId(0),
+                addr: "127.0.0.1:40000".into(),
+                tracks: vec![TrackId("p0".into())],
+                sdp: "v=0\r\n".into(),
+            }),
         ),
     ]
 }

@@ -467,6 +467,13 @@ pub enum EngineError {
         /// The configured limit.
         limit: usize,
     },
+    /// The address is the peer of another live session on the shard (plain RTP: a
+    /// shard demultiplexes by source address and never moves one to a second session).
+    #[error("address {0} is in use by another session")]
+    AddressInUse(std::net::SocketAddr),
+    /// The engine has no shard address of the family of the plain RTP peer's.
+    #[error("no engine address to reach {0}")]
+    NoRoute(std::net::SocketAddr),
     /// [`EngineConfig::max_rooms`](crate::EngineConfig::max_rooms) rooms exist.
     #[error("too many rooms (at most {limit})")]
     TooManyRooms {

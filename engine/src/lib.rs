@@ -49,7 +49,7 @@ pub use api::{
 };
 pub use config::EngineConfig;
 pub use engine::{
-    Engine, EngineEvents, EngineHandle, RelayAnswer, RelayInvite, RelayParams, RelayStats,
-    RelayTrack,
+    Engine, EngineEvents, EngineHandle, PlainEgress, PlainIngest, PlainParams, PlainTrack,
+    RelayAnswer, RelayInvite, RelayParams, RelayStats, RelayTrack,
 };
 pub use sfu::allocator::Preference;

@@ -76,6 +76,27 @@ impl<'a> DirectApi<'a> {
         Ok(())
     }
 
+    /// Plain RTP mode: no ICE and no DTLS. Media goes to `remote` (from `local`, the
+    /// address of the caller's socket) at once and is accepted only from `remote`,
+    /// unprotected or, with `srtp`, protected with keys agreed out of band. The
+    /// `Rtc` is connected when this returns ([`Event::Connected`](crate::Event::Connected)
+    /// follows); declare media and streams as for any direct-API connection. Call it
+    /// before anything starts ICE or DTLS.
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when ICE or DTLS already started, or `remote` is
+    /// unspecified or has port 0; [`RtcError::SrtpKeys`] when a key ‖ salt does not
+    /// have the profile's length ([`PlainSrtp::key_len`](crate::PlainSrtp::key_len)).
+    pub fn start_plain(
+        &mut self,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        srtp: Option<&crate::PlainSrtp>,
+    ) -> Result<(), RtcError> {
+        self.rtc.start_plain(local, remote, srtp)
+    }
+
     /// Declares a media section.
     pub fn declare_media(&mut self, mid: Mid, kind: MediaKind) {
         self.rtc.add_media_entry(MediaInfo::new(mid, kind));

@@ -121,7 +121,6 @@ impl Client {
         media: &[(MediaKind, Direction)],
         use_backend: bool,
     ) -> Client {
-        let now = Instant::now();
         let transport = if use_backend {
             let cfg = IoConfig {
                 bind: vec!["127.0.0.1:0".parse().unwrap()],
@@ -139,17 +138,45 @@ impl Client {
             Transport::Std(s) => s.local_addr().unwrap(),
             Transport::Backend(b) => b.local_addrs()[0],
         };
+        Client::offer_to(name, transport, addr, media, |offer| {
+            let info = engine
+                .create_session(SessionSetup::Offer(offer), placement)
+                .unwrap();
+            (info.id, info.answer.unwrap())
+        })
+    }
+
+    /// A client on a std socket whose SDP offer (one section per entry of `media`) is
+    /// answered by `create`: (the engine session, the SDP answer). For sessions created
+    /// another way than [`EngineHandle::create_session`] (e.g. the control plane).
+    pub fn connect_offer(
+        name: &str,
+        media: &[(MediaKind, Direction)],
+        create: impl FnOnce(String) -> (SessionId, String),
+    ) -> Client {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_nonblocking(true).unwrap();
+        let addr = s.local_addr().unwrap();
+        Client::offer_to(name, Transport::Std(s), addr, media, create)
+    }
+
+    fn offer_to(
+        name: &str,
+        transport: Transport,
+        addr: SocketAddr,
+        media: &[(MediaKind, Direction)],
+        create: impl FnOnce(String) -> (SessionId, String),
+    ) -> Client {
+        let now = Instant::now();
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
         rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).unwrap());
         let mut api = rtc.sdp_api();
         let mids: Vec<Mid> = media.iter().map(|(k, d)| api.add_media(*k, *d)).collect();
         let (offer, pending) = api.apply().unwrap();
-        let info = engine
-            .create_session(SessionSetup::Offer(offer.to_sdp_string()), placement)
-            .unwrap();
-        let answer = SdpAnswer::from_sdp_string(info.answer.as_deref().unwrap()).unwrap();
+        let (id, answer) = create(offer.to_sdp_string());
+        let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
-        Client::new(name, rtc, transport, addr, now, info.id, mids)
+        Client::new(name, rtc, transport, addr, now, id, mids)
     }
 
     /// A client set up through the direct API on both sides (no SDP): media sections

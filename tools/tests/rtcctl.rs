@@ -128,6 +128,27 @@ impl ControlHandler for Handler {
                 }],
             }),
             Request::Subscribe(_) => Response::Tracks(TrackList { tracks: vec![] }),
+            Request::PlainEgress(e) => Response::PlainEgressed(PlainEgressed {
+                tracks: vec![PlainEgressTrack {
+                    session: SessionId(9),
+                    source: PlainTrackRef {
+                        session: SessionId(5),
+                        track: TrackId("1".into()),
+                    },
+                    kind: MediaKind::Video,
+                    port: e.port,
+                    ssrc: 77,
+                    payloads: vec![],
+                }],
+                sdp: "v=0\r\n".into(),
+            }),
+            Request::PlainIngest(p) => Response::PlainIngested(PlainIngested {
+                session: SessionId(8),
+                shard: p.shard.unwrap_or(ShardId(0)),
+                addr: "192.0.2.1:4000".into(),
+                tracks: vec![TrackId("p0".into())],
+                sdp: "v=0\r\nm=video 4000 RTP/AVP 96\r\n".into(),
+            }),
             Request::SessionRenegotiate(r) => Response::Renegotiated(control::Renegotiated {
                 answer: Some(format!("answer-to:{}", r.offer.len())),
                 added: vec!["2".into()],
@@ -304,6 +325,78 @@ fn json_output_for_each_command() {
         Request::ChannelSend(c) if c.channel == ChannelRef::Label("chat".into()))));
     assert!(calls.iter().any(|r| matches!(r,
         Request::KeyframeRequest(k) if k.track == Some(TrackId("0".into())))));
+}
+
+#[test]
+fn plain_ingest_and_egress_commands() {
+    let (s, h, dir) = server();
+    let sock = s.path().to_path_buf();
+    let sdp = dir.join("ingest.sdp");
+    let sdp_arg = sdp.to_str().expect("utf8 path").to_string();
+    let o = rtcctl(
+        &sock,
+        &[
+            "plain",
+            "ingest",
+            "--source",
+            "127.0.0.1:5004",
+            "--track",
+            "video:1234:96:VP8/90000",
+            "--room",
+            "lobby",
+            "--srtp-suite",
+            "AES_CM_128_HMAC_SHA1_80",
+            "--srtp-key",
+            "QUJD",
+            "--sdp-file",
+            &sdp_arg,
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("send to 192.0.2.1:4000"), "{out}");
+    assert!(!out.contains("m=video"), "the SDP went to the file: {out}");
+    assert!(
+        std::fs::read_to_string(&sdp)
+            .expect("sdp written")
+            .contains("m=video 4000")
+    );
+    let o = rtcctl(
+        &sock,
+        &[
+            "plain",
+            "egress",
+            "lobby",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            "40000",
+            "--track",
+            "5:1",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("session 9 sends 5:1 (video) to port 40000"),
+        "{out}"
+    );
+    let bad = rtcctl(
+        &sock,
+        &["plain", "ingest", "--source", "x", "--track", "video:1"],
+    );
+    assert_eq!(bad.status.code(), Some(4), "{bad:?}");
+    let calls = h.calls.lock().expect("lock");
+    assert!(calls.iter().any(|c| matches!(c,
+        Request::PlainIngest(p) if p.tracks[0].ssrc == 1234
+            && p.tracks[0].payloads[0].codec == "VP8"
+            && p.srtp.as_ref().is_some_and(|k| k.key == "QUJD")
+            && p.room.as_ref().is_some_and(|r| r.0 == "lobby"))));
+    assert!(calls.iter().any(|c| matches!(c,
+        Request::PlainEgress(e) if e.port == 40000
+            && e.tracks.as_ref().is_some_and(|t| t[0].session.0 == 5 && t[0].track.0 == "1"))));
+    drop(calls);
+    drop(s);
 }
 
 #[test]

@@ -42,6 +42,8 @@ impl ControlHandler for EngineControl {
             Request::RelayUnpublish(r) => self.relay_unpublish(r),
             Request::RelayAttach(r) => self.relay_attach(r),
             Request::RelayClose(r) => self.relay_close(r),
+            Request::PlainEgress(r) => self.plain_egress(client, r),
+            Request::PlainIngest(r) => self.plain_ingest(client, r),
             Request::SessionRenegotiate(r) => {
                 let id = SessionId(r.session.0);
                 self.renegotiated(id, self.shared.engine.renegotiate(id, &r.offer))
@@ -162,16 +164,7 @@ impl EngineControl {
             .map_err(map_err)?;
         let room = match &req.room {
             Some(name) => {
-                let rid = {
-                    let mut st = self.shared.state();
-                    match st.rooms.get(&name.0) {
-                        Some(r) => Ok(*r),
-                        None => eng.create_room(&name.0).inspect(|r| {
-                            st.rooms.insert(name.0.clone(), *r);
-                        }),
-                    }
-                };
-                let rid = match rid {
+                let rid = match self.ensure_room(name) {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = eng.close_session(info.id);
@@ -260,7 +253,7 @@ impl EngineControl {
         Ok(Response::SessionStats(stats_of(&snap, room, age_ms, media)))
     }
 
-    fn publish(&self, p: control::Publish) -> Result<Response, ControlError> {
+    pub(super) fn publish(&self, p: control::Publish) -> Result<Response, ControlError> {
         let id = SessionId(p.session.0);
         let rid = self.room_id(&p.room.0)?;
         let media = self.media_of(id)?;

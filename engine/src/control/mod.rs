@@ -34,6 +34,7 @@
 
 mod dispatch;
 mod placement;
+mod plain;
 mod pump;
 mod relay;
 mod rooms;

@@ -37,6 +37,20 @@ impl EngineControl {
             .ok_or_else(|| ControlError::not_found(format!("no room {name:?}")))
     }
 
+    /// The room named `name`, created when missing.
+    pub(super) fn ensure_room(
+        &self,
+        name: &control::RoomId,
+    ) -> Result<RoomId, crate::api::EngineError> {
+        let mut st = self.shared.state();
+        match st.rooms.get(&name.0) {
+            Some(r) => Ok(*r),
+            None => self.shared.engine.create_room(&name.0).inspect(|r| {
+                st.rooms.insert(name.0.clone(), *r);
+            }),
+        }
+    }
+
     pub(super) fn room_create(&self, r: control::RoomRef) -> Result<Response, ControlError> {
         check_room_name(&r.room.0)?;
         let mut st = self.shared.state();

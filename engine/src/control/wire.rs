@@ -24,7 +24,8 @@ pub(super) fn map_err(e: EngineError) -> ControlError {
         EngineError::ShardDraining(_) | EngineError::Timeout(_) | EngineError::ShardDown(_) => {
             ErrorCode::Unavailable
         }
-        EngineError::NotInRoom(..) => ErrorCode::Conflict,
+        EngineError::NotInRoom(..) | EngineError::AddressInUse(_) => ErrorCode::Conflict,
+        EngineError::NoRoute(_) => ErrorCode::BadParams,
         EngineError::Rtc(_) => ErrorCode::BadParams,
         EngineError::SessionPanicked(_) => ErrorCode::BadParams,
         EngineError::ShardGone(_) => ErrorCode::ShuttingDown,

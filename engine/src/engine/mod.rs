@@ -21,6 +21,7 @@ use crate::sfu::allocator::Preference;
 use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
 
 mod events;
+mod plain;
 mod registry;
 mod relay;
 mod renegotiate;
@@ -30,6 +31,7 @@ mod start;
 mod tests;
 
 pub use events::EngineEvents;
+pub use plain::{PlainEgress, PlainIngest, PlainParams, PlainTrack};
 use registry::{RegLeg, RegRoom, RegSession, Registry, Replies, legs_where};
 pub use relay::{RelayAnswer, RelayInvite, RelayParams, RelayStats, RelayTrack};
 
@@ -439,6 +441,20 @@ impl EngineHandle {
                 Err(e)
             }
         }
+    }
+
+    /// The media sections of a session as the registry knows them (negotiated, declared
+    /// or added by legs).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownSession`] for an unknown session.
+    pub fn session_media(&self, id: SessionId) -> Result<Vec<MediaDesc>, EngineError> {
+        self.registry()
+            .sessions
+            .get(&id)
+            .map(|s| s.media.clone())
+            .ok_or(EngineError::UnknownSession(id))
     }
 
     /// Closes a session (DTLS close_notify is sent) and removes it from its rooms; legs

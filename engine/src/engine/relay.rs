@@ -142,6 +142,8 @@ pub(super) struct RelayEntry {
     /// (so nothing reaches it before it knows its peer).
     pending: Option<Box<Prepared>>,
     next_mid: u32,
+    /// A plain RTP session (`plain.egress`/`plain.ingest`), not a relay to another engine.
+    plain: bool,
 }
 
 #[derive(Default)]
@@ -155,7 +157,7 @@ impl EngineHandle {
         self.inner.relays.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn pick_shard(&self, placement: Placement) -> Result<usize, EngineError> {
+    pub(super) fn pick_shard(&self, placement: Placement) -> Result<usize, EngineError> {
         match placement {
             Placement::Shard(i) => self.live_link(i).map(|_| i),
             Placement::Auto => self.least_loaded_shard().ok_or(EngineError::ShardDown(0)),
@@ -215,13 +217,7 @@ impl EngineHandle {
                 .call(shard, |reply| {
                     Command::Relay(RelayCmd::Register { id, setup, reply })
                 })
-                .and_then(|ok| {
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(EngineError::UnknownSession(id))
-                    }
-                }),
+                .and_then(|r| r),
             Ok(Ok(None)) => Err(EngineError::Rtc(RtcError::InvalidState(
                 "ICE ufrag collision; retry",
             ))),
@@ -235,6 +231,47 @@ impl EngineHandle {
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// Installs a prepared plain RTP session (see `plain.rs`) and records it like a
+    /// connected relay end, so that [`EngineHandle::relay_publish`] and
+    /// [`EngineHandle::relay_attach`] take it. Records of plain sessions that ended
+    /// are dropped here.
+    pub(super) fn install_plain(
+        &self,
+        shard: usize,
+        prepared: Prepared,
+        setup: RelaySetup,
+    ) -> Result<SessionId, EngineError> {
+        let id = self.install_relay(shard, prepared, setup)?;
+        let live: Vec<SessionId> = {
+            let reg = self.registry();
+            self.relays()
+                .entries
+                .iter()
+                .filter(|(id, e)| e.plain && reg.sessions.contains_key(id))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let mut relays = self.relays();
+        relays.entries.retain(|k, e| !e.plain || live.contains(k));
+        relays.entries.insert(
+            id,
+            RelayEntry {
+                shard,
+                params: RelayParams::default(),
+                keepalive_ssrc: 0,
+                pending: None,
+                next_mid: 0,
+                plain: true,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Forgets the record of a plain session whose set-up failed after installation.
+    pub(super) fn forget_plain(&self, id: SessionId) {
+        self.relays().entries.remove(&id);
     }
 
     /// The listening end of a relay (on the engine that receives tracks): returns the
@@ -275,6 +312,7 @@ impl EngineHandle {
                 keepalive_ssrc,
                 pending: Some(Box::new(prepared)),
                 next_mid: 0,
+                plain: false,
             },
         );
         Ok(invite)
@@ -307,9 +345,10 @@ impl EngineHandle {
         let setup = RelaySetup {
             keepalive_ssrc,
             peer_keepalive_ssrc: Some(invite.keepalive_ssrc),
-            keepalive: params.keepalive,
-            timeout: params.timeout,
+            keepalive: Some(params.keepalive),
+            timeout: Some(params.timeout),
             remote: Some(invite.addr),
+            plain: false,
         };
         self.install_relay(shard, prepared, setup)?;
         self.relays().entries.insert(
@@ -320,6 +359,7 @@ impl EngineHandle {
                 keepalive_ssrc,
                 pending: None,
                 next_mid: 0,
+                plain: false,
             },
         );
         Ok(RelayAnswer {
@@ -356,9 +396,10 @@ impl EngineHandle {
             let setup = RelaySetup {
                 keepalive_ssrc,
                 peer_keepalive_ssrc: Some(answer.keepalive_ssrc),
-                keepalive: params.keepalive,
-                timeout: params.timeout,
+                keepalive: Some(params.keepalive),
+                timeout: Some(params.timeout),
                 remote: None,
+                plain: false,
             };
             self.install_relay(shard, *prepared, setup)
         });
@@ -634,6 +675,7 @@ impl EngineHandle {
             self.relays()
                 .entries
                 .iter()
+                .filter(|(_, e)| !e.plain)
                 .filter(|(id, e)| e.pending.is_some() || reg.sessions.contains_key(id))
                 .map(|(id, _)| *id)
                 .collect()

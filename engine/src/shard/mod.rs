@@ -61,7 +61,9 @@ mod recv;
 mod relay;
 mod session;
 
-pub(crate) use relay::{RelayCmd, RelayEnd, RelaySetup, accept_relay, prepare_relay};
+pub(crate) use relay::{
+    RelayCmd, RelayEnd, RelaySetup, accept_relay, prepare_plain, prepare_relay,
+};
 pub(crate) use session::{Prepared, Renegotiated, SdpChange, SessionParams, prepare_session};
 
 /// A publisher's media section: the unit of routing.

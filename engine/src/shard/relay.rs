@@ -53,10 +53,14 @@ pub(crate) struct RelaySetup {
     pub keepalive_ssrc: u32,
     /// The peer's keepalive SSRC, when known.
     pub peer_keepalive_ssrc: Option<u32>,
-    /// Keepalive interval.
-    pub keepalive: Duration,
-    /// Silence after which the relay is down.
-    pub timeout: Duration,
+    /// Keepalive interval (`None`: send none, as for plain RTP peers).
+    pub keepalive: Option<Duration>,
+    /// Silence after which the relay is down (`None`: never, as for a plain RTP
+    /// egress whose receiver sends nothing back).
+    pub timeout: Option<Duration>,
+    /// A plain RTP session (no ICE, no DTLS): its address must be free on the shard
+    /// (it is refused otherwise), and its end is no `relay.down`.
+    pub plain: bool,
     /// The peer's address, for the connecting side (its ICE responses and media come
     /// from there before any check of ours could teach it).
     pub remote: Option<std::net::SocketAddr>,
@@ -191,7 +195,7 @@ pub(crate) enum RelayCmd {
     Register {
         id: SessionId,
         setup: RelaySetup,
-        reply: Sender<bool>,
+        reply: Sender<Result<(), EngineError>>,
     },
     /// Sending side: a media section for a relayed track; the reply is the SSRC of its
     /// send stream (the `Rtc` keeps its RTX ring and reports under it).
@@ -326,19 +330,32 @@ impl Shard {
         }
     }
 
-    fn relay_register(&mut self, id: SessionId, setup: RelaySetup, now: Instant) -> bool {
+    fn relay_register(
+        &mut self,
+        id: SessionId,
+        setup: RelaySetup,
+        now: Instant,
+    ) -> Result<(), EngineError> {
         let Some(&slot) = self.by_id.get(&id) else {
-            return false;
+            return Err(EngineError::UnknownSession(id));
         };
+        if setup.plain
+            && let Some(remote) = setup.remote
+            && self.by_addr.get(&remote).is_some_and(|&o| o != slot)
+        {
+            // Plain RTP has nothing but the address to tell sessions apart: never
+            // take one another live session owns.
+            return Err(EngineError::AddressInUse(remote));
+        }
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
-            return false;
+            return Err(EngineError::UnknownSession(id));
         };
         let ka = keepalive_mid();
         if let Some(peer) = setup.peer_keepalive_ssrc
             && guarded(s, |rtc| rtc.direct_api().expect_stream_rx(ka, peer)).is_err()
         {
             self.doomed.push((id, CloseReason::Panicked));
-            return false;
+            return Err(EngineError::SessionPanicked(id));
         }
         s.estimate_override = Some(RELAY_ESTIMATE_BPS);
         if let Some(remote) = setup.remote
@@ -359,7 +376,7 @@ impl Shard {
                 setup,
             },
         );
-        true
+        Ok(())
     }
 
     fn relay_attach(
@@ -456,6 +473,10 @@ impl Shard {
         for k in keys {
             self.end_route(k, now);
         }
+        if state.setup.plain {
+            // A plain RTP session is no relay to report; its session end is reported.
+            return;
+        }
         let reason = if state.timed_out {
             crate::api::RelayDownReason::Silent
         } else {
@@ -496,13 +517,18 @@ impl Shard {
                 r.last_heard = now;
                 continue;
             }
-            if now.saturating_duration_since(r.last_heard) > r.setup.timeout {
+            if r.setup
+                .timeout
+                .is_some_and(|t| now.saturating_duration_since(r.last_heard) > t)
+            {
                 r.timed_out = true;
                 silent.push(slot);
                 continue;
             }
-            if now >= r.next_keepalive {
-                r.next_keepalive = now + r.setup.keepalive;
+            if let Some(keepalive) = r.setup.keepalive
+                && now >= r.next_keepalive
+            {
+                r.next_keepalive = now + keepalive;
                 r.ka_seq = r.ka_seq.wrapping_add(1);
                 let h = RtpHeader {
                     payload_type: KEEPALIVE_PT,
@@ -538,7 +564,14 @@ impl Shard {
     pub(super) fn relay_next_due(&self) -> Option<Instant> {
         self.relays
             .values()
-            .map(|r| r.next_keepalive.min(r.last_heard + r.setup.timeout))
+            .filter_map(|r| {
+                let ka = r.setup.keepalive.map(|_| r.next_keepalive);
+                let silent = r.setup.timeout.map(|t| r.last_heard + t);
+                match (ka, silent) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            })
             .min()
     }
 
@@ -567,3 +600,54 @@ impl Shard {
 
 /// Relay state per session id, owned by the shard.
 pub(crate) type Relays = HashMap<SessionId, RelayState>;
+
+/// Builds a plain RTP session's `Rtc` (RTP mode, no ICE, no DTLS; see
+/// `docs/architecture.md`, "Plain RTP"): media goes to `remote` from `local` (the
+/// shard's announced address of the same family) unprotected or with the given SRTP
+/// keys. It is installed and registered like a relay session (no keepalive).
+pub(crate) fn prepare_plain(
+    id: SessionId,
+    cert: &DtlsCert,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    srtp: Option<&rtc_core::PlainSrtp>,
+    now: Instant,
+) -> Result<super::Prepared, EngineError> {
+    let creds = IceCreds::random();
+    let ufrag = creds.ufrag.clone();
+    let local_ice = creds.clone();
+    let built =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Rtc, RtcError> {
+            let mut rtc = Rtc::builder()
+                .set_rtp_mode(true)
+                .set_pacing(false)
+                .set_dtls_cert(cert.clone())
+                .set_local_ice_credentials(creds)
+                // NACKs are answered from the publisher layer's packet cache.
+                .set_rtx_buffer(0, Duration::from_secs(2))
+                .build(now)?;
+            rtc.direct_api().start_plain(local, remote, srtp)?;
+            Ok(rtc)
+        }));
+    let rtc = match built {
+        Ok(r) => r?,
+        Err(_) => return Err(EngineError::SessionPanicked(id)),
+    };
+    let fingerprint = rtc.local_fingerprint().clone();
+    Ok(super::Prepared {
+        rtc,
+        ufrag,
+        pt_mid: Vec::new(),
+        repair_pts: 0,
+        info: crate::api::SessionInfo {
+            id,
+            shard: 0,
+            answer: None,
+            local_ice,
+            fingerprint,
+            candidates: Vec::new(),
+            candidate_addrs: vec![local],
+            media: Vec::new(),
+        },
+    })
+}

@@ -56,6 +56,9 @@ pub enum RtcError {
     /// The operation does not fit the current state.
     #[error("invalid state: {0}")]
     InvalidState(&'static str),
+    /// SRTP keys given for plain RTP mode were refused (wrong length for the profile).
+    #[error("srtp keys: {0}")]
+    SrtpKeys(#[source] SrtpError),
     /// A data-channel operation failed.
     #[error("data channel: {0}")]
     Channel(#[from] SctpError),

@@ -21,6 +21,7 @@ mod error;
 #[cfg(test)]
 mod hardening_tests;
 mod pacing;
+mod plain;
 mod receive;
 mod rtcp;
 mod send;
@@ -31,6 +32,8 @@ mod unverified;
 pub use self::channel::Channel;
 pub use self::config::RtcConfig;
 pub use self::error::{RtcError, WriteError};
+pub use self::plain::PlainSrtp;
+use self::plain::Protection;
 pub use self::send::{StreamTx, Writer};
 pub use self::unverified::UnverifiedRtp;
 pub use crate::stats::PeerStats;
@@ -46,7 +49,7 @@ use crate::io::Protocol;
 use crate::media::{MediaInfo, MediaKind, Mid, Rid};
 use crate::rtp::ExtensionMap;
 use crate::sctp::{ChannelId, SctpTransport};
-use crate::srtp::SrtpContext;
+
 use crate::streams::{RxStream, TxStream};
 
 /// The most remote SSRCs one `Rtc` tracks (bounds state a peer can make us hold).
@@ -108,8 +111,10 @@ enum PendingEvent {
 pub(crate) struct Transport {
     pub(crate) ice: IceAgent,
     pub(crate) dtls: DtlsTransport,
-    srtp_tx: Option<SrtpContext>,
-    srtp_rx: Option<SrtpContext>,
+    srtp_tx: Option<Protection>,
+    srtp_rx: Option<Protection>,
+    /// Plain RTP mode: no ICE, no DTLS; remote address and keys given.
+    plain: bool,
     srtp_profile: Option<SrtpProfileId>,
     /// The nominated pair we send on.
     send_path: Option<(Protocol, SocketAddr, SocketAddr)>,
@@ -297,6 +302,7 @@ impl Rtc {
                 dtls,
                 srtp_tx: None,
                 srtp_rx: None,
+                plain: false,
                 srtp_profile: None,
                 send_path: None,
                 pending_path: None,

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::plain::Protection;
 use super::{
     BUF_SIZE, KEYFRAME_REQUEST_INTERVAL, MAX_RX_STREAMS, PendingEvent, PendingRtp, PendingTransmit,
     Rtc, RtcError,
@@ -719,8 +720,8 @@ impl Rtc {
                     };
                     match SrtpContext::pair_from_keying_material(p, &material, we_are_client) {
                         Ok((tx, rx)) => {
-                            self.transport.srtp_tx = Some(tx);
-                            self.transport.srtp_rx = Some(rx);
+                            self.transport.srtp_tx = Some(Protection::Srtp(tx));
+                            self.transport.srtp_rx = Some(Protection::Srtp(rx));
                             self.transport.srtp_profile = Some(profile);
                             self.stats.dtls_version = self.transport.dtls.version();
                             self.transport.connected = true;

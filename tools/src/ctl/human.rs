@@ -226,6 +226,33 @@ pub fn render(resp: &Response) -> String {
         Response::RelayTrack(x) => {
             let _ = writeln!(o, "{}", serde_json::to_string(x).unwrap_or_default());
         }
+        Response::PlainEgressed(x) => {
+            for t in &x.tracks {
+                let _ = writeln!(
+                    o,
+                    "session {} sends {}:{} ({}) to port {} ssrc {}",
+                    t.session,
+                    t.source.session,
+                    t.source.track,
+                    format!("{:?}", t.kind).to_lowercase(),
+                    t.port,
+                    t.ssrc
+                );
+            }
+            o.push_str(&x.sdp);
+        }
+        Response::PlainIngested(x) => {
+            let tracks: Vec<&str> = x.tracks.iter().map(|t| t.0.as_str()).collect();
+            let _ = writeln!(
+                o,
+                "session {} on shard {}: send to {} (tracks {})",
+                x.session,
+                x.shard.0,
+                x.addr,
+                tracks.join(", ")
+            );
+            o.push_str(&x.sdp);
+        }
         _ => {
             let _ = writeln!(o, "ok");
         }

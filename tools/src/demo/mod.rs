@@ -17,7 +17,7 @@
 //! | --- | --- |
 //! | `POST /whip/{room}` (`application/sdp` offer that sends) | `201`, `Location: /whip/{room}/{resource}`, answer |
 //! | `DELETE /whip/{room}/{resource}` | `200`; the publisher's viewers are closed too |
-//! | `POST /whep/{room}/{publisher}` (offer that receives) | `201`, `Location: /whep/{room}/{publisher}/{resource}`, answer |
+//! | `POST /whep/{room}/{publisher}` (offer that receives; the publisher may also be one the engine has in the room that the demo did not create, e.g. a `plain.ingest`) | `201`, `Location: /whep/{room}/{publisher}/{resource}`, answer |
 //! | `DELETE /whep/{room}/{publisher}/{resource}` | `200` |
 //! | `PATCH` on a session | `405`: no trickle ICE / ICE restart (the engine is ICE-lite and its answer holds all candidates) |
 //! | `OPTIONS` on WHIP/WHEP paths | `204` with `Allow`, CORS and `Accept-Post: application/sdp` |

@@ -14,7 +14,9 @@ use control::{
 };
 use tools::ctl::{self, human, term, top};
 
+mod plain;
 mod relay;
+use plain::{PlainCmd, plain_request};
 use relay::{RelayCmd, relay_request};
 
 #[derive(Parser, Debug)]
@@ -88,6 +90,9 @@ enum Cmd {
     /// Relays to other engines (one DTLS-SRTP session per engine pair, many tracks).
     #[command(subcommand)]
     Relay(RelayCmd),
+    /// Plain RTP/SRTP out (recording with ffmpeg) and in (from ffmpeg, GStreamer).
+    #[command(subcommand)]
+    Plain(PlainCmd),
     /// Live per-shard table, refreshed every second; q or Ctrl-C quits.
     Top {
         /// Print one frame (rates over --interval-ms) and exit.
@@ -502,6 +507,7 @@ fn build_request(cmd: &Cmd) -> Result<Option<Request>, Failure> {
             paused: *paused,
         }),
         Cmd::Relay(r) => relay_request(r)?,
+        Cmd::Plain(p) => plain_request(p)?,
         Cmd::Engine(EngineCmd::Stats) => Request::EngineStats,
         Cmd::Shard(ShardCmd::List) => Request::ShardList,
         Cmd::Shard(ShardCmd::Drain { shard }) => Request::ShardDrain(ShardRef {
@@ -576,6 +582,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                     ..
                 },
             ) => answer_file.clone(),
+            Cmd::Plain(p) => p.sdp_file().cloned(),
             _ => None,
         };
         let mut resp = resp;
@@ -586,6 +593,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 .as_ref()
                 .or(r.fragment.as_ref())
                 .or(r.offer.as_ref()),
+            Response::PlainEgressed(p) => Some(&p.sdp),
+            Response::PlainIngested(p) => Some(&p.sdp),
             _ => None,
         };
         if let (Some(f), Some(a)) = (&answer_file, written) {
@@ -598,6 +607,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                     r.fragment = None;
                     r.offer = None;
                 }
+                Response::PlainEgressed(p) => p.sdp.clear(),
+                Response::PlainIngested(p) => p.sdp.clear(),
                 _ => {}
             }
         }

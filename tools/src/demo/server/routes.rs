@@ -411,6 +411,43 @@ fn drop_empty_room(shared: &Shared, room: &str) {
     }
 }
 
+/// A publisher the engine has in `room` that this demo did not create (e.g. a plain RTP
+/// ingest set up over the control socket, `plain.ingest`): recorded here so that WHEP
+/// viewers can watch it. Its shard is not known to the demo (0 is assumed for placing
+/// viewers); it leaves like any publisher when its session ends.
+fn adopt_publisher(shared: &Shared, room: &str, publisher: u64) {
+    let known = shared
+        .state()
+        .rooms
+        .get(room)
+        .is_some_and(|r| r.publishers.contains_key(&publisher));
+    if known {
+        return;
+    }
+    let Ok(rooms) = shared.backend.list_rooms() else {
+        return;
+    };
+    if !rooms
+        .iter()
+        .any(|r| r.name == room && r.publishers.contains(&publisher))
+    {
+        return;
+    }
+    let mut st = shared.state();
+    st.rooms
+        .entry(room.to_owned())
+        .or_default()
+        .publishers
+        .entry(publisher)
+        .or_insert_with(|| Publisher {
+            shard: 0,
+            kinds: Vec::new(),
+            connected: true,
+            since: Instant::now(),
+            resource: String::new(),
+        });
+}
+
 fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Response {
     // The publisher is named by its session id (as listed in `/rooms/{room}`) or by
     // the resource id of its WHIP Location (all a plain WHIP client knows).
@@ -443,6 +480,7 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
         Ok(h) => h,
         Err(r) => return r,
     };
+    adopt_publisher(shared, room, publisher);
     // `?max_layer=0|1|2`: the viewer receives at most this simulcast layer.
     let max_layer = match req.query_param("max_layer") {
         None => None,
