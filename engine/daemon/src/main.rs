@@ -101,6 +101,10 @@ struct Settings {
     /// UDP port of shard 0; shard i uses port + i (0: ephemeral).
     #[arg(long)]
     port: Option<u16>,
+    /// ICE-TCP (passive TCP candidates) for peers whose networks block UDP: TCP port of
+    /// shard 0, shard i uses port + i (0: ephemeral). Off when not given.
+    #[arg(long)]
+    tcp_port: Option<u16>,
     /// Public IPv4 address announced in ICE candidates.
     #[arg(long)]
     announce: Option<IpAddr>,
@@ -210,6 +214,7 @@ impl Settings {
             bind,
             bind6,
             port,
+            tcp_port,
             announce,
             announce6,
             backend,
@@ -260,6 +265,7 @@ impl Settings {
             cfg.bind_v6 = Some(b);
         }
         cfg.base_port = self.port.unwrap_or(0);
+        cfg.tcp_port = self.tcp_port;
         cfg.announce_v4 = self.announce;
         cfg.announce_v6 = self.announce6;
         cfg.backend = match self.backend.as_deref().unwrap_or("auto") {
