@@ -20,7 +20,7 @@
 //! * a frame that is empty or longer than [`MAX_FRAME`] closes the connection (garbage);
 //! * each connection's send buffer holds at most [`TcpConfig::send_buffer`] bytes; a frame
 //!   that does not fit is dropped ([`DropStats::tcp_send_full`](super::DropStats::tcp_send_full)),
-//!   and a connection whose queued bytes make no progress for
+//!   and a connection whose send buffer does not drain for
 //!   [`TcpConfig::blocked_timeout`] is closed.
 //!
 //! Buffers are allocated when a connection is accepted (receive) or first sends (send
@@ -62,7 +62,8 @@ pub struct TcpConfig {
     pub send_buffer: usize,
     /// A connection must carry a validated STUN binding request this soon.
     pub auth_timeout: Duration,
-    /// A connection whose queued bytes cannot be written for this long is closed.
+    /// A connection whose send buffer has not drained (been written out completely) for
+    /// this long is closed.
     pub blocked_timeout: Duration,
 }
 
@@ -96,7 +97,7 @@ pub struct TcpStats {
     pub closed_garbage: u64,
     /// Closed: not authenticated within [`TcpConfig::auth_timeout`].
     pub closed_unauthenticated: u64,
-    /// Closed: queued bytes made no progress for [`TcpConfig::blocked_timeout`].
+    /// Closed: its send buffer did not drain for [`TcpConfig::blocked_timeout`].
     pub closed_blocked: u64,
     /// Closed by the shard (its session ended).
     pub closed_local: u64,
@@ -133,7 +134,9 @@ struct Conn {
     dirty: bool,
     authenticated: bool,
     opened: Instant,
-    /// Since when queued bytes could not be written (reset by any progress).
+    /// Since when queued bytes have been waiting (reset when the buffer drains: a peer
+    /// that reads slowly but keeps up empties it now and then; a stalled one never does,
+    /// even when its kernel trickles a few bytes in as it compacts its receive queue).
     blocked_since: Option<Instant>,
 }
 
@@ -375,6 +378,10 @@ impl TcpStreams {
             stats.tcp.accepted += 1;
             stats.tcp.open += 1;
             self.arm_scan(now);
+            // Bytes that arrived before the connection joined the epoll set: whether
+            // that raises a fresh readiness on the set's own descriptor is not
+            // something to rely on, so look again on the next poll without waiting.
+            self.pending = true;
         }
         self.pending = true;
     }
@@ -405,7 +412,7 @@ impl TcpStreams {
             let (mut at, end) = (0, c.rx_len);
             let (socket, source, local) = (c.listener, c.peer, c.local);
             let mut garbage = false;
-            while let Some(head) = c.rx.get(at..at + 2) {
+            while let Some(head) = c.rx.get(at..(at + 2).min(end)).filter(|h| h.len() == 2) {
                 let len = usize::from(u16::from_be_bytes([head[0], head[1]]));
                 if len == 0 || len > MAX_FRAME {
                     garbage = true;
@@ -497,7 +504,6 @@ impl TcpStreams {
         let Some(Some(c)) = self.conns.get_mut(slot) else {
             return;
         };
-        let mut progress = false;
         let mut failed = false;
         while let Some(rest) = c.out.get(c.out_head..).filter(|r| !r.is_empty()) {
             match c.stream.write(rest) {
@@ -508,7 +514,6 @@ impl TcpStreams {
                 Ok(n) => {
                     c.out_head += n;
                     stats.tx_bytes += n as u64;
-                    progress = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -526,7 +531,7 @@ impl TcpStreams {
             c.out.clear();
             c.out_head = 0;
             c.blocked_since = None;
-        } else if progress || c.blocked_since.is_none() {
+        } else if c.blocked_since.is_none() {
             c.blocked_since = Some(Instant::now());
         }
         let token = (u64::from(c.generation) << 32) | slot as u64;
