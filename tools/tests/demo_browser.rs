@@ -9,9 +9,7 @@
 //! Fails (never skips) when Chromium or node cannot run: `scripts/test-all.sh`
 //! installs Chromium and the Node packages first.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use control::{ControlClient, Request, Response};
@@ -84,31 +82,7 @@ fn chromium_pages_meet_in_a_room_across_shards() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node must be installed to run the browser tests");
-    let (tx, rx) = mpsc::channel::<String>();
-    if let Some(out) = child.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(55);
-    let mut result = None;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                eprintln!("{line}");
-                if let Some(json) = line.strip_prefix("RESULT ") {
-                    result = Some(serde_json::from_str::<Value>(json).expect("RESULT is JSON"));
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
+    let result = read_result(&mut child, Duration::from_secs(55));
     // Server-side view before tearing down: the demo's room listing and the engine's
     // stats over the control socket.
     let room: Value = http_get(&http, "/rooms/e2e")

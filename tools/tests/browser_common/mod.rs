@@ -3,11 +3,12 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -61,6 +62,35 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Echoes `child`'s stdout lines (a `tools/browser/*.js` script) until its `RESULT {json}`
+/// line, which it returns parsed; `None` when none came within `limit`.
+pub fn read_result(child: &mut Child, limit: Duration) -> Option<Value> {
+    let (tx, rx) = mpsc::channel::<String>();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                eprintln!("{line}");
+                if let Some(json) = line.strip_prefix("RESULT ") {
+                    return Some(serde_json::from_str::<Value>(json).expect("RESULT is JSON"));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    None
 }
 
 pub fn browser_dir() -> PathBuf {
