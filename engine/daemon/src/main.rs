@@ -696,7 +696,7 @@ mod tests {
     #[test]
     fn toml_and_flags_merge() {
         let file: Settings = toml::from_str(
-            "cores = [0, 1]\nport = 40000\nbind = \"127.0.0.1\"\nbackend = \"portable\"\nrecv-buffer = 1048576\ncontrol-socket = \"/tmp/x.sock\"\n",
+            "cores = [0, 1]\nport = 40000\ntcp-port = 41100\nbind = \"127.0.0.1\"\nbackend = \"portable\"\nrecv-buffer = 1048576\ncontrol-socket = \"/tmp/x.sock\"\n",
         )
         .unwrap();
         let cli = Cli::parse_from(["rtc-engine", "--port", "41000", "--gso", "false"]);
@@ -704,6 +704,7 @@ mod tests {
         let cfg = s.engine_config().unwrap();
         assert_eq!(cfg.cores, Some(vec![0, 1]));
         assert_eq!(cfg.base_port, 41000);
+        assert_eq!(cfg.tcp_port, Some(41100), "tcp-port from the file");
         assert_eq!(cfg.backend, BackendPreference::Portable);
         assert_eq!(cfg.io.recv_buffer_bytes, 1_048_576);
         assert!(!cfg.io.gso);
@@ -712,6 +713,7 @@ mod tests {
         assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
         assert_eq!(cfg.max_rooms, 7);
         assert_eq!(cfg.max_sessions, EngineConfig::default().max_sessions);
+        assert_eq!(cfg.tcp_port, None, "ICE-TCP is off unless asked for");
         assert_eq!(s.control_socket, Some(PathBuf::from("/tmp/x.sock")));
         let c = Settings {
             control_mode: Some("0660".into()),
