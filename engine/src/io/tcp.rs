@@ -594,8 +594,8 @@ impl TcpStreams {
         }
     }
 
-    /// Closes connections whose authentication or blocked timeout expired (at most every
-    /// [`SCAN_INTERVAL`]).
+    /// Closes connections whose authentication or blocked timeout expired (checks at
+    /// most every 200 ms).
     pub fn scan(&mut self, stats: &mut IoStats) {
         let Some(at) = self.next_scan else {
             return;
