@@ -21,6 +21,13 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; 
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
 fi
+# The ICE-TCP browser test (tools/tests/demo_browser_tcp.rs) runs Chromium in a network
+# namespace with an nftables rule: unshare (util-linux), ip (iproute2), nft (nftables).
+if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
+  || ! command -v unshare >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 util-linux >/dev/null
+fi
 (cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 # Integration tests and benches/tests/smoke.rs run other packages' binaries (rtc-engine,

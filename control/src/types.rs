@@ -337,6 +337,14 @@ pub struct ShardDetail {
     /// CPU time the shard thread has used, nanoseconds.
     #[serde(default)]
     pub cpu_ns: u64,
+    /// ICE-TCP connections open now (0 when TCP is off).
+    #[serde(default)]
+    pub tcp_open: u64,
+    /// ICE-TCP connection events since start: `accepted`, `refused` (over the cap),
+    /// `authenticated`, and why connections closed: `closed_peer`, `closed_garbage`,
+    /// `closed_unauthenticated`, `closed_blocked`, `closed_local` (session ended).
+    #[serde(default)]
+    pub tcp: BTreeMap<String, u64>,
 }
 
 fn healthy_default() -> bool {

@@ -31,6 +31,12 @@ pub struct EngineConfig {
     pub bind_v6: Option<IpAddr>,
     /// Port of shard 0; shard `i` binds `base_port + i`. 0: ephemeral ports.
     pub base_port: u16,
+    /// ICE-TCP (RFC 6544 passive candidates, RFC 4571 framing) for peers whose networks
+    /// block UDP: `None` (default) = off; `Some(0)` = each shard listens on an ephemeral
+    /// TCP port; `Some(p)` = shard `i` listens on `p + i` (one port per shard, like UDP:
+    /// a connection must reach the shard that holds its session). Bounds are in
+    /// [`IoConfig::tcp`](crate::io::IoConfig::tcp).
+    pub tcp_port: Option<u16>,
     /// Public IPv4 address announced in candidates instead of `bind_v4` (1:1 NAT).
     pub announce_v4: Option<IpAddr>,
     /// Public IPv6 address announced instead of `bind_v6`.
@@ -116,6 +122,7 @@ impl fmt::Debug for EngineConfig {
             .field("bind_v4", &self.bind_v4)
             .field("bind_v6", &self.bind_v6)
             .field("base_port", &self.base_port)
+            .field("tcp_port", &self.tcp_port)
             .field("announce_v4", &self.announce_v4)
             .field("announce_v6", &self.announce_v6)
             .field("backend", &self.backend)
@@ -153,6 +160,7 @@ impl Default for EngineConfig {
             bind_v4: Some(IpAddr::from([127, 0, 0, 1])),
             bind_v6: None,
             base_port: 0,
+            tcp_port: None,
             announce_v4: None,
             announce_v6: None,
             backend: BackendPreference::Auto,

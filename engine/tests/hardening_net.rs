@@ -152,7 +152,7 @@ fn viewer_without_candidates(engine: &EngineHandle) -> Client {
 fn std_socket(c: &Client) -> &UdpSocket {
     match &c.transport {
         Transport::Std(s) => s,
-        Transport::Backend(_) => panic!("std transport expected"),
+        _ => panic!("std transport expected"),
     }
 }
 

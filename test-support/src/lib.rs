@@ -7,13 +7,14 @@
 
 pub mod relay;
 
-use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use engine::io::{BackendPreference, IoBackend, IoConfig, Received, open_backend};
 use engine::{EngineConfig, EngineEvent, EngineHandle, Placement, SessionId, SessionSetup};
-use rtc_core::ice::Candidate;
+use rtc_core::ice::framing::{StreamDecoder, frame};
+use rtc_core::ice::{Candidate, TcpType};
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::rtp::{HeaderExtension, RtpHeader};
 use rtc_core::sdp::Direction;
@@ -46,6 +47,70 @@ pub enum Transport {
     Std(UdpSocket),
     /// An engine I/O backend (GSO sends, so the engine sees GRO-coalesced receives).
     Backend(Box<dyn IoBackend>),
+    /// ICE-TCP (RFC 6544 active candidate, RFC 4571 framing): one connection, opened to
+    /// the first destination the `Rtc` sends to.
+    Tcp(TcpPeer),
+}
+
+/// The client end of one ICE-TCP connection.
+#[derive(Default)]
+pub struct TcpPeer {
+    /// The connection and the engine address it goes to (after the first send).
+    pub conn: Option<(TcpStream, SocketAddr)>,
+    decoder: StreamDecoder,
+    /// Framed bytes not yet written (the socket is non-blocking).
+    out: Vec<u8>,
+}
+
+impl TcpPeer {
+    fn send(&mut self, dest: SocketAddr, data: &[u8]) {
+        if self.conn.is_none() {
+            let s = TcpStream::connect(dest).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s.set_nodelay(true).unwrap();
+            self.conn = Some((s, dest));
+        }
+        let mut buf = vec![0u8; data.len() + 2];
+        let n = frame(data, &mut buf).unwrap();
+        self.out.extend_from_slice(&buf[..n]);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        let Some((s, _)) = &mut self.conn else {
+            return;
+        };
+        while !self.out.is_empty() {
+            match s.write(&self.out) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Frames received, with the engine address they came from.
+    fn recv(&mut self, inbox: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        let Some((s, from)) = &mut self.conn else {
+            return;
+        };
+        let mut buf = [0u8; 16384];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.decoder.push(&buf[..n]).unwrap();
+                    while let Some(d) = self.decoder.next_datagram() {
+                        inbox.push((*from, d.to_vec()));
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.flush();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +202,7 @@ impl Client {
         let addr = match &transport {
             Transport::Std(s) => s.local_addr().unwrap(),
             Transport::Backend(b) => b.local_addrs()[0],
+            Transport::Tcp(_) => unreachable!("a UDP transport was opened above"),
         };
         Client::offer_to(name, transport, addr, media, |offer| {
             let info = engine
@@ -177,6 +243,34 @@ impl Client {
         let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
         Client::new(name, rtc, transport, addr, now, id, mids)
+    }
+
+    /// Like [`Client::connect_sdp`], but the client has only an active ICE-TCP candidate:
+    /// it connects to the engine's passive TCP candidate (the engine needs
+    /// [`EngineConfig::tcp_port`]).
+    pub fn connect_sdp_tcp(
+        name: &str,
+        engine: &EngineHandle,
+        placement: Placement,
+        media: &[(MediaKind, Direction)],
+    ) -> Client {
+        let now = Instant::now();
+        // Active candidates carry the discard port (RFC 6544 §4.5).
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
+        let mut cand = Candidate::host(addr, Protocol::Tcp).unwrap();
+        cand.set_tcp_type(TcpType::Active);
+        rtc.add_local_candidate(cand);
+        let mut api = rtc.sdp_api();
+        let mids: Vec<Mid> = media.iter().map(|(k, d)| api.add_media(*k, *d)).collect();
+        let (offer, pending) = api.apply().unwrap();
+        let info = engine
+            .create_session(SessionSetup::Offer(offer.to_sdp_string()), placement)
+            .unwrap();
+        let answer = SdpAnswer::from_sdp_string(info.answer.as_deref().unwrap()).unwrap();
+        rtc.sdp_api().accept_answer(pending, answer).unwrap();
+        let transport = Transport::Tcp(TcpPeer::default());
+        Client::new(name, rtc, transport, addr, now, info.id, mids)
     }
 
     /// A client set up through the direct API on both sides (no SDP): media sections
@@ -242,6 +336,7 @@ impl Client {
             Transport::Backend(b) => {
                 b.queue_send(0, dest, data);
             }
+            Transport::Tcp(t) => t.send(dest, data),
         }
     }
 
@@ -270,13 +365,18 @@ impl Client {
                 })
                 .unwrap();
             }
+            Transport::Tcp(t) => t.recv(&mut inbox),
         }
+        let proto = match self.transport {
+            Transport::Tcp(_) => Protocol::Tcp,
+            _ => Protocol::Udp,
+        };
         for (from, data) in inbox {
             busy = true;
             let _ = self.rtc.handle_input(Input::Receive(
                 now,
                 Receive {
-                    proto: Protocol::Udp,
+                    proto,
                     source: from,
                     destination: self.addr,
                     contents: &data,

@@ -101,6 +101,10 @@ struct Settings {
     /// UDP port of shard 0; shard i uses port + i (0: ephemeral).
     #[arg(long)]
     port: Option<u16>,
+    /// ICE-TCP (passive TCP candidates) for peers whose networks block UDP: TCP port of
+    /// shard 0, shard i uses port + i (0: ephemeral). Off when not given.
+    #[arg(long)]
+    tcp_port: Option<u16>,
     /// Public IPv4 address announced in ICE candidates.
     #[arg(long)]
     announce: Option<IpAddr>,
@@ -210,6 +214,7 @@ impl Settings {
             bind,
             bind6,
             port,
+            tcp_port,
             announce,
             announce6,
             backend,
@@ -260,6 +265,7 @@ impl Settings {
             cfg.bind_v6 = Some(b);
         }
         cfg.base_port = self.port.unwrap_or(0);
+        cfg.tcp_port = self.tcp_port;
         cfg.announce_v4 = self.announce;
         cfg.announce_v6 = self.announce6;
         cfg.backend = match self.backend.as_deref().unwrap_or("auto") {
@@ -690,7 +696,7 @@ mod tests {
     #[test]
     fn toml_and_flags_merge() {
         let file: Settings = toml::from_str(
-            "cores = [0, 1]\nport = 40000\nbind = \"127.0.0.1\"\nbackend = \"portable\"\nrecv-buffer = 1048576\ncontrol-socket = \"/tmp/x.sock\"\n",
+            "cores = [0, 1]\nport = 40000\ntcp-port = 41100\nbind = \"127.0.0.1\"\nbackend = \"portable\"\nrecv-buffer = 1048576\ncontrol-socket = \"/tmp/x.sock\"\n",
         )
         .unwrap();
         let cli = Cli::parse_from(["rtc-engine", "--port", "41000", "--gso", "false"]);
@@ -698,6 +704,7 @@ mod tests {
         let cfg = s.engine_config().unwrap();
         assert_eq!(cfg.cores, Some(vec![0, 1]));
         assert_eq!(cfg.base_port, 41000);
+        assert_eq!(cfg.tcp_port, Some(41100), "tcp-port from the file");
         assert_eq!(cfg.backend, BackendPreference::Portable);
         assert_eq!(cfg.io.recv_buffer_bytes, 1_048_576);
         assert!(!cfg.io.gso);
@@ -706,6 +713,7 @@ mod tests {
         assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
         assert_eq!(cfg.max_rooms, 7);
         assert_eq!(cfg.max_sessions, EngineConfig::default().max_sessions);
+        assert_eq!(cfg.tcp_port, None, "ICE-TCP is off unless asked for");
         assert_eq!(s.control_socket, Some(PathBuf::from("/tmp/x.sock")));
         let c = Settings {
             control_mode: Some("0660".into()),

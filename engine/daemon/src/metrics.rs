@@ -374,6 +374,27 @@ impl Collector for SnapshotCollector {
                 })
             }),
         )?;
+        gauge(
+            e,
+            "rtc_shard_tcp_connections",
+            "ICE-TCP connections open",
+            None,
+            sh.iter().map(|s| (shard_label(s), s.detail.tcp_open)),
+        )?;
+        counter(
+            e,
+            "rtc_shard_tcp_connection_events",
+            "ICE-TCP connections accepted, refused, authenticated and closed, by event \
+             (the keys of engine.stats detail.tcp)",
+            None,
+            sh.iter().flat_map(|s| {
+                s.detail.tcp.iter().map(move |(event, n)| {
+                    let mut l = shard_label(s);
+                    l.push(("event", event.clone()));
+                    (l, *n)
+                })
+            }),
+        )?;
         counter(
             e,
             "rtc_shard_handshakes",

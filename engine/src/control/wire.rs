@@ -11,7 +11,7 @@ use rtc_core::ice::{Candidate, IceConnectionState, IceCreds};
 use rtc_core::media::{MediaKind, Mid};
 
 use crate::api::{DirectParams, EngineError, MediaDesc, SessionSnapshot, ShardStats};
-use crate::io::{BATCH_SIZE_BOUNDS, BATCH_SIZE_BUCKETS, BackendKind};
+use crate::io::{BATCH_SIZE_BOUNDS, BATCH_SIZE_BUCKETS, BackendKind, TcpStats};
 
 /// The protocol error for an engine error: the code chosen per variant (no catch-all,
 /// so a new variant must be placed), the message being the error's own `Display`.
@@ -201,7 +201,7 @@ pub(super) fn stats_of(
 ///
 /// The one place the control plane names drop reasons. When `engine::api` offers its own
 /// named list (`DropCounters::named()`), derive this from it, keeping these wire names.
-fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 15] {
+fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 16] {
     let d = s.drops;
     let io = s.io.drops;
     [
@@ -220,6 +220,7 @@ fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 15] {
         ("send_error", io.send_error),
         ("recv_truncated", io.recv_truncated),
         ("recv_error", io.recv_error),
+        ("tcp_send_full", io.tcp_send_full),
     ]
 }
 
@@ -232,6 +233,36 @@ pub(super) fn shard_head(s: &ShardStats, draining: bool) -> control::ShardHead {
         sessions: s.sessions as u64,
         draining,
     }
+}
+
+/// ICE-TCP connection events under their `engine.stats` names (`detail.tcp`).
+fn tcp_events(t: &TcpStats) -> BTreeMap<String, u64> {
+    let TcpStats {
+        open: _,
+        accepted,
+        refused,
+        authenticated,
+        closed_peer,
+        closed_garbage,
+        closed_unauthenticated,
+        closed_blocked,
+        closed_local,
+        rx_frames: _,
+        tx_frames: _,
+    } = *t;
+    [
+        ("accepted", accepted),
+        ("refused", refused),
+        ("authenticated", authenticated),
+        ("closed_peer", closed_peer),
+        ("closed_garbage", closed_garbage),
+        ("closed_unauthenticated", closed_unauthenticated),
+        ("closed_blocked", closed_blocked),
+        ("closed_local", closed_local),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats {
@@ -264,6 +295,8 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
             handshakes: s.handshakes,
             handshake_failures: s.handshake_failures,
             handshake_ns: latency_buckets(&s.handshake_ns, &HANDSHAKE_BOUNDS_NS),
+            tcp_open: s.io.tcp.open,
+            tcp: tcp_events(&s.io.tcp),
             uring_sqes: s.io.uring_sqes,
             uring_cqes: s.io.uring_cqes,
             send_batches: batch_sizes(&s.io.tx_batch_sizes, s.io.tx_datagrams),

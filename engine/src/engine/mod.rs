@@ -50,6 +50,8 @@ struct ShardLink {
     core: Option<usize>,
     local_addrs: Vec<SocketAddr>,
     announced: Vec<SocketAddr>,
+    /// Announced ICE-TCP addresses of the shard (empty: no TCP).
+    announced_tcp: Vec<SocketAddr>,
     /// The shard's DTLS certificate (sessions are built on the caller's thread).
     cert: DtlsCert,
 }
@@ -182,6 +184,15 @@ impl EngineHandle {
     /// The addresses a shard announces in candidates.
     pub fn shard_announced(&self, shard: usize) -> Option<&[SocketAddr]> {
         self.inner.shards.get(shard).map(|s| s.announced.as_slice())
+    }
+
+    /// The ICE-TCP addresses shard `shard` announces (passive TCP host candidates;
+    /// empty when [`EngineConfig::tcp_port`](crate::EngineConfig::tcp_port) is `None`).
+    pub fn shard_announced_tcp(&self, shard: usize) -> Option<&[SocketAddr]> {
+        self.inner
+            .shards
+            .get(shard)
+            .map(|s| s.announced_tcp.as_slice())
     }
 
     /// Live sessions on a shard (a relaxed gauge; no shard round trip).
@@ -382,6 +393,7 @@ impl EngineHandle {
             opus_red: self.inner.opus_red,
             dtls_versions: self.inner.dtls_versions,
             announced: &link.announced,
+            announced_tcp: &link.announced_tcp,
         };
         // Parse and negotiate here, on the caller's thread: neither the shard (its media)
         // nor the registry (every other control call) waits for a large offer.

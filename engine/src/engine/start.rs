@@ -24,6 +24,34 @@ fn socket_addrs(cfg: &EngineConfig, port: u16) -> Vec<(SocketAddr, Option<IpAddr
     v
 }
 
+/// Shard `i`'s port: `base + i`, or 0 (ephemeral) for base 0.
+fn shard_port(base: u16, i: usize, shards: usize) -> Result<u16, ConfigError> {
+    if base == 0 {
+        return Ok(0);
+    }
+    u16::try_from(usize::from(base) + i).map_err(|_| ConfigError::PortRange {
+        base_port: base,
+        shards,
+    })
+}
+
+/// The announced addresses of bound sockets (the configured public address, else the
+/// bound one), refusing wildcards.
+fn announce(
+    locals: &[SocketAddr],
+    socks: &[(SocketAddr, Option<IpAddr>)],
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut announced = Vec::with_capacity(locals.len());
+    for (local, (_, ann)) in locals.iter().zip(socks) {
+        let a = SocketAddr::new(ann.unwrap_or(local.ip()), local.port());
+        if a.ip().is_unspecified() {
+            return Err(ConfigError::WildcardAddress(*local));
+        }
+        announced.push(a);
+    }
+    Ok(announced)
+}
+
 /// Lives on a shard thread's stack: dropped while unwinding, it marks the shard dead.
 struct DeathWatch {
     shard: usize,
@@ -62,29 +90,19 @@ impl Engine {
         let mut backends: Vec<Box<dyn IoBackend>> = Vec::with_capacity(n);
         let mut announced_all = Vec::with_capacity(n);
         for i in 0..n {
-            let port = if cfg.base_port == 0 {
-                0
-            } else {
-                u16::try_from(usize::from(cfg.base_port) + i).map_err(|_| {
-                    ConfigError::PortRange {
-                        base_port: cfg.base_port,
-                        shards: n,
-                    }
-                })?
-            };
+            let port = shard_port(cfg.base_port, i, n)?;
             let socks = socket_addrs(&cfg, port);
             let mut io = cfg.io.clone();
             io.bind = socks.iter().map(|(a, _)| *a).collect();
+            let tcp_socks = match cfg.tcp_port {
+                Some(p) => socket_addrs(&cfg, shard_port(p, i, n)?),
+                None => Vec::new(),
+            };
+            io.tcp.bind = tcp_socks.iter().map(|(a, _)| *a).collect();
             let backend = open_backend(cfg.backend, &io)?;
-            let mut announced = Vec::new();
-            for (local, (_, ann)) in backend.local_addrs().iter().zip(&socks) {
-                let a = SocketAddr::new(ann.unwrap_or(local.ip()), local.port());
-                if a.ip().is_unspecified() {
-                    return Err(ConfigError::WildcardAddress(*local).into());
-                }
-                announced.push(a);
-            }
-            announced_all.push(announced);
+            let announced = announce(backend.local_addrs(), &socks)?;
+            let announced_tcp = announce(backend.tcp_local_addrs(), &tcp_socks)?;
+            announced_all.push((announced, announced_tcp));
             backends.push(backend);
         }
 
@@ -112,7 +130,9 @@ impl Engine {
 
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        for (i, (backend, announced)) in backends.into_iter().zip(announced_all).enumerate() {
+        for (i, (backend, (announced, announced_tcp))) in
+            backends.into_iter().zip(announced_all).enumerate()
+        {
             let gauge = Arc::new(AtomicUsize::new(0));
             let alive = Arc::new(AtomicBool::new(true));
             let cert = DtlsCert::new_ecdsa_p256().map_err(rtc_core::RtcError::from)?;
@@ -120,6 +140,7 @@ impl Engine {
                 index: i,
                 core: cores[i],
                 announced: announced.clone(),
+                announced_tcp: announced_tcp.clone(),
                 cmd_rx: cmd[i].1.clone(),
                 data_rx: data[i].1.clone(),
                 ret_rx: ret[i].1.clone(),
@@ -148,6 +169,7 @@ impl Engine {
                 core: cores[i],
                 local_addrs: backend.local_addrs().to_vec(),
                 announced,
+                announced_tcp,
                 cert,
             });
             let core = cores[i];

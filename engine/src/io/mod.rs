@@ -25,9 +25,11 @@ mod sys;
 pub mod cpu;
 pub mod portable;
 pub mod signal;
+pub mod tcp;
 pub mod uring;
 
 pub use sys::Waker;
+pub use tcp::{TcpConfig, TcpStats, TcpVerdict};
 
 /// Largest UDP payload that can be sent in one datagram (and one GSO send) over IPv4.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
@@ -89,6 +91,8 @@ pub struct IoConfig {
     /// pending between two flushes (io_uring: also in flight). Datagrams queued beyond this
     /// are dropped and counted in [`DropStats::queue_full`].
     pub send_batches: usize,
+    /// ICE-TCP listeners and their bounds (no listener by default).
+    pub tcp: TcpConfig,
 }
 
 impl Default for IoConfig {
@@ -105,19 +109,33 @@ impl Default for IoConfig {
                 size: 2048,
             },
             send_batches: 256,
+            tcp: TcpConfig::default(),
         }
     }
+}
+
+/// The transport a datagram arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A UDP socket of [`IoConfig::bind`].
+    Udp,
+    /// An ICE-TCP connection accepted on a listener of [`TcpConfig::bind`]; the datagram
+    /// is one RFC 4571 frame.
+    Tcp,
 }
 
 /// One received datagram, handed to the `on_recv` callback of [`IoBackend::poll`].
 #[derive(Debug)]
 pub struct Received<'a> {
-    /// Index of the receiving socket in [`IoConfig::bind`] / [`IoBackend::local_addrs`].
+    /// Index of the receiving socket in [`IoConfig::bind`] / [`IoBackend::local_addrs`]
+    /// (TCP: of the listener in [`TcpConfig::bind`] / [`IoBackend::tcp_local_addrs`]).
     pub socket: usize,
     /// Sender address.
     pub source: SocketAddr,
     /// Local address of the receiving socket.
     pub local: SocketAddr,
+    /// UDP datagram or TCP frame.
+    pub transport: Transport,
     /// The payload, mutable so it can be decrypted in place. Valid only during the callback.
     pub data: &'a mut [u8],
 }
@@ -141,6 +159,9 @@ pub struct DropStats {
     pub recv_truncated: u64,
     /// A receive completed with an error, or with an unparseable source address.
     pub recv_error: u64,
+    /// An ICE-TCP frame did not fit its connection's send buffer (a slow or stalled
+    /// peer; see [`TcpConfig::send_buffer`]).
+    pub tcp_send_full: u64,
 }
 
 /// Backend counters. All values are totals since the backend was opened.
@@ -196,6 +217,8 @@ pub struct IoStats {
     /// Datagrams per received buffer (1, or the segments of a GRO-coalesced buffer), as
     /// a distribution over [`BATCH_SIZE_BOUNDS`] like [`IoStats::tx_batch_sizes`].
     pub rx_batch_sizes: [u64; BATCH_SIZE_BUCKETS],
+    /// ICE-TCP connections.
+    pub tcp: TcpStats,
 }
 
 /// Number of buckets of [`IoStats::tx_batch_sizes`] and [`IoStats::rx_batch_sizes`].
@@ -256,6 +279,20 @@ pub trait IoBackend: Send {
     ///
     /// A failed submit (per-datagram send errors are counted as drops instead).
     fn flush(&mut self) -> io::Result<()>;
+
+    /// The ICE-TCP listening addresses, one per [`TcpConfig::bind`] entry (empty: no TCP).
+    fn tcp_local_addrs(&self) -> &[SocketAddr];
+
+    /// Queues one RFC 4571 frame on the ICE-TCP connection from `peer`; written at the
+    /// next [`IoBackend::flush`]. Returns `false` when it was dropped (no such connection,
+    /// or its send buffer is full: [`DropStats::tcp_send_full`]).
+    fn tcp_send(&mut self, peer: SocketAddr, data: &[u8]) -> bool;
+
+    /// Applies the shard's verdict on the ICE-TCP connection from `peer`.
+    fn tcp_verdict(&mut self, peer: SocketAddr, verdict: TcpVerdict);
+
+    /// Moves the peers of ICE-TCP connections closed since the last call into `out`.
+    fn tcp_take_closed(&mut self, out: &mut Vec<SocketAddr>);
 
     /// A handle that wakes a blocked [`IoBackend::poll`] from any thread.
     fn waker(&self) -> Waker;

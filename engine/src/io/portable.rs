@@ -9,7 +9,8 @@ use socket2::Socket;
 
 use super::send::{Outcome, SendQueue};
 use super::sys::{self, GRO_CONTROL_LEN, NAME_LEN, Waker};
-use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received};
+use super::tcp::{TcpStreams, TcpVerdict};
+use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received, Transport};
 
 /// Messages per `recvmmsg` call at most.
 const MAX_RECV_BATCH: usize = 64;
@@ -42,6 +43,7 @@ pub struct PortableBackend {
     sendq: SendQueue,
     send_hdrs: Vec<libc::mmsghdr>,
     send_slots: Vec<usize>,
+    tcp: TcpStreams,
     stats: IoStats,
 }
 
@@ -58,8 +60,9 @@ impl PortableBackend {
     /// The socket (bind, options) or waker set-up error.
     pub fn open(cfg: &IoConfig) -> io::Result<Self> {
         let (sockets, locals) = sys::open_sockets(cfg)?;
+        let tcp = TcpStreams::open(&cfg.tcp)?;
         let waker = Waker::new()?;
-        let mut pollfds = Vec::with_capacity(sockets.len() + 1);
+        let mut pollfds = Vec::with_capacity(sockets.len() + 2);
         pollfds.push(libc::pollfd {
             fd: waker.raw_fd(),
             events: libc::POLLIN,
@@ -68,6 +71,14 @@ impl PortableBackend {
         for s in &sockets {
             pollfds.push(libc::pollfd {
                 fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // The ICE-TCP epoll set, last (after the sockets).
+        if let Some(fd) = tcp.epoll_fd() {
+            pollfds.push(libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             });
@@ -98,6 +109,7 @@ impl PortableBackend {
             controls: vec![Control([0; 32]); n],
             iovs: vec![iov0; n],
             hdrs: vec![zero_hdr; n],
+            tcp,
             stats: IoStats::default(),
         })
     }
@@ -212,6 +224,7 @@ pub(super) fn deliver(
     seg: Option<usize>,
     on_recv: &mut dyn FnMut(Received<'_>),
 ) {
+    let transport = Transport::Udp;
     match seg {
         Some(seg) if seg > 0 && data.len() > seg => {
             stats.gro_coalesced += 1;
@@ -225,6 +238,7 @@ pub(super) fn deliver(
                     socket,
                     source,
                     local,
+                    transport,
                     data: chunk,
                 });
             }
@@ -237,6 +251,7 @@ pub(super) fn deliver(
                 socket,
                 source,
                 local,
+                transport,
                 data,
             });
         }
@@ -267,6 +282,11 @@ impl IoBackend for PortableBackend {
         for p in &mut self.pollfds {
             p.revents = 0;
         }
+        let timeout = if self.tcp.pending() {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         // SAFETY: `pollfds` is a live, correctly sized array of pollfd.
         let r = unsafe {
             libc::poll(
@@ -275,6 +295,7 @@ impl IoBackend for PortableBackend {
                 timeout_ms(timeout),
             )
         };
+        self.tcp.scan(&mut self.stats);
         if r < 0 {
             let e = io::Error::last_os_error();
             return if e.raw_os_error() == Some(libc::EINTR) {
@@ -283,7 +304,7 @@ impl IoBackend for PortableBackend {
                 Err(e)
             };
         }
-        if r == 0 {
+        if r == 0 && !self.tcp.pending() {
             return Ok(());
         }
         if self.pollfds.first().is_some_and(|p| p.revents != 0) && self.waker.drain() {
@@ -298,6 +319,14 @@ impl IoBackend for PortableBackend {
                 self.recv_socket(si, on_recv);
             }
         }
+        let tcp_ready = self.tcp.enabled()
+            && self
+                .pollfds
+                .get(self.sockets.len() + 1)
+                .is_some_and(|p| p.revents != 0);
+        if tcp_ready || self.tcp.pending() {
+            self.tcp.process(&mut self.stats, on_recv);
+        }
         Ok(())
     }
 
@@ -306,6 +335,7 @@ impl IoBackend for PortableBackend {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush(&mut self.stats);
         if self.sendq.is_empty() {
             return Ok(());
         }
@@ -391,6 +421,22 @@ impl IoBackend for PortableBackend {
         }
         self.sendq.take_queued();
         Ok(())
+    }
+
+    fn tcp_local_addrs(&self) -> &[SocketAddr] {
+        self.tcp.local_addrs()
+    }
+
+    fn tcp_send(&mut self, peer: SocketAddr, data: &[u8]) -> bool {
+        self.tcp.send(peer, data, &mut self.stats)
+    }
+
+    fn tcp_verdict(&mut self, peer: SocketAddr, verdict: TcpVerdict) {
+        self.tcp.verdict(peer, verdict, &mut self.stats);
+    }
+
+    fn tcp_take_closed(&mut self, out: &mut Vec<SocketAddr>) {
+        self.tcp.take_closed(out);
     }
 
     fn waker(&self) -> Waker {

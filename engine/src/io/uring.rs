@@ -15,6 +15,7 @@ use socket2::Socket;
 use super::portable::deliver;
 use super::send::{Outcome, SendQueue};
 use super::sys::{self, GRO_CONTROL_LEN, Mmap, NAME_LEN, Waker};
+use super::tcp::{TcpStreams, TcpVerdict};
 use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received};
 
 /// Buffer group id of the provided-buffer ring.
@@ -33,6 +34,8 @@ enum Token {
     Wake,
     /// The shutdown cancel-all.
     Cancel,
+    /// The multishot poll of the ICE-TCP epoll set.
+    Tcp,
 }
 
 impl Token {
@@ -43,6 +46,7 @@ impl Token {
     const SEND: u64 = 2;
     const WAKE: u64 = 3;
     const CANCEL: u64 = 4;
+    const TCP: u64 = 5;
 
     /// Encodes the token: the kind in the top byte, the index below (indices are socket
     /// and send-slot numbers, far below 2^56).
@@ -52,6 +56,7 @@ impl Token {
             Token::Send(i) => (Self::SEND, i),
             Token::Wake => (Self::WAKE, 0),
             Token::Cancel => (Self::CANCEL, 0),
+            Token::Tcp => (Self::TCP, 0),
         };
         (kind << Self::SHIFT) | (idx as u64 & Self::INDEX_MASK)
     }
@@ -65,6 +70,7 @@ impl Token {
             Self::SEND => Some(Token::Send(idx)),
             Self::WAKE => Some(Token::Wake),
             Self::CANCEL => Some(Token::Cancel),
+            Self::TCP => Some(Token::Tcp),
             _ => None,
         }
     }
@@ -102,6 +108,11 @@ pub struct UringBackend {
     in_flight: usize,
     cqes: Vec<cqueue::Entry>,
     deferred: Vec<cqueue::Entry>,
+    /// ICE-TCP listeners and connections; their epoll set is watched by a multishot poll.
+    tcp: TcpStreams,
+    tcp_armed: bool,
+    /// The epoll set reported readiness since the last `TcpStreams::process`.
+    tcp_ready: bool,
     stats: IoStats,
 }
 
@@ -162,6 +173,7 @@ impl UringBackend {
             )?;
         }
         let (sockets, locals) = sys::open_sockets(cfg)?;
+        let tcp = TcpStreams::open(&cfg.tcp)?;
         // SAFETY: msghdr is a plain C struct; all-zero is valid. Only the name and control
         // lengths matter for multishot recvmsg.
         let mut recv_msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
@@ -189,6 +201,9 @@ impl UringBackend {
             in_flight: 0,
             cqes: Vec::with_capacity(cq),
             deferred: Vec::with_capacity(64),
+            tcp,
+            tcp_armed: false,
+            tcp_ready: false,
             stats: IoStats::default(),
         };
         me.publish_tail();
@@ -261,6 +276,17 @@ impl UringBackend {
                 self.wake_armed = true;
             }
         }
+        if !self.tcp_armed
+            && let Some(fd) = self.tcp.epoll_fd()
+        {
+            let e = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(Token::Tcp.into_user_data());
+            if self.push(&e).is_ok() {
+                self.tcp_armed = true;
+            }
+        }
     }
 
     /// Handles one send CQE; returns `false` if it is not a send.
@@ -319,6 +345,12 @@ impl UringBackend {
                 let raced = self.waker.drain();
                 if (r == 8 && *self.wake_buf > 0) || raced {
                     self.stats.wakeups += 1;
+                }
+            }
+            Some(Token::Tcp) => {
+                self.tcp_ready = true;
+                if !cqueue::more(flags) {
+                    self.tcp_armed = false;
                 }
             }
             _ => {}
@@ -414,7 +446,7 @@ impl IoBackend for UringBackend {
         }
         self.deferred = deferred;
         self.arm();
-        let ready = had_deferred || !self.ring.completion().is_empty();
+        let ready = had_deferred || self.tcp.pending() || !self.ring.completion().is_empty();
         let res = if ready || timeout == Some(Duration::ZERO) {
             self.ring.submit()
         } else if let Some(d) = timeout {
@@ -446,6 +478,10 @@ impl IoBackend for UringBackend {
             }
         }
         self.cqes.clear();
+        self.tcp.scan(&mut self.stats);
+        if std::mem::take(&mut self.tcp_ready) || self.tcp.pending() {
+            self.tcp.process(&mut self.stats, on_recv);
+        }
         self.arm();
         Ok(())
     }
@@ -455,6 +491,7 @@ impl IoBackend for UringBackend {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush(&mut self.stats);
         let n = self.sendq.queued().len();
         for k in 0..n {
             let Some(&slot) = self.sendq.queued().get(k) else {
@@ -502,6 +539,22 @@ impl IoBackend for UringBackend {
         Ok(())
     }
 
+    fn tcp_local_addrs(&self) -> &[SocketAddr] {
+        self.tcp.local_addrs()
+    }
+
+    fn tcp_send(&mut self, peer: SocketAddr, data: &[u8]) -> bool {
+        self.tcp.send(peer, data, &mut self.stats)
+    }
+
+    fn tcp_verdict(&mut self, peer: SocketAddr, verdict: TcpVerdict) {
+        self.tcp.verdict(peer, verdict, &mut self.stats);
+    }
+
+    fn tcp_take_closed(&mut self, out: &mut Vec<SocketAddr>) {
+        self.tcp.take_closed(out);
+    }
+
     fn waker(&self) -> Waker {
         self.waker.clone()
     }
@@ -528,6 +581,7 @@ impl Drop for UringBackend {
         for _ in 0..100 {
             let pending = self.in_flight
                 + usize::from(self.wake_armed)
+                + usize::from(self.tcp_armed)
                 + self.recv_armed.iter().filter(|a| **a).count();
             if pending == 0 {
                 break;
@@ -559,6 +613,7 @@ impl UringBackend {
                 }
             }
             Some(Token::Wake) => self.wake_armed = false,
+            Some(Token::Tcp) if !cqueue::more(c.flags()) => self.tcp_armed = false,
             _ => {}
         }
     }
@@ -577,6 +632,7 @@ mod token_tests {
             Token::Send(4095),
             Token::Wake,
             Token::Cancel,
+            Token::Tcp,
         ] {
             assert_eq!(Token::from_user_data(t.into_user_data()), Some(t));
         }

@@ -280,6 +280,13 @@ fn transmit(
     backend: &mut dyn IoBackend,
     t: &Transmit<'_>,
 ) {
+    if t.proto == rtc_core::Protocol::Tcp {
+        if backend.tcp_send(t.destination, t.contents) {
+            c.packets_out += 1;
+            c.bytes_out += t.contents.len() as u64;
+        }
+        return;
+    }
     let sock = announced
         .iter()
         .position(|a| *a == t.source)

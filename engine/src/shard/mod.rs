@@ -216,6 +216,9 @@ pub(crate) struct ShardCtx {
     pub index: usize,
     pub core: Option<usize>,
     pub announced: Vec<SocketAddr>,
+    /// Announced ICE-TCP listener addresses (passive TCP host candidates), one per
+    /// listener of the backend; empty: no TCP.
+    pub announced_tcp: Vec<SocketAddr>,
     pub cmd_rx: Receiver<Command>,
     pub data_rx: Receiver<DataMsg>,
     pub ret_rx: Receiver<Batch>,
@@ -247,6 +250,8 @@ struct Session {
     rtc: Rtc,
     ufrag: String,
     addrs: Vec<SocketAddr>,
+    /// Peers of the ICE-TCP connections this session validated (keys of `Shard::by_tcp`).
+    tcp_addrs: Vec<SocketAddr>,
     /// The `Rtc`'s next timeout.
     timer_at: Instant,
     /// The earliest entry this session has in the timer heap.
@@ -407,6 +412,12 @@ pub(crate) struct Shard {
     by_id: HashMap<SessionId, usize>,
     by_addr: HashMap<SocketAddr, usize>,
     by_ufrag: HashMap<String, usize>,
+    /// ICE-TCP connection (by peer address) → the session slot it authenticated to.
+    by_tcp: HashMap<SocketAddr, usize>,
+    /// Verdicts on ICE-TCP connections for the backend, applied after the poll callback.
+    tcp_verdicts: Vec<(SocketAddr, crate::io::TcpVerdict)>,
+    /// Scratch for [`IoBackend::tcp_take_closed`].
+    tcp_closed: Vec<SocketAddr>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     routes: HashMap<RouteKey, Route>,
     touched: Vec<usize>,
@@ -475,6 +486,9 @@ impl Shard {
             free: Vec::new(),
             by_id: HashMap::new(),
             by_addr: HashMap::new(),
+            by_tcp: HashMap::new(),
+            tcp_verdicts: Vec::new(),
+            tcp_closed: Vec::new(),
             by_ufrag: HashMap::new(),
             timers: BinaryHeap::new(),
             routes: HashMap::new(),
@@ -530,6 +544,7 @@ impl Shard {
             if let Err(e) = polled {
                 tracing::warn!(shard = self.ctx.index, error = %e, "backend poll failed");
             }
+            self.sync_tcp(&mut *backend);
             // The one clock read of this iteration (taken at the first datagram, if any).
             let now = now_cell.unwrap_or_else(Instant::now);
             let received = now;
@@ -585,6 +600,7 @@ impl Shard {
                     .latency_ns
                     .record_n(nanos(end.saturating_duration_since(at)), n);
             }
+            self.sync_tcp(&mut *backend);
             if let Err(e) = backend.flush() {
                 tracing::warn!(shard = self.ctx.index, error = %e, "backend flush failed");
             }
@@ -676,6 +692,7 @@ impl Shard {
             ("free_slots", n(self.free.len())),
             ("by_addr", n(self.by_addr.len())),
             ("by_ufrag", n(self.by_ufrag.len())),
+            ("by_tcp", n(self.by_tcp.len())),
             ("timers", n(self.timers.len())),
             ("connect_deadlines", n(self.connect_deadlines.len())),
             ("routes", n(self.routes.len())),

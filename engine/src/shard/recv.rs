@@ -8,13 +8,16 @@ use rtc_core::{Input, Protocol, Receive};
 use super::forward::{forward_legs, payload_of};
 use super::{DTLS_PROBE, DataMsg, Shard, guarded, touch};
 use crate::api::CloseReason;
-use crate::io::Received;
+use crate::io::{IoBackend, Received, TcpVerdict, Transport};
 use crate::sfu::PayloadFacts;
 
 impl Shard {
     pub(super) fn on_datagram(&mut self, now: Instant, r: Received<'_>) {
         self.c.packets_in += 1;
         self.c.bytes_in += r.data.len() as u64;
+        if r.transport == Transport::Tcp {
+            return self.on_tcp_frame(now, r);
+        }
         let data: &[u8] = r.data;
         let destination = self.ctx.announced.get(r.socket).copied().unwrap_or(r.local);
         let is_stun = matches!(data.first(), Some(0..=3));
@@ -45,26 +48,96 @@ impl Shard {
                 return;
             }
         };
-        let Some(Some(s)) = self.sessions.get_mut(slot) else {
-            self.c.drops.unknown_source += 1;
-            return;
-        };
         let recv = Receive {
             proto: Protocol::Udp,
             source: r.source,
             destination,
             contents: data,
         };
+        if !self.input(slot, now, recv) {
+            return;
+        }
+        let owner = self.by_addr.get(&r.source).copied();
+        if is_stun && owner != Some(slot) {
+            // Learn the address only once ICE validated it (a checked binding request),
+            // and never take it from another live session: a binding request replayed
+            // from a forged source would otherwise steal that session's upstream.
+            let taken = owner.is_some_and(|o| o != slot);
+            if !taken && self.validated(slot, &recv) {
+                self.by_addr.insert(r.source, slot);
+                if let Some(Some(s)) = self.sessions.get_mut(slot)
+                    && !s.addrs.contains(&r.source)
+                {
+                    s.addrs.push(r.source);
+                }
+            }
+        }
+    }
+
+    /// One RFC 4571 frame from an ICE-TCP connection. A connection belongs to the session
+    /// whose ufrag its first frame (a binding request) names, once that session's ICE
+    /// validated it; anything else on an unvalidated connection, and any frame that is
+    /// not STUN/DTLS/RTP/RTCP, closes it.
+    fn on_tcp_frame(&mut self, now: Instant, r: Received<'_>) {
+        let data: &[u8] = r.data;
+        let destination = (self.ctx.announced_tcp.get(r.socket).copied()).unwrap_or(r.local);
+        let owner = self.by_tcp.get(&r.source).copied();
+        let slot = match (owner, data.first()) {
+            (Some(s), Some(0..=3 | 20..=63 | 128..=191)) => s,
+            (None, Some(0..=3)) => {
+                let by_ufrag = match stun_ufrag(data) {
+                    Ok(u) => u.and_then(|ours| self.by_ufrag.get(ours).copied()),
+                    Err(_) => None,
+                };
+                match by_ufrag {
+                    Some(s) => s,
+                    None => {
+                        self.c.drops.unknown_source += 1;
+                        self.tcp_verdicts.push((r.source, TcpVerdict::Close));
+                        return;
+                    }
+                }
+            }
+            _ => {
+                self.c.drops.malformed += 1;
+                self.tcp_verdicts.push((r.source, TcpVerdict::Close));
+                return;
+            }
+        };
+        let recv = Receive {
+            proto: Protocol::Tcp,
+            source: r.source,
+            destination,
+            contents: data,
+        };
+        if !self.input(slot, now, recv) || owner.is_some() || !self.validated(slot, &recv) {
+            return;
+        }
+        self.by_tcp.insert(r.source, slot);
+        if let Some(Some(s)) = self.sessions.get_mut(slot) {
+            s.tcp_addrs.push(r.source);
+        }
+        self.tcp_verdicts
+            .push((r.source, TcpVerdict::Authenticated));
+    }
+
+    /// Hands one datagram to the session in `slot` and accounts for it. `false`: there is
+    /// no such session, or it failed or panicked (and is doomed).
+    fn input(&mut self, slot: usize, now: Instant, recv: Receive<'_>) -> bool {
+        let Some(Some(s)) = self.sessions.get_mut(slot) else {
+            self.c.drops.unknown_source += 1;
+            return false;
+        };
         match guarded(s, |rtc| rtc.handle_input(Input::Receive(now, recv))) {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 self.c.drops.dead_session += 1;
                 self.doomed.push((s.id, CloseReason::Failed));
-                return;
+                return false;
             }
             Err(()) => {
                 self.doomed.push((s.id, CloseReason::Panicked));
-                return;
+                return false;
             }
         }
         let st = s.rtc.stats();
@@ -73,21 +146,31 @@ impl Shard {
         s.last_srtp_errors = st.srtp_errors;
         s.last_dropped = st.dropped;
         touch(s, slot, &mut self.touched);
-        let owner = self.by_addr.get(&r.source).copied();
-        if is_stun && owner != Some(slot) {
-            let probe = Receive {
-                contents: &DTLS_PROBE,
-                ..recv
-            };
-            // Learn the address only once ICE validated it (a checked binding request),
-            // and never take it from another live session: a binding request replayed
-            // from a forged source would otherwise steal that session's upstream.
-            let taken = owner.is_some_and(|o| o != slot);
-            if !taken && s.rtc.accepts(&probe) {
-                self.by_addr.insert(r.source, slot);
-                if !s.addrs.contains(&r.source) {
-                    s.addrs.push(r.source);
-                }
+        true
+    }
+
+    /// Whether the session in `slot` has ICE-validated the path `recv` came over (its
+    /// `Rtc` would accept DTLS from there).
+    fn validated(&self, slot: usize, recv: &Receive<'_>) -> bool {
+        let probe = Receive {
+            contents: &DTLS_PROBE,
+            ..*recv
+        };
+        matches!(self.sessions.get(slot), Some(Some(s)) if s.rtc.accepts(&probe))
+    }
+
+    /// Hands the shard's ICE-TCP verdicts to the backend and forgets connections the
+    /// backend closed.
+    pub(super) fn sync_tcp(&mut self, backend: &mut dyn IoBackend) {
+        for (peer, v) in self.tcp_verdicts.drain(..) {
+            backend.tcp_verdict(peer, v);
+        }
+        backend.tcp_take_closed(&mut self.tcp_closed);
+        for peer in self.tcp_closed.drain(..) {
+            if let Some(slot) = self.by_tcp.remove(&peer)
+                && let Some(Some(s)) = self.sessions.get_mut(slot)
+            {
+                s.tcp_addrs.retain(|a| *a != peer);
             }
         }
     }

@@ -141,6 +141,8 @@ pub(crate) struct SessionParams<'a> {
     pub dtls_versions: rtc_core::dtls::DtlsVersions,
     /// The shard's announced addresses (host candidates).
     pub announced: &'a [SocketAddr],
+    /// The shard's announced ICE-TCP addresses (passive TCP host candidates).
+    pub announced_tcp: &'a [SocketAddr],
 }
 
 /// Builds a session's `Rtc` (ICE-lite, RTP mode) and applies its set-up: accepts the
@@ -157,6 +159,7 @@ pub(crate) fn prepare_session(
     let rtx_packets = params.rtx_buffer_packets;
     let (opus_red, dtls_versions) = (params.opus_red, params.dtls_versions);
     let announced = params.announced;
+    let announced_tcp = params.announced_tcp;
     let ufrag = creds.ufrag.clone();
     let local_ice = creds.clone();
     let built = catch_unwind(AssertUnwindSafe(move || -> Result<_, RtcError> {
@@ -181,6 +184,12 @@ pub(crate) fn prepare_session(
         let mut candidates = Vec::new();
         for a in announced {
             let c = Candidate::host(*a, Protocol::Udp)?;
+            candidates.push(c.to_sdp_string());
+            rtc.add_local_candidate(c);
+        }
+        // RFC 6544 passive candidates: the peer connects, the shard never does.
+        for a in announced_tcp {
+            let c = Candidate::host(*a, Protocol::Tcp)?;
             candidates.push(c.to_sdp_string());
             rtc.add_local_candidate(c);
         }
@@ -273,6 +282,13 @@ impl Shard {
                 self.by_addr.remove(a);
             }
         }
+        for a in &s.tcp_addrs {
+            if self.by_tcp.get(a) == Some(&slot) {
+                self.by_tcp.remove(a);
+                self.tcp_verdicts
+                    .push((*a, crate::io::TcpVerdict::SessionGone));
+            }
+        }
         for (_, key, _) in &s.legs {
             if let Some(r) = self.routes.get_mut(key) {
                 r.legs.retain(|l| l.sub != s.id);
@@ -336,6 +352,7 @@ impl Shard {
             rtc,
             ufrag: ufrag.clone(),
             addrs: Vec::new(),
+            tcp_addrs: Vec::new(),
             timer_at: now,
             heap_at: None,
             touched: false,

@@ -44,7 +44,7 @@ pub fn frame(payload: &[u8], out: &mut [u8]) -> Result<usize, FramingError> {
 /// dec.push(&wire[3..n]).unwrap();
 /// assert_eq!(dec.next_datagram(), Some(&b"hello"[..]));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamDecoder {
     buf: Vec<u8>,
     read: usize,
@@ -53,6 +53,14 @@ pub struct StreamDecoder {
 
 /// Default cap on buffered, undecoded bytes.
 const DEFAULT_LIMIT: usize = 4 * (65535 + 2);
+
+impl Default for StreamDecoder {
+    /// The same as [`StreamDecoder::new`] (a derived default had a zero limit and refused
+    /// every byte).
+    fn default() -> StreamDecoder {
+        StreamDecoder::new()
+    }
+}
 
 impl StreamDecoder {
     /// A decoder buffering at most about four maximal datagrams.
@@ -122,6 +130,13 @@ mod tests {
         let mut out = vec![0u8; 70002];
         assert_eq!(frame(&big, &mut out), Err(FramingError::TooLarge));
         assert_eq!(frame(&[], &mut out), Ok(2));
+    }
+
+    #[test]
+    fn default_takes_bytes() {
+        let mut d = StreamDecoder::default();
+        assert_eq!(d.push(&[0, 1, 7]), Ok(()));
+        assert_eq!(d.next_datagram(), Some(&[7u8][..]));
     }
 
     #[test]

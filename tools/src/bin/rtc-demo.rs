@@ -28,7 +28,7 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     http: SocketAddr,
     /// Drive a running rtc-engine over this control socket instead of starting one.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["shards", "media_bind", "announce", "port", "keyframe_interval_ms"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["shards", "media_bind", "announce", "port", "tcp_port", "keyframe_interval_ms"])]
     control: Option<PathBuf>,
     /// In-process engine: number of shards.
     #[arg(long, default_value_t = 2, value_name = "N")]
@@ -42,6 +42,11 @@ struct Cli {
     /// In-process engine: UDP port of shard 0 (shard i uses port + i; 0: ephemeral).
     #[arg(long, default_value_t = 0, value_name = "PORT")]
     port: u16,
+    /// In-process engine: ICE-TCP (passive TCP candidates) for browsers whose networks
+    /// block UDP: TCP port of shard 0, shard i uses port + i (0: ephemeral). Off when not
+    /// given.
+    #[arg(long, value_name = "PORT")]
+    tcp_port: Option<u16>,
     /// In-process engine: at most one keyframe request per publisher stream per this
     /// many milliseconds.
     #[arg(long, default_value_t = 500, value_name = "MS")]
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
                 bind_v4: Some(cli.media_bind),
                 announce_v4: cli.announce,
                 base_port: cli.port,
+                tcp_port: cli.tcp_port,
                 keyframe_interval: Duration::from_millis(cli.keyframe_interval_ms),
                 ..EngineConfig::default()
             };

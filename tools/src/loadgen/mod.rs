@@ -632,6 +632,7 @@ fn drop_reasons(x: &engine::ShardStats) -> impl Iterator<Item = (&'static str, u
         ("io_send_error", io.send_error),
         ("io_recv_truncated", io.recv_truncated),
         ("io_recv_error", io.recv_error),
+        ("io_tcp_send_full", io.tcp_send_full),
     ]
     .into_iter()
     .chain(x.drops.named())

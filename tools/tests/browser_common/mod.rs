@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -160,28 +161,56 @@ impl DemoStack {
     }
 }
 
-/// A browser driver script (`tools/browser/<script>`) run by node; killed when dropped.
+/// A browser driver script (`tools/browser/<script>`) run by node, directly or as the
+/// last step of a wrapper command; killed when dropped (with its whole process group
+/// when it was started in one of its own).
 pub struct Driver {
     lines: mpsc::Receiver<String>,
-    _child: Reap,
+    child: Child,
+    group: bool,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        match i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this test created for the driver.
+            Ok(pid) if self.group => unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            },
+            _ => {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+    }
 }
 
 impl Driver {
     /// Runs `node tools/browser/<script> args…` with its stdout read line by line.
     pub fn start(script: &str, args: &[&str]) -> Driver {
+        let mut cmd = Command::new("node");
+        cmd.arg(browser_dir().join(script)).args(args);
+        Driver::spawn(cmd, false)
+    }
+
+    /// Runs `cmd`, a wrapper that ends by running a driver script, with its stdout read
+    /// line by line. With `group` the command is put in a process group of its own, and
+    /// everything in it (engine, demo, node, Chromium) is killed when the driver drops.
+    pub fn spawn(mut cmd: Command, group: bool) -> Driver {
         let dir = browser_dir();
         assert!(
             dir.join("node_modules/playwright-core").exists(),
             "playwright-core missing in {}: run scripts/test-all.sh (it runs npm ci there)",
             dir.display()
         );
-        let mut child = Command::new("node")
-            .arg(dir.join(script))
-            .args(args)
+        if group {
+            cmd.process_group(0);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("node must be installed to run the browser tests");
+            .expect("node (or the wrapper running it) must be installed for browser tests");
         let (tx, rx) = mpsc::channel::<String>();
         if let Some(out) = child.stdout.take() {
             std::thread::spawn(move || {
@@ -194,7 +223,8 @@ impl Driver {
         }
         Driver {
             lines: rx,
-            _child: Reap(child),
+            child,
+            group,
         }
     }
 
