@@ -121,6 +121,23 @@ impl Client {
         media: &[(MediaKind, Direction)],
         use_backend: bool,
     ) -> Client {
+        Client::connect_offer(name, media, use_backend, |offer| {
+            let info = engine
+                .create_session(SessionSetup::Offer(offer.to_string()), placement)
+                .unwrap();
+            (info.id, info.answer.unwrap())
+        })
+    }
+
+    /// A client whose offer has one section per entry of `media`, handed (as SDP) to
+    /// `answer`, which creates the engine session however it likes (an in-process
+    /// engine, a daemon's control socket) and returns its id and SDP answer.
+    pub fn connect_offer(
+        name: &str,
+        media: &[(MediaKind, Direction)],
+        use_backend: bool,
+        answer: impl FnOnce(&str) -> (SessionId, String),
+    ) -> Client {
         let now = Instant::now();
         let transport = if use_backend {
             let cfg = IoConfig {
@@ -144,12 +161,10 @@ impl Client {
         let mut api = rtc.sdp_api();
         let mids: Vec<Mid> = media.iter().map(|(k, d)| api.add_media(*k, *d)).collect();
         let (offer, pending) = api.apply().unwrap();
-        let info = engine
-            .create_session(SessionSetup::Offer(offer.to_sdp_string()), placement)
-            .unwrap();
-        let answer = SdpAnswer::from_sdp_string(info.answer.as_deref().unwrap()).unwrap();
+        let (id, sdp) = answer(&offer.to_sdp_string());
+        let answer = SdpAnswer::from_sdp_string(&sdp).unwrap();
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
-        Client::new(name, rtc, transport, addr, now, info.id, mids)
+        Client::new(name, rtc, transport, addr, now, id, mids)
     }
 
     /// A client set up through the direct API on both sides (no SDP): media sections
