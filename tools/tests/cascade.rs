@@ -254,6 +254,20 @@ fn cascade_body() {
         assert_eq!(t.tracks.len(), 2, "{}: {t:?}", c.name);
     }
 
+    // The relay is up on both ends before media flows (so every subscriber's first
+    // packet is one of the first few).
+    let mut last_poll = Instant::now();
+    let relay_up = drive(&mut clients, Duration::from_secs(20), |_| {
+        if last_poll.elapsed() < Duration::from_millis(50) {
+            return false;
+        }
+        last_poll = Instant::now();
+        [(&mut a, ra), (&mut b, rb)]
+            .into_iter()
+            .all(|(d, r)| d.session_stats(r.0).state == control::SessionState::Connected)
+    });
+    assert!(relay_up, "the relay did not connect");
+
     // 2 % loss both ways between the engines.
     link.set_uplink(Link::lossy(0.02));
     link.set_downlink(Link::lossy(0.02));
