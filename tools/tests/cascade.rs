@@ -413,3 +413,141 @@ fn cascade_body() {
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP/1.1 POST of an SDP offer: (status, `X-Session-Id`, body).
+fn post_sdp(addr: &str, path: &str, sdp: &str) -> (u16, Option<u64>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("rtc-demo reachable");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("read timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .expect("request sent");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    let session = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-session-id")
+            .then(|| v.trim().parse().ok())?
+    });
+    (status, session, body.to_string())
+}
+
+#[test]
+fn cascade_rtc_demo_over_two_engines_whip_on_a_whep_on_b() {
+    in_netns(
+        "cascade_rtc_demo_over_two_engines_whip_on_a_whep_on_b",
+        demo_body,
+    );
+}
+
+fn demo_body() {
+    let dir = std::env::temp_dir().join(format!("rtc-cascade-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut a = Daemon::start(&dir, "a", "127.0.0.2");
+    let mut b = Daemon::start(&dir, "b", "127.0.0.3");
+    let port = browser_common::free_port();
+    let http = format!("127.0.0.1:{port}");
+    // Threshold 0: every viewer goes to the second engine.
+    let _demo = Reap(
+        Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
+            .args(["--http", &http, "--relay-threshold", "0", "--control"])
+            .arg(&a.sock)
+            .arg("--control")
+            .arg(&b.sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rtc-demo starts"),
+    );
+    let t0 = Instant::now();
+    while browser_common::http_get(&http, "/rooms").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "rtc-demo never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut publisher_id = None;
+    let mut clients = vec![Client::connect_offer(
+        "whip",
+        &[
+            (MediaKind::Audio, Direction::SendOnly),
+            (MediaKind::Video, Direction::SendOnly),
+        ],
+        false,
+        |offer| {
+            let (status, id, body) = post_sdp(&http, "/whip/hall", offer);
+            assert_eq!(status, 201, "WHIP: {body}");
+            let id = id.expect("X-Session-Id");
+            publisher_id = Some(id);
+            (SessionId(id), body)
+        },
+    )];
+    let publisher = publisher_id.expect("publisher id");
+    let mut viewer_id = None;
+    clients.push(Client::connect_offer("whep", RECV, false, |offer| {
+        let (status, id, body) = post_sdp(&http, &format!("/whep/hall/{publisher}"), offer);
+        assert_eq!(status, 201, "WHEP: {body}");
+        let id = id.expect("X-Session-Id");
+        viewer_id = Some(id);
+        (SessionId(id), body)
+    }));
+    // The publisher is engine A's session, the viewer engine B's (ids of the second
+    // engine carry its index above bit 48).
+    assert!(publisher < 1 << 48, "publisher {publisher}");
+    let viewer = viewer_id.expect("viewer id");
+    assert_eq!(
+        viewer >> 48,
+        1,
+        "viewer {viewer} is not on the second engine"
+    );
+    let listed = |d: &mut Daemon| match d.req(Request::RoomList) {
+        Response::Rooms(r) => r.rooms.iter().map(|r| r.sessions.len()).sum::<usize>(),
+        other => panic!("room.list answered {other:?}"),
+    };
+    // A: the publisher; B: the viewer and the relay session.
+    assert_eq!(listed(&mut a), 1);
+    assert_eq!(listed(&mut b), 2);
+
+    let up = drive(&mut clients, Duration::from_secs(30), |cs| {
+        cs.iter().all(|c| c.connected)
+    });
+    assert!(up, "the WHIP and WHEP peers did not connect");
+    let mut s = Streamer::new();
+    let mut got = false;
+    let end = Instant::now() + Duration::from_secs(20);
+    while !got && Instant::now() < end {
+        stream(
+            &mut clients,
+            0,
+            &mut s,
+            Duration::from_millis(100),
+            |_, _| {},
+        );
+        got = video_got(&clients[1]).len() > 30;
+    }
+    assert!(
+        got,
+        "the WHEP viewer on B got {} video packets through the relay",
+        video_got(&clients[1]).len()
+    );
+    assert!(
+        clients[1]
+            .rtp
+            .iter()
+            .all(|p| check_payload(&p.payload).is_some()),
+        "a payload was altered"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -196,14 +196,18 @@ impl CascadeBackend {
                 "publisher {publisher} is not on the first engine"
             )));
         }
-        let stats = match self.engines[0].request(Request::SessionStats(control::SessionRef {
+        // `publish` is idempotent and answers the published tracks (known from the
+        // offer, before any media arrives).
+        let published = match self.engines[0].request(Request::Publish(control::Publish {
             session: SessionId(local),
+            room: control::RoomId(room.to_owned()),
+            tracks: None,
         }))? {
-            Response::SessionStats(s) => s,
+            Response::Tracks(t) => t.tracks,
             other => return Err(unexpected(&other)),
         };
         let mut out = Vec::new();
-        for t in stats.tracks.iter().filter(|t| t.inbound) {
+        for t in &published {
             let track = match self.engines[0].request(Request::RelayPublish(RelayPublish {
                 relay: SessionId(relay.from),
                 session: SessionId(local),
