@@ -456,28 +456,7 @@ fn demo_body() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut a = Daemon::start(&dir, "a", "127.0.0.2");
     let mut b = Daemon::start(&dir, "b", "127.0.0.3");
-    let port = browser_common::free_port();
-    let http = format!("127.0.0.1:{port}");
-    // Threshold 0: every viewer goes to the second engine.
-    let _demo = Reap(
-        Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
-            .args(["--http", &http, "--relay-threshold", "0", "--control"])
-            .arg(&a.sock)
-            .arg("--control")
-            .arg(&b.sock)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rtc-demo starts"),
-    );
-    let t0 = Instant::now();
-    while browser_common::http_get(&http, "/rooms").is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "rtc-demo never answered"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_demo, http) = start_demo(&a, &b);
     let mut publisher_id = None;
     let mut clients = vec![Client::connect_offer(
         "whip",
@@ -549,5 +528,81 @@ fn demo_body() {
             .all(|p| check_payload(&p.payload).is_some()),
         "a payload was altered"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `rtc-demo --control A --control B --relay-threshold 0` (every viewer on B) on a free
+/// port, answering HTTP; its address. The demo is reaped when the namespace's test
+/// process exits.
+fn start_demo(a: &Daemon, b: &Daemon) -> (Reap, String) {
+    let http = format!("127.0.0.1:{}", browser_common::free_port());
+    let demo = Reap(
+        Command::new(env!("CARGO_BIN_EXE_rtc-demo"))
+            .args(["--http", &http, "--relay-threshold", "0", "--control"])
+            .arg(&a.sock)
+            .arg("--control")
+            .arg(&b.sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rtc-demo starts"),
+    );
+    let t0 = Instant::now();
+    while browser_common::http_get(&http, "/rooms").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "rtc-demo never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (demo, http)
+}
+
+#[test]
+fn cascade_chromium_publishes_on_engine_a_and_a_page_on_engine_b_decodes() {
+    in_netns(
+        "cascade_chromium_publishes_on_engine_a_and_a_page_on_engine_b_decodes",
+        browser_body,
+    );
+}
+
+/// The demo's room page in headless Chromium (`tools/browser/demo-e2e.js`): every page
+/// publishes on engine A, and with threshold 0 every viewer session is on engine B, so
+/// each page decodes the others' video through the relay.
+fn browser_body() {
+    let bdir = browser_common::browser_dir();
+    assert!(
+        bdir.join("node_modules/playwright-core").exists(),
+        "playwright-core missing in {}: run scripts/test-all.sh (it runs npm ci there)",
+        bdir.display()
+    );
+    let dir = std::env::temp_dir().join(format!("rtc-cascade-web-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let a = Daemon::start(&dir, "a", "127.0.0.2");
+    let b = Daemon::start(&dir, "b", "127.0.0.3");
+    let (_demo, http) = start_demo(&a, &b);
+    let base = format!("http://{http}");
+    let r =
+        browser_common::run_node_result("demo-e2e.js", &[&base, "casc"], Duration::from_secs(50))
+            .expect("the browser script printed no RESULT line in time");
+    assert_eq!(
+        r["ok"],
+        serde_json::Value::Bool(true),
+        "browser run failed: {r:#}"
+    );
+    for k in ["aSeesB", "bSeesA"] {
+        assert!(
+            browser_common::num(&r, &[k, "framesDecoded"]) > 0,
+            "{k}: {r:#}"
+        );
+        // Engine A has shard 0, engine B shard 1 (shards are numbered across engines).
+        assert_eq!(browser_common::num(&r, &[k, "shard"]), 0, "{k}: {r:#}");
+        assert_eq!(
+            browser_common::num(&r, &[k, "viewerShard"]),
+            1,
+            "{k}: {r:#}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

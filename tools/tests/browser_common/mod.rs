@@ -77,3 +77,47 @@ pub fn num(v: &Value, path: &[&str]) -> u64 {
     cur.as_u64()
         .unwrap_or_else(|| panic!("{path:?} is not a number in result: {v}"))
 }
+
+/// Runs `node SCRIPT ARGS...` (a `tools/browser` driver), echoing its lines, until it
+/// prints its `RESULT {json}` line or `limit` passes; kills it then. Returns the parsed
+/// result (`None`: none in time).
+pub fn run_node_result(script: &str, args: &[&str], limit: Duration) -> Option<Value> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    let mut child = Command::new("node")
+        .arg(browser_dir().join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node must be installed to run the browser tests");
+    let (tx, rx) = mpsc::channel::<String>();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let deadline = std::time::Instant::now() + limit;
+    let mut result = None;
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                eprintln!("{line}");
+                if let Some(json) = line.strip_prefix("RESULT ") {
+                    result = Some(serde_json::from_str::<Value>(json).expect("RESULT is JSON"));
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
