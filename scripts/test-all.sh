@@ -16,6 +16,12 @@ if ! command -v node >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
+# tools/tests/cascade.rs runs two engines in a network namespace it makes (unshare -n,
+# `ip link set lo up`).
+if ! command -v ip >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 util-linux >/dev/null
+fi
 (cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 # Integration tests and benches/tests/smoke.rs run other packages' binaries (rtc-engine,
