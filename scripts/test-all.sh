@@ -22,7 +22,8 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; 
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
 fi
 # The ICE-TCP browser test (tools/tests/demo_browser_tcp.rs) runs Chromium in a network
-# namespace with an nftables rule: unshare (util-linux), ip (iproute2), nft (nftables).
+# namespace with an nftables rule: unshare (util-linux), ip (iproute2), nft (nftables);
+# tools/tests/cascade.rs runs two engines in a namespace it makes (unshare -n, ip).
 if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
   || ! command -v unshare >/dev/null 2>&1; then
   as_root apt-get update -qq

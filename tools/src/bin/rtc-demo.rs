@@ -1,7 +1,9 @@
 //! `rtc-demo`: WHIP/WHEP endpoints and a browser page with rooms, in front of the engine.
 //!
 //! By default an engine is started in-process (2 shards); with `--control PATH` the demo
-//! drives a running `rtc-engine` over its control socket instead.
+//! drives a running `rtc-engine` over its control socket instead. With `--control`
+//! given several times it spreads each room over those engines: publishers on the first,
+//! viewers beyond `--relay-threshold` per engine on the next, joined by relays.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -12,7 +14,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use engine::{Engine, EngineConfig};
-use tools::demo::{Backend, ControlBackend, DemoConfig, DemoServer, InProcessBackend};
+use tools::demo::{
+    Backend, CascadeBackend, ControlBackend, DemoConfig, DemoServer, InProcessBackend,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,9 +31,14 @@ struct Cli {
     /// HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     http: SocketAddr,
-    /// Drive a running rtc-engine over this control socket instead of starting one.
+    /// Drive a running rtc-engine over this control socket instead of starting one;
+    /// repeatable: a room spreads over the engines in order (publishers on the first).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["shards", "media_bind", "announce", "port", "tcp_port", "keyframe_interval_ms"])]
-    control: Option<PathBuf>,
+    control: Vec<PathBuf>,
+    /// With several `--control` engines: viewers of a room one engine takes before the
+    /// next one does (the last takes the rest).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    relay_threshold: usize,
     /// In-process engine: number of shards.
     #[arg(long, default_value_t = 2, value_name = "N")]
     shards: usize,
@@ -81,15 +90,26 @@ extern "C" fn on_signal(_: libc::c_int) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut engine = None;
-    let backend: Arc<dyn Backend> = match &cli.control {
-        Some(path) => match ControlBackend::connect(path) {
+    let backend: Arc<dyn Backend> = match cli.control.as_slice() {
+        [path] => match ControlBackend::connect(path) {
             Ok(b) => Arc::new(b),
             Err(e) => {
                 eprintln!("rtc-demo: {e}");
                 return ExitCode::from(3);
             }
         },
-        None => {
+        [_, _, ..] => {
+            let engines: Result<Vec<ControlBackend>, _> =
+                cli.control.iter().map(ControlBackend::connect).collect();
+            match engines.and_then(|e| CascadeBackend::new(e, cli.relay_threshold)) {
+                Ok(b) => Arc::new(b),
+                Err(e) => {
+                    eprintln!("rtc-demo: {e}");
+                    return ExitCode::from(3);
+                }
+            }
+        }
+        [] => {
             let cfg = EngineConfig {
                 shards: Some(cli.shards.max(1)),
                 pin: false,

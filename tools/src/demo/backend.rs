@@ -130,6 +130,21 @@ pub trait Backend: Send + Sync + 'static {
         shard: Option<usize>,
     ) -> Result<Created, BackendError>;
 
+    /// Creates a viewer's session (WHEP) from an SDP offer; `shard` as in
+    /// [`Backend::create_session`], which it is unless the backend places viewers
+    /// apart from publishers (several engines).
+    ///
+    /// # Errors
+    /// As [`Backend::create_session`].
+    fn create_viewer_session(
+        &self,
+        room: &str,
+        offer: &str,
+        shard: Option<usize>,
+    ) -> Result<Created, BackendError> {
+        self.create_session(room, offer, shard)
+    }
+
     /// Makes `session` a publisher in `room` (created when missing).
     ///
     /// # Errors

@@ -138,7 +138,8 @@ impl ControlBackend {
         }
     }
 
-    fn request(&self, r: Request) -> Result<Response, BackendError> {
+    /// Sends `r` (see `exchange`), with the failure sorted for the HTTP front end.
+    pub(super) fn request(&self, r: Request) -> Result<Response, BackendError> {
         self.exchange(r).map_err(client_err)
     }
 

@@ -6,6 +6,8 @@
 //!   an engine started inside the demo's process.
 //! - [`control_backend`]: [`ControlBackend`], the same over the control socket of a
 //!   running `rtc-engine`, using only the public `control` client.
+//! - [`cascade_backend`]: [`CascadeBackend`], several engines as one: publishers on
+//!   the first, viewers beyond a threshold on the next, joined by relays.
 //! - [`server`]: [`DemoServer`], the routes and the bookkeeping of rooms.
 //! - [`http`]: the HTTP transport (hyper on a small tokio runtime) with its limits:
 //!   head deadline, header and body size caps, connection and in-flight caps, the
@@ -54,10 +56,12 @@
 //! others), so with two or more shards every WHEP leg crosses shards. `?shard=N` on a
 //! `POST` overrides both.
 pub mod backend;
+pub mod cascade_backend;
 pub mod control_backend;
 pub mod http;
 pub mod server;
 
 pub use backend::{Backend, BackendError, BackendEvent, InProcessBackend, Kind};
+pub use cascade_backend::CascadeBackend;
 pub use control_backend::ControlBackend;
 pub use server::{DemoConfig, DemoServer, PublisherView, RoomView, ViewerView};

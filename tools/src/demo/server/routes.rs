@@ -514,7 +514,10 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
         })
     };
     let body = String::from_utf8_lossy(&req.body);
-    let c = match shared.backend.create_session(room, &body, Some(shard)) {
+    let c = match shared
+        .backend
+        .create_viewer_session(room, &body, Some(shard))
+    {
         Ok(c) => c,
         Err(e) => return error_response(&e),
     };
