@@ -95,6 +95,7 @@ impl Batch {
     }
 
     /// Bytes queued in this batch.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
