@@ -16,10 +16,10 @@
 //! ≤ 40 KiB per audio-only session; this test asserts only a loose 1 MiB per session
 //! (what per-leg retransmission rings cost: ≈ 1 MiB per video subscriber before the
 //! shared layer caches), because shard-wide pools land in whichever phase grows them:
-//! the I/O backend's send batches (64 KiB per destination queued in one loop
-//! iteration, several MiB after a burst) and the doubling session table (~18 KiB per
-//! slot) move a phase's figure by up to ~450 KiB per session from run to run. Read the
-//! figures with the trace below.
+//! the I/O backend's send-buffer chunks (2 KiB each, as many as the bytes queued in one
+//! loop iteration need) and the doubling session table (a pointer per slot since
+//! sessions are boxed) move a phase's figure from run to run. Read the figures with the
+//! trace below.
 //!
 //! Where the bytes are: `SESSION_MEMORY_TRACE=video` (or `apub`, `asub`) `cargo test -p
 //! engine --test session_memory -- --nocapture` also records a backtrace for every

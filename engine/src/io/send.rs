@@ -11,9 +11,44 @@ use socket2::SockAddr;
 use super::sys::{GSO_CONTROL_LEN, GsoControl};
 use super::{IoStats, MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD};
 
-/// Buffers allocated when the queue is created; more are allocated (once each) on demand up
+/// Batches allocated when the queue is created; more are allocated (once each) on demand up
 /// to the configured maximum.
 const PREALLOCATED: usize = 16;
+/// Size of one pooled buffer chunk. A batch's bytes lie back to back in as many chunks as
+/// they need (one `iovec` each; GSO segments the concatenation, wherever the chunk
+/// boundaries fall), so the memory a queue holds follows the bytes queued in one loop
+/// iteration instead of a 64 KiB buffer per destination.
+pub(crate) const CHUNK: usize = 2048;
+/// Chunks one batch can hold: [`MAX_UDP_PAYLOAD`] bytes.
+const MAX_CHUNKS: usize = MAX_UDP_PAYLOAD.div_ceil(CHUNK);
+
+/// The shared pool of chunks. Chunks are allocated on demand (once each, up to the most
+/// ever queued at the same time) and returned when their batch completes; `spare` keeps a
+/// capacity of every chunk ever made, so returning one never allocates.
+struct ChunkPool {
+    spare: Vec<Box<[u8]>>,
+    made: usize,
+    limit: usize,
+}
+
+impl ChunkPool {
+    fn take(&mut self) -> Option<Box<[u8]>> {
+        if let Some(c) = self.spare.pop() {
+            return Some(c);
+        }
+        if self.made >= self.limit {
+            return None;
+        }
+        self.made += 1;
+        // `spare` is empty here: room for every chunk made so far.
+        self.spare.reserve(self.made);
+        Some(vec![0u8; CHUNK].into_boxed_slice())
+    }
+
+    fn give(&mut self, c: Box<[u8]>) {
+        self.spare.push(c);
+    }
+}
 
 /// One pending `sendmsg`: a destination and one or more equal-size segments (the last may be
 /// shorter). Boxed by the queue so that the `msghdr` pointers into it stay valid while the
@@ -24,44 +59,123 @@ pub(crate) struct Batch {
     seg: usize,
     pub(crate) segs: usize,
     closed: bool,
-    pub(crate) buf: Vec<u8>,
+    /// Bytes queued, back to back over `chunks` (every chunk full but the last).
+    len: usize,
+    /// Pooled chunks holding the bytes (capacity [`MAX_CHUNKS`], never reallocated; the
+    /// chunks' heap memory does not move while the kernel reads it).
+    chunks: Vec<Box<[u8]>>,
     control: GsoControl,
-    iov: libc::iovec,
+    iov: [libc::iovec; MAX_CHUNKS],
     msg: libc::msghdr,
 }
 
-// SAFETY: the raw pointers inside `iov`/`msg` point only into this same heap-allocated batch;
-// they carry no shared ownership and moving the batch's owner between threads is sound.
+// SAFETY: the raw pointers inside `iov`/`msg` point only into this same heap-allocated batch
+// and the chunks it owns; they carry no shared ownership and moving the batch's owner
+// between threads is sound.
 unsafe impl Send for Batch {}
 
 impl Batch {
-    fn new(cap: usize) -> Box<Self> {
+    fn new() -> Box<Self> {
         Box::new(Self {
             socket: 0,
             dest: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
             seg: 0,
             segs: 0,
             closed: true,
-            buf: Vec::with_capacity(cap),
+            len: 0,
+            chunks: Vec::with_capacity(MAX_CHUNKS),
             control: GsoControl::new(0),
-            iov: libc::iovec {
+            iov: [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
-            },
+            }; MAX_CHUNKS],
             // SAFETY: msghdr is a plain C struct for which all-zero is a valid (empty) value.
             msg: unsafe { std::mem::zeroed() },
         })
     }
 
+    /// Bytes queued in this batch.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The queued bytes, chunk by chunk.
+    pub(crate) fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        let mut left = self.len;
+        self.chunks.iter().map(move |c| {
+            let n = left.min(c.len());
+            left -= n;
+            c.get(..n).unwrap_or(&[])
+        })
+    }
+
+    /// Appends `data`, taking chunks from `pool` as needed; `false` (nothing appended) when
+    /// the batch would exceed [`MAX_CHUNKS`] or the pool is exhausted.
+    fn append(&mut self, pool: &mut ChunkPool, data: &[u8]) -> bool {
+        let need = (self.len + data.len()).div_ceil(CHUNK);
+        if need > MAX_CHUNKS {
+            return false;
+        }
+        let had = self.chunks.len();
+        while self.chunks.len() < need {
+            match pool.take() {
+                Some(c) => self.chunks.push(c),
+                None => {
+                    while self.chunks.len() > had {
+                        if let Some(c) = self.chunks.pop() {
+                            pool.give(c);
+                        }
+                    }
+                    return false;
+                }
+            }
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            let off = self.len % CHUNK;
+            let n = rest.len().min(CHUNK - off);
+            let (head, tail) = rest.split_at(n);
+            // The chunks cover `need * CHUNK >= len + rest.len()` bytes (taken above).
+            let Some(dst) = self
+                .chunks
+                .get_mut(self.len / CHUNK)
+                .and_then(|c| c.get_mut(off..off + n))
+            else {
+                return false;
+            };
+            dst.copy_from_slice(head);
+            self.len += n;
+            rest = tail;
+        }
+        true
+    }
+
+    /// Returns the chunks to `pool` and empties the batch.
+    fn release(&mut self, pool: &mut ChunkPool) {
+        while let Some(c) = self.chunks.pop() {
+            pool.give(c);
+        }
+        self.len = 0;
+    }
+
     /// Fills in the `msghdr` for this batch and returns it. The pointers stay valid until the
     /// batch is mutated or released.
     pub(crate) fn prepare_msg(&mut self) -> *const libc::msghdr {
-        self.iov.iov_base = self.buf.as_mut_ptr().cast();
-        self.iov.iov_len = self.buf.len();
+        let mut left = self.len;
+        let mut n = 0;
+        for (iov, c) in self.iov.iter_mut().zip(self.chunks.iter_mut()) {
+            let take = left.min(c.len());
+            iov.iov_base = c.as_mut_ptr().cast();
+            iov.iov_len = take;
+            left -= take;
+            n += 1;
+        }
         self.msg.msg_name = self.dest.as_ptr().cast_mut().cast();
         self.msg.msg_namelen = self.dest.len();
-        self.msg.msg_iov = &raw mut self.iov;
-        self.msg.msg_iovlen = 1;
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        // At most MAX_CHUNKS (32): fits any integer type the platform uses here.
+        self.msg.msg_iovlen = n as _;
         self.msg.msg_flags = 0;
         if self.segs > 1 {
             // `seg` never exceeds MAX_UDP_PAYLOAD (< u16::MAX) when a batch has several segments.
@@ -96,6 +210,9 @@ pub(crate) struct SendQueue {
     max: usize,
     gso: bool,
     v6: Vec<bool>,
+    pool: ChunkPool,
+    /// A batch's bytes made contiguous for the unsegmented fallback (rare path).
+    gather: Vec<u8>,
 }
 
 impl SendQueue {
@@ -110,16 +227,29 @@ impl SendQueue {
             max,
             gso,
             v6: locals.iter().map(SocketAddr::is_ipv6).collect(),
+            pool: ChunkPool {
+                spare: Vec::new(),
+                made: 0,
+                limit: max * MAX_CHUNKS,
+            },
+            gather: Vec::new(),
         };
         for i in 0..pre {
-            q.slots.push(Batch::new(q.buf_cap()));
+            q.slots.push(Batch::new());
             q.free.push(i);
+        }
+        // One chunk per preallocated batch.
+        let chunks: Vec<_> = (0..pre).filter_map(|_| q.pool.take()).collect();
+        for c in chunks {
+            q.pool.give(c);
         }
         q
     }
 
-    fn buf_cap(&self) -> usize {
-        if self.gso { MAX_UDP_PAYLOAD } else { 2048 }
+    /// Chunks allocated so far (the queue's buffer memory is this times [`CHUNK`]).
+    #[cfg(test)]
+    fn chunks_made(&self) -> usize {
+        self.pool.made
     }
 
     /// Queues one datagram; `false` = dropped (counted in `stats`).
@@ -148,22 +278,25 @@ impl SendQueue {
             && !b.closed
             && !data.is_empty()
             && data.len() <= b.seg
-            && b.buf.len() + data.len() <= MAX_UDP_PAYLOAD
+            && b.len + data.len() <= MAX_UDP_PAYLOAD
         {
-            b.buf.extend_from_slice(data);
-            b.segs += 1;
-            if data.len() < b.seg
-                || b.segs >= MAX_GSO_SEGMENTS
-                || b.buf.len() + b.seg > MAX_UDP_PAYLOAD
-            {
-                b.closed = true;
+            if b.append(&mut self.pool, data) {
+                b.segs += 1;
+                if data.len() < b.seg
+                    || b.segs >= MAX_GSO_SEGMENTS
+                    || b.len + b.seg > MAX_UDP_PAYLOAD
+                {
+                    b.closed = true;
+                }
+                return true;
             }
-            return true;
+            // No chunk left for it: this datagram starts a batch of its own, if it can.
+            b.closed = true;
         }
         let i = match self.free.pop() {
             Some(i) => i,
             None if self.slots.len() < self.max => {
-                self.slots.push(Batch::new(self.buf_cap()));
+                self.slots.push(Batch::new());
                 self.slots.len() - 1
             }
             None => {
@@ -177,12 +310,16 @@ impl SendQueue {
             stats.drops.queue_full += 1;
             return false;
         };
+        b.release(&mut self.pool);
+        if !b.append(&mut self.pool, data) {
+            self.free.push(i);
+            stats.drops.queue_full += 1;
+            return false;
+        }
         b.socket = socket;
         b.dest = SockAddr::from(dest);
         b.seg = data.len();
         b.segs = 1;
-        b.buf.clear();
-        b.buf.extend_from_slice(data);
         b.closed = !gso || data.is_empty() || 2 * data.len() > MAX_UDP_PAYLOAD;
         self.queued.push(i);
         if gso {
@@ -218,6 +355,14 @@ impl SendQueue {
         self.open.clear();
     }
 
+    /// Returns slot `i` and its chunks to the pools.
+    fn release(&mut self, i: usize) {
+        if let Some(b) = self.slots.get_mut(i) {
+            b.release(&mut self.pool);
+        }
+        self.free.push(i);
+    }
+
     /// Accounts a kernel answer for slot `i` and returns it to the pool. A GSO send refused
     /// for reasons specific to segmentation (`EIO`: no checksum offload, `EINVAL`: segment
     /// larger than the path MTU, `EMSGSIZE`) is retried once, synchronously, as individual
@@ -245,7 +390,7 @@ impl SendQueue {
         match outcome {
             Outcome::Sent => {
                 stats.tx_datagrams += segs;
-                stats.tx_bytes += b.buf.len() as u64;
+                stats.tx_bytes += b.len as u64;
                 stats.send_messages += 1;
                 stats.tx_batch_sizes[super::batch_bucket(segs)] += 1;
                 if b.segs > 1 {
@@ -260,7 +405,7 @@ impl SendQueue {
                 stats.drops.send_error += segs;
             }
         }
-        self.free.push(i);
+        self.release(i);
     }
 
     /// Sends the segments of slot `i` one `sendto` each (rare fallback path) and returns the
@@ -269,7 +414,11 @@ impl SendQueue {
         let Some(b) = self.slots.get(i) else { return };
         stats.gso_fallbacks += 1;
         let seg = b.seg.max(1);
-        for chunk in b.buf.chunks(seg) {
+        self.gather.clear();
+        for part in b.slices() {
+            self.gather.extend_from_slice(part);
+        }
+        for chunk in self.gather.chunks(seg) {
             // SAFETY: `chunk` and the encoded destination are live for the whole call; the
             // kernel only reads them.
             let r = unsafe {
@@ -294,7 +443,7 @@ impl SendQueue {
                 }
             }
         }
-        self.free.push(i);
+        self.release(i);
     }
 }
 
@@ -327,7 +476,7 @@ mod tests {
         assert_eq!(q.queued().len(), 2);
         let first = q.queued()[0];
         let b = q.batch_mut(first).unwrap();
-        assert_eq!((b.segs, b.buf.len()), (6, 540));
+        assert_eq!((b.segs, b.len()), (6, 540));
     }
 
     #[test]
@@ -426,6 +575,35 @@ mod tests {
         assert_eq!(s.drops.send_error, 1);
     }
 
+    /// Buffer memory follows the bytes queued: a 3-packet frame to each of 16 destinations
+    /// takes two chunks per destination (not a 64 KiB buffer each), and completed batches
+    /// give their chunks back for the next iteration.
+    #[test]
+    fn chunks_follow_bytes_and_are_reused() {
+        let mut s = IoStats::default();
+        let mut q = SendQueue::new(256, true, &["127.0.0.1:1".parse().unwrap()]);
+        for round in 0..3 {
+            for p in 0..16 {
+                for _ in 0..3 {
+                    assert!(q.push(0, d(p), &[round; 1200], &mut s));
+                }
+            }
+            let idx = q.queued().to_vec();
+            assert_eq!(idx.len(), 16);
+            for &i in &idx {
+                let b = q.batch_mut(i).unwrap();
+                assert_eq!((b.segs, b.len()), (3, 3600));
+                assert!(b.slices().flatten().all(|&x| x == round));
+            }
+            assert_eq!(q.chunks_made(), 32);
+            q.take_queued();
+            for i in idx {
+                q.complete(i, Outcome::Sent, None, &mut s);
+            }
+        }
+        assert_eq!((s.gso_sends, s.tx_datagrams), (48, 144));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// Concatenating the batches per destination reproduces what was queued, and every
@@ -447,11 +625,13 @@ mod tests {
             for i in idx {
                 let b = q.batch_mut(i).unwrap();
                 prop_assert!(b.segs >= 1 && b.segs <= MAX_GSO_SEGMENTS);
-                prop_assert!(b.buf.len() <= MAX_UDP_PAYLOAD);
-                prop_assert!(b.buf.len() <= b.seg * b.segs);
-                prop_assert!(b.segs == 1 || b.buf.len() > b.seg * (b.segs - 1));
+                prop_assert!(b.len() <= MAX_UDP_PAYLOAD);
+                prop_assert!(b.len() <= b.seg * b.segs);
+                prop_assert!(b.segs == 1 || b.len() > b.seg * (b.segs - 1));
                 let port = b.dest.as_socket().unwrap().port() as usize;
-                got[port].extend_from_slice(&b.buf);
+                for part in b.slices() {
+                    got[port].extend_from_slice(part);
+                }
             }
             prop_assert_eq!(got, want);
         }

@@ -24,7 +24,7 @@ pub(super) fn forward_legs(
     packet: &[u8],
     info: &PktInfo,
     facts: &PayloadFacts,
-    sessions: &mut [Option<Session>],
+    sessions: &mut [Option<Box<Session>>],
     touched: &mut Vec<usize>,
     doomed: &mut Vec<(SessionId, CloseReason)>,
     drops: &mut DropCounters,

@@ -477,7 +477,7 @@ impl Shard {
         if s.legs.is_empty() {
             return;
         }
-        let Session { legs, alloc, .. } = s;
+        let Session { legs, alloc, .. } = &mut **s;
         for (mid, key, _) in legs.iter() {
             let (Some(route), Some(input)) = (self.routes.get(key), alloc.input_mut(*mid)) else {
                 continue;

@@ -407,7 +407,8 @@ enum Act {
 
 pub(crate) struct Shard {
     ctx: ShardCtx,
-    sessions: Vec<Option<Session>>,
+    /// Boxed: see `alloc_slot`.
+    sessions: Vec<Option<Box<Session>>>,
     free: Vec<usize>,
     by_id: HashMap<SessionId, usize>,
     by_addr: HashMap<SocketAddr, usize>,

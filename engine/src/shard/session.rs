@@ -505,6 +505,9 @@ impl Shard {
 
     /// Puts a session in a free slot (or a new one) and returns the slot.
     fn alloc_slot(&mut self, session: Session) -> usize {
+        // Boxed: the slot table then holds a pointer per slot, not a whole `Session`
+        // (~18 KiB with its `Rtc`) for every slot its doubling growth reserves.
+        let session = Box::new(session);
         while let Some(i) = self.free.pop() {
             if let Some(entry @ None) = self.sessions.get_mut(i) {
                 *entry = Some(session);
