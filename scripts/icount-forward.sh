@@ -23,16 +23,19 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for run in $(seq 1 "$RUNS"); do
   f="$out/cg.$run"
-  valgrind --tool=callgrind --callgrind-out-file="$f" \
-    --toggle-collect='*Shard::on_datagram*' \
-    --toggle-collect='*Shard::drain_touched*' \
+  ICOUNT_CALLGRIND_CONTROL=1 valgrind --tool=callgrind --callgrind-out-file="$f" \
+    --toggle-collect='*<impl engine::shard::Shard>::on_datagram' \
+    --toggle-collect='*<impl engine::shard::Shard>::drain_touched' \
     --toggle-collect='*as engine::io::IoBackend>::flush*' \
     target/release/examples/icount_forward "$PACKETS" "$LEGS" 2>"$out/vg.$run" >"$out/stdout.$run" \
     || { cat "$out/vg.$run" "$out/stdout.$run" >&2; exit 1; }
   fwd=$(sed -n 's/^forwarded \([0-9]*\) leg packets.*/\1/p' "$out/stdout.$run")
+  # The measured window is the dump the program asked for (`$f.1`); `$f` holds the
+  # rest (shutdown).
+  f="$f.1"
   total=$(callgrind_annotate "$f" | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
   echo "run $run: $total instructions / $fwd forwarded packets = $((total / fwd)) instructions per forwarded packet ($LEGS legs)"
   if [ "${ICOUNT_TOP:-0}" != 0 ]; then
-    callgrind_annotate --inclusive=yes "$f" | sed -n '1,/^$/d;p' | head -n "$ICOUNT_TOP"
+    callgrind_annotate --inclusive=yes "$f" 2>/dev/null | grep -v '^--\|^$' | head -n "$ICOUNT_TOP" || true
   fi
 done

@@ -14,7 +14,10 @@
 //!
 //! The script collects only inside the shard functions of that path
 //! (`--toggle-collect` on `Shard::on_datagram`, `Shard::drain_touched` and the
-//! backend's `flush`), so neither the clients, the set-up nor the waiting is counted.
+//! backend's `flush`), so neither the clients nor the waiting is counted, and this
+//! program zeroes the counts after the set-up and warm-up and dumps them after the
+//! measured packets (`callgrind_control -z` / `-d`, when `ICOUNT_CALLGRIND_CONTROL`
+//! is set).
 //! What remains variable is what the engine's timers add (a sender report per leg
 //! and second), well under 1 % over the measured packets (the script prints several
 //! runs).
@@ -63,6 +66,12 @@ fn main() {
     }
     drive(&mut clients, Duration::from_millis(200), |_| false);
     let forwarded = || engine.stats().expect("stats").rtp_forwarded();
+    // Under callgrind (the script sets this): the counts so far (set-up, handshakes,
+    // warm-up) are zeroed here and dumped after the measured packets.
+    let control = std::env::var_os("ICOUNT_CALLGRIND_CONTROL").is_some();
+    if control {
+        callgrind_control("-z");
+    }
     let start = forwarded();
     let mut target = start;
     for _ in 0..packets {
@@ -78,6 +87,20 @@ fn main() {
         }
     }
     let fwd = forwarded() - start;
+    if control {
+        callgrind_control("-d");
+    }
     println!("forwarded {fwd} leg packets ({packets} publisher packets x {legs} legs)");
     engine.shutdown();
+}
+
+/// Runs `callgrind_control FLAG <this process>` (zero `-z`, dump `-d`) and waits for it.
+fn callgrind_control(flag: &str) {
+    let status = std::process::Command::new("callgrind_control")
+        .arg(flag)
+        .arg(std::process::id().to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("callgrind_control runs");
+    assert!(status.success(), "callgrind_control {flag} failed");
 }
