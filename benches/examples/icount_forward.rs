@@ -18,9 +18,10 @@
 //! program zeroes the counts after the set-up and warm-up and dumps them after the
 //! measured packets (`callgrind_control -z` / `-d`, when `ICOUNT_CALLGRIND_CONTROL`
 //! is set).
-//! What remains variable is what the engine's timers add (a sender report per leg
-//! and second), well under 1 % over the measured packets (the script prints several
-//! runs).
+//! What remains variable is what the engine's wall-clock timers add when they fire
+//! inside the window (sender reports, the allocator's rate updates): most runs agree
+//! within ~1 %, one in a few gets ~15 % more. The script runs it several times and
+//! reports the minimum as the path's own cost.
 //!
 //! `icount_forward [PACKETS] [LEGS]` (default 200 packets, 50 legs).
 

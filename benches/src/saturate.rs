@@ -27,7 +27,8 @@ use crate::scenario::{self, Options, Workload};
 
 /// A step with more loss than this (ratio) does not hold.
 pub const MAX_LOSS: f64 = 0.001;
-/// A step whose engine-side p99 forwarding latency exceeds this (µs) does not hold.
+/// A step whose engine-side p99 forwarding latency exceeds this (µs) does not hold
+/// (the default of [`SaturateOptions::max_p99_us`]).
 pub const MAX_P99_US: f64 = 5000.0;
 
 /// How the ladder runs.
@@ -45,6 +46,8 @@ pub struct SaturateOptions {
     pub max_steps: usize,
     /// Run the 50 % / 90 % latency steps.
     pub latency_steps: bool,
+    /// Engine-side p99 limit of a step, µs; `None`: loss alone decides.
+    pub max_p99_us: Option<f64>,
 }
 
 impl Default for SaturateOptions {
@@ -56,6 +59,7 @@ impl Default for SaturateOptions {
             factor: 1.5,
             max_steps: 10,
             latency_steps: true,
+            max_p99_us: Some(MAX_P99_US),
         }
     }
 }
@@ -90,6 +94,9 @@ pub struct SaturationReport {
     pub fanout: usize,
     /// Engine shards.
     pub shards: usize,
+    /// The engine-side p99 limit used, µs (`None`: loss alone decided).
+    #[serde(default)]
+    pub max_p99_us: Option<f64>,
     /// The floor reflector with the same fan-out, this run.
     pub floor: Option<Row>,
     /// The ladder, in order.
@@ -117,11 +124,12 @@ impl SaturationReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "saturation: 1 -> {} fan-out, {} shard(s); a step holds at loss <= {:.1} % and engine p99 <= {:.0} us",
+            "saturation: 1 -> {} fan-out, {} shard(s); a step holds at loss <= {:.1} %{}",
             self.fanout,
             self.shards,
             MAX_LOSS * 100.0,
-            MAX_P99_US
+            self.max_p99_us
+                .map_or_else(String::new, |l| format!(" and engine p99 <= {l:.0} us"))
         );
         let _ = writeln!(
             s,
@@ -214,12 +222,13 @@ impl SaturationReport {
     }
 }
 
-/// Whether a run kept up: packets forwarded, loss and engine-side p99 within the limits.
-pub fn held(r: &Row) -> bool {
-    let p99_ok = r
-        .engine_latency_us
-        .as_ref()
-        .is_some_and(|l| l.p99 <= MAX_P99_US);
+/// Whether a run kept up: packets forwarded, loss and engine-side p99 (unless
+/// `max_p99_us` is `None`) within the limits.
+pub fn held(r: &Row, max_p99_us: Option<f64>) -> bool {
+    let p99_ok = match max_p99_us {
+        None => true,
+        Some(max) => r.engine_latency_us.as_ref().is_some_and(|l| l.p99 <= max),
+    };
     r.fwd_pps > 0.0 && r.loss <= MAX_LOSS && p99_ok
 }
 
@@ -239,7 +248,7 @@ fn step(o: &Options, s: &SaturateOptions, kbps: u32) -> Result<Step, BenchError>
     row.workload = format!("fanout-{}@{kbps}k", s.fanout);
     Ok(Step {
         kbps,
-        held: held(&row),
+        held: held(&row, s.max_p99_us),
         row,
     })
 }
@@ -253,6 +262,7 @@ pub fn run_saturation(
     let mut rep = SaturationReport {
         fanout: s.fanout,
         shards: s.shards,
+        max_p99_us: s.max_p99_us,
         ..SaturationReport::default()
     };
     progress(&format!("floor, fan-out {}", s.fanout));
@@ -316,14 +326,16 @@ mod tests {
 
     #[test]
     fn a_step_holds_within_both_limits_only() {
-        assert!(held(&row(1000.0, 0.0, 100.0)));
-        assert!(held(&row(1000.0, MAX_LOSS, MAX_P99_US)));
-        assert!(!held(&row(1000.0, 0.002, 100.0)));
-        assert!(!held(&row(1000.0, 0.0, 6000.0)));
-        assert!(!held(&row(0.0, 0.0, 100.0)));
+        let lim = Some(MAX_P99_US);
+        assert!(held(&row(1000.0, 0.0, 100.0), lim));
+        assert!(held(&row(1000.0, MAX_LOSS, MAX_P99_US), lim));
+        assert!(!held(&row(1000.0, 0.002, 100.0), lim));
+        assert!(!held(&row(1000.0, 0.0, 6000.0), lim));
+        assert!(held(&row(1000.0, 0.0, 6000.0), None));
+        assert!(!held(&row(0.0, 0.0, 100.0), lim));
         let mut no_latency = row(1000.0, 0.0, 100.0);
         no_latency.engine_latency_us = None;
-        assert!(!held(&no_latency));
+        assert!(!held(&no_latency, lim));
     }
 
     #[test]
@@ -336,6 +348,7 @@ mod tests {
         let rep = SaturationReport {
             fanout: 50,
             shards: 1,
+            max_p99_us: Some(MAX_P99_US),
             floor: Some(Row {
                 fanout: 50,
                 fwd_pps: 300_000.0,

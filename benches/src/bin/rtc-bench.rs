@@ -122,6 +122,9 @@ struct Cli {
     /// Saturation: engine shards.
     #[arg(long, default_value_t = 1)]
     sat_shards: usize,
+    /// Saturation: engine-side p99 limit of a step, µs (0: loss alone decides).
+    #[arg(long, default_value_t = benches::saturate::MAX_P99_US)]
+    sat_max_p99_us: f64,
     /// Directory of rtc-engine and rtc-loadgen (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -478,6 +481,7 @@ fn main() -> ExitCode {
             factor: cli.sat_factor,
             max_steps: cli.sat_steps.unwrap_or(if q { 1 } else { 10 }),
             latency_steps: true,
+            max_p99_us: (cli.sat_max_p99_us > 0.0).then_some(cli.sat_max_p99_us),
         };
         match run_saturation(&o, &so, &mut |m| eprintln!("rtc-bench: saturate: {m} ...")) {
             Ok(r) => saturation = Some(r),
