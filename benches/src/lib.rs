@@ -5,7 +5,8 @@
 //! (the machine's floor, [`floor`]), and `rtc-engine` driven by `rtc-loadgen`
 //! ([`scenario`]). Figures come from the engine's control socket (`engine.stats`
 //! deltas) and `/proc` ([`procfs`]); [`report`] renders the table, JSON and SVG.
-//! [`churn`] is the churn soak: sessions joining and leaving for minutes, then every
+//! [`saturate`] raises the offered load until the engine stops keeping up (the
+//! headline packets/s per core). [`churn`] is the churn soak: sessions joining and leaving for minutes, then every
 //! per-shard table and the RSS back at their baseline.
 
 pub mod child;
@@ -14,6 +15,7 @@ pub mod floor;
 pub mod pair;
 pub mod procfs;
 pub mod report;
+pub mod saturate;
 pub mod scenario;
 
 /// Errors of the harness.

@@ -35,6 +35,11 @@ pub struct Row {
     pub loss: f64,
     /// Send-to-receive latency.
     pub latency_ms: LatencyMs,
+    /// Engine-side forwarding latency over the window (receive completion to send
+    /// submission, from the shards' `forward_ns` buckets: each figure is the upper bound
+    /// of its bucket), microseconds; `count` is packets. `None` for the floor.
+    #[serde(default)]
+    pub engine_latency_us: Option<LatencyMs>,
     /// Server RSS growth per session, KiB.
     pub rss_kib_per_session: Option<f64>,
     /// Sessions connected per second (handshake storm).
@@ -66,6 +71,9 @@ pub struct Results {
     pub kernel: String,
     /// Rows in run order.
     pub rows: Vec<Row>,
+    /// The saturation scenario's report, when it ran.
+    #[serde(default)]
+    pub saturation: Option<crate::saturate::SaturationReport>,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use control::{
-    ControlClient, EngineStats, Event, EventKind, EventsSubscribe, Request, Response, SessionState,
+    ControlClient, EngineStats, Event, EventKind, EventsSubscribe, LatencyBuckets, Request,
+    Response, SessionState,
 };
 
 use crate::BenchError;
@@ -259,7 +260,7 @@ pub fn run_floor(o: &Options, fanout: usize) -> Result<Row, BenchError> {
 }
 
 /// One sample of the engine's counters and its and the load generator's `/proc` figures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Sample {
     at: Instant,
     forwarded: u64,
@@ -267,6 +268,8 @@ struct Sample {
     engine_cpu: Duration,
     engine_rss: u64,
     loadgen_cpu: Duration,
+    /// Every shard's `forward_ns` buckets, merged.
+    forward_ns: LatencyBuckets,
 }
 
 fn forwarded(s: &EngineStats) -> u64 {
@@ -298,6 +301,28 @@ fn sample(c: &mut ControlClient, engine: u32, loadgen: u32) -> Result<Sample, Be
         engine_cpu: cpu_of(engine),
         engine_rss: procfs::rss_kib(engine).unwrap_or(0),
         loadgen_cpu: cpu_of(loadgen),
+        forward_ns: merged_forward_ns(&s),
+    })
+}
+
+fn merged_forward_ns(s: &EngineStats) -> LatencyBuckets {
+    let mut all = LatencyBuckets::default();
+    for sh in &s.shards {
+        // Every shard uses the same layout; a mismatch (an engine of another version)
+        // leaves that shard out.
+        let _ = all.merge(&sh.forward_ns);
+    }
+    all
+}
+
+/// p50/p99/p99.9 of `b`, microseconds (`None` when empty).
+fn latency_us(b: &LatencyBuckets) -> Option<LatencyMs> {
+    let us = |q: f64| b.quantile(q).map_or(0.0, |ns| ns as f64 / 1000.0);
+    (b.count() > 0).then(|| LatencyMs {
+        count: b.count(),
+        p50: us(0.50),
+        p99: us(0.99),
+        p999: us(0.999),
     })
 }
 
@@ -596,6 +621,11 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         row.cpu_us_per_pkt = (fwd > 0).then(|| cpu.as_secs_f64() * 1e6 / fwd as f64);
         row.cpu_pct = pct(cpu, wall);
         row.loadgen_cpu_pct = pct(b.loadgen_cpu.saturating_sub(a.loadgen_cpu), wall);
+        row.engine_latency_us = b
+            .forward_ns
+            .since(&a.forward_ns)
+            .as_ref()
+            .and_then(latency_us);
         row.rss_kib_per_session = (a.sessions > 0)
             .then(|| a.engine_rss.saturating_sub(base.engine_rss) as f64 / a.sessions as f64);
     } else if !storm {

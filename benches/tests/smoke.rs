@@ -10,8 +10,9 @@ use std::process::Command;
 
 use benches::report::Results;
 
-#[test]
-fn quick_run_produces_table_json_svg() {
+/// `rtc-bench`, after checking that the binaries it runs are next to it, and a fresh
+/// output directory named after `tag`.
+fn bench_and_out(tag: &str) -> (PathBuf, PathBuf) {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_rtc-bench"));
     let dir = exe.parent().expect("binary has a directory").to_path_buf();
     for b in ["rtc-engine", "rtc-loadgen"] {
@@ -21,8 +22,14 @@ fn quick_run_produces_table_json_svg() {
             dir.join(b).display()
         );
     }
-    let out = std::env::temp_dir().join(format!("rtc-bench-smoke-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("rtc-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
+    (exe, out)
+}
+
+#[test]
+fn quick_run_produces_table_json_svg() {
+    let (exe, out) = bench_and_out("smoke");
     let (json, svg) = (out.join("r.json"), out.join("r.svg"));
     let run = Command::new(&exe)
         .args([
@@ -79,5 +86,45 @@ fn quick_run_produces_table_json_svg() {
     }
     let s = std::fs::read_to_string(&svg).unwrap();
     assert!(s.starts_with("<svg") && s.contains("<polyline"), "{s}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The saturation scenario, one tiny step (1 -> 3, 300 kbit/s) plus its 50 % and 90 %
+/// latency steps: only that it produces its report (the figures of a debug build on a
+/// shared machine mean nothing).
+#[test]
+fn quick_saturation_produces_a_report() {
+    let (exe, out) = bench_and_out("saturate");
+    let json = out.join("s.json");
+    let run = Command::new(&exe)
+        .args([
+            "--quick",
+            "saturate",
+            "--sat-fanout",
+            "3",
+            "--sat-start-kbps",
+            "300",
+        ])
+        .args([
+            "--sat-steps",
+            "1",
+            "--secs",
+            "2.1",
+            "--loadgen-threads",
+            "1",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("saturation: 1 -> 3 fan-out"), "{stdout}");
+    let r: Results = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let sat = r.saturation.expect("saturation report");
+    assert!(sat.floor.is_some(), "{sat:#?}");
+    assert_eq!(sat.steps.len(), 1, "{sat:#?}");
+    assert!(sat.steps[0].row.fwd_pps > 0.0, "{sat:#?}");
     let _ = std::fs::remove_dir_all(&out);
 }

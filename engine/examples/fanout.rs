@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use engine::io::BackendPreference;
 use engine::io::cpu::process_cpu_time;
-use engine::{Engine, EngineStats, Placement};
-use rtc_core::media::MediaKind;
-use rtc_core::sdp::Direction;
+use engine::{Engine, EngineStats};
 
 const SUBSCRIBERS: usize = 50;
 const PAYLOAD: usize = 1200;
@@ -48,34 +46,7 @@ fn run(shards: usize, rates: &[u32], secs: u64) {
     cfg.io.send_buffer_bytes = 4 << 20;
     cfg.io.recv_buffer_bytes = 4 << 20;
     let engine = Engine::start(cfg).expect("engine start");
-    let room = engine.create_room("fanout").unwrap();
-    let pub_media = [(MediaKind::Video, Direction::SendOnly)];
-    let sub_media = [(MediaKind::Video, Direction::RecvOnly)];
-    let mut clients = vec![Client::connect_sdp(
-        "pub",
-        &engine,
-        Placement::Shard(0),
-        &pub_media,
-        false,
-    )];
-    for i in 0..SUBSCRIBERS {
-        clients.push(Client::connect_sdp(
-            &format!("sub{i}"),
-            &engine,
-            Placement::Auto,
-            &sub_media,
-            false,
-        ));
-    }
-    let ids: Vec<_> = clients.iter().map(|c| c.id()).collect();
-    wait_engine_connected(&engine, &mut clients, &ids);
-    let publisher = clients[0].id();
-    engine.publish(room, publisher).expect("publish");
-    for c in &clients[1..] {
-        engine
-            .subscribe(room, c.id(), publisher)
-            .expect("subscribe");
-    }
+    let mut clients = fanout_room(&engine, "fanout", SUBSCRIBERS, Duration::from_secs(10));
     drive(&mut clients, Duration::from_millis(200), |_| false);
     for c in &mut clients[1..] {
         c.deaf = true;

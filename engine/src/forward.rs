@@ -399,15 +399,30 @@ fn parse_for_leg<'a>(
     leg: &LegParams,
 ) -> Result<(RtpPacket<'a>, u8, &'a [u8]), RewriteError> {
     let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
+    let (pt, body) = leg_parts(src, &pkt, leg)?;
+    Ok((pkt, pt, body))
+}
+
+/// The leg's payload type for `pkt` (parsed from `src`) and `src`'s body (payload and
+/// padding).
+fn leg_parts<'a>(
+    src: &'a [u8],
+    pkt: &RtpPacket<'_>,
+    leg: &LegParams,
+) -> Result<(u8, &'a [u8]), RewriteError> {
     let pt = leg
         .pt_map
         .get(pkt.header.payload_type)
         .ok_or(RewriteError::Unmapped)?;
     let body_len = pkt.payload.len() + usize::from(pkt.padding_len);
     let body = src
-        .get(src.len() - body_len..)
+        .get(
+            src.len()
+                .checked_sub(body_len)
+                .ok_or(RewriteError::Malformed)?..,
+        )
         .ok_or(RewriteError::Malformed)?;
-    Ok((pkt, pt, body))
+    Ok((pt, body))
 }
 
 /// Writes the leg's header for `pkt` (payload type `pt`, the given `seq` and `ts`, the
@@ -505,7 +520,26 @@ pub fn write_forwarded(
     fwd: &FwdExt,
     out: &mut [u8],
 ) -> Result<usize, RewriteError> {
-    let (pkt, pt, body) = parse_for_leg(src, leg)?;
+    let pkt = RtpPacket::parse(src).map_err(|_| RewriteError::Malformed)?;
+    write_forwarded_parsed((src, &pkt), leg, (seq, ts), vp8, fwd, out)
+}
+
+/// [`write_forwarded`] of a packet already parsed: `(src, pkt)` is the plaintext packet
+/// and its parse, so that a packet fanned out to many legs is parsed once, not once per
+/// leg.
+///
+/// # Errors
+///
+/// As [`write_forwarded`].
+pub fn write_forwarded_parsed(
+    (src, pkt): (&[u8], &RtpPacket<'_>),
+    leg: &LegParams,
+    (seq, ts): (u16, u32),
+    vp8: Option<(&Vp8Desc, Vp8Rewrite)>,
+    fwd: &FwdExt,
+    out: &mut [u8],
+) -> Result<usize, RewriteError> {
+    let (pt, body) = leg_parts(src, pkt, leg)?;
     let values = ExtensionValues {
         mid: Some(leg.mid.as_str()),
         audio_level: fwd.audio_level,
@@ -528,11 +562,11 @@ pub fn write_forwarded(
                 .get(red.primary.payload_type)
                 .ok_or(RewriteError::Unmapped)?;
             let primary = red.primary.data;
-            let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, (primary, false), out)?;
+            let n = write_leg_packet(pkt, leg, pt, (seq, ts), &values, (primary, false), out)?;
             return Ok(n + primary.len());
         }
         Some(false) => {
-            let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, (body, padded), out)?;
+            let n = write_leg_packet(pkt, leg, pt, (seq, ts), &values, (body, padded), out)?;
             let payload = out
                 .get_mut(n..n + pkt.payload.len())
                 .ok_or(RewriteError::BufferTooSmall)?;
@@ -543,7 +577,7 @@ pub fn write_forwarded(
         }
         None => {}
     }
-    let n = write_leg_packet(&pkt, leg, pt, (seq, ts), &values, (body, padded), out)?;
+    let n = write_leg_packet(pkt, leg, pt, (seq, ts), &values, (body, padded), out)?;
     if let Some((desc, rw)) = vp8 {
         // A payload too short for its own descriptor was not parsed as VP8.
         if let Some(payload) = out.get_mut(n..n + pkt.payload.len()) {

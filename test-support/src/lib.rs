@@ -618,8 +618,18 @@ pub fn stream(
 
 /// Waits for engine events until every id in `ids` connected.
 pub fn wait_engine_connected(engine: &EngineHandle, clients: &mut [Client], ids: &[SessionId]) {
+    wait_engine_connected_within(engine, clients, ids, Duration::from_secs(10));
+}
+
+/// [`wait_engine_connected`] with a time limit (e.g. longer under valgrind).
+pub fn wait_engine_connected_within(
+    engine: &EngineHandle,
+    clients: &mut [Client],
+    ids: &[SessionId],
+    limit: Duration,
+) {
     let mut pending: Vec<SessionId> = ids.to_vec();
-    let ok = drive(clients, Duration::from_secs(10), |cs| {
+    let ok = drive(clients, limit, |cs| {
         while let Ok(ev) = engine.events().try_recv() {
             if let EngineEvent::SessionConnected(id) = ev {
                 pending.retain(|p| *p != id);
@@ -628,4 +638,43 @@ pub fn wait_engine_connected(engine: &EngineHandle, clients: &mut [Client], ids:
         pending.is_empty() && cs.iter().all(|c| c.connected)
     });
     assert!(ok, "not all connected: engine pending {pending:?}");
+}
+
+/// A new room `name` with one video publisher (`clients[0]`, placed on shard 0) and
+/// `subscribers` video subscribers (placement `Auto`), all connected within `limit`,
+/// published and subscribed: the fan-out set-up of `engine/examples/fanout.rs` and
+/// `benches/examples/icount_forward.rs`.
+pub fn fanout_room(
+    engine: &EngineHandle,
+    name: &str,
+    subscribers: usize,
+    limit: Duration,
+) -> Vec<Client> {
+    let room = engine.create_room(name).unwrap();
+    let pub_media = [(MediaKind::Video, Direction::SendOnly)];
+    let sub_media = [(MediaKind::Video, Direction::RecvOnly)];
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        engine,
+        Placement::Shard(0),
+        &pub_media,
+        false,
+    )];
+    for i in 0..subscribers {
+        clients.push(Client::connect_sdp(
+            &format!("sub{i}"),
+            engine,
+            Placement::Auto,
+            &sub_media,
+            false,
+        ));
+    }
+    let ids: Vec<_> = clients.iter().map(|c| c.id()).collect();
+    wait_engine_connected_within(engine, &mut clients, &ids, limit);
+    let publisher = clients[0].id();
+    engine.publish(room, publisher).unwrap();
+    for c in &clients[1..] {
+        engine.subscribe(room, c.id(), publisher).unwrap();
+    }
+    clients
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use benches::churn::{ChurnOptions, run_churn};
 use benches::floor::{self, LoadConfig};
 use benches::report::{self, Results, Row};
+use benches::saturate::{SaturateOptions, run_saturation};
 use benches::scenario::{self, Options, Workload};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -32,6 +33,9 @@ enum Scenario {
     Audio,
     /// Handshake storm (sessions connected per second).
     Storm,
+    /// Offered load raised until loss > 0.1 % or engine p99 > 5 ms: packets/s per core
+    /// at saturation beside the floor, engine-side latency at 50 % and 90 % of it.
+    Saturate,
 }
 
 #[derive(Debug, Parser)]
@@ -103,6 +107,24 @@ struct Cli {
     /// Seconds the load generator waits for peers to connect.
     #[arg(long, default_value_t = 30.0)]
     connect_timeout: f64,
+    /// Saturation: subscribers of the one publisher (default 50; --quick 5).
+    #[arg(long)]
+    sat_fanout: Option<usize>,
+    /// Saturation: publisher bitrate of the first step, kbit/s (default 2000; --quick 500).
+    #[arg(long)]
+    sat_start_kbps: Option<u32>,
+    /// Saturation: bitrate ratio between steps.
+    #[arg(long, default_value_t = 1.5)]
+    sat_factor: f64,
+    /// Saturation: most steps (default 10; --quick 1).
+    #[arg(long)]
+    sat_steps: Option<usize>,
+    /// Saturation: engine shards.
+    #[arg(long, default_value_t = 1)]
+    sat_shards: usize,
+    /// Saturation: engine-side p99 limit of a step, µs (0: loss alone decides).
+    #[arg(long, default_value_t = benches::saturate::MAX_P99_US)]
+    sat_max_p99_us: f64,
     /// Directory of rtc-engine and rtc-loadgen (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -450,6 +472,25 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut saturation = None;
+    if on(Scenario::Saturate) {
+        let so = SaturateOptions {
+            fanout: cli.sat_fanout.unwrap_or(if q { 5 } else { 50 }).max(1),
+            shards: cli.sat_shards.max(1),
+            start_kbps: cli.sat_start_kbps.unwrap_or(if q { 500 } else { 2000 }),
+            factor: cli.sat_factor,
+            max_steps: cli.sat_steps.unwrap_or(if q { 1 } else { 10 }),
+            latency_steps: true,
+            max_p99_us: (cli.sat_max_p99_us > 0.0).then_some(cli.sat_max_p99_us),
+        };
+        match run_saturation(&o, &so, &mut |m| eprintln!("rtc-bench: saturate: {m} ...")) {
+            Ok(r) => saturation = Some(r),
+            Err(e) => {
+                eprintln!("rtc-bench: saturate: {e}");
+                failed = true;
+            }
+        }
+    }
     report::compute_ratios(&mut rows);
     let (cpus, cpu_model, kernel) = machine();
     let results = Results {
@@ -458,12 +499,18 @@ fn main() -> ExitCode {
         cpu_model,
         kernel,
         rows,
+        saturation,
     };
     println!(
         "rtc-bench: {} CPU(s), {}, kernel {}",
         results.cpus, results.cpu_model, results.kernel
     );
-    print!("{}", report::table(&results.rows));
+    if !results.rows.is_empty() {
+        print!("{}", report::table(&results.rows));
+    }
+    if let Some(sat) = &results.saturation {
+        print!("{}", sat.table());
+    }
     let write = |p: &PathBuf, s: String| {
         if let Err(e) = std::fs::write(p, s) {
             eprintln!("rtc-bench: write {}: {e}", p.display());
@@ -472,7 +519,7 @@ fn main() -> ExitCode {
             true
         }
     };
-    let mut ok = !failed && !results.rows.is_empty();
+    let mut ok = !failed && (!results.rows.is_empty() || results.saturation.is_some());
     if let Some(p) = &cli.json {
         match serde_json::to_string_pretty(&results) {
             Ok(s) => ok &= write(p, s),
@@ -486,7 +533,11 @@ fn main() -> ExitCode {
         ok &= write(p, report::svg(&results.rows));
     }
     if let Some(p) = &cli.markdown {
-        ok &= write(p, report::markdown(&results.rows));
+        let mut md = report::markdown(&results.rows);
+        if let Some(sat) = &results.saturation {
+            md.push_str(&format!("\n```text\n{}```\n", sat.table()));
+        }
+        ok &= write(p, md);
     }
     if ok {
         ExitCode::SUCCESS

@@ -71,6 +71,9 @@ impl Shard {
         }
     }
 
+    // Never inlined: a symbol for the instruction-count benchmark's `--toggle-collect`
+    // (`scripts/icount-forward.sh`); one call per datagram / per loop iteration.
+    #[inline(never)]
     pub(super) fn drain_touched(&mut self, now: Instant, backend: &mut dyn IoBackend) {
         while let Some(slot) = self.touched.pop() {
             if let Some(Some(s)) = self.sessions.get_mut(slot) {

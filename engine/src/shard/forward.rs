@@ -12,7 +12,7 @@ use super::{
     BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, RtpAct, Session, Shard, guarded, touch,
 };
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
-use crate::forward::{FwdExt, write_forwarded};
+use crate::forward::{FwdExt, write_forwarded, write_forwarded_parsed};
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
 
 /// Writes the packet for every local leg of a route: each leg's downtrack decides whether
@@ -39,6 +39,8 @@ pub(super) fn forward_legs(
         meta.keyframe = true;
     }
     let vp8 = facts.vp8();
+    // Parsed once for every leg (each leg writes its own header from it).
+    let parsed = RtpPacket::parse(packet).ok();
     for leg in legs {
         let Some(Some(s)) = sessions.get_mut(leg.slot) else {
             continue;
@@ -79,7 +81,16 @@ pub(super) fn forward_legs(
             // last input's.
             api.advance_time(now);
             api.write_rtp_packet_with(|buf| {
-                n = write_forwarded(packet, params, seq, ts, rewrite, &info.ext, buf).ok()?;
+                let pkt = parsed.as_ref()?;
+                n = write_forwarded_parsed(
+                    (packet, pkt),
+                    params,
+                    (seq, ts),
+                    rewrite,
+                    &info.ext,
+                    buf,
+                )
+                .ok()?;
                 Some(n)
             })
         });

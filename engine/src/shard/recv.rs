@@ -12,6 +12,9 @@ use crate::io::{IoBackend, Received, TcpVerdict, Transport};
 use crate::sfu::PayloadFacts;
 
 impl Shard {
+    // Never inlined: a symbol for the instruction-count benchmark's `--toggle-collect`
+    // (`scripts/icount-forward.sh`); one call per datagram / per loop iteration.
+    #[inline(never)]
     pub(super) fn on_datagram(&mut self, now: Instant, r: Received<'_>) {
         self.c.packets_in += 1;
         self.c.bytes_in += r.data.len() as u64;

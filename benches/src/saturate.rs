@@ -1,0 +1,374 @@
+//! Saturation: the offered load of a fan-out room rises step by step until the engine
+//! stops keeping up, and the highest load it kept up with is the headline figure.
+//!
+//! Each step is a fresh `rtc-engine` + `rtc-loadgen` run of one publisher → `fanout`
+//! subscribers ([`Workload::Fanout`]) at a publisher bitrate `factor` times the previous
+//! step's (more packets per second per subscriber leg; the packet size stays ~1.1 kB).
+//! A step *holds* when the load generator saw at most [`MAX_LOSS`] loss and the
+//! engine-side p99 forwarding latency (the shards' `forward_ns`, receive completion to
+//! send submission) stayed at most [`MAX_P99_US`]; the ladder stops at the first step
+//! that does not hold. Saturation is the step that held with the most forwarded
+//! packets/s; the run reports it per fully used engine core (forwarded packets/s over the
+//! engine's CPU share) beside the floor reflector with the same fan-out, measured in the
+//! same run, and then runs two more steps at 50 % and 90 % of the saturation bitrate for
+//! the engine-side latency there.
+//!
+//! The load generator's own latency (send to receive, including its queues) is
+//! reported but does not end the ladder: on a machine where it shares the cores with
+//! the engine it measures the load generator at least as much as the engine.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::BenchError;
+use crate::report::Row;
+use crate::scenario::{self, Options, Workload};
+
+/// A step with more loss than this (ratio) does not hold.
+pub const MAX_LOSS: f64 = 0.001;
+/// A step whose engine-side p99 forwarding latency exceeds this (µs) does not hold
+/// (the default of [`SaturateOptions::max_p99_us`]).
+pub const MAX_P99_US: f64 = 5000.0;
+
+/// How the ladder runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaturateOptions {
+    /// Subscribers of the one publisher.
+    pub fanout: usize,
+    /// Engine shards.
+    pub shards: usize,
+    /// Publisher bitrate of the first step, kbit/s.
+    pub start_kbps: u32,
+    /// Bitrate ratio between two steps (> 1).
+    pub factor: f64,
+    /// Most steps before giving up on reaching saturation.
+    pub max_steps: usize,
+    /// Run the 50 % / 90 % latency steps.
+    pub latency_steps: bool,
+    /// Engine-side p99 limit of a step, µs; `None`: loss alone decides.
+    pub max_p99_us: Option<f64>,
+}
+
+impl Default for SaturateOptions {
+    fn default() -> Self {
+        SaturateOptions {
+            fanout: 50,
+            shards: 1,
+            start_kbps: 2000,
+            factor: 1.5,
+            max_steps: 10,
+            latency_steps: true,
+            max_p99_us: Some(MAX_P99_US),
+        }
+    }
+}
+
+/// One step of the ladder (or a latency step).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Publisher bitrate, kbit/s.
+    pub kbps: u32,
+    /// Whether loss and engine-side p99 stayed within the limits.
+    pub held: bool,
+    /// The run's figures.
+    pub row: Row,
+}
+
+impl Step {
+    /// Forwarded packets/s per fully used engine core (forwarded packets/s over the
+    /// engine's CPU share); `None` without a CPU figure.
+    pub fn pps_per_core(&self) -> Option<f64> {
+        per_core(&self.row)
+    }
+}
+
+fn per_core(r: &Row) -> Option<f64> {
+    r.cpu_us_per_pkt.filter(|c| *c > 0.0).map(|c| 1e6 / c)
+}
+
+/// The whole saturation run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SaturationReport {
+    /// Subscribers of the publisher.
+    pub fanout: usize,
+    /// Engine shards.
+    pub shards: usize,
+    /// The engine-side p99 limit used, µs (`None`: loss alone decided).
+    #[serde(default)]
+    pub max_p99_us: Option<f64>,
+    /// The floor reflector with the same fan-out, this run.
+    pub floor: Option<Row>,
+    /// The ladder, in order.
+    pub steps: Vec<Step>,
+    /// Index in `steps` of the saturation step (the held step with the most forwarded
+    /// packets/s); `None` when no step held.
+    pub saturation: Option<usize>,
+    /// Whether a step failed to hold (otherwise the ladder ran out of steps and the
+    /// saturation figure is a lower bound).
+    pub limit_reached: bool,
+    /// The step at 50 % of the saturation bitrate.
+    pub at_50: Option<Step>,
+    /// The step at 90 % of the saturation bitrate.
+    pub at_90: Option<Step>,
+}
+
+impl SaturationReport {
+    /// The saturation step.
+    pub fn saturation_step(&self) -> Option<&Step> {
+        self.saturation.and_then(|i| self.steps.get(i))
+    }
+
+    /// The text report: one line per step, then the summary.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "saturation: 1 -> {} fan-out, {} shard(s); a step holds at loss <= {:.1} %{}",
+            self.fanout,
+            self.shards,
+            MAX_LOSS * 100.0,
+            self.max_p99_us
+                .map_or_else(String::new, |l| format!(" and engine p99 <= {l:.0} us"))
+        );
+        let _ = writeln!(
+            s,
+            "{:>9} {:>5} {:>10} {:>9} {:>10} {:>7} {:>7} {:>8} {:>9} {:>9} {:>10} {:>8}",
+            "step",
+            "held",
+            "fwd pps",
+            "us/pkt",
+            "pps/core",
+            "srv%",
+            "lg%",
+            "loss%",
+            "eng p50",
+            "eng p99",
+            "eng p99.9",
+            "lg p99ms"
+        );
+        let line = |s: &mut String, name: String, st: &Step| {
+            let r = &st.row;
+            let lat = r.engine_latency_us.as_ref();
+            let f =
+                |v: Option<f64>, p: usize| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.p$}"));
+            let _ = writeln!(
+                s,
+                "{:>9} {:>5} {:>10.0} {:>9} {:>10} {:>7.0} {:>7.0} {:>8.3} {:>9} {:>9} {:>10} {:>8.2}",
+                name,
+                if st.held { "yes" } else { "no" },
+                r.fwd_pps,
+                f(r.cpu_us_per_pkt, 2),
+                f(st.pps_per_core(), 0),
+                r.cpu_pct,
+                r.loadgen_cpu_pct,
+                r.loss * 100.0,
+                f(lat.map(|l| l.p50), 0),
+                f(lat.map(|l| l.p99), 0),
+                f(lat.map(|l| l.p999), 0),
+                r.latency_ms.p99,
+            );
+        };
+        for st in &self.steps {
+            line(&mut s, format!("{}k", st.kbps), st);
+        }
+        if let Some(st) = &self.at_50 {
+            line(&mut s, "50%".to_owned(), st);
+        }
+        if let Some(st) = &self.at_90 {
+            line(&mut s, "90%".to_owned(), st);
+        }
+        match self.saturation_step() {
+            Some(st) => {
+                let _ = writeln!(
+                    s,
+                    "saturation{}: {:.0} forwarded packets/s at {} kbit/s, {:.0} % of an engine core -> {:.0} packets/s per core ({:.2} us/packet)",
+                    if self.limit_reached {
+                        ""
+                    } else {
+                        " (lower bound: every step held)"
+                    },
+                    st.row.fwd_pps,
+                    st.kbps,
+                    st.row.cpu_pct,
+                    st.pps_per_core().unwrap_or(0.0),
+                    st.row.cpu_us_per_pkt.unwrap_or(0.0),
+                );
+                if let Some(fl) = &self.floor
+                    && let (Some(f), Some(e)) = (per_core(fl), st.pps_per_core())
+                {
+                    let _ = writeln!(
+                        s,
+                        "floor (same run, fan-out {}): {:.0} delivered datagrams/s at {:.0} % of a core -> {:.0} per core; engine / floor = {:.3} ({:.1}x the floor's CPU per packet)",
+                        fl.fanout,
+                        fl.fwd_pps,
+                        fl.cpu_pct,
+                        f,
+                        e / f,
+                        f / e
+                    );
+                }
+            }
+            None => {
+                let _ = writeln!(s, "saturation: no step held");
+            }
+        }
+        for r in self.steps.iter().map(|s| &s.row).chain(self.floor.iter()) {
+            for n in &r.notes {
+                let _ = writeln!(s, "note: {} {}: {n}", r.scenario, r.workload);
+            }
+        }
+        s
+    }
+}
+
+/// Whether a run kept up: packets forwarded, loss and engine-side p99 (unless
+/// `max_p99_us` is `None`) within the limits.
+pub fn held(r: &Row, max_p99_us: Option<f64>) -> bool {
+    let p99_ok = match max_p99_us {
+        None => true,
+        Some(max) => r.engine_latency_us.as_ref().is_some_and(|l| l.p99 <= max),
+    };
+    r.fwd_pps > 0.0 && r.loss <= MAX_LOSS && p99_ok
+}
+
+fn step(o: &Options, s: &SaturateOptions, kbps: u32) -> Result<Step, BenchError> {
+    let o = Options {
+        video_kbps: kbps,
+        ..o.clone()
+    };
+    let mut row = scenario::run_engine(
+        &o,
+        s.shards,
+        &Workload::Fanout {
+            subscribers: s.fanout,
+        },
+    )?;
+    row.scenario = "saturate".into();
+    row.workload = format!("fanout-{}@{kbps}k", s.fanout);
+    Ok(Step {
+        kbps,
+        held: held(&row, s.max_p99_us),
+        row,
+    })
+}
+
+/// Runs the floor, the ladder and the latency steps. `progress` gets a line per run.
+pub fn run_saturation(
+    o: &Options,
+    s: &SaturateOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<SaturationReport, BenchError> {
+    let mut rep = SaturationReport {
+        fanout: s.fanout,
+        shards: s.shards,
+        max_p99_us: s.max_p99_us,
+        ..SaturationReport::default()
+    };
+    progress(&format!("floor, fan-out {}", s.fanout));
+    rep.floor = Some(scenario::run_floor(o, s.fanout)?);
+    let mut kbps = f64::from(s.start_kbps.max(1));
+    for _ in 0..s.max_steps.max(1) {
+        let k = kbps.round() as u32;
+        progress(&format!("engine, {} kbit/s", k));
+        let st = step(o, s, k)?;
+        let held = st.held;
+        rep.steps.push(st);
+        if !held {
+            rep.limit_reached = true;
+            break;
+        }
+        kbps *= s.factor.max(1.01);
+    }
+    rep.saturation = rep
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, st)| st.held)
+        .max_by(|a, b| a.1.row.fwd_pps.total_cmp(&b.1.row.fwd_pps))
+        .map(|(i, _)| i);
+    if s.latency_steps
+        && let Some(sat) = rep.saturation_step().map(|st| st.kbps)
+    {
+        for (pct, slot) in [(50u32, 0usize), (90, 1)] {
+            let k = (sat * pct / 100).max(1);
+            progress(&format!("engine, {pct} % of saturation ({k} kbit/s)"));
+            let st = step(o, s, k)?;
+            if slot == 0 {
+                rep.at_50 = Some(st);
+            } else {
+                rep.at_90 = Some(st);
+            }
+        }
+    }
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::LatencyMs;
+
+    fn row(pps: f64, loss: f64, p99_us: f64) -> Row {
+        Row {
+            fwd_pps: pps,
+            loss,
+            cpu_us_per_pkt: Some(4.0),
+            engine_latency_us: Some(LatencyMs {
+                count: 10,
+                p50: 10.0,
+                p99: p99_us,
+                p999: p99_us,
+            }),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn a_step_holds_within_both_limits_only() {
+        let lim = Some(MAX_P99_US);
+        assert!(held(&row(1000.0, 0.0, 100.0), lim));
+        assert!(held(&row(1000.0, MAX_LOSS, MAX_P99_US), lim));
+        assert!(!held(&row(1000.0, 0.002, 100.0), lim));
+        assert!(!held(&row(1000.0, 0.0, 6000.0), lim));
+        assert!(held(&row(1000.0, 0.0, 6000.0), None));
+        assert!(!held(&row(0.0, 0.0, 100.0), lim));
+        let mut no_latency = row(1000.0, 0.0, 100.0);
+        no_latency.engine_latency_us = None;
+        assert!(!held(&no_latency, lim));
+    }
+
+    #[test]
+    fn the_report_names_saturation_and_the_floor_ratio() {
+        let st = |kbps, held| Step {
+            kbps,
+            held,
+            row: row(f64::from(kbps) * 10.0, if held { 0.0 } else { 0.01 }, 100.0),
+        };
+        let rep = SaturationReport {
+            fanout: 50,
+            shards: 1,
+            max_p99_us: Some(MAX_P99_US),
+            floor: Some(Row {
+                fanout: 50,
+                fwd_pps: 300_000.0,
+                cpu_us_per_pkt: Some(2.0),
+                cpu_pct: 60.0,
+                ..Row::default()
+            }),
+            steps: vec![st(1000, true), st(2000, true), st(4000, false)],
+            saturation: Some(1),
+            limit_reached: true,
+            at_50: Some(st(1000, true)),
+            at_90: Some(st(1800, true)),
+        };
+        let t = rep.table();
+        assert!(
+            t.contains("saturation: 20000 forwarded packets/s at 2000 kbit/s"),
+            "{t}"
+        );
+        assert!(t.contains("250000 packets/s per core"), "{t}");
+        assert!(t.contains("engine / floor = 0.500"), "{t}");
+        assert!(t.contains("50%") && t.contains("90%"), "{t}");
+    }
+}

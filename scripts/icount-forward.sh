@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Instructions per forwarded packet of the engine's forwarding path, counted by
+# valgrind's callgrind (deterministic where timing is not on this VM): one publisher
+# packet -> LEGS subscriber legs -> send batches, see benches/examples/icount_forward.rs.
+#
+#   scripts/icount-forward.sh [PACKETS] [LEGS] [RUNS]    (default 200 50 1)
+#
+# Needs valgrind (Debian package `valgrind`; installed here when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PACKETS=${1:-200}
+LEGS=${2:-50}
+RUNS=${3:-1}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v valgrind >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
+
+cargo build --release -q -p benches --example icount_forward
+out=$(mktemp -d)
+min=0
+trap 'rm -rf "$out"' EXIT
+for run in $(seq 1 "$RUNS"); do
+  f="$out/cg.$run"
+  ICOUNT_CALLGRIND_CONTROL=1 valgrind --tool=callgrind --callgrind-out-file="$f" \
+    --toggle-collect='*<impl engine::shard::Shard>::on_datagram' \
+    --toggle-collect='*<impl engine::shard::Shard>::drain_touched' \
+    --toggle-collect='*as engine::io::IoBackend>::flush*' \
+    target/release/examples/icount_forward "$PACKETS" "$LEGS" 2>"$out/vg.$run" >"$out/stdout.$run" \
+    || { cat "$out/vg.$run" "$out/stdout.$run" >&2; exit 1; }
+  fwd=$(sed -n 's/^forwarded \([0-9]*\) leg packets.*/\1/p' "$out/stdout.$run")
+  # The measured window is the dump the program asked for (`$f.1`); `$f` holds the
+  # rest (shutdown).
+  f="$f.1"
+  total=$(callgrind_annotate "$f" | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+  echo "run $run: $total instructions / $fwd forwarded packets = $((total / fwd)) instructions per forwarded packet ($LEGS legs)"
+  per=$((total / fwd))
+  if [ "$min" = 0 ] || [ "$per" -lt "$min" ]; then min=$per; fi
+  if [ "${ICOUNT_TOP:-0}" != 0 ]; then
+    callgrind_annotate --inclusive=yes "$f" 2>/dev/null | grep -v '^--\|^$' | head -n "$ICOUNT_TOP" || true
+  fi
+done
+# The engine's timers (sender reports, the allocator) add work to some runs; the
+# fewest is the forwarding path's own cost.
+echo "min over $RUNS run(s): $min instructions per forwarded packet ($LEGS legs)"
