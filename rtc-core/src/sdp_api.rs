@@ -598,6 +598,16 @@ fn reject_section(m: &mut MediaSection) {
     m.end_of_candidates = false;
 }
 
+/// Our local ICE candidates as SDP `candidate` attribute values.
+fn local_candidate_lines(rtc: &Rtc) -> Vec<String> {
+    rtc.transport
+        .ice
+        .local_candidates()
+        .iter()
+        .map(|c| c.to_sdp_string())
+        .collect()
+}
+
 /// Our ICE parameters as an RFC 8840 fragment: BUNDLE group, then the first bundled
 /// section's `m=` line and mid with credentials and candidates (RFC 9725 §4.3.1 shape).
 fn local_fragment(rtc: &Rtc) -> IceFragment {
@@ -623,13 +633,7 @@ fn local_fragment(rtc: &Rtc) -> IceFragment {
             mids,
         });
     }
-    let candidates: Vec<String> = rtc
-        .transport
-        .ice
-        .local_candidates()
-        .iter()
-        .map(|c| c.to_sdp_string())
-        .collect();
+    let candidates = local_candidate_lines(rtc);
     match live.first() {
         Some(m) => frag.media.push(FragmentMedia {
             media_line: format!("{} 9 {} {}", m.kind.as_str(), m.proto, m.formats.join(" "))
@@ -685,13 +689,7 @@ fn build_description(rtc: &Rtc, mut media: Vec<MediaSection>, setup: Setup) -> S
         algorithm: fp.hash_func.clone(),
         bytes: fp.bytes.clone(),
     };
-    let candidates: Vec<String> = rtc
-        .transport
-        .ice
-        .local_candidates()
-        .iter()
-        .map(|c| c.to_sdp_string())
-        .collect();
+    let candidates = local_candidate_lines(rtc);
     let mut desc = SessionDescription::default();
     desc.origin.session_id = rtc.session_id;
     desc.origin.session_version = 2;

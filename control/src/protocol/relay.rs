@@ -5,16 +5,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{SessionId, TrackId};
 
-/// `relay.listen`: the receiving end of a relay.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelayListen {
-    /// Keepalive interval, milliseconds (default 500).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keepalive_ms: Option<u64>,
-    /// Silence after which the relay is down, milliseconds (default 5000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
+/// Defines a params struct whose last fields are a relay's timing, `keepalive_ms` and
+/// `timeout_ms` (the same on both ends of a relay).
+macro_rules! with_relay_timing {
+    ($(#[$meta:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($fields)*
+            /// Keepalive interval, milliseconds (default 500).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub keepalive_ms: Option<u64>,
+            /// Silence after which the relay is down, milliseconds (default 5000).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub timeout_ms: Option<u64>,
+        }
+    };
+}
+
+with_relay_timing! {
+    /// `relay.listen`: the receiving end of a relay.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RelayListen {}
 }
 
 /// What `relay.listen` answers: hand it to the other engine's `relay.connect`.
@@ -35,18 +47,14 @@ pub struct RelayInvite {
     pub keepalive_ssrc: u32,
 }
 
-/// `relay.connect`: the sending end of a relay, from the listener's invitation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelayConnect {
-    /// What the listening engine's `relay.listen` answered.
-    pub invite: RelayInvite,
-    /// Keepalive interval, milliseconds (default 500).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keepalive_ms: Option<u64>,
-    /// Silence after which the relay is down, milliseconds (default 5000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
+with_relay_timing! {
+    /// `relay.connect`: the sending end of a relay, from the listener's invitation.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RelayConnect {
+        /// What the listening engine's `relay.listen` answered.
+        pub invite: RelayInvite,
+    }
 }
 
 /// What `relay.connect` answers: hand it to the listening engine's `relay.accept`.

@@ -100,19 +100,38 @@ fn family<M: EncodeMetric>(
     Ok(())
 }
 
-fn gauge<V>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    rows: impl IntoIterator<Item = (Labels, V)>,
-) -> fmt::Result
-where
-    ConstGauge<V>: EncodeMetric,
-{
-    let rows = rows.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
-    family(enc, (name, help, unit), MetricType::Gauge, rows)
+/// Defines `$name`: one family of `$wrap` values (type `$ty`), a row per label set.
+macro_rules! const_family {
+    ($(#[$doc:meta])* $name:ident, $wrap:ident, $ty:expr) => {
+        $(#[$doc])*
+        fn $name<V>(
+            enc: &mut DescriptorEncoder<'_>,
+            name: &str,
+            help: &str,
+            unit: Option<&Unit>,
+            rows: impl IntoIterator<Item = (Labels, V)>,
+        ) -> fmt::Result
+        where
+            $wrap<V>: EncodeMetric,
+        {
+            let rows = rows.into_iter().map(|(l, v)| (l, $wrap::new(v)));
+            family(enc, (name, help, unit), $ty, rows)
+        }
+    };
 }
+
+const_family!(
+    /// A gauge family, a row per label set.
+    gauge,
+    ConstGauge,
+    MetricType::Gauge
+);
+const_family!(
+    /// A counter family, a row per label set.
+    counter,
+    ConstCounter,
+    MetricType::Counter
+);
 
 /// One family with a single, unlabelled value.
 fn gauge1<V>(
@@ -127,20 +146,6 @@ where
 {
     let m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
     ConstGauge::new(v).encode(m)
-}
-
-fn counter<V>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    rows: impl IntoIterator<Item = (Labels, V)>,
-) -> fmt::Result
-where
-    ConstCounter<V>: EncodeMetric,
-{
-    let rows = rows.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
-    family(enc, (name, help, unit), MetricType::Counter, rows)
 }
 
 /// One classic histogram: per-bucket (not cumulative) counts under upper bounds, the

@@ -84,6 +84,21 @@ struct Sess {
     room: Option<RoomId>,
 }
 
+impl Sess {
+    /// A session created for `owner` now, in no room, that outlives its client's
+    /// connection (relay and plain sessions).
+    fn unreaped(shard: usize, owner: ClientId, media: Vec<MediaDesc>) -> Sess {
+        Sess {
+            shard,
+            created: Instant::now(),
+            owner,
+            reap: false,
+            media,
+            room: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct LoadSample {
     at: Option<Instant>,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use control::{ClientId, ControlError, Response};
@@ -183,17 +183,10 @@ impl EngineControl {
     /// Records a plain session as created by `client` (not reaped with it).
     fn track_plain(&self, client: ClientId, id: SessionId, shard: usize) {
         let media = self.shared.engine.session_media(id).unwrap_or_default();
-        self.shared.state().sessions.insert(
-            id,
-            Sess {
-                shard,
-                created: Instant::now(),
-                owner: client,
-                reap: false,
-                media,
-                room: None,
-            },
-        );
+        self.shared
+            .state()
+            .sessions
+            .insert(id, Sess::unreaped(shard, client, media));
     }
 
     pub(super) fn plain_egress(

@@ -2,7 +2,7 @@
 //! `EngineHandle::relay_listen` for the set-up and `docs/control-protocol.md`).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use control::{ClientId, ControlError, Event, Response};
 use rtc_core::dtls::Fingerprint;
@@ -142,17 +142,10 @@ impl EngineControl {
             .session_stats(id)
             .map(|s| s.shard)
             .unwrap_or(0);
-        self.shared.state().sessions.insert(
-            id,
-            Sess {
-                shard,
-                created: Instant::now(),
-                owner: client,
-                reap: false,
-                media: Vec::new(),
-                room: None,
-            },
-        );
+        self.shared
+            .state()
+            .sessions
+            .insert(id, Sess::unreaped(shard, client, Vec::new()));
     }
 
     pub(super) fn relay_publish(&self, r: control::RelayPublish) -> Result<Response, ControlError> {

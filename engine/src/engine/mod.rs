@@ -18,7 +18,7 @@ use crate::api::{
 use crate::forward::{LegParams, PtMap};
 use crate::io::{BackendKind, Waker};
 use crate::sfu::allocator::Preference;
-use crate::shard::{Command, LegSpec, RouteSpec, SessionParams, prepare_session};
+use crate::shard::{Command, LegSpec, Prepared, RouteSpec, SessionParams, prepare_session};
 
 mod events;
 mod plain;
@@ -402,35 +402,8 @@ impl EngineHandle {
         if link.draining.load(Ordering::Relaxed) {
             return Err(EngineError::ShardDraining(shard));
         }
-        // Reserve the id (without media: nothing can subscribe to it yet) so that an end
-        // reported by the shard before the registry learns the media is not lost.
-        let mut reg = self.registry();
-        if reg.sessions.len() + self.inner.events_rx.pending_closes() >= limits.max_sessions {
-            return Err(EngineError::EngineFull {
-                limit: limits.max_sessions,
-            });
-        }
-        reg.sessions.insert(
-            id,
-            RegSession {
-                shard,
-                media: Vec::new(),
-                legs: Vec::new(),
-            },
-        );
-        drop(reg);
-        let installed = match self.call(shard, |reply| Command::CreateSession {
-            prepared: Box::new(prepared),
-            reply,
-        }) {
-            Ok(Ok(Some(info))) => Ok(info),
-            // Random 48-bit ufrags: a collision with a live session is practically
-            // impossible, but it is refused rather than mis-routed.
-            Ok(Ok(None)) => Err(EngineError::Rtc(RtcError::InvalidState(
-                "ICE ufrag collision; retry",
-            ))),
-            Ok(Err(e)) | Err(e) => Err(e),
-        };
+        self.reserve_session(&mut self.registry(), id, shard)?;
+        let installed = self.install_on_shard(shard, prepared);
         let mut reg = self.registry();
         match installed {
             Ok(info) => {
@@ -452,6 +425,59 @@ impl EngineHandle {
                 reg.sessions.remove(&id);
                 Err(e)
             }
+        }
+    }
+
+    /// Reserves `id` on `shard` in the registry without media (nothing can subscribe to
+    /// it yet), so that an end reported by the shard before the registry learns the
+    /// media is not lost.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::EngineFull`] when the engine holds its most sessions already.
+    fn reserve_session(
+        &self,
+        reg: &mut Registry,
+        id: SessionId,
+        shard: usize,
+    ) -> Result<(), EngineError> {
+        let limit = self.inner.limits.max_sessions;
+        if reg.sessions.len() + self.inner.events_rx.pending_closes() >= limit {
+            return Err(EngineError::EngineFull { limit });
+        }
+        reg.sessions.insert(
+            id,
+            RegSession {
+                shard,
+                media: Vec::new(),
+                legs: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Hands a prepared session to its shard for installation.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Rtc`] when its ICE ufrag collides with a live session's, and the
+    /// shard's errors.
+    fn install_on_shard(
+        &self,
+        shard: usize,
+        prepared: Prepared,
+    ) -> Result<SessionInfo, EngineError> {
+        match self.call(shard, |reply| Command::CreateSession {
+            prepared: Box::new(prepared),
+            reply,
+        }) {
+            Ok(Ok(Some(info))) => Ok(info),
+            // Random 48-bit ufrags: a collision with a live session is practically
+            // impossible, but it is refused rather than mis-routed.
+            Ok(Ok(None)) => Err(EngineError::Rtc(RtcError::InvalidState(
+                "ICE ufrag collision; retry",
+            ))),
+            Ok(Err(e)) | Err(e) => Err(e),
         }
     }
 

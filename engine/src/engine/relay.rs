@@ -146,6 +146,38 @@ pub(super) struct RelayEntry {
     plain: bool,
 }
 
+impl RelayEntry {
+    /// The record of a relay end to another engine; `pending` as in [`RelayEntry`].
+    fn relay(
+        shard: usize,
+        params: RelayParams,
+        keepalive_ssrc: u32,
+        pending: Option<Box<Prepared>>,
+    ) -> Self {
+        RelayEntry {
+            shard,
+            params,
+            keepalive_ssrc,
+            pending,
+            next_mid: 0,
+            plain: false,
+        }
+    }
+}
+
+/// The SSRC of a prepared relay end's keepalive stream.
+///
+/// # Errors
+///
+/// [`EngineError::Rtc`] when it has none.
+fn keepalive_ssrc_of(prepared: &Prepared) -> Result<u32, EngineError> {
+    prepared
+        .keepalive_ssrc()
+        .ok_or(EngineError::Rtc(RtcError::InvalidState(
+            "no keepalive stream",
+        )))
+}
+
 #[derive(Default)]
 pub(super) struct Relays {
     entries: HashMap<SessionId, RelayEntry>,
@@ -191,38 +223,13 @@ impl EngineHandle {
         setup: RelaySetup,
     ) -> Result<SessionId, EngineError> {
         let id = prepared.id();
-        {
-            let mut reg = self.registry();
-            if reg.sessions.len() + self.inner.events_rx.pending_closes()
-                >= self.inner.limits.max_sessions
-            {
-                return Err(EngineError::EngineFull {
-                    limit: self.inner.limits.max_sessions,
-                });
-            }
-            reg.sessions.insert(
-                id,
-                RegSession {
-                    shard,
-                    media: Vec::new(),
-                    legs: Vec::new(),
-                },
-            );
-        }
-        let installed = match self.call(shard, |reply| Command::CreateSession {
-            prepared: Box::new(prepared),
-            reply,
-        }) {
-            Ok(Ok(Some(_))) => self
-                .call(shard, |reply| {
-                    Command::Relay(RelayCmd::Register { id, setup, reply })
-                })
-                .and_then(|r| r),
-            Ok(Ok(None)) => Err(EngineError::Rtc(RtcError::InvalidState(
-                "ICE ufrag collision; retry",
-            ))),
-            Ok(Err(e)) | Err(e) => Err(e),
-        };
+        self.reserve_session(&mut self.registry(), id, shard)?;
+        let installed = self.install_on_shard(shard, prepared).and_then(|_| {
+            self.call(shard, |reply| {
+                Command::Relay(RelayCmd::Register { id, setup, reply })
+            })
+            .and_then(|r| r)
+        });
         if let Err(e) = installed {
             let mut reg = self.registry();
             reg.sessions.remove(&id);
@@ -291,12 +298,7 @@ impl EngineHandle {
             .announced
             .first()
             .ok_or(EngineError::NoSuchShard(shard))?;
-        let keepalive_ssrc =
-            prepared
-                .keepalive_ssrc()
-                .ok_or(EngineError::Rtc(RtcError::InvalidState(
-                    "no keepalive stream",
-                )))?;
+        let keepalive_ssrc = keepalive_ssrc_of(&prepared)?;
         let invite = RelayInvite {
             relay: id,
             ice: prepared.local_ice().clone(),
@@ -306,14 +308,7 @@ impl EngineHandle {
         };
         self.relays().entries.insert(
             id,
-            RelayEntry {
-                shard,
-                params,
-                keepalive_ssrc,
-                pending: Some(Box::new(prepared)),
-                next_mid: 0,
-                plain: false,
-            },
+            RelayEntry::relay(shard, params, keepalive_ssrc, Some(Box::new(prepared))),
         );
         Ok(invite)
     }
@@ -336,12 +331,7 @@ impl EngineHandle {
         let (id, prepared) = self.relay_end(shard, Some(peer))?;
         let ice = prepared.local_ice().clone();
         let fingerprint = prepared.fingerprint().clone();
-        let keepalive_ssrc =
-            prepared
-                .keepalive_ssrc()
-                .ok_or(EngineError::Rtc(RtcError::InvalidState(
-                    "no keepalive stream",
-                )))?;
+        let keepalive_ssrc = keepalive_ssrc_of(&prepared)?;
         let setup = RelaySetup {
             keepalive_ssrc,
             peer_keepalive_ssrc: Some(invite.keepalive_ssrc),
@@ -351,17 +341,9 @@ impl EngineHandle {
             plain: false,
         };
         self.install_relay(shard, prepared, setup)?;
-        self.relays().entries.insert(
-            id,
-            RelayEntry {
-                shard,
-                params,
-                keepalive_ssrc,
-                pending: None,
-                next_mid: 0,
-                plain: false,
-            },
-        );
+        self.relays()
+            .entries
+            .insert(id, RelayEntry::relay(shard, params, keepalive_ssrc, None));
         Ok(RelayAnswer {
             relay: id,
             ice,

@@ -19,6 +19,37 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The [`IoBackend`] methods both backends implement alike, from their fields `tcp` (a
+/// [`tcp::TcpStreams`]), `waker` and `stats`: expanded inside each backend's
+/// `impl IoBackend`.
+macro_rules! shared_backend_methods {
+    () => {
+        fn tcp_local_addrs(&self) -> &[SocketAddr] {
+            self.tcp.local_addrs()
+        }
+
+        fn tcp_send(&mut self, peer: SocketAddr, data: &[u8]) -> bool {
+            self.tcp.send(peer, data, &mut self.stats)
+        }
+
+        fn tcp_verdict(&mut self, peer: SocketAddr, verdict: TcpVerdict) {
+            self.tcp.verdict(peer, verdict, &mut self.stats);
+        }
+
+        fn tcp_take_closed(&mut self, out: &mut Vec<SocketAddr>) {
+            self.tcp.take_closed(out);
+        }
+
+        fn waker(&self) -> Waker {
+            self.waker.clone()
+        }
+
+        fn stats(&self) -> &IoStats {
+            &self.stats
+        }
+    };
+}
+
 mod send;
 mod sys;
 

@@ -539,29 +539,7 @@ impl IoBackend for UringBackend {
         Ok(())
     }
 
-    fn tcp_local_addrs(&self) -> &[SocketAddr] {
-        self.tcp.local_addrs()
-    }
-
-    fn tcp_send(&mut self, peer: SocketAddr, data: &[u8]) -> bool {
-        self.tcp.send(peer, data, &mut self.stats)
-    }
-
-    fn tcp_verdict(&mut self, peer: SocketAddr, verdict: TcpVerdict) {
-        self.tcp.verdict(peer, verdict, &mut self.stats);
-    }
-
-    fn tcp_take_closed(&mut self, out: &mut Vec<SocketAddr>) {
-        self.tcp.take_closed(out);
-    }
-
-    fn waker(&self) -> Waker {
-        self.waker.clone()
-    }
-
-    fn stats(&self) -> &IoStats {
-        &self.stats
-    }
+    shared_backend_methods!();
 }
 
 impl Drop for UringBackend {

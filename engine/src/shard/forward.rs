@@ -15,6 +15,26 @@ use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
 use crate::forward::{FwdExt, write_forwarded, write_forwarded_parsed};
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
 
+/// [`forward_legs`] for the shard `$shard` (its sessions, touched and doomed lists and
+/// drop counters), spelled once for every call site. A macro, not a method: the route
+/// whose legs it writes is borrowed from the same shard.
+macro_rules! forward_shard_legs {
+    ($shard:ident, $legs:expr, $packet:expr, $info:expr, $facts:expr, $now:expr) => {
+        $crate::shard::forward::forward_legs(
+            $legs,
+            $packet,
+            $info,
+            $facts,
+            &mut $shard.sessions,
+            &mut $shard.touched,
+            &mut $shard.doomed,
+            &mut $shard.c.drops,
+            $now,
+        )
+    };
+}
+pub(super) use forward_shard_legs;
+
 /// Writes the packet for every local leg of a route: each leg's downtrack decides whether
 /// and with which numbering. Returns the packets written and a bit set of the layers some
 /// downtrack wants a keyframe of.
@@ -222,17 +242,7 @@ impl Shard {
             return;
         };
         let packet = self.scratch.get(..len).unwrap_or(&[]);
-        let (n_fwd, kf) = forward_legs(
-            &mut route.legs,
-            packet,
-            &info,
-            &facts,
-            &mut self.sessions,
-            &mut self.touched,
-            &mut self.doomed,
-            &mut self.c.drops,
-            now,
-        );
+        let (n_fwd, kf) = forward_shard_legs!(self, &mut route.legs, packet, &info, &facts, now);
         let interval = self.ctx.keyframe_interval;
         let mut due = kf;
         for (l, (pending, last)) in route

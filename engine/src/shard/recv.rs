@@ -5,7 +5,7 @@ use std::time::Instant;
 use rtc_core::ice::stun_ufrag;
 use rtc_core::{Input, Protocol, Receive};
 
-use super::forward::{forward_legs, payload_of};
+use super::forward::{forward_shard_legs, payload_of};
 use super::{DTLS_PROBE, DataMsg, Shard, guarded, touch};
 use crate::api::CloseReason;
 use crate::io::{IoBackend, Received, TcpVerdict, Transport};
@@ -201,17 +201,8 @@ impl Shard {
                         continue;
                     };
                     let facts = PayloadFacts::parse(p.info.codec, payload_of(packet, &p.info.meta));
-                    let (n, kf) = forward_legs(
-                        &mut route.legs,
-                        packet,
-                        &p.info,
-                        &facts,
-                        &mut self.sessions,
-                        &mut self.touched,
-                        &mut self.doomed,
-                        &mut self.c.drops,
-                        now,
-                    );
+                    let (n, kf) =
+                        forward_shard_legs!(self, &mut route.legs, packet, &p.info, &facts, now);
                     n_fwd += n;
                     for l in 0..3u8 {
                         if kf & (1 << l) != 0 {

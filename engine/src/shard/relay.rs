@@ -87,44 +87,54 @@ pub(crate) fn prepare_relay(
     end: &RelayEnd<'_>,
     now: Instant,
 ) -> Result<super::Prepared, EngineError> {
+    prepare_with(id, end.announced.to_vec(), |creds| {
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(end.peer.is_none())
+            .set_rtp_mode(true)
+            .set_pacing(false)
+            .set_dtls_cert(end.cert.clone())
+            .set_local_ice_credentials(creds)
+            .set_rtx_buffer(end.rtx_buffer_packets, Duration::from_secs(2))
+            .build(now)?;
+        for a in end.announced {
+            rtc.add_local_candidate(Candidate::host(*a, Protocol::Udp)?);
+        }
+        let mut api = rtc.direct_api();
+        match &end.peer {
+            Some((ice, fp, addr)) => {
+                api.set_remote_ice_credentials(ice.clone());
+                api.set_remote_fingerprint(fp.clone());
+                api.set_ice_controlling(true);
+                api.start_dtls(true)?;
+                api.declare_media(keepalive_mid(), MediaKind::Audio);
+                rtc.add_remote_candidate(Candidate::host(*addr, Protocol::Udp)?);
+                // The send stream (and its SSRC) that keepalives go on: reports
+                // on it give the RTT.
+                let _ = rtc.stream_tx(keepalive_mid());
+            }
+            None => {
+                api.set_ice_controlling(false);
+                api.start_dtls(false)?;
+                api.declare_media(keepalive_mid(), MediaKind::Audio);
+                let _ = rtc.stream_tx(keepalive_mid());
+            }
+        }
+        Ok(rtc)
+    })
+}
+
+/// Builds a session's `Rtc` with `build` (given fresh local ICE credentials) under
+/// `catch_unwind`, and wraps it as a [`super::Prepared`] with no media sections yet,
+/// announcing `candidate_addrs`: the part relay and plain sessions share.
+fn prepare_with(
+    id: SessionId,
+    candidate_addrs: Vec<std::net::SocketAddr>,
+    build: impl FnOnce(IceCreds) -> Result<Rtc, RtcError>,
+) -> Result<super::Prepared, EngineError> {
     let creds = IceCreds::random();
     let ufrag = creds.ufrag.clone();
     let local_ice = creds.clone();
-    let built =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Rtc, RtcError> {
-            let mut rtc = Rtc::builder()
-                .set_ice_lite(end.peer.is_none())
-                .set_rtp_mode(true)
-                .set_pacing(false)
-                .set_dtls_cert(end.cert.clone())
-                .set_local_ice_credentials(creds)
-                .set_rtx_buffer(end.rtx_buffer_packets, Duration::from_secs(2))
-                .build(now)?;
-            for a in end.announced {
-                rtc.add_local_candidate(Candidate::host(*a, Protocol::Udp)?);
-            }
-            let mut api = rtc.direct_api();
-            match &end.peer {
-                Some((ice, fp, addr)) => {
-                    api.set_remote_ice_credentials(ice.clone());
-                    api.set_remote_fingerprint(fp.clone());
-                    api.set_ice_controlling(true);
-                    api.start_dtls(true)?;
-                    api.declare_media(keepalive_mid(), MediaKind::Audio);
-                    rtc.add_remote_candidate(Candidate::host(*addr, Protocol::Udp)?);
-                    // The send stream (and its SSRC) that keepalives go on: reports
-                    // on it give the RTT.
-                    let _ = rtc.stream_tx(keepalive_mid());
-                }
-                None => {
-                    api.set_ice_controlling(false);
-                    api.start_dtls(false)?;
-                    api.declare_media(keepalive_mid(), MediaKind::Audio);
-                    let _ = rtc.stream_tx(keepalive_mid());
-                }
-            }
-            Ok(rtc)
-        }));
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || build(creds)));
     let rtc = match built {
         Ok(r) => r?,
         Err(_) => return Err(EngineError::SessionPanicked(id)),
@@ -142,7 +152,7 @@ pub(crate) fn prepare_relay(
             local_ice,
             fingerprint,
             candidates: Vec::new(),
-            candidate_addrs: end.announced.to_vec(),
+            candidate_addrs,
             media: Vec::new(),
         },
     })
@@ -613,41 +623,16 @@ pub(crate) fn prepare_plain(
     srtp: Option<&rtc_core::PlainSrtp>,
     now: Instant,
 ) -> Result<super::Prepared, EngineError> {
-    let creds = IceCreds::random();
-    let ufrag = creds.ufrag.clone();
-    let local_ice = creds.clone();
-    let built =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Rtc, RtcError> {
-            let mut rtc = Rtc::builder()
-                .set_rtp_mode(true)
-                .set_pacing(false)
-                .set_dtls_cert(cert.clone())
-                .set_local_ice_credentials(creds)
-                // NACKs are answered from the publisher layer's packet cache.
-                .set_rtx_buffer(0, Duration::from_secs(2))
-                .build(now)?;
-            rtc.direct_api().start_plain(local, remote, srtp)?;
-            Ok(rtc)
-        }));
-    let rtc = match built {
-        Ok(r) => r?,
-        Err(_) => return Err(EngineError::SessionPanicked(id)),
-    };
-    let fingerprint = rtc.local_fingerprint().clone();
-    Ok(super::Prepared {
-        rtc,
-        ufrag,
-        pt_mid: Vec::new(),
-        repair_pts: 0,
-        info: crate::api::SessionInfo {
-            id,
-            shard: 0,
-            answer: None,
-            local_ice,
-            fingerprint,
-            candidates: Vec::new(),
-            candidate_addrs: vec![local],
-            media: Vec::new(),
-        },
+    prepare_with(id, vec![local], |creds| {
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_pacing(false)
+            .set_dtls_cert(cert.clone())
+            .set_local_ice_credentials(creds)
+            // NACKs are answered from the publisher layer's packet cache.
+            .set_rtx_buffer(0, Duration::from_secs(2))
+            .build(now)?;
+        rtc.direct_api().start_plain(local, remote, srtp)?;
+        Ok(rtc)
     })
 }

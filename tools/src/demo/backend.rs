@@ -51,6 +51,29 @@ pub struct Created {
     pub answer: String,
 }
 
+/// What a WHIP or WHEP request asks a [`Backend`] to create: a session in `room` from
+/// an SDP offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRequest<'a> {
+    /// The room it is for.
+    pub room: &'a str,
+    /// The SDP offer.
+    pub offer: &'a str,
+    /// The shard to create it on (`None`: the engine picks).
+    pub shard: Option<usize>,
+}
+
+/// A subscription: every track of `publisher` forwarded to `subscriber`, both in `room`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription<'a> {
+    /// The room both are in.
+    pub room: &'a str,
+    /// The subscribing session.
+    pub subscriber: u64,
+    /// The publishing session.
+    pub publisher: u64,
+}
+
 /// One forwarded track of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Forwarded {
@@ -119,30 +142,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Number of shards (for placement).
     fn shard_count(&self) -> usize;
 
-    /// Creates a session from an SDP offer on `shard` (`None`: the engine picks).
+    /// Creates a session from an SDP offer on `req.shard` (`None`: the engine picks).
     ///
     /// # Errors
     /// [`BackendError::BadRequest`] when the engine refuses the offer.
-    fn create_session(
-        &self,
-        room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError>;
+    fn create_session(&self, req: SessionRequest<'_>) -> Result<Created, BackendError>;
 
-    /// Creates a viewer's session (WHEP) from an SDP offer; `shard` as in
+    /// Creates a viewer's session (WHEP) from an SDP offer; `req.shard` as in
     /// [`Backend::create_session`], which it is unless the backend places viewers
     /// apart from publishers (several engines).
     ///
     /// # Errors
     /// As [`Backend::create_session`].
-    fn create_viewer_session(
-        &self,
-        room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError> {
-        self.create_session(room, offer, shard)
+    fn create_viewer_session(&self, req: SessionRequest<'_>) -> Result<Created, BackendError> {
+        self.create_session(req)
     }
 
     /// Makes `session` a publisher in `room` (created when missing).
@@ -151,16 +164,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Unknown session, engine failure.
     fn publish(&self, room: &str, session: u64) -> Result<(), BackendError>;
 
-    /// Forwards every track of `publisher` to `subscriber` (both in `room`).
+    /// Forwards every track of `sub.publisher` to `sub.subscriber` (both in `sub.room`).
     ///
     /// # Errors
     /// Unknown session or room, publisher not publishing there, engine failure.
-    fn subscribe(
-        &self,
-        room: &str,
-        subscriber: u64,
-        publisher: u64,
-    ) -> Result<Vec<Forwarded>, BackendError>;
+    fn subscribe(&self, sub: Subscription<'_>) -> Result<Vec<Forwarded>, BackendError>;
 
     /// Asks a publisher for a keyframe on all its video tracks.
     ///
@@ -276,16 +284,11 @@ impl Backend for InProcessBackend {
         self.engine.shard_count()
     }
 
-    fn create_session(
-        &self,
-        _room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError> {
-        let placement = shard.map_or(Placement::Auto, Placement::Shard);
+    fn create_session(&self, req: SessionRequest<'_>) -> Result<Created, BackendError> {
+        let placement = req.shard.map_or(Placement::Auto, Placement::Shard);
         let info = self
             .engine
-            .create_session(SessionSetup::Offer(offer.to_owned()), placement)
+            .create_session(SessionSetup::Offer(req.offer.to_owned()), placement)
             .map_err(engine_err)?;
         let Some(answer) = info.answer else {
             let _ = self.engine.close_session(info.id);
@@ -307,12 +310,12 @@ impl Backend for InProcessBackend {
             .map_err(engine_err)
     }
 
-    fn subscribe(
-        &self,
-        room: &str,
-        subscriber: u64,
-        publisher: u64,
-    ) -> Result<Vec<Forwarded>, BackendError> {
+    fn subscribe(&self, sub: Subscription<'_>) -> Result<Vec<Forwarded>, BackendError> {
+        let Subscription {
+            room,
+            subscriber,
+            publisher,
+        } = sub;
         let id = self
             .room_id(room, false)
             .ok_or_else(|| BackendError::NotFound(format!("unknown room {room}")))?;

@@ -28,7 +28,8 @@ use control::{
 };
 
 use super::backend::{
-    Backend, BackendError, BackendEvent, BackendRoom, Created, Forwarded, Kind, StatsSummary,
+    Backend, BackendError, BackendEvent, BackendRoom, Created, Forwarded, Kind, SessionRequest,
+    StatsSummary, Subscription,
 };
 use super::control_backend::ControlBackend;
 
@@ -134,14 +135,11 @@ impl CascadeBackend {
             .filter(|s| *s < self.engines[e].shard_count())
     }
 
-    fn create_on(
-        &self,
-        e: usize,
-        room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError> {
-        let c = self.engines[e].create_session(room, offer, self.local_shard(e, shard))?;
+    fn create_on(&self, e: usize, req: SessionRequest<'_>) -> Result<Created, BackendError> {
+        let c = self.engines[e].create_session(SessionRequest {
+            shard: self.local_shard(e, req.shard),
+            ..req
+        })?;
         Ok(Created {
             session: Self::join(e, c.session),
             shard: self.shard_base[e] + c.shard,
@@ -323,21 +321,12 @@ impl Backend for CascadeBackend {
         self.engines.iter().map(|e| e.shard_count()).sum()
     }
 
-    fn create_session(
-        &self,
-        room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError> {
-        self.create_on(0, room, offer, shard)
+    fn create_session(&self, req: SessionRequest<'_>) -> Result<Created, BackendError> {
+        self.create_on(0, req)
     }
 
-    fn create_viewer_session(
-        &self,
-        room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError> {
+    fn create_viewer_session(&self, req: SessionRequest<'_>) -> Result<Created, BackendError> {
+        let room = req.room;
         let e = {
             let st = self.state();
             let mut count = vec![0usize; self.engines.len()];
@@ -351,7 +340,7 @@ impl Backend for CascadeBackend {
                 .find(|e| count[*e] < self.threshold)
                 .unwrap_or(last)
         };
-        let c = self.create_on(e, room, offer, shard)?;
+        let c = self.create_on(e, req)?;
         self.state().viewers.insert(c.session, (room.to_owned(), e));
         Ok(c)
     }
@@ -361,16 +350,20 @@ impl Backend for CascadeBackend {
         self.engines[e].publish(room, local)
     }
 
-    fn subscribe(
-        &self,
-        room: &str,
-        subscriber: u64,
-        publisher: u64,
-    ) -> Result<Vec<Forwarded>, BackendError> {
+    fn subscribe(&self, req: Subscription<'_>) -> Result<Vec<Forwarded>, BackendError> {
+        let Subscription {
+            room,
+            subscriber,
+            publisher,
+        } = req;
         let (se, sub) = self.split(subscriber)?;
         let (pe, publ) = self.split(publisher)?;
         if se == pe {
-            return self.engines[se].subscribe(room, sub, publ);
+            return self.engines[se].subscribe(Subscription {
+                room,
+                subscriber: sub,
+                publisher: publ,
+            });
         }
         match self.subscribe_relayed(room, se, sub, publisher) {
             Err(BackendError::NotFound(_)) => {

@@ -12,8 +12,8 @@ use control::{
 };
 
 use super::backend::{
-    Backend, BackendError, BackendEvent, BackendRoom, Created, Forwarded, Kind, ShardSummary,
-    StatsSummary,
+    Backend, BackendError, BackendEvent, BackendRoom, Created, Forwarded, Kind, SessionRequest,
+    ShardSummary, StatsSummary, Subscription,
 };
 
 /// How long one control request may take.
@@ -163,20 +163,16 @@ impl Backend for ControlBackend {
         self.shards
     }
 
-    fn create_session(
-        &self,
-        room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError> {
-        self.ensure_room(room)?;
-        let shard = shard
+    fn create_session(&self, req: SessionRequest<'_>) -> Result<Created, BackendError> {
+        self.ensure_room(req.room)?;
+        let shard = req
+            .shard
             .map(|s| u32::try_from(s).map(ShardId))
             .transpose()
             .map_err(|_| BackendError::BadRequest("shard out of range".into()))?;
         let resp = self.request(Request::SessionCreate(SessionCreate {
-            setup: SessionSetup::Offer(offer.to_owned()),
-            room: Some(RoomId(room.to_owned())),
+            setup: SessionSetup::Offer(req.offer.to_owned()),
+            room: Some(RoomId(req.room.to_owned())),
             shard,
             reap_on_disconnect: true,
         }))?;
@@ -206,15 +202,10 @@ impl Backend for ControlBackend {
         }
     }
 
-    fn subscribe(
-        &self,
-        _room: &str,
-        subscriber: u64,
-        publisher: u64,
-    ) -> Result<Vec<Forwarded>, BackendError> {
+    fn subscribe(&self, sub: Subscription<'_>) -> Result<Vec<Forwarded>, BackendError> {
         match self.request(Request::Subscribe(Subscribe {
-            subscriber: SessionId(subscriber),
-            publisher: SessionId(publisher),
+            subscriber: SessionId(sub.subscriber),
+            publisher: SessionId(sub.publisher),
             tracks: None,
         }))? {
             Response::Tracks(t) => Ok(t

@@ -61,7 +61,9 @@ pub mod control_backend;
 pub mod http;
 pub mod server;
 
-pub use backend::{Backend, BackendError, BackendEvent, InProcessBackend, Kind};
+pub use backend::{
+    Backend, BackendError, BackendEvent, InProcessBackend, Kind, SessionRequest, Subscription,
+};
 pub use cascade_backend::CascadeBackend;
 pub use control_backend::ControlBackend;
 pub use server::{DemoConfig, DemoServer, PublisherView, RoomView, ViewerView};

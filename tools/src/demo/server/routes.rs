@@ -7,7 +7,7 @@ use rtc_core::media::MediaKind;
 use rtc_core::sdp::{IceFragment, SectionKind, SessionDescription, TRICKLE_ICE_SDPFRAG};
 use serde::Serialize;
 
-use super::super::backend::{BackendError, Kind};
+use super::super::backend::{BackendError, Kind, SessionRequest, Subscription};
 use super::super::http::{Request, Response};
 use super::{Publisher, Resource, Role, Shared, Viewer};
 
@@ -351,7 +351,11 @@ fn whip_post(shared: &Shared, req: &Request, room: &str) -> Response {
         s
     });
     let body = String::from_utf8_lossy(&req.body);
-    let c = match shared.backend.create_session(room, &body, Some(shard)) {
+    let c = match shared.backend.create_session(SessionRequest {
+        room,
+        offer: &body,
+        shard: Some(shard),
+    }) {
         Ok(c) => c,
         Err(e) => {
             drop_empty_room(shared, room);
@@ -514,14 +518,19 @@ fn whep_post(shared: &Shared, req: &Request, room: &str, publisher: &str) -> Res
         })
     };
     let body = String::from_utf8_lossy(&req.body);
-    let c = match shared
-        .backend
-        .create_viewer_session(room, &body, Some(shard))
-    {
+    let c = match shared.backend.create_viewer_session(SessionRequest {
+        room,
+        offer: &body,
+        shard: Some(shard),
+    }) {
         Ok(c) => c,
         Err(e) => return error_response(&e),
     };
-    let legs = match shared.backend.subscribe(room, c.session, publisher) {
+    let legs = match shared.backend.subscribe(Subscription {
+        room,
+        subscriber: c.session,
+        publisher,
+    }) {
         Ok(l) => l,
         Err(e) => {
             let _ = shared.backend.close(c.session);

@@ -1,6 +1,8 @@
 use super::routes::token_matches;
 use super::*;
-use crate::demo::backend::{BackendError, BackendRoom, Created, Forwarded, StatsSummary};
+use crate::demo::backend::{
+    BackendError, BackendRoom, Created, Forwarded, SessionRequest, StatsSummary, Subscription,
+};
 use crate::demo::http::Response;
 use std::sync::atomic::AtomicU64;
 
@@ -24,12 +26,8 @@ impl Backend for Fake {
     fn shard_count(&self) -> usize {
         2
     }
-    fn create_session(
-        &self,
-        room: &str,
-        offer: &str,
-        shard: Option<usize>,
-    ) -> Result<Created, BackendError> {
+    fn create_session(&self, req: SessionRequest<'_>) -> Result<Created, BackendError> {
+        let SessionRequest { room, offer, shard } = req;
         if offer.contains("refuse") {
             return Err(BackendError::BadRequest("refused".into()));
         }
@@ -45,12 +43,12 @@ impl Backend for Fake {
         self.log(format!("publish {room} {session}"));
         Ok(())
     }
-    fn subscribe(
-        &self,
-        room: &str,
-        subscriber: u64,
-        publisher: u64,
-    ) -> Result<Vec<Forwarded>, BackendError> {
+    fn subscribe(&self, sub: Subscription<'_>) -> Result<Vec<Forwarded>, BackendError> {
+        let Subscription {
+            room,
+            subscriber,
+            publisher,
+        } = sub;
         self.log(format!("subscribe {room} {subscriber} {publisher}"));
         Ok(vec![Forwarded {
             track: "0".into(),
