@@ -174,24 +174,95 @@ pub(crate) enum Command {
 
 /// Shard-to-shard data.
 pub(crate) enum DataMsg {
-    /// RTP packets of publishers on the sending shard, for local fan-out.
+    /// RTP packets of publishers on the sending shard, for local fan-out, and the
+    /// retransmission requests and answers between a subscriber's shard and its
+    /// publisher's (see [`Batch`]).
     Batch(Batch),
     /// A subscriber on the sending shard wants a keyframe of this layer of a publisher
     /// stream.
     Keyframe(RouteKey, u8),
 }
 
-/// A batch of plaintext RTP packets for another shard.
+/// A batch for another shard: plaintext RTP packets of publishers on the sending shard
+/// (`pkts`), NACKed packets its subscribers want from the receiving shard's layer
+/// caches (`asks`), and cached packets answering the receiving shard's asks (`rtx`).
+/// Batches are pooled: the receiver empties a batch and returns it to its sender over
+/// the sender's return channel, so that steady-state traffic does not allocate.
 pub(crate) struct Batch {
     from: usize,
     recv_at: Instant,
     buf: Vec<u8>,
     pkts: Vec<BatchPkt>,
+    asks: Vec<RtxAsk>,
+    rtx: Vec<RtxPkt>,
+}
+
+impl Batch {
+    fn new(from: usize, recv_at: Instant, forward_batch: usize) -> Batch {
+        Batch {
+            from,
+            recv_at,
+            buf: Vec::with_capacity(BATCH_BYTES),
+            pkts: Vec::with_capacity(forward_batch),
+            // Retransmission traffic is rare: these grow on first use and keep their
+            // capacity in the pool.
+            asks: Vec::new(),
+            rtx: Vec::new(),
+        }
+    }
+
+    /// Whether one more entry of `len` bytes would exceed the batch's limits
+    /// (`max` entries, [`BATCH_BYTES`] bytes).
+    fn is_full(&self, len: usize, max: usize) -> bool {
+        self.pkts.len() + self.asks.len() + self.rtx.len() >= max
+            || self.buf.len() + len > BATCH_BYTES
+    }
+
+    /// Empties the batch (keeping its memory for the pool).
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.pkts.clear();
+        self.asks.clear();
+        self.rtx.clear();
+    }
 }
 
 struct BatchPkt {
     key: RouteKey,
     info: PktInfo,
+    start: usize,
+    end: usize,
+}
+
+/// Which subscriber leg NACKed a packet and how the packet went out on it (what its
+/// downtrack's NACK map says): travels to the publisher's shard and back with the
+/// cached packet, so that the subscriber's shard can rewrite it for the leg.
+#[derive(Debug, Clone, Copy)]
+struct RtxTicket {
+    sub: SessionId,
+    /// The leg's SSRC (the NACK's media SSRC).
+    ssrc: u32,
+    /// Source layer and sequence number; output sequence number, timestamp and VP8
+    /// numbering.
+    entry: crate::sfu::NackEntry,
+}
+
+/// A subscriber's NACK of one packet of a route whose publisher is on the receiving
+/// shard.
+#[derive(Debug, Clone, Copy)]
+struct RtxAsk {
+    key: RouteKey,
+    ticket: RtxTicket,
+}
+
+/// A cached packet (bytes `start..end` of the batch buffer) answering an [`RtxAsk`],
+/// with what rewriting it for the leg needs that only the publisher's shard knows.
+struct RtxPkt {
+    key: RouteKey,
+    ticket: RtxTicket,
+    codec: VideoCodec,
+    ext: crate::forward::FwdExt,
+    meta: crate::sfu::PacketMeta,
     start: usize,
     end: usize,
 }

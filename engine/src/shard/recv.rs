@@ -223,8 +223,13 @@ impl Shard {
                 if n_fwd > 0 {
                     self.remote_fwd.push((batch.recv_at, n_fwd));
                 }
-                batch.buf.clear();
-                batch.pkts.clear();
+                if !batch.rtx.is_empty() {
+                    self.on_rtx_answers(&batch.rtx, &batch.buf, now);
+                }
+                if !batch.asks.is_empty() {
+                    self.answer_asks(batch.from, &batch.asks, now);
+                }
+                batch.clear();
                 if let Some(peer) = self.ctx.peers.get(batch.from) {
                     // Full or gone: the batch is simply freed.
                     let _ = peer.ret_tx.try_send(batch);
