@@ -1,4 +1,5 @@
-//! Forwarding: local fan-out, cross-shard batches and keyframe requests.
+//! Forwarding: local fan-out, cross-shard batches, retransmissions from the layer caches
+//! (across shards too) and keyframe requests.
 
 use std::collections::HashMap;
 use std::time::Instant;

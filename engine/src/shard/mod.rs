@@ -21,9 +21,16 @@
 //! publisher's RTCP sender report (arrival times for publishers that send none).
 //!
 //! Retransmission: with `rtx_buffer_packets = 0` the sessions' `Rtc`s keep no ring and
-//! surface NACKs as `Event::ResendRequest`; the shard answers them from the layer caches
-//! through the leg's downtrack NACK map (`forward::on_resend`), for legs whose publisher
-//! is on the same shard.
+//! surface NACKs as `Event::ResendRequest`; the subscriber's shard resolves each NACKed
+//! sequence number through the leg's downtrack NACK map (`forward::on_resend`: source
+//! layer and sequence number, and the numbering it went out with) and answers it from
+//! the publisher layer's cache. The caches live on the publisher's shard: for a leg
+//! whose publisher is elsewhere the resolved NACK travels there in the cross-shard batch
+//! ([`RtxAsk`]), the publisher's shard copies the cached packet (with its codec and
+//! forwarded extension values) into its batch back ([`RtxPkt`]), and the subscriber's
+//! shard rewrites it for the leg and writes it as RTX. Both hops use the pooled batches
+//! (no allocation, no lock, no blocking: a full channel drops the batch and counts the
+//! NACKs it carried as unanswered).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
