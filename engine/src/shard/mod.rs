@@ -188,6 +188,9 @@ pub(crate) enum DataMsg {
     /// A subscriber on the sending shard wants a keyframe of this layer of a publisher
     /// stream.
     Keyframe(RouteKey, u8),
+    /// The publisher track ended (a relayed track, on the relay's shard): the receiving
+    /// shard ends its legs of it with an RTCP BYE, as the sending shard did its own.
+    EndRoute(RouteKey),
 }
 
 /// A batch for another shard: plaintext RTP packets of publishers on the sending shard

@@ -181,6 +181,9 @@ impl Shard {
     pub(super) fn on_data(&mut self, msg: DataMsg, now: Instant) {
         match msg {
             DataMsg::Keyframe(key, layer) => self.request_keyframe_route(key, layer, now),
+            DataMsg::EndRoute(key) => {
+                self.end_local_legs(key, now);
+            }
             DataMsg::Batch(mut batch) => {
                 let mut n_fwd = 0;
                 for p in &batch.pkts {
