@@ -590,8 +590,9 @@ pub struct ShardStats {
     /// to NACKs when sessions keep no retransmission ring, `rtx_buffer_packets = 0`).
     pub rtx_resent: u64,
     /// NACKed packets that could not be answered that way (no longer in the leg's NACK
-    /// map or the layer's cache, the publisher on another shard, or already resent
-    /// within the RTT).
+    /// map or the layer's cache, already resent within the RTT, or the request or its
+    /// answer dropped on a full cross-shard queue), counted on the shard that found out
+    /// (the subscriber's, or the publisher's for a packet no longer cached).
     pub rtx_unanswered: u64,
     /// The shard thread runs. `false`: it died (see [`EngineEvent::ShardDown`]); the
     /// other fields are zero, except its index, core, backend and addresses.

@@ -58,9 +58,11 @@ pub struct EngineConfig {
     ///
     /// `0`: legs keep no ring; NACKs are answered from the publisher layers' shared
     /// packet caches ([`cache_video_packets`](Self::cache_video_packets)), rewritten for
-    /// the leg again. That is only possible for legs whose publisher is on the same
-    /// shard (the caches live there): NACKs on cross-shard legs then go unanswered
-    /// (counted in [`ShardStats::rtx_unanswered`](crate::ShardStats::rtx_unanswered)).
+    /// the leg again. The caches live on the publisher's shard: a leg on another shard
+    /// asks that shard for the cached packet over the cross-shard queue (one loop
+    /// iteration of each shard). NACKs that cannot be answered (packet no longer cached,
+    /// queue full) are counted in
+    /// [`ShardStats::rtx_unanswered`](crate::ShardStats::rtx_unanswered).
     pub rtx_buffer_packets: usize,
     /// Packets cached per published video layer (one cache per layer, shared by every
     /// subscriber; rounded up to a power of two).

@@ -21,7 +21,11 @@ use rtc_core::sdp::Direction;
 const SUBSCRIBERS: usize = 20;
 
 fn engine_at(ip: [u8; 4]) -> EngineHandle {
-    let mut cfg = engine_config(BackendPreference::Portable, 1);
+    engine_with_shards_at(ip, 1)
+}
+
+fn engine_with_shards_at(ip: [u8; 4], shards: usize) -> EngineHandle {
+    let mut cfg = engine_config(BackendPreference::Portable, shards);
     cfg.bind_v4 = Some(IpAddr::from(ip));
     // Repeated keyframe requests are coalesced to one per interval per layer; a short
     // one keeps the late subscriber's request from waiting behind an earlier one.
@@ -62,13 +66,23 @@ struct Pair {
 }
 
 fn connect_pair(params: RelayParams, clients: &mut [Client]) -> Pair {
-    let a = engine_at([127, 0, 0, 2]);
-    let b = engine_at([127, 0, 0, 3]);
-    let mut invite = b.relay_listen(params).unwrap();
+    connect_pair_on(1, (params, params), clients)
+}
+
+/// [`connect_pair`] with engines of `shards` shards and the relay's parameters (its
+/// placement) on A and on B.
+fn connect_pair_on(
+    shards: usize,
+    (params_a, params_b): (RelayParams, RelayParams),
+    clients: &mut [Client],
+) -> Pair {
+    let a = engine_with_shards_at([127, 0, 0, 2], shards);
+    let b = engine_with_shards_at([127, 0, 0, 3], shards);
+    let mut invite = b.relay_listen(params_b).unwrap();
     let relay = Relay::start(invite.addr, 17).unwrap();
     // A reaches B through the impairing relay.
     invite.addr = relay.front();
-    let answer = a.relay_connect(&invite, params).unwrap();
+    let answer = a.relay_connect(&invite, params_a).unwrap();
     b.relay_accept(invite.relay, &answer).unwrap();
     let (ra, rb) = (answer.relay, invite.relay);
     let mut up = (false, false);
@@ -92,10 +106,14 @@ fn connect_pair(params: RelayParams, clients: &mut [Client]) -> Pair {
 }
 
 fn publisher(engine: &EngineHandle) -> Client {
+    publisher_on(engine, Placement::Auto)
+}
+
+fn publisher_on(engine: &EngineHandle, placement: Placement) -> Client {
     Client::connect_sdp(
         "pub",
         engine,
-        Placement::Auto,
+        placement,
         &[
             (MediaKind::Audio, Direction::SendOnly),
             (MediaKind::Video, Direction::SendOnly),
@@ -105,10 +123,14 @@ fn publisher(engine: &EngineHandle) -> Client {
 }
 
 fn subscriber(engine: &EngineHandle, name: &str) -> Client {
+    subscriber_on(engine, name, Placement::Auto)
+}
+
+fn subscriber_on(engine: &EngineHandle, name: &str, placement: Placement) -> Client {
     Client::connect_sdp(
         name,
         engine,
-        Placement::Auto,
+        placement,
         &[
             (MediaKind::Audio, Direction::RecvOnly),
             (MediaKind::Video, Direction::RecvOnly),
@@ -350,6 +372,84 @@ fn assert_ended(clients: &mut [Client]) {
     });
     let counts: Vec<usize> = clients[1..].iter().map(|c| c.ended.len()).collect();
     assert!(ok, "not every subscriber saw both tracks end: {counts:?}");
+}
+
+/// Two shards per engine, nothing where the relay is: on A the publisher on shard 0 and
+/// the relay on shard 1 (B's NACKs are answered from the layer cache on A's shard 0); on
+/// B the relay on shard 0 and the subscribers on shard 1 (the relay's repaired packets
+/// and the end of the tracks cross to them).
+#[test]
+fn relay_on_another_shard_than_publisher_and_subscribers_repairs_losses_and_ends_tracks() {
+    let on = |shard| RelayParams {
+        placement: Placement::Shard(shard),
+        ..RelayParams::default()
+    };
+    let mut clients: Vec<Client> = Vec::new();
+    let p = connect_pair_on(2, (on(1), on(0)), &mut clients);
+    p.relay.set_uplink(Link::lossy(0.02));
+    p.relay.set_downlink(Link::lossy(0.02));
+    let room_a = p.a.create_room("a").unwrap();
+    let room_b = p.b.create_room("b").unwrap();
+    clients.push(publisher_on(&p.a, Placement::Shard(0)));
+    for i in 0..3 {
+        clients.push(subscriber_on(&p.b, &format!("sub{i}"), Placement::Shard(1)));
+    }
+    let ids: Vec<SessionId> = clients.iter().map(|c| c.id()).collect();
+    wait_engine_connected(&p.a, &mut clients[..1], &ids[..1]);
+    wait_engine_connected(&p.b, &mut clients[1..], &ids[1..]);
+    let (sa, sb) = (p.a.stats().unwrap(), p.b.stats().unwrap());
+    let sessions =
+        |st: &engine::EngineStats| -> Vec<usize> { st.shards.iter().map(|s| s.sessions).collect() };
+    assert_eq!(sessions(&sa), [1, 1], "A: publisher on 0, relay on 1");
+    assert_eq!(sessions(&sb), [1, 3], "B: relay on 0, subscribers on 1");
+    p.a.publish(room_a, ids[0]).unwrap();
+    let pub_mids = clients[0].mids.clone();
+    relay_tracks(&p, ids[0], &pub_mids, room_b);
+    for sub in &ids[1..] {
+        assert_eq!(p.b.subscribe(room_b, *sub, p.rb).unwrap().len(), 2);
+    }
+
+    let mut s = Streamer::new();
+    stream(&mut clients, 0, &mut s, Duration::from_secs(3), |_, _| {});
+    // Let the last retransmissions land.
+    drive(&mut clients, Duration::from_millis(500), |_| false);
+    let (sent_up, _, dropped_up, _) = p.relay.uplink_stats().snapshot();
+    assert!(dropped_up > 0, "the relay lost nothing of {sent_up}");
+    let st = p.a.stats().unwrap();
+    let resent: Vec<u64> = st.shards.iter().map(|s| s.rtx_resent).collect();
+    let unanswered: Vec<u64> = st.shards.iter().map(|s| s.rtx_unanswered).collect();
+    // The retransmissions go out on the relay's shard.
+    assert!(
+        resent[1] > 0,
+        "A resent {resent:?}, unanswered {unanswered:?}"
+    );
+    let upto = s.video_sent.saturating_sub(18);
+    for c in &clients[1..] {
+        let got = video_got(c);
+        let first = *got
+            .first()
+            .unwrap_or_else(|| panic!("{}: no media", c.name));
+        let missing: Vec<u32> = (first..upto).filter(|i| !got.contains(i)).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: missing {missing:?} (link dropped {dropped_up} of {sent_up}; A resent \
+             {resent:?}, unanswered {unanswered:?})",
+            c.name
+        );
+        assert!(
+            c.rtp.iter().all(|p| check_payload(&p.payload).is_some()),
+            "{}: a payload was altered",
+            c.name
+        );
+    }
+
+    // The relay closes: subscribers on B's other shard get their BYEs too.
+    p.a.relay_close(p.ra).unwrap();
+    let reason_b = wait_relay_down(&p.b, &mut clients, p.rb, Duration::from_secs(30));
+    assert_eq!(reason_b, Some(RelayDownReason::Failed));
+    assert_ended(&mut clients);
+    p.a.shutdown();
+    p.b.shutdown();
 }
 
 #[test]

@@ -66,9 +66,25 @@ fn lossy_step(c: &mut Client, now: Instant, n_media: &mut u32, lost: &mut u32) -
     busy
 }
 
-#[test]
-fn subscriber_nacks_are_answered_from_the_publisher_layer_cache() {
-    let mut cfg = engine_config(BackendPreference::Portable, 1);
+/// What one lossy run saw.
+struct Run {
+    /// Media datagrams the subscriber dropped.
+    lost: u32,
+    /// Packet indices up to the last dropped one that never arrived.
+    missing: Vec<u32>,
+    /// Retransmissions written, per shard.
+    resent: Vec<u64>,
+    /// NACKed packets not answered, per shard.
+    unanswered: Vec<u64>,
+    drops: Vec<engine::DropCounters>,
+}
+
+/// A video publisher on shard `pub_shard` and a subscriber on `sub_shard` (of an engine
+/// with `shards` shards, sessions without a retransmission ring) that loses every
+/// [`DROP_EVERY`]-th media datagram among its first 400. Streams until every packet up to
+/// the last lost one arrived (repaired), or for at most 20 s (then the run failed).
+fn lossy_run(shards: usize, pub_shard: usize, sub_shard: usize) -> Run {
+    let mut cfg = engine_config(BackendPreference::Portable, shards);
     cfg.rtx_buffer_packets = 0;
     let engine = Engine::start(cfg).unwrap();
     let room = engine.create_room("resend").unwrap();
@@ -76,14 +92,14 @@ fn subscriber_nacks_are_answered_from_the_publisher_layer_cache() {
         Client::connect_sdp(
             "pub",
             &engine,
-            Placement::Shard(0),
+            Placement::Shard(pub_shard),
             &[(MediaKind::Video, Direction::SendOnly)],
             false,
         ),
         Client::connect_sdp(
             "sub",
             &engine,
-            Placement::Shard(0),
+            Placement::Shard(sub_shard),
             &[(MediaKind::Video, Direction::RecvOnly)],
             false,
         ),
@@ -92,36 +108,105 @@ fn subscriber_nacks_are_answered_from_the_publisher_layer_cache() {
     wait_engine_connected(&engine, &mut clients, &ids);
     engine.publish(room, ids[0]).unwrap();
     assert_eq!(engine.subscribe(room, ids[1], ids[0]).unwrap().len(), 1);
+    let placed = engine.stats().unwrap();
+    assert_eq!(
+        placed.shards[pub_shard].sessions,
+        1 + usize::from(pub_shard == sub_shard)
+    );
+    assert_eq!(
+        placed.shards[sub_shard].sessions,
+        1 + usize::from(pub_shard == sub_shard)
+    );
 
     let (mut n_media, mut lost) = (0u32, 0u32);
     let mut s = Streamer::new();
-    let end = Instant::now() + Duration::from_millis(2500);
-    while Instant::now() < end {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    let mut next_check = Instant::now();
+    let missing = |c: &Client| -> Option<Vec<u32>> {
+        let got: BTreeSet<u32> = c
+            .rtp
+            .iter()
+            .filter_map(|p| check_payload(&p.payload))
+            .map(|(_, i)| i)
+            .collect();
+        let first = *got.first()?;
+        // The newest packet received: everything before it was sent before it.
+        let last = *got.last()?;
+        Some((first..last).filter(|i| !got.contains(i)).collect())
+    };
+    loop {
         let now = Instant::now();
         s.tick(&mut clients[0], now);
         let mut busy = clients[0].step(now);
         busy |= lossy_step(&mut clients[1], now, &mut n_media, &mut lost);
+        // Done once the losses are over (400 media datagrams seen) and repaired, with
+        // some packets after the last loss received.
+        if now >= next_check {
+            next_check = now + Duration::from_millis(100);
+            if n_media >= 450 && missing(&clients[1]).is_some_and(|m| m.is_empty()) {
+                break;
+            }
+        }
+        if now >= give_up {
+            break;
+        }
         if !busy {
             std::thread::sleep(Duration::from_micros(300));
         }
     }
-    assert!(lost >= 10, "lost {lost} of {n_media}");
-    let got: BTreeSet<u32> = clients[1]
-        .rtp
-        .iter()
-        .filter_map(|p| check_payload(&p.payload))
-        .map(|(_, i)| i)
-        .collect();
     let stats = engine.stats().unwrap();
-    let resent: u64 = stats.shards.iter().map(|s| s.rtx_resent).sum();
-    // Everything up to the last second was received, the lost packets included.
-    let first = *got.first().expect("media received");
-    let upto = s.video_sent.saturating_sub(60);
-    let missing: Vec<u32> = (first..upto).filter(|i| !got.contains(i)).collect();
+    Run {
+        lost,
+        missing: missing(&clients[1]).expect("media received"),
+        resent: stats.shards.iter().map(|s| s.rtx_resent).collect(),
+        unanswered: stats.shards.iter().map(|s| s.rtx_unanswered).collect(),
+        drops: stats.shards.iter().map(|s| s.drops).collect(),
+    }
+}
+
+#[test]
+fn subscriber_nacks_are_answered_from_the_publisher_layer_cache() {
+    let r = lossy_run(1, 0, 0);
+    assert!(r.lost >= 10, "lost {}", r.lost);
+    // Everything was received, the lost packets included.
     assert!(
-        missing.is_empty(),
-        "missing {missing:?} (lost {lost}, resent {resent}, stats {:?})",
-        stats.shards[0].drops
+        r.missing.is_empty(),
+        "missing {:?} (lost {}, resent {:?}, unanswered {:?}, drops {:?})",
+        r.missing,
+        r.lost,
+        r.resent,
+        r.unanswered,
+        r.drops
     );
-    assert!(resent >= u64::from(lost), "resent {resent} < lost {lost}");
+    assert!(
+        r.resent[0] >= u64::from(r.lost),
+        "resent {:?} < lost {}",
+        r.resent,
+        r.lost
+    );
+}
+
+/// The publisher's layer cache lives on its shard; a subscriber on another shard NACKs
+/// through its own shard, which asks the publisher's shard for the cached packet and
+/// writes the retransmission for its leg.
+#[test]
+fn nack_from_a_subscriber_on_another_shard_is_answered() {
+    let r = lossy_run(2, 0, 1);
+    assert!(r.lost >= 10, "lost {}", r.lost);
+    assert!(
+        r.missing.is_empty(),
+        "missing {:?} (lost {}, resent {:?}, unanswered {:?}, drops {:?})",
+        r.missing,
+        r.lost,
+        r.resent,
+        r.unanswered,
+        r.drops
+    );
+    // The retransmissions are written on the subscriber's shard.
+    assert!(
+        r.resent[1] >= u64::from(r.lost),
+        "resent {:?} < lost {}",
+        r.resent,
+        r.lost
+    );
 }

@@ -7,8 +7,11 @@
 //! the relay, a late subscriber's keyframe request reaching the publisher, and SIGKILL of
 //! engine A ending B's relayed tracks with RTCP BYE.
 //!
-//! Known gap: with several shards on B, subscribers on another shard than B's relay
-//! session miss the packets the relay lost and repaired (`RTC_CASCADE_SHARDS=2`).
+//! The engines run two shards each (`RTC_CASCADE_SHARDS` sets another number): on A the
+//! publisher is placed on another shard than A's relay session (B's NACKs are answered
+//! from the layer cache on the publisher's shard through the relay's shard), on B the
+//! subscribers are spread over every shard (the relay's repaired packets and the end of
+//! the tracks reach legs on other shards than the relay's).
 //!
 //! The namespace: the test re-executes itself under `unshare -n` (with `lo` up), so
 //! the engines and every peer run on a loopback of their own. Without the privilege to
@@ -26,7 +29,7 @@ use browser_common::{Reap, rtc_engine};
 use control::{
     ControlClient, ControlRequester, Event, EventStream, Publish, RelayAccept, RelayAttach,
     RelayConnect, RelayListen, RelayPublish, Request, Response, RoomId, RoomRef, SessionCreate,
-    SessionRef, SessionSetup, Subscribe, TrackId,
+    SessionRef, SessionSetup, ShardId, Subscribe, TrackId,
 };
 use engine::SessionId;
 use rtc_core::event::KeyframeRequestKind;
@@ -79,22 +82,25 @@ fn in_netns(name: &str, body: impl FnOnce()) {
 /// One `rtc-engine` process on `bind` with its control socket.
 struct Daemon {
     proc: Reap,
+    /// Its shards (numbered from 0).
+    shards: u32,
     sock: PathBuf,
     ctl: ControlClient,
 }
 
 impl Daemon {
-    fn start(dir: &Path, tag: &str, bind: &str) -> Daemon {
-        // One shard: the relay and every leg share it. `RTC_CASCADE_SHARDS=2` reproduces
-        // the open gap of legs on another shard than the relay (losses on the relay
-        // are not repaired for them; see the module docs).
-        let shards = std::env::var("RTC_CASCADE_SHARDS").unwrap_or_else(|_| "1".into());
+    /// `shards`: unless `RTC_CASCADE_SHARDS` says otherwise.
+    fn start(dir: &Path, tag: &str, bind: &str, shards: u32) -> Daemon {
+        let shards: u32 = match std::env::var("RTC_CASCADE_SHARDS") {
+            Ok(v) => v.parse().expect("RTC_CASCADE_SHARDS is a number of shards"),
+            Err(_) => shards,
+        };
         let sock = dir.join(format!("{tag}.sock"));
         let proc = Reap(
             Command::new(rtc_engine())
                 .args([
                     "--shards",
-                    &shards,
+                    &shards.to_string(),
                     "--pin",
                     "false",
                     "--stats-interval",
@@ -119,7 +125,12 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         };
         ctl.set_timeout(Some(Duration::from_secs(10)));
-        Daemon { proc, sock, ctl }
+        Daemon {
+            proc,
+            shards,
+            sock,
+            ctl,
+        }
     }
 
     fn req(&mut self, r: Request) -> Response {
@@ -137,11 +148,21 @@ impl Daemon {
 
     /// A test peer with a session on this engine, offering `media`.
     fn client(&mut self, name: &str, media: &[(MediaKind, Direction)]) -> Client {
+        self.client_on(name, media, None)
+    }
+
+    /// [`Daemon::client`] on shard `shard` (`None`: the engine picks).
+    fn client_on(
+        &mut self,
+        name: &str,
+        media: &[(MediaKind, Direction)],
+        shard: Option<ShardId>,
+    ) -> Client {
         Client::connect_offer(name, media, |offer| {
             let Response::SessionCreated(c) = self.req(Request::SessionCreate(SessionCreate {
                 setup: SessionSetup::Offer(offer),
                 room: None,
-                shard: None,
+                shard,
                 reap_on_disconnect: false,
             })) else {
                 panic!("session.create answers a session");
@@ -191,8 +212,8 @@ fn cascade_body() {
     let dir = std::env::temp_dir().join(format!("rtc-cascade-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut a = Daemon::start(&dir, "a", "127.0.0.2");
-    let mut b = Daemon::start(&dir, "b", "127.0.0.3");
+    let mut a = Daemon::start(&dir, "a", "127.0.0.2", 2);
+    let mut b = Daemon::start(&dir, "b", "127.0.0.3", 2);
     let (_eb_req, ev_b) = b.events();
 
     // The relay: B listens, A connects (through the impairing relay), B accepts.
@@ -223,16 +244,29 @@ fn cascade_body() {
     for d in [&mut a, &mut b] {
         d.req(Request::RoomCreate(RoomRef { room: room.clone() }));
     }
-    let mut clients = vec![a.client(
+    // Placement (see the module docs): the publisher on the shard after A's relay's, the
+    // subscribers round the shards of B (with one shard: all together).
+    let shard_of = |d: &mut Daemon, id: control::SessionId| d.session_stats(id.0).shard;
+    let (ra_shard, rb_shard) = (shard_of(&mut a, ra), shard_of(&mut b, rb));
+    let (shards_a, shards_b) = (a.shards, b.shards);
+    let pub_shard = ShardId((ra_shard.0 + 1) % shards_a);
+    let mut clients = vec![a.client_on(
         "pub",
         &[
             (MediaKind::Audio, Direction::SendOnly),
             (MediaKind::Video, Direction::SendOnly),
         ],
+        Some(pub_shard),
     )];
     for i in 0..SUBSCRIBERS {
-        clients.push(b.client(&format!("sub{i}"), RECV));
+        let shard = ShardId(i as u32 % shards_b);
+        clients.push(b.client_on(&format!("sub{i}"), RECV, Some(shard)));
     }
+    eprintln!(
+        "A: relay on shard {}, publisher on {} (of {shards_a}); B: relay on shard {}, \
+         subscribers on all {shards_b}",
+        ra_shard.0, pub_shard.0, rb_shard.0
+    );
     let up = drive(&mut clients, Duration::from_secs(30), |cs| {
         cs.iter().all(|c| c.connected)
     });
@@ -468,8 +502,8 @@ fn demo_body() {
     let dir = std::env::temp_dir().join(format!("rtc-cascade-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut a = Daemon::start(&dir, "a", "127.0.0.2");
-    let mut b = Daemon::start(&dir, "b", "127.0.0.3");
+    let mut a = Daemon::start(&dir, "a", "127.0.0.2", 1);
+    let mut b = Daemon::start(&dir, "b", "127.0.0.3", 1);
     let (_demo, http) = start_demo(&a, &b);
     let mut publisher_id = None;
     let mut clients = vec![Client::connect_offer(
@@ -586,8 +620,8 @@ fn browser_body() {
     let dir = std::env::temp_dir().join(format!("rtc-cascade-web-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let a = Daemon::start(&dir, "a", "127.0.0.2");
-    let b = Daemon::start(&dir, "b", "127.0.0.3");
+    let a = Daemon::start(&dir, "a", "127.0.0.2", 1);
+    let b = Daemon::start(&dir, "b", "127.0.0.3", 1);
     let (_demo, http) = start_demo(&a, &b);
     let base = format!("http://{http}");
     let driver = browser_common::Driver::start("demo-e2e.js", &[&base, "casc"]);
@@ -597,13 +631,13 @@ fn browser_body() {
             browser_common::num(&r, &[k, "framesDecoded"]) > 0,
             "{k}: {r:#}"
         );
-        // Engine A has shard 0, engine B shard 1 (shards are numbered across engines).
-        assert_eq!(browser_common::num(&r, &[k, "shard"]), 0, "{k}: {r:#}");
-        assert_eq!(
-            browser_common::num(&r, &[k, "viewerShard"]),
-            1,
-            "{k}: {r:#}"
-        );
+        // Shards are numbered across engines: A's first, then B's (one each by
+        // default: A has shard 0, B shard 1).
+        let (na, nb) = (u64::from(a.shards), u64::from(b.shards));
+        let shard = browser_common::num(&r, &[k, "shard"]);
+        assert!(shard < na, "{k} publishes on A: {r:#}");
+        let viewer = browser_common::num(&r, &[k, "viewerShard"]);
+        assert!((na..na + nb).contains(&viewer), "{k} is viewed on B: {r:#}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

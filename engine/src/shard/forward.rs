@@ -1,5 +1,7 @@
-//! Forwarding: local fan-out, cross-shard batches and keyframe requests.
+//! Forwarding: local fan-out, cross-shard batches, retransmissions from the layer caches
+//! (across shards too) and keyframe requests.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use crossbeam_channel::TrySendError;
@@ -9,10 +11,12 @@ use rtc_core::rtp::RtpPacket;
 
 use super::layers::{MAX_LAYERS, PktInfo, codec_of};
 use super::{
-    BATCH_BYTES, Batch, BatchPkt, DataMsg, Leg, RouteKey, RtpAct, Session, Shard, guarded, touch,
+    Batch, BatchPkt, Counters, DataMsg, Leg, Route, RouteKey, RtpAct, RtxAsk, RtxPkt, RtxTicket,
+    Session, Shard, guarded, touch,
 };
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
 use crate::forward::{FwdExt, write_forwarded, write_forwarded_parsed};
+use crate::sfu::codec::VideoCodec;
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
 
 /// [`forward_legs`] for the shard `$shard` (its sessions, touched and doomed lists and
@@ -137,6 +141,139 @@ pub(super) fn payload_of<'a>(packet: &'a [u8], meta: &PacketMeta) -> &'a [u8] {
     packet
         .get(start..start + usize::from(meta.payload_len))
         .unwrap_or(&[])
+}
+
+/// A cached source packet to retransmit, with what rewriting it for a leg needs.
+pub(super) struct Source<'a> {
+    pub packet: &'a [u8],
+    pub meta: PacketMeta,
+    pub codec: VideoCodec,
+    pub ext: FwdExt,
+}
+
+/// On the publisher's shard: the packet `ext_seq` of `layer` of the route `key` from the
+/// layer's cache, with its codec and forwarded extension values (from the publisher's
+/// session: payload types and extension ids). `None`: no longer cached, or the publisher
+/// is gone.
+pub(super) fn cached_source<'a>(
+    route: &'a Route,
+    key: RouteKey,
+    sessions: &[Option<Box<Session>>],
+    by_id: &HashMap<SessionId, usize>,
+    layer: u8,
+    ext_seq: u64,
+) -> Option<Source<'a>> {
+    let (packet, meta) = route
+        .layers
+        .pubs
+        .get(usize::from(layer))?
+        .as_ref()?
+        .cache
+        .get(ext_seq)?;
+    let p = sessions.get(*by_id.get(&key.0)?)?.as_ref()?;
+    let pt = packet.get(1).map_or(0, |b| b & 0x7f);
+    let codec = codec_of(&p.pt_codec, pt);
+    let ext = p
+        .rx_ext
+        .iter()
+        .find(|(m, _)| *m == key.1)
+        .and_then(|(_, map)| {
+            RtpPacket::parse(packet)
+                .ok()
+                .and_then(|r| r.extensions(map).ok())
+        })
+        .map(|v| FwdExt::from_values(&v, packet))
+        .unwrap_or_default();
+    Some(Source {
+        packet,
+        meta: *meta,
+        codec,
+        ext,
+    })
+}
+
+/// The shard state a retransmission is written with.
+pub(super) struct RtxOut<'a> {
+    pub scratch: &'a mut [u8],
+    pub c: &'a mut Counters,
+    pub touched: &'a mut Vec<usize>,
+    pub doomed: &'a mut Vec<(SessionId, CloseReason)>,
+}
+
+/// On the subscriber's shard: rewrites `src` for the leg `ticket` names (the subscriber
+/// session in `slot`, its leg of route `key` on SSRC `ticket.ssrc`) as it went out the
+/// first time, and hands it to the subscriber's `Rtc` as a retransmission. Counts it in
+/// `resent` or `resend_missed`. Returns `false` when the subscriber's `Rtc` panicked
+/// (it is doomed).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_resend(
+    sessions: &mut [Option<Box<Session>>],
+    routes: &HashMap<RouteKey, Route>,
+    slot: usize,
+    key: RouteKey,
+    ticket: &RtxTicket,
+    src: &Source<'_>,
+    out: &mut RtxOut<'_>,
+    now: Instant,
+) -> bool {
+    let Some(Some(s)) = sessions.get_mut(slot) else {
+        out.c.resend_missed += 1;
+        return true;
+    };
+    let leg = s
+        .legs
+        .iter()
+        .find(|(_, k, ssrc)| *ssrc == ticket.ssrc && *k == key)
+        .and_then(|&(sub_mid, _, _)| {
+            routes
+                .get(&key)?
+                .legs
+                .iter()
+                .find(|l| l.sub == ticket.sub && l.params.mid == sub_mid)
+        });
+    let Some(leg) = leg.filter(|_| s.id == ticket.sub) else {
+        // The leg was removed meanwhile.
+        out.c.resend_missed += 1;
+        return true;
+    };
+    let entry = &ticket.entry;
+    let facts = PayloadFacts::parse(src.codec, payload_of(src.packet, &src.meta));
+    let rewrite = match (facts.vp8(), entry.vp8) {
+        (Some(d), Some(r)) => Some((d, r)),
+        _ => None,
+    };
+    let Ok(n) = write_forwarded(
+        src.packet,
+        &leg.params,
+        entry.out_seq,
+        entry.ts,
+        rewrite,
+        &src.ext,
+        out.scratch,
+    ) else {
+        out.c.resend_missed += 1;
+        return true;
+    };
+    let bytes = out.scratch.get(..n).unwrap_or(&[]);
+    match guarded(s, |rtc| {
+        let mut api = rtc.direct_api();
+        api.advance_time(now);
+        api.write_rtx(ticket.ssrc, bytes)
+    }) {
+        Ok(Ok(())) => {
+            out.c.resent += 1;
+            touch(s, slot, out.touched);
+            true
+        }
+        Ok(Err(_)) => {
+            out.c.resend_missed += 1;
+            true
+        }
+        Err(()) => {
+            out.doomed.push((ticket.sub, CloseReason::Panicked));
+            false
+        }
+    }
 }
 
 impl Shard {
@@ -296,28 +433,11 @@ impl Shard {
         while remote != 0 {
             let shard = remote.trailing_zeros() as usize;
             remote &= remote - 1;
-            let full = match self.out_batches.get(shard) {
-                Some(Some(b)) => {
-                    b.pkts.len() >= self.ctx.forward_batch || b.buf.len() + len > BATCH_BYTES
-                }
-                Some(None) => false,
-                None => continue,
-            };
-            if full {
-                self.send_batch(shard);
+            if !self.out_batch_room(shard, len, now) {
+                continue;
             }
-            let batch = match self.out_batches.get_mut(shard) {
-                Some(Some(b)) => b,
-                Some(slot) => {
-                    let b = self.ctx.ret_rx.try_recv().unwrap_or_else(|_| Batch {
-                        from: self.ctx.index,
-                        recv_at: now,
-                        buf: Vec::with_capacity(BATCH_BYTES),
-                        pkts: Vec::with_capacity(self.ctx.forward_batch),
-                    });
-                    slot.insert(Batch { recv_at: now, ..b })
-                }
-                None => continue,
+            let Some(Some(batch)) = self.out_batches.get_mut(shard) else {
+                continue;
             };
             let start = batch.buf.len();
             batch
@@ -333,6 +453,34 @@ impl Shard {
         }
     }
 
+    /// Makes sure a batch for `shard` is being filled with room for one more entry of
+    /// `len` bytes: sends the current one if it is full, takes an emptied batch from the
+    /// pool (or a new one) if there is none. `false`: no such shard.
+    fn out_batch_room(&mut self, shard: usize, len: usize, now: Instant) -> bool {
+        let max = self.ctx.forward_batch;
+        let full = match self.out_batches.get(shard) {
+            Some(Some(b)) => b.is_full(len, max),
+            Some(None) => false,
+            None => return false,
+        };
+        if full {
+            self.send_batch(shard);
+        }
+        match self.out_batches.get_mut(shard) {
+            Some(Some(_)) => true,
+            Some(slot) => {
+                let b = self
+                    .ctx
+                    .ret_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Batch::new(self.ctx.index, now, max));
+                *slot = Some(Batch { recv_at: now, ..b });
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(super) fn send_batch(&mut self, shard: usize) {
         let Some(batch) = self.out_batches.get_mut(shard).and_then(Option::take) else {
             return;
@@ -341,18 +489,23 @@ impl Shard {
             return;
         };
         let n = batch.pkts.len() as u64;
+        // Retransmission requests and answers lost with the batch stay unanswered.
+        let rtx = (batch.asks.len() + batch.rtx.len()) as u64;
         match peer.data_tx.try_send(DataMsg::Batch(batch)) {
             Ok(()) => peer.waker.wake(),
             Err(TrySendError::Full(DataMsg::Batch(mut b)))
             | Err(TrySendError::Disconnected(DataMsg::Batch(mut b))) => {
-                self.c.drops.cross_shard_full += n;
-                b.buf.clear();
-                b.pkts.clear();
+                self.c.drops.cross_shard_full += n + rtx;
+                self.c.resend_missed += rtx;
+                b.clear();
                 if let Some(me) = self.ctx.peers.get(self.ctx.index) {
                     let _ = me.ret_tx.try_send(b);
                 }
             }
-            Err(_) => self.c.drops.cross_shard_full += n,
+            Err(_) => {
+                self.c.drops.cross_shard_full += n + rtx;
+                self.c.resend_missed += rtx;
+            }
         }
     }
 
@@ -367,8 +520,13 @@ impl Shard {
     /// sequence number the leg's downtrack names the source packet (layer, sequence
     /// number, and the timestamp and VP8 numbering it went out with), which is rewritten
     /// for the leg again and handed to the subscriber's `Rtc` as a retransmission.
-    /// Only legs whose publisher is on this shard can be answered (the caches live
-    /// there); others are counted in `resend_missed`. Allocation-free.
+    ///
+    /// The caches live on the publisher's shard. When that is another shard, the
+    /// resolved NACK goes there as an [`RtxAsk`](super::RtxAsk) in the batch for it; that
+    /// shard sends the cached packet back ([`Shard::answer_asks`]) and this shard writes
+    /// it for the leg ([`Shard::on_rtx_answers`]), one loop iteration of each shard
+    /// later. NACKs nothing answers are counted in `resend_missed`, on the shard that
+    /// finds out. Allocation-free.
     ///
     /// [`PacketCache`]: crate::sfu::PacketCache
     pub(super) fn on_resend(
@@ -377,17 +535,7 @@ impl Shard {
         req: &rtc_core::event::ResendRequest,
         now: Instant,
     ) {
-        let Shard {
-            sessions,
-            routes,
-            scratch,
-            by_id,
-            c,
-            touched,
-            doomed,
-            ..
-        } = self;
-        let Some(Some(s)) = sessions.get(slot) else {
+        let Some(Some(s)) = self.sessions.get(slot) else {
             return;
         };
         let Some(&(sub_mid, key, _)) = s.legs.iter().find(|(_, _, ssrc)| *ssrc == req.ssrc) else {
@@ -395,86 +543,156 @@ impl Shard {
         };
         let sub = s.id;
         let rtt = s.rtt.unwrap_or_default();
-        let pub_slot = by_id.get(&key.0).copied();
+        let Some(pub_shard) = self.routes.get(&key).map(|r| r.spec.pub_shard) else {
+            return;
+        };
         for &seq in req.seqs() {
-            let Some(route) = routes.get_mut(&key) else {
-                return;
-            };
-            let Some(leg) = route
-                .legs
-                .iter_mut()
-                .find(|l| l.sub == sub && l.params.mid == sub_mid)
-            else {
+            let Some(leg) = self.routes.get_mut(&key).and_then(|r| {
+                r.legs
+                    .iter_mut()
+                    .find(|l| l.sub == sub && l.params.mid == sub_mid)
+            }) else {
                 return;
             };
             let Some(entry) = leg.dt.nack_resend(seq, now, rtt) else {
-                c.resend_missed += 1;
+                self.c.resend_missed += 1;
                 continue;
             };
-            let cached = route
-                .layers
-                .pubs
-                .get(usize::from(entry.layer))
-                .and_then(Option::as_ref)
-                .and_then(|l| l.cache.get(entry.src_ext_seq));
-            // The publisher's session (same shard: the caches live there) gives the
-            // codec and the extension ids of the cached packet.
-            let publisher = pub_slot
-                .and_then(|p| sessions.get(p))
-                .and_then(Option::as_ref);
-            let (Some((packet, meta)), Some(p)) = (cached, publisher) else {
-                c.resend_missed += 1;
+            let ticket = RtxTicket {
+                sub,
+                ssrc: req.ssrc,
+                entry,
+            };
+            if pub_shard != self.ctx.index {
+                self.ask_remote(pub_shard, RtxAsk { key, ticket }, now);
                 continue;
-            };
-            let pt = packet.get(1).map_or(0, |b| b & 0x7f);
-            let codec = codec_of(&p.pt_codec, pt);
-            let fwd = p
-                .rx_ext
-                .iter()
-                .find(|(m, _)| *m == key.1)
-                .and_then(|(_, map)| {
-                    RtpPacket::parse(packet)
-                        .ok()
-                        .and_then(|r| r.extensions(map).ok())
-                })
-                .map(|v| FwdExt::from_values(&v, packet))
-                .unwrap_or_default();
-            let facts = PayloadFacts::parse(codec, payload_of(packet, meta));
-            let rewrite = match (facts.vp8(), entry.vp8) {
-                (Some(d), Some(r)) => Some((d, r)),
-                _ => None,
-            };
-            let Ok(n) = write_forwarded(
-                packet,
-                &leg.params,
-                entry.out_seq,
-                entry.ts,
-                rewrite,
-                &fwd,
-                scratch,
-            ) else {
-                c.resend_missed += 1;
-                continue;
-            };
-            let Some(Some(s)) = sessions.get_mut(slot) else {
-                return;
-            };
-            let out = scratch.get(..n).unwrap_or(&[]);
-            match guarded(s, |rtc| {
-                let mut api = rtc.direct_api();
-                api.advance_time(now);
-                api.write_rtx(req.ssrc, out)
-            }) {
-                Ok(Ok(())) => {
-                    c.resent += 1;
-                    touch(s, slot, touched);
-                }
-                Ok(Err(_)) => c.resend_missed += 1,
-                Err(()) => {
-                    doomed.push((sub, CloseReason::Panicked));
-                    return;
-                }
             }
+            let Shard {
+                sessions,
+                routes,
+                scratch,
+                by_id,
+                c,
+                touched,
+                doomed,
+                ..
+            } = self;
+            let src = routes.get(&key).and_then(|route| {
+                cached_source(route, key, sessions, by_id, entry.layer, entry.src_ext_seq)
+            });
+            let Some(src) = src else {
+                c.resend_missed += 1;
+                continue;
+            };
+            let mut out = RtxOut {
+                scratch,
+                c,
+                touched,
+                doomed,
+            };
+            if !write_resend(sessions, routes, slot, key, &ticket, &src, &mut out, now) {
+                return;
+            }
+        }
+    }
+
+    /// Queues a resolved NACK for the publisher's shard `pub_shard`.
+    fn ask_remote(&mut self, pub_shard: usize, ask: RtxAsk, now: Instant) {
+        if !self.out_batch_room(pub_shard, 0, now) {
+            self.c.resend_missed += 1;
+            return;
+        }
+        match self.out_batches.get_mut(pub_shard) {
+            Some(Some(batch)) => batch.asks.push(ask),
+            _ => self.c.resend_missed += 1,
+        }
+    }
+
+    /// On the publisher's shard: answers the asks of another shard's subscribers (from
+    /// shard `to`) with the cached packets, in the batch for that shard. Packets no
+    /// longer cached are counted in `resend_missed` here.
+    pub(super) fn answer_asks(&mut self, to: usize, asks: &[RtxAsk], now: Instant) {
+        for ask in asks {
+            let (layer, ext_seq) = (ask.ticket.entry.layer, ask.ticket.entry.src_ext_seq);
+            let len = self.routes.get(&ask.key).and_then(|route| {
+                cached_source(route, ask.key, &self.sessions, &self.by_id, layer, ext_seq)
+                    .map(|src| src.packet.len())
+            });
+            let Some(len) = len else {
+                self.c.resend_missed += 1;
+                continue;
+            };
+            if !self.out_batch_room(to, len, now) {
+                self.c.resend_missed += 1;
+                continue;
+            }
+            let Shard {
+                sessions,
+                routes,
+                by_id,
+                out_batches,
+                ..
+            } = self;
+            let src = routes
+                .get(&ask.key)
+                .and_then(|route| cached_source(route, ask.key, sessions, by_id, layer, ext_seq));
+            let (Some(src), Some(Some(batch))) = (src, out_batches.get_mut(to)) else {
+                self.c.resend_missed += 1;
+                continue;
+            };
+            let start = batch.buf.len();
+            batch.buf.extend_from_slice(src.packet);
+            batch.rtx.push(RtxPkt {
+                key: ask.key,
+                ticket: ask.ticket,
+                codec: src.codec,
+                ext: src.ext,
+                meta: src.meta,
+                start,
+                end: start + src.packet.len(),
+            });
+        }
+    }
+
+    /// On the subscriber's shard: writes the cached packets the publisher's shard sent
+    /// back (`buf` holds their bytes) as retransmissions on the legs that asked.
+    pub(super) fn on_rtx_answers(&mut self, answers: &[RtxPkt], buf: &[u8], now: Instant) {
+        for a in answers {
+            let slot = self.by_id.get(&a.ticket.sub).copied();
+            let (Some(slot), Some(packet)) = (slot, buf.get(a.start..a.end)) else {
+                // The subscriber left meanwhile.
+                self.c.resend_missed += 1;
+                continue;
+            };
+            if self.doomed.iter().any(|(id, _)| *id == a.ticket.sub) {
+                // Its `Rtc` panicked on an earlier answer: not touched again.
+                self.c.resend_missed += 1;
+                continue;
+            }
+            let src = Source {
+                packet,
+                meta: a.meta,
+                codec: a.codec,
+                ext: a.ext,
+            };
+            let Shard {
+                sessions,
+                routes,
+                scratch,
+                c,
+                touched,
+                doomed,
+                ..
+            } = self;
+            let mut out = RtxOut {
+                scratch,
+                c,
+                touched,
+                doomed,
+            };
+            write_resend(
+                sessions, routes, slot, a.key, &a.ticket, &src, &mut out, now,
+            );
         }
     }
 

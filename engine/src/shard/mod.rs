@@ -21,9 +21,16 @@
 //! publisher's RTCP sender report (arrival times for publishers that send none).
 //!
 //! Retransmission: with `rtx_buffer_packets = 0` the sessions' `Rtc`s keep no ring and
-//! surface NACKs as `Event::ResendRequest`; the shard answers them from the layer caches
-//! through the leg's downtrack NACK map (`forward::on_resend`), for legs whose publisher
-//! is on the same shard.
+//! surface NACKs as `Event::ResendRequest`; the subscriber's shard resolves each NACKed
+//! sequence number through the leg's downtrack NACK map (`forward::on_resend`: source
+//! layer and sequence number, and the numbering it went out with) and answers it from
+//! the publisher layer's cache. The caches live on the publisher's shard: for a leg
+//! whose publisher is elsewhere the resolved NACK travels there in the cross-shard batch
+//! ([`RtxAsk`]), the publisher's shard copies the cached packet (with its codec and
+//! forwarded extension values) into its batch back ([`RtxPkt`]), and the subscriber's
+//! shard rewrites it for the leg and writes it as RTX. Both hops use the pooled batches
+//! (no allocation, no lock, no blocking: a full channel drops the batch and counts the
+//! NACKs it carried as unanswered).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -174,24 +181,98 @@ pub(crate) enum Command {
 
 /// Shard-to-shard data.
 pub(crate) enum DataMsg {
-    /// RTP packets of publishers on the sending shard, for local fan-out.
+    /// RTP packets of publishers on the sending shard, for local fan-out, and the
+    /// retransmission requests and answers between a subscriber's shard and its
+    /// publisher's (see [`Batch`]).
     Batch(Batch),
     /// A subscriber on the sending shard wants a keyframe of this layer of a publisher
     /// stream.
     Keyframe(RouteKey, u8),
+    /// The publisher track ended (a relayed track, on the relay's shard): the receiving
+    /// shard ends its legs of it with an RTCP BYE, as the sending shard did its own.
+    EndRoute(RouteKey),
 }
 
-/// A batch of plaintext RTP packets for another shard.
+/// A batch for another shard: plaintext RTP packets of publishers on the sending shard
+/// (`pkts`), NACKed packets its subscribers want from the receiving shard's layer
+/// caches (`asks`), and cached packets answering the receiving shard's asks (`rtx`).
+/// Batches are pooled: the receiver empties a batch and returns it to its sender over
+/// the sender's return channel, so that steady-state traffic does not allocate.
 pub(crate) struct Batch {
     from: usize,
     recv_at: Instant,
     buf: Vec<u8>,
     pkts: Vec<BatchPkt>,
+    asks: Vec<RtxAsk>,
+    rtx: Vec<RtxPkt>,
+}
+
+impl Batch {
+    fn new(from: usize, recv_at: Instant, forward_batch: usize) -> Batch {
+        Batch {
+            from,
+            recv_at,
+            buf: Vec::with_capacity(BATCH_BYTES),
+            pkts: Vec::with_capacity(forward_batch),
+            // Retransmission traffic is rare: these grow on first use and keep their
+            // capacity in the pool.
+            asks: Vec::new(),
+            rtx: Vec::new(),
+        }
+    }
+
+    /// Whether one more entry of `len` bytes would exceed the batch's limits
+    /// (`max` entries, [`BATCH_BYTES`] bytes).
+    fn is_full(&self, len: usize, max: usize) -> bool {
+        self.pkts.len() + self.asks.len() + self.rtx.len() >= max
+            || self.buf.len() + len > BATCH_BYTES
+    }
+
+    /// Empties the batch (keeping its memory for the pool).
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.pkts.clear();
+        self.asks.clear();
+        self.rtx.clear();
+    }
 }
 
 struct BatchPkt {
     key: RouteKey,
     info: PktInfo,
+    start: usize,
+    end: usize,
+}
+
+/// Which subscriber leg NACKed a packet and how the packet went out on it (what its
+/// downtrack's NACK map says): travels to the publisher's shard and back with the
+/// cached packet, so that the subscriber's shard can rewrite it for the leg.
+#[derive(Debug, Clone, Copy)]
+struct RtxTicket {
+    sub: SessionId,
+    /// The leg's SSRC (the NACK's media SSRC).
+    ssrc: u32,
+    /// Source layer and sequence number; output sequence number, timestamp and VP8
+    /// numbering.
+    entry: crate::sfu::NackEntry,
+}
+
+/// A subscriber's NACK of one packet of a route whose publisher is on the receiving
+/// shard.
+#[derive(Debug, Clone, Copy)]
+struct RtxAsk {
+    key: RouteKey,
+    ticket: RtxTicket,
+}
+
+/// A cached packet (bytes `start..end` of the batch buffer) answering an [`RtxAsk`],
+/// with what rewriting it for the leg needs that only the publisher's shard knows.
+struct RtxPkt {
+    key: RouteKey,
+    ticket: RtxTicket,
+    codec: VideoCodec,
+    ext: crate::forward::FwdExt,
+    meta: crate::sfu::PacketMeta,
     start: usize,
     end: usize,
 }

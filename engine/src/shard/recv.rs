@@ -181,6 +181,9 @@ impl Shard {
     pub(super) fn on_data(&mut self, msg: DataMsg, now: Instant) {
         match msg {
             DataMsg::Keyframe(key, layer) => self.request_keyframe_route(key, layer, now),
+            DataMsg::EndRoute(key) => {
+                self.end_local_legs(key, now);
+            }
             DataMsg::Batch(mut batch) => {
                 let mut n_fwd = 0;
                 for p in &batch.pkts {
@@ -214,8 +217,13 @@ impl Shard {
                 if n_fwd > 0 {
                     self.remote_fwd.push((batch.recv_at, n_fwd));
                 }
-                batch.buf.clear();
-                batch.pkts.clear();
+                if !batch.rtx.is_empty() {
+                    self.on_rtx_answers(&batch.rtx, &batch.buf, now);
+                }
+                if !batch.asks.is_empty() {
+                    self.answer_asks(batch.from, &batch.asks, now);
+                }
+                batch.clear();
                 if let Some(peer) = self.ctx.peers.get(batch.from) {
                     // Full or gone: the batch is simply freed.
                     let _ = peer.ret_tx.try_send(batch);

@@ -13,8 +13,9 @@
 //!   `timeout` is closed ([`CloseReason::Failed`]) and reported as
 //!   [`EngineEvent::RelayDown`];
 //! - a **clean end** for subscribers of relayed tracks: when the relay goes, or the peer
-//!   ends a track (RTCP BYE), every local leg of the track sends an RTCP BYE on its SSRC
-//!   and is removed.
+//!   ends a track (RTCP BYE), every leg of the track sends an RTCP BYE on its SSRC and
+//!   is removed — on the relay's shard and on every shard the track is forwarded to
+//!   (each told by a `DataMsg::EndRoute`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use rtc_core::rtp::{HeaderExtension, RtpHeader};
 use rtc_core::{Protocol, Rtc, RtcError};
 
 use super::layers::video_codec;
-use super::{RouteKey, Shard, guarded, touch};
+use super::{DataMsg, RouteKey, Shard, guarded, touch};
 use crate::api::{CloseReason, EngineError, EngineEvent, SessionId};
 use crate::forward::{PayloadDesc, repair_pts};
 use crate::io::IoBackend;
@@ -443,9 +444,28 @@ impl Shard {
         Ok(())
     }
 
-    /// Ends every local leg of the publisher track `key`: an RTCP BYE on the leg's SSRC
-    /// to its subscriber, then the leg goes. Returns the legs ended.
+    /// Ends every leg of the publisher track `key`: the local ones here
+    /// ([`Shard::end_local_legs`]), those on other shards through a
+    /// [`DataMsg::EndRoute`] to each shard the route is forwarded to (a full queue there
+    /// leaves its legs to the control side, without a BYE). Returns the local legs ended.
     pub(super) fn end_route(&mut self, key: RouteKey, now: Instant) -> usize {
+        let mut remote = self.routes.get(&key).map_or(0, |r| r.remote);
+        while remote != 0 {
+            let shard = remote.trailing_zeros() as usize;
+            remote &= remote - 1;
+            if let Some(peer) = self.ctx.peers.get(shard) {
+                match peer.data_tx.try_send(DataMsg::EndRoute(key)) {
+                    Ok(()) => peer.waker.wake(),
+                    Err(_) => self.c.drops.cross_shard_full += 1,
+                }
+            }
+        }
+        self.end_local_legs(key, now)
+    }
+
+    /// Ends every leg of the publisher track `key` on this shard: an RTCP BYE on the
+    /// leg's SSRC to its subscriber, then the leg goes. Returns the legs ended.
+    pub(super) fn end_local_legs(&mut self, key: RouteKey, now: Instant) -> usize {
         let Some(route) = self.routes.get(&key) else {
             return 0;
         };
