@@ -341,7 +341,7 @@ impl Rtc {
     }
 
     /// Whether the packet `(RTX SSRC, original sequence number)` was retransmitted
-    /// less than a round trip (plus the pacer's queueing time) ago.
+    /// less than a round trip (plus the time retransmissions wait in the pacer) ago.
     fn recently_resent(&self, (ssrc, osn): (u32, u16), now: Instant) -> bool {
         let rtt = self
             .session
@@ -350,7 +350,13 @@ impl Rtc {
             .find(|t| t.rtx_ssrc == ssrc)
             .and_then(|t| t.rtt)
             .unwrap_or(DEFAULT_RTT);
-        let window = rtt + self.pacing.pacer.queue_time();
+        // Retransmissions go ahead of video: only audio and retransmissions queued
+        // before it delay one, not a video backlog.
+        let window = rtt
+            + self
+                .pacing
+                .pacer
+                .queue_time_through(PacketClass::Retransmission);
         self.pacing
             .resent
             .get(usize::from(osn) % RESENT_SLOTS)

@@ -305,3 +305,27 @@ fn a_retransmission_refused_for_the_budget_is_not_taken_for_a_duplicate() {
     run_for(&mut a, &mut b, &mut now, 50);
     assert_eq!(rtx_sent(&a) - before, 15);
 }
+
+#[test]
+fn a_video_backlog_does_not_make_a_repeated_request_a_duplicate() {
+    let (mut a, mut b, mid, pt, mut now) = connected_with(false);
+    // Pacing at 2.5 × 300 kbit/s: 50 packets of 1,100 bytes wait about 0.6 s.
+    a.set_send_rate(300_000, 0);
+    write(&mut a, mid, pt, 1, now);
+    run_for(&mut a, &mut b, &mut now, 50);
+    write(&mut a, mid, pt, 50, now);
+    resend(&mut a, mid, pt, 0, now);
+    run_for(&mut a, &mut b, &mut now, 20);
+    assert_eq!(
+        rtx_sent(&a),
+        1,
+        "the retransmission goes ahead of the video"
+    );
+    // A round trip (100 ms before one is measured) later the video still waits; a
+    // new request means the retransmission was lost, and it goes again.
+    run_for(&mut a, &mut b, &mut now, 100);
+    assert!(a.pacer_stats().sent[PacketClass::Video as usize] < 40);
+    resend(&mut a, mid, pt, 0, now);
+    run_for(&mut a, &mut b, &mut now, 20);
+    assert_eq!(rtx_sent(&a), 2);
+}
