@@ -299,6 +299,17 @@ impl Pacer {
         secs(self.queued_bytes() as f64 * 8.0 / self.pacing_bps())
     }
 
+    /// How long the bytes queued in `class` and the classes sent before it take to
+    /// drain at the pacing rate: the wait of a packet of `class` enqueued now.
+    pub fn queue_time_through(&self, class: PacketClass) -> Duration {
+        let bytes = self
+            .queues
+            .iter()
+            .take(class.index() + 1)
+            .fold(0usize, |n, q| n.saturating_add(q.bytes));
+        secs(bytes as f64 * 8.0 / self.pacing_bps())
+    }
+
     fn burst_bytes(&self) -> f64 {
         let b = self.pacing_bps() / 8.0 * self.config.burst.as_secs_f64();
         b.max(self.config.min_burst_bytes as f64)

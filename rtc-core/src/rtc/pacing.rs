@@ -303,11 +303,19 @@ impl Rtc {
             (None, None) => PacketClass::Video,
         };
         let now = self.last_now;
-        if class == PacketClass::Retransmission
-            && (self.recently_resent(&buf[..len], now) || !self.rtx_budget_allows(len, now))
-        {
-            self.pool.put(buf);
-            return Ok(());
+        if class == PacketClass::Retransmission {
+            // Only a retransmission that goes out is remembered: one refused for the
+            // budget must not make the next request for the packet a "duplicate".
+            let key = self.rtx_key(&buf[..len]);
+            if key.is_some_and(|k| self.recently_resent(k, now))
+                || !self.rtx_budget_allows(len, now)
+            {
+                self.pool.put(buf);
+                return Ok(());
+            }
+            if let Some(k) = key {
+                self.note_resent(k, now);
+            }
         }
         self.apply_pacing_target();
         let h = self.pacing.insert(Queued { buf, len, store });
@@ -325,17 +333,16 @@ impl Rtc {
         Ok(())
     }
 
-    /// Whether the RTX packet `rtx` re-sends a packet already retransmitted less
-    /// than a round trip (plus the pacer's queueing time) ago; if not, records it.
-    fn recently_resent(&mut self, rtx: &[u8], now: Instant) -> bool {
-        let Ok(pkt) = crate::rtp::RtpPacket::parse(rtx) else {
-            return false;
-        };
-        let Some(osn) = pkt.payload.get(..2) else {
-            return false;
-        };
-        let osn = u16::from_be_bytes([osn[0], osn[1]]);
-        let ssrc = pkt.header.ssrc;
+    /// The (RTX SSRC, original sequence number) of the RTX packet `rtx`.
+    fn rtx_key(&self, rtx: &[u8]) -> Option<(u32, u16)> {
+        let pkt = crate::rtp::RtpPacket::parse(rtx).ok()?;
+        let osn = pkt.payload.get(..2)?;
+        Some((pkt.header.ssrc, u16::from_be_bytes([osn[0], osn[1]])))
+    }
+
+    /// Whether the packet `(RTX SSRC, original sequence number)` was retransmitted
+    /// less than a round trip (plus the time retransmissions wait in the pacer) ago.
+    fn recently_resent(&self, (ssrc, osn): (u32, u16), now: Instant) -> bool {
         let rtt = self
             .session
             .tx
@@ -343,23 +350,32 @@ impl Rtc {
             .find(|t| t.rtx_ssrc == ssrc)
             .and_then(|t| t.rtt)
             .unwrap_or(DEFAULT_RTT);
-        let window = rtt + self.pacing.pacer.queue_time();
+        // Retransmissions go ahead of video: only audio and retransmissions queued
+        // before it delay one, not a video backlog.
+        let window = rtt
+            + self
+                .pacing
+                .pacer
+                .queue_time_through(PacketClass::Retransmission);
+        self.pacing
+            .resent
+            .get(usize::from(osn) % RESENT_SLOTS)
+            .is_some_and(|&(s, o, at)| {
+                s == ssrc
+                    && o == osn
+                    && at.is_some_and(|t| now.saturating_duration_since(t) < window)
+            })
+    }
+
+    /// Records that the packet `(RTX SSRC, original sequence number)` is
+    /// retransmitted at `now`.
+    fn note_resent(&mut self, (ssrc, osn): (u32, u16), now: Instant) {
         if self.pacing.resent.is_empty() {
             self.pacing.resent = vec![(0, 0, None); RESENT_SLOTS];
         }
-        let i = usize::from(osn) % RESENT_SLOTS;
-        let Some(slot) = self.pacing.resent.get_mut(i) else {
-            return false;
-        };
-        let recent = slot.0 == ssrc
-            && slot.1 == osn
-            && slot
-                .2
-                .is_some_and(|t| now.saturating_duration_since(t) < window);
-        if !recent {
+        if let Some(slot) = self.pacing.resent.get_mut(usize::from(osn) % RESENT_SLOTS) {
             *slot = (ssrc, osn, Some(now));
         }
-        recent
     }
 
     /// Takes `len` bytes from the retransmission budget if it holds them.
@@ -367,10 +383,15 @@ impl Rtc {
         let rate = self.pacing_target().map_or(0.0, |t| t.0 as f64) * RTX_SHARE / 8.0;
         let cap = rate * RTX_WINDOW.as_secs_f64();
         let p = &mut self.pacing;
-        let last = *p.rtx_refilled.get_or_insert(now);
-        let dt = now.saturating_duration_since(last).as_secs_f64();
-        p.rtx_budget = (p.rtx_budget + rate * dt).min(cap);
-        p.rtx_refilled = Some(now);
+        // The budget starts full: the first losses of a session are repaired at once
+        // rather than after the bucket has filled from nothing.
+        p.rtx_budget = match p.rtx_refilled.replace(now) {
+            Some(last) => {
+                let dt = now.saturating_duration_since(last).as_secs_f64();
+                (p.rtx_budget + rate * dt).min(cap)
+            }
+            None => cap,
+        };
         if p.rtx_budget >= len as f64 {
             p.rtx_budget -= len as f64;
             true

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::ice::Candidate;
 use crate::io::{Input, Output, Protocol, Receive};
 use crate::media::{MediaKind, Mid};
+use crate::pacer::PacketClass;
 use crate::rtp::ExtensionValues;
 use crate::sdp::{Codec, Direction};
 use crate::sdp_api::{SdpAnswer, SdpOffer};
@@ -227,4 +228,104 @@ fn padding_only_probes_reach_the_receiver_as_nothing() {
     let (got, padding) = probe_after_media(false);
     assert!(padding > 0, "the probe sent padding");
     assert_eq!(got, 10);
+}
+
+/// Asks `a` to retransmit its packet `seq` (as an SFU answering a NACK from a packet
+/// cache does: `DirectApi::write_rtx` with the packet as first sent).
+fn resend(a: &mut Rtc, mid: Mid, pt: u8, seq: u16, now: Instant) {
+    let ssrc = a.tx_ssrc(mid).unwrap();
+    let h = crate::rtp::RtpHeader {
+        payload_type: pt,
+        sequence_number: seq,
+        ssrc,
+        ..crate::rtp::RtpHeader::default()
+    };
+    let mut buf = [0u8; 1500];
+    let n = h
+        .write(crate::rtp::HeaderExtension::None, &mut buf)
+        .unwrap();
+    buf[n..n + 1100].fill(7);
+    let mut api = a.direct_api();
+    api.advance_time(now);
+    api.write_rtx(ssrc, &buf[..n + 1100]).unwrap();
+}
+
+/// Lets `ms` milliseconds pass in 5 ms steps, delivering what `a` sends.
+fn run_for(a: &mut Rtc, b: &mut Rtc, now: &mut Instant, ms: u64) {
+    for _ in 0..ms / 5 {
+        *now += Duration::from_millis(5);
+        a.handle_input(Input::Timeout(*now)).unwrap();
+        b.handle_input(Input::Timeout(*now)).unwrap();
+        pump(a, b, *now, true);
+        pump(b, a, *now, false);
+    }
+}
+
+/// Retransmissions sent by `a`'s pacer.
+fn rtx_sent(a: &Rtc) -> u64 {
+    a.pacer_stats().sent[PacketClass::Retransmission as usize]
+}
+
+#[test]
+fn the_first_retransmission_of_a_session_goes_out() {
+    let (mut a, mut b, mid, pt, mut now) = connected_with(false);
+    a.set_send_rate(300_000, 0);
+    write(&mut a, mid, pt, 3, now);
+    run_for(&mut a, &mut b, &mut now, 50);
+    // The retransmission budget starts full, not empty.
+    resend(&mut a, mid, pt, 1, now);
+    run_for(&mut a, &mut b, &mut now, 50);
+    assert_eq!(rtx_sent(&a), 1);
+}
+
+#[test]
+fn a_retransmission_refused_for_the_budget_is_not_taken_for_a_duplicate() {
+    let (mut a, mut b, mid, pt, mut now) = connected_with(false);
+    // Budget: a quarter of 1 Mbit/s over 500 ms, 15,625 bytes: fourteen 1,114-byte
+    // retransmissions, not fifteen.
+    a.set_send_rate(1_000_000, 0);
+    write(&mut a, mid, pt, 16, now);
+    run_for(&mut a, &mut b, &mut now, 100);
+    // One retransmission, then time for the budget to be full again.
+    resend(&mut a, mid, pt, 15, now);
+    run_for(&mut a, &mut b, &mut now, 600);
+    let before = rtx_sent(&a);
+    for seq in 0..15 {
+        resend(&mut a, mid, pt, seq, now);
+    }
+    run_for(&mut a, &mut b, &mut now, 50);
+    assert_eq!(rtx_sent(&a) - before, 14);
+    // 50 ms later the budget holds another one (refilled at 31,250 B/s), and the
+    // packet refused before was never sent: this is no duplicate within a round trip.
+    resend(&mut a, mid, pt, 14, now);
+    run_for(&mut a, &mut b, &mut now, 50);
+    assert_eq!(rtx_sent(&a) - before, 15);
+    // The one that did go out 50 ms ago is not sent again within the round trip.
+    resend(&mut a, mid, pt, 14, now);
+    run_for(&mut a, &mut b, &mut now, 50);
+    assert_eq!(rtx_sent(&a) - before, 15);
+}
+
+#[test]
+fn a_video_backlog_does_not_make_a_repeated_request_a_duplicate() {
+    let (mut a, mut b, mid, pt, mut now) = connected_with(false);
+    // Pacing at 2.5 × 300 kbit/s: 50 packets of 1,100 bytes wait about 0.6 s.
+    a.set_send_rate(300_000, 0);
+    write(&mut a, mid, pt, 1, now);
+    run_for(&mut a, &mut b, &mut now, 50);
+    write(&mut a, mid, pt, 50, now);
+    resend(&mut a, mid, pt, 0, now);
+    run_for(&mut a, &mut b, &mut now, 20);
+    assert_eq!(
+        rtx_sent(&a),
+        1,
+        "the retransmission goes ahead of the video"
+    );
+    // A round trip (100 ms before one is measured) later the video still waits; a
+    // new request means the retransmission was lost, and it goes again.
+    run_for(&mut a, &mut b, &mut now, 100);
+    assert!(a.pacer_stats().sent[PacketClass::Video as usize] < 40);
+    resend(&mut a, mid, pt, 0, now);
+    run_for(&mut a, &mut b, &mut now, 20);
+    assert_eq!(rtx_sent(&a), 2);
 }
