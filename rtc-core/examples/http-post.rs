@@ -602,7 +602,7 @@ impl ArrivalSocket {
         // SAFETY: every pointer in `msg` refers to a live local buffer of the stated
         // length, and `self.fd` is the open socket borrowed as `socket`.
         let n = unsafe { libc::recvmsg(self.fd, &mut msg, flags) };
-        let (read_at, read_wall) = (Instant::now(), std::time::SystemTime::now());
+        let (read_at, read_wall) = clocks_now();
         if n < 0 {
             let e = io::Error::last_os_error();
             return Err(
@@ -635,6 +635,33 @@ impl ArrivalSocket {
         }
         Ok((n as usize, source, at))
     }
+}
+
+/// The monotonic and the wall clock read at (nearly) the same moment: the wall clock
+/// between two monotonic reads, the tightest of a few tries, the monotonic time taken
+/// at the middle. A thread preempted between two plain reads (tens of milliseconds,
+/// seconds on an overloaded machine) would shift every arrival time converted with
+/// them by that long.
+fn clocks_now() -> (Instant, std::time::SystemTime) {
+    let mut best: Option<(Duration, Instant, std::time::SystemTime)> = None;
+    for _ in 0..4 {
+        let before = Instant::now();
+        let wall = std::time::SystemTime::now();
+        let after = Instant::now();
+        let bracket = after.duration_since(before);
+        let mid = before + bracket / 2;
+        if best.is_none_or(|(b, _, _)| bracket < b) {
+            best = Some((bracket, mid, wall));
+        }
+        if bracket < Duration::from_micros(100) {
+            break;
+        }
+    }
+    // At least one try ran, so `best` is set; the fallback is never taken.
+    best.map_or_else(
+        || (Instant::now(), std::time::SystemTime::now()),
+        |(_, mono, wall)| (mono, wall),
+    )
 }
 
 fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
