@@ -425,9 +425,12 @@ impl EngineHandle {
     }
 
     /// Sends the publisher track `(publisher, mid)` over `relay` (a connected or
-    /// connecting relay of this engine): a leg of the relay session, with its own
-    /// downtrack and retransmission ring, keyframe requests from the peer going to the
-    /// publisher. Returns what the peer engine passes to
+    /// connecting relay of this engine). A video track goes with every simulcast layer:
+    /// one leg of the relay session per layer (sections `r<n>`, `r<n>.1`, `r<n>.2`),
+    /// each pinned to its layer, with its own SSRC and RTX SSRC, listed in
+    /// [`RelayTrack::layers`]; audio (and a plain egress) takes one leg. NACKs from the
+    /// peer are answered from the publisher's layer caches, and its keyframe requests
+    /// go to the publisher's layer they name. Returns what the peer engine passes to
     /// [`EngineHandle::relay_attach`].
     ///
     /// # Errors
@@ -626,8 +629,9 @@ impl EngineHandle {
         Ok((ssrc, rtx_ssrc))
     }
 
-    /// Stops sending the relayed track on section `mid` of `relay`: the peer gets an
-    /// RTCP BYE for it (its subscribers of the track get theirs), and the leg goes.
+    /// Stops sending the relayed track on section `mid` of `relay`: the peer gets one
+    /// RTCP BYE naming every layer's stream of it (its subscribers of the track get
+    /// theirs), and the track's legs go.
     ///
     /// # Errors
     ///
@@ -675,14 +679,16 @@ impl EngineHandle {
 
     /// Takes a track the peer engine relays ([`EngineHandle::relay_publish`] there) on
     /// the listening relay `relay`: it becomes a published (received) media section of
-    /// the relay session, with a packet cache per layer on this engine. Put the relay
+    /// the relay session, whose layers are the streams [`RelayTrack::layers`] lists,
+    /// with a packet cache per layer on this engine. Put the relay
     /// session in a room with [`EngineHandle::publish`] and subscribe to it as to any
     /// publisher. Returns the media section.
     ///
     /// # Errors
     ///
     /// [`EngineError::UnknownSession`] for an unknown relay; [`EngineError::Rtc`] when
-    /// the section cannot be declared; shard errors.
+    /// the section cannot be declared or the layers are not at most three distinct
+    /// layers 0..=2 on distinct SSRCs; shard errors.
     pub fn relay_attach(&self, relay: SessionId, track: &RelayTrack) -> Result<Mid, EngineError> {
         let mut reg = self.registry();
         let s = reg

@@ -2,9 +2,11 @@
 //!
 //! A relay is a session like any other (one `Rtc`, one UDP 5-tuple, DTLS-SRTP) whose peer
 //! is another engine. On the sending engine its media sections are subscriber slots: each
-//! relayed track is an ordinary leg (downtrack, RTX ring, keyframe requests upstream). On
-//! the receiving engine its sections are published tracks with their layer caches, which
-//! local subscribers take like any publisher's. This module adds what a relay has and a
+//! relayed track is ordinary legs (downtrack, NACKs answered from the layer caches,
+//! keyframe requests upstream), one per simulcast layer for video, each pinned to its
+//! layer and sending on its own SSRC. On the receiving engine a relayed track is one
+//! published section whose SSRCs are its layers (as the sending engine signalled them),
+//! with their layer caches, which local subscribers take like any publisher's. This module adds what a relay has and a
 //! browser session has not:
 //!
 //! - a **keepalive**: both ends send a small SRTP packet on the keepalive section every
@@ -38,7 +40,8 @@ use crate::sfu::codec::VideoCodec;
 pub(crate) const KEEPALIVE_MID: &str = "ka";
 /// Payload type of keepalive packets.
 const KEEPALIVE_PT: u8 = 127;
-/// The estimate a relay's allocator works with: a relay forwards the best layer there is.
+/// The estimate a relay's allocator works with: an unpinned leg (audio, plain egress)
+/// forwards the best layer there is.
 const RELAY_ESTIMATE_BPS: u64 = 100_000_000_000;
 
 /// The keepalive section's mid.
