@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::relay::{Link, Relay};
 use common::*;
 use engine::io::BackendPreference;
-use engine::{Engine, EngineEvent, EngineHandle, Preference, RelayParams, SessionId};
+use engine::{Engine, EngineEvent, EngineHandle, Placement, Preference, RelayParams, SessionId};
 use rtc_core::media::{MediaKind, Mid};
 use rtc_core::sdp::Direction;
 
@@ -19,8 +19,8 @@ const LAYER_SSRC: [u32; 3] = [0x5000_0000, 0x5000_0001, 0x5000_0002];
 /// Payload bytes per packet (one packet per frame) of each layer.
 const LAYER_SIZE: [usize; 3] = [200, 600, 1200];
 
-fn engine_at(ip: [u8; 4]) -> EngineHandle {
-    let mut cfg = engine_config(BackendPreference::Portable, 1);
+fn engine_at(ip: [u8; 4], shards: usize) -> EngineHandle {
+    let mut cfg = engine_config(BackendPreference::Portable, shards);
     cfg.bind_v4 = Some(IpAddr::from(ip));
     // Keyframe requests are coalesced to one per interval per layer: a short interval
     // keeps a switch's request from waiting behind an earlier one.
@@ -198,16 +198,40 @@ fn check_stream(c: &Client, exact_pid: bool) -> Vec<u8> {
     layers
 }
 
+/// Where things go: engines of `shards` shards; on A the publisher and the relay, on
+/// B the relay and the subscribers.
+#[derive(Clone, Copy)]
+struct Layout {
+    shards: usize,
+    publisher: Placement,
+    relay_a: Placement,
+    relay_b: Placement,
+    subscribers: Placement,
+}
+
+/// One shard per engine.
+const ONE_SHARD: Layout = Layout {
+    shards: 1,
+    publisher: Placement::Auto,
+    relay_a: Placement::Auto,
+    relay_b: Placement::Auto,
+    subscribers: Placement::Auto,
+};
+
 /// Engines A and B with a connected relay whose path runs through `relay` (an
 /// impairing UDP relay; clean unless a test sets its links). Returns (A, B, the relay
 /// session on A, on B, the path).
-fn connect_pair() -> (EngineHandle, EngineHandle, SessionId, SessionId, Relay) {
-    let a = engine_at([127, 0, 0, 2]);
-    let b = engine_at([127, 0, 0, 3]);
-    let mut invite = b.relay_listen(RelayParams::default()).unwrap();
+fn connect_pair(layout: Layout) -> (EngineHandle, EngineHandle, SessionId, SessionId, Relay) {
+    let a = engine_at([127, 0, 0, 2], layout.shards);
+    let b = engine_at([127, 0, 0, 3], layout.shards);
+    let on = |placement| RelayParams {
+        placement,
+        ..RelayParams::default()
+    };
+    let mut invite = b.relay_listen(on(layout.relay_b)).unwrap();
     let path = Relay::start(invite.addr, 23).unwrap();
     invite.addr = path.front();
-    let answer = a.relay_connect(&invite, RelayParams::default()).unwrap();
+    let answer = a.relay_connect(&invite, on(layout.relay_a)).unwrap();
     b.relay_accept(invite.relay, &answer).unwrap();
     let (ra, rb) = (answer.relay, invite.relay);
     let mut up = (false, false);
@@ -241,8 +265,8 @@ struct Call {
     sub_mids: Vec<Mid>,
 }
 
-fn relayed_simulcast(names: &[&str]) -> Call {
-    let (a, b, ra, rb, path) = connect_pair();
+fn relayed_simulcast(names: &[&str], layout: Layout) -> Call {
+    let (a, b, ra, rb, path) = connect_pair(layout);
     let room_a = a.create_room("a").unwrap();
     let room_b = b.create_room("b").unwrap();
     let pub_media = [(MediaKind::Video, Direction::SendOnly)];
@@ -250,7 +274,7 @@ fn relayed_simulcast(names: &[&str]) -> Call {
     let mut clients = vec![Client::connect_sdp(
         "pub",
         &a,
-        engine::Placement::Auto,
+        layout.publisher,
         &pub_media,
         false,
     )];
@@ -258,7 +282,7 @@ fn relayed_simulcast(names: &[&str]) -> Call {
         clients.push(Client::connect_sdp(
             name,
             &b,
-            engine::Placement::Auto,
+            layout.subscribers,
             &sub_media,
             false,
         ));
@@ -294,7 +318,28 @@ fn relayed_simulcast(names: &[&str]) -> Call {
 
 #[test]
 fn relayed_simulcast_layers_are_chosen_per_subscriber_on_the_receiving_engine() {
-    let mut call = relayed_simulcast(&["low", "high"]);
+    layers_chosen_per_subscriber(ONE_SHARD);
+}
+
+/// Nothing where the relay is: on A the publisher on shard 0 and the relay on shard 1
+/// (the pinned legs take the layers from a cross-shard batch, keyframe requests go back
+/// over the shard queue); on B the relay on shard 0 and the subscribers on shard 1.
+#[test]
+fn relayed_simulcast_layers_are_chosen_per_subscriber_across_shards() {
+    layers_chosen_per_subscriber(Layout {
+        shards: 2,
+        publisher: Placement::Shard(0),
+        relay_a: Placement::Shard(1),
+        relay_b: Placement::Shard(0),
+        subscribers: Placement::Shard(1),
+    });
+}
+
+/// A 3-layer publisher on A relayed to B; on B "low" (max layer 0) and "high"
+/// (unconstrained) get different layers byte for byte, and "high"'s switch down to
+/// layer 1 asks the publisher on A for a keyframe of layer 1.
+fn layers_chosen_per_subscriber(layout: Layout) {
+    let mut call = relayed_simulcast(&["low", "high"], layout);
     let (low, high) = (call.ids[1], call.ids[2]);
     // "low" wants the base layer only; "high" takes what its estimate allows.
     let base = Preference {
@@ -405,7 +450,7 @@ fn relayed_simulcast_layers_are_chosen_per_subscriber_on_the_receiving_engine() 
 
 #[test]
 fn relayed_simulcast_layers_repair_losses_per_layer_and_end_together() {
-    let mut call = relayed_simulcast(&["low", "high"]);
+    let mut call = relayed_simulcast(&["low", "high"], ONE_SHARD);
     let (low, high) = (call.ids[1], call.ids[2]);
     let base = Preference {
         max_spatial: 0,
