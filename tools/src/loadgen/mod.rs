@@ -44,7 +44,7 @@ use rtc_core::sdp::{Codec, Direction};
 use rtc_core::sdp_api::SdpAnswer;
 use rtc_core::{Protocol, Rtc};
 
-pub use config::{Config, LoadgenError, MAX_VERIFY_EVERY, Mode, parse_verify};
+pub use config::{Cascade, Config, LoadgenError, MAX_VERIFY_EVERY, Mode, parse_verify};
 pub use http::{HttpError, HttpUrl};
 pub use report::{
     EngineSummary, PeerCounts, Progress, RecvChecks, RecvCounts, Report, SentCounts, Throughput,
@@ -76,6 +76,10 @@ pub fn run_with_progress(
     let mut sig: Box<dyn Signaller> = match &config.mode {
         Mode::InProcess { shards } => Box::new(signal::InProcess::start(*shards)?),
         Mode::Control(path) => Box::new(signal::Control::connect(path, config.signalling_timeout)?),
+        Mode::Cascade(c) => Box::new(signal::CascadeSignaller::connect(
+            c,
+            config.signalling_timeout,
+        )?),
         Mode::Whip(url) => Box::new(signal::Whip::new(
             url,
             !config.allow_remote,
