@@ -106,6 +106,9 @@ pub struct RelayReport {
     /// The relay run as one row: both engines' CPU over packets delivered to
     /// subscribers; loss and latency of the load generator (all subscribers).
     pub relay: Row,
+    /// The load generator's latency of the subscribers on B only (through the relay),
+    /// ms; `relay.latency_ms` covers every subscriber.
+    pub relayed_latency_ms: Option<LatencyMs>,
     /// Engine A (publisher, local subscribers, relay's sending end).
     pub a: EngineSide,
     /// Engine B (relay's receiving end, remote subscribers).
@@ -239,6 +242,22 @@ impl RelayReport {
             self.relay.loss * 100.0,
             p50,
             p99
+        );
+        let ms = |l: &LatencyMs| {
+            if l.count > 0 {
+                format!("{:.3} / {:.3} / {:.3}", l.p50, l.p99, l.p999)
+            } else {
+                "-".to_owned()
+            }
+        };
+        let _ = writeln!(
+            s,
+            "load generator latency p50 / p99 / p99.9 ms: single {}; relay, all subscribers {}; relay, subscribers on B {}",
+            ms(&self.single.latency_ms),
+            ms(&self.relay.latency_ms),
+            self.relayed_latency_ms
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ms)
         );
         let _ = writeln!(
             s,
@@ -570,6 +589,12 @@ fn run_cascade(
         },
         ..Row::default()
     };
+    rep.relayed_latency_ms = report.latency_relayed_ms.map(|l| LatencyMs {
+        count: l.count,
+        p50: l.p50,
+        p99: l.p99,
+        p999: l.p999,
+    });
     let (tot_in, lost, nacks) = relay_packets(&end.b.relay);
     let (in0, _, _) = relay_packets(&start.b.relay);
     rep.total_relayed = tot_in.saturating_sub(in0);
