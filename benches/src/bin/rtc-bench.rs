@@ -138,6 +138,10 @@ struct Cli {
     /// Relay: shards of each engine and of the one-engine baseline.
     #[arg(long, default_value_t = 1)]
     relay_shards: usize,
+    /// Relay: rounds of (one engine, two engines) runs; the report gives the medians
+    /// (default 3; --quick 1).
+    #[arg(long)]
+    relay_rounds: Option<usize>,
     /// Directory of rtc-engine and rtc-loadgen (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -514,6 +518,7 @@ fn main() -> ExitCode {
             subscribers,
             on_b: cli.relay_on_b.unwrap_or(subscribers / 2).min(subscribers),
             shards: cli.relay_shards.max(1),
+            rounds: cli.relay_rounds.unwrap_or(if q { 1 } else { 3 }).max(1),
         };
         match run_relay(&o, &ro, &mut |m| eprintln!("rtc-bench: relay: {m} ...")) {
             Ok(r) => relay = Some(r),
