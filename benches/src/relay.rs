@@ -332,7 +332,7 @@ impl RelayReport {
             };
             let _ = writeln!(
                 s,
-                "{} rounds (table: the median round): hop us/relayed [{}] median {}; in forwards [{}] median {}; cascade/single CPU per delivered packet [{}] median {}; single us/pkt [{}]; relay us/pkt [{}]",
+                "{} rounds (table: the median round): hop us/relayed [{}] median {}; in forwards [{}] median {}; cascade/single CPU per delivered packet [{}] median {}; single us/pkt [{}]; relay us/pkt [{}]; loss% single/relay [{}]",
                 self.rounds.len(),
                 list(|r| r.hop_us_per_relayed, 1),
                 f(median(self.rounds.iter().map(|r| r.hop_us_per_relayed)), 1),
@@ -342,10 +342,19 @@ impl RelayReport {
                 f(median(self.rounds.iter().map(|r| r.cpu_ratio)), 3),
                 list(|r| r.single_cpu_us_per_pkt, 2),
                 list(|r| r.relay_cpu_us_per_pkt, 2),
+                self.rounds
+                    .iter()
+                    .map(|r| format!("{:.3}/{:.3}", r.loss.0 * 100.0, r.loss.1 * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             );
         }
+        let mut seen: Vec<&String> = Vec::new();
         for n in self.single.notes.iter().chain(&self.notes) {
-            let _ = writeln!(s, "note: {n}");
+            if !seen.contains(&n) {
+                seen.push(n);
+                let _ = writeln!(s, "note: {n}");
+            }
         }
         s
     }
