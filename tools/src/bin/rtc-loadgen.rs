@@ -39,7 +39,12 @@ struct Cli {
     #[arg(long, value_name = "A:B", value_parser = parse_relay, requires = "relay_control")]
     relay: Option<(u64, u64)>,
     /// Cascade: subscribers per room on engine A (the rest are on B).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        requires = "relay_control"
+    )]
     relay_local: usize,
     /// Engine shards with --in-process.
     #[arg(long, default_value_t = 2)]
@@ -206,5 +211,49 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_ids_parse_as_a_colon_b_and_nothing_else() {
+        assert_eq!(parse_relay("3:7"), Ok((3, 7)));
+        assert_eq!(parse_relay(" 3 : 7 "), Ok((3, 7)));
+        for bad in ["", "3", "3:", ":7", "a:7", "3:7:9", "-1:2"] {
+            assert!(parse_relay(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn relay_control_with_relay_ids_selects_cascade_mode() {
+        let cli = Cli::try_parse_from([
+            "rtc-loadgen",
+            "--control",
+            "/a.sock",
+            "--relay-control",
+            "/b.sock",
+            "--relay",
+            "3:7",
+            "--relay-local",
+            "2",
+        ])
+        .expect("valid arguments");
+        let Mode::Cascade(c) = config(&cli).expect("a config").mode else {
+            panic!("not cascade mode");
+        };
+        assert_eq!((c.relay_a, c.relay_b, c.local_subscribers), (3, 7, 2));
+        assert_eq!(
+            (c.a.to_str(), c.b.to_str()),
+            (Some("/a.sock"), Some("/b.sock"))
+        );
+        // The relay ids need the second engine, and it needs them.
+        assert!(Cli::try_parse_from(["rtc-loadgen", "--control", "/a", "--relay", "1:2"]).is_err());
+        assert!(
+            Cli::try_parse_from(["rtc-loadgen", "--control", "/a", "--relay-control", "/b"])
+                .is_err()
+        );
     }
 }
