@@ -59,6 +59,7 @@ pub mod signal;
 pub mod tcp;
 pub mod uring;
 
+pub use send::SendHint;
 pub use sys::Waker;
 pub use tcp::{TcpConfig, TcpStats, TcpVerdict};
 
@@ -302,6 +303,21 @@ pub trait IoBackend: Send {
     /// be shorter. Nothing is sent before [`IoBackend::flush`]. Returns `false` when the
     /// datagram was dropped (counted in [`IoStats::drops`]).
     fn queue_send(&mut self, socket: usize, dest: SocketAddr, data: &[u8]) -> bool;
+
+    /// [`IoBackend::queue_send`] for a sender that keeps a [`SendHint`]: its datagram
+    /// joins the batch its previous one went into (same socket and destination, still
+    /// open, since the last flush) without looking the destination up, so its datagrams
+    /// group even when other senders' are queued in between. The hint is updated.
+    fn queue_send_hinted(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        data: &[u8],
+        hint: &mut SendHint,
+    ) -> bool {
+        let _ = hint;
+        self.queue_send(socket, dest, data)
+    }
 
     /// Hands all queued batches to the kernel in one submit (io_uring) or one `sendmmsg`
     /// per socket (portable). Send errors are counted as drops, never retried or blocked on.

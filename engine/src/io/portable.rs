@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use super::send::{Outcome, SendQueue};
+use super::send::{Outcome, SendHint, SendQueue};
 use super::sys::{self, GRO_CONTROL_LEN, NAME_LEN, Waker};
 use super::tcp::{TcpStreams, TcpVerdict};
 use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received, Transport};
@@ -331,7 +331,19 @@ impl IoBackend for PortableBackend {
     }
 
     fn queue_send(&mut self, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
-        self.sendq.push(socket, dest, data, &mut self.stats)
+        self.sendq
+            .push_hinted(socket, dest, data, &mut self.stats, None)
+    }
+
+    fn queue_send_hinted(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        data: &[u8],
+        hint: &mut SendHint,
+    ) -> bool {
+        self.sendq
+            .push_hinted(socket, dest, data, &mut self.stats, Some(hint))
     }
 
     fn flush(&mut self) -> io::Result<()> {

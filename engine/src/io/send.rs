@@ -2,7 +2,6 @@
 //! segment size), each batch leaving as one `sendmsg` (with `UDP_SEGMENT` when it holds more
 //! than one datagram).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
@@ -10,6 +9,24 @@ use socket2::SockAddr;
 
 use super::sys::{GSO_CONTROL_LEN, GsoControl};
 use super::{IoStats, MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD};
+
+/// Open batches a datagram queued without a [`SendHint`] may join: the newest few (a
+/// caller's datagrams to one destination are mostly consecutive).
+const PROBE: usize = 4;
+
+/// Where a caller's previous datagram was queued, so that its next one to the same
+/// destination joins that batch without a lookup (the queue keeps no destination map: no
+/// hashing per datagram, nothing a remote peer's choice of address could degrade).
+///
+/// Valid until the queue's next flush; the queue checks it (generation, socket,
+/// destination) before use, so a stale or foreign hint only costs a new batch. Keep one
+/// per sender (a session) and pass it to every [`super::IoBackend::queue_send_hinted`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendHint {
+    /// The queue's flush generation when the hint was set (0: never set).
+    generation: u64,
+    slot: usize,
+}
 
 /// Batches allocated when the queue is created; more are allocated (once each) on demand up
 /// to the configured maximum.
@@ -55,6 +72,8 @@ impl ChunkPool {
 /// kernel owns it.
 pub(crate) struct Batch {
     pub(crate) socket: usize,
+    /// `dest` as given (compared by the grouping; `dest` is its encoding for the kernel).
+    to: SocketAddr,
     dest: SockAddr,
     seg: usize,
     pub(crate) segs: usize,
@@ -78,6 +97,7 @@ impl Batch {
     fn new() -> Box<Self> {
         Box::new(Self {
             socket: 0,
+            to: SocketAddr::from(([0, 0, 0, 0], 0)),
             dest: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
             seg: 0,
             segs: 0,
@@ -206,7 +226,8 @@ pub(crate) struct SendQueue {
     slots: Vec<Box<Batch>>,
     free: Vec<usize>,
     queued: Vec<usize>,
-    open: HashMap<(usize, SocketAddr), usize>,
+    /// Flush generation (starts at 1; [`SendHint`]s of other generations are stale).
+    generation: u64,
     max: usize,
     gso: bool,
     v6: Vec<bool>,
@@ -223,7 +244,7 @@ impl SendQueue {
             slots: Vec::with_capacity(max),
             free: Vec::with_capacity(max),
             queued: Vec::with_capacity(max),
-            open: HashMap::with_capacity(max),
+            generation: 1,
             max,
             gso,
             v6: locals.iter().map(SocketAddr::is_ipv6).collect(),
@@ -252,13 +273,44 @@ impl SendQueue {
         self.pool.made
     }
 
-    /// Queues one datagram; `false` = dropped (counted in `stats`).
+    /// Queues one datagram; `false` = dropped (counted in `stats`). It joins the newest
+    /// batch to the same (socket, destination) if that is among the newest [`PROBE`]
+    /// queued and still open.
+    #[cfg(test)]
     pub(crate) fn push(
         &mut self,
         socket: usize,
         dest: SocketAddr,
         data: &[u8],
         stats: &mut IoStats,
+    ) -> bool {
+        self.push_hinted(socket, dest, data, stats, None)
+    }
+
+    /// Whether `data` can join slot `i` as its next segment.
+    fn joins(&self, i: usize, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
+        self.slots.get(i).is_some_and(|b| {
+            !b.closed
+                && b.socket == socket
+                && b.to == dest
+                && data.len() <= b.seg
+                && b.len + data.len() <= MAX_UDP_PAYLOAD
+        })
+    }
+
+    /// Queues one datagram; `false` = dropped (counted in `stats`). With a `hint` it joins
+    /// the open batch the hint names when that batch still goes to the same (socket,
+    /// destination), and the hint then names the batch it went into; without one it
+    /// joins the newest batch to the destination when that is among the newest [`PROBE`]
+    /// and still open. A sender's datagrams to one destination stay in order as long as it
+    /// queues them all with its hint or all without.
+    pub(crate) fn push_hinted(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        data: &[u8],
+        stats: &mut IoStats,
+        hint: Option<&mut SendHint>,
     ) -> bool {
         let Some(&v6) = self.v6.get(socket) else {
             stats.drops.bad_socket += 1;
@@ -272,13 +324,31 @@ impl SendQueue {
             stats.drops.too_large += 1;
             return false;
         }
-        if self.gso
-            && let Some(&i) = self.open.get(&(socket, dest))
+        let open = if !self.gso || data.is_empty() {
+            None
+        } else {
+            match &hint {
+                Some(h) => (h.generation == self.generation
+                    && self.joins(h.slot, socket, dest, data))
+                .then_some(h.slot),
+                // Only the newest batch to the destination may take more: joining an
+                // older one would send this datagram ahead of those in the newer.
+                None => self
+                    .queued
+                    .iter()
+                    .rev()
+                    .take(PROBE)
+                    .copied()
+                    .find(|&i| {
+                        self.slots
+                            .get(i)
+                            .is_some_and(|b| b.socket == socket && b.to == dest)
+                    })
+                    .filter(|&i| self.joins(i, socket, dest, data)),
+            }
+        };
+        if let Some(i) = open
             && let Some(b) = self.slots.get_mut(i)
-            && !b.closed
-            && !data.is_empty()
-            && data.len() <= b.seg
-            && b.len + data.len() <= MAX_UDP_PAYLOAD
         {
             if b.append(&mut self.pool, data) {
                 b.segs += 1;
@@ -317,13 +387,17 @@ impl SendQueue {
             return false;
         }
         b.socket = socket;
+        b.to = dest;
         b.dest = SockAddr::from(dest);
         b.seg = data.len();
         b.segs = 1;
         b.closed = !gso || data.is_empty() || 2 * data.len() > MAX_UDP_PAYLOAD;
         self.queued.push(i);
-        if gso {
-            self.open.insert((socket, dest), i);
+        if let Some(h) = hint {
+            *h = SendHint {
+                generation: self.generation,
+                slot: i,
+            };
         }
         true
     }
@@ -349,10 +423,10 @@ impl SendQueue {
     }
 
     /// Forgets the queued list (the slots stay allocated until released) and closes all
-    /// open groups.
+    /// open groups (every [`SendHint`] given out so far goes stale).
     pub(crate) fn take_queued(&mut self) {
         self.queued.clear();
-        self.open.clear();
+        self.generation = self.generation.wrapping_add(1).max(1);
     }
 
     /// Returns slot `i` and its chunks to the pools.
@@ -492,6 +566,49 @@ mod tests {
         assert_eq!(q.batch_mut(i).unwrap().segs, 2);
     }
 
+    /// Each sender's hint brings its datagrams together even when more senders than the
+    /// hintless probe covers are queued in between; a flush makes every hint stale.
+    #[test]
+    fn hinted_datagrams_group_across_interleaving_until_flush() {
+        let mut s = IoStats::default();
+        let mut q = q(true);
+        let mut hints = [SendHint::default(); 6];
+        for _ in 0..3 {
+            for (p, h) in hints.iter_mut().enumerate() {
+                assert!(q.push_hinted(0, d(p as u16), &[0; 10], &mut s, Some(h)));
+            }
+        }
+        assert_eq!(q.queued().len(), 6);
+        for &i in q.queued() {
+            assert_eq!(q.slots[i].segs, 3);
+        }
+        let idx = q.queued().to_vec();
+        q.take_queued();
+        for i in idx {
+            q.complete(i, Outcome::Sent, None, &mut s);
+        }
+        assert!(q.push_hinted(0, d(0), &[0; 10], &mut s, Some(&mut hints[0])));
+        assert!(q.push_hinted(0, d(1), &[0; 10], &mut s, Some(&mut hints[1])));
+        assert_eq!(q.queued().len(), 2);
+        for &i in q.queued() {
+            assert_eq!(q.slots[i].segs, 1);
+        }
+    }
+
+    /// A hint naming a batch to another destination (or socket) is not followed.
+    #[test]
+    fn hint_for_another_destination_opens_a_new_batch() {
+        let mut s = IoStats::default();
+        let mut q = q(true);
+        let mut h = SendHint::default();
+        assert!(q.push_hinted(0, d(1), &[0; 10], &mut s, Some(&mut h)));
+        assert!(q.push_hinted(0, d(2), &[0; 10], &mut s, Some(&mut h)));
+        assert!(q.push_hinted(0, d(2), &[0; 10], &mut s, Some(&mut h)));
+        assert_eq!(q.queued().len(), 2);
+        let (a, b) = (q.queued()[0], q.queued()[1]);
+        assert_eq!((q.slots[a].segs, q.slots[b].segs), (1, 2));
+    }
+
     #[test]
     fn limits_and_drops() {
         let mut s = IoStats::default();
@@ -621,6 +738,38 @@ mod tests {
                 want[*p as usize].extend_from_slice(&data);
             }
             let mut got: [Vec<u8>; 3] = Default::default();
+            let idx: Vec<usize> = q.queued().to_vec();
+            for i in idx {
+                let b = q.batch_mut(i).unwrap();
+                prop_assert!(b.segs >= 1 && b.segs <= MAX_GSO_SEGMENTS);
+                prop_assert!(b.len() <= MAX_UDP_PAYLOAD);
+                prop_assert!(b.len() <= b.seg * b.segs);
+                prop_assert!(b.segs == 1 || b.len() > b.seg * (b.segs - 1));
+                let port = b.dest.as_socket().unwrap().port() as usize;
+                for part in b.slices() {
+                    got[port].extend_from_slice(part);
+                }
+            }
+            prop_assert_eq!(got, want);
+        }
+
+        /// The same with each destination's datagrams queued under its own hint, more
+        /// destinations than the hintless probe covers.
+        #[test]
+        fn hinted_batches_preserve_bytes_and_shape(
+            pkts in proptest::collection::vec((0u16..8, 0usize..1500, any::<u8>()), 0..200)
+        ) {
+            let mut s = IoStats::default();
+            let mut q = SendQueue::new(1000, true, &["127.0.0.1:1".parse().unwrap()]);
+            let mut want: [Vec<u8>; 8] = Default::default();
+            let mut hints = [SendHint::default(); 8];
+            for (p, len, fill) in &pkts {
+                let data = vec![*fill; *len];
+                let h = &mut hints[*p as usize];
+                prop_assert!(q.push_hinted(0, d(*p), &data, &mut s, Some(h)));
+                want[*p as usize].extend_from_slice(&data);
+            }
+            let mut got: [Vec<u8>; 8] = Default::default();
             let idx: Vec<usize> = q.queued().to_vec();
             for i in idx {
                 let b = q.batch_mut(i).unwrap();

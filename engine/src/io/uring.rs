@@ -13,7 +13,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::Socket;
 
 use super::portable::deliver;
-use super::send::{Outcome, SendQueue};
+use super::send::{Outcome, SendHint, SendQueue};
 use super::sys::{self, GRO_CONTROL_LEN, Mmap, NAME_LEN, Waker};
 use super::tcp::{TcpStreams, TcpVerdict};
 use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received};
@@ -487,7 +487,19 @@ impl IoBackend for UringBackend {
     }
 
     fn queue_send(&mut self, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
-        self.sendq.push(socket, dest, data, &mut self.stats)
+        self.sendq
+            .push_hinted(socket, dest, data, &mut self.stats, None)
+    }
+
+    fn queue_send_hinted(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        data: &[u8],
+        hint: &mut SendHint,
+    ) -> bool {
+        self.sendq
+            .push_hinted(socket, dest, data, &mut self.stats, Some(hint))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use rtc_core::{Event, Input, Output, Transmit};
 
-use super::{Act, Counters, RtpAct, Session, Shard, guarded, touch};
+use super::{Act, Counters, RtpAct, Session, Shard, guarded, guarded_rtc, touch};
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId, TrackCounters};
-use crate::io::IoBackend;
+use crate::io::{IoBackend, SendHint};
 use crate::sfu::allocator::AllocationReport;
 
 /// After an allocation of the subscriber in `slot`: tells its `Rtc` the send rate and
@@ -100,16 +100,19 @@ impl Shard {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return None;
         };
-        Some(match guarded(s, |rtc| rtc.poll_output()) {
-            Err(()) => Act::Panicked,
-            Ok(Err(_)) => Act::Failed,
-            Ok(Ok(Output::Timeout(t))) => Act::Timeout(t),
-            Ok(Ok(Output::Transmit(t))) => {
-                transmit(&self.ctx.announced, &mut self.c, backend, &t);
-                Act::Continue
-            }
-            Ok(Ok(Output::Event(ev))) => event_act(ev, &mut self.scratch, &mut self.c.drops),
-        })
+        let hint = &mut s.send_hint;
+        Some(
+            match guarded_rtc(&mut s.panic_next, &mut s.rtc, |rtc| rtc.poll_output()) {
+                Err(()) => Act::Panicked,
+                Ok(Err(_)) => Act::Failed,
+                Ok(Ok(Output::Timeout(t))) => Act::Timeout(t),
+                Ok(Ok(Output::Transmit(t))) => {
+                    transmit(&self.ctx.announced, &mut self.c, backend, &t, hint);
+                    Act::Continue
+                }
+                Ok(Ok(Output::Event(ev))) => event_act(ev, &mut self.scratch, &mut self.c.drops),
+            },
+        )
     }
 
     /// Carries out one [`Act`] of the session in `slot`. Returns whether draining it goes
@@ -282,6 +285,7 @@ fn transmit(
     c: &mut Counters,
     backend: &mut dyn IoBackend,
     t: &Transmit<'_>,
+    hint: &mut SendHint,
 ) {
     if t.proto == rtc_core::Protocol::Tcp {
         if backend.tcp_send(t.destination, t.contents) {
@@ -299,7 +303,7 @@ fn transmit(
                 .position(|a| a.is_ipv4() == t.destination.is_ipv4())
         })
         .unwrap_or(0);
-    if backend.queue_send(sock, t.destination, t.contents) {
+    if backend.queue_send_hinted(sock, t.destination, t.contents, hint) {
         c.packets_out += 1;
         c.bytes_out += t.contents.len() as u64;
     }

@@ -52,7 +52,7 @@ use crate::api::{
     SessionInfo, SessionSnapshot, ShardStats, TrackCounters,
 };
 use crate::forward::LegParams;
-use crate::io::{IoBackend, Received, Waker};
+use crate::io::{IoBackend, Received, SendHint, Waker};
 use crate::sfu::DownTrack;
 use crate::sfu::allocator::{Allocator, Preference, RateDrive};
 use crate::sfu::codec::VideoCodec;
@@ -369,6 +369,9 @@ struct Session {
     last_srtp_errors: u64,
     last_dropped: u64,
     panic_next: bool,
+    /// The send batch this session's last datagram went into (joined by its next one to
+    /// the same destination before the backend's flush).
+    send_hint: SendHint,
     ice_state: IceConnectionState,
     /// Latest periodic stream reports, one entry per (mid, direction).
     track_stats: Vec<TrackCounters>,
@@ -550,8 +553,17 @@ fn nanos(d: Duration) -> u64 {
 /// Runs `f` on the session's `Rtc` under `catch_unwind`. `Err(())` means it panicked.
 /// The result may borrow the `Rtc` (e.g. its `poll_output`).
 fn guarded<'s, R>(s: &'s mut Session, f: impl FnOnce(&'s mut Rtc) -> R) -> Result<R, ()> {
-    let inject = std::mem::take(&mut s.panic_next);
-    let rtc = &mut s.rtc;
+    guarded_rtc(&mut s.panic_next, &mut s.rtc, f)
+}
+
+/// [`guarded`] over the session's `Rtc` and panic hook only (the rest of the session stays
+/// free while the result borrows the `Rtc`).
+fn guarded_rtc<'s, R>(
+    panic_next: &mut bool,
+    rtc: &'s mut Rtc,
+    f: impl FnOnce(&'s mut Rtc) -> R,
+) -> Result<R, ()> {
+    let inject = std::mem::take(panic_next);
     catch_unwind(AssertUnwindSafe(move || {
         if inject {
             panic!("injected panic (test hook)");

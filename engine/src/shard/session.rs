@@ -21,7 +21,7 @@ use crate::api::{
     CloseReason, EngineError, EngineEvent, MediaDesc, SessionId, SessionInfo, SessionSetup,
 };
 use crate::forward::{PayloadDesc, repair_pts};
-use crate::io::IoBackend;
+use crate::io::{IoBackend, SendHint};
 use crate::sfu::allocator::{Allocator, AllocatorConfig, RateDrive};
 use crate::sfu::codec::VideoCodec;
 
@@ -376,6 +376,7 @@ impl Shard {
             last_srtp_errors: 0,
             last_dropped: 0,
             panic_next: false,
+            send_hint: SendHint::default(),
             ice_state: IceConnectionState::New,
             track_stats: Vec::new(),
             rtt: None,

@@ -413,39 +413,41 @@ impl<'a> ExtensionValues<'a> {
     /// [`RtpError::ExtensionTooLong`] when a value is too long even for the two-byte
     /// form; [`RtpError::BufferTooSmall`] when `buf` cannot hold the block.
     pub fn write_block(&self, map: &ExtensionMap, buf: &mut [u8]) -> Result<usize, RtpError> {
-        let mut one_byte = true;
-        let mut any = false;
-        let mut body = 0usize;
-        for ext in ALL_EXTENSIONS {
-            let (Some(id), Some(enc)) = (map.id_of(ext), self.encoded(ext)) else {
-                continue;
-            };
-            let len = enc.bytes().len();
-            if len > 255 {
-                return Err(RtpError::ExtensionTooLong);
-            }
-            any = true;
-            if id > 14 || len == 0 || len > 16 {
-                one_byte = false;
-            }
-            body += len;
+        // One pass in the one-byte form, which nearly every block fits; a second in the
+        // two-byte form only when a value turns out not to fit it.
+        match self.write_elements(map, buf, true)? {
+            Some(n) => Ok(n),
+            None => self
+                .write_elements(map, buf, false)?
+                .ok_or(RtpError::ExtensionTooLong),
         }
-        if !any {
-            return Ok(0);
-        }
+    }
+
+    /// [`ExtensionValues::write_block`] in one form: `None` (some bytes written) when a
+    /// mapped value does not fit the one-byte form.
+    fn write_elements(
+        &self,
+        map: &ExtensionMap,
+        buf: &mut [u8],
+        one_byte: bool,
+    ) -> Result<Option<usize>, RtpError> {
         let mut at = 4;
-        let mut count = 0usize;
         for ext in ALL_EXTENSIONS {
             let (Some(id), Some(enc)) = (map.id_of(ext), self.encoded(ext)) else {
                 continue;
             };
             let b = enc.bytes();
-            count += 1;
+            if b.len() > 255 {
+                return Err(RtpError::ExtensionTooLong);
+            }
             if one_byte {
+                if id > 14 || b.is_empty() || b.len() > 16 {
+                    return Ok(None);
+                }
                 let out = buf
                     .get_mut(at..at + 1 + b.len())
                     .ok_or(RtpError::BufferTooSmall)?;
-                // b.len() is 1..=16 in one-byte form.
+                // b.len() is 1..=16 here.
                 out[0] = (id << 4) | ((b.len() - 1) as u8);
                 out[1..].copy_from_slice(b);
                 at += 1 + b.len();
@@ -459,7 +461,10 @@ impl<'a> ExtensionValues<'a> {
                 at += 2 + b.len();
             }
         }
-        debug_assert_eq!(at, 4 + body + count * if one_byte { 1 } else { 2 });
+        if at == 4 {
+            // No value is mapped: no block.
+            return Ok(Some(0));
+        }
         let padded = at.div_ceil(4) * 4;
         let words = (padded - 4) / 4;
         let words = u16::try_from(words).map_err(|_| RtpError::ExtensionTooLong)?;
@@ -473,7 +478,7 @@ impl<'a> ExtensionValues<'a> {
         let head = buf.get_mut(..4).ok_or(RtpError::BufferTooSmall)?;
         head[..2].copy_from_slice(&profile.to_be_bytes());
         head[2..].copy_from_slice(&words.to_be_bytes());
-        Ok(padded)
+        Ok(Some(padded))
     }
 }
 
