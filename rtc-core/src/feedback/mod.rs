@@ -32,7 +32,7 @@ pub use bwe::{BwUsage, Bwe, BweConfig, DelayBasedBwe, LossBasedBwe};
 pub use nack::{NackConfig, NackRegister, NackStats};
 pub use rate::RateMeter;
 pub use receive::{ReceiveRegister, ReceiveStats};
-pub use resend::{Admission, ResendLimiter, ResendStats};
+pub use resend::{Admission, MIN_NACK_REPEAT, ResendLimiter, ResendStats};
 pub use rtx::{RtxParams, RtxSendBuffer, RtxStats, write_rtx};
 pub use sender::{NTP_UNIX_OFFSET_SECS, NtpClock, SenderRegister, ntp_middle, system_time_to_ntp};
 pub use twcc::{TwccRecvRegister, TwccResult, TwccResults, TwccSendRegister};

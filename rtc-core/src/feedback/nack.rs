@@ -1,6 +1,6 @@
 //! Receiver-side loss detection and NACK scheduling (RFC 4585 §6.2.1 generic NACK).
 
-use super::{micros, since_us};
+use super::{MIN_NACK_REPEAT, micros, since_us};
 use crate::rtcp::{Nack, NackPair, RtcpError};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ pub struct NackConfig {
     /// How often one sequence number is NACKed at most.
     pub max_nacks: u8,
     /// Minimum spacing between NACKs of the same sequence number (an RTT estimate).
+    /// Repeats are spaced by at least [`MIN_NACK_REPEAT`] whatever this says, so
+    /// that a sender's de-duplication does not drop them on a short round trip.
     pub rtt: Duration,
     /// A missing packet is forgotten this long after its loss was detected.
     pub max_age: Duration,
@@ -87,7 +89,8 @@ const EMPTY: Slot = Slot {
 /// highest arrived in order, which an empty ring says as well (a slot not holding a
 /// number means "not missing"), so a loss-free stream holds no ring. A gap is NACKed at
 /// the first poll `max_reorder` after it was detected (earlier it may be reordering),
-/// then again at most every `rtt`, at most `max_nacks` times, and forgotten
+/// then again at most every `rtt` (but no sooner than [`MIN_NACK_REPEAT`]), at most
+/// `max_nacks` times, and forgotten
 /// after `max_age` or when it falls `max_behind` numbers behind.
 #[derive(Debug, Clone)]
 pub struct NackRegister {
@@ -132,6 +135,12 @@ impl NackRegister {
     /// The highest extended sequence number received.
     pub fn highest(&self) -> Option<u64> {
         self.highest
+    }
+
+    /// Spacing of repeated NACKs of one sequence number: the RTT, but at least
+    /// [`MIN_NACK_REPEAT`].
+    fn repeat_interval(&self) -> Duration {
+        self.config.rtt.max(MIN_NACK_REPEAT)
     }
 
     fn slot(&mut self, seq: u64) -> &mut Slot {
@@ -217,7 +226,7 @@ impl NackRegister {
         }
         let now_us = since_us(epoch, now);
         let cfg = self.config;
-        let rtt_us = micros(cfg.rtt);
+        let rtt_us = micros(self.repeat_interval());
         let max_age_us = micros(cfg.max_age);
         let max_behind = cfg.max_behind.min(MASK);
         let reorder_us = micros(cfg.max_reorder);
@@ -310,7 +319,7 @@ impl NackRegister {
         if self.slots.is_empty() {
             return None;
         }
-        let rtt_us = micros(self.config.rtt);
+        let rtt_us = micros(self.repeat_interval());
         let reorder_us = micros(self.config.max_reorder);
         let mut best: Option<u64> = None;
         let start = self.low.max(h.saturating_sub(MASK));
@@ -409,6 +418,32 @@ mod tests {
         // Arriving after being given up does not count as recovered.
         r.on_packet(t0 + ms(700), 3);
         assert_eq!(r.stats().recovered, 1);
+    }
+
+    #[test]
+    fn repeats_on_a_tiny_rtt_wait_out_the_senders_de_duplication() {
+        let t0 = Instant::now();
+        let mut r = immediate();
+        r.set_rtt(Duration::from_micros(800));
+        for s in [0u64, 1, 3] {
+            r.on_packet(t0, s);
+        }
+        assert_eq!(poll(&mut r, t0), vec![NackPair { pid: 2, blp: 0 }]);
+        assert_eq!(r.poll_timeout(), Some(t0 + MIN_NACK_REPEAT));
+        assert!(MIN_NACK_REPEAT > super::super::resend::MIN_INTERVAL);
+        assert_eq!(poll(&mut r, t0 + MIN_NACK_REPEAT - ms(1)), vec![]);
+        assert_eq!(
+            poll(&mut r, t0 + MIN_NACK_REPEAT),
+            vec![NackPair { pid: 2, blp: 0 }]
+        );
+        // Still bounded: five NACKs, then given up.
+        for i in 2..=5u32 {
+            let at = t0 + MIN_NACK_REPEAT * i;
+            assert_eq!(poll(&mut r, at).len(), usize::from(i < 5));
+        }
+        let st = r.stats();
+        assert_eq!((st.nacks_sent, st.given_up), (5, 1));
+        assert_eq!(r.poll_timeout(), None);
     }
 
     #[test]

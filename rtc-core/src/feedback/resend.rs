@@ -25,6 +25,16 @@ use std::time::{Duration, Instant};
 /// Shortest de-duplication and counting interval (used while the RTT is unknown).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
+/// Shortest spacing of repeated NACKs for one packet
+/// ([`NackRegister`](super::NackRegister) waits the round-trip time, but at least
+/// this long): [`MIN_INTERVAL`] plus a margin for jitter between the two requests.
+///
+/// A sender that resent a packet drops further requests for it within its
+/// de-duplication interval (the RTT, at least [`MIN_INTERVAL`]). On a path with a
+/// round trip of a millisecond, repeats spaced by the RTT alone all fall inside that
+/// interval: if the first retransmission is lost, the packet is never repaired.
+pub const MIN_NACK_REPEAT: Duration = Duration::from_millis(15);
+
 /// Longest interval, however large the RTT claims to be.
 pub const MAX_INTERVAL: Duration = Duration::from_millis(500);
 

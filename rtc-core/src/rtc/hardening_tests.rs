@@ -37,6 +37,9 @@ struct Pair {
     sent: [u64; 2],
     /// Resend requests each peer reported.
     resend_requests: [Vec<ResendRequest>; 2],
+    /// RTP datagrams from `a` the network loses: `(SSRC, sequence number)`, `None`
+    /// for the next one on that SSRC that is not padding. Each entry loses one.
+    lose: Vec<(u32, Option<u16>)>,
 }
 
 impl Pair {
@@ -80,6 +83,7 @@ impl Pair {
             timeouts: [now; 2],
             sent: [0; 2],
             resend_requests: [Vec::new(), Vec::new()],
+            lose: Vec::new(),
         };
         (pair, video)
     }
@@ -91,6 +95,9 @@ impl Pair {
                 match self.peers[i].poll_output().expect("poll_output") {
                     Output::Transmit(t) => {
                         self.sent[i] += 1;
+                        if i == 0 && loses(&mut self.lose, t.contents) {
+                            continue;
+                        }
                         if self.link_up {
                             self.in_flight.push((1 - i, t.source, t.contents.to_vec()));
                         }
@@ -116,7 +123,38 @@ impl Pair {
             }
         }
     }
+}
 
+/// Whether the network loses `datagram` from `a` (see [`Pair::lose`]), removing the
+/// entry that loses it. SRTP leaves the RTP header readable.
+fn loses(lose: &mut Vec<(u32, Option<u16>)>, datagram: &[u8]) -> bool {
+    let (Some(&b0), Some(&b1), Some(seq), Some(ssrc)) = (
+        datagram.first(),
+        datagram.get(1),
+        datagram.get(2..4),
+        datagram.get(8..12),
+    ) else {
+        return false;
+    };
+    // RTP version 2, not RTCP (packet types 192..=223), not padding.
+    if b0 >> 6 != 2 || (192..=223).contains(&b1) || b0 & 0x20 != 0 {
+        return false;
+    }
+    let seq = u16::from_be_bytes([seq[0], seq[1]]);
+    let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+    match lose
+        .iter()
+        .position(|&(s, q)| s == ssrc && q.is_none_or(|q| q == seq))
+    {
+        Some(at) => {
+            lose.remove(at);
+            true
+        }
+        None => false,
+    }
+}
+
+impl Pair {
     /// Delivers what is in flight (instantly), or else advances to the earliest
     /// deadline of the peers still alive, but not past `limit`.
     fn step(&mut self, limit: Instant) {
@@ -449,5 +487,71 @@ fn external_rtx_cache_answers_resend_requests() {
     assert!(
         (1..=16).contains(&asked),
         "{asked} packets requested by one storm"
+    );
+}
+
+#[test]
+fn a_lost_retransmission_is_repaired_by_a_repeated_nack_on_a_tiny_rtt_path() {
+    let (mut p, video) = Pair::new(true);
+    p.connect();
+    let ssrc = p.peers[0].tx_ssrc(video).expect("a's video ssrc");
+    let rtx_ssrc = p.peers[0].tx_rtx_ssrc(video).expect("a's RTX ssrc");
+    let pt = p.peers[1]
+        .media_info(video)
+        .and_then(|m| m.pt_for(&Codec::Vp8))
+        .expect("VP8 negotiated");
+    // `b` sends too, so that `a`'s receiver reports give it a round-trip time: the
+    // link delivers instantly, a round trip of (almost) nothing.
+    let payload = [0x10u8; 200];
+    for i in 0..150u64 {
+        let now = p.now;
+        p.peers[1]
+            .stream_tx(video)
+            .expect("b sends video")
+            .write_rtp(
+                pt,
+                i,
+                (i * 900) as u32,
+                now,
+                false,
+                &ExtensionValues::default(),
+                &payload,
+            )
+            .expect("write_rtp");
+        send_video_from(&mut p, video, i, 1, 200);
+        p.advance(Duration::from_millis(19));
+    }
+    let rtt = p.peers[1]
+        .session
+        .tx
+        .iter()
+        .find_map(|t| t.rtt)
+        .expect("b measured a round-trip time");
+    assert!(rtt < Duration::from_millis(2), "a tiny round trip: {rtt:?}");
+    // Packet 151 and its first retransmission are lost.
+    p.lose = vec![(ssrc, Some(151)), (rtx_ssrc, None)];
+    send_video_from(&mut p, video, 150, 3, 200);
+    let got_151 = |p: &Pair| {
+        p.events[1]
+            .iter()
+            .any(|e| *e == format!("RtpPacket {ssrc} 151"))
+    };
+    let repaired = p.run_until(Duration::from_secs(2), got_151);
+    assert!(p.lose.is_empty(), "both losses happened: {:?}", p.lose);
+    let asked = p.peers[1]
+        .session
+        .rx_streams
+        .iter()
+        .find(|st| st.ssrc == ssrc)
+        .map(|st| st.nack.stats());
+    let answered = p.peers[0]
+        .session
+        .tx
+        .iter()
+        .find(|t| t.ssrc == ssrc)
+        .map(|t| t.resend.stats());
+    assert!(
+        repaired,
+        "a repeated NACK brought a second retransmission: b {asked:?}, a {answered:?}"
     );
 }
