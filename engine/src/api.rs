@@ -587,13 +587,18 @@ pub struct ShardStats {
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
     /// Packets retransmitted to subscribers from the publishers' layer caches (answers
-    /// to NACKs when sessions keep no retransmission ring, `rtx_buffer_packets = 0`).
+    /// to NACKs when sessions keep no retransmission ring, `rtx_buffer_packets = 0`):
+    /// only those the subscriber's pacer queued.
     pub rtx_resent: u64,
     /// NACKed packets that could not be answered that way (no longer in the leg's NACK
     /// map or the layer's cache, already resent within the RTT, or the request or its
     /// answer dropped on a full cross-shard queue), counted on the shard that found out
     /// (the subscriber's, or the publisher's for a packet no longer cached).
     pub rtx_unanswered: u64,
+    /// Retransmissions from the layer caches that the subscriber's pacer refused
+    /// (the packet already resent within a round trip, the retransmission budget
+    /// spent, or its queue full): nothing went out for them.
+    pub rtx_refused: u64,
     /// The shard thread runs. `false`: it died (see [`EngineEvent::ShardDown`]); the
     /// other fields are zero, except its index, core, backend and addresses.
     pub alive: bool,

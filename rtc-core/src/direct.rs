@@ -10,6 +10,33 @@ use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
 use crate::sctp::{ChannelConfig, ChannelId};
 
+/// What became of a retransmission handed to [`DirectApi::write_rtx`].
+///
+/// Only [`RtxOutcome::Queued`] puts a packet on the wire (and is counted in
+/// [`MediaEgressStats::rtx_sent`](crate::stats::MediaEgressStats::rtx_sent));
+/// a refusal is counted in
+/// [`MediaEgressStats::rtx_refused`](crate::stats::MediaEgressStats::rtx_refused).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtxOutcome {
+    /// The pacer queued it (or it was sent at once, pacing being off).
+    Queued,
+    /// The pacer refused it: nothing goes out.
+    Refused(RtxRefusal),
+}
+
+/// Why the pacer refused a retransmission ([`RtxOutcome::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtxRefusal {
+    /// The same packet was retransmitted less than a round trip (plus the time
+    /// retransmissions wait in the pacer) ago: the request crossed it.
+    Duplicate,
+    /// The retransmission budget (a share of the pacing target rate) is spent.
+    OverBudget,
+    /// The pacer's queue for its class is full.
+    QueueFull,
+}
+
 /// Borrowed handle from [`Rtc::direct_api`].
 pub struct DirectApi<'a> {
     rtc: &'a mut Rtc,
@@ -256,12 +283,16 @@ impl<'a> DirectApi<'a> {
     /// the original sequence number prepended to the payload) when RTX is negotiated
     /// for its payload type, else unchanged on the media SSRC.
     ///
+    /// With pacing on, the pacer may refuse it (already resent within a round trip,
+    /// retransmission budget spent, queue full): the result says whether it was
+    /// queued, so that only retransmissions that go out are counted as such.
+    ///
     /// # Errors
     ///
     /// [`RtcError::InvalidState`] when not connected or `ssrc` is not one of our send
     /// streams; [`RtcError::Write`] when the packet does not parse or fit, or SRTP
     /// protection fails.
-    pub fn write_rtx(&mut self, ssrc: u32, packet: &[u8]) -> Result<(), RtcError> {
+    pub fn write_rtx(&mut self, ssrc: u32, packet: &[u8]) -> Result<RtxOutcome, RtcError> {
         self.rtc.write_rtx(ssrc, packet)
     }
 

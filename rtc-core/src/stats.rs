@@ -78,8 +78,12 @@ pub struct MediaEgressStats {
     pub bytes: u64,
     /// NACK packets received.
     pub nacks_received: u64,
-    /// RTX retransmissions sent.
+    /// Retransmissions sent: those the pacer queued (RTX, or on the media SSRC when
+    /// RTX is not negotiated).
     pub rtx_sent: u64,
+    /// Retransmissions the pacer refused (already resent within a round trip,
+    /// retransmission budget spent, queue full): nothing went out for them.
+    pub rtx_refused: u64,
     /// PLIs received.
     pub plis_received: u64,
     /// FIRs received.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use std::time::Duration;
 
+use crate::direct::RtxOutcome;
 use crate::feedback::{
     NackConfig, NackRegister, RateMeter, ReceiveRegister, ResendLimiter, RtxSendBuffer,
     SenderRegister,
@@ -132,13 +133,27 @@ pub(crate) struct TxStream {
     pub(crate) rtt: Option<Duration>,
     pub(crate) fraction_lost: u8,
     pub(crate) nacks_received: u64,
+    /// Retransmissions the pacer queued.
     pub(crate) rtx_sent: u64,
+    /// Retransmissions the pacer refused (duplicate, over budget, queue full).
+    pub(crate) rtx_refused: u64,
     pub(crate) plis_received: u64,
     pub(crate) firs_received: u64,
     pub(crate) rate: RateMeter,
 }
 
 impl TxStream {
+    /// Counts a retransmission handed to the pacer: sent when it was queued,
+    /// refused when the pacer turned it away; `None` (it failed before) counts as
+    /// neither.
+    pub(crate) fn count_rtx(&mut self, outcome: Option<RtxOutcome>) {
+        match outcome {
+            Some(RtxOutcome::Queued) => self.rtx_sent += 1,
+            Some(RtxOutcome::Refused(_)) => self.rtx_refused += 1,
+            None => {}
+        }
+    }
+
     pub(crate) fn new(mid: Mid, cname: &str, rtx_packets: usize, rtx_age: Duration) -> Self {
         let ssrc: u32 = rand::random();
         TxStream {
@@ -163,6 +178,7 @@ impl TxStream {
             fraction_lost: 0,
             nacks_received: 0,
             rtx_sent: 0,
+            rtx_refused: 0,
             plis_received: 0,
             firs_received: 0,
             rate: RateMeter::new(Duration::from_secs(1), 10),

@@ -139,6 +139,7 @@ fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
         keyframe_requests: 0,
         rtx_resent: 0,
         rtx_unanswered: 0,
+        rtx_refused: 0,
         alive: false,
         panics: 0,
         connect_timeouts: 0,

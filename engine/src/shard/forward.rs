@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crossbeam_channel::TrySendError;
+use rtc_core::direct::RtxOutcome;
 use rtc_core::event::KeyframeRequestKind;
 use rtc_core::media::MediaKind;
 use rtc_core::rtp::RtpPacket;
@@ -203,7 +204,8 @@ pub(super) struct RtxOut<'a> {
 /// On the subscriber's shard: rewrites `src` for the leg `ticket` names (the subscriber
 /// session in `slot`, its leg of route `key` on SSRC `ticket.ssrc`) as it went out the
 /// first time, and hands it to the subscriber's `Rtc` as a retransmission. Counts it in
-/// `resent` or `resend_missed`. Returns `false` when the subscriber's `Rtc` panicked
+/// `resent` (the subscriber's pacer queued it), `resend_refused` (its pacer refused
+/// it) or `resend_missed`. Returns `false` when the subscriber's `Rtc` panicked
 /// (it is doomed).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_resend(
@@ -260,9 +262,13 @@ pub(super) fn write_resend(
         api.advance_time(now);
         api.write_rtx(ticket.ssrc, bytes)
     }) {
-        Ok(Ok(())) => {
+        Ok(Ok(RtxOutcome::Queued)) => {
             out.c.resent += 1;
             touch(s, slot, out.touched);
+            true
+        }
+        Ok(Ok(RtxOutcome::Refused(_))) => {
+            out.c.resend_refused += 1;
             true
         }
         Ok(Err(_)) => {

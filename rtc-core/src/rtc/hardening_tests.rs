@@ -463,10 +463,11 @@ fn external_rtx_cache_answers_resend_requests() {
     for r in &requests {
         for seq in r.seqs() {
             let packet = cache.get(seq).expect("the application has it");
-            p.peers[0]
+            let outcome = p.peers[0]
                 .direct_api()
                 .write_rtx(r.ssrc, packet)
                 .expect("write_rtx");
+            assert_eq!(outcome, crate::direct::RtxOutcome::Queued);
         }
     }
     assert_eq!(rtx_sent(&p.peers[0]), 1);

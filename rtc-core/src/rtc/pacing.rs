@@ -28,6 +28,7 @@
 use std::time::{Duration, Instant};
 
 use super::{BUF_SIZE, Rtc, RtcError};
+use crate::direct::{RtxOutcome, RtxRefusal};
 use crate::feedback::RtxParams;
 use crate::media::MediaKind;
 use crate::pacer::{Pacer, PacerConfig, PacerStats, PacketClass};
@@ -288,7 +289,9 @@ impl Rtc {
 
     /// Queues the plaintext RTP packet `buf[..len]` in the pacer, or sends it now
     /// when pacing is off or has nothing to pace to. `class` overrides the class
-    /// found from the SSRC.
+    /// found from the SSRC. Returns whether the packet was queued: a retransmission
+    /// may be refused as a duplicate or over the budget, any packet when its class
+    /// queue is full (the pacer counts those as refused).
     pub(super) fn pace_rtp(
         &mut self,
         buf: Vec<u8>,
@@ -296,9 +299,11 @@ impl Rtc {
         mid: Option<crate::media::Mid>,
         store: bool,
         class: Option<PacketClass>,
-    ) -> Result<(), RtcError> {
+    ) -> Result<RtxOutcome, RtcError> {
         if !self.pacing.enabled || self.pacing_target().is_none() {
-            return self.send_rtp_now(buf, len, store);
+            return self
+                .send_rtp_now(buf, len, store)
+                .map(|()| RtxOutcome::Queued);
         }
         let class = match (class, buf.get(8..12)) {
             (Some(c), _) => c,
@@ -310,11 +315,16 @@ impl Rtc {
             // Only a retransmission that goes out is remembered: one refused for the
             // budget must not make the next request for the packet a "duplicate".
             let key = self.rtx_key(&buf[..len]);
-            if key.is_some_and(|k| self.recently_resent(k, now))
-                || !self.rtx_budget_allows(len, now)
-            {
+            let refusal = if key.is_some_and(|k| self.recently_resent(k, now)) {
+                Some(RtxRefusal::Duplicate)
+            } else if !self.rtx_budget_allows(len, now) {
+                Some(RtxRefusal::OverBudget)
+            } else {
+                None
+            };
+            if let Some(r) = refusal {
                 self.pool.put(buf);
-                return Ok(());
+                return Ok(RtxOutcome::Refused(r));
             }
             if let Some(k) = key {
                 self.note_resent(k, now);
@@ -332,8 +342,9 @@ impl Rtc {
             if let Some(q) = self.pacing.take(h as u64) {
                 self.pool.put(q.buf);
             }
+            return Ok(RtxOutcome::Refused(RtxRefusal::QueueFull));
         }
-        Ok(())
+        Ok(RtxOutcome::Queued)
     }
 
     /// The (RTX SSRC, original sequence number) of the RTX packet `rtx`.

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::{BUF_SIZE, PendingEvent, Rtc, RtcError, WriteError};
+use crate::direct::RtxOutcome;
 use crate::event::ResendRequest;
 use crate::event::{KeyframeRequestKind, MediaEgressStats, MediaIngressStats};
 use crate::feedback::{Admission, RtxParams, write_rtx};
@@ -326,8 +327,8 @@ impl Rtc {
             {
                 Some(n) => {
                     tx.rtx_seq = tx.rtx_seq.wrapping_add(1);
-                    tx.rtx_sent += 1;
-                    let _ = self.protect_and_queue(buf, n, Some(mid), false);
+                    let outcome = self.protect_and_queue(buf, n, Some(mid), false);
+                    self.session.tx[idx].count_rtx(outcome.ok());
                 }
                 None => self.pool.put(buf),
             }
@@ -367,8 +368,9 @@ impl Rtc {
     /// Retransmits `packet`, a plaintext RTP packet as it was first sent on our
     /// stream `ssrc`: as RTX (RFC 4588: RTX SSRC, payload type and sequence number,
     /// the original sequence number prepended to the payload) when RTX is negotiated
-    /// for its payload type, else as is on the media SSRC.
-    pub(crate) fn write_rtx(&mut self, ssrc: u32, packet: &[u8]) -> Result<(), RtcError> {
+    /// for its payload type, else as is on the media SSRC. Returns whether the pacer
+    /// queued it (see [`DirectApi::write_rtx`](crate::direct::DirectApi::write_rtx)).
+    pub(crate) fn write_rtx(&mut self, ssrc: u32, packet: &[u8]) -> Result<RtxOutcome, RtcError> {
         if !self.transport.connected {
             return Err(RtcError::InvalidState("not connected"));
         }
@@ -409,8 +411,9 @@ impl Rtc {
                 packet.len()
             }
         };
-        self.session.tx[idx].rtx_sent += 1;
-        self.protect_and_queue(buf, n, Some(mid), false)
+        let outcome = self.protect_and_queue(buf, n, Some(mid), false);
+        self.session.tx[idx].count_rtx(outcome.as_ref().ok().copied());
+        outcome
     }
 
     fn on_twcc(&mut self, now: Instant, fb: &TransportFeedback<'_>) {
@@ -461,6 +464,7 @@ impl Rtc {
                     bytes: tx.bytes,
                     nacks_received: tx.nacks_received,
                     rtx_sent: tx.rtx_sent,
+                    rtx_refused: tx.rtx_refused,
                     plis_received: tx.plis_received,
                     firs_received: tx.firs_received,
                     rtt: tx.rtt,

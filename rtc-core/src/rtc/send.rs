@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{BUF_SIZE, PendingEvent, PendingTransmit, Rtc, RtcError, WriteError};
+use crate::direct::RtxOutcome;
 use crate::event::{Event, KeyframeRequestKind, RtpPacketReceived};
 use crate::io::{Output, Transmit};
 use crate::media::Mid;
@@ -132,6 +133,7 @@ impl Rtc {
         buf[..packet.len()].copy_from_slice(packet);
         // Packets on one of our send streams' SSRCs are kept for NACK/RTX.
         self.protect_and_queue(buf, packet.len(), None, true)
+            .map(|_| ())
     }
 
     /// Protects the plaintext RTP packet in `buf[..len]` in place and queues it.
@@ -150,19 +152,20 @@ impl Rtc {
             self.pool.put(buf);
             return Ok(false);
         };
-        self.protect_and_queue(buf, n, None, true).map(|()| true)
+        self.protect_and_queue(buf, n, None, true).map(|_| true)
     }
 
     /// With `store`, the packet is also kept for RTX and counted in reports. The
     /// packet goes through the pacer (see `pacing`), which writes its transport-wide
-    /// sequence number, keeps and protects it as it leaves.
+    /// sequence number, keeps and protects it as it leaves. Returns whether the
+    /// pacer took it (see `pace_rtp`).
     pub(super) fn protect_and_queue(
         &mut self,
         buf: Vec<u8>,
         len: usize,
         mid: Option<Mid>,
         store: bool,
-    ) -> Result<(), RtcError> {
+    ) -> Result<RtxOutcome, RtcError> {
         if !self.transport.connected {
             self.pool.put(buf);
             return Err(RtcError::InvalidState("not connected"));
@@ -296,6 +299,7 @@ impl Rtc {
         tx.bytes += total as u64;
         tx.clock_rate = clock_rate;
         self.protect_and_queue(buf, total, Some(mid), true)
+            .map(|_| ())
     }
 
     /// Drains output: datagrams to send, events, and finally the next timeout.

@@ -30,6 +30,7 @@ fn finds_the_transport_cc_value_in_both_extension_forms() {
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::direct::{RtxOutcome, RtxRefusal};
 use crate::ice::Candidate;
 use crate::io::{Input, Output, Protocol, Receive};
 use crate::media::{MediaKind, Mid};
@@ -232,7 +233,7 @@ fn padding_only_probes_reach_the_receiver_as_nothing() {
 
 /// Asks `a` to retransmit its packet `seq` (as an SFU answering a NACK from a packet
 /// cache does: `DirectApi::write_rtx` with the packet as first sent).
-fn resend(a: &mut Rtc, mid: Mid, pt: u8, seq: u16, now: Instant) {
+fn resend(a: &mut Rtc, mid: Mid, pt: u8, seq: u16, now: Instant) -> RtxOutcome {
     let ssrc = a.tx_ssrc(mid).unwrap();
     let h = crate::rtp::RtpHeader {
         payload_type: pt,
@@ -247,7 +248,7 @@ fn resend(a: &mut Rtc, mid: Mid, pt: u8, seq: u16, now: Instant) {
     buf[n..n + 1100].fill(7);
     let mut api = a.direct_api();
     api.advance_time(now);
-    api.write_rtx(ssrc, &buf[..n + 1100]).unwrap();
+    api.write_rtx(ssrc, &buf[..n + 1100]).unwrap()
 }
 
 /// Lets `ms` milliseconds pass in 5 ms steps, delivering what `a` sends.
@@ -273,7 +274,7 @@ fn the_first_retransmission_of_a_session_goes_out() {
     write(&mut a, mid, pt, 3, now);
     run_for(&mut a, &mut b, &mut now, 50);
     // The retransmission budget starts full, not empty.
-    resend(&mut a, mid, pt, 1, now);
+    assert_eq!(resend(&mut a, mid, pt, 1, now), RtxOutcome::Queued);
     run_for(&mut a, &mut b, &mut now, 50);
     assert_eq!(rtx_sent(&a), 1);
 }
@@ -287,21 +288,27 @@ fn a_retransmission_refused_for_the_budget_is_not_taken_for_a_duplicate() {
     write(&mut a, mid, pt, 16, now);
     run_for(&mut a, &mut b, &mut now, 100);
     // One retransmission, then time for the budget to be full again.
-    resend(&mut a, mid, pt, 15, now);
+    assert_eq!(resend(&mut a, mid, pt, 15, now), RtxOutcome::Queued);
     run_for(&mut a, &mut b, &mut now, 600);
     let before = rtx_sent(&a);
     for seq in 0..15 {
-        resend(&mut a, mid, pt, seq, now);
+        assert_eq!(
+            resend(&mut a, mid, pt, seq, now) == RtxOutcome::Queued,
+            seq < 14
+        );
     }
     run_for(&mut a, &mut b, &mut now, 50);
     assert_eq!(rtx_sent(&a) - before, 14);
     // 50 ms later the budget holds another one (refilled at 31,250 B/s), and the
     // packet refused before was never sent: this is no duplicate within a round trip.
-    resend(&mut a, mid, pt, 14, now);
+    assert_eq!(resend(&mut a, mid, pt, 14, now), RtxOutcome::Queued);
     run_for(&mut a, &mut b, &mut now, 50);
     assert_eq!(rtx_sent(&a) - before, 15);
     // The one that did go out 50 ms ago is not sent again within the round trip.
-    resend(&mut a, mid, pt, 14, now);
+    assert_eq!(
+        resend(&mut a, mid, pt, 14, now),
+        RtxOutcome::Refused(RtxRefusal::Duplicate)
+    );
     run_for(&mut a, &mut b, &mut now, 50);
     assert_eq!(rtx_sent(&a) - before, 15);
 }
@@ -314,7 +321,7 @@ fn a_video_backlog_does_not_make_a_repeated_request_a_duplicate() {
     write(&mut a, mid, pt, 1, now);
     run_for(&mut a, &mut b, &mut now, 50);
     write(&mut a, mid, pt, 50, now);
-    resend(&mut a, mid, pt, 0, now);
+    assert_eq!(resend(&mut a, mid, pt, 0, now), RtxOutcome::Queued);
     run_for(&mut a, &mut b, &mut now, 20);
     assert_eq!(
         rtx_sent(&a),
@@ -325,7 +332,35 @@ fn a_video_backlog_does_not_make_a_repeated_request_a_duplicate() {
     // new request means the retransmission was lost, and it goes again.
     run_for(&mut a, &mut b, &mut now, 100);
     assert!(a.pacer_stats().sent[PacketClass::Video as usize] < 40);
-    resend(&mut a, mid, pt, 0, now);
+    assert_eq!(resend(&mut a, mid, pt, 0, now), RtxOutcome::Queued);
     run_for(&mut a, &mut b, &mut now, 20);
     assert_eq!(rtx_sent(&a), 2);
+}
+
+/// Retransmissions `a` counts as sent in its send-stream statistics
+/// (`MediaEgressStats::rtx_sent`).
+fn rtx_counted(a: &Rtc) -> u64 {
+    a.session.tx.iter().map(|t| t.rtx_sent).sum()
+}
+
+#[test]
+fn a_retransmission_refused_by_the_budget_is_reported_and_not_counted_as_sent() {
+    let (mut a, mut b, mid, pt, mut now) = connected_with(false);
+    // Budget: a quarter of 1 Mbit/s over 500 ms, 15,625 bytes: fourteen 1,114-byte
+    // retransmissions, not fifteen.
+    a.set_send_rate(1_000_000, 0);
+    write(&mut a, mid, pt, 15, now);
+    run_for(&mut a, &mut b, &mut now, 100);
+    for seq in 0..14 {
+        assert_eq!(resend(&mut a, mid, pt, seq, now), RtxOutcome::Queued);
+    }
+    assert_eq!(
+        resend(&mut a, mid, pt, 14, now),
+        RtxOutcome::Refused(RtxRefusal::OverBudget)
+    );
+    let refused: u64 = a.session.tx.iter().map(|t| t.rtx_refused).sum();
+    assert_eq!(refused, 1);
+    run_for(&mut a, &mut b, &mut now, 50);
+    assert_eq!(rtx_sent(&a), 14, "the pacer sent fourteen");
+    assert_eq!(rtx_counted(&a), 14, "the stream counts what went out");
 }
