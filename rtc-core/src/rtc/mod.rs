@@ -61,6 +61,13 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// Size of a pooled packet buffer: a full UDP datagram plus SRTP overhead room.
 const BUF_SIZE: usize = 2048;
 
+/// Transport-wide sequence numbers remembered by an `Rtc` without video sections: 2 s
+/// at 256 packets/s (audio sends 50); [`TwccSendRegister::DEFAULT_CAPACITY`] with video.
+const AUDIO_TWCC_PACKETS: usize = 512;
+
+/// Free buffers a pool keeps (64 KiB); steady media needs far fewer at a time.
+const POOL_KEEP: usize = 32;
+
 /// A queued datagram waiting to be polled out.
 struct PendingTransmit {
     proto: Protocol,
@@ -195,9 +202,17 @@ impl BufPool {
         b
     }
 
-    /// Returns a buffer for reuse.
+    /// Returns a buffer for reuse; beyond [`POOL_KEEP`] free buffers it is freed, so a
+    /// burst (a congested pacer queue, a stalled caller) does not stay allocated.
     fn put(&mut self, buf: Vec<u8>) {
-        self.free.push(buf);
+        if self.free.len() < POOL_KEEP {
+            self.free.push(buf);
+        }
+    }
+
+    /// Frees the buffers not in use (once the handshake is over: its bursts are past).
+    fn release_free(&mut self) {
+        self.free = Vec::new();
     }
 }
 
@@ -245,8 +260,9 @@ pub struct Rtc {
     pub(crate) transport: Transport,
     /// Streams, RTCP, feedback and bandwidth estimation.
     pub(crate) session: Session,
-    /// Data channels, once negotiated (SDP application section or direct API).
-    pub(crate) sctp: Option<SctpTransport>,
+    /// Data channels, once negotiated (SDP application section or direct API); boxed,
+    /// so a media-only `Rtc` does not carry the transport's inline state.
+    pub(crate) sctp: Option<Box<SctpTransport>>,
     /// The mid of the negotiated data-channel section.
     pub(crate) app_mid: Option<Mid>,
     /// Output queues.
@@ -329,7 +345,8 @@ impl Rtc {
                 next_report_at: now,
                 next_stats_at: now,
                 twcc_rx: TwccRecvRegister::new(0, 0),
-                twcc_tx: TwccSendRegister::default(),
+                // Sized for audio until a video section comes (`add_media_entry`).
+                twcc_tx: TwccSendRegister::new(AUDIO_TWCC_PACKETS),
                 bwe: Bwe::new(BweConfig::default()),
                 twcc_media_ssrc_set: false,
                 rx_ext_map: ExtensionMap::empty(),
@@ -479,6 +496,12 @@ impl Rtc {
     /// Registers a media section (SDP or direct API) and reports it; a known mid is
     /// updated in place (re-negotiation) without a new event.
     pub(crate) fn add_media_entry(&mut self, info: MediaInfo) {
+        if info.kind == MediaKind::Video {
+            // Video sends many more packets than audio: the full feedback window.
+            self.session
+                .twcc_tx
+                .grow_capacity(TwccSendRegister::DEFAULT_CAPACITY);
+        }
         if let Some(m) = self.session.media.iter_mut().find(|m| m.mid == info.mid) {
             let mut info = info;
             for s in &m.remote_ssrcs {
