@@ -200,16 +200,7 @@ fn trace_report() -> String {
             if std::env::var_os("SESSION_MEMORY_TRACE_RAW").is_some() {
                 eprintln!("{size}: {text}");
             }
-            let frames: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| {
-                    !l.starts_with("at ")
-                        && (l.contains("rtc_core::") || l.contains("engine::"))
-                        && !l.contains("session_memory")
-                })
-                .take(4)
-                .collect();
+            let frames = frames_outside_std(&text);
             let e = sites.entry(frames.join("\n    ")).or_default();
             e.0 += size;
             e.1 += 1;
@@ -223,6 +214,36 @@ fn trace_report() -> String {
         .map(|(site, (bytes, n))| format!("{bytes:>9} B in {n:>5} blocks:\n    {site}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The innermost frames of a rendered backtrace outside the standard library and this
+/// test, each as `function (file:line)` (frames come as a numbered function line
+/// followed by its `at file:line` line; inlined frames are listed too).
+fn frames_outside_std(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut name: Option<&str> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(at) = line.strip_prefix("at ") {
+            let Some(n) = name.take() else { continue };
+            if at.starts_with("/rustc/") || at.contains("session_memory.rs") {
+                continue;
+            }
+            let short = n.split('<').next().unwrap_or(n);
+            let file = at.rsplit_once("/src/").map_or(at, |(_, f)| f);
+            let krate = at
+                .rsplit_once("/src/")
+                .and_then(|(d, _)| d.rsplit('/').next())
+                .unwrap_or("");
+            out.push(format!("{short} ({krate}/{file})"));
+            if out.len() == 6 {
+                break;
+            }
+        } else {
+            // "N: function"
+            name = line.split_once(": ").map(|(_, f)| f);
+        }
+    }
+    out
 }
 
 /// Engine live heap bytes.
