@@ -62,8 +62,13 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const BUF_SIZE: usize = 2048;
 
 /// Transport-wide sequence numbers remembered by an `Rtc` without video sections: 2 s
-/// at 256 packets/s (audio sends 50); [`TwccSendRegister::DEFAULT_CAPACITY`] with video.
+/// at 256 packets/s (audio sends 50).
 const AUDIO_TWCC_PACKETS: usize = 512;
+
+/// Transport-wide sequence numbers remembered per video section (2 s at 512 packets/s,
+/// ~5 Mbit/s of 1200-byte packets), up to [`TwccSendRegister::DEFAULT_CAPACITY`]
+/// (2 s at 1000 packets/s) in all.
+const VIDEO_TWCC_PACKETS: usize = 1024;
 
 /// Free buffers a pool keeps (64 KiB); steady media needs far fewer at a time.
 const POOL_KEEP: usize = 32;
@@ -497,10 +502,18 @@ impl Rtc {
     /// updated in place (re-negotiation) without a new event.
     pub(crate) fn add_media_entry(&mut self, info: MediaInfo) {
         if info.kind == MediaKind::Video {
-            // Video sends many more packets than audio: the full feedback window.
-            self.session
-                .twcc_tx
-                .grow_capacity(TwccSendRegister::DEFAULT_CAPACITY);
+            // Video sends many more packets than audio: 2 s at 512 packets/s per video
+            // section, up to the register's default.
+            let video = self
+                .session
+                .media
+                .iter()
+                .filter(|m| m.kind == MediaKind::Video && m.mid != info.mid)
+                .count()
+                + 1;
+            self.session.twcc_tx.grow_capacity(
+                (VIDEO_TWCC_PACKETS * video).min(TwccSendRegister::DEFAULT_CAPACITY),
+            );
         }
         if let Some(m) = self.session.media.iter_mut().find(|m| m.mid == info.mid) {
             let mut info = info;
@@ -512,6 +525,8 @@ impl Rtc {
             *m = info;
         } else {
             let (mid, kind) = (info.mid, info.kind);
+            // Sections come one by one and are few: no doubling slack.
+            self.session.media.reserve_exact(1);
             self.session.media.push(info);
             self.outbox
                 .events

@@ -572,6 +572,9 @@ impl Rtc {
     }
 
     fn push_rx_stream(&mut self, st: RxStream) -> usize {
+        // One at a time: most peers send one or two streams, a doubling Vec would hold
+        // room for four 600-byte streams from the first.
+        self.session.rx_streams.reserve_exact(1);
         self.session.rx_streams.push(st);
         self.session.rx_streams.len() - 1
     }
