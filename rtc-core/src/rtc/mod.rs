@@ -11,6 +11,7 @@
 //! - `channel`: [`Channel`] and the SCTP pump;
 //! - this module: the `Rtc` struct, its construction, life cycle and accessors.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -69,9 +70,6 @@ const AUDIO_TWCC_PACKETS: usize = 512;
 /// ~5 Mbit/s of 1200-byte packets), up to [`TwccSendRegister::DEFAULT_CAPACITY`]
 /// (2 s at 1000 packets/s) in all.
 const VIDEO_TWCC_PACKETS: usize = 1024;
-
-/// Free buffers a pool keeps (64 KiB); steady media needs far fewer at a time.
-const POOL_KEEP: usize = 32;
 
 /// A queued datagram waiting to be polled out.
 struct PendingTransmit {
@@ -191,33 +189,49 @@ struct Outbox {
     rtp_in: VecDeque<PendingRtp>,
 }
 
-/// Reused packet buffers of `BUF_SIZE` bytes.
+thread_local! {
+    /// Free packet buffers shared by every `Rtc` driven on this thread (a server's
+    /// shard thread drives thousands): what one connection returns another takes, so
+    /// the buffers kept follow what the thread has in flight at once, not the sum of
+    /// every connection's worst burst. An `Rtc` moved to another thread simply uses
+    /// that thread's buffers (they are plain `Vec`s).
+    static FREE_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Free buffers a thread keeps (2 MiB); beyond that, returned buffers are freed.
+const THREAD_POOL_KEEP: usize = 1024;
+
+/// Packet buffers of `BUF_SIZE` bytes, reused through the thread's free list.
 struct BufPool {
-    free: Vec<Vec<u8>>,
     /// The buffer the last `poll_output` lent out; it returns on the next call.
     lent: Option<Vec<u8>>,
 }
 
 impl BufPool {
-    /// A buffer of `BUF_SIZE` bytes (allocates only when the pool is empty, i.e.
-    /// while warming up).
+    /// A buffer of `BUF_SIZE` bytes (allocates only when the thread's free list is
+    /// empty, i.e. while warming up).
     fn take(&mut self) -> Vec<u8> {
-        let mut b = self.free.pop().unwrap_or_default();
+        // `try_with`/`try_borrow_mut`: during thread teardown, or if ever re-entered,
+        // fall back to a new buffer.
+        let mut b = FREE_BUFS
+            .try_with(|f| f.try_borrow_mut().ok().and_then(|mut f| f.pop()))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         b.resize(BUF_SIZE, 0);
         b
     }
 
-    /// Returns a buffer for reuse; beyond [`POOL_KEEP`] free buffers it is freed, so a
-    /// burst (a congested pacer queue, a stalled caller) does not stay allocated.
+    /// Returns a buffer for reuse by any `Rtc` on this thread (freed beyond
+    /// [`THREAD_POOL_KEEP`]).
     fn put(&mut self, buf: Vec<u8>) {
-        if self.free.len() < POOL_KEEP {
-            self.free.push(buf);
-        }
-    }
-
-    /// Frees the buffers not in use (once the handshake is over: its bursts are past).
-    fn release_free(&mut self) {
-        self.free = Vec::new();
+        let _ = FREE_BUFS.try_with(|f| {
+            if let Ok(mut f) = f.try_borrow_mut()
+                && f.len() < THREAD_POOL_KEEP
+            {
+                f.push(buf);
+            }
+        });
     }
 }
 
@@ -363,10 +377,7 @@ impl Rtc {
                 events: VecDeque::new(),
                 rtp_in: VecDeque::new(),
             },
-            pool: BufPool {
-                free: Vec::new(),
-                lent: None,
-            },
+            pool: BufPool { lent: None },
             pacing: pacing::Pacing::new(pacing_on, pacer_config),
             // SDP o= session ids are 63-bit positive numbers (RFC 8866 §5.2).
             session_id: rand::random::<u64>() >> 1,

@@ -734,9 +734,7 @@ impl Rtc {
                             }
                             self.session.twcc_rx = TwccRecvRegister::new(self.session.rtcp_ssrc, 0);
                             self.session.twcc_media_ssrc_set = false;
-                            // The handshake's flights grew the buffer pool and the DTLS
-                            // scratch; media regrows the pool to what it needs.
-                            self.pool.release_free();
+                            // The handshake's records went through the DTLS scratch.
                             self.transport.dtls.release_handshake_buffers();
                             self.outbox.events.push_back(PendingEvent::Connected);
                         }
