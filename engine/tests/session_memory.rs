@@ -23,9 +23,11 @@
 //! (what per-leg retransmission rings cost: ≈ 1 MiB per video subscriber before the
 //! shared layer caches), because shard-wide pools land in whichever phase grows them:
 //! the I/O backend's send-buffer chunks (2 KiB each, as many as the bytes queued in one
-//! loop iteration need) and the doubling session table (a pointer per slot since
-//! sessions are boxed) move a phase's figure from run to run. Read the figures with the
-//! trace below.
+//! loop iteration need), the shard thread's free list of `Rtc` packet buffers (2 KiB
+//! each, as many as its sessions had in flight at once) and the doubling session table
+//! (a pointer per slot since sessions are boxed) move a phase's figure from run to run
+//! (by a few KiB per session; run it three times and take the median). Read the figures
+//! with the trace below.
 //!
 //! Where the bytes are: `SESSION_MEMORY_TRACE=video` (or `apub`, `asub`) `cargo test -p
 //! engine --release --test session_memory -- --ignored --nocapture` also records a backtrace for every
