@@ -6,7 +6,8 @@
 //! ([`scenario`]). Figures come from the engine's control socket (`engine.stats`
 //! deltas) and `/proc` ([`procfs`]); [`report`] renders the table, JSON and SVG.
 //! [`saturate`] raises the offered load until the engine stops keeping up (the
-//! headline packets/s per core). [`churn`] is the churn soak: sessions joining and leaving for minutes, then every
+//! headline packets/s per core). [`relay`] splits a fan-out over two engines joined by
+//! a relay and prices the relay hop against one engine. [`churn`] is the churn soak: sessions joining and leaving for minutes, then every
 //! per-shard table and the RSS back at their baseline.
 
 pub mod child;
@@ -14,6 +15,7 @@ pub mod churn;
 pub mod floor;
 pub mod pair;
 pub mod procfs;
+pub mod relay;
 pub mod report;
 pub mod saturate;
 pub mod scenario;

@@ -74,6 +74,9 @@ pub struct Results {
     /// The saturation scenario's report, when it ran.
     #[serde(default)]
     pub saturation: Option<crate::saturate::SaturationReport>,
+    /// The relay (cascading) scenario's report, when it ran.
+    #[serde(default)]
+    pub relay: Option<crate::relay::RelayReport>,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {

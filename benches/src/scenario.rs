@@ -95,7 +95,7 @@ impl Workload {
         }
     }
 
-    fn loadgen_args(&self, o: &Options) -> Vec<String> {
+    pub(crate) fn loadgen_args(&self, o: &Options) -> Vec<String> {
         let (rooms, subs, audio, video, ramp, secs) = match self {
             Workload::Fanout { subscribers } => (1, *subscribers, false, true, 0.0, o.secs),
             Workload::Rooms { rooms, size } => (
@@ -165,11 +165,11 @@ pub fn secs(v: f64) -> Duration {
     Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1))
 }
 
-fn cpu_of(pid: u32) -> Duration {
+pub(crate) fn cpu_of(pid: u32) -> Duration {
     procfs::cpu_time(pid).unwrap_or_default()
 }
 
-fn pct(cpu: Duration, wall: f64) -> f64 {
+pub(crate) fn pct(cpu: Duration, wall: f64) -> f64 {
     if wall > 0.0 {
         cpu.as_secs_f64() / wall * 100.0
     } else {
@@ -272,7 +272,7 @@ struct Sample {
     forward_ns: LatencyBuckets,
 }
 
-fn forwarded(s: &EngineStats) -> u64 {
+pub(crate) fn forwarded(s: &EngineStats) -> u64 {
     // `forward_us` records one value per forwarded packet, so its count is the engine's
     // `rtp_forwarded` counter.
     s.shards
@@ -305,7 +305,7 @@ fn sample(c: &mut ControlClient, engine: u32, loadgen: u32) -> Result<Sample, Be
     })
 }
 
-fn merged_forward_ns(s: &EngineStats) -> LatencyBuckets {
+pub(crate) fn merged_forward_ns(s: &EngineStats) -> LatencyBuckets {
     let mut all = LatencyBuckets::default();
     for sh in &s.shards {
         // Every shard uses the same layout; a mismatch (an engine of another version)
@@ -316,7 +316,7 @@ fn merged_forward_ns(s: &EngineStats) -> LatencyBuckets {
 }
 
 /// p50/p99/p99.9 of `b`, microseconds (`None` when empty).
-fn latency_us(b: &LatencyBuckets) -> Option<LatencyMs> {
+pub(crate) fn latency_us(b: &LatencyBuckets) -> Option<LatencyMs> {
     let us = |q: f64| b.quantile(q).map_or(0.0, |ns| ns as f64 / 1000.0);
     (b.count() > 0).then(|| LatencyMs {
         count: b.count(),

@@ -128,3 +128,64 @@ fn quick_saturation_produces_a_report() {
     assert!(sat.steps[0].row.fwd_pps > 0.0, "{sat:#?}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The relay scenario, tiny (1 -> 4 on the baseline engine, then 2 on A and 2 on B
+/// through the relay): media crossed the relay and the engines' counters agree with each
+/// other. No figure is judged (a debug build on a shared machine).
+#[test]
+fn quick_relay_run_moves_media_across_the_relay_with_consistent_counters() {
+    let (exe, out) = bench_and_out("relay");
+    let json = out.join("relay.json");
+    let run = Command::new(&exe)
+        .args([
+            "--quick",
+            "relay",
+            "--relay-subscribers",
+            "4",
+            "--relay-on-b",
+            "2",
+        ])
+        .args(["--secs", "2.1", "--loadgen-threads", "1"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("relay: 1 -> 4 (2 on A"), "{stdout}");
+    assert!(stdout.contains("relay hop cost"), "{stdout}");
+    let r: Results = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rel = r.relay.expect("relay report");
+    // The baseline ran and forwarded.
+    assert!(rel.single.fwd_pps > 0.0, "{rel:#?}");
+    // Every peer of the relay run connected: the publisher and 4 subscribers.
+    assert_eq!(rel.relay.sessions, 5, "{rel:#?}");
+    assert!((0.0..=1.0).contains(&rel.relay.loss), "{rel:#?}");
+    // RTP crossed the relay, and A's relay end sent at least as many datagrams as B's
+    // end received RTP packets (the rest: keepalives, RTCP).
+    assert!(rel.total_relayed > 0, "{rel:#?}");
+    assert!(
+        rel.total_relay_datagrams_out >= rel.total_relayed,
+        "{rel:#?}"
+    );
+    // A forwarded to its local subscribers and to the relay's leg: at least every packet
+    // that crossed.
+    assert!(rel.total_a_forwarded >= rel.total_relayed, "{rel:#?}");
+    // B forwarded relayed media to its 2 subscribers: some, and at most 2 copies of each
+    // packet that crossed (plus repairs of the NACKed ones: at most 17 per NACK).
+    assert!(rel.total_b_forwarded > 0, "{rel:#?}");
+    assert!(
+        rel.total_b_forwarded <= 2 * (rel.total_relayed + 17 * rel.relay_nacks),
+        "{rel:#?}"
+    );
+    // The subscribers on B verified media that came through the relay.
+    assert!(
+        rel.relayed_latency_ms.is_some_and(|l| l.count > 0),
+        "{rel:#?}"
+    );
+    // The window saw both engines: A with the publisher, 2 subscribers and the relay's
+    // end, B with 2 subscribers and the relay's end.
+    assert_eq!((rel.a.sessions, rel.b.sessions), (4, 3), "{rel:#?}");
+    let _ = std::fs::remove_dir_all(&out);
+}

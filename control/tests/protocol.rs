@@ -144,6 +144,13 @@ fn all_requests() -> Vec<Request> {
                     codec: "VP8".into(),
                     clock_rate: 90000,
                 }],
+                layers: (0..3u8)
+                    .map(|l| RelayLayer {
+                        layer: l,
+                        ssrc: 5 + 2 * u32::from(l),
+                        rtx_ssrc: 6 + 2 * u32::from(l),
+                    })
+                    .collect(),
             },
         }),
         Request::RelayClose(RelayRef {
@@ -618,6 +625,8 @@ fn all_responses() -> Vec<(OpKind, Response)> {
                     codec: "VP8".into(),
                     clock_rate: 90000,
                 }],
+                // A single-stream track: no layers (the field is left out).
+                layers: Vec::new(),
             }),
         ),
         (OpKind::RelayUnpublish, Response::Done),

@@ -50,6 +50,6 @@ pub use api::{
 pub use config::EngineConfig;
 pub use engine::{
     Engine, EngineEvents, EngineHandle, PlainEgress, PlainIngest, PlainParams, PlainTrack,
-    RelayAnswer, RelayInvite, RelayParams, RelayStats, RelayTrack,
+    RelayAnswer, RelayInvite, RelayLayer, RelayParams, RelayStats, RelayTrack,
 };
 pub use sfu::allocator::Preference;

@@ -438,3 +438,193 @@ fn simulcast_with_extensions_twcc_and_cache_nacks_does_not_allocate() {
     );
     engine.shutdown();
 }
+
+/// A 3-layer simulcast publisher on engine A relayed to engine B (both in this process,
+/// every shard thread counted): on A the relay's three legs, each pinned to a layer,
+/// answer NACKs of B (the path loses 5 % of A's packets) from the layer caches; on B
+/// the relayed track's layers go to two subscribers on different layers.
+#[test]
+fn relayed_simulcast_does_not_allocate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use engine::{EngineEvent, Preference, RelayParams};
+    use test_support::relay::{Link, Relay};
+
+    let start = |ip: [u8; 4]| {
+        let mut cfg = engine_config(BackendPreference::Auto, 1);
+        cfg.bind_v4 = Some(std::net::IpAddr::from(ip));
+        cfg.on_thread_start = Some(Arc::new(|_| IN_SHARD.with(|f| f.set(true))));
+        // NACKs answered from the layer caches (no per-leg RTX ring to warm up).
+        cfg.rtx_buffer_packets = 0;
+        Engine::start(cfg).unwrap()
+    };
+    let (a, b) = (start([127, 0, 0, 2]), start([127, 0, 0, 3]));
+    let mut invite = b.relay_listen(RelayParams::default()).unwrap();
+    let path = Relay::start(invite.addr, 29).unwrap();
+    invite.addr = path.front();
+    let answer = a.relay_connect(&invite, RelayParams::default()).unwrap();
+    b.relay_accept(invite.relay, &answer).unwrap();
+    let (ra, rb) = (answer.relay, invite.relay);
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        &a,
+        Placement::Auto,
+        &[(MediaKind::Video, Direction::SendOnly)],
+        false,
+    )];
+    for name in ["low", "high"] {
+        clients.push(Client::connect_sdp(
+            name,
+            &b,
+            Placement::Auto,
+            &[(MediaKind::Video, Direction::RecvOnly)],
+            false,
+        ));
+    }
+    let ids: Vec<_> = clients.iter().map(|c| c.id()).collect();
+    wait_engine_connected(&a, &mut clients[..1], &ids[..1]);
+    wait_engine_connected(&b, &mut clients[1..], &ids[1..]);
+    let mut up = (false, false);
+    let ok = drive(&mut clients, Duration::from_secs(20), |_| {
+        while let Ok(ev) = a.events().try_recv() {
+            up.0 |= ev == EngineEvent::SessionConnected(ra);
+        }
+        while let Ok(ev) = b.events().try_recv() {
+            up.1 |= ev == EngineEvent::SessionConnected(rb);
+        }
+        up == (true, true)
+    });
+    assert!(ok, "relay not connected: {up:?}");
+    let (room_a, room_b) = (a.create_room("a").unwrap(), b.create_room("b").unwrap());
+    a.publish(room_a, ids[0]).unwrap();
+    let track = a.relay_publish(ra, ids[0], clients[0].mids[0]).unwrap();
+    assert_eq!(track.layers.len(), 3);
+    b.relay_attach(rb, &track).unwrap();
+    b.publish(room_b, rb).unwrap();
+    for (i, sub) in ids[1..].iter().enumerate() {
+        let legs = b.subscribe(room_b, *sub, rb).unwrap();
+        assert!(b.set_estimate_override(*sub, Some(20_000_000)).unwrap());
+        if i == 0 {
+            let base = Preference {
+                max_spatial: 0,
+                ..Preference::default()
+            };
+            assert!(
+                b.set_preference(*sub, legs[0].subscriber_mid, base)
+                    .unwrap()
+            );
+        }
+    }
+
+    // One 400-byte packet per frame and layer, 30 frames/s, keyframes when asked for.
+    let mut frame = 0u32;
+    let mut kf_seen = 0;
+    let mut key_due = [true; 3];
+    let mut next = std::time::Instant::now();
+    let mut payload = vec![0u8; 400];
+    let mut run = |clients: &mut [Client], dur: Duration| {
+        let end = std::time::Instant::now() + dur;
+        loop {
+            let now = std::time::Instant::now();
+            if now > end {
+                break;
+            }
+            let c = &mut clients[0];
+            for (_, ssrc) in &c.keyframe_requests[kf_seen..] {
+                if let Some(l) = LAYER_SSRC.iter().position(|s| s == ssrc) {
+                    key_due[l] = true;
+                }
+            }
+            kf_seen = c.keyframe_requests.len();
+            while now >= next {
+                next += Duration::from_millis(33);
+                for l in 0..3usize {
+                    let key = std::mem::take(&mut key_due[l]);
+                    let pid = (frame & 0x7fff) as u16;
+                    payload[..5].copy_from_slice(&[
+                        0x90,
+                        0x80,
+                        0x80 | (pid >> 8) as u8,
+                        pid as u8,
+                        if key { 0x00 } else { 0x01 },
+                    ]);
+                    payload[5..].fill(l as u8);
+                    c.write_rtp(
+                        VIDEO_PT,
+                        (frame as u16).wrapping_add(10_000 * l as u16),
+                        3000 * frame + 1_000_000 * l as u32,
+                        LAYER_SSRC[l],
+                        true,
+                        &payload,
+                    );
+                }
+                frame += 1;
+            }
+            c.drain(now);
+            let mut busy = false;
+            for c in clients.iter_mut() {
+                busy |= c.step(now);
+            }
+            if !busy {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        }
+    };
+    // Warm-up: layers appear on both engines, allocations settle, then losses on the
+    // relay and their repairs; then a backlog (see the tests above).
+    run(&mut clients, Duration::from_millis(3000));
+    path.set_uplink(Link::lossy(0.05));
+    run(&mut clients, Duration::from_millis(2000));
+    std::thread::sleep(Duration::from_millis(1500));
+    run(&mut clients, Duration::from_millis(2000));
+    for c in &mut clients {
+        c.block_stun = true;
+    }
+    run(&mut clients, Duration::from_millis(300));
+    let layers = |sub| b.leg_layers(sub).unwrap()[0].current;
+    assert_eq!((layers(ids[1]), layers(ids[2])), (Some(0), Some(2)));
+
+    let resent_of = |e: &engine::EngineHandle| -> u64 {
+        e.stats().unwrap().shards.iter().map(|s| s.rtx_resent).sum()
+    };
+    let (before, resent_before) = (b.stats().unwrap().rtp_forwarded(), resent_of(&a));
+    if let Ok(mut t) = TRACES.lock() {
+        t.clear();
+    }
+    let a0 = SHARD_ALLOCS.load(Ordering::Relaxed);
+    MEASURING.store(true, Ordering::Relaxed);
+    // 2.5 s: ≈ 225 packets cross the relay, ≈ 11 of them lost and resent.
+    run(&mut clients, Duration::from_millis(2500));
+    let a1 = SHARD_ALLOCS.load(Ordering::Relaxed);
+    MEASURING.store(false, Ordering::Relaxed);
+    let forwarded = b.stats().unwrap().rtp_forwarded() - before;
+    let resent = resent_of(&a) - resent_before;
+    assert!(forwarded >= 100, "B forwarded only {forwarded}");
+    assert!(resent > 0, "A answered no NACK while measuring");
+    eprintln!(
+        "B forwarded {forwarded}; A resent {resent} from its layer caches; {} shard \
+         allocations",
+        a1 - a0
+    );
+    // The one allocating thing left is no media: the connecting end's ICE consent
+    // check on the relay (every few seconds; rtc-core's `IceAgent::send_check` takes a
+    // fresh buffer), which the other tests keep out by blocking their clients' STUN — a
+    // relay between engines has no client to block. Every allocation is traced (at
+    // most `MAX_TRACES` of them) and must be such a check.
+    let media = TRACES.lock().map_or(usize::MAX, |t| {
+        t.iter()
+            .filter(|(_, bt)| {
+                let bt = bt.to_string();
+                !(bt.contains("rtc_core::ice::agent") && bt.contains("send_check"))
+            })
+            .count()
+    });
+    assert!(
+        a1 - a0 <= MAX_TRACES as u64 && media == 0,
+        "shard allocations across {forwarded} forwarded packets ({resent} resent over the \
+         relay): {} ({media} traced outside ICE consent checks); the first ones:\n{}",
+        a1 - a0,
+        traces()
+    );
+    a.shutdown();
+    b.shutdown();
+}

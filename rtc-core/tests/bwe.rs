@@ -77,6 +77,8 @@ struct Sender {
     next_media: Instant,
     seq: u64,
     payload: Vec<u8>,
+    /// Media at this fixed rate instead of the estimate (an SFU forwarding a layer).
+    fixed: Option<u64>,
 }
 
 impl Sender {
@@ -88,6 +90,7 @@ impl Sender {
             next_media: now,
             seq: 0,
             payload: vec![0x11; MEDIA_PAYLOAD],
+            fixed: None,
         }
     }
 
@@ -96,7 +99,7 @@ impl Sender {
     fn step(&mut self, p: &mut LinkedPair) -> Option<Instant> {
         p.touch_a();
         let now = p.now;
-        if let Some(e) = p.estimate() {
+        if let Some(e) = self.fixed.or(p.estimate()) {
             self.target = e;
         }
         let gap = Duration::from_nanos(MEDIA_PAYLOAD as u64 * 8 * 1_000_000_000 / self.target);
@@ -322,4 +325,66 @@ fn retransmissions_are_paced_with_their_own_transport_sequence_numbers() {
     by_seq.sort_unstable_by_key(|r| r.0);
     let inversions = by_seq.windows(2).filter(|w| w[0].1 > w[1].1).count();
     assert!(inversions > 0, "no retransmission carried a fresh number");
+}
+
+#[test]
+fn converges_to_a_2_mbit_link_when_the_sender_runs_only_every_10_ms() {
+    // A loaded machine: the sender's thread gets the CPU every 10 ms and then sends
+    // at one instant what the pacer let fall due meanwhile, probes included. The
+    // probes must still be measured.
+    // Nothing held for retransmission: probes are padding-only packets (at most 255
+    // bytes of padding each), several of which fit in one release.
+    let (mut pair, video, pt) = connected(Link::new(2_000_000, QUEUE, PROP, 0.0, 5), false);
+    pair.a_tick = Some(ms(10));
+    let t0 = pair.elapsed();
+    let mut s = Sender::new(video, pt, pair.now);
+    let end = t0 + Duration::from_secs(20);
+    run(&mut pair, &mut s, end);
+    let at = first_in(&pair, t0, end, &(1_700_000..=2_300_000));
+    eprintln!(
+        "reached 2 Mbit/s ± 15 % after {:?}; trace (kbit/s per 100 ms): {}",
+        at.map(|a| a - t0),
+        trace(&pair, t0, end)
+    );
+    let at = at.expect("never reached 2 Mbit/s ± 15 %");
+    assert!(
+        at - t0 < Duration::from_secs(10),
+        "reached after {:?}",
+        at - t0
+    );
+    let from = t0 + Duration::from_secs((at - t0).as_secs() + 1);
+    assert_converged(&pair, from, end, 2_000_000, "2 Mbit/s, late sender");
+}
+
+#[test]
+fn a_probe_requested_a_little_above_the_estimate_is_measured() {
+    // An SFU's sender: media at a fixed 400 kbit/s (the layer it forwards), far
+    // below the 3 Mbit/s link, so the estimate stays near what media shows. The
+    // application asks for a probe 20 % above the estimate (the next layer's need),
+    // which is below the rate that makes a burst of media look like a probe: the
+    // probe itself must be measured and lift the estimate to its goal.
+    // The link carries 500 kbit/s at first (the start-up probes find that), then
+    // 3 Mbit/s: nothing but a probe shows it.
+    let (mut pair, video, pt) = connected(Link::new(500_000, QUEUE, PROP, 0.0, 6), true);
+    let t0 = pair.elapsed();
+    let mut s = Sender::new(video, pt, pair.now);
+    s.fixed = Some(400_000);
+    let mut app = |p: &mut LinkedPair| s.step(p);
+    pair.run_until(pair.start + t0 + Duration::from_secs(10), &mut app);
+    pair.ab.set_capacity(3_000_000);
+    pair.run_until(pair.start + t0 + Duration::from_secs(15), &mut app);
+    let before = pair.estimate().expect("an estimate");
+    let goal = before * 6 / 5;
+    pair.a.request_probe(goal);
+    let asked = pair.elapsed();
+    pair.run_until(pair.start + asked + Duration::from_secs(1), &mut app);
+    let after = pair.estimate().expect("an estimate");
+    eprintln!(
+        "estimate {before} before the probe to {goal}, {after} 1 s later; trace: {}",
+        trace(&pair, t0, pair.elapsed())
+    );
+    assert!(
+        after >= before + (goal - before) * 3 / 4,
+        "the probe to {goal} left the estimate at {after} (was {before})"
+    );
 }

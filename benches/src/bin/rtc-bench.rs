@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use benches::churn::{ChurnOptions, run_churn};
 use benches::floor::{self, LoadConfig};
+use benches::relay::{RelayOptions, run_relay};
 use benches::report::{self, Results, Row};
 use benches::saturate::{SaturateOptions, run_saturation};
 use benches::scenario::{self, Options, Workload};
@@ -36,6 +37,9 @@ enum Scenario {
     /// Offered load raised until loss > 0.1 % or engine p99 > 5 ms: packets/s per core
     /// at saturation beside the floor, engine-side latency at 50 % and 90 % of it.
     Saturate,
+    /// 1 → --relay-subscribers split over two engines joined by a relay, against the
+    /// same fan-out on one engine: per-engine CPU per packet and the relay hop's cost.
+    Relay,
 }
 
 #[derive(Debug, Parser)]
@@ -125,6 +129,19 @@ struct Cli {
     /// Saturation: engine-side p99 limit of a step, µs (0: loss alone decides).
     #[arg(long, default_value_t = benches::saturate::MAX_P99_US)]
     sat_max_p99_us: f64,
+    /// Relay: subscribers of the one publisher over both engines (default 100; --quick 6).
+    #[arg(long)]
+    relay_subscribers: Option<usize>,
+    /// Relay: of them, on engine B through the relay (default: half).
+    #[arg(long)]
+    relay_on_b: Option<usize>,
+    /// Relay: shards of each engine and of the one-engine baseline.
+    #[arg(long, default_value_t = 1)]
+    relay_shards: usize,
+    /// Relay: rounds of (one engine, two engines) runs; the report gives the medians
+    /// (default 3; --quick 1).
+    #[arg(long)]
+    relay_rounds: Option<usize>,
     /// Directory of rtc-engine and rtc-loadgen (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -491,6 +508,26 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut relay = None;
+    if on(Scenario::Relay) {
+        let subscribers = cli
+            .relay_subscribers
+            .unwrap_or(if q { 6 } else { 100 })
+            .max(1);
+        let ro = RelayOptions {
+            subscribers,
+            on_b: cli.relay_on_b.unwrap_or(subscribers / 2).min(subscribers),
+            shards: cli.relay_shards.max(1),
+            rounds: cli.relay_rounds.unwrap_or(if q { 1 } else { 3 }).max(1),
+        };
+        match run_relay(&o, &ro, &mut |m| eprintln!("rtc-bench: relay: {m} ...")) {
+            Ok(r) => relay = Some(r),
+            Err(e) => {
+                eprintln!("rtc-bench: relay: {e}");
+                failed = true;
+            }
+        }
+    }
     report::compute_ratios(&mut rows);
     let (cpus, cpu_model, kernel) = machine();
     let results = Results {
@@ -500,6 +537,7 @@ fn main() -> ExitCode {
         kernel,
         rows,
         saturation,
+        relay,
     };
     println!(
         "rtc-bench: {} CPU(s), {}, kernel {}",
@@ -511,6 +549,9 @@ fn main() -> ExitCode {
     if let Some(sat) = &results.saturation {
         print!("{}", sat.table());
     }
+    if let Some(r) = &results.relay {
+        print!("{}", r.table());
+    }
     let write = |p: &PathBuf, s: String| {
         if let Err(e) = std::fs::write(p, s) {
             eprintln!("rtc-bench: write {}: {e}", p.display());
@@ -519,7 +560,8 @@ fn main() -> ExitCode {
             true
         }
     };
-    let mut ok = !failed && (!results.rows.is_empty() || results.saturation.is_some());
+    let mut ok = !failed
+        && (!results.rows.is_empty() || results.saturation.is_some() || results.relay.is_some());
     if let Some(p) = &cli.json {
         match serde_json::to_string_pretty(&results) {
             Ok(s) => ok &= write(p, s),
@@ -536,6 +578,9 @@ fn main() -> ExitCode {
         let mut md = report::markdown(&results.rows);
         if let Some(sat) = &results.saturation {
             md.push_str(&format!("\n```text\n{}```\n", sat.table()));
+        }
+        if let Some(r) = &results.relay {
+            md.push_str(&format!("\n```text\n{}```\n", r.table()));
         }
         ok &= write(p, md);
     }

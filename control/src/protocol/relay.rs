@@ -123,6 +123,23 @@ pub struct RelayTrack {
     pub rtx: Vec<(u8, u8)>,
     /// The publisher's payload types.
     pub payloads: Vec<RelayPayload>,
+    /// A simulcast video track: one stream per publisher layer (layer 0's SSRCs are
+    /// also `ssrc` and `rtx_ssrc`); the receiving engine makes them the layers of one
+    /// published track. Absent or empty: one stream, `ssrc`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<RelayLayer>,
+}
+
+/// One layer of a relayed simulcast track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayLayer {
+    /// The publisher's layer index (0 = lowest, at most 2).
+    pub layer: u8,
+    /// The SSRC the layer's stream arrives with.
+    pub ssrc: u32,
+    /// The SSRC of its retransmissions (RTX).
+    pub rtx_ssrc: u32,
 }
 
 /// `relay.attach`: take a track the other engine relays; it becomes a published track

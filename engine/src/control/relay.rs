@@ -13,7 +13,7 @@ use rtc_core::sdp::Direction;
 use super::wire::{map_err, parse_mid, track_id};
 use super::{EngineControl, Sess};
 use crate::api::{MediaDesc, RelayDownReason, SessionId};
-use crate::engine::{RelayAnswer, RelayInvite, RelayParams, RelayTrack};
+use crate::engine::{RelayAnswer, RelayInvite, RelayLayer, RelayParams, RelayTrack};
 use crate::forward::PayloadDesc;
 
 fn params(keepalive_ms: Option<u64>, timeout_ms: Option<u64>) -> Result<RelayParams, ControlError> {
@@ -170,6 +170,15 @@ impl EngineControl {
                     clock_rate: p.clock_rate,
                 })
                 .collect(),
+            layers: t
+                .layers
+                .iter()
+                .map(|l| control::RelayLayer {
+                    layer: l.layer,
+                    ssrc: l.ssrc,
+                    rtx_ssrc: l.rtx_ssrc,
+                })
+                .collect(),
         }))
     }
 
@@ -193,6 +202,9 @@ impl EngineControl {
         if t.payloads.len() > 64 || t.rtx.len() > 64 {
             return Err(ControlError::bad_params("at most 64 payload types"));
         }
+        if t.layers.len() > 3 || t.layers.iter().any(|l| l.layer > 2) {
+            return Err(ControlError::bad_params("at most 3 layers, indexes 0 to 2"));
+        }
         let payloads: Vec<PayloadDesc> = t
             .payloads
             .iter()
@@ -214,6 +226,15 @@ impl EngineControl {
                 .iter()
                 .filter(|(a, b)| *a < 128 && *b < 128)
                 .copied()
+                .collect(),
+            layers: t
+                .layers
+                .iter()
+                .map(|l| RelayLayer {
+                    layer: l.layer,
+                    ssrc: l.ssrc,
+                    rtx_ssrc: l.rtx_ssrc,
+                })
                 .collect(),
             source: (SessionId(0), mid),
         };

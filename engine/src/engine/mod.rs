@@ -33,7 +33,7 @@ mod tests;
 pub use events::EngineEvents;
 pub use plain::{PlainEgress, PlainIngest, PlainParams, PlainTrack};
 use registry::{RegLeg, RegRoom, RegSession, Registry, Replies, legs_where};
-pub use relay::{RelayAnswer, RelayInvite, RelayParams, RelayStats, RelayTrack};
+pub use relay::{RelayAnswer, RelayInvite, RelayLayer, RelayParams, RelayStats, RelayTrack};
 
 /// Entry point: [`Engine::start`].
 #[derive(Debug)]

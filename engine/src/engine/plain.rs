@@ -190,6 +190,7 @@ impl EngineHandle {
                 payloads: t.payloads.clone(),
                 rtx_ssrc: 0,
                 rtx: Vec::new(),
+                layers: Vec::new(),
                 source: (session, mid),
             };
             if let Err(e) = self.relay_attach(session, &track) {

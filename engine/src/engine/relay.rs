@@ -37,6 +37,23 @@ fn rtx_pairs(payloads: &[PayloadDesc]) -> Vec<(u8, u8)> {
         .collect()
 }
 
+/// Layers a relayed track can carry (the shard's route layers).
+const MAX_RELAY_LAYERS: usize = 3;
+
+/// Where one leg of a relayed track goes (see [`EngineHandle::relay_publish`]).
+struct RelayLegSpec {
+    relay: SessionId,
+    /// The relay session's shard.
+    shard: usize,
+    /// The publisher track.
+    key: (SessionId, Mid),
+    pub_shard: usize,
+    /// The relay session's send section for the leg.
+    mid: Mid,
+    /// The publisher layer it carries (`None`: the best there is).
+    pin: Option<u8>,
+}
+
 /// Tunables of one relay end.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayParams {
@@ -101,8 +118,24 @@ pub struct RelayTrack {
     pub rtx_ssrc: u32,
     /// (payload type, its RTX payload type) pairs.
     pub rtx: Vec<(u8, u8)>,
+    /// A simulcast (video) track: one stream per publisher layer, each with its layer
+    /// index, SSRC and RTX SSRC (layer 0's are also `ssrc` and `rtx_ssrc`). The
+    /// receiving engine makes each a layer of the one published track, so its
+    /// subscribers' allocators choose among them. Empty: one stream, `ssrc`.
+    pub layers: Vec<RelayLayer>,
     /// The publisher track it carries on the sending engine.
     pub source: (SessionId, Mid),
+}
+
+/// One layer of a relayed simulcast track (see [`RelayTrack::layers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLayer {
+    /// The publisher's layer index (0 = lowest).
+    pub layer: u8,
+    /// The SSRC the layer's stream arrives with.
+    pub ssrc: u32,
+    /// The SSRC of its retransmissions (RTX).
+    pub rtx_ssrc: u32,
 }
 
 /// A relay's transport figures, from [`EngineHandle::relay_stats`].
@@ -392,9 +425,12 @@ impl EngineHandle {
     }
 
     /// Sends the publisher track `(publisher, mid)` over `relay` (a connected or
-    /// connecting relay of this engine): a leg of the relay session, with its own
-    /// downtrack and retransmission ring, keyframe requests from the peer going to the
-    /// publisher. Returns what the peer engine passes to
+    /// connecting relay of this engine). A video track goes with every simulcast layer:
+    /// one leg of the relay session per layer (sections `r<n>`, `r<n>.1`, `r<n>.2`),
+    /// each pinned to its layer, with its own SSRC and RTX SSRC, listed in
+    /// [`RelayTrack::layers`]; audio (and a plain egress) takes one leg. NACKs from the
+    /// peer are answered from the publisher's layer caches, and its keyframe requests
+    /// go to the publisher's layer they name. Returns what the peer engine passes to
     /// [`EngineHandle::relay_attach`].
     ///
     /// # Errors
@@ -409,14 +445,14 @@ impl EngineHandle {
         mid: Mid,
     ) -> Result<RelayTrack, EngineError> {
         let mut reg = self.registry();
-        let shard = {
+        let (shard, plain) = {
             let relays = self.relays();
             let e = relays
                 .entries
                 .get(&relay)
                 .filter(|e| e.pending.is_none())
                 .ok_or(EngineError::UnknownSession(relay))?;
-            e.shard
+            (e.shard, e.plain)
         };
         if !reg.sessions.contains_key(&relay) {
             return Err(EngineError::UnknownSession(relay));
@@ -452,13 +488,94 @@ impl EngineHandle {
             // "r<n>" is a valid mid for any n.
             Mid::new(&format!("r{}", e.next_mid)).expect("a short token mid")
         };
+        // Video crosses a relay as one stream per publisher layer, each from a leg
+        // pinned to its layer (see docs/architecture.md, "Relays"); audio and a plain
+        // egress (one stream for an RTP receiver: the best layer there is) take one
+        // leg that the relay session's allocator serves.
+        let pins: &[Option<u8>] = if track.kind == MediaKind::Video && !plain {
+            &[Some(0), Some(1), Some(2)]
+        } else {
+            &[None]
+        };
+        let mut added: Vec<(Mid, RelayLayer)> = Vec::with_capacity(pins.len());
+        for pin in pins {
+            let leg_mid = match pin {
+                // "r<n>.<l>" is a valid mid for any n (at most 13 characters).
+                Some(l @ 1..) => Mid::new(&format!("{relay_mid}.{l}")).expect("a short token mid"),
+                _ => relay_mid,
+            };
+            let leg = RelayLegSpec {
+                relay,
+                shard,
+                key: (publisher, mid),
+                pub_shard,
+                mid: leg_mid,
+                pin: *pin,
+            };
+            match self.relay_leg(&mut reg, &leg, &track, &rtx) {
+                Ok((ssrc, rtx_ssrc)) => added.push((
+                    leg_mid,
+                    RelayLayer {
+                        layer: pin.unwrap_or(0),
+                        ssrc,
+                        rtx_ssrc,
+                    },
+                )),
+                Err(e) => {
+                    // The layers already added go again.
+                    let mut replies = Replies::default();
+                    for (m, _) in &added {
+                        let _ = self.remove_leg(&mut reg, relay, *m, &mut replies);
+                    }
+                    if let Some(s) = reg.sessions.get_mut(&relay) {
+                        s.media.retain(|d| !added.iter().any(|(m, _)| *m == d.mid));
+                    }
+                    drop(reg);
+                    let _ = self.settle(replies);
+                    return Err(e);
+                }
+            }
+        }
+        let first = added.first().map(|(_, l)| *l).unwrap_or(RelayLayer {
+            layer: 0,
+            ssrc: 0,
+            rtx_ssrc: 0,
+        });
+        let layers = if pins.len() > 1 {
+            added.iter().map(|(_, l)| *l).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(RelayTrack {
+            mid: relay_mid,
+            kind: track.kind,
+            ssrc: first.ssrc,
+            payloads: track.payloads,
+            rtx_ssrc: first.rtx_ssrc,
+            rtx,
+            layers,
+            source: (publisher, mid),
+        })
+    }
+
+    /// One leg of a relayed track on the sending end: a send section of the relay
+    /// session (`leg.mid`, its own SSRC and RTX SSRC, returned) fed by the publisher
+    /// track, pinned to one layer or not; recorded in the registry.
+    fn relay_leg(
+        &self,
+        reg: &mut Registry,
+        leg: &RelayLegSpec,
+        track: &MediaDesc,
+        rtx: &[(u8, u8)],
+    ) -> Result<(u32, u32), EngineError> {
+        let relay = leg.relay;
         let (ssrc, rtx_ssrc) = self
-            .call(shard, |reply| {
+            .call(leg.shard, |reply| {
                 Command::Relay(RelayCmd::DeclareTx {
                     id: relay,
-                    mid: relay_mid,
+                    mid: leg.mid,
                     kind: track.kind,
-                    rtx: rtx.clone(),
+                    rtx: rtx.to_vec(),
                     reply,
                 })
             })?
@@ -466,33 +583,35 @@ impl EngineHandle {
         let pt_map = PtMap::from_payloads(track.kind, &track.payloads, &track.payloads);
         let spec = LegSpec {
             sub: relay,
-            key: (publisher, mid),
+            key: leg.key,
             route: RouteSpec {
                 kind: track.kind,
-                pub_shard,
+                pub_shard: leg.pub_shard,
             },
-            params: LegParams::new(ssrc, relay_mid, pt_map, None),
+            params: LegParams::new(ssrc, leg.mid, pt_map, None),
+            pin: leg.pin,
         };
-        if pub_shard != shard {
+        let remote = leg.pub_shard != leg.shard;
+        if remote {
             let mut replies = Replies::default();
-            self.add_remote_ref(&mut reg, (publisher, mid), spec.route, shard, &mut replies)?;
+            self.add_remote_ref(reg, leg.key, spec.route, leg.shard, &mut replies)?;
             self.settle(replies)?;
         }
-        let ok = self.call(shard, |reply| Command::AddLeg {
+        let ok = self.call(leg.shard, |reply| Command::AddLeg {
             spec: Box::new(spec),
             reply,
         })?;
         if !ok {
-            if pub_shard != shard {
+            if remote {
                 let mut replies = Replies::default();
-                self.drop_remote_ref(&mut reg, (publisher, mid), shard, &mut replies)?;
+                self.drop_remote_ref(reg, leg.key, leg.shard, &mut replies)?;
                 self.settle(replies)?;
             }
             return Err(EngineError::UnknownSession(relay));
         }
         if let Some(s) = reg.sessions.get_mut(&relay) {
             s.media.push(MediaDesc {
-                mid: relay_mid,
+                mid: leg.mid,
                 kind: track.kind,
                 direction: Direction::SendOnly,
                 payloads: track.payloads.clone(),
@@ -500,26 +619,19 @@ impl EngineHandle {
                 tx_ssrc: Some(ssrc),
             });
             s.legs.push(RegLeg {
-                sub_mid: relay_mid,
-                publisher,
-                pub_mid: mid,
+                sub_mid: leg.mid,
+                publisher: leg.key.0,
+                pub_mid: leg.key.1,
                 ssrc,
                 room: RELAY_ROOM,
             });
         }
-        Ok(RelayTrack {
-            mid: relay_mid,
-            kind: track.kind,
-            ssrc,
-            payloads: track.payloads,
-            rtx_ssrc,
-            rtx,
-            source: (publisher, mid),
-        })
+        Ok((ssrc, rtx_ssrc))
     }
 
-    /// Stops sending the relayed track on section `mid` of `relay`: the peer gets an
-    /// RTCP BYE for it (its subscribers of the track get theirs), and the leg goes.
+    /// Stops sending the relayed track on section `mid` of `relay`: the peer gets one
+    /// RTCP BYE naming every layer's stream of it (its subscribers of the track get
+    /// theirs), and the track's legs go.
     ///
     /// # Errors
     ///
@@ -531,40 +643,52 @@ impl EngineHandle {
             .get(&relay)
             .ok_or(EngineError::UnknownSession(relay))?;
         let shard = s.shard;
-        let ssrc = s
+        let source = s
             .legs
             .iter()
             .find(|l| l.sub_mid == mid)
-            .map(|l| l.ssrc)
+            .map(|l| (l.publisher, l.pub_mid))
             .ok_or(EngineError::UnknownSession(relay))?;
+        // Every layer's leg of the track.
+        let legs: Vec<(Mid, u32)> = s
+            .legs
+            .iter()
+            .filter(|l| (l.publisher, l.pub_mid) == source)
+            .map(|l| (l.sub_mid, l.ssrc))
+            .collect();
+        let ssrcs: Vec<u32> = legs.iter().map(|(_, ssrc)| *ssrc).collect();
         self.call(shard, |reply| {
             Command::Relay(RelayCmd::EndTx {
                 id: relay,
-                ssrc,
+                ssrcs,
                 reply,
             })
         })?;
         let mut replies = Replies::default();
-        self.remove_leg(&mut reg, relay, mid, &mut replies)?;
+        for (m, _) in &legs {
+            self.remove_leg(&mut reg, relay, *m, &mut replies)?;
+        }
         drop(reg);
         self.settle(replies)?;
         let mut reg = self.registry();
         if let Some(s) = reg.sessions.get_mut(&relay) {
-            s.media.retain(|m| m.mid != mid);
+            s.media.retain(|m| !legs.iter().any(|(l, _)| *l == m.mid));
         }
         Ok(())
     }
 
     /// Takes a track the peer engine relays ([`EngineHandle::relay_publish`] there) on
     /// the listening relay `relay`: it becomes a published (received) media section of
-    /// the relay session, with a packet cache per layer on this engine. Put the relay
+    /// the relay session, whose layers are the streams [`RelayTrack::layers`] lists,
+    /// with a packet cache per layer on this engine. Put the relay
     /// session in a room with [`EngineHandle::publish`] and subscribe to it as to any
     /// publisher. Returns the media section.
     ///
     /// # Errors
     ///
     /// [`EngineError::UnknownSession`] for an unknown relay; [`EngineError::Rtc`] when
-    /// the section cannot be declared; shard errors.
+    /// the section cannot be declared or the layers are not at most three distinct
+    /// layers 0..=2 on distinct SSRCs; shard errors.
     pub fn relay_attach(&self, relay: SessionId, track: &RelayTrack) -> Result<Mid, EngineError> {
         let mut reg = self.registry();
         let s = reg
@@ -575,6 +699,21 @@ impl EngineHandle {
             return Ok(track.mid);
         }
         let shard = s.shard;
+        let layers: Vec<(u8, u32, u32)> = track
+            .layers
+            .iter()
+            .map(|l| (l.layer, l.ssrc, l.rtx_ssrc))
+            .collect();
+        let valid = layers.len() <= MAX_RELAY_LAYERS
+            && layers.iter().enumerate().all(|(i, (layer, ssrc, _))| {
+                usize::from(*layer) < MAX_RELAY_LAYERS
+                    && layers[..i].iter().all(|(l, s, _)| l != layer && s != ssrc)
+            });
+        if !valid {
+            return Err(EngineError::Rtc(RtcError::InvalidState(
+                "relayed layers: at most 3, indexes 0..=2, each layer and SSRC once",
+            )));
+        }
         self.call(shard, |reply| {
             Command::Relay(RelayCmd::Attach {
                 id: relay,
@@ -582,6 +721,7 @@ impl EngineHandle {
                 kind: track.kind,
                 ssrc: track.ssrc,
                 rtx: (track.rtx_ssrc, track.rtx.clone()),
+                layers,
                 payloads: track.payloads.clone(),
                 reply,
             })

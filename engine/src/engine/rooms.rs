@@ -276,6 +276,7 @@ impl EngineHandle {
                     pub_shard,
                 },
                 params: LegParams::new(ssrc, slot.mid, pt_map, slot.mid_ext_id),
+                pin: None,
             };
             // Remote reference first, so the publisher's shard is asked to send copies
             // before the leg appears.

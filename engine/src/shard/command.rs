@@ -268,6 +268,10 @@ impl Shard {
             spec.params = spec.params.with_forwarded_extensions(map);
         }
         s.legs.push((spec.params.mid, spec.key, spec.params.ssrc));
+        s.pins.retain(|(m, _)| *m != spec.params.mid);
+        if let Some(layer) = spec.pin {
+            s.pins.push((spec.params.mid, layer));
+        }
         let route = self
             .routes
             .entry(spec.key)
@@ -301,6 +305,7 @@ impl Shard {
         let s = self.sessions.get_mut(slot)?.as_mut()?;
         let pos = s.legs.iter().position(|(m, _, _)| *m == sub_mid)?;
         let (_, key, _) = s.legs.remove(pos);
+        s.pins.retain(|(m, _)| *m != sub_mid);
         let pref = s
             .alloc
             .remove(sub_mid)

@@ -314,6 +314,13 @@ impl Shard {
             }
         }
         let codec = codec_of(&s.pt_codec, pt);
+        // A relayed simulcast track's layers are its SSRCs, as the sending engine said.
+        let rid_layer = rid_layer.or_else(|| {
+            s.ssrc_layers
+                .iter()
+                .find(|(x, _, _)| *x == ssrc)
+                .map(|&(_, l, _)| l)
+        });
         let key = (id, mid);
         let Some(route) = self.routes.get_mut(&key) else {
             self.c.drops.no_route += 1;
@@ -704,22 +711,25 @@ impl Shard {
             return;
         };
         let sub = s.id;
+        let pin = s.pins.iter().find(|(m, _)| *m == sub_mid).map(|&(_, l)| l);
         let _ = self.ctx.events_tx.try_send(EngineEvent::KeyframeRequested {
             publisher: key.0,
             mid: key.1,
             requester: sub,
         });
-        // The subscriber decodes the layer its downtrack forwards.
-        let layer = self
-            .routes
-            .get(&key)
-            .and_then(|r| {
-                r.legs
-                    .iter()
-                    .find(|l| l.sub == sub && l.params.mid == sub_mid)
-            })
-            .and_then(|l| l.dt.current_layer().or(l.dt.target_layer()))
-            .unwrap_or(0);
+        // The subscriber decodes the layer its downtrack forwards (a pinned leg's one
+        // layer, even before it started).
+        let layer = pin.or_else(|| {
+            self.routes
+                .get(&key)
+                .and_then(|r| {
+                    r.legs
+                        .iter()
+                        .find(|l| l.sub == sub && l.params.mid == sub_mid)
+                })
+                .and_then(|l| l.dt.current_layer().or(l.dt.target_layer()))
+        });
+        let layer = layer.unwrap_or(0);
         self.keyframe_upstream(key, layer, now);
     }
 

@@ -366,6 +366,21 @@ fn refresh_input(input: &mut DowntrackInput, route: &Route, now: Instant) {
     }
 }
 
+/// Restricts an allocator input to one publisher layer (a pinned leg): offered while it
+/// is live, else the leg counts as inactive (its downtrack keeps its target and waits).
+fn pin_input(input: &mut DowntrackInput, layer: u8) {
+    if input.kind != AllocKind::Video {
+        return;
+    }
+    let live = input.layers.contains(layer);
+    input.layers = if live {
+        LayerSet::from_bits(1 << layer)
+    } else {
+        LayerSet::EMPTY
+    };
+    input.active = live;
+}
+
 /// Applies an allocator target to a downtrack.
 pub(crate) fn apply_target(dt: &mut crate::sfu::DownTrack, target: Target, max_temporal: u8) {
     match target.layer() {
@@ -477,12 +492,17 @@ impl Shard {
         if s.legs.is_empty() {
             return;
         }
-        let Session { legs, alloc, .. } = &mut **s;
+        let Session {
+            legs, alloc, pins, ..
+        } = &mut **s;
         for (mid, key, _) in legs.iter() {
             let (Some(route), Some(input)) = (self.routes.get(key), alloc.input_mut(*mid)) else {
                 continue;
             };
             refresh_input(input, route, now);
+            if let Some(&(_, layer)) = pins.iter().find(|(m, _)| m == mid) {
+                pin_input(input, layer);
+            }
         }
         let estimate = s
             .estimate_override

@@ -90,6 +90,9 @@ pub(crate) struct LegSpec {
     pub key: RouteKey,
     pub route: RouteSpec,
     pub params: LegParams,
+    /// Forward only this publisher layer, whatever the subscriber's estimate (a relay's
+    /// per-layer leg: see `relay`); `None`: the subscriber's allocator chooses.
+    pub pin: Option<u8>,
 }
 
 /// Control commands (from [`EngineHandle`](crate::EngineHandle)).
@@ -357,6 +360,12 @@ struct Session {
     rx_ssrcs: Vec<(Mid, u32)>,
     /// Legs this session subscribes through: (own mid, route, leg SSRC).
     legs: Vec<(Mid, RouteKey, u32)>,
+    /// Legs pinned to one publisher layer (own mid, layer): a relay's per-layer legs.
+    /// Empty for every other session.
+    pins: Vec<(Mid, u8)>,
+    /// Received SSRC → layer (and section) of a relayed simulcast track, as the
+    /// sending engine signalled them (no rids on a relay). Empty for other sessions.
+    ssrc_layers: Vec<(u32, u8, Mid)>,
     last_srtp_errors: u64,
     last_dropped: u64,
     panic_next: bool,

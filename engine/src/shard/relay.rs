@@ -2,9 +2,11 @@
 //!
 //! A relay is a session like any other (one `Rtc`, one UDP 5-tuple, DTLS-SRTP) whose peer
 //! is another engine. On the sending engine its media sections are subscriber slots: each
-//! relayed track is an ordinary leg (downtrack, RTX ring, keyframe requests upstream). On
-//! the receiving engine its sections are published tracks with their layer caches, which
-//! local subscribers take like any publisher's. This module adds what a relay has and a
+//! relayed track is ordinary legs (downtrack, NACKs answered from the layer caches,
+//! keyframe requests upstream), one per simulcast layer for video, each pinned to its
+//! layer and sending on its own SSRC. On the receiving engine a relayed track is one
+//! published section whose SSRCs are its layers (as the sending engine signalled them),
+//! with their layer caches, which local subscribers take like any publisher's. This module adds what a relay has and a
 //! browser session has not:
 //!
 //! - a **keepalive**: both ends send a small SRTP packet on the keepalive section every
@@ -38,7 +40,8 @@ use crate::sfu::codec::VideoCodec;
 pub(crate) const KEEPALIVE_MID: &str = "ka";
 /// Payload type of keepalive packets.
 const KEEPALIVE_PT: u8 = 127;
-/// The estimate a relay's allocator works with: a relay forwards the best layer there is.
+/// The estimate a relay's allocator works with: an unpinned leg (audio, plain egress)
+/// forwards the best layer there is.
 const RELAY_ESTIMATE_BPS: u64 = 100_000_000_000;
 
 /// The keepalive section's mid.
@@ -200,6 +203,9 @@ pub(crate) fn accept_relay(
 /// A relayed track's RTX: its SSRC and (payload type, RTX payload type) pairs.
 pub(crate) type RtxSpec = (u32, Vec<(u8, u8)>);
 
+/// One layer of a relayed simulcast track: (layer index, SSRC, RTX SSRC).
+pub(crate) type RelayLayerSpec = (u8, u32, u32);
+
 /// Relay commands (one [`super::Command::Relay`] variant carries them).
 pub(crate) enum RelayCmd {
     /// Marks an installed session as a relay.
@@ -219,13 +225,15 @@ pub(crate) enum RelayCmd {
         /// (SSRC, RTX SSRC).
         reply: Sender<Option<(u32, u32)>>,
     },
-    /// Sending side: ends the relayed stream `ssrc` (RTCP BYE to the peer).
+    /// Sending side: ends the relayed streams `ssrcs` (one RTCP BYE to the peer naming
+    /// every layer's stream of a track).
     EndTx {
         id: SessionId,
-        ssrc: u32,
+        ssrcs: Vec<u32>,
         reply: Sender<bool>,
     },
-    /// Receiving side: a relayed track arrives on section `mid` with SSRC `ssrc`.
+    /// Receiving side: a relayed track arrives on section `mid` with SSRC `ssrc`, or, for
+    /// a simulcast track, one stream per layer (`layers`: layer, SSRC, RTX SSRC).
     Attach {
         id: SessionId,
         mid: Mid,
@@ -233,6 +241,7 @@ pub(crate) enum RelayCmd {
         ssrc: u32,
         /// RTX SSRC and (payload type, RTX payload type) pairs.
         rtx: RtxSpec,
+        layers: Vec<RelayLayerSpec>,
         payloads: Vec<PayloadDesc>,
         reply: Sender<Result<(), EngineError>>,
     },
@@ -285,10 +294,10 @@ impl Shard {
                 });
                 let _ = reply.send(ssrc.flatten());
             }
-            RelayCmd::EndTx { id, ssrc, reply } => {
+            RelayCmd::EndTx { id, ssrcs, reply } => {
                 let sent = self.with_relay_rtc(id, |rtc| {
                     rtc.direct_api()
-                        .send_bye(&[ssrc], Some(b"relay track ended"))
+                        .send_bye(&ssrcs, Some(b"relay track ended"))
                         .is_ok()
                 });
                 let _ = reply.send(sent == Some(true));
@@ -299,12 +308,20 @@ impl Shard {
                 kind,
                 ssrc,
                 rtx,
+                layers,
                 payloads,
                 reply,
             } => {
-                let _ = reply.send(self.relay_attach(id, mid, kind, (ssrc, &rtx), &payloads));
+                let _ =
+                    reply.send(self.relay_attach(id, mid, kind, (ssrc, &rtx, &layers), &payloads));
             }
             RelayCmd::Detach { id, mid, reply } => {
+                if self.relays.contains_key(&id)
+                    && let Some(&slot) = self.by_id.get(&id)
+                    && let Some(Some(s)) = self.sessions.get_mut(slot)
+                {
+                    s.ssrc_layers.retain(|(_, _, m)| *m != mid);
+                }
                 let _ = reply.send(self.end_route((id, mid), now));
             }
             RelayCmd::Silence { id, reply } => {
@@ -395,7 +412,7 @@ impl Shard {
         id: SessionId,
         mid: Mid,
         kind: MediaKind,
-        (ssrc, rtx): (u32, &RtxSpec),
+        (ssrc, rtx, layers): (u32, &RtxSpec, &[RelayLayerSpec]),
         payloads: &[PayloadDesc],
     ) -> Result<(), EngineError> {
         if !self.relays.contains_key(&id) {
@@ -416,6 +433,12 @@ impl Shard {
             }
             if !rtx.1.is_empty() {
                 api.expect_rtx_rx(mid, ssrc, rtx.0)?;
+            }
+            for &(_, l_ssrc, l_rtx) in layers {
+                api.expect_stream_rx(mid, l_ssrc)?;
+                if !rtx.1.is_empty() {
+                    api.expect_rtx_rx(mid, l_ssrc, l_rtx)?;
+                }
             }
             Ok::<(), RtcError>(())
         });
@@ -441,6 +464,11 @@ impl Shard {
             }
         }
         s.repair_pts |= repair_pts(payloads);
+        s.ssrc_layers
+            .retain(|(x, _, m)| *m != mid && !layers.iter().any(|l| l.1 == *x));
+        for &(layer, l_ssrc, _) in layers {
+            s.ssrc_layers.push((l_ssrc, layer, mid));
+        }
         Ok(())
     }
 

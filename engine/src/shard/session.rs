@@ -375,6 +375,8 @@ impl Shard {
             repair_pts,
             rx_ssrcs: Vec::new(),
             legs: Vec::new(),
+            pins: Vec::new(),
+            ssrc_layers: Vec::new(),
             last_srtp_errors: 0,
             last_dropped: 0,
             panic_next: false,

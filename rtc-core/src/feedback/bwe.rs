@@ -38,6 +38,14 @@ const PROBE_RATE_FACTOR: f64 = 1.5;
 const PROBE_MIN_PACKETS: u32 = 5;
 /// A burst must span at least this long in send time to be measured.
 const PROBE_MIN_SPAN_US: i64 = 5_000;
+/// Packets of a probe cluster that must arrive for it to be measured (a lost probe
+/// packet or two must not void the measurement).
+const CLUSTER_MIN_RECEIVED: usize = 4;
+/// A probe cluster sent over a shorter span than this (a sender released it at one
+/// instant) is measured by its receive span alone, capped at its goal.
+const CLUSTER_MIN_SEND_SPAN_US: i64 = 1_000;
+/// Probe clusters whose goals are remembered (the newest ones).
+const CLUSTERS_KEPT: usize = 4;
 
 /// Output of the overuse detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -419,11 +427,17 @@ impl LossBasedBwe {
 const BURST_MAX_PACKETS: usize = 64;
 
 /// Measures bursts: runs of packets sent faster than the estimate (probes,
-/// whether padding or media). A burst's result is the smaller of its send rate
-/// and its receive rate: what the path delivered while offered more than the
-/// estimate.
+/// whether padding or media), and probe clusters: the packets the sender tagged as
+/// sent during one probe ([`TwccResult::probe_cluster`]), whatever their spacing — a
+/// probe only a little above the estimate, or one a late sender released in clumps,
+/// is still one measurement. A burst's result is the smaller of its send rate and
+/// its receive rate: what the path delivered while offered more than the estimate;
+/// a cluster's is also capped at the probe's goal (all it asked the path).
 #[derive(Debug, Clone)]
 struct BurstMeter {
+    /// The probe cluster of the open burst (0: an untagged burst), and its goal.
+    cluster: u16,
+    goal_bps: u64,
     epoch: Option<Instant>,
     last_seq: Option<u64>,
     /// Send time (µs from `epoch`) of the previous packet.
@@ -442,6 +456,8 @@ struct BurstMeter {
 impl Default for BurstMeter {
     fn default() -> Self {
         BurstMeter {
+            cluster: 0,
+            goal_bps: u64::MAX,
             epoch: None,
             last_seq: None,
             last_send_us: 0,
@@ -457,8 +473,9 @@ impl Default for BurstMeter {
 
 impl BurstMeter {
     /// Adds one reported packet (in sequence order); returns the result of a burst
-    /// this packet ended, if enough of it arrived to be measured.
-    fn on_result(&mut self, r: &TwccResult, estimate_bps: u64) -> Option<u64> {
+    /// this packet ended, if enough of it arrived to be measured. `goal_bps`: the
+    /// goal of the packet's probe cluster (`u64::MAX` when unknown or untagged).
+    fn on_result(&mut self, r: &TwccResult, estimate_bps: u64, goal_bps: u64) -> Option<u64> {
         if self.last_seq.is_some_and(|l| r.seq <= l) {
             return None; // reported again or out of order
         }
@@ -472,12 +489,22 @@ impl BurstMeter {
         let fast =
             (size as f64) * 8.0 * 1e6 >= PROBE_RATE_FACTOR * estimate_bps as f64 * gap_us as f64;
         let mut result = None;
-        if self.count == 0 || !fast || gap_in_seq || self.count >= BURST_MAX_PACKETS {
+        // A tagged packet continues its cluster however slowly it was sent; an
+        // untagged one continues a burst only when sent fast.
+        let tagged = r.probe_cluster != 0;
+        if self.count == 0
+            || r.probe_cluster != self.cluster
+            || (!tagged && !fast)
+            || gap_in_seq
+            || self.count >= BURST_MAX_PACKETS
+        {
             result = self.result();
             self.count = 0;
             self.first_send_us = send_us;
             self.sent_bytes = 0;
             self.received = 0;
+            self.cluster = r.probe_cluster;
+            self.goal_bps = goal_bps;
         }
         self.count += 1;
         self.last_send_us = send_us;
@@ -493,7 +520,8 @@ impl BurstMeter {
     /// The delivered rate of the burst so far, if it qualifies.
     fn result(&self) -> Option<u64> {
         let send_span = self.last_send_us - self.first_send_us;
-        if send_span < PROBE_MIN_SPAN_US {
+        let cluster = self.cluster != 0;
+        if !cluster && send_span < PROBE_MIN_SPAN_US {
             return None;
         }
         // The receive span runs from the first to the last arrival in send order,
@@ -516,14 +544,25 @@ impl BurstMeter {
         }
         let (first_t, first_size) = first?;
         let recv_span = last? - first_t;
-        if n < PROBE_MIN_PACKETS as usize || recv_span <= 0 {
+        let min_received = if cluster {
+            CLUSTER_MIN_RECEIVED
+        } else {
+            PROBE_MIN_PACKETS as usize
+        };
+        if n < min_received || recv_span <= 0 {
             return None;
         }
         // Bytes sent during the send span (lost ones included) exclude the last
         // packet; bytes received during the receive span exclude the first arrival.
-        let send = (self.sent_bytes - self.last_size) as f64 * 8e6 / send_span as f64;
+        let send = if cluster && send_span < CLUSTER_MIN_SEND_SPAN_US {
+            f64::INFINITY // released at once: the receive side tells the rate
+        } else {
+            (self.sent_bytes - self.last_size) as f64 * 8e6 / send_span as f64
+        };
         let recv = (bytes - u64::from(first_size)) as f64 * 8e6 / recv_span as f64;
-        Some(send.min(recv) as u64) // finite: spans are positive
+        let rate = send.min(recv); // finite: the receive span is positive
+        let cap = if cluster { self.goal_bps } else { u64::MAX };
+        Some((rate as u64).min(cap))
     }
 
     /// Send time (µs from the epoch) of the first packet of the open burst.
@@ -566,6 +605,9 @@ pub struct Bwe {
     acked_bps: Option<u64>,
     estimate: u64,
     bursts: BurstMeter,
+    /// (cluster, goal) of the newest probe clusters the sender started.
+    clusters: [(u16, u64); CLUSTERS_KEPT],
+    next_cluster: usize,
     /// When the estimate last fell: bursts sent before it are not probes of the
     /// current state.
     last_decrease: Option<Instant>,
@@ -588,6 +630,8 @@ impl Bwe {
             acked_bps: None,
             estimate: config.initial_bps.clamp(config.min_bps, max),
             bursts: BurstMeter::default(),
+            clusters: [(0, 0); CLUSTERS_KEPT],
+            next_cluster: 0,
             last_decrease: None,
             probe_results: 0,
             held: None,
@@ -659,6 +703,19 @@ impl Bwe {
         self.estimate
     }
 
+    /// Tells the estimator that the sender starts probe `cluster` (not 0) with goal
+    /// `goal_bps`: packets it tags with that cluster
+    /// ([`super::TwccSendRegister::next_seq_in_probe`]) are measured together, and
+    /// the result is at most the goal.
+    pub fn on_probe_cluster(&mut self, cluster: u16, goal_bps: u64) {
+        if cluster == 0 {
+            return;
+        }
+        let i = self.next_cluster % CLUSTERS_KEPT;
+        self.clusters[i] = (cluster, goal_bps.max(1));
+        self.next_cluster = (i + 1) % CLUSTERS_KEPT;
+    }
+
     /// Feeds one result to the burst meter; a finished burst sent wholly after the
     /// last decrease yields its delivered rate.
     fn burst_result(&mut self, r: &TwccResult) -> Option<u64> {
@@ -666,7 +723,15 @@ impl Bwe {
             let us = u64::try_from(self.bursts.open_since_us()).unwrap_or(0);
             e + Duration::from_micros(us)
         });
-        let result = self.bursts.on_result(r, self.estimate)?;
+        let goal = match r.probe_cluster {
+            0 => u64::MAX,
+            c => self
+                .clusters
+                .iter()
+                .find(|k| k.0 == c)
+                .map_or(u64::MAX, |k| k.1),
+        };
+        let result = self.bursts.on_result(r, self.estimate, goal)?;
         let after_decrease = match (started, self.last_decrease) {
             (Some(s), Some(d)) => s >= d,
             _ => true,

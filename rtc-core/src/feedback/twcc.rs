@@ -8,15 +8,18 @@ use std::time::{Duration, Instant};
 
 /// One remembered packet: its send time in µs since the register's epoch (low 32
 /// bits; the full value is rebuilt from the newest send time when feedback is
-/// matched) and its size ([`NEVER`]: slot never written).
+/// matched), its size ([`NEVER`]: slot never written) and the probe cluster it was
+/// sent in (0: none).
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     at_us: u32,
-    size: u32,
+    size: u16,
+    cluster: u16,
 }
 
-/// The size of a slot never written (real sizes saturate one below).
-const NEVER: u32 = u32::MAX;
+/// The size of a slot never written (real sizes saturate one below; a UDP payload
+/// is smaller).
+const NEVER: u16 = u16::MAX;
 
 /// One packet of a transport-wide feedback matched with what was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,9 @@ pub struct TwccResult {
     pub send_time: Instant,
     /// Packet size given to [`TwccSendRegister::next_seq`].
     pub size: u32,
+    /// The probe cluster the packet was sent in
+    /// ([`TwccSendRegister::next_seq_in_probe`]), 0 when none.
+    pub probe_cluster: u16,
     /// Arrival time at the receiver in microseconds on the receiver's clock (the
     /// unwrapped reference time plus the accumulated receive deltas), or `None` if
     /// reported as not received. Only differences between these values are
@@ -99,7 +105,8 @@ impl TwccSendRegister {
             let mut slots = vec![
                 Sent {
                     at_us: 0,
-                    size: NEVER
+                    size: NEVER,
+                    cluster: 0,
                 };
                 capacity
             ]
@@ -125,11 +132,20 @@ impl TwccSendRegister {
     /// Assigns the next transport-wide sequence number to a packet of `size` bytes
     /// sent at `now` and returns it (the 16-bit value to put in the extension).
     pub fn next_seq(&mut self, now: Instant, size: usize) -> u16 {
+        self.next_seq_in_probe(now, size, 0)
+    }
+
+    /// [`next_seq`](Self::next_seq) for a packet sent while probe `cluster` runs
+    /// (0: none); the cluster comes back with the packet's feedback
+    /// ([`TwccResult::probe_cluster`]) so the estimator can measure the probe as a
+    /// whole, whatever its packets' spacing.
+    pub fn next_seq_in_probe(&mut self, now: Instant, size: usize, cluster: u16) -> u16 {
         if self.slots.is_empty() {
             self.slots = vec![
                 Sent {
                     at_us: 0,
-                    size: NEVER
+                    size: NEVER,
+                    cluster: 0,
                 };
                 self.capacity
             ]
@@ -143,7 +159,8 @@ impl TwccSendRegister {
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Sent {
                 at_us: since_us(epoch, now) as u32, // low 32 bits, see `send_time`
-                size: u32::try_from(size).unwrap_or(NEVER).min(NEVER - 1),
+                size: u16::try_from(size).unwrap_or(NEVER).min(NEVER - 1),
+                cluster,
             };
         }
         seq as u16 // the wire carries the low 16 bits
@@ -231,7 +248,8 @@ impl Iterator for TwccResults<'_, '_> {
                 return Some(TwccResult {
                     seq,
                     send_time,
-                    size: slot.size,
+                    size: u32::from(slot.size),
+                    probe_cluster: slot.cluster,
                     recv_us,
                 });
             }

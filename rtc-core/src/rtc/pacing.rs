@@ -89,6 +89,9 @@ struct Prober {
     exponential: bool,
     /// Times the last goal was tried again after falling short.
     retries: u8,
+    /// Id of the last probe cluster started (never 0 once one started): packets
+    /// sent while it runs carry it in their transport-wide record.
+    cluster: u16,
 }
 
 /// Pacing state of an `Rtc`.
@@ -424,7 +427,17 @@ impl Rtc {
         if let Some(id) = self.twcc_id()
             && let Some(at) = twcc_offset(&buf[..len.min(buf.len())], id)
         {
-            let seq = self.session.twcc_tx.next_seq(now, len + SRTP_OVERHEAD);
+            // Tagged while a probe runs, so that the estimator measures the probe
+            // as one, however its packets were spaced.
+            let cluster = if self.pacing.pacer.probing(now) {
+                self.pacing.prober.cluster
+            } else {
+                0
+            };
+            let seq = self
+                .session
+                .twcc_tx
+                .next_seq_in_probe(now, len + SRTP_OVERHEAD, cluster);
             buf[at..at + 2].copy_from_slice(&seq.to_be_bytes()); // at + 2 <= len
         }
         if store && let Some(s) = buf.get(8..12) {
@@ -551,6 +564,9 @@ impl Rtc {
         let duration = packets.max(PROBE_TIME);
         p.last_goal = Some(goal);
         p.hold_until = now.checked_add(duration + PROBE_SETTLE);
+        p.cluster = p.cluster.wrapping_add(1).max(1);
+        let cluster = p.cluster;
+        self.session.bwe.on_probe_cluster(cluster, goal);
         self.pacing.pacer.start_probe(goal, duration, now);
     }
 

@@ -163,6 +163,11 @@ pub struct LinkedPair {
     pub received_twcc: Vec<(u16, u16)>,
     /// `b`'s header extension map, to read `received_twcc`.
     pub ext_map: Option<ExtensionMap>,
+    /// When set, `a` runs only at multiples of this period since the start: its
+    /// timeouts, its application's wake-ups and the packets it receives all wait for
+    /// the next tick, as on a loaded machine where the sender's thread gets the CPU
+    /// late and then releases at one instant what fell due meanwhile.
+    pub a_tick: Option<Duration>,
 }
 
 impl LinkedPair {
@@ -194,12 +199,24 @@ impl LinkedPair {
             received: Vec::new(),
             received_twcc: Vec::new(),
             ext_map: None,
+            a_tick: None,
         }
     }
 
     /// Virtual time since the start.
     pub fn elapsed(&self) -> Duration {
         self.now - self.start
+    }
+
+    /// When `a` runs for something due at `t`: `t` itself, or with
+    /// [`LinkedPair::a_tick`] the first tick at or after `t`.
+    pub fn a_time(&self, t: Instant) -> Instant {
+        let Some(q) = self.a_tick.filter(|q| !q.is_zero()) else {
+            return t;
+        };
+        let since = t.saturating_duration_since(self.start).as_nanos();
+        let ticks = since.div_ceil(q.as_nanos());
+        self.start + Duration::from_nanos(u64::try_from(ticks * q.as_nanos()).unwrap_or(u64::MAX))
     }
 
     /// `a`'s latest estimate, if any was emitted.
@@ -245,6 +262,7 @@ impl LinkedPair {
             };
             let link = if from_a { &mut self.ab } else { &mut self.ba };
             if let Some(at) = link.send(now, data.len()) {
+                let at = if from_a { at } else { self.a_time(at) };
                 self.seq += 1;
                 self.flights.push(Reverse(Flight {
                     at,
@@ -284,9 +302,17 @@ impl LinkedPair {
         app: &mut impl FnMut(&mut LinkedPair) -> Option<Instant>,
     ) {
         let mut guard = 0u64;
+        let mut wake = None;
         while self.now < end {
-            let wake = app(self);
-            self.step(wake, end);
+            // The application runs on `a`'s thread: only on its ticks.
+            if guard == 0 || self.a_time(self.now) == self.now {
+                wake = app(self);
+            }
+            let w = match self.a_tick {
+                None => wake,
+                Some(_) => wake.map(|w| self.a_time(w.max(self.now + Duration::from_nanos(1)))),
+            };
+            self.step(w, end);
             guard += 1;
             assert!(guard < 10_000_000, "simulation made no progress");
         }
@@ -297,7 +323,8 @@ impl LinkedPair {
     fn step(&mut self, wake: Option<Instant>, end: Instant) {
         self.drain(true);
         self.drain(false);
-        let mut next = self.a_timeout.min(self.b_timeout).min(end);
+        let a_at = self.a_time(self.a_timeout);
+        let mut next = a_at.min(self.b_timeout).min(end);
         if let Some(w) = wake {
             next = next.min(w);
         }
@@ -317,7 +344,7 @@ impl LinkedPair {
             rtc.handle_input(Input::Receive(self.now, r))
                 .expect("handle_input receive");
         }
-        if self.a_timeout <= self.now {
+        if a_at <= self.now {
             self.a
                 .handle_input(Input::Timeout(self.now))
                 .expect("handle_input timeout");

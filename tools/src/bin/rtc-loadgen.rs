@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
-use tools::loadgen::{self, Config, Mode};
+use tools::loadgen::{self, Cascade, Config, Mode};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,6 +29,23 @@ struct Cli {
     /// Start an engine in this process.
     #[arg(long)]
     in_process: bool,
+    /// Cascade: a second rtc-engine's control socket (engine B; --control is engine
+    /// A). Subscribers beyond --relay-local per room are created on B and receive the
+    /// room's publishers through the relay given by --relay.
+    #[arg(long, value_name = "PATH", requires_all = ["control", "relay"])]
+    relay_control: Option<PathBuf>,
+    /// Cascade: a connected relay from A to B, as `ID_ON_A:ID_ON_B` (the session ids
+    /// `relay.connect` on A and `relay.listen` on B answered).
+    #[arg(long, value_name = "A:B", value_parser = parse_relay, requires = "relay_control")]
+    relay: Option<(u64, u64)>,
+    /// Cascade: subscribers per room on engine A (the rest are on B).
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        requires = "relay_control"
+    )]
+    relay_local: usize,
     /// Engine shards with --in-process.
     #[arg(long, default_value_t = 2)]
     engine_shards: usize,
@@ -99,9 +116,28 @@ fn secs(name: &str, v: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v).map_err(|_| format!("--{name} must be a non-negative number"))
 }
 
+fn parse_relay(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("--relay wants ID_ON_A:ID_ON_B, got {s:?}");
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
 fn config(cli: &Cli) -> Result<Config, String> {
     let mode = if let Some(u) = &cli.whip {
         Mode::Whip(u.clone())
+    } else if let (Some(a), Some(b), Some((relay_a, relay_b))) =
+        (&cli.control, &cli.relay_control, cli.relay)
+    {
+        Mode::Cascade(Cascade {
+            a: a.clone(),
+            b: b.clone(),
+            relay_a,
+            relay_b,
+            local_subscribers: cli.relay_local,
+        })
     } else if let Some(p) = &cli.control {
         Mode::Control(p.clone())
     } else {
@@ -175,5 +211,49 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_ids_parse_as_a_colon_b_and_nothing_else() {
+        assert_eq!(parse_relay("3:7"), Ok((3, 7)));
+        assert_eq!(parse_relay(" 3 : 7 "), Ok((3, 7)));
+        for bad in ["", "3", "3:", ":7", "a:7", "3:7:9", "-1:2"] {
+            assert!(parse_relay(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn relay_control_with_relay_ids_selects_cascade_mode() {
+        let cli = Cli::try_parse_from([
+            "rtc-loadgen",
+            "--control",
+            "/a.sock",
+            "--relay-control",
+            "/b.sock",
+            "--relay",
+            "3:7",
+            "--relay-local",
+            "2",
+        ])
+        .expect("valid arguments");
+        let Mode::Cascade(c) = config(&cli).expect("a config").mode else {
+            panic!("not cascade mode");
+        };
+        assert_eq!((c.relay_a, c.relay_b, c.local_subscribers), (3, 7, 2));
+        assert_eq!(
+            (c.a.to_str(), c.b.to_str()),
+            (Some("/a.sock"), Some("/b.sock"))
+        );
+        // The relay ids need the second engine, and it needs them.
+        assert!(Cli::try_parse_from(["rtc-loadgen", "--control", "/a", "--relay", "1:2"]).is_err());
+        assert!(
+            Cli::try_parse_from(["rtc-loadgen", "--control", "/a", "--relay-control", "/b"])
+                .is_err()
+        );
     }
 }

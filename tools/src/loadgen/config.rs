@@ -54,6 +54,29 @@ pub enum Mode {
     Control(PathBuf),
     /// WHIP/WHEP against rtc-demo at this base URL (`http://127.0.0.1:8080`).
     Whip(String),
+    /// Two running rtc-engines joined by a relay (cascading): publishers and the first
+    /// `local_subscribers` subscribers of each room on engine A, the other subscribers
+    /// on engine B, receiving A's publishers through the relay. The relay is connected
+    /// beforehand (`relay.listen` on B, `relay.connect` on A, `relay.accept` on B); the
+    /// load generator relays each publisher's tracks over it (`relay.publish` on A,
+    /// `relay.attach` and `publish` of the relay session on B) when B's first subscriber
+    /// of the publisher arrives.
+    Cascade(Cascade),
+}
+
+/// The engines and the relay of [`Mode::Cascade`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cascade {
+    /// Engine A's control socket (publishers, local subscribers, the relay's sending end).
+    pub a: PathBuf,
+    /// Engine B's control socket (remote subscribers, the relay's receiving end).
+    pub b: PathBuf,
+    /// The relay's session id on A.
+    pub relay_a: u64,
+    /// The relay's session id on B.
+    pub relay_b: u64,
+    /// Subscribers per room on engine A; the rest of each room's are on B.
+    pub local_subscribers: usize,
 }
 
 impl Mode {
@@ -62,6 +85,7 @@ impl Mode {
             Mode::InProcess { .. } => "in-process",
             Mode::Control(_) => "control",
             Mode::Whip(_) => "whip",
+            Mode::Cascade(_) => "cascade",
         }
     }
 }

@@ -44,7 +44,7 @@ use rtc_core::sdp::{Codec, Direction};
 use rtc_core::sdp_api::SdpAnswer;
 use rtc_core::{Protocol, Rtc};
 
-pub use config::{Config, LoadgenError, MAX_VERIFY_EVERY, Mode, parse_verify};
+pub use config::{Cascade, Config, LoadgenError, MAX_VERIFY_EVERY, Mode, parse_verify};
 pub use http::{HttpError, HttpUrl};
 pub use report::{
     EngineSummary, PeerCounts, Progress, RecvChecks, RecvCounts, Report, SentCounts, Throughput,
@@ -76,6 +76,10 @@ pub fn run_with_progress(
     let mut sig: Box<dyn Signaller> = match &config.mode {
         Mode::InProcess { shards } => Box::new(signal::InProcess::start(*shards)?),
         Mode::Control(path) => Box::new(signal::Control::connect(path, config.signalling_timeout)?),
+        Mode::Cascade(c) => Box::new(signal::CascadeSignaller::connect(
+            c,
+            config.signalling_timeout,
+        )?),
         Mode::Whip(url) => Box::new(signal::Whip::new(
             url,
             !config.allow_remote,
@@ -108,7 +112,7 @@ pub fn run_with_progress(
         }
     });
     sig.shutdown();
-    let (run, steady, (totals, latency, connect)) = result?;
+    let (run, steady, (totals, latency, latency_relayed, connect)) = result?;
     let planned = run.planned;
     let r = RecvCounts {
         packets: totals.rtp_in,
@@ -138,6 +142,8 @@ pub fn run_with_progress(
         },
         connect_ms: Percentiles::from_ns(&connect),
         latency_ms: Percentiles::from_ns(&latency),
+        latency_relayed_ms: matches!(config.mode, Mode::Cascade(_))
+            .then(|| Percentiles::from_ns(&latency_relayed)),
         sent: SentCounts {
             video_packets: totals.video_packets,
             audio_packets: totals.audio_packets,
@@ -527,6 +533,7 @@ impl Run {
             video,
             audio,
             expected_streams,
+            relayed: matches!(key, SessionKey::Remote(_)),
         };
         let w = self.next_worker % self.workers.len();
         self.next_worker += 1;
@@ -542,6 +549,7 @@ impl Run {
         sig: &mut dyn Signaller,
     ) -> (
         Totals,
+        hdrhistogram::Histogram<u64>,
         hdrhistogram::Histogram<u64>,
         hdrhistogram::Histogram<u64>,
     ) {
@@ -561,6 +569,7 @@ impl Run {
         }
         let mut totals = Totals::default();
         let mut latency = stats::new_histogram();
+        let mut latency_relayed = stats::new_histogram();
         let mut connect = stats::new_histogram();
         for w in &mut self.workers {
             w.send(Cmd::Shutdown);
@@ -571,6 +580,7 @@ impl Run {
                 Ok(r) => {
                     totals.add(&r.totals);
                     let _ = latency.add(&r.latency);
+                    let _ = latency_relayed.add(&r.latency_relayed);
                     let _ = connect.add(&r.connect);
                 }
                 Err(_) => {
@@ -580,7 +590,7 @@ impl Run {
                 }
             }
         }
-        (totals, latency, connect)
+        (totals, latency, latency_relayed, connect)
     }
 }
 

@@ -148,6 +148,10 @@ pub struct Report {
     pub connect_ms: Percentiles,
     /// Publisher send to subscriber receive, per packet, milliseconds.
     pub latency_ms: Percentiles,
+    /// Cascade mode: the same for the subscribers on the second engine only (through
+    /// the relay); `latency_ms` covers every subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_relayed_ms: Option<Percentiles>,
     /// Sent media.
     pub sent: SentCounts,
     /// Received media.
@@ -188,6 +192,9 @@ impl Report {
         };
         let _ = writeln!(s, "{}", pct("connect", &self.connect_ms));
         let _ = writeln!(s, "{}", pct("latency", &self.latency_ms));
+        if let Some(l) = &self.latency_relayed_ms {
+            let _ = writeln!(s, "{}", pct("relayed", l));
+        }
         let t = &self.throughput;
         let _ = writeln!(
             s,

@@ -1,12 +1,13 @@
 //! Signalling back-ends: an in-process engine, the engine's control socket, or WHIP/WHEP
 //! over HTTP (rtc-demo).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use control::{
-    ClientError, ControlClient, ErrorCode, Publish, Request, Response, RoomRef, SessionCreate,
-    SessionRef, Subscribe,
+    ClientError, ControlClient, ErrorCode, Publish, RelayAttach, RelayPublish, Request, Response,
+    RoomRef, SessionCreate, SessionRef, Subscribe, TrackId,
 };
 use engine::{EngineConfig, EngineHandle, Placement};
 
@@ -33,6 +34,8 @@ impl RoomKey {
 pub(crate) enum SessionKey {
     Engine(engine::SessionId),
     Control(control::SessionId),
+    /// A session on the second engine of a cascade (engine B).
+    Remote(control::SessionId),
     /// A WHIP/WHEP resource: its URL and the id (last path segment of the Location).
     Http {
         url: HttpUrl,
@@ -301,6 +304,158 @@ impl Signaller for Control {
             }),
         )
         .map(|_| ())
+    }
+}
+
+/// Two engines joined by a relay ([`super::Mode::Cascade`]): publishers and the first
+/// `local_subscribers` subscribers of each room on A, the others on B, which receive the
+/// publishers' tracks relayed (each publisher relayed once, on its first subscriber on B).
+pub(crate) struct CascadeSignaller {
+    a: Control,
+    b: Control,
+    relay_a: control::SessionId,
+    relay_b: control::SessionId,
+    local_subscribers: usize,
+    /// Subscribers placed so far, by room name.
+    placed: HashMap<String, usize>,
+    /// The relay tracks of each publisher (by its id on A) relayed so far.
+    relayed: HashMap<u64, Vec<TrackId>>,
+}
+
+fn unexpected(what: &str) -> LoadgenError {
+    LoadgenError::Signalling(format!("{what}: unexpected response"))
+}
+
+impl CascadeSignaller {
+    pub(crate) fn connect(
+        c: &super::Cascade,
+        timeout: Duration,
+    ) -> Result<CascadeSignaller, LoadgenError> {
+        Ok(CascadeSignaller {
+            a: Control::connect(&c.a, timeout)?,
+            b: Control::connect(&c.b, timeout)?,
+            relay_a: control::SessionId(c.relay_a),
+            relay_b: control::SessionId(c.relay_b),
+            local_subscribers: c.local_subscribers,
+            placed: HashMap::new(),
+            relayed: HashMap::new(),
+        })
+    }
+
+    /// `publisher`'s tracks relayed to B (relayed now when they are not yet): their
+    /// relay track ids, which the relay session on B publishes in `room`.
+    fn relay(
+        &mut self,
+        room: &RoomKey,
+        publisher: control::SessionId,
+    ) -> Result<Vec<TrackId>, LoadgenError> {
+        if let Some(t) = self.relayed.get(&publisher.0) {
+            return Ok(t.clone());
+        }
+        let room_id = control::RoomId(room.name().to_string());
+        // `publish` is idempotent and answers the published tracks.
+        let Response::Tracks(published) = self.a.req(
+            "publish",
+            Request::Publish(Publish {
+                session: publisher,
+                room: room_id.clone(),
+                tracks: None,
+            }),
+        )?
+        else {
+            return Err(unexpected("publish"));
+        };
+        let mut out = Vec::new();
+        for t in published.tracks {
+            let Response::RelayTrack(track) = self.a.req(
+                "relay.publish",
+                Request::RelayPublish(RelayPublish {
+                    relay: self.relay_a,
+                    session: publisher,
+                    track: t.track,
+                }),
+            )?
+            else {
+                return Err(unexpected("relay.publish"));
+            };
+            out.push(track.relay_track.clone());
+            self.b.req(
+                "relay.attach",
+                Request::RelayAttach(RelayAttach {
+                    relay: self.relay_b,
+                    track,
+                }),
+            )?;
+        }
+        self.b.req(
+            "publish",
+            Request::Publish(Publish {
+                session: self.relay_b,
+                room: room_id,
+                tracks: None,
+            }),
+        )?;
+        self.relayed.insert(publisher.0, out.clone());
+        Ok(out)
+    }
+}
+
+impl Signaller for CascadeSignaller {
+    fn create_room(&mut self, name: &str) -> Result<RoomKey, LoadgenError> {
+        self.b.create_room(name)?;
+        self.a.create_room(name)
+    }
+
+    fn publish(&mut self, room: &RoomKey, offer: &str) -> Answered {
+        self.a.publish(room, offer)
+    }
+
+    fn subscribe(&mut self, room: &RoomKey, publishers: &[SessionKey], offer: &str) -> Answered {
+        let placed = self.placed.entry(room.name().to_string()).or_insert(0);
+        let local = *placed < self.local_subscribers;
+        *placed += 1;
+        if local {
+            return self.a.subscribe(room, publishers, offer);
+        }
+        let mut tracks = Vec::new();
+        for p in publishers {
+            let SessionKey::Control(p) = p else {
+                return Err(wrong("subscribe", p));
+            };
+            tracks.extend(self.relay(room, *p)?);
+        }
+        let (answer, id) = self.b.create(room, offer)?;
+        let r = self.b.req(
+            "subscribe",
+            Request::Subscribe(Subscribe {
+                subscriber: id,
+                publisher: self.relay_b,
+                tracks: Some(tracks),
+            }),
+        );
+        if let Err(e) = r {
+            self.b.close_id(id);
+            return Err(e);
+        }
+        Ok((answer, SessionKey::Remote(id)))
+    }
+
+    fn close(&mut self, session: &SessionKey) -> Result<(), LoadgenError> {
+        match session {
+            SessionKey::Remote(id) => self
+                .b
+                .req(
+                    "session.close",
+                    Request::SessionClose(SessionRef { session: *id }),
+                )
+                .map(|_| ()),
+            other => self.a.close(other),
+        }
+    }
+
+    fn close_room(&mut self, room: &RoomKey) -> Result<(), LoadgenError> {
+        let b = self.b.close_room(room);
+        self.a.close_room(room).and(b)
     }
 }
 

@@ -88,6 +88,7 @@ fn res(t0: Instant, seq: u64, send_us: u64, recv_us: Option<i64>) -> TwccResult 
         send_time: t0 + Duration::from_micros(send_us),
         size: 1200,
         recv_us,
+        probe_cluster: 0,
     }
 }
 
@@ -99,28 +100,35 @@ fn burst_meter_measures_what_the_path_delivered() {
     // (4.8 ms apart on arrival), estimate 1 Mbit/s.
     for i in 0..10u64 {
         let r = res(t0, i, i * 1000, Some(100_000 + 4800 * i as i64));
-        assert_eq!(m.on_result(&r, 1_000_000), None);
+        assert_eq!(m.on_result(&r, 1_000_000, u64::MAX), None);
     }
     // A packet 20 ms later (0.48 Mbit/s) ends the burst: min(send, recv) is the
     // receive rate, 9 × 1200 B over 43.2 ms = 2 Mbit/s.
     let r = res(t0, 10, 29_000, Some(200_000));
-    assert_eq!(m.on_result(&r, 1_000_000), Some(2_000_000));
+    assert_eq!(m.on_result(&r, 1_000_000, u64::MAX), Some(2_000_000));
     // Below the bottleneck the send rate is the result: 9 × 1200 B over 9 × 2 ms.
     let mut m = BurstMeter::default();
     for i in 0..10u64 {
         let r = res(t0, i, i * 2000, Some(100_000 + 2000 * i as i64));
-        m.on_result(&r, 1_000_000);
+        m.on_result(&r, 1_000_000, u64::MAX);
     }
     assert_eq!(
-        m.on_result(&res(t0, 10, 60_000, Some(0)), 1_000_000),
+        m.on_result(&res(t0, 10, 60_000, Some(0)), 1_000_000, u64::MAX),
         Some(4_800_000)
     );
     // Too few packets, or a gap in the reported numbers: no result.
     let mut m = BurstMeter::default();
     for i in 0..4u64 {
-        m.on_result(&res(t0, i, i * 1000, Some(4800 * i as i64)), 1_000_000);
+        m.on_result(
+            &res(t0, i, i * 1000, Some(4800 * i as i64)),
+            1_000_000,
+            u64::MAX,
+        );
     }
-    assert_eq!(m.on_result(&res(t0, 4, 40_000, Some(0)), 1_000_000), None);
+    assert_eq!(
+        m.on_result(&res(t0, 4, 40_000, Some(0)), 1_000_000, u64::MAX),
+        None
+    );
     // One packet reported at a late arrival (its retransmission) does not
     // stretch the receive span; a lost one still counts as sent.
     let mut m = BurstMeter::default();
@@ -130,14 +138,84 @@ fn burst_meter_measures_what_the_path_delivered() {
             5 => None,
             _ => Some(100_000 + 4800 * i as i64),
         };
-        m.on_result(&res(t0, i, i * 1000, recv), 1_000_000);
+        m.on_result(&res(t0, i, i * 1000, recv), 1_000_000, u64::MAX);
     }
     // Received in order: 0, 1, 2, 4, 6..9: 7 × 1200 B after the first over
     // 43.2 ms = 1.555 Mbit/s.
     assert_eq!(
-        m.on_result(&res(t0, 10, 29_000, Some(0)), 1_000_000),
+        m.on_result(&res(t0, 10, 29_000, Some(0)), 1_000_000, u64::MAX),
         Some(1_555_555)
     );
+}
+
+fn res_in(t0: Instant, seq: u64, send_us: u64, recv_us: Option<i64>, cluster: u16) -> TwccResult {
+    TwccResult {
+        probe_cluster: cluster,
+        ..res(t0, seq, send_us, recv_us)
+    }
+}
+
+#[test]
+fn a_probe_cluster_only_a_little_above_the_estimate_is_measured() {
+    // Estimate 1 Mbit/s; a probe to 1.2 Mbit/s: 8 packets of 1200 B 8 ms apart, too
+    // slow to pass for a burst, but tagged as one probe cluster.
+    let t0 = Instant::now();
+    let mut m = BurstMeter::default();
+    for i in 0..8u64 {
+        let r = res_in(t0, i, i * 8000, Some(50_000 + 8000 * i as i64), 7);
+        assert_eq!(m.on_result(&r, 1_000_000, 1_200_000), None);
+    }
+    // The first untagged packet ends it: 7 × 1200 B over 56 ms = 1.2 Mbit/s.
+    let end = res(t0, 8, 70_000, Some(130_000));
+    assert_eq!(m.on_result(&end, 1_000_000, u64::MAX), Some(1_200_000));
+    // Untagged, the same packets are no burst at all.
+    let mut m = BurstMeter::default();
+    for i in 0..8u64 {
+        let r = res(t0, i, i * 8000, Some(50_000 + 8000 * i as i64));
+        m.on_result(&r, 1_000_000, u64::MAX);
+    }
+    assert_eq!(m.on_result(&end, 1_000_000, u64::MAX), None);
+}
+
+#[test]
+fn a_probe_cluster_released_at_one_instant_is_measured_by_its_arrivals_up_to_its_goal() {
+    // A late sender released the whole probe at one instant (send span 0).
+    let t0 = Instant::now();
+    let once = |gap_us: i64, goal: u64| {
+        let mut m = BurstMeter::default();
+        for i in 0..10u64 {
+            let r = res_in(t0, i, 5000, Some(20_000 + gap_us * i as i64), 3);
+            assert_eq!(m.on_result(&r, 500_000, goal), None);
+        }
+        m.on_result(&res(t0, 10, 90_000, Some(200_000)), 500_000, u64::MAX)
+    };
+    // A 0.96 Mbit/s bottleneck spread it 10 ms apart: that is the result.
+    assert_eq!(once(10_000, 2_000_000), Some(960_000));
+    // Arrivals 1 ms apart (9.6 Mbit/s, a receiver reading in bursts as likely as a
+    // fast path): no more than the goal, all the probe asked.
+    assert_eq!(once(1000, 2_000_000), Some(2_000_000));
+    // Arrivals at one instant tell nothing.
+    assert_eq!(once(0, 2_000_000), None);
+}
+
+#[test]
+fn a_probe_cluster_survives_a_lost_packet_but_not_too_few_arrivals() {
+    let t0 = Instant::now();
+    let run = |lost: &[u64]| {
+        let mut m = BurstMeter::default();
+        for i in 0..6u64 {
+            let recv = (!lost.contains(&i)).then_some(10_000 + 4000 * i as i64);
+            m.on_result(&res_in(t0, i, i * 4000, recv, 9), 1_000_000, 2_400_000);
+        }
+        m.on_result(&res(t0, 6, 60_000, Some(100_000)), 1_000_000, u64::MAX)
+    };
+    // 6 × 1200 B 4 ms apart: 2.4 Mbit/s.
+    assert_eq!(run(&[]), Some(2_400_000));
+    // One lost: still measured (from the 5 that arrived, the lost one counted as
+    // sent).
+    assert!(run(&[2]).is_some());
+    // Three lost: 3 arrivals are too few.
+    assert_eq!(run(&[1, 2, 3]), None);
 }
 
 /// Feeds `n` packets sent every `gap_us` from `start_us`, arriving `owd_us`

@@ -91,6 +91,8 @@ pub(crate) struct PeerSetup {
     pub audio: Option<(Mid, u8)>,
     /// Streams it should receive (subscribers).
     pub expected_streams: u64,
+    /// A subscriber on a cascade's second engine (its latency is also booked apart).
+    pub relayed: bool,
 }
 
 /// Commands to a worker.
@@ -177,6 +179,8 @@ pub(crate) struct WorkerResult {
     pub totals: Totals,
     /// End-to-end latency, ns.
     pub latency: Histogram<u64>,
+    /// The same, of relayed subscribers only (cascade mode).
+    pub latency_relayed: Histogram<u64>,
     /// Set-up start to `Connected`, ns.
     pub connect: Histogram<u64>,
 }
@@ -215,6 +219,7 @@ struct Peer {
     local: SocketAddr,
     role: Role,
     created_ns: u64,
+    relayed: bool,
     alive: bool,
     connected: bool,
     /// The `Rtc`'s wanted timeout.
@@ -261,6 +266,7 @@ pub(crate) struct Worker {
     stopping: bool,
     totals: Totals,
     latency: Histogram<u64>,
+    latency_relayed: Histogram<u64>,
     connect: Histogram<u64>,
     /// `RECV_BATCH` receive slots of `SLOT` bytes for `recvmmsg`.
     bufs: Vec<u8>,
@@ -306,6 +312,7 @@ impl Worker {
             stopping: false,
             totals: Totals::default(),
             latency: new_histogram(),
+            latency_relayed: new_histogram(),
             connect: new_histogram(),
             bufs: vec![0u8; RECV_BATCH * SLOT],
             out: vec![0u8; payload::MAX_PAYLOAD],
@@ -329,6 +336,7 @@ impl Worker {
         WorkerResult {
             totals: self.totals,
             latency: self.latency,
+            latency_relayed: self.latency_relayed,
             connect: self.connect,
         }
     }
@@ -378,6 +386,7 @@ impl Worker {
             local: p.local,
             role: p.role,
             created_ns: p.created_ns,
+            relayed: p.relayed,
             alive: watched,
             connected: false,
             want: now,
@@ -691,9 +700,11 @@ impl Worker {
                         record_ssrc(&mut peer.ssrcs, &mut self.totals, p.ssrc, p.seq_no);
                         match payload::check(data) {
                             Ok(stamp) => {
-                                let _ = self
-                                    .latency
-                                    .record(now_ns.saturating_sub(stamp.send_ns).max(1));
+                                let ns = now_ns.saturating_sub(stamp.send_ns).max(1);
+                                let _ = self.latency.record(ns);
+                                if peer.relayed {
+                                    let _ = self.latency_relayed.record(ns);
+                                }
                                 record_stream(&mut peer.streams, &stamp);
                             }
                             Err(payload::PayloadError::BadMagic) => self.totals.checks.foreign += 1,
