@@ -48,11 +48,11 @@ use control::{
 use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
-use crate::child::{Line, Proc};
+use crate::child::Proc;
 use crate::report::{LatencyMs, Row};
 use crate::scenario::{
-    self, EngineProc, Options, Workload, cpu_of, engine_stats, forwarded, latency_us,
-    merged_forward_ns, pct, secs,
+    self, EngineProc, Options, Workload, cpu_of, engine_stats, follow_loadgen, forwarded,
+    latency_us, merged_forward_ns, pct, secs,
 };
 
 /// How the relay scenario runs.
@@ -629,25 +629,10 @@ fn run_cascade(
         secs(budget),
     )?;
     let lg_pid = lg.pid();
-    let mut steady: Vec<Both> = Vec::new();
-    let mut json = String::new();
     let until = Instant::now() + secs(budget);
-    while let Some(l) = lg.next_line(until)? {
-        match l {
-            Line::Out(s) => {
-                json.push_str(&s);
-                json.push('\n');
-            }
-            Line::Err(s) => {
-                if o.verbose {
-                    eprintln!("  loadgen: {s}");
-                }
-                if s.contains(" steady]") {
-                    steady.push(read_both(&mut a, &mut b, ra, rb, lg_pid)?);
-                }
-            }
-        }
-    }
+    let (steady, json) = follow_loadgen(&mut lg, until, o.verbose, || {
+        read_both(&mut a, &mut b, ra, rb, lg_pid)
+    })?;
     let status = lg.wait()?;
     let end = read_both(&mut a, &mut b, ra, rb, 0)?;
     let report: tools::loadgen::Report = serde_json::from_str(&json)

@@ -282,6 +282,36 @@ pub(crate) fn forwarded(s: &EngineStats) -> u64 {
 }
 
 /// One `engine.stats` request.
+/// Reads the load generator's output until it exits (or `until`): its stdout is the
+/// JSON report, returned whole; each steady-state mark on its stderr takes a sample
+/// with `on_steady`. Its stderr is echoed when `verbose`.
+pub fn follow_loadgen<T>(
+    lg: &mut Proc,
+    until: Instant,
+    verbose: bool,
+    mut on_steady: impl FnMut() -> Result<T, BenchError>,
+) -> Result<(Vec<T>, String), BenchError> {
+    let mut samples = Vec::new();
+    let mut json = String::new();
+    while let Some(l) = lg.next_line(until)? {
+        match l {
+            Line::Out(s) => {
+                json.push_str(&s);
+                json.push('\n');
+            }
+            Line::Err(s) => {
+                if verbose {
+                    eprintln!("  loadgen: {s}");
+                }
+                if s.contains(" steady]") {
+                    samples.push(on_steady()?);
+                }
+            }
+        }
+    }
+    Ok((samples, json))
+}
+
 pub fn engine_stats(c: &mut ControlClient) -> Result<EngineStats, BenchError> {
     match c.request(Request::EngineStats) {
         Ok(Response::EngineStats(s)) => Ok(s),
@@ -552,25 +582,11 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         secs(budget),
     )?;
     let lg_pid = lg.pid();
-    let mut steady: Vec<Sample> = Vec::new();
-    let mut json = String::new();
     let until = Instant::now() + secs(budget);
-    while let Some(l) = lg.next_line(until)? {
-        match l {
-            Line::Out(s) => {
-                json.push_str(&s);
-                json.push('\n');
-            }
-            Line::Err(s) => {
-                if o.verbose {
-                    eprintln!("  loadgen: {s}");
-                }
-                if s.contains(" steady]") {
-                    steady.push(sample(&mut ctl, engine.pid(), lg_pid)?);
-                }
-            }
-        }
-    }
+    let engine_pid = engine.pid();
+    let (steady, json) = follow_loadgen(&mut lg, until, o.verbose, || {
+        sample(&mut ctl, engine_pid, lg_pid)
+    })?;
     let status = lg.wait()?;
     stop.store(true, Ordering::Release);
     let connects = watcher.and_then(|h| h.join().ok()).unwrap_or_default();

@@ -300,10 +300,24 @@ fn check_decodable(c: &Client, tail: usize) -> Vec<u8> {
             );
             assert_eq!(part, 0, "{}: frame {f} starts mid-frame at {seq}", c.name);
             if Some(&layer) != order.last() {
+                // On failure: the packets around it, in sequence order and as they
+                // arrived (a repair arrives late), to tell a forwarding fault from a
+                // wrong repair.
+                let around = |s: u64| {
+                    let arrived: Vec<_> = c
+                        .rtp
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.seq + 3 >= s && p.seq <= s + 3)
+                        .map(|(i, p)| (i, p.seq, parse_packet(&p.payload)))
+                        .collect();
+                    format!("(arrival index, seq, (layer, frame, part, parts, key))): {arrived:?}")
+                };
                 assert!(
                     key,
-                    "{}: switch to layer {layer} at seq {seq} not at a keyframe",
-                    c.name
+                    "{}: switch to layer {layer} at seq {seq} not at a keyframe; {}",
+                    c.name,
+                    around(seq)
                 );
                 order.push(layer);
             }

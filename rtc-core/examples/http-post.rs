@@ -198,7 +198,11 @@ const state = (s) => { document.getElementById('state').textContent = s; window.
   // Video: a canvas of moving noise, which no encoder can compress, so the send
   // bitrate follows the bandwidth estimate (the fake camera's pattern needs ~150 kbps).
   const canvas = document.createElement('canvas');
-  canvas.width = 640; canvas.height = 360;
+  // Noise (incompressible: the encoder sends what the estimate allows, so the send
+  // rate shows the estimate) at 320x180: at 640x360 painting it in JS and the
+  // software H.264 encode and decode of it fell to 1.5-2.6 frames/s under two busy
+  // loops, too few to echo 60 frames in the 15 s window.
+  canvas.width = 320; canvas.height = 180;
   const ctx = canvas.getContext('2d');
   const img = ctx.createImageData(canvas.width, canvas.height);
   const u32 = new Uint32Array(img.data.buffer);

@@ -531,6 +531,12 @@ impl DtlsTransport {
         self.state = State::Done;
     }
 
+    /// Frees the scratch buffer the handshake's records were written through; it is
+    /// regrown (once) if the association sends anything later (alerts, data).
+    pub(crate) fn release_handshake_buffers(&mut self) {
+        self.scratch = Vec::new();
+    }
+
     pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmits.pop_front()
     }

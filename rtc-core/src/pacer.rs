@@ -1,5 +1,5 @@
-//! Send-side pacing and probing, Sans-I/O; each priority class allocates its ring on its first
-//! entry and nothing after.
+//! Send-side pacing and probing, Sans-I/O; each priority class's queue allocates only as
+//! it first reaches a new depth (doubling up to its capacity), nothing once grown.
 //!
 //! A [`Pacer`] decides *when* queued packets may leave. It does not own packet
 //! bytes: the caller enqueues an opaque handle and a size per packet, and later
@@ -41,6 +41,7 @@
 //! let _wake_at = pacer.next_send_time(now);
 //! ```
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Priority class of a queued packet, highest priority first.
@@ -131,61 +132,53 @@ struct Entry {
     enqueued: Instant,
 }
 
-/// A fixed-capacity FIFO of entries, allocated on its first push (a class never used,
-/// or a pacer never enabled, holds no memory).
+/// A FIFO of at most `capacity` entries. Its storage grows with the deepest queue
+/// actually reached (doubling, never past `capacity`) and is kept, so a class never
+/// used holds no memory and a steady queue stops allocating once it has grown.
 #[derive(Debug, Clone)]
 struct Ring {
     capacity: usize,
-    /// Empty until the first push, then `capacity` slots.
-    slots: Box<[Option<Entry>]>,
-    head: usize,
-    len: usize,
+    entries: VecDeque<Entry>,
     bytes: usize,
 }
+
+/// Entries a ring makes room for on its first push.
+const RING_INITIAL: usize = 16;
 
 impl Ring {
     fn new(capacity: usize) -> Self {
         Ring {
             capacity,
-            slots: Box::default(),
-            head: 0,
-            len: 0,
+            entries: VecDeque::new(),
             bytes: 0,
         }
     }
 
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     fn push(&mut self, e: Entry) -> bool {
-        let cap = self.capacity;
-        if self.len >= cap {
+        let len = self.entries.len();
+        if len >= self.capacity {
             return false;
         }
-        if self.slots.is_empty() {
-            self.slots = vec![None; cap].into_boxed_slice();
+        if len == self.entries.capacity() {
+            // Double (at least `RING_INITIAL`), but never past `capacity`.
+            let more = len.max(RING_INITIAL).min(self.capacity - len); // len < capacity
+            self.entries.reserve_exact(more);
         }
-        let i = (self.head + self.len) % cap; // cap > 0: len < cap
-        if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some(e);
-            self.len += 1;
-            self.bytes = self.bytes.saturating_add(e.bytes);
-            return true;
-        }
-        false
+        self.entries.push_back(e);
+        self.bytes = self.bytes.saturating_add(e.bytes);
+        true
     }
 
     fn front(&self) -> Option<&Entry> {
-        if self.len == 0 {
-            return None;
-        }
-        self.slots.get(self.head)?.as_ref()
+        self.entries.front()
     }
 
     fn pop(&mut self) -> Option<Entry> {
-        if self.len == 0 {
-            return None;
-        }
-        let e = self.slots.get_mut(self.head)?.take()?;
-        self.head = (self.head + 1) % self.slots.len(); // len > 0 implies cap > 0
-        self.len -= 1;
+        let e = self.entries.pop_front()?;
         self.bytes = self.bytes.saturating_sub(e.bytes);
         Some(e)
     }
@@ -229,8 +222,8 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer with `config`. Its only allocations are the rings of the classes, each
-    /// made on its first entry. A
+    /// A pacer with `config`. Its only allocations are the queues of the classes, each
+    /// grown as it first reaches a new depth. A
     /// multiplier that is not a positive finite number is replaced by the default.
     pub fn new(mut config: PacerConfig) -> Self {
         if !(config.multiplier.is_finite() && config.multiplier > 0.0) {
@@ -284,7 +277,7 @@ impl Pacer {
 
     /// Entries waiting in `class`'s queue.
     pub fn queued(&self, class: PacketClass) -> usize {
-        self.queues[class.index()].len
+        self.queues[class.index()].len()
     }
 
     /// Bytes waiting in all queues.
@@ -414,7 +407,7 @@ impl Pacer {
     /// generated; `None` when there is nothing to do until something is enqueued.
     pub fn next_send_time(&self, now: Instant) -> Option<Instant> {
         let probing = self.probe.is_some_and(|p| now < p.end);
-        if self.queues.iter().all(|q| q.len == 0) {
+        if self.queues.iter().all(|q| q.entries.is_empty()) {
             // Nothing queued: wake for the next padding while probing.
             return probing.then(|| {
                 let p = self.probe.expect("probing implies a probe"); // checked above

@@ -47,6 +47,22 @@ macro_rules! shared_backend_methods {
         fn stats(&self) -> &IoStats {
             &self.stats
         }
+
+        fn queue_send(&mut self, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
+            self.sendq
+                .push_hinted(socket, dest, data, &mut self.stats, None)
+        }
+
+        fn queue_send_hinted(
+            &mut self,
+            socket: usize,
+            dest: SocketAddr,
+            data: &[u8],
+            hint: &mut SendHint,
+        ) -> bool {
+            self.sendq
+                .push_hinted(socket, dest, data, &mut self.stats, Some(hint))
+        }
     };
 }
 

@@ -486,22 +486,6 @@ impl IoBackend for UringBackend {
         Ok(())
     }
 
-    fn queue_send(&mut self, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
-        self.sendq
-            .push_hinted(socket, dest, data, &mut self.stats, None)
-    }
-
-    fn queue_send_hinted(
-        &mut self,
-        socket: usize,
-        dest: SocketAddr,
-        data: &[u8],
-        hint: &mut SendHint,
-    ) -> bool {
-        self.sendq
-            .push_hinted(socket, dest, data, &mut self.stats, Some(hint))
-    }
-
     fn flush(&mut self) -> io::Result<()> {
         self.tcp.flush(&mut self.stats);
         let n = self.sendq.queued().len();

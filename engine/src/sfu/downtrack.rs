@@ -28,7 +28,8 @@
 //!   with the layer-sync bit (Y=1), or at a keyframe. PictureIDs are tracked in the 15-bit
 //!   domain and written with each packet's own field width (7-bit fields get the low 7
 //!   bits).
-//! - **NACK map**: a fixed ring of 512 compact (16-byte) entries from output sequence
+//! - **NACK map**: a fixed ring of 512 compact (16-byte) entries (on the heap, allocated
+//!   with the downtrack, so a leg table holds small legs) from output sequence
 //!   number to the source layer, source sequence number and the rewritten timestamp and
 //!   VP8 numbering, so a NACK is answered from the publisher layer's
 //!   [`super::cache::PacketCache`] with the same header the original had, at most once per
@@ -41,7 +42,8 @@
 //! VP8 packet gets the PictureID offset in force when it arrives, which is one too low
 //! per picture dropped (temporal filtering) between it and the newest packet.
 //!
-//! Sans-I/O: the caller passes `now`; nothing here allocates, locks or formats.
+//! Sans-I/O: the caller passes `now`; nothing here allocates (but [`DownTrack::new`], once
+//! per leg), locks or formats.
 
 use std::time::{Duration, Instant};
 
@@ -207,7 +209,7 @@ pub struct DownTrack {
     tl0_offset: u8,
     tl0_out_last: Option<u8>,
 
-    nack: [NackSlot; NACK_RING],
+    nack: Box<[NackSlot; NACK_RING]>,
 }
 
 /// `a` is after `b` in 32-bit wrapping order.
@@ -224,7 +226,7 @@ fn sdiff(a: u16, b: u16, bits: u32) -> i32 {
 
 impl DownTrack {
     /// A downtrack for a track with RTP clock `clock_rate`, paused (no target layer), all
-    /// temporal layers allowed.
+    /// temporal layers allowed. Allocates its NACK map (8 KiB).
     pub fn new(clock_rate: u32) -> DownTrack {
         DownTrack {
             clock_rate: clock_rate.max(1),
@@ -256,7 +258,7 @@ impl DownTrack {
             pid_started: false,
             tl0_offset: 0,
             tl0_out_last: None,
-            nack: [NackSlot::default(); NACK_RING],
+            nack: Box::new([NackSlot::default(); NACK_RING]),
         }
     }
 

@@ -80,10 +80,14 @@ fn video_codecs(media: &[MediaDesc]) -> Vec<(u8, VideoCodec)> {
 
 fn ext_maps(rtc: &Rtc) -> Vec<(Mid, rtc_core::rtp::ExtensionMap)> {
     let mids: Vec<Mid> = rtc.media().map(|(m, _)| m).collect();
-    mids.into_iter()
+    let mut maps: Vec<_> = mids
+        .into_iter()
         .filter_map(|m| rtc.media_info(m))
         .map(|i| (i.mid, i.extensions.clone()))
-        .collect()
+        .collect();
+    // Kept for the session's life: no room for four 270-byte maps per section.
+    maps.shrink_to_fit();
+    maps
 }
 
 /// A change to a live session's negotiation, parsed off the shard thread.

@@ -93,6 +93,42 @@ impl TwccSendRegister {
         (seq % self.capacity as u64) as usize // below capacity
     }
 
+    /// Raises the capacity to `capacity` packets (never lowers it): for a peer that
+    /// starts sending a faster stream (video) after its register was sized for a slow
+    /// one. The packets held stay matchable; a ring already allocated is replaced by
+    /// one of the new size.
+    pub fn grow_capacity(&mut self, capacity: usize) {
+        if capacity <= self.capacity {
+            return;
+        }
+        if !self.slots.is_empty() {
+            let mut slots = vec![
+                Sent {
+                    at_us: 0,
+                    size: NEVER,
+                    cluster: 0,
+                };
+                capacity
+            ]
+            .into_boxed_slice();
+            let old = self.capacity as u64;
+            for seq in self.next.saturating_sub(old)..self.next {
+                let from = (seq % old) as usize; // below the old capacity
+                let to = (seq % capacity as u64) as usize; // below the new one
+                if let (Some(f), Some(t)) = (self.slots.get(from), slots.get_mut(to)) {
+                    *t = *f;
+                }
+            }
+            self.slots = slots;
+        }
+        self.capacity = capacity;
+    }
+
+    /// The most packets remembered.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Assigns the next transport-wide sequence number to a packet of `size` bytes
     /// sent at `now` and returns it (the 16-bit value to put in the extension).
     pub fn next_seq(&mut self, now: Instant, size: usize) -> u16 {
@@ -349,6 +385,35 @@ mod tests {
         assert_eq!(r.heap_bytes(), 0);
         r.next_seq(t0, 100);
         assert_eq!(r.heap_bytes(), TwccSendRegister::DEFAULT_CAPACITY * 8);
+    }
+
+    #[test]
+    fn growing_the_send_register_keeps_the_packets_held() {
+        let t0 = Instant::now();
+        let mut send = TwccSendRegister::new(8);
+        let mut recv = TwccRecvRegister::new(1, 2);
+        for i in 0..12u64 {
+            let seq = send.next_seq(t0 + ms(i), 100 + i as usize);
+            if i >= 4 {
+                recv.on_packet(t0 + ms(i + 20), seq);
+            }
+        }
+        send.grow_capacity(32);
+        assert_eq!(send.capacity(), 32);
+        assert_eq!(send.heap_bytes(), 32 * 8);
+        send.grow_capacity(16); // never lowers
+        assert_eq!(send.capacity(), 32);
+        let mut buf = [0u8; 1500];
+        let n = recv.poll_feedback(t0 + ms(200), &mut buf).unwrap();
+        let got: Vec<(u64, u32)> = send
+            .apply_feedback(&parse(&buf[..n]))
+            .map(|r| (r.seq, r.size))
+            .collect();
+        // The 8 newest (4..12) were held and still are.
+        assert_eq!(
+            got,
+            (4..12).map(|i| (i, 100 + i as u32)).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -298,6 +298,8 @@ impl IceAgent {
         {
             return false;
         }
+        // Few candidates per agent and thousands of agents: no doubling slack.
+        self.locals.reserve_exact(1);
         self.locals.push(c);
         let li = self.locals.len() - 1;
         for ri in 0..self.remotes.len() {
@@ -332,6 +334,7 @@ impl IceAgent {
         if self.remotes.len() >= MAX_REMOTE {
             return;
         }
+        self.remotes.reserve_exact(1);
         self.remotes.push(c);
         let ri = self.remotes.len() - 1;
         for li in 0..self.locals.len() {

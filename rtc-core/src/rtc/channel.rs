@@ -114,7 +114,7 @@ impl Rtc {
         let client = self.transport.dtls.is_active() == Some(true);
         let sctp = self
             .sctp
-            .get_or_insert_with(|| SctpTransport::new(client, MAX_MESSAGE_SIZE));
+            .get_or_insert_with(|| Box::new(SctpTransport::new(client, MAX_MESSAGE_SIZE)));
         if let Some(m) = remote_max_message_size {
             sctp.set_remote_max_message_size(usize::try_from(m).unwrap_or(usize::MAX));
         }

@@ -11,6 +11,7 @@
 //! - `channel`: [`Channel`] and the SCTP pump;
 //! - this module: the `Rtc` struct, its construction, life cycle and accessors.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -60,6 +61,15 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Size of a pooled packet buffer: a full UDP datagram plus SRTP overhead room.
 const BUF_SIZE: usize = 2048;
+
+/// Transport-wide sequence numbers remembered by an `Rtc` without video sections: 2 s
+/// at 256 packets/s (audio sends 50).
+const AUDIO_TWCC_PACKETS: usize = 512;
+
+/// Transport-wide sequence numbers remembered per video section (2 s at 512 packets/s,
+/// ~5 Mbit/s of 1200-byte packets), up to [`TwccSendRegister::DEFAULT_CAPACITY`]
+/// (2 s at 1000 packets/s) in all.
+const VIDEO_TWCC_PACKETS: usize = 1024;
 
 /// A queued datagram waiting to be polled out.
 struct PendingTransmit {
@@ -179,25 +189,49 @@ struct Outbox {
     rtp_in: VecDeque<PendingRtp>,
 }
 
-/// Reused packet buffers of `BUF_SIZE` bytes.
+thread_local! {
+    /// Free packet buffers shared by every `Rtc` driven on this thread (a server's
+    /// shard thread drives thousands): what one connection returns another takes, so
+    /// the buffers kept follow what the thread has in flight at once, not the sum of
+    /// every connection's worst burst. An `Rtc` moved to another thread simply uses
+    /// that thread's buffers (they are plain `Vec`s).
+    static FREE_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Free buffers a thread keeps (2 MiB); beyond that, returned buffers are freed.
+const THREAD_POOL_KEEP: usize = 1024;
+
+/// Packet buffers of `BUF_SIZE` bytes, reused through the thread's free list.
 struct BufPool {
-    free: Vec<Vec<u8>>,
     /// The buffer the last `poll_output` lent out; it returns on the next call.
     lent: Option<Vec<u8>>,
 }
 
 impl BufPool {
-    /// A buffer of `BUF_SIZE` bytes (allocates only when the pool is empty, i.e.
-    /// while warming up).
+    /// A buffer of `BUF_SIZE` bytes (allocates only when the thread's free list is
+    /// empty, i.e. while warming up).
     fn take(&mut self) -> Vec<u8> {
-        let mut b = self.free.pop().unwrap_or_default();
+        // `try_with`/`try_borrow_mut`: during thread teardown, or if ever re-entered,
+        // fall back to a new buffer.
+        let mut b = FREE_BUFS
+            .try_with(|f| f.try_borrow_mut().ok().and_then(|mut f| f.pop()))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         b.resize(BUF_SIZE, 0);
         b
     }
 
-    /// Returns a buffer for reuse.
+    /// Returns a buffer for reuse by any `Rtc` on this thread (freed beyond
+    /// [`THREAD_POOL_KEEP`]).
     fn put(&mut self, buf: Vec<u8>) {
-        self.free.push(buf);
+        let _ = FREE_BUFS.try_with(|f| {
+            if let Ok(mut f) = f.try_borrow_mut()
+                && f.len() < THREAD_POOL_KEEP
+            {
+                f.push(buf);
+            }
+        });
     }
 }
 
@@ -245,8 +279,9 @@ pub struct Rtc {
     pub(crate) transport: Transport,
     /// Streams, RTCP, feedback and bandwidth estimation.
     pub(crate) session: Session,
-    /// Data channels, once negotiated (SDP application section or direct API).
-    pub(crate) sctp: Option<SctpTransport>,
+    /// Data channels, once negotiated (SDP application section or direct API); boxed,
+    /// so a media-only `Rtc` does not carry the transport's inline state.
+    pub(crate) sctp: Option<Box<SctpTransport>>,
     /// The mid of the negotiated data-channel section.
     pub(crate) app_mid: Option<Mid>,
     /// Output queues.
@@ -329,7 +364,8 @@ impl Rtc {
                 next_report_at: now,
                 next_stats_at: now,
                 twcc_rx: TwccRecvRegister::new(0, 0),
-                twcc_tx: TwccSendRegister::default(),
+                // Sized for audio until a video section comes (`add_media_entry`).
+                twcc_tx: TwccSendRegister::new(AUDIO_TWCC_PACKETS),
                 bwe: Bwe::new(BweConfig::default()),
                 twcc_media_ssrc_set: false,
                 rx_ext_map: ExtensionMap::empty(),
@@ -341,10 +377,7 @@ impl Rtc {
                 events: VecDeque::new(),
                 rtp_in: VecDeque::new(),
             },
-            pool: BufPool {
-                free: Vec::new(),
-                lent: None,
-            },
+            pool: BufPool { lent: None },
             pacing: pacing::Pacing::new(pacing_on, pacer_config),
             // SDP o= session ids are 63-bit positive numbers (RFC 8866 §5.2).
             session_id: rand::random::<u64>() >> 1,
@@ -479,6 +512,20 @@ impl Rtc {
     /// Registers a media section (SDP or direct API) and reports it; a known mid is
     /// updated in place (re-negotiation) without a new event.
     pub(crate) fn add_media_entry(&mut self, info: MediaInfo) {
+        if info.kind == MediaKind::Video {
+            // Video sends many more packets than audio: 2 s at 512 packets/s per video
+            // section, up to the register's default.
+            let video = self
+                .session
+                .media
+                .iter()
+                .filter(|m| m.kind == MediaKind::Video && m.mid != info.mid)
+                .count()
+                + 1;
+            self.session.twcc_tx.grow_capacity(
+                (VIDEO_TWCC_PACKETS * video).min(TwccSendRegister::DEFAULT_CAPACITY),
+            );
+        }
         if let Some(m) = self.session.media.iter_mut().find(|m| m.mid == info.mid) {
             let mut info = info;
             for s in &m.remote_ssrcs {
@@ -489,6 +536,8 @@ impl Rtc {
             *m = info;
         } else {
             let (mid, kind) = (info.mid, info.kind);
+            // Sections come one by one and are few: no doubling slack.
+            self.session.media.reserve_exact(1);
             self.session.media.push(info);
             self.outbox
                 .events

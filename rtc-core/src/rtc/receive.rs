@@ -572,6 +572,9 @@ impl Rtc {
     }
 
     fn push_rx_stream(&mut self, st: RxStream) -> usize {
+        // One at a time: most peers send one or two streams, a doubling Vec would hold
+        // room for four 600-byte streams from the first.
+        self.session.rx_streams.reserve_exact(1);
         self.session.rx_streams.push(st);
         self.session.rx_streams.len() - 1
     }
@@ -731,6 +734,8 @@ impl Rtc {
                             }
                             self.session.twcc_rx = TwccRecvRegister::new(self.session.rtcp_ssrc, 0);
                             self.session.twcc_media_ssrc_set = false;
+                            // The handshake's records went through the DTLS scratch.
+                            self.transport.dtls.release_handshake_buffers();
                             self.outbox.events.push_back(PendingEvent::Connected);
                         }
                         Err(e) => self.fail(FailReason::Dtls(DtlsError::SrtpKeying(e))),

@@ -94,12 +94,20 @@ impl Rtc {
             return;
         };
         while let Some(p) = self.transport.dtls.poll_transmit() {
+            // Copied into a pooled buffer (as ICE's are): a record's own buffer would join
+            // the thread's free list afterwards, which would then grow with every
+            // handshake instead of holding what is in flight.
+            let mut buf = self.pool.take();
+            if p.len() > buf.len() {
+                buf.resize(p.len(), 0);
+            }
+            buf[..p.len()].copy_from_slice(&p);
             self.outbox.transmits.push_back(PendingTransmit {
                 proto,
                 source,
                 destination,
                 len: p.len(),
-                buf: p,
+                buf,
             });
         }
     }

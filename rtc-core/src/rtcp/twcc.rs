@@ -279,8 +279,8 @@ impl Iterator for TwccIter<'_> {
 /// exceeds 8191). A packet arriving after a feedback already reported it as not
 /// received is dropped.
 ///
-/// Records are kept sorted by extended sequence number in a reusable buffer (it only
-/// allocates when it grows; at most [`TwccBuilder::MAX_PENDING`] records are kept,
+/// Records are kept sorted by extended sequence number in a reusable buffer (empty
+/// until the first record, it only allocates when it grows; at most [`TwccBuilder::MAX_PENDING`] records are kept,
 /// the oldest being dropped). [`TwccBuilder::write`] emits one feedback packet per
 /// call, so call it until it returns `Ok(None)` to flush everything; a packet ends
 /// early when the buffer is full, when an inter-arrival delta does not fit 16 bits
@@ -312,8 +312,10 @@ impl TwccBuilder {
             media_ssrc,
             fb_count: 0,
             unwrapper: SeqUnwrapper::new(),
-            received: Vec::with_capacity(256),
-            symbols: Vec::with_capacity(512),
+            // Grown on first use to what the arrival rate needs (a peer that sends
+            // us no media never allocates them).
+            received: Vec::new(),
+            symbols: Vec::new(),
             next_base: None,
         }
     }
