@@ -56,6 +56,9 @@ pub struct Row {
     pub vs_1shard_cpu: Option<f64>,
     /// Remarks (connect failures, missing samples, ...).
     pub notes: Vec<String>,
+    /// Simulcast workloads: the load generator's per-layer counts (whole run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulcast: Option<tools::loadgen::SimulcastCounts>,
 }
 
 /// The whole run: machine facts and rows.

@@ -68,6 +68,14 @@ pub enum Workload {
         /// Sessions (publishers + subscribers).
         sessions: usize,
     },
+    /// One simulcast publisher (three VP8 layers: 150, 500, 1500 kbit/s) →
+    /// `subscribers`, subscriber `i` capped at layer `i % 3` with `track.set_preference`
+    /// (`rtc-loadgen --simulcast`): the "mixed link sizes" are set by preference, not by
+    /// shaped links.
+    Simulcast {
+        /// Subscribers.
+        subscribers: usize,
+    },
     /// As [`Workload::Audio`], set up as fast as signalling goes: connects per second.
     Storm {
         /// Sessions.
@@ -83,13 +91,14 @@ impl Workload {
             Workload::Rooms { rooms, size } => format!("rooms-{rooms}x{size}"),
             Workload::Audio { sessions } => format!("audio-{sessions}"),
             Workload::Storm { sessions } => format!("storm-{sessions}"),
+            Workload::Simulcast { subscribers } => format!("simulcast-{subscribers}"),
         }
     }
 
     /// Copies the server sends per media packet it receives.
     pub fn fanout(&self) -> usize {
         match self {
-            Workload::Fanout { subscribers } => *subscribers,
+            Workload::Fanout { subscribers } | Workload::Simulcast { subscribers } => *subscribers,
             Workload::Rooms { size, .. } => size.saturating_sub(1).max(1),
             Workload::Audio { .. } | Workload::Storm { .. } => 1,
         }
@@ -97,7 +106,9 @@ impl Workload {
 
     pub(crate) fn loadgen_args(&self, o: &Options) -> Vec<String> {
         let (rooms, subs, audio, video, ramp, secs) = match self {
-            Workload::Fanout { subscribers } => (1, *subscribers, false, true, 0.0, o.secs),
+            Workload::Fanout { subscribers } | Workload::Simulcast { subscribers } => {
+                (1, *subscribers, false, true, 0.0, o.secs)
+            }
             Workload::Rooms { rooms, size } => (
                 *rooms,
                 size.saturating_sub(1).max(1),
@@ -141,6 +152,9 @@ impl Workload {
         }
         if !video {
             a.push("--no-video".into());
+        }
+        if matches!(self, Workload::Simulcast { .. }) {
+            a.push("--simulcast".into());
         }
         a
     }
@@ -609,6 +623,9 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
     if let Some(e) = report.errors.first() {
         notes.push(format!("loadgen: {e}"));
     }
+    if let Some(sc) = &report.simulcast {
+        notes.push(simulcast_note(sc));
+    }
     let mut row = Row {
         scenario: "engine".into(),
         workload: workload.name(),
@@ -623,6 +640,7 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
             p999: report.latency_ms.p999,
         },
         notes,
+        simulcast: report.simulcast.clone(),
         ..Row::default()
     };
     if let (Some(a), Some(b)) = (steady.first(), steady.last())
@@ -671,6 +689,20 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
     }
     drop(tmp);
     Ok(row)
+}
+
+/// The simulcast counts of a run in one line: per layer, packets sent, subscribers
+/// capped there, packets they received, and the verified sample's layers per cap.
+pub fn simulcast_note(sc: &tools::loadgen::SimulcastCounts) -> String {
+    let mut s = String::from("simulcast (whole run):");
+    for l in 0..3 {
+        let v = sc.verified_by_cap_layer[l];
+        s.push_str(&format!(
+            " L{l} sent {} | cap {l}: {} subs, {} pkts rx, verified by layer {}/{}/{};",
+            sc.sent_by_layer[l], sc.subscribers_by_cap[l], sc.received_by_cap[l], v[0], v[1], v[2]
+        ));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ enum Scenario {
     /// 1 → --relay-subscribers split over two engines joined by a relay, against the
     /// same fan-out on one engine: per-engine CPU per packet and the relay hop's cost.
     Relay,
+    /// One simulcast publisher (3 layers) → --simulcast-subscribers, a third capped at
+    /// each layer with track.set_preference (the link mix is set by preference).
+    Simulcast,
 }
 
 #[derive(Debug, Parser)]
@@ -129,6 +132,10 @@ struct Cli {
     /// Saturation: engine-side p99 limit of a step, µs (0: loss alone decides).
     #[arg(long, default_value_t = benches::saturate::MAX_P99_US)]
     sat_max_p99_us: f64,
+    /// Simulcast: subscribers of the one simulcast publisher, a third capped at each layer
+    /// (default 50; --quick 6).
+    #[arg(long)]
+    simulcast_subscribers: Option<usize>,
     /// Relay: subscribers of the one publisher over both engines (default 100; --quick 6).
     #[arg(long)]
     relay_subscribers: Option<usize>,
@@ -438,6 +445,14 @@ fn main() -> ExitCode {
     if on(Scenario::Audio) {
         workloads.push(Workload::Audio {
             sessions: sessions.max(2),
+        });
+    }
+    if on(Scenario::Simulcast) {
+        workloads.push(Workload::Simulcast {
+            subscribers: cli
+                .simulcast_subscribers
+                .unwrap_or(if q { 6 } else { 50 })
+                .max(1),
         });
     }
     if on(Scenario::Storm) {

@@ -88,6 +88,11 @@ struct Cli {
     /// Send no audio.
     #[arg(long)]
     no_audio: bool,
+    /// Simulcast (with --control and --no-audio): publishers send three VP8 layers on
+    /// their own SSRCs (150, 500, 1500 kbit/s; --video-kbps is ignored) and subscriber i
+    /// of each room is capped at layer i % 3 with track.set_preference.
+    #[arg(long)]
+    simulcast: bool,
     /// Room name prefix (rooms are PREFIX-0, PREFIX-1, ...).
     #[arg(long, default_value = "loadgen")]
     room_prefix: String,
@@ -165,6 +170,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
         token: cli.token.clone(),
         signalling_timeout: secs("signalling-timeout", cli.signalling_timeout)?,
         verify_every: cli.verify,
+        simulcast: cli.simulcast,
     })
 }
 

@@ -134,6 +134,11 @@ pub struct Config {
     /// and book the rest from their clear header; 1 verifies every packet. Loss is
     /// counted from every packet either way.
     pub verify_every: u16,
+    /// Simulcast (`--simulcast`, control mode, video only): publishers send three layers
+    /// of their own SSRCs (150, 500 and 1500 kbit/s; `video_kbps` is ignored), and
+    /// subscriber `i` of each room is capped at layer `i % 3` with
+    /// `track.set_preference`.
+    pub simulcast: bool,
 }
 
 impl Default for Config {
@@ -158,6 +163,7 @@ impl Default for Config {
             token: None,
             signalling_timeout: Duration::from_secs(10),
             verify_every: 16,
+            simulcast: false,
         }
     }
 }
@@ -196,6 +202,9 @@ impl Config {
         if self.video_kbps == 0 || self.video_kbps > 100_000 {
             return bad("video kbps must be in 1..=100000");
         }
+        if self.simulcast && (self.audio || !self.video || !matches!(self.mode, Mode::Control(_))) {
+            return bad("--simulcast wants --control and video only (--no-audio)");
+        }
         if self.room_prefix.is_empty()
             || !self
                 .room_prefix
@@ -215,6 +224,7 @@ impl Config {
             fps: self.fps,
             keyframe_every: ((self.keyframe_interval * f64::from(self.fps)).round() as u64).max(1),
             audio_bytes: self.audio_bytes,
+            simulcast: self.simulcast,
         }
     }
 

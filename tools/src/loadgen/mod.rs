@@ -47,7 +47,8 @@ use rtc_core::{Protocol, Rtc};
 pub use config::{Cascade, Config, LoadgenError, MAX_VERIFY_EVERY, Mode, parse_verify};
 pub use http::{HttpError, HttpUrl};
 pub use report::{
-    EngineSummary, PeerCounts, Progress, RecvChecks, RecvCounts, Report, SentCounts, Throughput,
+    EngineSummary, PeerCounts, Progress, RecvChecks, RecvCounts, Report, SentCounts,
+    SimulcastCounts, Throughput,
 };
 pub use stats::Percentiles;
 
@@ -127,6 +128,12 @@ pub fn run_with_progress(
         verified: totals.rtp_in - totals.unverified,
     };
     Ok(Report {
+        simulcast: config.simulcast.then_some(SimulcastCounts {
+            sent_by_layer: totals.sent_layer,
+            subscribers_by_cap: totals.subs_cap,
+            received_by_cap: totals.rx_cap,
+            verified_by_cap_layer: totals.rx_cap_layer,
+        }),
         mode: config.mode.name().into(),
         rooms: config.rooms,
         publishers_per_room: config.publishers,
@@ -203,6 +210,8 @@ struct Run {
     cert: DtlsCert,
     planned: u64,
     next_worker: usize,
+    /// Subscribers set up so far (`--simulcast`: the next one's layer cap is this % 3).
+    subscribers_made: usize,
     sessions: Vec<SessionKey>,
     rooms: Vec<RoomKey>,
     signalling_errors: u64,
@@ -247,6 +256,7 @@ impl Run {
             cert,
             planned: 0,
             next_worker: 0,
+            subscribers_made: 0,
             sessions: Vec::new(),
             rooms: Vec::new(),
             signalling_errors: 0,
@@ -500,6 +510,19 @@ impl Run {
             self.sessions.push(key);
             (v, a)
         };
+        let layer_cap = if config.simulcast && role == Role::Subscriber {
+            let cap = (self.subscribers_made % 3) as u8;
+            self.subscribers_made += 1;
+            if let Some(key) = self.sessions.last()
+                && let Err(e) = sig.cap_layers(key, cap)
+            {
+                let _ = sig.close(key);
+                return Err(e);
+            }
+            Some(cap)
+        } else {
+            None
+        };
         let key = self
             .sessions
             .last()
@@ -534,6 +557,7 @@ impl Run {
             audio,
             expected_streams,
             relayed: matches!(key, SessionKey::Remote(_)),
+            layer_cap,
         };
         let w = self.next_worker % self.workers.len();
         self.next_worker += 1;

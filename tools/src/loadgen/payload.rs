@@ -7,7 +7,7 @@
 //! | 4 | magic `LGN1` |
 //! | 4 | publisher id (big-endian) |
 //! | 1 | kind (0 audio, 1 video) |
-//! | 1 | flags (bit 0: keyframe) |
+//! | 1 | flags (bit 0: keyframe; bits 1-2: simulcast layer, 0 without simulcast) |
 //! | 8 | sequence number of the stream (publisher, kind) |
 //! | 8 | send time, nanoseconds since the loadgen's start |
 //! | 2 | total payload length |
@@ -76,6 +76,8 @@ pub struct Stamp {
     pub kind: StreamKind,
     /// Part of a keyframe.
     pub keyframe: bool,
+    /// Simulcast layer (0..=2; 0 without simulcast).
+    pub layer: u8,
     /// Sequence number within the stream (publisher, kind), from 0.
     pub seq: u64,
     /// Send time in nanoseconds since the loadgen's start.
@@ -150,7 +152,7 @@ fn finish(
     trailer[0..4].copy_from_slice(&MAGIC);
     trailer[4..8].copy_from_slice(&stamp.publisher.to_be_bytes());
     trailer[8] = stamp.kind.to_byte();
-    trailer[9] = u8::from(stamp.keyframe);
+    trailer[9] = u8::from(stamp.keyframe) | ((stamp.layer & 3) << 1);
     trailer[10..18].copy_from_slice(&stamp.seq.to_be_bytes());
     trailer[18..26].copy_from_slice(&stamp.send_ns.to_be_bytes());
     trailer[26..28].copy_from_slice(&(size as u16).to_be_bytes());
@@ -247,6 +249,7 @@ pub fn check(payload: &[u8]) -> Result<Stamp, PayloadError> {
         publisher: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
         kind,
         keyframe: t[9] & 1 == 1,
+        layer: (t[9] >> 1) & 3,
         seq,
         send_ns,
     })
@@ -271,6 +274,7 @@ mod tests {
             publisher: 7,
             kind,
             keyframe,
+            layer: 0,
             seq: 123_456_789_012,
             send_ns: 42_000_000_001,
         }
@@ -385,7 +389,7 @@ mod tests {
             seq: u64,
             send_ns: u64,
         ) {
-            let s = Stamp { publisher, kind: StreamKind::Video, keyframe: key, seq, send_ns };
+            let s = Stamp { publisher, kind: StreamKind::Video, keyframe: key, layer: (seq % 3) as u8, seq, send_ns };
             let mut buf = vec![0u8; MAX_PAYLOAD];
             let n = write_video(&mut buf, size, start, &s).unwrap();
             prop_assert_eq!(n, size);
@@ -394,7 +398,7 @@ mod tests {
 
         #[test]
         fn audio_round_trip(size in MIN_AUDIO_PAYLOAD..400usize, publisher: u32, seq: u64) {
-            let s = Stamp { publisher, kind: StreamKind::Audio, keyframe: false, seq, send_ns: seq / 3 };
+            let s = Stamp { publisher, kind: StreamKind::Audio, keyframe: false, layer: 0, seq, send_ns: seq / 3 };
             let mut buf = vec![0u8; 400];
             let n = write_audio(&mut buf, size, &s).unwrap();
             prop_assert_eq!(check(&buf[..n]).unwrap(), s);

@@ -108,6 +108,21 @@ pub struct Throughput {
     pub mbps_in: f64,
 }
 
+/// Simulcast counts (`--simulcast`): the publishers send three layers and subscriber
+/// `i` of each room is capped at layer `i % 3` (`track.set_preference`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimulcastCounts {
+    /// Video RTP packets sent per layer (0 = lowest).
+    pub sent_by_layer: [u64; 3],
+    /// Subscribers per layer cap.
+    pub subscribers_by_cap: [u64; 3],
+    /// RTP packets received by the subscribers of each layer cap (all packets).
+    pub received_by_cap: [u64; 3],
+    /// Verified packets received, by the subscriber's cap (outer) and the layer the
+    /// payload says it was sent on (inner): with `--verify 1/N` about one in `N`.
+    pub verified_by_cap_layer: [[u64; 3]; 3],
+}
+
 /// Counters of an in-process engine at the end of the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineSummary {
@@ -130,6 +145,9 @@ pub struct EngineSummary {
 /// The result of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// Simulcast counts (`--simulcast` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulcast: Option<SimulcastCounts>,
     /// Signalling mode (`in-process`, `control`, `whip`).
     pub mode: String,
     /// Rooms.

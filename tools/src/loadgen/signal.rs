@@ -63,6 +63,14 @@ pub(crate) trait Signaller {
     fn multi_publisher_subscribe(&self) -> bool {
         true
     }
+    /// Caps the simulcast layer the engine forwards to `subscriber` (all its video
+    /// tracks, `track.set_preference`). Only the control back-end can.
+    fn cap_layers(&mut self, subscriber: &SessionKey, max_layer: u8) -> Result<(), LoadgenError> {
+        let _ = (subscriber, max_layer);
+        Err(LoadgenError::Config(
+            "layer caps (--simulcast) need --control".into(),
+        ))
+    }
     /// Counters of the engine, when it runs in this process.
     fn engine_stats(&self) -> Option<engine::EngineStats> {
         None
@@ -182,6 +190,9 @@ impl Signaller for InProcess {
 /// A running rtc-engine, through its control socket.
 pub(crate) struct Control {
     client: ControlClient,
+    /// (subscriber, its own video track) of each `subscribe` answer, for
+    /// [`Signaller::cap_layers`].
+    video_local: HashMap<control::SessionId, Vec<control::TrackId>>,
 }
 
 impl Control {
@@ -190,7 +201,10 @@ impl Control {
             LoadgenError::Signalling(format!("control socket {}: {e}", path.display()))
         })?;
         client.set_timeout(Some(timeout));
-        Ok(Control { client })
+        Ok(Control {
+            client,
+            video_local: HashMap::new(),
+        })
     }
 
     fn req(&mut self, what: &str, r: Request) -> Result<Response, LoadgenError> {
@@ -277,12 +291,48 @@ impl Signaller for Control {
                     tracks: None,
                 }),
             );
-            if let Err(e) = r {
-                self.close_id(id);
-                return Err(e);
+            match r {
+                Ok(Response::Tracks(list)) => {
+                    let local = list.tracks.into_iter().filter_map(|t| {
+                        (t.kind == control::MediaKind::Video)
+                            .then_some(t.local_track)
+                            .flatten()
+                    });
+                    self.video_local.entry(id).or_default().extend(local);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.close_id(id);
+                    return Err(e);
+                }
             }
         }
         Ok((answer, SessionKey::Control(id)))
+    }
+
+    fn cap_layers(&mut self, subscriber: &SessionKey, max_layer: u8) -> Result<(), LoadgenError> {
+        let SessionKey::Control(id) = subscriber else {
+            return Err(wrong("track.set_preference", subscriber));
+        };
+        let tracks = self.video_local.get(id).cloned().unwrap_or_default();
+        if tracks.is_empty() {
+            return Err(LoadgenError::Signalling(format!(
+                "track.set_preference: subscriber {id:?} has no video track to cap"
+            )));
+        }
+        for track in tracks {
+            self.req(
+                "track.set_preference",
+                Request::TrackSetPreference(control::TrackPreference {
+                    session: *id,
+                    track,
+                    max_layer: Some(max_layer),
+                    max_temporal: None,
+                    paused: false,
+                }),
+            )?;
+        }
+        Ok(())
     }
 
     fn close(&mut self, session: &SessionKey) -> Result<(), LoadgenError> {

@@ -106,3 +106,43 @@ fn verify_sampling_parses_one_in_n() {
         assert!(parse_verify(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn simulcast_wants_the_control_back_end_and_video_only() {
+    let sc = |mode: Mode, audio: bool| Config {
+        mode,
+        audio,
+        simulcast: true,
+        ..Config::default()
+    };
+    let control = || Mode::Control(PathBuf::from("/tmp/none.sock"));
+    assert!(sc(control(), false).validate().is_ok());
+    // Audio beside it, or a back-end that cannot set layer caps, is refused up front.
+    assert!(matches!(
+        sc(control(), true).validate(),
+        Err(LoadgenError::Config(_))
+    ));
+    assert!(matches!(
+        sc(Mode::InProcess { shards: 1 }, false).validate(),
+        Err(LoadgenError::Config(_))
+    ));
+}
+
+#[test]
+fn simulcast_layer_rides_in_the_payload_trailer() {
+    use super::payload::{Stamp, StreamKind, check, write_video};
+    for layer in 0..3u8 {
+        let s = Stamp {
+            publisher: 3,
+            kind: StreamKind::Video,
+            keyframe: layer == 1,
+            layer,
+            seq: 9,
+            send_ns: 5,
+        };
+        let mut buf = vec![0u8; 600];
+        let n = write_video(&mut buf, 600, true, &s).expect("600 bytes fit");
+        let got = check(&buf[..n]).expect("own payload checks");
+        assert_eq!((got.layer, got.keyframe), (layer, layer == 1));
+    }
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rtc_core::media::Mid;
-use rtc_core::rtp::ExtensionValues;
+use rtc_core::rtp::{ExtensionValues, HeaderExtension, RtpHeader};
 use rtc_core::{Event, Input, Output, Protocol, Receive, Rtc};
 
 use super::RecvChecks;
@@ -33,6 +33,12 @@ const MAX_WAIT: Duration = Duration::from_millis(50);
 const AUDIO_PERIOD: Duration = Duration::from_millis(20);
 /// Audio RTP timestamp step (48 kHz × 20 ms).
 const AUDIO_TS_STEP: u32 = 960;
+/// Bitrates of the three simulcast layers (`--simulcast`), kbit/s, lowest first.
+pub(crate) const SIMULCAST_KBPS: [u32; 3] = [150, 500, 1500];
+/// SSRC of simulcast layer `l` of publisher `p`: `SIMULCAST_SSRC_BASE + 4 p + l`
+/// (never announced in the offer: the engine takes each new SSRC of the video section as
+/// the next layer, in order of appearance, and layer 0 is sent first).
+const SIMULCAST_SSRC_BASE: u32 = 0x5100_0000;
 /// The most incoming streams one peer tracks (bounds state).
 const MAX_STREAMS: usize = 256;
 
@@ -51,6 +57,8 @@ pub(crate) struct MediaParams {
     pub keyframe_every: u64,
     /// Audio payload size in bytes.
     pub audio_bytes: usize,
+    /// Send three simulcast layers of [`SIMULCAST_KBPS`] instead of one video stream.
+    pub simulcast: bool,
 }
 
 impl MediaParams {
@@ -61,7 +69,12 @@ impl MediaParams {
     /// (keyframe size, interframe size): keyframes are 3× an interframe, and the GOP
     /// averages `video_kbps`.
     fn frame_sizes(&self) -> (usize, usize) {
-        let per_frame = u64::from(self.video_kbps) * 1000 / 8 / u64::from(self.fps.max(1));
+        self.frame_sizes_at(self.video_kbps)
+    }
+
+    /// [`MediaParams::frame_sizes`] at `kbps`.
+    fn frame_sizes_at(&self, kbps: u32) -> (usize, usize) {
+        let per_frame = u64::from(kbps) * 1000 / 8 / u64::from(self.fps.max(1));
         let k = self.keyframe_every.max(1);
         let delta = per_frame * k / (k + 2);
         ((delta * 3) as usize, delta as usize)
@@ -93,6 +106,8 @@ pub(crate) struct PeerSetup {
     pub expected_streams: u64,
     /// A subscriber on a cascade's second engine (its latency is also booked apart).
     pub relayed: bool,
+    /// `--simulcast` subscribers: the highest layer the engine was told to forward.
+    pub layer_cap: Option<u8>,
 }
 
 /// Commands to a worker.
@@ -137,6 +152,14 @@ pub(crate) struct Totals {
     /// Packets booked from their clear header only (not verified).
     pub unverified: u64,
     pub checks: RecvChecks,
+    /// `--simulcast`: video packets sent per layer.
+    pub sent_layer: [u64; 3],
+    /// `--simulcast`: subscribers per layer cap.
+    pub subs_cap: [u64; 3],
+    /// `--simulcast`: packets received by the subscribers of each cap.
+    pub rx_cap: [u64; 3],
+    /// `--simulcast`: verified packets by (subscriber's cap, payload's layer).
+    pub rx_cap_layer: [[u64; 3]; 3],
 }
 
 impl Totals {
@@ -157,6 +180,14 @@ impl Totals {
         self.unique += o.unique;
         self.unverified += o.unverified;
         self.checks.add(&o.checks);
+        for l in 0..3 {
+            self.sent_layer[l] += o.sent_layer[l];
+            self.subs_cap[l] += o.subs_cap[l];
+            self.rx_cap[l] += o.rx_cap[l];
+            for k in 0..3 {
+                self.rx_cap_layer[l][k] += o.rx_cap_layer[l][k];
+            }
+        }
     }
 
     fn publish(&self, s: &Shared) {
@@ -189,6 +220,8 @@ struct VideoTx {
     mid: Mid,
     pt: u8,
     seq: u64,
+    /// `--simulcast`: packets sent per layer (RTP sequence numbers and stamps).
+    layer_seq: [u64; 3],
     frame: u64,
     force_key: bool,
     next: Instant,
@@ -233,6 +266,8 @@ struct Peer {
     streams: Vec<RxStream>,
     /// Sequence tracking per received SSRC.
     ssrcs: Vec<RxSsrc>,
+    /// `--simulcast` subscribers: the layer cap (index into the per-cap counters).
+    layer_cap: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -370,6 +405,7 @@ impl Worker {
             mid,
             pt,
             seq: 0,
+            layer_seq: [0; 3],
             frame: 0,
             force_key: false,
             next: now,
@@ -396,7 +432,14 @@ impl Worker {
             audio,
             streams: Vec::new(),
             ssrcs: Vec::new(),
+            layer_cap: p.layer_cap.map(usize::from).filter(|&c| c < 3),
         });
+        if let Some(n) = p
+            .layer_cap
+            .and_then(|c| self.totals.subs_cap.get_mut(usize::from(c)))
+        {
+            *n += 1;
+        }
         if !watched {
             self.totals.failed += 1;
         }
@@ -463,6 +506,9 @@ impl Worker {
             {
                 self.totals.rtp_in += 1;
                 self.totals.unverified += 1;
+                if let Some(n) = peer.layer_cap.and_then(|c| self.totals.rx_cap.get_mut(c)) {
+                    *n += 1;
+                }
                 record_ssrc(&mut peer.ssrcs, &mut self.totals, u.ssrc, u.seq_no);
                 continue;
             }
@@ -523,6 +569,19 @@ impl Worker {
         let m = self.media;
         let key = v.force_key || v.frame % m.keyframe_every.max(1) == 0;
         v.force_key = false;
+        if m.simulcast {
+            send_simulcast_frame(
+                &mut peer.rtc,
+                v,
+                publisher,
+                key,
+                &m,
+                self.start,
+                &mut self.totals,
+            );
+            self.finish_frame(idx, now, key);
+            return;
+        }
         let (key_size, delta_size) = m.frame_sizes();
         let (n, base, extra) = payload::split_frame(if key { key_size } else { delta_size });
         let ts = (v.frame * 90_000 / u64::from(m.fps.max(1))) as u32;
@@ -539,6 +598,7 @@ impl Worker {
                 publisher,
                 kind: StreamKind::Video,
                 keyframe: key,
+                layer: 0,
                 seq,
                 send_ns,
             };
@@ -572,17 +632,29 @@ impl Worker {
             }
         }
         v.seq = seq;
+        self.totals.video_packets += ok_packets;
+        self.totals.bytes_out += bytes;
+        self.totals.send_errors += errors;
+        self.finish_frame(idx, now, key);
+    }
+
+    /// After a publisher's frame: counts it and schedules the next one.
+    fn finish_frame(&mut self, idx: u32, now: Instant, key: bool) {
+        let Some(v) = self
+            .peers
+            .get_mut(idx as usize)
+            .and_then(|p| p.video.as_mut())
+        else {
+            return;
+        };
         v.frame += 1;
-        let period = m.frame_period();
+        let period = self.media.frame_period();
         v.next += period;
         if v.next < now {
             // Fell behind (overload): skip ahead instead of bursting.
             v.next = now + period;
         }
         let next = v.next;
-        self.totals.video_packets += ok_packets;
-        self.totals.bytes_out += bytes;
-        self.totals.send_errors += errors;
         self.totals.video_frames += 1;
         self.totals.keyframes += u64::from(key);
         self.heap.push(Reverse((next, idx, TimerKind::Video)));
@@ -607,6 +679,7 @@ impl Worker {
             publisher,
             kind: StreamKind::Audio,
             keyframe: false,
+            layer: 0,
             seq: a.seq,
             send_ns: ns_since(self.start, sent_at),
         };
@@ -698,8 +771,19 @@ impl Worker {
                         let data = p.payload();
                         self.totals.bytes_in += data.len() as u64;
                         record_ssrc(&mut peer.ssrcs, &mut self.totals, p.ssrc, p.seq_no);
+                        if let Some(n) = peer.layer_cap.and_then(|c| self.totals.rx_cap.get_mut(c))
+                        {
+                            *n += 1;
+                        }
                         match payload::check(data) {
                             Ok(stamp) => {
+                                if let Some(n) = peer
+                                    .layer_cap
+                                    .and_then(|c| self.totals.rx_cap_layer.get_mut(c))
+                                    .and_then(|row| row.get_mut(usize::from(stamp.layer)))
+                                {
+                                    *n += 1;
+                                }
                                 let ns = now_ns.saturating_sub(stamp.send_ns).max(1);
                                 let _ = self.latency.record(ns);
                                 if peer.relayed {
@@ -809,3 +893,62 @@ use rx::*;
 
 #[cfg(test)]
 mod tests;
+
+/// Sends one frame on each of the three simulcast layers (`--simulcast`), layer 0 first,
+/// each on its own SSRC with its own sequence numbers, all with the frame's timestamp.
+fn send_simulcast_frame(
+    rtc: &mut Rtc,
+    v: &mut VideoTx,
+    publisher: u32,
+    key: bool,
+    m: &MediaParams,
+    start: Instant,
+    totals: &mut Totals,
+) {
+    let ts = (v.frame * 90_000 / u64::from(m.fps.max(1))) as u32;
+    let sent_at = Instant::now();
+    let send_ns = ns_since(start, sent_at);
+    rtc.direct_api().advance_time(sent_at);
+    for (l, &kbps) in SIMULCAST_KBPS.iter().enumerate() {
+        let (key_size, delta_size) = m.frame_sizes_at(kbps);
+        let (n, base, extra) = payload::split_frame(if key { key_size } else { delta_size });
+        let ssrc = SIMULCAST_SSRC_BASE
+            .wrapping_add(publisher.wrapping_mul(4))
+            .wrapping_add(l as u32);
+        for i in 0..n {
+            let len = base + usize::from(i < extra);
+            let seq = v.layer_seq[l];
+            let stamp = Stamp {
+                publisher,
+                kind: StreamKind::Video,
+                keyframe: key,
+                layer: l as u8,
+                seq,
+                send_ns,
+            };
+            let header = RtpHeader {
+                marker: i + 1 == n,
+                payload_type: v.pt,
+                sequence_number: seq as u16,
+                timestamp: ts,
+                ssrc,
+                ..RtpHeader::default()
+            };
+            let r = rtc.direct_api().write_rtp_packet_with(|buf| {
+                let h = header.write(HeaderExtension::None, buf).ok()?;
+                let body = buf.get_mut(h..)?;
+                let p = payload::write_video(body, len, i == 0, &stamp).ok()?;
+                Some(h + p)
+            });
+            v.layer_seq[l] += 1;
+            match r {
+                Ok(true) => {
+                    totals.video_packets += 1;
+                    totals.sent_layer[l] += 1;
+                    totals.bytes_out += len as u64;
+                }
+                Ok(false) | Err(_) => totals.send_errors += 1,
+            }
+        }
+    }
+}

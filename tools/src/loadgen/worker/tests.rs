@@ -9,6 +9,7 @@ fn frame_sizes_average_to_bitrate() {
         fps: 25,
         keyframe_every: 50,
         audio_bytes: 80,
+        simulcast: false,
     };
     let (k, d) = m.frame_sizes();
     assert_eq!(k, 3 * d);
@@ -25,6 +26,7 @@ fn stream_booking() {
         publisher,
         kind: StreamKind::Video,
         keyframe: false,
+        layer: 0,
         seq,
         send_ns: 1,
     };
