@@ -158,6 +158,18 @@ pub struct LatencyMs {
     pub p999: f64,
 }
 
+impl From<&tools::loadgen::Percentiles> for LatencyMs {
+    /// The load generator's latency percentiles (milliseconds), as a report carries them.
+    fn from(p: &tools::loadgen::Percentiles) -> Self {
+        LatencyMs {
+            count: p.count,
+            p50: p.p50,
+            p99: p.p99,
+            p999: p.p999,
+        }
+    }
+}
+
 /// What `floor-load` prints (one JSON line) at the end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadReport {

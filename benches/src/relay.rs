@@ -669,20 +669,10 @@ fn run_cascade(
         fanout: subscribers,
         sessions: report.peers.connected,
         loss: report.received.loss_ratio,
-        latency_ms: LatencyMs {
-            count: report.latency_ms.count,
-            p50: report.latency_ms.p50,
-            p99: report.latency_ms.p99,
-            p999: report.latency_ms.p999,
-        },
+        latency_ms: LatencyMs::from(&report.latency_ms),
         ..Row::default()
     };
-    rep.relayed_latency_ms = report.latency_relayed_ms.map(|l| LatencyMs {
-        count: l.count,
-        p50: l.p50,
-        p99: l.p99,
-        p999: l.p999,
-    });
+    rep.relayed_latency_ms = report.latency_relayed_ms.as_ref().map(LatencyMs::from);
     let (tot_in, lost, nacks) = relay_packets(&end.b.relay);
     let (in0, _, _) = relay_packets(&start.b.relay);
     rep.total_relayed = tot_in.saturating_sub(in0);

@@ -633,12 +633,7 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         fanout: workload.fanout(),
         sessions: report.peers.connected,
         loss: report.received.loss_ratio,
-        latency_ms: LatencyMs {
-            count: report.latency_ms.count,
-            p50: report.latency_ms.p50,
-            p99: report.latency_ms.p99,
-            p999: report.latency_ms.p999,
-        },
+        latency_ms: LatencyMs::from(&report.latency_ms),
         notes,
         simulcast: report.simulcast.clone(),
         ..Row::default()
