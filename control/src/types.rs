@@ -190,6 +190,15 @@ pub struct TrackStats {
     /// PLI/FIR keyframe requests received or sent.
     #[serde(default)]
     pub keyframe_requests: u64,
+    /// Outbound video: the publisher's simulcast layer forwarded now (0 = lowest).
+    /// Absent when nothing is forwarded yet, the track is paused, or not a forwarded leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<u8>,
+    /// Outbound video: the layer the engine's allocator chose for this subscriber; the
+    /// track switches to it at that layer's next keyframe. Absent when paused or not a
+    /// forwarded leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_layer: Option<u8>,
 }
 
 /// Statistics of one session (`session.stats`).
@@ -227,6 +236,15 @@ pub struct SessionStats {
     /// The DTLS version of the connection (`"1.2"` or `"1.3"`), once keys are set.
     #[serde(default)]
     pub dtls_version: Option<String>,
+    /// The engine's send-side bandwidth estimate towards this peer in bit/s, from the
+    /// peer's transport-wide congestion control feedback (or an override). Absent
+    /// until there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_bps: Option<u64>,
+    /// Bandwidth probes the engine has sent this peer so far to find out whether its
+    /// link carries a higher layer.
+    #[serde(default)]
+    pub probes: u64,
 }
 
 /// What `engine.stats` and `shard.list` both say of a shard.

@@ -515,8 +515,12 @@ fn all_responses() -> Vec<(OpKind, Response)> {
                     lost: 7,
                     nacks: 8,
                     keyframe_requests: 9,
+                    layer: Some(1),
+                    target_layer: Some(2),
                 }],
                 dtls_version: Some("1.3".into()),
+                estimate_bps: Some(1_500_000),
+                probes: 3,
             }),
         ),
         (

@@ -331,6 +331,12 @@ pub struct TrackCounters {
     pub nacks: u64,
     /// Inbound: PLI/FIR sent. Outbound: PLI/FIR received.
     pub keyframe_requests: u64,
+    /// Outbound video leg: the publisher layer forwarded now (0 = lowest; `None`:
+    /// nothing yet, paused, or not a leg).
+    pub layer: Option<u8>,
+    /// Outbound video leg: the layer the allocator chose, which the leg switches to at
+    /// that layer's next keyframe (`None`: paused, or not a leg).
+    pub target_layer: Option<u8>,
 }
 
 /// A point-in-time view of one session, from
@@ -360,6 +366,13 @@ pub struct SessionSnapshot {
     pub tracks: Vec<TrackCounters>,
     /// Open data channels: (SCTP stream id, label).
     pub channels: Vec<(u16, String)>,
+    /// The send-side bandwidth estimate towards the peer in bit/s (from its transport-wide
+    /// congestion control feedback; an override set for tests or by an operator wins).
+    /// `None` until there is one.
+    pub estimate_bps: Option<u64>,
+    /// Bandwidth probes the allocator asked for so far (to raise the estimate when a
+    /// higher layer needs more than it allows).
+    pub probes: u64,
 }
 
 /// Which data channel of a session to send on.
@@ -514,11 +527,15 @@ pub struct DropCounters {
     pub cross_shard_full: u64,
     /// Datagrams that arrived for a session whose `Rtc` is no longer alive.
     pub dead_session: u64,
+    /// Publisher RTP packets not forwarded because the layer's packet cache already
+    /// held their sequence number: retransmissions that repaired nothing (Chromium
+    /// probes its estimate with such redundant RTX payloads).
+    pub duplicate: u64,
 }
 
 impl DropCounters {
     /// Number of drop reasons (entries of [`DropCounters::named`]).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Every counter with its stable name (the field name, e.g. `"unknown_source"`), in
     /// declaration order. This is the one name table of the drop reasons: the control
@@ -535,6 +552,7 @@ impl DropCounters {
             leg_not_ready,
             cross_shard_full,
             dead_session,
+            duplicate,
         } = *self;
         [
             ("unknown_source", unknown_source),
@@ -546,6 +564,7 @@ impl DropCounters {
             ("leg_not_ready", leg_not_ready),
             ("cross_shard_full", cross_shard_full),
             ("dead_session", dead_session),
+            ("duplicate", duplicate),
         ]
     }
 
@@ -688,6 +707,7 @@ mod tests {
             leg_not_ready: 7,
             cross_shard_full: 8,
             dead_session: 9,
+            duplicate: 10,
         };
         let named = d.named();
         assert_eq!(named[0], ("unknown_source", 1));
@@ -700,7 +720,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropCounters::COUNT);
-        assert_eq!(d.total(), 45);
+        assert_eq!(d.total(), 55);
         assert_eq!(DropCounters::default().total(), 0);
     }
 }

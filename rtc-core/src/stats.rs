@@ -37,6 +37,10 @@ pub struct PeerStats {
     /// RTP packets the pacer discarded because its queue was over its time budget
     /// (oldest padding, then video first).
     pub paced_dropped: u64,
+    /// RTP packets not sent because SRTP refused to protect them: their
+    /// (SSRC, sequence number) was already sent (a duplicate written twice) or is
+    /// too old; protecting again would reuse a keystream.
+    pub send_refused: u64,
     /// The DTLS version of the connection, once its keys are established.
     pub dtls_version: Option<crate::dtls::DtlsVersion>,
 }

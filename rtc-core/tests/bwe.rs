@@ -79,6 +79,10 @@ struct Sender {
     payload: Vec<u8>,
     /// Media at this fixed rate instead of the estimate (an SFU forwarding a layer).
     fixed: Option<u64>,
+    /// Every n-th packet is written a second time, unchanged (an SFU forwarding a
+    /// publisher's redundant retransmission): how many were.
+    repeat_every: Option<u64>,
+    repeated: u64,
 }
 
 impl Sender {
@@ -91,6 +95,8 @@ impl Sender {
             seq: 0,
             payload: vec![0x11; MEDIA_PAYLOAD],
             fixed: None,
+            repeat_every: None,
+            repeated: 0,
         }
     }
 
@@ -118,6 +124,19 @@ impl Sender {
                     &self.payload,
                 )
                 .expect("write_rtp");
+            if self.repeat_every.is_some_and(|n| self.seq.is_multiple_of(n)) {
+                // Refused once it reaches SRTP (that sequence number was sent).
+                let _ = p.a.stream_tx(self.video).expect("send stream").write_rtp(
+                    self.pt,
+                    self.seq,
+                    ts,
+                    now,
+                    false,
+                    &ExtensionValues::default(),
+                    &self.payload,
+                );
+                self.repeated += 1;
+            }
             self.next_media += gap;
         }
         Some(self.next_media)
@@ -325,6 +344,38 @@ fn retransmissions_are_paced_with_their_own_transport_sequence_numbers() {
     by_seq.sort_unstable_by_key(|r| r.0);
     let inversions = by_seq.windows(2).filter(|w| w[0].1 > w[1].1).count();
     assert!(inversions > 0, "no retransmission carried a fresh number");
+}
+
+#[test]
+fn a_packet_written_twice_leaves_once_and_costs_no_transport_sequence_number() {
+    // Every 3rd packet written twice with the same sequence number, at a fixed
+    // 500 kbit/s on an unconstrained link. The copy cannot be protected again (SRTP
+    // never reuses an index); if it kept the transport-wide number it was given,
+    // the receiver's feedback would report a third of all numbers lost and the
+    // loss-based estimate would collapse on a lossless path.
+    let (mut pair, video, pt) = connected(Link::unconstrained(PROP), false);
+    let t0 = pair.elapsed();
+    let mut s = Sender::new(video, pt, pair.now);
+    s.fixed = Some(500_000);
+    s.repeat_every = Some(3);
+    run(&mut pair, &mut s, t0 + Duration::from_secs(6));
+    assert!(s.repeated > 50, "{} repeated", s.repeated);
+    // b's feedback reports every transport-wide number received: none was spent
+    // on a packet that never left.
+    let (reported, missing) = pair.a.bwe().expect("transport-cc negotiated").reported();
+    assert!(reported > 300, "{reported} reported");
+    assert_eq!(missing, 0, "of {reported} reported by the feedback");
+    assert_eq!(
+        pair.a.stats().send_refused,
+        s.repeated,
+        "every repeat refused by SRTP and counted"
+    );
+    let est = pair.estimate().expect("estimate");
+    assert!(
+        est >= INITIAL_BPS,
+        "the estimate fell to {est} on a lossless link: {}",
+        trace(&pair, t0, t0 + Duration::from_secs(6))
+    );
 }
 
 #[test]

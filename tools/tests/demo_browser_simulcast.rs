@@ -62,7 +62,8 @@ fn chromium_simulcast_viewers_get_the_layer_they_ask_for() {
         }))
         .expect("events.subscribe");
     let driver = Driver::start("demo-simulcast.js", &[&stack.base(), "simulcast"]);
-    let r = driver.result(Duration::from_secs(55));
+    let r = driver.result_explained(Duration::from_secs(55), || stack.explain_rooms());
+    eprintln!("{}", stack.explain_rooms());
 
     // The demo page published simulcast: Chromium encodes more than one RID (all three
     // once its bandwidth estimate has ramped up; the script waits for that).

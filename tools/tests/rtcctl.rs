@@ -118,6 +118,8 @@ impl ControlHandler for Handler {
                 bytes_out: 2000,
                 tracks: vec![],
                 dtls_version: None,
+                estimate_bps: None,
+                probes: 0,
             }),
             Request::Publish(p) => Response::Tracks(TrackList {
                 tracks: vec![TrackInfo {

@@ -170,6 +170,8 @@ pub(super) fn stats_of(
                 lost: t.lost,
                 nacks: t.nacks,
                 keyframe_requests: t.keyframe_requests,
+                layer: t.layer,
+                target_layer: t.target_layer,
             })
         })
         .collect();
@@ -193,6 +195,8 @@ pub(super) fn stats_of(
             }
             .to_string()
         }),
+        estimate_bps: snap.estimate_bps,
+        probes: snap.probes,
     }
 }
 
@@ -201,7 +205,7 @@ pub(super) fn stats_of(
 ///
 /// The one place the control plane names drop reasons. When `engine::api` offers its own
 /// named list (`DropCounters::named()`), derive this from it, keeping these wire names.
-fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 16] {
+fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 17] {
     let d = s.drops;
     let io = s.io.drops;
     [
@@ -214,6 +218,7 @@ fn drop_reasons(s: &ShardStats) -> [(&'static str, u64); 16] {
         ("leg_not_ready", d.leg_not_ready),
         ("cross_shard_full", d.cross_shard_full),
         ("dead_session", d.dead_session),
+        ("duplicate", d.duplicate),
         ("send_queue_full", io.queue_full),
         ("send_too_large", io.too_large),
         ("send_would_block", io.send_would_block),

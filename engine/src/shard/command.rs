@@ -167,6 +167,11 @@ impl Shard {
             peer: s.rtc.stats().clone(),
             tracks: self.track_counters(s),
             channels: s.channels.clone(),
+            estimate_bps: s
+                .estimate_override
+                .or(s.estimate)
+                .or_else(|| s.rtc.bandwidth_estimate()),
+            probes: s.rate.probes(),
         })
     }
 
@@ -190,11 +195,14 @@ impl Shard {
                 lost: 0,
                 nacks: 0,
                 keyframe_requests: 0,
+                layer: None,
+                target_layer: None,
             }),
         };
         for (mid, p, b) in &s.rx_counts {
             put(*mid, true, *p, *b);
         }
+        let mut layers = Vec::with_capacity(s.legs.len());
         for (mid, key, _) in &s.legs {
             if let Some(leg) = self.routes.get(key).and_then(|r| {
                 r.legs
@@ -202,6 +210,13 @@ impl Shard {
                     .find(|l| l.sub == s.id && l.params.mid == *mid)
             }) {
                 put(*mid, false, leg.packets, leg.bytes);
+                layers.push((*mid, leg.dt.current_layer(), leg.dt.target_layer()));
+            }
+        }
+        for (mid, layer, target) in layers {
+            if let Some(t) = v.iter_mut().find(|t| t.mid == mid && !t.inbound) {
+                t.layer = layer;
+                t.target_layer = target;
             }
         }
         v

@@ -130,6 +130,25 @@ impl Shard {
             Act::Estimate(bps) => {
                 if let Some(Some(s)) = self.sessions.get_mut(slot) {
                     s.estimate = Some(bps);
+                    if tracing::enabled!(tracing::Level::DEBUG)
+                        && let Some(b) = s.rtc.bwe()
+                    {
+                        let (reported, missing) = b.reported();
+                        tracing::debug!(
+                            shard = self.ctx.index,
+                            session = %s.id,
+                            bps,
+                            delay_bps = b.delay_based().estimate(),
+                            loss_bps = b.loss_based().estimate(),
+                            acked_bps = b.acked_bitrate(),
+                            usage = ?b.usage(),
+                            last_loss = b.loss_based().last_loss(),
+                            reported,
+                            missing,
+                            probes = b.probe_results(),
+                            "estimate"
+                        );
+                    }
                 }
                 self.allocate_session(slot, now);
             }
@@ -355,6 +374,8 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
                 lost: u64::try_from(st.lost).unwrap_or(0),
                 nacks: st.nacks_sent,
                 keyframe_requests: st.plis_sent + st.firs_sent,
+                layer: None,
+                target_layer: None,
             },
             None,
         ),
@@ -367,6 +388,8 @@ fn event_act(ev: Event<'_>, scratch: &mut [u8], drops: &mut DropCounters) -> Act
                 lost: st.rtx_sent,
                 nacks: st.nacks_received,
                 keyframe_requests: st.plis_received + st.firs_received,
+                layer: None,
+                target_layer: None,
             },
             st.rtt,
         ),

@@ -366,7 +366,11 @@ impl Shard {
             self.c.drops.no_route += 1;
             return;
         };
-        let (sr, generation) = route.layers.ingest(layer, packet, meta, self.epoch);
+        let (sr, generation, duplicate) = route.layers.ingest(layer, packet, meta, self.epoch);
+        if duplicate {
+            self.c.drops.duplicate += 1;
+            return;
+        }
         let newly_live = route.layers.count(layer, len, now);
         let info = PktInfo {
             layer,

@@ -36,7 +36,7 @@ use crate::sfu::allocator::{
 use crate::sfu::codec::VideoCodec;
 use crate::sfu::downtrack::MAX_TID;
 use crate::sfu::rate::RateMeter;
-use crate::sfu::{PacketCache, PacketMeta, SrClock};
+use crate::sfu::{CacheRefused, PacketCache, PacketMeta, SrClock};
 
 /// Layers a route can have.
 pub(crate) const MAX_LAYERS: usize = 3;
@@ -236,23 +236,28 @@ impl Layers {
 
     /// Publisher side: records a packet of `layer` in its cache and arrival clock.
     /// Returns the layer's clock (its last sender report once the route uses reports,
-    /// else the arrival clock) and stream generation.
+    /// else the arrival clock), stream generation, and whether the packet is a
+    /// duplicate of one the cache holds (a publisher's RTX that repaired nothing, e.g.
+    /// the redundant payloads Chromium probes its estimate with): forwarded again, it
+    /// would reach every subscriber's `Rtc` with a sequence number it already sent.
     pub(crate) fn ingest(
         &mut self,
         layer: u8,
         packet: &[u8],
         meta: PacketMeta,
         epoch: Instant,
-    ) -> (Option<SrClock>, u8) {
+    ) -> (Option<SrClock>, u8, bool) {
         let real_sr = self.real_sr;
         let Some(Some(l)) = self.pubs.get_mut(usize::from(layer)) else {
-            return (None, 0);
+            return (None, 0, false);
         };
-        // Refusals (duplicates, too old, too large) only mean the NACK path cannot
-        // answer for this packet.
-        let _ = l.cache.insert(meta.ext_seq, packet, meta);
+        // Other refusals (too old, too large) only mean the NACK path cannot answer
+        // for this packet.
+        if let Err(CacheRefused::Duplicate) = l.cache.insert(meta.ext_seq, packet, meta) {
+            return (None, l.generation, true);
+        }
         if real_sr {
-            return (l.report.map(|(sr, _)| sr), l.generation);
+            return (l.report.map(|(sr, _)| sr), l.generation, false);
         }
         if l.last_ts != Some(meta.timestamp) {
             l.last_ts = Some(meta.timestamp);
@@ -265,7 +270,7 @@ impl Layers {
                 ntp,
             });
         }
-        (l.sr, l.generation)
+        (l.sr, l.generation, false)
     }
 
     /// Every shard: counts a packet of `layer`. Returns whether the layer was not live
@@ -637,7 +642,7 @@ mod tests {
         let at = t0 + Duration::from_secs(2);
         l.count(0, 100, at);
         l.count(1, 100, at);
-        let (clock, _) = l.ingest(0, &[0u8; 20], meta(1, 9000, at), epoch);
+        let (clock, _, _) = l.ingest(0, &[0u8; 20], meta(1, 9000, at), epoch);
         assert_eq!(clock, Some(sr(9000, 2u64 << 32)));
         assert!(!l.uses_reports());
         // One layer reported: still arrival clocks (never mixed within a route).
@@ -647,23 +652,23 @@ mod tests {
             "same report"
         );
         assert!(!l.uses_reports());
-        let (clock, _) = l.ingest(0, &[0u8; 20], meta(2, 12000, at), epoch);
+        let (clock, _, _) = l.ingest(0, &[0u8; 20], meta(2, 12000, at), epoch);
         assert_eq!(clock.map(|c| c.ntp), Some(2u64 << 32));
         // Both reported: the reports, for every packet.
         assert!(l.on_sender_report(1, sr(100, 78 << 32), at, at));
         assert!(l.uses_reports());
-        let (clock, _) = l.ingest(0, &[0u8; 20], meta(3, 15000, at), epoch);
+        let (clock, _, _) = l.ingest(0, &[0u8; 20], meta(3, 15000, at), epoch);
         assert_eq!(clock, Some(sr(5000, 77 << 32)));
-        let (clock, _) = l.ingest(1, &[0u8; 20], meta(1, 300, at), epoch);
+        let (clock, _, _) = l.ingest(1, &[0u8; 20], meta(1, 300, at), epoch);
         assert_eq!(clock, Some(sr(100, 78 << 32)));
         // A newer report replaces the older one.
         let later = at + Duration::from_secs(1);
         assert!(l.on_sender_report(1, sr(90_100, 79 << 32), later, later));
-        let (clock, _) = l.ingest(1, &[0u8; 20], meta(2, 400, later), epoch);
+        let (clock, _, _) = l.ingest(1, &[0u8; 20], meta(2, 400, later), epoch);
         assert_eq!(clock, Some(sr(90_100, 79 << 32)));
         // A restarted stream has no clock until its own first report.
         assert_eq!(l.layer_of(Some(1), false, 12, 16, later), Some(1));
-        let (clock, generation) = l.ingest(1, &[0u8; 20], meta(1, 7, later), epoch);
+        let (clock, generation, _) = l.ingest(1, &[0u8; 20], meta(1, 7, later), epoch);
         assert_eq!((clock, generation), (None, 1));
     }
 
@@ -684,13 +689,29 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_the_layer_cache_already_holds_is_a_duplicate() {
+        let t0 = Instant::now();
+        let mut l = Layers::new();
+        assert_eq!(l.layer_of(Some(1), false, 11, 16, t0), Some(1));
+        assert!(!l.ingest(1, &[1u8; 20], meta(5, 900, t0), t0).2);
+        assert!(!l.ingest(1, &[1u8; 20], meta(6, 900, t0), t0).2);
+        // The publisher's redundant retransmission of 5 (after RTX unwrapping).
+        assert!(l.ingest(1, &[1u8; 20], meta(5, 900, t0), t0).2);
+        // A repair of a packet never received (4) is new, and forwarded.
+        assert!(!l.ingest(1, &[1u8; 20], meta(4, 900, t0), t0).2);
+        // Another layer keeps its own sequence space.
+        assert_eq!(l.layer_of(Some(0), false, 10, 16, t0), Some(0));
+        assert!(!l.ingest(0, &[1u8; 20], meta(5, 900, t0), t0).2);
+    }
+
+    #[test]
     fn audio_has_one_layer_and_restarts_bump_the_generation() {
         let t0 = Instant::now();
         let mut l = Layers::new();
         assert_eq!(l.layer_of(None, true, 1, 16, t0), Some(0));
         assert_eq!(l.ingest(0, &[0u8; 20], meta(1, 960, t0), t0).1, 0);
         assert_eq!(l.layer_of(None, true, 2, 16, t0), Some(0));
-        let (sr, generation) = l.ingest(0, &[0u8; 20], meta(7, 123, t0), t0);
+        let (sr, generation, _) = l.ingest(0, &[0u8; 20], meta(7, 123, t0), t0);
         assert_eq!(generation, 1);
         assert_eq!(sr.map(|s| s.rtp_ts), Some(123));
         assert!(l.pubs[1].is_none());

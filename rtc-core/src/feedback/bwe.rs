@@ -615,6 +615,9 @@ pub struct Bwe {
     /// The last received packet, held until the next one shows it arrived in order.
     held: Option<(Instant, i64)>,
     reordered: u64,
+    /// Packets the feedback reported, and of those reported not received (totals).
+    reported: u64,
+    reported_lost: u64,
 }
 
 impl Bwe {
@@ -636,6 +639,8 @@ impl Bwe {
             probe_results: 0,
             held: None,
             reordered: 0,
+            reported: 0,
+            reported_lost: 0,
         }
     }
 
@@ -650,6 +655,7 @@ impl Bwe {
         // Loss counted over packets sent since the last decrease only: losses of
         // packets sent at the old rate were already answered.
         let (mut lost, mut counted) = (0u64, 0u64);
+        let mut missing = 0u64;
         let mut latest: Option<u64> = None;
         let mut probe: Option<u64> = None;
         for r in results {
@@ -661,6 +667,7 @@ impl Bwe {
             counted += u64::from(current);
             let Some(t) = r.recv_us else {
                 lost += u64::from(current);
+                missing += 1;
                 continue;
             };
             let base = *self.remote_base.get_or_insert(t);
@@ -679,6 +686,8 @@ impl Bwe {
                 }
             }
         }
+        self.reported += total;
+        self.reported_lost += missing;
         if let Some(t) = latest {
             self.acked_bps = self.acked.rate_bps_us(t);
         }
@@ -743,6 +752,12 @@ impl Bwe {
     /// packet sent later.
     pub fn reordered(&self) -> u64 {
         self.reordered
+    }
+
+    /// Packets the transport-wide feedback has reported on so far, and how many of
+    /// them it reported as not received (lost, or late past the feedback).
+    pub fn reported(&self) -> (u64, u64) {
+        (self.reported, self.reported_lost)
     }
 
     /// Bursts measured and applied as probe results so far.

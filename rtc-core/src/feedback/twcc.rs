@@ -166,6 +166,27 @@ impl TwccSendRegister {
         seq as u16 // the wire carries the low 16 bits
     }
 
+    /// Takes back the sequence number the last [`next_seq_in_probe`](Self::next_seq_in_probe)
+    /// gave, for a packet that will not be sent after all (e.g. SRTP refused to
+    /// protect it): the next packet gets the number instead, so the peer's feedback
+    /// does not report a packet that never left as lost. Returns whether `seq` was
+    /// the last one given (otherwise nothing changes).
+    pub fn retract(&mut self, seq: u16) -> bool {
+        let Some(last) = self.next.checked_sub(1) else {
+            return false;
+        };
+        if last as u16 != seq {
+            return false;
+        }
+        let i = self.index(last);
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.size = NEVER;
+            slot.cluster = 0;
+        }
+        self.next = last;
+        true
+    }
+
     /// Bytes held by the ring (0 until the first packet).
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.slots)
@@ -366,6 +387,24 @@ impl TwccRecvRegister {
 mod tests {
     use super::*;
     use crate::rtcp::{RtcpPacket, TwccStatus};
+
+    #[test]
+    fn a_retracted_number_goes_to_the_next_packet() {
+        let t0 = Instant::now();
+        let mut r = TwccSendRegister::new(64);
+        assert_eq!(r.next_seq(t0, 100), 0);
+        let s1 = r.next_seq(t0, 100);
+        assert!(
+            !r.retract(0),
+            "only the last number given can be taken back"
+        );
+        assert!(r.retract(s1));
+        assert!(!r.retract(s1), "taken back once");
+        assert_eq!(r.next_seq(t0, 100), s1);
+        assert_eq!(r.peek_next(), 2);
+        let mut empty = TwccSendRegister::new(64);
+        assert!(!empty.retract(0));
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -614,6 +614,13 @@ impl Rtc {
         self.twcc_negotiated().then(|| self.session.bwe.estimate())
     }
 
+    /// The send-side bandwidth estimator (its delay- and loss-based parts, the
+    /// acknowledged rate, what the feedback reported lost), or `None` when
+    /// transport-wide sequence numbers are not negotiated. For diagnostics and stats.
+    pub fn bwe(&self) -> Option<&crate::feedback::Bwe> {
+        self.twcc_negotiated().then_some(&self.session.bwe)
+    }
+
     /// What was negotiated for a media section.
     pub fn media_info(&self, mid: Mid) -> Option<&MediaInfo> {
         self.session.media.iter().find(|m| m.mid == mid)

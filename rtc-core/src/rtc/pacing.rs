@@ -435,6 +435,7 @@ impl Rtc {
         store: bool,
     ) -> Result<(), RtcError> {
         let now = self.last_now;
+        let mut twcc_seq = None;
         if let Some(id) = self.twcc_id()
             && let Some(at) = twcc_offset(&buf[..len.min(buf.len())], id)
         {
@@ -450,7 +451,10 @@ impl Rtc {
                 .twcc_tx
                 .next_seq_in_probe(now, len + SRTP_OVERHEAD, cluster);
             buf[at..at + 2].copy_from_slice(&seq.to_be_bytes()); // at + 2 <= len
+            twcc_seq = Some(seq);
         }
+        // A packet SRTP then refuses (a duplicate) overwrites its own earlier copy
+        // here: the same bytes, already sent.
         if store && let Some(s) = buf.get(8..12) {
             let ssrc = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
             if let Some(tx) = self.session.tx.iter_mut().find(|t| t.ssrc == ssrc) {
@@ -459,12 +463,22 @@ impl Rtc {
         }
         let Some(srtp) = self.transport.srtp_tx.as_mut() else {
             self.pool.put(buf);
+            if let Some(seq) = twcc_seq {
+                self.session.twcc_tx.retract(seq);
+            }
             return Err(RtcError::InvalidState("no SRTP context"));
         };
         let len = match srtp.protect_rtp(&mut buf, len) {
             Ok(n) => n,
             Err(e) => {
                 self.pool.put(buf);
+                // Never on the wire: its transport-wide number goes to the next
+                // packet, or the peer's feedback would report it lost and the
+                // estimate would fall for a loss the path never had.
+                if let Some(seq) = twcc_seq {
+                    self.session.twcc_tx.retract(seq);
+                }
+                self.stats.send_refused += 1;
                 return Err(RtcError::Write(e.into()));
             }
         };

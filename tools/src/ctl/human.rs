@@ -86,16 +86,25 @@ pub fn render(resp: &Response) -> String {
             }
             let _ = writeln!(o, "in        {} pkts {} bytes", s.packets_in, s.bytes_in);
             let _ = writeln!(o, "out       {} pkts {} bytes", s.packets_out, s.bytes_out);
+            if let Some(e) = s.estimate_bps {
+                let _ = writeln!(o, "estimate  {e} bps ({} probes)", s.probes);
+            }
             if !s.tracks.is_empty() {
                 let _ = writeln!(
                     o,
-                    "{:<12} {:<6} {:<4} {:>10} {:>12} {:>8} {:>8} {:>8}",
-                    "TRACK", "KIND", "DIR", "PACKETS", "BYTES", "LOST", "NACKS", "KF_REQ"
+                    "{:<12} {:<6} {:<4} {:>10} {:>12} {:>8} {:>8} {:>8} {:>7}",
+                    "TRACK", "KIND", "DIR", "PACKETS", "BYTES", "LOST", "NACKS", "KF_REQ", "LAYER"
                 );
+                let layer = |l: Option<u8>| l.map_or_else(|| "-".to_string(), |l| l.to_string());
                 for t in &s.tracks {
+                    let layers = if t.layer.is_none() && t.target_layer.is_none() {
+                        String::new()
+                    } else {
+                        format!("{}->{}", layer(t.layer), layer(t.target_layer))
+                    };
                     let _ = writeln!(
                         o,
-                        "{:<12} {:<6} {:<4} {:>10} {:>12} {:>8} {:>8} {:>8}",
+                        "{:<12} {:<6} {:<4} {:>10} {:>12} {:>8} {:>8} {:>8} {:>7}",
                         t.track.0,
                         format!("{:?}", t.kind).to_lowercase(),
                         if t.inbound { "in" } else { "out" },
@@ -103,7 +112,8 @@ pub fn render(resp: &Response) -> String {
                         t.bytes,
                         t.lost,
                         t.nacks,
-                        t.keyframe_requests
+                        t.keyframe_requests,
+                        layers
                     );
                 }
             }

@@ -108,7 +108,14 @@ impl DemoStack {
                 .args(engine_args)
                 .arg("--control-socket")
                 .arg(&sock)
-                .stdout(Stdio::null())
+                // The engine logs to stdout: shown when the test runs with RUST_LOG
+                // set (e.g. `RUST_LOG=info,engine::shard::drive=debug` for the
+                // subscribers' bandwidth estimates), else dropped.
+                .stdout(if std::env::var_os("RUST_LOG").is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
                 .stderr(Stdio::inherit())
                 .spawn()
                 .expect("rtc-engine starts"),
@@ -158,6 +165,37 @@ impl DemoStack {
         ControlClient::connect(&self.sock)
             .and_then(|mut c| c.request(req).map_err(std::io::Error::other))
             .expect("a control request to the engine")
+    }
+
+    /// The engine's view of every session in every room (`room.list`, then
+    /// `session.stats` of each), for a failure message: the bandwidth estimate, probes
+    /// and per-leg layers say why a viewer got what it got.
+    #[allow(dead_code)] // not every browser test explains its failures this way
+    pub fn explain_rooms(&self) -> String {
+        let Ok(mut c) = ControlClient::connect(&self.sock) else {
+            return "engine: control socket unreachable".into();
+        };
+        let rooms = match c.request(Request::RoomList) {
+            Ok(Response::Rooms(r)) => r.rooms,
+            other => return format!("engine: room.list answered {other:?}"),
+        };
+        let mut out = String::new();
+        if let Ok(Response::EngineStats(e)) = c.request(Request::EngineStats) {
+            for sh in &e.shards {
+                let drops: Vec<_> = sh.drops.iter().filter(|(_, n)| **n > 0).collect();
+                out.push_str(&format!(
+                    "engine, shard {}: {} datagrams out, drops {drops:?}\n",
+                    sh.head.shard.0, sh.packets_out
+                ));
+            }
+        }
+        for room in rooms {
+            for session in room.sessions {
+                let st = c.request(Request::SessionStats(control::SessionRef { session }));
+                out.push_str(&format!("engine, room {}: {st:?}\n", room.room.0));
+            }
+        }
+        out
     }
 }
 
@@ -232,6 +270,12 @@ impl Driver {
     /// when none comes `within` (a bound on a stuck driver, not on the media) or when
     /// the result is not `"ok": true`.
     pub fn result(&self, within: Duration) -> Value {
+        self.result_explained(within, String::new)
+    }
+
+    /// [`Driver::result`], with `explain()` (e.g. the engine's view of the sessions,
+    /// taken while they still run) added to the panic message of a failed run.
+    pub fn result_explained(&self, within: Duration, explain: impl FnOnce() -> String) -> Value {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             match self.lines.recv_timeout(Duration::from_millis(200)) {
@@ -239,7 +283,9 @@ impl Driver {
                     eprintln!("{line}");
                     if let Some(json) = line.strip_prefix("RESULT ") {
                         let r: Value = serde_json::from_str(json).expect("RESULT is JSON");
-                        assert_eq!(r["ok"], Value::Bool(true), "browser run failed: {r:#}");
+                        if r["ok"] != Value::Bool(true) {
+                            panic!("browser run failed: {r:#}\n{}", explain());
+                        }
                         return r;
                     }
                 }
