@@ -328,6 +328,21 @@ pub struct ShardDetail {
     /// RTP packets written to subscriber legs.
     #[serde(default)]
     pub rtp_forwarded: u64,
+    /// Keyframe requests (PLI/FIR) the shard sent to publishers.
+    #[serde(default)]
+    pub keyframe_requests: u64,
+    /// Retransmissions to subscribers answered from the publishers' packet caches
+    /// (the subscriber's pacer queued them).
+    #[serde(default)]
+    pub rtx_resent: u64,
+    /// NACKed packets that could not be answered (no longer cached, already resent
+    /// within the round trip, or lost on a full cross-shard queue).
+    #[serde(default)]
+    pub rtx_unanswered: u64,
+    /// Retransmissions the subscriber's pacer refused (a duplicate request within a
+    /// round trip, the retransmission budget spent, or its queue full).
+    #[serde(default)]
+    pub rtx_refused: u64,
     /// Sessions that connected (ICE and DTLS up).
     #[serde(default)]
     pub handshakes: u64,

@@ -124,7 +124,10 @@ impl Sender {
                     &self.payload,
                 )
                 .expect("write_rtp");
-            if self.repeat_every.is_some_and(|n| self.seq.is_multiple_of(n)) {
+            if self
+                .repeat_every
+                .is_some_and(|n| self.seq.is_multiple_of(n))
+            {
                 // Refused once it reaches SRTP (that sequence number was sent).
                 let _ = p.a.stream_tx(self.video).expect("send stream").write_rtp(
                     self.pt,

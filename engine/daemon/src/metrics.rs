@@ -368,6 +368,35 @@ impl Collector for SnapshotCollector {
         )?;
         counter(
             e,
+            "rtc_shard_keyframe_requests",
+            "Keyframe requests (PLI/FIR) sent to publishers",
+            None,
+            sh.iter()
+                .map(|s| (shard_label(s), s.detail.keyframe_requests)),
+        )?;
+        counter(
+            e,
+            "rtc_shard_retransmissions",
+            "NACKed packets by outcome: resent from the publishers' packet caches, \
+             unanswered (no longer cached, already resent, queue full), refused by the \
+             subscriber's pacer (duplicate within a round trip, budget spent)",
+            None,
+            sh.iter().flat_map(|s| {
+                [
+                    ("resent", s.detail.rtx_resent),
+                    ("unanswered", s.detail.rtx_unanswered),
+                    ("refused", s.detail.rtx_refused),
+                ]
+                .into_iter()
+                .map(move |(outcome, n)| {
+                    let mut l = shard_label(s);
+                    l.push(("outcome", outcome.to_string()));
+                    (l, n)
+                })
+            }),
+        )?;
+        counter(
+            e,
             "rtc_shard_dropped_packets",
             "Dropped datagrams and packets by reason (the keys of engine.stats drops)",
             None,
@@ -654,6 +683,9 @@ mod tests {
             detail: control::ShardDetail {
                 legs: 9,
                 handshakes: 4,
+                keyframe_requests: 2,
+                rtx_resent: 7,
+                rtx_refused: 1,
                 send_batches: control::SizeBuckets {
                     bounds: vec![1, 2, u64::MAX],
                     counts: vec![3, 2, 1],
@@ -682,6 +714,10 @@ mod tests {
             "rtc_shard_received_packets_total{shard=\"1\"} 100",
             "rtc_shard_received_bytes_total{shard=\"0\"} 10000",
             "rtc_shard_legs{shard=\"0\"} 9",
+            "rtc_shard_keyframe_requests_total{shard=\"1\"} 2",
+            "rtc_shard_retransmissions_total{shard=\"0\",outcome=\"resent\"} 7",
+            "rtc_shard_retransmissions_total{shard=\"0\",outcome=\"unanswered\"} 0",
+            "rtc_shard_retransmissions_total{shard=\"0\",outcome=\"refused\"} 1",
             "rtc_shard_dropped_packets_total{shard=\"0\",reason=\"srtp_auth\"} 3",
             "rtc_shard_info{shard=\"0\",backend=\"io_uring\",core=\"0\"} 1",
             "rtc_engine_up 1",
