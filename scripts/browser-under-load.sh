@@ -17,6 +17,7 @@ TESTS=(
   "tools demo_browser"
   "tools demo_browser_ice_restart"
   "tools demo_browser_simulcast"
+  "tools demo_browser_constrained"
   "tools demo_browser_tcp"
   "tools plain_browser"
   "tools cascade"

@@ -23,9 +23,12 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; 
 fi
 # The ICE-TCP browser test (tools/tests/demo_browser_tcp.rs) runs Chromium in a network
 # namespace with an nftables rule: unshare (util-linux), ip (iproute2), nft (nftables);
-# tools/tests/cascade.rs runs two engines in a namespace it makes (unshare -n, ip).
+# tools/tests/cascade.rs runs two engines in a namespace it makes (unshare -n, ip);
+# tools/tests/demo_browser_constrained.rs shapes a veth with tc and starts Chromium in
+# a second namespace with nsenter.
 if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
-  || ! command -v unshare >/dev/null 2>&1; then
+  || ! command -v unshare >/dev/null 2>&1 || ! command -v nsenter >/dev/null 2>&1 \
+  || ! command -v tc >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2 util-linux >/dev/null
 fi

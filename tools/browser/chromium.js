@@ -7,19 +7,23 @@ const { chromium } = require('playwright-core');
 
 const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 
-async function launch() {
-  if (!fs.existsSync(EXECUTABLE)) {
-    throw new Error(`Chromium not found at ${EXECUTABLE} (apt-get install chromium)`);
+// `executable` overrides the Chromium binary (e.g. a wrapper that starts it in another
+// network namespace); default: $CHROMIUM or /usr/bin/chromium. `secureOrigin`: an
+// http origin other than localhost to treat as secure (getUserMedia needs one).
+async function launch({ executable = EXECUTABLE, secureOrigin = null } = {}) {
+  if (!fs.existsSync(executable)) {
+    throw new Error(`Chromium not found at ${executable} (apt-get install chromium)`);
   }
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rtc-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: EXECUTABLE,
+    executablePath: executable,
     headless: true,
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--disable-dev-shm-usage', '--use-fake-device-for-media-stream',
       '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+      ...(secureOrigin ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`] : []),
     ],
   });
   return {

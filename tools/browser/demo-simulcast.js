@@ -14,6 +14,7 @@
 'use strict';
 const { launch } = require('./chromium.js');
 const { sleep, makeWaitFor, finish, run } = require('./driver.js');
+const { startViewer, viewerStats, openPage, sending, fmtSent } = require('./simulcast-common.js');
 
 const STEP_TIMEOUT_MS = 15000;
 const LAYERS_MS = 15000;
@@ -22,108 +23,13 @@ const FREEZE_WINDOWS = 5;
 
 const waitFor = makeWaitFor(STEP_TIMEOUT_MS, 200);
 
-// Runs in a viewer page: plays `url` (a WHEP endpoint) in a muted <video>; stores
-// the connection as window.viewer.
-async function startViewer(url) {
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
-  pc.addTransceiver('audio', { direction: 'recvonly' });
-  pc.addTransceiver('video', { direction: 'recvonly' });
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  video.playsInline = true;
-  document.body.appendChild(video);
-  pc.ontrack = (e) => {
-    if (e.track.kind === 'video') {
-      video.srcObject = new MediaStream([e.track]);
-      video.play().catch(() => {});
-    }
-  };
-  window.viewer = { pc, video, error: null };
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
-    body: pc.localDescription.sdp,
-  });
-  const text = await res.text();
-  if (res.status !== 201) throw new Error(`${url}: ${res.status} ${text.trim()}`);
-  await pc.setRemoteDescription({ type: 'answer', sdp: text });
-  return {
-    session: Number(res.headers.get('X-Session-Id')),
-    shard: Number(res.headers.get('X-Shard')),
-  };
-}
-
-// Runs in a viewer page: the video inbound-rtp figures of window.viewer.
-async function viewerStats() {
-  const v = window.viewer;
-  const out = { connection: v.pc.connectionState, framesDecoded: 0, width: 0, height: 0 };
-  const report = await v.pc.getStats();
-  report.forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') {
-      Object.assign(out, {
-        ssrc: s.ssrc,
-        framesDecoded: s.framesDecoded || 0,
-        keyFramesDecoded: s.keyFramesDecoded || 0,
-        width: s.frameWidth || 0,
-        height: s.frameHeight || 0,
-        packetsReceived: s.packetsReceived || 0,
-        packetsLost: s.packetsLost || 0,
-        freezeCount: s.freezeCount || 0,
-        totalFreezesDuration: s.totalFreezesDuration || 0,
-        pliCount: s.pliCount || 0,
-        nackCount: s.nackCount || 0,
-      });
-    }
-  });
-  return out;
-}
-
 async function main() {
   const [base, room] = process.argv.slice(2);
   if (!base || !room) throw new Error('usage: node demo-simulcast.js BASE_URL ROOM');
   const result = { ok: false };
   const browser = await launch();
-  const newPage = async (name, url) => {
-    const page = await browser.context.newPage();
-    page.on('console', (m) => {
-      if (m.type() === 'warning' || m.type() === 'error') console.log(`[${name} ${m.type()}] ${m.text()}`);
-    });
-    page.on('pageerror', (e) => console.log(`[${name} page error] ${e}`));
-    await page.goto(url, { timeout: 10000 });
-    return page;
-  };
-  // A's video outbound-rtp per layer, lowest first, and Chromium's send-side
-  // bandwidth estimate (bits/s) for the connection.
-  const sending = async (page) => page.evaluate(async () => {
-    const out = { layers: [], bps: null };
-    const pc = window.demoApp && window.demoApp.pc;
-    if (!pc) return out;
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === 'outbound-rtp' && s.kind === 'video') {
-        out.layers.push({
-          rid: s.rid || null,
-          width: s.frameWidth || 0,
-          height: s.frameHeight || 0,
-          framesEncoded: s.framesEncoded || 0,
-          keyFramesEncoded: s.keyFramesEncoded || 0,
-          pliCount: s.pliCount || 0,
-          limitation: s.qualityLimitationReason || null,
-        });
-      }
-      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) {
-        out.bps = s.availableOutgoingBitrate;
-      }
-    });
-    const order = ['q', 'h', 'f'];
-    out.layers.sort((x, y) => order.indexOf(x.rid) - order.indexOf(y.rid));
-    return out;
-  });
+  const newPage = (name, url) => openPage(browser, name, url);
   const sent = async (page) => (await sending(page)).layers;
-  const fmtSent = (layers) =>
-    layers.map((l) => `${l.rid}:${l.width}x${l.height}/${l.framesEncoded}f/${l.keyFramesEncoded}k/${l.pliCount}pli${l.limitation && l.limitation !== 'none' ? `(${l.limitation})` : ''}`).join(' ');
   let a;
   const viewers = {};
   try {
