@@ -219,6 +219,12 @@ pub struct Pacer {
     last: Option<Instant>,
     probe: Option<Probe>,
     stats: PacerStats,
+    /// [`Pacer::pacing_bps`] and [`Pacer::burst_bytes`], recomputed when the target
+    /// or the probe changes ([`Pacer::refresh`]) rather than on every packet.
+    rate_bps: f64,
+    burst_cap: f64,
+    /// `config.queue_budget` in seconds.
+    queue_budget_secs: f64,
 }
 
 impl Pacer {
@@ -231,7 +237,8 @@ impl Pacer {
         }
         let [a, r, v, p] = config.capacity;
         let target = config.initial_target_bps as f64;
-        Pacer {
+        let queue_budget_secs = config.queue_budget.as_secs_f64();
+        let mut pacer = Pacer {
             config,
             queues: [Ring::new(a), Ring::new(r), Ring::new(v), Ring::new(p)],
             target_bps: target,
@@ -240,7 +247,24 @@ impl Pacer {
             last: None,
             probe: None,
             stats: PacerStats::default(),
-        }
+            rate_bps: 1.0,
+            burst_cap: 0.0,
+            queue_budget_secs,
+        };
+        pacer.refresh();
+        pacer
+    }
+
+    /// Recomputes the pacing rate and the burst allowance (after the target or the
+    /// probe changed).
+    fn refresh(&mut self) {
+        let base = (self.config.multiplier * self.target_bps).max(1.0);
+        self.rate_bps = match self.probe {
+            Some(p) => base.max(p.goal_bps),
+            None => base,
+        };
+        let b = self.rate_bps / 8.0 * self.config.burst.as_secs_f64();
+        self.burst_cap = b.max(self.config.min_burst_bytes as f64);
     }
 
     /// Sets the target rate (the estimate the encoders follow) and the maximum rate
@@ -253,6 +277,7 @@ impl Pacer {
             max_bps as f64
         };
         self.target_bps = (target_bps as f64).min(self.max_bps);
+        self.refresh();
     }
 
     /// The target rate in force (bps), after the maximum.
@@ -263,11 +288,7 @@ impl Pacer {
     /// The rate the bucket drains at now (bps): the pacing rate, or the probe goal
     /// while a probe runs and asks for more.
     pub fn pacing_bps(&self) -> f64 {
-        let base = (self.config.multiplier * self.target_bps).max(1.0);
-        match self.probe {
-            Some(p) => base.max(p.goal_bps),
-            None => base,
-        }
+        self.rate_bps
     }
 
     /// Counters.
@@ -304,24 +325,32 @@ impl Pacer {
     }
 
     fn burst_bytes(&self) -> f64 {
-        let b = self.pacing_bps() / 8.0 * self.config.burst.as_secs_f64();
-        b.max(self.config.min_burst_bytes as f64)
+        self.burst_cap
     }
 
-    /// Ends the probe at its end time and refills the bucket up to `now`.
+    /// Ends the probe at its end time and refills the bucket up to `now`. Called
+    /// several times per packet, mostly with the same `now` or a full bucket: those
+    /// cost a few comparisons (no clock arithmetic).
     fn advance(&mut self, now: Instant) {
         if let Some(p) = self.probe
             && now >= p.end
         {
             self.probe = None;
+            self.refresh();
         }
-        let last = *self.last.get_or_insert(now);
-        if now > last {
-            let dt = (now - last).as_secs_f64();
-            let cap = self.burst_bytes();
-            // Refill; an idle bucket never holds more than the burst allowance.
-            self.budget = (self.budget + self.pacing_bps() / 8.0 * dt).min(cap);
-            self.last = Some(now);
+        match self.last {
+            None => self.last = Some(now),
+            Some(last) if now > last => {
+                // Refill; an idle bucket never holds more than the burst allowance.
+                if self.budget >= self.burst_cap {
+                    self.budget = self.burst_cap;
+                } else {
+                    let dt = (now - last).as_secs_f64();
+                    self.budget = (self.budget + self.rate_bps / 8.0 * dt).min(self.burst_cap);
+                }
+                self.last = Some(now);
+            }
+            Some(_) => {}
         }
     }
 
@@ -353,7 +382,9 @@ impl Pacer {
     /// audio last) and returns it so the caller can free it. Call until `None`.
     pub fn poll_dropped(&mut self, now: Instant) -> Option<(PacketClass, u64)> {
         self.advance(now);
-        if self.queue_time() <= self.config.queue_budget {
+        let queued = self.queued_bytes();
+        // `queue_time() <= queue_budget`, without building a Duration per call.
+        if queued == 0 || queued as f64 * 8.0 / self.rate_bps <= self.queue_budget_secs {
             return None;
         }
         for class in DROP_ORDER {
@@ -447,6 +478,7 @@ impl Pacer {
                 .unwrap_or(now + Duration::from_secs(60)),
             sent: 0.0,
         });
+        self.refresh();
     }
 
     /// Whether a probe is running at `now`.
