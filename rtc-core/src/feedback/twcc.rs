@@ -152,13 +152,14 @@ impl TwccSendRegister {
             .into_boxed_slice();
         }
         let epoch = *self.epoch.get_or_insert(now);
-        self.last_us = self.last_us.max(since_us(epoch, now));
+        let at = since_us(epoch, now);
+        self.last_us = self.last_us.max(at);
         let seq = self.next;
         self.next += 1;
         let i = self.index(seq);
         if let Some(slot) = self.slots.get_mut(i) {
             *slot = Sent {
-                at_us: since_us(epoch, now) as u32, // low 32 bits, see `send_time`
+                at_us: at as u32, // low 32 bits, see `send_time`
                 size: u16::try_from(size).unwrap_or(NEVER).min(NEVER - 1),
                 cluster,
             };
