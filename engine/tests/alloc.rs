@@ -605,23 +605,15 @@ fn relayed_simulcast_does_not_allocate() {
          allocations",
         a1 - a0
     );
-    // The one allocating thing left is no media: the connecting end's ICE consent
-    // check on the relay (every few seconds; rtc-core's `IceAgent::send_check` takes a
-    // fresh buffer), which the other tests keep out by blocking their clients' STUN — a
-    // relay between engines has no client to block. Every allocation is traced (at
-    // most `MAX_TRACES` of them) and must be such a check.
-    let media = TRACES.lock().map_or(usize::MAX, |t| {
-        t.iter()
-            .filter(|(_, bt)| {
-                let bt = bt.to_string();
-                !(bt.contains("rtc_core::ice::agent") && bt.contains("send_check"))
-            })
-            .count()
-    });
+    // Nothing allocates, ICE consent checks on the relay included (every few
+    // seconds; the other tests block their clients' STUN, a relay between engines has
+    // no client to block): the agent takes its STUN buffers from the thread's free
+    // list, the list's storage is sized once, and a video stream's NACK ring exists
+    // before its first loss. Each of these once allocated here under CI load.
     assert!(
-        a1 - a0 <= MAX_TRACES as u64 && media == 0,
+        a1 == a0,
         "shard allocations across {forwarded} forwarded packets ({resent} resent over the \
-         relay): {} ({media} traced outside ICE consent checks); the first ones:\n{}",
+         relay): {}; the first ones:\n{}",
         a1 - a0,
         traces()
     );

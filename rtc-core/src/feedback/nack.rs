@@ -152,6 +152,14 @@ impl NackRegister {
         std::mem::size_of_val(&*self.slots)
     }
 
+    /// Allocates the ring now rather than at the first gap (for streams that are
+    /// expected to lose packets; see the type's docs).
+    pub(crate) fn allocate_ring(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![EMPTY; RING].into_boxed_slice();
+        }
+    }
+
     /// Overwrites the slot of `seq`, counting a missing packet it evicts as given up.
     /// Without a ring only a missing number needs one (see the type's docs).
     fn put(&mut self, seq: u64, state: State, since_us: u64) {
@@ -159,7 +167,7 @@ impl NackRegister {
             if state != State::Missing {
                 return;
             }
-            self.slots = vec![EMPTY; RING].into_boxed_slice();
+            self.allocate_ring();
         }
         let slot = self.slot(seq);
         let evicted = slot.state == State::Missing;

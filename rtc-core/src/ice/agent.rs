@@ -416,8 +416,19 @@ impl IceAgent {
         }
     }
 
+    /// A transmit buffer holding a copy of pair `i`'s pending check (empty without
+    /// one), taken from the spent buffers rather than allocated.
+    fn copy_to_buffer(&mut self, i: usize) -> Vec<u8> {
+        let mut b = self.take_buffer();
+        b.clear();
+        if let Some(c) = &self.pairs[i].check {
+            b.extend_from_slice(&c.contents);
+        }
+        b
+    }
+
     fn take_buffer(&mut self) -> Vec<u8> {
-        let mut b = self.buffers.pop().unwrap_or_default();
+        let mut b = self.buffers.pop().unwrap_or_else(crate::rtc::pooled_buffer);
         b.resize(STUN_BUF, 0);
         b
     }
@@ -476,20 +487,22 @@ impl IceAgent {
             if now < c.next_at {
                 continue;
             }
-            if c.consent {
-                p.check = None;
-                continue;
-            }
-            if c.sends >= MAX_SENDS {
-                p.check = None;
-                p.state = PairState::Failed;
-                p.nominating = false;
+            if c.consent || c.sends >= MAX_SENDS {
+                let consent = c.consent;
+                let spent = p.check.take().map(|c| c.contents);
+                if !consent {
+                    p.state = PairState::Failed;
+                    p.nominating = false;
+                }
+                if let Some(b) = spent {
+                    self.recycle_buffer(b);
+                }
                 continue;
             }
             c.sends += 1;
             c.rto = (c.rto * 2).min(RTO_MAX);
             c.next_at = now + c.rto;
-            let contents = c.contents.clone();
+            let contents = self.copy_to_buffer(i);
             let (proto, source, destination) = self.pair_addrs(i);
             self.transmits.push_back(StunTransmit {
                 proto,

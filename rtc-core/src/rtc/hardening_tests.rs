@@ -20,6 +20,61 @@ use crate::sdp::Direction;
 const A_ADDR: &str = "10.0.0.1:5000";
 const B_ADDR: &str = "10.0.0.2:6000";
 
+/// Counts the allocations made on this thread inside [`in_rtc`] (the harness's own,
+/// outside it, are not counted).
+struct Counting;
+
+thread_local! {
+    static IN_RTC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static RTC_ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+impl Counting {
+    fn count() {
+        // `try_with`: an allocation during thread teardown is simply not counted.
+        let _ = IN_RTC.try_with(|f| {
+            if f.get() {
+                let _ = RTC_ALLOCS.try_with(|n| n.set(n.get() + 1));
+            }
+        });
+    }
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Counting::count();
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        Counting::count();
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Runs `f` (a call into an `Rtc`) with its allocations counted in `RTC_ALLOCS`.
+fn in_rtc<R>(f: impl FnOnce() -> R) -> R {
+    IN_RTC.with(|c| c.set(true));
+    let r = f();
+    IN_RTC.with(|c| c.set(false));
+    r
+}
+
+/// Allocations counted inside `Rtc` calls on this thread so far.
+fn rtc_allocs() -> u64 {
+    RTC_ALLOCS.with(|n| n.get())
+}
+
 /// Two `Rtc`, `a` offering one video section to `b`, and the datagrams in flight.
 struct Pair {
     now: Instant,
@@ -92,7 +147,7 @@ impl Pair {
     fn drain(&mut self) {
         for i in 0..2 {
             loop {
-                match self.peers[i].poll_output().expect("poll_output") {
+                match in_rtc(|| self.peers[i].poll_output()).expect("poll_output") {
                     Output::Transmit(t) => {
                         self.sent[i] += 1;
                         if i == 0 && loses(&mut self.lose, t.contents) {
@@ -169,8 +224,7 @@ impl Pair {
             self.now = self.now.max(next);
             for rtc in &mut self.peers {
                 if rtc.is_alive() {
-                    rtc.handle_input(Input::Timeout(self.now))
-                        .expect("timeout input");
+                    in_rtc(|| rtc.handle_input(Input::Timeout(self.now))).expect("timeout input");
                 }
             }
         }
@@ -182,8 +236,7 @@ impl Pair {
                 contents: &data,
             };
             if self.peers[to].is_alive() {
-                self.peers[to]
-                    .handle_input(Input::Receive(self.now, r))
+                in_rtc(|| self.peers[to].handle_input(Input::Receive(self.now, r)))
                     .expect("receive input");
             }
         }
@@ -555,4 +608,44 @@ fn a_lost_retransmission_is_repaired_by_a_repeated_nack_on_a_tiny_rtt_path() {
         repaired,
         "a repeated NACK brought a second retransmission: b {asked:?}, a {answered:?}"
     );
+}
+
+/// A received video stream holds its NACK ring from its first packet: a ring allocated
+/// at the first loss was an allocation in the middle of forwarding (an engine shard
+/// that had forwarded loss-free for seconds allocated 32 KiB when its link first lost
+/// a packet).
+#[test]
+fn a_video_stream_holds_its_nack_ring_before_its_first_loss() {
+    let (mut p, video) = Pair::new(true);
+    p.connect();
+    send_video(&mut p, video, 20, 200);
+    p.drain();
+    let rx = &p.peers[1].session.rx_streams;
+    let st = rx
+        .iter()
+        .find(|s| s.mid == Some(video) && s.rtx_of.is_none())
+        .expect("b receives a's video");
+    assert_eq!(st.nack.stats().given_up, 0, "nothing was lost");
+    assert!(
+        st.nack.heap_bytes() > 0,
+        "the video stream has no NACK ring until its first loss"
+    );
+}
+
+/// ICE consent checks of a connected, idle pair allocate nothing: the check keeps its
+/// request for retransmissions and sends a copy in a spent buffer (it cloned the
+/// request into a new exact-size buffer, which grew again when reused: two allocations
+/// per check, seen in an engine shard's steady state).
+#[test]
+fn consent_checks_of_a_connected_pair_allocate_nothing() {
+    let (mut p, _video) = Pair::new(true);
+    p.connect();
+    // Warm-up: queues and buffers reach their working sizes.
+    p.advance(Duration::from_secs(20));
+    let before = rtc_allocs();
+    // About a dozen consent checks per side (RFC 7675: every 4-6 s).
+    p.advance(Duration::from_secs(60));
+    let made = rtc_allocs() - before;
+    assert!(p.peers.iter().all(|r| r.is_connected()), "still connected");
+    assert_eq!(made, 0, "allocations in a minute of consent checks");
 }

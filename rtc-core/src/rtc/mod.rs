@@ -211,13 +211,7 @@ impl BufPool {
     /// A buffer of `BUF_SIZE` bytes (allocates only when the thread's free list is
     /// empty, i.e. while warming up).
     fn take(&mut self) -> Vec<u8> {
-        // `try_with`/`try_borrow_mut`: during thread teardown, or if ever re-entered,
-        // fall back to a new buffer.
-        let mut b = FREE_BUFS
-            .try_with(|f| f.try_borrow_mut().ok().and_then(|mut f| f.pop()))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let mut b = pooled_buffer();
         b.resize(BUF_SIZE, 0);
         b
     }
@@ -229,10 +223,30 @@ impl BufPool {
             if let Ok(mut f) = f.try_borrow_mut()
                 && f.len() < THREAD_POOL_KEEP
             {
+                // The list's own storage is sized once for everything it may keep:
+                // growing it on the way (a consent check's buffer joining the ones
+                // in flight) would be an allocation in the middle of forwarding.
+                if f.capacity() == 0 {
+                    f.reserve_exact(THREAD_POOL_KEEP);
+                }
                 f.push(buf);
             }
         });
     }
+}
+
+/// A buffer from this thread's free list (its length is unspecified; empty and
+/// unallocated when the list is empty). The ICE agent takes its STUN buffers here too,
+/// so the buffers its checks lend through `poll_output` (which return to the list)
+/// come back to it instead of being allocated anew every check.
+pub(crate) fn pooled_buffer() -> Vec<u8> {
+    // `try_with`/`try_borrow_mut`: during thread teardown, or if ever re-entered,
+    // fall back to a new buffer.
+    FREE_BUFS
+        .try_with(|f| f.try_borrow_mut().ok().and_then(|mut f| f.pop()))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// A Sans-I/O WebRTC peer connection.

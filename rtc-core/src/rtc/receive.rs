@@ -571,7 +571,21 @@ impl Rtc {
         }
     }
 
-    fn push_rx_stream(&mut self, st: RxStream) -> usize {
+    fn push_rx_stream(&mut self, mut st: RxStream) -> usize {
+        // A video stream's NACK ring is allocated with the stream: video links lose
+        // packets routinely, and a ring allocated at the first loss would be an
+        // allocation in the middle of forwarding. Audio (rarely NACKed) and repair
+        // streams (their packets are unwrapped to the media stream's register) keep
+        // the lazy ring.
+        let video = st.rtx_of.is_none()
+            && !st.repair
+            && st
+                .mid
+                .and_then(|m| self.session.media.iter().find(|x| x.mid == m))
+                .is_some_and(|m| m.kind == crate::media::MediaKind::Video);
+        if video {
+            st.nack.allocate_ring();
+        }
         // One at a time: most peers send one or two streams, a doubling Vec would hold
         // room for four 600-byte streams from the first.
         self.session.rx_streams.reserve_exact(1);

@@ -199,16 +199,9 @@ impl IceAgent {
             }
             return;
         };
-        let (proto, source, destination) = self.pair_addrs(i);
-        self.transmits.push_back(StunTransmit {
-            proto,
-            source,
-            destination,
-            contents: contents.clone(),
-        });
         let controlling = self.controlling;
         let p = &mut self.pairs[i];
-        p.check = Some(Check {
+        let replaced = p.check.replace(Check {
             tid,
             sends: 1,
             rto: RTO_INITIAL,
@@ -226,6 +219,18 @@ impl IceAgent {
         if !consent {
             p.state = PairState::InProgress;
         }
+        if let Some(old) = replaced {
+            self.recycle_buffer(old.contents);
+        }
+        // The check keeps its request for retransmissions; the datagram is a copy.
+        let contents = self.copy_to_buffer(i);
+        let (proto, source, destination) = self.pair_addrs(i);
+        self.transmits.push_back(StunTransmit {
+            proto,
+            source,
+            destination,
+            contents,
+        });
     }
 
     /// Answers the Binding request `msg` (which arrived from `destination` at `source`)

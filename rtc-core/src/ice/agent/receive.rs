@@ -171,9 +171,11 @@ impl IceAgent {
         }
         let (pproto, local_addr, remote_addr) = self.pair_addrs(pi);
         let local_tcp = self.locals[self.pairs[pi].local].tcp_type();
-        let Some(check) = self.pairs[pi].check.take() else {
+        let Some(mut check) = self.pairs[pi].check.take() else {
             return;
         };
+        let spent = std::mem::take(&mut check.contents);
+        self.recycle_buffer(spent);
         if source != remote_addr || destination != local_addr || proto != pproto {
             // RFC 8445 §7.2.5.2.1: non-symmetric transport addresses fail the check.
             if !check.consent {
