@@ -122,8 +122,9 @@ pub struct UringBackend {
 unsafe impl Send for UringBackend {}
 
 impl UringBackend {
-    /// Sets up the ring, registers the provided-buffer ring, binds the sockets and arms one
-    /// multishot receive per socket plus the wake-up read.
+    /// Sets up the ring, registers the provided-buffer ring and binds the sockets. The
+    /// multishot receive per socket and the wake-up read are armed by the first
+    /// [`IoBackend::poll`], on the thread that polls.
     ///
     /// # Errors
     ///
@@ -181,7 +182,7 @@ impl UringBackend {
         recv_msg.msg_controllen = control_len;
         let n = sockets.len();
         let sendq = SendQueue::new(cfg.send_batches, cfg.gso, &locals);
-        let mut me = Self {
+        let me = Self {
             ring,
             recv_armed: vec![false; n],
             sockets,
@@ -207,8 +208,12 @@ impl UringBackend {
             stats: IoStats::default(),
         };
         me.publish_tail();
-        me.arm();
-        me.ring.submit()?;
+        // Nothing is armed here: the first `poll` arms the receives on the thread that
+        // polls. The kernel runs an operation's completion work (a multishot receive
+        // retried after its socket became readable) on the thread that submitted it;
+        // armed here, on the thread that opens the backends, every datagram a shard
+        // received woke that thread as well (~10 % of the engine's CPU in a handshake
+        // storm). Datagrams that arrive before that are kept in the socket's buffer.
         Ok(me)
     }
 
