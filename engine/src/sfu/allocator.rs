@@ -323,6 +323,9 @@ impl<K: Copy + Eq> Allocator<K> {
             slot.input = input;
             return;
         }
+        // One at a time: a subscriber has a few downtracks, and a doubling Vec would
+        // hold room for four ~250-byte slots from the first (most are audio-only).
+        self.slots.reserve_exact(1);
         self.slots.push(Slot {
             key,
             input,

@@ -209,7 +209,8 @@ pub struct DownTrack {
     tl0_offset: u8,
     tl0_out_last: Option<u8>,
 
-    nack: Box<[NackSlot; NACK_RING]>,
+    /// The NACK map: a power-of-two ring indexed by output sequence number.
+    nack: Box<[NackSlot]>,
 }
 
 /// `a` is after `b` in 32-bit wrapping order.
@@ -226,8 +227,17 @@ fn sdiff(a: u16, b: u16, bits: u32) -> i32 {
 
 impl DownTrack {
     /// A downtrack for a track with RTP clock `clock_rate`, paused (no target layer), all
-    /// temporal layers allowed. Allocates its NACK map (8 KiB).
+    /// temporal layers allowed. Allocates its NACK map of [`NACK_RING`] entries (8 KiB).
     pub fn new(clock_rate: u32) -> DownTrack {
+        Self::with_nack_entries(clock_rate, NACK_RING)
+    }
+
+    /// [`DownTrack::new`] with a NACK map of `entries` (rounded up to a power of two,
+    /// 16 to [`NACK_RING`]; 16 bytes each). A map longer than the publisher's packet
+    /// cache only remembers packets the cache no longer holds: an audio leg, whose
+    /// track's cache keeps 128 packets, needs 128 entries (2 KiB), not 512.
+    pub fn with_nack_entries(clock_rate: u32, entries: usize) -> DownTrack {
+        let n = entries.clamp(16, NACK_RING).next_power_of_two();
         DownTrack {
             clock_rate: clock_rate.max(1),
             target: None,
@@ -258,8 +268,13 @@ impl DownTrack {
             pid_started: false,
             tl0_offset: 0,
             tl0_out_last: None,
-            nack: Box::new([NackSlot::default(); NACK_RING]),
+            nack: vec![NackSlot::default(); n].into_boxed_slice(),
         }
+    }
+
+    /// Output sequence numbers the NACK map remembers.
+    pub fn nack_entries(&self) -> usize {
+        self.nack.len()
     }
 
     /// Sets the layer to converge to; `None` pauses (everything is dropped, and resuming
@@ -629,7 +644,7 @@ impl DownTrack {
                 flags |= F_TL0;
             }
         }
-        if let Some(slot) = self.nack.get_mut(usize::from(out_seq) & (NACK_RING - 1)) {
+        if let Some(slot) = self.nack.get_mut(usize::from(out_seq) & (self.nack.len() - 1)) {
             *slot = NackSlot {
                 // The low 32 bits; rebuilt against the layer's highest in `nack_lookup`.
                 src_seq: src as u32,
@@ -645,12 +660,12 @@ impl DownTrack {
 
     fn slot(&self, out_seq: u16) -> Option<&NackSlot> {
         self.nack
-            .get(usize::from(out_seq) & (NACK_RING - 1))
+            .get(usize::from(out_seq) & (self.nack.len() - 1))
             .filter(|s| s.flags & F_VALID != 0 && s.out_seq == out_seq)
     }
 
     /// What was forwarded as `out_seq`, if it is still in the NACK map (the last
-    /// [`NACK_RING`] output sequence numbers).
+    /// [`DownTrack::nack_entries`] output sequence numbers).
     pub fn nack_lookup(&self, out_seq: u16) -> Option<NackEntry> {
         let s = self.slot(out_seq)?;
         let layer = s.flags & 0x03;
@@ -681,7 +696,7 @@ impl DownTrack {
         // Wrapping milliseconds; an RTT above 65 s is treated as 65 s.
         let now_ms = now.saturating_duration_since(epoch).as_millis() as u16;
         let rtt_ms = rtt.as_millis().min(u128::from(u16::MAX)) as u16;
-        let slot = self.nack.get_mut(usize::from(out_seq) & (NACK_RING - 1))?;
+        let slot = self.nack.get_mut(usize::from(out_seq) & (self.nack.len() - 1))?;
         if slot.flags & F_RESENT != 0 && now_ms.wrapping_sub(slot.resent_ms) < rtt_ms {
             return None;
         }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use rtc_core::RtcError;
 use rtc_core::event::{ChannelId, KeyframeRequestKind};
-use rtc_core::media::Mid;
+use rtc_core::media::{MediaKind, Mid};
 
 use super::layers::{apply_target, downtrack_input};
 use super::{Command, Leg, LegSpec, Route, Session, Shard, guarded, touch};
@@ -13,6 +13,7 @@ use crate::api::{
 };
 use crate::io::IoBackend;
 use crate::sfu::DownTrack;
+use crate::sfu::downtrack::NACK_RING;
 use crate::sfu::allocator::Preference;
 
 impl Shard {
@@ -273,7 +274,19 @@ impl Shard {
                 dt.restart_source();
                 (dt, pref)
             }
-            None => (DownTrack::new(clock), Preference::default()),
+            None => {
+                // The NACK map covers what the publisher's cache can still answer.
+                // (No cache configured: the full map.)
+                let cached = match spec.route.kind {
+                    MediaKind::Audio => self.ctx.cache_audio_packets,
+                    MediaKind::Video => self.ctx.cache_video_packets,
+                };
+                let entries = if cached == 0 { NACK_RING } else { cached };
+                (
+                    DownTrack::with_nack_entries(clock, entries),
+                    Preference::default(),
+                )
+            }
         };
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             return false;
@@ -282,6 +295,7 @@ impl Shard {
         if let Some((_, map)) = s.rx_ext.iter().find(|(m, _)| *m == spec.params.mid) {
             spec.params = spec.params.with_forwarded_extensions(map);
         }
+        s.legs.reserve_exact(1); // a few per session: no doubling slack
         s.legs.push((spec.params.mid, spec.key, spec.params.ssrc));
         s.pins.retain(|(m, _)| *m != spec.params.mid);
         if let Some(layer) = spec.pin {

@@ -62,9 +62,10 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// Size of a pooled packet buffer: a full UDP datagram plus SRTP overhead room.
 const BUF_SIZE: usize = 2048;
 
-/// Transport-wide sequence numbers remembered by an `Rtc` without video sections: 2 s
-/// at 256 packets/s (audio sends 50).
-const AUDIO_TWCC_PACKETS: usize = 512;
+/// Transport-wide sequence numbers remembered per audio section of an `Rtc` without
+/// video sections: 5 s of one 20 ms stream (50 packets/s), with room for its
+/// retransmissions and probe padding. Feedback normally comes every 50–100 ms.
+const AUDIO_TWCC_PACKETS: usize = 256;
 
 /// Transport-wide sequence numbers remembered per video section (2 s at 512 packets/s,
 /// ~5 Mbit/s of 1200-byte packets), up to [`TwccSendRegister::DEFAULT_CAPACITY`]
@@ -526,6 +527,20 @@ impl Rtc {
     /// Registers a media section (SDP or direct API) and reports it; a known mid is
     /// updated in place (re-negotiation) without a new event.
     pub(crate) fn add_media_entry(&mut self, info: MediaInfo) {
+        if info.kind == MediaKind::Audio {
+            // One more audio stream (a subscriber of N speakers sends N): room for
+            // each, up to the register's default.
+            let audio = self
+                .session
+                .media
+                .iter()
+                .filter(|m| m.kind == MediaKind::Audio && m.mid != info.mid)
+                .count()
+                + 1;
+            self.session.twcc_tx.grow_capacity(
+                (AUDIO_TWCC_PACKETS * audio).min(TwccSendRegister::DEFAULT_CAPACITY),
+            );
+        }
         if info.kind == MediaKind::Video {
             // Video sends many more packets than audio: 2 s at 512 packets/s per video
             // section, up to the register's default.

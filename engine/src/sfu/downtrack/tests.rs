@@ -777,3 +777,33 @@ fn pause_and_invalid_layer() {
     d.set_target_layer(Some(9));
     assert_eq!(d.target_layer(), Some(2));
 }
+
+/// A leg's NACK map is sized to its publisher's packet cache (an audio track's cache
+/// keeps 128 packets: a map of 512 entries would remember 384 packets nobody can
+/// resend, 6 KiB per audio leg): the last `entries` numbers are found, older ones not.
+#[test]
+fn a_nack_map_sized_to_the_cache_remembers_exactly_that_many_packets() {
+    assert_eq!(DownTrack::with_nack_entries(CLOCK, 100).nack_entries(), 128);
+    assert_eq!(DownTrack::with_nack_entries(CLOCK, 1).nack_entries(), 16);
+    assert_eq!(
+        DownTrack::with_nack_entries(CLOCK, 1 << 20).nack_entries(),
+        NACK_RING
+    );
+    let mut p = Publisher::new();
+    let mut d = DownTrack::with_nack_entries(CLOCK, 128);
+    d.set_sender_report(0, p.sr(0));
+    d.set_target_layer(Some(0));
+    let mut sent = Vec::new();
+    for f in 0..300u32 {
+        for m in p.frame(0, f, 1, f.is_multiple_of(10)) {
+            if let Verdict::Forward { seq, .. } = d.on_packet(0, &m, &none(), p.start) {
+                sent.push((seq, m.ext_seq));
+            }
+        }
+    }
+    assert_eq!(sent.len(), 300);
+    for &(seq, src) in &sent[300 - 128..] {
+        assert_eq!(d.nack_lookup(seq).map(|e| e.src_ext_seq), Some(src));
+    }
+    assert!(d.nack_lookup(sent[300 - 129].0).is_none());
+}
