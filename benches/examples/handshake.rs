@@ -59,13 +59,7 @@ fn on_server<R>(spent: &mut Duration, f: impl FnOnce() -> R) -> R {
 
 /// Hands `from`'s datagrams to `to` until `from` has nothing more to send; the work on
 /// the server's side of either end is charged to `server`.
-fn pump(
-    from: &mut Rtc,
-    to: &mut Rtc,
-    from_is_server: bool,
-    now: Instant,
-    server: &mut Duration,
-) {
+fn pump(from: &mut Rtc, to: &mut Rtc, from_is_server: bool, now: Instant, server: &mut Duration) {
     let (src, dst) = if from_is_server {
         (addr(SERVER), addr(CLIENT))
     } else {
@@ -160,7 +154,9 @@ fn handshake(client_cert: &DtlsCert, server_cert: &DtlsCert, server: &mut Durati
         }
         now += Duration::from_millis(5);
         c.handle_input(Input::Timeout(now)).expect("timeout");
-        on_server(server, || s.handle_input(Input::Timeout(now)).expect("timeout"));
+        on_server(server, || {
+            s.handle_input(Input::Timeout(now)).expect("timeout")
+        });
         pump(&mut c, &mut s, false, now, server);
         pump(&mut s, &mut c, true, now, server);
     }

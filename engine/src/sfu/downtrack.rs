@@ -644,7 +644,10 @@ impl DownTrack {
                 flags |= F_TL0;
             }
         }
-        if let Some(slot) = self.nack.get_mut(usize::from(out_seq) & (self.nack.len() - 1)) {
+        if let Some(slot) = self
+            .nack
+            .get_mut(usize::from(out_seq) & (self.nack.len() - 1))
+        {
             *slot = NackSlot {
                 // The low 32 bits; rebuilt against the layer's highest in `nack_lookup`.
                 src_seq: src as u32,
@@ -696,7 +699,9 @@ impl DownTrack {
         // Wrapping milliseconds; an RTT above 65 s is treated as 65 s.
         let now_ms = now.saturating_duration_since(epoch).as_millis() as u16;
         let rtt_ms = rtt.as_millis().min(u128::from(u16::MAX)) as u16;
-        let slot = self.nack.get_mut(usize::from(out_seq) & (self.nack.len() - 1))?;
+        let slot = self
+            .nack
+            .get_mut(usize::from(out_seq) & (self.nack.len() - 1))?;
         if slot.flags & F_RESENT != 0 && now_ms.wrapping_sub(slot.resent_ms) < rtt_ms {
             return None;
         }

@@ -13,8 +13,8 @@ use crate::api::{
 };
 use crate::io::IoBackend;
 use crate::sfu::DownTrack;
-use crate::sfu::downtrack::NACK_RING;
 use crate::sfu::allocator::Preference;
+use crate::sfu::downtrack::NACK_RING;
 
 impl Shard {
     pub(super) fn on_command(&mut self, cmd: Command, now: Instant, backend: &mut dyn IoBackend) {
