@@ -198,3 +198,79 @@ fn fingerprint_parse_and_display() {
             .is_err()
     );
 }
+
+/// The provider's key for `der` while `current` is this thread's certificate.
+fn load_with(current: Option<&DtlsCert>, der: &[u8]) -> Box<dyn SigningKey> {
+    let provider = shared_config();
+    let load = || {
+        provider
+            .crypto_provider()
+            .key_provider
+            .load_private_key(der)
+    };
+    match current {
+        Some(c) => with_cert(c, load),
+        None => load(),
+    }
+    .expect("key loads")
+}
+
+fn verifies(cert: &DtlsCert, key: &mut dyn SigningKey) -> bool {
+    let mut sig = Buf::new();
+    key.sign(b"transcript", HashAlgorithm::SHA256, &mut sig)
+        .expect("signs");
+    let provider = shared_config();
+    provider
+        .crypto_provider()
+        .signature_verification
+        .verify_signature(
+            &cert.inner.certificate,
+            b"transcript",
+            &sig,
+            HashAlgorithm::SHA256,
+            SignatureAlgorithm::ECDSA,
+        )
+        .is_ok()
+}
+
+#[test]
+fn the_parsed_key_is_shared_only_for_the_current_certificates_own_bytes() {
+    let cert = DtlsCert::new_ecdsa_p256().unwrap();
+    let other = DtlsCert::new_ecdsa_p256().unwrap();
+    let parsed = cert.key.clone().expect("rcgen's PKCS#8 key parses");
+    let strong = Arc::strong_count(&parsed);
+    // Inside the certificate's scope its own bytes give the shared key ...
+    let mut shared = load_with(Some(&cert), &cert.inner.private_key);
+    assert_eq!(Arc::strong_count(&parsed), strong + 1);
+    assert!(verifies(&cert, &mut *shared));
+    drop(shared);
+    // ... any other bytes, or no scope, are parsed afresh and still sign correctly.
+    let mut parsed_other = load_with(Some(&cert), &other.inner.private_key);
+    let mut unscoped = load_with(None, &cert.inner.private_key);
+    assert_eq!(Arc::strong_count(&parsed), strong);
+    assert!(verifies(&other, &mut *parsed_other));
+    assert!(verifies(&cert, &mut *unscoped));
+    // The scope is restored afterwards, also when nested.
+    with_cert(&other, || {
+        with_cert(&cert, || {});
+        let again = CURRENT_CERT.with(|c| {
+            c.borrow()
+                .as_ref()
+                .is_some_and(|(inner, _)| Arc::ptr_eq(inner, &other.inner))
+        });
+        assert!(again, "the outer certificate is current again");
+    });
+    assert!(CURRENT_CERT.with(|c| c.borrow().is_none()));
+}
+
+#[test]
+fn a_signature_with_the_wrong_hash_is_refused() {
+    let cert = DtlsCert::new_ecdsa_p256().unwrap();
+    let mut key = load_with(Some(&cert), &cert.inner.private_key);
+    let mut sig = Buf::new();
+    assert!(matches!(
+        key.sign(b"x", HashAlgorithm::SHA384, &mut sig),
+        Err(CryptoError::SigningKeyHashMismatch { .. })
+    ));
+    assert_eq!(key.supported_hash_algorithms(), &[HashAlgorithm::SHA256]);
+}
