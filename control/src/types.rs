@@ -199,6 +199,21 @@ pub struct TrackStats {
     /// forwarded leg.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_layer: Option<u8>,
+    /// Inbound video: the received bitrate of each layer that carried packets in the
+    /// last second (lowest layer first), as the engine's allocator sees it. Absent for
+    /// audio, outbound tracks, and a track no subscriber is routed to yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRate>,
+}
+
+/// One simulcast layer's received bitrate, in [`TrackStats::layers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerRate {
+    /// The layer (0 = lowest; a single-stream track is layer 0).
+    pub layer: u8,
+    /// Bits per second over the last second.
+    pub bps: u64,
 }
 
 /// Statistics of one session (`session.stats`).

@@ -517,6 +517,16 @@ fn all_responses() -> Vec<(OpKind, Response)> {
                     keyframe_requests: 9,
                     layer: Some(1),
                     target_layer: Some(2),
+                    layers: vec![
+                        LayerRate {
+                            layer: 0,
+                            bps: 150_000,
+                        },
+                        LayerRate {
+                            layer: 2,
+                            bps: 1_500_000,
+                        },
+                    ],
                 }],
                 dtls_version: Some("1.3".into()),
                 estimate_bps: Some(1_500_000),

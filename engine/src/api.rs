@@ -337,6 +337,11 @@ pub struct TrackCounters {
     /// Outbound video leg: the layer the allocator chose, which the leg switches to at
     /// that layer's next keyframe (`None`: paused, or not a leg).
     pub target_layer: Option<u8>,
+    /// Inbound video track: the received bitrate of each simulcast layer (index 0 =
+    /// lowest; a single-stream track is layer 0) in bit/s over the last second, as the
+    /// allocator sees it. `None`: the layer carried nothing in that second, or the
+    /// track is not routed yet (no subscriber).
+    pub layer_bps: [Option<u64>; 3],
 }
 
 /// A point-in-time view of one session, from

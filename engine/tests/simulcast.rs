@@ -196,6 +196,21 @@ fn subscribers_settle_on_their_layers_and_switch_continuously() {
         (Some(0), Some(0)),
         "c on the base layer"
     );
+    // The publisher's stats show what each layer brings in (what the allocator prices
+    // the layers by): all three live, larger packets at higher layers.
+    let snap = engine.session_stats(publisher).unwrap();
+    let track = snap
+        .tracks
+        .iter()
+        .find(|t| t.inbound)
+        .expect("published track");
+    let rates = track.layer_bps;
+    assert!(
+        rates.iter().all(|r| r.is_some_and(|bps| bps > 0))
+            && rates[0] < rates[1]
+            && rates[1] < rates[2],
+        "per-layer bitrates of the published track: {rates:?}"
+    );
 
     // Move: a is capped to the base layer (down at once), b's cap is lifted (up at
     // once), c's estimate rises (up after the allocator's hold time).

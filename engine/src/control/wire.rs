@@ -172,6 +172,10 @@ pub(super) fn stats_of(
                 keyframe_requests: t.keyframe_requests,
                 layer: t.layer,
                 target_layer: t.target_layer,
+                layers: (0u8..)
+                    .zip(t.layer_bps)
+                    .filter_map(|(layer, bps)| Some(control::LayerRate { layer, bps: bps? }))
+                    .collect(),
             })
         })
         .collect();

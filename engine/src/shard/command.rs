@@ -119,7 +119,7 @@ impl Shard {
                 panic!("injected shard panic (test hook)");
             }
             Command::SessionStats { id, reply } => {
-                let _ = reply.send(self.snapshot(id));
+                let _ = reply.send(self.snapshot(id, now));
             }
             Command::ChannelSend {
                 id,
@@ -145,7 +145,7 @@ impl Shard {
         }
     }
 
-    pub(super) fn snapshot(&self, id: SessionId) -> Option<SessionSnapshot> {
+    pub(super) fn snapshot(&self, id: SessionId, now: Instant) -> Option<SessionSnapshot> {
         let slot = *self.by_id.get(&id)?;
         let s = self.sessions.get(slot)?.as_ref()?;
         let remote_addr = s.addrs.last().copied();
@@ -166,7 +166,7 @@ impl Shard {
             remote_addr,
             rtt: s.rtt,
             peer: s.rtc.stats().clone(),
-            tracks: self.track_counters(s),
+            tracks: self.track_counters(s, now),
             channels: s.channels.clone(),
             estimate_bps: s
                 .estimate_override
@@ -178,7 +178,7 @@ impl Shard {
 
     /// The `Rtc`'s stream reports, with packet and byte counts from the shard's own
     /// counters (raw RTP-mode writes are not counted by the `Rtc`'s reports).
-    pub(super) fn track_counters(&self, s: &Session) -> Vec<TrackCounters> {
+    pub(super) fn track_counters(&self, s: &Session, now: Instant) -> Vec<TrackCounters> {
         let mut v = s.track_stats.clone();
         let mut put = |mid: Mid, inbound: bool, packets: u64, bytes: u64| match v
             .iter_mut()
@@ -198,6 +198,7 @@ impl Shard {
                 keyframe_requests: 0,
                 layer: None,
                 target_layer: None,
+                layer_bps: [None; 3],
             }),
         };
         for (mid, p, b) in &s.rx_counts {
@@ -218,6 +219,13 @@ impl Shard {
             if let Some(t) = v.iter_mut().find(|t| t.mid == mid && !t.inbound) {
                 t.layer = layer;
                 t.target_layer = target;
+            }
+        }
+        for t in v.iter_mut().filter(|t| t.inbound) {
+            if let Some(r) = self.routes.get(&(s.id, t.mid))
+                && r.spec.kind == MediaKind::Video
+            {
+                t.layer_bps = r.layers.layer_bps(now);
             }
         }
         v

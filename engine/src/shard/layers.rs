@@ -111,6 +111,14 @@ pub(crate) struct Layers {
 }
 
 impl Layers {
+    /// Each layer's bitrate over the last [`RATE_WINDOW`] (`None`: no packet in it).
+    pub(crate) fn layer_bps(&self, now: Instant) -> [Option<u64>; MAX_LAYERS] {
+        std::array::from_fn(|i| {
+            let live = self.seen[i].is_some_and(|t| now.saturating_duration_since(t) < RATE_WINDOW);
+            live.then(|| self.meters[i].bps(now))
+        })
+    }
+
     pub(crate) fn new() -> Layers {
         Layers {
             pubs: [None, None, None],

@@ -115,6 +115,10 @@ pub fn render(resp: &Response) -> String {
                         t.keyframe_requests,
                         layers
                     );
+                    // A published video track: what each simulcast layer brings in.
+                    for l in &t.layers {
+                        let _ = writeln!(o, "  layer {}  {} bps", l.layer, l.bps);
+                    }
                 }
             }
         }
