@@ -112,32 +112,22 @@ impl Sender {
         while self.next_media <= now {
             self.seq += 1;
             let ts = (self.seq * 300) as u32;
-            p.a.stream_tx(self.video)
-                .expect("send stream")
-                .write_rtp(
-                    self.pt,
-                    self.seq,
+            let (video, pt, seq, payload) = (self.video, self.pt, self.seq, &self.payload);
+            let write = |a: &mut Rtc| {
+                a.stream_tx(video).expect("send stream").write_rtp(
+                    pt,
+                    seq,
                     ts,
                     now,
                     false,
                     &ExtensionValues::default(),
-                    &self.payload,
+                    payload,
                 )
-                .expect("write_rtp");
-            if self
-                .repeat_every
-                .is_some_and(|n| self.seq.is_multiple_of(n))
-            {
+            };
+            write(&mut p.a).expect("write_rtp");
+            if self.repeat_every.is_some_and(|n| seq.is_multiple_of(n)) {
                 // Refused once it reaches SRTP (that sequence number was sent).
-                let _ = p.a.stream_tx(self.video).expect("send stream").write_rtp(
-                    self.pt,
-                    self.seq,
-                    ts,
-                    now,
-                    false,
-                    &ExtensionValues::default(),
-                    &self.payload,
-                );
+                let _ = write(&mut p.a);
                 self.repeated += 1;
             }
             self.next_media += gap;

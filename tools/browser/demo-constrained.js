@@ -17,7 +17,7 @@
 const { execFileSync } = require('child_process');
 const { launch } = require('./chromium.js');
 const { sleep, makeWaitFor, finish, run } = require('./driver.js');
-const { startViewer, viewerStats, openPage, sending, fmtSent } = require('./simulcast-common.js');
+const { startViewer, viewerStats, openPage, waitPublishing, sending, fmtSent } = require('./simulcast-common.js');
 
 const LAYERS_MS = 20000;
 const WIDE_MS = 20000;
@@ -51,13 +51,8 @@ async function main() {
     Object.entries(s).map(([n, x]) => `${n} ${x.width}x${x.height} ${x.framesDecoded}f`).join(', '));
   try {
     a = await openPage(browser, 'A', `${base}/?room=${room}&autojoin=1`);
-    const st = await waitFor('A publishing', async () => {
-      const s = await a.evaluate(() => window.demoState);
-      if (s.error) throw new Error(`A: ${s.error}`);
-      return { ok: s.publishing && s.connection === 'connected', info: s, s };
-    });
-    const pub = st.s.publisherId;
-    result.publisher = { id: pub, shard: st.s.shard, simulcast: st.s.simulcast };
+    result.publisher = await waitPublishing(waitFor, a);
+    const pub = result.publisher.id;
     const layers = await waitFor('A encoding 3 layers', async () => {
       const { layers: l } = await sending(a);
       return { ok: l.filter((x) => x.width > 0 && x.framesEncoded > 0).length >= 3, info: l, l };

@@ -14,7 +14,7 @@
 'use strict';
 const { launch } = require('./chromium.js');
 const { sleep, makeWaitFor, finish, run } = require('./driver.js');
-const { startViewer, viewerStats, openPage, sending, fmtSent } = require('./simulcast-common.js');
+const { startViewer, viewerStats, openPage, waitPublishing, sending, fmtSent } = require('./simulcast-common.js');
 
 const STEP_TIMEOUT_MS = 15000;
 const LAYERS_MS = 15000;
@@ -35,14 +35,9 @@ async function main() {
   try {
     // A publishes with the demo page's defaults (simulcast, 1280x720).
     a = await newPage('A', `${base}/?room=${room}&autojoin=1`);
-    const st = await waitFor('A publishing', async () => {
-      const s = await a.evaluate(() => window.demoState);
-      if (s.error) throw new Error(`A: ${s.error}`);
-      return { ok: s.publishing && s.connection === 'connected', info: s, s };
-    });
-    const pub = st.s.publisherId;
-    result.publisher = { id: pub, shard: st.s.shard, simulcast: st.s.simulcast };
-    console.log(`A: publishing as #${pub} on shard ${st.s.shard}`);
+    result.publisher = await waitPublishing(waitFor, a);
+    const pub = result.publisher.id;
+    console.log(`A: publishing as #${pub} on shard ${result.publisher.shard}`);
     const first = await waitFor('A encoding', async () => {
       const l = await sent(a);
       return { ok: l.some((x) => x.framesEncoded > 0), info: l, l };

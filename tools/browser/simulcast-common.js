@@ -73,6 +73,17 @@ async function openPage(browser, name, url) {
   return page;
 }
 
+// Waits (with the script's `waitFor`) until demo page `page` publishes and is
+// connected; returns the publisher summary for the result (`id`, `shard`, `simulcast`).
+async function waitPublishing(waitFor, page) {
+  const st = await waitFor('A publishing', async () => {
+    const s = await page.evaluate(() => window.demoState);
+    if (s.error) throw new Error(`A: ${s.error}`);
+    return { ok: s.publishing && s.connection === 'connected', info: s, s };
+  });
+  return { id: st.s.publisherId, shard: st.s.shard, simulcast: st.s.simulcast };
+}
+
 // A demo page's video outbound-rtp per layer, lowest first, and Chromium's send-side
 // bandwidth estimate (bits/s) for the connection.
 async function sending(page) {
@@ -107,4 +118,4 @@ function fmtSent(layers) {
   return layers.map((l) => `${l.rid}:${l.width}x${l.height}/${l.framesEncoded}f/${l.keyFramesEncoded}k/${l.pliCount}pli${l.limitation && l.limitation !== 'none' ? `(${l.limitation})` : ''}`).join(' ');
 }
 
-module.exports = { startViewer, viewerStats, openPage, sending, fmtSent };
+module.exports = { startViewer, viewerStats, openPage, waitPublishing, sending, fmtSent };

@@ -14,7 +14,6 @@
 //! Needs root (namespaces), `unshare`/`nsenter` (util-linux), `ip` and `tc` (iproute2):
 //! `scripts/test-all.sh` installs them. Fails, never skips.
 
-use std::process::Command;
 use std::time::Duration;
 
 use control::{ControlClient, MediaKind, Request, Response, SessionId, SessionRef};
@@ -48,10 +47,7 @@ fn video_layers(s: &control::SessionStats) -> (Option<u8>, Option<u8>) {
 
 #[test]
 fn chromium_viewer_behind_a_narrowed_link_is_moved_to_a_lower_layer() {
-    let tmp = std::env::temp_dir().join(format!("rtc-demo-narrow-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let sock = tmp.join("control.sock");
-    let _ = std::fs::remove_file(&sock);
+    let (tmp, sock) = scratch_dir("narrow");
     let wrapper = tmp.join("chromium-d");
     let shape = tmp.join("shape");
     // D's namespace is held by a `sleep` started with `unshare -n`; its Chromium is
@@ -78,14 +74,8 @@ until [ -S "$SOCK" ]; do sleep 0.05; done
 until (exec 3<>/dev/tcp/10.99.0.1/8080) 2>/dev/null; do sleep 0.05; done
 CONSTRAINED_CHROMIUM="$WRAPPER" SHAPE="$SHAPE" node "$JS" http://10.99.0.1:8080 narrow
 "#;
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-n", "bash", "-c", script])
-        .env("ENGINE", rtc_engine())
-        .env("DEMO", env!("CARGO_BIN_EXE_rtc-demo"))
-        .env("SOCK", &sock)
-        .env("WRAPPER", &wrapper)
-        .env("SHAPE", &shape)
-        .env("JS", browser_dir().join("demo-constrained.js"));
+    let mut cmd = in_fresh_netns(script, &sock, "demo-constrained.js");
+    cmd.env("WRAPPER", &wrapper).env("SHAPE", &shape);
     let driver = Driver::spawn(cmd, true);
     let r = driver.result(Duration::from_secs(100));
     // The engine's view while everything still runs (the driver's process group,

@@ -7,7 +7,6 @@
 //! Needs root (namespaces), `unshare` (util-linux), `ip` (iproute2) and `nft`
 //! (nftables): `scripts/test-all.sh` installs them. Fails, never skips.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use control::{ControlClient, Request, Response};
@@ -17,10 +16,7 @@ use browser_common::*;
 
 #[test]
 fn chromium_connects_over_ice_tcp_when_udp_is_blocked() {
-    let tmp = std::env::temp_dir().join(format!("rtc-demo-tcp-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let sock = tmp.join("control.sock");
-    let _ = std::fs::remove_file(&sock);
+    let (_tmp, sock) = scratch_dir("tcp");
     // Fixed ports inside a fresh namespace: nothing else binds there.
     let script = r#"
 set -e
@@ -34,12 +30,7 @@ until [ -S "$SOCK" ]; do sleep 0.05; done
 until (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; do sleep 0.05; done
 node "$JS" http://127.0.0.1:8080 tcp
 "#;
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-n", "bash", "-c", script])
-        .env("ENGINE", rtc_engine())
-        .env("DEMO", env!("CARGO_BIN_EXE_rtc-demo"))
-        .env("SOCK", &sock)
-        .env("JS", browser_dir().join("demo-e2e.js"));
+    let cmd = in_fresh_netns(script, &sock, "demo-e2e.js");
     let driver = Driver::spawn(cmd, true);
     let r = driver.result(Duration::from_secs(55));
     // The engine's view, over its control socket (a path: reachable across namespaces).

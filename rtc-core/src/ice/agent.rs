@@ -416,15 +416,22 @@ impl IceAgent {
         }
     }
 
-    /// A transmit buffer holding a copy of pair `i`'s pending check (empty without
-    /// one), taken from the spent buffers rather than allocated.
-    fn copy_to_buffer(&mut self, i: usize) -> Vec<u8> {
-        let mut b = self.take_buffer();
-        b.clear();
+    /// Queues pair `i`'s pending check request for sending: the check keeps its
+    /// request for retransmissions, the datagram is a copy in a spent buffer (not a
+    /// new allocation).
+    fn transmit_check(&mut self, i: usize) {
+        let mut contents = self.take_buffer();
+        contents.clear();
         if let Some(c) = &self.pairs[i].check {
-            b.extend_from_slice(&c.contents);
+            contents.extend_from_slice(&c.contents);
         }
-        b
+        let (proto, source, destination) = self.pair_addrs(i);
+        self.transmits.push_back(StunTransmit {
+            proto,
+            source,
+            destination,
+            contents,
+        });
     }
 
     fn take_buffer(&mut self) -> Vec<u8> {
@@ -502,14 +509,7 @@ impl IceAgent {
             c.sends += 1;
             c.rto = (c.rto * 2).min(RTO_MAX);
             c.next_at = now + c.rto;
-            let contents = self.copy_to_buffer(i);
-            let (proto, source, destination) = self.pair_addrs(i);
-            self.transmits.push_back(StunTransmit {
-                proto,
-                source,
-                destination,
-                contents,
-            });
+            self.transmit_check(i);
         }
         if !self.lite && self.remote_creds.is_some() {
             if self.controlling {

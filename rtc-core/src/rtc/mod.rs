@@ -527,34 +527,23 @@ impl Rtc {
     /// Registers a media section (SDP or direct API) and reports it; a known mid is
     /// updated in place (re-negotiation) without a new event.
     pub(crate) fn add_media_entry(&mut self, info: MediaInfo) {
-        if info.kind == MediaKind::Audio {
-            // One more audio stream (a subscriber of N speakers sends N): room for
-            // each, up to the register's default.
-            let audio = self
-                .session
-                .media
-                .iter()
-                .filter(|m| m.kind == MediaKind::Audio && m.mid != info.mid)
-                .count()
-                + 1;
-            self.session.twcc_tx.grow_capacity(
-                (AUDIO_TWCC_PACKETS * audio).min(TwccSendRegister::DEFAULT_CAPACITY),
-            );
-        }
-        if info.kind == MediaKind::Video {
-            // Video sends many more packets than audio: 2 s at 512 packets/s per video
-            // section, up to the register's default.
-            let video = self
-                .session
-                .media
-                .iter()
-                .filter(|m| m.kind == MediaKind::Video && m.mid != info.mid)
-                .count()
-                + 1;
-            self.session.twcc_tx.grow_capacity(
-                (VIDEO_TWCC_PACKETS * video).min(TwccSendRegister::DEFAULT_CAPACITY),
-            );
-        }
+        // Room in the transport-wide send ring for one more stream of this kind (a
+        // subscriber of N speakers sends N audio streams; video sends many more packets
+        // than audio), up to the register's default.
+        let per_section = match info.kind {
+            MediaKind::Audio => AUDIO_TWCC_PACKETS,
+            MediaKind::Video => VIDEO_TWCC_PACKETS,
+        };
+        let same_kind = self
+            .session
+            .media
+            .iter()
+            .filter(|m| m.kind == info.kind && m.mid != info.mid)
+            .count()
+            + 1;
+        self.session
+            .twcc_tx
+            .grow_capacity((per_section * same_kind).min(TwccSendRegister::DEFAULT_CAPACITY));
         if let Some(m) = self.session.media.iter_mut().find(|m| m.mid == info.mid) {
             let mut info = info;
             for s in &m.remote_ssrcs {

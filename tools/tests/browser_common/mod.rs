@@ -67,6 +67,29 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
 
+/// A fresh scratch directory for one test (`<tmp>/rtc-demo-<tag>-<pid>`) and the path of
+/// the control socket inside it (removed if a previous run left it).
+pub fn scratch_dir(tag: &str) -> (PathBuf, PathBuf) {
+    let tmp = std::env::temp_dir().join(format!("rtc-demo-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let sock = tmp.join("control.sock");
+    let _ = std::fs::remove_file(&sock);
+    (tmp, sock)
+}
+
+/// `unshare -n bash -c script` (a fresh network namespace) with the paths the demo
+/// scripts use: `$ENGINE`, `$DEMO`, `$SOCK` (the control socket) and `$JS` (the
+/// browser script `js` under `tools/browser`).
+pub fn in_fresh_netns(script: &str, sock: &Path, js: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-n", "bash", "-c", script])
+        .env("ENGINE", rtc_engine())
+        .env("DEMO", env!("CARGO_BIN_EXE_rtc-demo"))
+        .env("SOCK", sock)
+        .env("JS", browser_dir().join(js));
+    cmd
+}
+
 pub fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
 }

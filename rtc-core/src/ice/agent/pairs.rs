@@ -222,15 +222,7 @@ impl IceAgent {
         if let Some(old) = replaced {
             self.recycle_buffer(old.contents);
         }
-        // The check keeps its request for retransmissions; the datagram is a copy.
-        let contents = self.copy_to_buffer(i);
-        let (proto, source, destination) = self.pair_addrs(i);
-        self.transmits.push_back(StunTransmit {
-            proto,
-            source,
-            destination,
-            contents,
-        });
+        self.transmit_check(i);
     }
 
     /// Answers the Binding request `msg` (which arrived from `destination` at `source`)
