@@ -193,6 +193,7 @@ fn stalled_tcp_peer(backend: BackendPreference) {
         a.len()
     );
     // ...and real-time media after the stall reaches it completely.
+    let overflows = udp_rcvbuf_errors();
     s.resync(Instant::now());
     stream(&mut clients, 0, &mut s, Duration::from_secs(1), |_, _| {});
     // Wait for the fresh packets themselves, not for a count: late repairs of the
@@ -203,13 +204,31 @@ fn stalled_tcp_peer(backend: BackendPreference) {
         (nv..sv).all(|i| v.contains(&i)) && (na..sa).all(|i| a.contains(&i))
     });
     let (v, a) = indices(&clients[2]);
+    let missing = |got: &BTreeSet<u32>, range: std::ops::Range<u32>| -> Vec<u32> {
+        range.filter(|i| !got.contains(i)).collect()
+    };
+    let (mv, ma) = (missing(&v, nv..s.video_sent), missing(&a, na..s.audio_sent));
+    let udp = engine.session_stats(ids[2]).ok();
+    let udp = udp.map(|u| (u.estimate_bps, u.peer.paced_dropped));
+    // Socket buffer overflows on this machine meanwhile (any socket, this test's or not).
+    let overflows = udp_rcvbuf_errors().zip(overflows).map(|(b, a)| b - a);
     assert!(
-        (nv..s.video_sent).all(|i| v.contains(&i)),
-        "video after the stall"
+        mv.is_empty(),
+        "video after the stall: missing {mv:?} of {nv}..{}; udp (estimate, paced drops) \
+         {udp:?}; UDP receive-buffer overflows meanwhile {overflows:?}; {:?}",
+        s.video_sent,
+        engine
+            .stats()
+            .map(|st| st.shards.iter().map(|s| s.drops).collect::<Vec<_>>())
     );
     assert!(
-        (na..s.audio_sent).all(|i| a.contains(&i)),
-        "audio after the stall"
+        ma.is_empty(),
+        "audio after the stall: missing {ma:?} of {na}..{}; udp (estimate, paced drops) \
+         {udp:?}; UDP receive-buffer overflows meanwhile {overflows:?}; {:?}",
+        s.audio_sent,
+        engine
+            .stats()
+            .map(|st| st.shards.iter().map(|s| s.drops).collect::<Vec<_>>())
     );
     engine.shutdown();
 }

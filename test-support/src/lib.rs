@@ -147,6 +147,34 @@ pub struct Client {
     pub mids: Vec<Mid>,
 }
 
+/// A non-blocking loopback UDP socket for a test client, with 4 MiB socket buffers
+/// (the kernel caps them at `net.core.rmem_max`/`wmem_max`): at the default ~208 KiB a
+/// client thread starved on a loaded machine loses datagrams in its own socket, and
+/// audio (no NACK negotiated) cannot be repaired. (The engine's sockets ask for 1 MiB
+/// in `engine_config`.)
+pub fn client_socket() -> UdpSocket {
+    // Binding an ephemeral loopback port only fails when the machine is out of ports
+    // or descriptors, an environment fault for a test.
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP socket");
+    let sock = socket2::SockRef::from(&s);
+    // Best effort: a smaller buffer only makes the test harsher.
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    let _ = sock.set_send_buffer_size(4 << 20);
+    s.set_nonblocking(true)
+        .expect("set O_NONBLOCK on a fresh socket");
+    s
+}
+
+/// Datagrams the kernel dropped because a UDP socket's receive buffer was full, since
+/// boot (`RcvbufErrors` in `/proc/net/snmp`; `None` where that is not readable).
+pub fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 impl Client {
     /// A client around an `Rtc` already negotiated with engine session `id`, not yet
     /// connected, sending and receiving over `transport` from `addr`.
@@ -195,9 +223,7 @@ impl Client {
             };
             Transport::Backend(open_backend(BackendPreference::Portable, &cfg).unwrap())
         } else {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_nonblocking(true).unwrap();
-            Transport::Std(s)
+            Transport::Std(client_socket())
         };
         let addr = match &transport {
             Transport::Std(s) => s.local_addr().unwrap(),
@@ -220,8 +246,7 @@ impl Client {
         media: &[(MediaKind, Direction)],
         create: impl FnOnce(String) -> (SessionId, String),
     ) -> Client {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_nonblocking(true).unwrap();
+        let s = client_socket();
         let addr = s.local_addr().unwrap();
         Client::offer_to(name, Transport::Std(s), addr, media, create)
     }
@@ -283,8 +308,7 @@ impl Client {
         tx_ssrcs: &[(Mid, u32)],
     ) -> Client {
         let now = Instant::now();
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_nonblocking(true).unwrap();
+        let s = client_socket();
         let addr = s.local_addr().unwrap();
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(now).unwrap();
         rtc.add_local_candidate(Candidate::host(addr, Protocol::Udp).unwrap());
