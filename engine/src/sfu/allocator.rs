@@ -20,13 +20,20 @@
 //! - Simulcast costs: forwarding `(s, t)` costs the bitrate of spatial layer `s` summed
 //!   over its temporal layers `0..=t`; a spatial layer with no measurement yet costs
 //!   [`AllocatorConfig::default_layer_bps`], spread evenly over its temporal layers.
-//! - Hysteresis: the allocation drops at once when the estimate falls below
-//!   [`AllocatorConfig::downgrade_pct`] % of the current allocation (audio included); it
-//!   rises only when the estimate covers the higher allocation with
+//! - Hysteresis: the allocation drops once the estimate is below
+//!   [`AllocatorConfig::downgrade_pct`] % of the current allocation (audio included) —
+//!   at once when the estimate itself fell (below that percentage of the estimate the
+//!   allocation was committed at: a *bandwidth-driven* downgrade), else only when the
+//!   allocation stayed over it for [`AllocatorConfig::cost_hold`] (its measured cost
+//!   rose: a keyframe burst, often one this downtrack's own layer switch asked for,
+//!   lifts a layer's 1-s rate for a second and must not undo the switch). It rises only
+//!   when the estimate covers the higher allocation with
 //!   [`AllocatorConfig::upgrade_margin_pct`] % for [`AllocatorConfig::upgrade_hold`] (what
 //!   is committed then is, per track, the lowest rung offered during the hold). For
 //!   [`AllocatorConfig::spatial_block`] after a bandwidth-driven downgrade, upgrades stay
-//!   within the current spatial layer.
+//!   within the current spatial layer, unless the estimate grows past
+//!   `upgrade_margin_pct` % of the one the dropped allocation was committed at (the
+//!   link now carries more than when that layer was taken: the drop was transient).
 //! - A new track, or one whose kind, priority, activity, layers or preference changed, is
 //!   re-allocated at once (from its base rung up, other tracks capped at their current
 //!   rung, all within the estimate), so base layers go out by priority.
@@ -128,6 +135,9 @@ pub struct AllocatorConfig {
     pub downgrade_pct: u32,
     /// How long an upgrade must stay covered before it is committed (default 2 s).
     pub upgrade_hold: Duration,
+    /// How long the allocation must stay above the estimate, while the estimate itself
+    /// did not fall, before it is dropped (default 2 s; see the module docs).
+    pub cost_hold: Duration,
     /// No spatial upgrade for this long after a bandwidth-driven downgrade (default 10 s).
     pub spatial_block: Duration,
     /// Cost of a spatial layer not measured yet, bit/s (default 150k, 500k, 1.5M).
@@ -152,6 +162,7 @@ impl Default for AllocatorConfig {
             upgrade_margin_pct: 110,
             downgrade_pct: 95,
             upgrade_hold: Duration::from_secs(2),
+            cost_hold: Duration::from_secs(2),
             spatial_block: Duration::from_secs(10),
             default_layer_bps: [150_000, 500_000, 1_500_000],
             default_audio_bps: 40_000,
@@ -283,8 +294,15 @@ pub struct Allocator<K> {
     order: Vec<usize>,
     /// When the pending upgrade began.
     pending_since: Option<Instant>,
-    /// No spatial upgrade before this instant.
+    /// No spatial upgrade before this instant ...
     spatial_block_until: Option<Instant>,
+    /// ... unless the estimate reaches this.
+    spatial_block_lift_bps: u64,
+    /// The estimate the current allocation was committed at.
+    commit_estimate: u64,
+    /// Since when the allocation has been over the estimate without the estimate
+    /// having fallen.
+    over_since: Option<Instant>,
     last: AllocationReport,
 }
 
@@ -297,6 +315,9 @@ impl<K: Copy + Eq> Allocator<K> {
             order: Vec::new(),
             pending_since: None,
             spatial_block_until: None,
+            spatial_block_lift_bps: u64::MAX,
+            commit_estimate: 0,
+            over_since: None,
             last: AllocationReport::default(),
         }
     }
@@ -425,8 +446,21 @@ impl<K: Copy + Eq> Allocator<K> {
                 acc.saturating_add(s.cost(s.current()))
             }
         });
-        let downgrade = u128::from(estimate_bps) * 100
-            < u128::from(current_bps) * u128::from(self.config.downgrade_pct);
+        let pct = u128::from(self.config.downgrade_pct);
+        let over = u128::from(estimate_bps) * 100 < u128::from(current_bps) * pct;
+        let fell = u128::from(estimate_bps) * 100 < u128::from(self.commit_estimate) * pct;
+        let downgrade = over
+            && (fell
+                || self
+                    .over_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= self.config.cost_hold));
+        self.over_since = match (over, fell) {
+            (true, false) => self.over_since.or(Some(now)),
+            _ => None,
+        };
+        if self.spatial_block_until.is_some() && estimate_bps >= self.spatial_block_lift_bps {
+            self.spatial_block_until = None;
+        }
 
         if any_dirty || downgrade {
             // Re-allocate from scratch within the estimate; settled tracks may only stay
@@ -442,15 +476,29 @@ impl<K: Copy + Eq> Allocator<K> {
                     s.current().or_else(|| s.base())
                 };
             }
-            self.climb(estimate_bps.saturating_sub(audio_bps));
+            // Over the estimate but not dropping yet (a cost burst within its hold):
+            // what settled tracks use now stays affordable.
+            let budget = if over && !downgrade {
+                estimate_bps.max(current_bps)
+            } else {
+                estimate_bps
+            };
+            self.climb(budget.saturating_sub(audio_bps));
             let dropped = self
                 .order
                 .iter()
                 .any(|&i| !self.slots[i].dirty && self.slots[i].work < self.slots[i].current());
-            if downgrade && dropped {
+            if downgrade && fell && dropped {
                 self.spatial_block_until = Some(now + self.config.spatial_block);
+                let margin = u128::from(self.config.upgrade_margin_pct.max(100));
+                let lift = u128::from(self.commit_estimate) * margin / 100;
+                self.spatial_block_lift_bps = u64::try_from(lift).unwrap_or(u64::MAX);
+            }
+            if downgrade {
+                self.over_since = None;
             }
             self.pending_since = None;
+            self.commit_estimate = estimate_bps;
             self.commit_work();
         } else {
             let margin = u128::from(self.config.upgrade_margin_pct.max(100));
@@ -501,6 +549,7 @@ impl<K: Copy + Eq> Allocator<K> {
                         s.work = s.pending;
                     }
                     self.pending_since = None;
+                    self.commit_estimate = estimate_bps;
                     self.commit_work();
                 }
             }

@@ -345,3 +345,74 @@ fn base_always_keeps_every_base_layer_when_the_estimate_is_short() {
         )
     );
 }
+
+/// One video track (1 temporal layer) whose layers are measured at 150k / 500k / 1.5M,
+/// settled on layer 1 at a 700k estimate.
+fn settled_on_layer_1(t0: Instant) -> Allocator<u32> {
+    let mut al = Allocator::new(AllocatorConfig::default());
+    let mut v = DowntrackInput::video(LayerSet::ALL, 1);
+    v.bitrates = [[150_000, 0, 0, 0], [500_000, 0, 0, 0], [1_500_000, 0, 0, 0]];
+    al.insert(A, v);
+    al.update(t0, 700_000);
+    assert_eq!(al.target(A), Some(fwd(1, 0)));
+    al
+}
+
+/// A keyframe burst lifts the forwarded layer's 1-s rate above the estimate for a
+/// second (the burst the switch to it asked for): the estimate did not fall, so the
+/// downtrack keeps its layer. A rise that lasts the whole hold does drop it — without
+/// blocking spatial upgrades, as the link did not shrink.
+#[test]
+fn a_keyframe_burst_on_the_forwarded_layer_does_not_undo_the_switch() {
+    let t0 = Instant::now();
+    let mut al = settled_on_layer_1(t0);
+    let rate = |al: &mut Allocator<u32>, bps: u64| {
+        al.input_mut(A).unwrap().bitrates[1][0] = bps;
+    };
+    rate(&mut al, 900_000);
+    for step in 1..=10u32 {
+        let r = al.update(t0 + MS * (100 * step), 700_000);
+        assert!(!r.changed, "dropped by a burst at {} ms", 100 * step);
+    }
+    rate(&mut al, 500_000);
+    for step in 11..=40u32 {
+        assert!(!al.update(t0 + MS * (100 * step), 700_000).changed);
+    }
+    assert_eq!(al.target(A), Some(fwd(1, 0)));
+
+    // The publisher really sends more on layer 1: dropped after the hold.
+    rate(&mut al, 900_000);
+    let t1 = t0 + MS * 4100;
+    assert!(!al.update(t1, 700_000).changed);
+    assert!(!al.update(t1 + MS * 1900, 700_000).changed);
+    assert!(al.update(t1 + MS * 2000, 700_000).changed);
+    assert_eq!(al.target(A), Some(fwd(0, 0)));
+    // Cheap again: back up after the upgrade hold, no 10-s spatial block.
+    rate(&mut al, 500_000);
+    let t2 = t1 + MS * 2100;
+    for step in 0..=21u32 {
+        al.update(t2 + MS * (100 * step), 700_000);
+    }
+    assert_eq!(al.target(A), Some(fwd(1, 0)));
+}
+
+/// A drop of the estimate still downgrades at once and blocks spatial upgrades; the
+/// block ends early once the estimate exceeds, with the upgrade margin, the one the
+/// dropped layer was taken at (the drop was transient: the link now carries more).
+#[test]
+fn the_spatial_block_ends_when_the_estimate_outgrows_the_one_the_layer_was_taken_at() {
+    let t0 = Instant::now();
+    let mut al = settled_on_layer_1(t0);
+    assert!(al.update(t0 + MS * 100, 300_000).changed);
+    assert_eq!(al.target(A), Some(fwd(0, 0)));
+    // Back to the estimate the layer was taken at: still blocked (10 s).
+    for step in 2..=60u32 {
+        al.update(t0 + MS * (100 * step), 700_000);
+    }
+    assert_eq!(al.target(A), Some(fwd(0, 0)));
+    // More than 110 % of it: the block is lifted, the upgrade follows its hold.
+    for step in 61..=82u32 {
+        al.update(t0 + MS * (100 * step), 800_000);
+    }
+    assert_eq!(al.target(A), Some(fwd(1, 0)));
+}
