@@ -95,6 +95,11 @@ pub struct MediaDesc {
     /// The SSRC the session announced for what the engine sends on this section;
     /// subscriber legs use it, so the browser's track binds to what it receives.
     pub tx_ssrc: Option<u32>,
+    /// Whether the session may NACK what the engine sends on this section: `nack`
+    /// feedback negotiated on one of its payload types, or nothing negotiated at all
+    /// (direct-API and relay sections). A leg on a section without it keeps no NACK map
+    /// (browsers do not negotiate NACK for Opus: 2 KiB less per audio leg).
+    pub nack: bool,
 }
 
 impl MediaDesc {
@@ -675,6 +680,10 @@ pub struct ShardStats {
     /// caches), `speaker_tracks`, `relays`, `touched`, `doomed`. All 0 on an idle shard
     /// (the churn soak of `rtc-bench` checks they return to their baseline).
     pub maps: std::collections::BTreeMap<String, u64>,
+    /// Bytes of free packet buffers the shard thread keeps for its sessions to reuse
+    /// ([`rtc_core::free_packet_buffer_bytes`]): at most 2 MiB per shard, following the
+    /// most packets in flight at once, not the session count.
+    pub free_buffer_bytes: u64,
 }
 
 /// Snapshot of every shard.

@@ -67,7 +67,10 @@ pub struct EngineConfig {
     /// Packets cached per published video layer (one cache per layer, shared by every
     /// subscriber; rounded up to a power of two).
     pub cache_video_packets: usize,
-    /// Packets cached per published audio track.
+    /// Packets cached per published audio track whose subscribers may NACK it: one of
+    /// them negotiated `nack` on its audio section, or is a direct-API or relay leg, or
+    /// sits on another shard. Browsers do not negotiate NACK for Opus; a track only they
+    /// receive keeps a 4-packet cache (enough to spot a repeated packet).
     pub cache_audio_packets: usize,
     /// How long control calls wait for a shard's answer.
     pub reply_timeout: Duration,

@@ -388,6 +388,89 @@ fn unknown_sources_are_dropped_silently() {
     engine.shutdown();
 }
 
+/// What a session may NACK is read from its negotiation: the engine offers `nack` on
+/// video codecs only, so a browser-like subscriber's audio section says no (its leg
+/// keeps no NACK map) and its video section yes.
+#[test]
+fn a_section_without_negotiated_nack_is_marked_so() {
+    let engine = Engine::start(engine_config(BackendPreference::Portable, 1)).unwrap();
+    let mut media = Vec::new();
+    let _c = Client::connect_offer("sub", &SUB_MEDIA, |offer| {
+        let info = engine
+            .create_session(engine::SessionSetup::Offer(offer), Placement::Auto)
+            .unwrap();
+        media = info.media.clone();
+        (info.id, info.answer.unwrap())
+    });
+    let nack = |kind| media.iter().find(|m| m.kind == kind).map(|m| m.nack);
+    assert_eq!(nack(MediaKind::Audio), Some(false), "{media:?}");
+    assert_eq!(nack(MediaKind::Video), Some(true), "{media:?}");
+    engine.shutdown();
+}
+
+/// An audio track only browser-like subscribers receive (no `nack` on Opus) keeps a
+/// small packet cache; the first subscriber that may NACK it (a direct-API session)
+/// gets it a full one, and its audio flows as before.
+#[test]
+fn an_audio_track_gets_its_full_cache_only_when_a_subscriber_may_nack() {
+    use rtc_core::media::Mid;
+    let engine = Engine::start(engine_config(BackendPreference::Portable, 1)).unwrap();
+    let room = engine.create_room("audio-cache").unwrap();
+    let (a, v) = (Mid::new("a").unwrap(), Mid::new("v").unwrap());
+    let media = [(a, MediaKind::Audio), (v, MediaKind::Video)];
+    let mut clients = vec![
+        Client::connect_sdp("pub", &engine, Placement::Shard(0), &PUB_MEDIA, false),
+        Client::connect_sdp("sdp-sub", &engine, Placement::Shard(0), &SUB_MEDIA, false),
+        Client::connect_direct("direct-sub", &engine, Placement::Shard(0), &media, &[]),
+    ];
+    connect_all(&engine, &mut clients);
+    let publisher = clients[0].id();
+    engine.publish(room, publisher).unwrap();
+    let sdp_legs = engine.subscribe(room, clients[1].id(), publisher).unwrap();
+    let cache_bytes = |engine: &EngineHandle| {
+        let st = engine.stats().unwrap();
+        let m = |name: &str| st.shards[0].maps.get(name).copied().unwrap_or(0);
+        (m("layer_caches"), m("layer_cache_bytes"))
+    };
+    let mut s = Streamer::new();
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(400),
+        |_, _| {},
+    );
+    let (caches, before) = cache_bytes(&engine);
+    assert_eq!(caches, 2, "one cache per published track");
+    let direct_legs = engine.subscribe(room, clients[2].id(), publisher).unwrap();
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(400),
+        |_, _| {},
+    );
+    let (caches, after) = cache_bytes(&engine);
+    assert_eq!(caches, 2);
+    // 128 packets of 320 bytes: the full audio cache, instead of the small one.
+    assert!(
+        after >= before + 38 * 1024,
+        "audio cache grew by {} bytes only",
+        after.saturating_sub(before)
+    );
+    drive(&mut clients, Duration::from_millis(200), |_| false);
+    let sdp = received(&clients[1], &sdp_legs);
+    let direct = received(&clients[2], &direct_legs);
+    assert_eq!(sdp.audio, all(s.audio_sent));
+    assert!(
+        direct.audio.len() as u32 + 25 >= s.audio_sent / 2,
+        "the direct subscriber got {} of the last ~{} audio packets",
+        direct.audio.len(),
+        s.audio_sent / 2
+    );
+    engine.shutdown();
+}
+
 #[test]
 fn direct_api_publisher_to_sdp_and_direct_subscribers() {
     use rtc_core::media::Mid;

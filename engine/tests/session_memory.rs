@@ -270,6 +270,20 @@ fn cache_bytes(engine: &EngineHandle) -> i64 {
     i64::try_from(b).unwrap_or(i64::MAX)
 }
 
+/// Bytes of the shard threads' free packet-buffer lists (`free_buffer_bytes`): a pool
+/// per thread, at most 2 MiB, that follows the packets in flight at once (a 1 → 64
+/// fan-out takes ~900 buffers), not the sessions; taken out of each phase like caches.
+fn pool_bytes(engine: &EngineHandle) -> i64 {
+    let stats = on_engine(|| engine.stats()).unwrap();
+    let b = stats
+        .shards
+        .iter()
+        .map(|s| s.free_buffer_bytes)
+        .sum::<u64>();
+    drop(stats);
+    i64::try_from(b).unwrap_or(i64::MAX)
+}
+
 /// Engine live heap bytes.
 fn engine_live() -> i64 {
     LIVE[0].load(Ordering::Relaxed)
@@ -284,8 +298,15 @@ fn on_engine<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Sessions per phase.
-const N: usize = 16;
+/// Sessions per phase (default 16; `SESSION_MEMORY_N` sets another, 1-512). More
+/// sessions spread the shard-wide tables that double in one phase (e.g. the route map:
+/// one ~37 KiB rehash is 2.3 KiB per session at 16) over more sessions.
+fn sessions_per_phase() -> usize {
+    std::env::var("SESSION_MEMORY_N")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(16, |n| n.clamp(1, 512))
+}
 
 /// A client peer negotiated over SDP with one section, like `Client::connect_sdp` but
 /// with the engine's work counted as the engine's.
@@ -425,13 +446,15 @@ fn session_memory_at_steady_state() {
     media.run(&mut clients, &[0], &[], Duration::from_millis(1500));
     settle(&mut clients, Duration::from_millis(200));
     let base_cache = cache_bytes(&engine);
+    let base_pool = pool_bytes(&engine);
     let base = engine_live();
 
     // Phase 1: video subscribers.
     let trace = std::env::var("SESSION_MEMORY_TRACE").unwrap_or_default();
+    let n = sessions_per_phase();
     TRACE.store(trace == "video", Ordering::Relaxed);
     let first = clients.len();
-    for i in 0..N {
+    for i in 0..n {
         clients.push(connect(
             &engine,
             &format!("vsub{i}"),
@@ -458,8 +481,12 @@ fn session_memory_at_steady_state() {
         "a video subscriber received only {received} packets"
     );
     let video_cache = cache_bytes(&engine);
+    let video_pool = pool_bytes(&engine);
     let after_video = engine_live();
-    let video_sub = kib(after_video - base - (video_cache - base_cache), N);
+    let video_sub = kib(
+        after_video - base - (video_cache - base_cache) - (video_pool - base_pool),
+        n,
+    );
     if trace == "video" {
         println!("engine blocks allocated in the video-subscriber phase, still live:");
         println!("{}", trace_report());
@@ -469,7 +496,7 @@ fn session_memory_at_steady_state() {
     TRACE.store(trace == "apub", Ordering::Relaxed);
     let pub_first = clients.len();
     let mut rooms = Vec::new();
-    for i in 0..N {
+    for i in 0..n {
         rooms.push(on_engine(|| engine.create_room(&format!("audio{i}"))).unwrap());
         clients.push(connect(
             &engine,
@@ -487,8 +514,12 @@ fn session_memory_at_steady_state() {
     media.run(&mut clients, &[0], &audio_pubs, Duration::from_secs(2));
     settle(&mut clients, Duration::from_millis(300));
     let apub_cache = cache_bytes(&engine);
+    let apub_pool = pool_bytes(&engine);
     let after_apub = engine_live();
-    let audio_pub = kib(after_apub - after_video - (apub_cache - video_cache), N);
+    let audio_pub = kib(
+        after_apub - after_video - (apub_cache - video_cache) - (apub_pool - video_pool),
+        n,
+    );
     if trace == "apub" {
         println!("engine blocks allocated in the audio-publisher phase, still live:");
         println!("{}", trace_report());
@@ -497,7 +528,7 @@ fn session_memory_at_steady_state() {
     // Phase 3: one audio-only subscriber per audio publisher.
     TRACE.store(trace == "asub", Ordering::Relaxed);
     let sub_first = clients.len();
-    for i in 0..N {
+    for i in 0..n {
         clients.push(connect(
             &engine,
             &format!("asub{i}"),
@@ -525,23 +556,31 @@ fn session_memory_at_steady_state() {
         "an audio subscriber received only {received} packets"
     );
     let asub_cache = cache_bytes(&engine);
+    let asub_pool = pool_bytes(&engine);
     let after_asub = engine_live();
     // The first subscription of each audio track creates its packet cache.
-    let audio_track_cache = kib(asub_cache - apub_cache, N);
-    let audio_sub = kib(after_asub - after_apub - (asub_cache - apub_cache), N);
+    let audio_track_cache = kib(asub_cache - apub_cache, n);
+    let audio_sub = kib(
+        after_asub - after_apub - (asub_cache - apub_cache) - (asub_pool - apub_pool),
+        n,
+    );
     if trace == "asub" {
         println!("engine blocks allocated in the audio-subscriber phase, still live:");
         println!("{}", trace_report());
     }
 
     println!(
-        "engine heap per session at steady state ({N} each): video subscriber {video_sub:.1} KiB, \
+        "engine heap per session at steady state ({n} each): video subscriber {video_sub:.1} KiB, \
          audio-only publisher {audio_pub:.1} KiB, audio-only subscriber {audio_sub:.1} KiB \
          (baseline with the video publisher {:.1} KiB); apart: each audio track's packet \
          cache {audio_track_cache:.1} KiB (once per published track, shared by its \
-         subscribers), video-phase cache growth {:.1} KiB",
+         subscribers), video-phase cache growth {:.1} KiB; free packet-buffer pool growth \
+         (shard-wide, at most 2 MiB per shard) {:.1} / {:.1} / {:.1} KiB in the three phases",
         base as f64 / 1024.0,
         (video_cache - base_cache) as f64 / 1024.0,
+        (video_pool - base_pool) as f64 / 1024.0,
+        (apub_pool - video_pool) as f64 / 1024.0,
+        (asub_pool - apub_pool) as f64 / 1024.0,
     );
     for (what, kib) in [
         ("video subscriber", video_sub),

@@ -140,7 +140,10 @@ pub use event::Event;
 pub use io::{Input, Output, Protocol, Receive, Transmit};
 pub use media::{Codec, MediaKind, Mid, Rid};
 pub use rtc::UnverifiedRtp;
-pub use rtc::{Channel, PeerStats, PlainSrtp, Rtc, RtcConfig, RtcError, StreamTx, Writer};
+pub use rtc::{
+    Channel, PeerStats, PlainSrtp, Rtc, RtcConfig, RtcError, StreamTx, Writer,
+    free_packet_buffer_bytes,
+};
 
 /// Data channels: how a channel is configured and identified. Channels are added with
 /// [`sdp_api::SdpApi::add_channel`] or [`direct::DirectApi::create_data_channel`] and

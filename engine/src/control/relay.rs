@@ -253,6 +253,7 @@ impl EngineControl {
                 payloads,
                 mid_ext_id: None,
                 tx_ssrc: None,
+                nack: true,
             });
         }
         Ok(Response::Done)

@@ -156,6 +156,7 @@ fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
         handshake_ns: crate::shard::histogram(),
         forward_ns: control::LatencyBuckets::default(),
         maps: std::collections::BTreeMap::new(),
+        free_buffer_bytes: 0,
     }
 }
 

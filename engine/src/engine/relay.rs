@@ -590,6 +590,8 @@ impl EngineHandle {
             },
             params: LegParams::new(ssrc, leg.mid, pt_map, None),
             pin: leg.pin,
+            // The far engine repairs relayed media with NACKs.
+            nack: true,
         };
         let remote = leg.pub_shard != leg.shard;
         if remote {
@@ -617,6 +619,7 @@ impl EngineHandle {
                 payloads: track.payloads.clone(),
                 mid_ext_id: None,
                 tx_ssrc: Some(ssrc),
+                nack: true,
             });
             s.legs.push(RegLeg {
                 sub_mid: leg.mid,
@@ -734,6 +737,7 @@ impl EngineHandle {
                 payloads: track.payloads.clone(),
                 mid_ext_id: None,
                 tx_ssrc: None,
+                nack: true,
             });
         }
         Ok(track.mid)

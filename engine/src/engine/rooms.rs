@@ -277,6 +277,7 @@ impl EngineHandle {
                 },
                 params: LegParams::new(ssrc, slot.mid, pt_map, slot.mid_ext_id),
                 pin: None,
+                nack: slot.nack,
             };
             // Remote reference first, so the publisher's shard is asked to send copies
             // before the leg appears.

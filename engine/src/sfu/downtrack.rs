@@ -235,9 +235,13 @@ impl DownTrack {
     /// [`DownTrack::new`] with a NACK map of `entries` (rounded up to a power of two,
     /// 16 to [`NACK_RING`]; 16 bytes each). A map longer than the publisher's packet
     /// cache only remembers packets the cache no longer holds: an audio leg, whose
-    /// track's cache keeps 128 packets, needs 128 entries (2 KiB), not 512.
+    /// track's cache keeps 128 packets, needs 128 entries (2 KiB), not 512. `0`: no map
+    /// at all (a subscriber that did not negotiate NACK), every lookup misses.
     pub fn with_nack_entries(clock_rate: u32, entries: usize) -> DownTrack {
-        let n = entries.clamp(16, NACK_RING).next_power_of_two();
+        let n = match entries {
+            0 => 0,
+            e => e.clamp(16, NACK_RING).next_power_of_two(),
+        };
         DownTrack {
             clock_rate: clock_rate.max(1),
             target: None,
@@ -646,7 +650,7 @@ impl DownTrack {
         }
         if let Some(slot) = self
             .nack
-            .get_mut(usize::from(out_seq) & (self.nack.len() - 1))
+            .get_mut(usize::from(out_seq) & self.nack.len().wrapping_sub(1))
         {
             *slot = NackSlot {
                 // The low 32 bits; rebuilt against the layer's highest in `nack_lookup`.
@@ -663,7 +667,7 @@ impl DownTrack {
 
     fn slot(&self, out_seq: u16) -> Option<&NackSlot> {
         self.nack
-            .get(usize::from(out_seq) & (self.nack.len() - 1))
+            .get(usize::from(out_seq) & self.nack.len().wrapping_sub(1))
             .filter(|s| s.flags & F_VALID != 0 && s.out_seq == out_seq)
     }
 
@@ -701,7 +705,7 @@ impl DownTrack {
         let rtt_ms = rtt.as_millis().min(u128::from(u16::MAX)) as u16;
         let slot = self
             .nack
-            .get_mut(usize::from(out_seq) & (self.nack.len() - 1))?;
+            .get_mut(usize::from(out_seq) & self.nack.len().wrapping_sub(1))?;
         if slot.flags & F_RESENT != 0 && now_ms.wrapping_sub(slot.resent_ms) < rtt_ms {
             return None;
         }

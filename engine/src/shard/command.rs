@@ -55,10 +55,9 @@ impl Shard {
                 if shard < 64 {
                     let bit = 1u64 << shard;
                     if on {
-                        self.routes
-                            .entry(key)
-                            .or_insert_with(|| Route::new(spec))
-                            .remote |= bit;
+                        let route = self.routes.entry(key).or_insert_with(|| Route::new(spec));
+                        route.remote |= bit;
+                        route.grow_caches(&self.ctx);
                     } else if let Some(r) = self.routes.get_mut(&key) {
                         r.remote &= !bit;
                         if r.is_empty() {
@@ -283,13 +282,18 @@ impl Shard {
                 (dt, pref)
             }
             None => {
-                // The NACK map covers what the publisher's cache can still answer.
-                // (No cache configured: the full map.)
+                // The NACK map covers what the publisher's cache can still answer
+                // (no cache configured: the full map), and nothing when the subscriber
+                // did not negotiate NACK on the section.
                 let cached = match spec.route.kind {
                     MediaKind::Audio => self.ctx.cache_audio_packets,
                     MediaKind::Video => self.ctx.cache_video_packets,
                 };
-                let entries = if cached == 0 { NACK_RING } else { cached };
+                let entries = match (spec.nack, cached) {
+                    (false, _) => 0,
+                    (true, 0) => NACK_RING,
+                    (true, n) => n,
+                };
                 (
                     DownTrack::with_nack_entries(clock, entries),
                     Preference::default(),
@@ -313,6 +317,10 @@ impl Shard {
             .routes
             .entry(spec.key)
             .or_insert_with(|| Route::new(spec.route));
+        if spec.nack && !route.nack {
+            route.nack = true;
+            route.grow_caches(&self.ctx);
+        }
         let mut input = downtrack_input(route, now);
         input.preference = pref;
         s.alloc.insert(spec.params.mid, input);

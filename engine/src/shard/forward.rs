@@ -352,10 +352,7 @@ impl Shard {
         );
         let facts = PayloadFacts::parse(codec, payload_of(packet, &meta));
         facts.fill_meta(&mut meta);
-        let cache_packets = match route.spec.kind {
-            MediaKind::Video => self.ctx.cache_video_packets,
-            MediaKind::Audio => self.ctx.cache_audio_packets,
-        };
+        let cache_packets = route.cache_packets(&self.ctx);
         let Some(layer) = route.layers.layer_of(
             rid_layer,
             route.spec.kind == MediaKind::Audio,

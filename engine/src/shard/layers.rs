@@ -228,10 +228,7 @@ impl Layers {
             None => {
                 *slot = Some(PubLayer {
                     ssrc,
-                    cache: PacketCache::new(
-                        cache_packets,
-                        cache_packets * if single { AUDIO_BYTES } else { VIDEO_BYTES },
-                    ),
+                    cache: new_cache(cache_packets, single),
                     sr: None,
                     report: None,
                     last_ts: None,
@@ -240,6 +237,16 @@ impl Layers {
             }
         }
         u8::try_from(idx).ok()
+    }
+
+    /// Publisher side: replaces every layer cache holding fewer than `packets` packets
+    /// (rounded up as [`PacketCache::new`] does) by an empty one of that size.
+    pub(crate) fn grow_caches(&mut self, packets: usize, single: bool) {
+        for l in self.pubs.iter_mut().flatten() {
+            if l.cache.capacity() < packets.max(1).next_power_of_two() {
+                l.cache = new_cache(packets, single);
+            }
+        }
     }
 
     /// Publisher side: records a packet of `layer` in its cache and arrival clock.
@@ -307,6 +314,15 @@ impl Layers {
         }
         set
     }
+}
+
+/// A layer cache of `packets` packets, [`AUDIO_BYTES`] (`single`: an audio track) or
+/// [`VIDEO_BYTES`] each.
+fn new_cache(packets: usize, single: bool) -> PacketCache {
+    PacketCache::new(
+        packets,
+        packets * if single { AUDIO_BYTES } else { VIDEO_BYTES },
+    )
 }
 
 /// The layer of a packet whose SSRC the publisher's `Rtc` bound to RTP stream id `rid`

@@ -93,6 +93,9 @@ pub(crate) struct LegSpec {
     /// Forward only this publisher layer, whatever the subscriber's estimate (a relay's
     /// per-layer leg: see `relay`); `None`: the subscriber's allocator chooses.
     pub pin: Option<u8>,
+    /// The subscriber may NACK this leg ([`MediaDesc::nack`](crate::MediaDesc::nack)):
+    /// without it the leg keeps no NACK map, and its NACKs go unanswered.
+    pub nack: bool,
 }
 
 /// Control commands (from [`EngineHandle`](crate::EngineHandle)).
@@ -421,6 +424,9 @@ struct Route {
     remote: u64,
     /// The publisher's layers (caches on its shard; meters and liveness everywhere).
     layers: Layers,
+    /// A local leg of this route may be NACKed ([`LegSpec::nack`]). Never cleared while
+    /// the route lives.
+    nack: bool,
 }
 
 impl Route {
@@ -430,13 +436,40 @@ impl Route {
             legs: Vec::new(),
             remote: 0,
             layers: Layers::new(),
+            nack: false,
         }
     }
 
     fn is_empty(&self) -> bool {
         self.legs.is_empty() && self.remote == 0
     }
+
+    /// Packets each publisher layer's cache holds. Video: `ctx`'s video size (the cache
+    /// also finds the publisher's duplicate RTX probes). Audio: its audio size when a
+    /// subscriber may NACK — a local leg that negotiated it, or any leg on another
+    /// shard (not told apart) — else [`NO_NACK_AUDIO_PACKETS`]: browsers never NACK
+    /// Opus, and the full cache (46 KiB per audio track) would answer nobody.
+    fn cache_packets(&self, ctx: &ShardCtx) -> usize {
+        match self.spec.kind {
+            MediaKind::Video => ctx.cache_video_packets,
+            MediaKind::Audio if self.nack || self.remote != 0 => ctx.cache_audio_packets,
+            MediaKind::Audio => NO_NACK_AUDIO_PACKETS.min(ctx.cache_audio_packets),
+        }
+    }
+
+    /// After a leg that may NACK arrived: caches created smaller than
+    /// [`Route::cache_packets`] are replaced by full-size ones (empty: what they held
+    /// was never NACK-able). Control path; allocates.
+    fn grow_caches(&mut self, ctx: &ShardCtx) {
+        let packets = self.cache_packets(ctx);
+        self.layers
+            .grow_caches(packets, self.spec.kind == MediaKind::Audio);
+    }
 }
+
+/// Packets cached per audio track that no subscriber may NACK: enough to spot a
+/// repeated packet; with the smallest byte ring about 1.8 KiB instead of 46.
+pub(crate) const NO_NACK_AUDIO_PACKETS: usize = 4;
 
 #[derive(Default)]
 struct Counters {
@@ -776,6 +809,7 @@ impl Shard {
             handshake_ns: self.handshake_ns.clone(),
             forward_ns: self.fwd_latency.buckets(),
             maps: self.table_sizes(),
+            free_buffer_bytes: rtc_core::free_packet_buffer_bytes() as u64,
         }
     }
 

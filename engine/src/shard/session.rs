@@ -44,6 +44,11 @@ fn media_descs(rtc: &Rtc) -> Vec<MediaDesc> {
                 .collect(),
             mid_ext_id: info.extensions.id_of(Extension::Mid),
             tx_ssrc: rtc.tx_ssrc(info.mid),
+            nack: info.payloads.is_empty()
+                || info
+                    .payloads
+                    .iter()
+                    .any(|p| p.rtcp_fb.iter().any(|f| f == "nack")),
         })
         .collect()
 }

@@ -63,9 +63,10 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const BUF_SIZE: usize = 2048;
 
 /// Transport-wide sequence numbers remembered per audio section of an `Rtc` without
-/// video sections: 5 s of one 20 ms stream (50 packets/s), with room for its
-/// retransmissions and probe padding. Feedback normally comes every 50–100 ms.
-const AUDIO_TWCC_PACKETS: usize = 256;
+/// video sections: 2.5 s of one 20 ms stream (50 packets/s), 1.3 s at 10 ms frames.
+/// Feedback comes every 50–250 ms, so even a burst of probe padding at 500 packets/s
+/// is still in the ring when its feedback arrives. 1 KiB per audio section.
+const AUDIO_TWCC_PACKETS: usize = 128;
 
 /// Transport-wide sequence numbers remembered per video section (2 s at 512 packets/s,
 /// ~5 Mbit/s of 1200-byte packets), up to [`TwccSendRegister::DEFAULT_CAPACITY`]
@@ -234,6 +235,19 @@ impl BufPool {
             }
         });
     }
+}
+
+/// Bytes of the free packet buffers the calling thread keeps for reuse: what every
+/// `Rtc` driven on it returned and none has taken again yet, at most 1024 buffers of
+/// 2 KiB (2 MiB). It follows the most packets the thread had in flight at once, not
+/// the number of `Rtc`s, so a server accounts it per thread, not per connection.
+pub fn free_packet_buffer_bytes() -> usize {
+    FREE_BUFS
+        .try_with(|f| {
+            f.try_borrow()
+                .map_or(0, |f| f.iter().map(Vec::capacity).sum())
+        })
+        .unwrap_or(0)
 }
 
 /// A buffer from this thread's free list (its length is unspecified; empty and

@@ -807,3 +807,30 @@ fn a_nack_map_sized_to_the_cache_remembers_exactly_that_many_packets() {
     }
     assert!(d.nack_lookup(sent[300 - 129].0).is_none());
 }
+
+/// A leg whose subscriber did not negotiate NACK (Opus in every browser) keeps no map:
+/// it forwards as usual, holds no slot and answers no NACK.
+#[test]
+fn a_leg_without_negotiated_nack_keeps_no_nack_map() {
+    let mut p = Publisher::new();
+    let mut d = DownTrack::with_nack_entries(CLOCK, 0);
+    assert_eq!(d.nack_entries(), 0);
+    d.set_sender_report(0, p.sr(0));
+    d.set_target_layer(Some(0));
+    let mut sent = Vec::new();
+    for f in 0..40u32 {
+        for m in p.frame(0, f, 1, f.is_multiple_of(10)) {
+            if let Verdict::Forward { seq, .. } = d.on_packet(0, &m, &none(), p.start) {
+                sent.push(seq);
+            }
+        }
+    }
+    assert_eq!(sent.len(), 40);
+    for &seq in &sent {
+        assert!(d.nack_lookup(seq).is_none());
+        assert!(
+            d.nack_resend(seq, p.start, Duration::from_millis(50))
+                .is_none()
+        );
+    }
+}
