@@ -5,6 +5,9 @@
 #
 #   scripts/browser-under-load.sh [N] [LOAD]
 #
+# ONLY="cascade demo_browser_constrained" runs just those files; KEEP_LOGS=DIR keeps every
+# run's output there (a failed run's engine view, `DemoStack::explain_rooms`, is in it).
+#
 # Needs what scripts/test-all.sh installs (Chromium, tools/browser/node_modules, ffmpeg,
 # nftables/iproute2 for the TCP test); builds the binaries first.
 set -euo pipefail
@@ -22,6 +25,15 @@ TESTS=(
   "tools plain_browser"
   "tools cascade"
 )
+if [ -n "${ONLY:-}" ]; then
+  picked=()
+  for t in "${TESTS[@]}"; do
+    read -r _ name <<<"$t"
+    for o in $ONLY; do [ "$o" = "$name" ] && picked+=("$t"); done
+  done
+  [ ${#picked[@]} -gt 0 ] || { echo "ONLY names no test file: $ONLY" >&2; exit 2; }
+  TESTS=("${picked[@]}")
+fi
 cargo build -q --workspace --bins
 for t in "${TESTS[@]}"; do
   read -r pkg name <<<"$t"
@@ -31,6 +43,7 @@ logs=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp -a "$logs"/. "$KEEP_LOGS"/; fi
   rm -rf "$logs"
 }
 trap cleanup EXIT

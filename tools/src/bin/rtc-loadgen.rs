@@ -79,9 +79,12 @@ struct Cli {
     /// Seconds between keyframes.
     #[arg(long, default_value_t = 2.0)]
     keyframe_interval: f64,
-    /// Audio payload bytes per 20 ms packet.
+    /// Audio payload bytes per packet.
     #[arg(long, default_value_t = 80)]
     audio_bytes: usize,
+    /// Milliseconds between audio packets, 10-2000 (400: a DTX-like silent speaker).
+    #[arg(long, default_value_t = 20)]
+    audio_period_ms: u64,
     /// Send no video.
     #[arg(long)]
     no_video: bool,
@@ -165,6 +168,7 @@ fn config(cli: &Cli) -> Result<Config, String> {
         fps: cli.fps,
         keyframe_interval: cli.keyframe_interval,
         audio_bytes: cli.audio_bytes,
+        audio_period: Duration::from_millis(cli.audio_period_ms),
         room_prefix: cli.room_prefix.clone(),
         allow_remote: cli.allow_remote,
         token: cli.token.clone(),

@@ -6,6 +6,10 @@ use super::*;
 /// The sparsest verification sample (`--verify 1/N`): SRTP's rollover-counter estimate
 /// and replay window stay valid for gaps far below 2^15 packets.
 pub const MAX_VERIFY_EVERY: u16 = 1024;
+/// Shortest audio packet interval (Opus's shortest common frame).
+pub const MIN_AUDIO_PERIOD: Duration = Duration::from_millis(10);
+/// Longest audio packet interval (beyond Opus DTX's 400 ms).
+pub const MAX_AUDIO_PERIOD: Duration = Duration::from_millis(2000);
 
 /// Parses `1/N` (or just `N`) into `N`, for `--verify`.
 ///
@@ -119,8 +123,10 @@ pub struct Config {
     pub fps: u32,
     /// Seconds between keyframes.
     pub keyframe_interval: f64,
-    /// Audio payload bytes per 20 ms packet.
+    /// Audio payload bytes per packet.
     pub audio_bytes: usize,
+    /// Time between audio packets (default 20 ms; 400 ms is Opus DTX in silence).
+    pub audio_period: Duration,
     /// Room name prefix (rooms are `{prefix}-{index}`).
     pub room_prefix: String,
     /// Allow non-loopback signalling targets and media addresses.
@@ -158,6 +164,7 @@ impl Default for Config {
             fps: 30,
             keyframe_interval: 2.0,
             audio_bytes: 80,
+            audio_period: Duration::from_millis(20),
             room_prefix: "loadgen".into(),
             allow_remote: false,
             token: None,
@@ -194,6 +201,13 @@ impl Config {
                 payload::MAX_PAYLOAD
             )));
         }
+        if self.audio_period < MIN_AUDIO_PERIOD || self.audio_period > MAX_AUDIO_PERIOD {
+            return Err(LoadgenError::Config(format!(
+                "audio period must be {} to {} ms",
+                MIN_AUDIO_PERIOD.as_millis(),
+                MAX_AUDIO_PERIOD.as_millis()
+            )));
+        }
         if self.verify_every == 0 || self.verify_every > MAX_VERIFY_EVERY {
             return Err(LoadgenError::Config(format!(
                 "verify sampling must be 1/1 to 1/{MAX_VERIFY_EVERY}"
@@ -224,6 +238,7 @@ impl Config {
             fps: self.fps,
             keyframe_every: ((self.keyframe_interval * f64::from(self.fps)).round() as u64).max(1),
             audio_bytes: self.audio_bytes,
+            audio_period: self.audio_period,
             simulcast: self.simulcast,
         }
     }

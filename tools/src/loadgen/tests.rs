@@ -34,6 +34,14 @@ fn config_validation() {
             ..Config::default()
         },
         Config {
+            audio_period: Duration::from_millis(5),
+            ..Config::default()
+        },
+        Config {
+            audio_period: Duration::from_secs(3),
+            ..Config::default()
+        },
+        Config {
             room_prefix: "a/b".into(),
             ..Config::default()
         },

@@ -29,10 +29,8 @@ use super::stats::{SeqTracker, new_histogram};
 
 /// Longest wait in `ppoll` (counters are published at least this often).
 const MAX_WAIT: Duration = Duration::from_millis(50);
-/// Audio packet interval (Opus 20 ms frames).
-const AUDIO_PERIOD: Duration = Duration::from_millis(20);
-/// Audio RTP timestamp step (48 kHz × 20 ms).
-const AUDIO_TS_STEP: u32 = 960;
+/// Audio RTP clock ticks per millisecond (Opus, 48 kHz).
+const AUDIO_TICKS_PER_MS: u32 = 48;
 /// Bitrates of the three simulcast layers (`--simulcast`), kbit/s, lowest first.
 pub(crate) const SIMULCAST_KBPS: [u32; 3] = [150, 500, 1500];
 /// SSRC of simulcast layer `l` of publisher `p`: `SIMULCAST_SSRC_BASE + 4 p + l`
@@ -57,11 +55,20 @@ pub(crate) struct MediaParams {
     pub keyframe_every: u64,
     /// Audio payload size in bytes.
     pub audio_bytes: usize,
+    /// Time between audio packets: 20 ms (Opus frames), or longer for a DTX-like
+    /// silent speaker (Opus DTX sends a frame every 400 ms).
+    pub audio_period: Duration,
     /// Send three simulcast layers of [`SIMULCAST_KBPS`] instead of one video stream.
     pub simulcast: bool,
 }
 
 impl MediaParams {
+    /// RTP timestamp step between audio packets.
+    fn audio_ts_step(&self) -> u32 {
+        let ms = u32::try_from(self.audio_period.as_millis()).unwrap_or(u32::MAX);
+        ms.saturating_mul(AUDIO_TICKS_PER_MS)
+    }
+
     fn frame_period(&self) -> Duration {
         Duration::from_nanos(1_000_000_000 / u64::from(self.fps.max(1)))
     }
@@ -684,7 +691,7 @@ impl Worker {
             send_ns: ns_since(self.start, sent_at),
         };
         let size = self.media.audio_bytes.max(payload::MIN_AUDIO_PAYLOAD);
-        let ts = (a.seq as u32).wrapping_mul(AUDIO_TS_STEP);
+        let ts = (a.seq as u32).wrapping_mul(self.media.audio_ts_step());
         let written = payload::write_audio(&mut self.out, size, &stamp);
         let r = match (
             written.ok().and_then(|l| self.out.get(..l)),
@@ -711,9 +718,9 @@ impl Worker {
             }
             Err(_) => self.totals.send_errors += 1,
         }
-        a.next += AUDIO_PERIOD;
+        a.next += self.media.audio_period;
         if a.next < now {
-            a.next = now + AUDIO_PERIOD;
+            a.next = now + self.media.audio_period;
         }
         let next = a.next;
         self.heap.push(Reverse((next, idx, TimerKind::Audio)));

@@ -9,6 +9,7 @@ fn frame_sizes_average_to_bitrate() {
         fps: 25,
         keyframe_every: 50,
         audio_bytes: 80,
+        audio_period: Duration::from_millis(20),
         simulcast: false,
     };
     let (k, d) = m.frame_sizes();
@@ -17,6 +18,12 @@ fn frame_sizes_average_to_bitrate() {
     let per_sec = gop_bytes as f64 / 2.0;
     assert!((per_sec - 125_000.0).abs() < 200.0, "{per_sec}");
     assert_eq!(m.frame_period(), Duration::from_millis(40));
+    assert_eq!(m.audio_ts_step(), 960, "48 kHz x 20 ms");
+    let dtx = MediaParams {
+        audio_period: Duration::from_millis(400),
+        ..m
+    };
+    assert_eq!(dtx.audio_ts_step(), 19_200, "48 kHz x 400 ms");
 }
 
 #[test]
