@@ -76,6 +76,14 @@ pub enum Workload {
         /// Subscribers.
         subscribers: usize,
     },
+    /// Density: `sessions / 2` rooms of one audio publisher and one subscriber, the
+    /// publishers DTX-like (one packet every [`DENSITY_AUDIO_PERIOD_MS`] ms, what Opus
+    /// DTX sends in silence), consent running, on one shard: the figure is the engine's
+    /// RSS per connected session.
+    Density {
+        /// Sessions (publishers + subscribers).
+        sessions: usize,
+    },
     /// As [`Workload::Audio`], set up as fast as signalling goes: connects per second.
     Storm {
         /// Sessions.
@@ -91,6 +99,7 @@ impl Workload {
             Workload::Rooms { rooms, size } => format!("rooms-{rooms}x{size}"),
             Workload::Audio { sessions } => format!("audio-{sessions}"),
             Workload::Storm { sessions } => format!("storm-{sessions}"),
+            Workload::Density { sessions } => format!("density-{sessions}"),
             Workload::Simulcast { subscribers } => format!("simulcast-{subscribers}"),
         }
     }
@@ -100,7 +109,7 @@ impl Workload {
         match self {
             Workload::Fanout { subscribers } | Workload::Simulcast { subscribers } => *subscribers,
             Workload::Rooms { size, .. } => size.saturating_sub(1).max(1),
-            Workload::Audio { .. } | Workload::Storm { .. } => 1,
+            Workload::Audio { .. } | Workload::Storm { .. } | Workload::Density { .. } => 1,
         }
     }
 
@@ -117,7 +126,9 @@ impl Workload {
                 0.0,
                 o.secs,
             ),
-            Workload::Audio { sessions } => ((*sessions / 2).max(1), 1, true, false, 0.0, o.secs),
+            Workload::Audio { sessions } | Workload::Density { sessions } => {
+                ((*sessions / 2).max(1), 1, true, false, 0.0, o.secs)
+            }
             Workload::Storm { sessions } => ((*sessions / 2).max(1), 1, true, false, 0.0, 1.5),
         };
         let kbps = match self {
@@ -156,9 +167,30 @@ impl Workload {
         if matches!(self, Workload::Simulcast { .. }) {
             a.push("--simulcast".into());
         }
+        if matches!(self, Workload::Density { .. }) {
+            a.push("--audio-period-ms".into());
+            a.push(DENSITY_AUDIO_PERIOD_MS.to_string());
+        }
         a
     }
+
+    /// Extra `rtc-engine` arguments: the density run lifts the per-shard session cap
+    /// (default 5,000) to its session count.
+    pub(crate) fn engine_args(&self) -> Vec<String> {
+        match self {
+            Workload::Density { sessions } => vec![
+                "--max-sessions-per-shard".into(),
+                sessions.to_string(),
+                "--max-sessions".into(),
+                sessions.max(&20_000).to_string(),
+            ],
+            _ => Vec::new(),
+        }
+    }
 }
+
+/// Milliseconds between a density publisher's audio packets (Opus DTX in silence).
+pub const DENSITY_AUDIO_PERIOD_MS: u64 = 400;
 
 /// Locates a sibling binary, with a message saying how to build it.
 pub fn locate(dir: &Path, name: &str) -> Result<PathBuf, BenchError> {
@@ -572,7 +604,7 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         o,
         shards,
         &format!("{}-{shards}", workload.name()),
-        &[],
+        &workload.engine_args(),
         secs(budget + 30.0),
     )?;
     let base = sample(&mut ctl, engine.pid(), 0)?;

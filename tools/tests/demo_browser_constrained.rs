@@ -11,6 +11,12 @@
 //! moves D to the 320-wide layer on its own, without freezing it and without touching
 //! B. The engine's view (`session.stats`: estimate and layers) is checked as well.
 //!
+//! The narrow link's token bucket allows a 2 KB burst, less than one probe cluster
+//! (5 packets, 6 KB): with the 16 KB it once had, every probe passed at its own rate,
+//! so D's estimate became the probe's goal (which follows the publisher's layer-1
+//! rate) instead of a measure of the link — an artifact of the shaper that fooled
+//! libwebrtc's 5-packet probes the same way.
+//!
 //! Needs root (namespaces), `unshare`/`nsenter` (util-linux), `ip` and `tc` (iproute2):
 //! `scripts/test-all.sh` installs them. Fails, never skips.
 
@@ -66,7 +72,7 @@ ip link set veth0 up
 nsenter -t "$VIEWER" -n sh -c 'ip link set lo up; ip addr add 10.99.0.2/24 dev veth1; ip link set veth1 up'
 tc qdisc add dev veth0 root tbf rate 50mbit burst 256kb latency 50ms
 printf '#!/bin/sh\nexec nsenter -t %s -n "%s" "$@"\n' "$VIEWER" "${CHROMIUM:-/usr/bin/chromium}" > "$WRAPPER"
-printf '#!/bin/sh\nexec tc qdisc change dev veth0 root tbf rate "$1" burst 16kb latency 200ms\n' > "$SHAPE"
+printf '#!/bin/sh\nexec tc qdisc change dev veth0 root tbf rate "$1" burst 2kb latency 200ms\n' > "$SHAPE"
 chmod +x "$WRAPPER" "$SHAPE"
 "$ENGINE" --shards 2 --pin false --bind 10.99.0.1 --control-socket "$SOCK" >/dev/null &
 until [ -S "$SOCK" ]; do sleep 0.05; done

@@ -34,6 +34,10 @@ enum Scenario {
     Audio,
     /// Handshake storm (sessions connected per second).
     Storm,
+    /// Density: --density-sessions audio sessions (pairs of one DTX-like publisher,
+    /// a packet every 400 ms, and one subscriber) on one shard: engine RSS per
+    /// session. Not part of `all` (10,000 sessions take minutes to set up).
+    Density,
     /// Offered load raised until loss > 0.1 % or engine p99 > 5 ms: packets/s per core
     /// at saturation beside the floor, engine-side latency at 50 % and 90 % of it.
     Saturate,
@@ -88,6 +92,9 @@ struct Cli {
     /// Sessions of the handshake storm (default 200; --quick 20).
     #[arg(long)]
     storm: Option<usize>,
+    /// Sessions of the density workload (default 10000; --quick 200).
+    #[arg(long)]
+    density_sessions: Option<usize>,
     /// Measurement window per run, seconds (default 5; --quick 2.2).
     #[arg(long)]
     secs: Option<f64>,
@@ -429,6 +436,7 @@ fn main() -> ExitCode {
         cli.scenarios.clone()
     };
     let on = |s: Scenario| sel.contains(&Scenario::All) || sel.contains(&s);
+    let density = sel.contains(&Scenario::Density);
 
     let mut workloads: Vec<Workload> = Vec::new();
     if on(Scenario::Fanout) {
@@ -460,10 +468,18 @@ fn main() -> ExitCode {
             sessions: storm.max(2),
         });
     }
+    if density {
+        workloads.push(Workload::Density {
+            sessions: cli
+                .density_sessions
+                .unwrap_or(if q { 200 } else { 10_000 })
+                .max(2),
+        });
+    }
     let mut fanouts: Vec<usize> = if on(Scenario::Floor) {
         let mut f: Vec<usize> = workloads
             .iter()
-            .filter(|w| !matches!(w, Workload::Storm { .. }))
+            .filter(|w| !matches!(w, Workload::Storm { .. } | Workload::Density { .. }))
             .map(Workload::fanout)
             .collect();
         if f.is_empty() {
@@ -493,7 +509,13 @@ fn main() -> ExitCode {
         }
     }
     for w in &workloads {
-        for &n in &shard_counts {
+        // Density is a one-shard figure.
+        let counts: &[usize] = if matches!(w, Workload::Density { .. }) {
+            &[1]
+        } else {
+            &shard_counts
+        };
+        for &n in counts {
             eprintln!("rtc-bench: engine, {n} shard(s), {} ...", w.name());
             match scenario::run_engine(&o, n, w) {
                 Ok(r) => rows.push(r),

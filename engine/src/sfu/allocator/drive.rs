@@ -12,10 +12,12 @@
 //!   ([`AllocationReport::ceiling_bps`]). Re-applied only when either moves by more than
 //!   [`RATE_HYSTERESIS_PCT`] %.
 //! - **Probes** (`Rtc::request_probe(goal)`): while the allocation is deficient and the
-//!   estimate is below what the next step needs ([`AllocationReport::upgrade_bps`]), a
-//!   probe to [`PROBE_OVER_PCT`] % of that need (at least the allocator's own probe
-//!   goal): the estimate rises only when the path carries it, and the allocator switches
-//!   up only once it did — probe first, switch after. The first probe waits
+//!   estimate is below [`PROBE_OVER_PCT`] % of what the next step needs
+//!   ([`AllocationReport::upgrade_bps`]), a probe to that (at least the allocator's own
+//!   probe goal): the estimate rises only when the path carries it, and the allocator
+//!   switches up only once it did — probe first, switch after. An estimate just above
+//!   the need is probed too: the step's cost (a measured layer rate) moves by more than
+//!   the few percent it has left, and the upgrade must stay covered for its whole hold. The first probe waits
 //!   [`PROBE_GAP_MIN`] after the peer became deficient (the `Rtc`'s own start-up probes
 //!   run first); a probe that did not change the allocation doubles the gap to the next,
 //!   up to [`PROBE_GAP_MAX`], so a peer at its link's capacity is probed rarely.
@@ -132,7 +134,7 @@ impl RateDrive {
         }
         let need = report
             .upgrade_bps
-            .filter(|&u| probing && report.deficient && u > estimate_bps);
+            .filter(|&u| probing && report.deficient && pct(u, PROBE_OVER_PCT) > estimate_bps);
         let Some(need) = need else {
             self.next_probe = None;
             self.gap = PROBE_GAP_MIN;
@@ -244,5 +246,26 @@ mod tests {
                 .is_some()
         );
         assert_eq!(d.probes(), 9);
+    }
+
+    /// A viewer whose estimate sits just above what the next layer needs (460k for a
+    /// 430k need) is probed on: a keyframe or a busier scene lifts the layer's measured
+    /// rate past the estimate and restarts the upgrade's hold, so only a margin makes
+    /// the upgrade stick. (Seen in the simulcast browser test: stuck 10 s at 320 wide.)
+    #[test]
+    fn an_estimate_just_above_the_need_is_still_probed() {
+        let t0 = Instant::now();
+        let mut d = RateDrive::new();
+        let r = report(200_000, Some(430_000), 1_500_000);
+        assert_eq!(d.update(t0, 460_000, &r, true).probe_bps, None);
+        assert_eq!(
+            d.update(t0 + 2 * S, 460_000, &r, true).probe_bps,
+            Some(494_500)
+        );
+        // With the margin reached, no more probes.
+        let mut d = RateDrive::new();
+        for s in 0..10 {
+            assert_eq!(d.update(t0 + s * S, 500_000, &r, true).probe_bps, None);
+        }
     }
 }
