@@ -26,6 +26,20 @@ pub enum Input<'a> {
     Timeout(Instant),
     /// A datagram arrived at this instant.
     Receive(Instant, Receive<'a>),
+    /// A datagram read at `now` that reached the host earlier, at `arrival` (e.g. the
+    /// kernel's receive timestamp, `SO_TIMESTAMPNS`, of a datagram a busy server read
+    /// late). Handled as [`Input::Receive`] at `now`; `arrival` is used where arrival
+    /// time is the measure — the transport-wide congestion feedback sent back, so the
+    /// sender's estimate sees the network's delay and not the reader's scheduling. An
+    /// `arrival` after `now` counts as `now`; before a previous input is fine.
+    ReceiveArrived {
+        /// The time now (as for [`Input::Receive`]: never earlier than a previous input).
+        now: Instant,
+        /// When the datagram arrived.
+        arrival: Instant,
+        /// The datagram.
+        receive: Receive<'a>,
+    },
 }
 
 /// A datagram the caller must send.

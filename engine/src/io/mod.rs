@@ -17,7 +17,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The [`IoBackend`] methods both backends implement alike, from their fields `tcp` (a
 /// [`tcp::TcpStreams`]), `waker` and `stats`: expanded inside each backend's
@@ -129,6 +129,12 @@ pub struct IoConfig {
     pub send_buffer_bytes: usize,
     /// Enable `UDP_GRO` on the sockets (coalesced receive, split before the callback).
     pub gro: bool,
+    /// Ask the kernel for each datagram's receive time (`SO_TIMESTAMPNS`), handed over as
+    /// [`Received::arrival`]: transport-wide congestion feedback then reports when a
+    /// datagram reached the host, not when a busy shard got to read it (a shard
+    /// descheduled for 20 ms would otherwise show the sender 20 ms of queueing delay
+    /// that no network had).
+    pub rx_timestamps: bool,
     /// Coalesce equal-size datagrams to one destination into one `UDP_SEGMENT` send.
     pub gso: bool,
     /// io_uring submission queue entries (the completion queue gets four times as many).
@@ -150,6 +156,7 @@ impl Default for IoConfig {
             recv_buffer_bytes: 4 << 20,
             send_buffer_bytes: 4 << 20,
             gro: true,
+            rx_timestamps: true,
             gso: true,
             ring_entries: 1024,
             recv_buffers: RecvBuffers {
@@ -186,6 +193,10 @@ pub struct Received<'a> {
     pub transport: Transport,
     /// The payload, mutable so it can be decrypted in place. Valid only during the callback.
     pub data: &'a mut [u8],
+    /// When the kernel received it ([`IoConfig::rx_timestamps`]), on the monotonic clock;
+    /// `None` without a timestamp (TCP, the option off or refused, a stamp over 2 s old
+    /// or from the future).
+    pub arrival: Option<Instant>,
 }
 
 /// Datagrams dropped, by reason.

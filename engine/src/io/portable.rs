@@ -8,7 +8,7 @@ use std::time::Duration;
 use socket2::Socket;
 
 use super::send::{Outcome, SendHint, SendQueue};
-use super::sys::{self, GRO_CONTROL_LEN, NAME_LEN, Waker};
+use super::sys::{self, NAME_LEN, RECV_CONTROL_LEN, RxClock, Waker};
 use super::tcp::{TcpStreams, TcpVerdict};
 use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received, Transport};
 
@@ -23,9 +23,9 @@ struct Name([u8; 32]);
 
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
-struct Control([u8; 32]);
+struct Control([u8; 64]);
 
-const _: () = assert!(NAME_LEN <= 32 && GRO_CONTROL_LEN <= 32);
+const _: () = assert!(NAME_LEN <= 32 && RECV_CONTROL_LEN <= 64);
 
 /// `poll` + `recvmmsg` + `sendmmsg` backend. See the [module docs](super).
 pub struct PortableBackend {
@@ -34,6 +34,8 @@ pub struct PortableBackend {
     waker: Waker,
     pollfds: Vec<libc::pollfd>,
     gro: bool,
+    /// GRO or receive timestamps asked for: receives carry a control buffer.
+    control: bool,
     buf: Vec<u8>,
     buf_size: usize,
     names: Vec<Name>,
@@ -103,10 +105,11 @@ impl PortableBackend {
             waker,
             pollfds,
             gro: cfg.gro,
+            control: cfg.gro || cfg.rx_timestamps,
             buf: vec![0; n * buf_size],
             buf_size,
             names: vec![Name([0; 32]); n],
-            controls: vec![Control([0; 32]); n],
+            controls: vec![Control([0; 64]); n],
             iovs: vec![iov0; n],
             hdrs: vec![zero_hdr; n],
             tcp,
@@ -139,9 +142,9 @@ impl PortableBackend {
                 h.msg_hdr.msg_namelen = NAME_LEN as libc::socklen_t;
                 h.msg_hdr.msg_iov = iov;
                 h.msg_hdr.msg_iovlen = 1;
-                if self.gro {
+                if self.control {
                     h.msg_hdr.msg_control = ctl.0.as_mut_ptr().cast();
-                    h.msg_hdr.msg_controllen = GRO_CONTROL_LEN;
+                    h.msg_hdr.msg_controllen = RECV_CONTROL_LEN;
                 } else {
                     h.msg_hdr.msg_control = std::ptr::null_mut();
                     h.msg_hdr.msg_controllen = 0;
@@ -174,12 +177,13 @@ impl PortableBackend {
             }
             let got = r as usize;
             self.stats.recv_completions += got as u64;
+            let clock = RxClock::now();
             for k in 0..got.min(n) {
                 let Some(h) = self.hdrs.get(k) else { break };
                 let len = h.msg_len as usize;
                 let flags = h.msg_hdr.msg_flags;
                 let namelen = (h.msg_hdr.msg_namelen as usize).min(NAME_LEN);
-                let ctllen = h.msg_hdr.msg_controllen.min(GRO_CONTROL_LEN);
+                let ctllen = h.msg_hdr.msg_controllen.min(RECV_CONTROL_LEN);
                 if flags & libc::MSG_TRUNC != 0 {
                     self.stats.drops.recv_truncated += 1;
                     continue;
@@ -193,19 +197,29 @@ impl PortableBackend {
                     self.stats.drops.recv_error += 1;
                     continue;
                 };
-                let seg = if self.gro && ctllen > 0 {
+                let ctl = if self.control && ctllen > 0 {
                     self.controls
                         .get(k)
                         .and_then(|c| c.0.get(..ctllen))
-                        .and_then(sys::parse_gro_segment)
+                        .map(sys::parse_recv_control)
+                        .unwrap_or_default()
                 } else {
-                    None
+                    sys::RecvControl::default()
                 };
+                let seg = ctl.seg.filter(|_| self.gro);
+                let arrival = ctl.stamp_ns.and_then(|t| clock.arrival(t));
                 let start = k * self.buf_size;
                 let Some(data) = self.buf.get_mut(start..start + len.min(self.buf_size)) else {
                     continue;
                 };
-                deliver(&mut self.stats, si, source, local, data, seg, on_recv);
+                deliver(
+                    &mut self.stats,
+                    (si, source, local),
+                    data,
+                    seg,
+                    arrival,
+                    on_recv,
+                );
             }
             if got < n {
                 return;
@@ -217,11 +231,10 @@ impl PortableBackend {
 /// Hands one received buffer to the callback, split into GRO segments when `seg` says so.
 pub(super) fn deliver(
     stats: &mut IoStats,
-    socket: usize,
-    source: SocketAddr,
-    local: SocketAddr,
+    (socket, source, local): (usize, SocketAddr, SocketAddr),
     data: &mut [u8],
     seg: Option<usize>,
+    arrival: Option<std::time::Instant>,
     on_recv: &mut dyn FnMut(Received<'_>),
 ) {
     let transport = Transport::Udp;
@@ -240,6 +253,7 @@ pub(super) fn deliver(
                     local,
                     transport,
                     data: chunk,
+                    arrival,
                 });
             }
         }
@@ -253,6 +267,7 @@ pub(super) fn deliver(
                 local,
                 transport,
                 data,
+                arrival,
             });
         }
     }

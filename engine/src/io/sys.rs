@@ -33,6 +33,12 @@ const fn cmsg_len(n: usize) -> usize {
 /// Control space needed for one `UDP_GRO` (int) message on receive.
 pub(crate) const GRO_CONTROL_LEN: usize = cmsg_space(std::mem::size_of::<libc::c_int>());
 
+/// Control space for one `SCM_TIMESTAMPNS` (`timespec`) message on receive.
+pub(crate) const TS_CONTROL_LEN: usize = cmsg_space(std::mem::size_of::<libc::timespec>());
+
+/// Control space a receive asks for: a `UDP_GRO` and a `SCM_TIMESTAMPNS` message.
+pub(crate) const RECV_CONTROL_LEN: usize = GRO_CONTROL_LEN + TS_CONTROL_LEN;
+
 /// Control space for one `UDP_SEGMENT` (u16) message on send.
 pub(crate) const GSO_CONTROL_LEN: usize = cmsg_space(std::mem::size_of::<u16>());
 
@@ -59,26 +65,103 @@ impl GsoControl {
     }
 }
 
-/// Finds a `SOL_UDP`/`UDP_GRO` control message and returns the segment size it carries.
-pub(crate) fn parse_gro_segment(control: &[u8]) -> Option<usize> {
+/// What a receive's control messages said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RecvControl {
+    /// `SOL_UDP`/`UDP_GRO`: the segment size of a coalesced buffer.
+    pub seg: Option<usize>,
+    /// `SOL_SOCKET`/`SCM_TIMESTAMPNS`: the kernel's receive time (`CLOCK_REALTIME`), in
+    /// nanoseconds since the epoch.
+    pub stamp_ns: Option<i128>,
+}
+
+/// Parses the `UDP_GRO` and `SCM_TIMESTAMPNS` control messages of one receive (others
+/// are skipped; a malformed list ends the walk with what was found).
+pub(crate) fn parse_recv_control(control: &[u8]) -> RecvControl {
+    let mut out = RecvControl::default();
     let w = std::mem::size_of::<usize>();
     let mut rest = control;
     while rest.len() >= CMSG_HDR {
-        let len = usize::from_ne_bytes(rest.get(..w)?.try_into().ok()?);
-        let level = i32::from_ne_bytes(rest.get(w..w + 4)?.try_into().ok()?);
-        let ty = i32::from_ne_bytes(rest.get(w + 4..w + 8)?.try_into().ok()?);
+        let field = |r: &[u8], at: usize| -> Option<i32> {
+            Some(i32::from_ne_bytes(r.get(at..at + 4)?.try_into().ok()?))
+        };
+        let Some(len) = rest
+            .get(..w)
+            .and_then(|b| b.try_into().ok())
+            .map(usize::from_ne_bytes)
+        else {
+            break;
+        };
+        let (Some(level), Some(ty)) = (field(rest, w), field(rest, w + 4)) else {
+            break;
+        };
         if len < CMSG_HDR {
-            return None;
+            break;
         }
         if level == libc::SOL_UDP && ty == libc::UDP_GRO {
-            let d = rest.get(CMSG_HDR..CMSG_HDR + 4)?;
-            let v = i32::from_ne_bytes(d.try_into().ok()?);
-            return usize::try_from(v).ok().filter(|&v| v > 0);
+            out.seg = field(rest, CMSG_HDR)
+                .and_then(|v| usize::try_from(v).ok())
+                .filter(|&v| v > 0);
+        } else if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
+            // `struct timespec { tv_sec: i64, tv_nsec: i64 }` on 64-bit Linux.
+            let word = |at: usize| -> Option<i64> {
+                Some(i64::from_ne_bytes(rest.get(at..at + 8)?.try_into().ok()?))
+            };
+            if let (Some(sec), Some(nsec)) = (word(CMSG_HDR), word(CMSG_HDR + 8)) {
+                out.stamp_ns = Some(i128::from(sec) * 1_000_000_000 + i128::from(nsec));
+            }
         }
-        let step = len.checked_add(w - 1)? & !(w - 1);
-        rest = rest.get(step..)?;
+        let Some(step) = len.checked_add(w - 1).map(|l| l & !(w - 1)) else {
+            break;
+        };
+        match rest.get(step..) {
+            Some(r) => rest = r,
+            None => break,
+        }
     }
-    None
+    out
+}
+
+/// Finds a `SOL_UDP`/`UDP_GRO` control message and returns the segment size it carries.
+#[cfg(test)]
+pub(crate) fn parse_gro_segment(control: &[u8]) -> Option<usize> {
+    parse_recv_control(control).seg
+}
+
+/// The oldest kernel receive stamp turned into an arrival instant: older ones (a
+/// stepped wall clock, a datagram stuck for seconds) are ignored.
+const MAX_STAMP_AGE_NS: i128 = 2_000_000_000;
+
+/// Converts kernel receive stamps (`CLOCK_REALTIME`) to monotonic instants: one reading
+/// of both clocks per receive batch, each stamp placed `wall - stamp` before `at`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RxClock {
+    at: std::time::Instant,
+    wall_ns: i128,
+}
+
+impl RxClock {
+    /// Both clocks, now.
+    pub(crate) fn now() -> RxClock {
+        let wall_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0));
+        RxClock {
+            at: std::time::Instant::now(),
+            wall_ns,
+        }
+    }
+
+    /// The instant of a stamp, `None` when it is over 2 s old or more than 1 ms ahead
+    /// (a wall clock stepped between the two); a stamp up to 1 ms ahead is `at`.
+    pub(crate) fn arrival(&self, stamp_ns: i128) -> Option<std::time::Instant> {
+        let age = self.wall_ns - stamp_ns;
+        if !(-1_000_000..=MAX_STAMP_AGE_NS).contains(&age) {
+            return None;
+        }
+        let age = u64::try_from(age.max(0)).ok()?;
+        self.at.checked_sub(std::time::Duration::from_nanos(age))
+    }
 }
 
 /// Parses a kernel-written `sockaddr_in`/`sockaddr_in6`.
@@ -145,6 +228,12 @@ pub(crate) fn open_sockets(cfg: &IoConfig) -> io::Result<(Vec<Socket>, Vec<Socke
         }
         if cfg.gro {
             set_int_opt(s.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)?;
+        }
+        if cfg.rx_timestamps
+            && let Err(e) = set_int_opt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+        {
+            // Not fatal: arrivals are then the time the shard reads them.
+            tracing::warn!(%addr, error = %e, "SO_TIMESTAMPNS refused; no kernel receive times");
         }
         s.bind(&addr.into())?;
         let local = s
@@ -288,6 +377,43 @@ mod tests {
         b[..8].copy_from_slice(&3usize.to_ne_bytes());
         assert_eq!(parse_gro_segment(&b), None);
         assert_eq!(parse_gro_segment(&[0xff; 64]), None);
+    }
+
+    #[test]
+    fn recv_control_finds_gro_and_timestamp_in_one_list() {
+        let mut b = [0u8; RECV_CONTROL_LEN];
+        b[..8].copy_from_slice(&20usize.to_ne_bytes());
+        b[8..12].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
+        b[12..16].copy_from_slice(&libc::UDP_GRO.to_ne_bytes());
+        b[16..20].copy_from_slice(&1200i32.to_ne_bytes());
+        let t = GRO_CONTROL_LEN;
+        b[t..t + 8].copy_from_slice(&32usize.to_ne_bytes());
+        b[t + 8..t + 12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        b[t + 12..t + 16].copy_from_slice(&libc::SCM_TIMESTAMPNS.to_ne_bytes());
+        b[t + 16..t + 24].copy_from_slice(&1_700_000_000i64.to_ne_bytes());
+        b[t + 24..t + 32].copy_from_slice(&250_000_000i64.to_ne_bytes());
+        let c = parse_recv_control(&b);
+        assert_eq!(c.seg, Some(1200));
+        assert_eq!(c.stamp_ns, Some(1_700_000_000_250_000_000));
+        // Cut inside the timestamp: the segment is still found.
+        let c = parse_recv_control(&b[..t + 20]);
+        assert_eq!((c.seg, c.stamp_ns), (Some(1200), None));
+        assert_eq!(parse_recv_control(&[0xff; 64]), RecvControl::default());
+    }
+
+    #[test]
+    fn rx_clock_places_stamps_before_now_and_refuses_odd_ones() {
+        let clock = RxClock::now();
+        let at = |age_ns: i128| clock.arrival(clock.wall_ns - age_ns);
+        assert_eq!(at(0), Some(clock.at));
+        assert_eq!(
+            at(30_000_000),
+            clock.at.checked_sub(std::time::Duration::from_millis(30))
+        );
+        // A little ahead (clocks read a moment apart): now; far ahead or too old: none.
+        assert_eq!(at(-500_000), Some(clock.at));
+        assert_eq!(at(-5_000_000), None);
+        assert_eq!(at(3_000_000_000), None);
     }
 
     #[test]

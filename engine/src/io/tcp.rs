@@ -433,6 +433,7 @@ impl TcpStreams {
                     local,
                     transport: Transport::Tcp,
                     data,
+                    arrival: None,
                 });
                 at += 2 + len;
             }

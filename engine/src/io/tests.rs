@@ -471,3 +471,64 @@ fn batch_buckets_are_ceil_log2_capped() {
         );
     }
 }
+
+/// Datagrams a backend reads late carry the kernel's receive time: two sent 30 ms
+/// apart and read together 60 ms after the first arrive 30 ms apart and before the
+/// read, on both backends; with `rx_timestamps` off they carry none.
+#[test]
+fn datagrams_read_late_carry_their_kernel_arrival_both() {
+    for p in BOTH {
+        let mut b = open(p, &cfg("127.0.0.1:0"));
+        let local = b.local_addrs()[0];
+        let peer = std_sock("127.0.0.1:0");
+        let sent0 = std::time::Instant::now();
+        peer.send_to(b"first", local).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        peer.send_to(b"second", local).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let read = std::time::Instant::now();
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            if got.len() >= 2 {
+                break;
+            }
+            b.poll(Some(Duration::from_millis(20)), &mut |r: Received<'_>| {
+                got.push((r.data.to_vec(), r.arrival));
+            })
+            .unwrap();
+        }
+        assert_eq!(got.len(), 2, "{p:?}");
+        let (Some(a0), Some(a1)) = (got[0].1, got[1].1) else {
+            panic!("{p:?}: no arrival times: {got:?}");
+        };
+        assert!(
+            a0 >= sent0 && a1 <= read,
+            "{p:?}: arrivals outside the send window"
+        );
+        let gap = a1.duration_since(a0);
+        assert!(
+            gap >= Duration::from_millis(25),
+            "{p:?}: arrivals {gap:?} apart for datagrams sent 30 ms apart"
+        );
+
+        let off = IoConfig {
+            rx_timestamps: false,
+            ..cfg("127.0.0.1:0")
+        };
+        let mut b = open(p, &off);
+        let local = b.local_addrs()[0];
+        peer.send_to(b"plain", local).unwrap();
+        let mut arrival = Some(None);
+        for _ in 0..100 {
+            b.poll(Some(Duration::from_millis(20)), &mut |r: Received<'_>| {
+                arrival = Some(r.arrival);
+            })
+            .unwrap();
+            if arrival != Some(None) || b.stats().rx_datagrams > 0 {
+                break;
+            }
+        }
+        assert_eq!(arrival, Some(None), "{p:?}: no stamp asked for, none given");
+        assert_eq!(b.stats().rx_datagrams, 1);
+    }
+}

@@ -14,7 +14,7 @@ use socket2::Socket;
 
 use super::portable::deliver;
 use super::send::{Outcome, SendHint, SendQueue};
-use super::sys::{self, GRO_CONTROL_LEN, Mmap, NAME_LEN, Waker};
+use super::sys::{self, Mmap, NAME_LEN, RECV_CONTROL_LEN, RxClock, Waker};
 use super::tcp::{TcpStreams, TcpVerdict};
 use super::{BackendKind, IoBackend, IoConfig, IoStats, OnRecv, Received};
 
@@ -98,6 +98,10 @@ pub struct UringBackend {
     recv_msg: Box<libc::msghdr>,
     recv_armed: Vec<bool>,
     control_len: usize,
+    /// Receive timestamps asked for, and the clocks read when the completions of the
+    /// current batch were reaped.
+    timestamps: bool,
+    rx_clock: RxClock,
     gro: bool,
     ring_mem: Mmap,
     bufs: Mmap,
@@ -144,7 +148,11 @@ impl UringBackend {
                 "io_uring without IORING_FEAT_EXT_ARG",
             ));
         }
-        let control_len = if cfg.gro { GRO_CONTROL_LEN } else { 0 };
+        let control_len = if cfg.gro || cfg.rx_timestamps {
+            RECV_CONTROL_LEN
+        } else {
+            0
+        };
         let mut payload = cfg.recv_buffers.size.max(1);
         if cfg.gro {
             payload = payload.max(65_535);
@@ -192,6 +200,8 @@ impl UringBackend {
             wake_armed: false,
             recv_msg,
             control_len,
+            timestamps: cfg.rx_timestamps,
+            rx_clock: RxClock::now(),
             gro: cfg.gro,
             ring_mem,
             bufs,
@@ -412,17 +422,23 @@ impl UringBackend {
             self.stats.drops.recv_error += 1;
             return;
         };
-        let seg = if self.gro {
-            control
-                .get(..controllen.min(self.control_len))
-                .and_then(sys::parse_gro_segment)
-        } else {
-            None
-        };
+        let ctl = control
+            .get(..controllen.min(self.control_len))
+            .map(sys::parse_recv_control)
+            .unwrap_or_default();
+        let seg = ctl.seg.filter(|_| self.gro);
+        let arrival = ctl.stamp_ns.and_then(|t| self.rx_clock.arrival(t));
         let Some(data) = payload.get_mut(..payloadlen) else {
             return;
         };
-        deliver(&mut self.stats, si, source, local, data, seg, on_recv);
+        deliver(
+            &mut self.stats,
+            (si, source, local),
+            data,
+            seg,
+            arrival,
+            on_recv,
+        );
     }
 
     fn drain_cq(&mut self) {
@@ -431,6 +447,9 @@ impl UringBackend {
         cq.sync();
         self.cqes.extend(&mut cq);
         self.stats.uring_cqes += self.cqes.len() as u64;
+        if self.timestamps && !self.cqes.is_empty() {
+            self.rx_clock = RxClock::now();
+        }
     }
 }
 

@@ -57,7 +57,7 @@ impl Shard {
             destination,
             contents: data,
         };
-        if !self.input(slot, now, recv) {
+        if !self.input(slot, now, r.arrival, recv) {
             return;
         }
         let owner = self.by_addr.get(&r.source).copied();
@@ -113,7 +113,7 @@ impl Shard {
             destination,
             contents: data,
         };
-        if !self.input(slot, now, recv) || owner.is_some() || !self.validated(slot, &recv) {
+        if !self.input(slot, now, None, recv) || owner.is_some() || !self.validated(slot, &recv) {
             return;
         }
         self.by_tcp.insert(r.source, slot);
@@ -124,14 +124,30 @@ impl Shard {
             .push((r.source, TcpVerdict::Authenticated));
     }
 
-    /// Hands one datagram to the session in `slot` and accounts for it. `false`: there is
-    /// no such session, or it failed or panicked (and is doomed).
-    fn input(&mut self, slot: usize, now: Instant, recv: Receive<'_>) -> bool {
+    /// Hands one datagram to the session in `slot` and accounts for it, with its kernel
+    /// receive time when the backend has one (the session's congestion feedback then
+    /// reports when it reached the host, not when this shard read it). `false`: there
+    /// is no such session, or it failed or panicked (and is doomed).
+    fn input(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        arrival: Option<Instant>,
+        recv: Receive<'_>,
+    ) -> bool {
         let Some(Some(s)) = self.sessions.get_mut(slot) else {
             self.c.drops.unknown_source += 1;
             return false;
         };
-        match guarded(s, |rtc| rtc.handle_input(Input::Receive(now, recv))) {
+        let input = match arrival {
+            Some(arrival) if arrival < now => Input::ReceiveArrived {
+                now,
+                arrival,
+                receive: recv,
+            },
+            _ => Input::Receive(now, recv),
+        };
+        match guarded(s, |rtc| rtc.handle_input(input)) {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 self.c.drops.dead_session += 1;

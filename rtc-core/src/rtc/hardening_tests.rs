@@ -649,3 +649,91 @@ fn consent_checks_of_a_connected_pair_allocate_nothing() {
     assert!(p.peers.iter().all(|r| r.is_connected()), "still connected");
     assert_eq!(made, 0, "allocations in a minute of consent checks");
 }
+
+/// A datagram read late (a busy server) but stamped with its arrival
+/// (`Input::ReceiveArrived`, e.g. the kernel's receive timestamp) is reported at that
+/// arrival in the transport-wide feedback: three packets that arrived 10 ms apart but
+/// were read together show 10 ms receive deltas, not 0 — the sender's delay-based
+/// estimate sees the network, not the reader's scheduling.
+#[test]
+fn transport_feedback_reports_the_arrival_of_a_datagram_read_late() {
+    let (mut p, video) = Pair::new(true);
+    p.connect();
+    send_video(&mut p, video, 5, 200);
+    p.advance(Duration::from_millis(300));
+    let pt = p.peers[0]
+        .media_info(video)
+        .and_then(|m| m.pt_for(&Codec::Vp8))
+        .expect("VP8 negotiated");
+    // Three packets leave `a`; the network holds them back.
+    p.link_up = false;
+    for i in 5..8u64 {
+        let now = p.now;
+        p.peers[0]
+            .stream_tx(video)
+            .expect("a sends video")
+            .write_rtp(
+                pt,
+                i,
+                (i * 90) as u32,
+                now,
+                false,
+                &ExtensionValues::default(),
+                &[0x10; 200],
+            )
+            .expect("write_rtp");
+    }
+    let mut held = Vec::new();
+    loop {
+        match p.peers[0].poll_output().expect("poll_output") {
+            // RTP only (RTCP, packet types 192..=223, is not in transport feedback).
+            Output::Transmit(t) if !matches!(t.contents.get(1), Some(192..=223)) => {
+                held.push(t.contents.to_vec());
+            }
+            Output::Transmit(_) => {}
+            Output::Event(_) => {}
+            Output::Timeout(_) => break,
+        }
+    }
+    assert_eq!(held.len(), 3, "RTP datagrams held");
+    // `b` reads them all at once, 40 ms later; they arrived 10 ms apart from 30 ms ago.
+    let read_at = p.now + Duration::from_millis(40);
+    let first = p.now + Duration::from_millis(10);
+    let b = &mut p.peers[1];
+    // What `b` recorded before these is not what this test looks at.
+    let mut buf = [0u8; 1500];
+    while b.session.twcc_rx.poll_feedback(read_at, &mut buf).is_some() {}
+    for (k, data) in held.iter().enumerate() {
+        let r = Receive {
+            proto: Protocol::Udp,
+            source: p.addrs[0],
+            destination: p.addrs[1],
+            contents: data,
+        };
+        let arrival = first + Duration::from_millis(10 * k as u64);
+        b.handle_input(Input::ReceiveArrived {
+            now: read_at,
+            arrival,
+            receive: r,
+        })
+        .expect("receive input");
+    }
+    let n = b
+        .session
+        .twcc_rx
+        .poll_feedback(read_at + Duration::from_secs(1), &mut buf)
+        .expect("feedback for the three packets");
+    let fb = match crate::rtcp::RtcpPacket::iter(&buf[..n]).next() {
+        Some(Ok(crate::rtcp::RtcpPacket::TransportFeedback(t))) => t,
+        other => panic!("not a transport feedback: {other:?}"),
+    };
+    let deltas: Vec<i64> = fb.iter().filter_map(|(_, s)| s.delta_us()).collect();
+    // Handling the later inputs may already have sent the first packet's feedback (it
+    // was due); the packets still pending are the last ones, each 10 ms after the one
+    // before it. Read at one instant, their deltas were 0.
+    assert!(deltas.len() >= 2, "{fb:?}");
+    assert!(
+        deltas[1..].iter().all(|&d| d == 10_000),
+        "receive deltas of packets 10 ms apart: {deltas:?}"
+    );
+}

@@ -303,6 +303,9 @@ pub struct Rtc {
     alive: bool,
     /// The latest `now` the caller gave us.
     last_now: Instant,
+    /// While an [`Input::ReceiveArrived`](crate::Input::ReceiveArrived) is handled: its
+    /// arrival instant.
+    rx_arrival: Option<Instant>,
     stats: PeerStats,
     /// ICE, DTLS and SRTP.
     pub(crate) transport: Transport,
@@ -360,6 +363,7 @@ impl Rtc {
             config,
             alive: true,
             last_now: now,
+            rx_arrival: None,
             stats: PeerStats::default(),
             transport: Transport {
                 ice,

@@ -79,6 +79,17 @@ impl Rtc {
                 self.handle_receive(now, r);
                 Ok(())
             }
+            Input::ReceiveArrived {
+                now,
+                arrival,
+                receive,
+            } => {
+                self.handle_timeout(now)?;
+                self.rx_arrival = Some(arrival.min(now));
+                self.handle_receive(now, receive);
+                self.rx_arrival = None;
+                Ok(())
+            }
         }
     }
 
@@ -334,8 +345,10 @@ impl Rtc {
         Some((p, twcc_seq, ids))
     }
 
-    /// Step 2: records a transport-wide sequence number for our feedback.
+    /// Step 2: records a transport-wide sequence number for our feedback, at the
+    /// datagram's arrival ([`Input::ReceiveArrived`]) or `now`.
     pub(super) fn record_twcc(&mut self, now: Instant, ssrc: u32, seq: u16) {
+        let now = self.rx_arrival.unwrap_or(now);
         let s = &mut self.session;
         if !s.twcc_media_ssrc_set {
             // Receivers (libwebrtc) only apply feedback whose media SSRC is one of
