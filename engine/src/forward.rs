@@ -55,12 +55,21 @@ pub struct PayloadDesc {
 /// Marker for "no mapping" in a [`PtMap`].
 const UNMAPPED: u8 = 0xff;
 
+/// Distinct clock rates a [`PtMap`] tells apart (a section rarely has more than
+/// three: 90 kHz video, 48 kHz Opus, 8 kHz telephony and telephone-event).
+const CLOCKS: usize = 8;
+
 /// Maps a publisher's payload types to a subscriber's, with the clock rate of each source
-/// payload type (used to keep timestamps continuous across source switches).
+/// payload type (used to keep timestamps continuous across source switches). 290 bytes
+/// (one per leg): clock rates by index into a small table, not 128 `u32`s.
 #[derive(Clone)]
 pub struct PtMap {
     map: [u8; 128],
-    clock: [u32; 128],
+    /// Index into `clocks` per publisher payload type (0: the kind's default).
+    clock_of: [u8; 128],
+    /// `clocks[0]` is the media kind's default rate; the first `clocks_used` are set.
+    clocks: [u32; CLOCKS],
+    clocks_used: u8,
     /// The publisher's RED payload type ([`UNMAPPED`]: none mapped).
     red_src: u8,
     /// RED is reduced to its primary encoding (the subscriber did not negotiate RED).
@@ -97,9 +106,35 @@ impl PtMap {
         }
         PtMap {
             map,
-            clock: [default_clock_rate(kind); 128],
+            clock_of: [0; 128],
+            clocks: [default_clock_rate(kind); CLOCKS],
+            clocks_used: 1,
             red_src: UNMAPPED,
             red_reduce: false,
+        }
+    }
+
+    /// Records `rate` as the clock of publisher payload type `pt`. A ninth distinct rate
+    /// (never seen in a real offer) keeps the kind's default.
+    fn set_clock(&mut self, pt: u8, rate: u32) {
+        let used = usize::from(self.clocks_used);
+        let idx = match self
+            .clocks
+            .get(..used)
+            .and_then(|c| c.iter().position(|&c| c == rate))
+        {
+            Some(i) => i,
+            None if used < CLOCKS => {
+                if let Some(c) = self.clocks.get_mut(used) {
+                    *c = rate;
+                }
+                self.clocks_used += 1;
+                used
+            }
+            None => return,
+        };
+        if let Some(c) = self.clock_of.get_mut(usize::from(pt)) {
+            *c = idx as u8;
         }
     }
 
@@ -119,9 +154,7 @@ impl PtMap {
         }
         let mut pm = PtMap {
             map: [UNMAPPED; 128],
-            clock: [default_clock_rate(kind); 128],
-            red_src: UNMAPPED,
-            red_reduce: false,
+            ..PtMap::identity(kind)
         };
         for p in publisher {
             let Some(slot) = pm.map.get_mut(usize::from(p.pt)) else {
@@ -135,9 +168,7 @@ impl PtMap {
                     pm.red_src = p.pt;
                     pm.red_reduce = red.is_none();
                 }
-                if let Some(c) = pm.clock.get_mut(usize::from(p.pt)) {
-                    *c = p.clock_rate;
-                }
+                pm.set_clock(p.pt, p.clock_rate);
                 continue;
             }
             if p.codec.is_repair() {
@@ -146,9 +177,7 @@ impl PtMap {
             if let Some(s) = subscriber.iter().find(|s| s.codec.same_as(&p.codec)) {
                 *slot = s.pt;
             }
-            if let Some(c) = pm.clock.get_mut(usize::from(p.pt)) {
-                *c = p.clock_rate;
-            }
+            pm.set_clock(p.pt, p.clock_rate);
         }
         pm
     }
@@ -169,7 +198,11 @@ impl PtMap {
 
     /// The clock rate of a publisher payload type.
     pub fn clock_rate(&self, pt: u8) -> u32 {
-        self.clock.get(usize::from(pt)).copied().unwrap_or(90_000)
+        self.clock_of
+            .get(usize::from(pt))
+            .and_then(|&i| self.clocks.get(usize::from(i)))
+            .copied()
+            .unwrap_or(90_000)
     }
 }
 

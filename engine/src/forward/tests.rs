@@ -69,6 +69,36 @@ fn pt_map_by_codec() {
     assert_eq!(id.clock_rate(111), 48_000);
 }
 
+/// Clock rates are kept per publisher payload type through a small table: each of up
+/// to eight distinct rates is told apart, a ninth keeps the kind's default.
+#[test]
+fn pt_map_keeps_each_payload_types_clock_rate() {
+    let rates = [
+        8_000u32, 16_000, 32_000, 24_000, 12_000, 44_100, 96_000, 22_050,
+    ];
+    let publisher: Vec<PayloadDesc> = rates
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| pd(100 + i as u8, Codec::Opus, r))
+        .chain([pd(111, Codec::Opus, 48_000)])
+        .collect();
+    let subscriber = [pd(111, Codec::Opus, 48_000)];
+    let m = PtMap::from_payloads(MediaKind::Audio, &publisher, &subscriber);
+    assert_eq!(m.clock_rate(111), 48_000);
+    for (i, &r) in rates.iter().enumerate().take(7) {
+        assert_eq!(m.clock_rate(100 + i as u8), r, "pt {}", 100 + i);
+    }
+    // 48 kHz (the default) and seven others fill the table: the eighth other rate
+    // falls back to the default.
+    assert_eq!(m.clock_rate(107), 48_000);
+    assert_eq!(
+        m.clock_rate(127),
+        48_000,
+        "unnamed payload type: the default"
+    );
+    assert!(std::mem::size_of::<PtMap>() <= 300);
+}
+
 #[test]
 fn rewrites_header_and_keeps_payload() {
     let now = Instant::now();

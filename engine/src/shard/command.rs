@@ -55,7 +55,10 @@ impl Shard {
                 if shard < 64 {
                     let bit = 1u64 << shard;
                     if on {
-                        let route = self.routes.entry(key).or_insert_with(|| Route::new(spec));
+                        let route = self
+                            .routes
+                            .entry(key)
+                            .or_insert_with(|| Box::new(Route::new(spec)));
                         route.remote |= bit;
                         route.grow_caches(&self.ctx);
                     } else if let Some(r) = self.routes.get_mut(&key) {
@@ -316,7 +319,7 @@ impl Shard {
         let route = self
             .routes
             .entry(spec.key)
-            .or_insert_with(|| Route::new(spec.route));
+            .or_insert_with(|| Box::new(Route::new(spec.route)));
         if spec.nack && !route.nack {
             route.nack = true;
             route.grow_caches(&self.ctx);

@@ -210,7 +210,7 @@ pub(super) struct RtxOut<'a> {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_resend(
     sessions: &mut [Option<Box<Session>>],
-    routes: &HashMap<RouteKey, Route>,
+    routes: &HashMap<RouteKey, Box<Route>>,
     slot: usize,
     key: RouteKey,
     ticket: &RtxTicket,

@@ -547,7 +547,10 @@ pub(crate) struct Shard {
     /// Scratch for [`IoBackend::tcp_take_closed`].
     tcp_closed: Vec<SocketAddr>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    routes: HashMap<RouteKey, Route>,
+    /// Boxed: a route is ~1 KB (layers, meters, caches' handles), and a doubling table
+    /// of inline routes held up to twice that per route, plus one large block per
+    /// rehash.
+    routes: HashMap<RouteKey, Box<Route>>,
     touched: Vec<usize>,
     doomed: Vec<(SessionId, CloseReason)>,
     /// Connect deadlines in creation order (so in deadline order): (deadline, slot, id).

@@ -101,6 +101,8 @@ pub struct NackRegister {
     /// No sequence number below this is still missing.
     low: u64,
     stats: NackStats,
+    /// The peer did not negotiate NACK for this stream: gaps are not recorded.
+    off: bool,
 }
 
 impl Default for NackRegister {
@@ -119,7 +121,19 @@ impl NackRegister {
             highest: None,
             low: 0,
             stats: NackStats::default(),
+            off: false,
         }
+    }
+
+    /// The peer did not negotiate NACK for this stream: no gap is recorded (nor NACKed)
+    /// from now on, and the ring is never allocated.
+    pub(crate) fn turn_off(&mut self) {
+        self.off = true;
+    }
+
+    /// Whether the ring exists or the register was turned off.
+    pub(crate) fn decided(&self) -> bool {
+        self.off || !self.slots.is_empty()
     }
 
     /// Updates the RTT estimate used to space repeated NACKs.
@@ -163,6 +177,9 @@ impl NackRegister {
     /// Overwrites the slot of `seq`, counting a missing packet it evicts as given up.
     /// Without a ring only a missing number needs one (see the type's docs).
     fn put(&mut self, seq: u64, state: State, since_us: u64) {
+        if self.off {
+            return;
+        }
         if self.slots.is_empty() {
             if state != State::Missing {
                 return;
@@ -369,6 +386,27 @@ mod tests {
         let mut out = [NackPair { pid: 0, blp: 0 }; 16];
         let n = r.poll_nack(now, &mut out);
         out[..n].to_vec()
+    }
+
+    /// A stream the peer negotiated no NACK for (browsers' Opus) records no gap: no
+    /// NACK is ever due and no ring is allocated, however lossy it is (the ring used to
+    /// be allocated at its first loss, in the middle of forwarding).
+    #[test]
+    fn a_register_turned_off_records_no_gap_and_allocates_nothing() {
+        let t0 = Instant::now();
+        let mut r = immediate();
+        assert!(!r.decided());
+        r.turn_off();
+        assert!(r.decided());
+        for s in (100..3000u64).step_by(3) {
+            r.on_packet(t0, s);
+        }
+        assert_eq!(r.heap_bytes(), 0);
+        assert_eq!(poll(&mut r, t0 + ms(500)), vec![]);
+        assert_eq!(r.poll_timeout(), None);
+        let mut on = immediate();
+        on.allocate_ring();
+        assert!(on.decided());
     }
 
     #[test]

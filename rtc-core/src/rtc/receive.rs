@@ -407,12 +407,33 @@ impl Rtc {
     }
 
     fn update_rx_stream(&mut self, idx: usize, now: Instant, p: &RxRtp) -> (u64, u64, Option<Mid>) {
-        let clock_rate = self.session.rx_streams[idx]
+        let info = self.session.rx_streams[idx]
             .mid
-            .and_then(|m| self.session.media.iter().find(|x| x.mid == m))
+            .and_then(|m| self.session.media.iter().find(|x| x.mid == m));
+        let clock_rate = info
             .and_then(|info| pt_params(info, p.pt))
             .map_or(90_000, |(_, c)| c);
+        // Once per media stream whose section is known: a ring now if the peer may
+        // be NACKed for it (`nack` negotiated on one of the section's payload types, or
+        // nothing negotiated: the direct API), else no NACK register at all (browsers'
+        // Opus). Not at its first loss, which would allocate in the middle of
+        // forwarding.
+        let st = &self.session.rx_streams[idx];
+        let decide = (!st.nack.decided() && st.rtx_of.is_none() && !st.repair)
+            .then_some(info)
+            .flatten()
+            .map(|i| {
+                i.payloads.is_empty()
+                    || i.payloads
+                        .iter()
+                        .any(|p| p.rtcp_fb.iter().any(|f| f == "nack"))
+            });
         let st = &mut self.session.rx_streams[idx];
+        match decide {
+            Some(true) => st.nack.allocate_ring(),
+            Some(false) => st.nack.turn_off(),
+            None => {}
+        }
         // Extends the 16-bit sequence number (a method named unwrap, not Option::unwrap).
         let seq_no = st.seq.unwrap(p.seq16);
         // Extends the 32-bit RTP timestamp (not Option::unwrap).
