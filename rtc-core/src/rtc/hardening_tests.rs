@@ -284,22 +284,27 @@ fn send_video_from(p: &mut Pair, video: Mid, first: u64, count: u64, payload_len
         .expect("VP8 negotiated");
     let payload = vec![0x10u8; payload_len];
     for i in first..first + count {
-        let now = p.now;
-        p.peers[0]
-            .stream_tx(video)
-            .expect("a sends video")
-            .write_rtp(
-                pt,
-                i,
-                (i * 90) as u32,
-                now,
-                false,
-                &ExtensionValues::default(),
-                &payload,
-            )
-            .expect("write_rtp");
+        write_video(p, 0, video, pt, i, (i * 90) as u32, &payload);
         p.advance(Duration::from_millis(1));
     }
+}
+
+/// Peer `from` writes one RTP packet on its video stream at the pair's current time.
+fn write_video(p: &mut Pair, from: usize, video: Mid, pt: u8, seq: u64, ts: u32, payload: &[u8]) {
+    let now = p.now;
+    p.peers[from]
+        .stream_tx(video)
+        .expect("the peer sends video")
+        .write_rtp(
+            pt,
+            seq,
+            ts,
+            now,
+            false,
+            &ExtensionValues::default(),
+            payload,
+        )
+        .expect("write_rtp");
 }
 
 /// A NACK from `b` to `a` of `items` entries each naming 17 packets, spread over
@@ -558,20 +563,7 @@ fn a_lost_retransmission_is_repaired_by_a_repeated_nack_on_a_tiny_rtt_path() {
     // link delivers instantly, a round trip of (almost) nothing.
     let payload = [0x10u8; 200];
     for i in 0..150u64 {
-        let now = p.now;
-        p.peers[1]
-            .stream_tx(video)
-            .expect("b sends video")
-            .write_rtp(
-                pt,
-                i,
-                (i * 900) as u32,
-                now,
-                false,
-                &ExtensionValues::default(),
-                &payload,
-            )
-            .expect("write_rtp");
+        write_video(&mut p, 1, video, pt, i, (i * 900) as u32, &payload);
         send_video_from(&mut p, video, i, 1, 200);
         p.advance(Duration::from_millis(19));
     }
@@ -668,20 +660,7 @@ fn transport_feedback_reports_the_arrival_of_a_datagram_read_late() {
     // Three packets leave `a`; the network holds them back.
     p.link_up = false;
     for i in 5..8u64 {
-        let now = p.now;
-        p.peers[0]
-            .stream_tx(video)
-            .expect("a sends video")
-            .write_rtp(
-                pt,
-                i,
-                (i * 90) as u32,
-                now,
-                false,
-                &ExtensionValues::default(),
-                &[0x10; 200],
-            )
-            .expect("write_rtp");
+        write_video(&mut p, 0, video, pt, i, (i * 90) as u32, &[0x10; 200]);
     }
     let mut held = Vec::new();
     loop {
