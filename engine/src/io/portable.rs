@@ -177,7 +177,8 @@ impl PortableBackend {
             }
             let got = r as usize;
             self.stats.recv_completions += got as u64;
-            let clock = RxClock::now();
+            // Both clocks are read once per batch, and only when a stamp came with it.
+            let mut clock: Option<RxClock> = None;
             for k in 0..got.min(n) {
                 let Some(h) = self.hdrs.get(k) else { break };
                 let len = h.msg_len as usize;
@@ -207,7 +208,9 @@ impl PortableBackend {
                     sys::RecvControl::default()
                 };
                 let seg = ctl.seg.filter(|_| self.gro);
-                let arrival = ctl.stamp_ns.and_then(|t| clock.arrival(t));
+                let arrival = ctl
+                    .stamp_ns
+                    .and_then(|t| clock.get_or_insert_with(RxClock::now).arrival(t));
                 let start = k * self.buf_size;
                 let Some(data) = self.buf.get_mut(start..start + len.min(self.buf_size)) else {
                     continue;
