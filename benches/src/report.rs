@@ -54,6 +54,15 @@ pub struct Row {
     pub vs_1shard_rate: Option<f64>,
     /// CPU per packet (storm: per handshake) relative to the 1-shard run.
     pub vs_1shard_cpu: Option<f64>,
+    /// RTP packets per second handed between shards (`detail.cross_shard_out` of every
+    /// shard over the window): a room spread over shards.
+    #[serde(default)]
+    pub cross_shard_pps: Option<f64>,
+    /// Engine CPU per handed-off packet beyond the 1-shard run of the same workload,
+    /// microseconds: (CPU per forwarded packet here − there) × forwarded packets/s ÷
+    /// handed-off packets/s. Noisy: a difference of two measurements.
+    #[serde(default)]
+    pub cross_shard_us: Option<f64>,
     /// Remarks (connect failures, missing samples, ...).
     pub notes: Vec<String>,
     /// Simulcast workloads: the load generator's per-layer counts (whole run).
@@ -115,6 +124,20 @@ pub fn compute_ratios(rows: &mut [Row]) {
             } else {
                 r.vs_1shard_rate = ratio(Some(r.fwd_pps), Some(one.fwd_pps));
                 r.vs_1shard_cpu = ratio(r.cpu_us_per_pkt, one.cpu_us_per_pkt);
+                if let (Some(x), Some(c2), Some(c1)) =
+                    (r.cross_shard_pps, r.cpu_us_per_pkt, one.cpu_us_per_pkt)
+                    && x > 0.0
+                {
+                    let us = (c2 - c1) * r.fwd_pps / x;
+                    r.cross_shard_us = Some(us);
+                    r.notes.push(format!(
+                        "spread over shards: {x:.0} packets/s handed between shards \
+                         ({:.4} per forwarded packet); CPU per forwarded packet x{:.2} the \
+                         1-shard run, i.e. {us:+.1} us per handed-off packet",
+                        x / r.fwd_pps.max(1e-9),
+                        c2 / c1.max(1e-9),
+                    ));
+                }
             }
         }
     }

@@ -1,9 +1,13 @@
 //! Saturation: the offered load of a fan-out room rises step by step until the engine
 //! stops keeping up, and the highest load it kept up with is the headline figure.
 //!
-//! Each step is a fresh `rtc-engine` + `rtc-loadgen` run of one publisher → `fanout`
-//! subscribers ([`Workload::Fanout`]) at a publisher bitrate `factor` times the previous
-//! step's (more packets per second per subscriber leg; the packet size stays ~1.1 kB).
+//! Each step is a fresh `rtc-engine` + `rtc-loadgen` run of fan-out rooms, one video
+//! publisher → `fanout` subscribers each. The ladder ([`Ladder`]) raises either the
+//! number of rooms by `factor` per step at a fixed publisher bitrate (the default: more
+//! publishers, as a loaded SFU sees, with their frames' bursts unsynchronised), or one
+//! room's publisher bitrate by `factor` ([`Workload::Fanout`]; more packets per second
+//! per leg, every frame a burst of tens of packets × `fanout` legs in one shard
+//! iteration). The packet size stays ~1.1 kB.
 //! A step *holds* when the load generator saw at most [`MAX_LOSS`] loss and the
 //! engine-side p99 forwarding latency (the shards' `forward_ns`, receive completion to
 //! send submission) stayed at most [`MAX_P99_US`]; the ladder stops at the first step
@@ -31,16 +35,30 @@ pub const MAX_LOSS: f64 = 0.001;
 /// (the default of [`SaturateOptions::max_p99_us`]).
 pub const MAX_P99_US: f64 = 5000.0;
 
+/// What the ladder raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Ladder {
+    /// The number of fan-out rooms, at `start_kbps` each.
+    #[default]
+    Rooms,
+    /// One room's publisher bitrate.
+    Bitrate,
+}
+
 /// How the ladder runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SaturateOptions {
-    /// Subscribers of the one publisher.
+    /// What the ladder raises.
+    pub ladder: Ladder,
+    /// Rooms of the first step (the bitrate ladder: always 1).
+    pub start_rooms: usize,
+    /// Subscribers of each publisher.
     pub fanout: usize,
     /// Engine shards.
     pub shards: usize,
-    /// Publisher bitrate of the first step, kbit/s.
+    /// Publisher bitrate of the first step (the rooms ladder: of every step), kbit/s.
     pub start_kbps: u32,
-    /// Bitrate ratio between two steps (> 1).
+    /// Ratio of rooms or bitrate between two steps (> 1).
     pub factor: f64,
     /// Most steps before giving up on reaching saturation.
     pub max_steps: usize,
@@ -53,6 +71,8 @@ pub struct SaturateOptions {
 impl Default for SaturateOptions {
     fn default() -> Self {
         SaturateOptions {
+            ladder: Ladder::Rooms,
+            start_rooms: 2,
             fanout: 50,
             shards: 1,
             start_kbps: 2000,
@@ -67,6 +87,9 @@ impl Default for SaturateOptions {
 /// One step of the ladder (or a latency step).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Step {
+    /// Fan-out rooms (publishers).
+    #[serde(default = "one")]
+    pub rooms: usize,
     /// Publisher bitrate, kbit/s.
     pub kbps: u32,
     /// Whether loss and engine-side p99 stayed within the limits.
@@ -83,6 +106,21 @@ impl Step {
     }
 }
 
+fn one() -> usize {
+    1
+}
+
+impl Step {
+    /// `2000k` (one room) or `4x1500k`.
+    fn label(&self) -> String {
+        if self.rooms == 1 {
+            format!("{}k", self.kbps)
+        } else {
+            format!("{}x{}k", self.rooms, self.kbps)
+        }
+    }
+}
+
 fn per_core(r: &Row) -> Option<f64> {
     r.cpu_us_per_pkt.filter(|c| *c > 0.0).map(|c| 1e6 / c)
 }
@@ -90,7 +128,10 @@ fn per_core(r: &Row) -> Option<f64> {
 /// The whole saturation run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SaturationReport {
-    /// Subscribers of the publisher.
+    /// What the ladder raised.
+    #[serde(default)]
+    pub ladder: Ladder,
+    /// Subscribers of each publisher.
     pub fanout: usize,
     /// Engine shards.
     pub shards: usize,
@@ -107,9 +148,9 @@ pub struct SaturationReport {
     /// Whether a step failed to hold (otherwise the ladder ran out of steps and the
     /// saturation figure is a lower bound).
     pub limit_reached: bool,
-    /// The step at 50 % of the saturation bitrate.
+    /// The saturation step's rooms at 50 % of its bitrate.
     pub at_50: Option<Step>,
-    /// The step at 90 % of the saturation bitrate.
+    /// The saturation step's rooms at 90 % of its bitrate.
     pub at_90: Option<Step>,
 }
 
@@ -124,7 +165,11 @@ impl SaturationReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "saturation: 1 -> {} fan-out, {} shard(s); a step holds at loss <= {:.1} %{}",
+            "saturation: {} of 1 -> {} fan-out rooms, {} shard(s); a step holds at loss <= {:.1} %{}",
+            match self.ladder {
+                Ladder::Rooms => "more",
+                Ladder::Bitrate => "a higher bitrate",
+            },
             self.fanout,
             self.shards,
             MAX_LOSS * 100.0,
@@ -133,7 +178,7 @@ impl SaturationReport {
         );
         let _ = writeln!(
             s,
-            "{:>9} {:>5} {:>10} {:>9} {:>10} {:>7} {:>7} {:>8} {:>9} {:>9} {:>10} {:>8}",
+            "{:>10} {:>5} {:>10} {:>9} {:>10} {:>7} {:>7} {:>8} {:>9} {:>9} {:>10} {:>8}",
             "step",
             "held",
             "fwd pps",
@@ -154,7 +199,7 @@ impl SaturationReport {
                 |v: Option<f64>, p: usize| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.p$}"));
             let _ = writeln!(
                 s,
-                "{:>9} {:>5} {:>10.0} {:>9} {:>10} {:>7.0} {:>7.0} {:>8.3} {:>9} {:>9} {:>10} {:>8.2}",
+                "{:>10} {:>5} {:>10.0} {:>9} {:>10} {:>7.0} {:>7.0} {:>8.3} {:>9} {:>9} {:>10} {:>8.2}",
                 name,
                 if st.held { "yes" } else { "no" },
                 r.fwd_pps,
@@ -170,7 +215,7 @@ impl SaturationReport {
             );
         };
         for st in &self.steps {
-            line(&mut s, format!("{}k", st.kbps), st);
+            line(&mut s, st.label(), st);
         }
         if let Some(st) = &self.at_50 {
             line(&mut s, "50%".to_owned(), st);
@@ -182,13 +227,14 @@ impl SaturationReport {
             Some(st) => {
                 let _ = writeln!(
                     s,
-                    "saturation{}: {:.0} forwarded packets/s at {} kbit/s, {:.0} % of an engine core -> {:.0} packets/s per core ({:.2} us/packet)",
+                    "saturation{}: {:.0} forwarded packets/s at {} room(s) x {} kbit/s, {:.0} % of an engine core -> {:.0} packets/s per core ({:.2} us/packet)",
                     if self.limit_reached {
                         ""
                     } else {
                         " (lower bound: every step held)"
                     },
                     st.row.fwd_pps,
+                    st.rooms,
                     st.kbps,
                     st.row.cpu_pct,
                     st.pps_per_core().unwrap_or(0.0),
@@ -232,21 +278,26 @@ pub fn held(r: &Row, max_p99_us: Option<f64>) -> bool {
     r.fwd_pps > 0.0 && r.loss <= MAX_LOSS && p99_ok
 }
 
-fn step(o: &Options, s: &SaturateOptions, kbps: u32) -> Result<Step, BenchError> {
+fn step(o: &Options, s: &SaturateOptions, rooms: usize, kbps: u32) -> Result<Step, BenchError> {
     let o = Options {
         video_kbps: kbps,
         ..o.clone()
     };
-    let mut row = scenario::run_engine(
-        &o,
-        s.shards,
-        &Workload::Fanout {
+    let workload = if rooms <= 1 {
+        Workload::Fanout {
             subscribers: s.fanout,
-        },
-    )?;
+        }
+    } else {
+        Workload::Fanouts {
+            rooms,
+            subscribers: s.fanout,
+        }
+    };
+    let mut row = scenario::run_engine(&o, s.shards, &workload)?;
     row.scenario = "saturate".into();
-    row.workload = format!("fanout-{}@{kbps}k", s.fanout);
+    row.workload = format!("{}@{kbps}k", workload.name());
     Ok(Step {
+        rooms: rooms.max(1),
         kbps,
         held: held(&row, s.max_p99_us),
         row,
@@ -260,6 +311,7 @@ pub fn run_saturation(
     progress: &mut dyn FnMut(&str),
 ) -> Result<SaturationReport, BenchError> {
     let mut rep = SaturationReport {
+        ladder: s.ladder,
         fanout: s.fanout,
         shards: s.shards,
         max_p99_us: s.max_p99_us,
@@ -268,17 +320,26 @@ pub fn run_saturation(
     progress(&format!("floor, fan-out {}", s.fanout));
     rep.floor = Some(scenario::run_floor(o, s.fanout)?);
     let mut kbps = f64::from(s.start_kbps.max(1));
+    let mut rooms = match s.ladder {
+        Ladder::Rooms => s.start_rooms.max(1),
+        Ladder::Bitrate => 1,
+    };
+    let factor = s.factor.max(1.01);
     for _ in 0..s.max_steps.max(1) {
         let k = kbps.round() as u32;
-        progress(&format!("engine, {} kbit/s", k));
-        let st = step(o, s, k)?;
+        progress(&format!("engine, {rooms} room(s) x {k} kbit/s"));
+        let st = step(o, s, rooms, k)?;
         let held = st.held;
         rep.steps.push(st);
         if !held {
             rep.limit_reached = true;
             break;
         }
-        kbps *= s.factor.max(1.01);
+        match s.ladder {
+            // At least one more room per step.
+            Ladder::Rooms => rooms = ((rooms as f64 * factor).round() as usize).max(rooms + 1),
+            Ladder::Bitrate => kbps *= factor,
+        }
     }
     rep.saturation = rep
         .steps
@@ -288,12 +349,16 @@ pub fn run_saturation(
         .max_by(|a, b| a.1.row.fwd_pps.total_cmp(&b.1.row.fwd_pps))
         .map(|(i, _)| i);
     if s.latency_steps
-        && let Some(sat) = rep.saturation_step().map(|st| st.kbps)
+        && let Some((sat_rooms, sat)) = rep.saturation_step().map(|st| (st.rooms, st.kbps))
     {
+        // The saturation step's rooms at a lower bitrate: the same peers and legs, the
+        // packet rate scaled.
         for (pct, slot) in [(50u32, 0usize), (90, 1)] {
             let k = (sat * pct / 100).max(1);
-            progress(&format!("engine, {pct} % of saturation ({k} kbit/s)"));
-            let st = step(o, s, k)?;
+            progress(&format!(
+                "engine, {pct} % of saturation ({sat_rooms} room(s) x {k} kbit/s)"
+            ));
+            let st = step(o, s, sat_rooms, k)?;
             if slot == 0 {
                 rep.at_50 = Some(st);
             } else {
@@ -341,11 +406,13 @@ mod tests {
     #[test]
     fn the_report_names_saturation_and_the_floor_ratio() {
         let st = |kbps, held| Step {
+            rooms: 1,
             kbps,
             held,
             row: row(f64::from(kbps) * 10.0, if held { 0.0 } else { 0.01 }, 100.0),
         };
         let rep = SaturationReport {
+            ladder: Ladder::Bitrate,
             fanout: 50,
             shards: 1,
             max_p99_us: Some(MAX_P99_US),
@@ -364,7 +431,7 @@ mod tests {
         };
         let t = rep.table();
         assert!(
-            t.contains("saturation: 20000 forwarded packets/s at 2000 kbit/s"),
+            t.contains("saturation: 20000 forwarded packets/s at 1 room(s) x 2000 kbit/s"),
             "{t}"
         );
         assert!(t.contains("250000 packets/s per core"), "{t}");

@@ -56,6 +56,14 @@ pub enum Workload {
         /// Subscribers.
         subscribers: usize,
     },
+    /// `rooms` rooms of one video publisher → `subscribers` each (the saturation
+    /// ladder's load: more publishers, not more bits per publisher).
+    Fanouts {
+        /// Rooms.
+        rooms: usize,
+        /// Subscribers per room.
+        subscribers: usize,
+    },
     /// `rooms` rooms of one publisher (audio + video) and `size - 1` subscribers.
     Rooms {
         /// Rooms.
@@ -96,6 +104,7 @@ impl Workload {
     pub fn name(&self) -> String {
         match self {
             Workload::Fanout { subscribers } => format!("fanout-{subscribers}"),
+            Workload::Fanouts { rooms, subscribers } => format!("fanout-{subscribers}x{rooms}"),
             Workload::Rooms { rooms, size } => format!("rooms-{rooms}x{size}"),
             Workload::Audio { sessions } => format!("audio-{sessions}"),
             Workload::Storm { sessions } => format!("storm-{sessions}"),
@@ -107,7 +116,9 @@ impl Workload {
     /// Copies the server sends per media packet it receives.
     pub fn fanout(&self) -> usize {
         match self {
-            Workload::Fanout { subscribers } | Workload::Simulcast { subscribers } => *subscribers,
+            Workload::Fanout { subscribers }
+            | Workload::Simulcast { subscribers }
+            | Workload::Fanouts { subscribers, .. } => *subscribers,
             Workload::Rooms { size, .. } => size.saturating_sub(1).max(1),
             Workload::Audio { .. } | Workload::Storm { .. } | Workload::Density { .. } => 1,
         }
@@ -117,6 +128,9 @@ impl Workload {
         let (rooms, subs, audio, video, ramp, secs) = match self {
             Workload::Fanout { subscribers } | Workload::Simulcast { subscribers } => {
                 (1, *subscribers, false, true, 0.0, o.secs)
+            }
+            Workload::Fanouts { rooms, subscribers } => {
+                (*rooms, *subscribers, false, true, 0.0, o.secs)
             }
             Workload::Rooms { rooms, size } => (
                 *rooms,
@@ -174,9 +188,13 @@ impl Workload {
         a
     }
 
-    /// Extra `rtc-engine` arguments: the density run lifts the per-shard session cap
-    /// (default 5,000) to its session count.
-    pub(crate) fn engine_args(&self) -> Vec<String> {
+    /// Extra `rtc-engine` arguments for a run on `shards` shards: the density run lifts
+    /// the per-shard session cap (default 5,000) to its session count; a fan-out room
+    /// on more than one shard gets a room share of one shard
+    /// (`--room-shard-sessions`) of its sessions over the shards, so placement spreads
+    /// it evenly (with the default share of 256 a room of ≤ 256 would stay on one shard
+    /// and a 2-shard run would measure one shard).
+    pub(crate) fn engine_args(&self, shards: usize) -> Vec<String> {
         match self {
             Workload::Density { sessions } => vec![
                 "--max-sessions-per-shard".into(),
@@ -184,6 +202,14 @@ impl Workload {
                 "--max-sessions".into(),
                 sessions.max(&20_000).to_string(),
             ],
+            Workload::Fanout { subscribers } | Workload::Simulcast { subscribers }
+                if shards > 1 =>
+            {
+                vec![
+                    "--room-shard-sessions".into(),
+                    (subscribers + 1).div_ceil(shards).to_string(),
+                ]
+            }
             _ => Vec::new(),
         }
     }
@@ -310,6 +336,8 @@ pub fn run_floor(o: &Options, fanout: usize) -> Result<Row, BenchError> {
 struct Sample {
     at: Instant,
     forwarded: u64,
+    /// Packets handed between shards (every shard's `cross_shard_out`).
+    cross_shard: u64,
     sessions: u64,
     engine_cpu: Duration,
     engine_rss: u64,
@@ -373,6 +401,7 @@ fn sample(c: &mut ControlClient, engine: u32, loadgen: u32) -> Result<Sample, Be
     Ok(Sample {
         at: Instant::now(),
         forwarded: forwarded(&s),
+        cross_shard: s.shards.iter().map(|x| x.detail.cross_shard_out).sum(),
         sessions: s.sessions,
         engine_cpu: cpu_of(engine),
         engine_rss: procfs::rss_kib(engine).unwrap_or(0),
@@ -604,7 +633,7 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         o,
         shards,
         &format!("{}-{shards}", workload.name()),
-        &workload.engine_args(),
+        &workload.engine_args(shards),
         secs(budget + 30.0),
     )?;
     let base = sample(&mut ctl, engine.pid(), 0)?;
@@ -679,6 +708,8 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         row.seconds = wall;
         row.sessions = a.sessions;
         row.fwd_pps = fwd as f64 / wall.max(1e-9);
+        let cross = b.cross_shard.saturating_sub(a.cross_shard);
+        row.cross_shard_pps = (shards > 1).then(|| cross as f64 / wall.max(1e-9));
         row.cpu_us_per_pkt = (fwd > 0).then(|| cpu.as_secs_f64() * 1e6 / fwd as f64);
         row.cpu_pct = pct(cpu, wall);
         row.loadgen_cpu_pct = pct(b.loadgen_cpu.saturating_sub(a.loadgen_cpu), wall);

@@ -343,6 +343,13 @@ pub struct ShardDetail {
     /// RTP packets written to subscriber legs.
     #[serde(default)]
     pub rtp_forwarded: u64,
+    /// RTP packets this shard handed to other shards: one per publisher packet and
+    /// remote shard with subscribers of it (a room spread over shards).
+    #[serde(default)]
+    pub cross_shard_out: u64,
+    /// RTP packets this shard received from other shards for its subscribers.
+    #[serde(default)]
+    pub cross_shard_in: u64,
     /// Keyframe requests (PLI/FIR) the shard sent to publishers.
     #[serde(default)]
     pub keyframe_requests: u64,

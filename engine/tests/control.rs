@@ -17,7 +17,7 @@ use control::{
     ClientError, ControlClient, ControlServer, ErrorCode, Event, EventHub, EventStream,
     EventsSubscribe, Request, Response, ServerConfig, SessionState,
 };
-use engine::control::EngineControl;
+use engine::control::{ControlOptions, EngineControl};
 use engine::io::BackendPreference;
 use engine::{Engine, EngineHandle, SessionId};
 use rtc_core::channel::ChannelConfig;
@@ -46,6 +46,10 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
+        Rig::start_with(ControlOptions::default())
+    }
+
+    fn start_with(opts: ControlOptions) -> Rig {
         static N: AtomicUsize = AtomicUsize::new(0);
         let engine = Engine::start(engine_config(BackendPreference::Auto, 2)).unwrap();
         let path = std::env::temp_dir().join(format!(
@@ -54,7 +58,7 @@ impl Rig {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let hub = EventHub::new(4096).unwrap();
-        let handler = EngineControl::new(engine.clone(), hub.clone());
+        let handler = EngineControl::with_options(engine.clone(), hub.clone(), opts);
         let server =
             ControlServer::bind_with_events(ServerConfig::new(&path), handler.clone(), hub)
                 .unwrap();
@@ -405,6 +409,17 @@ fn sessions_rooms_media_and_stats_over_the_socket() {
     assert!(fwd > 0, "forwarding latency recorded");
     assert_eq!(st.shards[0].head.sessions, 2);
     assert_eq!(st.shards[1].head.sessions, 1);
+    // sub1 on shard 1: every publisher packet crosses once, and shard 1 sees them come in.
+    let (out0, in1) = (
+        st.shards[0].detail.cross_shard_out,
+        st.shards[1].detail.cross_shard_in,
+    );
+    assert!(
+        out0 >= u64::from(s.video_sent + s.audio_sent) * 8 / 10 && in1 >= out0 * 9 / 10,
+        "cross-shard hand-offs: out {out0}, in {in1}, sent {}",
+        s.video_sent + s.audio_sent
+    );
+    assert_eq!(st.shards[1].detail.cross_shard_out, 0, "nothing flows back");
 
     // session.stats
     let ps = session_stats(&mut ctl, sid(&call.clients[0]));
@@ -1017,6 +1032,47 @@ fn engine_stats_json_as_rtcctl_prints_it() {
     // And it reads back as the typed response.
     let back = Response::from_value(control::OpKind::EngineStats, v).unwrap();
     assert!(matches!(back, Response::EngineStats(_)));
+}
+
+#[test]
+fn a_room_bigger_than_its_share_of_a_shard_spreads_over_shards() {
+    let rig = Rig::start_with(ControlOptions {
+        room_shard_sessions: 2,
+        ..ControlOptions::default()
+    });
+    let mut ctl = rig.client();
+    ctl.request(Request::RoomCreate(control::RoomRef {
+        room: control::RoomId("big".into()),
+    }))
+    .unwrap();
+    let sdp = {
+        let mut rtc = Rtc::builder().build(Instant::now()).unwrap();
+        let mut api = rtc.sdp_api();
+        for (k, d) in SUB_MEDIA {
+            api.add_media(k, d);
+        }
+        api.apply().unwrap().0.to_sdp_string()
+    };
+    let mut shards = Vec::new();
+    for _ in 0..4 {
+        match ctl
+            .request(Request::SessionCreate(control::SessionCreate {
+                setup: control::SessionSetup::Offer(sdp.clone()),
+                room: Some(control::RoomId("big".into())),
+                shard: None,
+                reap_on_disconnect: false,
+            }))
+            .unwrap()
+        {
+            Response::SessionCreated(c) => shards.push(c.shard.0),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Two per shard: the room fills shard 0 to its share, then shard 1.
+    assert_eq!(shards, vec![0, 0, 1, 1]);
+    let st = stats(&mut ctl);
+    assert_eq!(st.shards[0].head.sessions, 2);
+    assert_eq!(st.shards[1].head.sessions, 2);
 }
 
 #[test]

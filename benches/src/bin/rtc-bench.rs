@@ -16,7 +16,7 @@ use benches::churn::{ChurnOptions, run_churn};
 use benches::floor::{self, LoadConfig};
 use benches::relay::{RelayOptions, run_relay};
 use benches::report::{self, Results, Row};
-use benches::saturate::{SaturateOptions, run_saturation};
+use benches::saturate::{Ladder, SaturateOptions, run_saturation};
 use benches::scenario::{self, Options, Workload};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -121,13 +121,21 @@ struct Cli {
     /// Seconds the load generator waits for peers to connect.
     #[arg(long, default_value_t = 30.0)]
     connect_timeout: f64,
-    /// Saturation: subscribers of the one publisher (default 50; --quick 5).
+    /// Saturation: what the ladder raises: `rooms` (more 1 -> fan-out rooms at
+    /// --sat-start-kbps each) or `bitrate` (one room's publisher bitrate).
+    #[arg(long, default_value = "rooms", value_parser = ["rooms", "bitrate"])]
+    sat_ladder: String,
+    /// Saturation: rooms of the first step of the rooms ladder (default 2; --quick 1).
+    #[arg(long)]
+    sat_start_rooms: Option<usize>,
+    /// Saturation: subscribers of each publisher (default 50; --quick 5).
     #[arg(long)]
     sat_fanout: Option<usize>,
-    /// Saturation: publisher bitrate of the first step, kbit/s (default 2000; --quick 500).
+    /// Saturation: publisher bitrate of the first step (rooms ladder: of every step),
+    /// kbit/s (default 2000; --quick 500).
     #[arg(long)]
     sat_start_kbps: Option<u32>,
-    /// Saturation: bitrate ratio between steps.
+    /// Saturation: ratio of rooms (or bitrate) between steps.
     #[arg(long, default_value_t = 1.5)]
     sat_factor: f64,
     /// Saturation: most steps (default 10; --quick 1).
@@ -529,6 +537,12 @@ fn main() -> ExitCode {
     let mut saturation = None;
     if on(Scenario::Saturate) {
         let so = SaturateOptions {
+            ladder: if cli.sat_ladder == "bitrate" {
+                Ladder::Bitrate
+            } else {
+                Ladder::Rooms
+            },
+            start_rooms: cli.sat_start_rooms.unwrap_or(if q { 1 } else { 2 }).max(1),
             fanout: cli.sat_fanout.unwrap_or(if q { 5 } else { 50 }).max(1),
             shards: cli.sat_shards.max(1),
             start_kbps: cli.sat_start_kbps.unwrap_or(if q { 500 } else { 2000 }),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use control::{ControlServer, EventHub, ServerConfig};
-use engine::control::EngineControl;
+use engine::control::{ControlOptions, EngineControl};
 use engine::io::BackendPreference;
 use engine::io::signal::ShutdownSignals;
 use engine::{Engine, EngineConfig};
@@ -181,6 +181,11 @@ struct Settings {
     /// Opus RED (RFC 2198) negotiation: `prefer` (default), `accept`, `off`.
     #[arg(long)]
     opus_red: Option<String>,
+    /// A room's share of one shard: a room's sessions fill the shard holding most of
+    /// them up to this many, then spread to the least-loaded shard (default 256; 0:
+    /// every session is placed by load alone).
+    #[arg(long)]
+    room_shard_sessions: Option<usize>,
 }
 
 #[derive(Debug, Parser)]
@@ -238,7 +243,8 @@ impl Settings {
             max_channel_label,
             metrics,
             dtls,
-            opus_red
+            opus_red,
+            room_shard_sessions
         );
         self
     }
@@ -387,6 +393,15 @@ fn fallback_socket_dir(dir: &Path, uid: u32, group: Option<u32>) -> Result<PathB
 }
 
 impl Settings {
+    /// The control plane's placement options.
+    fn control_options(&self) -> ControlOptions {
+        let mut o = ControlOptions::default();
+        if let Some(n) = self.room_shard_sessions {
+            o.room_shard_sessions = n;
+        }
+        o
+    }
+
     /// The control server settings, with the socket's directory created.
     fn server_config(&self) -> Result<ServerConfig, SettingsError> {
         let group = self
@@ -562,7 +577,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let handler = EngineControl::new(engine.clone(), hub.clone());
+    let handler =
+        EngineControl::with_options(engine.clone(), hub.clone(), settings.control_options());
     let socket_path = server_cfg.path.clone();
     let mut server = match ControlServer::bind_with_events(
         server_cfg,

@@ -368,6 +368,25 @@ impl Collector for SnapshotCollector {
         )?;
         counter(
             e,
+            "rtc_shard_cross_shard_packets",
+            "RTP packets handed between shards for rooms spread over shards, by direction \
+             (out: to other shards, in: from other shards)",
+            None,
+            sh.iter().flat_map(|s| {
+                [
+                    ("out", s.detail.cross_shard_out),
+                    ("in", s.detail.cross_shard_in),
+                ]
+                .into_iter()
+                .map(move |(dir, n)| {
+                    let mut l = shard_label(s);
+                    l.push(("direction", dir.to_string()));
+                    (l, n)
+                })
+            }),
+        )?;
+        counter(
+            e,
             "rtc_shard_keyframe_requests",
             "Keyframe requests (PLI/FIR) sent to publishers",
             None,
@@ -682,6 +701,7 @@ mod tests {
             },
             detail: control::ShardDetail {
                 legs: 9,
+                cross_shard_out: 6,
                 handshakes: 4,
                 keyframe_requests: 2,
                 rtx_resent: 7,
@@ -715,6 +735,7 @@ mod tests {
             "rtc_shard_received_bytes_total{shard=\"0\"} 10000",
             "rtc_shard_legs{shard=\"0\"} 9",
             "rtc_shard_keyframe_requests_total{shard=\"1\"} 2",
+            "rtc_shard_cross_shard_packets_total{shard=\"1\",direction=\"out\"} 6",
             "rtc_shard_retransmissions_total{shard=\"0\",outcome=\"resent\"} 7",
             "rtc_shard_retransmissions_total{shard=\"0\",outcome=\"unanswered\"} 0",
             "rtc_shard_retransmissions_total{shard=\"0\",outcome=\"refused\"} 1",

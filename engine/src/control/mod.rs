@@ -21,9 +21,11 @@
 //! are media-section ids (`mid`s); shards are shard indices.
 //!
 //! Placement of new sessions ([`EngineControl::place`]): a session joining a room goes
-//! to the shard already holding most of that room's sessions while that shard has fewer
-//! than [`ControlOptions::room_shard_sessions`] sessions and is not draining; otherwise
-//! to the least-loaded non-draining shard, where load is the shard's share of all
+//! to the shard already holding most of that room's sessions while that shard holds
+//! fewer than [`ControlOptions::room_shard_sessions`] of the room's sessions, is below
+//! its session cap and is not draining (so a room bigger than one shard's share fills
+//! one shard, then the next: its subscriber legs spread in blocks, with one copy of each
+//! publisher packet per remote shard); otherwise to the least-loaded non-draining shard, where load is the shard's share of all
 //! sessions plus its share of the engine's packet rate (sampled at most every
 //! [`ControlOptions::load_sample_interval`]). A `shard` in the request pins it.
 //!
@@ -57,9 +59,10 @@ pub use rooms::MAX_ROOM_NAME;
 /// Tuning of [`EngineControl`].
 #[derive(Debug, Clone)]
 pub struct ControlOptions {
-    /// Keep a room's new sessions on the shard holding most of the room while that shard
-    /// has fewer sessions than this (default 256); beyond it, new members spill to the
-    /// least-loaded shard.
+    /// A room's share of one shard: a room's new sessions go to the shard holding most
+    /// of the room while that shard holds fewer than this many of the room's sessions
+    /// (default 256); beyond it, new members go to the least-loaded shard, and from then
+    /// on fill that one (0: every session is placed by load alone).
     pub room_shard_sessions: usize,
     /// Minimum interval between packet-rate samples used for placement (default 1 s).
     pub load_sample_interval: Duration,

@@ -301,6 +301,8 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
             legs: s.legs as u64,
             routes: s.routes as u64,
             rtp_forwarded: s.rtp_forwarded,
+            cross_shard_out: s.cross_shard_out,
+            cross_shard_in: s.cross_shard_in,
             keyframe_requests: s.keyframe_requests,
             rtx_resent: s.rtx_resent,
             rtx_unanswered: s.rtx_unanswered,

@@ -76,6 +76,7 @@ struct Inner {
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     max_sessions: usize,
+    max_sessions_per_shard: usize,
     max_media: usize,
     max_rooms: usize,
     max_legs_per_room: usize,
@@ -203,6 +204,12 @@ impl EngineHandle {
             .shards
             .get(shard)
             .map(|s| s.gauge.load(Ordering::Relaxed))
+    }
+
+    /// The most live sessions one shard takes
+    /// ([`EngineConfig::max_sessions_per_shard`](crate::EngineConfig::max_sessions_per_shard)).
+    pub fn shard_session_cap(&self) -> usize {
+        self.inner.limits.max_sessions_per_shard
     }
 
     /// Whether a shard takes no new sessions: it is draining, or it is down (see

@@ -215,6 +215,7 @@ impl Engine {
                 reply_timeout: cfg.reply_timeout,
                 limits: super::Limits {
                     max_sessions: cfg.max_sessions,
+                    max_sessions_per_shard: cfg.max_sessions_per_shard,
                     max_media: cfg.max_media_per_session,
                     max_rooms: cfg.max_rooms,
                     max_legs_per_room: cfg.max_legs_per_room,
