@@ -5,6 +5,8 @@
 #
 #   scripts/icount-forward.sh [PACKETS] [LEGS] [RUNS]    (default 200 50 1)
 #
+# ICOUNT_REMOTE_LEGS=N runs two shards with the last N legs on shard 1 (each packet also
+# handed to shard 1 and forwarded there; `Shard::on_data` is collected too).
 # ICOUNT_BIN=path runs that (already built) binary instead of building the example, e.g.
 # a copy built from another commit for a before/after comparison. ICOUNT_TOP=N prints the
 # N biggest inclusive costs of each run (of its first part). ICOUNT_KEEP=dir keeps each
@@ -37,6 +39,7 @@ for run in $(seq 1 "$RUNS"); do
     --toggle-collect='*<impl engine::shard::Shard>::on_datagram' \
     --toggle-collect='*<impl engine::shard::Shard>::drain_touched' \
     --toggle-collect='*as engine::io::IoBackend>::flush*' \
+    --toggle-collect='*<impl engine::shard::Shard>::on_data' \
     "$BIN" "$PACKETS" "$LEGS" 2>"$out/vg.$run" >"$out/stdout.$run" \
     || { cat "$out/vg.$run" "$out/stdout.$run" >&2; exit 1; }
   fwd=$(sed -n 's/^forwarded \([0-9]*\) leg packets.*/\1/p' "$out/stdout.$run")

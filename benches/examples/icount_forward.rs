@@ -36,13 +36,21 @@
 //! forwarded to them and send their feedback), then zeroes the counts and goes on. The
 //! script adds up the parts; the refresh itself is in none of them.
 //!
+//! Cross-shard hand-off: with `ICOUNT_REMOTE_LEGS=N` the engine runs two shards and the
+//! last `N` subscribers are placed on shard 1 (the publisher and the others on shard 0),
+//! so each publisher packet is also handed to shard 1 once (`DataMsg::Batch`, counted
+//! through the script's `Shard::on_data` toggle) and re-encrypted there. The difference
+//! to the one-shard run with the same legs, times the legs, is the hand-off's cost per
+//! handed-off packet.
+//!
 //! `icount_forward [PACKETS] [LEGS]` (default 200 packets, 50 legs).
 
 use std::time::{Duration, Instant};
 
 use engine::Engine;
+use engine::Placement;
 use engine::io::BackendPreference;
-use test_support::{Client, VIDEO_PT, VIDEO_SSRC, drive, engine_config, fanout_room};
+use test_support::{Client, VIDEO_PT, VIDEO_SSRC, drive, engine_config, fanout_room_placed};
 
 /// Wall time between consent refreshes during the measured packets (the engine's consent
 /// timeout is 30 s; a client checks every 4–6 s).
@@ -52,12 +60,24 @@ fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().ok());
     let packets = args.next().flatten().unwrap_or(200);
     let legs = args.next().flatten().unwrap_or(50);
-    let cfg = engine_config(BackendPreference::Portable, 1);
+    let remote = std::env::var("ICOUNT_REMOTE_LEGS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(legs);
+    let cfg = engine_config(BackendPreference::Portable, if remote > 0 { 2 } else { 1 });
     // Past every slot of the legs' retransmission rings (see the module docs).
     let warm_up = cfg.rtx_buffer_packets + 16;
     let engine = Engine::start(cfg).expect("engine");
     // Under callgrind the handshakes run ~50 times slower than natively.
-    let mut clients = fanout_room(&engine, "icount", legs as usize, Duration::from_secs(600));
+    let local = (legs - remote) as usize;
+    let mut clients = fanout_room_placed(
+        &engine,
+        "icount",
+        legs as usize,
+        Duration::from_secs(600),
+        |i| Placement::Shard(usize::from(i >= local)),
+    );
     let payload = [0x5au8; 1200];
     let mut seq = 0u16;
     let mut send = |clients: &mut [test_support::Client]| {
@@ -127,7 +147,9 @@ fn main() {
     if control {
         callgrind_control("-d");
     }
-    println!("forwarded {fwd} leg packets ({packets} publisher packets x {legs} legs)");
+    println!(
+        "forwarded {fwd} leg packets ({packets} publisher packets x {legs} legs, {remote} on shard 1)"
+    );
     engine.shutdown();
 }
 

@@ -674,6 +674,18 @@ pub fn fanout_room(
     subscribers: usize,
     limit: Duration,
 ) -> Vec<Client> {
+    fanout_room_placed(engine, name, subscribers, limit, |_| Placement::Auto)
+}
+
+/// As [`fanout_room`], subscriber `i` (from 0) placed by `place(i)` (the publisher on
+/// shard 0).
+pub fn fanout_room_placed(
+    engine: &EngineHandle,
+    name: &str,
+    subscribers: usize,
+    limit: Duration,
+    place: impl Fn(usize) -> Placement,
+) -> Vec<Client> {
     let room = engine.create_room(name).unwrap();
     let pub_media = [(MediaKind::Video, Direction::SendOnly)];
     let sub_media = [(MediaKind::Video, Direction::RecvOnly)];
@@ -688,7 +700,7 @@ pub fn fanout_room(
         clients.push(Client::connect_sdp(
             &format!("sub{i}"),
             engine,
-            Placement::Auto,
+            place(i),
             &sub_media,
             false,
         ));

@@ -194,6 +194,9 @@ impl Shard {
         }
     }
 
+    // Not inlined: `scripts/icount-forward.sh` collects it by name (the cross-shard
+    // hand-off's receiving side); one call per message, not per packet.
+    #[inline(never)]
     pub(super) fn on_data(&mut self, msg: DataMsg, now: Instant) {
         match msg {
             DataMsg::Keyframe(key, layer) => self.request_keyframe_route(key, layer, now),
