@@ -305,13 +305,13 @@ impl EngineControl {
         subscriber: SessionId,
         publisher: SessionId,
     ) -> Option<(RoomId, Option<Vec<Mid>>)> {
-        let rooms = self.shared.engine.list_rooms();
-        let mut cands: Vec<_> = rooms
+        // Publishing rooms by id: the first the subscriber is a member of, else the first.
+        let rooms = self.shared.engine.publishing_rooms(publisher, subscriber);
+        let room = rooms
             .iter()
-            .filter(|r| r.publishers.contains(&publisher))
-            .collect();
-        cands.sort_by_key(|r| (!r.members.contains(&subscriber), r.id));
-        let room = cands.first()?.id;
+            .find(|(_, member)| *member)
+            .or(rooms.first())
+            .map(|(id, _)| *id)?;
         let filter = self
             .shared
             .state()

@@ -42,19 +42,12 @@ impl EngineControl {
             return Err(ControlError::unavailable("every shard is draining"));
         }
         let sessions: Vec<usize> = (0..n).map(|i| eng.shard_sessions(i).unwrap_or(0)).collect();
-        let mut room_here = vec![0usize; n];
-        if let Some(room) = room {
-            let st = self.shared.state();
-            if let Some(rid) = st.rooms.get(room).copied() {
-                for s in st.sessions.values() {
-                    if s.room == Some(rid)
-                        && let Some(c) = room_here.get_mut(s.shard)
-                    {
-                        *c += 1;
-                    }
-                }
-            }
-        }
+        // The room's members per shard, from the engine's registry: the room's size, not
+        // every session of the engine (placement ran once per session create).
+        let rid = room.and_then(|name| self.shared.state().rooms.get(name).copied());
+        let room_here = rid
+            .and_then(|r| eng.room_shard_counts(r))
+            .unwrap_or_else(|| vec![0usize; n]);
         let mut loads = Loads {
             open: &open,
             sessions: &sessions,

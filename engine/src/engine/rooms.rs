@@ -68,6 +68,35 @@ impl EngineHandle {
         v
     }
 
+    /// How many of `room`'s members each shard holds (one entry per shard); `None` for an
+    /// unknown room. Costs the room's size, not the engine's session count.
+    pub fn room_shard_counts(&self, room: RoomId) -> Option<Vec<usize>> {
+        let reg = self.registry();
+        let r = reg.rooms.get(&room)?;
+        let mut counts = vec![0usize; self.shard_count()];
+        for m in &r.members {
+            if let Some(c) = reg.sessions.get(m).and_then(|s| counts.get_mut(s.shard)) {
+                *c += 1;
+            }
+        }
+        Some(counts)
+    }
+
+    /// The rooms `publisher` publishes in, as `(room, whether `member` is a member of
+    /// it)`, by room id: what choosing the room of a subscription needs, without copying
+    /// every room's member list ([`EngineHandle::list_rooms`]).
+    pub fn publishing_rooms(&self, publisher: SessionId, member: SessionId) -> Vec<(RoomId, bool)> {
+        let reg = self.registry();
+        let mut v: Vec<(RoomId, bool)> = reg
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.publishers.contains(&publisher))
+            .map(|(id, r)| (*id, r.members.contains(&member)))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
     /// Makes `session` a member of `room` (without publishing).
     ///
     /// # Errors
