@@ -273,11 +273,16 @@ impl EngineHandle {
             // A new leg (not a source switch on a leg of this room) must fit the room.
             let grows = replaced.is_none_or(|i| sub_s.legs[i].room != room);
             if grows {
-                let in_room: usize = reg
-                    .sessions
-                    .values()
-                    .map(|s| s.legs.iter().filter(|l| l.room == room).count())
-                    .sum();
+                // A leg of the room has its subscriber among the room's members (joined at
+                // its subscription, kept until the session ends with its legs), so the
+                // members' legs are all of them: the room's size, not the engine's.
+                let in_room: usize = reg.rooms.get(&room).map_or(0, |r| {
+                    r.members
+                        .iter()
+                        .filter_map(|m| reg.sessions.get(m))
+                        .map(|s| s.legs.iter().filter(|l| l.room == room).count())
+                        .sum()
+                });
                 if in_room >= self.inner.limits.max_legs_per_room {
                     return Err(EngineError::TooManyLegs {
                         room,
