@@ -115,7 +115,7 @@ pub(super) struct IoLoop {
     listener_paused: Option<Instant>,
     conns: HashMap<u64, Conn>,
     next_id: u64,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<super::jobs::JobTx<Job>>,
     done: Receiver<Done>,
     wake: Arc<EventFd>,
     hub: EventHub,
@@ -129,7 +129,7 @@ impl IoLoop {
     /// instance and runs the loop on its own thread (`control-io`).
     pub(super) fn start(
         listener: UnixListener,
-        jobs: Sender<Job>,
+        jobs: super::jobs::JobTx<Job>,
         done: Receiver<Done>,
         wake: Arc<EventFd>,
         hub: EventHub,

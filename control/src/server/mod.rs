@@ -27,6 +27,7 @@ use crate::protocol::{
 use crate::sys::{self, EventFd};
 
 mod io_loop;
+mod jobs;
 
 use io_loop::IoLoop;
 
@@ -318,7 +319,7 @@ impl ControlServer {
 
         let wake = Arc::new(EventFd::new()?);
         let stop = Arc::new(AtomicBool::new(false));
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        let (jobs_tx, jobs_rx) = jobs::queue::<Job>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
 
         let mut workers = Vec::new();
@@ -435,12 +436,12 @@ fn bind_socket(path: &Path) -> io::Result<UnixListener> {
 }
 
 fn worker(
-    jobs: Receiver<Job>,
+    jobs: jobs::JobRx<Job>,
     done: Sender<Done>,
     handler: Arc<dyn ControlHandler>,
     wake: Arc<EventFd>,
 ) {
-    while let Ok(job) = jobs.recv() {
+    while let Some(job) = jobs.recv() {
         match job {
             Job::Request { client, id, req } => {
                 let kind = req.kind();
