@@ -4,6 +4,28 @@
 
 use std::fmt;
 
+/// The 128 ASCII characters in order: a one-character ASCII string is a slice of it.
+const ASCII: &str = "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\
+     \x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\
+     \x20\x21\x22\x23\x24\x25\x26\x27\x28\x29\x2a\x2b\x2c\x2d\x2e\x2f\
+     \x30\x31\x32\x33\x34\x35\x36\x37\x38\x39\x3a\x3b\x3c\x3d\x3e\x3f\
+     \x40\x41\x42\x43\x44\x45\x46\x47\x48\x49\x4a\x4b\x4c\x4d\x4e\x4f\
+     \x50\x51\x52\x53\x54\x55\x56\x57\x58\x59\x5a\x5b\x5c\x5d\x5e\x5f\
+     \x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f\
+     \x70\x71\x72\x73\x74\x75\x76\x77\x78\x79\x7a\x7b\x7c\x7d\x7e\x7f";
+
+/// `bytes` (ASCII, as `Mid` and `Rid` hold) as a `str`. The usual one-character ids
+/// ("0", "1", "q") are sliced out of [`ASCII`] without a UTF-8 validation, which
+/// `RtpHeader`s written per forwarded packet would otherwise pay for their mid.
+fn ascii_str(bytes: &[u8]) -> &str {
+    if let [b] = bytes
+        && let Some(s) = ASCII.get(usize::from(*b)..usize::from(*b) + 1)
+    {
+        return s;
+    }
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
 /// Identifier of a media section (SDP `a=mid`), at most 16 ASCII bytes, `Copy`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mid {
@@ -39,7 +61,7 @@ impl Mid {
     /// The mid as a string slice.
     pub fn as_str(&self) -> &str {
         // Constructed only from validated ASCII in `new`.
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+        ascii_str(&self.bytes[..self.len as usize])
     }
 }
 
@@ -93,7 +115,7 @@ impl Rid {
     /// The RID as a string slice.
     pub fn as_str(&self) -> &str {
         // Constructed only from validated ASCII in `new`.
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+        ascii_str(&self.bytes[..self.len as usize])
     }
 }
 
@@ -331,6 +353,26 @@ mod tests {
         assert!(Rid::new("a.b").is_none());
         assert!(Rid::new("01234567890123456").is_none());
         assert_eq!(format!("{:?}", Rid::new("f").unwrap()), "Rid(f)");
+    }
+
+    #[test]
+    fn ids_read_back_as_written() {
+        assert_eq!(ASCII.len(), 128);
+        for (i, c) in ASCII.bytes().enumerate() {
+            assert_eq!(usize::from(c), i);
+        }
+        for s in ["0", "9", "q", "~", "12", "video-1", "abcdefghijklmnop"] {
+            assert_eq!(
+                Mid::new(s).map(|m| m.as_str().to_string()),
+                Some(s.to_string())
+            );
+        }
+        for s in ["q", "h", "f", "hi-1", "a_b"] {
+            assert_eq!(
+                Rid::new(s).map(|r| r.as_str().to_string()),
+                Some(s.to_string())
+            );
+        }
     }
 
     #[test]

@@ -228,8 +228,12 @@ impl BufPool {
                 // The list's own storage is sized once for everything it may keep:
                 // growing it on the way (a consent check's buffer joining the ones
                 // in flight) would be an allocation in the middle of forwarding.
-                if f.capacity() == 0 {
-                    f.reserve_exact(THREAD_POOL_KEEP);
+                // (`len == capacity` is the test `push` makes anyway: the compiler
+                // folds the two, where a separate `capacity() == 0` cost a compare
+                // per packet.)
+                let len = f.len();
+                if len == f.capacity() {
+                    f.reserve_exact(THREAD_POOL_KEEP - len);
                 }
                 f.push(buf);
             }

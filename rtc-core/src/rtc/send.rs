@@ -380,24 +380,26 @@ impl Rtc {
         if let Some(t) = self.rtcp_timeout() {
             next = next.min(t);
         }
-        let sctp_timeout = if self.transport.connected {
-            self.sctp.as_ref().and_then(|s| s.poll_timeout())
-        } else {
-            None
-        };
-        for t in [
-            self.ice_connect_deadline(),
-            self.transport.ice.poll_timeout(),
-            self.transport.dtls.poll_timeout(),
-            sctp_timeout,
-            self.pacing_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            next = next.min(t);
+        // One timer at a time (not an array of five `Option`s folded by an iterator:
+        // this runs once per leg and forwarded packet, after its transmit).
+        earlier(&mut next, self.ice_connect_deadline());
+        earlier(&mut next, self.transport.ice.poll_timeout());
+        earlier(&mut next, self.transport.dtls.poll_timeout());
+        if self.transport.connected {
+            earlier(&mut next, self.sctp.as_ref().and_then(|s| s.poll_timeout()));
         }
+        earlier(&mut next, self.pacing_timeout());
         Ok(Output::Timeout(next.max(self.last_now)))
+    }
+}
+
+/// Moves `next` back to `t` when `t` is earlier.
+#[inline]
+fn earlier(next: &mut Instant, t: Option<Instant>) {
+    if let Some(t) = t
+        && t < *next
+    {
+        *next = t;
     }
 }
 
