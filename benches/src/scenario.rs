@@ -196,18 +196,23 @@ impl Workload {
     }
 
     /// Extra `rtc-engine` arguments for a run on `shards` shards: the density run lifts
-    /// the per-shard session cap (default 5,000) to its session count; a fan-out room
+    /// the per-shard session cap (default 5,000) to its session count and turns
+    /// transparent huge pages off; a fan-out room
     /// on more than one shard gets a room share of one shard
     /// (`--room-shard-sessions`) of its sessions over the shards, so placement spreads
     /// it evenly (with the default share of 256 a room of ≤ 256 would stay on one shard
     /// and a 2-shard run would measure one shard).
     pub(crate) fn engine_args(&self, shards: usize) -> Vec<String> {
         match self {
+            // An audio-density host's settings: no transparent huge pages (~12 KiB of
+            // RSS per session, `docs/benchmarks.md`).
             Workload::Density { sessions } => vec![
                 "--max-sessions-per-shard".into(),
                 sessions.to_string(),
                 "--max-sessions".into(),
                 sessions.max(&20_000).to_string(),
+                "--transparent-hugepages".into(),
+                "false".into(),
             ],
             Workload::Fanout { subscribers } | Workload::Simulcast { subscribers }
                 if shards > 1 =>

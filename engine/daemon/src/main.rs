@@ -186,9 +186,10 @@ struct Settings {
     /// every session is placed by load alone).
     #[arg(long)]
     room_shard_sessions: Option<usize>,
-    /// Let the kernel back the heap with transparent huge pages (default false: THP is
-    /// disabled for this process with `PR_SET_THP_DISABLE`, because the allocator's
-    /// partly used 2 MiB pages cost ~12 KiB of RSS per audio session).
+    /// Let the kernel back the heap with transparent huge pages (default true). `false`
+    /// disables them for this process (`PR_SET_THP_DISABLE`): ~12 KiB less RSS per
+    /// small audio session (the allocator's partly used 2 MiB pages), ~5–10 % more CPU
+    /// per forwarded packet in a video fan-out (TLB misses); for audio-density hosts.
     #[arg(long)]
     transparent_hugepages: Option<bool>,
 }
@@ -517,11 +518,12 @@ fn log_stats(engine: &engine::EngineHandle) {
     }
 }
 
-/// Disables transparent huge pages for this process (`prctl(PR_SET_THP_DISABLE)`):
-/// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), and with many small
-/// sessions their partly used 2 MiB pages cost more RSS than the TLB misses they save
-/// (audio density run: 69 → 57 KiB per session, `docs/benchmarks.md`). `false` when the
-/// kernel refuses (it is then left as it was).
+/// Disables transparent huge pages for this process (`prctl(PR_SET_THP_DISABLE)`,
+/// `--transparent-hugepages false`): mimalloc asks for huge pages on its arenas
+/// (`MADV_HUGEPAGE`), and with many small sessions their partly used 2 MiB pages cost
+/// RSS (audio density run: 69 → 57 KiB per session), while a video fan-out forwards
+/// 5–10 % cheaper with them (`docs/benchmarks.md`). `false` when the kernel refuses (it
+/// is then left as it was).
 fn disable_thp() -> bool {
     // SAFETY: PR_SET_THP_DISABLE takes one integer argument and touches no memory of
     // ours; the unused arguments are zero as prctl(2) asks.
@@ -546,7 +548,7 @@ fn main() -> std::process::ExitCode {
     };
     // Before the engine allocates its per-session state (only the settings' small
     // allocations come first).
-    let thp_disabled = !settings.transparent_hugepages.unwrap_or(false) && disable_thp();
+    let thp_disabled = !settings.transparent_hugepages.unwrap_or(true) && disable_thp();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(settings.log.as_deref().unwrap_or("info"))
     });
@@ -794,7 +796,7 @@ mod tests {
         assert_eq!(cfg.base_port, 40000);
         assert!(cfg.announce_v4.is_some());
         assert_eq!(example.control_mode.as_deref(), Some("0660"));
-        assert_eq!(example.transparent_hugepages, Some(false));
+        assert_eq!(example.transparent_hugepages, Some(true));
         assert_eq!(example.control_options().room_shard_sessions, 256);
         let spread: Settings = toml::from_str("room-shard-sessions = 3").unwrap();
         assert_eq!(spread.control_options().room_shard_sessions, 3);
