@@ -1,7 +1,8 @@
 //! Where a new session goes: with its room while the room's shard holds fewer than
 //! [`ControlOptions::room_shard_sessions`](super::ControlOptions::room_shard_sessions) of
 //! the room's sessions, else the least-loaded open shard (see the module docs of
-//! [`super`]). The decision itself is [`choose`]'s two rules, pure functions of the loads.
+//! [`super`]). The decision is two rules, [`with_room`] then [`least_loaded`], pure
+//! functions of the loads.
 
 use std::time::Instant;
 
@@ -132,17 +133,7 @@ struct Loads<'a> {
     shard_cap: usize,
 }
 
-/// The shard for a new session, `None` when no shard is open.
-///
-/// 1. With its room: among the open shards that already hold some of the room, below
-///    both `room_shard_sessions` of the room's sessions and the shard cap, the one
-///    holding most of the room (ties: the lower index). A room thereby fills one shard
-///    to its share, then the next, and its subscribers' legs spread in blocks (one copy
-///    of each publisher packet per remote shard).
-/// 2. Otherwise the least-loaded open shard below the cap, where load is the shard's
-///    share of all sessions plus its share of the packet rate (ties: the lower index);
-///    when every open shard is at the cap, the least-loaded open one (its refusal is
-///    the caller's error).
+/// Both rules: [`with_room`], else [`least_loaded`] (the tests' view of placement).
 #[cfg(test)]
 fn choose(l: &Loads<'_>) -> Option<usize> {
     with_room(l).or_else(|| least_loaded(l))
@@ -152,7 +143,11 @@ fn at(v: &[usize], i: usize) -> usize {
     v.get(i).copied().unwrap_or(0)
 }
 
-/// Rule 1 of [`choose`].
+/// Rule 1, with its room: among the open shards that already hold some of the room,
+/// below both `room_shard_sessions` of the room's sessions and the shard cap, the one
+/// holding most of the room (ties: the lower index). A room thereby fills one shard to
+/// its share, then the next, and its subscribers' legs spread in blocks (one copy of
+/// each publisher packet per remote shard). `None`: the room does not decide.
 fn with_room(l: &Loads<'_>) -> Option<usize> {
     l.open
         .iter()
@@ -164,7 +159,10 @@ fn with_room(l: &Loads<'_>) -> Option<usize> {
         .max_by_key(|i| (at(l.room_here, *i), usize::MAX - i))
 }
 
-/// Rule 2 of [`choose`].
+/// Rule 2: the least-loaded open shard below the cap, where load is the shard's share
+/// of all sessions plus its share of the packet rate (ties: the lower index); when
+/// every open shard is at the cap, the least-loaded open one (its refusal is the
+/// caller's error). `None` when no shard is open.
 fn least_loaded(l: &Loads<'_>) -> Option<usize> {
     let total_s: usize = l.sessions.iter().sum();
     let total_r: f64 = l.rates.iter().sum();
