@@ -104,6 +104,8 @@ fn quick_saturation_produces_a_report() {
             "3",
             "--sat-start-kbps",
             "300",
+            "--sat-start-rooms",
+            "2",
         ])
         .args([
             "--sat-steps",
@@ -120,11 +122,16 @@ fn quick_saturation_produces_a_report() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("saturation: 1 -> 3 fan-out"), "{stdout}");
+    assert!(
+        stdout.contains("saturation: more of 1 -> 3 fan-out rooms"),
+        "{stdout}"
+    );
     let r: Results = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let sat = r.saturation.expect("saturation report");
     assert!(sat.floor.is_some(), "{sat:#?}");
     assert_eq!(sat.steps.len(), 1, "{sat:#?}");
+    // The rooms ladder's first step: two 1 -> 3 rooms.
+    assert_eq!(sat.steps[0].rooms, 2, "{sat:#?}");
     assert!(sat.steps[0].row.fwd_pps > 0.0, "{sat:#?}");
     let _ = std::fs::remove_dir_all(&out);
 }
