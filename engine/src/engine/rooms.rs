@@ -82,9 +82,9 @@ impl EngineHandle {
         Some(counts)
     }
 
-    /// The rooms `publisher` publishes in, as `(room, whether `member` is a member of
-    /// it)`, by room id: what choosing the room of a subscription needs, without copying
-    /// every room's member list ([`EngineHandle::list_rooms`]).
+    /// The rooms `publisher` publishes in, by room id, each paired with whether `member`
+    /// is a member of it: what choosing the room of a subscription needs, without
+    /// copying every room's member list ([`EngineHandle::list_rooms`]).
     pub fn publishing_rooms(&self, publisher: SessionId, member: SessionId) -> Vec<(RoomId, bool)> {
         let reg = self.registry();
         let mut v: Vec<(RoomId, bool)> = reg
