@@ -433,12 +433,7 @@ impl<'a> ExtensionValues<'a> {
     ) -> Result<Option<usize>, RtpError> {
         let mut at = 4;
         for ext in ALL_EXTENSIONS {
-            // The id first: a value is encoded only for the few extensions the map
-            // names (`encoded` is not inlined; it ran for all ten per packet).
-            let Some(id) = map.id_of(ext) else {
-                continue;
-            };
-            let Some(enc) = self.encoded(ext) else {
+            let (Some(id), Some(enc)) = (map.id_of(ext), self.encoded(ext)) else {
                 continue;
             };
             let b = enc.bytes();
