@@ -490,8 +490,9 @@ pub enum EngineError {
         /// The configured limit.
         limit: usize,
     },
-    /// The address is the peer of another live session on the shard (plain RTP: a
-    /// shard demultiplexes by source address and never moves one to a second session).
+    /// The address is the peer of another live session on the shard (plain RTP, or a
+    /// second relay to the same listener address: a shard demultiplexes by source
+    /// address and never moves one to a second session).
     #[error("address {0} is in use by another session")]
     AddressInUse(std::net::SocketAddr),
     /// The engine has no shard address of the family of the plain RTP peer's.

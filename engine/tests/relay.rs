@@ -710,3 +710,95 @@ fn relay_ops_over_the_control_socket_carry_media_and_report_the_end() {
     });
     assert!(ok, "the subscriber on B saw no end of the relayed tracks");
 }
+
+/// Connects a relay from `a` to a new listener on `b` (no impairing relay between),
+/// `a`'s end placed by `placement`. Returns (A's end, B's end) or A's error.
+fn try_relay(
+    a: &EngineHandle,
+    b: &EngineHandle,
+    params: RelayParams,
+    placement: Placement,
+) -> Result<(SessionId, SessionId), engine::EngineError> {
+    let invite = b.relay_listen(params).unwrap();
+    let answer = a.relay_connect(
+        &invite,
+        RelayParams {
+            placement,
+            ..params
+        },
+    )?;
+    b.relay_accept(invite.relay, &answer).unwrap();
+    Ok((answer.relay, invite.relay))
+}
+
+#[test]
+fn a_second_relay_to_the_same_listener_address_takes_another_shard_or_is_refused() {
+    // B has one shard: every relay it listens for has the same address. A shard of A's
+    // tells its sessions apart by the peer's address, so a second relay from the same
+    // shard of A would take the first one's packets (both went down, unannounced):
+    // automatic placement passes such a shard over, and where none is left (or the
+    // shard was named) the connect is refused.
+    let a = engine_with_shards_at([127, 0, 0, 4], 2);
+    let b = engine_with_shards_at([127, 0, 0, 5], 1);
+    let params = RelayParams {
+        keepalive: Duration::from_millis(50),
+        timeout: Duration::from_millis(1000),
+        ..RelayParams::default()
+    };
+    // Shard 1 of A is busier, so automatic placement prefers shard 0.
+    let mut clients = vec![
+        publisher_on(&a, Placement::Shard(1)),
+        publisher_on(&a, Placement::Shard(1)),
+    ];
+    let (ra1, rb1) = try_relay(&a, &b, params, Placement::Shard(0)).unwrap();
+    let (ra2, rb2) = try_relay(&a, &b, params, Placement::Auto).unwrap();
+    a.relay_stats(ra2).expect("the second relay is installed");
+    match try_relay(&a, &b, params, Placement::Shard(0)) {
+        Err(engine::EngineError::AddressInUse(_)) => {}
+        other => panic!("a named shard already relaying with B: {other:?}"),
+    }
+    match try_relay(&a, &b, params, Placement::Auto) {
+        Err(engine::EngineError::AddressInUse(_)) => {}
+        other => panic!("every shard of A already relays with B: {other:?}"),
+    }
+    let ends = [(&a, ra1), (&a, ra2), (&b, rb1), (&b, rb2)];
+    let mut down = Vec::new();
+    let ok = drive(&mut clients, Duration::from_secs(20), |_| {
+        for e in [&a, &b] {
+            while let Ok(ev) = e.events().try_recv() {
+                if let EngineEvent::RelayDown { relay, .. } = ev {
+                    down.push(relay);
+                }
+            }
+        }
+        ends.iter()
+            .all(|(e, r)| e.relay_stats(*r).is_ok_and(|s| s.connected))
+    });
+    assert!(ok, "both relays connect on both ends (down: {down:?})");
+    // Both stay up past the silence window: each end hears its own peer's keepalives.
+    let t0 = Instant::now();
+    let heard: Vec<u64> = ends
+        .iter()
+        .map(|(e, r)| e.relay_stats(*r).map_or(0, |s| s.datagrams_in))
+        .collect();
+    drive(&mut clients, Duration::from_millis(2500), |_| {
+        for e in [&a, &b] {
+            while let Ok(ev) = e.events().try_recv() {
+                if let EngineEvent::RelayDown { relay, .. } = ev {
+                    down.push(relay);
+                }
+            }
+        }
+        t0.elapsed() >= Duration::from_millis(2500)
+    });
+    assert!(down.is_empty(), "relays reported down: {down:?}");
+    for ((e, r), before) in ends.iter().zip(heard) {
+        let s = e.relay_stats(*r).unwrap();
+        assert!(
+            s.connected && s.datagrams_in > before,
+            "relay {r:?} heard nothing more: {s:?}"
+        );
+    }
+    a.shutdown();
+    b.shutdown();
+}

@@ -105,6 +105,12 @@ impl Daemon {
                     "false",
                     "--stats-interval",
                     "0",
+                    // Keyframe requests are coalesced per layer over this interval: a
+                    // request within it of an earlier one (a subscriber's repair PLI
+                    // on the lossy path) would wait for its end, up to the default
+                    // 500 ms; the late subscriber's request is to go through at once.
+                    "--keyframe-interval-ms",
+                    "50",
                 ])
                 .args(["--backend", "portable", "--bind", bind, "--control-socket"])
                 .arg(&sock)
@@ -505,76 +511,102 @@ fn demo_body() {
     let mut a = Daemon::start(&dir, "a", "127.0.0.2", 1);
     let mut b = Daemon::start(&dir, "b", "127.0.0.3", 1);
     let (_demo, http) = start_demo(&a, &b);
-    let mut publisher_id = None;
-    let mut clients = vec![Client::connect_offer(
-        "whip",
-        &[
-            (MediaKind::Audio, Direction::SendOnly),
-            (MediaKind::Video, Direction::SendOnly),
-        ],
-        |offer| {
-            let (status, id, body) = post_sdp(&http, "/whip/hall", &offer);
-            assert_eq!(status, 201, "WHIP: {body}");
-            let id = id.expect("X-Session-Id");
-            publisher_id = Some(id);
-            (SessionId(id), body)
-        },
-    )];
-    let publisher = publisher_id.expect("publisher id");
-    let mut viewer_id = None;
-    clients.push(Client::connect_offer("whep", RECV, |offer| {
-        let (status, id, body) = post_sdp(&http, &format!("/whep/hall/{publisher}"), &offer);
-        assert_eq!(status, 201, "WHEP: {body}");
-        let id = id.expect("X-Session-Id");
-        viewer_id = Some(id);
-        (SessionId(id), body)
-    }));
-    // The publisher is engine A's session, the viewer engine B's (ids of the second
+    // Two publishers on A.
+    let mut publishers = Vec::new();
+    let mut clients: Vec<Client> = (0..2)
+        .map(|k| {
+            Client::connect_offer(
+                &format!("whip{k}"),
+                &[
+                    (MediaKind::Audio, Direction::SendOnly),
+                    (MediaKind::Video, Direction::SendOnly),
+                ],
+                |offer| {
+                    let (status, id, body) = post_sdp(&http, "/whip/hall", &offer);
+                    assert_eq!(status, 201, "WHIP: {body}");
+                    let id = id.expect("X-Session-Id");
+                    publishers.push(id);
+                    (SessionId(id), body)
+                },
+            )
+        })
+        .collect();
+    // Two viewers on B, one of each publisher, subscribing at the same moment: both
+    // need the room's relay from A to B, which neither has set up yet. They must share
+    // one (two relays between the same pair of one-shard engines cannot both work).
+    let start = std::sync::Barrier::new(2);
+    let viewers: Vec<(Client, u64)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = publishers
+            .iter()
+            .enumerate()
+            .map(|(k, &publisher)| {
+                let (http, start) = (&http, &start);
+                sc.spawn(move || {
+                    let mut viewer_id = None;
+                    let c = Client::connect_offer(&format!("whep{k}"), RECV, |offer| {
+                        start.wait();
+                        let (status, id, body) =
+                            post_sdp(http, &format!("/whep/hall/{publisher}"), &offer);
+                        assert_eq!(status, 201, "WHEP of {publisher}: {body}");
+                        let id = id.expect("X-Session-Id");
+                        viewer_id = Some(id);
+                        (SessionId(id), body)
+                    });
+                    (c, viewer_id.expect("viewer id"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a WHEP thread"))
+            .collect()
+    });
+    // The publishers are engine A's sessions, the viewers engine B's (ids of the second
     // engine carry its index above bit 48).
-    assert!(publisher < 1 << 48, "publisher {publisher}");
-    let viewer = viewer_id.expect("viewer id");
-    assert_eq!(
-        viewer >> 48,
-        1,
-        "viewer {viewer} is not on the second engine"
-    );
+    for &publisher in &publishers {
+        assert!(publisher < 1 << 48, "publisher {publisher}");
+    }
+    for (c, viewer) in viewers {
+        assert_eq!(
+            viewer >> 48,
+            1,
+            "viewer {viewer} is not on the second engine"
+        );
+        clients.push(c);
+    }
     let listed = |d: &mut Daemon| match d.req(Request::RoomList) {
         Response::Rooms(r) => r.rooms.iter().map(|r| r.sessions.len()).sum::<usize>(),
         other => panic!("room.list answered {other:?}"),
     };
-    // A: the publisher; B: the viewer and the relay session.
-    assert_eq!(listed(&mut a), 1);
-    assert_eq!(listed(&mut b), 2);
+    // A: the publishers; B: the viewers and one relay session.
+    assert_eq!(listed(&mut a), 2);
+    assert_eq!(listed(&mut b), 3, "one relay session on B");
 
     let up = drive(&mut clients, Duration::from_secs(30), |cs| {
         cs.iter().all(|c| c.connected)
     });
     assert!(up, "the WHIP and WHEP peers did not connect");
-    let mut s = Streamer::new();
+    // Both publishers stream; each viewer gets its publisher's video intact.
+    let mut streamers = [Streamer::new(), Streamer::new()];
     let mut got = false;
     let end = Instant::now() + Duration::from_secs(20);
     while !got && Instant::now() < end {
-        stream(
-            &mut clients,
-            0,
-            &mut s,
-            Duration::from_millis(100),
-            |_, _| {},
-        );
-        got = video_got(&clients[1]).len() > 30;
+        for (k, s) in streamers.iter_mut().enumerate() {
+            stream(&mut clients, k, s, Duration::from_millis(50), |_, _| {});
+        }
+        got = clients[2..].iter().all(|c| video_got(c).len() > 30);
     }
+    let counts: Vec<usize> = clients[2..].iter().map(|c| video_got(c).len()).collect();
     assert!(
         got,
-        "the WHEP viewer on B got {} video packets through the relay",
-        video_got(&clients[1]).len()
+        "the WHEP viewers on B got {counts:?} video packets through the relay"
     );
-    assert!(
-        clients[1]
-            .rtp
-            .iter()
-            .all(|p| check_payload(&p.payload).is_some()),
-        "a payload was altered"
-    );
+    for c in &clients[2..] {
+        assert!(
+            c.rtp.iter().all(|p| check_payload(&p.payload).is_some()),
+            "a payload was altered"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

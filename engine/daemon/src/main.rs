@@ -35,6 +35,9 @@ enum SettingsError {
         #[source]
         source: std::io::Error,
     },
+    /// `keyframe-interval-ms = 0` would take every request to the publisher.
+    #[error("keyframe-interval-ms must be at least 1")]
+    ZeroKeyframeInterval,
     /// The configuration file is not valid TOML for [`Settings`].
     #[error("{}: {source}", path.display())]
     Parse {
@@ -186,6 +189,11 @@ struct Settings {
     /// every session is placed by load alone).
     #[arg(long)]
     room_shard_sessions: Option<usize>,
+    /// Keyframe requests (PLI) to a publisher's layer are sent at most once per this
+    /// many milliseconds; later ones wait for the interval's end (default 500; at least
+    /// 1).
+    #[arg(long)]
+    keyframe_interval_ms: Option<u64>,
     /// Let the kernel back the heap with transparent huge pages (default true). `false`
     /// disables them for this process (`PR_SET_THP_DISABLE`): ~12 KiB less RSS per
     /// small audio session (the allocator's partly used 2 MiB pages), ~5–10 % more CPU
@@ -251,6 +259,7 @@ impl Settings {
             dtls,
             opus_red,
             room_shard_sessions,
+            keyframe_interval_ms,
             transparent_hugepages
         );
         self
@@ -303,6 +312,12 @@ impl Settings {
         }
         if let Some(s) = self.connect_timeout {
             cfg.connect_timeout = Duration::from_secs(s);
+        }
+        if let Some(ms) = self.keyframe_interval_ms {
+            if ms == 0 {
+                return Err(SettingsError::ZeroKeyframeInterval);
+            }
+            cfg.keyframe_interval = Duration::from_millis(ms);
         }
         cfg.dtls_versions = match self.dtls.as_deref().unwrap_or("auto") {
             "auto" => DtlsVersions::Auto,
@@ -798,6 +813,20 @@ mod tests {
         assert_eq!(example.control_mode.as_deref(), Some("0660"));
         assert_eq!(example.transparent_hugepages, Some(true));
         assert_eq!(example.control_options().room_shard_sessions, 256);
+        assert_eq!(
+            example.engine_config().unwrap().keyframe_interval,
+            Duration::from_millis(500)
+        );
+        let fast: Settings = toml::from_str("keyframe-interval-ms = 50").unwrap();
+        assert_eq!(
+            fast.engine_config().unwrap().keyframe_interval,
+            Duration::from_millis(50)
+        );
+        let zero: Settings = toml::from_str("keyframe-interval-ms = 0").unwrap();
+        assert!(matches!(
+            zero.engine_config(),
+            Err(SettingsError::ZeroKeyframeInterval)
+        ));
         let spread: Settings = toml::from_str("room-shard-sessions = 3").unwrap();
         assert_eq!(spread.control_options().room_shard_sessions, 3);
         assert!(resolve_group("no-such-group-xyz").is_err());

@@ -353,27 +353,51 @@ impl EngineHandle {
     /// # Errors
     ///
     /// As [`EngineHandle::relay_listen`], plus [`EngineError::EngineFull`] and the errors
-    /// of installing a session on its shard.
+    /// of installing a session on its shard; [`EngineError::AddressInUse`] when the shard
+    /// (every live shard, with automatic placement) already has a session whose peer is
+    /// `invite.addr` — a shard's socket tells its sessions apart by the peer's address,
+    /// so two relays between the same two sockets cannot both work: carry the tracks
+    /// over the existing relay, or have the peer listen on another shard.
     pub fn relay_connect(
         &self,
         invite: &RelayInvite,
         params: RelayParams,
     ) -> Result<RelayAnswer, EngineError> {
-        let shard = self.pick_shard(params.placement)?;
-        let peer = (invite.ice.clone(), invite.fingerprint.clone(), invite.addr);
-        let (id, prepared) = self.relay_end(shard, Some(peer))?;
-        let ice = prepared.local_ice().clone();
-        let fingerprint = prepared.fingerprint().clone();
-        let keepalive_ssrc = keepalive_ssrc_of(&prepared)?;
-        let setup = RelaySetup {
-            keepalive_ssrc,
-            peer_keepalive_ssrc: Some(invite.keepalive_ssrc),
-            keepalive: Some(params.keepalive),
-            timeout: Some(params.timeout),
-            remote: Some(invite.addr),
-            plain: false,
+        // A shard's socket tells its sessions apart by the peer's address, so a shard
+        // holds one relay per listener address: with automatic placement, a shard that
+        // already has one to `invite.addr` is passed over for the next live one.
+        let first = self.pick_shard(params.placement)?;
+        let others: Vec<usize> = match params.placement {
+            Placement::Shard(_) => Vec::new(),
+            Placement::Auto => (0..self.shard_count())
+                .filter(|&i| i != first && self.live_link(i).is_ok())
+                .collect(),
         };
-        self.install_relay(shard, prepared, setup)?;
+        let mut shards = std::iter::once(first).chain(others);
+        let (shard, id, ice, fingerprint, keepalive_ssrc) = loop {
+            // Every candidate shard already relays with `invite.addr`.
+            let Some(shard) = shards.next() else {
+                return Err(EngineError::AddressInUse(invite.addr));
+            };
+            let peer = (invite.ice.clone(), invite.fingerprint.clone(), invite.addr);
+            let (id, prepared) = self.relay_end(shard, Some(peer))?;
+            let ice = prepared.local_ice().clone();
+            let fingerprint = prepared.fingerprint().clone();
+            let keepalive_ssrc = keepalive_ssrc_of(&prepared)?;
+            let setup = RelaySetup {
+                keepalive_ssrc,
+                peer_keepalive_ssrc: Some(invite.keepalive_ssrc),
+                keepalive: Some(params.keepalive),
+                timeout: Some(params.timeout),
+                remote: Some(invite.addr),
+                plain: false,
+            };
+            match self.install_relay(shard, prepared, setup) {
+                Ok(_) => break (shard, id, ice, fingerprint, keepalive_ssrc),
+                Err(EngineError::AddressInUse(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        };
         self.relays()
             .entries
             .insert(id, RelayEntry::relay(shard, params, keepalive_ssrc, None));

@@ -367,12 +367,12 @@ impl Shard {
         let Some(&slot) = self.by_id.get(&id) else {
             return Err(EngineError::UnknownSession(id));
         };
-        if setup.plain
-            && let Some(remote) = setup.remote
+        if let Some(remote) = setup.remote
             && self.by_addr.get(&remote).is_some_and(|&o| o != slot)
         {
-            // Plain RTP has nothing but the address to tell sessions apart: never
-            // take one another live session owns.
+            // The shard's socket tells sessions apart by the peer's address (plain RTP
+            // has nothing else; a second relay between the same two sockets would take
+            // the first one's packets): never take one another live session owns.
             return Err(EngineError::AddressInUse(remote));
         }
         let Some(Some(s)) = self.sessions.get_mut(slot) else {

@@ -22,6 +22,10 @@ pub enum BackendError {
     /// No such session or room: HTTP 404.
     #[error("not found: {0}")]
     NotFound(String),
+    /// It conflicts with what the engine holds (a session not in that room, an address
+    /// another session owns): HTTP 409.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The engine cannot take it now (draining, full, shutting down): HTTP 503.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -222,9 +226,13 @@ pub trait Backend: Send + Sync + 'static {
 fn engine_err(e: EngineError) -> BackendError {
     match e {
         EngineError::Rtc(m) => BackendError::BadRequest(m.to_string()),
-        EngineError::UnknownSession(_)
-        | EngineError::UnknownRoom(_)
-        | EngineError::NotInRoom(..) => BackendError::NotFound(e.to_string()),
+        EngineError::UnknownSession(_) | EngineError::UnknownRoom(_) => {
+            BackendError::NotFound(e.to_string())
+        }
+        // As over the control socket (`conflict`).
+        EngineError::NotInRoom(..) | EngineError::AddressInUse(_) => {
+            BackendError::Conflict(e.to_string())
+        }
         EngineError::ShardDraining(_) | EngineError::NoSuchShard(_) => {
             BackendError::Unavailable(e.to_string())
         }

@@ -10,7 +10,8 @@
 //! first engine, `relay.accept` there), carrying every relayed track of the room. A
 //! publisher's tracks are relayed once per engine (`relay.publish` on the first engine,
 //! `relay.attach` on the other, which then publishes its relay session in the room), and
-//! the viewer subscribes to the relayed tracks on its own engine. When the publisher
+//! the viewer subscribes to the relayed tracks on its own engine (set-ups are serialised,
+//! so viewers arriving together share the room's relay). When the publisher
 //! leaves, its relayed tracks are unpublished (their viewers get an RTCP BYE). A relay
 //! that went down (its `relay.*` request fails) is set up again on the next need.
 //!
@@ -72,6 +73,11 @@ pub struct CascadeBackend {
     /// Shard numbers: engine `i`'s shards start at `shard_base[i]`.
     shard_base: Vec<usize>,
     state: Mutex<State>,
+    /// Held while a relayed subscription sets up its relay and relays its publisher's
+    /// tracks: two viewers subscribing at once must share one relay per (room, engine),
+    /// not each set up their own (a second relay between the same two shard sockets is
+    /// refused by the engine, `AddressInUse`).
+    setup: Mutex<()>,
     /// The engine whose events `next_event` reads first (turns rotate).
     next_events: AtomicUsize,
 }
@@ -105,6 +111,7 @@ impl CascadeBackend {
             threshold,
             shard_base,
             state: Mutex::new(State::default()),
+            setup: Mutex::new(()),
             next_events: AtomicUsize::new(0),
         })
     }
@@ -243,8 +250,13 @@ impl CascadeBackend {
         subscriber: u64,
         publisher: u64,
     ) -> Result<Vec<Forwarded>, BackendError> {
-        let relay = self.relay(room, e)?;
-        let tracks = self.relayed(room, publisher, e, relay)?;
+        let (relay, tracks) = {
+            // The guard protects no data, only the order of the set-up requests: a
+            // poisoned one is as good.
+            let _setup = self.setup.lock().unwrap_or_else(|p| p.into_inner());
+            let relay = self.relay(room, e)?;
+            (relay, self.relayed(room, publisher, e, relay)?)
+        };
         let resp = self.engines[e].request(Request::Subscribe(Subscribe {
             subscriber: SessionId(subscriber),
             publisher: SessionId(relay.to),

@@ -28,7 +28,8 @@ fn client_err(e: ClientError) -> BackendError {
         Some(ErrorCode::BadParams | ErrorCode::BadRequest) => {
             BackendError::BadRequest(e.to_string())
         }
-        Some(ErrorCode::NotFound | ErrorCode::Conflict) => BackendError::NotFound(e.to_string()),
+        Some(ErrorCode::NotFound) => BackendError::NotFound(e.to_string()),
+        Some(ErrorCode::Conflict) => BackendError::Conflict(e.to_string()),
         Some(ErrorCode::Unavailable | ErrorCode::ShuttingDown) => {
             BackendError::Unavailable(e.to_string())
         }

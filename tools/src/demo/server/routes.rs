@@ -231,6 +231,7 @@ fn error_response(e: &BackendError) -> Response {
     let status = match e {
         BackendError::BadRequest(_) => 400,
         BackendError::NotFound(_) => 404,
+        BackendError::Conflict(_) => 409,
         BackendError::Unavailable(_) => 503,
         _ => 502,
     };
