@@ -46,6 +46,9 @@ pub struct Options {
     pub connect_timeout: f64,
     /// Print progress to stderr.
     pub verbose: bool,
+    /// More `rtc-engine` arguments for every engine the run starts (after the
+    /// workload's own, so they win).
+    pub engine_args: Vec<String>,
 }
 
 /// What the load generator runs against the engine.
@@ -604,6 +607,7 @@ pub fn start_engine(
             ])
             .args(["--backend", &o.backend])
             .args(extra)
+            .args(&o.engine_args)
             .arg("--control-socket")
             .arg(&sock)
             .env_remove("RUST_LOG"),

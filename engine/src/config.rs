@@ -53,6 +53,13 @@ pub struct EngineConfig {
     pub forward_batch: usize,
     /// At most one keyframe request per publisher stream per this interval.
     pub keyframe_interval: Duration,
+    /// While a shard drains its sessions' output, it submits the queued sends to the
+    /// kernel each time this many datagrams are queued, not only at the end of the
+    /// iteration: the first legs of a fan-out leave while the last ones are still being
+    /// encrypted, instead of every packet of the iteration waiting for all of them (the
+    /// engine-side latency). A smaller number means more submissions and smaller GSO
+    /// batches. `usize::MAX`: only at the end of the iteration.
+    pub submit_every: usize,
     /// Packets each subscriber leg keeps for NACK/RTX answers (memory per leg grows to
     /// this many packets once traffic has filled the ring).
     ///
@@ -135,6 +142,7 @@ impl fmt::Debug for EngineConfig {
             .field("command_queue", &self.command_queue)
             .field("forward_queue", &self.forward_queue)
             .field("forward_batch", &self.forward_batch)
+            .field("submit_every", &self.submit_every)
             .field("keyframe_interval", &self.keyframe_interval)
             .field("rtx_buffer_packets", &self.rtx_buffer_packets)
             .field("cache_video_packets", &self.cache_video_packets)
@@ -174,6 +182,7 @@ impl Default for EngineConfig {
             forward_queue: 1024,
             forward_batch: 64,
             keyframe_interval: Duration::from_millis(500),
+            submit_every: 64,
             rtx_buffer_packets: 512,
             cache_video_packets: 512,
             cache_audio_packets: 128,

@@ -576,3 +576,84 @@ fn rooms_and_placement() {
     assert_eq!(engine.stats().unwrap().sessions(), 1);
     engine.shutdown();
 }
+
+/// 1 -> 8 on one shard with `submit_every`: (everything arrived, sends submitted,
+/// forwarded packets, forwarded packets booked in the engine-side latency).
+fn fan_out_with_submit_every(submit_every: usize) -> (bool, u64, u64, u64) {
+    let mut cfg = engine_config(BackendPreference::IoUring, 1);
+    cfg.submit_every = submit_every;
+    let engine = Engine::start(cfg).unwrap();
+    let room = engine.create_room("submit").unwrap();
+    let mut clients = vec![Client::connect_sdp(
+        "pub",
+        &engine,
+        Placement::Auto,
+        &PUB_MEDIA,
+        true,
+    )];
+    for i in 0..8 {
+        clients.push(Client::connect_sdp(
+            &format!("sub{i}"),
+            &engine,
+            Placement::Auto,
+            &SUB_MEDIA,
+            false,
+        ));
+    }
+    connect_all(&engine, &mut clients);
+    let publisher = clients[0].id();
+    engine.publish(room, publisher).unwrap();
+    let legs: Vec<Vec<LegInfo>> = clients[1..]
+        .iter()
+        .map(|c| engine.subscribe(room, c.id(), publisher).unwrap())
+        .collect();
+    drive(&mut clients, Duration::from_millis(100), |_| false);
+    let before = engine.stats().unwrap();
+    let mut s = Streamer::new();
+    stream(
+        &mut clients,
+        0,
+        &mut s,
+        Duration::from_millis(1000),
+        |_, _| {},
+    );
+    let want = (s.video_sent + s.audio_sent) as usize;
+    drive(&mut clients, CATCH_UP, |cs| {
+        cs[1..].iter().all(|c| c.rtp.len() >= want)
+    });
+    let complete = clients[1..].iter().zip(&legs).all(|(c, l)| {
+        let r = received(c, l);
+        r.video == all(s.video_sent) && r.audio == all(s.audio_sent)
+    });
+    let after = engine.stats().unwrap();
+    let (b, a) = (&before.shards[0], &after.shards[0]);
+    engine.shutdown();
+    (
+        complete,
+        a.io.send_syscalls - b.io.send_syscalls,
+        a.rtp_forwarded - b.rtp_forwarded,
+        a.forward_ns.count() - b.forward_ns.count(),
+    )
+}
+
+#[test]
+fn a_fan_out_is_submitted_in_parts_of_submit_every_datagrams() {
+    // Submitted only at the end of each iteration, then every 2 queued datagrams: the
+    // same stream, byte-exact both ways, needs several times the submissions (a video
+    // frame's packets to 8 legs are one iteration's work), and every forwarded packet
+    // is booked once in the engine-side latency either way.
+    let (whole_ok, whole_subs, whole_fwd, whole_booked) = fan_out_with_submit_every(usize::MAX);
+    let (parts_ok, parts_subs, parts_fwd, parts_booked) = fan_out_with_submit_every(2);
+    assert!(whole_ok && parts_ok, "every subscriber got every packet");
+    assert_eq!(whole_booked, whole_fwd);
+    assert_eq!(parts_booked, parts_fwd);
+    eprintln!(
+        "submissions: {whole_subs} at the end of iterations, {parts_subs} every 2 datagrams \
+         ({whole_fwd} / {parts_fwd} forwarded)"
+    );
+    assert!(
+        parts_subs * whole_fwd >= 2 * whole_subs * parts_fwd,
+        "submissions per forwarded packet: {parts_subs}/{parts_fwd} against \
+         {whole_subs}/{whole_fwd}"
+    );
+}

@@ -170,6 +170,10 @@ struct Cli {
     /// Show the load generator's progress lines.
     #[arg(long, short)]
     verbose: bool,
+    /// One more `rtc-engine` argument for every engine run (repeat it; e.g.
+    /// `--engine-arg=--submit-every --engine-arg=16`).
+    #[arg(long, allow_hyphen_values = true)]
+    engine_arg: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +290,7 @@ fn churn(a: ChurnArgs) -> ExitCode {
         floor_window: 0,
         connect_timeout: a.connect_timeout,
         verbose: a.verbose,
+        engine_args: Vec::new(),
     };
     let c = ChurnOptions {
         churn_secs: a.churn_secs.max(0.0),
@@ -429,6 +434,7 @@ fn main() -> ExitCode {
         floor_window: cli.floor_window,
         connect_timeout: cli.connect_timeout,
         verbose: cli.verbose,
+        engine_args: cli.engine_arg.clone(),
     };
     let subs = cli
         .subscribers

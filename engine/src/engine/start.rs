@@ -151,6 +151,7 @@ impl Engine {
                 gauge: gauge.clone(),
                 alive: alive.clone(),
                 keyframe_interval: cfg.keyframe_interval,
+                submit_every: u64::try_from(cfg.submit_every.max(1)).unwrap_or(u64::MAX),
                 forward_batch: cfg.forward_batch.clamp(1, 1024),
                 connect_timeout: cfg.connect_timeout,
                 max_sessions: cfg.max_sessions_per_shard,

@@ -74,13 +74,25 @@ impl Shard {
     // Never inlined: a symbol for the instruction-count benchmark's `--toggle-collect`
     // (`scripts/icount-forward.sh`); one call per datagram / per loop iteration.
     #[inline(never)]
+    ///
+    /// Each time [`ShardCtx::submit_every`](super::ShardCtx) datagrams were queued, they
+    /// are submitted to the kernel before the next session is drained (a publisher's
+    /// packets touch their legs last, and the touched list is a stack, so a fan-out's
+    /// legs are drained, and leave, right after the packet they carry).
     pub(super) fn drain_touched(&mut self, now: Instant, backend: &mut dyn IoBackend) {
+        let every = self.ctx.submit_every;
+        let mut mark = self.c.packets_out;
         while let Some(slot) = self.touched.pop() {
             if let Some(Some(s)) = self.sessions.get_mut(slot) {
                 s.touched = false;
                 self.drain(slot, now, backend);
             }
             self.bury();
+            let queued = self.c.packets_out.wrapping_sub(mark);
+            if queued >= every {
+                self.submit_part(queued, backend);
+                mark = self.c.packets_out;
+            }
         }
     }
 

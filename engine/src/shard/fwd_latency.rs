@@ -1,14 +1,16 @@
 //! Engine-side forwarding latency in fixed buckets: per forwarded packet, from the
 //! receive completion of its batch (the iteration's one clock read, taken at its first
-//! datagram) to the submission of the sends (after the backend's flush). One clock read
-//! per iteration with forwarded packets, a bucket increment per batch of packets, no
-//! allocation.
+//! datagram) to the submission of its send (after the backend's flush: in the middle of
+//! the drain each `submit_every` datagrams, [`Shard::submit_part`], and at the end of
+//! the iteration). One clock read per submission with forwarded packets, a bucket
+//! increment per submission, no allocation.
 
 use std::time::Instant;
 
 use control::LatencyBuckets;
 
-use super::Shard;
+use super::{Shard, nanos};
+use crate::io::IoBackend;
 
 /// Counts per bucket of [`LatencyBuckets::log2_linear`].
 pub(super) struct ForwardLatency {
@@ -38,6 +40,24 @@ impl ForwardLatency {
 }
 
 impl Shard {
+    /// Submits the `queued` datagrams queued so far in this iteration's drain and books
+    /// as many of the iteration's local forwards (from `fwd_from`) as went out with
+    /// them. One clock read per submission.
+    pub(super) fn submit_part(&mut self, queued: u64, backend: &mut dyn IoBackend) {
+        if let Err(e) = backend.flush() {
+            tracing::warn!(shard = self.ctx.index, error = %e, "backend flush failed");
+        }
+        let n = queued.min(self.local_fwd);
+        if n == 0 {
+            return;
+        }
+        let sent = Instant::now();
+        let ns = nanos(sent.saturating_duration_since(self.fwd_from));
+        self.fwd_latency.record_n(ns, n);
+        let _ = self.latency_ns.record_n(ns, n);
+        self.local_fwd -= n;
+    }
+
     /// After the flush: books this iteration's forwarded packets, local ones from
     /// `received` (the iteration's receive completion), those from other shards from
     /// their batch's receive time there. Clears both tallies.

@@ -319,6 +319,9 @@ pub(crate) struct ShardCtx {
     /// Cleared when the shard thread dies.
     pub alive: Arc<AtomicBool>,
     pub keyframe_interval: Duration,
+    /// Queued datagrams after which draining submits them
+    /// ([`EngineConfig::submit_every`](crate::EngineConfig)), at least 1.
+    pub submit_every: u64,
     pub forward_batch: usize,
     /// Close sessions not connected this long after creation.
     pub connect_timeout: Duration,
@@ -559,7 +562,10 @@ pub(crate) struct Shard {
     out_batches: Vec<Option<Batch>>,
     /// Remote batches forwarded this iteration: (receive time at the origin, packets).
     remote_fwd: Vec<(Instant, u64)>,
+    /// Local forwards of this iteration not yet booked in the latency histograms.
     local_fwd: u64,
+    /// This iteration's receive completion: where its local forwards' latency starts.
+    fwd_from: Instant,
     c: Counters,
     loop_ns: Histogram<u64>,
     latency_ns: Histogram<u64>,
@@ -639,6 +645,7 @@ impl Shard {
             out_batches: (0..n).map(|_| None).collect(),
             remote_fwd: Vec::new(),
             local_fwd: 0,
+            fwd_from: Instant::now(),
             c: Counters::default(),
             loop_ns: histogram(),
             latency_ns: histogram(),
@@ -688,6 +695,7 @@ impl Shard {
             // The one clock read of this iteration (taken at the first datagram, if any).
             let now = now_cell.unwrap_or_else(Instant::now);
             let received = now;
+            self.fwd_from = received;
             self.c.iterations += 1;
             self.bury();
             let mut commands = false;
@@ -731,9 +739,10 @@ impl Shard {
             self.loop_ns
                 .saturating_record(nanos(end.saturating_duration_since(now)));
             if self.local_fwd > 0 {
-                let _ = self
-                    .latency_ns
-                    .record_n(nanos(end.saturating_duration_since(now)), self.local_fwd);
+                let _ = self.latency_ns.record_n(
+                    nanos(end.saturating_duration_since(received)),
+                    self.local_fwd,
+                );
             }
             for &(at, n) in &self.remote_fwd {
                 let _ = self
