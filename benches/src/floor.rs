@@ -55,13 +55,26 @@ fn loopback_cfg(sockets: usize, send_batches: usize) -> IoConfig {
     }
 }
 
+/// How long the reflector holds fewer than its `batch` datagrams before it sends them
+/// anyway (so that a closed loop with a small window never stalls).
+const BATCH_HOLD: Duration = Duration::from_millis(2);
+
 /// Runs the reflector until `max` elapses (the harness normally kills it first).
 /// `ready` gets the bound address once the socket is open.
+///
+/// `batch`: `None` sends whatever one poll brought, in chunks of up to 64 datagrams per
+/// receiver (one GSO batch each). `Some(b)` is a fixed batching: the reflector holds
+/// datagrams until it has `b` of them (or the oldest waited [`BATCH_HOLD`]) and sends
+/// each receiver exactly `b` per GSO batch, so that its cost per datagram is measured
+/// at a given batching (the engine's, for the saturation report) rather than at
+/// whatever the timing of a run gave.
 pub fn run_reflector(
     pref: BackendPreference,
     max: Duration,
+    batch: Option<usize>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), BenchError> {
+    let chunk = batch.map_or(CHUNK, |b| b.clamp(1, CHUNK));
     let mut be = open_backend(pref, &loopback_cfg(1, 1024))
         .map_err(|e| BenchError::io("reflector backend", e))?;
     let addr = *be
@@ -74,27 +87,31 @@ pub fn run_reflector(
     let mut scratch = vec![0u8; SCRATCH_DATAGRAMS * SCRATCH_SLOT];
     let mut lens: Vec<usize> = Vec::with_capacity(SCRATCH_DATAGRAMS);
     let end = Instant::now() + max;
+    // When the oldest datagram still held arrived (fixed batching only).
+    let mut held_since: Option<Instant> = None;
     while Instant::now() < end {
-        be.poll(
-            Some(Duration::from_millis(100)),
-            &mut |r| match r.data.first() {
-                Some(&TAG_DATA) => {
-                    let n = lens.len();
-                    let len = r.data.len().min(SCRATCH_SLOT);
-                    if n < SCRATCH_DATAGRAMS
-                        && let (Some(dst), Some(src)) = (
-                            scratch.get_mut(n * SCRATCH_SLOT..n * SCRATCH_SLOT + len),
-                            r.data.get(..len),
-                        )
-                    {
-                        dst.copy_from_slice(src);
-                        lens.push(len);
-                    }
+        let wait = if held_since.is_some() {
+            Duration::from_micros(500)
+        } else {
+            Duration::from_millis(100)
+        };
+        be.poll(Some(wait), &mut |r| match r.data.first() {
+            Some(&TAG_DATA) => {
+                let n = lens.len();
+                let len = r.data.len().min(SCRATCH_SLOT);
+                if n < SCRATCH_DATAGRAMS
+                    && let (Some(dst), Some(src)) = (
+                        scratch.get_mut(n * SCRATCH_SLOT..n * SCRATCH_SLOT + len),
+                        r.data.get(..len),
+                    )
+                {
+                    dst.copy_from_slice(src);
+                    lens.push(len);
                 }
-                Some(&TAG_JOIN) => joins.push(r.source),
-                _ => {}
-            },
-        )
+            }
+            Some(&TAG_JOIN) => joins.push(r.source),
+            _ => {}
+        })
         .map_err(|e| BenchError::io("reflector poll", e))?;
         for j in joins.drain(..) {
             if !receivers.contains(&j) {
@@ -102,22 +119,46 @@ pub fn run_reflector(
             }
             be.queue_send(0, j, &[TAG_ACK]);
         }
-        for (c, chunk) in lens.chunks(CHUNK).enumerate() {
+        // With a fixed batching, only whole batches leave, unless the oldest held
+        // datagram waited long enough; the rest stays (moved to the front).
+        let now = Instant::now();
+        let ready_n = match batch {
+            None => lens.len(),
+            Some(_) if lens.is_empty() => 0,
+            Some(_) => {
+                let since = *held_since.get_or_insert(now);
+                if now.duration_since(since) >= BATCH_HOLD {
+                    lens.len()
+                } else {
+                    lens.len() / chunk * chunk
+                }
+            }
+        };
+        for (c, part) in lens.get(..ready_n).unwrap_or(&[]).chunks(chunk).enumerate() {
             for dest in &receivers {
-                for (i, &len) in chunk.iter().enumerate() {
-                    let at = (c * CHUNK + i) * SCRATCH_SLOT;
+                for (i, &len) in part.iter().enumerate() {
+                    let at = (c * chunk + i) * SCRATCH_SLOT;
                     if let Some(d) = scratch.get(at..at + len) {
                         be.queue_send(0, *dest, d);
                     }
                 }
             }
+            // The flush also reaps the sends' completions, so the next chunk finds free
+            // batches (a poll here would take, and lose, datagrams that arrived).
             be.flush()
                 .map_err(|e| BenchError::io("reflector flush", e))?;
-            // Reap send completions so the next chunk finds free batches.
-            be.poll(Some(Duration::ZERO), &mut |_| {})
-                .map_err(|e| BenchError::io("reflector poll", e))?;
         }
-        lens.clear();
+        let rest = lens.len() - ready_n;
+        if rest > 0 && ready_n > 0 {
+            scratch.copy_within(ready_n * SCRATCH_SLOT..lens.len() * SCRATCH_SLOT, 0);
+            lens.copy_within(ready_n.., 0);
+        }
+        lens.truncate(rest);
+        if rest == 0 {
+            held_since = None;
+        } else if ready_n > 0 {
+            held_since = Some(now);
+        }
         be.flush()
             .map_err(|e| BenchError::io("reflector flush", e))?;
     }
@@ -400,9 +441,14 @@ mod tests {
     fn in_process_round_trip() {
         let (tx, rx) = std::sync::mpsc::channel();
         let refl = std::thread::spawn(move || {
-            run_reflector(BackendPreference::Portable, Duration::from_secs(3), |a| {
-                let _ = tx.send(a);
-            })
+            run_reflector(
+                BackendPreference::Portable,
+                Duration::from_secs(3),
+                None,
+                |a| {
+                    let _ = tx.send(a);
+                },
+            )
         });
         let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         let cfg = LoadConfig {

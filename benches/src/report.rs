@@ -40,6 +40,10 @@ pub struct Row {
     /// of its bucket), microseconds; `count` is packets. `None` for the floor.
     #[serde(default)]
     pub engine_latency_us: Option<LatencyMs>,
+    /// The engine's datagrams per send message over the window (1 = no GSO batching;
+    /// more: GSO batches of that many segments on average). `None` for the floor.
+    #[serde(default)]
+    pub segments_per_send: Option<f64>,
     /// Server RSS growth per session, KiB.
     pub rss_kib_per_session: Option<f64>,
     /// Sessions connected per second (handshake storm).

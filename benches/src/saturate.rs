@@ -140,6 +140,12 @@ pub struct SaturationReport {
     pub max_p99_us: Option<f64>,
     /// The floor reflector with the same fan-out, this run.
     pub floor: Option<Row>,
+    /// The floor reflector again, its batching fixed at the saturation step's
+    /// datagrams per send message (rounded, at least 1): the issue's "floor with the
+    /// same batching". Without it the floor's own batching follows the timing of its
+    /// closed loop, and its per-core figure moved 10× between runs.
+    #[serde(default)]
+    pub floor_same_batching: Option<Row>,
     /// The ladder, in order.
     pub steps: Vec<Step>,
     /// Index in `steps` of the saturation step (the held step with the most forwarded
@@ -254,12 +260,33 @@ impl SaturationReport {
                         f / e
                     );
                 }
+                if let Some(fl) = &self.floor_same_batching
+                    && let (Some(f), Some(e)) = (per_core(fl), st.pps_per_core())
+                {
+                    let _ = writeln!(
+                        s,
+                        "floor at the engine's batching ({}; the engine sent {:.2} datagrams per send): {:.0} delivered datagrams/s at {:.0} % of a core -> {:.0} per core; engine / floor = {:.3} ({:.1}x the floor's CPU per packet)",
+                        fl.workload,
+                        st.row.segments_per_send.unwrap_or(0.0),
+                        fl.fwd_pps,
+                        fl.cpu_pct,
+                        f,
+                        e / f,
+                        f / e
+                    );
+                }
             }
             None => {
                 let _ = writeln!(s, "saturation: no step held");
             }
         }
-        for r in self.steps.iter().map(|s| &s.row).chain(self.floor.iter()) {
+        for r in self
+            .steps
+            .iter()
+            .map(|s| &s.row)
+            .chain(self.floor.iter())
+            .chain(self.floor_same_batching.iter())
+        {
             for n in &r.notes {
                 let _ = writeln!(s, "note: {} {}: {n}", r.scenario, r.workload);
             }
@@ -348,6 +375,17 @@ pub fn run_saturation(
         .filter(|(_, st)| st.held)
         .max_by(|a, b| a.1.row.fwd_pps.total_cmp(&b.1.row.fwd_pps))
         .map(|(i, _)| i);
+    if let Some(b) = rep
+        .saturation_step()
+        .and_then(|st| st.row.segments_per_send)
+    {
+        let b = (b.round() as usize).max(1);
+        progress(&format!(
+            "floor, fan-out {}, the engine's batching ({b} per send)",
+            s.fanout
+        ));
+        rep.floor_same_batching = Some(scenario::run_floor_batched(o, s.fanout, Some(b))?);
+    }
     if s.latency_steps
         && let Some((sat_rooms, sat)) = rep.saturation_step().map(|st| (st.rooms, st.kbps))
     {
@@ -423,6 +461,14 @@ mod tests {
                 cpu_pct: 60.0,
                 ..Row::default()
             }),
+            floor_same_batching: Some(Row {
+                fanout: 50,
+                workload: "fanout-50/batch-2".into(),
+                fwd_pps: 200_000.0,
+                cpu_us_per_pkt: Some(4.0),
+                cpu_pct: 80.0,
+                ..Row::default()
+            }),
             steps: vec![st(1000, true), st(2000, true), st(4000, false)],
             saturation: Some(1),
             limit_reached: true,
@@ -436,6 +482,12 @@ mod tests {
         );
         assert!(t.contains("250000 packets/s per core"), "{t}");
         assert!(t.contains("engine / floor = 0.500"), "{t}");
+        // 4 us per packet: 250k per core, the engine's own figure.
+        assert!(
+            t.contains("floor at the engine's batching (fanout-50/batch-2;")
+                && t.contains("engine / floor = 1.000"),
+            "{t}"
+        );
         assert!(t.contains("50%") && t.contains("90%"), "{t}");
     }
 }

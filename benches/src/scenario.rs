@@ -270,18 +270,29 @@ pub(crate) fn pct(cpu: Duration, wall: f64) -> f64 {
 
 /// Runs the floor with `fanout` receivers.
 pub fn run_floor(o: &Options, fanout: usize) -> Result<Row, BenchError> {
+    run_floor_batched(o, fanout, None)
+}
+
+/// [`run_floor`] with the reflector's batching fixed at `batch` datagrams per receiver
+/// per GSO batch (`None`: whatever one poll brought, as [`run_floor`]).
+pub fn run_floor_batched(
+    o: &Options,
+    fanout: usize,
+    batch: Option<usize>,
+) -> Result<Row, BenchError> {
     let life = o.warmup + o.secs + 30.0;
-    let mut refl = Proc::spawn(
+    let mut cmd = Command::new(&o.bench_exe);
+    cmd.args([
         "floor-reflector",
-        Command::new(&o.bench_exe).args([
-            "floor-reflector",
-            "--backend",
-            &o.backend,
-            "--max-secs",
-            &format!("{life}"),
-        ]),
-        secs(life + 5.0),
-    )?;
+        "--backend",
+        &o.backend,
+        "--max-secs",
+        &format!("{life}"),
+    ]);
+    if let Some(b) = batch {
+        cmd.args(["--batch", &b.to_string()]);
+    }
+    let mut refl = Proc::spawn("floor-reflector", &mut cmd, secs(life + 5.0))?;
     let until = Instant::now() + Duration::from_secs(10);
     let addr = refl.wait_for(until, |l| match l {
         Line::Out(s) => s.strip_prefix("READY ").map(str::to_owned),
@@ -334,7 +345,10 @@ pub fn run_floor(o: &Options, fanout: usize) -> Result<Row, BenchError> {
     }
     Ok(Row {
         scenario: "floor".into(),
-        workload: format!("fanout-{fanout}"),
+        workload: match batch {
+            None => format!("fanout-{fanout}"),
+            Some(b) => format!("fanout-{fanout}/batch-{b}"),
+        },
         shards: 0,
         fanout,
         sessions: fanout as u64,
@@ -363,6 +377,8 @@ struct Sample {
     loadgen_cpu: Duration,
     /// Every shard's `forward_ns` buckets, merged.
     forward_ns: LatencyBuckets,
+    /// Datagrams sent and send messages (a datagram or a GSO batch), every shard.
+    sent: (u64, u64),
 }
 
 pub(crate) fn forwarded(s: &EngineStats) -> u64 {
@@ -426,6 +442,10 @@ fn sample(c: &mut ControlClient, engine: u32, loadgen: u32) -> Result<Sample, Be
         engine_rss: procfs::rss_kib(engine).unwrap_or(0),
         loadgen_cpu: cpu_of(loadgen),
         forward_ns: merged_forward_ns(&s),
+        sent: s.shards.iter().fold((0, 0), |(d, m), x| {
+            let b = &x.detail.send_batches;
+            (d + b.sum, m + b.counts.iter().sum::<u64>())
+        }),
     })
 }
 
@@ -733,6 +753,9 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         row.cpu_us_per_pkt = (fwd > 0).then(|| cpu.as_secs_f64() * 1e6 / fwd as f64);
         row.cpu_pct = pct(cpu, wall);
         row.loadgen_cpu_pct = pct(b.loadgen_cpu.saturating_sub(a.loadgen_cpu), wall);
+        let msgs = b.sent.1.saturating_sub(a.sent.1);
+        row.segments_per_send =
+            (msgs > 0).then(|| b.sent.0.saturating_sub(a.sent.0) as f64 / msgs as f64);
         row.engine_latency_us = b
             .forward_ns
             .since(&a.forward_ns)

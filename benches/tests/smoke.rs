@@ -133,6 +133,20 @@ fn quick_saturation_produces_a_report() {
     // The rooms ladder's first step: two 1 -> 3 rooms.
     assert_eq!(sat.steps[0].rooms, 2, "{sat:#?}");
     assert!(sat.steps[0].row.fwd_pps > 0.0, "{sat:#?}");
+    // The engine's batching is measured, and a step that held gets the floor again at
+    // that batching.
+    assert!(
+        sat.steps[0].row.segments_per_send.is_some_and(|b| b >= 1.0),
+        "{sat:#?}"
+    );
+    if sat.saturation.is_some() {
+        let fl = sat.floor_same_batching.as_ref().expect("the batched floor");
+        assert!(fl.workload.contains("/batch-"), "{fl:#?}");
+        assert!(
+            stdout.contains("floor at the engine's batching"),
+            "{stdout}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

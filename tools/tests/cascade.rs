@@ -395,7 +395,7 @@ fn cascade_body() {
         reached = !video_got(&clients[late]).is_empty();
     }
     assert!(reached, "no media reached the late subscriber");
-    // Past the engines' keyframe-request coalescing interval (500 ms): the request of
+    // Past the engines' keyframe-request coalescing interval (50 ms here): the request of
     // the late subscriber's own subscription is long served.
     stream(
         &mut clients,
@@ -410,25 +410,40 @@ fn cascade_body() {
         .find(|p| check_payload(&p.payload).is_some_and(|(k, _)| k == MediaKind::Video))
         .map(|p| p.ssrc)
         .expect("a video packet");
-    let before = clients[0].keyframe_requests.len();
-    let asked = Instant::now();
-    clients[late]
-        .rtc
-        .direct_api()
-        .request_keyframe(video_ssrc, KeyframeRequestKind::Pli)
-        .expect("keyframe request");
-    clients[late].drain(asked);
-    let heard = drive(&mut clients, Duration::from_secs(5), |cs| {
-        cs[0].keyframe_requests.len() > before
-    });
-    assert!(heard, "the keyframe request never reached the publisher");
-    let took = clients[0].keyframe_requests[before]
-        .0
-        .saturating_duration_since(asked);
+    // A request is relayed at once, not with a periodic report (RTCP every second) nor
+    // held by coalescing (50 ms here): it reaches the publisher within 100 ms. The wall
+    // time spans six threads of three processes, which a loaded machine can stall for a
+    // moment, so one of three requests (each after the coalescing window of the one
+    // before) must make it; a request held for the periodic report would miss all three
+    // most of the time.
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let before = clients[0].keyframe_requests.len();
+        let asked = Instant::now();
+        clients[late]
+            .rtc
+            .direct_api()
+            .request_keyframe(video_ssrc, KeyframeRequestKind::Pli)
+            .expect("keyframe request");
+        clients[late].drain(asked);
+        let heard = drive(&mut clients, Duration::from_secs(5), |cs| {
+            cs[0].keyframe_requests.len() > before
+        });
+        assert!(heard, "the keyframe request never reached the publisher");
+        let t = clients[0].keyframe_requests[before]
+            .0
+            .saturating_duration_since(asked);
+        took.push(t);
+        if t <= Duration::from_millis(100) {
+            break;
+        }
+        // Past the coalescing window before the next request.
+        drive(&mut clients, Duration::from_millis(100), |_| false);
+    }
     eprintln!("late subscriber's keyframe request reached the publisher on A after {took:?}");
     assert!(
-        took <= Duration::from_millis(300),
-        "keyframe request took {took:?}"
+        took.iter().any(|t| *t <= Duration::from_millis(100)),
+        "keyframe requests took {took:?}"
     );
 
     // SIGKILL engine A mid-call: B reports the relay down after its silence window and

@@ -189,6 +189,10 @@ enum Cmd {
         backend: String,
         #[arg(long, default_value_t = 60.0)]
         max_secs: f64,
+        /// Fixed batching: datagrams per receiver per GSO batch (default: whatever a
+        /// poll brought).
+        #[arg(long)]
+        batch: Option<usize>,
     },
     /// (internal) The floor's sender and receivers.
     #[command(hide = true)]
@@ -343,12 +347,14 @@ fn internal(cmd: Cmd) -> Result<(), benches::BenchError> {
     match cmd {
         // Dispatched in `main`.
         Cmd::Churn(_) => Ok(()),
-        Cmd::FloorReflector { backend, max_secs } => {
-            floor::run_reflector(floor::backend_pref(&backend)?, dur(max_secs), |a| {
-                println!("READY {a}");
-                let _ = std::io::stdout().flush();
-            })
-        }
+        Cmd::FloorReflector {
+            backend,
+            max_secs,
+            batch,
+        } => floor::run_reflector(floor::backend_pref(&backend)?, dur(max_secs), batch, |a| {
+            println!("READY {a}");
+            let _ = std::io::stdout().flush();
+        }),
         Cmd::FloorLoad {
             reflector,
             fanout,
