@@ -402,7 +402,12 @@ impl Session {
             .find(|x| x.mid == t.mid && x.inbound == t.inbound)
         {
             Some(x) => *x = t,
-            None => self.track_stats.push(t),
+            None => {
+                // One or two entries per section, kept for the session's life: no
+                // doubling slack (a first push would make room for four).
+                self.track_stats.reserve_exact(1);
+                self.track_stats.push(t);
+            }
         }
     }
 }

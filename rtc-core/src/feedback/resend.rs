@@ -63,6 +63,9 @@ const BURST_WINDOW: Duration = Duration::from_millis(500);
 /// straddle two counting windows) holds at most twice that many.
 const RECENT: usize = 2 * MAX_PACKETS_PER_INTERVAL as usize;
 
+/// The ring of recent resends: (extended sequence number, when).
+type Recent = [Option<(u64, Instant)>; RECENT];
+
 /// What [`ResendLimiter::admit`] decided for one requested packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -92,8 +95,10 @@ pub struct ResendStats {
 /// at `RATE_PERCENT` % of the send rate.
 #[derive(Debug, Clone)]
 pub struct ResendLimiter {
-    /// Ring of recent resends: (extended sequence number, when).
-    recent: [Option<(u64, Instant)>; RECENT],
+    /// Ring of recent resends: (extended sequence number, when); allocated by the
+    /// first admitted resend (1 KiB a stream that is never NACKed, as most audio
+    /// streams are, does not carry).
+    recent: Option<Box<Recent>>,
     next: usize,
     /// Start of the current counting window and what it admitted.
     window_start: Option<Instant>,
@@ -114,7 +119,7 @@ impl ResendLimiter {
     /// A limiter with a full byte budget.
     pub fn new() -> Self {
         ResendLimiter {
-            recent: [None; RECENT],
+            recent: None,
             next: 0,
             window_start: None,
             window_packets: 0,
@@ -151,6 +156,7 @@ impl ResendLimiter {
         let recently = self
             .recent
             .iter()
+            .flat_map(|r| r.iter())
             .flatten()
             .any(|&(s, at)| s == seq && now.saturating_duration_since(at) < interval);
         if recently {
@@ -172,7 +178,8 @@ impl ResendLimiter {
         }
         self.window_packets += 1;
         self.tokens -= bytes;
-        if let Some(slot) = self.recent.get_mut(self.next) {
+        let recent = self.recent.get_or_insert_with(|| Box::new([None; RECENT]));
+        if let Some(slot) = recent.get_mut(self.next) {
             *slot = Some((seq, now));
         }
         self.next = (self.next + 1) % RECENT;

@@ -174,8 +174,11 @@ pub(crate) struct Session {
     twcc_rx: TwccRecvRegister,
     /// Transport-wide sequence numbers we stamped (feedback from the peer).
     twcc_tx: TwccSendRegister,
-    /// Send-side bandwidth estimate.
-    bwe: Bwe,
+    /// Send-side bandwidth estimate, created by the first transport-wide feedback or
+    /// probe cluster: a session that only receives (an audio publisher) never feeds it,
+    /// and the estimator is ~2.8 KiB. Until then it reads as a fresh estimator
+    /// ([`Session::bwe`]).
+    bwe: Option<Box<Bwe>>,
     /// `twcc_rx` names a real media SSRC in its feedback.
     twcc_media_ssrc_set: bool,
     /// Header extension ids of all media sections together: ids are unique across a
@@ -189,6 +192,39 @@ struct Outbox {
     transmits: VecDeque<PendingTransmit>,
     events: VecDeque<PendingEvent>,
     rtp_in: VecDeque<PendingRtp>,
+}
+
+/// The estimator every `Rtc` starts with, read in place of a session's own until that
+/// is created (all sessions start from the same default configuration).
+fn fresh_bwe() -> &'static Bwe {
+    static FRESH: std::sync::OnceLock<Bwe> = std::sync::OnceLock::new();
+    FRESH.get_or_init(|| Bwe::new(BweConfig::default()))
+}
+
+/// A session's send-side estimator (a fresh one while nothing has fed it yet).
+fn bwe_of(bwe: &Option<Box<Bwe>>) -> &Bwe {
+    match bwe.as_deref() {
+        Some(b) => b,
+        None => fresh_bwe(),
+    }
+}
+
+/// A session's send-side estimator, created on first use (once per `Rtc`: the first
+/// transport-wide feedback or probe cluster).
+fn bwe_mut_of(bwe: &mut Option<Box<Bwe>>) -> &mut Bwe {
+    bwe.get_or_insert_with(|| Box::new(Bwe::new(BweConfig::default())))
+}
+
+impl Session {
+    /// The send-side estimator (a fresh one while nothing has fed it yet).
+    pub(crate) fn bwe(&self) -> &Bwe {
+        bwe_of(&self.bwe)
+    }
+
+    /// The send-side estimator, created on first use.
+    pub(crate) fn bwe_mut(&mut self) -> &mut Bwe {
+        bwe_mut_of(&mut self.bwe)
+    }
 }
 
 thread_local! {
@@ -403,7 +439,7 @@ impl Rtc {
                 twcc_rx: TwccRecvRegister::new(0, 0),
                 // Sized for audio until a video section comes (`add_media_entry`).
                 twcc_tx: TwccSendRegister::new(AUDIO_TWCC_PACKETS),
-                bwe: Bwe::new(BweConfig::default()),
+                bwe: None,
                 twcc_media_ssrc_set: false,
                 rx_ext_map: ExtensionMap::empty(),
             },
@@ -651,14 +687,15 @@ impl Rtc {
     /// first feedback it is the estimator's starting value; changes are also
     /// reported as [`Event::EgressBitrateEstimate`](crate::Event::EgressBitrateEstimate).
     pub fn bandwidth_estimate(&self) -> Option<u64> {
-        self.twcc_negotiated().then(|| self.session.bwe.estimate())
+        self.twcc_negotiated()
+            .then(|| self.session.bwe().estimate())
     }
 
     /// The send-side bandwidth estimator (its delay- and loss-based parts, the
     /// acknowledged rate, what the feedback reported lost), or `None` when
     /// transport-wide sequence numbers are not negotiated. For diagnostics and stats.
     pub fn bwe(&self) -> Option<&crate::feedback::Bwe> {
-        self.twcc_negotiated().then_some(&self.session.bwe)
+        self.twcc_negotiated().then(|| self.session.bwe())
     }
 
     /// What was negotiated for a media section.

@@ -222,7 +222,7 @@ impl Rtc {
     /// (keeping `max_bps`).
     pub fn set_send_rate(&mut self, target_bps: u64, max_bps: u64) {
         self.pacing.app = Some((target_bps, max_bps));
-        if target_bps > self.session.bwe.estimate() {
+        if target_bps > self.session.bwe().estimate() {
             self.request_probe(target_bps);
         }
     }
@@ -253,7 +253,7 @@ impl Rtc {
             Some((t, m)) if t > 0 => Some((t, m)),
             // The estimate only measures packets with transport-wide numbers:
             // pace to it once something we sent carried one.
-            _ if self.session.twcc_tx.peek_next() > 0 => Some((self.session.bwe.estimate(), max)),
+            _ if self.session.twcc_tx.peek_next() > 0 => Some((self.session.bwe().estimate(), max)),
             _ => None,
         }
     }
@@ -591,7 +591,7 @@ impl Rtc {
         p.hold_until = now.checked_add(duration + PROBE_SETTLE);
         p.cluster = p.cluster.wrapping_add(1).max(1);
         let cluster = p.cluster;
-        self.session.bwe.on_probe_cluster(cluster, goal);
+        self.session.bwe_mut().on_probe_cluster(cluster, goal);
         self.pacing.pacer.start_probe(goal, duration, now);
     }
 

@@ -419,8 +419,8 @@ impl Rtc {
     fn on_twcc(&mut self, now: Instant, fb: &TransportFeedback<'_>) {
         self.stats.twcc_feedback_received += 1;
         let results = self.session.twcc_tx.apply_feedback(fb);
-        let before = self.session.bwe.estimate();
-        let estimate = self.session.bwe.on_feedback(now, results);
+        let before = super::bwe_of(&self.session.bwe).estimate();
+        let estimate = super::bwe_mut_of(&mut self.session.bwe).on_feedback(now, results);
         if estimate != before {
             self.outbox
                 .events

@@ -70,6 +70,8 @@ impl IceAgent {
             return None;
         }
         let prio = self.pair_priority(li, ri);
+        // Few pairs per agent and thousands of agents: no doubling slack.
+        self.pairs.reserve_exact(1);
         self.pairs.push(Pair {
             local: li,
             remote: ri,
