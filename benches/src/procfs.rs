@@ -105,8 +105,34 @@ mod tests {
         }
         assert!(cpu_time(pid).is_some_and(|c| c > Duration::ZERO));
         assert!(stat_cpu(pid).is_some_and(|c| c > Duration::ZERO));
+    }
+
+    #[test]
+    fn both_clocks_see_the_same_work_of_a_single_threaded_process() {
+        // Not this test process: its `stat` also counts the threads other tests ran and
+        // ended (which `task/*/schedstat` no longer lists), so the two clocks part by
+        // whatever those used. A busy single-threaded child has no such threads.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        // Until it has run a while (ticks are 10 ms: a short run reads as 0).
+        while stat_cpu(pid).is_none_or(|c| c < Duration::from_millis(200))
+            && t.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (a, b) = (schedstat_cpu(pid), stat_cpu(pid));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(b >= Duration::from_millis(200), "{b:?}");
         // Both clocks see the same work (ticks are coarse: allow slack).
-        let (a, b) = (schedstat_cpu(pid).unwrap(), stat_cpu(pid).unwrap());
-        assert!(a + Duration::from_millis(100) > b && b + Duration::from_millis(100) > a);
+        assert!(
+            a + Duration::from_millis(100) > b && b + Duration::from_millis(100) > a,
+            "schedstat {a:?}, stat {b:?}"
+        );
     }
 }
