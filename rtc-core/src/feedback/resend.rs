@@ -63,9 +63,6 @@ const BURST_WINDOW: Duration = Duration::from_millis(500);
 /// straddle two counting windows) holds at most twice that many.
 const RECENT: usize = 2 * MAX_PACKETS_PER_INTERVAL as usize;
 
-/// The ring of recent resends: (extended sequence number, when).
-type Recent = [Option<(u64, Instant)>; RECENT];
-
 /// What [`ResendLimiter::admit`] decided for one requested packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -95,10 +92,8 @@ pub struct ResendStats {
 /// at `RATE_PERCENT` % of the send rate.
 #[derive(Debug, Clone)]
 pub struct ResendLimiter {
-    /// Ring of recent resends: (extended sequence number, when); allocated by the
-    /// first admitted resend (1 KiB a stream that is never NACKed, as most audio
-    /// streams are, does not carry).
-    recent: Option<Box<Recent>>,
+    /// Ring of recent resends: (extended sequence number, when).
+    recent: [Option<(u64, Instant)>; RECENT],
     next: usize,
     /// Start of the current counting window and what it admitted.
     window_start: Option<Instant>,
@@ -119,7 +114,7 @@ impl ResendLimiter {
     /// A limiter with a full byte budget.
     pub fn new() -> Self {
         ResendLimiter {
-            recent: None,
+            recent: [None; RECENT],
             next: 0,
             window_start: None,
             window_packets: 0,
@@ -156,7 +151,6 @@ impl ResendLimiter {
         let recently = self
             .recent
             .iter()
-            .flat_map(|r| r.iter())
             .flatten()
             .any(|&(s, at)| s == seq && now.saturating_duration_since(at) < interval);
         if recently {
@@ -178,8 +172,7 @@ impl ResendLimiter {
         }
         self.window_packets += 1;
         self.tokens -= bytes;
-        let recent = self.recent.get_or_insert_with(|| Box::new([None; RECENT]));
-        if let Some(slot) = recent.get_mut(self.next) {
+        if let Some(slot) = self.recent.get_mut(self.next) {
             *slot = Some((seq, now));
         }
         self.next = (self.next + 1) % RECENT;
