@@ -71,14 +71,14 @@ impl Shard {
         }
     }
 
+    /// Drains every touched session's output. Each time
+    /// [`ShardCtx::submit_every`](super::ShardCtx) datagrams were queued, they are
+    /// submitted to the kernel before the next session is drained (a publisher's packets
+    /// touch their legs last, and the touched list is a stack, so a fan-out's legs are
+    /// drained, and leave, right after the packet they carry).
     // Never inlined: a symbol for the instruction-count benchmark's `--toggle-collect`
     // (`scripts/icount-forward.sh`); one call per datagram / per loop iteration.
     #[inline(never)]
-    ///
-    /// Each time [`ShardCtx::submit_every`](super::ShardCtx) datagrams were queued, they
-    /// are submitted to the kernel before the next session is drained (a publisher's
-    /// packets touch their legs last, and the touched list is a stack, so a fan-out's
-    /// legs are drained, and leave, right after the packet they carry).
     pub(super) fn drain_touched(&mut self, now: Instant, backend: &mut dyn IoBackend) {
         let every = self.ctx.submit_every;
         let mut mark = self.c.packets_out;
