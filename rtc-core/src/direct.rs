@@ -6,6 +6,7 @@
 use crate::dtls::Fingerprint;
 use crate::event::KeyframeRequestKind;
 use crate::ice::IceCreds;
+use crate::io::Transmit;
 use crate::media::{MediaInfo, MediaKind, Mid};
 use crate::rtc::{Rtc, RtcError};
 use crate::sctp::{ChannelConfig, ChannelId};
@@ -23,6 +24,22 @@ pub enum RtxOutcome {
     Queued,
     /// The pacer refused it: nothing goes out.
     Refused(RtxRefusal),
+}
+
+/// What [`DirectApi::write_rtp_packet_in_place`] did with a packet.
+#[must_use]
+#[derive(Debug)]
+pub enum RtpWritten<'a> {
+    /// `fill` wrote nothing (it returned `None`, or more than fits).
+    Nothing,
+    /// Protected in place in the caller's buffer and counted as sent: the caller
+    /// sends this datagram (it borrows the buffer) instead of waiting for it from
+    /// [`Rtc::poll_output`](crate::Rtc::poll_output).
+    Sent(Transmit<'a>),
+    /// Copied into the `Rtc` and queued (another packet waits ahead of it, or the
+    /// pacer holds it): it leaves through [`Rtc::poll_output`](crate::Rtc::poll_output)
+    /// as usual.
+    Queued,
 }
 
 /// Why the pacer refused a retransmission ([`RtxOutcome::Refused`]).
@@ -254,6 +271,35 @@ impl<'a> DirectApi<'a> {
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Result<bool, RtcError> {
         self.rtc.send_rtp_with(fill)
+    }
+
+    /// RTP mode: builds one RTP packet with `fill` directly in the caller's buffer
+    /// `out` — typically the slot of a send batch — and, when it would leave at once
+    /// anyway, protects it there and hands it back as [`RtpWritten::Sent`]: the
+    /// packet is copied once in all (by `fill`), and no [`Rtc::poll_output`] call is
+    /// needed for it. It leaves at once when nothing waits ahead of it in the
+    /// `Rtc` (transmits, paced packets), no probe runs and the pacing budget allows
+    /// it; it is stamped, kept for RTX and counted exactly as a queued packet is.
+    /// Otherwise it is copied into the `Rtc` and queued ([`RtpWritten::Queued`]),
+    /// as [`DirectApi::write_rtp_packet_with`] does.
+    ///
+    /// `out` should be at least 64 bytes longer than the largest packet `fill`
+    /// writes (room for the SRTP tag); `fill` is given `out` less that room, at most
+    /// the `Rtc`'s buffer size.
+    ///
+    /// [`Rtc::poll_output`]: crate::Rtc::poll_output
+    ///
+    /// # Errors
+    ///
+    /// [`RtcError::InvalidState`] when not connected (no SRTP keys or no ICE path yet);
+    /// [`RtcError::Write`] ([`WriteError::Srtp`](crate::error::WriteError::Srtp)) when
+    /// SRTP protection fails.
+    pub fn write_rtp_packet_in_place<'b>(
+        &mut self,
+        out: &'b mut [u8],
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<RtpWritten<'b>, RtcError> {
+        self.rtc.send_rtp_with_in_place(out, fill)
     }
 
     /// RTP mode: protects and sends one complete RTP packet (header + payload).

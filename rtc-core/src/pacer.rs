@@ -396,6 +396,27 @@ impl Pacer {
         None
     }
 
+    /// Sends a packet of `bytes` of `class` at `now` without queueing it, when that is
+    /// what [`Pacer::enqueue`] followed by [`Pacer::poll`] would do: nothing of any
+    /// class is queued, no probe runs and the bucket is not in debt. The packet is
+    /// then counted as sent and spends the bucket, and `true` is returned; `false`
+    /// leaves the pacer as it was (but for refilling the bucket to `now`), and the
+    /// packet should be enqueued.
+    pub fn send_now(&mut self, class: PacketClass, bytes: usize, now: Instant) -> bool {
+        if self.queues.iter().any(|q| q.len() != 0) || self.probing(now) {
+            return false;
+        }
+        self.advance(now);
+        if self.budget < 0.0 {
+            return false;
+        }
+        self.budget -= bytes as f64;
+        let i = class.index();
+        self.stats.sent[i] += 1;
+        self.stats.sent_bytes[i] += bytes as u64;
+        true
+    }
+
     /// The next packet that may be sent at `now`, highest priority first, or `None`
     /// when the queue is empty or the bucket is spent (see
     /// [`Pacer::next_send_time`]). The caller sends it right away.
@@ -589,6 +610,59 @@ mod tests {
             t0 + Duration::from_secs(1),
         );
         assert!((r - 1_000_000.0).abs() < 0.05 * 1_000_000.0, "rate {r}");
+    }
+
+    #[test]
+    fn sending_now_is_what_enqueue_and_poll_would_do() {
+        // Two pacers fed the same traffic: one queues every packet and polls, the
+        // other sends at once whenever `send_now` allows and queues otherwise. The
+        // packets leave at the same instants and the counters agree.
+        let t0 = Instant::now();
+        let mut queued = Pacer::new(PacerConfig::default());
+        let mut direct = Pacer::new(PacerConfig::default());
+        queued.set_target(1_000_000, 0);
+        direct.set_target(1_000_000, 0);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut now = t0;
+        for h in 0..400u64 {
+            // Bursts of 8 packets every 10 ms: 7.7 Mbit/s, over the 2.5 Mbit/s
+            // pacing rate, so the direct pacer must fall back to its queue.
+            if h % 8 == 0 {
+                now = t0 + us(h / 8 * 10_000);
+            }
+            queued.enqueue(PacketClass::Video, h, 1200, now).unwrap();
+            while let Some((_, x)) = queued.poll(now) {
+                a.push((now, x));
+            }
+            if direct.send_now(PacketClass::Video, 1200, now) {
+                b.push((now, h));
+            } else {
+                direct.enqueue(PacketClass::Video, h, 1200, now).unwrap();
+            }
+            while let Some((_, x)) = direct.poll(now) {
+                b.push((now, x));
+            }
+            // Both drain their queues between the bursts.
+            let mut t = now;
+            for _ in 0..9 {
+                t += us(1000);
+                while let Some((_, x)) = queued.poll(t) {
+                    a.push((t, x));
+                }
+                while let Some((_, x)) = direct.poll(t) {
+                    b.push((t, x));
+                }
+            }
+        }
+        assert_eq!(a, b);
+        assert!(b.len() > 100);
+        assert_eq!(queued.stats(), direct.stats());
+        // A probe queues: sending at once would skip the probe's accounting order.
+        let mut p = Pacer::new(PacerConfig::default());
+        p.set_target(1_000_000, 0);
+        p.start_probe(3_000_000, Duration::from_millis(20), t0);
+        assert!(!p.send_now(PacketClass::Video, 1200, t0));
+        assert_eq!(p.stats().sent, [0; 4]);
     }
 
     #[test]

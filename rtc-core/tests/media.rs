@@ -2,48 +2,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{NetConfig, Pair, Peer};
-use rtc_core::ice::Candidate;
-use rtc_core::media::{MediaKind, Mid};
-use rtc_core::sdp::{Codec, Direction};
-use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
-use rtc_core::{Protocol, Rtc};
-
-fn connected_pair(rtp_mode: bool, net: NetConfig) -> (Pair, Mid, Mid) {
-    let now = Instant::now();
-    let a_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-    let b_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
-    let mut a = Rtc::builder().set_rtp_mode(rtp_mode).build(now).unwrap();
-    let mut b = Rtc::builder().set_rtp_mode(rtp_mode).build(now).unwrap();
-    a.add_local_candidate(Candidate::host(a_addr, Protocol::Udp).unwrap());
-    b.add_local_candidate(Candidate::host(b_addr, Protocol::Udp).unwrap());
-    let mut api = a.sdp_api();
-    let audio = api.add_media(MediaKind::Audio, Direction::SendRecv);
-    let video = api.add_media(MediaKind::Video, Direction::SendRecv);
-    let (offer, pending) = api.apply().unwrap();
-    let answer = b
-        .sdp_api()
-        .accept_offer(SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap())
-        .unwrap();
-    a.sdp_api()
-        .accept_answer(
-            pending,
-            SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap(),
-        )
-        .unwrap();
-    let mut pair = Pair::new(
-        Peer::new("a", a, a_addr, now),
-        Peer::new("b", b, b_addr, now),
-        now,
-        net,
-        31,
-    );
-    assert!(pair.run_until(Duration::from_secs(10), |p| p.both_connected()));
-    (pair, audio, video)
-}
+use common::{NetConfig, connected_pair};
+use rtc_core::sdp::Codec;
 
 fn h264_frame(i: u32) -> Vec<u8> {
     let mut f = Vec::new();

@@ -63,6 +63,26 @@ macro_rules! shared_backend_methods {
             self.sendq
                 .push_hinted(socket, dest, data, &mut self.stats, Some(hint))
         }
+
+        fn lend_send_buf(&mut self) -> Option<$crate::io::SendBuf> {
+            self.sendq.lend()
+        }
+
+        fn queue_send_buf(
+            &mut self,
+            socket: usize,
+            dest: SocketAddr,
+            buf: $crate::io::SendBuf,
+            len: usize,
+            hint: &mut SendHint,
+        ) -> bool {
+            self.sendq
+                .push_lent(socket, dest, buf, len, &mut self.stats, Some(hint))
+        }
+
+        fn return_send_buf(&mut self, buf: $crate::io::SendBuf) {
+            self.sendq.give_back(buf);
+        }
     };
 }
 
@@ -75,7 +95,10 @@ pub mod signal;
 pub mod tcp;
 pub mod uring;
 
-pub use send::SendHint;
+pub use send::{SendBuf, SendHint};
+
+/// Bytes of a buffer lent by [`IoBackend::lend_send_buf`].
+pub const SEND_BUF_LEN: usize = send::CHUNK;
 pub use sys::Waker;
 pub use tcp::{TcpConfig, TcpStats, TcpVerdict};
 
@@ -345,6 +368,29 @@ pub trait IoBackend: Send {
         let _ = hint;
         self.queue_send(socket, dest, data)
     }
+
+    /// Lends a send buffer of [`SEND_BUF_LEN`] bytes from the send queue's pool, to
+    /// write a datagram into and queue it there with [`IoBackend::queue_send_buf`]
+    /// (no copy) or give it back with [`IoBackend::return_send_buf`]. `None` when the
+    /// queue holds as many buffers as it may (then [`IoBackend::queue_send`] would drop
+    /// too). Never allocates once the pool has grown to the busiest iteration's need.
+    fn lend_send_buf(&mut self) -> Option<SendBuf>;
+
+    /// [`IoBackend::queue_send_hinted`] for a datagram of `len` bytes written at the start
+    /// of a lent buffer: the buffer itself joins the send batch. Returns `false` when
+    /// the datagram was dropped (counted in [`IoStats::drops`]; the buffer goes back to
+    /// the pool).
+    fn queue_send_buf(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        buf: SendBuf,
+        len: usize,
+        hint: &mut SendHint,
+    ) -> bool;
+
+    /// Gives an unused lent buffer back to the pool.
+    fn return_send_buf(&mut self, buf: SendBuf);
 
     /// Hands all queued batches to the kernel in one submit (io_uring) or one `sendmmsg`
     /// per socket (portable). Send errors are counted as drops, never retried or blocked on.

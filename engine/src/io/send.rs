@@ -31,13 +31,49 @@ pub struct SendHint {
 /// Batches allocated when the queue is created; more are allocated (once each) on demand up
 /// to the configured maximum.
 const PREALLOCATED: usize = 16;
-/// Size of one pooled buffer chunk. A batch's bytes lie back to back in as many chunks as
-/// they need (one `iovec` each; GSO segments the concatenation, wherever the chunk
-/// boundaries fall), so the memory a queue holds follows the bytes queued in one loop
-/// iteration instead of a 64 KiB buffer per destination.
+/// Size of one pooled buffer chunk. Each datagram of a batch starts a chunk of its own
+/// and takes as many as it needs (one `iovec` each; GSO segments the concatenation of
+/// the `iovec`s, wherever their boundaries fall), so the memory a queue holds follows
+/// the datagrams queued in one loop iteration instead of a 64 KiB buffer per
+/// destination, and a datagram can be written in place in a chunk lent before it is
+/// queued ([`SendBuf`]).
 pub(crate) const CHUNK: usize = 2048;
-/// Chunks one batch can hold: [`MAX_UDP_PAYLOAD`] bytes.
-const MAX_CHUNKS: usize = MAX_UDP_PAYLOAD.div_ceil(CHUNK);
+/// Chunks (and `iovec`s) one batch can hold: one per segment of a full GSO batch of
+/// datagrams up to [`CHUNK`] bytes; a larger datagram takes several (a batch of
+/// 65,507 bytes in datagrams of 2,049 bytes takes 62).
+const MAX_CHUNKS: usize = MAX_GSO_SEGMENTS;
+
+/// A send buffer lent by the backend ([`super::IoBackend::lend_send_buf`]): the caller
+/// writes a datagram into it and queues it with
+/// [`super::IoBackend::queue_send_buf`] — the datagram then goes out from where it was
+/// written, without a copy — or hands it back with
+/// [`super::IoBackend::return_send_buf`]. Dropping it instead only loses the chunk to
+/// the pool (it is freed).
+#[derive(Debug)]
+pub struct SendBuf(Box<[u8]>);
+
+impl SendBuf {
+    /// The buffer ([`CHUNK`] bytes: 2,048).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+/// A datagram to queue: bytes to copy, or a lent chunk holding `len` bytes (taken out
+/// of the `Option` once it is placed in a batch).
+enum Datagram<'a> {
+    Copy(&'a [u8]),
+    Lent(Option<Box<[u8]>>, usize),
+}
+
+impl Datagram<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Datagram::Copy(d) => d.len(),
+            Datagram::Lent(_, n) => *n,
+        }
+    }
+}
 
 /// The shared pool of chunks. Chunks are allocated on demand (once each, up to the most
 /// ever queued at the same time) and returned when their batch completes; `spare` keeps a
@@ -78,12 +114,14 @@ pub(crate) struct Batch {
     seg: usize,
     pub(crate) segs: usize,
     closed: bool,
-    /// Bytes queued, back to back over `chunks` (every chunk full but the last).
+    /// Bytes queued over `chunks`.
     len: usize,
-    /// Pooled chunks holding the bytes (capacity [`MAX_CHUNKS`], never reallocated; the
-    /// chunks' heap memory does not move while the kernel reads it).
+    /// Pooled chunks holding the datagrams, each starting a chunk (capacity
+    /// [`MAX_CHUNKS`], never reallocated; the chunks' heap memory does not move while
+    /// the kernel reads it).
     chunks: Vec<Box<[u8]>>,
     control: GsoControl,
+    /// One per chunk, set as the chunk joins: its start and the bytes used in it.
     iov: [libc::iovec; MAX_CHUNKS],
     msg: libc::msghdr,
 }
@@ -122,50 +160,73 @@ impl Batch {
 
     /// The queued bytes, chunk by chunk.
     pub(crate) fn slices(&self) -> impl Iterator<Item = &[u8]> {
-        let mut left = self.len;
-        self.chunks.iter().map(move |c| {
-            let n = left.min(c.len());
-            left -= n;
-            c.get(..n).unwrap_or(&[])
-        })
+        self.chunks
+            .iter()
+            .zip(self.iov.iter())
+            .map(|(c, v)| c.get(..v.iov_len).unwrap_or(&[]))
     }
 
-    /// Appends `data`, taking chunks from `pool` as needed; `false` (nothing appended) when
-    /// the batch would exceed [`MAX_CHUNKS`] or the pool is exhausted.
-    fn append(&mut self, pool: &mut ChunkPool, data: &[u8]) -> bool {
-        let need = (self.len + data.len()).div_ceil(CHUNK);
-        if need > MAX_CHUNKS {
-            return false;
+    /// Adds `c` with its first `n` bytes used as the batch's next chunk. The caller
+    /// checked that there is room (`chunks.len() < MAX_CHUNKS`) and `n <= c.len()`.
+    fn push_chunk(&mut self, mut c: Box<[u8]>, n: usize) {
+        if let Some(v) = self.iov.get_mut(self.chunks.len()) {
+            *v = libc::iovec {
+                iov_base: c.as_mut_ptr().cast(),
+                iov_len: n,
+            };
+            self.chunks.push(c);
+            self.len += n;
         }
-        let had = self.chunks.len();
-        while self.chunks.len() < need {
-            match pool.take() {
-                Some(c) => self.chunks.push(c),
-                None => {
-                    while self.chunks.len() > had {
-                        if let Some(c) = self.chunks.pop() {
-                            pool.give(c);
-                        }
-                    }
+    }
+
+    /// Appends `d` as the batch's next datagram (a lent chunk is taken out of `d`);
+    /// `false` (nothing appended, `d` as it was) when the batch has no `iovec` left
+    /// for it or the pool is exhausted.
+    fn put(&mut self, pool: &mut ChunkPool, d: &mut Datagram<'_>) -> bool {
+        match d {
+            Datagram::Copy(data) => self.append(pool, data),
+            Datagram::Lent(c, n) => {
+                if self.chunks.len() >= MAX_CHUNKS || c.as_ref().is_none_or(|c| *n > c.len()) {
                     return false;
+                }
+                match c.take() {
+                    Some(c) => {
+                        self.push_chunk(c, *n);
+                        true
+                    }
+                    None => false,
                 }
             }
         }
+    }
+
+    /// Appends `data` as the batch's next datagram, starting a chunk, taking chunks from
+    /// `pool` as needed; `false` (nothing appended) when the batch would exceed
+    /// [`MAX_CHUNKS`] or the pool is exhausted.
+    fn append(&mut self, pool: &mut ChunkPool, data: &[u8]) -> bool {
+        let need = data.len().div_ceil(CHUNK).max(1);
+        if self.chunks.len() + need > MAX_CHUNKS {
+            return false;
+        }
+        let had = self.chunks.len();
         let mut rest = data;
-        while !rest.is_empty() {
-            let off = self.len % CHUNK;
-            let n = rest.len().min(CHUNK - off);
-            let (head, tail) = rest.split_at(n);
-            // The chunks cover `need * CHUNK >= len + rest.len()` bytes (taken above).
-            let Some(dst) = self
-                .chunks
-                .get_mut(self.len / CHUNK)
-                .and_then(|c| c.get_mut(off..off + n))
-            else {
+        for _ in 0..need {
+            let Some(mut c) = pool.take() else {
+                while self.chunks.len() > had {
+                    if let Some(c) = self.chunks.pop() {
+                        self.len -= self.iov[self.chunks.len()].iov_len;
+                        pool.give(c);
+                    }
+                }
                 return false;
             };
-            dst.copy_from_slice(head);
-            self.len += n;
+            let n = rest.len().min(CHUNK);
+            let (head, tail) = rest.split_at(n);
+            // Pool chunks are CHUNK bytes long and n <= CHUNK.
+            if let Some(dst) = c.get_mut(..n) {
+                dst.copy_from_slice(head);
+            }
+            self.push_chunk(c, n);
             rest = tail;
         }
         true
@@ -182,19 +243,12 @@ impl Batch {
     /// Fills in the `msghdr` for this batch and returns it. The pointers stay valid until the
     /// batch is mutated or released.
     pub(crate) fn prepare_msg(&mut self) -> *const libc::msghdr {
-        let mut left = self.len;
-        let mut n = 0;
-        for (iov, c) in self.iov.iter_mut().zip(self.chunks.iter_mut()) {
-            let take = left.min(c.len());
-            iov.iov_base = c.as_mut_ptr().cast();
-            iov.iov_len = take;
-            left -= take;
-            n += 1;
-        }
+        // The `iovec`s were set as the chunks joined.
+        let n = self.chunks.len();
         self.msg.msg_name = self.dest.as_ptr().cast_mut().cast();
         self.msg.msg_namelen = self.dest.len();
         self.msg.msg_iov = self.iov.as_mut_ptr();
-        // At most MAX_CHUNKS (32): fits any integer type the platform uses here.
+        // At most MAX_CHUNKS (64): fits any integer type the platform uses here.
         self.msg.msg_iovlen = n as _;
         self.msg.msg_flags = 0;
         if self.segs > 1 {
@@ -288,13 +342,13 @@ impl SendQueue {
     }
 
     /// Whether `data` can join slot `i` as its next segment.
-    fn joins(&self, i: usize, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
+    fn joins(&self, i: usize, socket: usize, dest: SocketAddr, len: usize) -> bool {
         self.slots.get(i).is_some_and(|b| {
             !b.closed
                 && b.socket == socket
                 && b.to == dest
-                && data.len() <= b.seg
-                && b.len + data.len() <= MAX_UDP_PAYLOAD
+                && len <= b.seg
+                && b.len + len <= MAX_UDP_PAYLOAD
         })
     }
 
@@ -312,6 +366,66 @@ impl SendQueue {
         stats: &mut IoStats,
         hint: Option<&mut SendHint>,
     ) -> bool {
+        self.push_datagram(socket, dest, Datagram::Copy(data), stats, hint)
+    }
+
+    /// A chunk to write a datagram into (for [`SendQueue::push_lent`]); `None` when the
+    /// queue's chunk limit is reached.
+    pub(crate) fn lend(&mut self) -> Option<SendBuf> {
+        self.pool.take().map(SendBuf)
+    }
+
+    /// Takes back a lent chunk unused.
+    pub(crate) fn give_back(&mut self, buf: SendBuf) {
+        self.pool.give(buf.0);
+    }
+
+    /// [`SendQueue::push_hinted`] for a datagram of `len` bytes written in the lent
+    /// chunk `buf`: the chunk joins the batch as it is, without a copy (the chunk goes
+    /// back to the pool when the datagram is dropped).
+    pub(crate) fn push_lent(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        buf: SendBuf,
+        len: usize,
+        stats: &mut IoStats,
+        hint: Option<&mut SendHint>,
+    ) -> bool {
+        if len > buf.0.len() {
+            self.pool.give(buf.0);
+            stats.drops.too_large += 1;
+            return false;
+        }
+        self.push_datagram(socket, dest, Datagram::Lent(Some(buf.0), len), stats, hint)
+    }
+
+    /// [`SendQueue::push_hinted`] for a datagram to copy or a lent chunk.
+    fn push_datagram(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        mut data: Datagram<'_>,
+        stats: &mut IoStats,
+        hint: Option<&mut SendHint>,
+    ) -> bool {
+        let ok = self.place(socket, dest, &mut data, stats, hint);
+        if let Datagram::Lent(Some(c), _) = data {
+            // Not placed (dropped): the chunk goes back to the pool.
+            self.pool.give(c);
+        }
+        ok
+    }
+
+    fn place(
+        &mut self,
+        socket: usize,
+        dest: SocketAddr,
+        data: &mut Datagram<'_>,
+        stats: &mut IoStats,
+        hint: Option<&mut SendHint>,
+    ) -> bool {
+        let len = data.len();
         let Some(&v6) = self.v6.get(socket) else {
             stats.drops.bad_socket += 1;
             return false;
@@ -320,16 +434,16 @@ impl SendQueue {
             stats.drops.family_mismatch += 1;
             return false;
         }
-        if data.len() > MAX_UDP_PAYLOAD {
+        if len > MAX_UDP_PAYLOAD {
             stats.drops.too_large += 1;
             return false;
         }
-        let open = if !self.gso || data.is_empty() {
+        let open = if !self.gso || len == 0 {
             None
         } else {
             match &hint {
                 Some(h) => (h.generation == self.generation
-                    && self.joins(h.slot, socket, dest, data))
+                    && self.joins(h.slot, socket, dest, len))
                 .then_some(h.slot),
                 // Only the newest batch to the destination may take more: joining an
                 // older one would send this datagram ahead of those in the newer.
@@ -344,23 +458,21 @@ impl SendQueue {
                             .get(i)
                             .is_some_and(|b| b.socket == socket && b.to == dest)
                     })
-                    .filter(|&i| self.joins(i, socket, dest, data)),
+                    .filter(|&i| self.joins(i, socket, dest, len)),
             }
         };
         if let Some(i) = open
             && let Some(b) = self.slots.get_mut(i)
         {
-            if b.append(&mut self.pool, data) {
+            if b.put(&mut self.pool, data) {
                 b.segs += 1;
-                if data.len() < b.seg
-                    || b.segs >= MAX_GSO_SEGMENTS
-                    || b.len + b.seg > MAX_UDP_PAYLOAD
-                {
+                if len < b.seg || b.segs >= MAX_GSO_SEGMENTS || b.len + b.seg > MAX_UDP_PAYLOAD {
                     b.closed = true;
                 }
                 return true;
             }
-            // No chunk left for it: this datagram starts a batch of its own, if it can.
+            // No chunk or `iovec` left for it: this datagram starts a batch of its own,
+            // if it can.
             b.closed = true;
         }
         let i = match self.free.pop() {
@@ -381,7 +493,7 @@ impl SendQueue {
             return false;
         };
         b.release(&mut self.pool);
-        if !b.append(&mut self.pool, data) {
+        if !b.put(&mut self.pool, data) {
             self.free.push(i);
             stats.drops.queue_full += 1;
             return false;
@@ -389,9 +501,9 @@ impl SendQueue {
         b.socket = socket;
         b.to = dest;
         b.dest = SockAddr::from(dest);
-        b.seg = data.len();
+        b.seg = len;
         b.segs = 1;
-        b.closed = !gso || data.is_empty() || 2 * data.len() > MAX_UDP_PAYLOAD;
+        b.closed = !gso || len == 0 || 2 * len > MAX_UDP_PAYLOAD;
         self.queued.push(i);
         if let Some(h) = hint {
             *h = SendHint {
@@ -696,7 +808,7 @@ mod tests {
     /// takes two chunks per destination (not a 64 KiB buffer each), and completed batches
     /// give their chunks back for the next iteration.
     #[test]
-    fn chunks_follow_bytes_and_are_reused() {
+    fn chunks_follow_datagrams_and_are_reused() {
         let mut s = IoStats::default();
         let mut q = SendQueue::new(256, true, &["127.0.0.1:1".parse().unwrap()]);
         for round in 0..3 {
@@ -712,13 +824,65 @@ mod tests {
                 assert_eq!((b.segs, b.len()), (3, 3600));
                 assert!(b.slices().flatten().all(|&x| x == round));
             }
-            assert_eq!(q.chunks_made(), 32);
+            // One chunk per datagram (each starts a chunk, so that one can be written in
+            // place before it is queued).
+            assert_eq!(q.chunks_made(), 48);
             q.take_queued();
             for i in idx {
                 q.complete(i, Outcome::Sent, None, &mut s);
             }
         }
         assert_eq!((s.gso_sends, s.tx_datagrams), (48, 144));
+    }
+
+    #[test]
+    fn lent_buffers_join_batches_in_place_and_go_back_to_the_pool() {
+        let mut s = IoStats::default();
+        let mut q = SendQueue::new(64, true, &["127.0.0.1:1".parse().unwrap()]);
+        let mut hint = SendHint::default();
+        // Copied and lent datagrams to one destination share one GSO batch, in order.
+        assert!(q.push_hinted(0, d(1), &[1; 1000], &mut s, Some(&mut hint)));
+        for k in 2..=4u8 {
+            let mut b = q.lend().unwrap();
+            let at = b.bytes_mut().as_ptr();
+            b.bytes_mut()[..1000].fill(k);
+            assert!(q.push_lent(0, d(1), b, 1000, &mut s, Some(&mut hint)));
+            // The lent chunk itself is in the batch: no copy.
+            let i = q.queued()[0];
+            let last = q.batch_mut(i).unwrap().slices().last().unwrap();
+            assert_eq!(last.as_ptr(), at);
+        }
+        // A shorter one closes the batch as its tail.
+        let mut b = q.lend().unwrap();
+        b.bytes_mut()[..10].fill(5);
+        assert!(q.push_lent(0, d(1), b, 10, &mut s, Some(&mut hint)));
+        assert_eq!(q.queued().len(), 1);
+        let i = q.queued()[0];
+        let batch = q.batch_mut(i).unwrap();
+        assert_eq!((batch.segs, batch.len()), (5, 4010));
+        let bytes: Vec<u8> = batch.slices().flatten().copied().collect();
+        let mut want = vec![1u8; 1000];
+        for k in 2..=4u8 {
+            want.extend(std::iter::repeat_n(k, 1000));
+        }
+        want.extend([5u8; 10]);
+        assert_eq!(bytes, want);
+        let made = q.chunks_made();
+        // A lent buffer given back, or dropped by the queue (no such socket, larger
+        // than the buffer), returns to the pool: lending again allocates nothing.
+        let b = q.lend().unwrap();
+        q.give_back(b);
+        let b = q.lend().unwrap();
+        assert!(!q.push_lent(7, d(1), b, 100, &mut s, None));
+        let b = q.lend().unwrap();
+        assert!(!q.push_lent(0, d(1), b, CHUNK + 1, &mut s, None));
+        assert_eq!((s.drops.bad_socket, s.drops.too_large), (1, 1));
+        let b = q.lend().unwrap();
+        q.give_back(b);
+        assert_eq!(q.chunks_made(), made);
+        q.take_queued();
+        q.complete(i, Outcome::Sent, None, &mut s);
+        assert_eq!((s.gso_sends, s.tx_datagrams, s.tx_bytes), (1, 5, 4010));
     }
 
     proptest! {

@@ -8,7 +8,7 @@ use rtc_core::{Event, Input, Output, Transmit};
 
 use super::{Act, Counters, RtpAct, Session, Shard, guarded, guarded_rtc, touch};
 use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId, TrackCounters};
-use crate::io::{IoBackend, SendHint};
+use crate::io::{IoBackend, SendBuf, SendHint};
 use crate::sfu::allocator::AllocationReport;
 
 /// After an allocation of the subscriber in `slot`: tells its `Rtc` the send rate and
@@ -100,7 +100,7 @@ impl Shard {
     /// timeout scheduled.
     pub(super) fn drain(&mut self, slot: usize, now: Instant, backend: &mut dyn IoBackend) {
         while let Some(act) = self.poll_session(slot, backend) {
-            if !self.apply(slot, act, now) {
+            if !self.apply(slot, act, now, backend) {
                 return;
             }
         }
@@ -129,7 +129,7 @@ impl Shard {
 
     /// Carries out one [`Act`] of the session in `slot`. Returns whether draining it goes
     /// on (`false` after its timeout was scheduled or it panicked).
-    fn apply(&mut self, slot: usize, act: Act, now: Instant) -> bool {
+    fn apply(&mut self, slot: usize, act: Act, now: Instant, backend: &mut dyn IoBackend) -> bool {
         match act {
             Act::Continue => {}
             Act::Timeout(t) => {
@@ -137,7 +137,7 @@ impl Shard {
                 return false;
             }
             Act::Rtp(rtp) if self.relay_consumes(slot, rtp.mid) => {}
-            Act::Rtp(rtp) => self.on_rtp(slot, rtp, now),
+            Act::Rtp(rtp) => self.on_rtp(slot, rtp, now, backend),
             Act::StreamEnded(mid) => self.on_stream_ended(slot, mid, now),
             Act::Estimate(bps) => {
                 if let Some(Some(s)) = self.sessions.get_mut(slot) {
@@ -325,19 +325,64 @@ fn transmit(
         }
         return;
     }
-    let sock = announced
-        .iter()
-        .position(|a| *a == t.source)
-        .or_else(|| {
-            announced
-                .iter()
-                .position(|a| a.is_ipv4() == t.destination.is_ipv4())
-        })
-        .unwrap_or(0);
+    let sock = socket_for(announced, t.source, t.destination);
     if backend.queue_send_hinted(sock, t.destination, t.contents, hint) {
         c.packets_out += 1;
         c.bytes_out += t.contents.len() as u64;
     }
+}
+
+/// A datagram an `Rtc` protected in place in the lent buffer `buf`: its first `len`
+/// bytes.
+pub(super) struct LentTransmit {
+    pub proto: rtc_core::Protocol,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub len: usize,
+}
+
+/// [`transmit`] for a datagram written in a lent buffer: the buffer joins the send batch
+/// as it is (ICE-TCP frames are copied to their connection and the buffer goes back).
+pub(super) fn transmit_lent(
+    announced: &[SocketAddr],
+    c: &mut Counters,
+    backend: &mut dyn IoBackend,
+    t: &LentTransmit,
+    mut buf: SendBuf,
+    hint: &mut SendHint,
+) {
+    if t.proto == rtc_core::Protocol::Tcp {
+        let sent = buf
+            .bytes_mut()
+            .get(..t.len)
+            .is_some_and(|d| backend.tcp_send(t.destination, d));
+        backend.return_send_buf(buf);
+        if sent {
+            c.packets_out += 1;
+            c.bytes_out += t.len as u64;
+        }
+        return;
+    }
+    let sock = socket_for(announced, t.source, t.destination);
+    if backend.queue_send_buf(sock, t.destination, buf, t.len, hint) {
+        c.packets_out += 1;
+        c.bytes_out += t.len as u64;
+    }
+}
+
+/// The index of the shard socket to send from `source` to `destination`: the socket
+/// bound to `source`, else the first of the destination's address family, else the
+/// first.
+fn socket_for(announced: &[SocketAddr], source: SocketAddr, destination: SocketAddr) -> usize {
+    announced
+        .iter()
+        .position(|a| *a == source)
+        .or_else(|| {
+            announced
+                .iter()
+                .position(|a| a.is_ipv4() == destination.is_ipv4())
+        })
+        .unwrap_or(0)
 }
 
 /// What the shard does about one event. An RTP packet is copied to `scratch` (the

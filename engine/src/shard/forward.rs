@@ -5,18 +5,20 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crossbeam_channel::TrySendError;
-use rtc_core::direct::RtxOutcome;
+use rtc_core::direct::{RtpWritten, RtxOutcome};
 use rtc_core::event::KeyframeRequestKind;
 use rtc_core::media::MediaKind;
 use rtc_core::rtp::RtpPacket;
 
+use super::drive::{LentTransmit, transmit_lent};
 use super::layers::{MAX_LAYERS, PktInfo, codec_of};
 use super::{
     Batch, BatchPkt, Counters, DataMsg, Leg, Route, RouteKey, RtpAct, RtxAsk, RtxPkt, RtxTicket,
-    Session, Shard, guarded, touch,
+    Session, Shard, guarded, guarded_rtc, touch,
 };
-use crate::api::{CloseReason, DropCounters, EngineEvent, SessionId};
+use crate::api::{CloseReason, EngineEvent, SessionId};
 use crate::forward::{FwdExt, write_forwarded, write_forwarded_parsed};
+use crate::io::IoBackend;
 use crate::sfu::codec::VideoCodec;
 use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
 
@@ -24,7 +26,7 @@ use crate::sfu::{PacketMeta, PayloadFacts, Verdict};
 /// drop counters), spelled once for every call site. A macro, not a method: the route
 /// whose legs it writes is borrowed from the same shard.
 macro_rules! forward_shard_legs {
-    ($shard:ident, $legs:expr, $packet:expr, $info:expr, $facts:expr, $now:expr) => {
+    ($shard:ident, $backend:expr, $legs:expr, $packet:expr, $info:expr, $facts:expr, $now:expr) => {
         $crate::shard::forward::forward_legs(
             $legs,
             $packet,
@@ -33,7 +35,11 @@ macro_rules! forward_shard_legs {
             &mut $shard.sessions,
             &mut $shard.touched,
             &mut $shard.doomed,
-            &mut $shard.c.drops,
+            &mut $shard.c,
+            $crate::shard::forward::Out {
+                backend: $backend,
+                announced: &$shard.ctx.announced,
+            },
             $now,
         )
     };
@@ -52,9 +58,11 @@ pub(super) fn forward_legs(
     sessions: &mut [Option<Box<Session>>],
     touched: &mut Vec<usize>,
     doomed: &mut Vec<(SessionId, CloseReason)>,
-    drops: &mut DropCounters,
+    c: &mut Counters,
+    out: Out<'_>,
     now: Instant,
 ) -> (u64, u8) {
+    let Out { backend, announced } = out;
     let mut n_fwd = 0;
     let mut kf = 0u8;
     let mut meta = info.meta;
@@ -97,15 +105,20 @@ pub(super) fn forward_legs(
             (Some(d), Some(r)) => Some((d, r)),
             _ => None,
         };
-        // The leg's packet is written straight into the subscriber's send buffer.
+        // The leg's packet is written straight into a send buffer lent by the backend
+        // and, when the subscriber's `Rtc` lets it leave at once (nothing queued ahead
+        // of it, within its pacing budget), protected there and queued for the kernel
+        // as it is: one copy per leg, and the session needs no drain for it. Else the
+        // `Rtc` keeps a copy and the drain sends it.
         let mut n = 0usize;
         let params = &leg.params;
-        let res = guarded(s, |rtc| {
+        let mut lent = backend.lend_send_buf();
+        let res = guarded_rtc(&mut s.panic_next, &mut s.rtc, |rtc| {
             let mut api = rtc.direct_api();
             // Paced, numbered and counted at this iteration's time, not the `Rtc`'s
             // last input's.
             api.advance_time(now);
-            api.write_rtp_packet_with(|buf| {
+            let fill = |buf: &mut [u8]| {
                 let pkt = parsed.as_ref()?;
                 n = write_forwarded_parsed(
                     (packet, pkt),
@@ -117,23 +130,65 @@ pub(super) fn forward_legs(
                 )
                 .ok()?;
                 Some(n)
-            })
+            };
+            match lent.as_mut() {
+                Some(b) => api
+                    .write_rtp_packet_in_place(b.bytes_mut(), fill)
+                    .map(|w| match w {
+                        RtpWritten::Nothing => Wrote::Nothing,
+                        RtpWritten::Queued => Wrote::Queued,
+                        RtpWritten::Sent(t) => Wrote::Sent(LentTransmit {
+                            proto: t.proto,
+                            source: t.source,
+                            destination: t.destination,
+                            len: t.contents.len(),
+                        }),
+                    }),
+                None => api
+                    .write_rtp_packet_with(fill)
+                    .map(|w| if w { Wrote::Queued } else { Wrote::Nothing }),
+            }
         });
         match res {
-            Ok(Ok(false)) => {
-                drops.leg_rewrite += 1;
+            Ok(Ok(Wrote::Nothing)) => {
+                c.drops.leg_rewrite += 1;
             }
-            Ok(Ok(true)) => {
+            Ok(Ok(Wrote::Sent(t))) => {
+                n_fwd += 1;
+                leg.packets += 1;
+                leg.bytes += n as u64;
+                if let Some(buf) = lent.take() {
+                    transmit_lent(announced, c, backend, &t, buf, &mut s.send_hint);
+                }
+            }
+            Ok(Ok(Wrote::Queued)) => {
                 n_fwd += 1;
                 leg.packets += 1;
                 leg.bytes += n as u64;
                 touch(s, leg.slot, touched);
             }
-            Ok(Err(_)) => drops.leg_not_ready += 1,
+            Ok(Err(_)) => c.drops.leg_not_ready += 1,
             Err(()) => doomed.push((leg.sub, CloseReason::Panicked)),
+        }
+        if let Some(buf) = lent {
+            backend.return_send_buf(buf);
         }
     }
     (n_fwd, kf)
+}
+
+/// Where [`forward_legs`] sends what leaves at once.
+pub(super) struct Out<'a> {
+    pub backend: &'a mut dyn IoBackend,
+    /// The shard's socket addresses (`ShardCtx::announced`).
+    pub announced: &'a [std::net::SocketAddr],
+}
+
+/// What writing one leg's packet did.
+enum Wrote {
+    Nothing,
+    Queued,
+    Sent(LentTransmit),
 }
 
 /// The payload bytes of a packet described by `meta`.
@@ -283,7 +338,13 @@ pub(super) fn write_resend(
 }
 
 impl Shard {
-    pub(super) fn on_rtp(&mut self, slot: usize, rtp: RtpAct, now: Instant) {
+    pub(super) fn on_rtp(
+        &mut self,
+        slot: usize,
+        rtp: RtpAct,
+        now: Instant,
+        backend: &mut dyn IoBackend,
+    ) {
         let RtpAct {
             mid,
             ssrc,
@@ -393,7 +454,8 @@ impl Shard {
             return;
         };
         let packet = self.scratch.get(..len).unwrap_or(&[]);
-        let (n_fwd, kf) = forward_shard_legs!(self, &mut route.legs, packet, &info, &facts, now);
+        let (n_fwd, kf) =
+            forward_shard_legs!(self, backend, &mut route.legs, packet, &info, &facts, now);
         let interval = self.ctx.keyframe_interval;
         let mut due = kf;
         for (l, (pending, last)) in route

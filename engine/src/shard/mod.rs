@@ -726,7 +726,7 @@ impl Shard {
             // that no session is ever handed a time earlier than the one it was built at.
             let now = if commands { Instant::now() } else { now };
             while let Ok(msg) = self.ctx.data_rx.try_recv() {
-                self.on_data(msg, now);
+                self.on_data(msg, now, &mut *backend);
             }
             self.drive_timers(now);
             self.reap_unconnected(now, &mut *backend);

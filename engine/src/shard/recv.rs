@@ -197,7 +197,7 @@ impl Shard {
     // Not inlined: `scripts/icount-forward.sh` collects it by name (the cross-shard
     // hand-off's receiving side); one call per message, not per packet.
     #[inline(never)]
-    pub(super) fn on_data(&mut self, msg: DataMsg, now: Instant) {
+    pub(super) fn on_data(&mut self, msg: DataMsg, now: Instant, backend: &mut dyn IoBackend) {
         match msg {
             DataMsg::Keyframe(key, layer) => self.request_keyframe_route(key, layer, now),
             DataMsg::EndRoute(key) => {
@@ -223,8 +223,15 @@ impl Shard {
                         continue;
                     };
                     let facts = PayloadFacts::parse(p.info.codec, payload_of(packet, &p.info.meta));
-                    let (n, kf) =
-                        forward_shard_legs!(self, &mut route.legs, packet, &p.info, &facts, now);
+                    let (n, kf) = forward_shard_legs!(
+                        self,
+                        backend,
+                        &mut route.legs,
+                        packet,
+                        &p.info,
+                        &facts,
+                        now
+                    );
                     n_fwd += n;
                     for l in 0..3u8 {
                         if kf & (1 << l) != 0 {

@@ -434,6 +434,26 @@ impl Rtc {
         len: usize,
         store: bool,
     ) -> Result<(), RtcError> {
+        match self.stamp_and_protect(&mut buf, len, store) {
+            Ok(n) => self.queue_on_path(buf, n),
+            Err(e) => {
+                self.pool.put(buf);
+                Err(e)
+            }
+        }
+    }
+
+    /// What every RTP packet goes through as it leaves, in `buf` (the `Rtc`'s pooled
+    /// buffer or the caller's, see [`Rtc::send_rtp_in_place`]): a fresh
+    /// transport-wide sequence number written into the plaintext `buf[..len]` (when
+    /// it carries the extension), a copy kept for RTX if `store`, SRTP protection in
+    /// place. Returns the protected length. `buf` must have room for the SRTP tag.
+    fn stamp_and_protect(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        store: bool,
+    ) -> Result<usize, RtcError> {
         let now = self.last_now;
         let mut twcc_seq = None;
         if let Some(id) = self.twcc_id()
@@ -462,16 +482,14 @@ impl Rtc {
             }
         }
         let Some(srtp) = self.transport.srtp_tx.as_mut() else {
-            self.pool.put(buf);
             if let Some(seq) = twcc_seq {
                 self.session.twcc_tx.retract(seq);
             }
             return Err(RtcError::InvalidState("no SRTP context"));
         };
-        let len = match srtp.protect_rtp(&mut buf, len) {
-            Ok(n) => n,
+        match srtp.protect_rtp(buf, len) {
+            Ok(n) => Ok(n),
             Err(e) => {
-                self.pool.put(buf);
                 // Never on the wire: its transport-wide number goes to the next
                 // packet, or the peer's feedback would report it lost and the
                 // estimate would fall for a loss the path never had.
@@ -479,10 +497,53 @@ impl Rtc {
                     self.session.twcc_tx.retract(seq);
                 }
                 self.stats.send_refused += 1;
-                return Err(RtcError::Write(e.into()));
+                Err(RtcError::Write(e.into()))
             }
+        }
+    }
+
+    /// Sends the plaintext RTP packet `out[..len]` (media on one of our send
+    /// streams) from the caller's buffer when it would leave at once anyway: nothing
+    /// waits in the transmit queue or the pacer (so it cannot overtake), no probe
+    /// runs, the pacing bucket allows it, and a path is selected. It is then
+    /// stamped, kept for RTX, protected in place in `out` and counted as sent;
+    /// `Ok(Some(n))` gives its protected length. `Ok(None)`: not sent, nothing
+    /// changed but for the pacing bucket's refill — the caller queues it the usual
+    /// way. `out` must have room for the SRTP tag.
+    pub(super) fn send_rtp_in_place(
+        &mut self,
+        out: &mut [u8],
+        len: usize,
+    ) -> Result<Option<usize>, RtcError> {
+        if !self.alive || !self.outbox.transmits.is_empty() || self.transport.send_path.is_none() {
+            return Ok(None);
+        }
+        let Some(s) = out.get(8..12) else {
+            return Ok(None);
         };
-        self.queue_on_path(buf, len)
+        let ssrc = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+        if self.pacing.enabled && self.pacing_target().is_some() {
+            let class = self.class_of(ssrc, None);
+            if class == PacketClass::Retransmission {
+                // Retransmissions have their own checks in `pace_rtp`.
+                return Ok(None);
+            }
+            self.apply_pacing_target();
+            let now = self.last_now;
+            if !self.pacing.pacer.send_now(class, len + SRTP_OVERHEAD, now) {
+                return Ok(None);
+            }
+        } else if self.pacing.pacer.queued_bytes() != 0 {
+            // Pacing was turned off with packets still queued: they go first.
+            return Ok(None);
+        }
+        if !self.session.tx_ssrcs.iter().any(|(s, _)| *s == ssrc) {
+            self.session.tx_ssrcs.push((ssrc, None));
+        }
+        let n = self.stamp_and_protect(out, len, true)?;
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += n as u64;
+        Ok(Some(n))
     }
 
     /// Pacer work due now (from `poll_output`): follow the target, run the probe

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{BUF_SIZE, PendingEvent, PendingTransmit, Rtc, RtcError, WriteError};
-use crate::direct::RtxOutcome;
+use crate::direct::{RtpWritten, RtxOutcome};
 use crate::event::{Event, KeyframeRequestKind, RtpPacketReceived};
 use crate::io::{Output, Transmit};
 use crate::media::Mid;
@@ -161,6 +161,41 @@ impl Rtc {
             return Ok(false);
         };
         self.protect_and_queue(buf, n, None, true).map(|_| true)
+    }
+
+    /// Builds a plaintext RTP packet with `fill` in the caller's buffer `out` and
+    /// sends it from there, protected in place, when it leaves at once (see
+    /// `send_rtp_in_place`); otherwise it is copied to a pooled buffer and queued as
+    /// [`Rtc::send_rtp_with`] does.
+    pub(crate) fn send_rtp_with_in_place<'a>(
+        &mut self,
+        out: &'a mut [u8],
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<RtpWritten<'a>, RtcError> {
+        if !self.transport.connected {
+            return Err(RtcError::InvalidState("not connected"));
+        }
+        // Leave room for the SRTP tag; a packet must also fit a pooled buffer.
+        let room = out.len().saturating_sub(64).min(BUF_SIZE - 64);
+        let Some(n) = out.get_mut(..room).and_then(fill).filter(|&n| n <= room) else {
+            return Ok(RtpWritten::Nothing);
+        };
+        if let Some(len) = self.send_rtp_in_place(out, n)? {
+            // `send_rtp_in_place` answers `Some` only with a path selected.
+            let Some((proto, source, destination)) = self.transport.send_path else {
+                return Err(RtcError::InvalidState("no ICE path selected yet"));
+            };
+            return Ok(RtpWritten::Sent(Transmit {
+                proto,
+                source,
+                destination,
+                contents: &out[..len],
+            }));
+        }
+        let mut buf = self.pool.take();
+        buf[..n].copy_from_slice(&out[..n]);
+        self.protect_and_queue(buf, n, None, true)
+            .map(|_| RtpWritten::Queued)
     }
 
     /// With `store`, the packet is also kept for RTX and counted in reports. The

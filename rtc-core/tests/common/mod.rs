@@ -11,9 +11,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtc_core::Rtc;
 use rtc_core::event::{ChannelId, Event, FailReason, KeyframeRequestKind};
+use rtc_core::ice::Candidate;
 use rtc_core::ice::IceConnectionState;
 use rtc_core::io::{Input, Output, Protocol, Receive};
-use rtc_core::media::Mid;
+use rtc_core::media::{MediaKind, Mid};
+use rtc_core::sdp::Direction;
+use rtc_core::sdp_api::{SdpAnswer, SdpOffer};
 
 /// An owned copy of the events a test cares about.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +168,6 @@ impl Pair {
     }
 
     fn drain(&mut self, to_b: bool) {
-        let now = self.now;
         let peer = if to_b { &mut self.a } else { &mut self.b };
         let mut sends = Vec::new();
         loop {
@@ -207,28 +209,43 @@ impl Pair {
             }
         }
         for (proto, source, destination, data) in sends {
-            if !self.link_up || self.rng.random_bool(self.net.loss) {
-                self.lost += 1;
-                continue;
-            }
-            let mut d = self.net.delay;
-            if !self.net.jitter.is_zero() {
-                d += self.net.jitter.mul_f64(self.rng.random::<f64>());
-            }
-            if self.net.reorder > 0.0 && self.rng.random_bool(self.net.reorder) {
-                d += self.net.delay;
-            }
-            self.seq += 1;
-            self.queue.push(Reverse(InFlight {
-                at: now + d,
-                seq: self.seq,
-                to_b,
-                proto,
-                source,
-                destination,
-                data,
-            }));
+            self.send_datagram(to_b, proto, source, destination, data);
         }
+    }
+
+    /// Puts one datagram on the simulated network (with its loss, delay, jitter and
+    /// reordering), from A to B when `to_b`. For datagrams a test takes from an
+    /// `Rtc` other than through `poll_output` (sent in place).
+    pub fn send_datagram(
+        &mut self,
+        to_b: bool,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: Vec<u8>,
+    ) {
+        let now = self.now;
+        if !self.link_up || self.rng.random_bool(self.net.loss) {
+            self.lost += 1;
+            return;
+        }
+        let mut d = self.net.delay;
+        if !self.net.jitter.is_zero() {
+            d += self.net.jitter.mul_f64(self.rng.random::<f64>());
+        }
+        if self.net.reorder > 0.0 && self.rng.random_bool(self.net.reorder) {
+            d += self.net.delay;
+        }
+        self.seq += 1;
+        self.queue.push(Reverse(InFlight {
+            at: now + d,
+            seq: self.seq,
+            to_b,
+            proto,
+            source,
+            destination,
+            data,
+        }));
     }
 
     /// One step: drain both peers, then advance the clock to the next event
@@ -316,4 +333,39 @@ impl Peer {
             })
             .collect()
     }
+}
+
+/// Two `Rtc`s (A offers an audio and a video section, both send-receive, B answers)
+/// connected over a clean simulated network; returns the pair and the sections.
+pub fn connected_pair(rtp_mode: bool, net: NetConfig) -> (Pair, Mid, Mid) {
+    let now = Instant::now();
+    let a_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let b_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let mut a = Rtc::builder().set_rtp_mode(rtp_mode).build(now).unwrap();
+    let mut b = Rtc::builder().set_rtp_mode(rtp_mode).build(now).unwrap();
+    a.add_local_candidate(Candidate::host(a_addr, Protocol::Udp).unwrap());
+    b.add_local_candidate(Candidate::host(b_addr, Protocol::Udp).unwrap());
+    let mut api = a.sdp_api();
+    let audio = api.add_media(MediaKind::Audio, Direction::SendRecv);
+    let video = api.add_media(MediaKind::Video, Direction::SendRecv);
+    let (offer, pending) = api.apply().unwrap();
+    let answer = b
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer.to_sdp_string()).unwrap())
+        .unwrap();
+    a.sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&answer.to_sdp_string()).unwrap(),
+        )
+        .unwrap();
+    let mut pair = Pair::new(
+        Peer::new("a", a, a_addr, now),
+        Peer::new("b", b, b_addr, now),
+        now,
+        net,
+        31,
+    );
+    assert!(pair.run_until(Duration::from_secs(10), |p| p.both_connected()));
+    (pair, audio, video)
 }
