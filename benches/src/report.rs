@@ -44,6 +44,11 @@ pub struct Row {
     /// more: GSO batches of that many segments on average). `None` for the floor.
     #[serde(default)]
     pub segments_per_send: Option<f64>,
+    /// Share of the forwarded packets the engine protected in place in their send
+    /// buffer (`detail.fwd_in_place` over `rtp_forwarded`, 0 to 1); the rest waited in
+    /// the subscribers' pacers and cost a copy more. `None` for the floor.
+    #[serde(default)]
+    pub in_place_share: Option<f64>,
     /// Server RSS growth per session, KiB.
     pub rss_kib_per_session: Option<f64>,
     /// Sessions connected per second (handshake storm).

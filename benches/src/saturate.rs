@@ -265,9 +265,10 @@ impl SaturationReport {
                 {
                     let _ = writeln!(
                         s,
-                        "floor at the engine's batching ({}; the engine sent {:.2} datagrams per send): {:.0} delivered datagrams/s at {:.0} % of a core -> {:.0} per core; engine / floor = {:.3} ({:.1}x the floor's CPU per packet)",
+                        "floor at the engine's batching ({}; the engine sent {:.2} datagrams per send, {:.0} % of its forwarded packets protected in place): {:.0} delivered datagrams/s at {:.0} % of a core -> {:.0} per core; engine / floor = {:.3} ({:.1}x the floor's CPU per packet)",
                         fl.workload,
                         st.row.segments_per_send.unwrap_or(0.0),
+                        100.0 * st.row.in_place_share.unwrap_or(0.0),
                         fl.fwd_pps,
                         fl.cpu_pct,
                         f,

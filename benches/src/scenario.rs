@@ -371,6 +371,9 @@ struct Sample {
     forwarded: u64,
     /// Packets handed between shards (every shard's `cross_shard_out`).
     cross_shard: u64,
+    /// Forwarded packets protected in place in their send buffer (every shard's
+    /// `fwd_in_place`).
+    in_place: u64,
     sessions: u64,
     engine_cpu: Duration,
     engine_rss: u64,
@@ -437,6 +440,7 @@ fn sample(c: &mut ControlClient, engine: u32, loadgen: u32) -> Result<Sample, Be
         at: Instant::now(),
         forwarded: forwarded(&s),
         cross_shard: s.shards.iter().map(|x| x.detail.cross_shard_out).sum(),
+        in_place: s.shards.iter().map(|x| x.detail.fwd_in_place).sum(),
         sessions: s.sessions,
         engine_cpu: cpu_of(engine),
         engine_rss: procfs::rss_kib(engine).unwrap_or(0),
@@ -756,6 +760,8 @@ pub fn run_engine(o: &Options, shards: usize, workload: &Workload) -> Result<Row
         let msgs = b.sent.1.saturating_sub(a.sent.1);
         row.segments_per_send =
             (msgs > 0).then(|| b.sent.0.saturating_sub(a.sent.0) as f64 / msgs as f64);
+        row.in_place_share =
+            (fwd > 0).then(|| b.in_place.saturating_sub(a.in_place) as f64 / fwd as f64);
         row.engine_latency_us = b
             .forward_ns
             .since(&a.forward_ns)

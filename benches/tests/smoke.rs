@@ -139,6 +139,14 @@ fn quick_saturation_produces_a_report() {
         sat.steps[0].row.segments_per_send.is_some_and(|b| b >= 1.0),
         "{sat:#?}"
     );
+    // And the share of forwarded packets protected in place in their send buffer.
+    assert!(
+        sat.steps[0]
+            .row
+            .in_place_share
+            .is_some_and(|x| x > 0.0 && x <= 1.0),
+        "{sat:#?}"
+    );
     if sat.saturation.is_some() {
         let fl = sat.floor_same_batching.as_ref().expect("the batched floor");
         assert!(fl.workload.contains("/batch-"), "{fl:#?}");

@@ -343,6 +343,11 @@ pub struct ShardDetail {
     /// RTP packets written to subscriber legs.
     #[serde(default)]
     pub rtp_forwarded: u64,
+    /// Of `rtp_forwarded`, the packets protected in place in their send buffer and
+    /// queued for the kernel at once; the rest waited in the subscriber's pacer or
+    /// behind its other output and left through its drain, one copy more.
+    #[serde(default)]
+    pub fwd_in_place: u64,
     /// RTP packets this shard handed to other shards: one per publisher packet and
     /// remote shard with subscribers of it (a room spread over shards).
     #[serde(default)]

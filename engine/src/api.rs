@@ -610,6 +610,11 @@ pub struct ShardStats {
     pub bytes_out: u64,
     /// RTP packets written to subscriber legs.
     pub rtp_forwarded: u64,
+    /// Of `rtp_forwarded`, the packets protected in place in their send buffer and
+    /// queued for the kernel at once (the rest waited in the subscriber's pacer or
+    /// behind its other output, or no send buffer was free, and left through its
+    /// drain, one copy more).
+    pub fwd_in_place: u64,
     /// RTP packets sent to other shards (one per packet and remote shard).
     pub cross_shard_out: u64,
     /// RTP packets received from other shards.

@@ -257,6 +257,13 @@ fn scrapes_during_a_one_to_ten_forward_move_with_the_traffic() {
         forwarded > during.sum("rtc_shard_forwarded_packets_total"),
         "still forwarding after the scrape during the run"
     );
+    // Part of the forwarded packets left from their send buffer at once, and never
+    // more than were forwarded.
+    let in_place = delta("rtc_shard_forwarded_in_place_packets_total");
+    assert!(
+        in_place > 0.0 && in_place <= forwarded,
+        "in place {in_place} of {forwarded}"
+    );
     // The shards received at least the publisher's RTP and sent at least the forwarded
     // copies (plus STUN, DTLS, RTCP both ways).
     assert!(delta("rtc_shard_received_packets_total") >= sent);

@@ -368,6 +368,14 @@ impl Collector for SnapshotCollector {
         )?;
         counter(
             e,
+            "rtc_shard_forwarded_in_place_packets",
+            "Of the forwarded packets, those protected in place in their send buffer and \
+             queued at once (the rest waited in the subscriber's pacer)",
+            None,
+            sh.iter().map(|s| (shard_label(s), s.detail.fwd_in_place)),
+        )?;
+        counter(
+            e,
             "rtc_shard_cross_shard_packets",
             "RTP packets handed between shards for rooms spread over shards, by direction \
              (out: to other shards, in: from other shards)",

@@ -301,6 +301,7 @@ pub(super) fn shard_stats(s: &ShardStats, draining: bool) -> control::ShardStats
             legs: s.legs as u64,
             routes: s.routes as u64,
             rtp_forwarded: s.rtp_forwarded,
+            fwd_in_place: s.fwd_in_place,
             cross_shard_out: s.cross_shard_out,
             cross_shard_in: s.cross_shard_in,
             keyframe_requests: s.keyframe_requests,

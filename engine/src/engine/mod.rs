@@ -135,6 +135,7 @@ fn dead_stats(shard: usize, link: &ShardLink) -> ShardStats {
         packets_out: 0,
         bytes_out: 0,
         rtp_forwarded: 0,
+        fwd_in_place: 0,
         cross_shard_out: 0,
         cross_shard_in: 0,
         keyframe_requests: 0,

@@ -158,6 +158,7 @@ pub(super) fn forward_legs(
                 leg.packets += 1;
                 leg.bytes += n as u64;
                 if let Some(buf) = lent.take() {
+                    c.fwd_in_place += 1;
                     transmit_lent(announced, c, backend, &t, buf, &mut s.send_hint);
                 }
             }
