@@ -132,6 +132,10 @@ pub(crate) fn parse_gro_segment(control: &[u8]) -> Option<usize> {
 /// stepped wall clock, a datagram stuck for seconds) are ignored.
 const MAX_STAMP_AGE_NS: i128 = 2_000_000_000;
 
+/// Two clock reads further apart than this were interrupted: [`RxClock::now`] reads
+/// again.
+const PAIR_SLACK: std::time::Duration = std::time::Duration::from_micros(20);
+
 /// Converts kernel receive stamps (`CLOCK_REALTIME`) to monotonic instants: one reading
 /// of both clocks per receive batch, each stamp placed `wall - stamp` before `at`.
 #[derive(Debug, Clone, Copy)]
@@ -141,14 +145,41 @@ pub(crate) struct RxClock {
 }
 
 impl RxClock {
-    /// Both clocks, now.
+    /// Both clocks, now, read as one: the wall clock between two monotonic reads, `at`
+    /// their midpoint. A thread preempted between the reads would misplace every stamp
+    /// of the batch by the preemption (tens of milliseconds on a loaded host), so a
+    /// pair more than [`PAIR_SLACK`] apart is read again, up to three times, and the
+    /// closest pair kept.
     pub(crate) fn now() -> RxClock {
-        let wall_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0));
-        RxClock {
-            at: std::time::Instant::now(),
-            wall_ns,
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0))
+        };
+        let mut best: Option<(std::time::Duration, RxClock)> = None;
+        for _ in 0..3 {
+            let before = std::time::Instant::now();
+            let wall_ns = wall();
+            let after = std::time::Instant::now();
+            let gap = after.saturating_duration_since(before);
+            let pair = RxClock {
+                at: before + gap / 2,
+                wall_ns,
+            };
+            if best.is_none_or(|(g, _)| gap < g) {
+                best = Some((gap, pair));
+            }
+            if gap <= PAIR_SLACK {
+                break;
+            }
+        }
+        match best {
+            Some((_, pair)) => pair,
+            // The loop runs at least once.
+            None => RxClock {
+                at: std::time::Instant::now(),
+                wall_ns: wall(),
+            },
         }
     }
 

@@ -481,6 +481,32 @@ fn datagrams_read_late_carry_their_kernel_arrival_both() {
         let mut b = open(p, &cfg("127.0.0.1:0"));
         let local = b.local_addrs()[0];
         let peer = std_sock("127.0.0.1:0");
+        // The kernel turns receive stamping on lazily (a deferred static key, the first
+        // time any socket asks): until then a datagram is stamped when it is read, not
+        // when it arrived. Wait until a datagram read 20 ms late shows its age.
+        let mut stamped_on_arrival = false;
+        for _ in 0..100 {
+            peer.send_to(b"warm", local).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let mut arrival = None;
+            for _ in 0..10 {
+                b.poll(Some(Duration::from_millis(20)), &mut |r: Received<'_>| {
+                    arrival = r.arrival;
+                })
+                .unwrap();
+                if arrival.is_some() {
+                    break;
+                }
+            }
+            if arrival.is_some_and(|a| a.elapsed() >= Duration::from_millis(15)) {
+                stamped_on_arrival = true;
+                break;
+            }
+        }
+        assert!(
+            stamped_on_arrival,
+            "{p:?}: the kernel never stamped on arrival"
+        );
         let sent0 = std::time::Instant::now();
         peer.send_to(b"first", local).unwrap();
         std::thread::sleep(Duration::from_millis(30));
@@ -503,7 +529,10 @@ fn datagrams_read_late_carry_their_kernel_arrival_both() {
         };
         assert!(
             a0 >= sent0 && a1 <= read,
-            "{p:?}: arrivals outside the send window"
+            "{p:?}: arrivals outside the send window: first {:?} after the first send, \
+             second {:?} before the read",
+            a0.checked_duration_since(sent0),
+            read.checked_duration_since(a1)
         );
         let gap = a1.duration_since(a0);
         assert!(

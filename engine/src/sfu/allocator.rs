@@ -191,6 +191,10 @@ pub struct AllocationReport {
     /// Bit/s of every track at the highest rung its preference and layers allow (audio
     /// included): more bandwidth than this is of no use to the peer.
     pub ceiling_bps: u64,
+    /// Whether `ceiling_bps` is made of measured rates only. Before a video track's
+    /// top layer is measured its cost is a configured default, which may be far below
+    /// what the publisher sends: no cap may be derived from it.
+    pub ceiling_known: bool,
 }
 
 /// The inputs whose change makes a track re-allocated at once.
@@ -241,6 +245,9 @@ struct Slot<K> {
     top_t: u8,
     /// Cumulative cost of each rung, bit/s.
     costs: [[u64; MAX_TEMPORAL]; MAX_SPATIAL],
+    /// Spatial layers whose costs are measured (the others' are the configured
+    /// defaults).
+    measured: LayerSet,
     /// Working rung of the current pass.
     work: Rung,
     /// Highest rung allowed in the current pass.
@@ -358,6 +365,7 @@ impl<K: Copy + Eq> Allocator<K> {
             ladder: LayerSet::EMPTY,
             top_t: 0,
             costs: [[0; MAX_TEMPORAL]; MAX_SPATIAL],
+            measured: LayerSet::EMPTY,
             work: None,
             cap: None,
             frozen: false,
@@ -629,12 +637,16 @@ impl<K: Copy + Eq> Allocator<K> {
     fn report(&self, audio_bps: u64) -> AllocationReport {
         let mut expected = audio_bps;
         let mut ceiling = audio_bps;
+        let mut ceiling_known = true;
         let mut next_step: Option<(bool, Rung, u64)> = None;
         for &i in &self.order {
             let s = &self.slots[i];
             let cur = s.current();
             expected = expected.saturating_add(s.cost(cur));
             ceiling = ceiling.saturating_add(s.cost(s.top()));
+            if s.top().is_some_and(|l| !s.measured.contains(l.spatial)) {
+                ceiling_known = false;
+            }
             if cur < s.top() {
                 let next = s.next(cur);
                 let step = s.cost(next).saturating_sub(s.cost(cur));
@@ -664,6 +676,7 @@ impl<K: Copy + Eq> Allocator<K> {
             probe_goal_bps,
             upgrade_bps,
             ceiling_bps: ceiling,
+            ceiling_known,
         }
     }
 }
@@ -704,13 +717,18 @@ fn prepare<K>(slot: &mut Slot<K>, cfg: &AllocatorConfig) -> Option<Target> {
         within
     };
     let count = usize::from(temporal_count);
-    for ((costs, rates), default) in slot
+    let mut known = 0u8;
+    for (s, ((costs, rates), default)) in slot
         .costs
         .iter_mut()
         .zip(&input.bitrates)
         .zip(cfg.default_layer_bps)
+        .enumerate()
     {
         let measured = rates[..count].iter().any(|&r| r > 0);
+        if measured {
+            known |= 1 << s;
+        }
         let mut sum: u64 = 0;
         for (t, (cost, &rate)) in costs.iter_mut().zip(rates).enumerate() {
             *cost = if t >= count {
@@ -725,6 +743,7 @@ fn prepare<K>(slot: &mut Slot<K>, cfg: &AllocatorConfig) -> Option<Target> {
             };
         }
     }
+    slot.measured = LayerSet::from_bits(known);
     if input.preference.paused {
         return Some(Target::Paused(PauseReason::Preference));
     }

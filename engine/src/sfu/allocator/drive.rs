@@ -115,8 +115,11 @@ impl RateDrive {
         probing: bool,
     ) -> RateCommand {
         let mut cmd = RateCommand::default();
+        // No cap from a ceiling made of default layer costs: a publisher's single
+        // 2 Mbit/s layer would be paced at a fraction of its rate until measured.
         let max = match report.ceiling_bps {
             0 => 0,
+            _ if !report.ceiling_known => 0,
             c => pct(c, MAX_HEADROOM_PCT),
         };
         let target = if report.expected_bps > estimate_bps {
@@ -180,7 +183,26 @@ mod tests {
             probe_goal_bps: upgrade.map(|u| expected + (u - expected) / 2),
             upgrade_bps: upgrade,
             ceiling_bps: ceiling,
+            ceiling_known: true,
         }
+    }
+
+    #[test]
+    fn a_ceiling_of_default_layer_costs_caps_nothing() {
+        // Before the publisher's layers are measured, their costs are defaults (150k
+        // for a single layer that may carry 2 Mbit/s): capping the pacer at 150 % of
+        // that held a subscriber's first half second in a 100 KB pacer queue.
+        let t0 = Instant::now();
+        let mut d = RateDrive::new();
+        let guess = AllocationReport {
+            ceiling_known: false,
+            ..report(150_000, None, 190_000)
+        };
+        let c = d.update(t0, 300_000, &guess, true);
+        assert_eq!(c.send_rate, Some((0, 0)));
+        // Once measured, the cap applies.
+        let c = d.update(t0 + S, 300_000, &report(150_000, None, 2_050_000), true);
+        assert_eq!(c.send_rate, Some((0, 3_075_000)));
     }
 
     #[test]

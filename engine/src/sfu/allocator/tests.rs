@@ -416,3 +416,32 @@ fn the_spatial_block_ends_when_the_estimate_outgrows_the_one_the_layer_was_taken
     }
     assert_eq!(al.target(A), Some(fwd(1, 0)));
 }
+
+#[test]
+fn the_ceiling_is_known_only_once_every_top_layer_is_measured() {
+    // One video layer, not measured yet: its cost is the configured default (150k),
+    // far below the 2 Mbit/s the publisher may send, so the ceiling is a guess.
+    let t0 = Instant::now();
+    let mut al = Allocator::new(AllocatorConfig::default());
+    let mut audio = DowntrackInput::audio();
+    audio.bitrates[0][0] = 50_000;
+    al.insert(AUDIO, audio);
+    al.insert(A, DowntrackInput::video(LayerSet::first(1), 1));
+    let r = al.update(t0, 5_000_000);
+    assert_eq!(r.ceiling_bps, 200_000);
+    assert!(!r.ceiling_known);
+    // Measured: the ceiling is the measured rate.
+    if let Some(v) = al.input_mut(A) {
+        v.bitrates[0][0] = 2_000_000;
+    }
+    let r = al.update(t0 + 300 * MS, 5_000_000);
+    assert_eq!(r.ceiling_bps, 2_050_000);
+    assert!(r.ceiling_known);
+    // Three layers with only the lowest measured: the top is still a default.
+    al.insert(B, DowntrackInput::video(LayerSet::ALL, 1));
+    if let Some(v) = al.input_mut(B) {
+        v.bitrates[0][0] = 150_000;
+    }
+    let r = al.update(t0 + 600 * MS, 5_000_000);
+    assert!(!r.ceiling_known);
+}
