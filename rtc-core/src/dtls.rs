@@ -789,6 +789,9 @@ impl DtlsTransport {
             return;
         }
         self.state = State::Connected;
+        // Checked: nothing reads the peer's certificate again (≈ 300 bytes per
+        // connection otherwise kept for its life).
+        self.peer_cert = None;
         self.events.push_back(DtlsEvent::Connected);
         if let Some((profile, material)) = self.pending_keys.take() {
             self.events.push_back(DtlsEvent::SrtpKeys {

@@ -229,7 +229,7 @@ impl<'a> SdpApi<'a> {
                 Setup::Passive
             },
         );
-        rtc.local_sections = answer.media.clone();
+        rtc.local_sections.set(answer.media.clone());
         Ok(SdpAnswer(answer))
     }
 
@@ -344,6 +344,7 @@ impl<'a> SdpApi<'a> {
             if let Some(mid) = &m.mid
                 && !rtc
                     .local_sections
+                    .get()
                     .iter()
                     .any(|s| s.mid.as_deref() == Some(mid.as_str()))
             {
@@ -442,7 +443,7 @@ impl<'a> SdpApi<'a> {
         }
         let rtc = self.rtc;
         let codecs = LocalCodecs::with_opus_red(rtc.config.opus_red);
-        let mut sections = rtc.local_sections.clone();
+        let mut sections = rtc.local_sections.get();
         for m in sections.iter_mut() {
             if m.mid
                 .as_deref()
@@ -576,7 +577,7 @@ impl<'a> SdpApi<'a> {
                 rtc.remove_media_entry(mid);
             }
         }
-        rtc.local_sections = offer.media;
+        rtc.local_sections.set(offer.media);
         for c in pending.channels {
             rtc.open_channel(c)?;
         }
@@ -612,11 +613,8 @@ fn local_candidate_lines(rtc: &Rtc) -> Vec<String> {
 /// section's `m=` line and mid with credentials and candidates (RFC 9725 §4.3.1 shape).
 fn local_fragment(rtc: &Rtc) -> IceFragment {
     let creds = rtc.transport.ice.local_credentials().clone();
-    let live: Vec<&MediaSection> = rtc
-        .local_sections
-        .iter()
-        .filter(|m| !m.is_rejected())
-        .collect();
+    let sections = rtc.local_sections.get();
+    let live: Vec<&MediaSection> = sections.iter().filter(|m| !m.is_rejected()).collect();
     let mut frag = IceFragment {
         ice_lite: rtc.config.ice_lite,
         ice_options: if rtc.config.ice_lite {

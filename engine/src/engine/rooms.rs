@@ -334,6 +334,9 @@ impl EngineHandle {
             added.push((pending, slot.mid));
             let old = reg.sessions.get_mut(&subscriber).and_then(|s| {
                 let old = replaced.map(|i| s.legs.remove(i));
+                // A few legs per session: no doubling slack (a first push makes room
+                // for four).
+                s.legs.reserve_exact(1);
                 s.legs.push(RegLeg {
                     sub_mid: slot.mid,
                     publisher,

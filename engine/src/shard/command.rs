@@ -327,6 +327,11 @@ impl Shard {
         let mut input = downtrack_input(route, now);
         input.preference = pref;
         s.alloc.insert(spec.params.mid, input);
+        if route.legs.is_empty() {
+            // Most routes have one leg (a 1:1 audio room), and a first push would make
+            // room for four (a leg is under 1 KiB); more legs grow by doubling.
+            route.legs.reserve_exact(1);
+        }
         route.legs.push(Leg {
             sub: spec.sub,
             slot,

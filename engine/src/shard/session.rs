@@ -430,7 +430,7 @@ impl Shard {
         // Only an answer consumes our pending offer; a refused answer drops it (the peer
         // must be offered again).
         let pending = if matches!(change, SdpChange::Answer(_)) {
-            s.pending_offer.take()
+            s.pending_offer.take().map(|p| *p)
         } else {
             None
         };
@@ -462,6 +462,7 @@ impl Shard {
                     }
                     match api.apply() {
                         Some((offer, p)) => {
+                            let p = Box::new(p);
                             (None, None, Some(offer.to_sdp_string()), Some(Some(p)))
                         }
                         None => {

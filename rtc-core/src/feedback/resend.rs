@@ -63,6 +63,15 @@ const BURST_WINDOW: Duration = Duration::from_millis(500);
 /// straddle two counting windows) holds at most twice that many.
 const RECENT: usize = 2 * MAX_PACKETS_PER_INTERVAL as usize;
 
+/// The time of a `recent` slot not written yet (585 years after the epoch: no real
+/// resend time).
+const UNUSED: u64 = u64::MAX;
+
+/// A duration in nanoseconds (saturating at [`UNUSED`], 585 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// What [`ResendLimiter::admit`] decided for one requested packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -92,8 +101,12 @@ pub struct ResendStats {
 /// at `RATE_PERCENT` % of the send rate.
 #[derive(Debug, Clone)]
 pub struct ResendLimiter {
-    /// Ring of recent resends: (extended sequence number, when).
-    recent: [Option<(u64, Instant)>; RECENT],
+    /// Ring of recent resends: (extended sequence number, when: nanoseconds after
+    /// `epoch`), [`UNUSED`] in slots not written yet. 16 bytes a slot where an
+    /// `Option<(u64, Instant)>` took 24: the ring is held by every send stream.
+    recent: [(u64, u64); RECENT],
+    /// What the times in `recent` count from: the first admission's `now`.
+    epoch: Option<Instant>,
     next: usize,
     /// Start of the current counting window and what it admitted.
     window_start: Option<Instant>,
@@ -114,7 +127,8 @@ impl ResendLimiter {
     /// A limiter with a full byte budget.
     pub fn new() -> Self {
         ResendLimiter {
-            recent: [None; RECENT],
+            recent: [(0, UNUSED); RECENT],
+            epoch: None,
             next: 0,
             window_start: None,
             window_packets: 0,
@@ -148,11 +162,16 @@ impl ResendLimiter {
         send_rate_bps: u64,
     ) -> Admission {
         let interval = Self::interval(rtt);
+        let interval_ns = nanos(interval);
+        // Exactly `now.saturating_duration_since(at) < interval` of the resend instant
+        // `at`: both times count from the same epoch (a `now` before it counts as 0,
+        // and so does a `now` before `at`, as `saturating_duration_since` does).
+        let epoch = *self.epoch.get_or_insert(now);
+        let now_ns = nanos(now.saturating_duration_since(epoch));
         let recently = self
             .recent
             .iter()
-            .flatten()
-            .any(|&(s, at)| s == seq && now.saturating_duration_since(at) < interval);
+            .any(|&(s, at)| at != UNUSED && s == seq && now_ns.saturating_sub(at) < interval_ns);
         if recently {
             self.stats.duplicates += 1;
             return Admission::Duplicate;
@@ -173,7 +192,7 @@ impl ResendLimiter {
         self.window_packets += 1;
         self.tokens -= bytes;
         if let Some(slot) = self.recent.get_mut(self.next) {
-            *slot = Some((seq, now));
+            *slot = (seq, now_ns);
         }
         self.next = (self.next + 1) % RECENT;
         self.stats.admitted += 1;
@@ -230,6 +249,36 @@ mod tests {
         );
         assert_eq!(l.stats().admitted, 3);
         assert_eq!(l.stats().duplicates, 3);
+    }
+
+    #[test]
+    fn an_earlier_now_counts_as_within_the_interval() {
+        // As `Instant::saturating_duration_since` has it: a `now` before the resend
+        // (or before the first one, the ring's epoch) is no time after it.
+        let t0 = Instant::now() + 1000 * MS;
+        let mut l = ResendLimiter::new();
+        assert_eq!(l.admit(t0, 7, 100, None, 0), Admission::Resend);
+        assert_eq!(
+            l.admit(t0 - 500 * MS, 7, 100, None, 0),
+            Admission::Duplicate
+        );
+        assert_eq!(l.admit(t0 + 10 * MS, 7, 100, None, 0), Admission::Resend);
+        // The interval is exact to the nanosecond.
+        let rtt = Some(Duration::from_nanos(20_000_001));
+        assert_eq!(
+            l.admit(t0 + Duration::from_nanos(30_000_000), 7, 100, rtt, 0),
+            Admission::Duplicate
+        );
+        assert_eq!(
+            l.admit(t0 + Duration::from_nanos(30_000_001), 7, 100, rtt, 0),
+            Admission::Resend
+        );
+    }
+
+    #[test]
+    fn the_ring_is_compact() {
+        // Held by every send stream (32 slots of 16 bytes, was 24).
+        assert!(std::mem::size_of::<ResendLimiter>() <= 640);
     }
 
     #[test]

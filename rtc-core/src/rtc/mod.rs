@@ -21,6 +21,7 @@ mod config;
 mod error;
 #[cfg(test)]
 mod hardening_tests;
+mod local_sections;
 mod pacing;
 mod plain;
 mod receive;
@@ -364,8 +365,9 @@ pub struct Rtc {
     pacing: pacing::Pacing,
     /// SDP `o=` session id.
     pub(crate) session_id: u64,
-    /// Our side of the last completed SDP negotiation (basis of re-offers).
-    pub(crate) local_sections: Vec<crate::sdp::MediaSection>,
+    /// Our side of the last completed SDP negotiation (basis of re-offers), kept as
+    /// SDP text.
+    pub(crate) local_sections: local_sections::LocalSections,
 }
 
 impl Rtc {
@@ -454,7 +456,7 @@ impl Rtc {
             pacing: pacing::Pacing::new(pacing_on, pacer_config),
             // SDP o= session ids are 63-bit positive numbers (RFC 8866 §5.2).
             session_id: rand::random::<u64>() >> 1,
-            local_sections: Vec::new(),
+            local_sections: local_sections::LocalSections::new(),
         })
     }
 

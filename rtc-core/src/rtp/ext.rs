@@ -85,11 +85,30 @@ impl Extension {
     }
 }
 
+/// Ids of the one-byte header form (RFC 8285 §4.2: 1..=14; 15 is reserved) and below:
+/// looked up through a table.
+const LOW_IDS: usize = 16;
+
 /// Maps extension ids (1..=255) to [`Extension`]s, both ways. Plain data, no heap.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// 26 bytes: each [`Extension`] has at most one id, so the map is its id per extension;
+/// ids of the one-byte form (the ones browsers use) also have a table for a lookup
+/// without a search, and the rare two-byte ids are found among the ten extensions.
+/// (A table over all 256 ids made it 266 bytes, held per media section and per
+/// forwarded leg.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct ExtensionMap {
-    by_id: [Option<Extension>; 256],
-    by_ext: [u8; 10],
+    /// Per id below [`LOW_IDS`]: the index of its extension in [`Extension::ALL`] plus
+    /// one, 0 for none. Always what `by_ext` says of those ids.
+    low: [u8; LOW_IDS],
+    /// Per extension (indexed as [`Extension::ALL`]): its id, 0 for none.
+    by_ext: [u8; ALL_EXTENSIONS.len()],
+}
+
+impl std::fmt::Debug for ExtensionMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 impl Default for ExtensionMap {
@@ -119,8 +138,8 @@ impl ExtensionMap {
     /// A map with no ids assigned.
     pub fn empty() -> Self {
         ExtensionMap {
-            by_id: [None; 256],
-            by_ext: [0; 10],
+            low: [0; LOW_IDS],
+            by_ext: [0; ALL_EXTENSIONS.len()],
         }
     }
 
@@ -132,17 +151,30 @@ impl ExtensionMap {
         }
         self.remove(id);
         let old = self.by_ext[ext.index()];
-        if old != 0 {
-            self.by_id[usize::from(old)] = None;
+        if let Some(l) = self.low.get_mut(usize::from(old)) {
+            // `old` is 0 (no slot in use) or the id `ext` had.
+            *l = 0;
         }
-        self.by_id[usize::from(id)] = Some(ext);
+        if let Some(l) = self.low.get_mut(usize::from(id)) {
+            // At most 10 extensions: the index plus one fits a byte.
+            *l = ext.index() as u8 + 1;
+        }
         self.by_ext[ext.index()] = id;
         true
     }
 
     /// The extension mapped to `id`, if any.
+    #[inline]
     pub fn get(&self, id: u8) -> Option<Extension> {
-        self.by_id[usize::from(id)]
+        // `low[0]` stays 0: id 0 is never assigned.
+        match self.low.get(usize::from(id)) {
+            Some(&v) => ALL_EXTENSIONS.get(usize::from(v).checked_sub(1)?).copied(),
+            None => self
+                .by_ext
+                .iter()
+                .position(|&i| i == id)
+                .and_then(|i| ALL_EXTENSIONS.get(i).copied()),
+        }
     }
 
     /// The id assigned to `ext`, if any.
@@ -155,17 +187,26 @@ impl ExtensionMap {
 
     /// Removes the mapping of `id`, returning the extension it named.
     pub fn remove(&mut self, id: u8) -> Option<Extension> {
-        let e = self.by_id[usize::from(id)].take()?;
+        let e = self.get(id)?;
         self.by_ext[e.index()] = 0;
+        if let Some(l) = self.low.get_mut(usize::from(id)) {
+            *l = 0;
+        }
         Some(e)
     }
 
     /// Iterates over `(id, extension)` pairs in id order.
     pub fn iter(&self) -> impl Iterator<Item = (u8, Extension)> + '_ {
-        self.by_id
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| Some((u8::try_from(i).ok()?, (*e)?)))
+        let mut pairs = [(0u8, Extension::Mid); ALL_EXTENSIONS.len()];
+        let mut n = 0;
+        for (&id, e) in self.by_ext.iter().zip(ALL_EXTENSIONS) {
+            if id != 0 {
+                pairs[n] = (id, e);
+                n += 1;
+            }
+        }
+        pairs[..n].sort_unstable_by_key(|&(id, _)| id);
+        pairs.into_iter().take(n)
     }
 }
 
@@ -518,6 +559,85 @@ mod tests {
         assert_eq!(m.remove(200), Some(Extension::RtpStreamId));
         assert_eq!(m.id_of(Extension::RtpStreamId), None);
         assert_eq!(m.iter().count(), 7);
+    }
+
+    /// The map as it was before it was made compact: a table over all 256 ids.
+    struct ModelMap {
+        by_id: [Option<Extension>; 256],
+        by_ext: [u8; 10],
+    }
+
+    impl ModelMap {
+        fn set(&mut self, id: u8, ext: Extension) -> bool {
+            if id == 0 {
+                return false;
+            }
+            self.remove(id);
+            let old = self.by_ext[ext.index()];
+            if old != 0 {
+                self.by_id[usize::from(old)] = None;
+            }
+            self.by_id[usize::from(id)] = Some(ext);
+            self.by_ext[ext.index()] = id;
+            true
+        }
+
+        fn remove(&mut self, id: u8) -> Option<Extension> {
+            let e = self.by_id[usize::from(id)].take()?;
+            self.by_ext[e.index()] = 0;
+            Some(e)
+        }
+    }
+
+    proptest! {
+        /// Any sequence of assignments and removals leaves the compact map answering
+        /// like the full table did, in both directions and in iteration order; and
+        /// two maps with the same assignments compare equal however they got there.
+        #[test]
+        fn compact_map_matches_the_full_table(
+            ops in proptest::collection::vec((any::<bool>(), any::<u8>(), 0usize..10), 0..40)
+        ) {
+            let mut m = ExtensionMap::empty();
+            let mut model = ModelMap { by_id: [None; 256], by_ext: [0; 10] };
+            for (set, id, e) in ops {
+                // Ids concentrate where both representations meet (15/16) half the time.
+                let id = if id % 2 == 0 { id % 20 } else { id };
+                let ext = Extension::ALL[e];
+                if set {
+                    prop_assert_eq!(m.set(id, ext), model.set(id, ext));
+                } else {
+                    prop_assert_eq!(m.remove(id), model.remove(id));
+                }
+            }
+            for id in 0..=255u8 {
+                prop_assert_eq!(m.get(id), model.by_id[usize::from(id)]);
+            }
+            for ext in Extension::ALL {
+                let want = match model.by_ext[ext.index()] {
+                    0 => None,
+                    id => Some(id),
+                };
+                prop_assert_eq!(m.id_of(ext), want);
+            }
+            let want: Vec<_> = model
+                .by_id
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| Some((u8::try_from(i).ok()?, (*e)?)))
+                .collect();
+            prop_assert_eq!(m.iter().collect::<Vec<_>>(), want.clone());
+            let mut rebuilt = ExtensionMap::empty();
+            for (id, e) in want {
+                rebuilt.set(id, e);
+            }
+            prop_assert_eq!(rebuilt, m);
+        }
+    }
+
+    #[test]
+    fn map_is_small() {
+        // Held per media section, per engine section table entry and per forwarded leg.
+        assert!(std::mem::size_of::<ExtensionMap>() <= 32);
     }
 
     #[test]
