@@ -20,6 +20,10 @@ pub struct RateMeter {
     newest: u64,
     first_us: Option<u64>,
     epoch: Option<Instant>,
+    /// The newest bucket as `[start, end)` µs (its start no earlier than the first
+    /// sample) and its slot: a sample there only adds its bytes (no division, no
+    /// window check). Empty (`start > end`) until the first sample.
+    hot: (u64, u64, usize),
 }
 
 impl RateMeter {
@@ -33,6 +37,7 @@ impl RateMeter {
             newest: 0,
             first_us: None,
             epoch: None,
+            hot: (u64::MAX, 0, 0),
         }
     }
 
@@ -53,6 +58,15 @@ impl RateMeter {
 
     /// Adds `bytes` at `t_us` microseconds.
     pub fn add_us(&mut self, t_us: u64, bytes: u64) {
+        let (start, end, i) = self.hot;
+        if t_us >= start
+            && t_us < end
+            && let Some(slot) = self.buckets.get_mut(i)
+        {
+            // Per packet, mostly: the bucket the previous sample went to.
+            slot.1 = slot.1.saturating_add(bytes);
+            return;
+        }
         let b = (t_us / self.bucket_us).saturating_add(1);
         let n = self.buckets.len() as u64;
         if self.newest >= n && b <= self.newest - n {
@@ -67,6 +81,11 @@ impl RateMeter {
             } else {
                 *slot = (b, bytes);
             }
+        }
+        if b == self.newest {
+            let first = self.first_us.unwrap_or(t_us);
+            let lo = (b - 1).saturating_mul(self.bucket_us);
+            self.hot = (lo.max(first), lo.saturating_add(self.bucket_us), i);
         }
     }
 
@@ -119,6 +138,56 @@ mod tests {
         assert_eq!(m.rate_bps_us(40_000), Some(500_000));
         // Silence for 2 s: the window is empty.
         assert_eq!(m.rate_bps_us(2_500_000), Some(0));
+    }
+
+    /// The rate from first principles: the bytes of the buckets in the window ending
+    /// with `t_us`'s bucket, over the time they cover (as `rate_bps_us` documents).
+    fn reference(samples: &[(u64, u64)], bucket_us: u64, n: u64, t_us: u64) -> Option<u64> {
+        let mut first: Option<u64> = None;
+        let mut newest = 0;
+        let mut kept: Vec<(u64, u64)> = Vec::new();
+        for &(t, bytes) in samples {
+            let b = t / bucket_us + 1;
+            if newest >= n && b <= newest - n {
+                continue; // older than the window when it came: dropped
+            }
+            first = Some(first.map_or(t, |f| f.min(t)));
+            newest = newest.max(b);
+            kept.push((b, bytes));
+        }
+        let first = first?;
+        let now_b = (t_us / bucket_us + 1).max(newest);
+        let oldest = now_b.saturating_sub(n - 1).max(1);
+        let bytes: u64 = kept
+            .iter()
+            .filter(|(b, _)| *b >= oldest && *b <= now_b)
+            .map(|(_, v)| *v)
+            .sum();
+        let end = now_b * bucket_us;
+        let start = ((oldest - 1) * bucket_us).max(first - first % bucket_us);
+        let span = end.saturating_sub(start).clamp(bucket_us, bucket_us * n);
+        Some((u128::from(bytes) * 8 * 1_000_000 / u128::from(span)) as u64)
+    }
+
+    proptest::proptest! {
+        /// Samples mostly in order with some late ones (the fast path for the newest
+        /// bucket and the slow path for the others): the rate is the reference's.
+        #[test]
+        fn the_newest_bucket_shortcut_changes_no_rate(
+            steps in proptest::collection::vec((0u64..30_000, 1u64..1500, proptest::bool::weighted(0.1)), 1..200),
+        ) {
+            let (bucket_us, n) = (10_000, 5);
+            let mut m = RateMeter::new(Duration::from_micros(bucket_us * n), n as usize);
+            let mut samples = Vec::new();
+            let mut t = 1_000_000u64;
+            for (dt, bytes, late) in steps {
+                // A late sample goes up to 60 ms back (some beyond the window).
+                let at = if late { t.saturating_sub(dt * 2) } else { t += dt / 10; t };
+                m.add_us(at, bytes);
+                samples.push((at, bytes));
+                proptest::prop_assert_eq!(m.rate_bps_us(t), reference(&samples, bucket_us, n, t));
+            }
+        }
     }
 
     #[test]
