@@ -60,6 +60,14 @@ pub struct EngineConfig {
     /// engine-side latency). A smaller number means more submissions and smaller GSO
     /// batches. `usize::MAX`: only at the end of the iteration.
     pub submit_every: usize,
+    /// Burst allowance of each session's pacer: a subscriber leg may send up to this
+    /// much time at its pacing rate at once before its pacer holds the rest (never
+    /// less than one full-size packet). At 40 ms (the default, the send burst interval
+    /// of libwebrtc's pacer) a video frame's packets leave together: each is sealed in
+    /// place in its send chunk and the frame goes to the kernel as one GSO batch.
+    /// Smaller values smooth a frame over more time for paths with shallow buffers, at
+    /// the cost of a copy and a pacer round per held packet and smaller send batches.
+    pub pacing_burst: Duration,
     /// Packets each subscriber leg keeps for NACK/RTX answers (memory per leg grows to
     /// this many packets once traffic has filled the ring).
     ///
@@ -143,6 +151,7 @@ impl fmt::Debug for EngineConfig {
             .field("forward_queue", &self.forward_queue)
             .field("forward_batch", &self.forward_batch)
             .field("submit_every", &self.submit_every)
+            .field("pacing_burst", &self.pacing_burst)
             .field("keyframe_interval", &self.keyframe_interval)
             .field("rtx_buffer_packets", &self.rtx_buffer_packets)
             .field("cache_video_packets", &self.cache_video_packets)
@@ -183,6 +192,7 @@ impl Default for EngineConfig {
             forward_batch: 64,
             keyframe_interval: Duration::from_millis(500),
             submit_every: 64,
+            pacing_burst: Duration::from_millis(40),
             rtx_buffer_packets: 512,
             cache_video_packets: 512,
             cache_audio_packets: 128,

@@ -66,6 +66,8 @@ struct Inner {
     reply_timeout: Duration,
     limits: Limits,
     rtx_buffer_packets: usize,
+    /// Every session's pacer burst allowance ([`EngineConfig::pacing_burst`]).
+    pacing_burst: Duration,
     opus_red: rtc_core::sdp::OpusRed,
     dtls_versions: rtc_core::dtls::DtlsVersions,
     /// Relays to other engines.
@@ -400,6 +402,7 @@ impl EngineHandle {
         let params = SessionParams {
             cert: &link.cert,
             rtx_buffer_packets: self.inner.rtx_buffer_packets,
+            pacing_burst: self.inner.pacing_burst,
             opus_red: self.inner.opus_red,
             dtls_versions: self.inner.dtls_versions,
             announced: &link.announced,

@@ -222,6 +222,7 @@ impl Engine {
                     max_legs_per_room: cfg.max_legs_per_room,
                 },
                 rtx_buffer_packets: cfg.rtx_buffer_packets,
+                pacing_burst: cfg.pacing_burst,
                 opus_red: cfg.opus_red,
                 dtls_versions: cfg.dtls_versions,
                 relays: Mutex::new(super::relay::Relays::default()),

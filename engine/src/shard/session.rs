@@ -144,6 +144,8 @@ pub(crate) struct SessionParams<'a> {
     pub cert: &'a DtlsCert,
     /// Packets kept per stream for retransmission.
     pub rtx_buffer_packets: usize,
+    /// The pacer's burst allowance ([`EngineConfig::pacing_burst`](crate::EngineConfig::pacing_burst)).
+    pub pacing_burst: Duration,
     /// Opus RED negotiation.
     pub opus_red: rtc_core::sdp::OpusRed,
     /// DTLS versions allowed.
@@ -166,6 +168,10 @@ pub(crate) fn prepare_session(
     let creds = IceCreds::random();
     let cert = params.cert.clone();
     let rtx_packets = params.rtx_buffer_packets;
+    let pacer = rtc_core::pacer::PacerConfig {
+        burst: params.pacing_burst,
+        ..rtc_core::pacer::PacerConfig::default()
+    };
     let (opus_red, dtls_versions) = (params.opus_red, params.dtls_versions);
     let announced = params.announced;
     let announced_tcp = params.announced_tcp;
@@ -181,6 +187,7 @@ pub(crate) fn prepare_session(
             // grow; the allocator drives `set_send_rate` / `request_probe`
             // (`drive::drive_rate`). Without transport-cc nothing is paced.
             .set_pacing(true)
+            .set_pacer_config(pacer)
             // Probes are padding: RTX copies of forwarded packets would reach receivers
             // as duplicates, and legs answering NACKs from the shared cache hold no ring.
             .set_probe_redundancy(false)
