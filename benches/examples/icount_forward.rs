@@ -24,9 +24,10 @@
 //! reports the minimum as the path's own cost.
 //!
 //! Steady state: the warm-up sends more packets than a leg's retransmission ring holds
-//! (`rtx_buffer_packets`), so every ring slot already has its buffer (the first pass over
-//! the ring allocates one per slot; counting it would add ~400 instructions of `malloc`
-//! per packet that a running leg never pays).
+//! (`rtx_buffer_packets`; none by default, NACKs are answered from the layer caches), so
+//! every ring slot already has its buffer (the first pass over a ring allocates one per
+//! slot; counting it would add ~400 instructions of `malloc` per packet that a running
+//! leg never pays).
 //!
 //! The deaf subscribers send no ICE consent checks, and the engine drops a session 30 s
 //! after its last one; callgrind on a loaded VM can take longer than that for the

@@ -69,9 +69,10 @@ pub struct EngineConfig {
     /// the cost of a copy and a pacer round per held packet and smaller send batches.
     pub pacing_burst: Duration,
     /// Packets each subscriber leg keeps for NACK/RTX answers (memory per leg grows to
-    /// this many packets once traffic has filled the ring).
+    /// this many packets once traffic has filled the ring, and every forwarded packet
+    /// is copied into it).
     ///
-    /// `0`: legs keep no ring; NACKs are answered from the publisher layers' shared
+    /// `0` (the default): legs keep no ring; NACKs are answered from the publisher layers' shared
     /// packet caches ([`cache_video_packets`](Self::cache_video_packets)), rewritten for
     /// the leg again. The caches live on the publisher's shard: a leg on another shard
     /// asks that shard for the cached packet over the cross-shard queue (one loop
@@ -193,7 +194,7 @@ impl Default for EngineConfig {
             keyframe_interval: Duration::from_millis(500),
             submit_every: 64,
             pacing_burst: Duration::from_millis(40),
-            rtx_buffer_packets: 512,
+            rtx_buffer_packets: 0,
             cache_video_packets: 512,
             cache_audio_packets: 128,
             reply_timeout: Duration::from_secs(5),

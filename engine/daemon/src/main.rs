@@ -25,6 +25,10 @@ use serde::Deserialize;
 
 mod metrics;
 
+/// The largest per-leg retransmission ring `rtx-buffer-packets` accepts (32,768 packets
+/// of ~1.2 KiB is ~40 MiB per leg).
+const MAX_RTX_BUFFER_PACKETS: usize = 32_768;
+
 /// Why the settings (file, flags) cannot be used.
 #[derive(Debug, thiserror::Error)]
 enum SettingsError {
@@ -44,6 +48,9 @@ enum SettingsError {
     /// `pacing-burst-ms` above a second is no pacing at all.
     #[error("pacing-burst-ms must be at most 1000, not {0}")]
     PacingBurstTooLong(u64),
+    /// `rtx-buffer-packets` beyond [`MAX_RTX_BUFFER_PACKETS`].
+    #[error("rtx-buffer-packets must be at most {MAX_RTX_BUFFER_PACKETS}, not {0}")]
+    RtxBufferTooLarge(usize),
     /// The configuration file is not valid TOML for [`Settings`].
     #[error("{}: {source}", path.display())]
     Parse {
@@ -212,6 +219,12 @@ struct Settings {
     /// frames for paths with shallow buffers, at more CPU per packet.
     #[arg(long)]
     pacing_burst_ms: Option<u64>,
+    /// Packets each subscriber leg keeps to answer NACKs itself (default 0: NACKs are
+    /// answered from the publisher layers' shared packet caches, one per layer, and a
+    /// forwarded packet is not copied per leg; at most 32768). A ring per leg costs
+    /// ~1.2 KiB of memory per packet per leg and a copy per forwarded packet.
+    #[arg(long)]
+    rtx_buffer_packets: Option<usize>,
     /// Let the kernel back the heap with transparent huge pages (default true). `false`
     /// disables them for this process (`PR_SET_THP_DISABLE`): ~12 KiB less RSS per
     /// small audio session (the allocator's partly used 2 MiB pages), ~5–10 % more CPU
@@ -280,6 +293,7 @@ impl Settings {
             keyframe_interval_ms,
             submit_every,
             pacing_burst_ms,
+            rtx_buffer_packets,
             transparent_hugepages
         );
         self
@@ -350,6 +364,12 @@ impl Settings {
                 return Err(SettingsError::PacingBurstTooLong(ms));
             }
             cfg.pacing_burst = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.rtx_buffer_packets {
+            if n > MAX_RTX_BUFFER_PACKETS {
+                return Err(SettingsError::RtxBufferTooLarge(n));
+            }
+            cfg.rtx_buffer_packets = n;
         }
         cfg.dtls_versions = match self.dtls.as_deref().unwrap_or("auto") {
             "auto" => DtlsVersions::Auto,
@@ -871,6 +891,14 @@ mod tests {
         assert!(matches!(
             long.engine_config(),
             Err(SettingsError::PacingBurstTooLong(1001))
+        ));
+        assert_eq!(example.engine_config().unwrap().rtx_buffer_packets, 0);
+        let ring: Settings = toml::from_str("rtx-buffer-packets = 512").unwrap();
+        assert_eq!(ring.engine_config().unwrap().rtx_buffer_packets, 512);
+        let huge: Settings = toml::from_str("rtx-buffer-packets = 40000").unwrap();
+        assert!(matches!(
+            huge.engine_config(),
+            Err(SettingsError::RtxBufferTooLarge(40000))
         ));
         let zero: Settings = toml::from_str("keyframe-interval-ms = 0").unwrap();
         assert!(matches!(
