@@ -49,6 +49,7 @@ macro_rules! shared_backend_methods {
         }
 
         fn queue_send(&mut self, socket: usize, dest: SocketAddr, data: &[u8]) -> bool {
+            self.queue_room();
             self.sendq
                 .push_hinted(socket, dest, data, &mut self.stats, None)
         }
@@ -60,11 +61,13 @@ macro_rules! shared_backend_methods {
             data: &[u8],
             hint: &mut SendHint,
         ) -> bool {
+            self.queue_room();
             self.sendq
                 .push_hinted(socket, dest, data, &mut self.stats, Some(hint))
         }
 
         fn lend_send_buf(&mut self) -> Option<$crate::io::SendBuf> {
+            self.queue_room();
             self.sendq.lend()
         }
 
@@ -76,12 +79,30 @@ macro_rules! shared_backend_methods {
             len: usize,
             hint: &mut SendHint,
         ) -> bool {
+            self.queue_room();
             self.sendq
                 .push_lent(socket, dest, buf, len, &mut self.stats, Some(hint))
         }
 
         fn return_send_buf(&mut self, buf: $crate::io::SendBuf) {
             self.sendq.give_back(buf);
+        }
+    };
+}
+
+/// The backends' `queue_room`: when the send queue has no room left
+/// ([`SendQueue::is_full`](send::SendQueue::is_full)), submits what it holds (reaping
+/// the completions, which frees the batches) before a datagram is queued, instead of
+/// dropping the datagram. A fan-out wider than the queue then leaves in parts.
+macro_rules! queue_room_method {
+    () => {
+        fn queue_room(&mut self) {
+            if !self.sendq.is_full() {
+                return;
+            }
+            if let Err(e) = <Self as $crate::io::IoBackend>::flush(self) {
+                tracing::debug!(error = %e, "flush for room in the send queue failed");
+            }
         }
     };
 }
@@ -165,8 +186,10 @@ pub struct IoConfig {
     /// Receive buffers.
     pub recv_buffers: RecvBuffers,
     /// Maximum number of send batches (one batch = one `sendmsg`, up to 64 datagrams)
-    /// pending between two flushes (io_uring: also in flight). Datagrams queued beyond this
-    /// are dropped and counted in [`DropStats::queue_full`].
+    /// pending between two flushes (io_uring: also in flight). When every batch is taken,
+    /// queueing a datagram first submits what is queued (as [`IoBackend::flush`] does),
+    /// so a fan-out to more destinations than this leaves in parts; only a datagram that
+    /// still finds no room is dropped and counted in [`DropStats::queue_full`].
     pub send_batches: usize,
     /// ICE-TCP listeners and their bounds (no listener by default).
     pub tcp: TcpConfig,
@@ -225,7 +248,8 @@ pub struct Received<'a> {
 /// Datagrams dropped, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DropStats {
-    /// `queue_send` found no free send batch.
+    /// `queue_send` found no free send batch even after submitting what was queued
+    /// (batches still in flight).
     pub queue_full: u64,
     /// `queue_send` got an empty datagram or one larger than [`MAX_UDP_PAYLOAD`].
     pub too_large: u64,

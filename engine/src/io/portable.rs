@@ -439,3 +439,7 @@ impl IoBackend for PortableBackend {
 
     shared_backend_methods!();
 }
+
+impl PortableBackend {
+    queue_room_method!();
+}

@@ -519,6 +519,15 @@ impl SendQueue {
         &self.queued
     }
 
+    /// Whether a datagram may find no room: every batch slot is taken (queued, or in
+    /// flight until its completion is reaped) or the chunk pool is spent. The backends
+    /// then submit what is queued before queueing more (`queue_room`), so a fan-out
+    /// wider than the queue goes out in parts instead of being dropped.
+    pub(crate) fn is_full(&self) -> bool {
+        (self.free.is_empty() && self.slots.len() >= self.max)
+            || (self.pool.spare.is_empty() && self.pool.made >= self.pool.limit)
+    }
+
     /// Whether anything is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.queued.is_empty()

@@ -292,7 +292,7 @@ fn oversized_datagram_is_counted_as_truncated_and_service_continues() {
 }
 
 #[test]
-fn send_drops_are_counted() {
+fn send_drops_are_counted_and_a_full_queue_submits_before_it_takes_more() {
     for p in BOTH {
         let mut c = cfg("127.0.0.1:0");
         c.send_batches = 2;
@@ -304,17 +304,31 @@ fn send_drops_are_counted() {
         assert!(!b.queue_send(0, v4, &vec![0; MAX_UDP_PAYLOAD + 1]));
         assert!(b.queue_send(0, v4, b"a"));
         assert!(b.queue_send(0, "127.0.0.1:10".parse().unwrap(), b"b"));
-        assert!(!b.queue_send(0, "127.0.0.1:11".parse().unwrap(), b"c"));
+        assert_eq!(b.stats().tx_datagrams, 0, "{p:?}: queued, not sent yet");
+        // Both batches are taken: the third destination's datagram makes the queue
+        // submit the two it holds (their completions free the batches), then fits.
+        assert!(b.queue_send(0, "127.0.0.1:11".parse().unwrap(), b"c"));
+        assert_eq!(b.stats().tx_datagrams, 2, "{p:?}");
         let d = b.stats().drops;
         assert_eq!(
             (d.bad_socket, d.family_mismatch, d.too_large, d.queue_full),
-            (1, 1, 1, 1)
+            (1, 1, 1, 0),
+            "{p:?}"
         );
         b.flush().unwrap();
         b.poll(Some(Duration::ZERO), &mut |_| {}).unwrap();
-        // Pool slots came back: two more fit.
+        assert_eq!(b.stats().tx_datagrams, 3, "{p:?}");
+        // A lent buffer joins the same way when the queue is full.
         assert!(b.queue_send(0, v4, b"d"));
         assert!(b.queue_send(0, "127.0.0.1:10".parse().unwrap(), b"e"));
+        let mut buf = b.lend_send_buf().expect("a chunk");
+        buf.bytes_mut()[0] = b'f';
+        let mut hint = SendHint::default();
+        assert!(b.queue_send_buf(0, "127.0.0.1:12".parse().unwrap(), buf, 1, &mut hint));
+        b.flush().unwrap();
+        b.poll(Some(Duration::ZERO), &mut |_| {}).unwrap();
+        assert_eq!(b.stats().tx_datagrams, 6, "{p:?}");
+        assert_eq!(b.stats().drops.queue_full, 0, "{p:?}");
     }
 }
 

@@ -617,6 +617,10 @@ impl UringBackend {
     }
 }
 
+impl UringBackend {
+    queue_room_method!();
+}
+
 #[cfg(test)]
 mod token_tests {
     use super::Token;
