@@ -72,8 +72,8 @@ pub struct EngineConfig {
     /// this many packets once traffic has filled the ring, and every forwarded packet
     /// is copied into it).
     ///
-    /// `0` (the default): legs keep no ring; NACKs are answered from the publisher layers' shared
-    /// packet caches ([`cache_video_packets`](Self::cache_video_packets)), rewritten for
+    /// `0` (the default): legs keep no ring; NACKs are answered from the publisher
+    /// layers' shared packet caches ([`cache_video_packets`](Self::cache_video_packets)), rewritten for
     /// the leg again. The caches live on the publisher's shard: a leg on another shard
     /// asks that shard for the cached packet over the cross-shard queue (one loop
     /// iteration of each shard). NACKs that cannot be answered (packet no longer cached,

@@ -340,15 +340,14 @@ impl<'a> SdpApi<'a> {
                 "an ICE fragment needs a negotiated session",
             ));
         }
-        for m in &fragment.media {
-            if let Some(mid) = &m.mid
-                && !rtc
-                    .local_sections
-                    .get()
-                    .iter()
-                    .any(|s| s.mid.as_deref() == Some(mid.as_str()))
-            {
-                return Err(JsepError::InvalidMid(mid.clone()).into());
+        // Our sections are kept as SDP text: parse them once for the whole fragment (not
+        // once per section the peer sends), and only when the fragment names a mid.
+        if fragment.media.iter().any(|m| m.mid.is_some()) {
+            let ours = rtc.local_sections.get();
+            for mid in fragment.media.iter().filter_map(|m| m.mid.as_ref()) {
+                if !ours.iter().any(|s| s.mid.as_deref() == Some(mid.as_str())) {
+                    return Err(JsepError::InvalidMid(mid.clone()).into());
+                }
             }
         }
         let current = rtc.transport.ice.remote_credentials().cloned();
